@@ -1,0 +1,70 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a storage node. Build it from DefaultConfig and set
+// what differs; flags bind onto its fields.
+type Config struct {
+	// NodeID is the node's stable identity, reported by NodeInfo.
+	NodeID string
+	// DataDirs are the node's disks, one data directory each.
+	DataDirs []string
+	// MaxPieceSize bounds a piece (block size / k); the gRPC message limit is
+	// derived from it. Writes whose header implies larger pieces are refused.
+	MaxPieceSize int
+	// ListPageSize is the default and ListPageSizeMax the largest page of
+	// ListShards.
+	ListPageSize, ListPageSizeMax int
+
+	// OpenFS opens a data directory; nil means OpenOSFS. Tests wrap it to
+	// inject faults.
+	OpenFS func(dir string) (FS, error)
+	// Logger receives the node's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the node's metrics; nil means none are exported.
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns a config with the defaults filled in; DataDirs and
+// NodeID are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		MaxPieceSize:    16 << 20,
+		ListPageSize:    1000,
+		ListPageSizeMax: 10000,
+	}
+}
+
+// Validate reports the first field that is unusable.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.DataDirs) == 0:
+		return errors.New("server config: DataDirs: at least one data directory is required")
+	case c.MaxPieceSize < 1 || c.MaxPieceSize > 256<<20:
+		return fmt.Errorf("server config: MaxPieceSize: %d is outside 1..256 MiB", c.MaxPieceSize)
+	case c.ListPageSize < 1 || c.ListPageSizeMax < c.ListPageSize:
+		return fmt.Errorf("server config: ListPageSize %d / ListPageSizeMax %d: need 1 <= size <= max",
+			c.ListPageSize, c.ListPageSizeMax)
+	}
+	seen := map[string]bool{}
+	for _, d := range c.DataDirs {
+		if d == "" {
+			return errors.New("server config: DataDirs: empty directory name")
+		}
+		if seen[d] {
+			return fmt.Errorf("server config: DataDirs: %q listed twice", d)
+		}
+		seen[d] = true
+	}
+	return nil
+}
+
+// maxMessageSize is the largest gRPC message the node sends or accepts: a
+// whole piece, its trailer and framing.
+func (c *Config) maxMessageSize() int { return c.MaxPieceSize + 64<<10 }

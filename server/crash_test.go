@@ -1,0 +1,359 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"github.com/clipstore/clipstore/server"
+	"github.com/clipstore/clipstore/server/faultfs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// helperEnv makes the test binary run a storage node instead of the tests,
+// so that a test can kill a real process with SIGKILL.
+const helperEnv = "CLIPSTORE_TEST_STORAGE_NODE_DIR"
+
+func runHelperProcess() bool {
+	dir := os.Getenv(helperEnv)
+	if dir == "" {
+		return false
+	}
+	cfg := server.DefaultConfig()
+	cfg.DataDirs = []string{dir}
+	node, err := server.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fmt.Printf("LISTENING %s\n", lis.Addr())
+	if err := node.Serve(lis); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	return true
+}
+
+// startNodeProcess runs a storage node in a child process on dir and
+// returns its address; the process is killed at cleanup if still running.
+func startNodeProcess(t *testing.T, dir string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "LISTENING "); ok {
+				addr <- a
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatal("node process exited before listening")
+		}
+		return cmd, a
+	case <-time.After(20 * time.Second):
+		t.Fatal("node process did not start within 20s")
+	}
+	return nil, ""
+}
+
+// TestKilledMidWriteLeavesNothing kills a node process with SIGKILL while a
+// shard is half written, restarts the store on the same disk and checks
+// that nothing of the write is visible or left behind.
+func TestKilledMidWriteLeavesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "disk0")
+	cmd, addr := startNodeProcess(t, dir)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pb.NewStorageServiceClient(conn)
+	ctx := ctxT(t)
+	r := rand.New(rand.NewPCG(21, 22))
+	done := makeShard(r, 4, 2, 0, 8192, 20000)
+	if _, err := writeShard(ctx, client, done); err != nil {
+		t.Fatal(err)
+	}
+	half := makeShard(r, 4, 2, 1, 8192, 2048*10)
+	stream, err := client.WriteShard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: half.header}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range half.pieces[:5] {
+		if err := stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: p}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until the node has the partial shard in its temp file, then kill it.
+	waitFor(t, 10*time.Second, "partial temp file", func() bool {
+		files := tmpFiles(t, []string{dir})
+		if len(files) != 1 {
+			return false
+		}
+		fi, err := os.Stat(files[0])
+		return err == nil && fi.Size() >= 128+5*(2048+28)
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	cfg := server.DefaultConfig()
+	cfg.DataDirs = []string{dir}
+	store, err := server.OpenStore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if left := tmpFiles(t, []string{dir}); len(left) != 0 {
+		t.Fatalf("temp files survive a restart: %v", left)
+	}
+	if _, err := store.Stat(server.ShardID(half.id())); !errors.Is(err, server.ErrNotFound) {
+		t.Fatalf("half-written shard: %v, want ErrNotFound", err)
+	}
+	info, err := store.Stat(server.ShardID(done.id()))
+	if err != nil || info.Checksum != done.checksum {
+		t.Fatalf("completed shard after restart: %+v, %v", info, err)
+	}
+	entries, _, err := store.List(nil, 10)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("listing after restart: %v, %v", entries, err)
+	}
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRestartKeepsShardsAndIncarnation(t *testing.T) {
+	cfg := testConfig(t, 2)
+	r := rand.New(rand.NewPCG(23, 24))
+	var shards []*testShard
+	var before *pb.NodeInfoResponse
+	func() {
+		n := startNode(t, cfg)
+		for i := range 10 {
+			s := makeShard(r, 3, 2, i%5, 3000, 2500+i)
+			if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+				t.Fatal(err)
+			}
+			shards = append(shards, s)
+		}
+		var err error
+		if before, err = n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.node.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	// The first node's cleanup runs Shutdown again: it must be harmless.
+	n := startNode(t, cfg)
+	for _, s := range shards {
+		_, pieces, err := readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: s.id()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertPieces(t, pieces, s.pieces)
+	}
+	after, err := n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range before.Disks {
+		if before.Disks[i].Incarnation != after.Disks[i].Incarnation || before.Disks[i].ShardCount != after.Disks[i].ShardCount {
+			t.Fatalf("disk %d: before %v, after restart %v", i, before.Disks[i], after.Disks[i])
+		}
+	}
+}
+
+func TestWipedDiskGetsNewIncarnation(t *testing.T) {
+	cfg := testConfig(t, 1)
+	s1, err := server.OpenStore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1, _ := s1.Usage()
+	s1.Close()
+	if err := os.RemoveAll(cfg.DataDirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := server.OpenStore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	u2, _ := s2.Usage()
+	if u1[0].Incarnation == u2[0].Incarnation {
+		t.Fatalf("wiped disk kept incarnation %s", u1[0].Incarnation)
+	}
+}
+
+// TestDiskFaults injects filesystem failures into each step of a write; the
+// write must fail with the right code, leave nothing, and the node must
+// accept writes again once the fault is gone.
+func TestDiskFaults(t *testing.T) {
+	cases := []struct {
+		name string
+		op   faultfs.Op
+		err  error
+		on   string // only names containing this fail
+		want codes.Code
+	}{
+		{"disk full on write", faultfs.OpWrite, syscall.ENOSPC, "tmp/", codes.ResourceExhausted},
+		{"disk full on create", faultfs.OpOpen, syscall.ENOSPC, "tmp/", codes.ResourceExhausted},
+		{"quota on write", faultfs.OpWrite, syscall.EDQUOT, "tmp/", codes.ResourceExhausted},
+		{"EIO on write", faultfs.OpWrite, syscall.EIO, "tmp/", codes.Internal},
+		{"fsync fails", faultfs.OpSync, syscall.EIO, "tmp/", codes.Internal},
+		{"rename fails", faultfs.OpRename, syscall.EIO, "shards/", codes.Internal},
+		{"dir fsync fails", faultfs.OpSyncDir, syscall.EIO, "shards/", codes.Internal},
+		{"mkdir fails", faultfs.OpMkdir, syscall.ENOSPC, "shards/", codes.ResourceExhausted},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var ffs *faultfs.FS
+			cfg := testConfig(t, 1)
+			cfg.OpenFS = func(dir string) (server.FS, error) {
+				fsys, err := server.OpenOSFS(dir)
+				ffs = faultfs.Wrap(fsys)
+				return ffs, err
+			}
+			n := startNode(t, cfg)
+			r := rand.New(rand.NewPCG(25, 26))
+			ffs.SetInjector(func(op faultfs.Op, name string) error {
+				if op == tc.op && strings.Contains(name, tc.on) {
+					return tc.err
+				}
+				return nil
+			})
+			s := makeShard(r, 4, 2, 0, 8192, 30000)
+			_, err := writeShard(ctxT(t), n.client, s)
+			wantCode(t, err, tc.want)
+			ffs.SetInjector(nil)
+			assertShardCount(t, n, 0)
+			if left := tmpFiles(t, n.dirs); len(left) != 0 {
+				t.Fatalf("temp files left: %v", left)
+			}
+			if _, err := os.Stat(shardPath(n.dirs[0], s.id())); !os.IsNotExist(err) {
+				t.Fatalf("shard file visible after a failed write: %v", err)
+			}
+			if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+				t.Fatalf("write after the fault cleared: %v", err)
+			}
+		})
+	}
+}
+
+// TestReadFaults: a bit flipped on its way from the disk is caught; an I/O
+// error is reported, not served.
+func TestReadFaults(t *testing.T) {
+	var ffs *faultfs.FS
+	cfg := testConfig(t, 1)
+	cfg.OpenFS = func(dir string) (server.FS, error) {
+		fsys, err := server.OpenOSFS(dir)
+		ffs = faultfs.Wrap(fsys)
+		return ffs, err
+	}
+	n := startNode(t, cfg)
+	ctx := ctxT(t)
+	s := makeShard(rand.New(rand.NewPCG(27, 28)), 2, 1, 2, 4000, 6000)
+	if _, err := writeShard(ctx, n.client, s); err != nil {
+		t.Fatal(err)
+	}
+	ffs.SetCorrupter(func(name string, off int64, p []byte) {
+		if off >= 128 && len(p) > 100 {
+			p[len(p)/2] ^= 1
+		}
+	})
+	_, _, err := readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()})
+	if block := corruptBlock(t, err); block != 0 {
+		t.Fatalf("flipped read names block %d, want 0", block)
+	}
+	ffs.SetCorrupter(nil)
+	ffs.SetInjector(func(op faultfs.Op, name string) error {
+		if op == faultfs.OpRead {
+			return syscall.EIO
+		}
+		return nil
+	})
+	_, pieces, err := readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()})
+	wantCode(t, err, codes.Internal)
+	if len(pieces) != 0 {
+		t.Fatal("pieces served despite read errors")
+	}
+	ffs.SetInjector(nil)
+	if _, pieces, err = readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()}); err != nil {
+		t.Fatal(err)
+	}
+	assertPieces(t, pieces, s.pieces)
+}
+
+// TestCancelledWriteLeavesNothing: a client that goes away mid-stream leaves
+// no shard and no temp file.
+func TestCancelledWriteLeavesNothing(t *testing.T) {
+	n := startNode(t, testConfig(t, 1))
+	s := makeShard(rand.New(rand.NewPCG(29, 30)), 4, 2, 0, 8192, 20000)
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := n.client.WriteShard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
+	waitFor(t, 10*time.Second, "temp file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
+	cancel()
+	waitFor(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
+	assertShardCount(t, n, 0)
+	// The id is free again: the retry succeeds.
+	if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+		t.Fatal(err)
+	}
+}

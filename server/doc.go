@@ -1,0 +1,22 @@
+// Package server is the clipstore storage node: it keeps erasure-coded shards
+// as files on one or more local disks and serves them over gRPC
+// (proto/storagepb.StorageService).
+//
+// A shard's file path comes from its 128-bit shard id alone
+// (shards/ab/cd/<32 hex digits>), never from a bucket or key, and every file
+// is reached through an os.Root per disk. A shard file is a fixed-size
+// header with its own CRC (see shard_file.go) followed by the shard stream
+// exactly as package erasure lays it out: for every block its piece and a
+// trailer holding the CRCs of all the block's pieces. Piece b therefore sits
+// at a fixed offset and a range read verifies just what it reads.
+//
+// Writes land in a per-disk tmp/ directory and become visible only after
+// every piece's CRC was checked, the file fsynced, renamed into place and its
+// directory fsynced; a write that ends any other way, a crash included,
+// leaves nothing that is ever served, and leftover temp files are removed
+// when the node starts. Every read re-verifies each piece before a byte
+// leaves the node.
+//
+// All disk I/O goes through the FS interface so that tests can wrap the real
+// filesystem with faults (package server/faultfs).
+package server

@@ -1,0 +1,100 @@
+package server
+
+import (
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// FS is the filesystem seam of one data directory. Names are slash-separated
+// and relative to the directory; the OS implementation resolves them through
+// an os.Root so that no name can leave it.
+type FS interface {
+	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
+	Rename(oldname, newname string) error
+	Remove(name string) error
+	MkdirAll(name string, perm fs.FileMode) error
+	ReadDir(name string) ([]fs.DirEntry, error)
+	Stat(name string) (fs.FileInfo, error)
+	// SyncDir fsyncs a directory so that renames and removals in it are durable.
+	SyncDir(name string) error
+	// Usage reports the size of the filesystem holding the directory and the
+	// bytes available to an unprivileged writer.
+	Usage() (total, free uint64, err error)
+	// Path is a printable name of the directory.
+	Path() string
+	Close() error
+}
+
+// File is an open file of an FS.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.Closer
+	Sync() error
+	Stat() (fs.FileInfo, error)
+}
+
+// osFS is the real filesystem of one data directory.
+type osFS struct {
+	root *os.Root
+	path string
+}
+
+// OpenOSFS opens (creating it if needed) the data directory dir.
+func OpenOSFS(dir string) (FS, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &osFS{root: root, path: dir}, nil
+}
+
+func (f *osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	file, err := f.root.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return file, nil
+}
+
+func (f *osFS) Rename(oldname, newname string) error         { return f.root.Rename(oldname, newname) }
+func (f *osFS) Remove(name string) error                     { return f.root.Remove(name) }
+func (f *osFS) MkdirAll(name string, perm fs.FileMode) error { return f.root.MkdirAll(name, perm) }
+func (f *osFS) Stat(name string) (fs.FileInfo, error)        { return f.root.Stat(name) }
+func (f *osFS) Path() string                                 { return f.path }
+func (f *osFS) Close() error                                 { return f.root.Close() }
+
+func (f *osFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	d, err := f.root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadDir(-1)
+}
+
+func (f *osFS) SyncDir(name string) error {
+	d, err := f.root.Open(name)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
+}
+
+func (f *osFS) Usage() (total, free uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(f.path, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Node is a storage node: the shard store served over gRPC.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *Store
+	grpc   *grpc.Server
+	health *health.Server
+}
+
+// New opens the node's disks (see OpenStore) and prepares its gRPC server.
+func New(cfg Config) (*Node, error) {
+	store, err := OpenStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: store.log, store: store, health: health.NewServer()}
+	n.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
+		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
+	)
+	pb.RegisterStorageServiceServer(n.grpc, &service{store: store, nodeID: cfg.NodeID})
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	return n, nil
+}
+
+// Store returns the node's shard store.
+func (n *Node) Store() *Store { return n.store }
+
+// GRPCServer returns the node's gRPC server, so that a process may register
+// more services on it before Serve.
+func (n *Node) GRPCServer() *grpc.Server { return n.grpc }
+
+// Serve answers gRPC requests on lis until Shutdown. It returns nil after a
+// Shutdown.
+func (n *Node) Serve(lis net.Listener) error {
+	n.log.Info("storage node serving", "node", n.cfg.NodeID, "addr", lis.Addr().String(), "disks", len(n.store.disks))
+	err := n.grpc.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting requests, waits for those in flight until ctx is
+// done (then cancels them), and closes the disks. Writes cut short leave
+// nothing behind.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		n.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.grpc.Stop()
+		<-done
+	}
+	return n.store.Close()
+}

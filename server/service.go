@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc"
+)
+
+// service adapts the Store to the generated gRPC interface: it decodes and
+// checks requests, calls the store and translates errors with toStatus.
+type service struct {
+	pb.UnimplementedStorageServiceServer
+	store  *Store
+	nodeID string
+	bufs   sync.Pool // read buffers, one unit each
+}
+
+func (s *service) WriteShard(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) error {
+	res, err := s.writeShard(stream)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.SendAndClose(&pb.WriteShardResponse{
+		Blocks: res.Blocks, Length: res.Length, Checksum: res.Checksum, Existed: res.Existed,
+	})
+}
+
+func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) (WriteResult, error) {
+	first, err := stream.Recv()
+	if err != nil {
+		return WriteResult{}, recvError(stream.Context(), err, "header")
+	}
+	ph := first.GetHeader()
+	if ph == nil {
+		return WriteResult{}, fmt.Errorf("%w: the first message of a write must be the header", ErrInvalidArgument)
+	}
+	h, err := headerFromProto(ph)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	w, err := s.store.Create(h)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	defer w.Abort() // no-op after Commit
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return WriteResult{}, recvError(stream.Context(), err, "finish")
+		}
+		switch msg := req.Msg.(type) {
+		case *pb.WriteShardRequest_Piece:
+			if err := w.WritePiece(msg.Piece.GetBlock(), msg.Piece.GetData(), msg.Piece.GetTrailer()); err != nil {
+				return WriteResult{}, err
+			}
+		case *pb.WriteShardRequest_Finish:
+			return w.Commit(msg.Finish.GetBlocks(), msg.Finish.Checksum)
+		default:
+			return WriteResult{}, fmt.Errorf("%w: unexpected %T after the header", ErrInvalidArgument, req.Msg)
+		}
+	}
+}
+
+// recvError explains why a write stream ended early: the client cancelled,
+// or the stream closed before the message the node waited for.
+func recvError(ctx context.Context, err error, waiting string) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: stream ended before the %s message (truncated write)", ErrInvalidArgument, waiting)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("write interrupted: %w", ctx.Err())
+	}
+	return err
+}
+
+func headerFromProto(p *pb.ShardHeader) (ShardHeader, error) {
+	id, err := ParseShardID(p.GetShardId())
+	if err != nil {
+		return ShardHeader{}, err
+	}
+	clip, err := ParseClipID(p.GetClipId())
+	if err != nil {
+		return ShardHeader{}, err
+	}
+	const max16 = 1<<16 - 1
+	if p.GetIndex() > max16 || p.GetDataShards() > max16 || p.GetParityShards() > max16 || p.GetBlockSize() > 1<<31-1 {
+		return ShardHeader{}, fmt.Errorf("%w: header field out of range (index %d, k %d, m %d, block size %d)",
+			ErrInvalidArgument, p.GetIndex(), p.GetDataShards(), p.GetParityShards(), p.GetBlockSize())
+	}
+	return ShardHeader{
+		ShardID: id, ClipID: clip,
+		Index: int(p.GetIndex()), DataShards: int(p.GetDataShards()), ParityShards: int(p.GetParityShards()),
+		BlockSize: int(p.GetBlockSize()), CommitDeadline: p.GetCommitDeadlineUnixNano(),
+	}, nil
+}
+
+func headerToProto(h ShardHeader) *pb.ShardHeader {
+	return &pb.ShardHeader{
+		ShardId: h.ShardID[:], ClipId: h.ClipID[:],
+		Index: uint32(h.Index), DataShards: uint32(h.DataShards), ParityShards: uint32(h.ParityShards),
+		BlockSize: uint32(h.BlockSize), CommitDeadlineUnixNano: h.CommitDeadline,
+	}
+}
+
+func (s *service) ReadShard(req *pb.ReadShardRequest, stream grpc.ServerStreamingServer[pb.ReadShardResponse]) error {
+	return toStatus(s.readShard(req, stream))
+}
+
+func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamingServer[pb.ReadShardResponse]) error {
+	id, err := ParseShardID(req.GetShardId())
+	if err != nil {
+		return err
+	}
+	r, err := s.store.Open(id)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	first, end, err := blockRange(req.GetFirstBlock(), req.GetBlockCount(), r.Blocks())
+	if err != nil {
+		return err
+	}
+	buf := s.getBuf(r.UnitSize())
+	defer s.bufs.Put(buf)
+	resp := &pb.ReadShardResponse{Header: headerToProto(r.Header())}
+	if first == end { // empty range: the header alone
+		return stream.Send(resp)
+	}
+	for b := first; b < end; b++ {
+		if err := stream.Context().Err(); err != nil {
+			return err
+		}
+		data, trailer, err := r.ReadPiece(b, *buf)
+		var corrupt *CorruptPieceError
+		switch {
+		case errors.As(err, &corrupt) && req.GetSkipCorrupt():
+			resp.Piece = &pb.Piece{Block: b, Corrupt: true}
+		case err != nil:
+			return err
+		default:
+			resp.Piece = &pb.Piece{Block: b, Data: data, Trailer: trailer}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		resp.Header = nil
+	}
+	return nil
+}
+
+// blockRange checks a requested range against a shard of n blocks.
+func blockRange(first, count, n uint64) (uint64, uint64, error) {
+	if first > n || (first == n && n != 0) {
+		return 0, 0, fmt.Errorf("%w: first block %d of a shard with %d blocks", ErrOutOfRange, first, n)
+	}
+	if count == 0 {
+		return first, n, nil
+	}
+	if count > n-first {
+		return 0, 0, fmt.Errorf("%w: blocks %d..%d of a shard with %d blocks", ErrOutOfRange, first, first+count-1, n)
+	}
+	return first, first + count, nil
+}
+
+func (s *service) getBuf(n int) *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func (s *service) DeleteShard(ctx context.Context, req *pb.DeleteShardRequest) (*pb.DeleteShardResponse, error) {
+	id, err := ParseShardID(req.GetShardId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	existed, err := s.store.Delete(id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.DeleteShardResponse{Existed: existed}, nil
+}
+
+func (s *service) StatShard(ctx context.Context, req *pb.StatShardRequest) (*pb.StatShardResponse, error) {
+	id, err := ParseShardID(req.GetShardId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	info, err := s.store.Stat(id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.StatShardResponse{Shard: &pb.ShardInfo{
+		Header: headerToProto(info.Header), Blocks: info.Blocks, Length: info.Length,
+		FileSize: uint64(info.FileSize), Checksum: info.Checksum, Disk: info.Disk,
+		ModTimeUnixNano: info.ModTime,
+	}}, nil
+}
+
+func (s *service) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*pb.ListShardsResponse, error) {
+	var after *ShardID
+	if len(req.GetStartAfter()) > 0 {
+		id, err := ParseShardID(req.GetStartAfter())
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("start_after: %w", err))
+		}
+		after = &id
+	}
+	limit := int(req.GetPageSize())
+	if limit == 0 {
+		limit = s.store.cfg.ListPageSize
+	}
+	limit = min(limit, s.store.cfg.ListPageSizeMax)
+	entries, more, err := s.store.List(after, limit)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pb.ListShardsResponse{Shards: make([]*pb.ShardEntry, len(entries))}
+	for i, e := range entries {
+		resp.Shards[i] = &pb.ShardEntry{ShardId: e.ID[:], FileSize: uint64(e.FileSize), Disk: e.Disk}
+	}
+	if more {
+		last := entries[len(entries)-1].ID
+		resp.NextStartAfter = last[:]
+	}
+	return resp, nil
+}
+
+func (s *service) NodeInfo(ctx context.Context, req *pb.NodeInfoRequest) (*pb.NodeInfoResponse, error) {
+	disks, err := s.store.Usage()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pb.NodeInfoResponse{NodeId: s.nodeID}
+	for _, d := range disks {
+		resp.Disks = append(resp.Disks, &pb.DiskInfo{
+			Path: d.Path, Incarnation: d.Incarnation, Capacity: d.Capacity, Used: d.Used, Free: d.Free,
+			ShardCount: d.ShardCount, ShardBytes: d.ShardSize,
+		})
+		resp.Capacity += d.Capacity
+		resp.Used += d.Used
+		resp.Free += d.Free
+		resp.ShardCount += d.ShardCount
+	}
+	return resp, nil
+}

@@ -1,0 +1,285 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"time"
+
+	"github.com/clipstore/clipstore/erasure"
+)
+
+// ShardWriter receives one shard, piece by piece, into a temp file. Nothing
+// is visible until Commit returns; Abort (or a crash) leaves nothing.
+type ShardWriter struct {
+	s       *Store
+	d       *disk
+	h       ShardHeader
+	f       File
+	tmp     string
+	start   time.Time
+	next    uint64 // block number expected next
+	short   bool   // a short (last) piece was received
+	length  uint64 // piece bytes received
+	sum     erasure.ShardSum
+	crcs    []uint32
+	done    bool
+	written int64 // file bytes
+}
+
+// WriteResult describes a committed shard.
+type WriteResult struct {
+	Blocks   uint64
+	Length   uint64 // piece bytes
+	Checksum uint32 // erasure.ShardSum of the piece CRCs
+	Existed  bool   // an identical shard was already stored
+}
+
+// Create starts writing a new shard described by h.
+func (s *Store) Create(h ShardHeader) (*ShardWriter, error) {
+	if err := h.validate(s.cfg.MaxPieceSize); err != nil {
+		return nil, err
+	}
+	if err := s.claim(h.ShardID); err != nil {
+		return nil, err
+	}
+	w, err := s.create(h)
+	if err != nil {
+		s.release(h.ShardID)
+		return nil, err
+	}
+	return w, nil
+}
+
+func (s *Store) create(h ShardHeader) (*ShardWriter, error) {
+	d, err := s.pickDisk()
+	if err != nil {
+		return nil, err
+	}
+	var suffix [8]byte
+	rand.Read(suffix[:])
+	tmp := path.Join(tmpDir, h.ShardID.String()+"."+hex.EncodeToString(suffix[:]))
+	f, err := d.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, diskError("create temp file", err)
+	}
+	w := &ShardWriter{s: s, d: d, h: h, f: f, tmp: tmp, start: time.Now(), crcs: make([]uint32, h.shards())}
+	if err := w.write(marshalHeader(&h)); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+// claim marks id as being written, refusing a second concurrent write.
+func (s *Store) claim(id ShardID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return ErrClosed
+	}
+	if _, busy := s.mu.writing[id]; busy {
+		return fmt.Errorf("%w: %s", ErrWriteInProgress, id)
+	}
+	s.mu.writing[id] = struct{}{}
+	return nil
+}
+
+func (s *Store) release(id ShardID) {
+	s.mu.Lock()
+	delete(s.mu.writing, id)
+	s.mu.Unlock()
+}
+
+func (w *ShardWriter) write(p []byte) error {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if err != nil {
+		return diskError("write shard "+w.h.ShardID.String(), err)
+	}
+	return nil
+}
+
+// WritePiece verifies one piece against its trailer and appends both. Pieces
+// come in block order; every piece but the last is exactly the full piece
+// size.
+func (w *ShardWriter) WritePiece(block uint64, data, trailer []byte) error {
+	if w.done {
+		return errors.New("shard writer already finished")
+	}
+	if err := w.checkPiece(block, data, trailer); err != nil {
+		return err
+	}
+	if err := w.write(data); err != nil {
+		return err
+	}
+	if err := w.write(trailer); err != nil {
+		return err
+	}
+	w.sum.Add(w.crcs[w.h.Index])
+	w.length += uint64(len(data))
+	w.next++
+	if len(data) < w.h.pieceSize() {
+		w.short = true
+	}
+	return nil
+}
+
+func (w *ShardWriter) checkPiece(block uint64, data, trailer []byte) error {
+	ps := w.h.pieceSize()
+	switch {
+	case block != w.next:
+		return fmt.Errorf("%w: piece for block %d, expected block %d", ErrInvalidArgument, block, w.next)
+	case w.short:
+		return fmt.Errorf("%w: block %d follows a short piece; only the last piece may be shorter than %d bytes",
+			ErrInvalidArgument, block, ps)
+	case len(data) == 0 || len(data) > ps:
+		return fmt.Errorf("%w: block %d: piece of %d bytes, header implies 1..%d", ErrInvalidArgument, block, len(data), ps)
+	case len(trailer) != w.h.trailerSize():
+		return fmt.Errorf("%w: block %d: trailer of %d bytes, want %d", ErrInvalidArgument, block, len(trailer), w.h.trailerSize())
+	}
+	if !erasure.ParseTrailer(trailer, w.h.Index, int64(block), w.crcs) {
+		return fmt.Errorf("%w: block %d: trailer checksum mismatch", ErrInvalidArgument, block)
+	}
+	if got := erasure.PieceCRC(w.h.Index, int64(block), data); got != w.crcs[w.h.Index] {
+		return fmt.Errorf("%w: block %d: piece checksum mismatch (sent %08x, computed %08x)",
+			ErrInvalidArgument, block, w.crcs[w.h.Index], got)
+	}
+	return nil
+}
+
+// Commit checks that the shard is complete (blocks pieces, and the given
+// checksum when not nil), makes it durable and visible, and returns what was
+// stored. On any error nothing is visible.
+func (w *ShardWriter) Commit(blocks uint64, checksum *uint32) (WriteResult, error) {
+	if w.done {
+		return WriteResult{}, errors.New("shard writer already finished")
+	}
+	res := WriteResult{Blocks: w.next, Length: w.length, Checksum: w.sum.Sum32()}
+	if blocks != w.next {
+		w.Abort()
+		return res, fmt.Errorf("%w: finish says %d blocks, received %d", ErrInvalidArgument, blocks, w.next)
+	}
+	if checksum != nil && *checksum != res.Checksum {
+		w.Abort()
+		return res, fmt.Errorf("%w: shard checksum %08x, sender says %08x", ErrInvalidArgument, res.Checksum, *checksum)
+	}
+	if err := w.f.Sync(); err != nil {
+		w.Abort()
+		return res, diskError("fsync shard", err)
+	}
+	err := w.f.Close()
+	w.f = nil
+	if err != nil {
+		w.Abort()
+		return res, diskError("close shard", err)
+	}
+	existed, err := w.publish(res)
+	if err != nil {
+		w.Abort()
+		return res, err
+	}
+	res.Existed = existed
+	w.finish()
+	w.s.metrics.observeWrite(w.start, w.written, existed)
+	return res, nil
+}
+
+// publish renames the temp file into place, unless the shard exists, in
+// which case the new copy must be identical and is dropped.
+func (w *ShardWriter) publish(res WriteResult) (existed bool, err error) {
+	id := w.h.ShardID
+	if old, err := w.s.lookup(id); err == nil {
+		if err := w.sameAs(old, res); err != nil {
+			return false, err
+		}
+		w.removeTmp()
+		return true, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	rel := id.relPath()
+	if err := w.mkdirs(parentDir(rel)); err != nil {
+		return false, err
+	}
+	if err := w.d.fs.Rename(w.tmp, rel); err != nil {
+		return false, diskError("rename shard into place", err)
+	}
+	w.tmp = ""
+	if err := w.d.fs.SyncDir(parentDir(rel)); err != nil {
+		// The file may or may not survive a crash now; report failure and
+		// remove it so that what is visible matches what was acknowledged.
+		w.d.fs.Remove(rel)
+		return false, diskError("fsync shard directory", err)
+	}
+	w.s.mu.Lock()
+	w.s.mu.index.ReplaceOrInsert(indexEntry{id: id, disk: w.d, size: w.written})
+	w.s.mu.Unlock()
+	w.d.add(w.written)
+	return false, nil
+}
+
+// sameAs compares the new shard with the stored one: the same header, the
+// same size and the same checksum over every piece CRC.
+func (w *ShardWriter) sameAs(old indexEntry, res WriteResult) error {
+	info, err := w.s.stat(old)
+	if err != nil {
+		return fmt.Errorf("compare with stored shard: %w", err)
+	}
+	if info.Header != w.h || info.FileSize != w.written || info.Checksum != res.Checksum {
+		return fmt.Errorf("%w: %s", ErrExists, w.h.ShardID)
+	}
+	return nil
+}
+
+// mkdirs creates the shard's directory, fsyncing the parents of any
+// directory it had to create so that the new entries survive a crash.
+func (w *ShardWriter) mkdirs(dir string) error {
+	if _, err := w.d.fs.Stat(dir); err == nil {
+		return nil
+	}
+	if err := w.d.fs.MkdirAll(dir, 0o755); err != nil {
+		return diskError("create shard directory", err)
+	}
+	for p := parentDir(dir); ; p = parentDir(p) {
+		if err := w.d.fs.SyncDir(p); err != nil {
+			return diskError("fsync directory", err)
+		}
+		if p == "." {
+			return nil
+		}
+	}
+}
+
+// Abort drops the shard being written. It is safe to call more than once
+// and after Commit.
+func (w *ShardWriter) Abort() {
+	if w.done {
+		return
+	}
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+	w.removeTmp()
+	w.s.metrics.writeFailed()
+	w.finish()
+}
+
+func (w *ShardWriter) removeTmp() {
+	if w.tmp == "" {
+		return
+	}
+	if err := w.d.fs.Remove(w.tmp); err != nil {
+		w.s.log.Warn("remove temp file", "disk", w.d.fs.Path(), "file", w.tmp, "err", err)
+	}
+	w.tmp = ""
+}
+
+func (w *ShardWriter) finish() {
+	w.done = true
+	w.s.release(w.h.ShardID)
+}
