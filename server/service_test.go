@@ -189,7 +189,7 @@ func TestBadWritesChangeNothing(t *testing.T) {
 		{"k+m over 64", withHeader(func(h *pb.ShardHeader) { h.DataShards, h.ParityShards = 60, 5 }), codes.InvalidArgument},
 		{"index past k+m", withHeader(func(h *pb.ShardHeader) { h.Index = 6 }), codes.InvalidArgument},
 		{"block size zero", withHeader(func(h *pb.ShardHeader) { h.BlockSize = 0 }), codes.InvalidArgument},
-		{"piece over node limit", withHeader(func(h *pb.ShardHeader) { h.BlockSize, h.DataShards, h.ParityShards = 8 << 20, 4, 0 }), codes.InvalidArgument},
+		{"piece over node limit", withHeader(func(h *pb.ShardHeader) { h.BlockSize, h.DataShards, h.ParityShards = 8<<20, 4, 0 }), codes.InvalidArgument},
 		{"header disagrees with pieces", withHeader(func(h *pb.ShardHeader) { h.BlockSize = 2048 }), codes.InvalidArgument},
 		{"wrong block number", withPiece(1, func(p *pb.Piece) { p.Block = 5 }), codes.InvalidArgument},
 		{"piece too long", withPiece(0, func(p *pb.Piece) { p.Data = append(p.Data, 0) }), codes.InvalidArgument},
@@ -268,7 +268,10 @@ func TestBadReads(t *testing.T) {
 		call func() error
 	}{
 		{"stat malformed", func() error { _, err := n.client.StatShard(ctx, &pb.StatShardRequest{ShardId: nil}); return err }},
-		{"delete malformed", func() error { _, err := n.client.DeleteShard(ctx, &pb.DeleteShardRequest{ShardId: []byte("x")}); return err }},
+		{"delete malformed", func() error {
+			_, err := n.client.DeleteShard(ctx, &pb.DeleteShardRequest{ShardId: []byte("x")})
+			return err
+		}},
 		{"list malformed start", func() error {
 			_, err := n.client.ListShards(ctx, &pb.ListShardsRequest{StartAfter: []byte("abc")})
 			return err
