@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,6 +22,8 @@ type Config struct {
 	// ListPageSize is the default and ListPageSizeMax the largest page of
 	// ListShards.
 	ListPageSize, ListPageSizeMax int
+	// WriteIdleTimeout ends a write whose client sent nothing for this long.
+	WriteIdleTimeout time.Duration
 
 	// OpenFS opens a data directory; nil means OpenOSFS. Tests wrap it to
 	// inject faults.
@@ -35,9 +38,10 @@ type Config struct {
 // NodeID are left for the caller.
 func DefaultConfig() Config {
 	return Config{
-		MaxPieceSize:    16 << 20,
-		ListPageSize:    1000,
-		ListPageSizeMax: 10000,
+		MaxPieceSize:     16 << 20,
+		ListPageSize:     1000,
+		ListPageSizeMax:  10000,
+		WriteIdleTimeout: time.Minute,
 	}
 }
 
@@ -48,6 +52,8 @@ func (c *Config) Validate() error {
 		return errors.New("server config: DataDirs: at least one data directory is required")
 	case c.MaxPieceSize < 1 || c.MaxPieceSize > 256<<20:
 		return fmt.Errorf("server config: MaxPieceSize: %d is outside 1..256 MiB", c.MaxPieceSize)
+	case c.WriteIdleTimeout <= 0:
+		return fmt.Errorf("server config: WriteIdleTimeout: %v must be positive", c.WriteIdleTimeout)
 	case c.ListPageSize < 1 || c.ListPageSizeMax < c.ListPageSize:
 		return fmt.Errorf("server config: ListPageSize %d / ListPageSizeMax %d: need 1 <= size <= max",
 			c.ListPageSize, c.ListPageSizeMax)

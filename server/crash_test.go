@@ -357,3 +357,31 @@ func TestCancelledWriteLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStalledWriterIsDropped: a client that opens a write and then sends
+// nothing is cut off after the idle timeout; its temp file goes.
+func TestStalledWriterIsDropped(t *testing.T) {
+	cfg := testConfig(t, 1)
+	cfg.WriteIdleTimeout = 200 * time.Millisecond
+	n := startNode(t, cfg)
+	s := makeShard(rand.New(rand.NewPCG(31, 32)), 4, 2, 0, 8192, 20000)
+	stream, err := n.client.WriteShard(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
+	_, err = stream.CloseAndRecv() // a half-close is not a finish: refused at once
+	wantCode(t, err, codes.InvalidArgument)
+
+	stream, err = n.client.WriteShard(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
+	var resp pb.WriteShardResponse
+	err = stream.RecvMsg(&resp) // the node ends the stream on its own
+	wantCode(t, err, codes.DeadlineExceeded)
+	waitFor(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
+	assertShardCount(t, n, 0)
+}

@@ -29,6 +29,8 @@ var (
 	ErrCorrupt = errors.New("corrupt")
 	// ErrNoSpace: the disk is full.
 	ErrNoSpace = errors.New("no space left on disk")
+	// ErrTimeout: a writer went silent for longer than the idle timeout.
+	ErrTimeout = errors.New("timed out")
 	// ErrClosed: the store is shutting down.
 	ErrClosed = errors.New("storage node is shutting down")
 )
@@ -62,6 +64,7 @@ var codeTable = []struct {
 	{ErrOutOfRange, codes.OutOfRange},
 	{ErrCorrupt, codes.DataLoss},
 	{ErrNoSpace, codes.ResourceExhausted},
+	{ErrTimeout, codes.DeadlineExceeded},
 	{ErrClosed, codes.Unavailable},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},

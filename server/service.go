@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc"
@@ -31,9 +32,10 @@ func (s *service) WriteShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 }
 
 func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) (WriteResult, error) {
-	first, err := stream.Recv()
+	msgs := s.receive(stream)
+	first, err := msgs.next("header")
 	if err != nil {
-		return WriteResult{}, recvError(stream.Context(), err, "header")
+		return WriteResult{}, err
 	}
 	ph := first.GetHeader()
 	if ph == nil {
@@ -49,9 +51,9 @@ func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 	}
 	defer w.Abort() // no-op after Commit
 	for {
-		req, err := stream.Recv()
+		req, err := msgs.next("finish")
 		if err != nil {
-			return WriteResult{}, recvError(stream.Context(), err, "finish")
+			return WriteResult{}, err
 		}
 		switch msg := req.Msg.(type) {
 		case *pb.WriteShardRequest_Piece:
@@ -63,6 +65,56 @@ func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 		default:
 			return WriteResult{}, fmt.Errorf("%w: unexpected %T after the header", ErrInvalidArgument, req.Msg)
 		}
+	}
+}
+
+// receiver delivers a write stream's messages and gives up on a client that
+// sends nothing for the idle timeout: a stalled writer must not hold a
+// temp file and a goroutine forever. Its goroutine ends when the handler
+// returns, because gRPC then cancels the stream and Recv fails.
+type receiver struct {
+	ctx  context.Context
+	idle time.Duration
+	msgs chan recvResult
+}
+
+type recvResult struct {
+	req *pb.WriteShardRequest
+	err error
+}
+
+func (s *service) receive(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) *receiver {
+	r := &receiver{ctx: stream.Context(), idle: s.store.cfg.WriteIdleTimeout, msgs: make(chan recvResult)}
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case r.msgs <- recvResult{req, err}:
+			case <-r.ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *receiver) next(waiting string) (*pb.WriteShardRequest, error) {
+	timer := time.NewTimer(r.idle)
+	defer timer.Stop()
+	select {
+	case m := <-r.msgs:
+		if m.err != nil {
+			return nil, recvError(r.ctx, m.err, waiting)
+		}
+		return m.req, nil
+	case <-timer.C:
+		return nil, fmt.Errorf("%w: no message for %v while waiting for the %s (write abandoned)",
+			ErrTimeout, r.idle, waiting)
+	case <-r.ctx.Done():
+		return nil, fmt.Errorf("write interrupted: %w", r.ctx.Err())
 	}
 }
 
