@@ -1,0 +1,116 @@
+package meta
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a meta member. Build it from DefaultConfig.
+type Config struct {
+	// ID is the member's Raft server id; stable across restarts.
+	ID string
+	// DataDir holds the FSM database, the Raft log and the snapshots.
+	DataDir string
+	// RaftBind is the TCP address the Raft transport listens on (ignored
+	// when Transport is set). Port 0 picks a free port.
+	RaftBind string
+	// Transport replaces the TCP transport (tests inject raft's
+	// InmemTransport to partition members).
+	Transport raft.Transport
+	// GRPCAddress is where other members and clients reach this member's
+	// MetaService; recorded in the FSM so that followers can forward.
+	GRPCAddress string
+	// Bootstrap makes this member found a new single-member cluster if it
+	// has no Raft state yet. Others join through JoinMember.
+	Bootstrap bool
+
+	// DefaultProfile is used for buckets created without one.
+	DefaultProfile *pb.ECProfile
+	// MaxUploadDuration is the time a client has between BeginPut and
+	// CommitPut (the commit deadline).
+	MaxUploadDuration time.Duration
+	// RequestTTL is how long a request id's outcome is remembered. Every
+	// member must use the same value.
+	RequestTTL time.Duration
+	// HeartbeatInterval is how often storage nodes should heartbeat;
+	// NodeDownAfter without one marks a node down.
+	HeartbeatInterval, NodeDownAfter time.Duration
+	// MinFreeBytes: nodes with less free space get no new shards.
+	MinFreeBytes uint64
+	// ApplyTimeout bounds one Raft proposal.
+	ApplyTimeout time.Duration
+
+	// Raft timing and log retention. TrailingLogs covers minutes of
+	// follower downtime at full write rate so that a restarted follower
+	// catches up from the log; SnapshotThreshold keeps snapshots of a
+	// large database rare.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout time.Duration
+	SnapshotInterval                                                     time.Duration
+	SnapshotThreshold, TrailingLogs                                      uint64
+
+	// Now is the clock (tests inject skew); nil means time.Now.
+	Now func() time.Time
+	// Logger and Registerer are per member; nil means slog.Default() and no
+	// metrics.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults; ID, DataDir and the addresses are the
+// caller's.
+func DefaultConfig() Config {
+	return Config{
+		DefaultProfile:     &pb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20},
+		MaxUploadDuration:  time.Hour,
+		RequestTTL:         2 * time.Hour,
+		HeartbeatInterval:  time.Second,
+		NodeDownAfter:      10 * time.Second,
+		MinFreeBytes:       1 << 30,
+		ApplyTimeout:       10 * time.Second,
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		SnapshotInterval:   2 * time.Minute,
+		SnapshotThreshold:  200_000,
+		TrailingLogs:       500_000,
+	}
+}
+
+// Validate names the first unusable field.
+func (c *Config) Validate() error {
+	switch {
+	case validateNodeID(c.ID) != nil:
+		return fmt.Errorf("meta config: ID %q: 1-128 bytes without NUL required", c.ID)
+	case c.DataDir == "":
+		return errors.New("meta config: DataDir is required")
+	case c.Transport == nil && c.RaftBind == "":
+		return errors.New("meta config: RaftBind or Transport is required")
+	case c.GRPCAddress == "":
+		return errors.New("meta config: GRPCAddress is required")
+	case c.DefaultProfile == nil || ValidateProfile(c.DefaultProfile) != nil:
+		return fmt.Errorf("meta config: DefaultProfile %v is not a usable EC profile", c.DefaultProfile)
+	case c.MaxUploadDuration <= 0:
+		return errors.New("meta config: MaxUploadDuration must be positive")
+	case c.RequestTTL < c.MaxUploadDuration:
+		return fmt.Errorf("meta config: RequestTTL %v must cover MaxUploadDuration %v", c.RequestTTL, c.MaxUploadDuration)
+	case c.HeartbeatInterval <= 0 || c.NodeDownAfter < 2*c.HeartbeatInterval:
+		return fmt.Errorf("meta config: NodeDownAfter %v must be at least two HeartbeatIntervals (%v)", c.NodeDownAfter, c.HeartbeatInterval)
+	case c.ApplyTimeout <= 0:
+		return errors.New("meta config: ApplyTimeout must be positive")
+	}
+	return nil
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,149 @@
+package meta
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// liveness is the leader's memory of storage node heartbeats. It is not
+// replicated: a new leader starts every timer afresh when it wins, and only
+// state changes (up, down since) go through Raft.
+type liveness struct {
+	mu    sync.Mutex
+	since time.Time // when this leadership began
+	nodes map[string]*heartbeat
+}
+
+type heartbeat struct {
+	at                     time.Time
+	capacity, free, shards uint64
+}
+
+func newLiveness() *liveness { return &liveness{nodes: map[string]*heartbeat{}} }
+
+// reset forgets every heartbeat: called when leadership is won.
+func (l *liveness) reset(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.since = now
+	l.nodes = map[string]*heartbeat{}
+}
+
+func (l *liveness) record(id string, hb *heartbeat) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nodes[id] = hb
+}
+
+func (l *liveness) get(id string) (heartbeat, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	hb, ok := l.nodes[id]
+	if !ok {
+		return heartbeat{}, false
+	}
+	return *hb, true
+}
+
+// silent reports whether a node has not been heard from for d, counting
+// from the start of the leadership for nodes never heard from.
+func (l *liveness) silent(id string, now time.Time, d time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last := l.since
+	if hb, ok := l.nodes[id]; ok {
+		last = hb.at
+	}
+	return now.Sub(last) >= d
+}
+
+// leaderLoop runs the leader's duties while this member leads: it resets
+// the liveness timers on every won election and marks silent nodes down.
+func (n *Node) leaderLoop() {
+	defer n.wg.Done()
+	obs := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(observer)
+	defer n.raft.DeregisterObserver(observer)
+	tick := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	leading := false
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-obs:
+		case <-tick.C:
+		}
+		now := n.cfg.now()
+		isLeader := n.raft.State() == raft.Leader
+		if isLeader && !leading {
+			n.live.reset(now)
+			n.onLeadership()
+		}
+		leading = isLeader
+		if leading {
+			n.markSilentNodesDown(now)
+		}
+	}
+}
+
+// onLeadership runs once per won election: the member records how to reach
+// it over gRPC (a bootstrapped member has no other way to get there).
+func (n *Node) onLeadership() {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	defer cancel()
+	var known *pb.Member
+	n.fsm.view(func(tx *bolt.Tx) error {
+		m := &pb.Member{}
+		if found, _ := getMsg(tx.Bucket(bktMembers), []byte(n.cfg.ID), m); found {
+			known = m
+		}
+		return nil
+	})
+	if known != nil && known.GrpcAddress == n.cfg.GRPCAddress && known.RaftAddress == n.RaftAddress() {
+		return
+	}
+	_, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetMember{SetMember: &pb.SetMemberCommand{
+		Id: n.cfg.ID, GrpcAddress: n.cfg.GRPCAddress, RaftAddress: n.RaftAddress()}}})
+	if err != nil {
+		n.log.Warn("record own address", "err", err)
+	}
+}
+
+// markSilentNodesDown proposes DOWN for every UP node silent for longer
+// than NodeDownAfter.
+func (n *Node) markSilentNodesDown(now time.Time) {
+	var down []string
+	n.fsm.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
+			node := &pb.StorageNode{}
+			if decodeMsg(k, v, node) != nil || node.State != pb.NodeState_NODE_STATE_UP {
+				return nil
+			}
+			if n.live.silent(node.NodeId, now, n.cfg.NodeDownAfter) {
+				down = append(down, node.NodeId)
+			}
+			return nil
+		})
+	})
+	for _, id := range down {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+		_, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetNodeState{SetNodeState: &pb.SetNodeStateCommand{
+			NodeId: id, State: pb.NodeState_NODE_STATE_DOWN, SinceUnixNano: now.UnixNano()}}})
+		cancel()
+		if err != nil {
+			n.log.Warn("mark storage node down", "node", id, "err", err)
+			continue
+		}
+		n.log.Warn("storage node marked down: no heartbeat", "node", id, "after", n.cfg.NodeDownAfter)
+	}
+}

@@ -1,0 +1,165 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+)
+
+// Node is one member of the meta Raft group: its FSM, its Raft instance and
+// the leader-only duties (placement, storage node liveness).
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	fsm    *fsm
+	stores *raftStores
+	trans  raft.Transport
+	raft   *raft.Raft
+
+	reads *readBatcher
+	live  *liveness
+	peers *peerConns
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// New opens (or creates) the member's state in cfg.DataDir and starts Raft.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	n.log = n.log.With("member", cfg.ID)
+	f, err := openFSM(filepath.Join(cfg.DataDir, fsmFile), n.log, fsmOptions{requestTTL: cfg.RequestTTL})
+	if err != nil {
+		return nil, err
+	}
+	n.fsm = f
+	if err := n.startRaft(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	n.reads = newReadBatcher(n.raft, cfg.ApplyTimeout)
+	n.live = newLiveness()
+	n.peers = newPeerConns()
+	n.wg.Add(1)
+	go n.leaderLoop()
+	return n, nil
+}
+
+// Shutdown hands leadership over if this member leads (so that the cluster
+// does not wait an election timeout), stops Raft and closes the state.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var err error
+	n.once.Do(func() {
+		if n.raft.State() == raft.Leader && len(n.voters()) > 1 {
+			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
+				n.log.Warn("leadership transfer on shutdown failed", "err", terr)
+			}
+		}
+		close(n.stop)
+		n.wg.Wait()
+		n.reads.close()
+		err = n.raft.Shutdown().Error()
+		n.peers.close()
+		if c, ok := n.trans.(io.Closer); ok && n.cfg.Transport == nil {
+			c.Close()
+		}
+		err = errors.Join(err, n.closeStores())
+	})
+	return err
+}
+
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.stores != nil {
+		errs = append(errs, n.stores.logs.Close())
+	}
+	errs = append(errs, n.fsm.close())
+	return errors.Join(errs...)
+}
+
+func (n *Node) voters() []raft.Server {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []raft.Server
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// IsLeader reports whether this member is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's member id, empty when unknown.
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// propose replicates cmd through Raft and returns its outcome. Only the
+// leader proposes. A proposal whose fate is unknown (timeout, leadership
+// lost after it was sent) is ErrOutcomeUnknown, never "not written".
+func (n *Node) propose(ctx context.Context, cmd *pb.Command) (proto.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cmd.ProposedUnixNano = n.cfg.now().UnixNano()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w: %w (the write may or may not be committed)", ErrOutcomeUnknown, ErrShutdown)
+		default:
+			return nil, fmt.Errorf("%w: %v (retry with the same request id to learn it)", ErrOutcomeUnknown, err)
+		}
+	}
+	res, ok := f.Response().(*applyResult)
+	if !ok {
+		return nil, fmt.Errorf("%w: entry %d returned %T", ErrOutcomeUnknown, f.Index(), f.Response())
+	}
+	return res.resp, res.err
+}
+
+// linearizable returns once every write acknowledged before the call is
+// applied to this member's FSM and the member was still the leader, so
+// that a read of the FSM afterwards sees them all. Only the leader can.
+func (n *Node) linearizable(ctx context.Context) error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	return n.reads.wait(ctx)
+}

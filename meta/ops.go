@@ -1,0 +1,351 @@
+package meta
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Page sizes of the listing calls.
+const (
+	defaultPageSize = 1000
+	maxPageSize     = 10000
+	maxDeletesPerHB = 1000
+)
+
+func pageSize(n uint32) int {
+	if n == 0 {
+		return defaultPageSize
+	}
+	return min(int(n), maxPageSize)
+}
+
+// beginPut chooses where a new clip's shards go. Nothing is persisted: the
+// placement becomes state only when CommitPut names it.
+func (n *Node) beginPut(ctx context.Context, req *pb.BeginPutRequest) (*pb.BeginPutResponse, error) {
+	if err := n.linearizable(ctx); err != nil {
+		return nil, err
+	}
+	var profile *pb.ECProfile
+	var cands []Candidate
+	addrs := map[string]string{}
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		bucket := &pb.Bucket{}
+		found, err := getMsg(tx.Bucket(bktBuckets), []byte(req.Bucket), bucket)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: bucket %q", ErrNotFound, req.Bucket)
+		}
+		profile = bucket.DefaultProfile
+		if req.Profile != nil {
+			profile = req.Profile
+		}
+		cands = n.candidates(tx, addrs)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	k, m := int(profile.DataShards), int(profile.ParityShards)
+	seed := newRandomID()
+	r := rand.New(rand.NewPCG(beUint64(seed[:8]), beUint64(seed[8:])))
+	p, err := Place(cands, k, m, max(n.cfg.MinFreeBytes, req.SizeHint/uint64(k)), r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFailedPrecondition, err)
+	}
+	resp := &pb.BeginPutResponse{
+		UploadId: newRandomID(), ClipId: newRandomID(), Profile: profile,
+		CommitDeadlineUnixNano: n.cfg.now().Add(n.cfg.MaxUploadDuration).UnixNano(),
+	}
+	for i, id := range p.Targets {
+		resp.Targets = append(resp.Targets, &pb.Target{Index: uint32(i), NodeId: id, Address: addrs[id], ShardId: newRandomID()})
+	}
+	for _, id := range p.Spares {
+		resp.Spares = append(resp.Spares, &pb.Spare{NodeId: id, Address: addrs[id], ShardId: newRandomID()})
+	}
+	return resp, nil
+}
+
+// candidates lists the storage nodes that may take new shards: UP in the
+// FSM and heard from by this leader, with the free space they reported.
+func (n *Node) candidates(tx *bolt.Tx, addrs map[string]string) []Candidate {
+	var out []Candidate
+	tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
+		node := &pb.StorageNode{}
+		if decodeMsg(k, v, node) != nil || node.State != pb.NodeState_NODE_STATE_UP {
+			return nil
+		}
+		hb, ok := n.live.get(node.NodeId)
+		if !ok || n.cfg.now().Sub(hb.at) > n.cfg.NodeDownAfter {
+			return nil
+		}
+		addrs[node.NodeId] = node.Address
+		out = append(out, Candidate{ID: node.NodeId, Zone: node.Zone, Free: hb.free})
+		return nil
+	})
+	return out
+}
+
+// heartbeat records a storage node's health and answers with its work.
+func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+	node := &pb.StorageNode{}
+	var found bool
+	err := n.fsm.view(func(tx *bolt.Tx) (err error) {
+		found, err = getMsg(tx.Bucket(bktNodes), []byte(req.NodeId), node)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: storage node %q is not registered; RegisterNode first", ErrFailedPrecondition, req.NodeId)
+	}
+	n.live.record(req.NodeId, &heartbeat{at: n.cfg.now(), capacity: req.Capacity, free: req.Free, shards: req.ShardCount})
+	if node.State != pb.NodeState_NODE_STATE_UP {
+		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetNodeState{SetNodeState: &pb.SetNodeStateCommand{
+			NodeId: req.NodeId, State: pb.NodeState_NODE_STATE_UP}}}); err != nil {
+			return nil, err
+		}
+		n.log.Info("storage node is back up", "node", req.NodeId)
+	}
+	if len(req.DeletedShardIds) > 0 {
+		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_AckDeletes{AckDeletes: &pb.AckDeletesCommand{
+			NodeId: req.NodeId, ShardIds: req.DeletedShardIds}}}); err != nil {
+			return nil, err
+		}
+	}
+	resp := &pb.HeartbeatResponse{IntervalMs: uint32(n.cfg.HeartbeatInterval / time.Millisecond)}
+	err = n.fsm.view(func(tx *bolt.Tx) error {
+		prefix := joinKey(req.NodeId, nil)
+		c := tx.Bucket(bktDeletes).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(resp.Deletes) < maxDeletesPerHB; k, _ = c.Next() {
+			resp.Deletes = append(resp.Deletes, &pb.DeleteShardWork{ShardId: bytes.Clone(k[len(prefix):])})
+		}
+		return nil
+	})
+	return resp, err
+}
+
+func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipResponse, error) {
+	resp := &pb.GetClipResponse{}
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bktKeys).Get(keyOf(req.Bucket, req.Key))
+		if id == nil {
+			if tx.Bucket(bktBuckets).Get([]byte(req.Bucket)) == nil {
+				return fmt.Errorf("%w: bucket %q", ErrNotFound, req.Bucket)
+			}
+			return fmt.Errorf("%w: clip %s/%s", ErrNotFound, req.Bucket, req.Key)
+		}
+		rec := &pb.ClipRecord{}
+		if _, err := getMsg(tx.Bucket(bktClips), id, rec); err != nil {
+			return err
+		}
+		resp.Clip = rec
+		seen := map[string]bool{}
+		for _, part := range rec.Parts {
+			for _, s := range part.Shards {
+				if s.NodeId == "" || seen[s.NodeId] {
+					continue
+				}
+				seen[s.NodeId] = true
+				node := &pb.StorageNode{}
+				if found, err := getMsg(tx.Bucket(bktNodes), []byte(s.NodeId), node); err != nil || !found {
+					continue
+				}
+				resp.Nodes = append(resp.Nodes, &pb.NodeAddress{NodeId: node.NodeId, Address: node.Address})
+			}
+		}
+		return nil
+	})
+	return resp, err
+}
+
+func (n *Node) listClips(_ context.Context, req *pb.ListClipsRequest) (*pb.ListClipsResponse, error) {
+	resp := &pb.ListClipsResponse{}
+	limit := pageSize(req.PageSize)
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bktBuckets).Get([]byte(req.Bucket)) == nil {
+			return fmt.Errorf("%w: bucket %q", ErrNotFound, req.Bucket)
+		}
+		base := keyOf(req.Bucket, "")
+		start := keyOf(req.Bucket, req.Prefix)
+		if req.StartAfter != "" && req.StartAfter >= req.Prefix {
+			start = append(keyOf(req.Bucket, req.StartAfter), 0)
+		}
+		clips := tx.Bucket(bktClips)
+		c := tx.Bucket(bktKeys).Cursor()
+		for k, id := c.Seek(start); k != nil && bytes.HasPrefix(k, base); k, id = c.Next() {
+			key := string(k[len(base):])
+			if !strings.HasPrefix(key, req.Prefix) {
+				break
+			}
+			if len(resp.Clips) == limit {
+				resp.NextStartAfter = resp.Clips[limit-1].Key
+				break
+			}
+			rec := &pb.ClipRecord{}
+			if _, err := getMsg(clips, id, rec); err != nil {
+				return err
+			}
+			resp.Clips = append(resp.Clips, &pb.ClipEntry{Key: key, ClipId: rec.ClipId,
+				Generation: rec.Generation, Size: rec.Size, CreatedUnixNano: rec.CreatedUnixNano})
+		}
+		return nil
+	})
+	return resp, err
+}
+
+func (n *Node) listBuckets(_ context.Context, _ *pb.ListBucketsRequest) (*pb.ListBucketsResponse, error) {
+	resp := &pb.ListBucketsResponse{}
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktBuckets).ForEach(func(k, v []byte) error {
+			b := &pb.Bucket{}
+			if err := decodeMsg(k, v, b); err != nil {
+				return err
+			}
+			resp.Buckets = append(resp.Buckets, b)
+			return nil
+		})
+	})
+	return resp, err
+}
+
+func (n *Node) listNodes(_ context.Context, _ *pb.ListNodesRequest) (*pb.ListNodesResponse, error) {
+	resp := &pb.ListNodesResponse{}
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
+			node := &pb.StorageNode{}
+			if err := decodeMsg(k, v, node); err != nil {
+				return err
+			}
+			if hb, ok := n.live.get(node.NodeId); ok && n.IsLeader() {
+				node.Capacity, node.Free, node.ShardCount = hb.capacity, hb.free, hb.shards
+				node.LastHeartbeatUnixNano = hb.at.UnixNano()
+			}
+			resp.Nodes = append(resp.Nodes, node)
+			return nil
+		})
+	})
+	return resp, err
+}
+
+func (n *Node) listNodeShards(_ context.Context, req *pb.ListNodeShardsRequest) (*pb.ListNodeShardsResponse, error) {
+	resp := &pb.ListNodeShardsResponse{}
+	limit := pageSize(req.PageSize)
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		prefix := joinKey(req.NodeId, nil)
+		start := prefix
+		if len(req.StartAfter) > 0 {
+			start = append(joinKey(req.NodeId, req.StartAfter), 0)
+		}
+		c := tx.Bucket(bktNodeShards).Cursor()
+		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(resp.Shards) == limit {
+				resp.NextStartAfter = resp.Shards[limit-1].ShardId
+				break
+			}
+			rec := &pb.NodeShardRecord{}
+			if err := decodeMsg(k, v, rec); err != nil {
+				return err
+			}
+			resp.Shards = append(resp.Shards, &pb.NodeShard{ShardId: bytes.Clone(k[len(prefix):]),
+				ClipId: rec.ClipId, Part: rec.Part, Index: rec.Index})
+		}
+		return nil
+	})
+	return resp, err
+}
+
+func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
+	members, err := n.members()
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.ClusterStatusResponse{LeaderId: n.Leader(), Members: members,
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex()}
+	err = n.fsm.view(func(tx *bolt.Tx) error {
+		resp.Buckets = uint64(tx.Bucket(bktBuckets).Stats().KeyN)
+		resp.Clips = uint64(tx.Bucket(bktClips).Stats().KeyN)
+		resp.DegradedClips = uint64(tx.Bucket(bktDegraded).Stats().KeyN)
+		resp.PendingDeletes = uint64(tx.Bucket(bktDeletes).Stats().KeyN)
+		return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
+			node := &pb.StorageNode{}
+			if err := decodeMsg(k, v, node); err != nil {
+				return err
+			}
+			resp.StorageNodes++
+			if node.State == pb.NodeState_NODE_STATE_UP {
+				resp.StorageNodesUp++
+			}
+			return nil
+		})
+	})
+	return resp, err
+}
+
+// members lists the Raft configuration with each member's gRPC address.
+func (n *Node) members() ([]*pb.Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	_, leader := n.raft.LeaderWithID()
+	var out []*pb.Member
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		for _, s := range f.Configuration().Servers {
+			m := &pb.Member{}
+			if _, err := getMsg(tx.Bucket(bktMembers), []byte(s.ID), m); err != nil {
+				return err
+			}
+			out = append(out, &pb.Member{Id: string(s.ID), RaftAddress: string(s.Address), GrpcAddress: m.GrpcAddress,
+				Voter: s.Suffrage == raft.Voter, Leader: s.ID == leader})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// join adds a member: its addresses go into the FSM first (so that it can
+// be forwarded to once it leads), then into the Raft configuration.
+func (n *Node) join(ctx context.Context, req *pb.JoinMemberRequest) (*pb.JoinMemberResponse, error) {
+	if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetMember{SetMember: &pb.SetMemberCommand{
+		Id: req.Id, GrpcAddress: req.GrpcAddress, RaftAddress: req.RaftAddress}}}); err != nil {
+		return nil, err
+	}
+	id, addr := raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddress)
+	var f raft.IndexFuture
+	if req.Nonvoter {
+		f = n.raft.AddNonvoter(id, addr, 0, n.cfg.ApplyTimeout)
+	} else {
+		f = n.raft.AddVoter(id, addr, 0, n.cfg.ApplyTimeout)
+	}
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("%w: add %s to the raft configuration: %v", ErrOutcomeUnknown, req.Id, err)
+	}
+	n.log.Info("member joined", "id", req.Id, "raft", req.RaftAddress, "grpc", req.GrpcAddress, "voter", !req.Nonvoter)
+	members, err := n.members()
+	return &pb.JoinMemberResponse{Members: members}, err
+}
+
+func (n *Node) removeMember(ctx context.Context, req *pb.RemoveMemberRequest) (*pb.RemoveMemberResponse, error) {
+	if err := n.raft.RemoveServer(raft.ServerID(req.Id), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		return nil, fmt.Errorf("%w: remove %s from the raft configuration: %v", ErrOutcomeUnknown, req.Id, err)
+	}
+	if req.Id != n.cfg.ID {
+		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_RemoveMember{RemoveMember: &pb.RemoveMemberCommand{Id: req.Id}}}); err != nil {
+			return nil, err
+		}
+	}
+	n.log.Info("member removed", "id", req.Id)
+	members, err := n.members()
+	return &pb.RemoveMemberResponse{Members: members}, err
+}

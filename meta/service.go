@@ -1,0 +1,223 @@
+package meta
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// service adapts a Node to the generated MetaService interface. Every call
+// is answered by any member: writes and linearizable reads run on the
+// leader (forwarded if need be), stale reads locally.
+type service struct {
+	pb.UnimplementedMetaServiceServer
+	n *Node
+}
+
+// Service returns the member's MetaService implementation, to register on
+// a gRPC server.
+func (n *Node) Service() pb.MetaServiceServer { return &service{n: n} }
+
+// write proposes cmd on the leader and converts the response to Resp.
+func write[Req proto.Message, Resp proto.Message](ctx context.Context, s *service, req Req,
+	check func(Req) error, build func(Req) *pb.Command,
+	remote func(pb.MetaServiceClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) (Resp, error) {
+	var zero Resp
+	if err := check(req); err != nil {
+		return zero, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, func(ctx context.Context, req Req) (Resp, error) {
+		resp, err := s.n.propose(ctx, build(req))
+		if err != nil {
+			return zero, err
+		}
+		if r, ok := resp.(Resp); ok {
+			return r, nil
+		}
+		return zero, fmt.Errorf("%w: unexpected response %T", ErrOutcomeUnknown, resp)
+	}, remote)
+}
+
+func noCheck[T any](T) error { return nil }
+
+func checkRequestID(id []byte) error {
+	if len(id) != 0 && len(id) != 16 {
+		return fmt.Errorf("%w: request id must be empty or 16 bytes, got %d", ErrInvalidArgument, len(id))
+	}
+	return nil
+}
+
+func (s *service) CreateBucket(ctx context.Context, req *pb.CreateBucketRequest) (*pb.CreateBucketResponse, error) {
+	return write(ctx, s, req, func(r *pb.CreateBucketRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		if r.DefaultProfile != nil {
+			if err := ValidateProfile(r.DefaultProfile); err != nil {
+				return err
+			}
+		}
+		return ValidateBucketName(r.Name)
+	}, func(r *pb.CreateBucketRequest) *pb.Command {
+		r = proto.Clone(r).(*pb.CreateBucketRequest)
+		if r.DefaultProfile == nil {
+			r.DefaultProfile = s.n.cfg.DefaultProfile
+		}
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_CreateBucket{CreateBucket: r}}
+	}, pb.MetaServiceClient.CreateBucket)
+}
+
+func (s *service) DeleteBucket(ctx context.Context, req *pb.DeleteBucketRequest) (*pb.DeleteBucketResponse, error) {
+	return write(ctx, s, req, func(r *pb.DeleteBucketRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		return ValidateBucketName(r.Name)
+	}, func(r *pb.DeleteBucketRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_DeleteBucket{DeleteBucket: r}}
+	}, pb.MetaServiceClient.DeleteBucket)
+}
+
+func (s *service) CommitPut(ctx context.Context, req *pb.CommitPutRequest) (*pb.CommitPutResponse, error) {
+	return write(ctx, s, req, func(r *pb.CommitPutRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		return validateCommit(r)
+	}, func(r *pb.CommitPutRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_CommitPut{CommitPut: &pb.CommitPutCommand{Put: r}}}
+	}, pb.MetaServiceClient.CommitPut)
+}
+
+func (s *service) DeleteClip(ctx context.Context, req *pb.DeleteClipRequest) (*pb.DeleteClipResponse, error) {
+	return write(ctx, s, req, func(r *pb.DeleteClipRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		if err := ValidateBucketName(r.Bucket); err != nil {
+			return err
+		}
+		return ValidateKey(r.Key)
+	}, func(r *pb.DeleteClipRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_DeleteClip{DeleteClip: r}}
+	}, pb.MetaServiceClient.DeleteClip)
+}
+
+func (s *service) ReportShard(ctx context.Context, req *pb.ReportShardRequest) (*pb.ReportShardResponse, error) {
+	return write(ctx, s, req, func(r *pb.ReportShardRequest) error { return checkRequestID(r.RequestId) },
+		func(r *pb.ReportShardRequest) *pb.Command {
+			return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_ReportShard{ReportShard: r}}
+		}, pb.MetaServiceClient.ReportShard)
+}
+
+func (s *service) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.UpdateShardResponse, error) {
+	return write(ctx, s, req, func(r *pb.UpdateShardRequest) error { return checkRequestID(r.RequestId) },
+		func(r *pb.UpdateShardRequest) *pb.Command {
+			return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_UpdateShard{UpdateShard: r}}
+		}, pb.MetaServiceClient.UpdateShard)
+}
+
+func (s *service) RegisterNode(ctx context.Context, req *pb.RegisterNodeRequest) (*pb.RegisterNodeResponse, error) {
+	return write(ctx, s, req, func(r *pb.RegisterNodeRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		return validateNodeID(r.NodeId)
+	}, func(r *pb.RegisterNodeRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_RegisterNode{RegisterNode: r}}
+	}, pb.MetaServiceClient.RegisterNode)
+}
+
+func (s *service) BeginPut(ctx context.Context, req *pb.BeginPutRequest) (*pb.BeginPutResponse, error) {
+	if err := ValidateBucketName(req.Bucket); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateKey(req.Key); err != nil {
+		return nil, toStatus(err)
+	}
+	if req.Profile != nil {
+		if err := ValidateProfile(req.Profile); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return onLeader(ctx, s.n, req, s.n.beginPut, pb.MetaServiceClient.BeginPut)
+}
+
+func (s *service) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+	if err := validateNodeID(req.NodeId); err != nil {
+		return nil, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, s.n.heartbeat, pb.MetaServiceClient.Heartbeat)
+}
+
+func (s *service) GetClip(ctx context.Context, req *pb.GetClipRequest) (*pb.GetClipResponse, error) {
+	if err := ValidateBucketName(req.Bucket); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateKey(req.Key); err != nil {
+		return nil, toStatus(err)
+	}
+	return read(ctx, s.n, req, req.Read, s.n.getClip, pb.MetaServiceClient.GetClip)
+}
+
+func (s *service) ListClips(ctx context.Context, req *pb.ListClipsRequest) (*pb.ListClipsResponse, error) {
+	if err := ValidateBucketName(req.Bucket); err != nil {
+		return nil, toStatus(err)
+	}
+	return read(ctx, s.n, req, req.Read, s.n.listClips, pb.MetaServiceClient.ListClips)
+}
+
+func (s *service) ListBuckets(ctx context.Context, req *pb.ListBucketsRequest) (*pb.ListBucketsResponse, error) {
+	return read(ctx, s.n, req, req.Read, s.n.listBuckets, pb.MetaServiceClient.ListBuckets)
+}
+
+func (s *service) ListNodes(ctx context.Context, req *pb.ListNodesRequest) (*pb.ListNodesResponse, error) {
+	return read(ctx, s.n, req, req.Read, s.n.listNodes, pb.MetaServiceClient.ListNodes)
+}
+
+func (s *service) ListNodeShards(ctx context.Context, req *pb.ListNodeShardsRequest) (*pb.ListNodeShardsResponse, error) {
+	if err := validateNodeID(req.NodeId); err != nil {
+		return nil, toStatus(err)
+	}
+	return read(ctx, s.n, req, req.Read, s.n.listNodeShards, pb.MetaServiceClient.ListNodeShards)
+}
+
+func (s *service) ClusterStatus(ctx context.Context, req *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
+	return read(ctx, s.n, req, req.Read, s.n.clusterStatus, pb.MetaServiceClient.ClusterStatus)
+}
+
+func (s *service) JoinMember(ctx context.Context, req *pb.JoinMemberRequest) (*pb.JoinMemberResponse, error) {
+	if err := validateNodeID(req.Id); err != nil {
+		return nil, toStatus(err)
+	}
+	if req.RaftAddress == "" || req.GrpcAddress == "" {
+		return nil, toStatus(fmt.Errorf("%w: a joining member needs its raft and gRPC addresses", ErrInvalidArgument))
+	}
+	return onLeader(ctx, s.n, req, s.n.join, pb.MetaServiceClient.JoinMember)
+}
+
+func (s *service) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) (*pb.RemoveMemberResponse, error) {
+	if err := validateNodeID(req.Id); err != nil {
+		return nil, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, s.n.removeMember, pb.MetaServiceClient.RemoveMember)
+}
+
+func (s *service) ListMembers(ctx context.Context, req *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
+	members, err := s.n.members()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ListMembersResponse{Members: members, LeaderId: s.n.Leader()}, nil
+}
+
+func newRandomID() []byte {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return b
+}
