@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -67,10 +66,16 @@ func New(cfg Config) (*Node, error) {
 
 // Shutdown hands leadership over if this member leads (so that the cluster
 // does not wait an election timeout), stops Raft and closes the state.
-func (n *Node) Shutdown(ctx context.Context) error {
+func (n *Node) Shutdown(ctx context.Context) error { return n.shutdown(true) }
+
+// Close stops the member at once, without handing leadership over: to the
+// rest of the cluster it is as if the member crashed.
+func (n *Node) Close() error { return n.shutdown(false) }
+
+func (n *Node) shutdown(transfer bool) error {
 	var err error
 	n.once.Do(func() {
-		if n.raft.State() == raft.Leader && len(n.voters()) > 1 {
+		if transfer && n.raft.State() == raft.Leader && len(n.voters()) > 1 {
 			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
 				n.log.Warn("leadership transfer on shutdown failed", "err", terr)
 			}
@@ -80,8 +85,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.reads.close()
 		err = n.raft.Shutdown().Error()
 		n.peers.close()
-		if c, ok := n.trans.(io.Closer); ok && n.cfg.Transport == nil {
-			c.Close()
+		if nt, ok := n.trans.(*raft.NetworkTransport); ok && n.cfg.Transport == nil {
+			nt.CloseStreams() // pooled connections too, so that peers' readers end
+			nt.Close()
 		}
 		err = errors.Join(err, n.closeStores())
 	})

@@ -59,7 +59,7 @@ type Member struct {
 func FastTimings(c *meta.Config) {
 	c.HeartbeatTimeout = 200 * time.Millisecond
 	c.ElectionTimeout = 200 * time.Millisecond
-	c.LeaderLeaseTimeout = 100 * time.Millisecond
+	c.LeaderLeaseTimeout = 200 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
 	c.HeartbeatInterval = 100 * time.Millisecond
@@ -80,9 +80,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			addr, m.Inmem = raft.NewInmemTransport("")
 			m.RaftAddr = string(addr)
 		} else {
-			m.RaftAddr = freeAddr(t)
+			m.RaftAddr = "127.0.0.1:0" // the real port is known once it listens
 		}
-		m.GRPCAddr = freeAddr(t)
+		m.GRPCAddr = "127.0.0.1:0"
 	}
 	if opts.Inmem {
 		for _, a := range c.Members {
@@ -108,19 +108,15 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	return c
 }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // Start starts (or restarts) the member on its data dir and addresses.
 func (m *Member) Start(bootstrap bool) {
 	t := m.c.t
 	t.Helper()
+	lis, err := net.Listen("tcp", m.GRPCAddr)
+	if err != nil {
+		t.Fatalf("listen %s: %v", m.GRPCAddr, err)
+	}
+	m.GRPCAddr = lis.Addr().String()
 	cfg := meta.DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.GRPCAddress, cfg.Bootstrap = m.ID, m.Dir, m.GRPCAddr, bootstrap
 	cfg.RaftBind = m.RaftAddr
@@ -138,12 +134,10 @@ func (m *Member) Start(bootstrap bool) {
 	}
 	node, err := meta.New(cfg)
 	if err != nil {
+		lis.Close()
 		t.Fatalf("start %s: %v", m.ID, err)
 	}
-	lis, err := net.Listen("tcp", m.GRPCAddr)
-	if err != nil {
-		t.Fatalf("listen %s: %v", m.GRPCAddr, err)
-	}
+	m.RaftAddr = node.RaftAddress()
 	m.Node, m.server, m.served = node, grpc.NewServer(), make(chan struct{})
 	pb.RegisterMetaServiceServer(m.server, node.Service())
 	go func() {
@@ -169,6 +163,20 @@ func (m *Member) Stop() {
 	defer cancel()
 	if err := m.Node.Shutdown(ctx); err != nil {
 		m.c.t.Errorf("shutdown %s: %v", m.ID, err)
+	}
+	m.Node = nil
+}
+
+// Crash stops the member abruptly: no leadership transfer, connections cut.
+func (m *Member) Crash() {
+	if m.Node == nil {
+		return
+	}
+	m.conn.Close()
+	m.server.Stop()
+	<-m.served
+	if err := m.Node.Close(); err != nil {
+		m.c.t.Errorf("close %s: %v", m.ID, err)
 	}
 	m.Node = nil
 }
