@@ -169,3 +169,20 @@ func (n *Node) linearizable(ctx context.Context) error {
 	}
 	return n.reads.wait(ctx)
 }
+
+// TransferLeadership hands leadership to another voter (for maintenance);
+// only the leader can.
+func (n *Node) TransferLeadership() error {
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("%w: leadership transfer: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Snapshot makes the member write a Raft snapshot now and compact its log.
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
