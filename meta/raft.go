@@ -18,7 +18,6 @@ import (
 const (
 	fsmFile     = "state.db"
 	raftLogFile = "raft.db"
-	snapDir     = "snapshots"
 )
 
 // raftStores are the durable parts of a member's Raft: log and stable store
@@ -36,7 +35,7 @@ func openRaftStores(dir string, logger hclog.Logger) (*raftStores, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, snapDir), 2, logger)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger) // in dir/snapshots
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
