@@ -218,9 +218,18 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			_, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk2", DefaultProfile: &pb.ECProfile{DataShards: 60, ParityShards: 10, BlockSize: 1}})
 			return err
 		}, codes.InvalidArgument},
-		{"unknown bucket", func() error { _, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "nope", Key: "k"}); return err }, codes.NotFound},
-		{"oversize key", func() error { _, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: long}); return err }, codes.InvalidArgument},
-		{"NUL in key", func() error { _, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "a\x00b"}); return err }, codes.InvalidArgument},
+		{"unknown bucket", func() error {
+			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "nope", Key: "k"})
+			return err
+		}, codes.NotFound},
+		{"oversize key", func() error {
+			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: long})
+			return err
+		}, codes.InvalidArgument},
+		{"NUL in key", func() error {
+			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "a\x00b"})
+			return err
+		}, codes.InvalidArgument},
 		{"too few nodes for the profile", func() error {
 			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k", Profile: &pb.ECProfile{DataShards: 10, ParityShards: 4, BlockSize: 1 << 20}})
 			return err
@@ -241,9 +250,14 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			return mutate(func(r *pb.CommitPutRequest) { g := uint64(99); r.IfGenerationMatch = &g })
 		}, codes.FailedPrecondition},
 		{"commit: metadata too large", func() error {
-			return mutate(func(r *pb.CommitPutRequest) { r.UserMetadata = map[string]string{"x": string(bytes.Repeat([]byte("v"), 9000))} })
+			return mutate(func(r *pb.CommitPutRequest) {
+				r.UserMetadata = map[string]string{"x": string(bytes.Repeat([]byte("v"), 9000))}
+			})
 		}, codes.InvalidArgument},
-		{"delete unknown clip", func() error { _, err := cl.DeleteClip(ctxT(t), &pb.DeleteClipRequest{Bucket: "bk1", Key: "k"}); return err }, codes.NotFound},
+		{"delete unknown clip", func() error {
+			_, err := cl.DeleteClip(ctxT(t), &pb.DeleteClipRequest{Bucket: "bk1", Key: "k"})
+			return err
+		}, codes.NotFound},
 		{"bad request id", func() error {
 			_, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk3", RequestId: []byte{1}})
 			return err
