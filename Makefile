@@ -39,6 +39,8 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./erasure/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseHeader$$' -fuzztime=$(FUZZTIME) ./server/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseShardID$$' -fuzztime=$(FUZZTIME) ./server/
+	$(GO) test -run='^$$' -fuzz='^FuzzApply$$' -fuzztime=$(FUZZTIME) ./meta/
+	$(GO) test -run='^$$' -fuzz='^FuzzPlace$$' -fuzztime=$(FUZZTIME) ./meta/
 
 .PHONY: soak
 soak: ## Repeat the test suite to shake out flakes (COUNT, default 20).

@@ -72,6 +72,9 @@ func validateShards(shards []*pb.Shard, p *pb.ECProfile, size uint64) error {
 }
 
 func validateCommit(c *pb.CommitPutRequest) error {
+	if c == nil {
+		return fmt.Errorf("%w: empty commit", ErrInvalidArgument)
+	}
 	if err := ValidateBucketName(c.Bucket); err != nil {
 		return err
 	}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/clipstore/clipstore/meta"
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+type metaOptions struct {
+	cfg           meta.Config
+	listen        string
+	join          string
+	metricsListen string
+	logLevel      string
+}
+
+func (o *metaOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.cfg.ID, "id", "", "member id, stable across restarts (required)")
+	f.StringVar(&o.cfg.DataDir, "data-dir", "", "directory for the member's state, Raft log and snapshots (required)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7300", "gRPC listen address of the MetaService")
+	f.StringVar(&o.cfg.RaftBind, "raft-listen", "127.0.0.1:7301", "Raft listen address")
+	f.BoolVar(&o.cfg.Bootstrap, "bootstrap", false, "found a new cluster with this member if it has no state yet")
+	f.StringVar(&o.join, "join", "", "gRPC address of a member of an existing cluster to join through")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (empty: off)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
+	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
+}
+
+func newMetaCommand() *cobra.Command {
+	o := &metaOptions{cfg: meta.DefaultConfig()}
+	cmd := &cobra.Command{
+		Use:   "meta",
+		Short: "Run a metadata (Raft) member",
+		Long: `Run a member of the meta Raft group. Start the first member with --bootstrap,
+the others with --join pointing at any running member. A restarted member
+rejoins with its data; it needs neither flag again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	o.AddFlags(cmd)
+	cmd.MarkFlagRequired("id")
+	cmd.MarkFlagRequired("data-dir")
+	return cmd
+}
+
+func (o *metaOptions) run(cmd *cobra.Command) error {
+	log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.cfg.Bootstrap && o.join != "" {
+		return errors.New("--bootstrap and --join exclude each other")
+	}
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.cfg.GRPCAddress, o.cfg.Logger, o.cfg.Registerer = lis.Addr().String(), log, reg
+	node, err := meta.New(o.cfg)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	srv := grpc.NewServer()
+	pb.RegisterMetaServiceServer(srv, node.Service())
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(lis) }()
+	if o.metricsListen != "" {
+		ms := &http.Server{Addr: o.metricsListen, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := ms.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+		defer ms.Close()
+	}
+	if o.join != "" {
+		if err := joinCluster(ctx, o.join, o.cfg.ID, node.RaftAddress(), lis.Addr().String()); err != nil {
+			errc <- err
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "meta member %s (raft %s) listening on %s\n", o.cfg.ID, node.RaftAddress(), lis.Addr())
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	srv.GracefulStop()
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := node.Shutdown(sctx); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// joinCluster asks the member at addr to add this member, retrying while
+// the cluster has no leader, for up to a minute.
+func joinCluster(ctx context.Context, addr, id, raftAddr, grpcAddr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("join through %s: %w", addr, err)
+	}
+	defer conn.Close()
+	client := pb.NewMetaServiceClient(conn)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		_, err := client.JoinMember(ctx, &pb.JoinMemberRequest{Id: id, RaftAddress: raftAddr, GrpcAddress: grpcAddr})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join through %s: %w", addr, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
