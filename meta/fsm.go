@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -47,9 +48,12 @@ type fsmOptions struct {
 }
 
 // bboltOptions: a large initial mmap so that a long read transaction (a
-// snapshot being streamed) does not block the remap a growing file needs.
+// snapshot being streamed) does not block the remap a growing file needs;
+// the freelist is not synced on every commit (it is rebuilt on open, as
+// etcd does), which keeps commit cost flat as the file grows.
 func bboltOptions() *bolt.Options {
-	return &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: 1 << 30, FreelistType: bolt.FreelistMapType}
+	return &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: 1 << 30,
+		FreelistType: bolt.FreelistMapType, NoFreelistSync: true}
 }
 
 func openFSM(path string, log *slog.Logger, opts fsmOptions) (*fsm, error) {
@@ -244,6 +248,9 @@ func writeSynced(path string, r io.Reader) error {
 
 // checkDB opens a bbolt file read-only and runs its consistency check.
 func checkDB(path string) error {
+	if err := checkDBSize(path); err != nil {
+		return err
+	}
 	opts := bboltOptions()
 	opts.ReadOnly = true
 	db, err := bolt.Open(path, 0o600, opts)
@@ -261,6 +268,33 @@ func checkDB(path string) error {
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// checkDBSize refuses a bbolt file shorter than its meta page says (a
+// truncated snapshot): opening it would map pages past the end of the file.
+// Meta page layout (bbolt, little-endian): a 16-byte page header, then
+// magic, version, page size, flags (4 bytes each), the root bucket (16),
+// the freelist page id (8) and the high-water page id (8) at offset 56.
+func checkDBSize(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 64)
+	if _, err := io.ReadFull(f, b); err != nil || binary.LittleEndian.Uint32(b[16:]) != 0xED0CDAED {
+		return errors.New("not a bbolt file")
+	}
+	pageSize := uint64(binary.LittleEndian.Uint32(b[24:]))
+	hwm := binary.LittleEndian.Uint64(b[56:])
+	if size := uint64(info.Size()); size < hwm*pageSize {
+		return fmt.Errorf("file of %d bytes is shorter than its %d pages of %d bytes", size, hwm, pageSize)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -106,10 +106,14 @@ func TestRestoreReplacesState(t *testing.T) {
 		t.Fatalf("restored state differs (applied %d vs %d)", ib, ia)
 	}
 	// A damaged snapshot is refused and the old state stays.
-	sink.buf[len(sink.buf)/2] ^= 0xff
-	sink.buf = sink.buf[:len(sink.buf)-4096]
-	if err := b.Restore(sink.reader()); err == nil {
-		t.Fatal("a truncated snapshot was restored")
+	damaged := append([]byte(nil), sink.buf...)
+	damaged[20] ^= 0xff      // both meta pages: bbolt checksums these
+	damaged[4096+20] ^= 0xff //
+	for _, bad := range [][]byte{damaged, sink.buf[:len(sink.buf)/2]} {
+		sink := &memSink{buf: bad}
+		if err := b.Restore(sink.reader()); err == nil {
+			t.Fatalf("a damaged snapshot of %d bytes (of %d) was restored", len(bad), len(sink.buf))
+		}
 	}
 	if d, _, _ := nb.StateDigest(); string(d) != string(da) {
 		t.Fatal("a refused restore changed the state")
