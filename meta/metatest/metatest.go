@@ -19,7 +19,9 @@ import (
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // Cluster is a meta cluster of in-process members.
@@ -57,9 +59,9 @@ type Member struct {
 
 // FastTimings shortens Raft's timers so that tests elect leaders quickly.
 func FastTimings(c *meta.Config) {
-	c.HeartbeatTimeout = 200 * time.Millisecond
-	c.ElectionTimeout = 200 * time.Millisecond
-	c.LeaderLeaseTimeout = 200 * time.Millisecond
+	c.HeartbeatTimeout = 300 * time.Millisecond
+	c.ElectionTimeout = 300 * time.Millisecond
+	c.LeaderLeaseTimeout = 300 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
 	c.HeartbeatInterval = 100 * time.Millisecond
@@ -98,14 +100,28 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	c.WaitLeader()
 	for _, m := range c.Members[1:] {
 		m.Start(false)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		_, err := c.Members[0].Client.JoinMember(ctx, &pb.JoinMemberRequest{Id: m.ID, RaftAddress: m.RaftAddr, GrpcAddress: m.GRPCAddr})
-		cancel()
-		if err != nil {
-			t.Fatalf("join %s: %v", m.ID, err)
-		}
+		c.join(m)
 	}
 	return c
+}
+
+// join adds m through member 0, retrying while leadership moves (as
+// `clipstore meta --join` does), for at most 20 s.
+func (c *Cluster) join(m *Member) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.Members[0].Client.JoinMember(ctx, &pb.JoinMemberRequest{Id: m.ID, RaftAddress: m.RaftAddr, GrpcAddress: m.GRPCAddr})
+		cancel()
+		if err == nil {
+			return
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			c.t.Fatalf("join %s: %v", m.ID, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Start starts (or restarts) the member on its data dir and addresses.
@@ -266,4 +282,40 @@ func (c *Cluster) WaitConverged() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.t.Fatalf("members did not converge within 20s: %s", last)
+}
+
+// Isolate cuts the member's Raft traffic in both directions: it can reach
+// no peer and no peer can reach it. Only its Raft is cut; its gRPC server
+// stays reachable, so clients and forwarded requests still get to it. The
+// cluster must have been created with Options{Inmem: true}.
+func (m *Member) Isolate() {
+	m.c.t.Helper()
+	m.c.requireInmem()
+	m.Inmem.DisconnectAll()
+	for _, o := range m.c.Members {
+		if o != m {
+			o.Inmem.Disconnect(raft.ServerAddress(m.RaftAddr))
+		}
+	}
+}
+
+// Heal reconnects the member's Raft to every other member in both
+// directions, undoing Isolate (and the disconnection a Crash leaves on an
+// in-memory transport). Options{Inmem: true} only.
+func (m *Member) Heal() {
+	m.c.t.Helper()
+	m.c.requireInmem()
+	for _, o := range m.c.Members {
+		if o != m {
+			m.Inmem.Connect(raft.ServerAddress(o.RaftAddr), o.Inmem)
+			o.Inmem.Connect(raft.ServerAddress(m.RaftAddr), m.Inmem)
+		}
+	}
+}
+
+func (c *Cluster) requireInmem() {
+	c.t.Helper()
+	if !c.opts.Inmem {
+		c.t.Fatal("partitions need a cluster made with Options{Inmem: true}")
+	}
 }
