@@ -14,11 +14,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // wrong place (another block of the same shard, or another shard's file)
 // fail verification even when its bytes are intact.
 func PieceCRC(index int, block int64, piece []byte) uint32 {
-	var seed [12]byte
-	binary.LittleEndian.PutUint32(seed[0:4], uint32(index))
-	binary.LittleEndian.PutUint64(seed[4:12], uint64(block))
-	crc := crc32.Update(0, castagnoli, seed[:])
-	return crc32.Update(crc, castagnoli, piece)
+	return crc32.Update(seedCRC(index, block), castagnoli, piece)
 }
 
 // CRC32C returns the plain CRC32C (Castagnoli) of p. Exported so that every
@@ -86,9 +82,7 @@ type ShardSum struct{ crc uint32 }
 
 // Add folds the CRC of the shard's next piece into the sum.
 func (s *ShardSum) Add(pieceCRC uint32) {
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], pieceCRC)
-	s.crc = crc32.Update(s.crc, castagnoli, b[:])
+	s.crc = updateSmall(s.crc, uint64(pieceCRC), 4)
 }
 
 // Sum32 returns the checksum of the pieces added so far.
