@@ -63,7 +63,7 @@ proto: ## Regenerate proto/*pb from proto/*.proto (needs protoc: apt-get install
 
 .PHONY: run
 run: build ## Start a storage node on 127.0.0.1 with a data dir under ./data (Ctrl-C stops it).
-	$(BIN)/clipstore storage --listen 127.0.0.1:7400 --data-dir $(CURDIR)/data/disk0
+	$(BIN)/clipstore storage --listen 127.0.0.1:7500 --data $(CURDIR)/data/disk0
 
 .PHONY: clean
 clean: ## Remove build output.

@@ -16,6 +16,15 @@ type Config struct {
 	NodeID string
 	// DataDirs are the node's disks, one data directory each.
 	DataDirs []string
+	// Meta lists meta members to register and heartbeat with; empty: the
+	// node runs stand-alone (tests, tools).
+	Meta []string
+	// Advertise is the address clients reach this node at, as registered
+	// with meta; Zone is its failure domain.
+	Advertise, Zone string
+	// HeartbeatInterval is the first interval between heartbeats; meta's
+	// answers set it afterwards.
+	HeartbeatInterval time.Duration
 	// MaxPieceSize bounds a piece (block size / k); the gRPC message limit is
 	// derived from it. Writes whose header implies larger pieces are refused.
 	MaxPieceSize int
@@ -38,10 +47,11 @@ type Config struct {
 // NodeID are left for the caller.
 func DefaultConfig() Config {
 	return Config{
-		MaxPieceSize:     16 << 20,
-		ListPageSize:     1000,
-		ListPageSizeMax:  10000,
-		WriteIdleTimeout: time.Minute,
+		MaxPieceSize:      16 << 20,
+		ListPageSize:      1000,
+		ListPageSizeMax:   10000,
+		WriteIdleTimeout:  time.Minute,
+		HeartbeatInterval: time.Second,
 	}
 }
 
@@ -52,6 +62,10 @@ func (c *Config) Validate() error {
 		return errors.New("server config: DataDirs: at least one data directory is required")
 	case c.MaxPieceSize < 1 || c.MaxPieceSize > 256<<20:
 		return fmt.Errorf("server config: MaxPieceSize: %d is outside 1..256 MiB", c.MaxPieceSize)
+	case len(c.Meta) > 0 && (c.NodeID == "" || c.Advertise == ""):
+		return errors.New("server config: NodeID and Advertise are required to register with Meta")
+	case len(c.Meta) > 0 && c.HeartbeatInterval <= 0:
+		return errors.New("server config: HeartbeatInterval must be positive")
 	case c.WriteIdleTimeout <= 0:
 		return fmt.Errorf("server config: WriteIdleTimeout: %v must be positive", c.WriteIdleTimeout)
 	case c.ListPageSize < 1 || c.ListPageSizeMax < c.ListPageSize:

@@ -42,13 +42,31 @@ func testConfig(t testing.TB, disks int) server.Config {
 
 func startNode(t testing.TB, cfg server.Config) *testNode {
 	t.Helper()
-	node, err := server.New(cfg)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
+	}
+	return serveNode(t, cfg, lis)
+}
+
+// startNodeAdvertised starts a node that registers with meta under its
+// real listen address.
+func startNodeAdvertised(t testing.TB, cfg server.Config) *testNode {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	cfg.Advertise = lis.Addr().String()
+	return serveNode(t, cfg, lis)
+}
+
+func serveNode(t testing.TB, cfg server.Config, lis net.Listener) *testNode {
+	t.Helper()
+	node, err := server.New(cfg)
+	if err != nil {
+		lis.Close()
+		t.Fatalf("server.New: %v", err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- node.Serve(lis) }()
@@ -180,6 +198,8 @@ func readShard(ctx context.Context, c pb.StorageServiceClient, req *pb.ReadShard
 		}
 	}
 }
+
+func statusCode(err error) codes.Code { return status.Code(err) }
 
 func wantCode(t testing.TB, err error, want codes.Code) {
 	t.Helper()

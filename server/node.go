@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc"
@@ -19,6 +20,14 @@ type Node struct {
 	store  *Store
 	grpc   *grpc.Server
 	health *health.Server
+
+	hb *heartbeater // nil when stand-alone
+	mu struct {
+		sync.Mutex
+		hbCancel context.CancelFunc // set while the heartbeater runs
+		hbDone   chan struct{}
+		stopped  bool
+	}
 }
 
 // New opens the node's disks (see OpenStore) and prepares its gRPC server.
@@ -34,6 +43,12 @@ func New(cfg Config) (*Node, error) {
 	)
 	pb.RegisterStorageServiceServer(n.grpc, &service{store: store, nodeID: cfg.NodeID})
 	healthpb.RegisterHealthServer(n.grpc, n.health)
+	if len(cfg.Meta) > 0 {
+		if n.hb, err = newHeartbeater(n); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
@@ -48,6 +63,7 @@ func (n *Node) GRPCServer() *grpc.Server { return n.grpc }
 // Shutdown.
 func (n *Node) Serve(lis net.Listener) error {
 	n.log.Info("storage node serving", "node", n.cfg.NodeID, "addr", lis.Addr().String(), "disks", len(n.store.disks))
+	n.startHeartbeats()
 	err := n.grpc.Serve(lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -59,6 +75,7 @@ func (n *Node) Serve(lis net.Listener) error {
 // done (then cancels them), and closes the disks. Writes cut short leave
 // nothing behind.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopHeartbeats()
 	n.health.Shutdown()
 	done := make(chan struct{})
 	go func() {
@@ -72,4 +89,36 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	return n.store.Close()
+}
+
+// startHeartbeats starts the heartbeater once, unless shut down.
+func (n *Node) startHeartbeats() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.hb == nil || n.mu.hbDone != nil || n.mu.stopped {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	n.mu.hbCancel, n.mu.hbDone = cancel, done
+	go func() {
+		defer close(done)
+		n.hb.run(ctx)
+	}()
+}
+
+// stopHeartbeats stops the heartbeater and waits for it.
+func (n *Node) stopHeartbeats() {
+	n.mu.Lock()
+	cancel, done := n.mu.hbCancel, n.mu.hbDone
+	first := !n.mu.stopped
+	n.mu.stopped = true
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	if first && n.hb != nil {
+		n.hb.close()
+	}
 }

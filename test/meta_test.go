@@ -30,7 +30,7 @@ func (m *metaMember) start(t *testing.T, extra ...string) {
 	if raft == "" {
 		raft, grpcAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
-	args := append([]string{"meta", "--id", m.id, "--data-dir", m.dir, "--raft-listen", raft, "--listen", grpcAddr,
+	args := append([]string{"meta", "--id", m.id, "--data", m.dir, "--raft", raft, "--listen", grpcAddr,
 		"--log-level", "debug", "--node-down-after", "1m"}, extra...)
 	m.proc = start(t, args...)
 	m.grpcAddr = m.proc.addr

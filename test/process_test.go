@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "clipstore")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/clipstore/clipstore/cmd/clipstore")
+	// Without -race: the processes run at speed; the test code itself runs
+	// under the race detector.
+	build := exec.Command("go", "build", "-o", binary, "github.com/clipstore/clipstore/cmd/clipstore")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build clipstore:", err)
@@ -147,7 +149,7 @@ func (p *process) stop() error {
 
 // startStorage runs a storage node on a random loopback port.
 func startStorage(t *testing.T, dataDirs ...string) *process {
-	return start(t, "storage", "--listen", "127.0.0.1:0", "--data-dir", strings.Join(dataDirs, ","), "--log-level", "debug")
+	return start(t, "storage", "--listen", "127.0.0.1:0", "--data", strings.Join(dataDirs, ","), "--log-level", "debug")
 }
 
 // storageClient dials a storage node; the connection closes at cleanup.

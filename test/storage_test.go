@@ -291,9 +291,9 @@ func TestStorageCommandErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no data dir", []string{"storage", "--listen", "127.0.0.1:0"}, `required flag(s) "data-dir" not set`},
-		{"bad log level", []string{"storage", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "loud"}, "--log-level"},
-		{"bad listen address", []string{"storage", "--listen", "127.0.0.1:99999", "--data-dir", t.TempDir()}, "listen on 127.0.0.1:99999"},
+		{"no data dir", []string{"storage", "--listen", "127.0.0.1:0"}, `required flag(s) "data" not set`},
+		{"bad log level", []string{"storage", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--log-level", "loud"}, "--log-level"},
+		{"bad listen address", []string{"storage", "--listen", "127.0.0.1:99999", "--data", t.TempDir()}, "listen on 127.0.0.1:99999"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 	}
 	for _, tc := range cases {

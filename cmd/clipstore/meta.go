@@ -31,12 +31,12 @@ type metaOptions struct {
 func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.cfg.ID, "id", "", "member id, stable across restarts (required)")
-	f.StringVar(&o.cfg.DataDir, "data-dir", "", "directory for the member's state, Raft log and snapshots (required)")
-	f.StringVar(&o.listen, "listen", "127.0.0.1:7300", "gRPC listen address of the MetaService")
-	f.StringVar(&o.cfg.RaftBind, "raft-listen", "127.0.0.1:7301", "Raft listen address")
+	f.StringVar(&o.cfg.DataDir, "data", "", "directory for the member's state, Raft log and snapshots (required)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7400", "gRPC listen address of the MetaService")
+	f.StringVar(&o.cfg.RaftBind, "raft", "127.0.0.1:7401", "Raft listen address")
 	f.BoolVar(&o.cfg.Bootstrap, "bootstrap", false, "found a new cluster with this member if it has no state yet")
 	f.StringVar(&o.join, "join", "", "gRPC address of a member of an existing cluster to join through")
-	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (empty: off)")
+	f.StringVar(&o.metricsListen, "http", "", "serve Prometheus /metrics on this address (empty: off)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
 	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
@@ -55,7 +55,7 @@ rejoins with its data; it needs neither flag again.`,
 	}
 	o.AddFlags(cmd)
 	cmd.MarkFlagRequired("id")
-	cmd.MarkFlagRequired("data-dir")
+	cmd.MarkFlagRequired("data")
 	return cmd
 }
 

@@ -26,10 +26,13 @@ type storageOptions struct {
 
 func (o *storageOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", "127.0.0.1:7400", "gRPC listen address")
-	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (empty: off)")
-	f.StringVar(&o.cfg.NodeID, "node-id", "", "stable node identity (default: the listen address)")
-	f.StringSliceVar(&o.cfg.DataDirs, "data-dir", nil, "data directory, one per disk (repeat or comma-separate)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7500", "gRPC listen address")
+	f.StringVar(&o.metricsListen, "http", "", "serve Prometheus /metrics on this address (empty: off)")
+	f.StringVar(&o.cfg.NodeID, "id", "", "stable node identity (default: the listen address)")
+	f.StringSliceVar(&o.cfg.DataDirs, "data", nil, "data directory, one per disk (repeat or comma-separate)")
+	f.StringSliceVar(&o.cfg.Meta, "meta", nil, "meta members to register and heartbeat with (comma-separated); empty: stand-alone")
+	f.StringVar(&o.cfg.Zone, "zone", "", "failure domain (rack, site) for shard placement")
+	f.StringVar(&o.cfg.Advertise, "advertise", "", "address clients reach this node at (default: the listen address)")
 	f.IntVar(&o.cfg.MaxPieceSize, "max-piece-size", o.cfg.MaxPieceSize, "largest piece (block size / k) accepted, in bytes")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -45,7 +48,7 @@ serves them over gRPC until SIGINT or SIGTERM.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	o.AddFlags(cmd)
-	cmd.MarkFlagRequired("data-dir")
+	cmd.MarkFlagRequired("data")
 	return cmd
 }
 
@@ -60,6 +63,9 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 	}
 	if o.cfg.NodeID == "" {
 		o.cfg.NodeID = lis.Addr().String()
+	}
+	if o.cfg.Advertise == "" {
+		o.cfg.Advertise = lis.Addr().String()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

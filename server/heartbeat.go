@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// heartbeater registers the node with meta and heartbeats it: capacity,
+// use and per-disk incarnations go up; the node's work (shards to delete)
+// comes down in the responses. Meta never dials a storage node.
+type heartbeater struct {
+	n     *Node
+	conns []*grpc.ClientConn
+	next  int // the meta member to try next
+
+	mu      sync.Mutex
+	deleted [][]byte // shards deleted since the last acknowledged heartbeat
+}
+
+func newHeartbeater(n *Node) (*heartbeater, error) {
+	h := &heartbeater{n: n}
+	for _, addr := range n.cfg.Meta {
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			h.close()
+			return nil, err
+		}
+		h.conns = append(h.conns, c)
+	}
+	return h, nil
+}
+
+func (h *heartbeater) close() {
+	for _, c := range h.conns {
+		c.Close()
+	}
+}
+
+// client returns a client for the current meta member; rotate moves on to
+// the next after a failure (any member answers; writes are forwarded).
+func (h *heartbeater) client() pb.MetaServiceClient { return pb.NewMetaServiceClient(h.conns[h.next]) }
+func (h *heartbeater) rotate()                      { h.next = (h.next + 1) % len(h.conns) }
+
+// run registers, then heartbeats every interval until ctx ends.
+func (h *heartbeater) run(ctx context.Context) {
+	interval := h.n.cfg.HeartbeatInterval
+	for ctx.Err() == nil && !h.register(ctx) {
+		sleep(ctx, interval)
+	}
+	for ctx.Err() == nil {
+		if next, err := h.beat(ctx); err != nil {
+			h.n.log.Warn("heartbeat to meta failed", "err", err)
+			h.rotate()
+		} else if next > 0 {
+			interval = next
+		}
+		sleep(ctx, interval)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (h *heartbeater) disks() ([]*pb.DiskStatus, uint64, uint64, uint64, error) {
+	usage, err := h.n.store.Usage()
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	var out []*pb.DiskStatus
+	var capacity, free, shards uint64
+	for _, d := range usage {
+		out = append(out, &pb.DiskStatus{Path: d.Path, Incarnation: d.Incarnation, Capacity: d.Capacity, Free: d.Free, ShardCount: d.ShardCount})
+		capacity, free, shards = capacity+d.Capacity, free+d.Free, shards+d.ShardCount
+	}
+	return out, capacity, free, shards, nil
+}
+
+func (h *heartbeater) register(ctx context.Context) bool {
+	disks, _, _, _, err := h.disks()
+	if err == nil {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = h.client().RegisterNode(rctx, &pb.RegisterNodeRequest{NodeId: h.n.cfg.NodeID,
+			Address: h.n.cfg.Advertise, Zone: h.n.cfg.Zone, Disks: disks})
+		cancel()
+	}
+	if err != nil {
+		h.n.log.Warn("register with meta failed; retrying", "err", err)
+		h.rotate()
+		return false
+	}
+	h.n.log.Info("registered with meta", "node", h.n.cfg.NodeID, "address", h.n.cfg.Advertise, "zone", h.n.cfg.Zone)
+	return true
+}
+
+// beat sends one heartbeat and carries out the deletes it brings back.
+func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
+	disks, capacity, free, shards, err := h.disks()
+	if err != nil {
+		return 0, err
+	}
+	h.mu.Lock()
+	acks := h.deleted
+	h.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := h.client().Heartbeat(rctx, &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
+		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks})
+	if err != nil {
+		return 0, err
+	}
+	h.mu.Lock()
+	h.deleted = h.deleted[len(acks):]
+	h.mu.Unlock()
+	for _, d := range resp.Deletes {
+		id, err := ParseShardID(d.ShardId)
+		if err != nil {
+			continue
+		}
+		if _, err := h.n.store.Delete(id); err != nil && !errors.Is(err, ErrClosed) {
+			h.n.log.Warn("delete shard for meta", "shard", id, "err", err)
+			continue
+		}
+		h.mu.Lock()
+		h.deleted = append(h.deleted, d.ShardId)
+		h.mu.Unlock()
+	}
+	return time.Duration(resp.IntervalMs) * time.Millisecond, nil
+}

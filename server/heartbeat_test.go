@@ -1,0 +1,62 @@
+package server_test
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/meta/metatest"
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc/codes"
+)
+
+// TestHeartbeatsCarryDeletes runs a storage node against a real meta
+// member: the node registers and heartbeats; once a clip whose shard it
+// holds is deleted, the delete arrives in a heartbeat response, the node
+// removes the shard and acknowledges it, and meta's queue drains.
+func TestHeartbeatsCarryDeletes(t *testing.T) {
+	mc := metatest.New(t, 1, metatest.Options{})
+	meta := mc.Members[0].Client
+	cfg := testConfig(t, 1)
+	cfg.Meta = []string{mc.Members[0].GRPCAddr}
+	cfg.HeartbeatInterval = 50 * time.Millisecond
+	cfg.Zone = "rack-1"
+	n := startNodeAdvertised(t, cfg)
+	ctx := ctxT(t)
+	waitFor(t, 10*time.Second, "the node to register and heartbeat", func() bool {
+		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
+		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0 &&
+			resp.Nodes[0].Zone == "rack-1" && len(resp.Nodes[0].Disks) == 1
+	})
+	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
+	if _, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile}); err != nil {
+		t.Fatal(err)
+	}
+	begin, err := meta.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "bkt", Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := makeShard(rand.New(rand.NewPCG(41, 42)), 1, 0, 0, 4096, 10000)
+	s.header.ShardId, s.header.ClipId = begin.Targets[0].ShardId, begin.ClipId
+	s.header.CommitDeadlineUnixNano = begin.CommitDeadlineUnixNano
+	w, err := writeShard(ctx, n.client, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = meta.CommitPut(ctx, &metapb.CommitPutRequest{Bucket: "bkt", Key: "k", UploadId: begin.UploadId, ClipId: begin.ClipId,
+		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: 10000, Profile: profile,
+		Shards: []*metapb.Shard{{Index: 0, NodeId: cfg.NodeID, ShardId: s.id(), Length: w.Length, Checksum: w.Checksum,
+			State: metapb.ShardState_SHARD_STATE_OK}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meta.DeleteClip(ctx, &metapb.DeleteClipRequest{Bucket: "bkt", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the node to delete the shard and meta's queue to drain", func() bool {
+		_, err := n.client.StatShard(ctx, &pb.StatShardRequest{ShardId: s.id()})
+		st, serr := meta.ClusterStatus(ctx, &metapb.ClusterStatusRequest{})
+		return statusCode(err) == codes.NotFound && serr == nil && st.PendingDeletes == 0
+	})
+}
