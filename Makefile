@@ -62,8 +62,8 @@ proto: ## Regenerate proto/*pb from proto/*.proto (needs protoc: apt-get install
 		proto/*.proto
 
 .PHONY: run
-run: build ## Start a storage node on 127.0.0.1 with a data dir under ./data (Ctrl-C stops it).
-	$(BIN)/clipstore storage --listen 127.0.0.1:7500 --data $(CURDIR)/data/disk0
+run: build ## Start the dev cluster: 1 meta + 6 storage nodes in one process, meta on 127.0.0.1:7400.
+	$(BIN)/clipstore dev --data $(CURDIR)/clipstore-data
 
 .PHONY: clean
 clean: ## Remove build output.

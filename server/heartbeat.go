@@ -96,7 +96,7 @@ func (h *heartbeater) register(ctx context.Context) bool {
 		cancel()
 	}
 	if err != nil {
-		h.n.log.Warn("register with meta failed; retrying", "err", err)
+		h.n.log.Info("register with meta failed; retrying", "err", err)
 		h.rotate()
 		return false
 	}

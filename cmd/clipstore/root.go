@@ -15,7 +15,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true, // main prints the one error line
 	}
-	root.AddCommand(newStorageCommand(), newMetaCommand())
+	root.AddCommand(newStorageCommand(), newMetaCommand(), newDevCommand())
 	return root
 }
 

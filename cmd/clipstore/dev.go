@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/clipstore/clipstore/internal/devcluster"
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/spf13/cobra"
+)
+
+type devOptions struct {
+	cfg       devcluster.Config
+	ec        string
+	blockSize string
+	logLevel  string
+}
+
+func (o *devOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.cfg.Dir, "data", "clipstore-data", "directory for every node's data, kept across restarts")
+	f.StringVar(&o.cfg.MetaAddr, "listen", "127.0.0.1:7400", "meta gRPC address (the one clients use)")
+	f.IntVar(&o.cfg.MetaNodes, "meta-nodes", 1, "meta members (Raft voters)")
+	f.IntVar(&o.cfg.StorageNodes, "storage-nodes", 6, "storage nodes")
+	f.StringVar(&o.ec, "ec", "4+2", "default erasure code K+M of new buckets")
+	f.StringVar(&o.blockSize, "block-size", "1MiB", "default block size of new buckets")
+	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+}
+
+func newDevCommand() *cobra.Command {
+	o := &devOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole cluster in this process, for a laptop",
+		Long: `Run the real meta and storage code in one process: by default one meta member
+on 127.0.0.1:7400 and six storage nodes on free loopback ports, RS 4+2, with
+their data in ./clipstore-data (kept across restarts). Ctrl-C stops it cleanly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+func (o *devOptions) run(cmd *cobra.Command) error {
+	log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+	if err != nil {
+		return err
+	}
+	profile, err := parseProfile(o.ec, o.blockSize)
+	if err != nil {
+		return err
+	}
+	o.cfg.Profile, o.cfg.Logger = profile, log
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c, err := devcluster.Start(ctx, o.cfg)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "clipstore dev cluster: %d meta, %d storage nodes, RS %d+%d, data in %s\n",
+		o.cfg.MetaNodes, o.cfg.StorageNodes, profile.DataShards, profile.ParityShards, o.cfg.Dir)
+	fmt.Fprintf(out, "meta listening on %s\n", c.MetaAddrs()[0])
+	fmt.Fprint(out, `
+Try, in another terminal:
+  clipstore mb videos
+  clipstore put videos/car1/front.mp4 ./some-clip.mp4
+  clipstore ls videos
+  clipstore get videos/car1/front.mp4 --range 0-1023 out.bin
+  clipstore stat videos/car1/front.mp4
+  clipstore cluster status
+Ctrl-C stops the cluster.
+`)
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping the dev cluster")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.Shutdown(sctx)
+}
+
+// parseProfile reads "K+M" and a block size such as 1MiB, 256KiB or 65536.
+func parseProfile(ec, blockSize string) (*metapb.ECProfile, error) {
+	k, m, ok := strings.Cut(ec, "+")
+	kn, kerr := strconv.Atoi(k)
+	mn, merr := strconv.Atoi(m)
+	if !ok || kerr != nil || merr != nil || kn < 1 || mn < 0 || kn+mn > 64 {
+		return nil, fmt.Errorf("--ec %q: want K+M with K >= 1, M >= 0, K+M <= 64 (e.g. 4+2)", ec)
+	}
+	bs, err := parseSize(blockSize)
+	if err != nil || bs < 1 || bs > 16<<20 {
+		return nil, fmt.Errorf("--block-size %q: want a size from 1 byte to 16MiB (e.g. 1MiB)", blockSize)
+	}
+	return &metapb.ECProfile{DataShards: uint32(kn), ParityShards: uint32(mn), BlockSize: uint32(bs)}, nil
+}
+
+// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
