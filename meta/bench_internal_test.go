@@ -1,0 +1,125 @@
+package meta
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+)
+
+var listClips = flag.Int("bench.clips", 1_000_000, "clips in the bucket that BenchmarkListClips pages through")
+
+// fillFSM commits n 4+2 clip records (8 MiB clips with capture attributes,
+// as ingest writes them) straight through the FSM, batch entries a batch;
+// withRequestIDs adds the idempotency record clients' commits carry.
+func fillFSM(tb testing.TB, f *fsm, n, batch int, withRequestIDs bool) {
+	tb.Helper()
+	id := func() []byte { b := make([]byte, 16); rand.Read(b); return b }
+	profile := &pb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20}
+	index := f.appliedIndex()
+	apply := func(cmd *pb.Command) *raft.Log {
+		index++
+		b, _ := proto.Marshal(cmd)
+		return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: b}
+	}
+	now := time.Now()
+	var logs []*raft.Log
+	logs = append(logs, apply(&pb.Command{ProposedUnixNano: now.UnixNano(), Op: &pb.Command_CreateBucket{
+		CreateBucket: &pb.CreateBucketRequest{Name: "bench", DefaultProfile: profile}}}))
+	for i := range 6 {
+		logs = append(logs, apply(&pb.Command{ProposedUnixNano: now.UnixNano(), Op: &pb.Command_RegisterNode{
+			RegisterNode: &pb.RegisterNodeRequest{NodeId: fmt.Sprintf("s%d", i), Address: "127.0.0.1:1"}}}))
+	}
+	for i := range n {
+		put := &pb.CommitPutRequest{RequestId: id(), Bucket: "bench", Key: fmt.Sprintf("car-%04d/front/%010d.mp4", i%1000, i),
+			UploadId: id(), ClipId: id(), CommitDeadlineUnixNano: now.Add(time.Hour).UnixNano(), Size: 8 << 20, Profile: profile,
+			ContentType: "video/mp4", Capture: &pb.CaptureAttributes{VehicleId: fmt.Sprintf("car-%04d", i%1000), Camera: "front",
+				StartUnixNano: now.UnixNano(), EndUnixNano: now.Add(time.Minute).UnixNano()}}
+		for s := range 6 {
+			put.Shards = append(put.Shards, &pb.Shard{Index: uint32(s), NodeId: fmt.Sprintf("s%d", s), ShardId: id(),
+				Length: 2 << 20, Checksum: 0xdeadbeef, State: pb.ShardState_SHARD_STATE_OK})
+		}
+		if !withRequestIDs {
+			put.RequestId = nil
+		}
+		logs = append(logs, apply(&pb.Command{RequestId: put.RequestId, ProposedUnixNano: now.UnixNano(),
+			Op: &pb.Command_CommitPut{CommitPut: &pb.CommitPutCommand{Put: put}}}))
+		if len(logs) == batch || i == n-1 {
+			for _, r := range f.ApplyBatch(logs) {
+				if res, ok := r.(*applyResult); ok && res.err != nil {
+					tb.Fatal(res.err)
+				}
+			}
+			logs = logs[:0]
+		}
+	}
+}
+
+// BenchmarkBytesPerClip reports the bbolt file bytes one committed 4+2 clip
+// costs, indexes and request record included, over 100,000 clips.
+func BenchmarkBytesPerClip(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		f := newBenchFSM(b)
+		before := fileSize(b, f.path)
+		fillFSM(b, f, n, 1000, true)
+		b.ReportMetric(float64(fileSize(b, f.path)-before)/n, "bytes/clip")
+		var used int
+		f.view(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets {
+				bs := tx.Bucket(name).Stats()
+				used += bs.LeafInuse + bs.BranchInuse
+			}
+			return nil
+		})
+		b.ReportMetric(float64(used)/n, "inuse-bytes/clip")
+	}
+}
+
+// BenchmarkListClips pages through a bucket of -bench.clips clips (default
+// 1,000,000) with the reads ListClips serves, 1000 entries a page, and
+// reports entries/s.
+func BenchmarkListClips(b *testing.B) {
+	f := newBenchFSM(b)
+	start := time.Now()
+	fillFSM(b, f, *listClips, 10000, false)
+	b.Logf("filled %d clips in %v", *listClips, time.Since(start))
+	n := &Node{fsm: f}
+	entries := 0
+	for b.Loop() { // b.Loop runs the fill above once, not once per b.N
+
+		after := ""
+		for {
+			resp, err := n.listClips(context.Background(), &pb.ListClipsRequest{Bucket: "bench", StartAfter: after, PageSize: 1000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			entries += len(resp.Clips)
+			if resp.NextStartAfter == "" {
+				break
+			}
+			after = resp.NextStartAfter
+		}
+	}
+	b.ReportMetric(float64(entries)/b.Elapsed().Seconds(), "entries/s")
+}
+
+func newBenchFSM(b *testing.B) *fsm {
+	return testFSM(b)
+}
+
+func fileSize(tb testing.TB, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fi.Size()
+}
