@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
@@ -25,6 +26,8 @@ type fsm struct {
 	path string
 	log  *slog.Logger
 	opts fsmOptions
+	// batchSize observes entries per ApplyBatch; nil in bare FSM tests.
+	batchSize prometheus.Observer
 
 	// mu guards db: readers hold it shared for a whole bbolt transaction;
 	// Restore swaps the file under it exclusively.
@@ -135,6 +138,9 @@ func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 // applied index (replayed after a restart) are skipped.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	results := make([]interface{}, len(logs))
+	if f.batchSize != nil {
+		f.batchSize.Observe(float64(len(logs)))
+	}
 	f.mu.RLock() // excludes Restore; Apply is the only writer
 	defer f.mu.RUnlock()
 	var last uint64

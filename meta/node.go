@@ -25,9 +25,10 @@ type Node struct {
 	trans  raft.Transport
 	raft   *raft.Raft
 
-	reads *readBatcher
-	live  *liveness
-	peers *peerConns
+	reads   *readBatcher
+	live    *liveness
+	peers   *peerConns
+	metrics *metrics
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -52,6 +53,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.fsm = f
+	n.metrics = newMetrics(cfg.Registerer, n)
+	f.batchSize = n.metrics.batchSize
 	if err := n.startRaft(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -142,20 +145,30 @@ func (n *Node) propose(ctx context.Context, cmd *pb.Command) (proto.Message, err
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
+	start := time.Now()
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
+			n.metrics.proposed(start, "not_leader")
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		case errors.Is(err, raft.ErrRaftShutdown):
+			n.metrics.proposed(start, "unknown")
 			return nil, fmt.Errorf("%w: %w (the write may or may not be committed)", ErrOutcomeUnknown, ErrShutdown)
 		default:
+			n.metrics.proposed(start, "unknown")
 			return nil, fmt.Errorf("%w: %v (retry with the same request id to learn it)", ErrOutcomeUnknown, err)
 		}
 	}
 	res, ok := f.Response().(*applyResult)
 	if !ok {
+		n.metrics.proposed(start, "unknown")
 		return nil, fmt.Errorf("%w: entry %d returned %T", ErrOutcomeUnknown, f.Index(), f.Response())
+	}
+	if res.err != nil {
+		n.metrics.proposed(start, "rejected")
+	} else {
+		n.metrics.proposed(start, "ok")
 	}
 	return res.resp, res.err
 }
@@ -167,7 +180,10 @@ func (n *Node) linearizable(ctx context.Context) error {
 	if n.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
-	return n.reads.wait(ctx)
+	start := time.Now()
+	err := n.reads.wait(ctx)
+	n.metrics.readSec.Observe(time.Since(start).Seconds())
+	return err
 }
 
 // TransferLeadership hands leadership to another voter (for maintenance);
