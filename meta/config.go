@@ -43,7 +43,9 @@ type Config struct {
 	HeartbeatInterval, NodeDownAfter time.Duration
 	// MinFreeBytes: nodes with less free space get no new shards.
 	MinFreeBytes uint64
-	// ApplyTimeout bounds one Raft proposal.
+	// ApplyTimeout bounds the wait for a Raft proposal to be accepted into
+	// the log and, with the request's own deadline, the wait for its
+	// outcome.
 	ApplyTimeout time.Duration
 
 	// Raft timing and log retention. TrailingLogs covers minutes of

@@ -147,9 +147,12 @@ func (n *Node) propose(ctx context.Context, cmd *pb.Command) (proto.Message, err
 	}
 	start := time.Now()
 	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	if err := waitFuture(wctx, f); err != nil {
 		switch {
-		case errors.Is(err, raft.ErrNotLeader):
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			// Never entered the log: definitely not written.
 			n.metrics.proposed(start, "not_leader")
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		case errors.Is(err, raft.ErrRaftShutdown):
@@ -171,6 +174,21 @@ func (n *Node) propose(ctx context.Context, cmd *pb.Command) (proto.Message, err
 		n.metrics.proposed(start, "ok")
 	}
 	return res.resp, res.err
+}
+
+// waitFuture waits for a proposal's outcome, or for ctx. raft bounds only
+// the enqueueing of an entry by Apply's timeout; once queued, its future
+// resolves at commit, lost leadership or shutdown, so the caller's context
+// bounds the wait (and the outcome is then unknown).
+func waitFuture(ctx context.Context, f raft.ApplyFuture) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // linearizable returns once every write acknowledged before the call is

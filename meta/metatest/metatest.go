@@ -65,7 +65,7 @@ func FastTimings(c *meta.Config) {
 	c.CommitTimeout = 5 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
 	c.HeartbeatInterval = 100 * time.Millisecond
-	c.NodeDownAfter = time.Second
+	c.NodeDownAfter = 30 * time.Second // tests of liveness set it lower
 }
 
 // New starts an n-member cluster: member 0 bootstraps, the others join
