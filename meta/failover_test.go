@@ -231,8 +231,12 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			return err
 		}, codes.InvalidArgument},
 		{"too few nodes for the profile", func() error {
-			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k", Profile: &pb.ECProfile{DataShards: 10, ParityShards: 4, BlockSize: 1 << 20}})
-			return err
+			// Unavailable while the leader is new (heartbeats may be on their
+			// way), FailedPrecondition once it has heard from every node.
+			return retryUnavailable(t, func() error {
+				_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k", Profile: &pb.ECProfile{DataShards: 10, ParityShards: 4, BlockSize: 1 << 20}})
+				return err
+			})
 		}, codes.FailedPrecondition},
 		{"commit: short clip id", func() error { return mutate(func(r *pb.CommitPutRequest) { r.ClipId = r.ClipId[:8] }) }, codes.InvalidArgument},
 		{"commit: shard length disagrees with size", func() error { return mutate(func(r *pb.CommitPutRequest) { r.Size++ }) }, codes.InvalidArgument},

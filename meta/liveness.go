@@ -34,6 +34,13 @@ func (l *liveness) reset(now time.Time) {
 	l.nodes = map[string]*heartbeat{}
 }
 
+// age is how long this leadership has lasted.
+func (l *liveness) age(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Sub(l.since)
+}
+
 func (l *liveness) record(id string, hb *heartbeat) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -60,6 +60,10 @@ func (n *Node) beginPut(ctx context.Context, req *pb.BeginPutRequest) (*pb.Begin
 	r := rand.New(rand.NewPCG(beUint64(seed[:8]), beUint64(seed[8:])))
 	p, err := Place(cands, k, m, max(n.cfg.MinFreeBytes, req.SizeHint/uint64(k)), r)
 	if err != nil {
+		if n.live.age(n.cfg.now()) < 3*n.cfg.HeartbeatInterval {
+			// A new leader has not heard from every node yet: retry soon.
+			return nil, fmt.Errorf("%w: leader elected recently, waiting for storage node heartbeats: %v", ErrUnavailable, err)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrFailedPrecondition, err)
 	}
 	resp := &pb.BeginPutResponse{

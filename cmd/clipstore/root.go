@@ -16,6 +16,12 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true, // main prints the one error line
 	}
 	root.AddCommand(newStorageCommand(), newMetaCommand(), newDevCommand())
+	co := &clientOptions{}
+	for _, c := range []*cobra.Command{newMbCommand(co), newRbCommand(co), newPutCommand(co), newGetCommand(co),
+		newLsCommand(co), newStatCommand(co), newRmCommand(co), newClusterCommand(co)} {
+		co.AddFlags(c)
+		root.AddCommand(c)
+	}
 	return root
 }
 

@@ -1,0 +1,98 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"iter"
+
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+)
+
+// listPageSize is the page size List asks for.
+const listPageSize = 1000
+
+// getClip reads a clip's record, linearizably.
+func (c *Client) getClip(ctx context.Context, bucket, key string) (*metapb.GetClipResponse, error) {
+	return callMeta(ctx, c, "get "+bucket+"/"+key, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.GetClipResponse, error) {
+		return mc.GetClip(ctx, &metapb.GetClipRequest{Bucket: bucket, Key: key})
+	})
+}
+
+// Stat describes a clip without reading its data.
+func (c *Client) Stat(ctx context.Context, bucket, key string) (*ClipInfo, error) {
+	resp, err := c.getClip(ctx, bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	return clipInfoFromProto(resp.Clip), nil
+}
+
+// Delete deletes a clip. Its shards are removed from the storage nodes in
+// the background.
+func (c *Client) Delete(ctx context.Context, bucket, key string) error {
+	req := &metapb.DeleteClipRequest{RequestId: newRequestID(), Bucket: bucket, Key: key}
+	_, err := callMeta(ctx, c, "delete "+bucket+"/"+key, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.DeleteClipResponse, error) {
+		return mc.DeleteClip(ctx, req)
+	})
+	return err
+}
+
+// List iterates over the clips of bucket whose keys start with prefix, in
+// key order, fetching pages as it goes. An error ends the iteration.
+func (c *Client) List(ctx context.Context, bucket, prefix string) iter.Seq2[*ClipEntry, error] {
+	return c.list(ctx, bucket, prefix, listPageSize)
+}
+
+func (c *Client) list(ctx context.Context, bucket, prefix string, pageSize uint32) iter.Seq2[*ClipEntry, error] {
+	return func(yield func(*ClipEntry, error) bool) {
+		after := ""
+		for {
+			req := &metapb.ListClipsRequest{Bucket: bucket, Prefix: prefix, StartAfter: after, PageSize: pageSize}
+			resp, err := callMeta(ctx, c, "list "+bucket, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ListClipsResponse, error) {
+				return mc.ListClips(ctx, req)
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, e := range resp.Clips {
+				entry := &ClipEntry{Key: e.Key, ClipID: hex.EncodeToString(e.ClipId), Generation: e.Generation,
+					Size: int64(e.Size), Created: unixNano(e.CreatedUnixNano)}
+				if !yield(entry, nil) {
+					return
+				}
+			}
+			if resp.NextStartAfter == "" {
+				return
+			}
+			after = resp.NextStartAfter
+		}
+	}
+}
+
+// ClusterStatus reports the meta members and leader, the storage nodes and
+// the cluster's counts.
+func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
+	st, err := callMeta(ctx, c, "cluster status", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ClusterStatusResponse, error) {
+		return mc.ClusterStatus(ctx, &metapb.ClusterStatusRequest{})
+	})
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := callMeta(ctx, c, "list nodes", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ListNodesResponse, error) {
+		return mc.ListNodes(ctx, &metapb.ListNodesRequest{})
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &ClusterStatus{Leader: st.LeaderId, Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
+		Buckets: st.Buckets, Clips: st.Clips, DegradedClips: st.DegradedClips, NodesUp: st.StorageNodesUp,
+		PendingDeletes: st.PendingDeletes}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, memberFromProto(m))
+	}
+	for _, n := range nodes.Nodes {
+		out.Nodes = append(out.Nodes, nodeFromProto(n))
+	}
+	return out, nil
+}

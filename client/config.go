@@ -1,0 +1,77 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Client. Only Meta is required.
+type Config struct {
+	// Meta lists meta member addresses (host:port). Any member answers any
+	// call; the client moves to the next one when a member is unavailable.
+	Meta []string
+	// BlocksInFlight bounds the blocks a Put or a read keeps in memory at
+	// once, whatever the clip's size (default 4).
+	BlocksInFlight int
+	// RequestTimeout bounds each attempt of a meta call, and how long a
+	// storage node stream may stay silent before it counts as slow and the
+	// read falls back to other shards (default 30s).
+	RequestTimeout time.Duration
+	// MaxRetries is how many times a meta call is retried on Unavailable
+	// or a leader change, with exponential backoff and jitter (default 8).
+	MaxRetries int
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+	// Reporter names this client in shard reports to meta (default
+	// "client").
+	Reporter string
+}
+
+// Defaults of Config's zero fields.
+const (
+	DefaultBlocksInFlight = 4
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultMaxRetries     = 8
+)
+
+// withDefaults fills in the zero fields.
+func (c Config) withDefaults() Config {
+	if c.BlocksInFlight == 0 {
+		c.BlocksInFlight = DefaultBlocksInFlight
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = DefaultMaxRetries
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Reporter == "" {
+		c.Reporter = "client"
+	}
+	return c
+}
+
+// Validate reports the first unusable field.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Meta) == 0:
+		return errors.New("client config: Meta: at least one meta address is required")
+	case c.BlocksInFlight < 0 || c.BlocksInFlight > 1024:
+		return fmt.Errorf("client config: BlocksInFlight: %d is outside 1..1024", c.BlocksInFlight)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("client config: RequestTimeout: %v is negative", c.RequestTimeout)
+	case c.MaxRetries < 0:
+		return fmt.Errorf("client config: MaxRetries: %d is negative", c.MaxRetries)
+	}
+	for _, a := range c.Meta {
+		if a == "" {
+			return errors.New("client config: Meta: empty address")
+		}
+	}
+	return nil
+}

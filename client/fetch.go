@@ -1,0 +1,289 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/clipstore/clipstore/erasure"
+	storagepb "github.com/clipstore/clipstore/proto/storagepb"
+)
+
+// maxSkip is how many blocks a shard stream is read ahead and discarded
+// to reach a later block before it is reopened there instead.
+const maxSkip = 8
+
+// unitMsg is one unit of a shard stream, or the stream's failure.
+type unitMsg struct {
+	block   int64
+	unit    []byte // piece then trailer
+	corrupt bool   // the node found the piece corrupt (skip_corrupt)
+	err     error
+}
+
+// unitStream reads one shard's units [first, end) with a ReadShard stream.
+// A goroutine receives ahead of the consumer, at most depth units, so that
+// k streams fetch in parallel while the consumer decodes in lockstep.
+type unitStream struct {
+	index    int
+	next     int64 // the block the next unit carries
+	end      int64
+	ch       chan unitMsg
+	cancel   context.CancelFunc
+	done     chan struct{}
+	timedOut atomic.Bool
+	err      error // sticky, consumer side
+}
+
+func openUnitStream(ctx context.Context, sc storagepb.StorageServiceClient, shardID []byte, index int,
+	first, end int64, depth int, idle time.Duration) *unitStream {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &unitStream{index: index, next: first, end: end, ch: make(chan unitMsg, depth), cancel: cancel, done: make(chan struct{})}
+	req := &storagepb.ReadShardRequest{ShardId: shardID, FirstBlock: uint64(first), BlockCount: uint64(end - first), SkipCorrupt: true}
+	go s.pump(sctx, sc, req, idle)
+	return s
+}
+
+// pump receives the stream's units into s.ch until the stream ends or
+// fails. A node silent for longer than idle while the pump waits for it is
+// cut off: a slow node counts as a failed one.
+func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient, req *storagepb.ReadShardRequest, idle time.Duration) {
+	defer close(s.done)
+	defer close(s.ch)
+	watchdog := time.AfterFunc(idle, func() {
+		s.timedOut.Store(true)
+		s.cancel()
+	})
+	defer watchdog.Stop()
+	stream, err := sc.ReadShard(ctx, req)
+	for err == nil {
+		watchdog.Reset(idle)
+		var resp *storagepb.ReadShardResponse
+		resp, err = stream.Recv()
+		watchdog.Stop()
+		if err != nil {
+			break
+		}
+		p := resp.GetPiece()
+		if p == nil {
+			continue // the header of an empty range
+		}
+		m := unitMsg{block: int64(p.Block), corrupt: p.Corrupt}
+		if !p.Corrupt {
+			m.unit = make([]byte, len(p.Data)+len(p.Trailer))
+			copy(m.unit[copy(m.unit, p.Data):], p.Trailer)
+		}
+		if !s.deliver(ctx, m) {
+			return
+		}
+	}
+	if !errors.Is(err, io.EOF) {
+		s.deliver(ctx, unitMsg{err: err})
+	}
+}
+
+func (s *unitStream) deliver(ctx context.Context, m unitMsg) bool {
+	select {
+	case s.ch <- m:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// get returns unit b, discarding the units before it.
+func (s *unitStream) get(ctx context.Context, b int64) (unitMsg, error) {
+	for s.err == nil {
+		select {
+		case m, ok := <-s.ch:
+			switch {
+			case !ok && s.timedOut.Load():
+				s.err = fmt.Errorf("%w: shard %d: storage node too slow (no data within the request timeout)", ErrUnavailable, s.index)
+			case !ok:
+				s.err = fmt.Errorf("%w: shard %d: stream ended before block %d", ErrUnavailable, s.index, b)
+			case m.err != nil:
+				s.err = fromStatus(fmt.Sprintf("read shard %d", s.index), m.err)
+			case m.block < b:
+				s.next = m.block + 1
+			case m.block > b:
+				s.err = fmt.Errorf("shard %d: stream sent block %d, expected %d", s.index, m.block, b)
+			default:
+				s.next = b + 1
+				return m, nil
+			}
+		case <-ctx.Done():
+			return unitMsg{}, ctx.Err()
+		}
+	}
+	return unitMsg{}, s.err
+}
+
+// usableFor reports whether the stream can deliver block b soon.
+func (s *unitStream) usableFor(b int64) bool {
+	return s.err == nil && s.next <= b && b-s.next <= maxSkip && b < s.end
+}
+
+func (s *unitStream) close() {
+	s.cancel()
+	<-s.done
+}
+
+// rangeRead decodes the blocks of one byte range of a pinned clip. It
+// keeps one stream per shard it reads, so a range of many blocks costs one
+// call per shard, not one per block. It is used by one goroutine.
+type rangeRead struct {
+	v       *clipView
+	ctx     context.Context
+	end     int64 // block after the range
+	streams []*unitStream
+	dec     *erasure.BlockDecoder
+	units   [][]byte
+	tried   []bool
+	faults  int // faults of dec's report already handled
+}
+
+func (v *clipView) newRangeRead(ctx context.Context, end int64) *rangeRead {
+	n := len(v.shards)
+	return &rangeRead{v: v, ctx: ctx, end: end, streams: make([]*unitStream, n), dec: v.layout.NewBlockDecoder(),
+		units: make([][]byte, n), tried: make([]bool, n)}
+}
+
+// close stops the streams and waits for their goroutines.
+func (rr *rangeRead) close() {
+	for i, s := range rr.streams {
+		if s != nil {
+			s.close()
+			rr.streams[i] = nil
+		}
+	}
+}
+
+// decode appends extent e's bytes to dst. It fetches the data pieces the
+// extent needs; if one is missing, corrupt, or its node fails, it fetches
+// further pieces (data, then parity) until the block can be rebuilt. Every
+// byte returned was verified by the BlockDecoder.
+func (rr *rangeRead) decode(dst []byte, e erasure.Extent) ([]byte, error) {
+	clear(rr.units)
+	clear(rr.tried)
+	complete := true
+	for i := e.First; i <= e.Last; i++ {
+		if err := rr.fetch(e.Block, i); err != nil {
+			return dst, err
+		}
+		complete = complete && rr.units[i] != nil
+	}
+	for {
+		if !complete {
+			if _, err := rr.fill(e.Block); err != nil {
+				return dst, err
+			}
+		}
+		out, err := rr.dec.Decode(dst, e, rr.units)
+		rr.noteFaults()
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, erasure.ErrUnrecoverable) {
+			return dst, err
+		}
+		added, ferr := rr.fill(e.Block)
+		if ferr != nil {
+			return dst, ferr
+		}
+		if added == 0 {
+			return dst, fmt.Errorf("%w: %s/%s: %w", ErrUnrecoverable, rr.v.info.Bucket, rr.v.info.Key, err)
+		}
+		complete = false
+	}
+}
+
+// fill fetches untried units, in the clip's preference order, until k are
+// at hand or none is left, and returns how many it added.
+func (rr *rangeRead) fill(b int64) (int, error) {
+	have := 0
+	for _, u := range rr.units {
+		if u != nil {
+			have++
+		}
+	}
+	added := 0
+	for _, i := range rr.v.order {
+		if have >= rr.v.k {
+			break
+		}
+		if rr.tried[i] {
+			continue
+		}
+		if err := rr.fetch(b, i); err != nil {
+			return added, err
+		}
+		if rr.units[i] != nil {
+			have++
+			added++
+		}
+	}
+	return added, nil
+}
+
+// fetch gets unit b of shard i into rr.units[i], or leaves it nil when the
+// shard is unusable. It fails only when the whole read must stop (the
+// clip changed, ctx ended).
+func (rr *rangeRead) fetch(b int64, i int) error {
+	rr.tried[i] = true
+	if !rr.v.usable(i) {
+		return nil
+	}
+	s, err := rr.stream(i, b)
+	if err != nil {
+		return rr.v.shardFailed(rr.ctx, i, err)
+	}
+	m, err := s.get(rr.ctx, b)
+	switch {
+	case rr.ctx.Err() != nil:
+		return rr.ctx.Err()
+	case err != nil:
+		return rr.v.shardFailed(rr.ctx, i, err)
+	case m.corrupt:
+		rr.v.report(i, shardCorrupt, fmt.Sprintf("block %d failed verification on the storage node", b))
+	default:
+		rr.units[i] = m.unit
+	}
+	return nil
+}
+
+// stream returns a stream of shard i positioned at or shortly before
+// block b, opening one from b to the end of the range if need be.
+func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
+	if s := rr.streams[i]; s != nil {
+		if s.usableFor(b) {
+			return s, nil
+		}
+		s.close()
+		rr.streams[i] = nil
+	}
+	sh := rr.v.shards[i]
+	sc, err := rr.v.c.storage(rr.v.addrs[sh.NodeId])
+	if err != nil {
+		return nil, err
+	}
+	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.v.c.cfg.BlocksInFlight, rr.v.c.cfg.RequestTimeout)
+	rr.streams[i] = s
+	return s, nil
+}
+
+// noteFaults handles the pieces the decoder could not use since the last
+// call: they are dropped from the units at hand, and corrupt ones are
+// reported.
+func (rr *rangeRead) noteFaults() {
+	rep := rr.dec.Report()
+	for _, f := range rep.Faults[rr.faults:] {
+		rr.units[f.Index] = nil
+		if errors.Is(f.Err, erasure.ErrCorrupt) {
+			rr.v.report(f.Index, shardCorrupt, f.Error())
+		}
+	}
+	rr.faults = len(rep.Faults)
+}

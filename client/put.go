@@ -1,0 +1,420 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clipstore/clipstore/erasure"
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	storagepb "github.com/clipstore/clipstore/proto/storagepb"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+)
+
+// PutOptions are the optional parts of a Put.
+type PutOptions struct {
+	ContentType string
+	Metadata    map[string]string
+	Capture     *Capture
+	// Profile overrides the bucket's default erasure-coding profile.
+	Profile *Profile
+	// IfGenerationMatch commits only if the key is at this generation
+	// (0: only if the key does not exist); otherwise ErrPrecondition.
+	IfGenerationMatch *uint64
+	// SizeHint is the expected clip size, if known; placement uses it.
+	SizeHint int64
+	// Progress, if set, is called with the clip bytes read and handed to
+	// the storage streams so far.
+	Progress func(written int64)
+}
+
+// Put stores the clip read from r (until io.EOF) under bucket/key,
+// replacing any clip there, and returns its record. The clip is encoded
+// block by block as it is read and streamed to k+m storage nodes in
+// parallel; memory stays at Config.BlocksInFlight blocks whatever the
+// clip's size. The clip becomes visible only when Put returns nil; an
+// error leaves the key as it was (nothing is committed below the write
+// quorum). If ctx ends while r.Read blocks, Put returns when Read does.
+func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, opts *PutOptions) (*ClipInfo, error) {
+	if opts == nil {
+		opts = &PutOptions{}
+	}
+	prof, err := profileToProto(opts.Profile)
+	if err != nil {
+		return nil, err
+	}
+	what := "put " + bucket + "/" + key
+	beginReq := &metapb.BeginPutRequest{Bucket: bucket, Key: key, Profile: prof, SizeHint: uint64(max(opts.SizeHint, 0))}
+	begin, err := callMeta(ctx, c, what+": begin", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.BeginPutResponse, error) {
+		return mc.BeginPut(ctx, beginReq)
+	})
+	if err != nil {
+		return nil, err
+	}
+	code, err := c.code(profileFromProto(begin.Profile))
+	if err != nil {
+		return nil, err
+	}
+	if len(begin.Targets) != code.Shards() {
+		return nil, fmt.Errorf("%s: meta returned %d targets for a %d-shard profile", what, len(begin.Targets), code.Shards())
+	}
+	up := newUpload(c, begin, code)
+	res, shards, err := up.run(ctx, r, opts.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	req := &metapb.CommitPutRequest{
+		RequestId: newRequestID(), Bucket: bucket, Key: key, UploadId: begin.UploadId, ClipId: begin.ClipId,
+		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: uint64(res.Size), ContentCrc32C: res.Checksum,
+		Profile: begin.Profile, Shards: shards, ContentType: opts.ContentType, UserMetadata: opts.Metadata,
+		Capture: captureToProto(opts.Capture), IfGenerationMatch: opts.IfGenerationMatch,
+	}
+	resp, err := c.commit(ctx, what+": commit", req)
+	if err != nil {
+		return nil, err
+	}
+	return clipInfoFromProto(resp.Clip), nil
+}
+
+// commit sends CommitPut, retrying with the same request id: if an earlier
+// attempt was applied, the FSM answers the retry with that first outcome.
+func (c *Client) commit(ctx context.Context, what string, req *metapb.CommitPutRequest) (*metapb.CommitPutResponse, error) {
+	return callMeta(ctx, c, what, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CommitPutResponse, error) {
+		return mc.CommitPut(ctx, req)
+	})
+}
+
+// upload streams one clip's shards to their storage nodes.
+type upload struct {
+	c      *Client
+	begin  *metapb.BeginPutResponse
+	code   *erasure.Code
+	quorum int
+	abort  context.CancelCauseFunc
+	failed atomic.Int32
+	res    erasure.EncodeResult // set by the producer before it closes the channels
+
+	spares struct {
+		sync.Mutex
+		list []*metapb.Spare
+	}
+}
+
+func newUpload(c *Client, begin *metapb.BeginPutResponse, code *erasure.Code) *upload {
+	n := code.Shards()
+	u := &upload{c: c, begin: begin, code: code, quorum: min(code.DataShards()+1, n)}
+	u.spares.list = append(u.spares.list, begin.Spares...)
+	return u
+}
+
+// blockRef is an encoded block shared by the k+m shard writers; the last
+// one done with it releases it and its slot among the blocks in flight.
+type blockRef struct {
+	b      *erasure.Block
+	refs   atomic.Int32
+	tokens chan struct{}
+}
+
+func (r *blockRef) done() {
+	if r.refs.Add(-1) == 0 {
+		r.b.Release()
+		<-r.tokens
+	}
+}
+
+// run encodes r and streams every shard, and returns the clip's totals and
+// the shard entries to commit. It fails if fewer than the write quorum of
+// shards were written.
+func (u *upload) run(ctx context.Context, r io.Reader, progress func(int64)) (erasure.EncodeResult, []*metapb.Shard, error) {
+	ctx, cancel := context.WithDeadline(ctx, time.Unix(0, u.begin.CommitDeadlineUnixNano))
+	defer cancel()
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	u.abort = abort
+	n := u.code.Shards()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(n + 1)
+	chans := make([]chan *blockRef, n)
+	writers := make([]*shardWriter, n)
+	for i, t := range u.begin.Targets {
+		chans[i] = make(chan *blockRef, u.c.cfg.BlocksInFlight)
+		writers[i] = &shardWriter{up: u, index: i, node: t.NodeId, addr: t.Address, shardID: t.ShardId}
+		g.Go(func() error {
+			writers[i].run(gctx, chans[i])
+			return nil
+		})
+	}
+	g.Go(func() error { return u.produce(gctx, r, chans, progress) })
+	if err := g.Wait(); err != nil {
+		return u.res, nil, err // the reader's error, or why the upload was aborted
+	}
+	return u.result(writers)
+}
+
+// produce reads and encodes the clip block by block and hands every block
+// to every shard writer, keeping at most BlocksInFlight blocks alive. The
+// channels have that many slots, so sends never block.
+func (u *upload) produce(ctx context.Context, r io.Reader, chans []chan *blockRef, progress func(int64)) error {
+	defer func() {
+		for _, ch := range chans {
+			close(ch)
+		}
+	}()
+	enc := u.code.NewEncoder(r)
+	tokens := make(chan struct{}, u.c.cfg.BlocksInFlight)
+	var written int64
+	for {
+		select {
+		case tokens <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		b, err := enc.Next()
+		if errors.Is(err, io.EOF) {
+			u.res = enc.Result()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		written += int64(b.DataLen) // before the sends: the writers may release b at once
+		ref := &blockRef{b: b, tokens: tokens}
+		ref.refs.Store(int32(len(chans)))
+		for _, ch := range chans {
+			ch <- ref
+		}
+		if progress != nil {
+			progress(written)
+		}
+	}
+}
+
+// result checks the write quorum and builds the shard entries: written
+// shards OK, the others MISSING without a node.
+func (u *upload) result(writers []*shardWriter) (erasure.EncodeResult, []*metapb.Shard, error) {
+	shards := make([]*metapb.Shard, len(writers))
+	ok := 0
+	var errs []error
+	for i, w := range writers {
+		s := &metapb.Shard{Index: uint32(i), ShardId: w.shardID, State: metapb.ShardState_SHARD_STATE_MISSING}
+		if w.err == nil {
+			ok++
+			s.NodeId, s.Length, s.Checksum, s.State = w.node, w.length, u.res.ShardSums[i], metapb.ShardState_SHARD_STATE_OK
+		} else {
+			errs = append(errs, w.err)
+			u.c.log.Warn("shard not written; recorded missing", "index", i, "node", w.node, "err", w.err)
+		}
+		shards[i] = s
+	}
+	if ok < u.quorum {
+		return u.res, nil, fmt.Errorf("%w: %d of %d shards written, the write quorum is %d: %w",
+			ErrUnavailable, ok, len(writers), u.quorum, errors.Join(errs...))
+	}
+	return u.res, shards, nil
+}
+
+// takeSpare hands out the next spare, if any.
+func (u *upload) takeSpare() *metapb.Spare {
+	u.spares.Lock()
+	defer u.spares.Unlock()
+	if len(u.spares.list) == 0 {
+		return nil
+	}
+	s := u.spares.list[0]
+	u.spares.list = u.spares.list[1:]
+	return s
+}
+
+// shardFailed counts a lost shard and aborts the upload once the write
+// quorum can no longer be reached.
+func (u *upload) shardFailed() {
+	n := u.code.Shards()
+	if lost := int(u.failed.Add(1)); n-lost < u.quorum {
+		u.abort(fmt.Errorf("%w: %d of %d shard writes failed, the write quorum of %d cannot be reached",
+			ErrUnavailable, lost, n, u.quorum))
+	}
+}
+
+type writeStream = grpc.ClientStreamingClient[storagepb.WriteShardRequest, storagepb.WriteShardResponse]
+
+// shardWriter streams one shard index to its node. Until the first piece
+// is sent it may move to a spare node; after that a failure makes the
+// index missing.
+type shardWriter struct {
+	up         *upload
+	index      int
+	node, addr string
+	shardID    []byte
+	stream     writeStream
+	cancel     context.CancelFunc // ends stream
+	watchdog   *time.Timer        // cancels a stream stuck in one call
+	sent       int64              // pieces sent
+	length     uint64             // piece bytes sent
+	err        error              // why the shard failed; nil while it is healthy
+}
+
+// run sends every block's piece, then finishes the shard. It drains ch
+// whatever happens, so that every block is released.
+func (w *shardWriter) run(ctx context.Context, ch <-chan *blockRef) {
+	defer w.closeStream()
+	for ref := range ch {
+		if w.err == nil {
+			if err := w.sendPiece(ctx, ref.b); err != nil {
+				w.fail(err)
+			}
+		}
+		ref.done()
+	}
+	if w.err == nil {
+		if err := ctx.Err(); err != nil {
+			w.err = err
+			return
+		}
+		if err := w.finish(ctx); err != nil {
+			w.fail(err)
+		}
+	}
+}
+
+func (w *shardWriter) fail(err error) {
+	w.err = err
+	w.closeStream()
+	w.up.shardFailed()
+}
+
+func (w *shardWriter) sendPiece(ctx context.Context, b *erasure.Block) error {
+	msg := &storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Piece{Piece: &storagepb.Piece{
+		Block: uint64(b.Num), Data: b.Pieces[w.index], Trailer: b.Trailer(w.index)}}}
+	for {
+		err := w.open(ctx)
+		if err == nil {
+			err = w.send(msg)
+		}
+		if err == nil {
+			w.sent++
+			w.length += uint64(len(b.Pieces[w.index]))
+			return nil
+		}
+		if w.sent > 0 || !w.swap(ctx, err) {
+			return err
+		}
+	}
+}
+
+// finish ends the shard with its block count and checksum and checks the
+// node's answer against what was sent.
+func (w *shardWriter) finish(ctx context.Context) error {
+	res := &w.up.res
+	sum := res.ShardSums[w.index]
+	msg := &storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Finish{Finish: &storagepb.WriteFinish{
+		Blocks: uint64(res.Blocks), Checksum: &sum}}}
+	for {
+		err := w.open(ctx)
+		var resp *storagepb.WriteShardResponse
+		if err == nil {
+			if err = w.send(msg); err == nil {
+				resp, err = w.closeAndRecv()
+			}
+		}
+		if err == nil {
+			if resp.Blocks != uint64(res.Blocks) || resp.Checksum != sum || resp.Length != w.length {
+				return fmt.Errorf("shard %d on node %s: the node stored %d blocks, %d bytes, checksum %08x; sent %d, %d, %08x",
+					w.index, w.node, resp.Blocks, resp.Length, resp.Checksum, res.Blocks, w.length, sum)
+			}
+			return nil
+		}
+		if w.sent > 0 || !w.swap(ctx, err) {
+			return err
+		}
+	}
+}
+
+// open starts the write stream and sends the header, unless it runs.
+func (w *shardWriter) open(ctx context.Context) error {
+	if w.stream != nil {
+		return nil
+	}
+	if w.node == "" {
+		return fmt.Errorf("%w: no storage node for shard %d", ErrUnavailable, w.index)
+	}
+	sc, err := w.up.c.storage(w.addr)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	w.cancel, w.watchdog = cancel, time.AfterFunc(time.Hour, cancel)
+	w.watchdog.Stop()
+	w.arm()
+	stream, err := sc.WriteShard(sctx)
+	w.disarm()
+	if err != nil {
+		w.closeStream()
+		return w.wrap(err)
+	}
+	w.stream = stream
+	b := w.up.begin
+	k, m := w.up.code.DataShards(), w.up.code.ParityShards()
+	return w.send(&storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Header{Header: &storagepb.ShardHeader{
+		ShardId: w.shardID, ClipId: b.ClipId, Index: uint32(w.index), DataShards: uint32(k), ParityShards: uint32(m),
+		BlockSize: uint32(w.up.code.BlockSize()), CommitDeadlineUnixNano: b.CommitDeadlineUnixNano}}})
+}
+
+// send sends one message. A node that ended the stream answers with its
+// status, which is returned instead of io.EOF.
+func (w *shardWriter) send(msg *storagepb.WriteShardRequest) error {
+	w.arm()
+	err := w.stream.Send(msg)
+	if errors.Is(err, io.EOF) {
+		err = w.stream.RecvMsg(new(storagepb.WriteShardResponse))
+	}
+	w.disarm()
+	return w.wrap(err)
+}
+
+func (w *shardWriter) closeAndRecv() (*storagepb.WriteShardResponse, error) {
+	w.arm()
+	resp, err := w.stream.CloseAndRecv()
+	w.disarm()
+	return resp, w.wrap(err)
+}
+
+// arm and disarm bound one call on the stream by RequestTimeout: a node
+// that stops taking pieces must not stall the whole put.
+func (w *shardWriter) arm()    { w.watchdog.Reset(w.up.c.cfg.RequestTimeout) }
+func (w *shardWriter) disarm() { w.watchdog.Stop() }
+
+func (w *shardWriter) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fromStatus(fmt.Sprintf("write shard %d to node %s", w.index, w.node), err)
+}
+
+// swap moves the shard to a spare node after err, if one is left.
+func (w *shardWriter) swap(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	w.closeStream()
+	s := w.up.takeSpare()
+	if s == nil {
+		return false
+	}
+	w.up.c.log.Info("shard target failed before its first piece; using a spare",
+		"index", w.index, "node", w.node, "spare", s.NodeId, "err", err)
+	w.node, w.addr, w.shardID = s.NodeId, s.Address, s.ShardId
+	return true
+}
+
+func (w *shardWriter) closeStream() {
+	if w.cancel != nil {
+		w.watchdog.Stop()
+		w.cancel()
+	}
+	w.stream, w.cancel = nil, nil
+}

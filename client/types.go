@@ -1,0 +1,206 @@
+package client
+
+import (
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+)
+
+// Profile is an erasure-coding profile: RS(DataShards, ParityShards) over
+// blocks of BlockSize bytes.
+type Profile struct {
+	DataShards, ParityShards, BlockSize int
+}
+
+func (p Profile) String() string {
+	return fmt.Sprintf("%d+%d/%d", p.DataShards, p.ParityShards, p.BlockSize)
+}
+
+// BucketInfo describes a bucket.
+type BucketInfo struct {
+	Name    string
+	Profile Profile // the default profile of its clips
+	Created time.Time
+}
+
+// Capture holds typed capture attributes stored with a clip.
+type Capture struct {
+	VehicleID  string
+	Camera     string
+	Start, End time.Time // zero: unknown
+	Tags       []string
+}
+
+// ShardState is the state meta records for one shard of a clip.
+type ShardState int
+
+// Shard states.
+const (
+	ShardUnknown ShardState = iota
+	ShardOK
+	ShardMissing // never written, or its node or disk lost it
+	ShardCorrupt // failed verification
+)
+
+func (s ShardState) String() string {
+	switch s {
+	case ShardOK:
+		return "ok"
+	case ShardMissing:
+		return "missing"
+	case ShardCorrupt:
+		return "corrupt"
+	}
+	return "unknown"
+}
+
+// ShardInfo describes one shard of a clip.
+type ShardInfo struct {
+	Index  int
+	Node   string // storage node id; empty when no node holds it
+	ID     string // shard id, hex
+	Length int64  // piece bytes
+	State  ShardState
+}
+
+// ClipInfo describes a committed clip.
+type ClipInfo struct {
+	Bucket, Key string
+	ClipID      string // 128-bit clip id, hex
+	Generation  uint64 // changes with every overwrite
+	Size        int64
+	CRC32C      uint32 // of the clip's content
+	ContentType string
+	Metadata    map[string]string
+	Capture     *Capture
+	Created     time.Time
+	Profile     Profile
+	Shards      []ShardInfo
+}
+
+// ClipEntry is one clip of a listing.
+type ClipEntry struct {
+	Key        string
+	ClipID     string
+	Generation uint64
+	Size       int64
+	Created    time.Time
+}
+
+// Member is a meta member.
+type Member struct {
+	ID, RaftAddress, GRPCAddress string
+	Voter, Leader                bool
+}
+
+// StorageNode is a storage node as meta knows it.
+type StorageNode struct {
+	ID, Address, Zone string
+	Up                bool
+	DownSince         time.Time // zero while up
+	Capacity, Free    uint64    // bytes, from the last heartbeat
+	Shards            uint64
+	LastHeartbeat     time.Time // zero if the leader has not heard from it
+}
+
+// ClusterStatus summarises the cluster.
+type ClusterStatus struct {
+	Leader         string // leader member id
+	Term           uint64
+	CommitIndex    uint64
+	AppliedIndex   uint64
+	Members        []Member
+	Nodes          []StorageNode
+	Buckets        uint64
+	Clips          uint64
+	DegradedClips  uint64 // clips with a missing or corrupt shard
+	NodesUp        uint64
+	PendingDeletes uint64
+}
+
+func profileFromProto(p *metapb.ECProfile) Profile {
+	return Profile{DataShards: int(p.GetDataShards()), ParityShards: int(p.GetParityShards()), BlockSize: int(p.GetBlockSize())}
+}
+
+func profileToProto(p *Profile) (*metapb.ECProfile, error) {
+	if p == nil {
+		return nil, nil
+	}
+	if p.DataShards < 1 || p.ParityShards < 0 || p.BlockSize < 1 || p.DataShards+p.ParityShards > 64 {
+		return nil, fmt.Errorf("%w: profile %v", ErrInvalidArgument, *p)
+	}
+	return &metapb.ECProfile{DataShards: uint32(p.DataShards), ParityShards: uint32(p.ParityShards), BlockSize: uint32(p.BlockSize)}, nil
+}
+
+func unixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func captureFromProto(c *metapb.CaptureAttributes) *Capture {
+	if c == nil {
+		return nil
+	}
+	return &Capture{VehicleID: c.VehicleId, Camera: c.Camera, Start: unixNano(c.StartUnixNano),
+		End: unixNano(c.EndUnixNano), Tags: slices.Clone(c.Tags)}
+}
+
+func captureToProto(c *Capture) *metapb.CaptureAttributes {
+	if c == nil {
+		return nil
+	}
+	return &metapb.CaptureAttributes{VehicleId: c.VehicleID, Camera: c.Camera, StartUnixNano: nanos(c.Start),
+		EndUnixNano: nanos(c.End), Tags: slices.Clone(c.Tags)}
+}
+
+func shardStateFromProto(s metapb.ShardState) ShardState {
+	switch s {
+	case metapb.ShardState_SHARD_STATE_OK:
+		return ShardOK
+	case metapb.ShardState_SHARD_STATE_MISSING:
+		return ShardMissing
+	case metapb.ShardState_SHARD_STATE_CORRUPT:
+		return ShardCorrupt
+	}
+	return ShardUnknown
+}
+
+func clipInfoFromProto(r *metapb.ClipRecord) *ClipInfo {
+	info := &ClipInfo{
+		Bucket: r.Bucket, Key: r.Key, ClipID: hex.EncodeToString(r.ClipId), Generation: r.Generation,
+		Size: int64(r.Size), CRC32C: r.ContentCrc32C, ContentType: r.ContentType,
+		Metadata: maps.Clone(r.UserMetadata), Capture: captureFromProto(r.Capture), Created: unixNano(r.CreatedUnixNano),
+	}
+	if len(r.Parts) > 0 {
+		p := r.Parts[0]
+		info.Profile = profileFromProto(p.Profile)
+		for _, s := range p.Shards {
+			info.Shards = append(info.Shards, ShardInfo{Index: int(s.Index), Node: s.NodeId,
+				ID: hex.EncodeToString(s.ShardId), Length: int64(s.Length), State: shardStateFromProto(s.State)})
+		}
+	}
+	return info
+}
+
+func memberFromProto(m *metapb.Member) Member {
+	return Member{ID: m.Id, RaftAddress: m.RaftAddress, GRPCAddress: m.GrpcAddress, Voter: m.Voter, Leader: m.Leader}
+}
+
+func nodeFromProto(n *metapb.StorageNode) StorageNode {
+	return StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
+		DownSince: unixNano(n.DownSinceUnixNano), Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
+		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano)}
+}

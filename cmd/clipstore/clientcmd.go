@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// clientOptions are the flags every client command shares.
+type clientOptions struct {
+	meta    string
+	timeout time.Duration
+}
+
+// defaultMeta is where client commands look for meta without --meta or
+// $CLIPSTORE_META: the dev cluster's address.
+const defaultMeta = "127.0.0.1:7400"
+
+func (o *clientOptions) AddFlags(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&o.meta, "meta", "", "meta members, comma-separated (default $CLIPSTORE_META, else "+defaultMeta+")")
+	cmd.PersistentFlags().DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: no limit)")
+}
+
+// connect builds a client for the meta addresses the flags and
+// environment name.
+func (o *clientOptions) connect(cmd *cobra.Command) (*client.Client, context.Context, context.CancelFunc, error) {
+	addrs := o.meta
+	if addrs == "" {
+		addrs = os.Getenv("CLIPSTORE_META")
+	}
+	if addrs == "" {
+		addrs = defaultMeta
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	if o.timeout > 0 {
+		ctx, cancel = context.WithTimeout(cmd.Context(), o.timeout)
+	}
+	c, err := client.New(ctx, client.Config{Meta: strings.Split(addrs, ",")})
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return c, ctx, func() { c.Close(); cancel() }, nil
+}
+
+// splitPath splits BUCKET/KEY; the key may be empty when allowed.
+func splitPath(arg string, keyRequired bool) (bucket, key string, err error) {
+	bucket, key, _ = strings.Cut(arg, "/")
+	if bucket == "" || (keyRequired && key == "") {
+		want := "BUCKET/KEY"
+		if !keyRequired {
+			want = "BUCKET[/PREFIX]"
+		}
+		return "", "", fmt.Errorf("%q: want %s", arg, want)
+	}
+	return bucket, key, nil
+}
+
+// writeJSON writes v as one line of JSON.
+func writeJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
+
+// progress returns a byte progress bar on stderr when it is a terminal,
+// or nil (quiet) otherwise.
+func progress(cmd *cobra.Command, size int64, what string) *progressbar.ProgressBar {
+	f, ok := cmd.ErrOrStderr().(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(f),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+// humanBytes prints a byte count with a binary unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
