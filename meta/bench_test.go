@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -40,8 +42,22 @@ func benchCommit(key string) *pb.CommitPutRequest {
 // sequential 4 KiB append+fsync on the same disk: every commit batch costs
 // at least one such fsync on a quorum.
 func BenchmarkCommitPut(b *testing.B) {
-	c := metatest.New(b, 3, metatest.Options{})
+	regs := map[string]*prometheus.Registry{}
+	c := metatest.New(b, 3, metatest.Options{Configure: func(cfg *meta.Config) {
+		regs[cfg.ID] = prometheus.NewRegistry()
+		cfg.Registerer = regs[cfg.ID]
+	}})
 	leader := c.WaitLeader()
+	batches := func() (entries, count float64) {
+		families, _ := regs[leader.ID].Gather()
+		for _, f := range families {
+			if f.GetName() == "clipstore_meta_apply_batch_entries" {
+				h := f.GetMetric()[0].GetHistogram()
+				return h.GetSampleSum(), float64(h.GetSampleCount())
+			}
+		}
+		return 0, 0
+	}
 	if _, err := leader.Client.CreateBucket(ctxT(b), &pb.CreateBucketRequest{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
@@ -84,10 +100,14 @@ func BenchmarkCommitPut(b *testing.B) {
 					}
 				}()
 			}
+			e0, n0 := batches()
 			wg.Wait()
 			elapsed := time.Since(start)
 			b.StopTimer()
 			reportLatency(b, lat, elapsed)
+			if e1, n1 := batches(); n1 > n0 {
+				b.ReportMetric((e1-e0)/(n1-n0), "entries/batch")
+			}
 		})
 	}
 	b.Run("reference=fsync-4KiB", func(b *testing.B) {
