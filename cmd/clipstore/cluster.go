@@ -20,7 +20,12 @@ func newClusterCommand(co *clientOptions) *cobra.Command {
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Meta members and leader, storage nodes, clip counts",
-		Args:  cobra.NoArgs,
+		Long: `Show the meta members and leader, the storage nodes and the clip counts.
+--json prints one object: leader, term, applied_index, buckets, clips,
+degraded_clips, members (id, raft_address, grpc_address, voter, leader) and
+storage_nodes (id, address, zone, up, capacity, free, shards, last_heartbeat,
+down_since; times RFC 3339).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, done, err := o.connect(cmd)
 			if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/signal"
 	"strconv"
@@ -15,10 +16,10 @@ import (
 )
 
 type devOptions struct {
+	serverFlags
 	cfg       devcluster.Config
 	ec        string
 	blockSize string
-	logLevel  string
 }
 
 func (o *devOptions) AddFlags(cmd *cobra.Command) {
@@ -29,7 +30,7 @@ func (o *devOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.cfg.StorageNodes, "storage-nodes", 6, "storage nodes")
 	f.StringVar(&o.ec, "ec", "4+2", "default erasure code K+M of new buckets")
 	f.StringVar(&o.blockSize, "block-size", "1MiB", "default block size of new buckets")
-	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	o.serverFlags.AddFlags(cmd, "warn")
 }
 
 func newDevCommand() *cobra.Command {
@@ -48,7 +49,7 @@ their data in ./clipstore-data (kept across restarts). Ctrl-C stops it cleanly.`
 }
 
 func (o *devOptions) run(cmd *cobra.Command) error {
-	log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+	log, err := o.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -56,9 +57,16 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	o.cfg.Profile, o.cfg.Logger = profile, log
+	reg := newRegistry()
+	o.cfg.Profile, o.cfg.Logger, o.cfg.Registerer = profile, log, reg
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	errc := make(chan error, 1)
+	stopHTTP, err := o.serveHTTP(reg, log, errc)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	c, err := devcluster.Start(ctx, o.cfg)
 	if err != nil {
 		return err
@@ -77,11 +85,15 @@ Try, in another terminal:
   clipstore cluster status
 Ctrl-C stops the cluster.
 `)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		log.Error("stopping", "err", err)
+	}
 	fmt.Fprintln(out, "stopping the dev cluster")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return c.Shutdown(sctx)
+	return errors.Join(err, c.Shutdown(sctx))
 }
 
 // parseProfile reads "K+M" and a block size such as 1MiB, 256KiB or 65536.

@@ -5,27 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/clipstore/clipstore/meta"
 	pb "github.com/clipstore/clipstore/proto/metapb"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
 type metaOptions struct {
-	cfg           meta.Config
-	listen        string
-	join          string
-	metricsListen string
-	logLevel      string
+	serverFlags
+	cfg    meta.Config
+	listen string
+	join   string
 }
 
 func (o *metaOptions) AddFlags(cmd *cobra.Command) {
@@ -36,8 +31,7 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.cfg.RaftBind, "raft", "127.0.0.1:7401", "Raft listen address")
 	f.BoolVar(&o.cfg.Bootstrap, "bootstrap", false, "found a new cluster with this member if it has no state yet")
 	f.StringVar(&o.join, "join", "", "gRPC address of a member of an existing cluster to join through")
-	f.StringVar(&o.metricsListen, "http", "", "serve Prometheus /metrics on this address (empty: off)")
-	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	o.serverFlags.AddFlags(cmd, "info")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
 	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
 }
@@ -60,7 +54,7 @@ rejoins with its data; it needs neither flag again.`,
 }
 
 func (o *metaOptions) run(cmd *cobra.Command) error {
-	log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+	log, err := o.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -71,8 +65,7 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	o.cfg.GRPCAddress, o.cfg.Logger, o.cfg.Registerer = lis.Addr().String(), log, reg
 	node, err := meta.New(o.cfg)
 	if err != nil {
@@ -85,16 +78,13 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
-	if o.metricsListen != "" {
-		ms := &http.Server{Addr: o.metricsListen, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := ms.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("metrics server: %w", err)
-			}
-		}()
-		defer ms.Close()
+	stopHTTP, err := o.serveHTTP(reg, log, errc)
+	if err != nil {
+		srv.Stop()
+		node.Shutdown(context.Background())
+		return err
 	}
+	defer stopHTTP()
 	if o.join != "" {
 		if err := joinCluster(ctx, o.join, o.cfg.ID, node.RaftAddress(), lis.Addr().String()); err != nil {
 			errc <- err

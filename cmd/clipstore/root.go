@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"log/slog"
-
 	"github.com/spf13/cobra"
 )
 
@@ -23,13 +19,4 @@ func newRootCommand() *cobra.Command {
 		root.AddCommand(c)
 	}
 	return root
-}
-
-// newLogger builds the process logger: text on w at the given level.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }

@@ -18,7 +18,11 @@ func newStatCommand(co *clientOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stat BUCKET/KEY",
 		Short: "Show a clip's record: size, checksum, profile and where its shards are",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show a clip's record. --json prints one object with the fields bucket, key,
+clip_id (hex), generation, size, crc32c (hex), content_type, metadata, created
+(RFC 3339), ec ("K+M"), block_size and shards (index, node, shard_id, state:
+ok, missing or corrupt). put --json prints the same object.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bucket, key, err := splitPath(args[0], true)
 			if err != nil {

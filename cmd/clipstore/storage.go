@@ -2,39 +2,32 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/clipstore/clipstore/server"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 )
 
 type storageOptions struct {
-	cfg           server.Config
-	listen        string
-	metricsListen string
-	logLevel      string
+	serverFlags
+	cfg    server.Config
+	listen string
 }
 
 func (o *storageOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
+	o.serverFlags.AddFlags(cmd, "info")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7500", "gRPC listen address")
-	f.StringVar(&o.metricsListen, "http", "", "serve Prometheus /metrics on this address (empty: off)")
 	f.StringVar(&o.cfg.NodeID, "id", "", "stable node identity (default: the listen address)")
 	f.StringSliceVar(&o.cfg.DataDirs, "data", nil, "data directory, one per disk (repeat or comma-separate)")
 	f.StringSliceVar(&o.cfg.Meta, "meta", nil, "meta members to register and heartbeat with (comma-separated); empty: stand-alone")
 	f.StringVar(&o.cfg.Zone, "zone", "", "failure domain (rack, site) for shard placement")
 	f.StringVar(&o.cfg.Advertise, "advertise", "", "address clients reach this node at (default: the listen address)")
 	f.IntVar(&o.cfg.MaxPieceSize, "max-piece-size", o.cfg.MaxPieceSize, "largest piece (block size / k) accepted, in bytes")
-	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
 func newStorageCommand() *cobra.Command {
@@ -53,7 +46,7 @@ serves them over gRPC until SIGINT or SIGTERM.`,
 }
 
 func (o *storageOptions) run(cmd *cobra.Command) error {
-	log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+	log, err := o.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -67,8 +60,7 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 	if o.cfg.Advertise == "" {
 		o.cfg.Advertise = lis.Addr().String()
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	o.cfg.Logger, o.cfg.Registerer = log, reg
 	node, err := server.New(o.cfg)
 	if err != nil {
@@ -79,16 +71,12 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- node.Serve(lis) }()
-	if o.metricsListen != "" {
-		ms := &http.Server{Addr: o.metricsListen, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := ms.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("metrics server: %w", err)
-			}
-		}()
-		defer ms.Close()
+	stopHTTP, err := o.serveHTTP(reg, log, errc)
+	if err != nil {
+		node.Shutdown(context.Background())
+		return err
 	}
+	defer stopHTTP()
 	// The ready line: scripts and tests wait for it.
 	fmt.Fprintf(cmd.OutOrStdout(), "storage node %s listening on %s\n", o.cfg.NodeID, lis.Addr())
 	select {

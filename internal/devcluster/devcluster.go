@@ -18,6 +18,7 @@ import (
 	"github.com/clipstore/clipstore/meta"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/clipstore/clipstore/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -30,6 +31,17 @@ type Config struct {
 	StorageNodes int
 	Profile      *metapb.ECProfile // the cluster's default EC profile
 	Logger       *slog.Logger
+	// Registerer receives every node's metrics, labelled node="<id>"; nil:
+	// none.
+	Registerer prometheus.Registerer
+}
+
+// registerer returns the registerer for one node's metrics.
+func (c *Cluster) registerer(node string) prometheus.Registerer {
+	if c.cfg.Registerer == nil {
+		return nil
+	}
+	return prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, c.cfg.Registerer)
 }
 
 // Cluster is a running dev cluster.
@@ -155,7 +167,7 @@ func (c *Cluster) startMeta(i int, fresh bool) error {
 	cfg := meta.DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.RaftBind, cfg.GRPCAddress = ml.ID, filepath.Join(c.cfg.Dir, ml.ID), ml.Raft, ml.GRPC
 	cfg.Bootstrap = fresh && i == 0
-	cfg.Logger = c.log.With("node", ml.ID)
+	cfg.Logger, cfg.Registerer = c.log.With("node", ml.ID), c.registerer(ml.ID)
 	if c.cfg.Profile != nil {
 		cfg.DefaultProfile = c.cfg.Profile
 	}
@@ -199,7 +211,7 @@ func (c *Cluster) startStorage(i int) error {
 	cfg.DataDirs = []string{filepath.Join(c.cfg.Dir, cfg.NodeID)}
 	cfg.Advertise, cfg.Zone = lis.Addr().String(), fmt.Sprintf("zone-%d", i%3)
 	cfg.Meta = c.MetaAddrs()
-	cfg.Logger = c.log.With("node", cfg.NodeID)
+	cfg.Logger, cfg.Registerer = c.log.With("node", cfg.NodeID), c.registerer(cfg.NodeID)
 	node, err := server.New(cfg)
 	if err != nil {
 		lis.Close()

@@ -5,9 +5,11 @@ package hclogslog
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -40,7 +42,33 @@ func (a *adapter) Log(level hclog.Level, msg string, args ...interface{}) {
 	if level == hclog.Off {
 		return
 	}
-	a.l.Log(context.Background(), toSlog(level), msg, args...)
+	a.l.Log(context.Background(), toSlog(level), msg, convertArgs(args)...)
+}
+
+// convertArgs turns hclog's special values into what slog prints well:
+// hclog.Format into its formatted string, and structs that would encode as
+// {} in JSON into their %v text.
+func convertArgs(args []interface{}) []interface{} {
+	out := make([]interface{}, len(args))
+	for i, v := range args {
+		switch x := v.(type) {
+		case hclog.Format:
+			if len(x) > 0 {
+				if f, ok := x[0].(string); ok {
+					v = fmt.Sprintf(f, x[1:]...)
+				}
+			}
+		case string, bool, int, int64, uint64, uint32, int32, float64, error, time.Duration, time.Time, nil:
+		case fmt.Stringer:
+			v = x.String()
+		default:
+			if i%2 == 1 { // a value, not a key
+				v = fmt.Sprintf("%+v", x)
+			}
+		}
+		out[i] = v
+	}
+	return out
 }
 
 func (a *adapter) Trace(msg string, args ...interface{}) { a.Log(hclog.Trace, msg, args...) }
