@@ -43,8 +43,6 @@ func write[Req proto.Message, Resp proto.Message](ctx context.Context, s *servic
 	}, remote)
 }
 
-func noCheck[T any](T) error { return nil }
-
 func checkRequestID(id []byte) error {
 	if len(id) != 0 && len(id) != 16 {
 		return fmt.Errorf("%w: request id must be empty or 16 bytes, got %d", ErrInvalidArgument, len(id))
