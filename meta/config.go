@@ -41,6 +41,14 @@ type Config struct {
 	// HeartbeatInterval is how often storage nodes should heartbeat;
 	// NodeDownAfter without one marks a node down.
 	HeartbeatInterval, NodeDownAfter time.Duration
+	// RepairAfter is how long a node may stay down before its shards are
+	// rebuilt elsewhere (a node back before then is simply up again).
+	RepairAfter time.Duration
+	// RepairConcurrency bounds the repairs running cluster-wide and
+	// RepairPerNode those one node runs; RepairTaskTimeout is when an
+	// unfinished repair is planned again.
+	RepairConcurrency, RepairPerNode int
+	RepairTaskTimeout                time.Duration
 	// MinFreeBytes: nodes with less free space get no new shards.
 	MinFreeBytes uint64
 	// ApplyTimeout bounds the wait for a Raft proposal to be accepted into
@@ -74,6 +82,10 @@ func DefaultConfig() Config {
 		HeartbeatInterval:  time.Second,
 		NodeDownAfter:      10 * time.Second,
 		MinFreeBytes:       1 << 30,
+		RepairAfter:        10 * time.Minute,
+		RepairConcurrency:  16,
+		RepairPerNode:      2,
+		RepairTaskTimeout:  10 * time.Minute,
 		ApplyTimeout:       10 * time.Second,
 		HeartbeatTimeout:   time.Second,
 		ElectionTimeout:    time.Second,
@@ -104,6 +116,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("meta config: RequestTTL %v must cover MaxUploadDuration %v", c.RequestTTL, c.MaxUploadDuration)
 	case c.HeartbeatInterval <= 0 || c.NodeDownAfter < 2*c.HeartbeatInterval:
 		return fmt.Errorf("meta config: NodeDownAfter %v must be at least two HeartbeatIntervals (%v)", c.NodeDownAfter, c.HeartbeatInterval)
+	case c.RepairAfter < 0 || c.RepairConcurrency < 1 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
+		return fmt.Errorf("meta config: repair settings (after %v, concurrency %d, per node %d, timeout %v) out of range",
+			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
 	case c.ApplyTimeout <= 0:
 		return errors.New("meta config: ApplyTimeout must be positive")
 	}

@@ -94,11 +94,13 @@ func (n *Node) leaderLoop() {
 		isLeader := n.raft.State() == raft.Leader
 		if isLeader && !leading {
 			n.live.reset(now)
+			n.repairs.reset()
 			n.onLeadership()
 		}
 		leading = isLeader
 		if leading {
 			n.markSilentNodesDown(now)
+			n.scheduleRepairs(now)
 		}
 	}
 }

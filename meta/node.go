@@ -27,6 +27,7 @@ type Node struct {
 
 	reads   *readBatcher
 	live    *liveness
+	repairs *repairs
 	peers   *peerConns
 	metrics *metrics
 
@@ -61,6 +62,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.reads = newReadBatcher(n.raft, cfg.ApplyTimeout)
 	n.live = newLiveness()
+	n.repairs = newRepairs()
 	n.peers = newPeerConns()
 	n.wg.Add(1)
 	go n.leaderLoop()

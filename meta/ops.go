@@ -127,7 +127,8 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 			return nil, err
 		}
 	}
-	resp := &pb.HeartbeatResponse{IntervalMs: uint32(n.cfg.HeartbeatInterval / time.Millisecond)}
+	resp := &pb.HeartbeatResponse{IntervalMs: uint32(n.cfg.HeartbeatInterval / time.Millisecond),
+		Repairs: n.repairs.work(req.NodeId)}
 	err = n.fsm.view(func(tx *bolt.Tx) error {
 		prefix := joinKey(req.NodeId, nil)
 		c := tx.Bucket(bktDeletes).Cursor()
@@ -275,7 +276,8 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		return nil, err
 	}
 	resp := &pb.ClusterStatusResponse{LeaderId: n.Leader(), Members: members,
-		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex()}
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex(),
+		RepairsInFlight: uint64(n.repairs.count())}
 	err = n.fsm.view(func(tx *bolt.Tx) error {
 		resp.Buckets = uint64(tx.Bucket(bktBuckets).Stats().KeyN)
 		resp.Clips = uint64(tx.Bucket(bktClips).Stats().KeyN)

@@ -3578,20 +3578,21 @@ func (x *ClusterStatusRequest) GetRead() *ReadOptions {
 }
 
 type ClusterStatusResponse struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	LeaderId       string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Term           uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
-	CommitIndex    uint64                 `protobuf:"varint,3,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex   uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	Members        []*Member              `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
-	Buckets        uint64                 `protobuf:"varint,6,opt,name=buckets,proto3" json:"buckets,omitempty"`
-	Clips          uint64                 `protobuf:"varint,7,opt,name=clips,proto3" json:"clips,omitempty"`
-	DegradedClips  uint64                 `protobuf:"varint,8,opt,name=degraded_clips,json=degradedClips,proto3" json:"degraded_clips,omitempty"`
-	StorageNodes   uint64                 `protobuf:"varint,9,opt,name=storage_nodes,json=storageNodes,proto3" json:"storage_nodes,omitempty"`
-	StorageNodesUp uint64                 `protobuf:"varint,10,opt,name=storage_nodes_up,json=storageNodesUp,proto3" json:"storage_nodes_up,omitempty"`
-	PendingDeletes uint64                 `protobuf:"varint,11,opt,name=pending_deletes,json=pendingDeletes,proto3" json:"pending_deletes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId        string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Term            uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex     uint64                 `protobuf:"varint,3,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex    uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Members         []*Member              `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	Buckets         uint64                 `protobuf:"varint,6,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	Clips           uint64                 `protobuf:"varint,7,opt,name=clips,proto3" json:"clips,omitempty"`
+	DegradedClips   uint64                 `protobuf:"varint,8,opt,name=degraded_clips,json=degradedClips,proto3" json:"degraded_clips,omitempty"`
+	StorageNodes    uint64                 `protobuf:"varint,9,opt,name=storage_nodes,json=storageNodes,proto3" json:"storage_nodes,omitempty"`
+	StorageNodesUp  uint64                 `protobuf:"varint,10,opt,name=storage_nodes_up,json=storageNodesUp,proto3" json:"storage_nodes_up,omitempty"`
+	PendingDeletes  uint64                 `protobuf:"varint,11,opt,name=pending_deletes,json=pendingDeletes,proto3" json:"pending_deletes,omitempty"`
+	RepairsInFlight uint64                 `protobuf:"varint,12,opt,name=repairs_in_flight,json=repairsInFlight,proto3" json:"repairs_in_flight,omitempty"` // the leader's repair tasks not yet done
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -3697,6 +3698,13 @@ func (x *ClusterStatusResponse) GetStorageNodesUp() uint64 {
 func (x *ClusterStatusResponse) GetPendingDeletes() uint64 {
 	if x != nil {
 		return x.PendingDeletes
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetRepairsInFlight() uint64 {
+	if x != nil {
+		return x.RepairsInFlight
 	}
 	return 0
 }
@@ -3993,7 +4001,7 @@ const file_meta_proto_rawDesc = "" +
 	"\amembers\x18\x01 \x03(\v2\x19.clipstore.meta.v1.MemberR\amembers\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\"J\n" +
 	"\x14ClusterStatusRequest\x122\n" +
-	"\x04read\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\x94\x03\n" +
+	"\x04read\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\xc0\x03\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12!\n" +
@@ -4006,7 +4014,8 @@ const file_meta_proto_rawDesc = "" +
 	"\rstorage_nodes\x18\t \x01(\x04R\fstorageNodes\x12(\n" +
 	"\x10storage_nodes_up\x18\n" +
 	" \x01(\x04R\x0estorageNodesUp\x12'\n" +
-	"\x0fpending_deletes\x18\v \x01(\x04R\x0ependingDeletes*o\n" +
+	"\x0fpending_deletes\x18\v \x01(\x04R\x0ependingDeletes\x12*\n" +
+	"\x11repairs_in_flight\x18\f \x01(\x04R\x0frepairsInFlight*o\n" +
 	"\n" +
 	"ShardState\x12\x1b\n" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +

@@ -1,0 +1,280 @@
+package meta
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	bolt "go.etcd.io/bbolt"
+)
+
+// repairs is the leader's repair scheduler state. Like liveness it lives
+// only in the leader's memory: a new leader plans afresh from the FSM (the
+// degraded index and the node -> shard index), which is all it needs.
+type repairs struct {
+	mu       sync.Mutex
+	inflight map[string]*repairTask // by shardKey
+}
+
+type repairTask struct {
+	work     *pb.RepairWork
+	target   string
+	deadline time.Time
+}
+
+func newRepairs() *repairs {
+	return &repairs{inflight: map[string]*repairTask{}}
+}
+
+// reset forgets every task: called when leadership is won.
+func (r *repairs) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inflight = map[string]*repairTask{}
+}
+
+// work returns the unfinished repairs a node is to run. Every heartbeat
+// carries them again until they are done (the node ignores tasks it runs
+// or ran already), so a lost heartbeat answer loses no work.
+func (r *repairs) work(node string) []*pb.RepairWork {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*pb.RepairWork
+	for _, t := range r.inflight {
+		if t.target == node {
+			out = append(out, t.work)
+		}
+	}
+	return out
+}
+
+func (r *repairs) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.inflight)
+}
+
+func shardKey(clipID []byte, part, index uint32) string {
+	return fmt.Sprintf("%s/%d/%d", hex.EncodeToString(clipID), part, index)
+}
+
+// repairNeed is one shard entry that must be rebuilt.
+type repairNeed struct {
+	rec   *pb.ClipRecord
+	part  uint32
+	index uint32
+	bad   int // shards of the part not usable: more first
+}
+
+// scheduleRepairs plans repairs for lost shards: entries MISSING or
+// CORRUPT, and entries on nodes down for longer than RepairAfter. Clips
+// with the most unusable shards go first; at most RepairConcurrency tasks
+// run cluster-wide and RepairPerNode on one target node.
+func (n *Node) scheduleRepairs(now time.Time) {
+	n.repairs.mu.Lock()
+	defer n.repairs.mu.Unlock()
+	var needs []repairNeed
+	nodes := map[string]*pb.StorageNode{}
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		if err := loadNodes(tx, nodes); err != nil {
+			return err
+		}
+		n.retireTasks(tx, now)
+		var err error
+		needs, err = n.findNeeds(tx, nodes, now)
+		return err
+	})
+	if err != nil {
+		n.log.Warn("plan repairs", "err", err)
+		return
+	}
+	slices.SortStableFunc(needs, func(a, b repairNeed) int { return cmp.Compare(b.bad, a.bad) })
+	perNode := map[string]int{}
+	for _, t := range n.repairs.inflight {
+		perNode[t.target]++
+	}
+	for _, need := range needs {
+		if len(n.repairs.inflight) >= n.cfg.RepairConcurrency {
+			return
+		}
+		n.planRepair(need, nodes, perNode, now)
+	}
+}
+
+func loadNodes(tx *bolt.Tx, nodes map[string]*pb.StorageNode) error {
+	return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
+		node := &pb.StorageNode{}
+		if err := decodeMsg(k, v, node); err != nil {
+			return err
+		}
+		nodes[node.NodeId] = node
+		return nil
+	})
+}
+
+// retireTasks drops tasks whose entry no longer names the old shard (the
+// update landed, or the clip changed) and tasks past their deadline (they
+// will be planned again).
+func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
+	for key, t := range n.repairs.inflight {
+		w := t.work
+		a := &applier{tx: tx}
+		rec, _ := a.clipByID(w.ClipId)
+		done := rec == nil || rec.Generation != w.Generation || int(w.Part) >= len(rec.Parts) ||
+			int(w.Index) >= len(rec.Parts[w.Part].Shards) ||
+			!bytes.Equal(rec.Parts[w.Part].Shards[w.Index].ShardId, w.OldShardId)
+		if done || now.After(t.deadline) {
+			delete(n.repairs.inflight, key)
+		}
+	}
+}
+
+// findNeeds lists the shard entries to rebuild.
+func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time) ([]repairNeed, error) {
+	lost := func(s *pb.Shard) bool {
+		if s.State != pb.ShardState_SHARD_STATE_OK {
+			return true
+		}
+		node := nodes[s.NodeId]
+		return node == nil || (node.State == pb.NodeState_NODE_STATE_DOWN &&
+			now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter)
+	}
+	seen := map[string]bool{}
+	var needs []repairNeed
+	a := &applier{tx: tx}
+	// Each pass looks at a bounded number of clips, so that a down node
+	// with millions of shards costs the leader little per tick; the next
+	// passes find the rest.
+	limit := 16 * n.cfg.RepairConcurrency
+	visit := func(clipID []byte) error {
+		if len(seen) >= limit {
+			return errEnough
+		}
+		if seen[string(clipID)] {
+			return nil
+		}
+		seen[string(clipID)] = true
+		rec, err := a.clipByID(clipID)
+		if err != nil || rec == nil {
+			return err
+		}
+		for pi, part := range rec.Parts {
+			bad := 0
+			for _, s := range part.Shards {
+				if lost(s) {
+					bad++
+				}
+			}
+			for _, s := range part.Shards {
+				if lost(s) && n.repairs.inflight[shardKey(rec.ClipId, uint32(pi), s.Index)] == nil {
+					needs = append(needs, repairNeed{rec: rec, part: uint32(pi), index: s.Index, bad: bad})
+				}
+			}
+		}
+		return nil
+	}
+	if err := tx.Bucket(bktDegraded).ForEach(func(k, _ []byte) error { return visit(k) }); err != nil {
+		return needs, ignoreEnough(err)
+	}
+	for id, node := range nodes {
+		if !(node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter) {
+			continue
+		}
+		prefix := joinKey(id, nil)
+		c := tx.Bucket(bktNodeShards).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			ns := &pb.NodeShardRecord{}
+			if err := decodeMsg(k, v, ns); err != nil {
+				return nil, err
+			}
+			if err := visit(ns.ClipId); err != nil {
+				return needs, ignoreEnough(err)
+			}
+		}
+	}
+	return needs, nil
+}
+
+var errEnough = errors.New("enough work found")
+
+func ignoreEnough(err error) error {
+	if errors.Is(err, errEnough) {
+		return nil
+	}
+	return err
+}
+
+// planRepair picks the sources and a target for one lost shard and queues
+// the work for the target's next heartbeat.
+func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, perNode map[string]int, now time.Time) {
+	part := need.rec.Parts[need.part]
+	k := int(part.Profile.DataShards)
+	var sources []*pb.ShardSource
+	holders, zones := map[string]bool{}, map[string]int{}
+	for _, s := range part.Shards {
+		node := nodes[s.NodeId]
+		usable := s.State == pb.ShardState_SHARD_STATE_OK && node != nil && node.State == pb.NodeState_NODE_STATE_UP
+		if s.Index == need.index || !usable {
+			continue
+		}
+		holders[s.NodeId] = true
+		zones[node.Zone]++
+		sources = append(sources, &pb.ShardSource{Index: s.Index, NodeId: s.NodeId, Address: node.Address, ShardId: s.ShardId})
+	}
+	if len(sources) < k {
+		return // unrecoverable for now: fewer than k healthy shards are reachable
+	}
+	target := n.repairTarget(nodes, holders, zones, perNode, now)
+	if target == "" {
+		return
+	}
+	old := part.Shards[need.index]
+	w := &pb.RepairWork{
+		TaskId: newRandomID(), ClipId: need.rec.ClipId, Generation: need.rec.Generation, Part: need.part,
+		Index: need.index, OldShardId: old.ShardId, NewShardId: newRandomID(), Profile: part.Profile,
+		PartLength: part.Length, Sources: sources,
+		CommitDeadlineUnixNano: now.Add(n.cfg.RepairTaskTimeout).UnixNano(),
+	}
+	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = &repairTask{work: w, target: target, deadline: now.Add(n.cfg.RepairTaskTimeout)}
+	perNode[target]++
+	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,
+		"lost_on", old.NodeId, "state", old.State)
+}
+
+// repairTarget picks a live node that holds no other shard of the clip,
+// in the least used zone, weighted by free space.
+func (n *Node) repairTarget(nodes map[string]*pb.StorageNode, holders map[string]bool, zones map[string]int,
+	perNode map[string]int, now time.Time) string {
+	var cands []Candidate
+	best := -1
+	for id, node := range nodes {
+		hb, ok := n.live.get(id)
+		if holders[id] || node.State != pb.NodeState_NODE_STATE_UP || !ok || now.Sub(hb.at) > n.cfg.NodeDownAfter ||
+			perNode[id] >= n.cfg.RepairPerNode || hb.free < n.cfg.MinFreeBytes {
+			continue
+		}
+		z := zones[node.Zone]
+		if best == -1 || z < best {
+			best, cands = z, nil
+		}
+		if z == best {
+			cands = append(cands, Candidate{ID: id, Zone: node.Zone, Free: hb.free})
+		}
+	}
+	if len(cands) == 0 {
+		return ""
+	}
+	seed := newRandomID()
+	p, err := Place(cands, 1, 0, 0, rand.New(rand.NewPCG(beUint64(seed[:8]), beUint64(seed[8:]))))
+	if err != nil {
+		return ""
+	}
+	return p.Targets[0]
+}

@@ -1,0 +1,200 @@
+package meta_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/meta"
+	"github.com/clipstore/clipstore/meta/metatest"
+	pb "github.com/clipstore/clipstore/proto/metapb"
+)
+
+// heartbeater sends heartbeats for the given nodes every 50 ms, as storage
+// nodes do, and collects the repair work the answers carry.
+type heartbeater struct {
+	mu     sync.Mutex
+	alive  map[string]bool
+	work   map[string][]*pb.RepairWork
+	stop   chan struct{}
+	done   chan struct{}
+	client pb.MetaServiceClient
+}
+
+func startHeartbeats(t *testing.T, c pb.MetaServiceClient, nodes []string) *heartbeater {
+	h := &heartbeater{alive: map[string]bool{}, work: map[string][]*pb.RepairWork{}, stop: make(chan struct{}),
+		done: make(chan struct{}), client: c}
+	for _, n := range nodes {
+		h.alive[n] = true
+	}
+	go func() {
+		defer close(h.done)
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			h.mu.Lock()
+			var ids []string
+			for id, ok := range h.alive {
+				if ok {
+					ids = append(ids, id)
+				}
+			}
+			h.mu.Unlock()
+			for _, id := range ids {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				resp, err := c.Heartbeat(ctx, &pb.HeartbeatRequest{NodeId: id, Capacity: 100 << 30, Free: 50 << 30})
+				cancel()
+				if err == nil {
+					h.mu.Lock()
+					h.work[id] = resp.Repairs
+					h.mu.Unlock()
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { close(h.stop); <-h.done })
+	return h
+}
+
+func (h *heartbeater) kill(node string) {
+	h.mu.Lock()
+	h.alive[node] = false
+	h.mu.Unlock()
+}
+
+// repairWork returns every node's current repair work.
+func (h *heartbeater) repairWork() map[string][]*pb.RepairWork {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string][]*pb.RepairWork{}
+	for k, v := range h.work {
+		if len(v) > 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestDownNodeShardsAreRepaired: a node silent past NodeDownAfter is marked
+// down; after RepairAfter its shard of a clip is handed, through a
+// heartbeat answer, to a live node that holds no other shard of the clip,
+// with k healthy sources; the conditional update that a repair ends with
+// makes the record whole again and retires the task.
+func TestDownNodeShardsAreRepaired(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) {
+		cfg.NodeDownAfter = 500 * time.Millisecond
+		cfg.RepairAfter = 300 * time.Millisecond
+	}})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	registerNodes(t, cl, 7)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, fmt.Sprintf("s%d", i))
+	}
+	h := startHeartbeats(t, cl, ids)
+	commit := put(t, cl, "bk1", "clip", 1<<20, nil)
+	holders := map[string]bool{}
+	var lost *pb.Shard
+	for _, s := range commit.Clip.Parts[0].Shards {
+		holders[s.NodeId] = true
+		if s.Index == 2 {
+			lost = s
+		}
+	}
+	h.kill(lost.NodeId)
+
+	var work *pb.RepairWork
+	var target string
+	waitForT(t, 10*time.Second, "repair work in a heartbeat answer", func() bool {
+		for node, ws := range h.repairWork() {
+			for _, w := range ws {
+				target, work = node, w
+			}
+		}
+		return work != nil
+	})
+	if holders[target] || target == lost.NodeId {
+		t.Fatalf("repair target %s already holds a shard of the clip (holders %v)", target, holders)
+	}
+	if work.Index != 2 || !bytes.Equal(work.OldShardId, lost.ShardId) || len(work.Sources) < 4 || work.Generation != commit.Clip.Generation {
+		t.Fatalf("repair work %v", work)
+	}
+	for _, s := range work.Sources {
+		if s.NodeId == lost.NodeId || s.Index == 2 || s.Address == "" {
+			t.Fatalf("source %v is not a healthy shard", s)
+		}
+	}
+	// The repair's last step, as a storage node runs it.
+	_, err := cl.UpdateShard(ctxT(t), &pb.UpdateShardRequest{ClipId: work.ClipId, Generation: work.Generation,
+		Index: work.Index, OldShardId: work.OldShardId, NewShard: &pb.Shard{Index: 2, NodeId: target,
+			ShardId: work.NewShardId, Length: lost.Length, Checksum: lost.Checksum, State: pb.ShardState_SHARD_STATE_OK}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForT(t, 10*time.Second, "the task to retire", func() bool {
+		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+		return err == nil && st.RepairsInFlight == 0 && len(h.repairWork()) == 0
+	})
+	got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Clip.Parts[0].Shards[2]; s.NodeId != target || !bytes.Equal(s.ShardId, work.NewShardId) {
+		t.Fatalf("record after repair: shard 2 on %s (%x), want %s (%x)", s.NodeId, s.ShardId, target, work.NewShardId)
+	}
+}
+
+// TestMissingShardAtCommitIsRepaired: a clip committed with a MISSING
+// index (a target failed during the put) is repaired without waiting.
+func TestMissingShardAtCommitIsRepaired(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	registerNodes(t, cl, 7)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, fmt.Sprintf("s%d", i))
+	}
+	h := startHeartbeats(t, cl, ids)
+	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := commitFor(begin, "bk1", "k", 1000, nil)
+	req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
+	if _, err := cl.CommitPut(ctxT(t), req); err != nil {
+		t.Fatal(err)
+	}
+	waitForT(t, 10*time.Second, "repair work for the missing index", func() bool {
+		for _, ws := range h.repairWork() {
+			for _, w := range ws {
+				if w.Index == 5 && bytes.Equal(w.ClipId, begin.ClipId) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+func waitForT(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
