@@ -352,6 +352,34 @@ func TestClusterEndToEnd(t *testing.T) {
 	if before.Clips != after.Clips || before.Buckets != after.Buckets {
 		t.Fatalf("bad input changed the cluster: %d→%d clips, %d→%d buckets", before.Clips, after.Clips, before.Buckets, after.Buckets)
 	}
+
+	// fsck: clean now; then a corrupt and a lost shard are both reported.
+	if out, errOut, code := c.cli("admin", "fsck", "--deep"); code != 0 || !strings.Contains(out, ": 0 problems") {
+		t.Fatalf("fsck on a healthy cluster: exit %d\n%s%s", code, out, errOut)
+	}
+	info, err := cl.Stat(context.Background(), "fleet", "car-02/front/002.mp4") // the 8 MiB clip
+	if err != nil {
+		t.Fatal(err)
+	}
+	shardFile := func(s client.ShardInfo) string {
+		return filepath.Join(c.root, s.Node, "shards", s.ID[0:2], s.ID[2:4], s.ID)
+	}
+	raw, err := os.ReadFile(shardFile(info.Shards[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[128+1000] ^= 0x40
+	if err := os.WriteFile(shardFile(info.Shards[0]), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(shardFile(info.Shards[1])); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := c.cli("admin", "fsck", "--deep")
+	if code == 0 || !strings.Contains(out, ": 2 problems") || !strings.Contains(out, "corrupt") ||
+		!strings.Contains(out, "missing") || !strings.Contains(errOut, "fsck found 2 problems") {
+		t.Fatalf("fsck after damaging two shards: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 func pow4(x float64) float64 { return x * x * x * x }

@@ -1,0 +1,263 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	storagepb "github.com/clipstore/clipstore/proto/storagepb"
+	"golang.org/x/sync/errgroup"
+)
+
+// FsckOptions shape a consistency check.
+type FsckOptions struct {
+	// Deep re-reads every piece of every shard (verifying each CRC) instead
+	// of checking headers, lengths and trailer checksums only.
+	Deep bool
+	// Concurrency bounds the storage node calls in flight (default 16).
+	Concurrency int
+}
+
+// Problem kinds an fsck reports.
+const (
+	ProblemMissing     = "missing"     // recorded missing, or not on its node
+	ProblemCorrupt     = "corrupt"     // recorded corrupt, or fails verification
+	ProblemMismatch    = "mismatch"    // length or checksum differs from the record
+	ProblemUnreachable = "unreachable" // its node did not answer
+	ProblemOrphan      = "orphan"      // on a node, referenced by no record, past its commit deadline
+)
+
+// FsckProblem is one finding.
+type FsckProblem struct {
+	Kind        string `json:"kind"`
+	Bucket      string `json:"bucket,omitempty"`
+	Key         string `json:"key,omitempty"`
+	ClipID      string `json:"clip_id,omitempty"`
+	Index       int    `json:"index"`
+	Node        string `json:"node,omitempty"`
+	ShardID     string `json:"shard_id,omitempty"`
+	Detail      string `json:"detail,omitempty"`
+	Recoverable bool   `json:"recoverable"` // the clip still has k healthy shards
+}
+
+// FsckReport is the outcome of a check.
+type FsckReport struct {
+	Buckets  int           `json:"buckets"`
+	Clips    int           `json:"clips"`
+	Shards   int           `json:"shards"`
+	Nodes    int           `json:"nodes"`
+	Problems []FsckProblem `json:"problems"`
+}
+
+// Fsck checks every clip record against the storage nodes: each shard
+// present on its node with the recorded length and checksum (every piece
+// verified with Deep), and no shard on any node that no record references
+// once its commit deadline has passed. It reports problems; it changes
+// nothing.
+func (c *Client) Fsck(ctx context.Context, opts *FsckOptions) (*FsckReport, error) {
+	if opts == nil {
+		opts = &FsckOptions{}
+	}
+	f := &fsck{c: c, opts: *opts, report: &FsckReport{}, referenced: map[string]bool{}}
+	if f.opts.Concurrency <= 0 {
+		f.opts.Concurrency = 16
+	}
+	if err := f.checkRecords(ctx); err != nil {
+		return nil, err
+	}
+	if err := f.findOrphans(ctx); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(f.report.Problems, func(i, j int) bool {
+		a, b := f.report.Problems[i], f.report.Problems[j]
+		if a.Bucket+"/"+a.Key != b.Bucket+"/"+b.Key {
+			return a.Bucket+"/"+a.Key < b.Bucket+"/"+b.Key
+		}
+		return a.Index < b.Index
+	})
+	return f.report, nil
+}
+
+type fsck struct {
+	c          *Client
+	opts       FsckOptions
+	mu         sync.Mutex
+	report     *FsckReport
+	referenced map[string]bool // node NUL shard id of every recorded shard
+}
+
+func (f *fsck) problem(p FsckProblem) {
+	f.mu.Lock()
+	f.report.Problems = append(f.report.Problems, p)
+	f.mu.Unlock()
+}
+
+func (f *fsck) checkRecords(ctx context.Context) error {
+	buckets, err := f.c.ListBuckets(ctx)
+	if err != nil {
+		return err
+	}
+	f.report.Buckets = len(buckets)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.opts.Concurrency)
+	for _, b := range buckets {
+		for e, err := range f.c.List(ctx, b.Name, "") {
+			if err != nil {
+				return err
+			}
+			f.report.Clips++
+			g.Go(func() error { return f.checkClip(gctx, b.Name, e.Key) })
+		}
+	}
+	return g.Wait()
+}
+
+// checkClip checks the shards of one record.
+func (f *fsck) checkClip(ctx context.Context, bucket, key string) error {
+	resp, err := f.c.getClip(ctx, bucket, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil // deleted since the listing
+	}
+	if err != nil {
+		return err
+	}
+	addrs := map[string]string{}
+	for _, n := range resp.Nodes {
+		addrs[n.NodeId] = n.Address
+	}
+	rec := resp.Clip
+	for _, part := range rec.Parts {
+		var found []FsckProblem
+		for _, s := range part.Shards {
+			f.mu.Lock()
+			f.report.Shards++
+			if s.NodeId != "" {
+				f.referenced[s.NodeId+"\x00"+string(s.ShardId)] = true
+			}
+			f.mu.Unlock()
+			if p := f.checkShard(ctx, s, addrs[s.NodeId]); p != nil {
+				p.Bucket, p.Key, p.ClipID = bucket, key, hex.EncodeToString(rec.ClipId)
+				found = append(found, *p)
+			}
+		}
+		recoverable := len(part.Shards)-len(found) >= int(part.Profile.GetDataShards())
+		for _, p := range found {
+			p.Recoverable = recoverable
+			f.problem(p)
+		}
+	}
+	return nil
+}
+
+// checkShard returns the problem with one shard entry, or nil.
+func (f *fsck) checkShard(ctx context.Context, s *metapb.Shard, addr string) *FsckProblem {
+	p := &FsckProblem{Index: int(s.Index), Node: s.NodeId, ShardID: hex.EncodeToString(s.ShardId)}
+	switch s.State {
+	case metapb.ShardState_SHARD_STATE_MISSING:
+		p.Kind, p.Detail = ProblemMissing, "recorded missing"
+		return p
+	case metapb.ShardState_SHARD_STATE_CORRUPT:
+		p.Kind, p.Detail = ProblemCorrupt, "recorded corrupt"
+		return p
+	}
+	sc, err := f.c.storage(addr)
+	if err != nil {
+		p.Kind, p.Detail = ProblemUnreachable, err.Error()
+		return p
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.c.cfg.RequestTimeout)
+	defer cancel()
+	st, err := sc.StatShard(ctx, &storagepb.StatShardRequest{ShardId: s.ShardId})
+	if err == nil && f.opts.Deep {
+		err = readAllPieces(ctx, sc, s.ShardId)
+	}
+	switch {
+	case errors.Is(fromStatus("stat", err), ErrNotFound):
+		p.Kind, p.Detail = ProblemMissing, "not on its node"
+	case errors.Is(fromStatus("stat", err), ErrUnrecoverable):
+		p.Kind, p.Detail = ProblemCorrupt, fromStatus("verify", err).Error()
+	case err != nil:
+		p.Kind, p.Detail = ProblemUnreachable, fromStatus("stat", err).Error()
+	case st.Shard.Length != s.Length || st.Shard.Checksum != s.Checksum:
+		p.Kind = ProblemMismatch
+		p.Detail = fmt.Sprintf("node has %d bytes, checksum %08x; the record says %d, %08x",
+			st.Shard.Length, st.Shard.Checksum, s.Length, s.Checksum)
+	default:
+		return nil
+	}
+	return p
+}
+
+// readAllPieces reads a whole shard, failing on the first corrupt piece.
+func readAllPieces(ctx context.Context, sc storagepb.StorageServiceClient, id []byte) error {
+	stream, err := sc.ReadShard(ctx, &storagepb.ReadShardRequest{ShardId: id})
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// findOrphans lists, on every live node, the shards no record references
+// whose commit deadline has passed (a shard of an upload still in progress
+// is not an orphan).
+func (f *fsck) findOrphans(ctx context.Context) error {
+	resp, err := callMeta(ctx, f.c, "list nodes", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ListNodesResponse, error) {
+		return mc.ListNodes(ctx, &metapb.ListNodesRequest{})
+	})
+	if err != nil {
+		return err
+	}
+	for _, node := range resp.Nodes {
+		if node.State != metapb.NodeState_NODE_STATE_UP {
+			continue
+		}
+		f.report.Nodes++
+		if err := f.nodeOrphans(ctx, node); err != nil {
+			f.problem(FsckProblem{Kind: ProblemUnreachable, Node: node.NodeId, Index: -1, Detail: err.Error()})
+		}
+	}
+	return nil
+}
+
+func (f *fsck) nodeOrphans(ctx context.Context, node *metapb.StorageNode) error {
+	sc, err := f.c.storage(node.Address)
+	if err != nil {
+		return err
+	}
+	var after []byte
+	for {
+		page, err := sc.ListShards(ctx, &storagepb.ListShardsRequest{StartAfter: after, PageSize: 1000})
+		if err != nil {
+			return fromStatus("list shards on "+node.NodeId, err)
+		}
+		for _, e := range page.Shards {
+			if f.referenced[node.NodeId+"\x00"+string(e.ShardId)] {
+				continue
+			}
+			st, err := sc.StatShard(ctx, &storagepb.StatShardRequest{ShardId: e.ShardId})
+			if err != nil || time.Unix(0, st.Shard.Header.CommitDeadlineUnixNano).After(time.Now()) {
+				continue // gone meanwhile, or an upload still in progress
+			}
+			f.problem(FsckProblem{Kind: ProblemOrphan, Node: node.NodeId, Index: int(st.Shard.Header.Index),
+				ShardID: hex.EncodeToString(e.ShardId), ClipID: hex.EncodeToString(st.Shard.Header.ClipId),
+				Detail: "referenced by no record", Recoverable: true})
+		}
+		if len(page.NextStartAfter) == 0 {
+			return nil
+		}
+		after = page.NextStartAfter
+	}
+}

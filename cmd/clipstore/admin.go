@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/spf13/cobra"
+)
+
+func newAdminCommand(co *clientOptions) *cobra.Command {
+	cmd := &cobra.Command{Use: "admin", Short: "Operate the cluster"}
+	cmd.AddCommand(newFsckCommand(co))
+	return cmd
+}
+
+type fsckOptions struct {
+	*clientOptions
+	jsonOut, deep bool
+}
+
+func newFsckCommand(co *clientOptions) *cobra.Command {
+	o := &fsckOptions{clientOptions: co}
+	cmd := &cobra.Command{
+		Use:   "fsck",
+		Short: "Check every clip record against the storage nodes",
+		Long: `Check that every shard of every clip is on its node with the recorded length and
+checksum (--deep re-reads and verifies every piece), and that no node keeps a shard
+that no record references past its commit deadline. Changes nothing. Exits
+non-zero if it finds any problem.
+--json prints one object: buckets, clips, shards, nodes and problems (kind:
+missing, corrupt, mismatch, unreachable or orphan; bucket, key, clip_id, index,
+node, shard_id, detail, recoverable).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, done, err := o.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			rep, err := c.Fsck(ctx, &client.FsckOptions{Deep: o.deep})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if o.jsonOut {
+				if err := writeJSON(w, rep); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(w, "%d buckets, %d clips, %d shards on %d live nodes checked: %d problems\n",
+					rep.Buckets, rep.Clips, rep.Shards, rep.Nodes, len(rep.Problems))
+				for _, p := range rep.Problems {
+					where := p.Bucket + "/" + p.Key
+					if p.Key == "" {
+						where = "clip " + p.ClipID
+					}
+					fmt.Fprintf(w, "%-11s %s shard %d on %s (%s): %s\n", p.Kind, where, p.Index, p.Node, p.ShardID, p.Detail)
+				}
+			}
+			if len(rep.Problems) > 0 {
+				return fmt.Errorf("fsck found %d problems", len(rep.Problems))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&o.deep, "deep", false, "re-read and verify every piece")
+	return cmd
+}

@@ -1,0 +1,76 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+)
+
+// TestDeadNodeIsRepaired stores clips on 7 storage processes (RS 4+2),
+// kills one for good, and waits until meta has rebuilt every lost shard
+// elsewhere: all clips back to 6 healthy shards on distinct live nodes,
+// and every clip reads back identical.
+func TestDeadNodeIsRepaired(t *testing.T) {
+	c := &cluster{t: t, root: t.TempDir()}
+	for i := range 3 {
+		c.metas = append(c.metas, &metaMember{id: fmt.Sprintf("m%d", i), dir: filepath.Join(c.root, fmt.Sprintf("m%d", i))})
+	}
+	fast := []string{"--node-down-after", "2s", "--repair-after", "1s"}
+	c.metas[0].start(t, append([]string{"--bootstrap"}, fast...)...)
+	c.metas[1].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
+	c.metas[2].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
+	for i := range 7 {
+		s := &storageProc{id: fmt.Sprintf("s%d", i), dir: filepath.Join(c.root, fmt.Sprintf("s%d", i)), zone: fmt.Sprintf("zone-%d", i%3)}
+		c.storage = append(c.storage, s)
+		c.startStorage(s)
+	}
+	c.waitNodesUp(7)
+	cl := c.client()
+	ctx := context.Background()
+	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 256 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]stored{}
+	total := 0
+	for i := range 40 {
+		size := 1 + (i*977_531)%(3<<20)
+		data := clipBytes(uint64(i), size)
+		key := fmt.Sprintf("clip/%02d", i)
+		if _, err := cl.Put(ctx, "fleet", key, bytes.NewReader(data), nil); err != nil {
+			t.Fatal(err)
+		}
+		want[key] = stored{size: size, sum: sha256.Sum256(data), seed: uint64(i)}
+		total += size
+	}
+	dead := c.storage[3]
+	dead.proc.kill()
+	start := time.Now()
+	var lost int
+	waitUntil(t, 90*time.Second, "every clip repaired to 6 healthy shards on live, distinct nodes", func() bool {
+		lost = 0
+		for key := range want {
+			info, err := cl.Stat(ctx, "fleet", key)
+			if err != nil {
+				return false
+			}
+			nodes := map[string]bool{}
+			for _, s := range info.Shards {
+				if s.State != client.ShardOK || s.Node == dead.id || nodes[s.Node] {
+					lost++
+				}
+				nodes[s.Node] = true
+			}
+		}
+		return lost == 0
+	})
+	elapsed := time.Since(start)
+	t.Logf("repaired the shards of a dead node holding ~%d MiB of %d MiB stored in %v (detection 2s + grace 1s included)",
+		total/7>>20*6/4, total>>20, elapsed.Round(100*time.Millisecond))
+	checkAll(t, cl, "fleet", want)
+}
