@@ -299,6 +299,10 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 	if ns == nil || validateID("new shard id", ns.ShardId) != nil || ns.NodeId == "" || ns.State != pb.ShardState_SHARD_STATE_OK {
 		return nil, fmt.Errorf("%w: the new shard needs a 16-byte id, a node and state OK", ErrInvalidArgument)
 	}
+	if c.CommitDeadlineUnixNano != 0 && a.now > c.CommitDeadlineUnixNano {
+		return nil, fmt.Errorf("%w: the new shard's commit deadline passed %v before the update; it may be collected",
+			ErrFailedPrecondition, time.Duration(a.now-c.CommitDeadlineUnixNano))
+	}
 	rec, old, err := a.shardEntry(c.ClipId, c.Generation, c.Part, c.Index, c.OldShardId)
 	if err != nil {
 		return nil, err

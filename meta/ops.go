@@ -3,6 +3,7 @@ package meta
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -120,6 +121,9 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 			return nil, err
 		}
 		n.log.Info("storage node is back up", "node", req.NodeId)
+	}
+	if err := n.reportCorrupt(ctx, req.NodeId, req.CorruptShardIds); err != nil {
+		return nil, err
 	}
 	if len(req.DeletedShardIds) > 0 {
 		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_AckDeletes{AckDeletes: &pb.AckDeletesCommand{
@@ -268,6 +272,56 @@ func (n *Node) listNodeShards(_ context.Context, req *pb.ListNodeShardsRequest) 
 		return nil
 	})
 	return resp, err
+}
+
+// checkShards returns the shards of the request that no record places on
+// the node.
+func (n *Node) checkShards(_ context.Context, req *pb.CheckShardsRequest) (*pb.CheckShardsResponse, error) {
+	resp := &pb.CheckShardsResponse{}
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktNodeShards)
+		for _, id := range req.ShardIds {
+			if b.Get(joinKey(req.NodeId, id)) == nil {
+				resp.Unreferenced = append(resp.Unreferenced, id)
+			}
+		}
+		return nil
+	})
+	return resp, err
+}
+
+// reportCorrupt marks the shards a node found corrupt, so that they are
+// repaired. Shards no record names on the node are ignored.
+func (n *Node) reportCorrupt(ctx context.Context, node string, ids [][]byte) error {
+	for _, id := range ids {
+		var cmd *pb.Command
+		err := n.fsm.view(func(tx *bolt.Tx) error {
+			ns := &pb.NodeShardRecord{}
+			found, err := getMsg(tx.Bucket(bktNodeShards), joinKey(node, id), ns)
+			if err != nil || !found {
+				return err
+			}
+			rec, err := (&applier{tx: tx}).clipByID(ns.ClipId)
+			if err != nil || rec == nil {
+				return err
+			}
+			cmd = &pb.Command{Op: &pb.Command_ReportShard{ReportShard: &pb.ReportShardRequest{ClipId: ns.ClipId,
+				Generation: rec.Generation, Part: ns.Part, Index: ns.Index, ShardId: id,
+				State: pb.ShardState_SHARD_STATE_CORRUPT, Reporter: node, Detail: "found by the storage node"}}}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if cmd == nil {
+			continue
+		}
+		if _, err := n.propose(ctx, cmd); err != nil {
+			return err
+		}
+		n.log.Warn("storage node reports a corrupt shard", "node", node, "shard", hex.EncodeToString(id))
+	}
+	return nil
 }
 
 func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {

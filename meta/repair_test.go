@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
+	"google.golang.org/grpc/codes"
 )
 
 // heartbeater sends heartbeats for the given nodes every 50 ms, as storage
@@ -196,5 +198,56 @@ func waitForT(t *testing.T, limit time.Duration, what string, cond func() bool) 
 			t.Fatalf("timed out after %v waiting for %s", limit, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCorruptReportsAndShardChecks: a shard a node reports corrupt in its
+// heartbeat is marked and repair is planned; CheckShards tells a node which
+// of its shards no record references; a repair's update past its deadline
+// is refused.
+func TestCorruptReportsAndShardChecks(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	registerNodes(t, cl, 7)
+	commit := put(t, cl, "bk1", "clip", 100_000, nil)
+	bad := commit.Clip.Parts[0].Shards[1]
+	if _, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: bad.NodeId, Free: 50 << 30,
+		CorruptShardIds: [][]byte{bad.ShardId, bytes.Repeat([]byte{9}, 16)}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := got.Clip.Parts[0].Shards[1].State; st != pb.ShardState_SHARD_STATE_CORRUPT {
+		t.Fatalf("reported shard is %v, want CORRUPT", st)
+	}
+	status, _ := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+	if status.DegradedClips != 1 {
+		t.Fatalf("%d degraded clips, want 1", status.DegradedClips)
+	}
+
+	unknown := bytes.Repeat([]byte{7}, 16)
+	resp, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, ShardIds: [][]byte{bad.ShardId, unknown}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Unreferenced) != 1 || !bytes.Equal(resp.Unreferenced[0], unknown) {
+		t.Fatalf("unreferenced %x, want only the unknown id", resp.Unreferenced)
+	}
+	wantCode(t, func() error {
+		_, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, ShardIds: [][]byte{{1, 2}}})
+		return err
+	}(), codes.InvalidArgument)
+
+	_, err = cl.UpdateShard(ctxT(t), &pb.UpdateShardRequest{ClipId: got.Clip.ClipId, Generation: got.Clip.Generation,
+		Index: 1, OldShardId: bad.ShardId, CommitDeadlineUnixNano: time.Now().Add(-time.Minute).UnixNano(),
+		NewShard: &pb.Shard{Index: 1, NodeId: "s6", ShardId: bytes.Repeat([]byte{5}, 16), Length: bad.Length, State: pb.ShardState_SHARD_STATE_OK}})
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("refused for another reason: %v", err)
 	}
 }

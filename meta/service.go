@@ -185,6 +185,21 @@ func (s *service) ListNodeShards(ctx context.Context, req *pb.ListNodeShardsRequ
 	return read(ctx, s.n, req, req.Read, s.n.listNodeShards, pb.MetaServiceClient.ListNodeShards)
 }
 
+func (s *service) CheckShards(ctx context.Context, req *pb.CheckShardsRequest) (*pb.CheckShardsResponse, error) {
+	if err := validateNodeID(req.NodeId); err != nil {
+		return nil, toStatus(err)
+	}
+	if len(req.ShardIds) > 1000 {
+		return nil, toStatus(fmt.Errorf("%w: %d shard ids, at most 1000 per call", ErrInvalidArgument, len(req.ShardIds)))
+	}
+	for _, id := range req.ShardIds {
+		if err := validateID("shard id", id); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return read(ctx, s.n, req, nil, s.n.checkShards, pb.MetaServiceClient.CheckShards)
+}
+
 func (s *service) ClusterStatus(ctx context.Context, req *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
 	return read(ctx, s.n, req, req.Read, s.n.clusterStatus, pb.MetaServiceClient.ClusterStatus)
 }

@@ -2064,16 +2064,19 @@ func (x *ReportShardResponse) GetApplied() bool {
 }
 
 type UpdateShardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	ClipId        []byte                 `protobuf:"bytes,2,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
-	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
-	Part          uint32                 `protobuf:"varint,4,opt,name=part,proto3" json:"part,omitempty"`
-	Index         uint32                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
-	OldShardId    []byte                 `protobuf:"bytes,6,opt,name=old_shard_id,json=oldShardId,proto3" json:"old_shard_id,omitempty"`
-	NewShard      *Shard                 `protobuf:"bytes,7,opt,name=new_shard,json=newShard,proto3" json:"new_shard,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RequestId  []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ClipId     []byte                 `protobuf:"bytes,2,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
+	Generation uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Part       uint32                 `protobuf:"varint,4,opt,name=part,proto3" json:"part,omitempty"`
+	Index      uint32                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	OldShardId []byte                 `protobuf:"bytes,6,opt,name=old_shard_id,json=oldShardId,proto3" json:"old_shard_id,omitempty"`
+	NewShard   *Shard                 `protobuf:"bytes,7,opt,name=new_shard,json=newShard,proto3" json:"new_shard,omitempty"`
+	// When set, the update is refused once this time (the new shard's header
+	// deadline) has passed: garbage collection may have taken the shard.
+	CommitDeadlineUnixNano int64 `protobuf:"varint,8,opt,name=commit_deadline_unix_nano,json=commitDeadlineUnixNano,proto3" json:"commit_deadline_unix_nano,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *UpdateShardRequest) Reset() {
@@ -2153,6 +2156,13 @@ func (x *UpdateShardRequest) GetNewShard() *Shard {
 		return x.NewShard
 	}
 	return nil
+}
+
+func (x *UpdateShardRequest) GetCommitDeadlineUnixNano() int64 {
+	if x != nil {
+		return x.CommitDeadlineUnixNano
+	}
+	return 0
 }
 
 type UpdateShardResponse struct {
@@ -2513,6 +2523,9 @@ type HeartbeatRequest struct {
 	Disks      []*DiskStatus          `protobuf:"bytes,5,rep,name=disks,proto3" json:"disks,omitempty"`
 	// Shards from earlier DeleteShard work that the node has deleted.
 	DeletedShardIds [][]byte `protobuf:"bytes,6,rep,name=deleted_shard_ids,json=deletedShardIds,proto3" json:"deleted_shard_ids,omitempty"`
+	// Shards the node found corrupt (scrubber, reads); meta marks them and
+	// repairs them.
+	CorruptShardIds [][]byte `protobuf:"bytes,7,rep,name=corrupt_shard_ids,json=corruptShardIds,proto3" json:"corrupt_shard_ids,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2585,6 +2598,13 @@ func (x *HeartbeatRequest) GetDisks() []*DiskStatus {
 func (x *HeartbeatRequest) GetDeletedShardIds() [][]byte {
 	if x != nil {
 		return x.DeletedShardIds
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetCorruptShardIds() [][]byte {
+	if x != nil {
+		return x.CorruptShardIds
 	}
 	return nil
 }
@@ -3169,6 +3189,102 @@ func (x *ListNodeShardsResponse) GetNextStartAfter() []byte {
 	return nil
 }
 
+type CheckShardsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ShardIds      [][]byte               `protobuf:"bytes,2,rep,name=shard_ids,json=shardIds,proto3" json:"shard_ids,omitempty"` // at most 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckShardsRequest) Reset() {
+	*x = CheckShardsRequest{}
+	mi := &file_meta_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckShardsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckShardsRequest) ProtoMessage() {}
+
+func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckShardsRequest.ProtoReflect.Descriptor instead.
+func (*CheckShardsRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CheckShardsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CheckShardsRequest) GetShardIds() [][]byte {
+	if x != nil {
+		return x.ShardIds
+	}
+	return nil
+}
+
+type CheckShardsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Unreferenced  [][]byte               `protobuf:"bytes,1,rep,name=unreferenced,proto3" json:"unreferenced,omitempty"` // no record names them on this node
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckShardsResponse) Reset() {
+	*x = CheckShardsResponse{}
+	mi := &file_meta_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckShardsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckShardsResponse) ProtoMessage() {}
+
+func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckShardsResponse.ProtoReflect.Descriptor instead.
+func (*CheckShardsResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *CheckShardsResponse) GetUnreferenced() [][]byte {
+	if x != nil {
+		return x.Unreferenced
+	}
+	return nil
+}
+
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -3182,7 +3298,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3310,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3323,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{45}
+	return file_meta_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Member) GetId() string {
@@ -3257,7 +3373,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3385,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3398,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{46}
+	return file_meta_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -3322,7 +3438,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3334,7 +3450,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3347,7 +3463,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{47}
+	return file_meta_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *JoinMemberResponse) GetMembers() []*Member {
@@ -3366,7 +3482,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3494,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3507,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{48}
+	return file_meta_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -3410,7 +3526,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3422,7 +3538,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3435,7 +3551,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{49}
+	return file_meta_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -3453,7 +3569,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3581,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3594,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{50}
+	return file_meta_proto_rawDescGZIP(), []int{52}
 }
 
 type ListMembersResponse struct {
@@ -3491,7 +3607,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3503,7 +3619,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3516,7 +3632,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{51}
+	return file_meta_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -3542,7 +3658,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +3670,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +3683,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{52}
+	return file_meta_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ClusterStatusRequest) GetRead() *ReadOptions {
@@ -3597,7 +3713,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3609,7 +3725,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3622,7 +3738,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{53}
+	return file_meta_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -3878,7 +3994,7 @@ const file_meta_proto_rawDesc = "" +
 	"\breporter\x18\b \x01(\tR\breporter\x12\x16\n" +
 	"\x06detail\x18\t \x01(\tR\x06detail\"/\n" +
 	"\x13ReportShardResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\bR\aapplied\"\xef\x01\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\"\xaa\x02\n" +
 	"\x12UpdateShardRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -3890,7 +4006,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x05index\x18\x05 \x01(\rR\x05index\x12 \n" +
 	"\fold_shard_id\x18\x06 \x01(\fR\n" +
 	"oldShardId\x125\n" +
-	"\tnew_shard\x18\a \x01(\v2\x18.clipstore.meta.v1.ShardR\bnewShard\"\x15\n" +
+	"\tnew_shard\x18\a \x01(\v2\x18.clipstore.meta.v1.ShardR\bnewShard\x129\n" +
+	"\x19commit_deadline_unix_nano\x18\b \x01(\x03R\x16commitDeadlineUnixNano\"\x15\n" +
 	"\x13UpdateShardResponse\"\x93\x01\n" +
 	"\n" +
 	"DiskStatus\x12\x12\n" +
@@ -3921,7 +4038,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"J\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xdd\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\x89\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
@@ -3929,7 +4046,8 @@ const file_meta_proto_rawDesc = "" +
 	"\vshard_count\x18\x04 \x01(\x04R\n" +
 	"shardCount\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\x12*\n" +
-	"\x11deleted_shard_ids\x18\x06 \x03(\fR\x0fdeletedShardIds\",\n" +
+	"\x11deleted_shard_ids\x18\x06 \x03(\fR\x0fdeletedShardIds\x12*\n" +
+	"\x11corrupt_shard_ids\x18\a \x03(\fR\x0fcorruptShardIds\",\n" +
 	"\x0fDeleteShardWork\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\fR\ashardId\"q\n" +
 	"\vShardSource\x12\x14\n" +
@@ -3978,7 +4096,12 @@ const file_meta_proto_rawDesc = "" +
 	"\x05index\x18\x04 \x01(\rR\x05index\"x\n" +
 	"\x16ListNodeShardsResponse\x124\n" +
 	"\x06shards\x18\x01 \x03(\v2\x1c.clipstore.meta.v1.NodeShardR\x06shards\x12(\n" +
-	"\x10next_start_after\x18\x02 \x01(\fR\x0enextStartAfter\"\x8c\x01\n" +
+	"\x10next_start_after\x18\x02 \x01(\fR\x0enextStartAfter\"J\n" +
+	"\x12CheckShardsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tshard_ids\x18\x02 \x03(\fR\bshardIds\"9\n" +
+	"\x13CheckShardsResponse\x12\"\n" +
+	"\funreferenced\x18\x01 \x03(\fR\funreferenced\"\x8c\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
@@ -4025,7 +4148,7 @@ const file_meta_proto_rawDesc = "" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rNODE_STATE_UP\x10\x01\x12\x13\n" +
-	"\x0fNODE_STATE_DOWN\x10\x022\x91\r\n" +
+	"\x0fNODE_STATE_DOWN\x10\x022\xef\r\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -4041,7 +4164,8 @@ const file_meta_proto_rawDesc = "" +
 	"\fRegisterNode\x12&.clipstore.meta.v1.RegisterNodeRequest\x1a'.clipstore.meta.v1.RegisterNodeResponse\x12V\n" +
 	"\tHeartbeat\x12#.clipstore.meta.v1.HeartbeatRequest\x1a$.clipstore.meta.v1.HeartbeatResponse\x12V\n" +
 	"\tListNodes\x12#.clipstore.meta.v1.ListNodesRequest\x1a$.clipstore.meta.v1.ListNodesResponse\x12e\n" +
-	"\x0eListNodeShards\x12(.clipstore.meta.v1.ListNodeShardsRequest\x1a).clipstore.meta.v1.ListNodeShardsResponse\x12Y\n" +
+	"\x0eListNodeShards\x12(.clipstore.meta.v1.ListNodeShardsRequest\x1a).clipstore.meta.v1.ListNodeShardsResponse\x12\\\n" +
+	"\vCheckShards\x12%.clipstore.meta.v1.CheckShardsRequest\x1a&.clipstore.meta.v1.CheckShardsResponse\x12Y\n" +
 	"\n" +
 	"JoinMember\x12$.clipstore.meta.v1.JoinMemberRequest\x1a%.clipstore.meta.v1.JoinMemberResponse\x12_\n" +
 	"\fRemoveMember\x12&.clipstore.meta.v1.RemoveMemberRequest\x1a'.clipstore.meta.v1.RemoveMemberResponse\x12\\\n" +
@@ -4061,7 +4185,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                 // 1: clipstore.meta.v1.NodeState
@@ -4110,17 +4234,19 @@ var file_meta_proto_goTypes = []any{
 	(*ListNodeShardsRequest)(nil),  // 44: clipstore.meta.v1.ListNodeShardsRequest
 	(*NodeShard)(nil),              // 45: clipstore.meta.v1.NodeShard
 	(*ListNodeShardsResponse)(nil), // 46: clipstore.meta.v1.ListNodeShardsResponse
-	(*Member)(nil),                 // 47: clipstore.meta.v1.Member
-	(*JoinMemberRequest)(nil),      // 48: clipstore.meta.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),     // 49: clipstore.meta.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),    // 50: clipstore.meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 51: clipstore.meta.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),     // 52: clipstore.meta.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),    // 53: clipstore.meta.v1.ListMembersResponse
-	(*ClusterStatusRequest)(nil),   // 54: clipstore.meta.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),  // 55: clipstore.meta.v1.ClusterStatusResponse
-	nil,                            // 56: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                            // 57: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	(*CheckShardsRequest)(nil),     // 47: clipstore.meta.v1.CheckShardsRequest
+	(*CheckShardsResponse)(nil),    // 48: clipstore.meta.v1.CheckShardsResponse
+	(*Member)(nil),                 // 49: clipstore.meta.v1.Member
+	(*JoinMemberRequest)(nil),      // 50: clipstore.meta.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),     // 51: clipstore.meta.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),    // 52: clipstore.meta.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 53: clipstore.meta.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),     // 54: clipstore.meta.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),    // 55: clipstore.meta.v1.ListMembersResponse
+	(*ClusterStatusRequest)(nil),   // 56: clipstore.meta.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),  // 57: clipstore.meta.v1.ClusterStatusResponse
+	nil,                            // 58: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                            // 59: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	3,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -4131,7 +4257,7 @@ var file_meta_proto_depIdxs = []int32{
 	0,  // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	3,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	56, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	58, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
 	13, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	12, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
 	3,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
@@ -4140,7 +4266,7 @@ var file_meta_proto_depIdxs = []int32{
 	17, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
 	3,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	57, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	59, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 	13, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	14, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	2,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
@@ -4163,11 +4289,11 @@ var file_meta_proto_depIdxs = []int32{
 	34, // 37: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
 	2,  // 38: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	45, // 39: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	47, // 40: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	47, // 41: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	47, // 42: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	49, // 40: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	49, // 41: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	49, // 42: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
 	2,  // 43: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	47, // 44: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	49, // 44: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
 	5,  // 45: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
 	7,  // 46: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
 	9,  // 47: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
@@ -4182,30 +4308,32 @@ var file_meta_proto_depIdxs = []int32{
 	37, // 56: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
 	42, // 57: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
 	44, // 58: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	48, // 59: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	50, // 60: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	52, // 61: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	54, // 62: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	6,  // 63: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	8,  // 64: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	10, // 65: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	19, // 66: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	21, // 67: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	23, // 68: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	26, // 69: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	28, // 70: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	30, // 71: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	32, // 72: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	36, // 73: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	41, // 74: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	43, // 75: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	46, // 76: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	49, // 77: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	51, // 78: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	53, // 79: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	55, // 80: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	63, // [63:81] is the sub-list for method output_type
-	45, // [45:63] is the sub-list for method input_type
+	47, // 59: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	50, // 60: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	52, // 61: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	54, // 62: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	56, // 63: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	6,  // 64: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	8,  // 65: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	10, // 66: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	19, // 67: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	21, // 68: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	23, // 69: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	26, // 70: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	28, // 71: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	30, // 72: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	32, // 73: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	36, // 74: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	41, // 75: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	43, // 76: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	46, // 77: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	48, // 78: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	51, // 79: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	53, // 80: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	55, // 81: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	57, // 82: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	64, // [64:83] is the sub-list for method output_type
+	45, // [45:64] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
 	45, // [45:45] is the sub-list for extension extendee
 	0,  // [0:45] is the sub-list for field type_name
@@ -4224,7 +4352,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

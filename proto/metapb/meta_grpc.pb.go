@@ -41,6 +41,7 @@ const (
 	MetaService_Heartbeat_FullMethodName      = "/clipstore.meta.v1.MetaService/Heartbeat"
 	MetaService_ListNodes_FullMethodName      = "/clipstore.meta.v1.MetaService/ListNodes"
 	MetaService_ListNodeShards_FullMethodName = "/clipstore.meta.v1.MetaService/ListNodeShards"
+	MetaService_CheckShards_FullMethodName    = "/clipstore.meta.v1.MetaService/CheckShards"
 	MetaService_JoinMember_FullMethodName     = "/clipstore.meta.v1.MetaService/JoinMember"
 	MetaService_RemoveMember_FullMethodName   = "/clipstore.meta.v1.MetaService/RemoveMember"
 	MetaService_ListMembers_FullMethodName    = "/clipstore.meta.v1.MetaService/ListMembers"
@@ -75,6 +76,9 @@ type MetaServiceClient interface {
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// ListNodeShards pages through the shards meta believes a node holds.
 	ListNodeShards(ctx context.Context, in *ListNodeShardsRequest, opts ...grpc.CallOption) (*ListNodeShardsResponse, error)
+	// CheckShards tells a storage node which of its shards no record
+	// references (linearizable), for garbage collection.
+	CheckShards(ctx context.Context, in *CheckShardsRequest, opts ...grpc.CallOption) (*CheckShardsResponse, error)
 	// The meta group.
 	JoinMember(ctx context.Context, in *JoinMemberRequest, opts ...grpc.CallOption) (*JoinMemberResponse, error)
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
@@ -230,6 +234,16 @@ func (c *metaServiceClient) ListNodeShards(ctx context.Context, in *ListNodeShar
 	return out, nil
 }
 
+func (c *metaServiceClient) CheckShards(ctx context.Context, in *CheckShardsRequest, opts ...grpc.CallOption) (*CheckShardsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckShardsResponse)
+	err := c.cc.Invoke(ctx, MetaService_CheckShards_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *metaServiceClient) JoinMember(ctx context.Context, in *JoinMemberRequest, opts ...grpc.CallOption) (*JoinMemberResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(JoinMemberResponse)
@@ -298,6 +312,9 @@ type MetaServiceServer interface {
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// ListNodeShards pages through the shards meta believes a node holds.
 	ListNodeShards(context.Context, *ListNodeShardsRequest) (*ListNodeShardsResponse, error)
+	// CheckShards tells a storage node which of its shards no record
+	// references (linearizable), for garbage collection.
+	CheckShards(context.Context, *CheckShardsRequest) (*CheckShardsResponse, error)
 	// The meta group.
 	JoinMember(context.Context, *JoinMemberRequest) (*JoinMemberResponse, error)
 	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
@@ -354,6 +371,9 @@ func (UnimplementedMetaServiceServer) ListNodes(context.Context, *ListNodesReque
 }
 func (UnimplementedMetaServiceServer) ListNodeShards(context.Context, *ListNodeShardsRequest) (*ListNodeShardsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListNodeShards not implemented")
+}
+func (UnimplementedMetaServiceServer) CheckShards(context.Context, *CheckShardsRequest) (*CheckShardsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckShards not implemented")
 }
 func (UnimplementedMetaServiceServer) JoinMember(context.Context, *JoinMemberRequest) (*JoinMemberResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method JoinMember not implemented")
@@ -640,6 +660,24 @@ func _MetaService_ListNodeShards_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_CheckShards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckShardsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).CheckShards(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_CheckShards_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).CheckShards(ctx, req.(*CheckShardsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _MetaService_JoinMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(JoinMemberRequest)
 	if err := dec(in); err != nil {
@@ -774,6 +812,10 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNodeShards",
 			Handler:    _MetaService_ListNodeShards_Handler,
+		},
+		{
+			MethodName: "CheckShards",
+			Handler:    _MetaService_CheckShards_Handler,
 		},
 		{
 			MethodName: "JoinMember",
