@@ -49,6 +49,9 @@ type Config struct {
 	// unfinished repair is planned again.
 	RepairConcurrency, RepairPerNode int
 	RepairTaskTimeout                time.Duration
+	// GCGrace is how long past its commit deadline an unreferenced shard is
+	// kept before a storage node may delete it.
+	GCGrace time.Duration
 	// MinFreeBytes: nodes with less free space get no new shards.
 	MinFreeBytes uint64
 	// ApplyTimeout bounds the wait for a Raft proposal to be accepted into
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		NodeDownAfter:      10 * time.Second,
 		MinFreeBytes:       1 << 30,
 		RepairAfter:        10 * time.Minute,
+		GCGrace:            time.Hour,
 		RepairConcurrency:  16,
 		RepairPerNode:      2,
 		RepairTaskTimeout:  10 * time.Minute,
@@ -119,6 +123,8 @@ func (c *Config) Validate() error {
 	case c.RepairAfter < 0 || c.RepairConcurrency < 1 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
 		return fmt.Errorf("meta config: repair settings (after %v, concurrency %d, per node %d, timeout %v) out of range",
 			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
+	case c.GCGrace < 0:
+		return errors.New("meta config: GCGrace must not be negative")
 	case c.ApplyTimeout <= 0:
 		return errors.New("meta config: ApplyTimeout must be positive")
 	}

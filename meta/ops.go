@@ -274,15 +274,17 @@ func (n *Node) listNodeShards(_ context.Context, req *pb.ListNodeShardsRequest) 
 	return resp, err
 }
 
-// checkShards returns the shards of the request that no record places on
-// the node.
+// checkShards returns the shards of the request that the node may delete:
+// no record places them on it, and their commit deadline is past by the GC
+// grace, so that no CommitPut or repair update can still name them.
 func (n *Node) checkShards(_ context.Context, req *pb.CheckShardsRequest) (*pb.CheckShardsResponse, error) {
 	resp := &pb.CheckShardsResponse{}
+	horizon := n.cfg.now().Add(-n.cfg.GCGrace).UnixNano()
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktNodeShards)
-		for _, id := range req.ShardIds {
-			if b.Get(joinKey(req.NodeId, id)) == nil {
-				resp.Unreferenced = append(resp.Unreferenced, id)
+		for _, s := range req.Shards {
+			if s.CommitDeadlineUnixNano < horizon && b.Get(joinKey(req.NodeId, s.ShardId)) == nil {
+				resp.Collectable = append(resp.Collectable, s.ShardId)
 			}
 		}
 		return nil

@@ -231,15 +231,20 @@ func TestCorruptReportsAndShardChecks(t *testing.T) {
 	}
 
 	unknown := bytes.Repeat([]byte{7}, 16)
-	resp, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, ShardIds: [][]byte{bad.ShardId, unknown}})
+	old := time.Now().Add(-2 * time.Hour).UnixNano()
+	resp, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, Shards: []*pb.ShardRef{
+		{ShardId: bad.ShardId, CommitDeadlineUnixNano: old},                                   // referenced
+		{ShardId: unknown, CommitDeadlineUnixNano: old},                                       // collectable
+		{ShardId: bytes.Repeat([]byte{8}, 16), CommitDeadlineUnixNano: time.Now().UnixNano()}, // within the grace
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.Unreferenced) != 1 || !bytes.Equal(resp.Unreferenced[0], unknown) {
-		t.Fatalf("unreferenced %x, want only the unknown id", resp.Unreferenced)
+	if len(resp.Collectable) != 1 || !bytes.Equal(resp.Collectable[0], unknown) {
+		t.Fatalf("collectable %x, want only the unknown old id", resp.Collectable)
 	}
 	wantCode(t, func() error {
-		_, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, ShardIds: [][]byte{{1, 2}}})
+		_, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, Shards: []*pb.ShardRef{{ShardId: []byte{1, 2}}}})
 		return err
 	}(), codes.InvalidArgument)
 

@@ -189,11 +189,11 @@ func (s *service) CheckShards(ctx context.Context, req *pb.CheckShardsRequest) (
 	if err := validateNodeID(req.NodeId); err != nil {
 		return nil, toStatus(err)
 	}
-	if len(req.ShardIds) > 1000 {
-		return nil, toStatus(fmt.Errorf("%w: %d shard ids, at most 1000 per call", ErrInvalidArgument, len(req.ShardIds)))
+	if len(req.Shards) > 1000 {
+		return nil, toStatus(fmt.Errorf("%w: %d shards, at most 1000 per call", ErrInvalidArgument, len(req.Shards)))
 	}
-	for _, id := range req.ShardIds {
-		if err := validateID("shard id", id); err != nil {
+	for _, s := range req.Shards {
+		if err := validateID("shard id", s.GetShardId()); err != nil {
 			return nil, toStatus(err)
 		}
 	}

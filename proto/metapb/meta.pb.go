@@ -3189,17 +3189,70 @@ func (x *ListNodeShardsResponse) GetNextStartAfter() []byte {
 	return nil
 }
 
+// ShardRef names a shard a node holds and the commit deadline in its header.
+type ShardRef struct {
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	ShardId                []byte                 `protobuf:"bytes,1,opt,name=shard_id,json=shardId,proto3" json:"shard_id,omitempty"`
+	CommitDeadlineUnixNano int64                  `protobuf:"varint,2,opt,name=commit_deadline_unix_nano,json=commitDeadlineUnixNano,proto3" json:"commit_deadline_unix_nano,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *ShardRef) Reset() {
+	*x = ShardRef{}
+	mi := &file_meta_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardRef) ProtoMessage() {}
+
+func (x *ShardRef) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardRef.ProtoReflect.Descriptor instead.
+func (*ShardRef) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ShardRef) GetShardId() []byte {
+	if x != nil {
+		return x.ShardId
+	}
+	return nil
+}
+
+func (x *ShardRef) GetCommitDeadlineUnixNano() int64 {
+	if x != nil {
+		return x.CommitDeadlineUnixNano
+	}
+	return 0
+}
+
 type CheckShardsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ShardIds      [][]byte               `protobuf:"bytes,2,rep,name=shard_ids,json=shardIds,proto3" json:"shard_ids,omitempty"` // at most 1000
+	Shards        []*ShardRef            `protobuf:"bytes,3,rep,name=shards,proto3" json:"shards,omitempty"` // at most 1000
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckShardsRequest) Reset() {
 	*x = CheckShardsRequest{}
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3264,7 @@ func (x *CheckShardsRequest) String() string {
 func (*CheckShardsRequest) ProtoMessage() {}
 
 func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3277,7 @@ func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsRequest.ProtoReflect.Descriptor instead.
 func (*CheckShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{45}
+	return file_meta_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CheckShardsRequest) GetNodeId() string {
@@ -3234,23 +3287,25 @@ func (x *CheckShardsRequest) GetNodeId() string {
 	return ""
 }
 
-func (x *CheckShardsRequest) GetShardIds() [][]byte {
+func (x *CheckShardsRequest) GetShards() []*ShardRef {
 	if x != nil {
-		return x.ShardIds
+		return x.Shards
 	}
 	return nil
 }
 
 type CheckShardsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Unreferenced  [][]byte               `protobuf:"bytes,1,rep,name=unreferenced,proto3" json:"unreferenced,omitempty"` // no record names them on this node
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shards no record names on this node whose commit deadline is past
+	// by meta's GC grace: the node may delete them.
+	Collectable   [][]byte `protobuf:"bytes,1,rep,name=collectable,proto3" json:"collectable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckShardsResponse) Reset() {
 	*x = CheckShardsResponse{}
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3317,7 @@ func (x *CheckShardsResponse) String() string {
 func (*CheckShardsResponse) ProtoMessage() {}
 
 func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,12 +3330,12 @@ func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsResponse.ProtoReflect.Descriptor instead.
 func (*CheckShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{46}
+	return file_meta_proto_rawDescGZIP(), []int{47}
 }
 
-func (x *CheckShardsResponse) GetUnreferenced() [][]byte {
+func (x *CheckShardsResponse) GetCollectable() [][]byte {
 	if x != nil {
-		return x.Unreferenced
+		return x.Collectable
 	}
 	return nil
 }
@@ -3298,7 +3353,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3365,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3378,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{47}
+	return file_meta_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Member) GetId() string {
@@ -3373,7 +3428,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +3440,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +3453,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{48}
+	return file_meta_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -3438,7 +3493,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3505,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3518,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{49}
+	return file_meta_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *JoinMemberResponse) GetMembers() []*Member {
@@ -3482,7 +3537,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3494,7 +3549,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3507,7 +3562,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{50}
+	return file_meta_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -3526,7 +3581,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3538,7 +3593,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3551,7 +3606,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{51}
+	return file_meta_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -3569,7 +3624,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3581,7 +3636,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3594,7 +3649,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{52}
+	return file_meta_proto_rawDescGZIP(), []int{53}
 }
 
 type ListMembersResponse struct {
@@ -3607,7 +3662,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3619,7 +3674,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3632,7 +3687,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{53}
+	return file_meta_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -3658,7 +3713,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3670,7 +3725,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3683,7 +3738,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{54}
+	return file_meta_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ClusterStatusRequest) GetRead() *ReadOptions {
@@ -3713,7 +3768,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +3780,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +3793,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{55}
+	return file_meta_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -4096,12 +4151,15 @@ const file_meta_proto_rawDesc = "" +
 	"\x05index\x18\x04 \x01(\rR\x05index\"x\n" +
 	"\x16ListNodeShardsResponse\x124\n" +
 	"\x06shards\x18\x01 \x03(\v2\x1c.clipstore.meta.v1.NodeShardR\x06shards\x12(\n" +
-	"\x10next_start_after\x18\x02 \x01(\fR\x0enextStartAfter\"J\n" +
+	"\x10next_start_after\x18\x02 \x01(\fR\x0enextStartAfter\"`\n" +
+	"\bShardRef\x12\x19\n" +
+	"\bshard_id\x18\x01 \x01(\fR\ashardId\x129\n" +
+	"\x19commit_deadline_unix_nano\x18\x02 \x01(\x03R\x16commitDeadlineUnixNano\"h\n" +
 	"\x12CheckShardsRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
-	"\tshard_ids\x18\x02 \x03(\fR\bshardIds\"9\n" +
-	"\x13CheckShardsResponse\x12\"\n" +
-	"\funreferenced\x18\x01 \x03(\fR\funreferenced\"\x8c\x01\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x123\n" +
+	"\x06shards\x18\x03 \x03(\v2\x1b.clipstore.meta.v1.ShardRefR\x06shardsJ\x04\b\x02\x10\x03\"7\n" +
+	"\x13CheckShardsResponse\x12 \n" +
+	"\vcollectable\x18\x01 \x03(\fR\vcollectable\"\x8c\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
@@ -4185,7 +4243,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                 // 1: clipstore.meta.v1.NodeState
@@ -4234,19 +4292,20 @@ var file_meta_proto_goTypes = []any{
 	(*ListNodeShardsRequest)(nil),  // 44: clipstore.meta.v1.ListNodeShardsRequest
 	(*NodeShard)(nil),              // 45: clipstore.meta.v1.NodeShard
 	(*ListNodeShardsResponse)(nil), // 46: clipstore.meta.v1.ListNodeShardsResponse
-	(*CheckShardsRequest)(nil),     // 47: clipstore.meta.v1.CheckShardsRequest
-	(*CheckShardsResponse)(nil),    // 48: clipstore.meta.v1.CheckShardsResponse
-	(*Member)(nil),                 // 49: clipstore.meta.v1.Member
-	(*JoinMemberRequest)(nil),      // 50: clipstore.meta.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),     // 51: clipstore.meta.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),    // 52: clipstore.meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 53: clipstore.meta.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),     // 54: clipstore.meta.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),    // 55: clipstore.meta.v1.ListMembersResponse
-	(*ClusterStatusRequest)(nil),   // 56: clipstore.meta.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),  // 57: clipstore.meta.v1.ClusterStatusResponse
-	nil,                            // 58: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                            // 59: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	(*ShardRef)(nil),               // 47: clipstore.meta.v1.ShardRef
+	(*CheckShardsRequest)(nil),     // 48: clipstore.meta.v1.CheckShardsRequest
+	(*CheckShardsResponse)(nil),    // 49: clipstore.meta.v1.CheckShardsResponse
+	(*Member)(nil),                 // 50: clipstore.meta.v1.Member
+	(*JoinMemberRequest)(nil),      // 51: clipstore.meta.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),     // 52: clipstore.meta.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),    // 53: clipstore.meta.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 54: clipstore.meta.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),     // 55: clipstore.meta.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),    // 56: clipstore.meta.v1.ListMembersResponse
+	(*ClusterStatusRequest)(nil),   // 57: clipstore.meta.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),  // 58: clipstore.meta.v1.ClusterStatusResponse
+	nil,                            // 59: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                            // 60: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	3,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -4257,7 +4316,7 @@ var file_meta_proto_depIdxs = []int32{
 	0,  // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	3,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	58, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	59, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
 	13, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	12, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
 	3,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
@@ -4266,7 +4325,7 @@ var file_meta_proto_depIdxs = []int32{
 	17, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
 	3,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	59, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	60, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 	13, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	14, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	2,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
@@ -4289,54 +4348,55 @@ var file_meta_proto_depIdxs = []int32{
 	34, // 37: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
 	2,  // 38: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	45, // 39: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	49, // 40: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	49, // 41: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	49, // 42: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	2,  // 43: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	49, // 44: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	5,  // 45: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	7,  // 46: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	9,  // 47: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	18, // 48: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	20, // 49: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	22, // 50: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	24, // 51: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	27, // 52: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	29, // 53: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	31, // 54: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	35, // 55: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	37, // 56: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	42, // 57: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	44, // 58: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	47, // 59: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	50, // 60: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	52, // 61: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	54, // 62: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	56, // 63: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	6,  // 64: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	8,  // 65: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	10, // 66: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	19, // 67: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	21, // 68: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	23, // 69: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	26, // 70: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	28, // 71: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	30, // 72: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	32, // 73: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	36, // 74: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	41, // 75: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	43, // 76: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	46, // 77: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	48, // 78: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	51, // 79: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	53, // 80: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	55, // 81: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	57, // 82: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	64, // [64:83] is the sub-list for method output_type
-	45, // [45:64] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	47, // 40: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	50, // 41: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	50, // 42: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	50, // 43: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	2,  // 44: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	50, // 45: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	5,  // 46: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	7,  // 47: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	9,  // 48: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	18, // 49: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	20, // 50: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	22, // 51: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	24, // 52: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	27, // 53: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	29, // 54: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	31, // 55: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	35, // 56: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	37, // 57: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	42, // 58: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	44, // 59: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	48, // 60: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	51, // 61: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	53, // 62: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	55, // 63: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	57, // 64: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	6,  // 65: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	8,  // 66: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	10, // 67: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	19, // 68: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	21, // 69: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	23, // 70: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	26, // 71: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	28, // 72: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	30, // 73: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	32, // 74: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	36, // 75: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	41, // 76: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	43, // 77: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	46, // 78: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	49, // 79: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	52, // 80: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	54, // 81: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	56, // 82: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	58, // 83: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	65, // [65:84] is the sub-list for method output_type
+	46, // [46:65] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -4352,7 +4412,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   58,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
