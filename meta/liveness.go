@@ -89,6 +89,7 @@ func (n *Node) leaderLoop() {
 			return
 		case <-obs:
 		case <-tick.C:
+		case <-n.replan:
 		}
 		now := n.cfg.now()
 		isLeader := n.raft.State() == raft.Leader

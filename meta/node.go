@@ -31,9 +31,10 @@ type Node struct {
 	peers   *peerConns
 	metrics *metrics
 
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	stop   chan struct{}
+	replan chan struct{} // a repair landed: plan the next ones now
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // New opens (or creates) the member's state in cfg.DataDir and starts Raft.
@@ -44,7 +45,7 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), replan: make(chan struct{}, 1)}
 	if n.log == nil {
 		n.log = slog.Default()
 	}

@@ -242,6 +242,10 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 		PartLength: part.Length, Sources: sources,
 		CommitDeadlineUnixNano: now.Add(n.cfg.RepairTaskTimeout).UnixNano(),
 	}
+	if old.State != pb.ShardState_SHARD_STATE_MISSING || old.NodeId != "" {
+		sum := old.Checksum // written once, so its checksum is known
+		w.ExpectedChecksum = &sum
+	}
 	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = &repairTask{work: w, target: target, deadline: now.Add(n.cfg.RepairTaskTimeout)}
 	perNode[target]++
 	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,

@@ -114,10 +114,17 @@ func (s *service) ReportShard(ctx context.Context, req *pb.ReportShardRequest) (
 }
 
 func (s *service) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.UpdateShardResponse, error) {
-	return write(ctx, s, req, func(r *pb.UpdateShardRequest) error { return checkRequestID(r.RequestId) },
+	resp, err := write(ctx, s, req, func(r *pb.UpdateShardRequest) error { return checkRequestID(r.RequestId) },
 		func(r *pb.UpdateShardRequest) *pb.Command {
 			return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_UpdateShard{UpdateShard: r}}
 		}, pb.MetaServiceClient.UpdateShard)
+	if err == nil && s.n.IsLeader() {
+		select { // a repair landed: the leader plans the next ones now
+		case s.n.replan <- struct{}{}:
+		default:
+		}
+	}
+	return resp, err
 }
 
 func (s *service) RegisterNode(ctx context.Context, req *pb.RegisterNodeRequest) (*pb.RegisterNodeResponse, error) {

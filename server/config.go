@@ -33,6 +33,9 @@ type Config struct {
 	ListPageSize, ListPageSizeMax int
 	// WriteIdleTimeout ends a write whose client sent nothing for this long.
 	WriteIdleTimeout time.Duration
+	// RepairConcurrency is how many repairs meta handed out in heartbeat
+	// responses the node runs at once (see Node.Repair).
+	RepairConcurrency int
 
 	// OpenFS opens a data directory; nil means OpenOSFS. Tests wrap it to
 	// inject faults.
@@ -52,6 +55,7 @@ func DefaultConfig() Config {
 		ListPageSizeMax:   10000,
 		WriteIdleTimeout:  time.Minute,
 		HeartbeatInterval: time.Second,
+		RepairConcurrency: 2,
 	}
 }
 
@@ -66,6 +70,8 @@ func (c *Config) Validate() error {
 		return errors.New("server config: NodeID and Advertise are required to register with Meta")
 	case len(c.Meta) > 0 && c.HeartbeatInterval <= 0:
 		return errors.New("server config: HeartbeatInterval must be positive")
+	case len(c.Meta) > 0 && c.RepairConcurrency < 1:
+		return fmt.Errorf("server config: RepairConcurrency: %d must be at least 1", c.RepairConcurrency)
 	case c.WriteIdleTimeout <= 0:
 		return fmt.Errorf("server config: WriteIdleTimeout: %v must be positive", c.WriteIdleTimeout)
 	case c.ListPageSize < 1 || c.ListPageSizeMax < c.ListPageSize:

@@ -12,8 +12,8 @@ import (
 )
 
 // heartbeater registers the node with meta and heartbeats it: capacity,
-// use and per-disk incarnations go up; the node's work (shards to delete)
-// comes down in the responses. Meta never dials a storage node.
+// use and per-disk incarnations go up; the node's work (shards to delete
+// and repairs) comes down in the responses. Meta never dials a storage node.
 type heartbeater struct {
 	n     *Node
 	conns []*grpc.ClientConn
@@ -21,10 +21,14 @@ type heartbeater struct {
 
 	mu      sync.Mutex
 	deleted [][]byte // shards deleted since the last acknowledged heartbeat
+
+	// soon asks for the next heartbeat now rather than after the interval
+	// (a repair finished: meta may have more work for this node).
+	soon chan struct{}
 }
 
 func newHeartbeater(n *Node) (*heartbeater, error) {
-	h := &heartbeater{n: n}
+	h := &heartbeater{n: n, soon: make(chan struct{}, 1)}
 	for _, addr := range n.cfg.Meta {
 		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -60,7 +64,21 @@ func (h *heartbeater) run(ctx context.Context) {
 		} else if next > 0 {
 			interval = next
 		}
-		sleep(ctx, interval)
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-h.soon:
+		}
+		t.Stop()
+	}
+}
+
+// hurry makes the next heartbeat go out now.
+func (h *heartbeater) hurry() {
+	select {
+	case h.soon <- struct{}{}:
+	default:
 	}
 }
 
@@ -104,7 +122,8 @@ func (h *heartbeater) register(ctx context.Context) bool {
 	return true
 }
 
-// beat sends one heartbeat and carries out the deletes it brings back.
+// beat sends one heartbeat, carries out the deletes it brings back and
+// hands its repairs to the repair workers.
 func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	disks, capacity, free, shards, err := h.disks()
 	if err != nil {
@@ -136,5 +155,6 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 		h.deleted = append(h.deleted, d.ShardId)
 		h.mu.Unlock()
 	}
+	h.n.rep.submit(resp.Repairs)
 	return time.Duration(resp.IntervalMs) * time.Millisecond, nil
 }

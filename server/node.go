@@ -21,8 +21,9 @@ type Node struct {
 	grpc   *grpc.Server
 	health *health.Server
 
-	hb *heartbeater // nil when stand-alone
-	mu struct {
+	hb  *heartbeater // nil when stand-alone
+	rep *repairer    // runs meta's repair work; nil when stand-alone
+	mu  struct {
 		sync.Mutex
 		hbCancel context.CancelFunc // set while the heartbeater runs
 		hbDone   chan struct{}
@@ -48,6 +49,7 @@ func New(cfg Config) (*Node, error) {
 			store.Close()
 			return nil, err
 		}
+		n.rep = newRepairer(n)
 	}
 	return n, nil
 }
@@ -105,9 +107,11 @@ func (n *Node) startHeartbeats() {
 		defer close(done)
 		n.hb.run(ctx)
 	}()
+	n.rep.start()
 }
 
-// stopHeartbeats stops the heartbeater and waits for it.
+// stopHeartbeats stops the heartbeater and the repair workers it feeds and
+// waits for them.
 func (n *Node) stopHeartbeats() {
 	n.mu.Lock()
 	cancel, done := n.mu.hbCancel, n.mu.hbDone
@@ -119,6 +123,7 @@ func (n *Node) stopHeartbeats() {
 		<-done
 	}
 	if first && n.hb != nil {
+		n.rep.stop()
 		n.hb.close()
 	}
 }

@@ -2742,8 +2742,11 @@ type RepairWork struct {
 	// The new shard's header carries this deadline: if the update never
 	// lands, garbage collection may take the shard after it.
 	CommitDeadlineUnixNano int64 `protobuf:"varint,11,opt,name=commit_deadline_unix_nano,json=commitDeadlineUnixNano,proto3" json:"commit_deadline_unix_nano,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The checksum (erasure.ShardSum) the record holds for the lost shard,
+	// when known: the rebuilt shard must have it.
+	ExpectedChecksum *uint32 `protobuf:"fixed32,12,opt,name=expected_checksum,json=expectedChecksum,proto3,oneof" json:"expected_checksum,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RepairWork) Reset() {
@@ -2849,6 +2852,13 @@ func (x *RepairWork) GetSources() []*ShardSource {
 func (x *RepairWork) GetCommitDeadlineUnixNano() int64 {
 	if x != nil {
 		return x.CommitDeadlineUnixNano
+	}
+	return 0
+}
+
+func (x *RepairWork) GetExpectedChecksum() uint32 {
+	if x != nil && x.ExpectedChecksum != nil {
+		return *x.ExpectedChecksum
 	}
 	return 0
 }
@@ -4109,7 +4119,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x19\n" +
-	"\bshard_id\x18\x04 \x01(\fR\ashardId\"\x9a\x03\n" +
+	"\bshard_id\x18\x04 \x01(\fR\ashardId\"\xe2\x03\n" +
 	"\n" +
 	"RepairWork\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x17\n" +
@@ -4128,7 +4138,9 @@ const file_meta_proto_rawDesc = "" +
 	"partLength\x128\n" +
 	"\asources\x18\n" +
 	" \x03(\v2\x1e.clipstore.meta.v1.ShardSourceR\asources\x129\n" +
-	"\x19commit_deadline_unix_nano\x18\v \x01(\x03R\x16commitDeadlineUnixNano\"\xab\x01\n" +
+	"\x19commit_deadline_unix_nano\x18\v \x01(\x03R\x16commitDeadlineUnixNano\x120\n" +
+	"\x11expected_checksum\x18\f \x01(\aH\x00R\x10expectedChecksum\x88\x01\x01B\x14\n" +
+	"\x12_expected_checksum\"\xab\x01\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\adeletes\x18\x01 \x03(\v2\".clipstore.meta.v1.DeleteShardWorkR\adeletes\x12\x1f\n" +
 	"\vinterval_ms\x18\x02 \x01(\rR\n" +
@@ -4406,6 +4418,7 @@ func file_meta_proto_init() {
 	}
 	file_meta_proto_msgTypes[18].OneofWrappers = []any{}
 	file_meta_proto_msgTypes[25].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[38].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
