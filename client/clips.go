@@ -87,7 +87,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 	}
 	out := &ClusterStatus{Leader: st.LeaderId, Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
 		Buckets: st.Buckets, Clips: st.Clips, DegradedClips: st.DegradedClips, NodesUp: st.StorageNodesUp,
-		PendingDeletes: st.PendingDeletes}
+		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, memberFromProto(m))
 	}

@@ -120,6 +120,8 @@ type ClusterStatus struct {
 	DegradedClips  uint64 // clips with a missing or corrupt shard
 	NodesUp        uint64
 	PendingDeletes uint64
+	// RepairsInFlight counts the lost shards the leader is having rebuilt.
+	RepairsInFlight uint64
 }
 
 func profileFromProto(p *metapb.ECProfile) Profile {
