@@ -87,7 +87,9 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 	}
 	out := &ClusterStatus{Leader: st.LeaderId, Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
 		Buckets: st.Buckets, Clips: st.Clips, DegradedClips: st.DegradedClips, NodesUp: st.StorageNodesUp,
-		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight}
+		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
+		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
+		ClipsByLostShards: st.ClipsByLostShards}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, memberFromProto(m))
 	}
@@ -95,4 +97,22 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		out.Nodes = append(out.Nodes, nodeFromProto(n))
 	}
 	return out, nil
+}
+
+// SetRepairLimits changes the cluster's repair limits at run time; a nil
+// field keeps its value. It returns the limits now in force (with both nil,
+// it only reads them).
+func (c *Client) SetRepairLimits(ctx context.Context, concurrency *int, bytesPerSec *uint64) (RepairLimits, error) {
+	req := &metapb.RepairLimitsRequest{RequestId: newRequestID(), BytesPerSec: bytesPerSec}
+	if concurrency != nil {
+		v := uint32(*concurrency)
+		req.Concurrency = &v
+	}
+	resp, err := callMeta(ctx, c, "repair limits", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.RepairLimitsResponse, error) {
+		return mc.RepairLimits(ctx, req)
+	})
+	if err != nil {
+		return RepairLimits{}, err
+	}
+	return RepairLimits{Concurrency: int(resp.Limits.GetConcurrency()), BytesPerSec: resp.Limits.GetBytesPerSec()}, nil
 }

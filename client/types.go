@@ -122,6 +122,11 @@ type ClusterStatus struct {
 	PendingDeletes uint64
 	// RepairsInFlight counts the lost shards the leader is having rebuilt.
 	RepairsInFlight uint64
+	// RepairLimits are the cluster-wide repair limits in force.
+	RepairLimits RepairLimits
+	// ClipsByLostShards[i] counts the clips with i+1 missing or corrupt
+	// shards.
+	ClipsByLostShards []uint64
 }
 
 func profileFromProto(p *metapb.ECProfile) Profile {
@@ -205,4 +210,10 @@ func nodeFromProto(n *metapb.StorageNode) StorageNode {
 	return StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
 		DownSince: unixNano(n.DownSinceUnixNano), Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
 		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano)}
+}
+
+// RepairLimits bound the cluster's repairs.
+type RepairLimits struct {
+	Concurrency int    // repairs running at once, cluster-wide
+	BytesPerSec uint64 // shard bytes planned per second; 0: no bound
 }

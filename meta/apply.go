@@ -92,6 +92,8 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.setMember(op.SetMember)
 	case *pb.Command_RemoveMember:
 		return &pb.RemoveMemberResponse{}, a.tx.Bucket(bktMembers).Delete([]byte(op.RemoveMember.Id))
+	case *pb.Command_SetRepairLimits:
+		return a.setRepairLimits(op.SetRepairLimits)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}
@@ -115,6 +117,8 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.UpdateShardResponse{}
 	case *pb.Command_RegisterNode:
 		return &pb.RegisterNodeResponse{}
+	case *pb.Command_SetRepairLimits:
+		return &pb.RepairLimitsResponse{}
 	default:
 		return nil
 	}

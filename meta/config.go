@@ -49,6 +49,10 @@ type Config struct {
 	// unfinished repair is planned again.
 	RepairConcurrency, RepairPerNode int
 	RepairTaskTimeout                time.Duration
+	// RepairBytesPerSec bounds the shard bytes the leader plans for repair
+	// per second, cluster-wide (0: no bound). RepairConcurrency and this
+	// are the defaults; `clipstore admin repair` changes them at run time.
+	RepairBytesPerSec uint64
 	// GCGrace is how long past its commit deadline an unreferenced shard is
 	// kept before a storage node may delete it.
 	GCGrace time.Duration
@@ -90,6 +94,7 @@ func DefaultConfig() Config {
 		RepairConcurrency:  16,
 		RepairPerNode:      2,
 		RepairTaskTimeout:  10 * time.Minute,
+		RepairBytesPerSec:  200 << 20,
 		ApplyTimeout:       10 * time.Second,
 		HeartbeatTimeout:   time.Second,
 		ElectionTimeout:    time.Second,

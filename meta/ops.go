@@ -274,6 +274,41 @@ func (n *Node) listNodeShards(_ context.Context, req *pb.ListNodeShardsRequest) 
 	return resp, err
 }
 
+func (n *Node) readRepairLimits(_ context.Context, _ *pb.RepairLimitsRequest) (*pb.RepairLimitsResponse, error) {
+	resp := &pb.RepairLimitsResponse{}
+	err := n.fsm.view(func(tx *bolt.Tx) error {
+		resp.Limits = n.repairLimits(tx)
+		return nil
+	})
+	return resp, err
+}
+
+// setRepairLimits merges the request into the limits in force and
+// replicates the result, so that every member applies the same values.
+func (n *Node) setRepairLimits(ctx context.Context, req *pb.RepairLimitsRequest) (*pb.RepairLimitsResponse, error) {
+	if err := n.linearizable(ctx); err != nil {
+		return nil, err
+	}
+	cur, err := n.readRepairLimits(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	conc, rate := cur.Limits.Concurrency, cur.Limits.BytesPerSec
+	if req.Concurrency != nil {
+		conc = *req.Concurrency
+	}
+	if req.BytesPerSec != nil {
+		rate = *req.BytesPerSec
+	}
+	resp, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_SetRepairLimits{
+		SetRepairLimits: &pb.RepairLimitsRequest{Concurrency: &conc, BytesPerSec: &rate}}})
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("repair limits changed", "concurrency", conc, "bytes_per_sec", rate)
+	return resp.(*pb.RepairLimitsResponse), nil
+}
+
 // checkShards returns the shards of the request that the node may delete:
 // no record places them on it, and their commit deadline is past by the GC
 // grace, so that no CommitPut or repair update can still name them.
@@ -335,6 +370,10 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex(),
 		RepairsInFlight: uint64(n.repairs.count())}
 	err = n.fsm.view(func(tx *bolt.Tx) error {
+		resp.RepairLimits = n.repairLimits(tx)
+		if err := clipsByLostShards(tx, resp); err != nil {
+			return err
+		}
 		resp.Buckets = uint64(tx.Bucket(bktBuckets).Stats().KeyN)
 		resp.Clips = uint64(tx.Bucket(bktClips).Stats().KeyN)
 		resp.DegradedClips = uint64(tx.Bucket(bktDegraded).Stats().KeyN)
@@ -410,4 +449,32 @@ func (n *Node) removeMember(ctx context.Context, req *pb.RemoveMemberRequest) (*
 	n.log.Info("member removed", "id", req.Id)
 	members, err := n.members()
 	return &pb.RemoveMemberResponse{Members: members}, err
+}
+
+// clipsByLostShards counts the degraded clips by their number of shards
+// that are not OK.
+func clipsByLostShards(tx *bolt.Tx, resp *pb.ClusterStatusResponse) error {
+	a := &applier{tx: tx}
+	return tx.Bucket(bktDegraded).ForEach(func(id, _ []byte) error {
+		rec, err := a.clipByID(id)
+		if err != nil || rec == nil {
+			return err
+		}
+		lost := 0
+		for _, part := range rec.Parts {
+			for _, s := range part.Shards {
+				if s.State != pb.ShardState_SHARD_STATE_OK {
+					lost++
+				}
+			}
+		}
+		if lost == 0 {
+			return nil
+		}
+		for len(resp.ClipsByLostShards) < lost {
+			resp.ClipsByLostShards = append(resp.ClipsByLostShards, 0)
+		}
+		resp.ClipsByLostShards[lost-1]++
+		return nil
+	})
 }

@@ -21,6 +21,8 @@ import (
 type repairs struct {
 	mu       sync.Mutex
 	inflight map[string]*repairTask // by shardKey
+	budget   float64                // shard bytes that may be planned now
+	refilled time.Time
 }
 
 type repairTask struct {
@@ -38,6 +40,21 @@ func (r *repairs) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.inflight = map[string]*repairTask{}
+	r.budget, r.refilled = 0, time.Time{}
+}
+
+// refill adds what the byte rate allows since the last refill, keeping at
+// most one second's worth; with no rate the budget is unlimited.
+func (r *repairs) refill(now time.Time, rate uint64) {
+	if rate == 0 {
+		r.budget = 1 << 62
+		return
+	}
+	if !r.refilled.IsZero() {
+		r.budget += float64(rate) * now.Sub(r.refilled).Seconds()
+	}
+	r.budget = min(r.budget, float64(rate))
+	r.refilled = now
 }
 
 // work returns the unfinished repairs a node is to run. Every heartbeat
@@ -81,14 +98,16 @@ func (n *Node) scheduleRepairs(now time.Time) {
 	n.repairs.mu.Lock()
 	defer n.repairs.mu.Unlock()
 	var needs []repairNeed
+	var limits *pb.RepairLimits
 	nodes := map[string]*pb.StorageNode{}
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		if err := loadNodes(tx, nodes); err != nil {
 			return err
 		}
+		limits = n.repairLimits(tx)
 		n.retireTasks(tx, now)
 		var err error
-		needs, err = n.findNeeds(tx, nodes, now)
+		needs, err = n.findNeeds(tx, nodes, now, int(limits.Concurrency))
 		return err
 	})
 	if err != nil {
@@ -100,12 +119,25 @@ func (n *Node) scheduleRepairs(now time.Time) {
 	for _, t := range n.repairs.inflight {
 		perNode[t.target]++
 	}
+	n.repairs.refill(now, limits.BytesPerSec)
 	for _, need := range needs {
-		if len(n.repairs.inflight) >= n.cfg.RepairConcurrency {
+		if len(n.repairs.inflight) >= int(limits.Concurrency) || n.repairs.budget <= 0 {
 			return
 		}
-		n.planRepair(need, nodes, perNode, now)
+		if n.planRepair(need, nodes, perNode, now) {
+			n.repairs.budget -= float64(expectedShardLength(need.rec.Parts[need.part].Length, need.rec.Parts[need.part].Profile))
+		}
 	}
+}
+
+// repairLimits returns the limits in force: those set at run time, or the
+// configured defaults.
+func (n *Node) repairLimits(tx *bolt.Tx) *pb.RepairLimits {
+	l := &pb.RepairLimits{}
+	if found, err := getMsg(tx.Bucket(bktSettings), keyRepairLimits, l); err == nil && found {
+		return l
+	}
+	return &pb.RepairLimits{Concurrency: uint32(n.cfg.RepairConcurrency), BytesPerSec: n.cfg.RepairBytesPerSec}
 }
 
 func loadNodes(tx *bolt.Tx, nodes map[string]*pb.StorageNode) error {
@@ -137,7 +169,7 @@ func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
 }
 
 // findNeeds lists the shard entries to rebuild.
-func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time) ([]repairNeed, error) {
+func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time, concurrency int) ([]repairNeed, error) {
 	lost := func(s *pb.Shard) bool {
 		if s.State != pb.ShardState_SHARD_STATE_OK {
 			return true
@@ -152,7 +184,7 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 	// Each pass looks at a bounded number of clips, so that a down node
 	// with millions of shards costs the leader little per tick; the next
 	// passes find the rest.
-	limit := 16 * n.cfg.RepairConcurrency
+	limit := 16 * concurrency
 	visit := func(clipID []byte) error {
 		if len(seen) >= limit {
 			return errEnough
@@ -212,8 +244,8 @@ func ignoreEnough(err error) error {
 }
 
 // planRepair picks the sources and a target for one lost shard and queues
-// the work for the target's next heartbeat.
-func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, perNode map[string]int, now time.Time) {
+// the work for the target's next heartbeat. It reports whether it did.
+func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, perNode map[string]int, now time.Time) bool {
 	part := need.rec.Parts[need.part]
 	k := int(part.Profile.DataShards)
 	var sources []*pb.ShardSource
@@ -229,11 +261,11 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 		sources = append(sources, &pb.ShardSource{Index: s.Index, NodeId: s.NodeId, Address: node.Address, ShardId: s.ShardId})
 	}
 	if len(sources) < k {
-		return // unrecoverable for now: fewer than k healthy shards are reachable
+		return false // unrecoverable for now: fewer than k healthy shards are reachable
 	}
 	target := n.repairTarget(nodes, holders, zones, perNode, now)
 	if target == "" {
-		return
+		return false
 	}
 	old := part.Shards[need.index]
 	w := &pb.RepairWork{
@@ -250,6 +282,7 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	perNode[target]++
 	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,
 		"lost_on", old.NodeId, "state", old.State)
+	return true
 }
 
 // repairTarget picks a live node that holds no other shard of the clip,

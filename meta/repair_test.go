@@ -256,3 +256,69 @@ func TestCorruptReportsAndShardChecks(t *testing.T) {
 		t.Fatalf("refused for another reason: %v", err)
 	}
 }
+
+// TestRepairLimitsAtRunTime: limits changed through any member are
+// replicated and bound the repairs in flight; a bad value changes nothing.
+func TestRepairLimitsAtRunTime(t *testing.T) {
+	c := metatest.New(t, 3, metatest.Options{})
+	leader := c.WaitLeader()
+	f := c.Followers()[0].Client
+	one := uint32(1)
+	resp, err := f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Limits.Concurrency != 1 || resp.Limits.BytesPerSec != 200<<20 {
+		t.Fatalf("limits %v, want concurrency 1 and the default rate", resp.Limits)
+	}
+	zero := uint32(0)
+	_, err = f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &zero})
+	wantCode(t, err, codes.InvalidArgument)
+	got, err := c.Followers()[1].Client.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{})
+	if err != nil || got.Limits.Concurrency != 1 {
+		t.Fatalf("read on another member: %v, %v", got, err)
+	}
+
+	cl := leader.Client
+	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	registerNodes(t, cl, 8)
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, fmt.Sprintf("s%d", i))
+	}
+	h := startHeartbeats(t, cl, ids)
+	for i := range 3 {
+		begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: fmt.Sprintf("k%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := commitFor(begin, "bk1", fmt.Sprintf("k%d", i), 1000, nil)
+		req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
+		if _, err := cl.CommitPut(ctxT(t), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitForT(t, 10*time.Second, "a repair in flight", func() bool {
+		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+		return err == nil && st.RepairsInFlight > 0
+	})
+	for range 10 {
+		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		work := 0
+		for _, ws := range h.repairWork() {
+			work += len(ws)
+		}
+		if st.RepairsInFlight > 1 || work > 1 {
+			t.Fatalf("%d repairs in flight, %d handed out, with concurrency 1", st.RepairsInFlight, work)
+		}
+		if len(st.ClipsByLostShards) != 1 || st.ClipsByLostShards[0] != 3 {
+			t.Fatalf("clips by lost shards %v, want [3]", st.ClipsByLostShards)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -207,6 +207,19 @@ func (s *service) CheckShards(ctx context.Context, req *pb.CheckShardsRequest) (
 	return read(ctx, s.n, req, nil, s.n.checkShards, pb.MetaServiceClient.CheckShards)
 }
 
+func (s *service) RepairLimits(ctx context.Context, req *pb.RepairLimitsRequest) (*pb.RepairLimitsResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if req.Concurrency == nil && req.BytesPerSec == nil {
+		return read(ctx, s.n, req, nil, s.n.readRepairLimits, pb.MetaServiceClient.RepairLimits)
+	}
+	if req.Concurrency != nil && (*req.Concurrency < 1 || *req.Concurrency > 10000) {
+		return nil, toStatus(fmt.Errorf("%w: repair concurrency %d outside 1..10000", ErrInvalidArgument, *req.Concurrency))
+	}
+	return onLeader(ctx, s.n, req, s.n.setRepairLimits, pb.MetaServiceClient.RepairLimits)
+}
+
 func (s *service) ClusterStatus(ctx context.Context, req *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
 	return read(ctx, s.n, req, req.Read, s.n.clusterStatus, pb.MetaServiceClient.ClusterStatus)
 }

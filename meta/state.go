@@ -25,9 +25,12 @@ var (
 	bktRequests   = []byte("requests")    // request id -> RequestRecord
 	bktReqExpiry  = []byte("req_expiry")  // be64 expiry, request id -> (empty)
 	bktMeta       = []byte("meta")        // keyApplied -> be64 Raft index
+	bktSettings   = []byte("settings")    // keyRepairLimits -> RepairLimits
 
 	allBuckets = [][]byte{bktBuckets, bktKeys, bktClips, bktNodeShards, bktDegraded, bktDeletes,
-		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta}
+		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings}
+
+	keyRepairLimits = []byte("repair_limits")
 
 	keyApplied = []byte("applied_index")
 )

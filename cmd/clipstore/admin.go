@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/clipstore/clipstore/client"
 	"github.com/spf13/cobra"
@@ -9,7 +10,59 @@ import (
 
 func newAdminCommand(co *clientOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "admin", Short: "Operate the cluster"}
-	cmd.AddCommand(newFsckCommand(co))
+	cmd.AddCommand(newFsckCommand(co), newRepairCommand(co))
+	return cmd
+}
+
+type repairOptions struct {
+	*clientOptions
+	concurrency int
+	rate        string
+}
+
+func newRepairCommand(co *clientOptions) *cobra.Command {
+	o := &repairOptions{clientOptions: co}
+	cmd := &cobra.Command{
+		Use:   "repair",
+		Short: "Show or change the cluster-wide repair limits",
+		Long: `Show the repair limits in force, or change them at run time: --concurrency
+bounds the repairs running at once across the cluster, --rate the shard bytes
+planned per second (e.g. 100MiB; 0 means no bound). The change is replicated
+and survives restarts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var conc *int
+			var rate *uint64
+			if cmd.Flags().Changed("concurrency") {
+				conc = &o.concurrency
+			}
+			if cmd.Flags().Changed("rate") {
+				r, err := parseSize(strings.TrimSuffix(o.rate, "/s"))
+				if err != nil {
+					return fmt.Errorf("--rate %q: want bytes per second such as 100MiB", o.rate)
+				}
+				v := uint64(r)
+				rate = &v
+			}
+			c, ctx, done, err := o.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			l, err := c.SetRepairLimits(ctx, conc, rate)
+			if err != nil {
+				return err
+			}
+			bound := "no bound"
+			if l.BytesPerSec > 0 {
+				bound = humanBytes(int64(l.BytesPerSec)) + "/s"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "repair concurrency %d, rate %s\n", l.Concurrency, bound)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "repairs running at once, cluster-wide")
+	cmd.Flags().StringVar(&o.rate, "rate", "", "shard bytes repaired per second, e.g. 100MiB (0: no bound)")
 	return cmd
 }
 

@@ -22,7 +22,9 @@ func newClusterCommand(co *clientOptions) *cobra.Command {
 		Short: "Meta members and leader, storage nodes, clip counts",
 		Long: `Show the meta members and leader, the storage nodes and the clip counts.
 --json prints one object: leader, term, applied_index, buckets, clips,
-degraded_clips, repairs_in_flight, pending_deletes, members (id,
+degraded_clips, repairs_in_flight, pending_deletes, clips_by_lost_shards
+(index i: clips with i+1 lost shards), repair_limits (concurrency,
+bytes_per_sec), members (id,
 raft_address, grpc_address, voter, leader) and storage_nodes (id, address,
 zone, up, capacity, free, shards, last_heartbeat, down_since; times RFC 3339).`,
 		Args: cobra.NoArgs,
@@ -41,8 +43,14 @@ zone, up, capacity, free, shards, last_heartbeat, down_since; times RFC 3339).`,
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "leader %s, term %d, applied index %d\n", st.Leader, st.Term, st.AppliedIndex)
-			fmt.Fprintf(w, "%d buckets, %d clips (%d degraded), %d repairs in flight, %d shard deletes pending\n\n",
+			fmt.Fprintf(w, "%d buckets, %d clips (%d degraded), %d repairs in flight, %d shard deletes pending\n",
 				st.Buckets, st.Clips, st.DegradedClips, st.RepairsInFlight, st.PendingDeletes)
+			for i, n := range st.ClipsByLostShards {
+				if n > 0 {
+					fmt.Fprintf(w, "  %d clips with %d shards missing or corrupt\n", n, i+1)
+				}
+			}
+			fmt.Fprintln(w)
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "MEMBER\tRAFT\tGRPC\tROLE")
 			for _, m := range st.Members {
@@ -96,5 +104,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 	return map[string]any{"leader": st.Leader, "term": st.Term, "applied_index": st.AppliedIndex,
 		"buckets": st.Buckets, "clips": st.Clips, "degraded_clips": st.DegradedClips,
 		"repairs_in_flight": st.RepairsInFlight, "pending_deletes": st.PendingDeletes,
-		"members": members, "storage_nodes": nodes}
+		"clips_by_lost_shards": st.ClipsByLostShards,
+		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},
+		"members":              members, "storage_nodes": nodes}
 }

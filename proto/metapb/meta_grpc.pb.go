@@ -46,6 +46,7 @@ const (
 	MetaService_RemoveMember_FullMethodName   = "/clipstore.meta.v1.MetaService/RemoveMember"
 	MetaService_ListMembers_FullMethodName    = "/clipstore.meta.v1.MetaService/ListMembers"
 	MetaService_ClusterStatus_FullMethodName  = "/clipstore.meta.v1.MetaService/ClusterStatus"
+	MetaService_RepairLimits_FullMethodName   = "/clipstore.meta.v1.MetaService/RepairLimits"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -84,6 +85,9 @@ type MetaServiceClient interface {
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// Repair limits, cluster-wide, replicated: read them, or change any of
+	// them at run time.
+	RepairLimits(ctx context.Context, in *RepairLimitsRequest, opts ...grpc.CallOption) (*RepairLimitsResponse, error)
 }
 
 type metaServiceClient struct {
@@ -284,6 +288,16 @@ func (c *metaServiceClient) ClusterStatus(ctx context.Context, in *ClusterStatus
 	return out, nil
 }
 
+func (c *metaServiceClient) RepairLimits(ctx context.Context, in *RepairLimitsRequest, opts ...grpc.CallOption) (*RepairLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RepairLimitsResponse)
+	err := c.cc.Invoke(ctx, MetaService_RepairLimits_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaServiceServer is the server API for MetaService service.
 // All implementations must embed UnimplementedMetaServiceServer
 // for forward compatibility.
@@ -320,6 +334,9 @@ type MetaServiceServer interface {
 	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
+	// Repair limits, cluster-wide, replicated: read them, or change any of
+	// them at run time.
+	RepairLimits(context.Context, *RepairLimitsRequest) (*RepairLimitsResponse, error)
 	mustEmbedUnimplementedMetaServiceServer()
 }
 
@@ -386,6 +403,9 @@ func (UnimplementedMetaServiceServer) ListMembers(context.Context, *ListMembersR
 }
 func (UnimplementedMetaServiceServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ClusterStatus not implemented")
+}
+func (UnimplementedMetaServiceServer) RepairLimits(context.Context, *RepairLimitsRequest) (*RepairLimitsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RepairLimits not implemented")
 }
 func (UnimplementedMetaServiceServer) mustEmbedUnimplementedMetaServiceServer() {}
 func (UnimplementedMetaServiceServer) testEmbeddedByValue()                     {}
@@ -750,6 +770,24 @@ func _MetaService_ClusterStatus_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_RepairLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RepairLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).RepairLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_RepairLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).RepairLimits(ctx, req.(*RepairLimitsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaService_ServiceDesc is the grpc.ServiceDesc for MetaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -832,6 +870,10 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClusterStatus",
 			Handler:    _MetaService_ClusterStatus_Handler,
+		},
+		{
+			MethodName: "RepairLimits",
+			Handler:    _MetaService_RepairLimits_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

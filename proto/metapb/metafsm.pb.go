@@ -43,6 +43,7 @@ type Command struct {
 	//	*Command_AckDeletes
 	//	*Command_SetMember
 	//	*Command_RemoveMember
+	//	*Command_SetRepairLimits
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -198,6 +199,15 @@ func (x *Command) GetRemoveMember() *RemoveMemberCommand {
 	return nil
 }
 
+func (x *Command) GetSetRepairLimits() *RepairLimitsRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetRepairLimits); ok {
+			return x.SetRepairLimits
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -246,6 +256,10 @@ type Command_RemoveMember struct {
 	RemoveMember *RemoveMemberCommand `protobuf:"bytes,20,opt,name=remove_member,json=removeMember,proto3,oneof"`
 }
 
+type Command_SetRepairLimits struct {
+	SetRepairLimits *RepairLimitsRequest `protobuf:"bytes,21,opt,name=set_repair_limits,json=setRepairLimits,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -267,6 +281,8 @@ func (*Command_AckDeletes) isCommand_Op() {}
 func (*Command_SetMember) isCommand_Op() {}
 
 func (*Command_RemoveMember) isCommand_Op() {}
+
+func (*Command_SetRepairLimits) isCommand_Op() {}
 
 type CommitPutCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -665,7 +681,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\x9e\a\n" +
+	"meta.proto\"\xf4\a\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -685,7 +701,8 @@ const file_metafsm_proto_rawDesc = "" +
 	"ackDeletes\x12D\n" +
 	"\n" +
 	"set_member\x18\x13 \x01(\v2#.clipstore.meta.v1.SetMemberCommandH\x00R\tsetMember\x12M\n" +
-	"\rremove_member\x18\x14 \x01(\v2&.clipstore.meta.v1.RemoveMemberCommandH\x00R\fremoveMemberB\x04\n" +
+	"\rremove_member\x18\x14 \x01(\v2&.clipstore.meta.v1.RemoveMemberCommandH\x00R\fremoveMember\x12T\n" +
+	"\x11set_repair_limits\x18\x15 \x01(\v2&.clipstore.meta.v1.RepairLimitsRequestH\x00R\x0fsetRepairLimitsB\x04\n" +
 	"\x02op\"I\n" +
 	"\x10CommitPutCommand\x125\n" +
 	"\x03put\x18\x01 \x01(\v2#.clipstore.meta.v1.CommitPutRequestR\x03put\"\x8a\x01\n" +
@@ -740,8 +757,9 @@ var file_metafsm_proto_goTypes = []any{
 	(*ReportShardRequest)(nil),  // 11: clipstore.meta.v1.ReportShardRequest
 	(*UpdateShardRequest)(nil),  // 12: clipstore.meta.v1.UpdateShardRequest
 	(*RegisterNodeRequest)(nil), // 13: clipstore.meta.v1.RegisterNodeRequest
-	(*CommitPutRequest)(nil),    // 14: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),              // 15: clipstore.meta.v1.NodeState
+	(*RepairLimitsRequest)(nil), // 14: clipstore.meta.v1.RepairLimitsRequest
+	(*CommitPutRequest)(nil),    // 15: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),              // 16: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	8,  // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -755,13 +773,14 @@ var file_metafsm_proto_depIdxs = []int32{
 	3,  // 8: clipstore.meta.v1.Command.ack_deletes:type_name -> clipstore.meta.v1.AckDeletesCommand
 	4,  // 9: clipstore.meta.v1.Command.set_member:type_name -> clipstore.meta.v1.SetMemberCommand
 	5,  // 10: clipstore.meta.v1.Command.remove_member:type_name -> clipstore.meta.v1.RemoveMemberCommand
-	14, // 11: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	15, // 12: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	14, // 11: clipstore.meta.v1.Command.set_repair_limits:type_name -> clipstore.meta.v1.RepairLimitsRequest
+	15, // 12: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	16, // 13: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -782,6 +801,7 @@ func file_metafsm_proto_init() {
 		(*Command_AckDeletes)(nil),
 		(*Command_SetMember)(nil),
 		(*Command_RemoveMember)(nil),
+		(*Command_SetRepairLimits)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
