@@ -36,6 +36,22 @@ type Config struct {
 	// RepairConcurrency is how many repairs meta handed out in heartbeat
 	// responses the node runs at once (see Node.Repair).
 	RepairConcurrency int
+	// ScrubInterval is the pause between two scrub passes (each re-reads
+	// and verifies every shard); 0 disables the background scrubber. It
+	// runs only with Meta, where it reports what it finds.
+	ScrubInterval time.Duration
+	// ScrubRate bounds the bytes per second a scrub pass reads; 0 means
+	// unthrottled.
+	ScrubRate int64
+	// ScrubStartDelay bounds the delay before the first pass after start-up:
+	// a random time between half of and all of min(ScrubInterval,
+	// ScrubStartDelay), so that a restarted node does not start reading its
+	// disks at once.
+	ScrubStartDelay time.Duration
+	// GCInterval is the pause between garbage collection runs (shards no
+	// record references, past their commit deadline by meta's GC grace);
+	// 0 disables them. They run only with Meta.
+	GCInterval time.Duration
 
 	// OpenFS opens a data directory; nil means OpenOSFS. Tests wrap it to
 	// inject faults.
@@ -56,6 +72,10 @@ func DefaultConfig() Config {
 		WriteIdleTimeout:  time.Minute,
 		HeartbeatInterval: time.Second,
 		RepairConcurrency: 2,
+		ScrubInterval:     24 * time.Hour,
+		ScrubRate:         50 << 20,
+		ScrubStartDelay:   time.Minute,
+		GCInterval:        10 * time.Minute,
 	}
 }
 
@@ -72,6 +92,11 @@ func (c *Config) Validate() error {
 		return errors.New("server config: HeartbeatInterval must be positive")
 	case len(c.Meta) > 0 && c.RepairConcurrency < 1:
 		return fmt.Errorf("server config: RepairConcurrency: %d must be at least 1", c.RepairConcurrency)
+	case c.ScrubInterval < 0 || c.ScrubRate < 0 || c.ScrubStartDelay < 0:
+		return fmt.Errorf("server config: ScrubInterval %v, ScrubRate %d, ScrubStartDelay %v: must not be negative",
+			c.ScrubInterval, c.ScrubRate, c.ScrubStartDelay)
+	case c.GCInterval < 0:
+		return fmt.Errorf("server config: GCInterval: %v must not be negative", c.GCInterval)
 	case c.WriteIdleTimeout <= 0:
 		return fmt.Errorf("server config: WriteIdleTimeout: %v must be positive", c.WriteIdleTimeout)
 	case c.ListPageSize < 1 || c.ListPageSizeMax < c.ListPageSize:

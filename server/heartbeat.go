@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -12,7 +13,7 @@ import (
 )
 
 // heartbeater registers the node with meta and heartbeats it: capacity,
-// use and per-disk incarnations go up; the node's work (shards to delete
+// use, per-disk incarnations and the shards found corrupt go up; the node's work (shards to delete
 // and repairs) comes down in the responses. Meta never dials a storage node.
 type heartbeater struct {
 	n     *Node
@@ -21,6 +22,8 @@ type heartbeater struct {
 
 	mu      sync.Mutex
 	deleted [][]byte // shards deleted since the last acknowledged heartbeat
+	corrupt [][]byte // shards found corrupt, not yet sent in a successful heartbeat
+	pending map[ShardID]bool
 
 	// soon asks for the next heartbeat now rather than after the interval
 	// (a repair finished: meta may have more work for this node).
@@ -28,7 +31,7 @@ type heartbeater struct {
 }
 
 func newHeartbeater(n *Node) (*heartbeater, error) {
-	h := &heartbeater{n: n, soon: make(chan struct{}, 1)}
+	h := &heartbeater{n: n, soon: make(chan struct{}, 1), pending: make(map[ShardID]bool)}
 	for _, addr := range n.cfg.Meta {
 		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -72,6 +75,27 @@ func (h *heartbeater) run(ctx context.Context) {
 		}
 		t.Stop()
 	}
+}
+
+// maxCorruptPerBeat bounds the corrupt shards one heartbeat reports (meta
+// proposes one Raft entry for each); the rest follow in the next ones.
+const maxCorruptPerBeat = 256
+
+// reportCorrupt queues shards found corrupt for the next heartbeats, each
+// once until a heartbeat carrying it succeeds, and hurries the next one.
+func (h *heartbeater) reportCorrupt(ids []ShardID) {
+	if len(ids) == 0 {
+		return
+	}
+	h.mu.Lock()
+	for _, id := range ids {
+		if !h.pending[id] {
+			h.pending[id] = true
+			h.corrupt = append(h.corrupt, bytes.Clone(id[:]))
+		}
+	}
+	h.mu.Unlock()
+	h.hurry()
 }
 
 // hurry makes the next heartbeat go out now.
@@ -131,17 +155,29 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	}
 	h.mu.Lock()
 	acks := h.deleted
+	corrupt := h.corrupt[:min(len(h.corrupt), maxCorruptPerBeat)]
 	h.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := h.client().Heartbeat(rctx, &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
-		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks})
+		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks,
+		CorruptShardIds: corrupt})
 	if err != nil {
 		return 0, err
 	}
 	h.mu.Lock()
 	h.deleted = h.deleted[len(acks):]
+	// Only reportCorrupt appends and only this goroutine removes, so the
+	// ids sent are still the first len(corrupt).
+	for _, id := range corrupt {
+		delete(h.pending, ShardID(id))
+	}
+	h.corrupt = h.corrupt[len(corrupt):]
+	more := len(h.corrupt) > 0
 	h.mu.Unlock()
+	if more {
+		h.hurry()
+	}
 	for _, d := range resp.Deletes {
 		id, err := ParseShardID(d.ShardId)
 		if err != nil {

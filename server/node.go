@@ -23,7 +23,11 @@ type Node struct {
 
 	hb  *heartbeater // nil when stand-alone
 	rep *repairer    // runs meta's repair work; nil when stand-alone
-	mu  struct {
+	// scrub verifies the shards; it runs in the background only with meta.
+	scrub *scrubber
+	gc    *collector // nil when stand-alone
+
+	mu struct {
 		sync.Mutex
 		hbCancel context.CancelFunc // set while the heartbeater runs
 		hbDone   chan struct{}
@@ -50,7 +54,9 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.rep = newRepairer(n)
+		n.gc = newCollector(n)
 	}
+	n.scrub = newScrubber(n)
 	return n, nil
 }
 
@@ -108,10 +114,12 @@ func (n *Node) startHeartbeats() {
 		n.hb.run(ctx)
 	}()
 	n.rep.start()
+	n.scrub.start()
+	n.gc.start()
 }
 
-// stopHeartbeats stops the heartbeater and the repair workers it feeds and
-// waits for them.
+// stopHeartbeats stops the heartbeater, the repair workers it feeds, the
+// scrubber and the garbage collector, and waits for them.
 func (n *Node) stopHeartbeats() {
 	n.mu.Lock()
 	cancel, done := n.mu.hbCancel, n.mu.hbDone
@@ -122,8 +130,13 @@ func (n *Node) stopHeartbeats() {
 		cancel()
 		<-done
 	}
-	if first && n.hb != nil {
+	if !first {
+		return
+	}
+	n.scrub.bg.stop()
+	if n.hb != nil {
 		n.rep.stop()
+		n.gc.bg.stop()
 		n.hb.close()
 	}
 }

@@ -473,6 +473,9 @@ func startRepairMeta(t *testing.T, real metapb.MetaServiceClient) (*repairMeta, 
 // commits it.
 func TestRepairFromHeartbeats(t *testing.T) {
 	rc := newRepairCluster(t, 6)
+	// The clip goes on the six nodes first, so that node-hb, the repair
+	// target, holds none of its shards (meta refuses a second one).
+	c := rc.put(t, "hb", 50_000)
 	fake, addr := startRepairMeta(t, rc.meta)
 	cfg := testConfig(t, 1)
 	cfg.NodeID, cfg.Zone = "node-hb", "zone-hb"
@@ -481,7 +484,6 @@ func TestRepairFromHeartbeats(t *testing.T) {
 	n := startNodeAdvertised(t, cfg)
 	rc.nodes[cfg.NodeID] = n
 
-	c := rc.put(t, "hb", 50_000)
 	old, oldNode := rc.shardOf(c, 4)
 	deleteShard(t, oldNode, old.ShardId)
 	w := rc.work(c, 4, 0, 1, 2, 3, 5)

@@ -52,6 +52,45 @@ func (s *Store) readerFor(id ShardID, f File) (*ShardReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat shard %s: %w", id, err)
 	}
+	h, err := s.readHeader(id, f)
+	if err != nil {
+		return nil, err
+	}
+	blocks, length, err := h.geometry(info.Size())
+	if err != nil {
+		s.metrics.corruptPiece()
+		return nil, fmt.Errorf("shard %s: %w", id, err)
+	}
+	return &ShardReader{s: s, id: id, f: f, h: h, size: info.Size(), blocks: blocks, length: length,
+		crcs: make([]uint32, h.shards())}, nil
+}
+
+// Header reads and checks only the 128-byte header of a stored shard:
+// what garbage collection needs (the commit deadline) without the cost of
+// Open's stat or Stat's trailer walk. A damaged header, or one naming
+// another shard, is ErrCorrupt.
+func (s *Store) Header(id ShardID) (ShardHeader, error) {
+	e, err := s.lookup(id)
+	if err != nil {
+		return ShardHeader{}, err
+	}
+	f, err := e.disk.fs.OpenFile(id.relPath(), os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ShardHeader{}, fmt.Errorf("%w: %s (deleted)", ErrNotFound, id)
+	}
+	if err != nil {
+		return ShardHeader{}, fmt.Errorf("open shard %s: %w", id, err)
+	}
+	defer f.Close()
+	h, err := s.readHeader(id, f)
+	if err != nil {
+		return ShardHeader{}, err
+	}
+	return *h, nil
+}
+
+// readHeader reads and checks the header of shard id's file.
+func (s *Store) readHeader(id ShardID, f File) (*ShardHeader, error) {
 	buf := make([]byte, headerSize)
 	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read shard %s header: %w", id, err)
@@ -65,13 +104,7 @@ func (s *Store) readerFor(id ShardID, f File) (*ShardReader, error) {
 		s.metrics.corruptPiece()
 		return nil, fmt.Errorf("shard %s: %w: header names shard %s", id, ErrCorrupt, h.ShardID)
 	}
-	blocks, length, err := h.geometry(info.Size())
-	if err != nil {
-		s.metrics.corruptPiece()
-		return nil, fmt.Errorf("shard %s: %w", id, err)
-	}
-	return &ShardReader{s: s, id: id, f: f, h: h, size: info.Size(), blocks: blocks, length: length,
-		crcs: make([]uint32, h.shards())}, nil
+	return h, nil
 }
 
 // Header returns the shard's header.

@@ -22,10 +22,11 @@ import (
 
 // cluster is 3 `clipstore meta` and 6 `clipstore storage` processes.
 type cluster struct {
-	t       *testing.T
-	root    string
-	metas   []*metaMember
-	storage []*storageProc
+	t           *testing.T
+	root        string
+	metas       []*metaMember
+	storage     []*storageProc
+	storageArgs []string // extra flags for every storage process
 }
 
 type storageProc struct {
@@ -34,7 +35,9 @@ type storageProc struct {
 }
 
 func startCluster(t *testing.T) *cluster {
-	c := &cluster{t: t, root: t.TempDir()}
+	// No scrubbing: this test damages shards on purpose and checks that
+	// fsck sees the damage before anything repairs it.
+	c := &cluster{t: t, root: t.TempDir(), storageArgs: []string{"--scrub-interval", "0"}}
 	for i := range 3 {
 		c.metas = append(c.metas, &metaMember{id: fmt.Sprintf("m%d", i), dir: filepath.Join(c.root, fmt.Sprintf("m%d", i))})
 	}
@@ -59,8 +62,9 @@ func (c *cluster) metaAddrs() string {
 }
 
 func (c *cluster) startStorage(s *storageProc) {
-	s.proc = start(c.t, "storage", "--id", s.id, "--data", s.dir, "--listen", "127.0.0.1:0", "--zone", s.zone,
-		"--meta", c.metaAddrs(), "--log-level", "debug")
+	args := []string{"storage", "--id", s.id, "--data", s.dir, "--listen", "127.0.0.1:0", "--zone", s.zone,
+		"--meta", c.metaAddrs(), "--log-level", "debug"}
+	s.proc = start(c.t, append(args, c.storageArgs...)...)
 }
 
 func (c *cluster) client() *client.Client {

@@ -21,6 +21,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+func newCode(k, m, blockSize int) (*erasure.Code, error) {
+	return erasure.New(k, m, erasure.WithBlockSize(blockSize))
+}
+
 // clip is a clip encoded for the test: its bytes and, per shard index, the
 // write requests that store that shard.
 type clip struct {

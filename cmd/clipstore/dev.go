@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/internal/devcluster"
+	"github.com/clipstore/clipstore/meta"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/clipstore/clipstore/server"
 	"github.com/spf13/cobra"
 )
 
@@ -20,6 +22,8 @@ type devOptions struct {
 	cfg       devcluster.Config
 	ec        string
 	blockSize string
+	meta      meta.Config   // knobs only
+	storage   server.Config // knobs only
 }
 
 func (o *devOptions) AddFlags(cmd *cobra.Command) {
@@ -31,6 +35,12 @@ func (o *devOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.ec, "ec", "4+2", "default erasure code K+M of new buckets")
 	f.StringVar(&o.blockSize, "block-size", "1MiB", "default block size of new buckets")
 	o.serverFlags.AddFlags(cmd, "warn")
+	o.meta = meta.DefaultConfig()
+	f.DurationVar(&o.meta.NodeDownAfter, "node-down-after", o.meta.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
+	f.DurationVar(&o.meta.RepairAfter, "repair-after", o.meta.RepairAfter, "rebuild a down node's shards elsewhere after this long")
+	f.DurationVar(&o.meta.GCGrace, "gc-grace", o.meta.GCGrace, "keep an unreferenced shard this long past its commit deadline")
+	o.storage = server.DefaultConfig()
+	addMaintenanceFlags(cmd, &o.storage)
 }
 
 func newDevCommand() *cobra.Command {
@@ -59,6 +69,12 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	}
 	reg := newRegistry()
 	o.cfg.Profile, o.cfg.Logger, o.cfg.Registerer = profile, log, reg
+	o.cfg.ConfigureMeta = func(c *meta.Config) {
+		c.NodeDownAfter, c.RepairAfter, c.GCGrace = o.meta.NodeDownAfter, o.meta.RepairAfter, o.meta.GCGrace
+	}
+	o.cfg.ConfigureStorage = func(c *server.Config) {
+		c.ScrubInterval, c.ScrubRate, c.GCInterval = o.storage.ScrubInterval, o.storage.ScrubRate, o.storage.GCInterval
+	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)

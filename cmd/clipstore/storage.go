@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ func (o *storageOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.cfg.Zone, "zone", "", "failure domain (rack, site) for shard placement")
 	f.StringVar(&o.cfg.Advertise, "advertise", "", "address clients reach this node at (default: the listen address)")
 	f.IntVar(&o.cfg.MaxPieceSize, "max-piece-size", o.cfg.MaxPieceSize, "largest piece (block size / k) accepted, in bytes")
+	addMaintenanceFlags(cmd, &o.cfg)
 }
 
 func newStorageCommand() *cobra.Command {
@@ -91,3 +93,33 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 	}
 	return err
 }
+
+// addMaintenanceFlags binds a storage node's background work knobs
+// (scrubbing, garbage collection); clipstore dev shares them.
+func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
+	f := cmd.Flags()
+	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "pause between scrub passes over every shard (0: no scrubbing)")
+	f.Var(&byteRate{&cfg.ScrubRate}, "scrub-rate", "bytes per second a scrub pass reads, e.g. 50MiB (0: no bound)")
+	f.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "pause between garbage collection runs (0: none)")
+}
+
+// byteRate is a flag value in bytes per second with a KiB/MiB/GiB suffix.
+type byteRate struct{ v *int64 }
+
+func (b *byteRate) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return humanBytes(*b.v)
+}
+
+func (b *byteRate) Set(s string) error {
+	n, err := parseSize(strings.TrimSuffix(s, "/s"))
+	if err != nil {
+		return fmt.Errorf("want bytes per second such as 50MiB")
+	}
+	*b.v = n
+	return nil
+}
+
+func (b *byteRate) Type() string { return "bytes/s" }

@@ -34,6 +34,10 @@ type Config struct {
 	// Registerer receives every node's metrics, labelled node="<id>"; nil:
 	// none.
 	Registerer prometheus.Registerer
+	// ConfigureMeta and ConfigureStorage adjust each node's config (timers,
+	// knobs) before it starts; nil leaves the defaults.
+	ConfigureMeta    func(*meta.Config)
+	ConfigureStorage func(*server.Config)
 }
 
 // registerer returns the registerer for one node's metrics.
@@ -171,6 +175,9 @@ func (c *Cluster) startMeta(i int, fresh bool) error {
 	if c.cfg.Profile != nil {
 		cfg.DefaultProfile = c.cfg.Profile
 	}
+	if c.cfg.ConfigureMeta != nil {
+		c.cfg.ConfigureMeta(&cfg)
+	}
 	node, err := meta.New(cfg)
 	if err != nil {
 		lis.Close()
@@ -212,6 +219,9 @@ func (c *Cluster) startStorage(i int) error {
 	cfg.Advertise, cfg.Zone = lis.Addr().String(), fmt.Sprintf("zone-%d", i%3)
 	cfg.Meta = c.MetaAddrs()
 	cfg.Logger, cfg.Registerer = c.log.With("node", cfg.NodeID), c.registerer(cfg.NodeID)
+	if c.cfg.ConfigureStorage != nil {
+		c.cfg.ConfigureStorage(&cfg)
+	}
 	node, err := server.New(cfg)
 	if err != nil {
 		lis.Close()

@@ -1,0 +1,344 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// scrubPageSize is how many shards a scrub pass lists at a time.
+const scrubPageSize = 1000
+
+// ScrubResult is the outcome of one scrub pass.
+type ScrubResult struct {
+	// Shards were read through; Bytes is what was read of them.
+	Shards int
+	Bytes  int64
+	// Corrupt lists the shards with a damaged header, piece or trailer, in
+	// id order. They were handed to the heartbeater to report to meta.
+	Corrupt []ShardID
+	// Skipped counts shards deleted while the pass ran; Errors those that
+	// could not be read for another reason (logged, not reported).
+	Skipped, Errors int
+	Start, End      time.Time
+}
+
+// ScrubStatus describes the node's scrubbing, for status commands.
+type ScrubStatus struct {
+	// Passes is the number of completed passes since start-up; LastPassEnd
+	// and LastPassCorrupt describe the latest one.
+	Passes          uint64
+	LastPassEnd     time.Time
+	LastPassCorrupt int
+	// Running reports a pass in progress, Done of its Total shards read.
+	Running     bool
+	Done, Total int64
+}
+
+// scrubber re-reads every shard of the node, verifying every piece,
+// trailer and header, at a bounded rate, and hands the corrupt ones to the
+// heartbeater, which reports them to meta (meta marks them and repairs
+// them). One pass runs at a time.
+type scrubber struct {
+	n       *Node
+	log     *slog.Logger
+	metrics *scrubMetrics
+	bg      *background
+	pass    chan struct{} // a token per running pass: one at a time
+
+	mu struct {
+		sync.Mutex
+		status ScrubStatus
+	}
+}
+
+func newScrubber(n *Node) *scrubber {
+	return &scrubber{n: n, log: n.log, metrics: newScrubMetrics(n.cfg.Registerer), bg: newBackground(),
+		pass: make(chan struct{}, 1)}
+}
+
+// ScrubNow runs one full scrub pass on the calling goroutine and returns
+// what it found. Corrupt shards are reported to meta through the
+// heartbeats, as the background passes do (a stand-alone node only returns
+// them). It waits for a background pass that is running to end first, and
+// stops when ctx ends or the node shuts down.
+func (n *Node) ScrubNow(ctx context.Context) (ScrubResult, error) {
+	var res ScrubResult
+	err := n.scrub.bg.runNow(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = n.scrub.run(ctx)
+		return err
+	})
+	return res, err
+}
+
+// ScrubStatus reports the scrubber's progress.
+func (n *Node) ScrubStatus() ScrubStatus {
+	n.scrub.mu.Lock()
+	defer n.scrub.mu.Unlock()
+	return n.scrub.mu.status
+}
+
+// start runs the background passes: the first after a random delay of at
+// most min(ScrubInterval, ScrubStartDelay), then one every ScrubInterval.
+func (s *scrubber) start() {
+	interval := s.n.cfg.ScrubInterval
+	if interval <= 0 || s.n.hb == nil {
+		return
+	}
+	s.bg.start(func(ctx context.Context) {
+		sleep(ctx, jitter(min(interval, s.n.cfg.ScrubStartDelay)))
+		for ctx.Err() == nil {
+			if _, err := s.run(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("scrub pass failed", "err", err)
+			}
+			sleep(ctx, interval)
+		}
+	})
+}
+
+// jitter returns a random duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// run waits for its turn and runs one pass.
+func (s *scrubber) run(ctx context.Context) (ScrubResult, error) {
+	select {
+	case s.pass <- struct{}{}:
+	case <-ctx.Done():
+		return ScrubResult{}, ctx.Err()
+	}
+	defer func() { <-s.pass }()
+	return s.scrubAll(ctx)
+}
+
+// scrubAll walks every shard in id order. A pass cut short reports what it
+// found so far.
+func (s *scrubber) scrubAll(ctx context.Context) (ScrubResult, error) {
+	res := ScrubResult{Start: time.Now()}
+	total := s.n.store.shardCount()
+	s.progress(0, total, true)
+	pace := &pacer{rate: s.n.cfg.ScrubRate}
+	var buf []byte
+	var after *ShardID
+	var err error
+	for err == nil {
+		var entries []ShardEntry
+		var more bool
+		entries, more, err = s.n.store.List(after, scrubPageSize)
+		for i := 0; i < len(entries) && err == nil; i++ {
+			id := entries[i].ID
+			buf, err = s.scrubShard(ctx, id, pace, buf, &res)
+			res.Shards++
+			s.progress(int64(res.Shards), total, true)
+		}
+		if !more || len(entries) == 0 {
+			break
+		}
+		after = &entries[len(entries)-1].ID
+	}
+	res.End = time.Now()
+	if s.n.hb != nil { // a stand-alone node has no one to tell
+		s.n.hb.reportCorrupt(res.Corrupt)
+	}
+	if err != nil {
+		s.progress(0, 0, false)
+		return res, fmt.Errorf("scrub: %w", err)
+	}
+	s.finished(res)
+	return res, nil
+}
+
+// scrubShard reads every piece of one shard. Only a failure to go on with
+// the pass (the context ended, the store closed) is returned; what is found
+// in the shard goes into res.
+func (s *scrubber) scrubShard(ctx context.Context, id ShardID, pace *pacer, buf []byte, res *ScrubResult) ([]byte, error) {
+	if err := pace.wait(ctx, headerSize); err != nil {
+		return buf, err
+	}
+	res.Bytes += headerSize
+	s.metrics.bytes.Add(headerSize)
+	r, err := s.n.store.Open(id)
+	if err == nil {
+		defer r.Close()
+		if cap(buf) < r.UnitSize() {
+			buf = make([]byte, r.UnitSize())
+		}
+		for b := uint64(0); b < r.Blocks() && err == nil; b++ {
+			n := min(int64(r.UnitSize()), r.size-r.h.unitOffset(b)) // the last unit may be short
+			if err = pace.wait(ctx, int(n)); err != nil {
+				return buf, err
+			}
+			res.Bytes += n
+			s.metrics.bytes.Add(float64(n))
+			_, _, err = r.ReadPiece(b, buf[:r.UnitSize()])
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrClosed):
+		return buf, err
+	case errors.Is(err, ErrNotFound):
+		res.Skipped++
+	case errors.Is(err, ErrCorrupt) || errors.Is(err, syscall.EIO):
+		// A media error makes the shard as unreadable as a bad checksum.
+		res.Corrupt = append(res.Corrupt, id)
+		s.metrics.corrupt.Inc()
+		s.log.Warn("scrub found a corrupt shard", "shard", id, "err", err)
+	default:
+		res.Errors++
+		s.metrics.errors.Inc()
+		s.log.Warn("scrub could not read a shard", "shard", id, "err", err)
+	}
+	return buf, nil
+}
+
+func (s *scrubber) progress(done, total int64, running bool) {
+	total = max(total, done) // shards written during the pass
+	s.metrics.done.Set(float64(done))
+	s.metrics.total.Set(float64(total))
+	s.mu.Lock()
+	s.mu.status.Running, s.mu.status.Done, s.mu.status.Total = running, done, total
+	s.mu.Unlock()
+}
+
+func (s *scrubber) finished(res ScrubResult) {
+	s.metrics.passes.Inc()
+	s.mu.Lock()
+	s.mu.status.Passes++
+	s.mu.status.Running = false
+	s.mu.status.LastPassEnd, s.mu.status.LastPassCorrupt = res.End, len(res.Corrupt)
+	s.mu.Unlock()
+	s.log.Info("scrub pass done", "shards", res.Shards, "bytes", res.Bytes, "corrupt", len(res.Corrupt),
+		"skipped", res.Skipped, "errors", res.Errors, "duration", res.End.Sub(res.Start))
+}
+
+// pacer spaces reads so that they average at most rate bytes per second.
+// Each read is paid for before it is made, and time not used (a slow disk,
+// a pause) is not saved up for a burst.
+type pacer struct {
+	rate int64 // bytes per second; 0: no limit
+	next time.Time
+}
+
+// minPause is the shortest sleep the pacer makes: shorter debts add up
+// until they reach it.
+const minPause = 2 * time.Millisecond
+
+func (p *pacer) wait(ctx context.Context, n int) error {
+	if p.rate <= 0 {
+		return ctx.Err()
+	}
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	p.next = p.next.Add(time.Duration(float64(n) / float64(p.rate) * float64(time.Second)))
+	if d := p.next.Sub(now); d >= minPause {
+		sleep(ctx, d)
+	}
+	return ctx.Err()
+}
+
+// background owns one long-running goroutine and the synchronous runs of
+// the same work (Node.ScrubNow, Node.CollectGarbage): stop cancels all of
+// them and waits for them.
+type background struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		started, stopped bool
+	}
+}
+
+func newBackground() *background {
+	b := &background{}
+	// Its lifetime is the node's: Shutdown cancels it.
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
+}
+
+// start runs f on a goroutine once, unless stopped.
+func (b *background) start(f func(ctx context.Context)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.started || b.mu.stopped {
+		return
+	}
+	b.mu.started = true
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f(b.ctx)
+	}()
+}
+
+// runNow runs f on the calling goroutine with a context that also ends at
+// stop.
+func (b *background) runNow(ctx context.Context, f func(ctx context.Context) error) error {
+	b.mu.Lock()
+	if b.mu.stopped {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+	return f(ctx)
+}
+
+// stop cancels the goroutine and the runs in progress and waits for them.
+func (b *background) stop() {
+	b.mu.Lock()
+	b.mu.stopped = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+}
+
+// scrubMetrics describe the node's scrubbing.
+type scrubMetrics struct {
+	bytes, corrupt, errors, passes prometheus.Counter
+	done, total                    prometheus.Gauge
+}
+
+func newScrubMetrics(reg prometheus.Registerer) *scrubMetrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "storage", Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clipstore", Subsystem: "storage", Name: name, Help: help})
+	}
+	m := &scrubMetrics{
+		bytes:   counter("scrubbed_bytes_total", "Bytes of shard files read and verified by the scrubber."),
+		corrupt: counter("scrub_corrupt_shards_total", "Shards the scrubber found corrupt (reported to meta)."),
+		errors:  counter("scrub_errors_total", "Shards the scrubber could not read for a reason other than corruption."),
+		passes:  counter("scrub_passes_total", "Scrub passes completed."),
+		done:    gauge("scrub_pass_shards_done", "Shards read so far by the scrub pass in progress."),
+		total:   gauge("scrub_pass_shards", "Shards the scrub pass in progress is to read."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.bytes, m.corrupt, m.errors, m.passes, m.done, m.total)
+	}
+	return m
+}

@@ -1,0 +1,168 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	storagepb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// startDurabilityCluster runs 3 meta and n storage processes with short
+// failure-detection, repair, scrub and GC timers.
+func startDurabilityCluster(t *testing.T, n int) *cluster {
+	c := &cluster{t: t, root: t.TempDir()}
+	fast := []string{"--node-down-after", "2s", "--repair-after", "1s", "--gc-grace", "0s", "--max-upload-duration", "3s"}
+	for i := range 3 {
+		c.metas = append(c.metas, &metaMember{id: fmt.Sprintf("m%d", i), dir: filepath.Join(c.root, fmt.Sprintf("m%d", i))})
+	}
+	c.metas[0].start(t, append([]string{"--bootstrap"}, fast...)...)
+	c.metas[1].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
+	c.metas[2].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
+	c.storageArgs = []string{"--scrub-interval", "2s", "--scrub-rate", "200MiB", "--gc-interval", "1s"}
+	for i := range n {
+		s := &storageProc{id: fmt.Sprintf("s%d", i), dir: filepath.Join(c.root, fmt.Sprintf("s%d", i)), zone: fmt.Sprintf("zone-%d", i%3)}
+		c.storage = append(c.storage, s)
+		c.startStorage(s)
+	}
+	c.waitNodesUp(n)
+	return c
+}
+
+// TestCorruptShardsAreScrubbedAndRepaired flips a byte in 20 random shard
+// files: the scrubbers find every one, meta has them rebuilt, fsck --deep
+// comes back clean and every clip reads back identical, also while the
+// damage is there.
+func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
+	c := startDurabilityCluster(t, 7)
+	cl := c.client()
+	ctx := context.Background()
+	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]stored{}
+	var shards []client.ShardInfo
+	for i := range 20 {
+		size := 300_000 + i*7919
+		data := clipBytes(uint64(100+i), size)
+		key := fmt.Sprintf("clip/%02d", i)
+		info, err := cl.Put(ctx, "fleet", key, bytes.NewReader(data), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[key] = stored{size: size, sum: sha256.Sum256(data), seed: uint64(100 + i)}
+		shards = append(shards, info.Shards[i%6]) // one shard of each clip, spread over indices
+	}
+	r := mrand.New(mrand.NewPCG(5, 5))
+	for _, s := range shards {
+		path := filepath.Join(c.root, s.Node, "shards", s.ID[0:2], s.ID[2:4], s.ID)
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[128+r.IntN(int(s.Length)/2)] ^= byte(1 + r.IntN(255)) // inside the first pieces
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkAll(t, cl, "fleet", want) // degraded reads around the damage
+	waitUntil(t, 90*time.Second, "scrub and repair to make fsck --deep clean", func() bool {
+		_, _, code := c.cli("admin", "fsck", "--deep")
+		return code == 0
+	})
+	current := map[string]bool{}
+	for k := range want {
+		info, err := cl.Stat(ctx, "fleet", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range info.Shards {
+			current[s.ID] = true
+		}
+	}
+	for _, s := range shards {
+		if current[s.ID] {
+			t.Fatalf("damaged shard %s is still in a record", s.ID)
+		}
+	}
+	checkAll(t, cl, "fleet", want)
+}
+
+// TestAbandonedUploadIsCollected writes every shard of a clip and never
+// commits it (a client killed between the two): the clip never becomes
+// visible, and once the commit deadline passes the storage nodes' GC
+// removes the shards; committed clips are untouched.
+func TestAbandonedUploadIsCollected(t *testing.T) {
+	c := startDurabilityCluster(t, 6)
+	cl := c.client()
+	ctx := context.Background()
+	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	keep := clipBytes(1, 500_000)
+	if _, err := cl.Put(ctx, "fleet", "kept", bytes.NewReader(keep), nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(strings.Split(c.metaAddrs(), ",")[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mc := metapb.NewMetaServiceClient(conn)
+	var begin *metapb.BeginPutResponse
+	if err := retry(t, func(ctx context.Context) (err error) {
+		begin, err = mc.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "fleet", Key: "abandoned"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The shards are written (an upload in progress), then the client dies.
+	k, m := int(begin.Profile.DataShards), int(begin.Profile.ParityShards)
+	code, err := newCode(k, m, int(begin.Profile.BlockSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := encodeClip(t, code, 400_000)
+	for i, tg := range begin.Targets {
+		hdr := c2.shards[i][0].GetHeader()
+		hdr.ShardId, hdr.ClipId, hdr.CommitDeadlineUnixNano = tg.ShardId, begin.ClipId, begin.CommitDeadlineUnixNano
+		if _, err := writeShard(t, storageClient(t, tg.Address), c2.shards[i]); err != nil {
+			t.Fatalf("write shard %d: %v", i, err)
+		}
+	}
+	if _, err := cl.Stat(ctx, "fleet", "abandoned"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("an uncommitted clip: stat says %v, want not found", err)
+	}
+	waitUntil(t, 60*time.Second, "GC to remove the abandoned shards", func() bool {
+		for _, tg := range begin.Targets {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := storageClient(t, tg.Address).StatShard(sctx, &storagepb.StatShardRequest{ShardId: tg.ShardId})
+			cancel()
+			if status.Code(err) != codes.NotFound {
+				return false
+			}
+		}
+		return true
+	})
+	if out, errOut, code := c.cli("admin", "fsck", "--deep"); code != 0 {
+		t.Fatalf("fsck after GC: exit %d\n%s%s", code, out, errOut)
+	}
+	var got bytes.Buffer
+	if _, err := cl.Get(ctx, "fleet", "kept", &got, nil); err != nil || !bytes.Equal(got.Bytes(), keep) {
+		t.Fatalf("committed clip after GC: %v", err)
+	}
+}
