@@ -122,7 +122,10 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 		}
 		n.log.Info("storage node is back up", "node", req.NodeId)
 	}
-	if err := n.reportCorrupt(ctx, req.NodeId, req.CorruptShardIds); err != nil {
+	if err := n.reportShards(ctx, req.NodeId, req.CorruptShardIds, pb.ShardState_SHARD_STATE_CORRUPT); err != nil {
+		return nil, err
+	}
+	if err := n.reportShards(ctx, req.NodeId, req.MissingShardIds, pb.ShardState_SHARD_STATE_MISSING); err != nil {
 		return nil, err
 	}
 	if len(req.DeletedShardIds) > 0 {
@@ -327,9 +330,9 @@ func (n *Node) checkShards(_ context.Context, req *pb.CheckShardsRequest) (*pb.C
 	return resp, err
 }
 
-// reportCorrupt marks the shards a node found corrupt, so that they are
-// repaired. Shards no record names on the node are ignored.
-func (n *Node) reportCorrupt(ctx context.Context, node string, ids [][]byte) error {
+// reportShards marks the shards a node found corrupt, or does not have, so
+// that they are repaired. Shards no record names on the node are ignored.
+func (n *Node) reportShards(ctx context.Context, node string, ids [][]byte, state pb.ShardState) error {
 	for _, id := range ids {
 		var cmd *pb.Command
 		err := n.fsm.view(func(tx *bolt.Tx) error {
@@ -344,7 +347,7 @@ func (n *Node) reportCorrupt(ctx context.Context, node string, ids [][]byte) err
 			}
 			cmd = &pb.Command{Op: &pb.Command_ReportShard{ReportShard: &pb.ReportShardRequest{ClipId: ns.ClipId,
 				Generation: rec.Generation, Part: ns.Part, Index: ns.Index, ShardId: id,
-				State: pb.ShardState_SHARD_STATE_CORRUPT, Reporter: node, Detail: "found by the storage node"}}}
+				State: state, Reporter: node, Detail: "found by the storage node"}}}
 			return nil
 		})
 		if err != nil {
@@ -356,7 +359,7 @@ func (n *Node) reportCorrupt(ctx context.Context, node string, ids [][]byte) err
 		if _, err := n.propose(ctx, cmd); err != nil {
 			return err
 		}
-		n.log.Warn("storage node reports a corrupt shard", "node", node, "shard", hex.EncodeToString(id))
+		n.log.Warn("storage node reports a shard", "node", node, "shard", hex.EncodeToString(id), "state", state)
 	}
 	return nil
 }
@@ -376,7 +379,6 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		}
 		resp.Buckets = uint64(tx.Bucket(bktBuckets).Stats().KeyN)
 		resp.Clips = uint64(tx.Bucket(bktClips).Stats().KeyN)
-		resp.DegradedClips = uint64(tx.Bucket(bktDegraded).Stats().KeyN)
 		resp.PendingDeletes = uint64(tx.Bucket(bktDeletes).Stats().KeyN)
 		return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
 			node := &pb.StorageNode{}
@@ -451,30 +453,64 @@ func (n *Node) removeMember(ctx context.Context, req *pb.RemoveMemberRequest) (*
 	return &pb.RemoveMemberResponse{Members: members}, err
 }
 
-// clipsByLostShards counts the degraded clips by their number of shards
-// that are not OK.
+// clipsByLostShards counts the degraded clips (a shard missing, corrupt or
+// on a node that is down) by their number of such shards.
 func clipsByLostShards(tx *bolt.Tx, resp *pb.ClusterStatusResponse) error {
+	nodes := map[string]*pb.StorageNode{}
+	if err := loadNodes(tx, nodes); err != nil {
+		return err
+	}
+	lost := func(s *pb.Shard) bool {
+		node := nodes[s.NodeId]
+		return s.State != pb.ShardState_SHARD_STATE_OK || node == nil || node.State == pb.NodeState_NODE_STATE_DOWN
+	}
 	a := &applier{tx: tx}
-	return tx.Bucket(bktDegraded).ForEach(func(id, _ []byte) error {
+	seen := map[string]bool{}
+	count := func(id []byte) error {
+		if seen[string(id)] {
+			return nil
+		}
+		seen[string(id)] = true
 		rec, err := a.clipByID(id)
 		if err != nil || rec == nil {
 			return err
 		}
-		lost := 0
+		n := 0
 		for _, part := range rec.Parts {
 			for _, s := range part.Shards {
-				if s.State != pb.ShardState_SHARD_STATE_OK {
-					lost++
+				if lost(s) {
+					n++
 				}
 			}
 		}
-		if lost == 0 {
+		if n == 0 {
 			return nil
 		}
-		for len(resp.ClipsByLostShards) < lost {
+		for len(resp.ClipsByLostShards) < n {
 			resp.ClipsByLostShards = append(resp.ClipsByLostShards, 0)
 		}
-		resp.ClipsByLostShards[lost-1]++
+		resp.ClipsByLostShards[n-1]++
+		resp.DegradedClips++
 		return nil
-	})
+	}
+	if err := tx.Bucket(bktDegraded).ForEach(func(id, _ []byte) error { return count(id) }); err != nil {
+		return err
+	}
+	for id, node := range nodes {
+		if node.State != pb.NodeState_NODE_STATE_DOWN {
+			continue
+		}
+		prefix := joinKey(id, nil)
+		c := tx.Bucket(bktNodeShards).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			ns := &pb.NodeShardRecord{}
+			if err := decodeMsg(k, v, ns); err != nil {
+				return err
+			}
+			if err := count(ns.ClipId); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

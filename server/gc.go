@@ -58,20 +58,40 @@ func (n *Node) CollectGarbage(ctx context.Context) (deleted int, err error) {
 
 // start runs a pass every GCInterval (the first after a random part of
 // it, so that nodes started together do not ask meta at once).
+// Every run, and once right at start (a node back with a wiped or replaced
+// disk is found at once), it also checks the node's inventory against meta.
 func (c *collector) start() {
 	interval := c.n.cfg.GCInterval
-	if interval <= 0 {
-		return
-	}
 	c.bg.start(func(ctx context.Context) {
+		c.checkInventory(ctx)
+		if interval <= 0 {
+			return
+		}
 		sleep(ctx, jitter(interval))
 		for ctx.Err() == nil {
 			if _, err := c.run(ctx); err != nil && ctx.Err() == nil {
 				c.log.Warn("garbage collection failed", "err", err)
 			}
+			c.checkInventory(ctx)
 			sleep(ctx, interval)
 		}
 	})
+}
+
+// checkInventory runs an inventory pass, retrying while meta is not
+// reachable yet (the node may start before its meta members).
+func (c *collector) checkInventory(ctx context.Context) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		missing, err := c.inventory(ctx)
+		if err == nil {
+			if missing > 0 {
+				c.log.Warn("shards meta places on this node are missing; reported for repair", "missing", missing)
+			}
+			return
+		}
+		c.log.Info("inventory check failed; retrying", "err", err)
+		sleep(ctx, min(time.Duration(attempt+1)*time.Second, 30*time.Second))
+	}
 }
 
 // run waits for its turn and runs one pass.

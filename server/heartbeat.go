@@ -23,6 +23,7 @@ type heartbeater struct {
 	mu      sync.Mutex
 	deleted [][]byte // shards deleted since the last acknowledged heartbeat
 	corrupt [][]byte // shards found corrupt, not yet sent in a successful heartbeat
+	missing [][]byte // shards meta places here that this node lacks, not yet sent
 	pending map[ShardID]bool
 
 	// soon asks for the next heartbeat now rather than after the interval
@@ -83,7 +84,13 @@ const maxCorruptPerBeat = 256
 
 // reportCorrupt queues shards found corrupt for the next heartbeats, each
 // once until a heartbeat carrying it succeeds, and hurries the next one.
-func (h *heartbeater) reportCorrupt(ids []ShardID) {
+func (h *heartbeater) reportCorrupt(ids []ShardID) { h.report(&h.corrupt, ids) }
+
+// reportMissing does the same for shards meta places here that the node
+// does not have.
+func (h *heartbeater) reportMissing(ids []ShardID) { h.report(&h.missing, ids) }
+
+func (h *heartbeater) report(queue *[][]byte, ids []ShardID) {
 	if len(ids) == 0 {
 		return
 	}
@@ -91,7 +98,7 @@ func (h *heartbeater) reportCorrupt(ids []ShardID) {
 	for _, id := range ids {
 		if !h.pending[id] {
 			h.pending[id] = true
-			h.corrupt = append(h.corrupt, bytes.Clone(id[:]))
+			*queue = append(*queue, bytes.Clone(id[:]))
 		}
 	}
 	h.mu.Unlock()
@@ -156,12 +163,13 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	h.mu.Lock()
 	acks := h.deleted
 	corrupt := h.corrupt[:min(len(h.corrupt), maxCorruptPerBeat)]
+	missing := h.missing[:min(len(h.missing), maxCorruptPerBeat)]
 	h.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := h.client().Heartbeat(rctx, &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
 		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks,
-		CorruptShardIds: corrupt})
+		CorruptShardIds: corrupt, MissingShardIds: missing})
 	if err != nil {
 		return 0, err
 	}
@@ -169,11 +177,14 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	h.deleted = h.deleted[len(acks):]
 	// Only reportCorrupt appends and only this goroutine removes, so the
 	// ids sent are still the first len(corrupt).
-	for _, id := range corrupt {
-		delete(h.pending, ShardID(id))
+	for _, q := range [][][]byte{corrupt, missing} {
+		for _, id := range q {
+			delete(h.pending, ShardID(id))
+		}
 	}
 	h.corrupt = h.corrupt[len(corrupt):]
-	more := len(h.corrupt) > 0
+	h.missing = h.missing[len(missing):]
+	more := len(h.corrupt) > 0 || len(h.missing) > 0
 	h.mu.Unlock()
 	if more {
 		h.hurry()

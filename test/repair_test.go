@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -84,5 +85,79 @@ func TestDeadNodeIsRepaired(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("rebuilt %.1f MiB of shards lost with a node (of %d MiB of clips) in %v: %.1f MB/s, detection (2s) and grace (1s) included",
 		float64(lostBytes)/(1<<20), total>>20, elapsed.Round(100*time.Millisecond), float64(lostBytes)/1e6/elapsed.Seconds())
+	checkAll(t, cl, "fleet", want)
+}
+
+// TestWipedNodeIsRefilled: with exactly k+m nodes, one node's disk is
+// wiped and the node restarted empty under the same id. Its inventory check
+// finds every shard meta places on it missing, and repair rebuilds them onto
+// it (the only node holding no other shard of those clips): fsck is clean
+// and every clip reads back identical. While it is away for good, the clips
+// stay readable and are reported degraded, never doubled up on a node.
+func TestWipedNodeIsRefilled(t *testing.T) {
+	c := startDurabilityCluster(t, 6)
+	cl := c.client()
+	ctx := context.Background()
+	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]stored{}
+	for i := range 10 {
+		size := 200_000 + i*10_007
+		data := clipBytes(uint64(300+i), size)
+		key := fmt.Sprintf("clip/%02d", i)
+		if _, err := cl.Put(ctx, "fleet", key, bytes.NewReader(data), nil); err != nil {
+			t.Fatal(err)
+		}
+		want[key] = stored{size: size, sum: sha256.Sum256(data), seed: uint64(300 + i)}
+	}
+	victim := c.storage[2]
+	victim.proc.kill()
+	// Gone past --repair-after, with no other node to take its shards: the
+	// clips are degraded but readable, and no shard moves onto a node that
+	// holds another one of its clip.
+	waitUntil(t, 30*time.Second, "the clips to be reported degraded", func() bool {
+		st, err := cl.ClusterStatus(ctx)
+		return err == nil && st.NodesUp == 5 && st.DegradedClips == uint64(len(want)) &&
+			len(st.ClipsByLostShards) == 1 && st.ClipsByLostShards[0] == uint64(len(want))
+	})
+	time.Sleep(2 * time.Second) // past --repair-after: nothing may be placed on a node holding another shard
+	checkAll(t, cl, "fleet", want)
+	for key := range want {
+		info, err := cl.Stat(ctx, "fleet", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := map[string]bool{}
+		for _, s := range info.Shards {
+			if s.Node != "" && nodes[s.Node] {
+				t.Fatalf("%s has two shards on %s", key, s.Node)
+			}
+			nodes[s.Node] = true
+		}
+	}
+	if err := os.RemoveAll(victim.dir); err != nil {
+		t.Fatal(err)
+	}
+	c.startStorage(victim)
+	waitUntil(t, 60*time.Second, "fsck --deep clean after the wiped node was refilled", func() bool {
+		_, _, code := c.cli("admin", "fsck", "--deep")
+		return code == 0
+	})
+	refilled := 0
+	for key := range want {
+		info, err := cl.Stat(ctx, "fleet", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range info.Shards {
+			if s.Node == victim.id {
+				refilled++
+			}
+		}
+	}
+	if refilled != len(want) {
+		t.Fatalf("%d clips have a shard on the refilled node, want %d", refilled, len(want))
+	}
 	checkAll(t, cl, "fleet", want)
 }

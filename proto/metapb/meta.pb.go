@@ -2526,6 +2526,9 @@ type HeartbeatRequest struct {
 	// Shards the node found corrupt (scrubber, reads); meta marks them and
 	// repairs them.
 	CorruptShardIds [][]byte `protobuf:"bytes,7,rep,name=corrupt_shard_ids,json=corruptShardIds,proto3" json:"corrupt_shard_ids,omitempty"`
+	// Shards meta places on the node that the node does not have (a wiped
+	// or replaced disk, a lost file); meta marks them missing and repairs them.
+	MissingShardIds [][]byte `protobuf:"bytes,8,rep,name=missing_shard_ids,json=missingShardIds,proto3" json:"missing_shard_ids,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2605,6 +2608,13 @@ func (x *HeartbeatRequest) GetDeletedShardIds() [][]byte {
 func (x *HeartbeatRequest) GetCorruptShardIds() [][]byte {
 	if x != nil {
 		return x.CorruptShardIds
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetMissingShardIds() [][]byte {
+	if x != nil {
+		return x.MissingShardIds
 	}
 	return nil
 }
@@ -4278,7 +4288,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"J\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\x89\x02\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xb5\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
@@ -4287,7 +4297,8 @@ const file_meta_proto_rawDesc = "" +
 	"shardCount\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\x12*\n" +
 	"\x11deleted_shard_ids\x18\x06 \x03(\fR\x0fdeletedShardIds\x12*\n" +
-	"\x11corrupt_shard_ids\x18\a \x03(\fR\x0fcorruptShardIds\",\n" +
+	"\x11corrupt_shard_ids\x18\a \x03(\fR\x0fcorruptShardIds\x12*\n" +
+	"\x11missing_shard_ids\x18\b \x03(\fR\x0fmissingShardIds\",\n" +
 	"\x0fDeleteShardWork\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\fR\ashardId\"q\n" +
 	"\vShardSource\x12\x14\n" +

@@ -1,0 +1,80 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// CheckInventory compares the shards meta places on this node with the
+// ones the node holds and reports the missing ones (a wiped or replaced
+// disk, a lost file) in the next heartbeat; meta marks them missing and has
+// them rebuilt. It returns how many were missing. The node does it by itself
+// at start and after every garbage collection run.
+func (n *Node) CheckInventory(ctx context.Context) (missing int, err error) {
+	if n.gc == nil {
+		return 0, fmt.Errorf("%w: an inventory check needs a node configured with meta", ErrInvalidArgument)
+	}
+	return n.gc.inventory(ctx)
+}
+
+// inventory pages through meta's list of this node's shards.
+func (c *collector) inventory(ctx context.Context) (int, error) {
+	missing := 0
+	var after []byte
+	for {
+		page, err := c.listNodeShards(ctx, after)
+		if err != nil {
+			return missing, err
+		}
+		var lost []ShardID
+		for _, s := range page.Shards {
+			id, err := ParseShardID(s.ShardId)
+			if err != nil {
+				continue
+			}
+			if _, err := c.n.store.lookup(id); errors.Is(err, ErrNotFound) {
+				lost = append(lost, id)
+			} else if err != nil {
+				return missing, err
+			}
+		}
+		missing += len(lost)
+		c.n.hb.reportMissing(lost)
+		if len(page.NextStartAfter) == 0 {
+			return missing, nil
+		}
+		after = page.NextStartAfter
+	}
+}
+
+// listNodeShards asks meta for a page of the shards it places on this node,
+// trying the members in turn while they are unavailable.
+func (c *collector) listNodeShards(ctx context.Context, after []byte) (*metapb.ListNodeShardsResponse, error) {
+	conns := c.n.hb.conns
+	req := &metapb.ListNodeShardsRequest{NodeId: c.n.cfg.NodeID, StartAfter: after, PageSize: 1000}
+	var err error
+	for range conns {
+		i := int(c.next.Load()) % len(conns)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var resp *metapb.ListNodeShardsResponse
+		resp, err = metapb.NewMetaServiceClient(conns[i]).ListNodeShards(cctx, req)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+			break
+		}
+		c.next.CompareAndSwap(uint32(i), uint32(i+1)%uint32(len(conns)))
+	}
+	return nil, fmt.Errorf("inventory: list this node's shards with meta: %w", err)
+}
