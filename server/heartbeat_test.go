@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -58,5 +59,58 @@ func TestHeartbeatsCarryDeletes(t *testing.T) {
 		_, err := n.client.StatShard(ctx, &pb.StatShardRequest{ShardId: s.id()})
 		st, serr := meta.ClusterStatus(ctx, &metapb.ClusterStatusRequest{})
 		return statusCode(err) == codes.NotFound && serr == nil && st.PendingDeletes == 0
+	})
+}
+
+// TestCorruptReadIsReported: a read that meets a corrupt piece reports the
+// shard to meta, which marks it CORRUPT.
+func TestCorruptReadIsReported(t *testing.T) {
+	mc := metatest.New(t, 1, metatest.Options{})
+	meta := mc.Members[0].Client
+	cfg := testConfig(t, 1)
+	cfg.Meta = []string{mc.Members[0].GRPCAddr}
+	cfg.HeartbeatInterval = 50 * time.Millisecond
+	n := startNodeAdvertised(t, cfg)
+	ctx := ctxT(t)
+	waitFor(t, 10*time.Second, "the node to heartbeat", func() bool {
+		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
+		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0
+	})
+	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
+	if _, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile}); err != nil {
+		t.Fatal(err)
+	}
+	begin, err := meta.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "bkt", Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := makeShard(rand.New(rand.NewPCG(43, 44)), 1, 0, 0, 4096, 10000)
+	s.header.ShardId, s.header.ClipId = begin.Targets[0].ShardId, begin.ClipId
+	s.header.CommitDeadlineUnixNano = begin.CommitDeadlineUnixNano
+	w, err := writeShard(ctx, n.client, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = meta.CommitPut(ctx, &metapb.CommitPutRequest{Bucket: "bkt", Key: "k", UploadId: begin.UploadId, ClipId: begin.ClipId,
+		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: 10000, Profile: profile,
+		Shards: []*metapb.Shard{{Index: 0, NodeId: cfg.NodeID, ShardId: s.id(), Length: w.Length, Checksum: w.Checksum,
+			State: metapb.ShardState_SHARD_STATE_OK}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := shardPath(n.dirs[0], s.id())
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[128+100] ^= 1
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()})
+	wantCode(t, err, codes.DataLoss)
+	waitFor(t, 10*time.Second, "meta to mark the shard corrupt", func() bool {
+		got, err := meta.GetClip(ctx, &metapb.GetClipRequest{Bucket: "bkt", Key: "k"})
+		return err == nil && got.Clip.Parts[0].Shards[0].State == metapb.ShardState_SHARD_STATE_CORRUPT
 	})
 }

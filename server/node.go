@@ -46,13 +46,16 @@ func New(cfg Config) (*Node, error) {
 		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
 		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
 	)
-	pb.RegisterStorageServiceServer(n.grpc, &service{store: store, nodeID: cfg.NodeID})
+	svc := &service{store: store, nodeID: cfg.NodeID}
+	pb.RegisterStorageServiceServer(n.grpc, svc)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	if len(cfg.Meta) > 0 {
 		if n.hb, err = newHeartbeater(n); err != nil {
 			store.Close()
 			return nil, err
 		}
+		// A read that meets a corrupt piece reports the shard as a scrub does.
+		svc.onCorrupt = func(id ShardID) { n.hb.reportCorrupt([]ShardID{id}) }
 		n.rep = newRepairer(n)
 		n.gc = newCollector(n)
 	}

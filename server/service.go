@@ -16,9 +16,10 @@ import (
 // checks requests, calls the store and translates errors with toStatus.
 type service struct {
 	pb.UnimplementedStorageServiceServer
-	store  *Store
-	nodeID string
-	bufs   sync.Pool // read buffers, one unit each
+	store     *Store
+	nodeID    string
+	bufs      sync.Pool     // read buffers, one unit each
+	onCorrupt func(ShardID) // nil when stand-alone
 }
 
 func (s *service) WriteShard(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) error {
@@ -169,6 +170,9 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		return err
 	}
 	r, err := s.store.Open(id)
+	if errors.Is(err, ErrCorrupt) && s.onCorrupt != nil {
+		s.onCorrupt(id) // a damaged header
+	}
 	if err != nil {
 		return err
 	}
@@ -189,6 +193,9 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		}
 		data, trailer, err := r.ReadPiece(b, *buf)
 		var corrupt *CorruptPieceError
+		if errors.As(err, &corrupt) && s.onCorrupt != nil {
+			s.onCorrupt(id)
+		}
 		switch {
 		case errors.As(err, &corrupt) && req.GetSkipCorrupt():
 			resp.Piece = &pb.Piece{Block: b, Corrupt: true}
