@@ -322,3 +322,37 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLeaderChangeMarksNoHealthyNodeDown: a new leader restarts every
+// liveness timer when it wins, so nodes that keep heartbeating are never
+// marked down by a leader change, even one longer than NodeDownAfter ago
+// since the old leader last heard them.
+func TestLeaderChangeMarksNoHealthyNodeDown(t *testing.T) {
+	c := metatest.New(t, 3, metatest.Options{Configure: func(cfg *meta.Config) {
+		cfg.NodeDownAfter = time.Second
+	}})
+	leader := c.WaitLeader()
+	survivor := c.Followers()[0]
+	registerNodes(t, survivor.Client, 6)
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, fmt.Sprintf("s%d", i))
+	}
+	startHeartbeats(t, survivor.Client, ids)
+	time.Sleep(300 * time.Millisecond)
+	leader.Crash()
+	c.WaitLeader()
+	deadline := time.Now().Add(3 * time.Second) // three NodeDownAfter periods
+	for time.Now().Before(deadline) {
+		resp, err := survivor.Client.ListNodes(ctxT(t), &pb.ListNodesRequest{Read: &pb.ReadOptions{Stale: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range resp.Nodes {
+			if n.State != pb.NodeState_NODE_STATE_UP || n.DownSinceUnixNano != 0 {
+				t.Fatalf("healthy node %s marked %v after a leader change", n.NodeId, n.State)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
