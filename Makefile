@@ -27,12 +27,18 @@ test: ## Run all tests with the race detector (unit and end-to-end).
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 .PHONY: bench
-bench: ## Run the benchmarks and print codec and storage ratios to their references.
+bench: ## Benchmarks, each beside its reference measured in the same run: codec, storage node, meta, repair.
 	$(GO) run ./internal/benchreport -benchtime $(BENCHTIME)
+	$(GO) test -run='^$$' -bench='CommitPut|GetClip' -benchtime=3000x ./meta/
+	$(GO) test -run='^$$' -bench='BytesPerClip|ListClips' -benchtime=1x ./meta/
+	$(GO) test -run='^$$' -bench='Rebuild' -benchtime=1x ./internal/devcluster/
 
 .PHONY: bench-quick
-bench-quick: ## A short benchmark pass (few iterations) to check they run.
+bench-quick: ## The same benchmarks with few iterations and a 100k-clip listing, to check they run.
 	$(GO) run ./internal/benchreport -benchtime 2x
+	$(GO) test -run='^$$' -bench='CommitPut|GetClip' -benchtime=300x ./meta/
+	$(GO) test -run='^$$' -bench='ListClips' -benchtime=1x ./meta/ -args -bench.clips=100000
+	$(GO) test -run='^$$' -bench='Rebuild' -benchtime=1x ./internal/devcluster/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).

@@ -311,6 +311,14 @@ func (c *Cluster) StorageAddrs() []string {
 	return out
 }
 
+// StopStorage stops storage node i (as if it died: it does not come back).
+func (c *Cluster) StopStorage(ctx context.Context, i int) error {
+	s := c.storage[i]
+	err := errors.Join(s.node.Shutdown(ctx), <-s.done)
+	c.storage = append(c.storage[:i:i], c.storage[i+1:]...)
+	return err
+}
+
 // Shutdown stops the storage nodes, then the meta members.
 func (c *Cluster) Shutdown(ctx context.Context) error {
 	var errs []error

@@ -1,0 +1,181 @@
+package devcluster_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/devcluster"
+	"github.com/clipstore/clipstore/meta"
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/clipstore/clipstore/server"
+)
+
+// BenchmarkRebuild measures how fast a 7-node cluster (RS 4+2) rebuilds
+// the shards of a node it lost for good, in MB/s of reconstructed shard
+// bytes, beside the raw speed of writing the same bytes to a file with
+// fsync on the same disk; and the foreground get throughput while the
+// rebuild runs, as a ratio to the same workload before it.
+func BenchmarkRebuild(b *testing.B) {
+	for b.Loop() {
+		runRebuild(b)
+	}
+}
+
+func runRebuild(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	c, err := devcluster.Start(ctx, devcluster.Config{
+		Dir: dir, MetaAddr: "127.0.0.1:0", MetaNodes: 1, StorageNodes: 7,
+		Profile: &metapb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20},
+		Logger:  slog.New(slog.DiscardHandler),
+		ConfigureMeta: func(cfg *meta.Config) {
+			cfg.HeartbeatInterval, cfg.NodeDownAfter, cfg.RepairAfter = 100*time.Millisecond, 500*time.Millisecond, 0
+			cfg.RepairBytesPerSec, cfg.MinFreeBytes = 0, 0
+		},
+		ConfigureStorage: func(cfg *server.Config) { cfg.RepairConcurrency = 4; cfg.ScrubInterval = 0 },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Shutdown(ctx)
+	cl, err := client.New(ctx, client.Config{Meta: c.MetaAddrs()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.CreateBucket(ctx, "bench", nil); err != nil {
+		b.Fatal(err)
+	}
+	const clips, size = 24, 8 << 20 // 192 MiB of clips, ~41 MiB of shards per node
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(rand.Uint32())
+	}
+	for i := range clips {
+		if _, err := cl.Put(ctx, "bench", fmt.Sprintf("clip-%02d", i), bytes.NewReader(data), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	before := getThroughput(b, cl, clips, 2*time.Second, nil)
+
+	var lost int64
+	for i := range clips {
+		info, _ := cl.Stat(ctx, "bench", fmt.Sprintf("clip-%02d", i))
+		for _, s := range info.Shards {
+			if s.Node == "storage-6" {
+				lost += s.Length
+			}
+		}
+	}
+	start := time.Now()
+	if err := c.StopStorage(ctx, 6); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	var during float64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		during = getThroughput(b, cl, clips, time.Minute, done)
+	}()
+	for {
+		if repaired(ctx, b, cl, clips) {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatal("rebuild did not finish in 5 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	close(done)
+	wg.Wait()
+	rate := float64(lost) / 1e6 / elapsed.Seconds()
+	ref := diskWrite(b, filepath.Join(dir, "ref"), lost)
+	b.ReportMetric(rate, "rebuild-MB/s")
+	b.ReportMetric(ref, "disk-write-MB/s")
+	b.ReportMetric(rate/ref, "rebuild/disk")
+	b.ReportMetric(during/before, "get-during/before")
+	b.Logf("rebuilt %.1f MiB in %v (detection 0.5 s included): %.1f MB/s vs raw fsync'd write %.1f MB/s; gets %.1f MB/s during vs %.1f MB/s before",
+		float64(lost)/(1<<20), elapsed.Round(time.Millisecond), rate, ref, during, before)
+}
+
+// repaired reports whether no clip has a shard on the lost node or a shard
+// that is not OK.
+func repaired(ctx context.Context, b *testing.B, cl *client.Client, clips int) bool {
+	for i := range clips {
+		info, err := cl.Stat(ctx, "bench", fmt.Sprintf("clip-%02d", i))
+		if err != nil {
+			return false
+		}
+		for _, s := range info.Shards {
+			if s.Node == "storage-6" || s.State != client.ShardOK {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// getThroughput reads whole clips with 4 readers for d (or until stop) and
+// returns MB/s.
+func getThroughput(b *testing.B, cl *client.Client, clips int, d time.Duration, stop <-chan struct{}) float64 {
+	var bytes atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; time.Now().Before(deadline); i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				info, err := cl.Get(context.Background(), "bench", fmt.Sprintf("clip-%02d", i%clips), io.Discard, nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				bytes.Add(info.Size)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(bytes.Load()) / 1e6 / time.Since(start).Seconds()
+}
+
+// diskWrite writes n bytes in 1 MiB writes and fsyncs, returning MB/s.
+func diskWrite(b *testing.B, path string, n int64) float64 {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	for w := int64(0); w < n; w += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds()
+}
