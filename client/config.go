@@ -20,7 +20,8 @@ type Config struct {
 	// read falls back to other shards (default 30s).
 	RequestTimeout time.Duration
 	// MaxRetries is how many times a meta call is retried on Unavailable
-	// or a leader change, with exponential backoff and jitter (default 8).
+	// or a leader change, with exponential backoff and jitter (default 16,
+	// about 20 s of retrying: enough for a leader election).
 	MaxRetries int
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
@@ -33,7 +34,7 @@ type Config struct {
 const (
 	DefaultBlocksInFlight = 4
 	DefaultRequestTimeout = 30 * time.Second
-	DefaultMaxRetries     = 8
+	DefaultMaxRetries     = 16 // with the backoff, about 20 s: a leader election and its warm-up
 )
 
 // withDefaults fills in the zero fields.

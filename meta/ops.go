@@ -128,6 +128,12 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 	if err := n.reportShards(ctx, req.NodeId, req.MissingShardIds, pb.ShardState_SHARD_STATE_MISSING); err != nil {
 		return nil, err
 	}
+	if n.repairs.fail(req.FailedRepairTasks) > 0 {
+		select { // replan them now
+		case n.replan <- struct{}{}:
+		default:
+		}
+	}
 	if len(req.DeletedShardIds) > 0 {
 		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_AckDeletes{AckDeletes: &pb.AckDeletesCommand{
 			NodeId: req.NodeId, ShardIds: req.DeletedShardIds}}}); err != nil {

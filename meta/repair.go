@@ -72,6 +72,26 @@ func (r *repairs) work(node string) []*pb.RepairWork {
 	return out
 }
 
+// fail forgets the tasks a node gave up on, so that the next planning
+// round replans their shards (with fresh sources and target).
+func (r *repairs) fail(taskIDs [][]byte) int {
+	if len(taskIDs) == 0 {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for key, t := range r.inflight {
+		for _, id := range taskIDs {
+			if bytes.Equal(t.work.TaskId, id) {
+				delete(r.inflight, key)
+				n++
+			}
+		}
+	}
+	return n
+}
+
 func (r *repairs) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -262,6 +282,15 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	}
 	if len(sources) < k {
 		return false // unrecoverable for now: fewer than k healthy shards are reachable
+	}
+	// A node already rebuilding another shard of this clip will hold it.
+	for _, t := range n.repairs.inflight {
+		if bytes.Equal(t.work.ClipId, need.rec.ClipId) {
+			holders[t.target] = true
+			if node := nodes[t.target]; node != nil {
+				zones[node.Zone]++
+			}
+		}
 	}
 	target := n.repairTarget(nodes, holders, zones, perNode, now)
 	if target == "" {

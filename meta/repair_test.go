@@ -356,3 +356,50 @@ func TestLeaderChangeMarksNoHealthyNodeDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestFailedRepairIsReplanned: a node that gives up on a repair says so in
+// its heartbeat, and the leader plans the shard again at once, as a new task.
+func TestFailedRepairIsReplanned(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	registerNodes(t, cl, 7)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, fmt.Sprintf("s%d", i))
+	}
+	h := startHeartbeats(t, cl, ids)
+	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := commitFor(begin, "bk1", "k", 1000, nil)
+	req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
+	if _, err := cl.CommitPut(ctxT(t), req); err != nil {
+		t.Fatal(err)
+	}
+	var first *pb.RepairWork
+	var target string
+	waitForT(t, 10*time.Second, "repair work", func() bool {
+		for node, ws := range h.repairWork() {
+			first, target = ws[0], node
+		}
+		return first != nil
+	})
+	if _, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: target, Free: 50 << 30,
+		FailedRepairTasks: [][]byte{first.TaskId}}); err != nil {
+		t.Fatal(err)
+	}
+	waitForT(t, 5*time.Second, "the shard to be planned again as a new task", func() bool {
+		for _, ws := range h.repairWork() {
+			for _, w := range ws {
+				if w.Index == 5 && !bytes.Equal(w.TaskId, first.TaskId) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}

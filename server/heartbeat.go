@@ -24,6 +24,7 @@ type heartbeater struct {
 	deleted [][]byte // shards deleted since the last acknowledged heartbeat
 	corrupt [][]byte // shards found corrupt, not yet sent in a successful heartbeat
 	missing [][]byte // shards meta places here that this node lacks, not yet sent
+	failed  [][]byte // repair task ids given up on, not yet sent
 	pending map[ShardID]bool
 
 	// soon asks for the next heartbeat now rather than after the interval
@@ -89,6 +90,15 @@ func (h *heartbeater) reportCorrupt(ids []ShardID) { h.report(&h.corrupt, ids) }
 // reportMissing does the same for shards meta places here that the node
 // does not have.
 func (h *heartbeater) reportMissing(ids []ShardID) { h.report(&h.missing, ids) }
+
+// reportFailedRepair tells meta, in the next heartbeat, that this node gave
+// up on a repair task, so that meta plans it again at once.
+func (h *heartbeater) reportFailedRepair(taskID []byte) {
+	h.mu.Lock()
+	h.failed = append(h.failed, bytes.Clone(taskID))
+	h.mu.Unlock()
+	h.hurry()
+}
 
 func (h *heartbeater) report(queue *[][]byte, ids []ShardID) {
 	if len(ids) == 0 {
@@ -164,12 +174,13 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	acks := h.deleted
 	corrupt := h.corrupt[:min(len(h.corrupt), maxCorruptPerBeat)]
 	missing := h.missing[:min(len(h.missing), maxCorruptPerBeat)]
+	failed := h.failed[:min(len(h.failed), maxCorruptPerBeat)]
 	h.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := h.client().Heartbeat(rctx, &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
 		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks,
-		CorruptShardIds: corrupt, MissingShardIds: missing})
+		CorruptShardIds: corrupt, MissingShardIds: missing, FailedRepairTasks: failed})
 	if err != nil {
 		return 0, err
 	}
@@ -184,6 +195,7 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	}
 	h.corrupt = h.corrupt[len(corrupt):]
 	h.missing = h.missing[len(missing):]
+	h.failed = h.failed[len(failed):]
 	more := len(h.corrupt) > 0 || len(h.missing) > 0
 	h.mu.Unlock()
 	if more {

@@ -305,6 +305,9 @@ func (r *repairer) failed(job *repairJob, err error) {
 	}
 	r.log.Warn("repair failed", "clip", fmt.Sprintf("%x", job.w.GetClipId()), "index", job.w.GetIndex(),
 		"shard", job.h.ShardID, "result", result, "err", err)
+	if !errors.Is(err, ErrRepairOutcomeUnknown) && r.n.hb != nil && len(job.w.GetTaskId()) > 0 {
+		r.n.hb.reportFailedRepair(job.w.GetTaskId()) // meta plans it again at once
+	}
 }
 
 // plan validates the work and derives the new shard's header and layout.

@@ -43,8 +43,8 @@ func startDurabilityCluster(t *testing.T, n int) *cluster {
 	return c
 }
 
-// TestCorruptShardsAreScrubbedAndRepaired flips a byte in 20 random shard
-// files: the scrubbers find every one, meta has them rebuilt, fsck --deep
+// TestCorruptShardsAreScrubbedAndRepaired flips a byte in 100 shard files
+// (two of each of 50 clips): the scrubbers find every one, meta has them rebuilt, fsck --deep
 // comes back clean and every clip reads back identical, also while the
 // damage is there.
 func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
@@ -56,8 +56,8 @@ func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
 	}
 	want := map[string]stored{}
 	var shards []client.ShardInfo
-	for i := range 20 {
-		size := 300_000 + i*7919
+	for i := range 50 {
+		size := 150_000 + i*7919
 		data := clipBytes(uint64(100+i), size)
 		key := fmt.Sprintf("clip/%02d", i)
 		info, err := cl.Put(ctx, "fleet", key, bytes.NewReader(data), nil)
@@ -65,7 +65,8 @@ func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
 			t.Fatal(err)
 		}
 		want[key] = stored{size: size, sum: sha256.Sum256(data), seed: uint64(100 + i)}
-		shards = append(shards, info.Shards[i%6]) // one shard of each clip, spread over indices
+		// Two shards of each clip (m = 2), spread over the indices: 100 in all.
+		shards = append(shards, info.Shards[i%6], info.Shards[(i+3)%6])
 	}
 	r := mrand.New(mrand.NewPCG(5, 5))
 	for _, s := range shards {
@@ -164,5 +165,44 @@ func TestAbandonedUploadIsCollected(t *testing.T) {
 	var got bytes.Buffer
 	if _, err := cl.Get(ctx, "fleet", "kept", &got, nil); err != nil || !bytes.Equal(got.Bytes(), keep) {
 		t.Fatalf("committed clip after GC: %v", err)
+	}
+}
+
+// TestTooManyCorruptShards: with m+1 shards of one clip damaged, a get fails
+// with a data-loss error, never wrong bytes, and fsck reports the damage.
+func TestTooManyCorruptShards(t *testing.T) {
+	c := startDurabilityCluster(t, 6)
+	cl := c.client()
+	ctx := context.Background()
+	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	data := clipBytes(7, 400_000)
+	info, err := cl.Put(ctx, "fleet", "doomed", bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range info.Shards[:3] { // m+1 = 3: block 0's piece of each
+		path := filepath.Join(c.root, s.Node, "shards", s.ID[0:2], s.ID[2:4], s.ID)
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[128+10] ^= 0xff
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got bytes.Buffer
+	_, err = cl.Get(ctx, "fleet", "doomed", &got, nil)
+	if !errors.Is(err, client.ErrUnrecoverable) {
+		t.Fatalf("get with m+1 corrupt shards: %v, want ErrUnrecoverable", err)
+	}
+	if got.Len() > 0 {
+		t.Fatalf("%d bytes written before the error; block 0 is unrecoverable, nothing may be", got.Len())
+	}
+	out, _, code := c.cli("admin", "fsck", "--deep")
+	if code == 0 || strings.Count(out, "corrupt") < 3 {
+		t.Fatalf("fsck with m+1 corrupt shards: exit %d\n%s", code, out)
 	}
 }

@@ -2529,8 +2529,11 @@ type HeartbeatRequest struct {
 	// Shards meta places on the node that the node does not have (a wiped
 	// or replaced disk, a lost file); meta marks them missing and repairs them.
 	MissingShardIds [][]byte `protobuf:"bytes,8,rep,name=missing_shard_ids,json=missingShardIds,proto3" json:"missing_shard_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Repair tasks the node gave up on (refused, unrecoverable from its
+	// sources, failed): meta plans them again at once.
+	FailedRepairTasks [][]byte `protobuf:"bytes,9,rep,name=failed_repair_tasks,json=failedRepairTasks,proto3" json:"failed_repair_tasks,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
@@ -2615,6 +2618,13 @@ func (x *HeartbeatRequest) GetCorruptShardIds() [][]byte {
 func (x *HeartbeatRequest) GetMissingShardIds() [][]byte {
 	if x != nil {
 		return x.MissingShardIds
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetFailedRepairTasks() [][]byte {
+	if x != nil {
+		return x.FailedRepairTasks
 	}
 	return nil
 }
@@ -4288,7 +4298,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"J\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xb5\x02\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xe5\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
@@ -4298,7 +4308,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\x12*\n" +
 	"\x11deleted_shard_ids\x18\x06 \x03(\fR\x0fdeletedShardIds\x12*\n" +
 	"\x11corrupt_shard_ids\x18\a \x03(\fR\x0fcorruptShardIds\x12*\n" +
-	"\x11missing_shard_ids\x18\b \x03(\fR\x0fmissingShardIds\",\n" +
+	"\x11missing_shard_ids\x18\b \x03(\fR\x0fmissingShardIds\x12.\n" +
+	"\x13failed_repair_tasks\x18\t \x03(\fR\x11failedRepairTasks\",\n" +
 	"\x0fDeleteShardWork\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\fR\ashardId\"q\n" +
 	"\vShardSource\x12\x14\n" +
