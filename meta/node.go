@@ -88,8 +88,11 @@ func (n *Node) shutdown(transfer bool) error {
 		}
 		close(n.stop)
 		n.wg.Wait()
-		n.reads.close()
+		// Raft first: shutting it down resolves every pending future, read
+		// barriers included, so waiting for the read batcher cannot hang on
+		// a barrier that would never commit.
 		err = n.raft.Shutdown().Error()
+		n.reads.close()
 		n.peers.close()
 		if nt, ok := n.trans.(*raft.NetworkTransport); ok && n.cfg.Transport == nil {
 			nt.CloseStreams() // pooled connections too, so that peers' readers end

@@ -84,7 +84,11 @@ func (n *Node) raftConfig(logger hclog.Logger) *raft.Config {
 	c.SnapshotThreshold = n.cfg.SnapshotThreshold
 	c.TrailingLogs = n.cfg.TrailingLogs
 	c.NoSnapshotRestoreOnStart = true
-	c.BatchApplyCh = true
+	// No buffered apply channel: a future that sits in raft's buffer when
+	// it shuts down or changes state is never answered (a read barrier or
+	// proposal would wait forever). The leader still commits in groups: it
+	// drains every Apply waiting on the channel into one batch.
+	c.BatchApplyCh = false
 	c.MaxAppendEntries = 256
 	c.NoLegacyTelemetry = true
 	return c
