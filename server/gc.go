@@ -10,6 +10,7 @@ import (
 
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -208,27 +209,42 @@ func (c *collector) collectPage(ctx context.Context, refs []*metapb.ShardRef) (i
 // check sends one CheckShards call, trying the meta members in turn while
 // they are unavailable.
 func (c *collector) check(ctx context.Context, refs []*metapb.ShardRef) (*metapb.CheckShardsResponse, error) {
-	conns := c.n.hb.conns
 	req := &metapb.CheckShardsRequest{NodeId: c.n.cfg.NodeID, Shards: refs}
+	resp, err := callMeta(ctx, c.n.hb.conns, &c.next,
+		func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CheckShardsResponse, error) {
+			return mc.CheckShards(ctx, req)
+		})
+	if err != nil {
+		return nil, fmt.Errorf("gc: check shards with meta: %w", err)
+	}
+	return resp, nil
+}
+
+// callMeta makes one call to meta, trying the members in turn (from *next,
+// which it advances past a member that is unavailable) while they answer
+// Unavailable or time out.
+func callMeta[Resp any](ctx context.Context, conns []*grpc.ClientConn, next *atomic.Uint32,
+	call func(context.Context, metapb.MetaServiceClient) (Resp, error)) (Resp, error) {
+	var zero Resp
 	var err error
 	for range conns {
-		i := int(c.next.Load()) % len(conns)
+		i := int(next.Load()) % len(conns)
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var resp *metapb.CheckShardsResponse
-		resp, err = metapb.NewMetaServiceClient(conns[i]).CheckShards(cctx, req)
+		var resp Resp
+		resp, err = call(cctx, metapb.NewMetaServiceClient(conns[i]))
 		cancel()
 		if err == nil {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return zero, ctx.Err()
 		}
 		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
 			break
 		}
-		c.next.CompareAndSwap(uint32(i), uint32(i+1)%uint32(len(conns)))
+		next.CompareAndSwap(uint32(i), uint32(i+1)%uint32(len(conns)))
 	}
-	return nil, fmt.Errorf("gc: check shards with meta: %w", err)
+	return zero, err
 }
 
 // gcMetrics count the node's garbage collection.

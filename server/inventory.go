@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	metapb "github.com/clipstore/clipstore/proto/metapb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // CheckInventory compares the shards meta places on this node with the
@@ -56,25 +53,13 @@ func (c *collector) inventory(ctx context.Context) (int, error) {
 // listNodeShards asks meta for a page of the shards it places on this node,
 // trying the members in turn while they are unavailable.
 func (c *collector) listNodeShards(ctx context.Context, after []byte) (*metapb.ListNodeShardsResponse, error) {
-	conns := c.n.hb.conns
 	req := &metapb.ListNodeShardsRequest{NodeId: c.n.cfg.NodeID, StartAfter: after, PageSize: 1000}
-	var err error
-	for range conns {
-		i := int(c.next.Load()) % len(conns)
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var resp *metapb.ListNodeShardsResponse
-		resp, err = metapb.NewMetaServiceClient(conns[i]).ListNodeShards(cctx, req)
-		cancel()
-		if err == nil {
-			return resp, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
-			break
-		}
-		c.next.CompareAndSwap(uint32(i), uint32(i+1)%uint32(len(conns)))
+	resp, err := callMeta(ctx, c.n.hb.conns, &c.next,
+		func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ListNodeShardsResponse, error) {
+			return mc.ListNodeShards(ctx, req)
+		})
+	if err != nil {
+		return nil, fmt.Errorf("inventory: list this node's shards with meta: %w", err)
 	}
-	return nil, fmt.Errorf("inventory: list this node's shards with meta: %w", err)
+	return resp, nil
 }
