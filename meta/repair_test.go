@@ -97,12 +97,7 @@ func TestDownNodeShardsAreRepaired(t *testing.T) {
 	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
-	registerNodes(t, cl, 7)
-	var ids []string
-	for i := range 7 {
-		ids = append(ids, fmt.Sprintf("s%d", i))
-	}
-	h := startHeartbeats(t, cl, ids)
+	h := heartbeatingNodes(t, cl, 7)
 	commit := put(t, cl, "bk1", "clip", 1<<20, nil)
 	holders := map[string]bool{}
 	var lost *pb.Shard
@@ -163,21 +158,8 @@ func TestMissingShardAtCommitIsRepaired(t *testing.T) {
 	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
-	registerNodes(t, cl, 7)
-	var ids []string
-	for i := range 7 {
-		ids = append(ids, fmt.Sprintf("s%d", i))
-	}
-	h := startHeartbeats(t, cl, ids)
-	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := commitFor(begin, "bk1", "k", 1000, nil)
-	req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
-	if _, err := cl.CommitPut(ctxT(t), req); err != nil {
-		t.Fatal(err)
-	}
+	h := heartbeatingNodes(t, cl, 7)
+	begin := commitMissing(t, cl, "k")
 	waitForT(t, 10*time.Second, "repair work for the missing index", func() bool {
 		for _, ws := range h.repairWork() {
 			for _, w := range ws {
@@ -283,12 +265,7 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
-	registerNodes(t, cl, 8)
-	var ids []string
-	for i := range 8 {
-		ids = append(ids, fmt.Sprintf("s%d", i))
-	}
-	h := startHeartbeats(t, cl, ids)
+	h := heartbeatingNodes(t, cl, 8)
 	for i := range 3 {
 		begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: fmt.Sprintf("k%d", i)})
 		if err != nil {
@@ -365,21 +342,8 @@ func TestFailedRepairIsReplanned(t *testing.T) {
 	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
-	registerNodes(t, cl, 7)
-	var ids []string
-	for i := range 7 {
-		ids = append(ids, fmt.Sprintf("s%d", i))
-	}
-	h := startHeartbeats(t, cl, ids)
-	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := commitFor(begin, "bk1", "k", 1000, nil)
-	req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
-	if _, err := cl.CommitPut(ctxT(t), req); err != nil {
-		t.Fatal(err)
-	}
+	h := heartbeatingNodes(t, cl, 7)
+	commitMissing(t, cl, "k")
 	var first *pb.RepairWork
 	var target string
 	waitForT(t, 10*time.Second, "repair work", func() bool {
@@ -402,4 +366,32 @@ func TestFailedRepairIsReplanned(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// heartbeatingNodes registers n storage nodes s0..s(n-1) and heartbeats
+// them until the test ends.
+func heartbeatingNodes(t *testing.T, cl pb.MetaServiceClient, n int) *heartbeater {
+	t.Helper()
+	registerNodes(t, cl, n)
+	var ids []string
+	for i := range n {
+		ids = append(ids, fmt.Sprintf("s%d", i))
+	}
+	return startHeartbeats(t, cl, ids)
+}
+
+// commitMissing commits a 4+2 clip in bucket bk1 whose shard 5 was never
+// written (recorded MISSING, as when a target fails during a put).
+func commitMissing(t *testing.T, cl pb.MetaServiceClient, key string) *pb.BeginPutResponse {
+	t.Helper()
+	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := commitFor(begin, "bk1", key, 1000, nil)
+	req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
+	if _, err := cl.CommitPut(ctxT(t), req); err != nil {
+		t.Fatal(err)
+	}
+	return begin
 }
