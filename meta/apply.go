@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -167,7 +168,7 @@ func (a *applier) expireRequests() error {
 	c := exp.Cursor()
 	var due [][]byte
 	for k, _ := c.First(); k != nil && len(due) < maxExpiredPerEntry; k, _ = c.Next() {
-		if int64(beUint64(k[:8])) >= a.now {
+		if int64(binary.BigEndian.Uint64(k[:8])) >= a.now {
 			break
 		}
 		due = append(due, bytes.Clone(k))
@@ -181,12 +182,4 @@ func (a *applier) expireRequests() error {
 		}
 	}
 	return nil
-}
-
-func beUint64(b []byte) uint64 {
-	var v uint64
-	for _, c := range b {
-		v = v<<8 | uint64(c)
-	}
-	return v
 }

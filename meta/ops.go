@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -57,9 +56,7 @@ func (n *Node) beginPut(ctx context.Context, req *pb.BeginPutRequest) (*pb.Begin
 		return nil, err
 	}
 	k, m := int(profile.DataShards), int(profile.ParityShards)
-	seed := newRandomID()
-	r := rand.New(rand.NewPCG(beUint64(seed[:8]), beUint64(seed[8:])))
-	p, err := Place(cands, k, m, max(n.cfg.MinFreeBytes, req.SizeHint/uint64(k)), r)
+	p, err := Place(cands, k, m, max(n.cfg.MinFreeBytes, req.SizeHint/uint64(k)), newRand())
 	if err != nil {
 		if n.live.age(n.cfg.now()) < 3*n.cfg.HeartbeatInterval {
 			// A new leader has not heard from every node yet: retry soon.
@@ -466,21 +463,8 @@ func clipsByLostShards(tx *bolt.Tx, resp *pb.ClusterStatusResponse) error {
 	if err := loadNodes(tx, nodes); err != nil {
 		return err
 	}
-	lost := func(s *pb.Shard) bool {
-		node := nodes[s.NodeId]
-		return s.State != pb.ShardState_SHARD_STATE_OK || node == nil || node.State == pb.NodeState_NODE_STATE_DOWN
-	}
-	a := &applier{tx: tx}
-	seen := map[string]bool{}
-	count := func(id []byte) error {
-		if seen[string(id)] {
-			return nil
-		}
-		seen[string(id)] = true
-		rec, err := a.clipByID(id)
-		if err != nil || rec == nil {
-			return err
-		}
+	down := func(node *pb.StorageNode) bool { return node.State == pb.NodeState_NODE_STATE_DOWN }
+	return eachAtRiskClip(tx, nodes, down, func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error {
 		n := 0
 		for _, part := range rec.Parts {
 			for _, s := range part.Shards {
@@ -498,25 +482,5 @@ func clipsByLostShards(tx *bolt.Tx, resp *pb.ClusterStatusResponse) error {
 		resp.ClipsByLostShards[n-1]++
 		resp.DegradedClips++
 		return nil
-	}
-	if err := tx.Bucket(bktDegraded).ForEach(func(id, _ []byte) error { return count(id) }); err != nil {
-		return err
-	}
-	for id, node := range nodes {
-		if node.State != pb.NodeState_NODE_STATE_DOWN {
-			continue
-		}
-		prefix := joinKey(id, nil)
-		c := tx.Bucket(bktNodeShards).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			ns := &pb.NodeShardRecord{}
-			if err := decodeMsg(k, v, ns); err != nil {
-				return err
-			}
-			if err := count(ns.ClipId); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -188,34 +187,20 @@ func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
 	}
 }
 
-// findNeeds lists the shard entries to rebuild.
+// findNeeds lists the shard entries to rebuild: not OK, or on a node down
+// for longer than RepairAfter.
 func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time, concurrency int) ([]repairNeed, error) {
-	lost := func(s *pb.Shard) bool {
-		if s.State != pb.ShardState_SHARD_STATE_OK {
-			return true
-		}
-		node := nodes[s.NodeId]
-		return node == nil || (node.State == pb.NodeState_NODE_STATE_DOWN &&
-			now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter)
+	gone := func(node *pb.StorageNode) bool {
+		return node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter
 	}
-	seen := map[string]bool{}
 	var needs []repairNeed
-	a := &applier{tx: tx}
 	// Each pass looks at a bounded number of clips, so that a down node
 	// with millions of shards costs the leader little per tick; the next
 	// passes find the rest.
-	limit := 16 * concurrency
-	visit := func(clipID []byte) error {
-		if len(seen) >= limit {
+	seen, limit := 0, 16*concurrency
+	err := eachAtRiskClip(tx, nodes, gone, func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error {
+		if seen++; seen > limit {
 			return errEnough
-		}
-		if seen[string(clipID)] {
-			return nil
-		}
-		seen[string(clipID)] = true
-		rec, err := a.clipByID(clipID)
-		if err != nil || rec == nil {
-			return err
 		}
 		for pi, part := range rec.Parts {
 			bad := 0
@@ -231,12 +216,38 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 			}
 		}
 		return nil
+	})
+	return needs, ignoreEnough(err)
+}
+
+// eachAtRiskClip calls fn once for every clip with a shard that is not OK
+// (the degraded index) or that sits on a node gone says is lost, with the
+// predicate telling which of its shards are lost. fn may stop the walk by
+// returning an error.
+func eachAtRiskClip(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gone func(*pb.StorageNode) bool,
+	fn func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error) error {
+	lost := func(s *pb.Shard) bool {
+		node := nodes[s.NodeId]
+		return s.State != pb.ShardState_SHARD_STATE_OK || node == nil || gone(node)
+	}
+	a := &applier{tx: tx}
+	seen := map[string]bool{}
+	visit := func(clipID []byte) error {
+		if seen[string(clipID)] {
+			return nil
+		}
+		seen[string(clipID)] = true
+		rec, err := a.clipByID(clipID)
+		if err != nil || rec == nil {
+			return err
+		}
+		return fn(rec, lost)
 	}
 	if err := tx.Bucket(bktDegraded).ForEach(func(k, _ []byte) error { return visit(k) }); err != nil {
-		return needs, ignoreEnough(err)
+		return err
 	}
 	for id, node := range nodes {
-		if !(node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter) {
+		if !gone(node) {
 			continue
 		}
 		prefix := joinKey(id, nil)
@@ -244,14 +255,14 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			ns := &pb.NodeShardRecord{}
 			if err := decodeMsg(k, v, ns); err != nil {
-				return nil, err
+				return err
 			}
 			if err := visit(ns.ClipId); err != nil {
-				return needs, ignoreEnough(err)
+				return err
 			}
 		}
 	}
-	return needs, nil
+	return nil
 }
 
 var errEnough = errors.New("enough work found")
@@ -337,8 +348,7 @@ func (n *Node) repairTarget(nodes map[string]*pb.StorageNode, holders map[string
 	if len(cands) == 0 {
 		return ""
 	}
-	seed := newRandomID()
-	p, err := Place(cands, 1, 0, 0, rand.New(rand.NewPCG(beUint64(seed[:8]), beUint64(seed[8:]))))
+	p, err := Place(cands, 1, 0, 0, newRand())
 	if err != nil {
 		return ""
 	}

@@ -2,8 +2,9 @@ package meta
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"fmt"
+	"math/rand/v2"
 
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"google.golang.org/grpc"
@@ -249,8 +250,12 @@ func (s *service) ListMembers(ctx context.Context, req *pb.ListMembersRequest) (
 	return &pb.ListMembersResponse{Members: members, LeaderId: s.n.Leader()}, nil
 }
 
+// newRand returns a generator for placement choices, seeded from the
+// runtime's random source.
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) }
+
 func newRandomID() []byte {
 	b := make([]byte, 16)
-	rand.Read(b)
+	crand.Read(b)
 	return b
 }
