@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/wire"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
 )
 
@@ -39,18 +40,21 @@ type unitStream struct {
 }
 
 func openUnitStream(ctx context.Context, sc storagepb.StorageServiceClient, shardID []byte, index int,
-	first, end int64, depth int, idle time.Duration) *unitStream {
+	first, end int64, depth int, idle time.Duration, unitLen int) *unitStream {
 	sctx, cancel := context.WithCancel(ctx)
 	s := &unitStream{index: index, next: first, end: end, ch: make(chan unitMsg, depth), cancel: cancel, done: make(chan struct{})}
 	req := &storagepb.ReadShardRequest{ShardId: shardID, FirstBlock: uint64(first), BlockCount: uint64(end - first), SkipCorrupt: true}
-	go s.pump(sctx, sc, req, idle)
+	go s.pump(sctx, sc, req, idle, unitLen)
 	return s
 }
 
 // pump receives the stream's units into s.ch until the stream ends or
 // fails. A node silent for longer than idle while the pump waits for it is
 // cut off: a slow node counts as a failed one.
-func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient, req *storagepb.ReadShardRequest, idle time.Duration) {
+//
+// Each unit is decoded straight into a buffer of unitLen bytes from
+// wire.Pool; rangeRead gives the buffer back once the block is decoded.
+func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient, req *storagepb.ReadShardRequest, idle time.Duration, unitLen int) {
 	defer close(s.done)
 	defer close(s.ch)
 	watchdog := time.AfterFunc(idle, func() {
@@ -61,8 +65,9 @@ func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient
 	stream, err := sc.ReadShard(ctx, req)
 	for err == nil {
 		watchdog.Reset(idle)
-		var resp *storagepb.ReadShardResponse
-		resp, err = stream.Recv()
+		buf := (*wire.Pool.Get(unitLen))[:0]
+		resp := wire.PieceInto(new(storagepb.ReadShardResponse), buf)
+		err = stream.RecvMsg(resp)
 		watchdog.Stop()
 		if err != nil {
 			break
@@ -73,8 +78,7 @@ func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient
 		}
 		m := unitMsg{block: int64(p.Block), corrupt: p.Corrupt}
 		if !p.Corrupt {
-			m.unit = make([]byte, len(p.Data)+len(p.Trailer))
-			copy(m.unit[copy(m.unit, p.Data):], p.Trailer)
+			m.unit = wire.Unit(p, buf)
 		}
 		if !s.deliver(ctx, m) {
 			return
@@ -166,7 +170,7 @@ func (rr *rangeRead) close() {
 // further pieces (data, then parity) until the block can be rebuilt. Every
 // byte returned was verified by the BlockDecoder.
 func (rr *rangeRead) decode(dst []byte, e erasure.Extent) ([]byte, error) {
-	clear(rr.units)
+	rr.recycle()
 	clear(rr.tried)
 	complete := true
 	for i := e.First; i <= e.Last; i++ {
@@ -197,6 +201,17 @@ func (rr *rangeRead) decode(dst []byte, e erasure.Extent) ([]byte, error) {
 			return dst, fmt.Errorf("%w: %s/%s: %w", ErrUnrecoverable, rr.v.info.Bucket, rr.v.info.Key, err)
 		}
 		complete = false
+	}
+}
+
+// recycle gives the units of the last block back to wire.Pool: nothing
+// refers to them once the block is decoded.
+func (rr *rangeRead) recycle() {
+	for i, u := range rr.units {
+		if u != nil {
+			wire.Pool.Put(&u)
+			rr.units[i] = nil
+		}
 	}
 }
 
@@ -269,7 +284,8 @@ func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.v.c.cfg.BlocksInFlight, rr.v.c.cfg.RequestTimeout)
+	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.v.c.cfg.BlocksInFlight, rr.v.c.cfg.RequestTimeout,
+		rr.v.layout.UnitLen(b))
 	rr.streams[i] = s
 	return s, nil
 }

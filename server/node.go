@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/clipstore/clipstore/internal/wire"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -42,10 +43,10 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: store.log, store: store, health: health.NewServer()}
-	n.grpc = grpc.NewServer(
+	n.grpc = grpc.NewServer(append(wire.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
 		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
-	)
+	)...)
 	svc := &service{store: store, nodeID: cfg.NodeID}
 	pb.RegisterStorageServiceServer(n.grpc, svc)
 	healthpb.RegisterHealthServer(n.grpc, n.health)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -583,8 +584,8 @@ func (r *repairer) peer(addr string) (*grpc.ClientConn, error) {
 	if c, ok := r.mu.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(r.n.cfg.maxMessageSize())))
+	c, err := grpc.NewClient(addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(r.n.cfg.maxMessageSize())))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/wire"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc"
 )
@@ -87,8 +88,20 @@ type recvResult struct {
 func (s *service) receive(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) *receiver {
 	r := &receiver{ctx: stream.Context(), idle: s.store.cfg.WriteIdleTimeout, msgs: make(chan recvResult)}
 	go func() {
-		for {
-			req, err := stream.Recv()
+		// Pieces are decoded into two buffers in turn: the handler is done
+		// with message i when it asks for i+1, which is before this
+		// goroutine can hand over i+1 and receive i+2 into i's buffer.
+		var bufs [2][]byte
+		for i := 0; ; i++ {
+			req := wire.PieceInto(new(pb.WriteShardRequest), bufs[i%2])
+			err := stream.RecvMsg(req)
+			if p := req.GetPiece(); p != nil && cap(bufs[i%2]) == 0 {
+				if u, ok := wire.Adjacent(p.Data, p.Trailer); ok && len(u) > 0 {
+					bufs[i%2] = u[:0] // decoded into a new array: keep it
+				} else {
+					bufs[i%2] = (*wire.Pool.Get(len(p.Data) + len(p.Trailer)))[:0]
+				}
+			}
 			select {
 			case r.msgs <- recvResult{req, err}:
 			case <-r.ctx.Done():

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/wire"
 )
 
 // ShardWriter receives one shard, piece by piece, into a temp file. Nothing
@@ -113,11 +114,17 @@ func (w *ShardWriter) WritePiece(block uint64, data, trailer []byte) error {
 	if err := w.checkPiece(block, data, trailer); err != nil {
 		return err
 	}
-	if err := w.write(data); err != nil {
-		return err
-	}
-	if err := w.write(trailer); err != nil {
-		return err
+	if unit, ok := wire.Adjacent(data, trailer); ok {
+		if err := w.write(unit); err != nil { // one write(2) instead of two
+			return err
+		}
+	} else {
+		if err := w.write(data); err != nil {
+			return err
+		}
+		if err := w.write(trailer); err != nil {
+			return err
+		}
 	}
 	w.sum.Add(w.crcs[w.h.Index])
 	w.length += uint64(len(data))

@@ -1,0 +1,282 @@
+package wire
+
+// Messages that carry a shard piece (ReadShardResponse, WriteShardRequest)
+// are decoded straight from gRPC's frame buffers, without first gathering
+// the message into one buffer, and the piece lands in memory the receiver
+// provides: one copy of each byte instead of three, and no allocation per
+// piece.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// PieceInto prepares a message to receive a piece into buf: the piece's
+// data and then its trailer are decoded into buf's array when they fit, so
+// that Unit can return them without a copy. Use it before RecvMsg:
+//
+//	resp := wire.PieceInto(new(pb.ReadShardResponse), buf)
+//	err := stream.RecvMsg(resp)
+//
+// Decoding is done by Codec; with any other codec the piece is decoded
+// elsewhere and Unit copies it.
+func PieceInto[M *pb.ReadShardResponse | *pb.WriteShardRequest](m M, buf []byte) M {
+	p := &pb.Piece{Data: buf[:0]}
+	switch m := any(m).(type) {
+	case *pb.ReadShardResponse:
+		m.Piece = p
+	case *pb.WriteShardRequest:
+		m.Msg = &pb.WriteShardRequest_Piece{Piece: p}
+	}
+	return m
+}
+
+// Unit returns p's data followed by its trailer in buf's array: in place
+// if they were decoded there (see PieceInto), else copied; buf must have
+// room for both or a new array is used.
+func Unit(p *pb.Piece, buf []byte) []byte {
+	n := len(p.Data) + len(p.Trailer)
+	if u, ok := Adjacent(p.Data, p.Trailer); ok && cap(buf) > 0 && len(u) > 0 && &u[0] == &buf[:1][0] {
+		return u
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	u := buf[:n]
+	copy(u[copy(u, p.Data):], p.Trailer)
+	return u
+}
+
+// Adjacent reports whether b starts where a ends in the same array, and if
+// so returns a and b as one slice: a piece decoded by PieceInto and its
+// trailer can then be written with one call.
+func Adjacent(a, b []byte) ([]byte, bool) {
+	if len(b) == 0 {
+		return a, true
+	}
+	if len(a) == 0 || cap(a)-len(a) < len(b) || &a[:len(a)+1][len(a)] != &b[0] {
+		return nil, false
+	}
+	return a[:len(a)+len(b)], true
+}
+
+// unmarshalPieceMessage decodes m from data if it is a message this file
+// handles; handled is false otherwise.
+func unmarshalPieceMessage(data mem.BufferSlice, v any) (handled bool, err error) {
+	switch m := v.(type) {
+	case *pb.ReadShardResponse:
+		dst := m.GetPiece().GetData()
+		proto.Reset(m)
+		return true, decodeFields(data, func(r *reader, num protowire.Number, typ protowire.Type) error {
+			switch {
+			case num == 1 && typ == protowire.BytesType:
+				if m.Header == nil {
+					m.Header = new(pb.ShardHeader)
+				}
+				return r.message(m.Header)
+			case num == 2 && typ == protowire.BytesType:
+				if m.Piece == nil {
+					m.Piece = new(pb.Piece)
+				}
+				return r.piece(m.Piece, dst)
+			}
+			return r.skip(typ)
+		})
+	case *pb.WriteShardRequest:
+		var dst []byte
+		if p, ok := m.Msg.(*pb.WriteShardRequest_Piece); ok {
+			dst = p.Piece.GetData()
+		}
+		proto.Reset(m)
+		return true, decodeFields(data, func(r *reader, num protowire.Number, typ protowire.Type) error {
+			if typ != protowire.BytesType {
+				return r.skip(typ)
+			}
+			switch num {
+			case 1:
+				h := new(pb.ShardHeader)
+				m.Msg = &pb.WriteShardRequest_Header{Header: h}
+				return r.message(h)
+			case 2:
+				p := new(pb.Piece)
+				m.Msg = &pb.WriteShardRequest_Piece{Piece: p}
+				return r.piece(p, dst)
+			case 3:
+				f := new(pb.WriteFinish)
+				m.Msg = &pb.WriteShardRequest_Finish{Finish: f}
+				return r.message(f)
+			}
+			return r.skip(typ)
+		})
+	}
+	return false, nil
+}
+
+var errTruncated = errors.New("wire: truncated message")
+
+// reader reads protobuf wire format from a BufferSlice, within a limit.
+type reader struct {
+	r     *mem.Reader
+	limit int // bytes left in the current message
+}
+
+func decodeFields(data mem.BufferSlice, field func(r *reader, num protowire.Number, typ protowire.Type) error) error {
+	r := &reader{r: data.Reader(), limit: data.Len()}
+	defer r.r.Close()
+	return r.fields(field)
+}
+
+// fields calls field for every field up to the limit.
+func (r *reader) fields(field func(r *reader, num protowire.Number, typ protowire.Type) error) error {
+	for r.limit > 0 {
+		tag, err := r.varint()
+		if err != nil {
+			return err
+		}
+		num, typ := protowire.DecodeTag(tag)
+		if num < protowire.MinValidNumber {
+			return fmt.Errorf("wire: invalid field number %d", num)
+		}
+		if err := field(r, num, typ); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *reader) varint() (uint64, error) {
+	lr := limitedByteReader{r}
+	v, err := binary.ReadUvarint(&lr)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, errTruncated
+		}
+		return 0, fmt.Errorf("wire: %w", err)
+	}
+	return v, nil
+}
+
+type limitedByteReader struct{ r *reader }
+
+func (l *limitedByteReader) ReadByte() (byte, error) {
+	if l.r.limit <= 0 {
+		return 0, io.EOF
+	}
+	b, err := l.r.r.ReadByte()
+	if err == nil {
+		l.r.limit--
+	}
+	return b, err
+}
+
+// length reads a length prefix and checks it against the limit.
+func (r *reader) length() (int, error) {
+	n, err := r.varint()
+	if err != nil {
+		return 0, err
+	}
+	if n > uint64(r.limit) {
+		return 0, errTruncated
+	}
+	return int(n), nil
+}
+
+// bytesInto reads a length-delimited field into dst's array when it fits,
+// else into a new array.
+func (r *reader) bytesInto(dst []byte) ([]byte, error) {
+	n, err := r.length()
+	if err != nil {
+		return nil, err
+	}
+	if cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	dst = dst[:n]
+	if _, err := io.ReadFull(r.r, dst); err != nil {
+		return nil, errTruncated
+	}
+	r.limit -= n
+	return dst, nil
+}
+
+// message reads a length-delimited submessage into m with proto.Unmarshal
+// (merging, as protobuf does with a repeated message field; unknown
+// fields dropped).
+func (r *reader) message(m proto.Message) error {
+	b, err := r.bytesInto(nil)
+	if err != nil {
+		return err
+	}
+	return proto.UnmarshalOptions{Merge: true, DiscardUnknown: true}.Unmarshal(b, m)
+}
+
+// piece reads a length-delimited Piece into p, its data and then its
+// trailer into dst's array where they fit.
+func (r *reader) piece(p *pb.Piece, dst []byte) error {
+	n, err := r.length()
+	if err != nil {
+		return err
+	}
+	outer := r.limit - n
+	r.limit = n
+	used := 0
+	err = r.fields(func(r *reader, num protowire.Number, typ protowire.Type) error {
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			v, err := r.varint()
+			p.Block = v
+			return err
+		case num == 2 && typ == protowire.BytesType:
+			b, err := r.bytesInto(dst[min(used, cap(dst)):cap(dst)][:0])
+			p.Data, used = b, used+len(b)
+			return err
+		case num == 3 && typ == protowire.BytesType:
+			b, err := r.bytesInto(dst[min(used, cap(dst)):cap(dst)][:0])
+			p.Trailer, used = b, used+len(b)
+			return err
+		case num == 4 && typ == protowire.VarintType:
+			v, err := r.varint()
+			p.Corrupt = v != 0
+			return err
+		}
+		return r.skip(typ)
+	})
+	r.limit = outer
+	return err
+}
+
+// skip reads past one field's value.
+func (r *reader) skip(typ protowire.Type) error {
+	var n int
+	switch typ {
+	case protowire.VarintType:
+		_, err := r.varint()
+		return err
+	case protowire.Fixed32Type:
+		n = 4
+	case protowire.Fixed64Type:
+		n = 8
+	case protowire.BytesType:
+		var err error
+		if n, err = r.length(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("wire: unsupported wire type %d", typ)
+	}
+	if n > r.limit {
+		return errTruncated
+	}
+	if _, err := r.r.Discard(n); err != nil {
+		return errTruncated
+	}
+	r.limit -= n
+	return nil
+}
