@@ -9,7 +9,6 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 STATICCHECK_VERSION        := v0.8.2
 FUZZTIME  ?= 60s
-BENCHTIME ?= 10x
 
 .DEFAULT_GOAL := help
 
@@ -27,18 +26,12 @@ test: ## Run all tests with the race detector (unit and end-to-end).
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 .PHONY: bench
-bench: ## Benchmarks, each beside its reference measured in the same run: codec, storage node, meta, repair.
-	$(GO) run ./internal/benchreport -benchtime $(BENCHTIME)
-	$(GO) test -run='^$$' -bench='CommitPut|GetClip' -benchtime=3000x ./meta/
-	$(GO) test -run='^$$' -bench='BytesPerClip|ListClips' -benchtime=1x ./meta/
-	$(GO) test -run='^$$' -bench='Rebuild' -benchtime=1x ./internal/devcluster/
+bench: ## Every benchmark beside its reference from the same run, as one markdown table (under 15 minutes).
+	$(GO) run ./internal/benchreport
 
 .PHONY: bench-quick
-bench-quick: ## The same benchmarks with few iterations and a 100k-clip listing, to check they run.
-	$(GO) run ./internal/benchreport -benchtime 2x
-	$(GO) test -run='^$$' -bench='CommitPut|GetClip' -benchtime=300x ./meta/
-	$(GO) test -run='^$$' -bench='ListClips' -benchtime=1x ./meta/ -args -bench.clips=100000
-	$(GO) test -run='^$$' -bench='Rebuild' -benchtime=1x ./internal/devcluster/
+bench-quick: ## The same table with few iterations and short runs, to check it all works (under 2 minutes).
+	$(GO) run ./internal/benchreport -quick
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
@@ -47,6 +40,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	$(GO) test -run='^$$' -fuzz='^FuzzParseShardID$$' -fuzztime=$(FUZZTIME) ./server/
 	$(GO) test -run='^$$' -fuzz='^FuzzApply$$' -fuzztime=$(FUZZTIME) ./meta/
 	$(GO) test -run='^$$' -fuzz='^FuzzPlace$$' -fuzztime=$(FUZZTIME) ./meta/
+	$(GO) test -run='^$$' -fuzz='^FuzzPieceMessages$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 
 .PHONY: soak
 soak: ## Repeat the test suite to shake out flakes (COUNT, default 20).
