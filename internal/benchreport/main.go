@@ -1,149 +1,180 @@
-// Command benchreport runs the Go benchmarks that come in pairs (the
-// measured code beside its raw reference on the same data, in the same run)
-// and prints each pair's throughput and ratio. `make bench` runs it.
+// Command benchreport is `make bench`: it runs every clipstore benchmark
+// beside a reference measured in the same run on the same machine, and
+// prints one markdown table with the ratios and the targets.
 //
-// A pair is two sub-benchmarks with the same parent: .../codec beside
-// .../reference (package erasure) and .../grpc beside .../file (package
-// server).
+//   - codec: erasure/ Go benchmarks, each beside raw klauspost/reedsolomon
+//     on the same data (sub-benchmarks .../codec and .../reference);
+//   - storage node: server/ Go benchmarks, a shard written and read over
+//     gRPC beside the same bytes written to and read from a file (.../grpc
+//     and .../file);
+//   - end to end: a cluster of real processes (1 meta, 6 storage nodes,
+//     RS 4+2) driven by `clipstore bench`, beside the raw fsync'd write
+//     bandwidth of the same disk times k/(k+m), raw loopback TCP, and the
+//     rate of creating and fsyncing k+m small files; and the peak RSS of the
+//     client and the storage nodes for a 1 GiB clip;
+//   - meta: CommitPut/s beside 4 KiB append+fsync/s, GetClip linearizable
+//     beside stale, and the rebuild rate beside the disk's write rate.
+//
+// Progress and the raw output of every step go to stderr; the table goes
+// to stdout.
 package main
 
 import (
-	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"sort"
-	"strconv"
+	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
-	"text/tabwriter"
+	"syscall"
+	"time"
 )
 
-// pairs maps a measured sub-benchmark name to its reference's.
-var pairs = map[string]string{"codec": "reference", "grpc": "file"}
-
-type result struct {
-	nsPerOp, mbPerSec, bytesPerOp, allocsPerOp float64
+// options select what runs and how long.
+type options struct {
+	quick    bool
+	sections []string
+	dir      string
+	keep     bool
+	// codec and storage node benchmarks
+	benchtime string
+	// end to end
+	sizes       []int64
+	concurrency []int
+	duration    time.Duration
+	memClip     int64
+	// meta
+	commits string
+	clips   int
 }
 
+var allSections = []string{"codec", "storage", "e2e", "meta", "rebuild"}
+
 func main() {
-	benchtime := flag.String("benchtime", "10x", "go test -benchtime")
-	bench := flag.String("bench", ".", "go test -bench pattern")
-	count := flag.Int("count", 1, "go test -count; results of a name are averaged")
+	quick := flag.Bool("quick", false, "few iterations, two clip sizes, a 256 MiB memory clip: a check that everything runs (under 2 minutes)")
+	only := flag.String("only", strings.Join(allSections, ","), "sections to run, comma-separated")
+	dir := flag.String("dir", "", "work directory for the cluster and the disk references (default: a new one under $TMPDIR, removed at the end)")
+	keep := flag.Bool("keep", false, "keep the work directory (logs, data)")
 	flag.Parse()
-	pkgs := flag.Args()
-	if len(pkgs) == 0 {
-		pkgs = []string{"./erasure/", "./server/"}
+	o := options{quick: *quick, sections: strings.Split(*only, ","), dir: *dir, keep: *keep,
+		benchtime: "10x", sizes: []int64{64 << 10, 1 << 20, 8 << 20, 64 << 20}, concurrency: []int{8, 32},
+		duration: 10 * time.Second, memClip: 1 << 30, commits: "3000x", clips: 1_000_000}
+	if o.quick {
+		o.benchtime, o.sizes, o.concurrency, o.duration, o.memClip, o.commits, o.clips =
+			"2x", []int64{64 << 10, 8 << 20}, []int{8}, 3*time.Second, 256<<20, "300x", 100_000
 	}
-	if err := run(*bench, *benchtime, *count, pkgs); err != nil {
+	for _, s := range o.sections {
+		if !slices.Contains(allSections, s) {
+			fmt.Fprintf(os.Stderr, "benchreport: unknown section %q (want some of %s)\n", s, strings.Join(allSections, ","))
+			os.Exit(2)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rows, err := run(ctx, o)
+	printTable(os.Stdout, rows)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bench, benchtime string, count int, pkgs []string) error {
-	args := append([]string{"test", "-run=^$", "-bench=" + bench, "-benchmem",
-		"-benchtime=" + benchtime, "-count=" + strconv.Itoa(count)}, pkgs...)
-	cmd := exec.Command("go", args...)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
+func run(ctx context.Context, o options) ([]row, error) {
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "clipstore-bench-")
+		if err != nil {
+			return nil, err
+		}
+		o.dir = d
+		if !o.keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	var rows []row
+	for _, section := range o.sections {
+		start := time.Now()
+		fmt.Fprintf(os.Stderr, "== %s\n", section)
+		var more []row
+		var err error
+		switch section {
+		case "codec":
+			more, err = goPairs("codec", o.benchtime, "./erasure/")
+		case "storage":
+			more, err = goPairs("storage node", o.benchtime, "./server/")
+		case "e2e":
+			more, err = endToEnd(ctx, o)
+		case "meta":
+			more, err = metaRows(o)
+		case "rebuild":
+			more, err = rebuildRows()
+		}
+		rows = append(rows, more...)
+		if err != nil {
+			return rows, fmt.Errorf("%s: %w", section, err)
+		}
+		fmt.Fprintf(os.Stderr, "== %s done in %v\n", section, time.Since(start).Round(time.Second))
+	}
+	return rows, nil
+}
+
+func goPairs(area, benchtime, pkg string) ([]row, error) {
+	res, err := goBench(".", benchtime, 1, []string{pkg})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Println("$ go", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	results := parse(io.TeeReader(out, os.Stdout))
-	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("go test: %w", err)
-	}
-	return report(os.Stdout, results)
+	return pairRows(area, res)
 }
 
-// parse reads `go test -bench` output and averages the results per name
-// (the GOMAXPROCS suffix removed).
-func parse(r io.Reader) map[string]result {
-	sums := map[string]result{}
-	counts := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		name := f[0]
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			if _, err := strconv.Atoi(name[i+1:]); err == nil {
-				name = name[:i]
-			}
-		}
-		var res result
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				continue
-			}
-			switch f[i+1] {
-			case "ns/op":
-				res.nsPerOp = v
-			case "MB/s":
-				res.mbPerSec = v
-			case "B/op":
-				res.bytesPerOp = v
-			case "allocs/op":
-				res.allocsPerOp = v
-			}
-		}
-		s := sums[name]
-		sums[name] = result{s.nsPerOp + res.nsPerOp, s.mbPerSec + res.mbPerSec,
-			s.bytesPerOp + res.bytesPerOp, s.allocsPerOp + res.allocsPerOp}
-		counts[name]++
-	}
-	for name, s := range sums {
-		n := counts[name]
-		sums[name] = result{s.nsPerOp / n, s.mbPerSec / n, s.bytesPerOp / n, s.allocsPerOp / n}
-	}
-	return sums
+// row is one line of the table.
+type row struct {
+	area, name          string
+	measured, reference string
+	ratio               float64 // measured / reference; 0: no ratio
+	target              string  // what the ratio (or the figure) must reach; "": none
+	ok                  *bool   // whether it does; nil: no target
+	note                string
 }
 
-// report prints one line per pair: both throughputs, the speed ratio and
-// the time overhead of the measured code over its reference.
-func report(w io.Writer, results map[string]result) error {
-	var names []string
-	for name := range results {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "\nPairs (measured beside its reference, same data, same run):")
-	fmt.Fprintln(tw, "benchmark\tmeasured MB/s\treference MB/s\tratio\toverhead\tB/op\tallocs/op\t")
-	found := 0
-	for _, name := range names {
-		i := strings.LastIndexByte(name, '/')
-		if i < 0 {
-			continue
+func atLeast(ratio, min float64) (string, *bool) {
+	ok := ratio >= min
+	return fmt.Sprintf("≥ %.2f", min), &ok
+}
+
+func printTable(w io.Writer, rows []row) {
+	fmt.Fprintln(w, "| area | benchmark | measured | reference (same run) | ratio | target | notes |")
+	fmt.Fprintln(w, "|---|---|---|---|---:|---|---|")
+	met, missed := 0, 0
+	for _, r := range rows {
+		ratio := "—"
+		if r.ratio != 0 {
+			ratio = fmt.Sprintf("%.2f", r.ratio)
 		}
-		refLeaf, ok := pairs[name[i+1:]]
-		if !ok {
-			continue
+		target := r.target
+		if r.ok != nil {
+			if *r.ok {
+				target += " ✅"
+				met++
+			} else {
+				target += " ❌"
+				missed++
+			}
 		}
-		ref, ok := results[name[:i+1]+refLeaf]
-		if !ok {
-			continue
-		}
-		m := results[name]
-		found++
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%+.1f%%\t%.0f\t%.0f\t\n", name, m.mbPerSec, ref.mbPerSec,
-			m.mbPerSec/ref.mbPerSec, 100*(m.nsPerOp/ref.nsPerOp-1), m.bytesPerOp, m.allocsPerOp)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.area, r.name, r.measured, r.reference, ratio, target, r.note)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	fmt.Fprintf(w, "\nTargets met: %d of %d.\n", met, met+missed)
+}
+
+// build compiles the clipstore binary (without the race detector) into dir.
+func build(dir string) (string, error) {
+	bin := filepath.Join(dir, "clipstore")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/clipstore")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/clipstore: %w", err)
 	}
-	if found == 0 {
-		return fmt.Errorf("no benchmark pairs in the output")
-	}
-	fmt.Fprintln(w, "ratio = measured MB/s / reference MB/s; overhead = measured time / reference time - 1.")
-	return nil
+	return bin, nil
 }

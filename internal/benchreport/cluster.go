@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+)
+
+// proc is one clipstore process of the benchmark cluster.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string // gRPC address from its "listening on" line
+	done chan struct{}
+	err  error
+}
+
+var readyLine = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+
+// startProc runs `bin args...` with its logs in dir/name.log and waits
+// (bounded) for its ready line.
+func startProc(bin, dir, name string, args ...string) (*proc, error) {
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stderr = logf
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	if err := p.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			fmt.Fprintln(logf, sc.Text())
+			if m := readyLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case ready <- m[1]:
+				default:
+				}
+			}
+		}
+		p.err = p.cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	select {
+	case p.addr = <-ready:
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("%s exited before it was ready (%v); log: %s", name, p.err, logf.Name())
+	case <-time.After(30 * time.Second):
+		p.kill()
+		return nil, fmt.Errorf("%s not ready within 30s; log: %s", name, logf.Name())
+	}
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// peakRSS is the process's peak resident set (VmHWM), in bytes.
+func (p *proc) peakRSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+}
+
+// benchCluster is 1 meta and n storage processes on loopback, the layout
+// `make bench` measures.
+type benchCluster struct {
+	bin, dir string
+	meta     *proc
+	storage  []*proc
+}
+
+func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (*benchCluster, error) {
+	c := &benchCluster{bin: bin, dir: dir}
+	var err error
+	c.meta, err = startProc(bin, dir, "meta", "meta", "--id", "m0", "--data", filepath.Join(dir, "m0"),
+		"--raft", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--bootstrap", "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	for i := range storageNodes {
+		name := fmt.Sprintf("s%d", i)
+		p, err := startProc(bin, dir, name, "storage", "--id", name, "--data", filepath.Join(dir, name),
+			"--listen", "127.0.0.1:0", "--zone", fmt.Sprintf("zone-%d", i%3), "--meta", c.meta.addr,
+			"--scrub-interval", "0", "--log-level", "warn")
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		c.storage = append(c.storage, p)
+	}
+	if err := c.waitNodesUp(ctx, storageNodes); err != nil {
+		c.stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *benchCluster) stop() {
+	for _, p := range c.storage {
+		p.kill()
+	}
+	if c.meta != nil {
+		c.meta.kill()
+	}
+}
+
+// waitNodesUp waits (at most a minute) until meta has heard from n
+// storage nodes.
+func (c *benchCluster) waitNodesUp(ctx context.Context, n int) error {
+	cl, err := client.New(ctx, client.Config{Meta: []string{c.meta.addr}})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := cl.ClusterStatus(sctx)
+		cancel()
+		up := 0
+		if err == nil {
+			for _, node := range st.Nodes {
+				if node.Up {
+					up++
+				}
+			}
+		}
+		if up >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d storage nodes up after a minute (last error: %v)", up, n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// clipstore runs the clipstore binary against the cluster, with stdin and
+// stdout as given (nil: none) and stderr to the harness's stderr, and
+// returns its peak RSS.
+func (c *benchCluster) clipstore(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) (int64, error) {
+	cmd := exec.CommandContext(ctx, c.bin, append(args, "--meta", c.meta.addr)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, os.Stderr
+	err := cmd.Run()
+	var rss int64
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss << 10 // KiB on Linux
+		}
+	}
+	if err != nil {
+		return rss, fmt.Errorf("clipstore %s: %w", strings.Join(args, " "), err)
+	}
+	return rss, nil
+}

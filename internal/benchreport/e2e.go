@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"strconv"
+	"time"
+)
+
+// The cluster `make bench` measures: RS 4+2 on 6 storage processes.
+const (
+	dataShards, parityShards = 4, 2
+	storageNodes             = 6
+	clientRSSLimit           = 64 << 20
+	storageRSSLimit          = 128 << 20
+)
+
+// loadReport is the JSON `clipstore bench --json` prints.
+type loadReport struct {
+	Workload     string       `json:"workload"`
+	Concurrency  int          `json:"concurrency"`
+	Results      []loadResult `json:"results"`
+	ErrorSamples []string     `json:"error_samples"`
+}
+
+type loadResult struct {
+	Op            string  `json:"op"`
+	Size          int64   `json:"size"`
+	Count         int64   `json:"count"`
+	Errors        int64   `json:"errors"`
+	Bytes         int64   `json:"bytes"`
+	BytesVerified int64   `json:"bytes_verified"`
+	MiBPerSec     float64 `json:"mib_per_sec"`
+	OpsPerSec     float64 `json:"ops_per_sec"`
+	LatencyMS     struct {
+		P50, P90, P99, Max float64
+	} `json:"latency_ms"`
+}
+
+func endToEnd(ctx context.Context, o options) ([]row, error) {
+	bin, err := build(o.dir)
+	if err != nil {
+		return nil, err
+	}
+	// The references first, on an idle machine and the cluster's disk.
+	diskBytes, tcpBytes, refDur := int64(1<<30), int64(4<<30), 5*time.Second
+	if o.quick {
+		diskBytes, tcpBytes, refDur = 256<<20, 1<<30, 2*time.Second
+	}
+	disk, err := diskWriteRate(o.dir, diskBytes)
+	if err != nil {
+		return nil, fmt.Errorf("disk reference: %w", err)
+	}
+	tcp, err := loopbackTCPRate(tcpBytes)
+	if err != nil {
+		return nil, fmt.Errorf("loopback reference: %w", err)
+	}
+	small := map[int]float64{}
+	for _, c := range o.concurrency {
+		if small[c], err = smallFilesOpsPerSec(o.dir, dataShards+parityShards, (64<<10)/dataShards, c, refDur); err != nil {
+			return nil, fmt.Errorf("small-file reference: %w", err)
+		}
+	}
+	putRef := disk * dataShards / (dataShards + parityShards)
+	rows := []row{
+		{area: "reference", name: "disk: 1 MiB writes then fsync (dd conv=fsync)", measured: mibps(disk), note: fmt.Sprintf("%s file", humanSize(diskBytes))},
+		{area: "reference", name: "loopback TCP copy, one connection", measured: mibps(tcp), note: fmt.Sprintf("%s in 1 MiB writes", humanSize(tcpBytes))},
+	}
+	for _, c := range o.concurrency {
+		rows = append(rows, row{area: "reference", name: fmt.Sprintf("create+write+fsync %d files of 16 KiB, %d at once", dataShards+parityShards, c),
+			measured: fmt.Sprintf("%.0f ops/s", small[c])})
+	}
+
+	c, err := startBenchCluster(ctx, bin, o.dir, storageNodes)
+	if err != nil {
+		return rows, err
+	}
+	defer c.stop()
+	if _, err := c.clipstore(ctx, nil, nil, "mb", "bench", "--ec", fmt.Sprintf("%d+%d", dataShards, parityShards)); err != nil {
+		return rows, err
+	}
+
+	// Memory first, so the storage nodes' peak RSS is that of the big clip.
+	more, err := memoryRows(ctx, c, o.memClip)
+	rows = append(rows, more...)
+	if err != nil {
+		return rows, err
+	}
+
+	for _, size := range o.sizes {
+		for _, conc := range o.concurrency {
+			common := []string{"--bucket", "bench", "--size", strconv.FormatInt(size, 10), "--concurrency", strconv.Itoa(conc),
+				"--duration", o.duration.String(), "--json"}
+			put, err := runLoad(ctx, c, "put", common...)
+			if err != nil {
+				return rows, err
+			}
+			r := loadRow(put, "put", size, conc)
+			if size < 1<<20 {
+				r.reference = fmt.Sprintf("%.0f ops/s (%d fsync'd files of %s, %d at once)", small[conc],
+					dataShards+parityShards, humanSize(size/dataShards), conc)
+				r.ratio = put.OpsPerSec / small[conc]
+				if conc == 8 {
+					r.target, r.ok = atLeast(r.ratio, 0.50)
+				}
+			} else {
+				r.reference = fmt.Sprintf("%s (disk × %d/%d)", mibps(putRef), dataShards, dataShards+parityShards)
+				r.ratio = put.MiBPerSec * (1 << 20) / putRef
+				if size == 8<<20 && conc == 8 {
+					r.target, r.ok = atLeast(r.ratio, 0.60)
+				}
+			}
+			rows = append(rows, r)
+
+			objects := max(conc, min(4*conc, int((1<<30)/size)))
+			get, err := runLoad(ctx, c, "get", append(common, "--objects", strconv.Itoa(objects))...)
+			if err != nil {
+				return rows, err
+			}
+			r = loadRow(get, "get", size, conc)
+			r.reference = mibps(tcp) + " (loopback TCP)"
+			r.ratio = get.MiBPerSec * (1 << 20) / tcp
+			if size == 8<<20 && conc == 8 {
+				r.target, r.ok = atLeast(r.ratio, 0.35)
+			}
+			r.note += fmt.Sprintf(", %s verified", humanSize(get.BytesVerified))
+			rows = append(rows, r)
+		}
+	}
+	return rows, nil
+}
+
+// runLoad runs `clipstore bench WORKLOAD args...` and returns the result
+// of its operation; any failed operation is an error.
+func runLoad(ctx context.Context, c *benchCluster, workload string, args ...string) (loadResult, error) {
+	var out bytes.Buffer
+	_, err := c.clipstore(ctx, nil, &out, append([]string{"bench", workload}, args...)...)
+	var rep loadReport
+	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
+		if err == nil {
+			err = fmt.Errorf("clipstore bench %s: bad JSON (%v): %q", workload, jerr, out.String())
+		}
+		return loadResult{}, err
+	}
+	if err != nil {
+		return loadResult{}, fmt.Errorf("%w: %v", err, rep.ErrorSamples)
+	}
+	for _, r := range rep.Results {
+		if r.Op == workload {
+			fmt.Fprintf(os.Stderr, "%s %s ×%d: %.1f MiB/s, %.1f ops/s, p50 %.1f ms, p99 %.1f ms\n", workload,
+				humanSize(r.Size), rep.Concurrency, r.MiBPerSec, r.OpsPerSec, r.LatencyMS.P50, r.LatencyMS.P99)
+			return r, nil
+		}
+	}
+	return loadResult{}, fmt.Errorf("clipstore bench %s: no %q result in %q", workload, workload, out.String())
+}
+
+func loadRow(r loadResult, op string, size int64, conc int) row {
+	return row{area: "end to end", name: fmt.Sprintf("%s %s × %d", op, humanSize(size), conc),
+		measured: fmt.Sprintf("%.1f MiB/s, %.0f ops/s", r.MiBPerSec, r.OpsPerSec),
+		note:     fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)}
+}
+
+// memoryRows puts and gets one clip of size bytes through the CLI
+// (stdin to stdout) and reports the peak RSS of the client processes and
+// of the storage nodes.
+func memoryRows(ctx context.Context, c *benchCluster, size int64) ([]row, error) {
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	src := io.TeeReader(newPatternReader(size), crc)
+	start := time.Now()
+	putRSS, err := c.clipstore(ctx, src, nil, "put", "bench/memory", "-")
+	if err != nil {
+		return nil, err
+	}
+	putTime := time.Since(start)
+	got := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	counter := &countingWriter{w: got}
+	start = time.Now()
+	getRSS, err := c.clipstore(ctx, nil, counter, "get", "bench/memory", "-")
+	if err != nil {
+		return nil, err
+	}
+	getTime := time.Since(start)
+	if counter.n != size || got.Sum32() != crc.Sum32() {
+		return nil, fmt.Errorf("get of the %s clip returned %d bytes with CRC32C %08x, want %d bytes with %08x",
+			humanSize(size), counter.n, got.Sum32(), size, crc.Sum32())
+	}
+	var nodeRSS int64
+	var worst string
+	for _, p := range c.storage {
+		rss, err := p.peakRSS()
+		if err != nil {
+			return nil, err
+		}
+		if rss > nodeRSS {
+			nodeRSS, worst = rss, p.name
+		}
+	}
+	if _, err := c.clipstore(ctx, nil, nil, "rm", "bench/memory"); err != nil {
+		return nil, err
+	}
+	limitRow := func(name string, rss, limit int64, note string) row {
+		ok := rss < limit
+		return row{area: "memory", name: name, measured: humanSize(rss) + " peak RSS", reference: humanSize(limit) + " (limit)",
+			ratio: float64(rss) / float64(limit), target: "< 1.00", ok: &ok, note: note}
+	}
+	clip := humanSize(size)
+	return []row{
+		limitRow("clipstore put of a "+clip+" clip from stdin", putRSS, clientRSSLimit, fmt.Sprintf("%s in %v", mibps(float64(size)/putTime.Seconds()), putTime.Round(time.Millisecond))),
+		limitRow("clipstore get of a "+clip+" clip to stdout", getRSS, clientRSSLimit, fmt.Sprintf("%s in %v, CRC32C checked", mibps(float64(size)/getTime.Seconds()), getTime.Round(time.Millisecond))),
+		limitRow("storage node during both", nodeRSS, storageRSSLimit, "largest of the "+strconv.Itoa(len(c.storage))+" nodes' VmHWM ("+worst+")"),
+	}, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.w.Write(p)
+}
+
+func mibps(bytesPerSec float64) string { return fmt.Sprintf("%.1f MiB/s", bytesPerSec/(1<<20)) }
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,175 @@
+package main
+
+// The raw references the end-to-end figures are measured against, on the
+// same disk and the same loopback interface, in the same run.
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// diskWriteRate writes total bytes to a new file in dir in 1 MiB writes
+// and fsyncs it (dd bs=1M conv=fsync), and returns bytes/s.
+func diskWriteRate(dir string, total int64) (float64, error) {
+	buf := make([]byte, 1<<20)
+	rand.Read(buf)
+	name := filepath.Join(dir, "ref-disk-write")
+	defer os.Remove(name)
+	f, err := os.Create(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	start := time.Now()
+	for n := int64(0); n < total; n += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			return 0, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	return float64(total) / time.Since(start).Seconds(), nil
+}
+
+// smallFilesOpsPerSec is the rate of "puts" of raw files: one op creates,
+// writes and fsyncs files files of size bytes each, in turn; workers ops
+// run at once, for d.
+func smallFilesOpsPerSec(dir string, files, size, workers int, d time.Duration) (float64, error) {
+	buf := make([]byte, size)
+	rand.Read(buf)
+	root := filepath.Join(dir, "ref-small-files")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(root)
+	var ops atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				for j := range files {
+					name := filepath.Join(root, fmt.Sprintf("w%d-%d-%d", w, i, j))
+					err := writeFileSync(name, buf)
+					if err == nil {
+						err = os.Remove(name) // keep the directory small, as GC keeps the store's
+					}
+					if err != nil {
+						once.Do(func() { firstErr = err })
+						return
+					}
+				}
+				ops.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(ops.Load()) / time.Since(start).Seconds(), nil
+}
+
+func writeFileSync(name string, data []byte) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// loopbackTCPRate copies total bytes over one TCP connection on
+// 127.0.0.1 in 1 MiB writes, the receiver discarding them, and returns
+// bytes/s.
+func loopbackTCPRate(total int64) (float64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	received := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			received <- err
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 1<<20)
+		var n int64
+		for n < total {
+			m, err := conn.Read(buf)
+			n += int64(m)
+			if err != nil {
+				received <- fmt.Errorf("after %d bytes: %w", n, err)
+				return
+			}
+		}
+		received <- nil
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	buf := make([]byte, 1<<20)
+	rand.Read(buf)
+	start := time.Now()
+	for n := int64(0); n < total; n += int64(len(buf)) {
+		if _, err := conn.Write(buf); err != nil {
+			return 0, err
+		}
+	}
+	if err := <-received; err != nil {
+		return 0, err
+	}
+	return float64(total) / time.Since(start).Seconds(), nil
+}
+
+// patternReader yields n bytes of a 1 MiB random pattern, shifted by one
+// byte each round so no two MiB of the stream are equal.
+type patternReader struct {
+	pat  []byte
+	n    int64
+	read int64
+}
+
+func newPatternReader(n int64) *patternReader {
+	pat := make([]byte, 1<<20+1)
+	rand.Read(pat)
+	return &patternReader{pat: pat, n: n}
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.read >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n-r.read)]
+	done := 0
+	for done < len(p) {
+		off := int(r.read % int64(len(r.pat)))
+		c := copy(p[done:], r.pat[off:])
+		done += c
+		r.read += int64(c)
+	}
+	return done, nil
+}
