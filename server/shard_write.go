@@ -248,17 +248,26 @@ func (w *ShardWriter) mkdirs(dir string) error {
 	if _, err := w.d.fs.Stat(dir); err == nil {
 		return nil
 	}
+	// The directories from the highest missing one down: each new entry
+	// is made durable by an fsync of its parent, and only those parents
+	// need one (a new leaf of an existing fan-out costs one fsync, not one
+	// per level up to the root).
+	missing := []string{dir}
+	for p := parentDir(dir); p != "."; p = parentDir(p) {
+		if _, err := w.d.fs.Stat(p); err == nil {
+			break
+		}
+		missing = append(missing, p)
+	}
 	if err := w.d.fs.MkdirAll(dir, 0o755); err != nil {
 		return diskError("create shard directory", err)
 	}
-	for p := parentDir(dir); ; p = parentDir(p) {
-		if err := w.d.fs.SyncDir(p); err != nil {
+	for _, d := range missing {
+		if err := w.d.fs.SyncDir(parentDir(d)); err != nil {
 			return diskError("fsync directory", err)
 		}
-		if p == "." {
-			return nil
-		}
 	}
+	return nil
 }
 
 // Abort drops the shard being written. It is safe to call more than once
