@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/clipstore/clipstore/internal/wire"
@@ -19,7 +18,6 @@ type service struct {
 	pb.UnimplementedStorageServiceServer
 	store     *Store
 	nodeID    string
-	bufs      sync.Pool     // read buffers, one unit each
 	onCorrupt func(ShardID) // nil when stand-alone
 }
 
@@ -194,16 +192,17 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 	if err != nil {
 		return err
 	}
-	buf := s.getBuf(r.UnitSize())
-	defer s.bufs.Put(buf)
-	resp := &pb.ReadShardResponse{Header: headerToProto(r.Header())}
+	header := headerToProto(r.Header())
 	if first == end { // empty range: the header alone
-		return stream.Send(resp)
+		return stream.Send(&pb.ReadShardResponse{Header: header})
 	}
 	for b := first; b < end; b++ {
 		if err := stream.Context().Err(); err != nil {
 			return err
 		}
+		// Each unit is read into its own pooled buffer, which the send
+		// hands to gRPC without a copy (see wire.OwnedPiece).
+		buf := wire.Pool.Get(r.UnitSize())
 		data, trailer, err := r.ReadPiece(b, *buf)
 		var corrupt *CorruptPieceError
 		if errors.As(err, &corrupt) && s.onCorrupt != nil {
@@ -211,16 +210,18 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		}
 		switch {
 		case errors.As(err, &corrupt) && req.GetSkipCorrupt():
-			resp.Piece = &pb.Piece{Block: b, Corrupt: true}
+			wire.Pool.Put(buf)
+			err = stream.Send(&pb.ReadShardResponse{Header: header, Piece: &pb.Piece{Block: b, Corrupt: true}})
 		case err != nil:
+			wire.Pool.Put(buf)
 			return err
 		default:
-			resp.Piece = &pb.Piece{Block: b, Data: data, Trailer: trailer}
+			err = stream.SendMsg(&wire.OwnedPiece{Header: header, Block: b, Data: data, Trailer: trailer, Buf: buf})
 		}
-		if err := stream.Send(resp); err != nil {
+		if err != nil {
 			return err
 		}
-		resp.Header = nil
+		header = nil
 	}
 	return nil
 }
@@ -237,15 +238,6 @@ func blockRange(first, count, n uint64) (uint64, uint64, error) {
 		return 0, 0, fmt.Errorf("%w: blocks %d..%d of a shard with %d blocks", ErrOutOfRange, first, first+count-1, n)
 	}
 	return first, first + count, nil
-}
-
-func (s *service) getBuf(n int) *[]byte {
-	if b, ok := s.bufs.Get().(*[]byte); ok && cap(*b) >= n {
-		*b = (*b)[:n]
-		return b
-	}
-	b := make([]byte, n)
-	return &b
 }
 
 func (s *service) DeleteShard(ctx context.Context, req *pb.DeleteShardRequest) (*pb.DeleteShardResponse, error) {

@@ -280,3 +280,55 @@ func (r *reader) skip(typ protowire.Type) error {
 	r.limit -= n
 	return nil
 }
+
+// OwnedPiece is a ReadShardResponse to send whose piece data is handed to
+// gRPC without a copy: Data must start Buf, a buffer from Pool, which
+// belongs to gRPC once the message is sent (gRPC gives it back to Pool
+// when the bytes are on the wire). Send it with the stream's SendMsg on a
+// server that uses ServerOptions; the receiver sees a ReadShardResponse.
+type OwnedPiece struct {
+	Header        *pb.ShardHeader // first message of a stream only
+	Block         uint64
+	Data, Trailer []byte
+	Buf           *[]byte
+}
+
+// marshalOwnedPiece encodes p as three buffers: the fields before the
+// data, the data itself (Buf), and the trailer field.
+func marshalOwnedPiece(p *OwnedPiece) (mem.BufferSlice, error) {
+	var head []byte
+	if p.Header != nil {
+		h, err := proto.Marshal(p.Header)
+		if err != nil {
+			return nil, err
+		}
+		head = protowire.AppendTag(head, 1, protowire.BytesType)
+		head = protowire.AppendBytes(head, h)
+	}
+	inner := 0
+	if p.Block != 0 {
+		inner += protowire.SizeTag(1) + protowire.SizeVarint(p.Block)
+	}
+	inner += protowire.SizeTag(2) + protowire.SizeBytes(len(p.Data))
+	inner += protowire.SizeTag(3) + protowire.SizeBytes(len(p.Trailer))
+	head = protowire.AppendTag(head, 2, protowire.BytesType)
+	head = protowire.AppendVarint(head, uint64(inner))
+	if p.Block != 0 {
+		head = protowire.AppendTag(head, 1, protowire.VarintType)
+		head = protowire.AppendVarint(head, p.Block)
+	}
+	head = protowire.AppendTag(head, 2, protowire.BytesType)
+	head = protowire.AppendVarint(head, uint64(len(p.Data)))
+	tail := protowire.AppendTag(nil, 3, protowire.BytesType)
+	tail = protowire.AppendBytes(tail, p.Trailer) // copied: the trailer may share Buf
+	out := mem.BufferSlice{mem.SliceBuffer(head)}
+	switch {
+	case len(p.Data) == 0:
+	case p.Buf != nil && len(*p.Buf) > 0 && &(*p.Buf)[0] == &p.Data[0]:
+		*p.Buf = (*p.Buf)[:len(p.Data)]
+		out = append(out, mem.NewBuffer(p.Buf, Pool))
+	default:
+		out = append(out, mem.SliceBuffer(p.Data))
+	}
+	return append(out, mem.SliceBuffer(tail)), nil
+}

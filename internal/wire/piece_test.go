@@ -196,3 +196,54 @@ func BenchmarkUnmarshalPiece(b *testing.B) {
 		}
 	})
 }
+
+func TestOwnedPieceMarshal(t *testing.T) {
+	h := &pb.ShardHeader{ShardId: pattern(16, 1), Index: 2, DataShards: 4, ParityShards: 2, BlockSize: 1 << 20}
+	for _, tc := range []struct {
+		name   string
+		header *pb.ShardHeader
+		block  uint64
+		data   int
+		owned  bool
+	}{
+		{"owned, with header, block 0", h, 0, 70000, true},
+		{"owned, block 5", nil, 5, 70000, true},
+		{"not from the pool", nil, 9, 70000, false},
+		{"small", h, 1, 10, true},
+		{"empty data", nil, 3, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := Pool.Get(tc.data + 28)
+			copy(*buf, pattern(tc.data+28, 9))
+			data, trailer := (*buf)[:tc.data], (*buf)[tc.data:]
+			want := &pb.ReadShardResponse{Header: tc.header, Piece: &pb.Piece{Block: tc.block, Data: bytes.Clone(data), Trailer: bytes.Clone(trailer)}}
+			msg := &OwnedPiece{Header: tc.header, Block: tc.block, Data: data, Trailer: trailer, Buf: buf}
+			if !tc.owned {
+				msg.Data, msg.Buf = bytes.Clone(data), nil
+			}
+			out, err := Codec.Marshal(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.owned && tc.data >= 1<<10 && out.Len() > 0 && len(out) == 3 && &out[1].ReadOnlyData()[0] != &data[0] {
+				t.Fatal("the data was copied")
+			}
+			wire := out.Materialize()
+			out.Free()
+			got := new(pb.ReadShardResponse)
+			if err := proto.Unmarshal(wire, got); err != nil {
+				t.Fatalf("protobuf cannot decode it: %v", err)
+			}
+			if want.Piece.Data == nil {
+				want.Piece.Data = []byte{}
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("protobuf decodes %v, want %v", got, want)
+			}
+			got2 := new(pb.ReadShardResponse)
+			if err := Codec.Unmarshal(split(wire, 100), got2); err != nil || !proto.Equal(got2, want) {
+				t.Fatalf("Codec decodes %v (%v), want %v", got2, err, want)
+			}
+		})
+	}
+}

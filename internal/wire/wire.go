@@ -132,6 +132,9 @@ type codec struct{}
 func (codec) Name() string { return "proto" }
 
 func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if p, ok := v.(*OwnedPiece); ok {
+		return marshalOwnedPiece(p)
+	}
 	m := messageOf(v)
 	if m == nil {
 		return nil, fmt.Errorf("wire: cannot marshal %T: not a protobuf message", v)
