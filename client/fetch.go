@@ -170,35 +170,61 @@ func (rr *rangeRead) close() {
 // further pieces (data, then parity) until the block can be rebuilt. Every
 // byte returned was verified by the BlockDecoder.
 func (rr *rangeRead) decode(dst []byte, e erasure.Extent) ([]byte, error) {
+	out := dst
+	err := rr.run(e, func() (err error) {
+		out, err = rr.dec.Decode(dst, e, rr.units)
+		return err
+	})
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// pieces is decode without the copy into a block: it returns extent e's
+// bytes as verified slices of the units (see erasure.BlockDecoder.Pieces),
+// valid until the next call.
+func (rr *rangeRead) pieces(e erasure.Extent) ([][]byte, error) {
+	var out [][]byte
+	err := rr.run(e, func() (err error) {
+		out, err = rr.dec.Pieces(e, rr.units)
+		return err
+	})
+	return out, err
+}
+
+// run fetches the units extent e needs and calls decode until it
+// succeeds, fetching more units after each ErrUnrecoverable.
+func (rr *rangeRead) run(e erasure.Extent, decode func() error) error {
 	rr.recycle()
 	clear(rr.tried)
 	complete := true
 	for i := e.First; i <= e.Last; i++ {
 		if err := rr.fetch(e.Block, i); err != nil {
-			return dst, err
+			return err
 		}
 		complete = complete && rr.units[i] != nil
 	}
 	for {
 		if !complete {
 			if _, err := rr.fill(e.Block); err != nil {
-				return dst, err
+				return err
 			}
 		}
-		out, err := rr.dec.Decode(dst, e, rr.units)
+		err := decode()
 		rr.noteFaults()
 		if err == nil {
-			return out, nil
+			return nil
 		}
 		if !errors.Is(err, erasure.ErrUnrecoverable) {
-			return dst, err
+			return err
 		}
 		added, ferr := rr.fill(e.Block)
 		if ferr != nil {
-			return dst, ferr
+			return ferr
 		}
 		if added == 0 {
-			return dst, fmt.Errorf("%w: %s/%s: %w", ErrUnrecoverable, rr.v.info.Bucket, rr.v.info.Key, err)
+			return fmt.Errorf("%w: %s/%s: %w", ErrUnrecoverable, rr.v.info.Bucket, rr.v.info.Key, err)
 		}
 		complete = false
 	}

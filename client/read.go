@@ -189,8 +189,9 @@ func (v *clipView) flushReports(ctx context.Context, readErr error) {
 }
 
 // readRange decodes the clip bytes [off, off+n). With dst (len >= n) it
-// decodes into dst; otherwise it hands each block's bytes to emit, valid
-// until emit returns.
+// decodes into dst; otherwise it hands the bytes to emit piece by piece
+// (verified, straight from the fetched units: no copy), each valid until
+// emit returns.
 func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit func([]byte) error) (err error) {
 	defer func() { v.flushReports(ctx, err) }()
 	ext, err := v.layout.Extents(off, n)
@@ -199,19 +200,17 @@ func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit
 	}
 	rr := v.newRangeRead(ctx, ext[len(ext)-1].Block+1)
 	defer rr.close()
-	var buf []byte
-	if dst == nil {
-		buf = make([]byte, 0, v.layout.Code().BlockSize())
-	}
 	pos := 0
 	for _, e := range ext {
 		if dst == nil {
-			out, err := rr.decode(buf, e)
+			pieces, err := rr.pieces(e)
 			if err != nil {
 				return err
 			}
-			if err := emit(out); err != nil {
-				return err
+			for _, p := range pieces {
+				if err := emit(p); err != nil {
+					return err
+				}
 			}
 			continue
 		}

@@ -146,6 +146,7 @@ type BlockDecoder struct {
 	src sliceSource
 	rep Report
 	d   *decoder
+	out [][]byte // Pieces' result
 }
 
 // NewBlockDecoder returns a BlockDecoder for the clip.
@@ -187,6 +188,31 @@ func (bd *BlockDecoder) Decode(dst []byte, e Extent, units [][]byte) ([]byte, er
 		return dst, nil
 	}
 	return bd.d.appendExtent(dst[:start], e), nil
+}
+
+// Pieces is Decode without the copy: it verifies (and if need be
+// rebuilds) the pieces of extent e and returns the extent's bytes as
+// slices, in order, of the caller's units or of the decoder's own buffers.
+// They are valid until the next call and until the units change; a caller
+// that writes them out (to a file, a socket) saves copying every byte into
+// a block first.
+func (bd *BlockDecoder) Pieces(e Extent, units [][]byte) ([][]byte, error) {
+	if err := bd.use(units); err != nil {
+		return nil, err
+	}
+	defer bd.done()
+	if n := bd.l.BlockLen(e.Block); e.Lo < 0 || e.Lo >= e.Hi || e.Hi > n || e != bd.l.extent(e.Block, e.Lo, e.Hi) {
+		return nil, fmt.Errorf("%w: extent %+v is not one of this clip's", ErrRange, e)
+	}
+	if _, err := bd.d.block(e.Block, e.pieces()); err != nil {
+		return nil, err
+	}
+	bd.out = bd.out[:0]
+	for i := e.First; i <= e.Last; i++ {
+		lo, hi := e.Span(i)
+		bd.out = append(bd.out, bd.d.shards[i][lo:hi:hi])
+	}
+	return bd.out, nil
 }
 
 // decodeWhole decodes a whole block in place in dst. Missing or corrupt

@@ -506,3 +506,51 @@ func TestBlockDecoderLost(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockDecoderPieces checks Pieces against the clip for every extent
+// of a few ranges, with all data pieces, with data pieces lost (rebuilt
+// from parity) and with a corrupt one (an error, no bytes).
+func TestBlockDecoderPieces(t *testing.T) {
+	c := mustCode(t, 3, 2, testBS)
+	data := randBytes(17, testSize)
+	streams, _ := encodeAll(t, c, data)
+	l, _ := c.Layout(testSize)
+	bd := l.NewBlockDecoder()
+	units := func(b int64, have ...int) [][]byte {
+		u := make([][]byte, c.Shards())
+		for _, i := range have {
+			u[i] = streams[i][l.UnitOffset(b) : l.UnitOffset(b)+int64(l.UnitLen(b))]
+		}
+		return u
+	}
+	for _, have := range [][]int{{0, 1, 2}, {1, 3, 4}, {0, 2, 4}, {2, 3, 4}} {
+		for _, r := range []struct{ off, n int64 }{{0, testSize}, {1, 10}, {testBS - 5, 700}, {testSize - 3, 3}} {
+			ext, err := l.Extents(r.off, r.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			for _, e := range ext {
+				pieces, err := bd.Pieces(e, units(e.Block, have...))
+				if err != nil {
+					t.Fatalf("shards %v, range %+v, block %d: %v", have, r, e.Block, err)
+				}
+				for _, p := range pieces {
+					got = append(got, p...)
+				}
+			}
+			if !bytes.Equal(got, data[r.off:r.off+r.n]) {
+				t.Fatalf("shards %v, range %+v: wrong bytes", have, r)
+			}
+		}
+	}
+	u := units(1, 0, 1, 2)
+	u[0] = bytes.Clone(u[0])
+	u[0][0] ^= 1
+	if p, err := bd.Pieces(l.Extent(1), u); !errors.Is(err, ErrUnrecoverable) || p != nil {
+		t.Fatalf("corrupt piece without parity: %d pieces, %v", len(p), err)
+	}
+	if _, err := bd.Pieces(Extent{Block: 9, Hi: 1}, units(0, 0, 1, 2)); !errors.Is(err, ErrRange) {
+		t.Fatalf("bad extent: %v", err)
+	}
+}

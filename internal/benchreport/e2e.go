@@ -52,28 +52,32 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 	if o.quick {
 		diskBytes, tcpBytes, refDur = 256<<20, 1<<30, 2*time.Second
 	}
-	disk, err := diskWriteRate(o.dir, diskBytes)
+	// The machine is shared and noisy: each rate is the best of three, so
+	// the reference is what the hardware can do, not a slow moment of it.
+	disk, err := bestOf(3, func() (float64, error) { return diskWriteRate(o.dir, diskBytes) })
 	if err != nil {
 		return nil, fmt.Errorf("disk reference: %w", err)
 	}
-	tcp, err := loopbackTCPRate(tcpBytes)
+	tcp, err := bestOf(3, func() (float64, error) { return loopbackTCPRate(tcpBytes) })
 	if err != nil {
 		return nil, fmt.Errorf("loopback reference: %w", err)
 	}
 	small := map[int]float64{}
 	for _, c := range o.concurrency {
-		if small[c], err = smallFilesOpsPerSec(o.dir, dataShards+parityShards, (64<<10)/dataShards, c, refDur); err != nil {
+		if small[c], err = bestOf(2, func() (float64, error) {
+			return smallFilesOpsPerSec(o.dir, dataShards+parityShards, (64<<10)/dataShards, c, refDur)
+		}); err != nil {
 			return nil, fmt.Errorf("small-file reference: %w", err)
 		}
 	}
 	putRef := disk * dataShards / (dataShards + parityShards)
 	rows := []row{
-		{area: "reference", name: "disk: 1 MiB writes then fsync (dd conv=fsync)", measured: mibps(disk), note: fmt.Sprintf("%s file", humanSize(diskBytes))},
-		{area: "reference", name: "loopback TCP copy, one connection", measured: mibps(tcp), note: fmt.Sprintf("%s in 1 MiB writes", humanSize(tcpBytes))},
+		{area: "reference", name: "disk: 1 MiB writes then fsync (dd conv=fsync)", measured: mibps(disk), note: fmt.Sprintf("%s file, best of 3", humanSize(diskBytes))},
+		{area: "reference", name: "loopback TCP copy, one connection", measured: mibps(tcp), note: fmt.Sprintf("%s in 1 MiB writes, best of 3", humanSize(tcpBytes))},
 	}
 	for _, c := range o.concurrency {
 		rows = append(rows, row{area: "reference", name: fmt.Sprintf("create+write+fsync %d files of 16 KiB, %d at once", dataShards+parityShards, c),
-			measured: fmt.Sprintf("%.0f ops/s", small[c])})
+			measured: fmt.Sprintf("%.0f ops/s", small[c]), note: fmt.Sprintf("%v, best of 2", refDur)})
 	}
 
 	c, err := startBenchCluster(ctx, bin, o.dir, storageNodes)

@@ -15,6 +15,19 @@ import (
 	"time"
 )
 
+// bestOf returns the highest of n measurements.
+func bestOf(n int, measure func() (float64, error)) (float64, error) {
+	best := 0.0
+	for range n {
+		v, err := measure()
+		if err != nil {
+			return 0, err
+		}
+		best = max(best, v)
+	}
+	return best, nil
+}
+
 // diskWriteRate writes total bytes to a new file in dir in 1 MiB writes
 // and fsyncs it (dd bs=1M conv=fsync), and returns bytes/s.
 func diskWriteRate(dir string, total int64) (float64, error) {
