@@ -170,8 +170,8 @@ func (bd *BlockDecoder) Decode(dst []byte, e Extent, units [][]byte) ([]byte, er
 		return dst, err
 	}
 	defer bd.done()
-	if n := bd.l.BlockLen(e.Block); e.Lo < 0 || e.Lo >= e.Hi || e.Hi > n || e != bd.l.extent(e.Block, e.Lo, e.Hi) {
-		return dst, fmt.Errorf("%w: extent %+v is not one of this clip's", ErrRange, e)
+	if err := bd.checkExtent(e); err != nil {
+		return dst, err
 	}
 	// Copy first and verify after (the copy leaves the pieces in cache for
 	// the CRC); the bytes are returned only once they are verified.
@@ -201,8 +201,8 @@ func (bd *BlockDecoder) Pieces(e Extent, units [][]byte) ([][]byte, error) {
 		return nil, err
 	}
 	defer bd.done()
-	if n := bd.l.BlockLen(e.Block); e.Lo < 0 || e.Lo >= e.Hi || e.Hi > n || e != bd.l.extent(e.Block, e.Lo, e.Hi) {
-		return nil, fmt.Errorf("%w: extent %+v is not one of this clip's", ErrRange, e)
+	if err := bd.checkExtent(e); err != nil {
+		return nil, err
 	}
 	if _, err := bd.d.block(e.Block, e.pieces()); err != nil {
 		return nil, err
@@ -213,6 +213,15 @@ func (bd *BlockDecoder) Pieces(e Extent, units [][]byte) ([][]byte, error) {
 		bd.out = append(bd.out, bd.d.shards[i][lo:hi:hi])
 	}
 	return bd.out, nil
+}
+
+// checkExtent rejects an extent that Layout.Extents or Layout.Extent
+// would not have produced for this clip.
+func (bd *BlockDecoder) checkExtent(e Extent) error {
+	if n := bd.l.BlockLen(e.Block); e.Lo < 0 || e.Lo >= e.Hi || e.Hi > n || e != bd.l.extent(e.Block, e.Lo, e.Hi) {
+		return fmt.Errorf("%w: extent %+v is not one of this clip's", ErrRange, e)
+	}
+	return nil
 }
 
 // decodeWhole decodes a whole block in place in dst. Missing or corrupt

@@ -402,13 +402,7 @@ func TestBlockDecoder(t *testing.T) {
 	streams, res := encodeAll(t, c, data)
 	l, _ := c.Layout(testSize)
 	bd := l.NewBlockDecoder()
-	units := func(b int64, have ...int) [][]byte {
-		u := make([][]byte, c.Shards())
-		for _, i := range have {
-			u[i] = streams[i][l.UnitOffset(b) : l.UnitOffset(b)+int64(l.UnitLen(b))]
-		}
-		return u
-	}
+	units := unitsOf(l, streams)
 	var got []byte
 	for b := range l.Blocks() {
 		var err error
@@ -516,13 +510,7 @@ func TestBlockDecoderPieces(t *testing.T) {
 	streams, _ := encodeAll(t, c, data)
 	l, _ := c.Layout(testSize)
 	bd := l.NewBlockDecoder()
-	units := func(b int64, have ...int) [][]byte {
-		u := make([][]byte, c.Shards())
-		for _, i := range have {
-			u[i] = streams[i][l.UnitOffset(b) : l.UnitOffset(b)+int64(l.UnitLen(b))]
-		}
-		return u
-	}
+	units := unitsOf(l, streams)
 	for _, have := range [][]int{{0, 1, 2}, {1, 3, 4}, {0, 2, 4}, {2, 3, 4}} {
 		for _, r := range []struct{ off, n int64 }{{0, testSize}, {1, 10}, {testBS - 5, 700}, {testSize - 3, 3}} {
 			ext, err := l.Extents(r.off, r.n)
@@ -552,5 +540,17 @@ func TestBlockDecoderPieces(t *testing.T) {
 	}
 	if _, err := bd.Pieces(Extent{Block: 9, Hi: 1}, units(0, 0, 1, 2)); !errors.Is(err, ErrRange) {
 		t.Fatalf("bad extent: %v", err)
+	}
+}
+
+// unitsOf returns a function that cuts unit b of the shards named in have
+// out of the encoded shard streams, leaving the other indices nil.
+func unitsOf(l Layout, streams [][]byte) func(b int64, have ...int) [][]byte {
+	return func(b int64, have ...int) [][]byte {
+		u := make([][]byte, len(streams))
+		for _, i := range have {
+			u[i] = streams[i][l.UnitOffset(b) : l.UnitOffset(b)+int64(l.UnitLen(b))]
+		}
+		return u
 	}
 }

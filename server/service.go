@@ -94,11 +94,8 @@ func (s *service) receive(stream grpc.ClientStreamingServer[pb.WriteShardRequest
 			req := wire.PieceInto(new(pb.WriteShardRequest), bufs[i%2])
 			err := stream.RecvMsg(req)
 			if p := req.GetPiece(); p != nil && cap(bufs[i%2]) == 0 {
-				if u, ok := wire.Adjacent(p.Data, p.Trailer); ok && len(u) > 0 {
-					bufs[i%2] = u[:0] // decoded into a new array: keep it
-				} else {
-					bufs[i%2] = (*wire.Pool.Get(len(p.Data) + len(p.Trailer)))[:0]
-				}
+				// The first piece sizes the buffer for those that follow.
+				bufs[i%2] = (*wire.Pool.Get(len(p.Data) + len(p.Trailer)))[:0]
 			}
 			select {
 			case r.msgs <- recvResult{req, err}:

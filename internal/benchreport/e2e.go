@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/clipstore/clipstore/internal/loadgen"
 )
 
 // The cluster `make bench` measures: RS 4+2 on 6 storage processes.
@@ -19,28 +21,6 @@ const (
 	clientRSSLimit           = 64 << 20
 	storageRSSLimit          = 128 << 20
 )
-
-// loadReport is the JSON `clipstore bench --json` prints.
-type loadReport struct {
-	Workload     string       `json:"workload"`
-	Concurrency  int          `json:"concurrency"`
-	Results      []loadResult `json:"results"`
-	ErrorSamples []string     `json:"error_samples"`
-}
-
-type loadResult struct {
-	Op            string  `json:"op"`
-	Size          int64   `json:"size"`
-	Count         int64   `json:"count"`
-	Errors        int64   `json:"errors"`
-	Bytes         int64   `json:"bytes"`
-	BytesVerified int64   `json:"bytes_verified"`
-	MiBPerSec     float64 `json:"mib_per_sec"`
-	OpsPerSec     float64 `json:"ops_per_sec"`
-	LatencyMS     struct {
-		P50, P90, P99, Max float64
-	} `json:"latency_ms"`
-}
 
 func endToEnd(ctx context.Context, o options) ([]row, error) {
 	bin, err := build(o.dir)
@@ -141,33 +121,33 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 
 // runLoad runs `clipstore bench WORKLOAD args...` and returns the result
 // of its operation; any failed operation is an error.
-func runLoad(ctx context.Context, c *benchCluster, workload string, args ...string) (loadResult, error) {
+func runLoad(ctx context.Context, c *benchCluster, workload string, args ...string) (loadgen.Result, error) {
 	var out bytes.Buffer
 	_, err := c.clipstore(ctx, nil, &out, append([]string{"bench", workload}, args...)...)
-	var rep loadReport
+	var rep loadgen.Report
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
 		if err == nil {
 			err = fmt.Errorf("clipstore bench %s: bad JSON (%v): %q", workload, jerr, out.String())
 		}
-		return loadResult{}, err
+		return loadgen.Result{}, err
 	}
 	if err != nil {
-		return loadResult{}, fmt.Errorf("%w: %v", err, rep.ErrorSamples)
+		return loadgen.Result{}, fmt.Errorf("%w: %v", err, rep.ErrorSamples)
 	}
 	for _, r := range rep.Results {
 		if r.Op == workload {
 			fmt.Fprintf(os.Stderr, "%s %s ×%d: %.1f MiB/s, %.1f ops/s, p50 %.1f ms, p99 %.1f ms\n", workload,
-				humanSize(r.Size), rep.Concurrency, r.MiBPerSec, r.OpsPerSec, r.LatencyMS.P50, r.LatencyMS.P99)
+				humanSize(r.Size), rep.Concurrency, r.MiBPerSec, r.OpsPerSec, r.Latency.P50, r.Latency.P99)
 			return r, nil
 		}
 	}
-	return loadResult{}, fmt.Errorf("clipstore bench %s: no %q result in %q", workload, workload, out.String())
+	return loadgen.Result{}, fmt.Errorf("clipstore bench %s: no %q result in %q", workload, workload, out.String())
 }
 
-func loadRow(r loadResult, op string, size int64, conc int) row {
+func loadRow(r loadgen.Result, op string, size int64, conc int) row {
 	return row{area: "end to end", name: fmt.Sprintf("%s %s × %d", op, humanSize(size), conc),
 		measured: fmt.Sprintf("%.1f MiB/s, %.0f ops/s", r.MiBPerSec, r.OpsPerSec),
-		note:     fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)}
+		note:     fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)}
 }
 
 // memoryRows puts and gets one clip of size bytes through the CLI
