@@ -97,8 +97,8 @@ func (a *applier) setMember(c *pb.SetMemberCommand) (proto.Message, error) {
 // setRepairLimits stores the repair limits the leader merged: both fields
 // are set in the command.
 func (a *applier) setRepairLimits(c *pb.RepairLimitsRequest) (proto.Message, error) {
-	if c.Concurrency == nil || c.BytesPerSec == nil || *c.Concurrency < 1 || *c.Concurrency > 10000 {
-		return nil, fmt.Errorf("%w: repair concurrency must be 1..10000", ErrInvalidArgument)
+	if c.Concurrency == nil || c.BytesPerSec == nil || *c.Concurrency > 10000 {
+		return nil, fmt.Errorf("%w: repair concurrency must be 0..10000 (0 pauses repair)", ErrInvalidArgument)
 	}
 	l := &pb.RepairLimits{Concurrency: *c.Concurrency, BytesPerSec: *c.BytesPerSec}
 	return &pb.RepairLimitsResponse{Limits: l}, putMsg(a.tx.Bucket(bktSettings), keyRepairLimits, l)

@@ -44,8 +44,8 @@ type Config struct {
 	// RepairAfter is how long a node may stay down before its shards are
 	// rebuilt elsewhere (a node back before then is simply up again).
 	RepairAfter time.Duration
-	// RepairConcurrency bounds the repairs running cluster-wide and
-	// RepairPerNode those one node runs; RepairTaskTimeout is when an
+	// RepairConcurrency bounds the repairs running cluster-wide (0 pauses
+	// repair: nothing is planned) and RepairPerNode those one node runs; RepairTaskTimeout is when an
 	// unfinished repair is planned again.
 	RepairConcurrency, RepairPerNode int
 	RepairTaskTimeout                time.Duration
@@ -125,7 +125,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("meta config: RequestTTL %v must cover MaxUploadDuration %v", c.RequestTTL, c.MaxUploadDuration)
 	case c.HeartbeatInterval <= 0 || c.NodeDownAfter < 2*c.HeartbeatInterval:
 		return fmt.Errorf("meta config: NodeDownAfter %v must be at least two HeartbeatIntervals (%v)", c.NodeDownAfter, c.HeartbeatInterval)
-	case c.RepairAfter < 0 || c.RepairConcurrency < 1 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
+	case c.RepairAfter < 0 || c.RepairConcurrency < 0 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
 		return fmt.Errorf("meta config: repair settings (after %v, concurrency %d, per node %d, timeout %v) out of range",
 			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
 	case c.GCGrace < 0:

@@ -240,7 +240,8 @@ func TestCorruptReportsAndShardChecks(t *testing.T) {
 }
 
 // TestRepairLimitsAtRunTime: limits changed through any member are
-// replicated and bound the repairs in flight; a bad value changes nothing.
+// replicated and bound the repairs in flight; concurrency 0 pauses repair;
+// a bad value changes nothing.
 func TestRepairLimitsAtRunTime(t *testing.T) {
 	c := metatest.New(t, 3, metatest.Options{})
 	leader := c.WaitLeader()
@@ -253,12 +254,15 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 	if resp.Limits.Concurrency != 1 || resp.Limits.BytesPerSec != 200<<20 {
 		t.Fatalf("limits %v, want concurrency 1 and the default rate", resp.Limits)
 	}
-	zero := uint32(0)
-	_, err = f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &zero})
+	tooMany, zero := uint32(10001), uint32(0)
+	_, err = f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &tooMany})
 	wantCode(t, err, codes.InvalidArgument)
 	got, err := c.Followers()[1].Client.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{})
 	if err != nil || got.Limits.Concurrency != 1 {
 		t.Fatalf("read on another member: %v, %v", got, err)
+	}
+	if _, err := f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &zero}); err != nil {
+		t.Fatal(err)
 	}
 
 	cl := leader.Client
@@ -276,6 +280,23 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 		if _, err := cl.CommitPut(ctxT(t), req); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Paused: the lost shards are counted but nothing is planned.
+	for range 10 {
+		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.RepairsInFlight != 0 || len(h.repairWork()) != 0 {
+			t.Fatalf("%d repairs in flight, work %v, with repair paused", st.RepairsInFlight, h.repairWork())
+		}
+		if len(st.ClipsByLostShards) != 1 || st.ClipsByLostShards[0] != 3 {
+			t.Fatalf("clips by lost shards %v, want [3]", st.ClipsByLostShards)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &one}); err != nil {
+		t.Fatal(err)
 	}
 	waitForT(t, 10*time.Second, "a repair in flight", func() bool {
 		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})

@@ -215,8 +215,8 @@ func (s *service) RepairLimits(ctx context.Context, req *pb.RepairLimitsRequest)
 	if req.Concurrency == nil && req.BytesPerSec == nil {
 		return read(ctx, s.n, req, nil, s.n.readRepairLimits, pb.MetaServiceClient.RepairLimits)
 	}
-	if req.Concurrency != nil && (*req.Concurrency < 1 || *req.Concurrency > 10000) {
-		return nil, toStatus(fmt.Errorf("%w: repair concurrency %d outside 1..10000", ErrInvalidArgument, *req.Concurrency))
+	if req.Concurrency != nil && *req.Concurrency > 10000 {
+		return nil, toStatus(fmt.Errorf("%w: repair concurrency %d outside 0..10000 (0 pauses repair)", ErrInvalidArgument, *req.Concurrency))
 	}
 	return onLeader(ctx, s.n, req, s.n.setRepairLimits, pb.MetaServiceClient.RepairLimits)
 }

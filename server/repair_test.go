@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
@@ -43,7 +44,10 @@ type repairCluster struct {
 
 func newRepairCluster(t *testing.T, n int) *repairCluster {
 	t.Helper()
-	mc := metatest.New(t, 1, metatest.Options{})
+	// Meta's own repair planning is paused: these tests hand out the
+	// repair work themselves, and a planned repair of the same shard would
+	// race them.
+	mc := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.RepairConcurrency = 0 }})
 	rc := &repairCluster{meta: mc.Members[0].Client, nodes: map[string]*testNode{}, rng: rand.New(rand.NewPCG(7, 8))}
 	for i := range n {
 		cfg := testConfig(t, 1)

@@ -61,7 +61,7 @@ and survives restarts.`,
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "repairs running at once, cluster-wide")
+	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "repairs running at once, cluster-wide (0 pauses repair)")
 	cmd.Flags().StringVar(&o.rate, "rate", "", "shard bytes repaired per second, e.g. 100MiB (0: no bound)")
 	return cmd
 }
