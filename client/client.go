@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -200,9 +200,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// newRequestID returns a fresh 16-byte idempotency key.
+// newRequestID returns a fresh 16-byte idempotency key: a UUIDv7, so that
+// meta's request index, keyed by it, grows at its right edge (see meta's
+// newID).
 func newRequestID() []byte {
-	b := make([]byte, 16)
-	crand.Read(b) // never fails (crypto/rand docs)
-	return b
+	id := uuid.Must(uuid.NewV7()) // fails only if crypto/rand does, which it never does
+	return id[:]
 }

@@ -141,7 +141,7 @@ func (tc *testCluster) close() {
 
 // shardPath is where node keeps the shard with the given hex id.
 func (tc *testCluster) shardPath(node, id string) string {
-	return filepath.Join(tc.node(node).dir, "shards", id[0:2], id[2:4], id)
+	return filepath.Join(tc.node(node).dir, "shards", id[28:30], id[30:32], id)
 }
 
 // flipByte corrupts one byte of a stored shard at offset off of its shard

@@ -2,7 +2,6 @@ package meta_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,15 +14,17 @@ import (
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
 // benchCommit builds a CommitPut for a 4+2 clip of 8 MiB on nodes s0..s5,
-// without a BeginPut round trip (ids are random, as BeginPut's are).
+// without a BeginPut round trip; its ids are UUIDv7s, as BeginPut's and the
+// client's request ids are.
 func benchCommit(key string) *pb.CommitPutRequest {
-	id := func() []byte { b := make([]byte, 16); rand.Read(b); return b }
+	id := func() []byte { u := uuid.Must(uuid.NewV7()); return u[:] }
 	profile := &pb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20}
 	req := &pb.CommitPutRequest{RequestId: id(), Bucket: "bench", Key: key, UploadId: id(), ClipId: id(),
 		CommitDeadlineUnixNano: time.Now().Add(time.Hour).UnixNano(), Size: 8 << 20, Profile: profile,

@@ -58,6 +58,14 @@ type Config struct {
 	GCGrace time.Duration
 	// MinFreeBytes: nodes with less free space get no new shards.
 	MinFreeBytes uint64
+	// StateBatchInterval and StateBatchLimit bound how long and how many
+	// applied entries wait before the state file commits them (etcd's
+	// --backend-batch-interval and --backend-batch-limit): answers do not
+	// wait for that commit, since the entries are durable in the Raft log,
+	// which a restarted member replays. Reads and snapshots commit first.
+	// A negative interval commits every Raft batch at once.
+	StateBatchInterval time.Duration
+	StateBatchLimit    int
 	// ApplyTimeout bounds the wait for a Raft proposal to be accepted into
 	// the log and, with the request's own deadline, the wait for its
 	// outcome.
@@ -96,6 +104,8 @@ func DefaultConfig() Config {
 		RepairTaskTimeout:  10 * time.Minute,
 		RepairBytesPerSec:  200 << 20,
 		ApplyTimeout:       10 * time.Second,
+		StateBatchInterval: defaultCommitInterval,
+		StateBatchLimit:    defaultCommitEntries,
 		HeartbeatTimeout:   time.Second,
 		ElectionTimeout:    time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
@@ -130,6 +140,8 @@ func (c *Config) Validate() error {
 			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
 	case c.GCGrace < 0:
 		return errors.New("meta config: GCGrace must not be negative")
+	case c.StateBatchLimit < 1:
+		return errors.New("meta config: StateBatchLimit must be at least 1")
 	case c.ApplyTimeout <= 0:
 		return errors.New("meta config: ApplyTimeout must be positive")
 	}

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -73,6 +74,134 @@ func TestApplyBatchKeepsGoingPastRejections(t *testing.T) {
 	again := f.ApplyBatch(logs[:1])
 	if r, _ := again[0].(*applyResult); r == nil || !errors.Is(r.err, errAlreadyApplied) {
 		t.Fatalf("re-applied entry: %v", again[0])
+	}
+}
+
+// openFSMAt opens the FSM file at path with a group commit that only a
+// read, a snapshot, close or the entry limit ends.
+func openFSMAt(t *testing.T, path string, limit int) *fsm {
+	t.Helper()
+	f, err := openFSM(path, slog.New(slog.DiscardHandler), fsmOptions{requestTTL: time.Hour,
+		fatal: func(err error) { t.Fatalf("fatal FSM error: %v", err) }, commitInterval: time.Hour, commitEntries: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// crash drops the open write transaction and closes the file without
+// committing it, as a killed process would.
+func (f *fsm) crash() {
+	f.stopLoop()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if f.wtx != nil {
+		f.wtx.Rollback()
+		f.wtx = nil
+	}
+	f.db.Close()
+	f.db = nil
+}
+
+func bucketLogs(t *testing.T, from, to uint64) []*raft.Log {
+	profile := &pb.ECProfile{DataShards: 2, ParityShards: 1, BlockSize: 1024}
+	var logs []*raft.Log
+	for i := from; i <= to; i++ {
+		logs = append(logs, cmdLog(t, i, &pb.Command{Op: &pb.Command_CreateBucket{CreateBucket: &pb.CreateBucketRequest{
+			Name: fmt.Sprintf("bk%04d", i), DefaultProfile: profile}}}))
+	}
+	return logs
+}
+
+// TestGroupCommit: applied entries wait in one open transaction and are
+// answered at once; reads see them (a read commits first); the entry limit
+// and a snapshot commit them; entries lost with the open transaction in a
+// crash are re-applied from the log to the very state a member that never
+// crashed has.
+func TestGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	f := openFSMAt(t, path, 25)
+	for from := uint64(1); from <= 40; from += 10 { // commits once, at 30 entries
+		for _, r := range f.ApplyBatch(bucketLogs(t, from, from+9)) {
+			if r, _ := r.(*applyResult); r == nil || r.err != nil {
+				t.Fatalf("apply: %+v", r)
+			}
+		}
+	}
+	if f.appliedIndex() != 40 {
+		t.Fatalf("applied index %d, want 40", f.appliedIndex())
+	}
+	f.crash()
+	f = openFSMAt(t, path, 25)
+	if got := f.appliedIndex(); got != 30 {
+		t.Fatalf("after a crash the file is at index %d, want 30 (the entry limit's commit)", got)
+	}
+	// Raft replays the log from the newest snapshot's index (none: 1).
+	res := f.ApplyBatch(bucketLogs(t, 1, 45))
+	for i, r := range res {
+		r, _ := r.(*applyResult)
+		if already := i < 30; r == nil || (already != errors.Is(r.err, errAlreadyApplied)) || (!already && r.err != nil) {
+			t.Fatalf("replayed entry %d: %+v", i+1, r)
+		}
+	}
+	var buckets int
+	f.view(func(tx *bolt.Tx) error { buckets = tx.Bucket(bktBuckets).Stats().KeyN; return nil })
+	if buckets != 45 {
+		t.Fatalf("%d buckets after replay, want 45", buckets)
+	}
+
+	ref := testFSM(t) // never crashed, commits every 20 ms
+	ref.ApplyBatch(bucketLogs(t, 1, 45))
+	want, _, _ := (&Node{fsm: ref}).StateDigest()
+	got, applied, _ := (&Node{fsm: f}).StateDigest()
+	if string(got) != string(want) || applied != 45 {
+		t.Fatalf("replayed state differs from a member that never crashed (applied %d)", applied)
+	}
+
+	f.ApplyBatch(bucketLogs(t, 46, 50))
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	f.crash()
+	f = openFSMAt(t, path, 25)
+	defer f.close()
+	if got := f.appliedIndex(); got != 50 {
+		t.Fatalf("a snapshot left the file at index %d, want 50", got)
+	}
+}
+
+// TestGroupCommitInterval: with nothing reading, the open transaction
+// commits once it is commitInterval old.
+func TestGroupCommitInterval(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	f, err := openFSM(path, slog.New(slog.DiscardHandler), fsmOptions{requestTTL: time.Hour,
+		fatal: func(err error) { t.Fatalf("fatal FSM error: %v", err) }, commitInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ApplyBatch(bucketLogs(t, 1, 5))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.wmu.Lock()
+		pending := f.wtx != nil
+		f.wmu.Unlock()
+		if !pending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the open transaction did not commit within 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.crash()
+	f = openFSMAt(t, path, 25)
+	defer f.close()
+	if got := f.appliedIndex(); got != 5 {
+		t.Fatalf("file at index %d, want 5", got)
 	}
 }
 

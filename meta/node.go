@@ -50,7 +50,8 @@ func New(cfg Config) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.log = n.log.With("member", cfg.ID)
-	f, err := openFSM(filepath.Join(cfg.DataDir, fsmFile), n.log, fsmOptions{requestTTL: cfg.RequestTTL})
+	f, err := openFSM(filepath.Join(cfg.DataDir, fsmFile), n.log, fsmOptions{requestTTL: cfg.RequestTTL,
+		commitInterval: cfg.StateBatchInterval, commitEntries: cfg.StateBatchLimit})
 	if err != nil {
 		return nil, err
 	}

@@ -309,8 +309,8 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	}
 	old := part.Shards[need.index]
 	w := &pb.RepairWork{
-		TaskId: newRandomID(), ClipId: need.rec.ClipId, Generation: need.rec.Generation, Part: need.part,
-		Index: need.index, OldShardId: old.ShardId, NewShardId: newRandomID(), Profile: part.Profile,
+		TaskId: newID(), ClipId: need.rec.ClipId, Generation: need.rec.Generation, Part: need.part,
+		Index: need.index, OldShardId: old.ShardId, NewShardId: newID(), Profile: part.Profile,
 		PartLength: part.Length, Sources: sources,
 		CommitDeadlineUnixNano: now.Add(n.cfg.RepairTaskTimeout).UnixNano(),
 	}

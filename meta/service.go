@@ -2,11 +2,11 @@ package meta
 
 import (
 	"context"
-	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
 
 	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
@@ -254,8 +254,15 @@ func (s *service) ListMembers(ctx context.Context, req *pb.ListMembersRequest) (
 // runtime's random source.
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) }
 
-func newRandomID() []byte {
-	b := make([]byte, 16)
-	crand.Read(b)
-	return b
+// newID returns a fresh 16-byte id for a clip, upload, shard or repair
+// task: a UUIDv7 (RFC 9562), 48 bits of Unix milliseconds and a sub-
+// millisecond sequence (strictly increasing within this process), then 62
+// random bits. Ids are never reused, as DESIGN.md requires of shard ids;
+// the time prefix makes the ids a leader hands out in a row sort together,
+// so that the clips and node -> shards indexes grow at their right edge and
+// a batch of commits dirties a few bbolt pages instead of one per shard
+// (random ids cost ~2x in CommitPut throughput, BenchmarkCommitPut).
+func newID() []byte {
+	id := uuid.Must(uuid.NewV7()) // fails only if crypto/rand does, which it never does
+	return id[:]
 }

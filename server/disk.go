@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"strings"
 	"sync/atomic"
 
 	"github.com/google/uuid"
@@ -150,7 +149,7 @@ func (d *disk) scan(log *slog.Logger, found func(id ShardID, size int64)) error 
 			}
 			for _, f := range files {
 				id, ok := parseShardIDHex(f.Name())
-				if !ok || !strings.HasPrefix(f.Name(), a.Name()+b.Name()) {
+				if !ok || id.relPath() != path.Join(dir, f.Name()) {
 					log.Warn("unexpected file in shard directory", "disk", d.fs.Path(), "path", path.Join(dir, f.Name()))
 					continue
 				}

@@ -80,9 +80,9 @@ func TestGeometry(t *testing.T) {
 }
 
 func TestShardPathIsLocalAndUnique(t *testing.T) {
-	id := ShardID{0xab, 0xcd, 0x01}
+	id := ShardID{0: 0x01, 14: 0xab, 15: 0xcd}
 	p := id.relPath()
-	if !strings.HasPrefix(p, "shards/ab/cd/abcd01") || !filepath.IsLocal(p) {
+	if p != "shards/ab/cd/01"+strings.Repeat("0", 26)+"abcd" || !filepath.IsLocal(p) {
 		t.Fatalf("path %q", p)
 	}
 	if _, ok := parseShardIDHex(strings.ToUpper(id.String())); ok {

@@ -1,25 +1,19 @@
 package server
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"path"
 )
 
-// ShardID names one shard: 128 random bits, new for every write, repair and
-// move, never reused. It alone decides where the shard lives on disk.
+// ShardID names one shard: 128 bits chosen by meta, new for every write,
+// repair and move, never reused. It alone decides where the shard lives on
+// disk. Meta hands out UUIDv7s (time-ordered, then random), so the
+// directory fan-out takes the last, random bytes: shards/<id[14]>/<id[15]>/.
 type ShardID [16]byte
 
 // ClipID names a clip; a shard's header records the clip it belongs to.
 type ClipID [16]byte
-
-// NewShardID returns a fresh random shard id.
-func NewShardID() ShardID {
-	var id ShardID
-	rand.Read(id[:]) // never fails (crypto/rand docs)
-	return id
-}
 
 // ParseShardID converts the wire form (exactly 16 bytes) to a ShardID.
 func ParseShardID(b []byte) (ShardID, error) {
@@ -60,8 +54,10 @@ func (id ClipID) String() string  { return hex.EncodeToString(id[:]) }
 func (id ShardID) Less(o ShardID) bool { return string(id[:]) < string(o[:]) }
 
 // relPath is the shard's file name inside a data directory:
-// shards/ab/cd/abcd…, derived from the id and nothing else.
+// shards/ab/cd/…abcd, derived from the id and nothing else. The fan-out
+// directories come from the id's last two bytes, which are random in every
+// id meta hands out (its first bytes are a timestamp).
 func (id ShardID) relPath() string {
 	h := id.String()
-	return path.Join(shardsDir, h[0:2], h[2:4], h)
+	return path.Join(shardsDir, h[28:30], h[30:32], h)
 }

@@ -133,7 +133,7 @@ func shardsProblem(info *client.ClipInfo, avoid map[string]bool) string {
 }
 
 func shardPath(c *cluster, node, id string) string {
-	return filepath.Join(c.root, node, "shards", id[0:2], id[2:4], id)
+	return filepath.Join(c.root, node, "shards", id[28:30], id[30:32], id)
 }
 
 func mustHex(t *testing.T, s string) []byte {

@@ -247,7 +247,7 @@ func TestCorruptShardOnDisk(t *testing.T) {
 		}
 	}
 	h := fmt.Sprintf("%x", c.shardID(1))
-	path := filepath.Join(dir, "shards", h[0:2], h[2:4], h)
+	path := filepath.Join(dir, "shards", h[28:30], h[30:32], h)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
