@@ -89,12 +89,22 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		Buckets: st.Buckets, Clips: st.Clips, DegradedClips: st.DegradedClips, NodesUp: st.StorageNodesUp,
 		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
 		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
-		ClipsByLostShards: st.ClipsByLostShards}
+		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st),
+		Scrub: ScrubSummary{BytesDone: st.ScrubBytesDone, BytesTotal: st.ScrubBytesTotal, CorruptFound: st.ScrubCorruptFound}}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, memberFromProto(m))
 	}
+	scrubs := map[string]*ScrubStatus{}
+	for _, ns := range st.NodeScrubs {
+		scrubs[ns.NodeId] = scrubFromProto(ns.Scrub)
+		if ns.Scrub.GetRunning() {
+			out.Scrub.Running++
+		}
+	}
 	for _, n := range nodes.Nodes {
-		out.Nodes = append(out.Nodes, nodeFromProto(n))
+		node := nodeFromProto(n)
+		node.Scrub = scrubs[n.NodeId]
+		out.Nodes = append(out.Nodes, node)
 	}
 	return out, nil
 }

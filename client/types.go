@@ -105,6 +105,52 @@ type StorageNode struct {
 	Capacity, Free    uint64    // bytes, from the last heartbeat
 	Shards            uint64
 	LastHeartbeat     time.Time // zero if the leader has not heard from it
+	// Scrub is the node's scrubbing as its last heartbeat to the leader
+	// reported it; nil if the leader has not heard it report one.
+	Scrub *ScrubStatus
+}
+
+// ScrubStatus is a storage node's scrubbing since the node started. Bytes
+// count what a pass reads of the shard files.
+type ScrubStatus struct {
+	Running         bool   // a pass is in progress
+	PassesCompleted uint64 // passes run to the end
+	// The pass in progress, or the last one when idle.
+	BytesDone, BytesTotal   uint64
+	ShardsDone, ShardsTotal uint64
+	LastPassEnd             time.Time // zero before the first complete pass
+	LastPassCorrupt         uint64    // corrupt shards the last complete pass found
+	// CorruptFound counts the corrupt shards found by every pass (a shard
+	// still there at the next pass counts again).
+	CorruptFound uint64
+	// Interval is the pause between background passes; 0: the node does
+	// not scrub in the background.
+	Interval time.Duration
+}
+
+// RepairStatus is the repair queue and how fast it drains.
+type RepairStatus struct {
+	// QueueShards are the shard entries to rebuild (missing, corrupt, or on
+	// a node down for longer than the repair grace), in flight included;
+	// QueueBytes their piece bytes.
+	QueueShards, QueueBytes uint64
+	// Paused: the repair concurrency is 0, nothing new is planned.
+	Paused bool
+	// The rest is the leader's memory since Since, when it was elected.
+	Since                         time.Time
+	RepairedShards, RepairedBytes uint64
+	BytesPerSec                   float64 // over the last minute
+	// ETA is QueueBytes at BytesPerSec; unknown (ETAKnown false) when
+	// shards are queued and nothing was repaired in the last minute.
+	ETA      time.Duration
+	ETAKnown bool
+}
+
+// ScrubSummary adds up the storage nodes' scrubbing.
+type ScrubSummary struct {
+	Running               int    // nodes with a pass in progress
+	BytesDone, BytesTotal uint64 // over the passes in progress
+	CorruptFound          uint64 // corrupt shards found, all nodes and passes
 }
 
 // ClusterStatus summarises the cluster.
@@ -127,6 +173,10 @@ type ClusterStatus struct {
 	// ClipsByLostShards[i] counts the clips with i+1 missing or corrupt
 	// shards.
 	ClipsByLostShards []uint64
+	// Repair is the repair queue and progress; Scrub the nodes' scrubbing
+	// (each node's is in Nodes).
+	Repair RepairStatus
+	Scrub  ScrubSummary
 }
 
 func profileFromProto(p *metapb.ECProfile) Profile {
@@ -216,4 +266,24 @@ func nodeFromProto(n *metapb.StorageNode) StorageNode {
 type RepairLimits struct {
 	Concurrency int    // repairs running at once, cluster-wide
 	BytesPerSec uint64 // shard bytes planned per second; 0: no bound
+}
+
+func scrubFromProto(s *metapb.ScrubStatus) *ScrubStatus {
+	if s == nil {
+		return nil
+	}
+	return &ScrubStatus{Running: s.Running, PassesCompleted: s.PassesCompleted, BytesDone: s.BytesDone,
+		BytesTotal: s.BytesTotal, ShardsDone: s.ShardsDone, ShardsTotal: s.ShardsTotal,
+		LastPassEnd: unixNano(s.LastPassEndUnixNano), LastPassCorrupt: s.LastPassCorrupt, CorruptFound: s.CorruptFound,
+		Interval: time.Duration(s.IntervalMs) * time.Millisecond}
+}
+
+func repairFromProto(st *metapb.ClusterStatusResponse) RepairStatus {
+	r := RepairStatus{QueueShards: st.RepairQueueShards, QueueBytes: st.RepairQueueBytes,
+		Paused: st.RepairLimits != nil && st.RepairLimits.Concurrency == 0, Since: unixNano(st.RepairStatsSinceUnixNano),
+		RepairedShards: st.RepairedShards, RepairedBytes: st.RepairedBytes, BytesPerSec: st.RepairBytesPerSec}
+	if st.RepairEtaSeconds != nil {
+		r.ETA, r.ETAKnown = time.Duration(*st.RepairEtaSeconds*float64(time.Second)), true
+	}
+	return r
 }

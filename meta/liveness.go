@@ -2,6 +2,8 @@ package meta
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ type liveness struct {
 type heartbeat struct {
 	at                     time.Time
 	capacity, free, shards uint64
+	scrub                  *pb.ScrubStatus // nil from nodes that do not report it
 }
 
 func newLiveness() *liveness { return &liveness{nodes: map[string]*heartbeat{}} }
@@ -55,6 +58,21 @@ func (l *liveness) get(id string) (heartbeat, bool) {
 		return heartbeat{}, false
 	}
 	return *hb, true
+}
+
+// scrubs returns the scrub status of every node heard from that reports
+// one, by node id.
+func (l *liveness) scrubs() []*pb.NodeScrubStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*pb.NodeScrubStatus
+	for id, hb := range l.nodes {
+		if hb.scrub != nil {
+			out = append(out, &pb.NodeScrubStatus{NodeId: id, Scrub: hb.scrub})
+		}
+	}
+	slices.SortFunc(out, func(a, b *pb.NodeScrubStatus) int { return strings.Compare(a.NodeId, b.NodeId) })
+	return out
 }
 
 // silent reports whether a node has not been heard from for d, counting
@@ -96,6 +114,7 @@ func (n *Node) leaderLoop() {
 		if isLeader && !leading {
 			n.live.reset(now)
 			n.repairs.reset()
+			n.progress.reset(now)
 			n.onLeadership()
 		}
 		leading = isLeader

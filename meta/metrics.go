@@ -14,6 +14,8 @@ type metrics struct {
 	proposalSec prometheus.Histogram
 	readSec     prometheus.Histogram
 	batchSize   prometheus.Histogram
+	// Repairs whose update committed while this member led.
+	repairedShards, repairedBytes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -34,6 +36,14 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Namespace: "clipstore", Subsystem: "meta", Name: "apply_batch_entries",
 			Help: "Raft entries applied per FSM transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
+		repairedShards: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "repaired_shards_total",
+			Help: "Lost shards rebuilt: repair tasks this member planned as leader whose update committed.",
+		}),
+		repairedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "repaired_bytes_total",
+			Help: "Piece bytes of the shards counted by clipstore_meta_repaired_shards_total.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -49,8 +59,57 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "clipstore", Subsystem: "meta", Name: "applied_index", Help: "Raft index of the last entry applied to the FSM.",
 	}, func() float64 { return float64(n.fsm.appliedIndex()) })
-	reg.MustRegister(m.proposals, m.proposalSec, m.readSec, m.batchSize, leader, applied)
+	reg.MustRegister(m.proposals, m.proposalSec, m.readSec, m.batchSize, leader, applied,
+		m.repairedShards, m.repairedBytes, newRepairCollector(n))
 	return m
+}
+
+// repairCollector exports the leader's view of repair: the queue (read from
+// the FSM at each scrape, at the cost of a ClusterStatus), the rate and the
+// ETA. Only the leader exports them; the ETA is left out while unknown (a
+// queue and no repair in the last minute).
+type repairCollector struct {
+	n                                  *Node
+	queueShards, queueBytes, rate, eta *prometheus.Desc
+}
+
+func newRepairCollector(n *Node) *repairCollector {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName("clipstore", "meta", name), help, nil, nil)
+	}
+	return &repairCollector{n: n,
+		queueShards: desc("repair_queue_shards", "Shard entries to rebuild (missing, corrupt, or on a node down for longer than the repair grace), in flight included. Leader only."),
+		queueBytes:  desc("repair_queue_bytes", "Piece bytes of the shard entries to rebuild. Leader only."),
+		rate:        desc("repair_bytes_per_second", "Bytes of shards rebuilt per second over the last minute. Leader only."),
+		eta:         desc("repair_eta_seconds", "Time to rebuild the repair queue at the current rate; absent while unknown. Leader only."),
+	}
+}
+
+func (c *repairCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.queueShards
+	ch <- c.queueBytes
+	ch <- c.rate
+	ch <- c.eta
+}
+
+func (c *repairCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	if n.raft == nil || n.raft.State() != raft.Leader {
+		return
+	}
+	now := n.cfg.now()
+	shards, bytes, err := n.repairQueue(now)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.queueShards, err)
+		return
+	}
+	f := n.progress.figures(now)
+	ch <- prometheus.MustNewConstMetric(c.queueShards, prometheus.GaugeValue, float64(shards))
+	ch <- prometheus.MustNewConstMetric(c.queueBytes, prometheus.GaugeValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, f.bytesPerSec)
+	if eta := f.eta(bytes); eta != nil {
+		ch <- prometheus.MustNewConstMetric(c.eta, prometheus.GaugeValue, *eta)
+	}
 }
 
 func (m *metrics) proposed(start time.Time, result string) {

@@ -25,11 +25,12 @@ type Node struct {
 	trans  raft.Transport
 	raft   *raft.Raft
 
-	reads   *readBatcher
-	live    *liveness
-	repairs *repairs
-	peers   *peerConns
-	metrics *metrics
+	reads    *readBatcher
+	live     *liveness
+	repairs  *repairs
+	progress *repairProgress
+	peers    *peerConns
+	metrics  *metrics
 
 	stop   chan struct{}
 	replan chan struct{} // a repair landed: plan the next ones now
@@ -45,7 +46,8 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), replan: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), replan: make(chan struct{}, 1),
+		progress: newRepairProgress()}
 	if n.log == nil {
 		n.log = slog.Default()
 	}

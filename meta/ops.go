@@ -115,7 +115,8 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 	if !found {
 		return nil, fmt.Errorf("%w: storage node %q is not registered; RegisterNode first", ErrFailedPrecondition, req.NodeId)
 	}
-	n.live.record(req.NodeId, &heartbeat{at: n.cfg.now(), capacity: req.Capacity, free: req.Free, shards: req.ShardCount})
+	n.live.record(req.NodeId, &heartbeat{at: n.cfg.now(), capacity: req.Capacity, free: req.Free, shards: req.ShardCount,
+		scrub: req.Scrub})
 	if node.State != pb.NodeState_NODE_STATE_UP {
 		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetNodeState{SetNodeState: &pb.SetNodeStateCommand{
 			NodeId: req.NodeId, State: pb.NodeState_NODE_STATE_UP}}}); err != nil {
@@ -152,6 +153,20 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 		return nil
 	})
 	return resp, err
+}
+
+// updateShard commits a shard move on the leader. A repair that lands is
+// counted, and the leader plans the next ones at once.
+func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.UpdateShardResponse, error) {
+	if _, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_UpdateShard{UpdateShard: req}}); err != nil {
+		return nil, err
+	}
+	n.updateLanded(req)
+	select {
+	case n.replan <- struct{}{}:
+	default:
+	}
+	return &pb.UpdateShardResponse{}, nil
 }
 
 func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipResponse, error) {
@@ -376,12 +391,13 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 	if err != nil {
 		return nil, err
 	}
+	now := n.cfg.now()
 	resp := &pb.ClusterStatusResponse{LeaderId: n.Leader(), Members: members,
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex(),
 		RepairsInFlight: uint64(n.repairs.count())}
 	err = n.fsm.view(func(tx *bolt.Tx) error {
 		resp.RepairLimits = n.repairLimits(tx)
-		if err := clipsByLostShards(tx, resp); err != nil {
+		if err := n.lostShards(tx, now, resp); err != nil {
 			return err
 		}
 		resp.Buckets = uint64(tx.Bucket(bktBuckets).Stats().KeyN)
@@ -399,7 +415,19 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 			return nil
 		})
 	})
-	return resp, err
+	if err != nil || !n.IsLeader() {
+		return resp, err // the leader's memory is not here
+	}
+	n.progress.figures(now).fill(resp)
+	resp.NodeScrubs = n.live.scrubs()
+	for _, ns := range resp.NodeScrubs {
+		if ns.Scrub.Running {
+			resp.ScrubBytesDone += ns.Scrub.BytesDone
+			resp.ScrubBytesTotal += ns.Scrub.BytesTotal
+		}
+		resp.ScrubCorruptFound += ns.Scrub.CorruptFound
+	}
+	return resp, nil
 }
 
 // members lists the Raft configuration with each member's gRPC address.
@@ -460,31 +488,46 @@ func (n *Node) removeMember(ctx context.Context, req *pb.RemoveMemberRequest) (*
 	return &pb.RemoveMemberResponse{Members: members}, err
 }
 
-// clipsByLostShards counts the degraded clips (a shard missing, corrupt or
-// on a node that is down) by their number of such shards.
-func clipsByLostShards(tx *bolt.Tx, resp *pb.ClusterStatusResponse) error {
+// lostShards counts the degraded clips (a shard missing, corrupt or on a
+// node that is down) by their number of such shards, and the repair queue:
+// the entries the planner rebuilds (missing, corrupt, or on a node down for
+// longer than RepairAfter) with their bytes. Like planning, it reads only
+// the clips at risk (the degraded index and the shards of down nodes).
+func (n *Node) lostShards(tx *bolt.Tx, now time.Time, resp *pb.ClusterStatusResponse) error {
 	nodes := map[string]*pb.StorageNode{}
 	if err := loadNodes(tx, nodes); err != nil {
 		return err
 	}
 	down := func(node *pb.StorageNode) bool { return node.State == pb.NodeState_NODE_STATE_DOWN }
+	queued := lostOn(nodes, n.goneAt(now)) // gone implies down: every queued shard is lost
 	return eachAtRiskClip(tx, nodes, down, func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error {
-		n := 0
+		count := 0
 		for _, part := range rec.Parts {
 			for _, s := range part.Shards {
 				if lost(s) {
-					n++
+					count++
+				}
+				if queued(s) {
+					resp.RepairQueueShards++
+					resp.RepairQueueBytes += expectedShardLength(part.Length, part.Profile)
 				}
 			}
 		}
-		if n == 0 {
+		if count == 0 {
 			return nil
 		}
-		for len(resp.ClipsByLostShards) < n {
+		for len(resp.ClipsByLostShards) < count {
 			resp.ClipsByLostShards = append(resp.ClipsByLostShards, 0)
 		}
-		resp.ClipsByLostShards[n-1]++
+		resp.ClipsByLostShards[count-1]++
 		resp.DegradedClips++
 		return nil
 	})
+}
+
+// repairQueue counts the repair queue, as ClusterStatus does.
+func (n *Node) repairQueue(now time.Time) (shards, bytes uint64, err error) {
+	resp := &pb.ClusterStatusResponse{}
+	err = n.fsm.view(func(tx *bolt.Tx) error { return n.lostShards(tx, now, resp) })
+	return resp.RepairQueueShards, resp.RepairQueueBytes, err
 }

@@ -172,27 +172,44 @@ func loadNodes(tx *bolt.Tx, nodes map[string]*pb.StorageNode) error {
 
 // retireTasks drops tasks whose entry no longer names the old shard (the
 // update landed, or the clip changed) and tasks past their deadline (they
-// will be planned again).
+// will be planned again). A task whose update landed counts as repaired.
 func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
 	for key, t := range n.repairs.inflight {
 		w := t.work
 		a := &applier{tx: tx}
 		rec, _ := a.clipByID(w.ClipId)
-		done := rec == nil || rec.Generation != w.Generation || int(w.Part) >= len(rec.Parts) ||
-			int(w.Index) >= len(rec.Parts[w.Part].Shards) ||
-			!bytes.Equal(rec.Parts[w.Part].Shards[w.Index].ShardId, w.OldShardId)
-		if done || now.After(t.deadline) {
+		var entry *pb.Shard
+		if rec != nil && rec.Generation == w.Generation && int(w.Part) < len(rec.Parts) && int(w.Index) < len(rec.Parts[w.Part].Shards) {
+			entry = rec.Parts[w.Part].Shards[w.Index]
+		}
+		if entry != nil && bytes.Equal(entry.ShardId, w.NewShardId) {
+			n.repairLanded(entry.Length, now)
+		}
+		if entry == nil || !bytes.Equal(entry.ShardId, w.OldShardId) || now.After(t.deadline) {
 			delete(n.repairs.inflight, key)
 		}
 	}
 }
 
+// updateLanded retires the task a committed UpdateShard finished, and
+// counts it as repaired. Updates of tasks this leader did not plan (a
+// former leader's) and replayed retries (the task is gone) count nothing.
+func (n *Node) updateLanded(req *pb.UpdateShardRequest) {
+	n.repairs.mu.Lock()
+	defer n.repairs.mu.Unlock()
+	key := shardKey(req.ClipId, req.Part, req.Index)
+	t := n.repairs.inflight[key]
+	if t == nil || !bytes.Equal(t.work.NewShardId, req.NewShard.GetShardId()) {
+		return
+	}
+	delete(n.repairs.inflight, key)
+	n.repairLanded(req.NewShard.GetLength(), n.cfg.now())
+}
+
 // findNeeds lists the shard entries to rebuild: not OK, or on a node down
 // for longer than RepairAfter.
 func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time, concurrency int) ([]repairNeed, error) {
-	gone := func(node *pb.StorageNode) bool {
-		return node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter
-	}
+	gone := n.goneAt(now)
 	var needs []repairNeed
 	// Each pass looks at a bounded number of clips, so that a down node
 	// with millions of shards costs the leader little per tick; the next
@@ -220,16 +237,30 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 	return needs, ignoreEnough(err)
 }
 
+// goneAt returns whether a node has been down for RepairAfter at now: its
+// shards are then rebuilt elsewhere.
+func (n *Node) goneAt(now time.Time) func(*pb.StorageNode) bool {
+	return func(node *pb.StorageNode) bool {
+		return node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter
+	}
+}
+
+// lostOn returns whether a shard entry is lost: not OK, or on a node that
+// is unknown or that gone says is lost.
+func lostOn(nodes map[string]*pb.StorageNode, gone func(*pb.StorageNode) bool) func(*pb.Shard) bool {
+	return func(s *pb.Shard) bool {
+		node := nodes[s.NodeId]
+		return s.State != pb.ShardState_SHARD_STATE_OK || node == nil || gone(node)
+	}
+}
+
 // eachAtRiskClip calls fn once for every clip with a shard that is not OK
 // (the degraded index) or that sits on a node gone says is lost, with the
 // predicate telling which of its shards are lost. fn may stop the walk by
 // returning an error.
 func eachAtRiskClip(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gone func(*pb.StorageNode) bool,
 	fn func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error) error {
-	lost := func(s *pb.Shard) bool {
-		node := nodes[s.NodeId]
-		return s.State != pb.ShardState_SHARD_STATE_OK || node == nil || gone(node)
-	}
+	lost := lostOn(nodes, gone)
 	a := &applier{tx: tx}
 	seen := map[string]bool{}
 	visit := func(clipID []byte) error {

@@ -115,17 +115,10 @@ func (s *service) ReportShard(ctx context.Context, req *pb.ReportShardRequest) (
 }
 
 func (s *service) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.UpdateShardResponse, error) {
-	resp, err := write(ctx, s, req, func(r *pb.UpdateShardRequest) error { return checkRequestID(r.RequestId) },
-		func(r *pb.UpdateShardRequest) *pb.Command {
-			return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_UpdateShard{UpdateShard: r}}
-		}, pb.MetaServiceClient.UpdateShard)
-	if err == nil && s.n.IsLeader() {
-		select { // a repair landed: the leader plans the next ones now
-		case s.n.replan <- struct{}{}:
-		default:
-		}
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
 	}
-	return resp, err
+	return onLeader(ctx, s.n, req, s.n.updateShard, pb.MetaServiceClient.UpdateShard)
 }
 
 func (s *service) RegisterNode(ctx context.Context, req *pb.RegisterNodeRequest) (*pb.RegisterNodeResponse, error) {

@@ -13,8 +13,9 @@ import (
 )
 
 // heartbeater registers the node with meta and heartbeats it: capacity,
-// use, per-disk incarnations and the shards found corrupt go up; the node's work (shards to delete
-// and repairs) comes down in the responses. Meta never dials a storage node.
+// use, per-disk incarnations, scrub progress and the shards found corrupt
+// go up; the node's work (shards to delete and repairs) comes down in the
+// responses. Meta never dials a storage node.
 type heartbeater struct {
 	n     *Node
 	conns []*grpc.ClientConn
@@ -180,7 +181,8 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	defer cancel()
 	resp, err := h.client().Heartbeat(rctx, &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
 		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks,
-		CorruptShardIds: corrupt, MissingShardIds: missing, FailedRepairTasks: failed})
+		CorruptShardIds: corrupt, MissingShardIds: missing, FailedRepairTasks: failed,
+		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval)})
 	if err != nil {
 		return 0, err
 	}
@@ -216,4 +218,16 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	}
 	h.n.rep.submit(resp.Repairs)
 	return time.Duration(resp.IntervalMs) * time.Millisecond, nil
+}
+
+// scrubProto is the heartbeat's form of the scrub status.
+func scrubProto(st ScrubStatus, interval time.Duration) *pb.ScrubStatus {
+	out := &pb.ScrubStatus{Running: st.Running, PassesCompleted: st.Passes, IntervalMs: interval.Milliseconds(),
+		BytesDone: uint64(st.BytesDone), BytesTotal: uint64(st.BytesTotal),
+		ShardsDone: uint64(st.Done), ShardsTotal: uint64(st.Total),
+		LastPassCorrupt: uint64(st.LastPassCorrupt), CorruptFound: st.CorruptFound}
+	if !st.LastPassEnd.IsZero() {
+		out.LastPassEndUnixNano = st.LastPassEnd.UnixNano()
+	}
+	return out
 }

@@ -72,3 +72,12 @@ func (s *Store) shardCount() int64 {
 	}
 	return n
 }
+
+// shardBytes is the size on disk of the node's shard files.
+func (s *Store) shardBytes() int64 {
+	var n int64
+	for _, d := range s.disks {
+		n += d.shardBytes.Load()
+	}
+	return n
+}

@@ -30,16 +30,23 @@ type ScrubResult struct {
 	Start, End      time.Time
 }
 
-// ScrubStatus describes the node's scrubbing, for status commands.
+// ScrubStatus describes the node's scrubbing, for status commands and the
+// heartbeats.
 type ScrubStatus struct {
 	// Passes is the number of completed passes since start-up; LastPassEnd
 	// and LastPassCorrupt describe the latest one.
 	Passes          uint64
 	LastPassEnd     time.Time
 	LastPassCorrupt int
-	// Running reports a pass in progress, Done of its Total shards read.
-	Running     bool
-	Done, Total int64
+	// Running reports a pass in progress, Done of its Total shards and
+	// BytesDone of its BytesTotal bytes read (the shard bytes on the node
+	// when it began). Idle, they describe the last pass.
+	Running               bool
+	Done, Total           int64
+	BytesDone, BytesTotal int64
+	// CorruptFound counts the corrupt shards every pass since start-up found
+	// (a shard still there at the next pass counts again).
+	CorruptFound uint64
 }
 
 // scrubber re-reads every shard of the node, verifying every piece,
@@ -127,8 +134,8 @@ func (s *scrubber) run(ctx context.Context) (ScrubResult, error) {
 // found so far.
 func (s *scrubber) scrubAll(ctx context.Context) (ScrubResult, error) {
 	res := ScrubResult{Start: time.Now()}
-	total := s.n.store.shardCount()
-	s.progress(0, total, true)
+	total, totalBytes := s.n.store.shardCount(), s.n.store.shardBytes()
+	s.progress(&res, total, totalBytes, true)
 	pace := &pacer{rate: s.n.cfg.ScrubRate}
 	var buf []byte
 	var after *ShardID
@@ -141,7 +148,7 @@ func (s *scrubber) scrubAll(ctx context.Context) (ScrubResult, error) {
 			id := entries[i].ID
 			buf, err = s.scrubShard(ctx, id, pace, buf, &res)
 			res.Shards++
-			s.progress(int64(res.Shards), total, true)
+			s.progress(&res, total, totalBytes, true)
 		}
 		if !more || len(entries) == 0 {
 			break
@@ -153,7 +160,7 @@ func (s *scrubber) scrubAll(ctx context.Context) (ScrubResult, error) {
 		s.n.hb.reportCorrupt(res.Corrupt)
 	}
 	if err != nil {
-		s.progress(0, 0, false)
+		s.progress(&ScrubResult{}, 0, 0, false)
 		return res, fmt.Errorf("scrub: %w", err)
 	}
 	s.finished(res)
@@ -195,6 +202,9 @@ func (s *scrubber) scrubShard(ctx context.Context, id ShardID, pace *pacer, buf 
 		// A media error makes the shard as unreadable as a bad checksum.
 		res.Corrupt = append(res.Corrupt, id)
 		s.metrics.corrupt.Inc()
+		s.mu.Lock()
+		s.mu.status.CorruptFound++
+		s.mu.Unlock()
 		s.log.Warn("scrub found a corrupt shard", "shard", id, "err", err)
 	default:
 		res.Errors++
@@ -204,17 +214,33 @@ func (s *scrubber) scrubShard(ctx context.Context, id ShardID, pace *pacer, buf 
 	return buf, nil
 }
 
-func (s *scrubber) progress(done, total int64, running bool) {
-	total = max(total, done) // shards written during the pass
+// progress publishes how far the pass is: res read so far of total shards
+// and totalBytes.
+func (s *scrubber) progress(res *ScrubResult, total, totalBytes int64, running bool) {
+	done, bytesDone := int64(res.Shards), res.Bytes
+	total, totalBytes = max(total, done), max(totalBytes, bytesDone) // shards written during the pass count too
 	s.metrics.done.Set(float64(done))
 	s.metrics.total.Set(float64(total))
+	s.metrics.bytesDone.Set(float64(bytesDone))
+	s.metrics.bytesTotal.Set(float64(totalBytes))
+	s.metrics.running.Set(b2f(running))
 	s.mu.Lock()
-	s.mu.status.Running, s.mu.status.Done, s.mu.status.Total = running, done, total
+	st := &s.mu.status
+	st.Running, st.Done, st.Total, st.BytesDone, st.BytesTotal = running, done, total, bytesDone, totalBytes
 	s.mu.Unlock()
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (s *scrubber) finished(res ScrubResult) {
 	s.metrics.passes.Inc()
+	s.metrics.running.Set(0)
+	s.metrics.lastEnd.Set(float64(res.End.UnixNano()) / 1e9)
 	s.mu.Lock()
 	s.mu.status.Passes++
 	s.mu.status.Running = false
@@ -318,6 +344,8 @@ func (b *background) stop() {
 type scrubMetrics struct {
 	bytes, corrupt, errors, passes prometheus.Counter
 	done, total                    prometheus.Gauge
+	bytesDone, bytesTotal          prometheus.Gauge
+	running, lastEnd               prometheus.Gauge
 }
 
 func newScrubMetrics(reg prometheus.Registerer) *scrubMetrics {
@@ -336,9 +364,17 @@ func newScrubMetrics(reg prometheus.Registerer) *scrubMetrics {
 		passes:  counter("scrub_passes_total", "Scrub passes completed."),
 		done:    gauge("scrub_pass_shards_done", "Shards read so far by the scrub pass in progress."),
 		total:   gauge("scrub_pass_shards", "Shards the scrub pass in progress is to read."),
+		bytesDone: gauge("scrub_pass_bytes_done",
+			"Bytes of shard files read so far by the scrub pass in progress (by the last one when idle)."),
+		bytesTotal: gauge("scrub_pass_bytes",
+			"Bytes of shard files the scrub pass in progress is to read: the node's shard bytes when it began."),
+		running: gauge("scrub_running", "1 while a scrub pass runs."),
+		lastEnd: gauge("scrub_last_pass_end_timestamp_seconds",
+			"Unix time the last complete scrub pass ended; 0 before the first."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.bytes, m.corrupt, m.errors, m.passes, m.done, m.total)
+		reg.MustRegister(m.bytes, m.corrupt, m.errors, m.passes, m.done, m.total, m.bytesDone, m.bytesTotal,
+			m.running, m.lastEnd)
 	}
 	return m
 }

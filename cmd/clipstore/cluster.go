@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -19,14 +20,23 @@ func newClusterCommand(co *clientOptions) *cobra.Command {
 	o := &clusterStatusOptions{clientOptions: co}
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Meta members and leader, storage nodes, clip counts",
-		Long: `Show the meta members and leader, the storage nodes and the clip counts.
+		Short: "Meta members and leader, storage nodes, clip counts, repair and scrub progress",
+		Long: `Show the meta members and leader, the storage nodes, the clip counts, the
+repair queue and rate, and the storage nodes' scrubbing.
 --json prints one object: leader, term, applied_index, buckets, clips,
 degraded_clips, repairs_in_flight, pending_deletes, clips_by_lost_shards
 (index i: clips with i+1 lost shards), repair_limits (concurrency,
-bytes_per_sec), members (id,
-raft_address, grpc_address, voter, leader) and storage_nodes (id, address,
-zone, up, capacity, free, shards, last_heartbeat, down_since; times RFC 3339).`,
+bytes_per_sec), repair (state: paused, idle, repairing or waiting;
+queue_shards, queue_bytes, paused, since, repaired_shards, repaired_bytes,
+bytes_per_sec over the last minute, eta_seconds or null when unknown),
+scrub (nodes_running, bytes_done and bytes_total of the passes in progress,
+corrupt_found), members (id, raft_address, grpc_address, voter, leader) and
+storage_nodes (id, address, zone, up, capacity, free, shards,
+last_heartbeat, down_since, scrub: running, passes_completed, bytes_done,
+bytes_total, shards_done, shards_total, last_pass_end, last_pass_corrupt,
+corrupt_found, interval_seconds with 0 for no background scrubbing; times
+RFC 3339). Repair figures are the leader's since its
+election; scrub figures each node's since it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, done, err := o.connect(cmd)
@@ -41,45 +51,135 @@ zone, up, capacity, free, shards, last_heartbeat, down_since; times RFC 3339).`,
 			if o.jsonOut {
 				return writeJSON(cmd.OutOrStdout(), statusJSON(st))
 			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "leader %s, term %d, applied index %d\n", st.Leader, st.Term, st.AppliedIndex)
-			fmt.Fprintf(w, "%d buckets, %d clips (%d degraded), %d repairs in flight, %d shard deletes pending\n",
-				st.Buckets, st.Clips, st.DegradedClips, st.RepairsInFlight, st.PendingDeletes)
-			for i, n := range st.ClipsByLostShards {
-				if n > 0 {
-					fmt.Fprintf(w, "  %d clips with %d shards missing or corrupt\n", n, i+1)
-				}
-			}
-			fmt.Fprintln(w)
-			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "MEMBER\tRAFT\tGRPC\tROLE")
-			for _, m := range st.Members {
-				role := "follower"
-				if m.Leader {
-					role = "leader"
-				} else if !m.Voter {
-					role = "nonvoter"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.ID, m.RaftAddress, m.GRPCAddress, role)
-			}
-			fmt.Fprintln(tw, "\nSTORAGE NODE\tADDRESS\tZONE\tSTATE\tCAPACITY\tUSED\tSHARDS\tLAST HEARTBEAT")
-			for _, n := range st.Nodes {
-				state, seen := "up", "-"
-				if !n.Up {
-					state = "down"
-				}
-				if !n.LastHeartbeat.IsZero() {
-					seen = time.Since(n.LastHeartbeat).Round(100*time.Millisecond).String() + " ago"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.Address, n.Zone, state,
-					humanBytes(int64(n.Capacity)), humanBytes(int64(n.Capacity-min(n.Free, n.Capacity))), n.Shards, seen)
-			}
-			return tw.Flush()
+			return writeStatus(cmd.OutOrStdout(), st, time.Now())
 		},
 	}
 	status.Flags().BoolVar(&o.jsonOut, "json", false, "print the status as JSON")
 	cmd.AddCommand(status)
 	return cmd
+}
+
+// writeStatus prints the human form of the status, with ages as of now.
+func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
+	fmt.Fprintf(w, "leader %s, term %d, applied index %d\n", st.Leader, st.Term, st.AppliedIndex)
+	fmt.Fprintf(w, "%d buckets, %d clips (%d degraded), %d repairs in flight, %d shard deletes pending\n",
+		st.Buckets, st.Clips, st.DegradedClips, st.RepairsInFlight, st.PendingDeletes)
+	for i, n := range st.ClipsByLostShards {
+		if n > 0 {
+			fmt.Fprintf(w, "  %d clips with %d shards missing or corrupt\n", n, i+1)
+		}
+	}
+	writeRepair(w, st.Repair, now)
+	s := st.Scrub
+	fmt.Fprintf(w, "scrub: %d of %d nodes scrubbing", s.Running, len(st.Nodes))
+	if s.Running > 0 {
+		fmt.Fprintf(w, ", %s of %s read (%s)", humanBytes(int64(s.BytesDone)), humanBytes(int64(s.BytesTotal)),
+			percent(s.BytesDone, s.BytesTotal))
+	}
+	fmt.Fprintf(w, "; %d corrupt shards found\n\n", s.CorruptFound)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tRAFT\tGRPC\tROLE")
+	for _, m := range st.Members {
+		role := "follower"
+		if m.Leader {
+			role = "leader"
+		} else if !m.Voter {
+			role = "nonvoter"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.ID, m.RaftAddress, m.GRPCAddress, role)
+	}
+	fmt.Fprintln(tw, "\nSTORAGE NODE\tADDRESS\tZONE\tSTATE\tCAPACITY\tUSED\tSHARDS\tLAST HEARTBEAT\tSCRUB\tCORRUPT FOUND")
+	for _, n := range st.Nodes {
+		state, seen, corrupt := "up", "-", "-"
+		if !n.Up {
+			state = "down"
+		}
+		if !n.LastHeartbeat.IsZero() {
+			seen = ago(now, n.LastHeartbeat)
+		}
+		if n.Scrub != nil {
+			corrupt = fmt.Sprint(n.Scrub.CorruptFound)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.ID, n.Address, n.Zone, state,
+			humanBytes(int64(n.Capacity)), humanBytes(int64(n.Capacity-min(n.Free, n.Capacity))), n.Shards, seen,
+			scrubCell(n.Scrub, now), corrupt)
+	}
+	return tw.Flush()
+}
+
+// writeRepair prints the repair queue line and the rate line.
+func writeRepair(w io.Writer, r client.RepairStatus, now time.Time) {
+	fmt.Fprintf(w, "repair queue: %d shards, %s\n", r.QueueShards, humanBytes(int64(r.QueueBytes)))
+	fmt.Fprintf(w, "repair rate: ")
+	switch state := repairState(r); state {
+	case "paused":
+		fmt.Fprintf(w, "paused (repair concurrency 0)")
+	case "idle":
+		fmt.Fprintf(w, "idle, nothing to repair")
+	default:
+		fmt.Fprintf(w, "%.2f MB/s over the last minute, ETA %s", r.BytesPerSec/1e6, eta(r))
+	}
+	if !r.Since.IsZero() {
+		fmt.Fprintf(w, "; %d shards (%s) repaired since the leader's election %s",
+			r.RepairedShards, humanBytes(int64(r.RepairedBytes)), ago(now, r.Since))
+	}
+	fmt.Fprintln(w)
+}
+
+// repairState names what repair is doing: paused (concurrency 0), idle
+// (nothing queued), repairing (shards rebuilt in the last minute) or
+// waiting (shards queued, none rebuilt in the last minute).
+func repairState(r client.RepairStatus) string {
+	switch {
+	case r.Paused:
+		return "paused"
+	case r.QueueShards == 0:
+		return "idle"
+	case r.BytesPerSec > 0:
+		return "repairing"
+	default:
+		return "waiting"
+	}
+}
+
+func eta(r client.RepairStatus) string {
+	if !r.ETAKnown {
+		return "unknown"
+	}
+	return r.ETA.Round(time.Second).String()
+}
+
+// scrubCell describes a node's scrubbing in one table cell.
+func scrubCell(s *client.ScrubStatus, now time.Time) string {
+	switch {
+	case s == nil:
+		return "-"
+	case s.Running:
+		return fmt.Sprintf("pass %d: %s of %s (%s)", s.PassesCompleted+1, humanBytes(int64(s.BytesDone)),
+			humanBytes(int64(s.BytesTotal)), percent(s.BytesDone, s.BytesTotal))
+	case s.PassesCompleted == 0 && s.Interval == 0:
+		return "off"
+	case s.PassesCompleted == 0:
+		return "no pass yet"
+	default:
+		passes := "passes"
+		if s.PassesCompleted == 1 {
+			passes = "pass"
+		}
+		return fmt.Sprintf("idle, %d %s, last ended %s", s.PassesCompleted, passes, ago(now, s.LastPassEnd))
+	}
+}
+
+func percent(done, total uint64) string {
+	if total == 0 {
+		return "100%"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(done)/float64(total))
+}
+
+func ago(now, t time.Time) string {
+	return now.Sub(t).Round(100*time.Millisecond).String() + " ago"
 }
 
 // statusJSON is the stable JSON form of `cluster status --json`.
@@ -94,17 +194,42 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		node := map[string]any{"id": n.ID, "address": n.Address, "zone": n.Zone, "up": n.Up,
 			"capacity": n.Capacity, "free": n.Free, "shards": n.Shards}
 		if !n.LastHeartbeat.IsZero() {
-			node["last_heartbeat"] = n.LastHeartbeat.UTC().Format(time.RFC3339Nano)
+			node["last_heartbeat"] = jsonTime(n.LastHeartbeat)
 		}
 		if !n.DownSince.IsZero() {
-			node["down_since"] = n.DownSince.UTC().Format(time.RFC3339Nano)
+			node["down_since"] = jsonTime(n.DownSince)
+		}
+		if s := n.Scrub; s != nil {
+			scrub := map[string]any{"running": s.Running, "passes_completed": s.PassesCompleted,
+				"bytes_done": s.BytesDone, "bytes_total": s.BytesTotal, "shards_done": s.ShardsDone,
+				"shards_total": s.ShardsTotal, "last_pass_corrupt": s.LastPassCorrupt, "corrupt_found": s.CorruptFound,
+				"interval_seconds": s.Interval.Seconds()}
+			if !s.LastPassEnd.IsZero() {
+				scrub["last_pass_end"] = jsonTime(s.LastPassEnd)
+			}
+			node["scrub"] = scrub
 		}
 		nodes = append(nodes, node)
+	}
+	r := st.Repair
+	repair := map[string]any{"state": repairState(r), "queue_shards": r.QueueShards, "queue_bytes": r.QueueBytes,
+		"paused": r.Paused, "repaired_shards": r.RepairedShards, "repaired_bytes": r.RepairedBytes,
+		"bytes_per_sec": r.BytesPerSec, "eta_seconds": nil}
+	if r.ETAKnown {
+		repair["eta_seconds"] = r.ETA.Seconds()
+	}
+	if !r.Since.IsZero() {
+		repair["since"] = jsonTime(r.Since)
 	}
 	return map[string]any{"leader": st.Leader, "term": st.Term, "applied_index": st.AppliedIndex,
 		"buckets": st.Buckets, "clips": st.Clips, "degraded_clips": st.DegradedClips,
 		"repairs_in_flight": st.RepairsInFlight, "pending_deletes": st.PendingDeletes,
 		"clips_by_lost_shards": st.ClipsByLostShards,
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},
-		"members":              members, "storage_nodes": nodes}
+		"repair":               repair,
+		"scrub": map[string]any{"nodes_running": st.Scrub.Running, "bytes_done": st.Scrub.BytesDone,
+			"bytes_total": st.Scrub.BytesTotal, "corrupt_found": st.Scrub.CorruptFound},
+		"members": members, "storage_nodes": nodes}
 }
+
+func jsonTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

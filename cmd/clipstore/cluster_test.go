@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+)
+
+// sampleStatus is a cluster repairing 40 queued shards at 2 MB/s, with one
+// node part way through a scrub pass, one idle after two passes, one that
+// has not reported, one that scrubs only on demand and one yet to start.
+func sampleStatus(now time.Time) *client.ClusterStatus {
+	return &client.ClusterStatus{Leader: "m0", Term: 3, AppliedIndex: 120, Buckets: 1, Clips: 50, DegradedClips: 20,
+		RepairsInFlight: 4, ClipsByLostShards: []uint64{20},
+		RepairLimits: client.RepairLimits{Concurrency: 16, BytesPerSec: 200 << 20},
+		Repair: client.RepairStatus{QueueShards: 40, QueueBytes: 10 << 20, Since: now.Add(-5 * time.Minute),
+			RepairedShards: 60, RepairedBytes: 15 << 20, BytesPerSec: 2e6, ETA: 5243 * time.Millisecond, ETAKnown: true},
+		Scrub:   client.ScrubSummary{Running: 1, BytesDone: 1 << 20, BytesTotal: 4 << 20, CorruptFound: 7},
+		Members: []client.Member{{ID: "m0", RaftAddress: "127.0.0.1:7401", GRPCAddress: "127.0.0.1:7400", Voter: true, Leader: true}},
+		Nodes: []client.StorageNode{
+			{ID: "s0", Address: "127.0.0.1:7500", Up: true, Capacity: 100 << 30, Free: 50 << 30, Shards: 10,
+				LastHeartbeat: now.Add(-time.Second), Scrub: &client.ScrubStatus{Running: true, PassesCompleted: 2,
+					BytesDone: 1 << 20, BytesTotal: 4 << 20, CorruptFound: 5}},
+			{ID: "s1", Address: "127.0.0.1:7501", Up: true, Capacity: 100 << 30, Free: 50 << 30, Shards: 10,
+				LastHeartbeat: now.Add(-time.Second), Scrub: &client.ScrubStatus{PassesCompleted: 2, BytesDone: 3 << 20,
+					BytesTotal: 3 << 20, CorruptFound: 2, LastPassEnd: now.Add(-time.Minute)}},
+			{ID: "s2", Address: "127.0.0.1:7502"},
+			{ID: "s3", Address: "127.0.0.1:7503", Scrub: &client.ScrubStatus{}},
+			{ID: "s4", Address: "127.0.0.1:7504", Scrub: &client.ScrubStatus{Interval: time.Hour}},
+		}}
+}
+
+func TestClusterStatusText(t *testing.T) {
+	now := time.Now()
+	cases := []struct {
+		name   string
+		change func(*client.ClusterStatus)
+		want   []string
+	}{
+		{"repairing", func(*client.ClusterStatus) {}, []string{
+			"repair queue: 40 shards, 10.0 MiB",
+			"repair rate: 2.00 MB/s over the last minute, ETA 5s; 60 shards (15.0 MiB) repaired since the leader's election 5m0s ago",
+			"scrub: 1 of 5 nodes scrubbing, 1.0 MiB of 4.0 MiB read (25%); 7 corrupt shards found",
+			"pass 3: 1.0 MiB of 4.0 MiB (25%)",
+			"idle, 2 passes, last ended 1m0s ago",
+			"  off  ",
+			"no pass yet",
+		}},
+		{"paused", func(st *client.ClusterStatus) { st.Repair.Paused = true }, []string{"repair rate: paused (repair concurrency 0)"}},
+		{"idle", func(st *client.ClusterStatus) { st.Repair.QueueShards, st.Repair.QueueBytes = 0, 0 }, []string{
+			"repair queue: 0 shards, 0 B", "repair rate: idle, nothing to repair; 60 shards"}},
+		{"waiting", func(st *client.ClusterStatus) { st.Repair.BytesPerSec, st.Repair.ETAKnown = 0, false }, []string{
+			"repair rate: 0.00 MB/s over the last minute, ETA unknown"}},
+		{"no scrub running", func(st *client.ClusterStatus) { st.Scrub = client.ScrubSummary{CorruptFound: 7} }, []string{
+			"scrub: 0 of 5 nodes scrubbing; 7 corrupt shards found"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := sampleStatus(now)
+			c.change(st)
+			var out bytes.Buffer
+			if err := writeStatus(&out, st, now); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestClusterStatusJSON(t *testing.T) {
+	now := time.Now()
+	st := sampleStatus(now)
+	st.Repair.BytesPerSec, st.Repair.ETAKnown = 0, false
+	var out bytes.Buffer
+	if err := writeJSON(&out, statusJSON(st)); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Leader            string   `json:"leader"`
+		RepairsInFlight   uint64   `json:"repairs_in_flight"`
+		ClipsByLostShards []uint64 `json:"clips_by_lost_shards"`
+		Repair            struct {
+			State          string   `json:"state"`
+			QueueShards    uint64   `json:"queue_shards"`
+			QueueBytes     uint64   `json:"queue_bytes"`
+			RepairedBytes  uint64   `json:"repaired_bytes"`
+			BytesPerSec    float64  `json:"bytes_per_sec"`
+			ETASeconds     *float64 `json:"eta_seconds"`
+			Since          string   `json:"since"`
+			RepairedShards uint64   `json:"repaired_shards"`
+		} `json:"repair"`
+		Scrub struct {
+			NodesRunning int    `json:"nodes_running"`
+			BytesDone    uint64 `json:"bytes_done"`
+			BytesTotal   uint64 `json:"bytes_total"`
+			CorruptFound uint64 `json:"corrupt_found"`
+		} `json:"scrub"`
+		StorageNodes []struct {
+			ID    string `json:"id"`
+			Scrub *struct {
+				Running      bool    `json:"running"`
+				Passes       uint64  `json:"passes_completed"`
+				BytesDone    uint64  `json:"bytes_done"`
+				CorruptFound uint64  `json:"corrupt_found"`
+				LastPassEnd  string  `json:"last_pass_end"`
+				Interval     float64 `json:"interval_seconds"`
+			} `json:"scrub"`
+		} `json:"storage_nodes"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	r := got.Repair
+	if got.Leader != "m0" || got.RepairsInFlight != 4 || len(got.ClipsByLostShards) != 1 {
+		t.Errorf("existing keys changed: %s", out.String())
+	}
+	if r.State != "waiting" || r.QueueShards != 40 || r.QueueBytes != 10<<20 || r.RepairedShards != 60 ||
+		r.RepairedBytes != 15<<20 || r.BytesPerSec != 0 || r.ETASeconds != nil || r.Since == "" {
+		t.Errorf("repair %+v", r)
+	}
+	if s := got.Scrub; s.NodesRunning != 1 || s.BytesDone != 1<<20 || s.BytesTotal != 4<<20 || s.CorruptFound != 7 {
+		t.Errorf("scrub %+v", s)
+	}
+	nodes := got.StorageNodes
+	if len(nodes) != 5 || nodes[0].Scrub == nil || !nodes[0].Scrub.Running || nodes[0].Scrub.CorruptFound != 5 ||
+		nodes[1].Scrub == nil || nodes[1].Scrub.LastPassEnd == "" || nodes[1].Scrub.Passes != 2 || nodes[2].Scrub != nil ||
+		nodes[4].Scrub == nil || nodes[4].Scrub.Interval != 3600 {
+		t.Errorf("storage nodes' scrub: %s", out.String())
+	}
+	st.Repair.BytesPerSec, st.Repair.ETAKnown = 2e6, true
+	if eta := statusJSON(st)["repair"].(map[string]any)["eta_seconds"]; eta != st.Repair.ETA.Seconds() {
+		t.Errorf("eta_seconds %v, want %v", eta, st.Repair.ETA.Seconds())
+	}
+}
