@@ -183,7 +183,7 @@ func (rr *rangeRead) decode(dst []byte, e erasure.Extent) ([]byte, error) {
 
 // pieces is decode without the copy into a block: it returns extent e's
 // bytes as verified slices of the units (see erasure.BlockDecoder.Pieces),
-// valid until the next call.
+// valid until the next call; contentCRC extends a CRC32C with them.
 func (rr *rangeRead) pieces(e erasure.Extent) ([][]byte, error) {
 	var out [][]byte
 	err := rr.run(e, func() (err error) {
@@ -192,6 +192,8 @@ func (rr *rangeRead) pieces(e erasure.Extent) ([][]byte, error) {
 	})
 	return out, err
 }
+
+func (rr *rangeRead) contentCRC(crc uint32) uint32 { return rr.dec.ContentCRC(crc) }
 
 // run fetches the units extent e needs and calls decode until it
 // succeeds, fetching more units after each ErrUnrecoverable.

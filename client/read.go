@@ -191,8 +191,9 @@ func (v *clipView) flushReports(ctx context.Context, readErr error) {
 // readRange decodes the clip bytes [off, off+n). With dst (len >= n) it
 // decodes into dst; otherwise it hands the bytes to emit piece by piece
 // (verified, straight from the fetched units: no copy), each valid until
-// emit returns.
-func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit func([]byte) error) (err error) {
+// emit returns, and, if crc is not nil, extends *crc with them (from the
+// verified piece CRCs, without a pass over whole pieces).
+func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit func([]byte) error, crc *uint32) (err error) {
 	defer func() { v.flushReports(ctx, err) }()
 	ext, err := v.layout.Extents(off, n)
 	if err != nil || len(ext) == 0 {
@@ -211,6 +212,9 @@ func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit
 				if err := emit(p); err != nil {
 					return err
 				}
+			}
+			if crc != nil {
+				*crc = rr.contentCRC(*crc)
 			}
 			continue
 		}
@@ -247,7 +251,6 @@ func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts 
 	var crc uint32
 	var written int64
 	err = v.readRange(ctx, 0, v.layout.Size(), nil, func(b []byte) error {
-		crc = erasure.UpdateCRC32C(crc, b)
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
@@ -256,7 +259,7 @@ func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts 
 			opts.Progress(written)
 		}
 		return nil
-	})
+	}, &crc)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +327,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := int(min(int64(len(p)), size-off))
 	if !r.fromCache(p[:n], off) {
-		if err := r.v.readRange(r.ctx, off, int64(n), p[:n], nil); err != nil {
+		if err := r.v.readRange(r.ctx, off, int64(n), p[:n], nil, nil); err != nil {
 			return 0, err
 		}
 	}

@@ -2,6 +2,7 @@ package erasure
 
 import (
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 )
@@ -147,6 +148,17 @@ type BlockDecoder struct {
 	rep Report
 	d   *decoder
 	out [][]byte // Pieces' result
+
+	// Of Pieces' last result, for ContentCRC: the block, the first
+	// piece's index, and each piece's verified CRC (whole pieces only:
+	// whole[j] says which).
+	outBlock int64
+	outFirst int
+	outCRC   []uint32
+	whole    []bool
+	// shift caches crcShift(shiftLen), the operator for one piece length.
+	shiftLen int
+	shift    uint32
 }
 
 // NewBlockDecoder returns a BlockDecoder for the clip.
@@ -207,12 +219,34 @@ func (bd *BlockDecoder) Pieces(e Extent, units [][]byte) ([][]byte, error) {
 	if _, err := bd.d.block(e.Block, e.pieces()); err != nil {
 		return nil, err
 	}
-	bd.out = bd.out[:0]
+	bd.out, bd.outCRC, bd.whole = bd.out[:0], bd.outCRC[:0], bd.whole[:0]
+	bd.outBlock, bd.outFirst = e.Block, e.First
 	for i := e.First; i <= e.Last; i++ {
 		lo, hi := e.Span(i)
 		bd.out = append(bd.out, bd.d.shards[i][lo:hi:hi])
+		bd.outCRC = append(bd.outCRC, bd.d.crcs[i])
+		bd.whole = append(bd.whole, lo == 0 && hi == e.PieceLen)
 	}
 	return bd.out, nil
+}
+
+// ContentCRC extends crc, the CRC32C of the clip's bytes before the extent
+// Pieces last returned, with that extent's bytes. A whole piece counts
+// through the CRC it was verified against, with no second pass over its
+// bytes (CRC arithmetic, as the Encoder derives the content checksum);
+// only a partial piece, at the ends of a range or a clip, is read again.
+func (bd *BlockDecoder) ContentCRC(crc uint32) uint32 {
+	for j, p := range bd.out {
+		if !bd.whole[j] {
+			crc = crc32.Update(crc, castagnoli, p)
+			continue
+		}
+		if len(p) != bd.shiftLen {
+			bd.shiftLen, bd.shift = len(p), crcShift(int64(len(p)))
+		}
+		crc = appendPieceToContent(crc, bd.outCRC[j], bd.shift, bd.outFirst+j, bd.outBlock)
+	}
+	return crc
 }
 
 // checkExtent rejects an extent that Layout.Extents or Layout.Extent

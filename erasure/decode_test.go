@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"testing"
@@ -503,7 +504,8 @@ func TestBlockDecoderLost(t *testing.T) {
 
 // TestBlockDecoderPieces checks Pieces against the clip for every extent
 // of a few ranges, with all data pieces, with data pieces lost (rebuilt
-// from parity) and with a corrupt one (an error, no bytes).
+// from parity) and with a corrupt one (an error, no bytes); and that
+// ContentCRC, fed extent after extent, is the CRC32C of the range.
 func TestBlockDecoderPieces(t *testing.T) {
 	c := mustCode(t, 3, 2, testBS)
 	data := randBytes(17, testSize)
@@ -518,6 +520,7 @@ func TestBlockDecoderPieces(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []byte
+			var crc uint32
 			for _, e := range ext {
 				pieces, err := bd.Pieces(e, units(e.Block, have...))
 				if err != nil {
@@ -526,9 +529,13 @@ func TestBlockDecoderPieces(t *testing.T) {
 				for _, p := range pieces {
 					got = append(got, p...)
 				}
+				crc = bd.ContentCRC(crc)
 			}
 			if !bytes.Equal(got, data[r.off:r.off+r.n]) {
 				t.Fatalf("shards %v, range %+v: wrong bytes", have, r)
+			}
+			if want := crc32.Checksum(got, castagnoli); crc != want {
+				t.Fatalf("shards %v, range %+v: ContentCRC %08x, want %08x", have, r, crc, want)
 			}
 		}
 	}
