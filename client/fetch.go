@@ -70,9 +70,13 @@ func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient
 		err = stream.RecvMsg(resp)
 		watchdog.Stop()
 		if err != nil {
+			wire.Pool.Put(&buf) // the end of the stream
 			break
 		}
 		p := resp.GetPiece()
+		if p == nil || p.Corrupt {
+			wire.Pool.Put(&buf)
+		}
 		if p == nil {
 			continue // the header of an empty range
 		}
@@ -81,6 +85,7 @@ func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient
 			m.unit = wire.Unit(p, buf)
 		}
 		if !s.deliver(ctx, m) {
+			recycleUnit(m.unit)
 			return
 		}
 	}
@@ -111,6 +116,7 @@ func (s *unitStream) get(ctx context.Context, b int64) (unitMsg, error) {
 			case m.err != nil:
 				s.err = fromStatus(fmt.Sprintf("read shard %d", s.index), m.err)
 			case m.block < b:
+				recycleUnit(m.unit)
 				s.next = m.block + 1
 			case m.block > b:
 				s.err = fmt.Errorf("shard %d: stream sent block %d, expected %d", s.index, m.block, b)
@@ -130,9 +136,21 @@ func (s *unitStream) usableFor(b int64) bool {
 	return s.err == nil && s.next <= b && b-s.next <= maxSkip && b < s.end
 }
 
+// close stops the stream and gives the units it fetched and nobody took
+// back to wire.Pool.
 func (s *unitStream) close() {
 	s.cancel()
 	<-s.done
+	for m := range s.ch {
+		recycleUnit(m.unit)
+	}
+}
+
+// recycleUnit gives a unit's buffer back to wire.Pool (nil: nothing).
+func recycleUnit(u []byte) {
+	if u != nil {
+		wire.Pool.Put(&u)
+	}
 }
 
 // rangeRead decodes the blocks of one byte range of a pinned clip. It
@@ -155,7 +173,8 @@ func (v *clipView) newRangeRead(ctx context.Context, end int64) *rangeRead {
 		units: make([][]byte, n), tried: make([]bool, n)}
 }
 
-// close stops the streams and waits for their goroutines.
+// close stops the streams, waits for their goroutines and gives the last
+// block's units back to wire.Pool.
 func (rr *rangeRead) close() {
 	for i, s := range rr.streams {
 		if s != nil {
@@ -163,6 +182,7 @@ func (rr *rangeRead) close() {
 			rr.streams[i] = nil
 		}
 	}
+	rr.recycle()
 }
 
 // decode appends extent e's bytes to dst. It fetches the data pieces the
