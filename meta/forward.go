@@ -40,7 +40,7 @@ func (n *Node) leaderClient(ctx context.Context) (pb.MetaServiceClient, context.
 // memberAddress looks up a member's gRPC address in the FSM.
 func (n *Node) memberAddress(id string) (string, error) {
 	var addr string
-	err := n.fsm.view(func(tx *bolt.Tx) error {
+	err := n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		m := &pb.Member{}
 		found, err := getMsg(tx.Bucket(bktMembers), []byte(id), m)
 		if found {

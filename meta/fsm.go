@@ -207,6 +207,27 @@ func (f *fsm) stopLoop() {
 	<-f.stopped
 }
 
+// viewApplied runs fn, a short read, so that it sees every applied entry
+// without committing them: in the open write transaction if there is one
+// (Apply waits meanwhile), else in a read transaction. It is for point
+// reads on hot paths (BeginPut, GetClip, heartbeats, forwarding), which
+// would otherwise turn every group commit into one commit per read; fn
+// must not write. Long reads (listings, scans) use view.
+func (f *fsm) viewApplied(fn func(tx *bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrShutdown
+	}
+	f.wmu.Lock()
+	if f.wtx != nil {
+		defer f.wmu.Unlock()
+		return fn(f.wtx)
+	}
+	f.wmu.Unlock()
+	return f.db.View(fn)
+}
+
 // view runs fn in a read transaction that sees every applied entry.
 func (f *fsm) view(fn func(tx *bolt.Tx) error) error {
 	f.mu.RLock()

@@ -160,7 +160,18 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("replayed state differs from a member that never crashed (applied %d)", applied)
 	}
 
-	f.ApplyBatch(bucketLogs(t, 46, 50))
+	// A short read sees applied entries without committing them.
+	f.ApplyBatch(bucketLogs(t, 46, 48))
+	var seen bool
+	f.viewApplied(func(tx *bolt.Tx) error { seen = tx.Bucket(bktBuckets).Get([]byte("bk0048")) != nil; return nil })
+	f.wmu.Lock()
+	pending := f.wtx != nil
+	f.wmu.Unlock()
+	if !seen || !pending {
+		t.Fatalf("viewApplied: saw the last entry %v, transaction still open %v; want both", seen, pending)
+	}
+
+	f.ApplyBatch(bucketLogs(t, 49, 50))
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)

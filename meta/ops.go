@@ -40,7 +40,7 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 	var profile *pb.ECProfile
 	var cands []Candidate
 	addrs := map[string]string{}
-	err := n.fsm.view(func(tx *bolt.Tx) error {
+	err := n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		bucket := &pb.Bucket{}
 		found, err := getMsg(tx.Bucket(bktBuckets), []byte(req.Bucket), bucket)
 		if err != nil {
@@ -105,7 +105,7 @@ func (n *Node) candidates(tx *bolt.Tx, addrs map[string]string) []Candidate {
 func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
 	node := &pb.StorageNode{}
 	var found bool
-	err := n.fsm.view(func(tx *bolt.Tx) (err error) {
+	err := n.fsm.viewApplied(func(tx *bolt.Tx) (err error) {
 		found, err = getMsg(tx.Bucket(bktNodes), []byte(req.NodeId), node)
 		return err
 	})
@@ -144,7 +144,7 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 	}
 	resp := &pb.HeartbeatResponse{IntervalMs: uint32(n.cfg.HeartbeatInterval / time.Millisecond),
 		Repairs: n.repairs.work(req.NodeId)}
-	err = n.fsm.view(func(tx *bolt.Tx) error {
+	err = n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		prefix := joinKey(req.NodeId, nil)
 		c := tx.Bucket(bktDeletes).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(resp.Deletes) < maxDeletesPerHB; k, _ = c.Next() {
@@ -171,7 +171,7 @@ func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb
 
 func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipResponse, error) {
 	resp := &pb.GetClipResponse{}
-	err := n.fsm.view(func(tx *bolt.Tx) error {
+	err := n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bktKeys).Get(keyOf(req.Bucket, req.Key))
 		if id == nil {
 			if tx.Bucket(bktBuckets).Get([]byte(req.Bucket)) == nil {
