@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -86,8 +87,13 @@ func TestReferences(t *testing.T) {
 	if r, err := loopbackTCPRate(16 << 20); err != nil || r <= 0 {
 		t.Fatalf("loopbackTCPRate = %v, %v", r, err)
 	}
-	if r, err := smallFilesOpsPerSec(dir, 6, 16<<10, 2, 200e6); err != nil || r <= 0 {
-		t.Fatalf("smallFilesOpsPerSec = %v, %v", r, err)
+	for _, publish := range []bool{false, true} {
+		if r, err := smallFilesOpsPerSec(dir, 6, 16<<10, 2, 200e6, publish); err != nil || r <= 0 {
+			t.Fatalf("smallFilesOpsPerSec(publish %v) = %v, %v", publish, r, err)
+		}
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("the references left %d entries behind", len(left))
 	}
 }
 

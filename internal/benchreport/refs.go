@@ -54,8 +54,10 @@ func diskWriteRate(dir string, total int64) (float64, error) {
 
 // smallFilesOpsPerSec is the rate of "puts" of raw files: one op creates,
 // writes and fsyncs files files of size bytes each, in turn; workers ops
-// run at once, for d.
-func smallFilesOpsPerSec(dir string, files, size, workers int, d time.Duration) (float64, error) {
+// run at once, for d. With publish, each file is written as a storage node
+// writes a shard (DESIGN.md "Write path"): a temp file in one directory,
+// fsynced, renamed into one of 256 fan-out directories, which is fsynced.
+func smallFilesOpsPerSec(dir string, files, size, workers int, d time.Duration, publish bool) (float64, error) {
 	buf := make([]byte, size)
 	rand.Read(buf)
 	root := filepath.Join(dir, "ref-small-files")
@@ -63,6 +65,10 @@ func smallFilesOpsPerSec(dir string, files, size, workers int, d time.Duration) 
 		return 0, err
 	}
 	defer os.RemoveAll(root)
+	tmp := filepath.Join(root, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return 0, err
+	}
 	var ops atomic.Int64
 	var firstErr error
 	var once sync.Once
@@ -74,7 +80,12 @@ func smallFilesOpsPerSec(dir string, files, size, workers int, d time.Duration) 
 			for i := 0; time.Now().Before(deadline); i++ {
 				for j := range files {
 					name := filepath.Join(root, fmt.Sprintf("w%d-%d-%d", w, i, j))
-					err := writeFileSync(name, buf)
+					var err error
+					if publish {
+						name, err = publishSync(tmp, filepath.Join(root, fmt.Sprintf("%02x", (w*131+i*31+j*7)%256)), name, buf)
+					} else {
+						err = writeFileSync(name, buf)
+					}
 					if err == nil {
 						err = os.Remove(name) // keep the directory small, as GC keeps the store's
 					}
@@ -92,6 +103,28 @@ func smallFilesOpsPerSec(dir string, files, size, workers int, d time.Duration) 
 		return 0, firstErr
 	}
 	return float64(ops.Load()) / time.Since(start).Seconds(), nil
+}
+
+// publishSync writes data to a temp file in tmpDir, fsyncs it, renames it
+// into dir (created if need be) and fsyncs dir; it returns the final name.
+func publishSync(tmpDir, dir, name string, data []byte) (string, error) {
+	temp := filepath.Join(tmpDir, filepath.Base(name))
+	if err := writeFileSync(temp, data); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	final := filepath.Join(dir, filepath.Base(name))
+	if err := os.Rename(temp, final); err != nil {
+		return "", err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	return final, d.Sync()
 }
 
 func writeFileSync(name string, data []byte) error {
