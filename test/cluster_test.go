@@ -53,6 +53,23 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
+// metaLeader returns the member cluster status names as the leader, and
+// the term.
+func (c *cluster) metaLeader(cl *client.Client) (*metaMember, uint64) {
+	c.t.Helper()
+	st, err := cl.ClusterStatus(context.Background())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, m := range c.metas {
+		if m.id == st.Leader {
+			return m, st.Term
+		}
+	}
+	c.t.Fatalf("leader %q is none of the members", st.Leader)
+	return nil, 0
+}
+
 func (c *cluster) metaAddrs() string {
 	var out []string
 	for _, m := range c.metas {
@@ -290,16 +307,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.waitNodesUp(6)
 
 	// The meta leader dies: puts and gets go on after failover.
-	st, err := cl.ClusterStatus(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var leader *metaMember
-	for _, m := range c.metas {
-		if m.id == st.Leader {
-			leader = m
-		}
-	}
+	leader, _ := c.metaLeader(cl)
 	leader.proc.kill()
 	for i := range 5 {
 		if err := put(fmt.Sprintf("after-failover/%d", i), uint64(2000+i), 300_000); err != nil {

@@ -21,20 +21,7 @@ func TestLeaderKillMarksNoNodeDown(t *testing.T) {
 	if err := cl.CreateBucket(ctx, "fleet", durabilityProfile); err != nil {
 		t.Fatal(err)
 	}
-	st, err := cl.ClusterStatus(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var leader *metaMember
-	for _, m := range c.metas {
-		if m.id == st.Leader {
-			leader = m
-		}
-	}
-	if leader == nil {
-		t.Fatalf("leader %q is none of the members", st.Leader)
-	}
-	oldTerm := st.Term
+	leader, oldTerm := c.metaLeader(cl)
 	leader.proc.kill()
 	killed := time.Now()
 

@@ -162,18 +162,7 @@ func TestMetaClusterSurvivesLeaderKill(t *testing.T) {
 		commit(survivor.client, fmt.Sprintf("after/%02d", i))
 	}
 	leader.start(t)
-	for _, m := range members {
-		for key, gen := range acked {
-			var got *pb.GetClipResponse
-			must(retry(t, func(ctx context.Context) (err error) {
-				got, err = m.client.GetClip(ctx, &pb.GetClipRequest{Bucket: "fleet", Key: key})
-				return err
-			}))
-			if got.Clip.Generation != gen {
-				t.Fatalf("%s: %s at generation %d, acknowledged %d", m.id, key, got.Clip.Generation, gen)
-			}
-		}
-	}
+	checkAcked(t, members, "fleet", acked)
 	converged(t, members, 40)
 
 	for i := range 10 {
@@ -185,19 +174,29 @@ func TestMetaClusterSurvivesLeaderKill(t *testing.T) {
 	for _, m := range members {
 		m.start(t)
 	}
+	checkAcked(t, members, "fleet", acked)
+	converged(t, members, 50)
+}
+
+// checkAcked reads every acknowledged commit from every member: each key
+// is at the generation its commit returned.
+func checkAcked(t *testing.T, members []*metaMember, bucket string, acked map[string]uint64) {
+	t.Helper()
 	for _, m := range members {
 		for key, gen := range acked {
 			var got *pb.GetClipResponse
-			must(retry(t, func(ctx context.Context) (err error) {
-				got, err = m.client.GetClip(ctx, &pb.GetClipRequest{Bucket: "fleet", Key: key})
+			err := retry(t, func(ctx context.Context) (err error) {
+				got, err = m.client.GetClip(ctx, &pb.GetClipRequest{Bucket: bucket, Key: key})
 				return err
-			}))
+			})
+			if err != nil {
+				t.Fatalf("%s: get %s: %v", m.id, key, err)
+			}
 			if got.Clip.Generation != gen {
-				t.Fatalf("after killing every member, %s: %s at generation %d, acknowledged %d", m.id, key, got.Clip.Generation, gen)
+				t.Fatalf("%s: %s at generation %d, acknowledged %d", m.id, key, got.Clip.Generation, gen)
 			}
 		}
 	}
-	converged(t, members, 50)
 }
 
 // converged waits until the members report the same applied index and
