@@ -155,17 +155,21 @@ type ScrubSummary struct {
 
 // ClusterStatus summarises the cluster.
 type ClusterStatus struct {
-	Leader         string // leader member id
-	Term           uint64
-	CommitIndex    uint64
-	AppliedIndex   uint64
-	Members        []Member
-	Nodes          []StorageNode
-	Buckets        uint64
-	Clips          uint64
-	DegradedClips  uint64 // clips with a missing or corrupt shard
-	NodesUp        uint64
-	PendingDeletes uint64
+	Leader        string // leader member id
+	Term          uint64
+	CommitIndex   uint64
+	AppliedIndex  uint64
+	Members       []Member
+	Nodes         []StorageNode
+	Buckets       uint64
+	Clips         uint64
+	DegradedClips uint64 // clips with a missing or corrupt shard
+	// UnrecoverableClips counts the clips that lost more shards of a part
+	// than it has parity: repair cannot rebuild them (data loss unless the
+	// lost shards' nodes return).
+	UnrecoverableClips uint64
+	NodesUp            uint64
+	PendingDeletes     uint64
 	// RepairsInFlight counts the lost shards the leader is having rebuilt.
 	RepairsInFlight uint64
 	// RepairLimits are the cluster-wide repair limits in force.

@@ -491,7 +491,8 @@ func (n *Node) removeMember(ctx context.Context, req *pb.RemoveMemberRequest) (*
 // lostShards counts the degraded clips (a shard missing, corrupt or on a
 // node that is down) by their number of such shards, and the repair queue:
 // the entries the planner rebuilds (missing, corrupt, or on a node down for
-// longer than RepairAfter) with their bytes. Like planning, it reads only
+// longer than RepairAfter) with their bytes, but for parts that lost more
+// than their parity: those clips are counted unrecoverable instead. Like planning, it reads only
 // the clips at risk (the degraded index and the shards of down nodes).
 func (n *Node) lostShards(tx *bolt.Tx, now time.Time, resp *pb.ClusterStatusResponse) error {
 	nodes := map[string]*pb.StorageNode{}
@@ -501,17 +502,26 @@ func (n *Node) lostShards(tx *bolt.Tx, now time.Time, resp *pb.ClusterStatusResp
 	down := func(node *pb.StorageNode) bool { return node.State == pb.NodeState_NODE_STATE_DOWN }
 	queued := lostOn(nodes, n.goneAt(now)) // gone implies down: every queued shard is lost
 	return eachAtRiskClip(tx, nodes, down, func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error {
-		count := 0
+		count, unrecoverable := 0, false
 		for _, part := range rec.Parts {
+			var q uint64
 			for _, s := range part.Shards {
 				if lost(s) {
 					count++
 				}
 				if queued(s) {
-					resp.RepairQueueShards++
-					resp.RepairQueueBytes += expectedShardLength(part.Length, part.Profile)
+					q++
 				}
 			}
+			if q > uint64(part.Profile.GetParityShards()) {
+				unrecoverable = true // fewer than k shards left: nothing to rebuild from
+				continue
+			}
+			resp.RepairQueueShards += q
+			resp.RepairQueueBytes += q * expectedShardLength(part.Length, part.Profile)
+		}
+		if unrecoverable {
+			resp.UnrecoverableClips++
 		}
 		if count == 0 {
 			return nil

@@ -211,14 +211,18 @@ func (n *Node) updateLanded(req *pb.UpdateShardRequest) {
 func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time, concurrency int) ([]repairNeed, error) {
 	gone := n.goneAt(now)
 	var needs []repairNeed
-	// Each pass looks at a bounded number of clips, so that a down node
-	// with millions of shards costs the leader little per tick; the next
-	// passes find the rest.
-	seen, limit := 0, 16*concurrency
+	// Each pass collects needs from a bounded number of clips, so that a
+	// down node with millions of shards costs the leader little per tick;
+	// the next passes find the rest. Clips that yield nothing (repairs in
+	// flight, or more shards lost than parity: unrecoverable) do not count
+	// against that bound, or enough of them would starve every clip that
+	// sorts after them; a pass still stops after a larger number of them.
+	seen, visited, limit := 0, 0, 16*max(concurrency, 1)
 	err := eachAtRiskClip(tx, nodes, gone, func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error {
-		if seen++; seen > limit {
+		if visited++; seen >= limit || visited > 64*limit {
 			return errEnough
 		}
+		found := false
 		for pi, part := range rec.Parts {
 			bad := 0
 			for _, s := range part.Shards {
@@ -226,11 +230,18 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 					bad++
 				}
 			}
+			if bad > int(part.Profile.GetParityShards()) {
+				continue // fewer than k shards left: nothing to rebuild from
+			}
 			for _, s := range part.Shards {
 				if lost(s) && n.repairs.inflight[shardKey(rec.ClipId, uint32(pi), s.Index)] == nil {
 					needs = append(needs, repairNeed{rec: rec, part: uint32(pi), index: s.Index, bad: bad})
+					found = true
 				}
 			}
+		}
+		if found {
+			seen++
 		}
 		return nil
 	})

@@ -416,3 +416,53 @@ func commitMissing(t *testing.T, cl pb.MetaServiceClient, key string) *pb.BeginP
 	}
 	return begin
 }
+
+// TestUnrecoverableClipsDoNotStarveRepair: with repair concurrency 1 a
+// planning pass collects needs from at most 16 clips. 20 clips that lost
+// three shards of a 4+2 part (nothing to rebuild them from) sort before a
+// clip that lost one: the latter is still planned, the others are counted
+// unrecoverable and left out of the repair queue. (Repair is paused while
+// the clips are set up, so that none is planned while it still has two
+// shards to lose.)
+func TestUnrecoverableClipsDoNotStarveRepair(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.RepairConcurrency = 0 }})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	registerNodes(t, cl, 7)
+	for i := range 20 { // clip ids are time-ordered: these sort first
+		begin := commitMissing(t, cl, fmt.Sprintf("lost/%02d", i))
+		got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: fmt.Sprintf("lost/%02d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, index := range []uint32{0, 1} {
+			_, err := cl.ReportShard(ctxT(t), &pb.ReportShardRequest{ClipId: begin.ClipId, Generation: got.Clip.Generation,
+				Index: index, ShardId: got.Clip.Parts[0].Shards[index].ShardId, State: pb.ShardState_SHARD_STATE_CORRUPT, Reporter: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ok := commitMissing(t, cl, "recoverable")
+	one := uint32(1)
+	if _, err := cl.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &one}); err != nil {
+		t.Fatal(err)
+	}
+	h := startHeartbeats(t, cl, []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6"})
+	waitForT(t, 10*time.Second, "the recoverable clip's repair to be handed out", func() bool {
+		for _, ws := range h.repairWork() {
+			for _, w := range ws {
+				if bytes.Equal(w.ClipId, ok.ClipId) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	st := clusterStatus(t, cl)
+	if st.UnrecoverableClips != 20 || st.RepairQueueShards != 1 || st.DegradedClips != 21 {
+		t.Fatalf("%d unrecoverable, %d shards queued, %d degraded; want 20, 1, 21", st.UnrecoverableClips, st.RepairQueueShards, st.DegradedClips)
+	}
+}

@@ -205,4 +205,14 @@ func TestTooManyCorruptShards(t *testing.T) {
 	if code == 0 || strings.Count(out, "corrupt") < 3 {
 		t.Fatalf("fsck with m+1 corrupt shards: exit %d\n%s", code, out)
 	}
+	// The get reported the pieces it met; the scrubbers report the rest:
+	// cluster status counts the clip unrecoverable, and repair leaves it be.
+	waitFor(t, 20*time.Second, "cluster status to count the clip unrecoverable", func() (bool, string) {
+		st, err := cl.ClusterStatus(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.UnrecoverableClips == 1 && st.Repair.QueueShards == 0,
+			fmt.Sprintf("%d unrecoverable, %d shards queued, by lost shards %v", st.UnrecoverableClips, st.Repair.QueueShards, st.ClipsByLostShards)
+	})
 }

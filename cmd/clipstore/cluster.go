@@ -24,7 +24,8 @@ func newClusterCommand(co *clientOptions) *cobra.Command {
 		Long: `Show the meta members and leader, the storage nodes, the clip counts, the
 repair queue and rate, and the storage nodes' scrubbing.
 --json prints one object: leader, term, applied_index, buckets, clips,
-degraded_clips, repairs_in_flight, pending_deletes, clips_by_lost_shards
+degraded_clips, unrecoverable_clips (more shards lost than parity),
+repairs_in_flight, pending_deletes, clips_by_lost_shards
 (index i: clips with i+1 lost shards), repair_limits (concurrency,
 bytes_per_sec), repair (state: paused, idle, repairing or waiting;
 queue_shards, queue_bytes, paused, since, repaired_shards, repaired_bytes,
@@ -68,6 +69,9 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 		if n > 0 {
 			fmt.Fprintf(w, "  %d clips with %d shards missing or corrupt\n", n, i+1)
 		}
+	}
+	if st.UnrecoverableClips > 0 {
+		fmt.Fprintf(w, "  %d clips UNRECOVERABLE: more shards lost than parity; repair cannot rebuild them\n", st.UnrecoverableClips)
 	}
 	writeRepair(w, st.Repair, now)
 	s := st.Scrub
@@ -222,7 +226,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		repair["since"] = jsonTime(r.Since)
 	}
 	return map[string]any{"leader": st.Leader, "term": st.Term, "applied_index": st.AppliedIndex,
-		"buckets": st.Buckets, "clips": st.Clips, "degraded_clips": st.DegradedClips,
+		"buckets": st.Buckets, "clips": st.Clips, "degraded_clips": st.DegradedClips, "unrecoverable_clips": st.UnrecoverableClips,
 		"repairs_in_flight": st.RepairsInFlight, "pending_deletes": st.PendingDeletes,
 		"clips_by_lost_shards": st.ClipsByLostShards,
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},

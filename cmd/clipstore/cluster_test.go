@@ -57,6 +57,8 @@ func TestClusterStatusText(t *testing.T) {
 			"repair rate: 0.00 MB/s over the last minute, ETA unknown"}},
 		{"no scrub running", func(st *client.ClusterStatus) { st.Scrub = client.ScrubSummary{CorruptFound: 7} }, []string{
 			"scrub: 0 of 5 nodes scrubbing; 7 corrupt shards found"}},
+		{"unrecoverable", func(st *client.ClusterStatus) { st.UnrecoverableClips = 3 }, []string{
+			"3 clips UNRECOVERABLE: more shards lost than parity"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,6 +81,7 @@ func TestClusterStatusJSON(t *testing.T) {
 	now := time.Now()
 	st := sampleStatus(now)
 	st.Repair.BytesPerSec, st.Repair.ETAKnown = 0, false
+	st.UnrecoverableClips = 2
 	var out bytes.Buffer
 	if err := writeJSON(&out, statusJSON(st)); err != nil {
 		t.Fatal(err)
@@ -87,6 +90,7 @@ func TestClusterStatusJSON(t *testing.T) {
 		Leader            string   `json:"leader"`
 		RepairsInFlight   uint64   `json:"repairs_in_flight"`
 		ClipsByLostShards []uint64 `json:"clips_by_lost_shards"`
+		Unrecoverable     uint64   `json:"unrecoverable_clips"`
 		Repair            struct {
 			State          string   `json:"state"`
 			QueueShards    uint64   `json:"queue_shards"`
@@ -121,6 +125,9 @@ func TestClusterStatusJSON(t *testing.T) {
 	r := got.Repair
 	if got.Leader != "m0" || got.RepairsInFlight != 4 || len(got.ClipsByLostShards) != 1 {
 		t.Errorf("existing keys changed: %s", out.String())
+	}
+	if got.Unrecoverable != 2 {
+		t.Errorf("unrecoverable_clips %d, want 2", got.Unrecoverable)
 	}
 	if r.State != "waiting" || r.QueueShards != 40 || r.QueueBytes != 10<<20 || r.RepairedShards != 60 ||
 		r.RepairedBytes != 15<<20 || r.BytesPerSec != 0 || r.ETASeconds != nil || r.Since == "" {

@@ -4108,8 +4108,12 @@ type ClusterStatusResponse struct {
 	ScrubBytesDone    uint64 `protobuf:"varint,23,opt,name=scrub_bytes_done,json=scrubBytesDone,proto3" json:"scrub_bytes_done,omitempty"`
 	ScrubBytesTotal   uint64 `protobuf:"varint,24,opt,name=scrub_bytes_total,json=scrubBytesTotal,proto3" json:"scrub_bytes_total,omitempty"`
 	ScrubCorruptFound uint64 `protobuf:"varint,25,opt,name=scrub_corrupt_found,json=scrubCorruptFound,proto3" json:"scrub_corrupt_found,omitempty"` // corrupt_found summed over the nodes
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Clips with a part that lost (missing, corrupt, or on a node down past
+	// the repair grace) more shards than it has parity: repair cannot
+	// rebuild them, and their shards are not in the repair queue.
+	UnrecoverableClips uint64 `protobuf:"varint,26,opt,name=unrecoverable_clips,json=unrecoverableClips,proto3" json:"unrecoverable_clips,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -4313,6 +4317,13 @@ func (x *ClusterStatusResponse) GetScrubBytesTotal() uint64 {
 func (x *ClusterStatusResponse) GetScrubCorruptFound() uint64 {
 	if x != nil {
 		return x.ScrubCorruptFound
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetUnrecoverableClips() uint64 {
+	if x != nil {
+		return x.UnrecoverableClips
 	}
 	return 0
 }
@@ -4705,7 +4716,7 @@ const file_meta_proto_rawDesc = "" +
 	"\f_concurrencyB\x10\n" +
 	"\x0e_bytes_per_sec\"O\n" +
 	"\x14RepairLimitsResponse\x127\n" +
-	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xeb\b\n" +
+	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\x9c\t\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12!\n" +
@@ -4733,7 +4744,8 @@ const file_meta_proto_rawDesc = "" +
 	"nodeScrubs\x12(\n" +
 	"\x10scrub_bytes_done\x18\x17 \x01(\x04R\x0escrubBytesDone\x12*\n" +
 	"\x11scrub_bytes_total\x18\x18 \x01(\x04R\x0fscrubBytesTotal\x12.\n" +
-	"\x13scrub_corrupt_found\x18\x19 \x01(\x04R\x11scrubCorruptFoundB\x15\n" +
+	"\x13scrub_corrupt_found\x18\x19 \x01(\x04R\x11scrubCorruptFound\x12/\n" +
+	"\x13unrecoverable_clips\x18\x1a \x01(\x04R\x12unrecoverableClipsB\x15\n" +
 	"\x13_repair_eta_seconds\"`\n" +
 	"\x0fNodeScrubStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x124\n" +
