@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -234,6 +235,46 @@ func TestWipedDiskGetsNewIncarnation(t *testing.T) {
 	u2, _ := s2.Usage()
 	if u1[0].Incarnation == u2[0].Incarnation {
 		t.Fatalf("wiped disk kept incarnation %s", u1[0].Incarnation)
+	}
+}
+
+// TestStartSyncsTheFilesystem: a disk is flushed whole (syncfs) before it
+// serves, so that directory entries a dead process left in the page cache
+// only are durable before a write trusts them; a disk whose flush fails is
+// not served.
+func TestStartSyncsTheFilesystem(t *testing.T) {
+	var syncs atomic.Int32
+	var fail atomic.Bool
+	cfg := testConfig(t, 1)
+	cfg.OpenFS = func(dir string) (server.FS, error) {
+		fsys, err := server.OpenOSFS(dir)
+		ffs := faultfs.Wrap(fsys)
+		ffs.SetInjector(func(op faultfs.Op, name string) error {
+			if op != faultfs.OpSyncFS {
+				return nil
+			}
+			syncs.Add(1)
+			if fail.Load() {
+				return syscall.EIO
+			}
+			return nil
+		})
+		return ffs, err
+	}
+	s, err := server.OpenStore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if syncs.Load() != 1 {
+		t.Fatalf("%d syncfs calls opening one disk, want 1", syncs.Load())
+	}
+	fail.Store(true)
+	if s, err := server.OpenStore(cfg); err == nil || !strings.Contains(err.Error(), "syncfs") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("open with a failing syncfs: %v, want an error naming it", err)
 	}
 }
 

@@ -51,6 +51,15 @@ func openDisk(fsys FS, log *slog.Logger) (*disk, error) {
 	if err := d.cleanTmp(log); err != nil {
 		return nil, fmt.Errorf("disk %s: clean %s: %w", fsys.Path(), tmpDir, err)
 	}
+	// A process that died (this node's last run, or a tool) may have left
+	// directory entries only in the page cache: a fan-out directory whose
+	// parent it never fsynced, say. A write trusts a directory that exists
+	// and fsyncs only that directory, so make everything durable before
+	// serving, as PostgreSQL does when it recovers (syncfs at start). It
+	// costs one flush of the filesystem.
+	if err := fsys.SyncFS(); err != nil {
+		return nil, fmt.Errorf("disk %s: syncfs at start: %w", fsys.Path(), err)
+	}
 	return d, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // FS is the filesystem seam of one data directory. Names are slash-separated
@@ -19,6 +21,9 @@ type FS interface {
 	Stat(name string) (fs.FileInfo, error)
 	// SyncDir fsyncs a directory so that renames and removals in it are durable.
 	SyncDir(name string) error
+	// SyncFS makes durable everything the filesystem holding the directory
+	// has not made durable yet (syncfs(2)).
+	SyncFS() error
 	// Usage reports the size of the filesystem holding the directory and the
 	// bytes available to an unprivileged writer.
 	Usage() (total, free uint64, err error)
@@ -89,6 +94,15 @@ func (f *osFS) SyncDir(name string) error {
 		return err
 	}
 	return d.Close()
+}
+
+func (f *osFS) SyncFS() error {
+	d, err := f.root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
 }
 
 func (f *osFS) Usage() (total, free uint64, err error) {

@@ -26,9 +26,10 @@ const (
 	OpMkdir
 	OpSyncDir
 	OpReadDir
+	OpSyncFS
 )
 
-var opNames = [...]string{"open", "write", "sync", "read", "rename", "remove", "mkdir", "syncdir", "readdir"}
+var opNames = [...]string{"open", "write", "sync", "read", "rename", "remove", "mkdir", "syncdir", "readdir", "syncfs"}
 
 func (o Op) String() string { return opNames[o] }
 
@@ -118,6 +119,13 @@ func (f *FS) SyncDir(name string) error {
 		return &fs.PathError{Op: "fsync", Path: name, Err: err}
 	}
 	return f.FS.SyncDir(name)
+}
+
+func (f *FS) SyncFS() error {
+	if err := f.check(OpSyncFS, "."); err != nil {
+		return &fs.PathError{Op: "syncfs", Path: ".", Err: err}
+	}
+	return f.FS.SyncFS()
 }
 
 func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
