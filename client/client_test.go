@@ -109,4 +109,15 @@ func TestUnknownLength(t *testing.T) {
 	mustErr(t, err, io.ErrClosedPipe)
 	_, err = tc.client.Stat(ctxT(t), "pipes", "broken")
 	mustErr(t, err, client.ErrNotFound)
+
+	// A writer that takes less than it is given without saying why fails
+	// the get, rather than leaving a short copy that looks complete.
+	_, err = tc.client.Get(ctxT(t), "pipes", "pipe", shortWriter{}, nil)
+	mustErr(t, err, io.ErrShortWrite)
 }
+
+// shortWriter breaks io.Writer's contract: it takes half of every write
+// and reports no error.
+type shortWriter struct{}
+
+func (shortWriter) Write(p []byte) (int, error) { return len(p) / 2, nil }

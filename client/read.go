@@ -251,8 +251,10 @@ func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts 
 	var crc uint32
 	var written int64
 	err = v.readRange(ctx, 0, v.layout.Size(), nil, func(b []byte) error {
-		if _, err := w.Write(b); err != nil {
+		if n, err := w.Write(b); err != nil {
 			return err
+		} else if n < len(b) { // a writer that breaks io.Writer's contract
+			return io.ErrShortWrite
 		}
 		written += int64(len(b))
 		if opts != nil && opts.Progress != nil {
