@@ -259,10 +259,13 @@ func (f *fsm) appliedIndex() uint64 {
 // completeness of the raft.FSM interface.
 func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
 
-// ApplyBatch applies a batch of committed entries in one bbolt transaction.
+// ApplyBatch applies a batch of committed entries to the open write
+// transaction, which it commits if it has grown old or large enough.
 // Commands that fail validation answer with an error value and change
 // nothing; the rest of the batch still applies. Entries at or below the
-// applied index (replayed after a restart) are skipped.
+// applied index (replayed after a restart) are skipped. A disk error drops
+// the open transaction and stops the member (fatal): what it held is in
+// the Raft log and is applied again at the restart.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	results := make([]interface{}, len(logs))
 	if f.batchSize != nil {
