@@ -248,6 +248,29 @@ func (f *fsm) setApplied(idx uint64) {
 	f.appliedCond.Broadcast()
 }
 
+// waitApplied waits until the FSM has applied index (0: nothing to wait
+// for) or deadline passes.
+func (f *fsm) waitApplied(index uint64, deadline time.Time) error {
+	f.appliedMu.Lock()
+	defer f.appliedMu.Unlock()
+	if f.applied >= index {
+		return nil
+	}
+	timer := time.AfterFunc(time.Until(deadline), func() {
+		f.appliedMu.Lock()
+		f.appliedMu.Unlock()
+		f.appliedCond.Broadcast()
+	})
+	defer timer.Stop()
+	for f.applied < index {
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w: the state machine did not apply index %d within the read timeout (at %d)", ErrUnavailable, index, f.applied)
+		}
+		f.appliedCond.Wait()
+	}
+	return nil
+}
+
 // appliedIndex returns the index of the last entry the FSM applied.
 func (f *fsm) appliedIndex() uint64 {
 	f.appliedMu.Lock()

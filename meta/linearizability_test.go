@@ -903,3 +903,44 @@ func TestLinearizableLeadershipTransfer(t *testing.T) {
 		t.Error("no leadership transfer completed")
 	}
 }
+
+// TestLinearizableReadsWriteNoLog: after the first linearizable read of a
+// leadership (a barrier), reads are confirmed with a read index and a
+// leadership check, not a log entry: on an idle cluster 50 linearizable
+// reads, through the leader and through a follower, answer promptly and
+// leave the commit index where it was.
+func TestLinearizableReadsWriteNoLog(t *testing.T) {
+	c := metatest.New(t, 3, metatest.Options{})
+	leader := c.WaitLeader()
+	follower := c.Followers()[0]
+	if _, err := leader.Client.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*metatest.Member{leader, follower} {
+		if _, err := m.Client.ListBuckets(ctxT(t), &pb.ListBucketsRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commitIndex := func() uint64 {
+		st, err := leader.Client.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{Read: &pb.ReadOptions{Stale: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CommitIndex
+	}
+	before := commitIndex()
+	start := time.Now()
+	for i := range 50 {
+		m := []*metatest.Member{leader, follower}[i%2]
+		resp, err := m.Client.ListBuckets(ctxT(t), &pb.ListBucketsRequest{})
+		if err != nil || len(resp.Buckets) != 1 {
+			t.Fatalf("read %d through %s: %v, %v", i, m.ID, resp, err)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("50 linearizable reads on an idle cluster took %v", d)
+	}
+	if after := commitIndex(); after != before {
+		t.Fatalf("linearizable reads moved the commit index from %d to %d: they wrote to the log", before, after)
+	}
+}

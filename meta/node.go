@@ -64,7 +64,7 @@ func New(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	n.reads = newReadBatcher(n.raft, cfg.ApplyTimeout)
+	n.reads = newReadBatcher(n.raft, cfg.ApplyTimeout, n.waitApplied)
 	n.live = newLiveness()
 	n.repairs = newRepairs()
 	n.peers = newPeerConns()

@@ -10,16 +10,29 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// readBatcher turns linearizable reads into Raft barriers, one barrier per
-// batch of concurrent reads. A barrier is an entry the leader must commit
-// in its current term, so it proves leadership at a point after every
-// waiting read started, and raft returns from it only once the FSM has
-// applied everything before it. Raft's own no-op and barrier entries never
-// reach the FSM, so waiting on the FSM's applied index alone could hang on
-// an idle cluster; a barrier cannot.
+// readBatcher confirms linearizable reads, one confirmation per batch of
+// concurrent reads, the way DESIGN.md's "Meta state" recipe and Raft's
+// read index (§6.4 of Ongaro's thesis) do it:
+//
+//   - The first batch of a leadership runs a Barrier: an entry the leader
+//     commits in its own term, which brings its commit index up to date
+//     (a new leader's may lag until it commits an entry of its term), and
+//     raft returns from it only once the FSM applied everything before it.
+//   - Later batches take the commit index, confirm leadership with
+//     VerifyLeader (a heartbeat round to a quorum, no log write, no fsync),
+//     and wait until the FSM has applied every entry up to that index that
+//     reaches it. Raft's no-op and barrier entries never reach the FSM, so
+//     the wait is for the last command or configuration entry at or below
+//     the index, found in the log: waiting for the FSM's applied index to
+//     reach the commit index itself could hang on an idle cluster.
 type readBatcher struct {
 	raft    *raft.Raft
 	timeout time.Duration
+	// applied waits until the FSM has applied every entry up to index that
+	// reaches it, or deadline passes.
+	applied func(index uint64, deadline time.Time) error
+
+	term uint64 // the term whose leadership a Barrier confirmed; read by run only
 
 	mu      sync.Mutex
 	waiting []chan error
@@ -28,8 +41,8 @@ type readBatcher struct {
 	wg      sync.WaitGroup
 }
 
-func newReadBatcher(r *raft.Raft, timeout time.Duration) *readBatcher {
-	return &readBatcher{raft: r, timeout: timeout}
+func newReadBatcher(r *raft.Raft, timeout time.Duration, applied func(uint64, time.Time) error) *readBatcher {
+	return &readBatcher{raft: r, timeout: timeout, applied: applied}
 }
 
 // wait blocks until a barrier that started after the call completes.
@@ -68,18 +81,36 @@ func (b *readBatcher) run() {
 			return
 		}
 		b.mu.Unlock()
-		err := b.raft.Barrier(b.timeout).Error()
-		if err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-				err = fmt.Errorf("%w: %v", ErrNotLeader, err)
-			} else {
-				err = fmt.Errorf("%w: read barrier: %v", ErrUnavailable, err)
-			}
-		}
+		err := b.confirm()
 		for _, ch := range batch {
 			ch <- err
 		}
 	}
+}
+
+// confirm proves, after every waiting read started, that this member leads
+// and its FSM holds every write acknowledged so far.
+func (b *readBatcher) confirm() error {
+	term := b.raft.CurrentTerm()
+	if term != b.term {
+		if err := b.raft.Barrier(b.timeout).Error(); err != nil {
+			return readError("read barrier", err)
+		}
+		b.term = term
+		return nil
+	}
+	index := b.raft.CommitIndex()
+	if err := b.raft.VerifyLeader().Error(); err != nil {
+		return readError("verify leadership", err)
+	}
+	return b.applied(index, time.Now().Add(b.timeout))
+}
+
+func readError(what string, err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
 }
 
 func (b *readBatcher) close() {
@@ -87,4 +118,33 @@ func (b *readBatcher) close() {
 	b.closed = true
 	b.mu.Unlock()
 	b.wg.Wait()
+}
+
+// waitApplied waits until the FSM has applied every entry up to index that
+// reaches it (commands and configuration changes), or deadline passes.
+func (n *Node) waitApplied(index uint64, deadline time.Time) error {
+	need, err := n.lastFSMEntry(index)
+	if err != nil {
+		return fmt.Errorf("%w: read index: %v", ErrUnavailable, err)
+	}
+	return n.fsm.waitApplied(need, deadline)
+}
+
+// lastFSMEntry returns the index of the last entry at or below index that
+// reaches the FSM and that it has not applied yet, 0 if there is none. It
+// reads the log backwards from index; the entries above the FSM's applied
+// index are all in the log (compaction keeps what follows the snapshot,
+// which the FSM holds).
+func (n *Node) lastFSMEntry(index uint64) (uint64, error) {
+	applied := n.fsm.appliedIndex()
+	var l raft.Log
+	for i := index; i > applied; i-- {
+		if err := n.stores.logs.GetLog(i, &l); err != nil {
+			return 0, fmt.Errorf("log entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i, nil
+		}
+	}
+	return 0, nil
 }
