@@ -504,21 +504,15 @@ func (n *Node) lostShards(tx *bolt.Tx, now time.Time, resp *pb.ClusterStatusResp
 	return eachAtRiskClip(tx, nodes, down, func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error {
 		count, unrecoverable := 0, false
 		for _, part := range rec.Parts {
-			var q uint64
-			for _, s := range part.Shards {
-				if lost(s) {
-					count++
-				}
-				if queued(s) {
-					q++
-				}
-			}
-			if q > uint64(part.Profile.GetParityShards()) {
-				unrecoverable = true // fewer than k shards left: nothing to rebuild from
+			n, _ := partLoss(part, lost)
+			count += n
+			q, gone := partLoss(part, queued)
+			if gone {
+				unrecoverable = true
 				continue
 			}
-			resp.RepairQueueShards += q
-			resp.RepairQueueBytes += q * expectedShardLength(part.Length, part.Profile)
+			resp.RepairQueueShards += uint64(q)
+			resp.RepairQueueBytes += uint64(q) * expectedShardLength(part.Length, part.Profile)
 		}
 		if unrecoverable {
 			resp.UnrecoverableClips++

@@ -224,14 +224,9 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 		}
 		found := false
 		for pi, part := range rec.Parts {
-			bad := 0
-			for _, s := range part.Shards {
-				if lost(s) {
-					bad++
-				}
-			}
-			if bad > int(part.Profile.GetParityShards()) {
-				continue // fewer than k shards left: nothing to rebuild from
+			bad, unrecoverable := partLoss(part, lost)
+			if unrecoverable {
+				continue
 			}
 			for _, s := range part.Shards {
 				if lost(s) && n.repairs.inflight[shardKey(rec.ClipId, uint32(pi), s.Index)] == nil {
@@ -254,6 +249,18 @@ func (n *Node) goneAt(now time.Time) func(*pb.StorageNode) bool {
 	return func(node *pb.StorageNode) bool {
 		return node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter
 	}
+}
+
+// partLoss counts the shards of part that lost says are lost and reports
+// whether that is more than its parity: fewer than k shards are left, and
+// nothing can rebuild the others.
+func partLoss(part *pb.Part, lost func(*pb.Shard) bool) (n int, unrecoverable bool) {
+	for _, s := range part.Shards {
+		if lost(s) {
+			n++
+		}
+	}
+	return n, n > int(part.Profile.GetParityShards())
 }
 
 // lostOn returns whether a shard entry is lost: not OK, or on a node that

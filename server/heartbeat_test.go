@@ -30,28 +30,7 @@ func TestHeartbeatsCarryDeletes(t *testing.T) {
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0 &&
 			resp.Nodes[0].Zone == "rack-1" && len(resp.Nodes[0].Disks) == 1
 	})
-	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
-	if _, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile}); err != nil {
-		t.Fatal(err)
-	}
-	begin, err := meta.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "bkt", Key: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := makeShard(rand.New(rand.NewPCG(41, 42)), 1, 0, 0, 4096, 10000)
-	s.header.ShardId, s.header.ClipId = begin.Targets[0].ShardId, begin.ClipId
-	s.header.CommitDeadlineUnixNano = begin.CommitDeadlineUnixNano
-	w, err := writeShard(ctx, n.client, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = meta.CommitPut(ctx, &metapb.CommitPutRequest{Bucket: "bkt", Key: "k", UploadId: begin.UploadId, ClipId: begin.ClipId,
-		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: 10000, Profile: profile,
-		Shards: []*metapb.Shard{{Index: 0, NodeId: cfg.NodeID, ShardId: s.id(), Length: w.Length, Checksum: w.Checksum,
-			State: metapb.ShardState_SHARD_STATE_OK}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := commitOneShardClip(t, meta, n, cfg.NodeID, 41)
 	if _, err := meta.DeleteClip(ctx, &metapb.DeleteClipRequest{Bucket: "bkt", Key: "k"}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,28 +55,7 @@ func TestCorruptReadIsReported(t *testing.T) {
 		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0
 	})
-	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
-	if _, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile}); err != nil {
-		t.Fatal(err)
-	}
-	begin, err := meta.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "bkt", Key: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := makeShard(rand.New(rand.NewPCG(43, 44)), 1, 0, 0, 4096, 10000)
-	s.header.ShardId, s.header.ClipId = begin.Targets[0].ShardId, begin.ClipId
-	s.header.CommitDeadlineUnixNano = begin.CommitDeadlineUnixNano
-	w, err := writeShard(ctx, n.client, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = meta.CommitPut(ctx, &metapb.CommitPutRequest{Bucket: "bkt", Key: "k", UploadId: begin.UploadId, ClipId: begin.ClipId,
-		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: 10000, Profile: profile,
-		Shards: []*metapb.Shard{{Index: 0, NodeId: cfg.NodeID, ShardId: s.id(), Length: w.Length, Checksum: w.Checksum,
-			State: metapb.ShardState_SHARD_STATE_OK}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := commitOneShardClip(t, meta, n, cfg.NodeID, 43)
 	path := shardPath(n.dirs[0], s.id())
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -113,4 +71,35 @@ func TestCorruptReadIsReported(t *testing.T) {
 		got, err := meta.GetClip(ctx, &metapb.GetClipRequest{Bucket: "bkt", Key: "k"})
 		return err == nil && got.Clip.Parts[0].Shards[0].State == metapb.ShardState_SHARD_STATE_CORRUPT
 	})
+}
+
+// commitOneShardClip stores a 1+0 clip of 10,000 bytes whose one shard is
+// on node n, through meta as a client would (bucket "bkt", key "k"), and
+// returns the shard.
+func commitOneShardClip(t *testing.T, meta metapb.MetaServiceClient, n *testNode, nodeID string, seed uint64) *testShard {
+	t.Helper()
+	ctx := ctxT(t)
+	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
+	if _, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile}); err != nil {
+		t.Fatal(err)
+	}
+	begin, err := meta.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "bkt", Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := makeShard(rand.New(rand.NewPCG(seed, seed+1)), 1, 0, 0, 4096, 10000)
+	s.header.ShardId, s.header.ClipId = begin.Targets[0].ShardId, begin.ClipId
+	s.header.CommitDeadlineUnixNano = begin.CommitDeadlineUnixNano
+	w, err := writeShard(ctx, n.client, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = meta.CommitPut(ctx, &metapb.CommitPutRequest{Bucket: "bkt", Key: "k", UploadId: begin.UploadId, ClipId: begin.ClipId,
+		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: 10000, Profile: profile,
+		Shards: []*metapb.Shard{{Index: 0, NodeId: nodeID, ShardId: s.id(), Length: w.Length, Checksum: w.Checksum,
+			State: metapb.ShardState_SHARD_STATE_OK}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
