@@ -257,8 +257,10 @@ func (f *fsm) waitApplied(index uint64, deadline time.Time) error {
 		return nil
 	}
 	timer := time.AfterFunc(time.Until(deadline), func() {
+		// Under the lock, so that the wake-up cannot fall between a
+		// waiter's deadline check and its Wait.
 		f.appliedMu.Lock()
-		f.appliedMu.Unlock()
+		defer f.appliedMu.Unlock()
 		f.appliedCond.Broadcast()
 	})
 	defer timer.Stop()

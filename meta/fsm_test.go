@@ -309,3 +309,31 @@ func (r *readCloser) Read(p []byte) (int, error) {
 	return n, nil
 }
 func (r *readCloser) Close() error { return nil }
+
+// TestWaitApplied: a wait for an index the FSM holds returns at once, one
+// for a later index returns when ApplyBatch gets there, and one that the
+// FSM does not reach fails with ErrUnavailable at its deadline.
+func TestWaitApplied(t *testing.T) {
+	f := testFSM(t)
+	f.ApplyBatch(bucketLogs(t, 1, 3))
+	if err := f.waitApplied(3, time.Now()); err != nil {
+		t.Fatalf("wait for an applied index: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.waitApplied(5, time.Now().Add(10*time.Second)) }()
+	time.Sleep(20 * time.Millisecond)
+	f.ApplyBatch(bucketLogs(t, 4, 5))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("wait woken by ApplyBatch: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the wait was not woken by ApplyBatch")
+	}
+	start := time.Now()
+	err := f.waitApplied(9, time.Now().Add(50*time.Millisecond))
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) > 2*time.Second {
+		t.Fatalf("wait past the deadline: %v after %v, want ErrUnavailable at about 50 ms", err, time.Since(start))
+	}
+}
