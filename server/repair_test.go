@@ -47,14 +47,26 @@ func newRepairCluster(t *testing.T, n int) *repairCluster {
 	// Meta's own repair planning is paused: these tests hand out the
 	// repair work themselves, and a planned repair of the same shard would
 	// race them.
-	mc := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.RepairConcurrency = 0 }})
-	rc := &repairCluster{meta: mc.Members[0].Client, nodes: map[string]*testNode{}, rng: rand.New(rand.NewPCG(7, 8))}
+	rc, _ := startRepairCluster(t, n, metatest.Options{Configure: func(cfg *meta.Config) { cfg.RepairConcurrency = 0 }}, 7, nil)
+	return rc
+}
+
+// startRepairCluster starts one meta member with opts and n storage nodes
+// (one zone each, tweak applied to their configs), waits until every node
+// heartbeats and creates bucket "clips" with the repair tests' profile.
+func startRepairCluster(t *testing.T, n int, opts metatest.Options, seed uint64, tweak func(*server.Config)) (*repairCluster, *metatest.Cluster) {
+	t.Helper()
+	mc := metatest.New(t, 1, opts)
+	rc := &repairCluster{meta: mc.Members[0].Client, nodes: map[string]*testNode{}, rng: rand.New(rand.NewPCG(seed, seed+1))}
 	for i := range n {
 		cfg := testConfig(t, 1)
 		cfg.NodeID = fmt.Sprintf("node-%d", i)
 		cfg.Zone = fmt.Sprintf("zone-%d", i)
 		cfg.Meta = []string{mc.Members[0].GRPCAddr}
 		cfg.HeartbeatInterval = 50 * time.Millisecond
+		if tweak != nil {
+			tweak(&cfg)
+		}
 		rc.nodes[cfg.NodeID] = startNodeAdvertised(t, cfg)
 		rc.ids = append(rc.ids, cfg.NodeID)
 	}
@@ -79,7 +91,7 @@ func newRepairCluster(t *testing.T, n int) *repairCluster {
 	if rc.code, err = erasure.New(repairK, repairM, erasure.WithBlockSize(repairBlock)); err != nil {
 		t.Fatal(err)
 	}
-	return rc
+	return rc, mc
 }
 
 // storedClip is a committed clip and the shard streams its writer sent.

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -22,43 +21,12 @@ import (
 // that tests run passes themselves.
 func newScrubCluster(t *testing.T, n int, opts metatest.Options, tweak func(*server.Config)) (*repairCluster, *metatest.Cluster) {
 	t.Helper()
-	mc := metatest.New(t, 1, opts)
-	rc := &repairCluster{meta: mc.Members[0].Client, nodes: map[string]*testNode{}, rng: rand.New(rand.NewPCG(17, 18))}
-	for i := range n {
-		cfg := testConfig(t, 1)
-		cfg.NodeID = fmt.Sprintf("node-%d", i)
-		cfg.Zone = fmt.Sprintf("zone-%d", i)
-		cfg.Meta = []string{mc.Members[0].GRPCAddr}
-		cfg.HeartbeatInterval = 50 * time.Millisecond
+	return startRepairCluster(t, n, opts, 17, func(cfg *server.Config) {
 		cfg.ScrubInterval, cfg.GCInterval = 0, 0
 		if tweak != nil {
-			tweak(&cfg)
+			tweak(cfg)
 		}
-		rc.nodes[cfg.NodeID] = startNodeAdvertised(t, cfg)
-		rc.ids = append(rc.ids, cfg.NodeID)
-	}
-	ctx := ctxT(t)
-	waitFor(t, 10*time.Second, "every node to register and heartbeat", func() bool {
-		resp, err := rc.meta.ListNodes(ctx, &metapb.ListNodesRequest{})
-		if err != nil || len(resp.Nodes) != n {
-			return false
-		}
-		for _, nd := range resp.Nodes {
-			if nd.LastHeartbeatUnixNano == 0 {
-				return false
-			}
-		}
-		return true
 	})
-	profile := &metapb.ECProfile{DataShards: repairK, ParityShards: repairM, BlockSize: repairBlock}
-	if _, err := rc.meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "clips", DefaultProfile: profile}); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if rc.code, err = erasure.New(repairK, repairM, erasure.WithBlockSize(repairBlock)); err != nil {
-		t.Fatal(err)
-	}
-	return rc, mc
 }
 
 // flipByteAt damages the byte at off of a stored shard file.
