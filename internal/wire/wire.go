@@ -11,8 +11,15 @@
 //     carrying a piece are decoded straight from the frame buffers into
 //     memory the receiver provides (see PieceInto).
 //   - Flow control: static windows large enough for several pieces per
-//     stream in flight, and bigger socket buffers, so a stream is not held
+//     stream in flight, and a bigger write buffer, so a stream is not held
 //     up by window updates on a fast link.
+//   - No read buffer: gRPC then reads each frame's payload from the socket
+//     straight into its frame buffer, instead of reading into a buffer of
+//     its own and copying every byte out of it again. That costs one more
+//     read(2) per 16 KiB frame (for the 9-byte header) and saves a copy of
+//     every byte received: 5-7% more MB/s in A/B runs of
+//     `clipstore bench get` and `bench put` (8 MiB, 8 workers) on a 2-core
+//     machine.
 //
 // Both ends of a connection should use these options, but either works
 // with a peer that does not: the wire format is plain gRPC and protobuf.
@@ -37,8 +44,8 @@ const (
 	StreamWindow = 4 << 20
 	// ConnWindow is the window of a connection, shared by its streams.
 	ConnWindow = 16 << 20
-	// SocketBuffer is the size of gRPC's read and write buffers around
-	// each connection's socket.
+	// SocketBuffer is the size of gRPC's write buffer around each
+	// connection's socket (it has no read buffer; see above).
 	SocketBuffer = 256 << 10
 )
 
@@ -49,7 +56,7 @@ func DialOptions() []grpc.DialOption {
 		experimental.WithBufferPool(Pool),
 		grpc.WithStaticStreamWindowSize(StreamWindow),
 		grpc.WithStaticConnWindowSize(ConnWindow),
-		grpc.WithReadBufferSize(SocketBuffer),
+		grpc.WithReadBufferSize(0),
 		grpc.WithWriteBufferSize(SocketBuffer),
 	}
 }
@@ -62,7 +69,7 @@ func ServerOptions() []grpc.ServerOption {
 		experimental.BufferPool(Pool),
 		grpc.StaticStreamWindowSize(StreamWindow),
 		grpc.StaticConnWindowSize(ConnWindow),
-		grpc.ReadBufferSize(SocketBuffer),
+		grpc.ReadBufferSize(0),
 		grpc.WriteBufferSize(SocketBuffer),
 	}
 }
