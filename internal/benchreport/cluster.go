@@ -167,6 +167,36 @@ func (c *benchCluster) waitNodesUp(ctx context.Context, n int) error {
 	}
 }
 
+// waitQuiet waits (at most a minute) until the cluster has no background
+// work left: every shard deletion meta queued (a load run deletes its clips
+// at the end) acknowledged by its node, and no repair in flight. Each
+// measurement then starts on an idle cluster, as the references do, and
+// not while the nodes still unlink the last run's shards.
+func (c *benchCluster) waitQuiet(ctx context.Context) error {
+	cl, err := client.New(ctx, client.Config{Meta: []string{c.meta.addr}})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := cl.ClusterStatus(sctx)
+		cancel()
+		if err == nil && st.PendingDeletes == 0 && st.RepairsInFlight == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("cluster status after a minute: %w", err)
+			}
+			return fmt.Errorf("cluster not idle after a minute: %d shard deletions pending, %d repairs in flight",
+				st.PendingDeletes, st.RepairsInFlight)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // clipstore runs the clipstore binary against the cluster, with stdin and
 // stdout as given (nil: none) and stderr to the harness's stderr, and
 // returns its peak RSS.

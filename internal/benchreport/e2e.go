@@ -127,9 +127,13 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 	return rows, nil
 }
 
-// runLoad runs `clipstore bench WORKLOAD args...` and returns the result
-// of its operation; any failed operation is an error.
+// runLoad runs `clipstore bench WORKLOAD args...`, once the cluster is
+// idle, and returns the result of its operation; any failed operation is
+// an error.
 func runLoad(ctx context.Context, c *benchCluster, workload string, args ...string) (loadgen.Result, error) {
+	if err := c.waitQuiet(ctx); err != nil {
+		return loadgen.Result{}, err
+	}
 	var out bytes.Buffer
 	_, err := c.clipstore(ctx, nil, &out, append([]string{"bench", workload}, args...)...)
 	var rep loadgen.Report
