@@ -25,7 +25,7 @@ func metaRows(o options) ([]row, error) {
 	}
 	rows = append(rows, row{area: "reference", name: "hashicorp/raft alone: Apply, 3 members, FSM doing nothing, 64 clients",
 		measured: fmt.Sprintf("%.0f applies/s", bare.metrics["ops/s"]),
-		note: fmt.Sprintf("p50 %.2f ms, p99 %.2f ms; meta's Raft configuration, raft-boltdb, TCP, no gRPC", bare.metrics["p50-ms"], bare.metrics["p99-ms"])})
+		note:     fmt.Sprintf("p50 %.2f ms, p99 %.2f ms; meta's Raft configuration, raft-boltdb, TCP, no gRPC", bare.metrics["p50-ms"], bare.metrics["p99-ms"])})
 	for _, clients := range []int{1, 16, 64} {
 		r, ok := res["BenchmarkCommitPut/clients="+strconv.Itoa(clients)]
 		if !ok {
