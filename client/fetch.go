@@ -20,8 +20,8 @@ const maxSkip = 8
 // unitMsg is one unit of a shard stream, or the stream's failure.
 type unitMsg struct {
 	block   int64
-	unit    []byte // piece then trailer
-	corrupt bool   // the node found the piece corrupt (skip_corrupt)
+	unit    wire.RefUnit // piece then trailer, in gRPC's frame buffers
+	corrupt bool         // the node found the piece corrupt (skip_corrupt)
 	err     error
 }
 
@@ -40,11 +40,11 @@ type unitStream struct {
 }
 
 func openUnitStream(ctx context.Context, sc storagepb.StorageServiceClient, shardID []byte, index int,
-	first, end int64, depth int, idle time.Duration, unitLen int) *unitStream {
+	first, end int64, depth int, idle time.Duration) *unitStream {
 	sctx, cancel := context.WithCancel(ctx)
 	s := &unitStream{index: index, next: first, end: end, ch: make(chan unitMsg, depth), cancel: cancel, done: make(chan struct{})}
 	req := &storagepb.ReadShardRequest{ShardId: shardID, FirstBlock: uint64(first), BlockCount: uint64(end - first), SkipCorrupt: true}
-	go s.pump(sctx, sc, req, idle, unitLen)
+	go s.pump(sctx, sc, req, idle)
 	return s
 }
 
@@ -52,9 +52,11 @@ func openUnitStream(ctx context.Context, sc storagepb.StorageServiceClient, shar
 // fails. A node silent for longer than idle while the pump waits for it is
 // cut off: a slow node counts as a failed one.
 //
-// Each unit is decoded straight into a buffer of unitLen bytes from
-// wire.Pool; rangeRead gives the buffer back once the block is decoded.
-func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient, req *storagepb.ReadShardRequest, idle time.Duration, unitLen int) {
+// Each unit stays in the frame buffers gRPC read it into (wire.PieceRefs):
+// the only copy of its bytes on the client is the kernel's, and the next
+// is the caller's own (or none, for a Get writing them out). rangeRead
+// frees the unit once the block is decoded.
+func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient, req *storagepb.ReadShardRequest, idle time.Duration) {
 	defer close(s.done)
 	defer close(s.ch)
 	watchdog := time.AfterFunc(idle, func() {
@@ -65,27 +67,21 @@ func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient
 	stream, err := sc.ReadShard(ctx, req)
 	for err == nil {
 		watchdog.Reset(idle)
-		buf := (*wire.Pool.Get(unitLen))[:0]
-		resp := wire.PieceInto(new(storagepb.ReadShardResponse), buf)
-		err = stream.RecvMsg(resp)
+		var resp wire.PieceRefs
+		err = stream.RecvMsg(&resp)
 		watchdog.Stop()
 		if err != nil {
-			wire.Pool.Put(&buf) // the end of the stream
 			break
 		}
-		p := resp.GetPiece()
-		if p == nil || p.Corrupt {
-			wire.Pool.Put(&buf)
-		}
-		if p == nil {
+		if !resp.HasPiece {
 			continue // the header of an empty range
 		}
-		m := unitMsg{block: int64(p.Block), corrupt: p.Corrupt}
-		if !p.Corrupt {
-			m.unit = wire.Unit(p, buf)
+		m := unitMsg{block: int64(resp.Block), corrupt: resp.Corrupt, unit: resp.Unit}
+		if m.corrupt {
+			m.unit.Free()
 		}
 		if !s.deliver(ctx, m) {
-			recycleUnit(m.unit)
+			m.unit.Free()
 			return
 		}
 	}
@@ -116,7 +112,7 @@ func (s *unitStream) get(ctx context.Context, b int64) (unitMsg, error) {
 			case m.err != nil:
 				s.err = fromStatus(fmt.Sprintf("read shard %d", s.index), m.err)
 			case m.block < b:
-				recycleUnit(m.unit)
+				m.unit.Free()
 				s.next = m.block + 1
 			case m.block > b:
 				s.err = fmt.Errorf("shard %d: stream sent block %d, expected %d", s.index, m.block, b)
@@ -136,20 +132,12 @@ func (s *unitStream) usableFor(b int64) bool {
 	return s.err == nil && s.next <= b && b-s.next <= maxSkip && b < s.end
 }
 
-// close stops the stream and gives the units it fetched and nobody took
-// back to wire.Pool.
+// close stops the stream and frees the units it fetched and nobody took.
 func (s *unitStream) close() {
 	s.cancel()
 	<-s.done
 	for m := range s.ch {
-		recycleUnit(m.unit)
-	}
-}
-
-// recycleUnit gives a unit's buffer back to wire.Pool (nil: nothing).
-func recycleUnit(u []byte) {
-	if u != nil {
-		wire.Pool.Put(&u)
+		m.unit.Free()
 	}
 }
 
@@ -162,7 +150,8 @@ type rangeRead struct {
 	end     int64 // block after the range
 	streams []*unitStream
 	dec     *erasure.BlockDecoder
-	units   [][]byte
+	units   []wire.RefUnit // of the block at hand; no segments: none
+	segs    [][][]byte     // units' segments, for dec
 	tried   []bool
 	faults  int // faults of dec's report already handled
 }
@@ -170,11 +159,11 @@ type rangeRead struct {
 func (v *clipView) newRangeRead(ctx context.Context, end int64) *rangeRead {
 	n := len(v.shards)
 	return &rangeRead{v: v, ctx: ctx, end: end, streams: make([]*unitStream, n), dec: v.layout.NewBlockDecoder(),
-		units: make([][]byte, n), tried: make([]bool, n)}
+		units: make([]wire.RefUnit, n), segs: make([][][]byte, n), tried: make([]bool, n)}
 }
 
-// close stops the streams, waits for their goroutines and gives the last
-// block's units back to wire.Pool.
+// close stops the streams, waits for their goroutines and frees the last
+// block's units.
 func (rr *rangeRead) close() {
 	for i, s := range rr.streams {
 		if s != nil {
@@ -185,29 +174,32 @@ func (rr *rangeRead) close() {
 	rr.recycle()
 }
 
-// decode appends extent e's bytes to dst. It fetches the data pieces the
-// extent needs; if one is missing, corrupt, or its node fails, it fetches
-// further pieces (data, then parity) until the block can be rebuilt. Every
-// byte returned was verified by the BlockDecoder.
+// decode appends extent e's bytes to dst: pieces, then one copy. On
+// error it returns dst unchanged.
 func (rr *rangeRead) decode(dst []byte, e erasure.Extent) ([]byte, error) {
-	out := dst
-	err := rr.run(e, func() (err error) {
-		out, err = rr.dec.Decode(dst, e, rr.units)
-		return err
-	})
+	pieces, err := rr.pieces(e)
 	if err != nil {
 		return dst, err
 	}
-	return out, nil
+	for _, p := range pieces {
+		dst = append(dst, p...)
+	}
+	return dst, nil
 }
 
-// pieces is decode without the copy into a block: it returns extent e's
-// bytes as verified slices of the units (see erasure.BlockDecoder.Pieces),
-// valid until the next call; contentCRC extends a CRC32C with them.
+// pieces returns extent e's bytes as verified slices, valid until the
+// next call: of the fetched units themselves when they are intact (see
+// erasure.BlockDecoder.SegmentPieces), else of the decoder's buffers. It
+// fetches the data pieces the extent needs; if one is missing, corrupt,
+// or its node fails, it fetches further pieces (data, then parity) until
+// the block can be rebuilt. contentCRC extends a CRC32C with the result.
 func (rr *rangeRead) pieces(e erasure.Extent) ([][]byte, error) {
 	var out [][]byte
 	err := rr.run(e, func() (err error) {
-		out, err = rr.dec.Pieces(e, rr.units)
+		for i, u := range rr.units {
+			rr.segs[i] = u.Segs
+		}
+		out, err = rr.dec.SegmentPieces(e, rr.segs)
 		return err
 	})
 	return out, err
@@ -225,7 +217,7 @@ func (rr *rangeRead) run(e erasure.Extent, decode func() error) error {
 		if err := rr.fetch(e.Block, i); err != nil {
 			return err
 		}
-		complete = complete && rr.units[i] != nil
+		complete = complete && rr.units[i].Segs != nil
 	}
 	for {
 		if !complete {
@@ -252,15 +244,13 @@ func (rr *rangeRead) run(e erasure.Extent, decode func() error) error {
 	}
 }
 
-// recycle gives the units of the last block back to wire.Pool: nothing
-// refers to them once the block is decoded.
+// recycle frees the units of the last block: nothing refers to them once
+// the block is decoded.
 func (rr *rangeRead) recycle() {
-	for i, u := range rr.units {
-		if u != nil {
-			wire.Pool.Put(&u)
-			rr.units[i] = nil
-		}
+	for i := range rr.units {
+		rr.units[i].Free()
 	}
+	clear(rr.segs)
 }
 
 // fill fetches untried units, in the clip's preference order, until k are
@@ -268,7 +258,7 @@ func (rr *rangeRead) recycle() {
 func (rr *rangeRead) fill(b int64) (int, error) {
 	have := 0
 	for _, u := range rr.units {
-		if u != nil {
+		if u.Segs != nil {
 			have++
 		}
 	}
@@ -283,7 +273,7 @@ func (rr *rangeRead) fill(b int64) (int, error) {
 		if err := rr.fetch(b, i); err != nil {
 			return added, err
 		}
-		if rr.units[i] != nil {
+		if rr.units[i].Segs != nil {
 			have++
 			added++
 		}
@@ -332,8 +322,7 @@ func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.v.c.cfg.BlocksInFlight, rr.v.c.cfg.RequestTimeout,
-		rr.v.layout.UnitLen(b))
+	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.v.c.cfg.BlocksInFlight, rr.v.c.cfg.RequestTimeout)
 	rr.streams[i] = s
 	return s, nil
 }
@@ -344,7 +333,7 @@ func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
 func (rr *rangeRead) noteFaults() {
 	rep := rr.dec.Report()
 	for _, f := range rep.Faults[rr.faults:] {
-		rr.units[f.Index] = nil
+		rr.units[f.Index].Free()
 		if errors.Is(f.Err, erasure.ErrCorrupt) {
 			rr.v.report(f.Index, shardCorrupt, f.Error())
 		}

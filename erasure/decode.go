@@ -150,12 +150,25 @@ type BlockDecoder struct {
 	out [][]byte // Pieces' result
 
 	// Of Pieces' last result, for ContentCRC: the block, the first
-	// piece's index, and each piece's verified CRC (whole pieces only:
-	// whole[j] says which).
-	outBlock int64
-	outFirst int
-	outCRC   []uint32
-	whole    []bool
+	// piece's index and the pieces' length, the piece each slice of out
+	// is part of (j: piece outFirst+j; a piece may come in several
+	// slices), and each piece's verified CRC (whole pieces only: whole[j]
+	// says which).
+	outBlock    int64
+	outFirst    int
+	outPieceLen int
+	outOf       []int
+	outCRC      []uint32
+	whole       []bool
+
+	// SegmentPieces' buffers: the CRC lists of the units it verifies,
+	// a trailer gathered from its segments, a piece's slices, and units
+	// copied out of their segments when it falls back to Pieces.
+	segLists []uint32
+	trailer  []byte
+	spans    [][]byte
+	flat     [][]byte
+	flatBuf  [][]byte
 	// shift caches crcShift(shiftLen), the operator for one piece length.
 	shiftLen int
 	shift    uint32
@@ -219,15 +232,21 @@ func (bd *BlockDecoder) Pieces(e Extent, units [][]byte) ([][]byte, error) {
 	if _, err := bd.d.block(e.Block, e.pieces()); err != nil {
 		return nil, err
 	}
-	bd.out, bd.outCRC, bd.whole = bd.out[:0], bd.outCRC[:0], bd.whole[:0]
-	bd.outBlock, bd.outFirst = e.Block, e.First
+	bd.startOut(e)
 	for i := e.First; i <= e.Last; i++ {
 		lo, hi := e.Span(i)
 		bd.out = append(bd.out, bd.d.shards[i][lo:hi:hi])
+		bd.outOf = append(bd.outOf, i-e.First)
 		bd.outCRC = append(bd.outCRC, bd.d.crcs[i])
 		bd.whole = append(bd.whole, lo == 0 && hi == e.PieceLen)
 	}
 	return bd.out, nil
+}
+
+// startOut empties Pieces' result for extent e.
+func (bd *BlockDecoder) startOut(e Extent) {
+	bd.out, bd.outOf, bd.outCRC, bd.whole = bd.out[:0], bd.outOf[:0], bd.outCRC[:0], bd.whole[:0]
+	bd.outBlock, bd.outFirst, bd.outPieceLen = e.Block, e.First, e.PieceLen
 }
 
 // ContentCRC extends crc, the CRC32C of the clip's bytes before the extent
@@ -236,13 +255,17 @@ func (bd *BlockDecoder) Pieces(e Extent, units [][]byte) ([][]byte, error) {
 // bytes (CRC arithmetic, as the Encoder derives the content checksum);
 // only a partial piece, at the ends of a range or a clip, is read again.
 func (bd *BlockDecoder) ContentCRC(crc uint32) uint32 {
-	for j, p := range bd.out {
+	for s, p := range bd.out {
+		j := bd.outOf[s]
 		if !bd.whole[j] {
 			crc = crc32.Update(crc, castagnoli, p)
 			continue
 		}
-		if len(p) != bd.shiftLen {
-			bd.shiftLen, bd.shift = len(p), crcShift(int64(len(p)))
+		if s > 0 && bd.outOf[s-1] == j {
+			continue // the rest of a whole piece already counted
+		}
+		if bd.outPieceLen != bd.shiftLen {
+			bd.shiftLen, bd.shift = bd.outPieceLen, crcShift(int64(bd.outPieceLen))
 		}
 		crc = appendPieceToContent(crc, bd.outCRC[j], bd.shift, bd.outFirst+j, bd.outBlock)
 	}

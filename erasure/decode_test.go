@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 const testBS = 1000
@@ -560,4 +561,128 @@ func unitsOf(l Layout, streams [][]byte) func(b int64, have ...int) [][]byte {
 		}
 		return u
 	}
+}
+
+// TestBlockDecoderSegmentPieces checks SegmentPieces against the clip as
+// TestBlockDecoderPieces checks Pieces, with units cut into segments of
+// several sizes: intact data pieces come back as slices of the segments
+// (no copy); lost, corrupt, short or foreign ones make it decode as
+// Pieces does, rebuilding from parity and reporting the fault.
+func TestBlockDecoderSegmentPieces(t *testing.T) {
+	c := mustCode(t, 3, 2, testBS)
+	data := randBytes(18, testSize)
+	streams, _ := encodeAll(t, c, data)
+	other, _ := encodeAll(t, c, randBytes(19, testSize)) // another write of the same shape
+	l, _ := c.Layout(testSize)
+	units := unitsOf(l, streams)
+	cut := func(u [][]byte, size int) [][][]byte {
+		segs := make([][][]byte, len(u))
+		for i, b := range u {
+			for b != nil && len(b) > 0 {
+				k := min(size, len(b))
+				segs[i] = append(segs[i], b[:k:k])
+				b = b[k:]
+			}
+		}
+		return segs
+	}
+	within := func(p []byte, segs [][][]byte) bool {
+		for _, unit := range segs {
+			for _, s := range unit {
+				if startsIn(p, s) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, tc := range []struct {
+		name      string
+		have      []int
+		damage    func(b int64, u [][]byte)
+		zeroCopy  bool // every slice returned is one of the segments'
+		faultedAt int  // index reported faulty, -1: none
+	}{
+		{"data pieces", []int{0, 1, 2}, nil, true, -1},
+		{"data pieces and parity", []int{0, 1, 2, 3, 4}, nil, true, -1},
+		{"a data piece lost", []int{1, 2, 3}, nil, false, -1},
+		{"a corrupt piece", []int{0, 1, 2, 3}, func(b int64, u [][]byte) { u[1] = inverted(u[1], 5) }, false, 1},
+		{"a corrupt trailer", []int{0, 1, 2, 4}, func(b int64, u [][]byte) { u[2] = inverted(u[2], len(u[2])-1) }, false, 2},
+		{"a short unit", []int{0, 1, 2, 3}, func(b int64, u [][]byte) { u[0] = u[0][:len(u[0])-1] }, false, 0},
+		{"a unit of another write", []int{0, 1, 2, 3, 4}, func(b int64, u [][]byte) {
+			u[1] = other[1][l.UnitOffset(b) : l.UnitOffset(b)+int64(l.UnitLen(b))]
+		}, false, 1},
+	} {
+		for _, size := range []int{1, 7, 100, 1 << 20} {
+			bd := l.NewBlockDecoder()
+			for _, r := range []struct{ off, n int64 }{{0, testSize}, {1, 10}, {testBS - 5, 700}, {testSize - 3, 3}} {
+				ext, err := l.Extents(r.off, r.n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []byte
+				var crc uint32
+				for _, e := range ext {
+					u := units(e.Block, tc.have...)
+					if tc.damage != nil {
+						tc.damage(e.Block, u)
+					}
+					segs := cut(u, size)
+					pieces, err := bd.SegmentPieces(e, segs)
+					if err != nil {
+						t.Fatalf("%s, segments of %d, range %+v, block %d: %v", tc.name, size, r, e.Block, err)
+					}
+					for _, p := range pieces {
+						if tc.zeroCopy && !within(p, segs) {
+							t.Fatalf("%s, segments of %d: a slice returned is a copy", tc.name, size)
+						}
+						got = append(got, p...)
+					}
+					crc = bd.ContentCRC(crc)
+				}
+				if !bytes.Equal(got, data[r.off:r.off+r.n]) {
+					t.Fatalf("%s, segments of %d, range %+v: wrong bytes", tc.name, size, r)
+				}
+				if want := crc32.Checksum(got, castagnoli); crc != want {
+					t.Fatalf("%s, segments of %d, range %+v: ContentCRC %08x, want %08x", tc.name, size, r, crc, want)
+				}
+			}
+			rep := bd.Report()
+			switch {
+			case tc.faultedAt < 0 && len(rep.Faults) > 0:
+				t.Fatalf("%s, segments of %d: faults %v", tc.name, size, rep.Faults)
+			case tc.faultedAt >= 0 && (len(rep.Faults) == 0 || rep.Faults[0].Index != tc.faultedAt):
+				t.Fatalf("%s, segments of %d: faults %v, want one at index %d", tc.name, size, rep.Faults, tc.faultedAt)
+			}
+		}
+	}
+	bd := l.NewBlockDecoder()
+	u := units(1, 0, 1, 2)
+	u[0] = inverted(u[0], 0)
+	if p, err := bd.SegmentPieces(l.Extent(1), cut(u, 64)); !errors.Is(err, ErrUnrecoverable) || p != nil {
+		t.Fatalf("corrupt piece without parity: %d pieces, %v", len(p), err)
+	}
+	if _, err := bd.SegmentPieces(Extent{Block: 9, Hi: 1}, cut(units(0, 0, 1, 2), 64)); !errors.Is(err, ErrRange) {
+		t.Fatalf("bad extent: %v", err)
+	}
+	if _, err := bd.SegmentPieces(l.Extent(0), cut(units(0, 0, 1, 2), 64)[:2]); !errors.Is(err, ErrInvalidParams) {
+		t.Fatalf("2 units: %v", err)
+	}
+}
+
+// inverted returns a copy of b with byte i inverted.
+func inverted(b []byte, i int) []byte {
+	b = bytes.Clone(b)
+	b[i] ^= 0xff
+	return b
+}
+
+// startsIn reports whether p starts inside s's array.
+func startsIn(p, s []byte) bool {
+	s = s[:cap(s)]
+	if len(s) == 0 || len(p) == 0 {
+		return false
+	}
+	a, lo, hi := uintptr(unsafe.Pointer(&p[0])), uintptr(unsafe.Pointer(&s[0])), uintptr(unsafe.Pointer(&s[0]))+uintptr(len(s))
+	return a >= lo && a < hi
 }

@@ -123,13 +123,12 @@ var errTruncated = errors.New("wire: truncated message")
 
 // reader reads protobuf wire format from a BufferSlice, within a limit.
 type reader struct {
-	r     *mem.Reader
+	c     cursor
 	limit int // bytes left in the current message
 }
 
 func decodeFields(data mem.BufferSlice, field func(r *reader, num protowire.Number, typ protowire.Type) error) error {
-	r := &reader{r: data.Reader(), limit: data.Len()}
-	defer r.r.Close()
+	r := &reader{c: cursor{bufs: data, i: -1}, limit: data.Len()}
 	return r.fields(field)
 }
 
@@ -169,7 +168,7 @@ func (l *limitedByteReader) ReadByte() (byte, error) {
 	if l.r.limit <= 0 {
 		return 0, io.EOF
 	}
-	b, err := l.r.r.ReadByte()
+	b, err := l.r.c.readByte()
 	if err == nil {
 		l.r.limit--
 	}
@@ -199,7 +198,7 @@ func (r *reader) bytesInto(dst []byte) ([]byte, error) {
 		dst = make([]byte, n)
 	}
 	dst = dst[:n]
-	if _, err := io.ReadFull(r.r, dst); err != nil {
+	if !r.c.read(dst) {
 		return nil, errTruncated
 	}
 	r.limit -= n
@@ -274,7 +273,7 @@ func (r *reader) skip(typ protowire.Type) error {
 	if n > r.limit {
 		return errTruncated
 	}
-	if _, err := r.r.Discard(n); err != nil {
+	if !r.c.discard(n) {
 		return errTruncated
 	}
 	r.limit -= n

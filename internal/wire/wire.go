@@ -164,6 +164,9 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*PieceRefs); ok {
+		return unmarshalPieceRefs(data, m)
+	}
 	m := messageOf(v)
 	if m == nil {
 		return fmt.Errorf("wire: cannot unmarshal into %T: not a protobuf message", v)

@@ -1,0 +1,135 @@
+package wire
+
+import (
+	"bytes"
+	"testing"
+
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// countingPool hands out buffers and counts those that come back, to check
+// that a RefUnit keeps frame buffers out of the pool until it is freed.
+type countingPool struct{ out, back int }
+
+func (p *countingPool) Get(n int) *[]byte { p.out++; b := make([]byte, n, max(n, 4096)); return &b } // pooled whatever n
+func (p *countingPool) Put(*[]byte)       { p.back++ }
+
+// pooled cuts b into pooled buffers of at most n bytes, as gRPC hands over
+// a message read into several frame buffers.
+func pooled(b []byte, n int, p *countingPool) mem.BufferSlice {
+	var s mem.BufferSlice
+	for len(b) > 0 {
+		k := min(n, len(b))
+		buf := p.Get(k)
+		copy(*buf, b[:k])
+		s = append(s, mem.NewBuffer(buf, p))
+		b = b[k:]
+	}
+	return s
+}
+
+func TestPieceRefsRoundTrip(t *testing.T) {
+	for _, msg := range pieceMessages() {
+		want, ok := msg.(*pb.ReadShardResponse)
+		if !ok {
+			continue
+		}
+		b, _ := proto.Marshal(want)
+		for _, chunk := range []int{1, 3, 16, 16384} {
+			p := &countingPool{}
+			data := pooled(b, chunk, p)
+			var m PieceRefs
+			if err := Codec.Unmarshal(data, &m); err != nil {
+				t.Fatalf("%v in chunks of %d: %v", want, chunk, err)
+			}
+			data.Free() // as gRPC does once Unmarshal returns
+			if !proto.Equal(m.Header, want.Header) && (m.Header != nil || want.Header != nil) {
+				t.Fatalf("%v in chunks of %d: header %v", want, chunk, m.Header)
+			}
+			wp := want.GetPiece()
+			if m.HasPiece != (wp != nil) || m.Block != wp.GetBlock() || m.Corrupt != wp.GetCorrupt() {
+				t.Fatalf("%v in chunks of %d: piece %v/%d/%v", want, chunk, m.HasPiece, m.Block, m.Corrupt)
+			}
+			unit := append(bytes.Clone(wp.GetData()), wp.GetTrailer()...)
+			if got := bytes.Join(m.Unit.Segs, nil); !bytes.Equal(got, unit) || m.Unit.Len() != len(unit) {
+				t.Fatalf("%v in chunks of %d: unit of %d bytes, want %d", want, chunk, len(got), len(unit))
+			}
+			if len(unit) > 0 && p.back == p.out {
+				t.Fatalf("%v in chunks of %d: every frame buffer went back to the pool while the unit holds them", want, chunk)
+			}
+			m.Unit.Free()
+			if p.back != p.out {
+				t.Fatalf("%v in chunks of %d: %d of %d buffers back after Free", want, chunk, p.back, p.out)
+			}
+		}
+	}
+}
+
+func TestPieceRefsTrailerFirst(t *testing.T) {
+	// Protobuf fields may come in any order: the unit is still the data
+	// followed by the trailer.
+	var inner []byte
+	inner = protowire.AppendTag(inner, 3, protowire.BytesType)
+	inner = protowire.AppendBytes(inner, []byte("TRAILER"))
+	inner = protowire.AppendTag(inner, 1, protowire.VarintType)
+	inner = protowire.AppendVarint(inner, 9)
+	inner = protowire.AppendTag(inner, 2, protowire.BytesType)
+	inner = protowire.AppendBytes(inner, []byte("data bytes"))
+	msg := protowire.AppendTag(nil, 2, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, inner)
+	var m PieceRefs
+	if err := Codec.Unmarshal(split(msg, 4), &m); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(bytes.Join(m.Unit.Segs, nil)); got != "data bytesTRAILER" || m.Block != 9 {
+		t.Fatalf("unit %q, block %d", got, m.Block)
+	}
+}
+
+func TestPieceRefsRejectBadInput(t *testing.T) {
+	b, _ := proto.Marshal(&pb.ReadShardResponse{Piece: &pb.Piece{Block: 1, Data: pattern(100, 1), Trailer: pattern(8, 2)}})
+	for n := 1; n < len(b); n++ {
+		p := &countingPool{}
+		data := pooled(b[:n], 7, p)
+		var m PieceRefs
+		if err := Codec.Unmarshal(data, &m); err == nil {
+			t.Errorf("truncated to %d of %d bytes: no error", n, len(b))
+		}
+		data.Free()
+		if p.back != p.out || m.Unit.Segs != nil {
+			t.Fatalf("truncated to %d bytes: %d of %d buffers back, %d segments kept", n, p.back, p.out, len(m.Unit.Segs))
+		}
+	}
+}
+
+// FuzzPieceRefs checks PieceRefs against proto.Unmarshal: never a panic,
+// the same piece whenever both accept the input, and every buffer back in
+// the pool once the unit is freed.
+func FuzzPieceRefs(f *testing.F) {
+	for _, m := range pieceMessages() {
+		b, _ := proto.Marshal(m)
+		f.Add(b, uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, chunk uint8) {
+		p := &countingPool{}
+		data := pooled(b, int(chunk)+1, p)
+		var got PieceRefs
+		err := Codec.Unmarshal(data, &got)
+		data.Free()
+		want := new(pb.ReadShardResponse)
+		if (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, want) == nil && err == nil {
+			wp := want.GetPiece()
+			unit := append(bytes.Clone(wp.GetData()), wp.GetTrailer()...)
+			if !bytes.Equal(bytes.Join(got.Unit.Segs, nil), unit) || got.Block != wp.GetBlock() || got.Corrupt != wp.GetCorrupt() {
+				t.Fatalf("decoded piece %d/%v/%q, protobuf decodes %v", got.Block, got.Corrupt, bytes.Join(got.Unit.Segs, nil), wp)
+			}
+		}
+		got.Unit.Free()
+		if p.back != p.out {
+			t.Fatalf("%d of %d buffers back after Free", p.back, p.out)
+		}
+	})
+}
