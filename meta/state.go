@@ -51,13 +51,13 @@ func initState(tx *bolt.Tx) error {
 
 // putMsg stores m under key with its checksum.
 func putMsg(b *bolt.Bucket, key []byte, m proto.Message) error {
-	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	opts := proto.MarshalOptions{Deterministic: true}
+	v, err := opts.MarshalAppend(make([]byte, 4, 4+opts.Size(m)), m)
 	if err != nil {
 		return err
 	}
-	v := make([]byte, 4, 4+len(body))
-	binary.BigEndian.PutUint32(v, erasure.CRC32C(body))
-	return b.Put(key, append(v, body...))
+	binary.BigEndian.PutUint32(v, erasure.CRC32C(v[4:]))
+	return b.Put(key, v)
 }
 
 // getMsg loads key into m; found is false when the key is absent.
