@@ -578,7 +578,7 @@ func TestBlockDecoderSegmentPieces(t *testing.T) {
 	cut := func(u [][]byte, size int) [][][]byte {
 		segs := make([][][]byte, len(u))
 		for i, b := range u {
-			for b != nil && len(b) > 0 {
+			for len(b) > 0 {
 				k := min(size, len(b))
 				segs[i] = append(segs[i], b[:k:k])
 				b = b[k:]
