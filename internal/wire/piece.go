@@ -219,30 +219,40 @@ func (r *reader) message(m proto.Message) error {
 // piece reads a length-delimited Piece into p, its data and then its
 // trailer into dst's array where they fit.
 func (r *reader) piece(p *pb.Piece, dst []byte) error {
+	used := 0
+	into := func(field *[]byte) func(*reader) error {
+		return func(r *reader) error {
+			b, err := r.bytesInto(dst[min(used, cap(dst)):cap(dst)][:0])
+			*field, used = b, used+len(b)
+			return err
+		}
+	}
+	return r.pieceFields(&p.Block, &p.Corrupt, into(&p.Data), into(&p.Trailer))
+}
+
+// pieceFields reads a length-delimited Piece: its block number and corrupt
+// flag into block and corrupt, its data and trailer fields (whichever
+// order they come in) through data and trailer.
+func (r *reader) pieceFields(block *uint64, corrupt *bool, data, trailer func(*reader) error) error {
 	n, err := r.length()
 	if err != nil {
 		return err
 	}
 	outer := r.limit - n
 	r.limit = n
-	used := 0
 	err = r.fields(func(r *reader, num protowire.Number, typ protowire.Type) error {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			v, err := r.varint()
-			p.Block = v
+			*block = v
 			return err
 		case num == 2 && typ == protowire.BytesType:
-			b, err := r.bytesInto(dst[min(used, cap(dst)):cap(dst)][:0])
-			p.Data, used = b, used+len(b)
-			return err
+			return data(r)
 		case num == 3 && typ == protowire.BytesType:
-			b, err := r.bytesInto(dst[min(used, cap(dst)):cap(dst)][:0])
-			p.Trailer, used = b, used+len(b)
-			return err
+			return trailer(r)
 		case num == 4 && typ == protowire.VarintType:
 			v, err := r.varint()
-			p.Corrupt = v != 0
+			*corrupt = v != 0
 			return err
 		}
 		return r.skip(typ)

@@ -88,31 +88,9 @@ func unmarshalPieceRefs(data mem.BufferSlice, m *PieceRefs) error {
 // pieceRefs reads a length-delimited Piece: its data into m.Unit and its
 // trailer into trailer, as references.
 func (r *reader) pieceRefs(m *PieceRefs, trailer *RefUnit) error {
-	n, err := r.length()
-	if err != nil {
-		return err
-	}
-	outer := r.limit - n
-	r.limit = n
-	err = r.fields(func(r *reader, num protowire.Number, typ protowire.Type) error {
-		switch {
-		case num == 1 && typ == protowire.VarintType:
-			v, err := r.varint()
-			m.Block = v
-			return err
-		case num == 2 && typ == protowire.BytesType:
-			return r.refs(&m.Unit)
-		case num == 3 && typ == protowire.BytesType:
-			return r.refs(trailer)
-		case num == 4 && typ == protowire.VarintType:
-			v, err := r.varint()
-			m.Corrupt = v != 0
-			return err
-		}
-		return r.skip(typ)
-	})
-	r.limit = outer
-	return err
+	return r.pieceFields(&m.Block, &m.Corrupt,
+		func(r *reader) error { return r.refs(&m.Unit) },
+		func(r *reader) error { return r.refs(trailer) })
 }
 
 // refs reads a length-delimited field as references appended to u.
