@@ -139,32 +139,15 @@ func (c *benchCluster) stop() {
 // waitNodesUp waits (at most a minute) until meta has heard from n
 // storage nodes.
 func (c *benchCluster) waitNodesUp(ctx context.Context, n int) error {
-	cl, err := client.New(ctx, client.Config{Meta: []string{c.meta.addr}})
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := cl.ClusterStatus(sctx)
-		cancel()
+	return c.waitStatus(ctx, func(st *client.ClusterStatus) (bool, string) {
 		up := 0
-		if err == nil {
-			for _, node := range st.Nodes {
-				if node.Up {
-					up++
-				}
+		for _, node := range st.Nodes {
+			if node.Up {
+				up++
 			}
 		}
-		if up >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d storage nodes up after a minute (last error: %v)", up, n, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return up >= n, fmt.Sprintf("%d of %d storage nodes up", up, n)
+	})
 }
 
 // waitQuiet waits (at most a minute) until the cluster has no background
@@ -173,6 +156,15 @@ func (c *benchCluster) waitNodesUp(ctx context.Context, n int) error {
 // measurement then starts on an idle cluster, as the references do, and
 // not while the nodes still unlink the last run's shards.
 func (c *benchCluster) waitQuiet(ctx context.Context) error {
+	return c.waitStatus(ctx, func(st *client.ClusterStatus) (bool, string) {
+		return st.PendingDeletes == 0 && st.RepairsInFlight == 0, fmt.Sprintf("cluster not idle: %d shard deletions pending, %d repairs in flight",
+			st.PendingDeletes, st.RepairsInFlight)
+	})
+}
+
+// waitStatus polls meta's cluster status until ready says so, for at most
+// a minute; then it fails with what ready (or the status call) last said.
+func (c *benchCluster) waitStatus(ctx context.Context, ready func(*client.ClusterStatus) (bool, string)) error {
 	cl, err := client.New(ctx, client.Config{Meta: []string{c.meta.addr}})
 	if err != nil {
 		return err
@@ -183,15 +175,15 @@ func (c *benchCluster) waitQuiet(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := cl.ClusterStatus(sctx)
 		cancel()
-		if err == nil && st.PendingDeletes == 0 && st.RepairsInFlight == 0 {
-			return nil
+		why := fmt.Sprintf("cluster status: %v", err)
+		if err == nil {
+			var ok bool
+			if ok, why = ready(st); ok {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
-			if err != nil {
-				return fmt.Errorf("cluster status after a minute: %w", err)
-			}
-			return fmt.Errorf("cluster not idle after a minute: %d shard deletions pending, %d repairs in flight",
-				st.PendingDeletes, st.RepairsInFlight)
+			return fmt.Errorf("after a minute: %s", why)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
