@@ -57,7 +57,10 @@ func (bd *BlockDecoder) segmentsIntact(e Extent, units [][][]byte) bool {
 		if segs == nil || segmentsLen(segs) != ulen {
 			return false
 		}
-		bd.trailer = gather(bd.trailer[:0], segs, plen, ulen)
+		bd.spans, bd.trailer = appendSpan(bd.spans[:0], segs, plen, ulen), bd.trailer[:0]
+		for _, s := range bd.spans {
+			bd.trailer = append(bd.trailer, s...)
+		}
 		list := bd.segLists[i*n : (i+1)*n]
 		if !ParseTrailer(bd.trailer, i, e.Block, list) {
 			return false
@@ -115,22 +118,6 @@ func appendSpan(dst [][]byte, segs [][]byte, lo, hi int) [][]byte {
 		a, b := max(lo-pos, 0), min(hi-pos, len(s))
 		if a < b {
 			dst = append(dst, s[a:b:b])
-		}
-		pos += len(s)
-	}
-	return dst
-}
-
-// gather appends bytes [lo, hi) of the segments' concatenation to dst.
-func gather(dst []byte, segs [][]byte, lo, hi int) []byte {
-	pos := 0
-	for _, s := range segs {
-		if pos >= hi {
-			break
-		}
-		a, b := max(lo-pos, 0), min(hi-pos, len(s))
-		if a < b {
-			dst = append(dst, s[a:b]...)
 		}
 		pos += len(s)
 	}
