@@ -518,7 +518,7 @@ type sourceStream struct {
 	stream  grpc.ServerStreamingClient[pb.ReadShardResponse]
 	cancel  context.CancelFunc
 	checked bool   // the header was checked
-	buf     []byte // the current unit
+	buf     []byte // the current unit, and where the next is received
 }
 
 func (r *repairer) openSource(ctx context.Context, src *metapb.ShardSource, first int64) (*sourceStream, error) {
@@ -539,7 +539,8 @@ func (r *repairer) openSource(ctx context.Context, src *metapb.ShardSource, firs
 // unit receives the source's unit of block b: nil if the source reported
 // the piece corrupt, an error if the stream failed or sent something else.
 func (s *sourceStream) unit(job *repairJob, b int64) ([]byte, error) {
-	resp, err := s.stream.Recv()
+	resp := wire.PieceInto(new(pb.ReadShardResponse), s.buf) // decoded in place once buf is sized
+	err := s.stream.RecvMsg(resp)
 	if errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("stream ended before block %d: %w", b, io.ErrUnexpectedEOF)
 	}
@@ -559,7 +560,7 @@ func (s *sourceStream) unit(job *repairJob, b int64) ([]byte, error) {
 	case p.GetCorrupt():
 		return nil, nil
 	}
-	s.buf = append(append(s.buf[:0], p.GetData()...), p.GetTrailer()...)
+	s.buf = wire.Unit(p, s.buf)
 	return s.buf, nil
 }
 
