@@ -94,7 +94,7 @@ func startNoopRafts(b *testing.B, n int) []*raft.Raft {
 		if err != nil {
 			b.Fatal(err)
 		}
-		trans, err := raft.NewTCPTransportWithLogger("127.0.0.1:0", nil, 3, 10*time.Second, logger)
+		trans, err := newTCPTransport("127.0.0.1:0", logger)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -108,11 +108,27 @@ func (n *Node) transport(logger hclog.Logger) (raft.Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft bind address %q: %w", n.cfg.RaftBind, err)
 	}
-	t, err := raft.NewTCPTransportWithLogger(n.cfg.RaftBind, nil, 3, 10*time.Second, logger)
+	t, err := newTCPTransport(n.cfg.RaftBind, logger)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", addr, err)
 	}
 	return t, nil
+}
+
+// newTCPTransport returns Raft's TCP transport on bind, without pipelined
+// replication (MaxRPCsInFlight 1: one AppendEntries in flight per
+// follower). hashicorp/raft's pipeline can deadlock: when a follower
+// answers an AppendEntries with failure, the pipeline's decoder stops
+// reading responses, and the next send can block forever while the
+// decoder waits for a reader. The leader then never replicates to that
+// follower again, though heartbeats still reach it, and Shutdown hangs
+// (hashicorp/raft#612; Grafana Pyroscope disabled pipelining for it, in
+// its pull request 5518). It happened here in a leadership transfer test.
+// HashiCorp measured pipelining to gain little once entries are batched
+// (hashicorp/raft#541).
+func newTCPTransport(bind string, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	return raft.NewTCPTransportWithConfig(bind, nil, &raft.NetworkTransportConfig{
+		Logger: logger, MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: 1})
 }
 
 // startRaft opens the stores, reconciles the FSM with the snapshots,
