@@ -515,30 +515,9 @@ func TestBlockDecoderPieces(t *testing.T) {
 	bd := l.NewBlockDecoder()
 	units := unitsOf(l, streams)
 	for _, have := range [][]int{{0, 1, 2}, {1, 3, 4}, {0, 2, 4}, {2, 3, 4}} {
-		for _, r := range []struct{ off, n int64 }{{0, testSize}, {1, 10}, {testBS - 5, 700}, {testSize - 3, 3}} {
-			ext, err := l.Extents(r.off, r.n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []byte
-			var crc uint32
-			for _, e := range ext {
-				pieces, err := bd.Pieces(e, units(e.Block, have...))
-				if err != nil {
-					t.Fatalf("shards %v, range %+v, block %d: %v", have, r, e.Block, err)
-				}
-				for _, p := range pieces {
-					got = append(got, p...)
-				}
-				crc = bd.ContentCRC(crc)
-			}
-			if !bytes.Equal(got, data[r.off:r.off+r.n]) {
-				t.Fatalf("shards %v, range %+v: wrong bytes", have, r)
-			}
-			if want := crc32.Checksum(got, castagnoli); crc != want {
-				t.Fatalf("shards %v, range %+v: ContentCRC %08x, want %08x", have, r, crc, want)
-			}
-		}
+		checkRanges(t, fmt.Sprintf("shards %v", have), l, bd, data, func(e Extent) ([][]byte, error) {
+			return bd.Pieces(e, units(e.Block, have...))
+		})
 	}
 	u := units(1, 0, 1, 2)
 	u[0] = bytes.Clone(u[0])
@@ -548,6 +527,37 @@ func TestBlockDecoderPieces(t *testing.T) {
 	}
 	if _, err := bd.Pieces(Extent{Block: 9, Hi: 1}, units(0, 0, 1, 2)); !errors.Is(err, ErrRange) {
 		t.Fatalf("bad extent: %v", err)
+	}
+}
+
+// checkRanges reads a few ranges of data (the clip l lays out) extent by
+// extent through pieces, and checks the bytes and that bd's ContentCRC,
+// fed extent after extent, is the CRC32C of the range.
+func checkRanges(t *testing.T, what string, l Layout, bd *BlockDecoder, data []byte, pieces func(Extent) ([][]byte, error)) {
+	t.Helper()
+	for _, r := range []struct{ off, n int64 }{{0, testSize}, {1, 10}, {testBS - 5, 700}, {testSize - 3, 3}} {
+		ext, err := l.Extents(r.off, r.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		var crc uint32
+		for _, e := range ext {
+			ps, err := pieces(e)
+			if err != nil {
+				t.Fatalf("%s, range %+v, block %d: %v", what, r, e.Block, err)
+			}
+			for _, p := range ps {
+				got = append(got, p...)
+			}
+			crc = bd.ContentCRC(crc)
+		}
+		if !bytes.Equal(got, data[r.off:r.off+r.n]) {
+			t.Fatalf("%s, range %+v: wrong bytes", what, r)
+		}
+		if want := crc32.Checksum(got, castagnoli); crc != want {
+			t.Fatalf("%s, range %+v: ContentCRC %08x, want %08x", what, r, crc, want)
+		}
 	}
 }
 
@@ -615,38 +625,20 @@ func TestBlockDecoderSegmentPieces(t *testing.T) {
 	} {
 		for _, size := range []int{1, 7, 100, 1 << 20} {
 			bd := l.NewBlockDecoder()
-			for _, r := range []struct{ off, n int64 }{{0, testSize}, {1, 10}, {testBS - 5, 700}, {testSize - 3, 3}} {
-				ext, err := l.Extents(r.off, r.n)
-				if err != nil {
-					t.Fatal(err)
+			checkRanges(t, fmt.Sprintf("%s, segments of %d", tc.name, size), l, bd, data, func(e Extent) ([][]byte, error) {
+				u := units(e.Block, tc.have...)
+				if tc.damage != nil {
+					tc.damage(e.Block, u)
 				}
-				var got []byte
-				var crc uint32
-				for _, e := range ext {
-					u := units(e.Block, tc.have...)
-					if tc.damage != nil {
-						tc.damage(e.Block, u)
+				segs := cut(u, size)
+				pieces, err := bd.SegmentPieces(e, segs)
+				for _, p := range pieces {
+					if tc.zeroCopy && !within(p, segs) {
+						t.Fatalf("%s, segments of %d: a slice returned is a copy", tc.name, size)
 					}
-					segs := cut(u, size)
-					pieces, err := bd.SegmentPieces(e, segs)
-					if err != nil {
-						t.Fatalf("%s, segments of %d, range %+v, block %d: %v", tc.name, size, r, e.Block, err)
-					}
-					for _, p := range pieces {
-						if tc.zeroCopy && !within(p, segs) {
-							t.Fatalf("%s, segments of %d: a slice returned is a copy", tc.name, size)
-						}
-						got = append(got, p...)
-					}
-					crc = bd.ContentCRC(crc)
 				}
-				if !bytes.Equal(got, data[r.off:r.off+r.n]) {
-					t.Fatalf("%s, segments of %d, range %+v: wrong bytes", tc.name, size, r)
-				}
-				if want := crc32.Checksum(got, castagnoli); crc != want {
-					t.Fatalf("%s, segments of %d, range %+v: ContentCRC %08x, want %08x", tc.name, size, r, crc, want)
-				}
-			}
+				return pieces, err
+			})
 			rep := bd.Report()
 			switch {
 			case tc.faultedAt < 0 && len(rep.Faults) > 0:

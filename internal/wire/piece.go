@@ -74,20 +74,11 @@ func unmarshalPieceMessage(data mem.BufferSlice, v any) (handled bool, err error
 	case *pb.ReadShardResponse:
 		dst := m.GetPiece().GetData()
 		proto.Reset(m)
-		return true, decodeFields(data, func(r *reader, num protowire.Number, typ protowire.Type) error {
-			switch {
-			case num == 1 && typ == protowire.BytesType:
-				if m.Header == nil {
-					m.Header = new(pb.ShardHeader)
-				}
-				return r.message(m.Header)
-			case num == 2 && typ == protowire.BytesType:
-				if m.Piece == nil {
-					m.Piece = new(pb.Piece)
-				}
-				return r.piece(m.Piece, dst)
+		return true, decodeReadShardResponse(data, &m.Header, func(r *reader) error {
+			if m.Piece == nil {
+				m.Piece = new(pb.Piece)
 			}
-			return r.skip(typ)
+			return r.piece(m.Piece, dst)
 		})
 	case *pb.WriteShardRequest:
 		var dst []byte
@@ -117,6 +108,24 @@ func unmarshalPieceMessage(data mem.BufferSlice, v any) (handled bool, err error
 		})
 	}
 	return false, nil
+}
+
+// decodeReadShardResponse decodes a ReadShardResponse's fields: the
+// header into *header (merged, as protobuf merges a repeated message), the
+// piece through piece.
+func decodeReadShardResponse(data mem.BufferSlice, header **pb.ShardHeader, piece func(*reader) error) error {
+	return decodeFields(data, func(r *reader, num protowire.Number, typ protowire.Type) error {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			if *header == nil {
+				*header = new(pb.ShardHeader)
+			}
+			return r.message(*header)
+		case num == 2 && typ == protowire.BytesType:
+			return piece(r)
+		}
+		return r.skip(typ)
+	})
 }
 
 var errTruncated = errors.New("wire: truncated message")

@@ -11,7 +11,6 @@ import (
 
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // RefUnit is a unit (a piece, then its trailer) received without a copy:
@@ -63,18 +62,9 @@ type PieceRefs struct {
 func unmarshalPieceRefs(data mem.BufferSlice, m *PieceRefs) error {
 	*m = PieceRefs{}
 	var trailer RefUnit
-	err := decodeFields(data, func(r *reader, num protowire.Number, typ protowire.Type) error {
-		switch {
-		case num == 1 && typ == protowire.BytesType:
-			if m.Header == nil {
-				m.Header = new(pb.ShardHeader)
-			}
-			return r.message(m.Header)
-		case num == 2 && typ == protowire.BytesType:
-			m.HasPiece = true
-			return r.pieceRefs(m, &trailer)
-		}
-		return r.skip(typ)
+	err := decodeReadShardResponse(data, &m.Header, func(r *reader) error {
+		m.HasPiece = true
+		return r.pieceRefs(m, &trailer)
 	})
 	// The data, then the trailer, whichever order the fields came in.
 	m.Unit.Segs = append(m.Unit.Segs, trailer.Segs...)
