@@ -141,7 +141,11 @@ func (tc *testCluster) close() {
 
 // shardPath is where node keeps the shard with the given hex id.
 func (tc *testCluster) shardPath(node, id string) string {
-	return filepath.Join(tc.node(node).dir, "shards", id[28:30], id[30:32], id)
+	var sid server.ShardID
+	if n, err := hex.Decode(sid[:], []byte(id)); err != nil || n != len(sid) {
+		panic(fmt.Sprintf("shard id %q: not %d hex bytes", id, len(sid)))
+	}
+	return server.ShardFile(tc.node(node).dir, sid)
 }
 
 // flipByte corrupts one byte of a stored shard at offset off of its shard

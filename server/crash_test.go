@@ -238,6 +238,91 @@ func TestWipedDiskGetsNewIncarnation(t *testing.T) {
 	}
 }
 
+// TestDiskLayout: opening a disk makes the 256 fan-out directories, so a
+// write makes none (it would cost a directory fsync more per shard); a
+// disk whose directories cannot be made is not served; and a disk in the
+// old two-level layout is refused with an error that says so, not read as
+// an empty disk.
+func TestDiskLayout(t *testing.T) {
+	var mkdirs atomic.Int32
+	var failMkdir atomic.Bool
+	cfg := testConfig(t, 1)
+	cfg.OpenFS = func(dir string) (server.FS, error) {
+		fsys, err := server.OpenOSFS(dir)
+		ffs := faultfs.Wrap(fsys)
+		ffs.SetInjector(func(op faultfs.Op, name string) error {
+			if op != faultfs.OpMkdir {
+				return nil
+			}
+			mkdirs.Add(1)
+			if failMkdir.Load() && strings.HasPrefix(name, "shards/") {
+				return syscall.ENOSPC
+			}
+			return nil
+		})
+		return ffs, err
+	}
+	n := startNode(t, cfg)
+	dirs, err := os.ReadDir(filepath.Join(cfg.DataDirs[0], "shards"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) != 256 || dirs[0].Name() != "00" || dirs[255].Name() != "ff" {
+		t.Fatalf("%d fan-out directories, %v…; want 256, 00 to ff", len(dirs), dirs[:min(len(dirs), 3)])
+	}
+	mkdirs.Store(0)
+	r := rand.New(rand.NewPCG(27, 28))
+	for i := range 20 {
+		s := makeShard(r, 4, 2, i%6, 4096, 5000)
+		if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(shardPath(cfg.DataDirs[0], s.id())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := mkdirs.Load(); c != 0 {
+		t.Fatalf("20 writes made %d directories, want 0", c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.node.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A disk whose fan-out cannot be made is not served.
+	empty := testConfig(t, 1)
+	empty.OpenFS = cfg.OpenFS
+	failMkdir.Store(true)
+	if s, err := server.OpenStore(empty); err == nil || !strings.Contains(err.Error(), "no space left") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("open with mkdir failing: %v, want ENOSPC", err)
+	}
+	failMkdir.Store(false)
+
+	// A format-1 disk: the identity file says so.
+	id := filepath.Join(cfg.DataDirs[0], "CLIPSTORE_DISK")
+	raw, err := os.ReadFile(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.Replace(string(raw), `"format":2`, `"format":1`, 1)
+	if old == string(raw) {
+		t.Fatalf("identity file %q has no format 2", raw)
+	}
+	if err := os.WriteFile(id, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := server.OpenStore(cfg); err == nil || !strings.Contains(err.Error(), "disk format 1") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("open of a format-1 disk: %v, want a disk format error", err)
+	}
+}
+
 // TestStartSyncsTheFilesystem: a disk is flushed whole (syncfs) before it
 // serves, so that directory entries a dead process left in the page cache
 // only are durable before a write trusts them; a disk whose flush fails is
@@ -296,7 +381,6 @@ func TestDiskFaults(t *testing.T) {
 		{"fsync fails", faultfs.OpSync, syscall.EIO, "tmp/", codes.Internal},
 		{"rename fails", faultfs.OpRename, syscall.EIO, "shards/", codes.Internal},
 		{"dir fsync fails", faultfs.OpSyncDir, syscall.EIO, "shards/", codes.Internal},
-		{"mkdir fails", faultfs.OpMkdir, syscall.ENOSPC, "shards/", codes.ResourceExhausted},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

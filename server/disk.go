@@ -20,6 +20,13 @@ const (
 	tmpDir       = "tmp"
 )
 
+// diskFormat is the version of a data directory's layout, kept in its
+// identity file. Format 1 had two fan-out levels made on demand
+// (shards/ab/cd/<id>), so a young disk created and fsynced a new directory
+// for almost every shard it stored; format 2 has one level of 256
+// directories (shards/cd/<id>), all made when the disk is first opened.
+const diskFormat = 2
+
 // diskIdentity is the content of a data directory's identity file.
 type diskIdentity struct {
 	Format      int    `json:"format"`
@@ -48,15 +55,20 @@ func openDisk(fsys FS, log *slog.Logger) (*disk, error) {
 		return nil, fmt.Errorf("disk %s: %w", fsys.Path(), err)
 	}
 	d.incarnation = inc
+	for i := range fanout {
+		if err := fsys.MkdirAll(fanoutDir(byte(i)), 0o755); err != nil {
+			return nil, fmt.Errorf("disk %s: create %s: %w", fsys.Path(), fanoutDir(byte(i)), err)
+		}
+	}
 	if err := d.cleanTmp(log); err != nil {
 		return nil, fmt.Errorf("disk %s: clean %s: %w", fsys.Path(), tmpDir, err)
 	}
 	// A process that died (this node's last run, or a tool) may have left
-	// directory entries only in the page cache: a fan-out directory whose
-	// parent it never fsynced, say. A write trusts a directory that exists
-	// and fsyncs only that directory, so make everything durable before
-	// serving, as PostgreSQL does when it recovers (syncfs at start). It
-	// costs one flush of the filesystem.
+	// directory entries only in the page cache: a fan-out directory made
+	// just now or by a run that died before it synced, say. A write trusts
+	// the fan-out directory and fsyncs only it, so make everything durable
+	// before serving, as PostgreSQL does when it recovers (syncfs at
+	// start). It costs one flush of the filesystem.
 	if err := fsys.SyncFS(); err != nil {
 		return nil, fmt.Errorf("disk %s: syncfs at start: %w", fsys.Path(), err)
 	}
@@ -69,7 +81,7 @@ func loadOrCreateIdentity(fsys FS, log *slog.Logger) (string, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	id := diskIdentity{Format: formatVersion, Incarnation: uuid.NewString()}
+	id := diskIdentity{Format: diskFormat, Incarnation: uuid.NewString()}
 	b, _ := json.Marshal(id)
 	if err := writeFileDurable(fsys, identityFile, append(b, '\n')); err != nil {
 		return "", fmt.Errorf("write identity: %w", err)
@@ -88,7 +100,12 @@ func readIdentity(fsys FS) (diskIdentity, error) {
 	if err := json.NewDecoder(f).Decode(&id); err != nil {
 		return id, fmt.Errorf("identity file %s: %w", identityFile, err)
 	}
-	if _, err := uuid.Parse(id.Incarnation); err != nil || id.Format != formatVersion {
+	if id.Format == 1 {
+		return id, fmt.Errorf("identity file %s: disk format 1 (shards/ab/cd/<id>) predates this version, "+
+			"which reads format %d (shards/cd/<id>); drain the node with the release that wrote it, then wipe the directory",
+			identityFile, diskFormat)
+	}
+	if _, err := uuid.Parse(id.Incarnation); err != nil || id.Format != diskFormat {
 		return id, fmt.Errorf("identity file %s: format %d, incarnation %q: unusable", identityFile, id.Format, id.Incarnation)
 	}
 	return id, nil
@@ -139,35 +156,33 @@ func (d *disk) cleanTmp(log *slog.Logger) error {
 }
 
 // scan walks shards/ and calls found for every shard file. Names that are
-// not shard files are logged and left alone.
+// not shard files in their right place are logged and left alone.
 func (d *disk) scan(log *slog.Logger, found func(id ShardID, size int64)) error {
-	l1, err := d.fs.ReadDir(shardsDir)
+	dirs, err := d.fs.ReadDir(shardsDir)
 	if err != nil {
 		return err
 	}
-	for _, a := range l1 {
-		l2, err := d.fs.ReadDir(path.Join(shardsDir, a.Name()))
+	for _, dir := range dirs {
+		name := path.Join(shardsDir, dir.Name())
+		if !dir.IsDir() {
+			log.Warn("unexpected file in shard directory", "disk", d.fs.Path(), "path", name)
+			continue
+		}
+		files, err := d.fs.ReadDir(name)
 		if err != nil {
 			return err
 		}
-		for _, b := range l2 {
-			dir := path.Join(shardsDir, a.Name(), b.Name())
-			files, err := d.fs.ReadDir(dir)
+		for _, f := range files {
+			id, ok := parseShardIDHex(f.Name())
+			if !ok || id.relPath() != path.Join(name, f.Name()) || !f.Type().IsRegular() {
+				log.Warn("unexpected file in shard directory", "disk", d.fs.Path(), "path", path.Join(name, f.Name()))
+				continue
+			}
+			info, err := f.Info()
 			if err != nil {
 				return err
 			}
-			for _, f := range files {
-				id, ok := parseShardIDHex(f.Name())
-				if !ok || id.relPath() != path.Join(dir, f.Name()) {
-					log.Warn("unexpected file in shard directory", "disk", d.fs.Path(), "path", path.Join(dir, f.Name()))
-					continue
-				}
-				info, err := f.Info()
-				if err != nil {
-					return err
-				}
-				found(id, info.Size())
-			}
+			found(id, info.Size())
 		}
 	}
 	return nil

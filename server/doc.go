@@ -3,7 +3,8 @@
 // (proto/storagepb.StorageService).
 //
 // A shard's file path comes from its 128-bit shard id alone
-// (shards/ab/cd/<32 hex digits ending in abcd>), never from a bucket or key, and every file
+// (shards/cd/<32 hex digits ending in cd>, in one of 256 directories made
+// when the disk is first opened), never from a bucket or key, and every file
 // is reached through an os.Root per disk. A shard file is a fixed-size
 // header with its own CRC (see shard_file.go) followed by the shard stream
 // exactly as package erasure lays it out: for every block its piece and a

@@ -190,13 +190,13 @@ func (c *collector) collectPage(ctx context.Context, refs []*metapb.ShardRef) (i
 	}
 	deleted := 0
 	var errs []error
-	for _, id := range ids {
-		existed, err := c.n.store.Delete(id)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("gc: %w", err))
+	for i, r := range c.n.store.DeleteMany(ids) {
+		id := ids[i]
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("gc: %w", r.Err))
 			continue
 		}
-		if existed {
+		if r.Existed {
 			deleted++
 			c.metrics.deleted.Inc()
 			c.log.Info("garbage shard deleted", "shard", id,

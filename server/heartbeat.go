@@ -203,17 +203,23 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	if more {
 		h.hurry()
 	}
+	var ids []ShardID
+	var wireIDs [][]byte
 	for _, d := range resp.Deletes {
-		id, err := ParseShardID(d.ShardId)
-		if err != nil {
-			continue
+		if id, err := ParseShardID(d.ShardId); err == nil {
+			ids = append(ids, id)
+			wireIDs = append(wireIDs, d.ShardId)
 		}
-		if _, err := h.n.store.Delete(id); err != nil && !errors.Is(err, ErrClosed) {
-			h.n.log.Warn("delete shard for meta", "shard", id, "err", err)
+	}
+	for i, r := range h.n.store.DeleteMany(ids) {
+		if r.Err != nil {
+			if !errors.Is(r.Err, ErrClosed) {
+				h.n.log.Warn("delete shard for meta", "shard", ids[i], "err", r.Err)
+			}
 			continue
 		}
 		h.mu.Lock()
-		h.deleted = append(h.deleted, d.ShardId)
+		h.deleted = append(h.deleted, wireIDs[i])
 		h.mu.Unlock()
 	}
 	h.n.rep.submit(resp.Repairs)

@@ -226,8 +226,7 @@ func tmpFiles(t testing.TB, dirs []string) []string {
 
 // shardPath is where the node keeps shard id on disk dir.
 func shardPath(dir string, id []byte) string {
-	h := server.ShardID(id).String()
-	return filepath.Join(dir, "shards", h[28:30], h[30:32], h)
+	return server.ShardFile(dir, server.ShardID(id))
 }
 
 func ctxT(t testing.TB) context.Context {

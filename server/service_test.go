@@ -5,11 +5,17 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"github.com/clipstore/clipstore/server"
+	"github.com/clipstore/clipstore/server/faultfs"
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -312,6 +318,84 @@ func TestDelete(t *testing.T) {
 	if _, err := writeShard(ctx, n.client, s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDeleteMany: a batch of deletions fsyncs each fan-out directory once,
+// reports each shard (missing ones as not existed), and a directory whose
+// fsync fails fails only the shards removed from it.
+func TestDeleteMany(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		synced  = map[string]int{}
+		failDir string
+	)
+	cfg := testConfig(t, 1)
+	cfg.OpenFS = func(dir string) (server.FS, error) {
+		fsys, err := server.OpenOSFS(dir)
+		ffs := faultfs.Wrap(fsys)
+		ffs.SetInjector(func(op faultfs.Op, name string) error {
+			if op != faultfs.OpSyncDir || !strings.HasPrefix(name, "shards/") {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			synced[name]++
+			if name == failDir {
+				return syscall.EIO
+			}
+			return nil
+		})
+		return ffs, err
+	}
+	n := startNode(t, cfg)
+	ctx := ctxT(t)
+	r := rand.New(rand.NewPCG(15, 16))
+	var ids []server.ShardID
+	dirs := map[string]int{} // fan-out directory → shards in it
+	for i := range 40 {
+		s := makeShard(r, 4, 2, 0, 4096, 3000)
+		id := s.id()
+		id[15] = byte(i % 8) // 8 directories, 5 shards each
+		if _, err := writeShard(ctx, n.client, s); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, server.ShardID(id))
+		dirs[filepath.Base(filepath.Dir(shardPath(n.dirs[0], id)))]++
+	}
+	missing := server.ShardID(newID(r))
+	mu.Lock()
+	clear(synced)
+	failDir = "shards/07"
+	mu.Unlock()
+	res := n.node.Store().DeleteMany(append(ids, missing))
+	for i, got := range res[:len(ids)] {
+		id := ids[i]
+		_, statErr := os.Stat(shardPath(n.dirs[0], id[:]))
+		switch {
+		case id[15] == 7:
+			if got.Err == nil || !strings.Contains(got.Err.Error(), "sync dir") {
+				t.Errorf("shard %d in the failing directory: %+v, want a sync dir error", i, got)
+			}
+		case got.Err != nil || !got.Existed || !os.IsNotExist(statErr):
+			t.Errorf("shard %d: %+v, file: %v; want deleted", i, got, statErr)
+		}
+	}
+	if got := res[len(ids)]; got.Existed || got.Err != nil {
+		t.Errorf("missing shard: %+v, want not existed and no error", got)
+	}
+	mu.Lock()
+	if len(synced) != len(dirs) {
+		t.Errorf("fsynced directories %v, want each of %d once", synced, len(dirs))
+	}
+	for d, c := range synced {
+		if c != 1 {
+			t.Errorf("directory %s fsynced %d times for one batch", d, c)
+		}
+	}
+	mu.Unlock()
+	// The shards whose removal was not made durable stay counted: what
+	// the node reports must not claim a deletion it could not sync.
+	assertShardCount(t, n, 5)
 }
 
 // TestCorruptionDetectedOnRead damages shard files on disk and checks that

@@ -82,7 +82,7 @@ func TestGeometry(t *testing.T) {
 func TestShardPathIsLocalAndUnique(t *testing.T) {
 	id := ShardID{0: 0x01, 14: 0xab, 15: 0xcd}
 	p := id.relPath()
-	if p != "shards/ab/cd/01"+strings.Repeat("0", 26)+"abcd" || !filepath.IsLocal(p) {
+	if p != "shards/cd/01"+strings.Repeat("0", 26)+"abcd" || !filepath.IsLocal(p) {
 		t.Fatalf("path %q", p)
 	}
 	if _, ok := parseShardIDHex(strings.ToUpper(id.String())); ok {

@@ -4,12 +4,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"path/filepath"
 )
 
 // ShardID names one shard: 128 bits chosen by meta, new for every write,
 // repair and move, never reused. It alone decides where the shard lives on
 // disk. Meta hands out UUIDv7s (time-ordered, then random), so the
-// directory fan-out takes the last, random bytes: shards/<id[14]>/<id[15]>/.
+// directory fan-out takes the last, random byte: shards/<id[15]>/.
 type ShardID [16]byte
 
 // ClipID names a clip; a shard's header records the clip it belongs to.
@@ -53,11 +54,27 @@ func (id ClipID) String() string  { return hex.EncodeToString(id[:]) }
 // Less orders shard ids bytewise, the order ListShards pages in.
 func (id ShardID) Less(o ShardID) bool { return string(id[:]) < string(o[:]) }
 
+// fanout is the number of directories under shards/.
+const fanout = 256
+
 // relPath is the shard's file name inside a data directory:
-// shards/ab/cd/…abcd, derived from the id and nothing else. The fan-out
-// directories come from the id's last two bytes, which are random in every
-// id meta hands out (its first bytes are a timestamp).
+// shards/cd/…abcd, derived from the id and nothing else. The fan-out
+// directory comes from the id's last byte, which is random in every id meta
+// hands out (its first bytes are a timestamp), so shards spread evenly over
+// the 256 directories openDisk makes. A directory holds 40,000 shards when
+// the disk holds ten million, well within what ext4's and XFS's hashed
+// directories look up in constant time.
 func (id ShardID) relPath() string {
-	h := id.String()
-	return path.Join(shardsDir, h[28:30], h[30:32], h)
+	return path.Join(fanoutDir(id[len(id)-1]), id.String())
+}
+
+// fanoutDir is the directory of the shards whose ids end in byte b.
+func fanoutDir(b byte) string {
+	return path.Join(shardsDir, hex.EncodeToString([]byte{b}))
+}
+
+// ShardFile is where a shard lives under the data directory dataDir, for
+// tools and tests that look at a node's files.
+func ShardFile(dataDir string, id ShardID) string {
+	return filepath.Join(dataDir, filepath.FromSlash(id.relPath()))
 }

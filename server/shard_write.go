@@ -208,10 +208,7 @@ func (w *ShardWriter) publish(res WriteResult) (existed bool, err error) {
 	} else if !errors.Is(err, ErrNotFound) {
 		return false, err
 	}
-	rel := id.relPath()
-	if err := w.mkdirs(parentDir(rel)); err != nil {
-		return false, err
-	}
+	rel := id.relPath() // its directory was made when the disk was opened
 	if err := w.d.fs.Rename(w.tmp, rel); err != nil {
 		return false, diskError("rename shard into place", err)
 	}
@@ -238,34 +235,6 @@ func (w *ShardWriter) sameAs(old indexEntry, res WriteResult) error {
 	}
 	if info.Header != w.h || info.FileSize != w.written || info.Checksum != res.Checksum {
 		return fmt.Errorf("%w: %s", ErrExists, w.h.ShardID)
-	}
-	return nil
-}
-
-// mkdirs creates the shard's directory, fsyncing the parents of any
-// directory it had to create so that the new entries survive a crash.
-func (w *ShardWriter) mkdirs(dir string) error {
-	if _, err := w.d.fs.Stat(dir); err == nil {
-		return nil
-	}
-	// The directories from the highest missing one down: each new entry
-	// is made durable by an fsync of its parent, and only those parents
-	// need one (a new leaf of an existing fan-out costs one fsync, not one
-	// per level up to the root).
-	missing := []string{dir}
-	for p := parentDir(dir); p != "."; p = parentDir(p) {
-		if _, err := w.d.fs.Stat(p); err == nil {
-			break
-		}
-		missing = append(missing, p)
-	}
-	if err := w.d.fs.MkdirAll(dir, 0o755); err != nil {
-		return diskError("create shard directory", err)
-	}
-	for _, d := range missing {
-		if err := w.d.fs.SyncDir(parentDir(d)); err != nil {
-			return diskError("fsync directory", err)
-		}
 	}
 	return nil
 }

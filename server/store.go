@@ -130,27 +130,61 @@ func (s *Store) lookup(id ShardID) (indexEntry, error) {
 // Delete removes a shard and makes the removal durable. It reports whether
 // the shard existed; deleting a missing shard is not an error.
 func (s *Store) Delete(id ShardID) (existed bool, err error) {
-	e, err := s.lookup(id)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
+	r := s.DeleteMany([]ShardID{id})[0]
+	return r.Existed, r.Err
+}
+
+// DeleteResult is the outcome of deleting one shard.
+type DeleteResult struct {
+	Existed bool
+	Err     error
+}
+
+// DeleteMany removes shards and makes the removals durable, fsyncing each
+// fan-out directory once for all the shards removed from it: meta hands
+// deletions over in batches, and one fsync per shard would cost a disk
+// write each. Results are in the order of ids.
+func (s *Store) DeleteMany(ids []ShardID) []DeleteResult {
+	res := make([]DeleteResult, len(ids))
+	type dirKey struct {
+		d   *disk
+		dir string
 	}
-	if err != nil {
-		return false, err
+	removed := make(map[dirKey][]int) // the shards unlinked from each directory
+	for i, id := range ids {
+		e, err := s.lookup(id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		rel := id.relPath()
+		if err := e.disk.fs.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			res[i].Err = fmt.Errorf("delete shard %s: %w", id, err)
+			continue
+		}
+		k := dirKey{e.disk, parentDir(rel)}
+		removed[k] = append(removed[k], i)
 	}
-	rel := id.relPath()
-	if err := e.disk.fs.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("delete shard %s: %w", id, err)
+	for k, idx := range removed {
+		err := k.d.fs.SyncDir(k.dir)
+		s.mu.Lock()
+		for _, i := range idx {
+			if err != nil {
+				res[i].Err = fmt.Errorf("delete shard %s: sync dir: %w", ids[i], err)
+				continue
+			}
+			res[i].Existed = true
+			if cur, ok := s.mu.index.Get(indexEntry{id: ids[i]}); ok && cur.disk == k.d {
+				s.mu.index.Delete(cur)
+				cur.disk.sub(cur.size)
+			}
+		}
+		s.mu.Unlock()
 	}
-	if err := e.disk.fs.SyncDir(parentDir(rel)); err != nil {
-		return false, fmt.Errorf("delete shard %s: sync dir: %w", id, err)
-	}
-	s.mu.Lock()
-	if cur, ok := s.mu.index.Get(indexEntry{id: id}); ok && cur.disk == e.disk {
-		s.mu.index.Delete(cur)
-		cur.disk.sub(cur.size)
-	}
-	s.mu.Unlock()
-	return true, nil
+	return res
 }
 
 // List returns up to limit shards with ids after startAfter (all ids when

@@ -374,7 +374,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	shardFile := func(s client.ShardInfo) string {
-		return filepath.Join(c.root, s.Node, "shards", s.ID[28:30], s.ID[30:32], s.ID)
+		return shardPath(c, s.Node, s.ID)
 	}
 	raw, err := os.ReadFile(shardFile(info.Shards[0]))
 	if err != nil {

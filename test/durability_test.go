@@ -20,6 +20,7 @@ import (
 
 	"github.com/clipstore/clipstore/client"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
+	"github.com/clipstore/clipstore/server"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -132,8 +133,13 @@ func shardsProblem(info *client.ClipInfo, avoid map[string]bool) string {
 	return ""
 }
 
+// shardPath is where node keeps the shard with the hex id.
 func shardPath(c *cluster, node, id string) string {
-	return filepath.Join(c.root, node, "shards", id[28:30], id[30:32], id)
+	var sid server.ShardID
+	if n, err := hex.Decode(sid[:], []byte(id)); err != nil || n != len(sid) {
+		panic(fmt.Sprintf("shard id %q: not %d hex bytes", id, len(sid)))
+	}
+	return server.ShardFile(filepath.Join(c.root, node), sid)
 }
 
 func mustHex(t *testing.T, s string) []byte {

@@ -70,7 +70,7 @@ func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
 	}
 	r := mrand.New(mrand.NewPCG(5, 5))
 	for _, s := range shards {
-		path := filepath.Join(c.root, s.Node, "shards", s.ID[28:30], s.ID[30:32], s.ID)
+		path := shardPath(c, s.Node, s.ID)
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -183,7 +183,7 @@ func TestTooManyCorruptShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range info.Shards[:3] { // m+1 = 3: block 0's piece of each
-		path := filepath.Join(c.root, s.Node, "shards", s.ID[28:30], s.ID[30:32], s.ID)
+		path := shardPath(c, s.Node, s.ID)
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

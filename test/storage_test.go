@@ -16,6 +16,7 @@ import (
 
 	"github.com/clipstore/clipstore/erasure"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"github.com/clipstore/clipstore/server"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -246,8 +247,7 @@ func TestCorruptShardOnDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := fmt.Sprintf("%x", c.shardID(1))
-	path := filepath.Join(dir, "shards", h[28:30], h[30:32], h)
+	path := server.ShardFile(dir, server.ShardID(c.shardID(1)))
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
