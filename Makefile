@@ -42,6 +42,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	$(GO) test -run='^$$' -fuzz='^FuzzPlace$$' -fuzztime=$(FUZZTIME) ./meta/
 	$(GO) test -run='^$$' -fuzz='^FuzzPieceMessages$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzPieceRefs$$' -fuzztime=$(FUZZTIME) ./internal/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzWriteRefs$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 
 .PHONY: soak
 soak: ## Repeat the test suite to shake out flakes (COUNT, default 20).

@@ -38,6 +38,9 @@ type File interface {
 	io.ReaderAt
 	io.Writer
 	io.Closer
+	// WriteBuffers writes the buffers in order, as one write(2) would
+	// write them concatenated (writev(2)). It may reslice bufs' elements.
+	WriteBuffers(bufs [][]byte) (int64, error)
 	Sync() error
 	Stat() (fs.FileInfo, error)
 }
@@ -65,7 +68,55 @@ func (f *osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return file, nil
+	return osFile{file}, nil
+}
+
+// osFile is an open file of an osFS.
+type osFile struct{ *os.File }
+
+func (f osFile) WriteBuffers(bufs [][]byte) (int64, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for {
+			for len(bufs) > 0 && len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+			}
+			if len(bufs) == 0 {
+				return true
+			}
+			n, err := unix.Writev(int(fd), bufs[:min(len(bufs), 1024)]) // IOV_MAX
+			if err == unix.EINTR {
+				continue
+			}
+			if n > 0 {
+				total += int64(n)
+			}
+			if err != nil {
+				werr = &fs.PathError{Op: "write", Path: f.Name(), Err: err}
+				return true
+			}
+			if n == 0 {
+				werr = io.ErrShortWrite
+				return true
+			}
+			for n > 0 { // skip what was written
+				k := min(n, len(bufs[0]))
+				bufs[0], n = bufs[0][k:], n-k
+				if len(bufs[0]) == 0 {
+					bufs = bufs[1:]
+				}
+			}
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	return total, err
 }
 
 func (f *osFS) Rename(oldname, newname string) error         { return f.root.Rename(oldname, newname) }

@@ -37,11 +37,11 @@ func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 	if err != nil {
 		return WriteResult{}, err
 	}
-	ph := first.GetHeader()
-	if ph == nil {
+	first.Data.Free()
+	if first.Header == nil {
 		return WriteResult{}, fmt.Errorf("%w: the first message of a write must be the header", ErrInvalidArgument)
 	}
-	h, err := headerFromProto(ph)
+	h, err := headerFromProto(first.Header)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -51,19 +51,23 @@ func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 	}
 	defer w.Abort() // no-op after Commit
 	for {
-		req, err := msgs.next("finish")
+		m, err := msgs.next("finish")
 		if err != nil {
 			return WriteResult{}, err
 		}
-		switch msg := req.Msg.(type) {
-		case *pb.WriteShardRequest_Piece:
-			if err := w.WritePiece(msg.Piece.GetBlock(), msg.Piece.GetData(), msg.Piece.GetTrailer()); err != nil {
+		switch {
+		case m.HasPiece:
+			err := w.WritePieceSegments(m.Block, m.Data.Segs, m.Trailer)
+			m.Data.Free()
+			if err != nil {
 				return WriteResult{}, err
 			}
-		case *pb.WriteShardRequest_Finish:
-			return w.Commit(msg.Finish.GetBlocks(), msg.Finish.Checksum)
+		case m.Finish != nil:
+			return w.Commit(m.Finish.GetBlocks(), m.Finish.Checksum)
+		case m.Header != nil:
+			return WriteResult{}, fmt.Errorf("%w: a second header after the header", ErrInvalidArgument)
 		default:
-			return WriteResult{}, fmt.Errorf("%w: unexpected %T after the header", ErrInvalidArgument, req.Msg)
+			return WriteResult{}, fmt.Errorf("%w: an empty message after the header", ErrInvalidArgument)
 		}
 	}
 }
@@ -79,27 +83,26 @@ type receiver struct {
 }
 
 type recvResult struct {
-	req *pb.WriteShardRequest
+	msg *wire.WriteRefs
 	err error
 }
 
 func (s *service) receive(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) *receiver {
 	r := &receiver{ctx: stream.Context(), idle: s.store.cfg.WriteIdleTimeout, msgs: make(chan recvResult)}
 	go func() {
-		// Pieces are decoded into two buffers in turn: the handler is done
-		// with message i when it asks for i+1, which is before this
-		// goroutine can hand over i+1 and receive i+2 into i's buffer.
-		var bufs [2][]byte
+		// A piece stays in the frame buffers gRPC read it into until the
+		// handler has written it (wire.WriteRefs): no copy in user space.
+		// Messages are received into two structs in turn: the handler is
+		// done with message i when it asks for i+1, which is before this
+		// goroutine can hand over i+1 and receive i+2 into i's struct.
+		var msgs [2]wire.WriteRefs
 		for i := 0; ; i++ {
-			req := wire.PieceInto(new(pb.WriteShardRequest), bufs[i%2])
-			err := stream.RecvMsg(req)
-			if p := req.GetPiece(); p != nil && cap(bufs[i%2]) == 0 {
-				// The first piece sizes the buffer for those that follow.
-				bufs[i%2] = (*wire.Pool.Get(len(p.Data) + len(p.Trailer)))[:0]
-			}
+			m := &msgs[i%2]
+			err := stream.RecvMsg(m)
 			select {
-			case r.msgs <- recvResult{req, err}:
+			case r.msgs <- recvResult{m, err}:
 			case <-r.ctx.Done():
+				m.Data.Free()
 				return
 			}
 			if err != nil {
@@ -110,7 +113,7 @@ func (s *service) receive(stream grpc.ClientStreamingServer[pb.WriteShardRequest
 	return r
 }
 
-func (r *receiver) next(waiting string) (*pb.WriteShardRequest, error) {
+func (r *receiver) next(waiting string) (*wire.WriteRefs, error) {
 	timer := time.NewTimer(r.idle)
 	defer timer.Stop()
 	select {
@@ -118,7 +121,7 @@ func (r *receiver) next(waiting string) (*pb.WriteShardRequest, error) {
 		if m.err != nil {
 			return nil, recvError(r.ctx, m.err, waiting)
 		}
-		return m.req, nil
+		return m.msg, nil
 	case <-timer.C:
 		return nil, fmt.Errorf("%w: no message for %v while waiting for the %s (write abandoned)",
 			ErrTimeout, r.idle, waiting)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
-	"github.com/clipstore/clipstore/internal/wire"
 )
 
 // ShardWriter receives one shard, piece by piece, into a temp file. Nothing
@@ -28,7 +27,9 @@ type ShardWriter struct {
 	sum     erasure.ShardSum
 	crcs    []uint32
 	done    bool
-	written int64 // file bytes
+	written int64     // file bytes
+	iov     [][]byte  // WritePieceSegments' scratch
+	one     [1][]byte // WritePiece's data as one segment
 }
 
 // WriteResult describes a committed shard.
@@ -108,34 +109,44 @@ func (w *ShardWriter) write(p []byte) error {
 // come in block order; every piece but the last is exactly the full piece
 // size.
 func (w *ShardWriter) WritePiece(block uint64, data, trailer []byte) error {
+	w.one[0] = data
+	err := w.WritePieceSegments(block, w.one[:], trailer)
+	w.one[0] = nil
+	return err
+}
+
+// WritePieceSegments is WritePiece for a piece held in segments, in order
+// (a piece left in the frame buffers it arrived in): it is verified and
+// written, with its trailer, by one writev(2), without being gathered
+// first.
+func (w *ShardWriter) WritePieceSegments(block uint64, data [][]byte, trailer []byte) error {
 	if w.done {
 		return errors.New("shard writer already finished")
 	}
-	if err := w.checkPiece(block, data, trailer); err != nil {
+	n := 0
+	for _, seg := range data {
+		n += len(seg)
+	}
+	if err := w.checkPiece(block, data, n, trailer); err != nil {
 		return err
 	}
-	if unit, ok := wire.Adjacent(data, trailer); ok {
-		if err := w.write(unit); err != nil { // one write(2) instead of two
-			return err
-		}
-	} else {
-		if err := w.write(data); err != nil {
-			return err
-		}
-		if err := w.write(trailer); err != nil {
-			return err
-		}
+	w.iov = append(append(w.iov[:0], data...), trailer)
+	written, err := w.f.WriteBuffers(w.iov)
+	clear(w.iov) // drop the references to the caller's buffers
+	w.written += written
+	if err != nil {
+		return diskError("write shard "+w.h.ShardID.String(), err)
 	}
 	w.sum.Add(w.crcs[w.h.Index])
-	w.length += uint64(len(data))
+	w.length += uint64(n)
 	w.next++
-	if len(data) < w.h.pieceSize() {
+	if n < w.h.pieceSize() {
 		w.short = true
 	}
 	return nil
 }
 
-func (w *ShardWriter) checkPiece(block uint64, data, trailer []byte) error {
+func (w *ShardWriter) checkPiece(block uint64, data [][]byte, n int, trailer []byte) error {
 	ps := w.h.pieceSize()
 	switch {
 	case block != w.next:
@@ -143,15 +154,19 @@ func (w *ShardWriter) checkPiece(block uint64, data, trailer []byte) error {
 	case w.short:
 		return fmt.Errorf("%w: block %d follows a short piece; only the last piece may be shorter than %d bytes",
 			ErrInvalidArgument, block, ps)
-	case len(data) == 0 || len(data) > ps:
-		return fmt.Errorf("%w: block %d: piece of %d bytes, header implies 1..%d", ErrInvalidArgument, block, len(data), ps)
+	case n == 0 || n > ps:
+		return fmt.Errorf("%w: block %d: piece of %d bytes, header implies 1..%d", ErrInvalidArgument, block, n, ps)
 	case len(trailer) != w.h.trailerSize():
 		return fmt.Errorf("%w: block %d: trailer of %d bytes, want %d", ErrInvalidArgument, block, len(trailer), w.h.trailerSize())
 	}
 	if !erasure.ParseTrailer(trailer, w.h.Index, int64(block), w.crcs) {
 		return fmt.Errorf("%w: block %d: trailer checksum mismatch", ErrInvalidArgument, block)
 	}
-	if got := erasure.PieceCRC(w.h.Index, int64(block), data); got != w.crcs[w.h.Index] {
+	got := erasure.PieceCRC(w.h.Index, int64(block), nil)
+	for _, seg := range data {
+		got = erasure.UpdateCRC32C(got, seg)
+	}
+	if got != w.crcs[w.h.Index] {
 		return fmt.Errorf("%w: block %d: piece checksum mismatch (sent %08x, computed %08x)",
 			ErrInvalidArgument, block, w.crcs[w.h.Index], got)
 	}

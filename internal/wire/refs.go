@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // RefUnit is a unit (a piece, then its trailer) received without a copy:
@@ -56,6 +57,78 @@ type PieceRefs struct {
 	Block    uint64
 	Corrupt  bool    // the node found the piece corrupt: no data, no trailer
 	Unit     RefUnit // the piece's data then its trailer
+}
+
+// WriteRefs receives a WriteShardRequest with its piece's data left in
+// gRPC's frame buffers, as PieceRefs does for a ReadShardResponse: a
+// storage node verifies the piece and writes it to its file from there.
+// Pass it to RecvMsg of a WriteShard stream on a server that uses
+// ServerOptions:
+//
+//	var m wire.WriteRefs
+//	err := stream.RecvMsg(&m)
+//	... use m.Data.Segs and m.Trailer ...
+//	m.Data.Free()
+//
+// Exactly one of Header, HasPiece and Finish is set after a successful
+// RecvMsg of a well-formed message (none for an empty one). RecvMsg
+// replaces what m held: take m.Data out, or free it, first.
+type WriteRefs struct {
+	Header   *pb.ShardHeader
+	HasPiece bool
+	Block    uint64
+	Data     RefUnit // the piece's data
+	Trailer  []byte  // the piece's trailer, copied: a few dozen bytes
+	Finish   *pb.WriteFinish
+}
+
+// unmarshalWriteRefs decodes a WriteShardRequest into m (see WriteRefs)
+// as protobuf would: its three fields are a oneof, so another one present
+// replaces what came before, and the same one again is merged into it.
+// The trailer is decoded into the array m.Trailer had.
+func unmarshalWriteRefs(data mem.BufferSlice, m *WriteRefs) error {
+	trailer := m.Trailer[:0]
+	*m = WriteRefs{Trailer: trailer}
+	var cur protowire.Number
+	err := decodeFields(data, func(r *reader, num protowire.Number, typ protowire.Type) error {
+		if typ != protowire.BytesType || num < 1 || num > 3 {
+			return r.skip(typ)
+		}
+		if num != cur {
+			m.Data.Free()
+			*m = WriteRefs{Trailer: trailer}
+			cur = num
+		}
+		switch num {
+		case 1:
+			if m.Header == nil {
+				m.Header = new(pb.ShardHeader)
+			}
+			return r.message(m.Header)
+		case 2:
+			m.HasPiece = true
+			var corrupt bool // not a field of a piece being written
+			return r.pieceFields(&m.Block, &corrupt,
+				func(r *reader) error {
+					m.Data.Free() // a repeated field: the last one wins
+					return r.refs(&m.Data)
+				},
+				func(r *reader) error {
+					b, err := r.bytesInto(trailer)
+					m.Trailer = b
+					return err
+				})
+		default:
+			if m.Finish == nil {
+				m.Finish = new(pb.WriteFinish)
+			}
+			return r.message(m.Finish)
+		}
+	})
+	if err != nil {
+		m.Data.Free()
+	}
+	return err
 }
 
 // unmarshalPieceRefs decodes a ReadShardResponse into m (see PieceRefs).

@@ -133,3 +133,95 @@ func FuzzPieceRefs(f *testing.F) {
 		}
 	})
 }
+
+// writeRequest is the WriteShardRequest that m holds.
+func writeRequest(m *WriteRefs) *pb.WriteShardRequest {
+	switch {
+	case m.Header != nil:
+		return &pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: m.Header}}
+	case m.HasPiece:
+		return &pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: &pb.Piece{
+			Block: m.Block, Data: bytes.Join(m.Data.Segs, nil), Trailer: m.Trailer}}}
+	case m.Finish != nil:
+		return &pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Finish{Finish: m.Finish}}
+	}
+	return &pb.WriteShardRequest{}
+}
+
+func TestWriteRefsRoundTrip(t *testing.T) {
+	msgs := []*pb.WriteShardRequest{{}}
+	for _, msg := range pieceMessages() {
+		if w, ok := msg.(*pb.WriteShardRequest); ok {
+			msgs = append(msgs, w)
+		}
+	}
+	var m WriteRefs // reused, as a storage node reuses it
+	for _, want := range msgs {
+		b, _ := proto.Marshal(want)
+		for _, chunk := range []int{1, 3, 16, 16384} {
+			p := &countingPool{}
+			data := pooled(b, chunk, p)
+			if err := Codec.Unmarshal(data, &m); err != nil {
+				t.Fatalf("%v in chunks of %d: %v", want, chunk, err)
+			}
+			data.Free() // as gRPC does once Unmarshal returns
+			if got := writeRequest(&m); !proto.Equal(got, want) {
+				t.Fatalf("%v in chunks of %d: decoded %v", want, chunk, got)
+			}
+			if len(want.GetPiece().GetData()) > 0 && p.back == p.out {
+				t.Fatalf("%v in chunks of %d: every frame buffer went back to the pool while the piece holds them", want, chunk)
+			}
+			m.Data.Free()
+			if p.back != p.out {
+				t.Fatalf("%v in chunks of %d: %d of %d buffers back after Free", want, chunk, p.back, p.out)
+			}
+		}
+	}
+}
+
+func TestWriteRefsRejectBadInput(t *testing.T) {
+	b, _ := proto.Marshal(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{
+		Piece: &pb.Piece{Block: 1, Data: pattern(100, 1), Trailer: pattern(8, 2)}}})
+	for n := 1; n < len(b); n++ {
+		p := &countingPool{}
+		data := pooled(b[:n], 7, p)
+		var m WriteRefs
+		if err := Codec.Unmarshal(data, &m); err == nil {
+			t.Errorf("truncated to %d of %d bytes: no error", n, len(b))
+		}
+		data.Free()
+		if p.back != p.out || m.Data.Segs != nil {
+			t.Fatalf("truncated to %d bytes: %d of %d buffers back, %d segments kept", n, p.back, p.out, len(m.Data.Segs))
+		}
+	}
+}
+
+// FuzzWriteRefs checks WriteRefs against proto.Unmarshal: never a panic,
+// the same message whenever both accept the input, and every buffer back
+// in the pool once the piece is freed.
+func FuzzWriteRefs(f *testing.F) {
+	for _, m := range pieceMessages() {
+		if _, ok := m.(*pb.WriteShardRequest); ok {
+			b, _ := proto.Marshal(m)
+			f.Add(b, uint8(3))
+			f.Add(append(b, b...), uint8(9)) // the oneof twice: merged
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte, chunk uint8) {
+		p := &countingPool{}
+		data := pooled(b, int(chunk)+1, p)
+		var got WriteRefs
+		err := Codec.Unmarshal(data, &got)
+		data.Free()
+		want := new(pb.WriteShardRequest)
+		if (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, want) == nil && err == nil {
+			if g := writeRequest(&got); !proto.Equal(g, want) {
+				t.Fatalf("decoded %v, protobuf decodes %v", g, want)
+			}
+		}
+		got.Data.Free()
+		if p.back != p.out {
+			t.Fatalf("%d of %d buffers back after Free", p.back, p.out)
+		}
+	})
+}

@@ -168,8 +168,11 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*PieceRefs); ok {
+	switch m := v.(type) {
+	case *PieceRefs:
 		return unmarshalPieceRefs(data, m)
+	case *WriteRefs:
+		return unmarshalWriteRefs(data, m)
 	}
 	m := messageOf(v)
 	if m == nil {

@@ -150,6 +150,13 @@ func (f *File) Write(p []byte) (int, error) {
 	return f.File.Write(p)
 }
 
+func (f *File) WriteBuffers(bufs [][]byte) (int64, error) {
+	if err := f.fs.check(OpWrite, f.name); err != nil {
+		return 0, &fs.PathError{Op: "write", Path: f.name, Err: err}
+	}
+	return f.File.WriteBuffers(bufs)
+}
+
 func (f *File) Sync() error {
 	if err := f.fs.check(OpSync, f.name); err != nil {
 		return &fs.PathError{Op: "fsync", Path: f.name, Err: err}
