@@ -35,6 +35,7 @@ type Code struct {
 		free []*Block
 	}
 	maxFree int
+	spill   sync.Pool // blocks released while free is full
 }
 
 type config struct {
@@ -51,7 +52,9 @@ func WithBlockSize(n int) Option { return func(c *config) { c.blockSize = n } }
 
 // WithBlockCache sets how many released block buffers the Code keeps for
 // reuse (default 8). An Encoder allocates nothing per block as long as the
-// caller holds at most this many blocks at once; 0 disables the cache.
+// caller holds at most this many blocks at once. Blocks released beyond
+// that (several clips encoded at once) go to a sync.Pool, which keeps them
+// until the garbage collector finds them unused. 0 disables both.
 func WithBlockCache(n int) Option { return func(c *config) { c.blockCache = n } }
 
 // New returns a Code with k data and m parity pieces per block. It needs
@@ -118,6 +121,9 @@ func (c *Code) getBlock() *Block {
 	}
 	c.mu.Unlock()
 	if b == nil {
+		b, _ = c.spill.Get().(*Block)
+	}
+	if b == nil {
 		b = newBlock(c.Shards(), c.pieceSize)
 	}
 	b.owner = c
@@ -128,6 +134,10 @@ func (c *Code) putBlock(b *Block) {
 	c.mu.Lock()
 	if len(c.mu.free) < c.maxFree {
 		c.mu.free = append(c.mu.free, b)
+		b = nil
 	}
 	c.mu.Unlock()
+	if b != nil && c.maxFree > 0 {
+		c.spill.Put(b)
+	}
 }

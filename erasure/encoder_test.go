@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"testing/iotest"
@@ -168,6 +169,38 @@ func TestEncoderAllocs(t *testing.T) {
 	// per block would show up here as well.
 	if n := testing.AllocsPerRun(50, next); n > 2 {
 		t.Errorf("%.1f allocations per block, want ~0", n)
+	}
+}
+
+// TestEncoderReusesBlocksBeyondTheCache: several clips encoded at once hold
+// more blocks than the cache keeps; the ones released beyond it are reused
+// too (through the sync.Pool), not allocated again for the next clips.
+func TestEncoderReusesBlocksBeyondTheCache(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // a GC may empty a sync.Pool
+	c, err := New(4, 2, WithBlockSize(64<<10), WithBlockCache(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoders := make([]*Encoder, 4)
+	for i := range encoders {
+		encoders[i] = c.NewEncoder(endless{})
+	}
+	round := func() {
+		var held []*Block
+		for _, e := range encoders {
+			b, err := e.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, b)
+		}
+		for _, b := range held {
+			b.Release()
+		}
+	}
+	round() // warm: four blocks, one in the cache and three in the pool
+	if n := testing.AllocsPerRun(20, round); n > 8 {
+		t.Errorf("%.1f allocations per round of 4 blocks with a cache of 1, want ~0 (4 block buffers would be 12)", n)
 	}
 }
 
