@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
 	"golang.org/x/sync/errgroup"
@@ -112,20 +113,65 @@ func newUpload(c *Client, begin *metapb.BeginPutResponse, code *erasure.Code) *u
 	return u
 }
 
-// blockRef is an encoded block shared by the k+m shard writers; the last
-// one done with it releases it and its slot among the blocks in flight.
+// blockRef is an encoded block shared by the k+m shard writers. The last
+// writer done with it gives back its slot among the blocks in flight; the
+// block's memory goes back to the Code once, in addition, gRPC has written
+// out every piece that was handed to it without a copy (pin).
+//
+// gRPC holds at most about one message per stream beyond what SendMsg has
+// returned from (its per-stream write quota is 64 KiB), so the blocks that
+// are no longer in flight but still pinned are few; and a piece gRPC never
+// gives back (a connection that died under it) only keeps its block from
+// being reused, never a slot.
 type blockRef struct {
-	b      *erasure.Block
-	refs   atomic.Int32
-	tokens chan struct{}
+	b       *erasure.Block
+	writers atomic.Int32 // writers not done with the block
+	refs    atomic.Int32 // those writers plus the pieces gRPC holds
+	tokens  chan struct{}
+}
+
+func newBlockRef(b *erasure.Block, writers int, tokens chan struct{}) *blockRef {
+	r := &blockRef{b: b, tokens: tokens}
+	r.writers.Store(int32(writers))
+	r.refs.Store(int32(writers))
+	return r
 }
 
 func (r *blockRef) done() {
-	if r.refs.Add(-1) == 0 {
-		r.b.Release()
+	if r.writers.Add(-1) == 0 {
 		<-r.tokens
 	}
+	r.unref()
 }
+
+func (r *blockRef) unref() {
+	if r.refs.Add(-1) == 0 {
+		r.b.Release()
+	}
+}
+
+// pin returns a buffer pool for one piece of the block that gRPC is about
+// to own (wire.OwnedPiece): giving the buffer back unpins the block.
+func (r *blockRef) pin() *piecePin {
+	r.refs.Add(1)
+	return &piecePin{ref: r}
+}
+
+// piecePin is the mem.BufferPool of one piece handed to gRPC. Put is
+// called once, when gRPC is done with the piece; release is for a piece
+// that gRPC never took.
+type piecePin struct {
+	ref  *blockRef
+	once sync.Once
+}
+
+func (p *piecePin) Get(int) *[]byte { panic("client: piecePin hands out no buffers") }
+func (p *piecePin) Put(*[]byte)     { p.release() }
+func (p *piecePin) release()        { p.once.Do(p.ref.unref) }
+
+// zeroCopyPiece is the smallest piece handed to gRPC without a copy: below
+// it the copy costs less than the pin.
+const zeroCopyPiece = 64 << 10
 
 // run encodes r and streams every shard, and returns the clip's totals and
 // the shard entries to commit. It fails if fewer than the write quorum of
@@ -183,8 +229,7 @@ func (u *upload) produce(ctx context.Context, r io.Reader, chans []chan *blockRe
 			return err
 		}
 		written += int64(b.DataLen) // before the sends: the writers may release b at once
-		ref := &blockRef{b: b, tokens: tokens}
-		ref.refs.Store(int32(len(chans)))
+		ref := newBlockRef(b, len(chans), tokens)
 		for _, ch := range chans {
 			ch <- ref
 		}
@@ -264,7 +309,7 @@ func (w *shardWriter) run(ctx context.Context, ch <-chan *blockRef) {
 	defer w.closeStream()
 	for ref := range ch {
 		if w.err == nil {
-			if err := w.sendPiece(ctx, ref.b); err != nil {
+			if err := w.sendPiece(ctx, ref); err != nil {
 				w.fail(err)
 			}
 		}
@@ -287,13 +332,28 @@ func (w *shardWriter) fail(err error) {
 	w.up.shardFailed()
 }
 
-func (w *shardWriter) sendPiece(ctx context.Context, b *erasure.Block) error {
-	msg := &storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Piece{Piece: &storagepb.Piece{
-		Block: uint64(b.Num), Data: b.Pieces[w.index], Trailer: b.Trailer(w.index)}}}
+// sendPiece sends the block's piece of this shard. A large piece is handed
+// to gRPC as it lies in the block, pinning the block until gRPC has
+// written it out: no copy of it is made in user space.
+func (w *shardWriter) sendPiece(ctx context.Context, ref *blockRef) error {
+	b := ref.b
+	piece := b.Pieces[w.index]
+	var msg any = &storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Piece{Piece: &storagepb.Piece{
+		Block: uint64(b.Num), Data: piece, Trailer: b.Trailer(w.index)}}}
 	for {
 		err := w.open(ctx)
 		if err == nil {
-			err = w.send(msg)
+			if len(piece) >= zeroCopyPiece {
+				buf := piece[:len(piece):len(piece)]
+				pin := ref.pin()
+				owned := &wire.OwnedPiece{Block: uint64(b.Num), Data: buf, Trailer: b.Trailer(w.index), Buf: &buf, Pool: pin}
+				err = w.send(owned)
+				if !owned.Taken {
+					pin.release()
+				}
+			} else {
+				err = w.send(msg)
+			}
 		}
 		if err == nil {
 			w.sent++
@@ -366,9 +426,9 @@ func (w *shardWriter) open(ctx context.Context) error {
 
 // send sends one message. A node that ended the stream answers with its
 // status, which is returned instead of io.EOF.
-func (w *shardWriter) send(msg *storagepb.WriteShardRequest) error {
+func (w *shardWriter) send(msg any) error {
 	w.arm()
-	err := w.stream.Send(msg)
+	err := w.stream.SendMsg(msg)
 	if errors.Is(err, io.EOF) {
 		err = w.stream.RecvMsg(new(storagepb.WriteShardResponse))
 	}

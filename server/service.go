@@ -216,7 +216,11 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 			wire.Pool.Put(buf)
 			return err
 		default:
-			err = stream.SendMsg(&wire.OwnedPiece{Header: header, Block: b, Data: data, Trailer: trailer, Buf: buf})
+			msg := &wire.OwnedPiece{Header: header, Block: b, Data: data, Trailer: trailer, Buf: buf}
+			err = stream.SendMsg(msg)
+			if !msg.Taken { // copied, or never marshalled: buf is still ours
+				wire.Pool.Put(buf)
+			}
 		}
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ package wire
 // piece.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -300,15 +301,25 @@ func (r *reader) skip(typ protowire.Type) error {
 }
 
 // OwnedPiece is a ReadShardResponse to send whose piece data is handed to
-// gRPC without a copy: Data must start Buf, a buffer from Pool, which
-// belongs to gRPC once the message is sent (gRPC gives it back to Pool
-// when the bytes are on the wire). Send it with the stream's SendMsg on a
-// server that uses ServerOptions; the receiver sees a ReadShardResponse.
+// gRPC without a copy: Data must start Buf, which belongs to gRPC once the
+// message is marshalled (gRPC gives it back to Pool, or to the package's
+// Pool when that is nil, once the bytes are on the wire or the stream is
+// gone). Send it with the stream's SendMsg on a server that uses
+// ServerOptions; the receiver sees a ReadShardResponse.
+//
+// Without a Header it is also a WriteShardRequest carrying a piece: the two
+// messages number their piece field alike. A client sends pieces that way
+// on a connection that uses DialOptions.
 type OwnedPiece struct {
 	Header        *pb.ShardHeader // first message of a stream only
 	Block         uint64
 	Data, Trailer []byte
 	Buf           *[]byte
+	Pool          mem.BufferPool // where Buf goes back; nil for Pool
+	// Taken is set when Buf was handed to gRPC: from then on gRPC gives it
+	// back, exactly once. A SendMsg that failed before marshalling leaves
+	// it false, and Buf with its sender.
+	Taken bool
 }
 
 // marshalOwnedPiece encodes p as three buffers: the fields before the
@@ -342,11 +353,19 @@ func marshalOwnedPiece(p *OwnedPiece) (mem.BufferSlice, error) {
 	out := mem.BufferSlice{mem.SliceBuffer(head)}
 	switch {
 	case len(p.Data) == 0:
-	case p.Buf != nil && len(*p.Buf) > 0 && &(*p.Buf)[0] == &p.Data[0]:
+	case p.Buf != nil && len(*p.Buf) > 0 && &(*p.Buf)[0] == &p.Data[0] &&
+		!mem.IsBelowBufferPoolingThreshold(cap(*p.Buf)):
+		// (A buffer under the threshold would be referenced without a
+		// count and never given back: it is copied, as the default is.)
 		*p.Buf = (*p.Buf)[:len(p.Data)]
-		out = append(out, mem.NewBuffer(p.Buf, Pool))
+		pool := p.Pool
+		if pool == nil {
+			pool = Pool
+		}
+		out = append(out, mem.NewBuffer(p.Buf, pool))
+		p.Taken = true
 	default:
-		out = append(out, mem.SliceBuffer(p.Data))
+		out = append(out, mem.SliceBuffer(bytes.Clone(p.Data)))
 	}
 	return append(out, mem.SliceBuffer(tail)), nil
 }

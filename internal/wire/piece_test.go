@@ -197,6 +197,65 @@ func BenchmarkUnmarshalPiece(b *testing.B) {
 	})
 }
 
+// countPuts is a mem.BufferPool that counts the buffers given back.
+type countPuts struct{ puts int }
+
+func (p *countPuts) Get(n int) *[]byte { b := make([]byte, n); return &b }
+func (p *countPuts) Put(*[]byte)       { p.puts++ }
+
+// TestOwnedPieceOwnership: a buffer handed over is given back to its pool
+// once, when gRPC frees the message, and not before; one that is not (too
+// small to be counted, or not the buffer the data starts) is copied, so
+// the sender may reuse it as soon as SendMsg returns. Without a header the
+// message is a WriteShardRequest's piece.
+func TestOwnedPieceOwnership(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		data      int
+		sameBuf   bool
+		wantTaken bool
+	}{
+		{"large, its own buffer", 70000, true, true},
+		{"small", 600, true, false},
+		{"large, data not at the buffer's start", 70000, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := pattern(tc.data, 3)
+			buf := &raw
+			data := raw
+			if !tc.sameBuf {
+				data = bytes.Clone(raw)
+			}
+			trailer := pattern(28, 4)
+			want := &pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: &pb.Piece{
+				Block: 4, Data: bytes.Clone(data), Trailer: trailer}}}
+			pool := &countPuts{}
+			msg := &OwnedPiece{Block: 4, Data: data, Trailer: trailer, Buf: buf, Pool: pool}
+			out, err := Codec.Marshal(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg.Taken != tc.wantTaken {
+				t.Fatalf("Taken = %v, want %v", msg.Taken, tc.wantTaken)
+			}
+			if !msg.Taken {
+				clear(data) // the sender reuses its buffer at once
+			}
+			got := new(pb.WriteShardRequest)
+			if err := proto.Unmarshal(out.Materialize(), got); err != nil || !proto.Equal(got, want) {
+				t.Fatalf("decodes as %v (%v), want %v", got, err, want)
+			}
+			if pool.puts != 0 {
+				t.Fatalf("%d buffers given back while gRPC holds the message", pool.puts)
+			}
+			out.Free()
+			if wantPuts := map[bool]int{true: 1, false: 0}[tc.wantTaken]; pool.puts != wantPuts {
+				t.Fatalf("%d buffers given back after Free, want %d", pool.puts, wantPuts)
+			}
+		})
+	}
+}
+
 func TestOwnedPieceMarshal(t *testing.T) {
 	h := &pb.ShardHeader{ShardId: pattern(16, 1), Index: 2, DataShards: 4, ParityShards: 2, BlockSize: 1 << 20}
 	for _, tc := range []struct {
