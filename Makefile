@@ -22,8 +22,9 @@ build: ## Build every package and the clipstore binary into bin/.
 	$(GO) build -o $(BIN)/clipstore ./cmd/clipstore
 
 .PHONY: test
-test: ## Run all tests with the race detector (unit and end-to-end).
+test: ## Run all tests with the race detector (unit and end-to-end), then those it would skew.
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -count=1 -run 'Allocs|Reuses' ./erasure/
 
 .PHONY: bench
 bench: ## Every benchmark beside its reference from the same run, as one markdown table (under 15 minutes).
