@@ -367,7 +367,7 @@ func TestDeleteMany(t *testing.T) {
 	clear(synced)
 	failDir = "shards/07"
 	mu.Unlock()
-	res := n.node.Store().DeleteMany(append(ids, missing))
+	res := n.node.Store().DeleteMany(append(ids, missing, ids[0], ids[7]))
 	for i, got := range res[:len(ids)] {
 		id := ids[i]
 		_, statErr := os.Stat(shardPath(n.dirs[0], id[:]))
@@ -382,6 +382,13 @@ func TestDeleteMany(t *testing.T) {
 	}
 	if got := res[len(ids)]; got.Existed || got.Err != nil {
 		t.Errorf("missing shard: %+v, want not existed and no error", got)
+	}
+	// Given twice: the second is a shard already gone, or the first's error.
+	if got := res[len(ids)+1]; got.Existed || got.Err != nil {
+		t.Errorf("shard 0 again: %+v, want not existed and no error", got)
+	}
+	if got := res[len(ids)+2]; got.Existed || got.Err == nil {
+		t.Errorf("shard 7 (failing directory) again: %+v, want its error", got)
 	}
 	mu.Lock()
 	if len(synced) != len(dirs) {

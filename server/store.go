@@ -143,7 +143,8 @@ type DeleteResult struct {
 // DeleteMany removes shards and makes the removals durable, fsyncing each
 // fan-out directory once for all the shards removed from it: meta hands
 // deletions over in batches, and one fsync per shard would cost a disk
-// write each. Results are in the order of ids.
+// write each. Results are in the order of ids; an id given twice is
+// reported as a second Delete would report it.
 func (s *Store) DeleteMany(ids []ShardID) []DeleteResult {
 	res := make([]DeleteResult, len(ids))
 	type dirKey struct {
@@ -151,7 +152,14 @@ func (s *Store) DeleteMany(ids []ShardID) []DeleteResult {
 		dir string
 	}
 	removed := make(map[dirKey][]int) // the shards unlinked from each directory
+	first := make(map[ShardID]int, len(ids))
+	var dups []int
 	for i, id := range ids {
+		if _, ok := first[id]; ok {
+			dups = append(dups, i)
+			continue
+		}
+		first[id] = i
 		e, err := s.lookup(id)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -183,6 +191,9 @@ func (s *Store) DeleteMany(ids []ShardID) []DeleteResult {
 			}
 		}
 		s.mu.Unlock()
+	}
+	for _, i := range dups {
+		res[i] = DeleteResult{Err: res[first[ids[i]]].Err}
 	}
 	return res
 }
