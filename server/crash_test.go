@@ -247,21 +247,16 @@ func TestDiskLayout(t *testing.T) {
 	var mkdirs atomic.Int32
 	var failMkdir atomic.Bool
 	cfg := testConfig(t, 1)
-	cfg.OpenFS = func(dir string) (server.FS, error) {
-		fsys, err := server.OpenOSFS(dir)
-		ffs := faultfs.Wrap(fsys)
-		ffs.SetInjector(func(op faultfs.Op, name string) error {
-			if op != faultfs.OpMkdir {
-				return nil
-			}
-			mkdirs.Add(1)
-			if failMkdir.Load() && strings.HasPrefix(name, "shards/") {
-				return syscall.ENOSPC
-			}
+	injectFaults(&cfg, func(op faultfs.Op, name string) error {
+		if op != faultfs.OpMkdir {
 			return nil
-		})
-		return ffs, err
-	}
+		}
+		mkdirs.Add(1)
+		if failMkdir.Load() && strings.HasPrefix(name, "shards/") {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
 	n := startNode(t, cfg)
 	dirs, err := os.ReadDir(filepath.Join(cfg.DataDirs[0], "shards"))
 	if err != nil {
@@ -331,21 +326,16 @@ func TestStartSyncsTheFilesystem(t *testing.T) {
 	var syncs atomic.Int32
 	var fail atomic.Bool
 	cfg := testConfig(t, 1)
-	cfg.OpenFS = func(dir string) (server.FS, error) {
-		fsys, err := server.OpenOSFS(dir)
-		ffs := faultfs.Wrap(fsys)
-		ffs.SetInjector(func(op faultfs.Op, name string) error {
-			if op != faultfs.OpSyncFS {
-				return nil
-			}
-			syncs.Add(1)
-			if fail.Load() {
-				return syscall.EIO
-			}
+	injectFaults(&cfg, func(op faultfs.Op, name string) error {
+		if op != faultfs.OpSyncFS {
 			return nil
-		})
-		return ffs, err
-	}
+		}
+		syncs.Add(1)
+		if fail.Load() {
+			return syscall.EIO
+		}
+		return nil
+	})
 	s, err := server.OpenStore(cfg)
 	if err != nil {
 		t.Fatal(err)

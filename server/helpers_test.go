@@ -15,6 +15,7 @@ import (
 	"github.com/clipstore/clipstore/erasure"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
+	"github.com/clipstore/clipstore/server/faultfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -222,6 +223,17 @@ func tmpFiles(t testing.TB, dirs []string) []string {
 		}
 	}
 	return out
+}
+
+// injectFaults makes cfg open its disks through faultfs, with inj in place
+// from the start.
+func injectFaults(cfg *server.Config, inj faultfs.Injector) {
+	cfg.OpenFS = func(dir string) (server.FS, error) {
+		fsys, err := server.OpenOSFS(dir)
+		ffs := faultfs.Wrap(fsys)
+		ffs.SetInjector(inj)
+		return ffs, err
+	}
 }
 
 // shardPath is where the node keeps shard id on disk dir.

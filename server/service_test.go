@@ -330,23 +330,18 @@ func TestDeleteMany(t *testing.T) {
 		failDir string
 	)
 	cfg := testConfig(t, 1)
-	cfg.OpenFS = func(dir string) (server.FS, error) {
-		fsys, err := server.OpenOSFS(dir)
-		ffs := faultfs.Wrap(fsys)
-		ffs.SetInjector(func(op faultfs.Op, name string) error {
-			if op != faultfs.OpSyncDir || !strings.HasPrefix(name, "shards/") {
-				return nil
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			synced[name]++
-			if name == failDir {
-				return syscall.EIO
-			}
+	injectFaults(&cfg, func(op faultfs.Op, name string) error {
+		if op != faultfs.OpSyncDir || !strings.HasPrefix(name, "shards/") {
 			return nil
-		})
-		return ffs, err
-	}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		synced[name]++
+		if name == failDir {
+			return syscall.EIO
+		}
+		return nil
+	})
 	n := startNode(t, cfg)
 	ctx := ctxT(t)
 	r := rand.New(rand.NewPCG(15, 16))

@@ -62,8 +62,8 @@ const fanout = 256
 // directory comes from the id's last byte, which is random in every id meta
 // hands out (its first bytes are a timestamp), so shards spread evenly over
 // the 256 directories openDisk makes. A directory holds 40,000 shards when
-// the disk holds ten million, well within what ext4's and XFS's hashed
-// directories look up in constant time.
+// the disk holds ten million; ext4 (htree) and XFS (B+tree) index entries
+// by name hash, so a lookup reads a few blocks at that size, not the list.
 func (id ShardID) relPath() string {
 	return path.Join(fanoutDir(id[len(id)-1]), id.String())
 }

@@ -89,20 +89,32 @@ func TestPieceRefsTrailerFirst(t *testing.T) {
 	}
 }
 
-func TestPieceRefsRejectBadInput(t *testing.T) {
-	b, _ := proto.Marshal(&pb.ReadShardResponse{Piece: &pb.Piece{Block: 1, Data: pattern(100, 1), Trailer: pattern(8, 2)}})
+// rejectsTruncations decodes every proper prefix of the message b with
+// decode, which returns the segments it kept: each must fail, keep none,
+// and leave every buffer back in the pool.
+func rejectsTruncations(t *testing.T, b []byte, decode func(mem.BufferSlice) ([][]byte, error)) {
+	t.Helper()
 	for n := 1; n < len(b); n++ {
 		p := &countingPool{}
 		data := pooled(b[:n], 7, p)
-		var m PieceRefs
-		if err := Codec.Unmarshal(data, &m); err == nil {
+		kept, err := decode(data)
+		if err == nil {
 			t.Errorf("truncated to %d of %d bytes: no error", n, len(b))
 		}
 		data.Free()
-		if p.back != p.out || m.Unit.Segs != nil {
-			t.Fatalf("truncated to %d bytes: %d of %d buffers back, %d segments kept", n, p.back, p.out, len(m.Unit.Segs))
+		if p.back != p.out || kept != nil {
+			t.Fatalf("truncated to %d bytes: %d of %d buffers back, %d segments kept", n, p.back, p.out, len(kept))
 		}
 	}
+}
+
+func TestPieceRefsRejectBadInput(t *testing.T) {
+	b, _ := proto.Marshal(&pb.ReadShardResponse{Piece: &pb.Piece{Block: 1, Data: pattern(100, 1), Trailer: pattern(8, 2)}})
+	rejectsTruncations(t, b, func(data mem.BufferSlice) ([][]byte, error) {
+		var m PieceRefs
+		err := Codec.Unmarshal(data, &m)
+		return m.Unit.Segs, err
+	})
 }
 
 // FuzzPieceRefs checks PieceRefs against proto.Unmarshal: never a panic,
@@ -182,18 +194,11 @@ func TestWriteRefsRoundTrip(t *testing.T) {
 func TestWriteRefsRejectBadInput(t *testing.T) {
 	b, _ := proto.Marshal(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{
 		Piece: &pb.Piece{Block: 1, Data: pattern(100, 1), Trailer: pattern(8, 2)}}})
-	for n := 1; n < len(b); n++ {
-		p := &countingPool{}
-		data := pooled(b[:n], 7, p)
+	rejectsTruncations(t, b, func(data mem.BufferSlice) ([][]byte, error) {
 		var m WriteRefs
-		if err := Codec.Unmarshal(data, &m); err == nil {
-			t.Errorf("truncated to %d of %d bytes: no error", n, len(b))
-		}
-		data.Free()
-		if p.back != p.out || m.Data.Segs != nil {
-			t.Fatalf("truncated to %d bytes: %d of %d buffers back, %d segments kept", n, p.back, p.out, len(m.Data.Segs))
-		}
-	}
+		err := Codec.Unmarshal(data, &m)
+		return m.Data.Segs, err
+	})
 }
 
 // FuzzWriteRefs checks WriteRefs against proto.Unmarshal: never a panic,
