@@ -44,7 +44,7 @@ func PieceInto[M *pb.ReadShardResponse | *pb.WriteShardRequest](m M, buf []byte)
 // room for both or a new array is used.
 func Unit(p *pb.Piece, buf []byte) []byte {
 	n := len(p.Data) + len(p.Trailer)
-	if u, ok := Adjacent(p.Data, p.Trailer); ok && cap(buf) > 0 && len(u) > 0 && &u[0] == &buf[:1][0] {
+	if u, ok := adjacent(p.Data, p.Trailer); ok && cap(buf) > 0 && len(u) > 0 && &u[0] == &buf[:1][0] {
 		return u
 	}
 	if cap(buf) < n {
@@ -55,10 +55,10 @@ func Unit(p *pb.Piece, buf []byte) []byte {
 	return u
 }
 
-// Adjacent reports whether b starts where a ends in the same array, and if
-// so returns a and b as one slice: a piece decoded by PieceInto and its
-// trailer can then be written with one call.
-func Adjacent(a, b []byte) ([]byte, bool) {
+// adjacent reports whether b starts where a ends in the same array, and if
+// so returns a and b as one slice: Unit uses it to hand back a piece that
+// PieceInto decoded in place, with its trailer, without a copy.
+func adjacent(a, b []byte) ([]byte, bool) {
 	if len(b) == 0 {
 		return a, true
 	}

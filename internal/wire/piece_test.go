@@ -93,7 +93,7 @@ func TestPieceIntoDecodesInPlace(t *testing.T) {
 			if inPlace := &m.Piece.Data[0] == &buf[:1][0]; inPlace != tc.inPlace {
 				t.Fatalf("data decoded in place: %v, want %v", inPlace, tc.inPlace)
 			}
-			if _, adj := Adjacent(m.Piece.Data, m.Piece.Trailer); adj != tc.adjoins {
+			if _, adj := adjacent(m.Piece.Data, m.Piece.Trailer); adj != tc.adjoins {
 				t.Fatalf("data and trailer adjacent: %v, want %v", adj, tc.adjoins)
 			}
 		})
