@@ -336,34 +336,39 @@ func (w *shardWriter) fail(err error) {
 // to gRPC as it lies in the block, pinning the block until gRPC has
 // written it out: no copy of it is made in user space.
 func (w *shardWriter) sendPiece(ctx context.Context, ref *blockRef) error {
-	b := ref.b
-	piece := b.Pieces[w.index]
-	var msg any = &storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Piece{Piece: &storagepb.Piece{
-		Block: uint64(b.Num), Data: piece, Trailer: b.Trailer(w.index)}}}
+	piece := ref.b.Pieces[w.index]
 	for {
 		err := w.open(ctx)
 		if err == nil {
-			if len(piece) >= zeroCopyPiece {
-				buf := piece[:len(piece):len(piece)]
-				pin := ref.pin()
-				owned := &wire.OwnedPiece{Block: uint64(b.Num), Data: buf, Trailer: b.Trailer(w.index), Buf: &buf, Pool: pin}
-				err = w.send(owned)
-				if !owned.Taken {
-					pin.release()
-				}
-			} else {
-				err = w.send(msg)
-			}
+			err = w.sendOnce(ref, piece)
 		}
 		if err == nil {
 			w.sent++
-			w.length += uint64(len(b.Pieces[w.index]))
+			w.length += uint64(len(piece))
 			return nil
 		}
 		if w.sent > 0 || !w.swap(ctx, err) {
 			return err
 		}
 	}
+}
+
+// sendOnce sends the piece on the open stream: handed to gRPC (pinning the
+// block) when it is large, copied into the message when it is small.
+func (w *shardWriter) sendOnce(ref *blockRef, piece []byte) error {
+	b := ref.b
+	if len(piece) < zeroCopyPiece {
+		return w.send(&storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Piece{Piece: &storagepb.Piece{
+			Block: uint64(b.Num), Data: piece, Trailer: b.Trailer(w.index)}}})
+	}
+	buf := piece[:len(piece):len(piece)]
+	pin := ref.pin()
+	owned := &wire.OwnedPiece{Block: uint64(b.Num), Data: buf, Trailer: b.Trailer(w.index), Buf: &buf, Pool: pin}
+	err := w.send(owned)
+	if !owned.Taken {
+		pin.release()
+	}
+	return err
 }
 
 // finish ends the shard with its block count and checksum and checks the

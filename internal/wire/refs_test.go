@@ -16,19 +16,25 @@ type countingPool struct{ out, back int }
 
 func (p *countingPool) Get(n int) *[]byte { p.out++; b := make([]byte, n, max(n, 4096)); return &b } // pooled whatever n
 func (p *countingPool) Put(*[]byte)       { p.back++ }
+func (p *countingPool) allBack() bool     { return p.back == p.out }
 
-// pooled cuts b into pooled buffers of at most n bytes, as gRPC hands over
-// a message read into several frame buffers.
-func pooled(b []byte, n int, p *countingPool) mem.BufferSlice {
-	var s mem.BufferSlice
+// unmarshalPooled decodes message b into v as gRPC hands a message over:
+// cut into pooled frame buffers of at most n bytes, decoded by Codec, and
+// then gRPC's own references dropped. The pool tells which buffers v still
+// holds.
+func unmarshalPooled(b []byte, n int, v any) (*countingPool, error) {
+	p := &countingPool{}
+	var data mem.BufferSlice
 	for len(b) > 0 {
 		k := min(n, len(b))
 		buf := p.Get(k)
 		copy(*buf, b[:k])
-		s = append(s, mem.NewBuffer(buf, p))
+		data = append(data, mem.NewBuffer(buf, p))
 		b = b[k:]
 	}
-	return s
+	err := Codec.Unmarshal(data, v)
+	data.Free()
+	return p, err
 }
 
 func TestPieceRefsRoundTrip(t *testing.T) {
@@ -39,13 +45,11 @@ func TestPieceRefsRoundTrip(t *testing.T) {
 		}
 		b, _ := proto.Marshal(want)
 		for _, chunk := range []int{1, 3, 16, 16384} {
-			p := &countingPool{}
-			data := pooled(b, chunk, p)
 			var m PieceRefs
-			if err := Codec.Unmarshal(data, &m); err != nil {
+			p, err := unmarshalPooled(b, chunk, &m)
+			if err != nil {
 				t.Fatalf("%v in chunks of %d: %v", want, chunk, err)
 			}
-			data.Free() // as gRPC does once Unmarshal returns
 			if !proto.Equal(m.Header, want.Header) && (m.Header != nil || want.Header != nil) {
 				t.Fatalf("%v in chunks of %d: header %v", want, chunk, m.Header)
 			}
@@ -57,11 +61,11 @@ func TestPieceRefsRoundTrip(t *testing.T) {
 			if got := bytes.Join(m.Unit.Segs, nil); !bytes.Equal(got, unit) || m.Unit.Len() != len(unit) {
 				t.Fatalf("%v in chunks of %d: unit of %d bytes, want %d", want, chunk, len(got), len(unit))
 			}
-			if len(unit) > 0 && p.back == p.out {
+			if len(unit) > 0 && p.allBack() {
 				t.Fatalf("%v in chunks of %d: every frame buffer went back to the pool while the unit holds them", want, chunk)
 			}
 			m.Unit.Free()
-			if p.back != p.out {
+			if !p.allBack() {
 				t.Fatalf("%v in chunks of %d: %d of %d buffers back after Free", want, chunk, p.back, p.out)
 			}
 		}
@@ -89,20 +93,18 @@ func TestPieceRefsTrailerFirst(t *testing.T) {
 	}
 }
 
-// rejectsTruncations decodes every proper prefix of the message b with
-// decode, which returns the segments it kept: each must fail, keep none,
-// and leave every buffer back in the pool.
-func rejectsTruncations(t *testing.T, b []byte, decode func(mem.BufferSlice) ([][]byte, error)) {
+// rejectsTruncations decodes every proper prefix of the message b into a
+// new message from msg, whose kept returns the segments it holds: each
+// must fail, keep none, and leave every buffer back in the pool.
+func rejectsTruncations(t *testing.T, b []byte, msg func() (v any, kept func() [][]byte)) {
 	t.Helper()
 	for n := 1; n < len(b); n++ {
-		p := &countingPool{}
-		data := pooled(b[:n], 7, p)
-		kept, err := decode(data)
+		v, segs := msg()
+		p, err := unmarshalPooled(b[:n], 7, v)
 		if err == nil {
 			t.Errorf("truncated to %d of %d bytes: no error", n, len(b))
 		}
-		data.Free()
-		if p.back != p.out || kept != nil {
+		if kept := segs(); !p.allBack() || kept != nil {
 			t.Fatalf("truncated to %d bytes: %d of %d buffers back, %d segments kept", n, p.back, p.out, len(kept))
 		}
 	}
@@ -110,10 +112,9 @@ func rejectsTruncations(t *testing.T, b []byte, decode func(mem.BufferSlice) ([]
 
 func TestPieceRefsRejectBadInput(t *testing.T) {
 	b, _ := proto.Marshal(&pb.ReadShardResponse{Piece: &pb.Piece{Block: 1, Data: pattern(100, 1), Trailer: pattern(8, 2)}})
-	rejectsTruncations(t, b, func(data mem.BufferSlice) ([][]byte, error) {
-		var m PieceRefs
-		err := Codec.Unmarshal(data, &m)
-		return m.Unit.Segs, err
+	rejectsTruncations(t, b, func() (any, func() [][]byte) {
+		m := new(PieceRefs)
+		return m, func() [][]byte { return m.Unit.Segs }
 	})
 }
 
@@ -126,11 +127,8 @@ func FuzzPieceRefs(f *testing.F) {
 		f.Add(b, uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, chunk uint8) {
-		p := &countingPool{}
-		data := pooled(b, int(chunk)+1, p)
 		var got PieceRefs
-		err := Codec.Unmarshal(data, &got)
-		data.Free()
+		p, err := unmarshalPooled(b, int(chunk)+1, &got)
 		want := new(pb.ReadShardResponse)
 		if (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, want) == nil && err == nil {
 			wp := want.GetPiece()
@@ -140,7 +138,7 @@ func FuzzPieceRefs(f *testing.F) {
 			}
 		}
 		got.Unit.Free()
-		if p.back != p.out {
+		if !p.allBack() {
 			t.Fatalf("%d of %d buffers back after Free", p.back, p.out)
 		}
 	})
@@ -171,20 +169,18 @@ func TestWriteRefsRoundTrip(t *testing.T) {
 	for _, want := range msgs {
 		b, _ := proto.Marshal(want)
 		for _, chunk := range []int{1, 3, 16, 16384} {
-			p := &countingPool{}
-			data := pooled(b, chunk, p)
-			if err := Codec.Unmarshal(data, &m); err != nil {
+			p, err := unmarshalPooled(b, chunk, &m)
+			if err != nil {
 				t.Fatalf("%v in chunks of %d: %v", want, chunk, err)
 			}
-			data.Free() // as gRPC does once Unmarshal returns
 			if got := writeRequest(&m); !proto.Equal(got, want) {
 				t.Fatalf("%v in chunks of %d: decoded %v", want, chunk, got)
 			}
-			if len(want.GetPiece().GetData()) > 0 && p.back == p.out {
+			if len(want.GetPiece().GetData()) > 0 && p.allBack() {
 				t.Fatalf("%v in chunks of %d: every frame buffer went back to the pool while the piece holds them", want, chunk)
 			}
 			m.Data.Free()
-			if p.back != p.out {
+			if !p.allBack() {
 				t.Fatalf("%v in chunks of %d: %d of %d buffers back after Free", want, chunk, p.back, p.out)
 			}
 		}
@@ -194,10 +190,9 @@ func TestWriteRefsRoundTrip(t *testing.T) {
 func TestWriteRefsRejectBadInput(t *testing.T) {
 	b, _ := proto.Marshal(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{
 		Piece: &pb.Piece{Block: 1, Data: pattern(100, 1), Trailer: pattern(8, 2)}}})
-	rejectsTruncations(t, b, func(data mem.BufferSlice) ([][]byte, error) {
-		var m WriteRefs
-		err := Codec.Unmarshal(data, &m)
-		return m.Data.Segs, err
+	rejectsTruncations(t, b, func() (any, func() [][]byte) {
+		m := new(WriteRefs)
+		return m, func() [][]byte { return m.Data.Segs }
 	})
 }
 
@@ -213,11 +208,8 @@ func FuzzWriteRefs(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte, chunk uint8) {
-		p := &countingPool{}
-		data := pooled(b, int(chunk)+1, p)
 		var got WriteRefs
-		err := Codec.Unmarshal(data, &got)
-		data.Free()
+		p, err := unmarshalPooled(b, int(chunk)+1, &got)
 		want := new(pb.WriteShardRequest)
 		if (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, want) == nil && err == nil {
 			if g := writeRequest(&got); !proto.Equal(g, want) {
@@ -225,7 +217,7 @@ func FuzzWriteRefs(f *testing.F) {
 			}
 		}
 		got.Data.Free()
-		if p.back != p.out {
+		if !p.allBack() {
 			t.Fatalf("%d of %d buffers back after Free", p.back, p.out)
 		}
 	})
