@@ -10,11 +10,23 @@ import (
 
 // peerConns caches gRPC connections to other members, for forwarding.
 type peerConns struct {
+	opts  []grpc.DialOption
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeerConns() *peerConns { return &peerConns{conns: map[string]*grpc.ClientConn{}} }
+func newPeerConns(opts []grpc.DialOption) *peerConns {
+	return &peerConns{opts: dialOptions(opts), conns: map[string]*grpc.ClientConn{}}
+}
+
+// dialOptions are the options of a member's connections to other members:
+// the configured ones, or plain text when they set no credentials.
+func dialOptions(opts []grpc.DialOption) []grpc.DialOption {
+	if len(opts) == 0 {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return opts
+}
 
 func (p *peerConns) client(addr string) (pb.MetaServiceClient, error) {
 	p.mu.Lock()
@@ -22,7 +34,7 @@ func (p *peerConns) client(addr string) (pb.MetaServiceClient, error) {
 	if c, ok := p.conns[addr]; ok {
 		return pb.NewMetaServiceClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, p.opts...)
 	if err != nil {
 		return nil, err
 	}

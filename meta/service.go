@@ -19,10 +19,6 @@ type service struct {
 	n *Node
 }
 
-// Service returns the member's MetaService implementation, to register on
-// a gRPC server.
-func (n *Node) Service() pb.MetaServiceServer { return &service{n: n} }
-
 // write proposes cmd on the leader and converts the response to Resp.
 func write[Req proto.Message, Resp proto.Message](ctx context.Context, s *service, req Req,
 	check func(Req) error, build func(Req) *pb.Command,
