@@ -150,16 +150,3 @@ func codeOf(err error) codes.Code {
 	}
 	return codes.Unknown
 }
-
-// retryable reports whether a meta call failing with err may be tried
-// again (on another member, after a pause): the member had no leader or
-// could not answer in time. A write whose outcome is unknown is retried
-// too: it carries its request id, and meta answers a retry with the first
-// outcome.
-func retryable(err error) bool {
-	switch codeOf(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
-		return true
-	}
-	return false
-}

@@ -30,11 +30,11 @@ func (n *Node) leaderClient(ctx context.Context) (pb.MetaServiceClient, context.
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := n.peers.client(addr)
+	cc, err := n.peers.Get(addr)
 	if err != nil {
 		return nil, nil, n.notLeader(fmt.Sprintf("dial the leader: %v", err))
 	}
-	return c, metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.ID), nil
+	return pb.NewMetaServiceClient(cc), metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.ID), nil
 }
 
 // notLeader is ErrNotLeader with the leader this member knows of.

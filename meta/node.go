@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/conns"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -30,7 +32,7 @@ type Node struct {
 	live     *liveness
 	repairs  *repairs
 	progress *repairProgress
-	peers    *peerConns
+	peers    *conns.Cache // to other members, for forwarding
 	metrics  *metrics
 
 	// ctx is the member's lifetime: the leader's background loops propose
@@ -38,6 +40,7 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	replan chan struct{} // a repair landed: plan the next ones now
+	hint   atomic.Pointer[leaderHint]
 	wg     sync.WaitGroup
 	once   sync.Once
 
@@ -77,7 +80,7 @@ func New(cfg Config) (*Node, error) {
 	n.reads = newReadBatcher(n.raft, cfg.ApplyTimeout, n.waitApplied)
 	n.live = newLiveness()
 	n.repairs = newRepairs()
-	n.peers = newPeerConns(cfg.DialOptions)
+	n.peers = conns.New(dialOptions(cfg.DialOptions)...)
 	n.wg.Add(1)
 	go n.leaderLoop()
 	return n, nil
@@ -105,7 +108,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 func (n *Node) Close() error {
 	var err error
 	n.once.Do(func() {
-		n.stopServing(nil)
+		if srv := n.closeServer(); srv != nil {
+			srv.Stop()
+		}
 		err = n.stop()
 	})
 	return err
@@ -130,18 +135,20 @@ func (n *Node) transferOnShutdown(ctx context.Context) error {
 	}
 }
 
-// stopServing stops the gRPC server Serve runs: gracefully until ctx ends
-// (nil: at once), then by cutting every connection.
-func (n *Node) stopServing(ctx context.Context) error {
+// closeServer makes Serve refuse to start and returns the gRPC server it
+// runs, if any.
+func (n *Node) closeServer() *grpc.Server {
 	n.mu.Lock()
-	srv := n.mu.grpc
+	defer n.mu.Unlock()
 	n.mu.closed = true
-	n.mu.Unlock()
+	return n.mu.grpc
+}
+
+// stopServing stops the gRPC server Serve runs: gracefully until ctx ends,
+// then by cutting every connection.
+func (n *Node) stopServing(ctx context.Context) error {
+	srv := n.closeServer()
 	if srv == nil {
-		return nil
-	}
-	if ctx == nil {
-		srv.Stop()
 		return nil
 	}
 	done := make(chan struct{})
@@ -169,7 +176,7 @@ func (n *Node) stop() error {
 	// barrier that would never commit.
 	err := n.raft.Shutdown().Error()
 	n.reads.close()
-	n.peers.close()
+	n.peers.Close()
 	if nt, ok := n.trans.(*raft.NetworkTransport); ok && n.cfg.Transport == nil {
 		nt.CloseStreams() // pooled connections too, so that peers' readers end
 		nt.Close()

@@ -7,9 +7,11 @@ import (
 	"net"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/metacall"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -29,7 +31,7 @@ func (n *Node) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
 		n.mu.Unlock()
 		return fmt.Errorf("%w: meta member %s is serving already", ErrFailedPrecondition, n.cfg.ID)
 	}
-	srv := grpc.NewServer(opts...)
+	srv := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(n.leaderHeader))...)
 	pb.RegisterMetaServiceServer(srv, &service{n: n})
 	n.mu.grpc = srv
 	n.mu.Unlock()
@@ -38,6 +40,42 @@ func (n *Node) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
 		return err
 	}
 	return nil
+}
+
+// leaderHeader names the leader this member knows of in every answer's
+// header, so that callers (metacall) send their next calls there directly.
+func (n *Node) leaderHeader(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if addr := n.leaderAddress(); addr != "" {
+		grpc.SetHeader(ctx, metadata.Pairs(metacall.LeaderHeader, addr))
+	}
+	return handler(ctx, req)
+}
+
+// leaderHintTTL is how long leaderAddress trusts a looked-up address.
+const leaderHintTTL = time.Second
+
+type leaderHint struct {
+	id, addr string
+	at       time.Time
+}
+
+// leaderAddress is the leader's gRPC address as this member knows it, ""
+// when it knows no leader; it looks the address up in the state at most
+// once a second.
+func (n *Node) leaderAddress() string {
+	id := n.Leader()
+	if id == "" {
+		return ""
+	}
+	if h := n.hint.Load(); h != nil && h.id == id && time.Since(h.at) < leaderHintTTL {
+		return h.addr
+	}
+	addr, err := n.memberAddress(id)
+	if err != nil {
+		return ""
+	}
+	n.hint.Store(&leaderHint{id: id, addr: addr, at: time.Now()})
+	return addr
 }
 
 // joinRetryInterval is the pause between two JoinMember attempts.

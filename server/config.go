@@ -24,6 +24,9 @@ type Config struct {
 	// HeartbeatInterval is the first interval between heartbeats; meta's
 	// answers set it afterwards.
 	HeartbeatInterval time.Duration
+	// MetaTimeout bounds each attempt of a call to a meta member: a member
+	// that does not answer within it is passed over for the next.
+	MetaTimeout time.Duration
 	// MaxPieceSize bounds a piece (block size / k); the gRPC message limit is
 	// derived from it. Writes whose header implies larger pieces are refused.
 	MaxPieceSize int
@@ -70,6 +73,7 @@ func DefaultConfig() Config {
 		ListPageSizeMax:   10000,
 		WriteIdleTimeout:  time.Minute,
 		HeartbeatInterval: time.Second,
+		MetaTimeout:       10 * time.Second,
 		RepairConcurrency: 2,
 		ScrubInterval:     24 * time.Hour,
 		ScrubRate:         50 << 20,
@@ -103,6 +107,8 @@ func (c *Config) Validate() error {
 		return configError("Advertise", "required to register with Meta")
 	case len(c.Meta) > 0 && c.HeartbeatInterval <= 0:
 		return configError("HeartbeatInterval", "%v must be positive", c.HeartbeatInterval)
+	case len(c.Meta) > 0 && c.MetaTimeout <= 0:
+		return configError("MetaTimeout", "%v must be positive", c.MetaTimeout)
 	case len(c.Meta) > 0 && c.RepairConcurrency < 1:
 		return configError("RepairConcurrency", "%d must be at least 1", c.RepairConcurrency)
 	case c.ScrubInterval < 0:
