@@ -87,8 +87,9 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 	}
 	out := &ClusterStatus{Leader: st.LeaderId, Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
 		Buckets: st.Buckets, Clips: st.Clips, DegradedClips: st.DegradedClips, NodesUp: st.StorageNodesUp,
-		UnrecoverableClips: st.UnrecoverableClips,
-		PendingDeletes:     st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
+		UnrecoverableClips: st.UnrecoverableClips, UnrecoverableKeys: st.UnrecoverableClipKeys,
+		Lost:           lossesFromProto(st.ShardLosses),
+		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
 		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
 		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st),
 		Scrub: ScrubSummary{BytesDone: st.ScrubBytesDone, BytesTotal: st.ScrubBytesTotal, CorruptFound: st.ScrubCorruptFound}}

@@ -22,6 +22,12 @@ type FsckOptions struct {
 	Deep bool
 	// Concurrency bounds the storage node calls in flight (default 16).
 	Concurrency int
+	// Repair reports every shard fsck finds missing from its node, corrupt
+	// or mismatched to meta at once, which marks it and has it rebuilt
+	// (without it, such a shard waits for its node's next inventory or
+	// scrub pass). Shards meta already records missing or corrupt are in
+	// its repair queue already.
+	Repair bool
 }
 
 // Problem kinds an fsck reports.
@@ -44,6 +50,12 @@ type FsckProblem struct {
 	ShardID     string `json:"shard_id,omitempty"`
 	Detail      string `json:"detail,omitempty"`
 	Recoverable bool   `json:"recoverable"` // the clip still has k healthy shards
+	// Queued: this run reported the shard to meta for repair (Repair).
+	Queued bool `json:"queued,omitempty"`
+
+	part       int    // of the clip's record
+	generation uint64 // the record's
+	found      bool   // found by this run, not recorded by meta
 }
 
 // FsckReport is the outcome of a check.
@@ -53,13 +65,15 @@ type FsckReport struct {
 	Shards   int           `json:"shards"`
 	Nodes    int           `json:"nodes"`
 	Problems []FsckProblem `json:"problems"`
+	// Queued counts the shards reported to meta for repair (Repair).
+	Queued int `json:"queued"`
 }
 
 // Fsck checks every clip record against the storage nodes: each shard
 // present on its node with the recorded length and checksum (every piece
 // verified with Deep), and no shard on any node that no record references
-// once its commit deadline has passed. It reports problems; it changes
-// nothing.
+// once its commit deadline has passed. It reports problems, and changes
+// nothing unless opts.Repair asks it to queue what it found for repair.
 func (c *Client) Fsck(ctx context.Context, opts *FsckOptions) (*FsckReport, error) {
 	if opts == nil {
 		opts = &FsckOptions{}
@@ -132,7 +146,7 @@ func (f *fsck) checkClip(ctx context.Context, bucket, key string) error {
 		addrs[n.NodeId] = n.Address
 	}
 	rec := resp.Clip
-	for _, part := range rec.Parts {
+	for pi, part := range rec.Parts {
 		var found []FsckProblem
 		for _, s := range part.Shards {
 			f.mu.Lock()
@@ -143,16 +157,48 @@ func (f *fsck) checkClip(ctx context.Context, bucket, key string) error {
 			f.mu.Unlock()
 			if p := f.checkShard(ctx, s, addrs[s.NodeId]); p != nil {
 				p.Bucket, p.Key, p.ClipID = bucket, key, hex.EncodeToString(rec.ClipId)
+				p.part, p.generation = pi, rec.Generation
 				found = append(found, *p)
 			}
 		}
 		recoverable := len(part.Shards)-len(found) >= int(part.Profile.GetDataShards())
 		for _, p := range found {
 			p.Recoverable = recoverable
+			if f.opts.Repair && p.found {
+				p.Queued = f.queueRepair(ctx, rec.ClipId, &p)
+			}
 			f.problem(p)
 		}
 	}
 	return nil
+}
+
+// queueRepair reports a shard fsck found missing, corrupt or mismatched to
+// meta, which marks it so that it is rebuilt now. It reports whether meta
+// took the report; a failure is noted in the problem's detail.
+func (f *fsck) queueRepair(ctx context.Context, clipID []byte, p *FsckProblem) bool {
+	state := metapb.ShardState_SHARD_STATE_CORRUPT
+	if p.Kind == ProblemMissing {
+		state = metapb.ShardState_SHARD_STATE_MISSING
+	}
+	id, _ := hex.DecodeString(p.ShardID)
+	req := &metapb.ReportShardRequest{RequestId: newRequestID(), ClipId: clipID, Generation: p.generation,
+		Part: uint32(p.part), Index: uint32(p.Index), ShardId: id, State: state, Reporter: "fsck", Detail: p.Detail}
+	resp, err := callMeta(ctx, f.c, "report shard", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ReportShardResponse, error) {
+		return mc.ReportShard(ctx, req)
+	})
+	if err != nil {
+		p.Detail += fmt.Sprintf(" (not queued for repair: %v)", err)
+		return false
+	}
+	if !resp.Applied {
+		p.Detail += " (not queued: the record changed meanwhile)"
+		return false
+	}
+	f.mu.Lock()
+	f.report.Queued++
+	f.mu.Unlock()
+	return true
 }
 
 // checkShard returns the problem with one shard entry, or nil.
@@ -179,13 +225,13 @@ func (f *fsck) checkShard(ctx context.Context, s *metapb.Shard, addr string) *Fs
 	}
 	switch {
 	case errors.Is(fromStatus("stat", err), ErrNotFound):
-		p.Kind, p.Detail = ProblemMissing, "not on its node"
+		p.Kind, p.Detail, p.found = ProblemMissing, "not on its node", true
 	case errors.Is(fromStatus("stat", err), ErrCorrupt):
-		p.Kind, p.Detail = ProblemCorrupt, fromStatus("verify", err).Error()
+		p.Kind, p.Detail, p.found = ProblemCorrupt, fromStatus("verify", err).Error(), true
 	case err != nil:
 		p.Kind, p.Detail = ProblemUnreachable, fromStatus("stat", err).Error()
 	case st.Shard.Length != s.Length || st.Shard.Checksum != s.Checksum:
-		p.Kind = ProblemMismatch
+		p.Kind, p.found = ProblemMismatch, true
 		p.Detail = fmt.Sprintf("node has %d bytes, checksum %08x; the record says %d, %08x",
 			st.Shard.Length, st.Shard.Checksum, s.Length, s.Checksum)
 	default:

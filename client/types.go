@@ -108,6 +108,27 @@ type StorageNode struct {
 	// Scrub is the node's scrubbing as its last heartbeat to the leader
 	// reported it; nil if the leader has not heard it report one.
 	Scrub *ScrubStatus
+	// Lost counts the shards the node found lost since it started (files
+	// gone behind its back), as its last heartbeat reported.
+	Lost ShardLosses
+	// FailedDisks names the node's disks it stopped using, with why.
+	FailedDisks []FailedDisk
+}
+
+// ShardLosses counts shards found lost (their files gone behind their
+// node's back, not deleted by it), by the check that found them. Each is
+// reported missing and repaired.
+type ShardLosses struct {
+	Scrub, Inventory, Read uint64
+}
+
+// Total is the sum over the checks.
+func (l ShardLosses) Total() uint64 { return l.Scrub + l.Inventory + l.Read }
+
+// FailedDisk is a disk a storage node stopped using: its shard directories
+// could not be read or made again.
+type FailedDisk struct {
+	Path, Reason string
 }
 
 // ScrubStatus is a storage node's scrubbing since the node started. Bytes
@@ -120,6 +141,7 @@ type ScrubStatus struct {
 	ShardsDone, ShardsTotal uint64
 	LastPassEnd             time.Time // zero before the first complete pass
 	LastPassCorrupt         uint64    // corrupt shards the last complete pass found
+	LastPassLost            uint64    // shards whose file the last complete pass found gone
 	// CorruptFound counts the corrupt shards found by every pass (a shard
 	// still there at the next pass counts again).
 	CorruptFound uint64
@@ -166,8 +188,12 @@ type ClusterStatus struct {
 	DegradedClips uint64 // clips with a missing or corrupt shard
 	// UnrecoverableClips counts the clips that lost more shards of a part
 	// than it has parity: repair cannot rebuild them (data loss unless the
-	// lost shards' nodes return).
+	// lost shards' nodes return). UnrecoverableKeys names the first of them
+	// ("bucket/key", at most 100).
 	UnrecoverableClips uint64
+	UnrecoverableKeys  []string
+	// Lost counts the shards the storage nodes found lost, summed.
+	Lost ShardLosses
 	NodesUp            uint64
 	PendingDeletes     uint64
 	// RepairsInFlight counts the lost shards the leader is having rebuilt.
@@ -261,9 +287,19 @@ func memberFromProto(m *metapb.Member) Member {
 }
 
 func nodeFromProto(n *metapb.StorageNode) StorageNode {
-	return StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
+	node := StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
 		DownSince: unixNano(n.DownSinceUnixNano), Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
-		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano)}
+		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano), Lost: lossesFromProto(n.Losses)}
+	for _, d := range n.Disks {
+		if d.Failed != "" {
+			node.FailedDisks = append(node.FailedDisks, FailedDisk{Path: d.Path, Reason: d.Failed})
+		}
+	}
+	return node
+}
+
+func lossesFromProto(l *metapb.ShardLosses) ShardLosses {
+	return ShardLosses{Scrub: l.GetScrub(), Inventory: l.GetInventory(), Read: l.GetRead()}
 }
 
 // RepairLimits bound the cluster's repairs.
@@ -278,7 +314,8 @@ func scrubFromProto(s *metapb.ScrubStatus) *ScrubStatus {
 	}
 	return &ScrubStatus{Running: s.Running, PassesCompleted: s.PassesCompleted, BytesDone: s.BytesDone,
 		BytesTotal: s.BytesTotal, ShardsDone: s.ShardsDone, ShardsTotal: s.ShardsTotal,
-		LastPassEnd: unixNano(s.LastPassEndUnixNano), LastPassCorrupt: s.LastPassCorrupt, CorruptFound: s.CorruptFound,
+		LastPassEnd: unixNano(s.LastPassEndUnixNano), LastPassCorrupt: s.LastPassCorrupt, LastPassLost: s.LastPassLost,
+		CorruptFound: s.CorruptFound,
 		Interval: time.Duration(s.IntervalMs) * time.Millisecond}
 }
 

@@ -25,6 +25,8 @@ type heartbeat struct {
 	at                     time.Time
 	capacity, free, shards uint64
 	scrub                  *pb.ScrubStatus // nil from nodes that do not report it
+	losses                 *pb.ShardLosses // nil from nodes that do not report them
+	disks                  []*pb.DiskStatus
 }
 
 func newLiveness() *liveness { return &liveness{nodes: map[string]*heartbeat{}} }
@@ -73,6 +75,19 @@ func (l *liveness) scrubs() []*pb.NodeScrubStatus {
 	}
 	slices.SortFunc(out, func(a, b *pb.NodeScrubStatus) int { return strings.Compare(a.NodeId, b.NodeId) })
 	return out
+}
+
+// losses sums the loss counts of every node heard from.
+func (l *liveness) losses() *pb.ShardLosses {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sum := &pb.ShardLosses{}
+	for _, hb := range l.nodes {
+		sum.Scrub += hb.losses.GetScrub()
+		sum.Inventory += hb.losses.GetInventory()
+		sum.Read += hb.losses.GetRead()
+	}
+	return sum
 }
 
 // silent reports whether a node has not been heard from for d, counting

@@ -15,9 +15,11 @@ import (
 
 // Page sizes of the listing calls.
 const (
-	defaultPageSize = 1000
-	maxPageSize     = 10000
-	maxDeletesPerHB = 1000
+	// maxUnrecoverableKeys bounds the unrecoverable clips ClusterStatus names.
+	maxUnrecoverableKeys = 100
+	defaultPageSize      = 1000
+	maxPageSize          = 10000
+	maxDeletesPerHB      = 1000
 )
 
 func pageSize(n uint32) int {
@@ -116,7 +118,7 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 		return nil, fmt.Errorf("%w: storage node %q is not registered; RegisterNode first", ErrFailedPrecondition, req.NodeId)
 	}
 	n.live.record(req.NodeId, &heartbeat{at: n.cfg.now(), capacity: req.Capacity, free: req.Free, shards: req.ShardCount,
-		scrub: req.Scrub})
+		scrub: req.Scrub, losses: req.Losses, disks: req.Disks})
 	if node.State != pb.NodeState_NODE_STATE_UP {
 		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetNodeState{SetNodeState: &pb.SetNodeStateCommand{
 			NodeId: req.NodeId, State: pb.NodeState_NODE_STATE_UP}}}); err != nil {
@@ -263,7 +265,10 @@ func (n *Node) listNodes(_ context.Context, _ *pb.ListNodesRequest) (*pb.ListNod
 			}
 			if hb, ok := n.live.get(node.NodeId); ok && n.IsLeader() {
 				node.Capacity, node.Free, node.ShardCount = hb.capacity, hb.free, hb.shards
-				node.LastHeartbeatUnixNano = hb.at.UnixNano()
+				node.LastHeartbeatUnixNano, node.Losses = hb.at.UnixNano(), hb.losses
+				if len(hb.disks) > 0 {
+					node.Disks = hb.disks
+				}
 			}
 			resp.Nodes = append(resp.Nodes, node)
 			return nil
@@ -419,6 +424,7 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		return resp, err // the leader's memory is not here
 	}
 	n.progress.figures(now).fill(resp)
+	resp.ShardLosses = n.live.losses()
 	resp.NodeScrubs = n.live.scrubs()
 	for _, ns := range resp.NodeScrubs {
 		if ns.Scrub.Running {
@@ -516,6 +522,9 @@ func (n *Node) lostShards(tx *bolt.Tx, now time.Time, resp *pb.ClusterStatusResp
 		}
 		if unrecoverable {
 			resp.UnrecoverableClips++
+			if len(resp.UnrecoverableClipKeys) < maxUnrecoverableKeys {
+				resp.UnrecoverableClipKeys = append(resp.UnrecoverableClipKeys, rec.Bucket+"/"+rec.Key)
+			}
 		}
 		if count == 0 {
 			return nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"sync"
 	"sync/atomic"
 
 	"github.com/google/uuid"
@@ -39,6 +40,42 @@ type disk struct {
 	incarnation string
 	shards      atomic.Int64 // shard files
 	shardBytes  atomic.Int64 // their sizes on disk
+
+	mu struct {
+		sync.Mutex
+		failed error // why the last audit could not read or repair it; nil: usable
+	}
+}
+
+// fail marks the disk failed: it takes no new shards, and reports no free
+// space, until an audit succeeds on it again.
+func (d *disk) fail(log *slog.Logger, err error) {
+	d.mu.Lock()
+	was := d.mu.failed
+	d.mu.failed = err
+	d.mu.Unlock()
+	if was == nil {
+		log.Error("disk failed: its shard directories cannot be read or made; it takes no new shards",
+			"disk", d.fs.Path(), "err", err)
+	}
+}
+
+// recover marks the disk usable again after a successful audit.
+func (d *disk) recover(log *slog.Logger) {
+	d.mu.Lock()
+	was := d.mu.failed
+	d.mu.failed = nil
+	d.mu.Unlock()
+	if was != nil {
+		log.Warn("disk usable again", "disk", d.fs.Path(), "was", was)
+	}
+}
+
+// failure returns why the disk is failed, nil if it is not.
+func (d *disk) failure() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mu.failed
 }
 
 // openDisk prepares a data directory: its layout, its incarnation UUID

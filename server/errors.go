@@ -17,6 +17,10 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotFound: no shard with that id on this node.
 	ErrNotFound = errors.New("shard not found")
+	// ErrShardLost: the node held the shard but its file is gone, removed
+	// behind the node's back (not by its own delete path). It is also
+	// ErrNotFound; the node reports the shard missing to meta.
+	ErrShardLost = fmt.Errorf("%w: its file was lost behind the node's back", ErrNotFound)
 	// ErrExists: a shard with that id exists with different content.
 	ErrExists = errors.New("shard exists with different content")
 	// ErrWriteInProgress: another write of the same shard id is running.

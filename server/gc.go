@@ -146,6 +146,9 @@ func (c *collector) candidates(entries []ShardEntry, now time.Time) ([]*metapb.S
 	for _, e := range entries {
 		h, err := c.n.store.Header(e.ID)
 		switch {
+		case errors.Is(err, ErrShardLost):
+			c.n.shardsLost([]ShardID{e.ID}, lostByInventory)
+			continue
 		case errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt):
 			continue
 		case err != nil:

@@ -117,7 +117,8 @@ func (h *heartbeater) disks() ([]*pb.DiskStatus, uint64, uint64, uint64, error) 
 	var out []*pb.DiskStatus
 	var capacity, free, shards uint64
 	for _, d := range usage {
-		out = append(out, &pb.DiskStatus{Path: d.Path, Incarnation: d.Incarnation, Capacity: d.Capacity, Free: d.Free, ShardCount: d.ShardCount})
+		out = append(out, &pb.DiskStatus{Path: d.Path, Incarnation: d.Incarnation, Capacity: d.Capacity, Free: d.Free,
+			ShardCount: d.ShardCount, Failed: d.Failed})
 		capacity, free, shards = capacity+d.Capacity, free+d.Free, shards+d.ShardCount
 	}
 	return out, capacity, free, shards, nil
@@ -155,7 +156,7 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	req := &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
 		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks,
 		CorruptShardIds: corrupt, MissingShardIds: missing, FailedRepairTasks: failed,
-		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval)}
+		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval), Losses: lossesProto(h.n.LossCounts())}
 	resp, err := metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.HeartbeatResponse, error) {
 		return mc.Heartbeat(ctx, req)
 	})
@@ -207,9 +208,14 @@ func scrubProto(st ScrubStatus, interval time.Duration) *pb.ScrubStatus {
 	out := &pb.ScrubStatus{Running: st.Running, PassesCompleted: st.Passes, IntervalMs: interval.Milliseconds(),
 		BytesDone: uint64(st.BytesDone), BytesTotal: uint64(st.BytesTotal),
 		ShardsDone: uint64(st.Done), ShardsTotal: uint64(st.Total),
-		LastPassCorrupt: uint64(st.LastPassCorrupt), CorruptFound: st.CorruptFound}
+		LastPassCorrupt: uint64(st.LastPassCorrupt), LastPassLost: uint64(st.LastPassLost), CorruptFound: st.CorruptFound}
 	if !st.LastPassEnd.IsZero() {
 		out.LastPassEndUnixNano = st.LastPassEnd.UnixNano()
 	}
 	return out
+}
+
+// lossesProto is the heartbeat's form of the loss counts.
+func lossesProto(c LossCounts) *pb.ShardLosses {
+	return &pb.ShardLosses{Scrub: c.Scrub, Inventory: c.Inventory, Read: c.Read}
 }

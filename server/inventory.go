@@ -9,11 +9,14 @@ import (
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 )
 
-// CheckInventory compares the shards meta places on this node with the
-// ones the node holds and reports the missing ones (a wiped or replaced
-// disk, a lost file) in the next heartbeat; meta marks them missing and has
-// them rebuilt. It returns how many were missing. The node does it by itself
-// at start and after every garbage collection run.
+// CheckInventory checks what the node holds, on its disks and against
+// meta: first the files (AuditFiles: a shard whose file is gone, or whose
+// size changed, behind the node's back), then meta's list of the shards it
+// places on this node against the node's index (a wiped or replaced disk).
+// What is missing or damaged goes to meta in the next heartbeat; meta marks
+// it and has it rebuilt. It returns how many shards were missing, found
+// either way. The node does it by itself at start and after every garbage
+// collection run.
 func (n *Node) CheckInventory(ctx context.Context) (missing int, err error) {
 	if n.gc == nil {
 		return 0, fmt.Errorf("%w: an inventory check needs a node configured with meta", ErrInvalidArgument)
@@ -21,9 +24,23 @@ func (n *Node) CheckInventory(ctx context.Context) (missing int, err error) {
 	return n.gc.inventory(ctx)
 }
 
-// inventory pages through meta's list of this node's shards.
+// inventory audits the files, then pages through meta's list of this
+// node's shards.
 func (c *collector) inventory(ctx context.Context) (int, error) {
-	missing := 0
+	audit, err := c.n.store.AuditFiles(ctx)
+	c.n.shardsLost(audit.Lost, lostByInventory)
+	c.n.hb.reportCorrupt(audit.Corrupt)
+	if err != nil {
+		return len(audit.Lost), fmt.Errorf("inventory: audit files: %w", err)
+	}
+	if len(audit.Corrupt) > 0 {
+		c.log.Warn("shard files changed size behind the node's back; reported corrupt", "shards", len(audit.Corrupt))
+	}
+	missing := len(audit.Lost)
+	found := make(map[ShardID]bool, len(audit.Lost))
+	for _, id := range audit.Lost {
+		found[id] = true
+	}
 	var after []byte
 	for {
 		page, err := c.listNodeShards(ctx, after)
@@ -36,9 +53,13 @@ func (c *collector) inventory(ctx context.Context) (int, error) {
 			if err != nil {
 				continue
 			}
-			if _, err := c.n.store.lookup(id); errors.Is(err, ErrNotFound) {
-				lost = append(lost, id)
-			} else if err != nil {
+			_, err = c.n.store.lookup(id)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				if !found[id] {
+					lost = append(lost, id)
+				}
+			case err != nil:
 				return missing, err
 			}
 		}

@@ -39,6 +39,8 @@ type Node struct {
 	// scrub verifies the shards; it runs in the background only with meta.
 	scrub *scrubber
 	gc    *collector // nil when stand-alone
+	// losses counts the shards found lost behind the node's back.
+	losses *losses
 
 	mu struct {
 		sync.Mutex
@@ -59,7 +61,8 @@ func New(cfg Config) (*Node, error) {
 		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
 		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
 	)...)
-	svc := &service{store: store, nodeID: cfg.NodeID}
+	n.losses = newLosses(cfg.Registerer)
+	svc := &service{store: store, nodeID: cfg.NodeID, onDamage: n.noteDamage}
 	pb.RegisterStorageServiceServer(n.grpc, svc)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	if len(cfg.Meta) > 0 {
@@ -71,8 +74,6 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.hb = newHeartbeater(n)
-		// A read that meets a corrupt piece reports the shard as a scrub does.
-		svc.onCorrupt = func(id ShardID) { n.hb.reportCorrupt([]ShardID{id}) }
 		n.rep = newRepairer(n)
 		n.gc = newCollector(n)
 	}

@@ -22,10 +22,15 @@ type ScrubResult struct {
 	Shards int
 	Bytes  int64
 	// Corrupt lists the shards with a damaged header, piece or trailer, in
-	// id order. They were handed to the heartbeater to report to meta.
+	// the order the pass read them. They were handed to the heartbeater to
+	// report to meta.
 	Corrupt []ShardID
-	// Skipped counts shards deleted while the pass ran; Errors those that
-	// could not be read for another reason (logged, not reported).
+	// Lost lists the shards whose file was gone, removed behind the node's
+	// back; they were dropped from the index and reported missing.
+	Lost []ShardID
+	// Skipped counts shards the node deleted itself while the pass ran;
+	// Errors those that could not be read for another reason (logged, not
+	// reported).
 	Skipped, Errors int
 	Start, End      time.Time
 }
@@ -38,6 +43,7 @@ type ScrubStatus struct {
 	Passes          uint64
 	LastPassEnd     time.Time
 	LastPassCorrupt int
+	LastPassLost    int
 	// Running reports a pass in progress, Done of its Total shards and
 	// BytesDone of its BytesTotal bytes read (the shard bytes on the node
 	// when it began). Idle, they describe the last pass.
@@ -128,7 +134,7 @@ func (s *scrubber) run(ctx context.Context) (ScrubResult, error) {
 	return s.scrubAll(ctx)
 }
 
-// scrubAll walks every shard in id order. A pass cut short reports what it
+// scrubAll walks every shard in index order. A pass cut short reports what it
 // found so far.
 func (s *scrubber) scrubAll(ctx context.Context) (ScrubResult, error) {
 	res := ScrubResult{Start: time.Now()}
@@ -157,6 +163,7 @@ func (s *scrubber) scrubAll(ctx context.Context) (ScrubResult, error) {
 	if s.n.hb != nil { // a stand-alone node has no one to tell
 		s.n.hb.reportCorrupt(res.Corrupt)
 	}
+	s.n.shardsLost(res.Lost, lostByScrub)
 	if err != nil {
 		s.progress(&ScrubResult{}, 0, 0, false)
 		return res, fmt.Errorf("scrub: %w", err)
@@ -194,6 +201,8 @@ func (s *scrubber) scrubShard(ctx context.Context, id ShardID, pace *pacer, buf 
 	case err == nil:
 	case errors.Is(err, ErrClosed):
 		return buf, err
+	case errors.Is(err, ErrShardLost):
+		res.Lost = append(res.Lost, id)
 	case errors.Is(err, ErrNotFound):
 		res.Skipped++
 	case errors.Is(err, ErrCorrupt) || errors.Is(err, syscall.EIO):
@@ -242,10 +251,10 @@ func (s *scrubber) finished(res ScrubResult) {
 	s.mu.Lock()
 	s.mu.status.Passes++
 	s.mu.status.Running = false
-	s.mu.status.LastPassEnd, s.mu.status.LastPassCorrupt = res.End, len(res.Corrupt)
+	s.mu.status.LastPassEnd, s.mu.status.LastPassCorrupt, s.mu.status.LastPassLost = res.End, len(res.Corrupt), len(res.Lost)
 	s.mu.Unlock()
 	s.log.Info("scrub pass done", "shards", res.Shards, "bytes", res.Bytes, "corrupt", len(res.Corrupt),
-		"skipped", res.Skipped, "errors", res.Errors, "duration", res.End.Sub(res.Start))
+		"lost", len(res.Lost), "skipped", res.Skipped, "errors", res.Errors, "duration", res.End.Sub(res.Start))
 }
 
 // pacer spaces reads so that they average at most rate bytes per second.

@@ -29,6 +29,18 @@ func newScrubCluster(t *testing.T, n int, opts metatest.Options, tweak func(*ser
 	})
 }
 
+// shardOrder is the node's order of shard ids (ShardID.Less), for
+// slices.SortFunc.
+func shardOrder(a, b server.ShardID) int {
+	switch {
+	case a.Less(b):
+		return -1
+	case b.Less(a):
+		return 1
+	}
+	return 0
+}
+
 // flipByteAt damages the byte at off of a stored shard file.
 func flipByteAt(t *testing.T, n *testNode, id []byte, off int64) {
 	t.Helper()
@@ -93,7 +105,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 		}
 		total += res.Bytes
 		w := want[id]
-		slices.SortFunc(w, func(a, b server.ShardID) int { return bytes.Compare(a[:], b[:]) })
+		slices.SortFunc(w, shardOrder)
 		if !slices.Equal(res.Corrupt, w) {
 			t.Errorf("scrub of %s found %v, want %v", id, res.Corrupt, w)
 		}
@@ -206,7 +218,7 @@ func TestScrubStandAlone(t *testing.T) {
 		flipByteAt(t, &testNode{dirs: []string{path}}, id, off)
 		bad = append(bad, server.ShardID(id))
 	}
-	slices.SortFunc(bad, func(a, b server.ShardID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(bad, shardOrder)
 
 	start := time.Now()
 	res, err := n.node.ScrubNow(ctxT(t))

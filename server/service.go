@@ -16,9 +16,18 @@ import (
 // checks requests, calls the store and translates errors with toStatus.
 type service struct {
 	pb.UnimplementedStorageServiceServer
-	store     *Store
-	nodeID    string
-	onCorrupt func(ShardID) // nil when stand-alone
+	store  *Store
+	nodeID string
+	// onDamage hears of every shard a read found lost or corrupt (a read
+	// reports what it meets, as a scrub does); nil: nobody.
+	onDamage func(ShardID, error)
+}
+
+// noteDamage passes a read's error on to onDamage.
+func (s *service) noteDamage(id ShardID, err error) {
+	if err != nil && s.onDamage != nil {
+		s.onDamage(id, err)
+	}
 }
 
 func (s *service) WriteShard(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) error {
@@ -181,9 +190,7 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		return err
 	}
 	r, err := s.store.Open(id)
-	if errors.Is(err, ErrCorrupt) && s.onCorrupt != nil {
-		s.onCorrupt(id) // a damaged header
-	}
+	s.noteDamage(id, err) // a lost file or a damaged header
 	if err != nil {
 		return err
 	}
@@ -205,8 +212,8 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		buf := wire.Pool.Get(r.UnitSize())
 		data, trailer, err := r.ReadPiece(b, *buf)
 		var corrupt *CorruptPieceError
-		if errors.As(err, &corrupt) && s.onCorrupt != nil {
-			s.onCorrupt(id)
+		if errors.As(err, &corrupt) {
+			s.noteDamage(id, err)
 		}
 		switch {
 		case errors.As(err, &corrupt) && req.GetSkipCorrupt():
@@ -262,6 +269,7 @@ func (s *service) StatShard(ctx context.Context, req *pb.StatShardRequest) (*pb.
 		return nil, toStatus(err)
 	}
 	info, err := s.store.Stat(id)
+	s.noteDamage(id, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}

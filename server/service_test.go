@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -595,7 +595,7 @@ func TestListShardsPages(t *testing.T) {
 		}
 		want = append(want, string(s.id()))
 	}
-	sort.Strings(want)
+	slices.SortFunc(want, func(a, b string) int { return shardOrder(server.ShardID([]byte(a)), server.ShardID([]byte(b))) })
 	var got []string
 	var after []byte
 	for pages := 0; ; pages++ {

@@ -51,8 +51,15 @@ func parseShardIDHex(s string) (ShardID, bool) {
 func (id ShardID) String() string { return hex.EncodeToString(id[:]) }
 func (id ClipID) String() string  { return hex.EncodeToString(id[:]) }
 
-// Less orders shard ids bytewise, the order ListShards pages in.
-func (id ShardID) Less(o ShardID) bool { return string(id[:]) < string(o[:]) }
+// Less orders shard ids by fan-out directory (their last byte), then
+// bytewise: the order of the node's index and of ListShards, which keeps
+// the shards of one directory together for the inventory's file audit.
+func (id ShardID) Less(o ShardID) bool {
+	if a, b := id[len(id)-1], o[len(o)-1]; a != b {
+		return a < b
+	}
+	return string(id[:]) < string(o[:])
+}
 
 // fanout is the number of directories under shards/.
 const fanout = 256

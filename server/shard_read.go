@@ -34,7 +34,7 @@ func (s *Store) Open(id ShardID) (*ShardReader, error) {
 func (s *Store) open(e indexEntry) (*ShardReader, error) {
 	f, err := e.disk.fs.OpenFile(e.id.relPath(), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s (deleted)", ErrNotFound, e.id)
+		return nil, s.fileGone(e)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open shard %s: %w", e.id, err)
@@ -76,7 +76,7 @@ func (s *Store) Header(id ShardID) (ShardHeader, error) {
 	}
 	f, err := e.disk.fs.OpenFile(id.relPath(), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return ShardHeader{}, fmt.Errorf("%w: %s (deleted)", ErrNotFound, id)
+		return ShardHeader{}, s.fileGone(e)
 	}
 	if err != nil {
 		return ShardHeader{}, fmt.Errorf("open shard %s: %w", id, err)

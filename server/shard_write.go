@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"time"
@@ -65,6 +66,10 @@ func (s *Store) create(h ShardHeader) (*ShardWriter, error) {
 	rand.Read(suffix[:])
 	tmp := path.Join(tmpDir, h.ShardID.String()+"."+hex.EncodeToString(suffix[:]))
 	f, err := d.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrNotExist) && d.makeDirs([]string{tmpDir}) == nil {
+		s.log.Warn("tmp/ was missing; made it again", "disk", d.fs.Path())
+		f, err = d.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	}
 	if err != nil {
 		return nil, diskError("create temp file", err)
 	}
@@ -224,7 +229,14 @@ func (w *ShardWriter) publish(res WriteResult) (existed bool, err error) {
 		return false, err
 	}
 	rel := id.relPath() // its directory was made when the disk was opened
-	if err := w.d.fs.Rename(w.tmp, rel); err != nil {
+	err = w.d.fs.Rename(w.tmp, rel)
+	if errors.Is(err, fs.ErrNotExist) && w.d.makeDirs([]string{parentDir(rel)}) == nil {
+		// Someone removed the fan-out directory behind the node's back: the
+		// next audit reports what was in it; this write goes on.
+		w.s.log.Warn("shard directory was missing; made it again", "disk", w.d.fs.Path(), "dir", parentDir(rel))
+		err = w.d.fs.Rename(w.tmp, rel)
+	}
+	if err != nil {
 		return false, diskError("rename shard into place", err)
 	}
 	w.tmp = ""
@@ -235,9 +247,8 @@ func (w *ShardWriter) publish(res WriteResult) (existed bool, err error) {
 		return false, diskError("fsync shard directory", err)
 	}
 	w.s.mu.Lock()
-	w.s.mu.index.ReplaceOrInsert(indexEntry{id: id, disk: w.d, size: w.written})
+	w.s.insertLocked(indexEntry{id: id, disk: w.d, size: w.written})
 	w.s.mu.Unlock()
-	w.d.add(w.written)
 	return false, nil
 }
 

@@ -23,16 +23,19 @@ type Store struct {
 
 	mu struct {
 		sync.Mutex
-		index   *btree.BTreeG[indexEntry] // every visible shard, by id
-		writing map[ShardID]struct{}      // ids with a write in flight
-		closed  bool
+		index    *btree.BTreeG[indexEntry] // every visible shard, by id
+		writing  map[ShardID]struct{}      // ids with a write in flight
+		deleting map[ShardID]struct{}      // ids the node is deleting
+		seq      uint64                    // of the last entry indexed
+		closed   bool
 	}
 }
 
 type indexEntry struct {
 	id   ShardID
 	disk *disk
-	size int64 // file size
+	size int64  // file size
+	seq  uint64 // when it was indexed: entries with a larger seq are younger
 }
 
 func entryLess(a, b indexEntry) bool { return a.id.Less(b.id) }
@@ -49,6 +52,7 @@ func OpenStore(cfg Config) (*Store, error) {
 	}
 	s.mu.index = btree.NewG(32, entryLess)
 	s.mu.writing = make(map[ShardID]struct{})
+	s.mu.deleting = make(map[ShardID]struct{})
 	openFS := cfg.OpenFS
 	if openFS == nil {
 		openFS = OpenOSFS
@@ -82,8 +86,7 @@ func (s *Store) indexDisk(d *disk) error {
 				"disk", old.disk.fs.Path(), "ignored", d.fs.Path())
 			return
 		}
-		s.mu.index.ReplaceOrInsert(indexEntry{id: id, disk: d, size: size})
-		d.add(size)
+		s.insertLocked(indexEntry{id: id, disk: d, size: size})
 	})
 	if err != nil {
 		return fmt.Errorf("scan disk %s: %w", d.fs.Path(), err)
@@ -111,6 +114,42 @@ func (s *Store) closeDisks() error {
 		errs = append(errs, d.fs.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// insertLocked indexes a shard file, younger than every entry before it.
+func (s *Store) insertLocked(e indexEntry) {
+	s.mu.seq++
+	e.seq = s.mu.seq
+	s.mu.index.ReplaceOrInsert(e)
+	e.disk.add(e.size)
+}
+
+// forgetLost drops e from the index if its file is gone behind the node's
+// back: e is still the indexed entry of its id (not one written since) and
+// the node is not deleting it itself. It reports whether it dropped it: a
+// shard lost, which the caller reports to meta. The node's own deletions
+// mark their ids before unlinking, under the same lock, so a file a
+// deletion removed is never taken for a loss.
+func (s *Store) forgetLost(e indexEntry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.mu.index.Get(indexEntry{id: e.id})
+	if _, deleting := s.mu.deleting[e.id]; !ok || deleting || cur.disk != e.disk || cur.seq != e.seq {
+		return false
+	}
+	s.mu.index.Delete(cur)
+	cur.disk.sub(cur.size)
+	return true
+}
+
+// fileGone is the error for an indexed shard whose file is not there:
+// ErrShardLost if it was lost behind the node's back (and is now dropped
+// from the index), plain ErrNotFound if the node deleted it meanwhile.
+func (s *Store) fileGone(e indexEntry) error {
+	if s.forgetLost(e) {
+		return fmt.Errorf("%w: %s", ErrShardLost, e.id)
+	}
+	return fmt.Errorf("%w: %s (deleted)", ErrNotFound, e.id)
 }
 
 // lookup finds the disk holding id.
@@ -154,6 +193,8 @@ func (s *Store) DeleteMany(ids []ShardID) []DeleteResult {
 	removed := make(map[dirKey][]int) // the shards unlinked from each directory
 	first := make(map[ShardID]int, len(ids))
 	var dups []int
+	s.markDeleting(ids, true)
+	defer s.markDeleting(ids, false)
 	for i, id := range ids {
 		if _, ok := first[id]; ok {
 			dups = append(dups, i)
@@ -198,8 +239,22 @@ func (s *Store) DeleteMany(ids []ShardID) []DeleteResult {
 	return res
 }
 
+// markDeleting marks ids as being deleted by the node (on) or no longer
+// (off), so that their files vanishing is not taken for a loss.
+func (s *Store) markDeleting(ids []ShardID, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if on {
+			s.mu.deleting[id] = struct{}{}
+		} else {
+			delete(s.mu.deleting, id)
+		}
+	}
+}
+
 // List returns up to limit shards with ids after startAfter (all ids when
-// startAfter is nil), in id order, and whether more follow.
+// startAfter is nil), in index order (ShardID.Less), and whether more follow.
 func (s *Store) List(startAfter *ShardID, limit int) (entries []ShardEntry, more bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -232,12 +287,15 @@ type ShardEntry struct {
 	Disk     string
 }
 
-// DiskUsage describes one disk for NodeInfo.
+// DiskUsage describes one disk for NodeInfo and the heartbeats.
 type DiskUsage struct {
 	Path                  string
 	Incarnation           string
 	Capacity, Used, Free  uint64
 	ShardCount, ShardSize uint64
+	// Failed says why the disk is failed (see AuditFiles); empty when it
+	// is usable. A failed disk reports no free space.
+	Failed string
 }
 
 // Usage reports every disk's capacity and shard totals.
@@ -248,11 +306,15 @@ func (s *Store) Usage() ([]DiskUsage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("disk %s: statfs: %w", d.fs.Path(), err)
 		}
-		out = append(out, DiskUsage{
+		u := DiskUsage{
 			Path: d.fs.Path(), Incarnation: d.incarnation,
 			Capacity: total, Free: free, Used: total - min(free, total),
 			ShardCount: uint64(d.shards.Load()), ShardSize: uint64(d.shardBytes.Load()),
-		})
+		}
+		if ferr := d.failure(); ferr != nil {
+			u.Free, u.Failed = 0, ferr.Error()
+		}
+		out = append(out, u)
 	}
 	return out, nil
 }
@@ -261,12 +323,19 @@ func (s *Store) Usage() ([]DiskUsage, error) {
 // space, so that disks fill evenly and writes spread over all of them.
 func (s *Store) pickDisk() (*disk, error) {
 	if len(s.disks) == 1 {
+		if err := s.disks[0].failure(); err != nil {
+			return nil, fmt.Errorf("no usable disk: %s failed: %w", s.disks[0].fs.Path(), err)
+		}
 		return s.disks[0], nil
 	}
 	free := make([]uint64, len(s.disks))
 	var total uint64
 	var errs []error
 	for i, d := range s.disks {
+		if err := d.failure(); err != nil {
+			errs = append(errs, fmt.Errorf("disk %s failed: %w", d.fs.Path(), err))
+			continue
+		}
 		_, f, err := d.fs.Usage()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("disk %s: %w", d.fs.Path(), err))

@@ -68,7 +68,7 @@ and survives restarts.`,
 
 type fsckOptions struct {
 	*clientOptions
-	jsonOut, deep bool
+	jsonOut, deep, repair bool
 }
 
 func newFsckCommand(co *clientOptions) *cobra.Command {
@@ -78,11 +78,13 @@ func newFsckCommand(co *clientOptions) *cobra.Command {
 		Short: "Check every clip record against the storage nodes",
 		Long: `Check that every shard of every clip is on its node with the recorded length and
 checksum (--deep re-reads and verifies every piece), and that no node keeps a shard
-that no record references past its commit deadline. Changes nothing. Exits
-non-zero if it finds any problem.
---json prints one object: buckets, clips, shards, nodes and problems (kind:
-missing, corrupt, mismatch, unreachable or orphan; bucket, key, clip_id, index,
-node, shard_id, detail, recoverable).`,
+that no record references past its commit deadline. Changes nothing, unless
+--repair: then every shard it finds missing from its node, corrupt or
+mismatched is reported to meta at once and rebuilt, instead of waiting for its
+node's next inventory or scrub pass. Exits non-zero if it finds any problem.
+--json prints one object: buckets, clips, shards, nodes, queued (reported for
+repair) and problems (kind: missing, corrupt, mismatch, unreachable or orphan;
+bucket, key, clip_id, index, node, shard_id, detail, recoverable, queued).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, done, err := o.connect(cmd)
@@ -90,7 +92,7 @@ node, shard_id, detail, recoverable).`,
 				return err
 			}
 			defer done()
-			rep, err := c.Fsck(ctx, &client.FsckOptions{Deep: o.deep})
+			rep, err := c.Fsck(ctx, &client.FsckOptions{Deep: o.deep, Repair: o.repair})
 			if err != nil {
 				return err
 			}
@@ -107,7 +109,17 @@ node, shard_id, detail, recoverable).`,
 					if p.Key == "" {
 						where = "clip " + p.ClipID
 					}
-					fmt.Fprintf(w, "%-11s %s shard %d on %s (%s): %s\n", p.Kind, where, p.Index, p.Node, p.ShardID, p.Detail)
+					note := ""
+					switch {
+					case p.Queued:
+						note = " [queued for repair]"
+					case p.Kind != client.ProblemOrphan && !p.Recoverable:
+						note = " [UNRECOVERABLE]"
+					}
+					fmt.Fprintf(w, "%-11s %s shard %d on %s (%s): %s%s\n", p.Kind, where, p.Index, p.Node, p.ShardID, p.Detail, note)
+				}
+				if o.repair {
+					fmt.Fprintf(w, "%d shards queued for repair\n", rep.Queued)
 				}
 			}
 			if len(rep.Problems) > 0 {
@@ -118,5 +130,6 @@ node, shard_id, detail, recoverable).`,
 	}
 	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	cmd.Flags().BoolVar(&o.deep, "deep", false, "re-read and verify every piece")
+	cmd.Flags().BoolVar(&o.repair, "repair", false, "report every missing, corrupt or mismatched shard found to meta for repair now")
 	return cmd
 }

@@ -24,7 +24,9 @@ func newClusterCommand(co *clientOptions) *cobra.Command {
 		Long: `Show the meta members and leader, the storage nodes, the clip counts, the
 repair queue and rate, and the storage nodes' scrubbing.
 --json prints one object: leader, term, applied_index, buckets, clips,
-degraded_clips, unrecoverable_clips (more shards lost than parity),
+degraded_clips, unrecoverable_clips (more shards lost than parity) and
+unrecoverable_keys (bucket/key of the first 100), lost_shards (shard files
+found gone behind their nodes' back: scrub, inventory, read),
 repairs_in_flight, pending_deletes, clips_by_lost_shards
 (index i: clips with i+1 lost shards), repair_limits (concurrency,
 bytes_per_sec), repair (state: paused, idle, repairing or waiting;
@@ -33,8 +35,9 @@ bytes_per_sec over the last minute, eta_seconds or null when unknown),
 scrub (nodes_running, bytes_done and bytes_total of the passes in progress,
 corrupt_found), members (id, raft_address, grpc_address, voter, leader) and
 storage_nodes (id, address, zone, up, capacity, free, shards,
-last_heartbeat, down_since, scrub: running, passes_completed, bytes_done,
-bytes_total, shards_done, shards_total, last_pass_end, last_pass_corrupt,
+last_heartbeat, down_since, lost as above, failed_disks (path, reason),
+scrub: running, passes_completed, bytes_done, bytes_total, shards_done,
+shards_total, last_pass_end, last_pass_corrupt, last_pass_lost,
 corrupt_found, interval_seconds with 0 for no background scrubbing; times
 RFC 3339). Repair figures are the leader's since its
 election; scrub figures each node's since it started.`,
@@ -72,6 +75,21 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 	}
 	if st.UnrecoverableClips > 0 {
 		fmt.Fprintf(w, "  %d clips UNRECOVERABLE: more shards lost than parity; repair cannot rebuild them\n", st.UnrecoverableClips)
+		for _, key := range st.UnrecoverableKeys {
+			fmt.Fprintf(w, "    %s\n", key)
+		}
+		if n := st.UnrecoverableClips - uint64(len(st.UnrecoverableKeys)); n > 0 {
+			fmt.Fprintf(w, "    ... and %d more\n", n)
+		}
+	}
+	if l := st.Lost; l.Total() > 0 {
+		fmt.Fprintf(w, "shard files lost behind their nodes' back: %d (found by scrub %d, inventory %d, reads %d), reported for repair\n",
+			l.Total(), l.Scrub, l.Inventory, l.Read)
+	}
+	for _, n := range st.Nodes {
+		for _, d := range n.FailedDisks {
+			fmt.Fprintf(w, "DISK FAILED: %s %s: %s\n", n.ID, d.Path, d.Reason)
+		}
 	}
 	writeRepair(w, st.Repair, now)
 	s := st.Scrub
@@ -93,7 +111,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.ID, m.RaftAddress, m.GRPCAddress, role)
 	}
-	fmt.Fprintln(tw, "\nSTORAGE NODE\tADDRESS\tZONE\tSTATE\tCAPACITY\tUSED\tSHARDS\tLAST HEARTBEAT\tSCRUB\tCORRUPT FOUND")
+	fmt.Fprintln(tw, "\nSTORAGE NODE\tADDRESS\tZONE\tSTATE\tCAPACITY\tUSED\tSHARDS\tLAST HEARTBEAT\tSCRUB\tCORRUPT FOUND\tLOST FOUND")
 	for _, n := range st.Nodes {
 		state, seen, corrupt := "up", "-", "-"
 		if !n.Up {
@@ -105,9 +123,9 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 		if n.Scrub != nil {
 			corrupt = fmt.Sprint(n.Scrub.CorruptFound)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.ID, n.Address, n.Zone, state,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", n.ID, n.Address, n.Zone, state,
 			humanBytes(int64(n.Capacity)), humanBytes(int64(n.Capacity-min(n.Free, n.Capacity))), n.Shards, seen,
-			scrubCell(n.Scrub, now), corrupt)
+			scrubCell(n.Scrub, now), corrupt, n.Lost.Total())
 	}
 	return tw.Flush()
 }
@@ -195,8 +213,12 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 	}
 	nodes := []map[string]any{}
 	for _, n := range st.Nodes {
+		failed := []map[string]any{}
+		for _, d := range n.FailedDisks {
+			failed = append(failed, map[string]any{"path": d.Path, "reason": d.Reason})
+		}
 		node := map[string]any{"id": n.ID, "address": n.Address, "zone": n.Zone, "up": n.Up,
-			"capacity": n.Capacity, "free": n.Free, "shards": n.Shards}
+			"capacity": n.Capacity, "free": n.Free, "shards": n.Shards, "lost": lossesJSON(n.Lost), "failed_disks": failed}
 		if !n.LastHeartbeat.IsZero() {
 			node["last_heartbeat"] = jsonTime(n.LastHeartbeat)
 		}
@@ -206,7 +228,8 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		if s := n.Scrub; s != nil {
 			scrub := map[string]any{"running": s.Running, "passes_completed": s.PassesCompleted,
 				"bytes_done": s.BytesDone, "bytes_total": s.BytesTotal, "shards_done": s.ShardsDone,
-				"shards_total": s.ShardsTotal, "last_pass_corrupt": s.LastPassCorrupt, "corrupt_found": s.CorruptFound,
+				"shards_total": s.ShardsTotal, "last_pass_corrupt": s.LastPassCorrupt, "last_pass_lost": s.LastPassLost,
+				"corrupt_found":    s.CorruptFound,
 				"interval_seconds": s.Interval.Seconds()}
 			if !s.LastPassEnd.IsZero() {
 				scrub["last_pass_end"] = jsonTime(s.LastPassEnd)
@@ -227,6 +250,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 	}
 	return map[string]any{"leader": st.Leader, "term": st.Term, "applied_index": st.AppliedIndex,
 		"buckets": st.Buckets, "clips": st.Clips, "degraded_clips": st.DegradedClips, "unrecoverable_clips": st.UnrecoverableClips,
+		"unrecoverable_keys": append([]string{}, st.UnrecoverableKeys...), "lost_shards": lossesJSON(st.Lost),
 		"repairs_in_flight": st.RepairsInFlight, "pending_deletes": st.PendingDeletes,
 		"clips_by_lost_shards": st.ClipsByLostShards,
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},
@@ -234,6 +258,10 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		"scrub": map[string]any{"nodes_running": st.Scrub.Running, "bytes_done": st.Scrub.BytesDone,
 			"bytes_total": st.Scrub.BytesTotal, "corrupt_found": st.Scrub.CorruptFound},
 		"members": members, "storage_nodes": nodes}
+}
+
+func lossesJSON(l client.ShardLosses) map[string]any {
+	return map[string]any{"scrub": l.Scrub, "inventory": l.Inventory, "read": l.Read}
 }
 
 func jsonTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

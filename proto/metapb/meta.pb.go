@@ -2202,12 +2202,16 @@ func (*UpdateShardResponse) Descriptor() ([]byte, []int) {
 }
 
 type DiskStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Incarnation   string                 `protobuf:"bytes,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	Capacity      uint64                 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Free          uint64                 `protobuf:"varint,4,opt,name=free,proto3" json:"free,omitempty"`
-	ShardCount    uint64                 `protobuf:"varint,5,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Path        string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Incarnation string                 `protobuf:"bytes,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Capacity    uint64                 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Free        uint64                 `protobuf:"varint,4,opt,name=free,proto3" json:"free,omitempty"`
+	ShardCount  uint64                 `protobuf:"varint,5,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
+	// Why the node stopped using the disk (its shard directories could not be
+	// read or made again); empty while it is usable. A failed disk reports no
+	// free space.
+	Failed        string `protobuf:"bytes,6,opt,name=failed,proto3" json:"failed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2277,6 +2281,76 @@ func (x *DiskStatus) GetShardCount() uint64 {
 	return 0
 }
 
+func (x *DiskStatus) GetFailed() string {
+	if x != nil {
+		return x.Failed
+	}
+	return ""
+}
+
+// ShardLosses counts the shards a storage node found lost since it started
+// (files gone behind its back, not deleted by it), by the check that found
+// them. Each was reported missing and is repaired like any other.
+type ShardLosses struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scrub         uint64                 `protobuf:"varint,1,opt,name=scrub,proto3" json:"scrub,omitempty"`         // a scrub pass
+	Inventory     uint64                 `protobuf:"varint,2,opt,name=inventory,proto3" json:"inventory,omitempty"` // the inventory's file audit, or garbage collection
+	Read          uint64                 `protobuf:"varint,3,opt,name=read,proto3" json:"read,omitempty"`           // a read: a client's, a repair's, fsck's
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardLosses) Reset() {
+	*x = ShardLosses{}
+	mi := &file_meta_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardLosses) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardLosses) ProtoMessage() {}
+
+func (x *ShardLosses) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardLosses.ProtoReflect.Descriptor instead.
+func (*ShardLosses) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ShardLosses) GetScrub() uint64 {
+	if x != nil {
+		return x.Scrub
+	}
+	return 0
+}
+
+func (x *ShardLosses) GetInventory() uint64 {
+	if x != nil {
+		return x.Inventory
+	}
+	return 0
+}
+
+func (x *ShardLosses) GetRead() uint64 {
+	if x != nil {
+		return x.Read
+	}
+	return 0
+}
+
 type StorageNode struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	NodeId            string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2284,19 +2358,22 @@ type StorageNode struct {
 	Zone              string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
 	State             NodeState              `protobuf:"varint,4,opt,name=state,proto3,enum=clipstore.meta.v1.NodeState" json:"state,omitempty"`
 	DownSinceUnixNano int64                  `protobuf:"varint,5,opt,name=down_since_unix_nano,json=downSinceUnixNano,proto3" json:"down_since_unix_nano,omitempty"`
-	Disks             []*DiskStatus          `protobuf:"bytes,6,rep,name=disks,proto3" json:"disks,omitempty"` // as last registered
+	// As last registered; ListNodes on the leader gives them as last
+	// heartbeated.
+	Disks []*DiskStatus `protobuf:"bytes,6,rep,name=disks,proto3" json:"disks,omitempty"`
 	// Filled in by ListNodes from the leader's memory, not stored in Raft:
-	Capacity              uint64 `protobuf:"varint,7,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Free                  uint64 `protobuf:"varint,8,opt,name=free,proto3" json:"free,omitempty"`
-	ShardCount            uint64 `protobuf:"varint,9,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
-	LastHeartbeatUnixNano int64  `protobuf:"varint,10,opt,name=last_heartbeat_unix_nano,json=lastHeartbeatUnixNano,proto3" json:"last_heartbeat_unix_nano,omitempty"`
+	Capacity              uint64       `protobuf:"varint,7,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Free                  uint64       `protobuf:"varint,8,opt,name=free,proto3" json:"free,omitempty"`
+	ShardCount            uint64       `protobuf:"varint,9,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
+	LastHeartbeatUnixNano int64        `protobuf:"varint,10,opt,name=last_heartbeat_unix_nano,json=lastHeartbeatUnixNano,proto3" json:"last_heartbeat_unix_nano,omitempty"`
+	Losses                *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
 
 func (x *StorageNode) Reset() {
 	*x = StorageNode{}
-	mi := &file_meta_proto_msgTypes[32]
+	mi := &file_meta_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2385,7 @@ func (x *StorageNode) String() string {
 func (*StorageNode) ProtoMessage() {}
 
 func (x *StorageNode) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[32]
+	mi := &file_meta_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2398,7 @@ func (x *StorageNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageNode.ProtoReflect.Descriptor instead.
 func (*StorageNode) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{32}
+	return file_meta_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StorageNode) GetNodeId() string {
@@ -2394,6 +2471,13 @@ func (x *StorageNode) GetLastHeartbeatUnixNano() int64 {
 	return 0
 }
 
+func (x *StorageNode) GetLosses() *ShardLosses {
+	if x != nil {
+		return x.Losses
+	}
+	return nil
+}
+
 type RegisterNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -2407,7 +2491,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_meta_proto_msgTypes[33]
+	mi := &file_meta_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2503,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[33]
+	mi := &file_meta_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2516,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{33}
+	return file_meta_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterNodeRequest) GetRequestId() []byte {
@@ -2479,7 +2563,7 @@ type RegisterNodeResponse struct {
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2491,7 +2575,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2504,7 +2588,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{34}
+	return file_meta_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterNodeResponse) GetNode() *StorageNode {
@@ -2533,14 +2617,16 @@ type HeartbeatRequest struct {
 	// sources, failed): meta plans them again at once.
 	FailedRepairTasks [][]byte `protobuf:"bytes,9,rep,name=failed_repair_tasks,json=failedRepairTasks,proto3" json:"failed_repair_tasks,omitempty"`
 	// The node's scrubbing; unset from nodes that predate it.
-	Scrub         *ScrubStatus `protobuf:"bytes,10,opt,name=scrub,proto3" json:"scrub,omitempty"`
+	Scrub *ScrubStatus `protobuf:"bytes,10,opt,name=scrub,proto3" json:"scrub,omitempty"`
+	// The shards the node found lost since it started.
+	Losses        *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2638,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2651,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{35}
+	return file_meta_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -2638,6 +2724,13 @@ func (x *HeartbeatRequest) GetScrub() *ScrubStatus {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetLosses() *ShardLosses {
+	if x != nil {
+		return x.Losses
+	}
+	return nil
+}
+
 // ScrubStatus is a storage node's scrubbing since it started, as its
 // heartbeats report it. Byte figures count what a pass reads of the shard
 // files, headers and trailers included.
@@ -2652,6 +2745,7 @@ type ScrubStatus struct {
 	ShardsTotal         uint64 `protobuf:"varint,6,opt,name=shards_total,json=shardsTotal,proto3" json:"shards_total,omitempty"`
 	LastPassEndUnixNano int64  `protobuf:"varint,7,opt,name=last_pass_end_unix_nano,json=lastPassEndUnixNano,proto3" json:"last_pass_end_unix_nano,omitempty"` // 0: no pass completed yet
 	LastPassCorrupt     uint64 `protobuf:"varint,8,opt,name=last_pass_corrupt,json=lastPassCorrupt,proto3" json:"last_pass_corrupt,omitempty"`                 // corrupt shards the last completed pass found
+	LastPassLost        uint64 `protobuf:"varint,11,opt,name=last_pass_lost,json=lastPassLost,proto3" json:"last_pass_lost,omitempty"`                         // shards whose file the last completed pass found gone
 	// Corrupt shards found by every pass since the node started (a shard
 	// still there at the next pass counts again).
 	CorruptFound  uint64 `protobuf:"varint,9,opt,name=corrupt_found,json=corruptFound,proto3" json:"corrupt_found,omitempty"`
@@ -2662,7 +2756,7 @@ type ScrubStatus struct {
 
 func (x *ScrubStatus) Reset() {
 	*x = ScrubStatus{}
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2768,7 @@ func (x *ScrubStatus) String() string {
 func (*ScrubStatus) ProtoMessage() {}
 
 func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2781,7 @@ func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubStatus.ProtoReflect.Descriptor instead.
 func (*ScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{36}
+	return file_meta_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ScrubStatus) GetRunning() bool {
@@ -2746,6 +2840,13 @@ func (x *ScrubStatus) GetLastPassCorrupt() uint64 {
 	return 0
 }
 
+func (x *ScrubStatus) GetLastPassLost() uint64 {
+	if x != nil {
+		return x.LastPassLost
+	}
+	return 0
+}
+
 func (x *ScrubStatus) GetCorruptFound() uint64 {
 	if x != nil {
 		return x.CorruptFound
@@ -2770,7 +2871,7 @@ type DeleteShardWork struct {
 
 func (x *DeleteShardWork) Reset() {
 	*x = DeleteShardWork{}
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2883,7 @@ func (x *DeleteShardWork) String() string {
 func (*DeleteShardWork) ProtoMessage() {}
 
 func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2896,7 @@ func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShardWork.ProtoReflect.Descriptor instead.
 func (*DeleteShardWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{37}
+	return file_meta_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteShardWork) GetShardId() []byte {
@@ -2818,7 +2919,7 @@ type ShardSource struct {
 
 func (x *ShardSource) Reset() {
 	*x = ShardSource{}
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +2931,7 @@ func (x *ShardSource) String() string {
 func (*ShardSource) ProtoMessage() {}
 
 func (x *ShardSource) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +2944,7 @@ func (x *ShardSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSource.ProtoReflect.Descriptor instead.
 func (*ShardSource) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{38}
+	return file_meta_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ShardSource) GetIndex() uint32 {
@@ -2902,7 +3003,7 @@ type RepairWork struct {
 
 func (x *RepairWork) Reset() {
 	*x = RepairWork{}
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3015,7 @@ func (x *RepairWork) String() string {
 func (*RepairWork) ProtoMessage() {}
 
 func (x *RepairWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3028,7 @@ func (x *RepairWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairWork.ProtoReflect.Descriptor instead.
 func (*RepairWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{39}
+	return file_meta_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RepairWork) GetTaskId() []byte {
@@ -3025,7 +3126,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3037,7 +3138,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3050,7 +3151,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{40}
+	return file_meta_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HeartbeatResponse) GetDeletes() []*DeleteShardWork {
@@ -3083,7 +3184,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3095,7 +3196,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3108,7 +3209,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{41}
+	return file_meta_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListNodesRequest) GetRead() *ReadOptions {
@@ -3127,7 +3228,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3240,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3253,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{42}
+	return file_meta_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListNodesResponse) GetNodes() []*StorageNode {
@@ -3174,7 +3275,7 @@ type ListNodeShardsRequest struct {
 
 func (x *ListNodeShardsRequest) Reset() {
 	*x = ListNodeShardsRequest{}
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3186,7 +3287,7 @@ func (x *ListNodeShardsRequest) String() string {
 func (*ListNodeShardsRequest) ProtoMessage() {}
 
 func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3199,7 +3300,7 @@ func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{43}
+	return file_meta_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListNodeShardsRequest) GetNodeId() string {
@@ -3242,7 +3343,7 @@ type NodeShard struct {
 
 func (x *NodeShard) Reset() {
 	*x = NodeShard{}
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3355,7 @@ func (x *NodeShard) String() string {
 func (*NodeShard) ProtoMessage() {}
 
 func (x *NodeShard) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3368,7 @@ func (x *NodeShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeShard.ProtoReflect.Descriptor instead.
 func (*NodeShard) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{44}
+	return file_meta_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *NodeShard) GetShardId() []byte {
@@ -3308,7 +3409,7 @@ type ListNodeShardsResponse struct {
 
 func (x *ListNodeShardsResponse) Reset() {
 	*x = ListNodeShardsResponse{}
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3421,7 @@ func (x *ListNodeShardsResponse) String() string {
 func (*ListNodeShardsResponse) ProtoMessage() {}
 
 func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3434,7 @@ func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{45}
+	return file_meta_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListNodeShardsResponse) GetShards() []*NodeShard {
@@ -3361,7 +3462,7 @@ type ShardRef struct {
 
 func (x *ShardRef) Reset() {
 	*x = ShardRef{}
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3373,7 +3474,7 @@ func (x *ShardRef) String() string {
 func (*ShardRef) ProtoMessage() {}
 
 func (x *ShardRef) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3386,7 +3487,7 @@ func (x *ShardRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardRef.ProtoReflect.Descriptor instead.
 func (*ShardRef) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{46}
+	return file_meta_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ShardRef) GetShardId() []byte {
@@ -3413,7 +3514,7 @@ type CheckShardsRequest struct {
 
 func (x *CheckShardsRequest) Reset() {
 	*x = CheckShardsRequest{}
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3425,7 +3526,7 @@ func (x *CheckShardsRequest) String() string {
 func (*CheckShardsRequest) ProtoMessage() {}
 
 func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3438,7 +3539,7 @@ func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsRequest.ProtoReflect.Descriptor instead.
 func (*CheckShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{47}
+	return file_meta_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CheckShardsRequest) GetNodeId() string {
@@ -3466,7 +3567,7 @@ type CheckShardsResponse struct {
 
 func (x *CheckShardsResponse) Reset() {
 	*x = CheckShardsResponse{}
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3478,7 +3579,7 @@ func (x *CheckShardsResponse) String() string {
 func (*CheckShardsResponse) ProtoMessage() {}
 
 func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3491,7 +3592,7 @@ func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsResponse.ProtoReflect.Descriptor instead.
 func (*CheckShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{48}
+	return file_meta_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CheckShardsResponse) GetCollectable() [][]byte {
@@ -3514,7 +3615,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3627,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3640,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{49}
+	return file_meta_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Member) GetId() string {
@@ -3589,7 +3690,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3601,7 +3702,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3614,7 +3715,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{50}
+	return file_meta_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -3654,7 +3755,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3666,7 +3767,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3679,7 +3780,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{51}
+	return file_meta_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *JoinMemberResponse) GetMembers() []*Member {
@@ -3698,7 +3799,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3811,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3824,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{52}
+	return file_meta_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -3742,7 +3843,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3754,7 +3855,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3767,7 +3868,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{53}
+	return file_meta_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -3785,7 +3886,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3797,7 +3898,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3810,7 +3911,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{54}
+	return file_meta_proto_rawDescGZIP(), []int{55}
 }
 
 type ListMembersResponse struct {
@@ -3823,7 +3924,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3835,7 +3936,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3848,7 +3949,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{55}
+	return file_meta_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -3874,7 +3975,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3886,7 +3987,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3899,7 +4000,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{56}
+	return file_meta_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ClusterStatusRequest) GetRead() *ReadOptions {
@@ -3919,7 +4020,7 @@ type RepairLimits struct {
 
 func (x *RepairLimits) Reset() {
 	*x = RepairLimits{}
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3931,7 +4032,7 @@ func (x *RepairLimits) String() string {
 func (*RepairLimits) ProtoMessage() {}
 
 func (x *RepairLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3944,7 +4045,7 @@ func (x *RepairLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimits.ProtoReflect.Descriptor instead.
 func (*RepairLimits) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{57}
+	return file_meta_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RepairLimits) GetConcurrency() uint32 {
@@ -3973,7 +4074,7 @@ type RepairLimitsRequest struct {
 
 func (x *RepairLimitsRequest) Reset() {
 	*x = RepairLimitsRequest{}
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4086,7 @@ func (x *RepairLimitsRequest) String() string {
 func (*RepairLimitsRequest) ProtoMessage() {}
 
 func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4099,7 @@ func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsRequest.ProtoReflect.Descriptor instead.
 func (*RepairLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{58}
+	return file_meta_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RepairLimitsRequest) GetRequestId() []byte {
@@ -4031,7 +4132,7 @@ type RepairLimitsResponse struct {
 
 func (x *RepairLimitsResponse) Reset() {
 	*x = RepairLimitsResponse{}
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4144,7 @@ func (x *RepairLimitsResponse) String() string {
 func (*RepairLimitsResponse) ProtoMessage() {}
 
 func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4157,7 @@ func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsResponse.ProtoReflect.Descriptor instead.
 func (*RepairLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{59}
+	return file_meta_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RepairLimitsResponse) GetLimits() *RepairLimits {
@@ -4112,13 +4213,18 @@ type ClusterStatusResponse struct {
 	// the repair grace) more shards than it has parity: repair cannot
 	// rebuild them, and their shards are not in the repair queue.
 	UnrecoverableClips uint64 `protobuf:"varint,26,opt,name=unrecoverable_clips,json=unrecoverableClips,proto3" json:"unrecoverable_clips,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// "bucket/key" of the first unrecoverable clips (at most 100), by clip id.
+	UnrecoverableClipKeys []string `protobuf:"bytes,27,rep,name=unrecoverable_clip_keys,json=unrecoverableClipKeys,proto3" json:"unrecoverable_clip_keys,omitempty"`
+	// The shards the storage nodes found lost (files gone behind their back),
+	// summed over the nodes' last heartbeats to this leader.
+	ShardLosses   *ShardLosses `protobuf:"bytes,28,opt,name=shard_losses,json=shardLosses,proto3" json:"shard_losses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4130,7 +4236,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4143,7 +4249,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{60}
+	return file_meta_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -4328,6 +4434,20 @@ func (x *ClusterStatusResponse) GetUnrecoverableClips() uint64 {
 	return 0
 }
 
+func (x *ClusterStatusResponse) GetUnrecoverableClipKeys() []string {
+	if x != nil {
+		return x.UnrecoverableClipKeys
+	}
+	return nil
+}
+
+func (x *ClusterStatusResponse) GetShardLosses() *ShardLosses {
+	if x != nil {
+		return x.ShardLosses
+	}
+	return nil
+}
+
 type NodeScrubStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -4338,7 +4458,7 @@ type NodeScrubStatus struct {
 
 func (x *NodeScrubStatus) Reset() {
 	*x = NodeScrubStatus{}
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4350,7 +4470,7 @@ func (x *NodeScrubStatus) String() string {
 func (*NodeScrubStatus) ProtoMessage() {}
 
 func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4363,7 +4483,7 @@ func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeScrubStatus.ProtoReflect.Descriptor instead.
 func (*NodeScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{61}
+	return file_meta_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *NodeScrubStatus) GetNodeId() string {
@@ -4563,7 +4683,7 @@ const file_meta_proto_rawDesc = "" +
 	"oldShardId\x125\n" +
 	"\tnew_shard\x18\a \x01(\v2\x18.clipstore.meta.v1.ShardR\bnewShard\x129\n" +
 	"\x19commit_deadline_unix_nano\x18\b \x01(\x03R\x16commitDeadlineUnixNano\"\x15\n" +
-	"\x13UpdateShardResponse\"\x93\x01\n" +
+	"\x13UpdateShardResponse\"\xab\x01\n" +
 	"\n" +
 	"DiskStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12 \n" +
@@ -4571,7 +4691,12 @@ const file_meta_proto_rawDesc = "" +
 	"\bcapacity\x18\x03 \x01(\x04R\bcapacity\x12\x12\n" +
 	"\x04free\x18\x04 \x01(\x04R\x04free\x12\x1f\n" +
 	"\vshard_count\x18\x05 \x01(\x04R\n" +
-	"shardCount\"\xf8\x02\n" +
+	"shardCount\x12\x16\n" +
+	"\x06failed\x18\x06 \x01(\tR\x06failed\"U\n" +
+	"\vShardLosses\x12\x14\n" +
+	"\x05scrub\x18\x01 \x01(\x04R\x05scrub\x12\x1c\n" +
+	"\tinventory\x18\x02 \x01(\x04R\tinventory\x12\x12\n" +
+	"\x04read\x18\x03 \x01(\x04R\x04read\"\xb0\x03\n" +
 	"\vStorageNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -4584,7 +4709,8 @@ const file_meta_proto_rawDesc = "" +
 	"\vshard_count\x18\t \x01(\x04R\n" +
 	"shardCount\x127\n" +
 	"\x18last_heartbeat_unix_nano\x18\n" +
-	" \x01(\x03R\x15lastHeartbeatUnixNano\"\xb0\x01\n" +
+	" \x01(\x03R\x15lastHeartbeatUnixNano\x126\n" +
+	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\"\xb0\x01\n" +
 	"\x13RegisterNodeRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -4593,7 +4719,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"J\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\x9b\x03\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xd3\x03\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
@@ -4606,7 +4732,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x11missing_shard_ids\x18\b \x03(\fR\x0fmissingShardIds\x12.\n" +
 	"\x13failed_repair_tasks\x18\t \x03(\fR\x11failedRepairTasks\x124\n" +
 	"\x05scrub\x18\n" +
-	" \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\"\xfe\x02\n" +
+	" \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\x126\n" +
+	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\"\xa4\x03\n" +
 	"\vScrubStatus\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12)\n" +
 	"\x10passes_completed\x18\x02 \x01(\x04R\x0fpassesCompleted\x12\x1d\n" +
@@ -4618,7 +4745,8 @@ const file_meta_proto_rawDesc = "" +
 	"shardsDone\x12!\n" +
 	"\fshards_total\x18\x06 \x01(\x04R\vshardsTotal\x124\n" +
 	"\x17last_pass_end_unix_nano\x18\a \x01(\x03R\x13lastPassEndUnixNano\x12*\n" +
-	"\x11last_pass_corrupt\x18\b \x01(\x04R\x0flastPassCorrupt\x12#\n" +
+	"\x11last_pass_corrupt\x18\b \x01(\x04R\x0flastPassCorrupt\x12$\n" +
+	"\x0elast_pass_lost\x18\v \x01(\x04R\flastPassLost\x12#\n" +
 	"\rcorrupt_found\x18\t \x01(\x04R\fcorruptFound\x12\x1f\n" +
 	"\vinterval_ms\x18\n" +
 	" \x01(\x03R\n" +
@@ -4716,7 +4844,8 @@ const file_meta_proto_rawDesc = "" +
 	"\f_concurrencyB\x10\n" +
 	"\x0e_bytes_per_sec\"O\n" +
 	"\x14RepairLimitsResponse\x127\n" +
-	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\x9c\t\n" +
+	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\x97\n" +
+	"\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12!\n" +
@@ -4745,7 +4874,9 @@ const file_meta_proto_rawDesc = "" +
 	"\x10scrub_bytes_done\x18\x17 \x01(\x04R\x0escrubBytesDone\x12*\n" +
 	"\x11scrub_bytes_total\x18\x18 \x01(\x04R\x0fscrubBytesTotal\x12.\n" +
 	"\x13scrub_corrupt_found\x18\x19 \x01(\x04R\x11scrubCorruptFound\x12/\n" +
-	"\x13unrecoverable_clips\x18\x1a \x01(\x04R\x12unrecoverableClipsB\x15\n" +
+	"\x13unrecoverable_clips\x18\x1a \x01(\x04R\x12unrecoverableClips\x126\n" +
+	"\x17unrecoverable_clip_keys\x18\x1b \x03(\tR\x15unrecoverableClipKeys\x12A\n" +
+	"\fshard_losses\x18\x1c \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\vshardLossesB\x15\n" +
 	"\x13_repair_eta_seconds\"`\n" +
 	"\x0fNodeScrubStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x124\n" +
@@ -4797,7 +4928,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                 // 1: clipstore.meta.v1.NodeState
@@ -4833,38 +4964,39 @@ var file_meta_proto_goTypes = []any{
 	(*UpdateShardRequest)(nil),     // 31: clipstore.meta.v1.UpdateShardRequest
 	(*UpdateShardResponse)(nil),    // 32: clipstore.meta.v1.UpdateShardResponse
 	(*DiskStatus)(nil),             // 33: clipstore.meta.v1.DiskStatus
-	(*StorageNode)(nil),            // 34: clipstore.meta.v1.StorageNode
-	(*RegisterNodeRequest)(nil),    // 35: clipstore.meta.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),   // 36: clipstore.meta.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),       // 37: clipstore.meta.v1.HeartbeatRequest
-	(*ScrubStatus)(nil),            // 38: clipstore.meta.v1.ScrubStatus
-	(*DeleteShardWork)(nil),        // 39: clipstore.meta.v1.DeleteShardWork
-	(*ShardSource)(nil),            // 40: clipstore.meta.v1.ShardSource
-	(*RepairWork)(nil),             // 41: clipstore.meta.v1.RepairWork
-	(*HeartbeatResponse)(nil),      // 42: clipstore.meta.v1.HeartbeatResponse
-	(*ListNodesRequest)(nil),       // 43: clipstore.meta.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 44: clipstore.meta.v1.ListNodesResponse
-	(*ListNodeShardsRequest)(nil),  // 45: clipstore.meta.v1.ListNodeShardsRequest
-	(*NodeShard)(nil),              // 46: clipstore.meta.v1.NodeShard
-	(*ListNodeShardsResponse)(nil), // 47: clipstore.meta.v1.ListNodeShardsResponse
-	(*ShardRef)(nil),               // 48: clipstore.meta.v1.ShardRef
-	(*CheckShardsRequest)(nil),     // 49: clipstore.meta.v1.CheckShardsRequest
-	(*CheckShardsResponse)(nil),    // 50: clipstore.meta.v1.CheckShardsResponse
-	(*Member)(nil),                 // 51: clipstore.meta.v1.Member
-	(*JoinMemberRequest)(nil),      // 52: clipstore.meta.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),     // 53: clipstore.meta.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),    // 54: clipstore.meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 55: clipstore.meta.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),     // 56: clipstore.meta.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),    // 57: clipstore.meta.v1.ListMembersResponse
-	(*ClusterStatusRequest)(nil),   // 58: clipstore.meta.v1.ClusterStatusRequest
-	(*RepairLimits)(nil),           // 59: clipstore.meta.v1.RepairLimits
-	(*RepairLimitsRequest)(nil),    // 60: clipstore.meta.v1.RepairLimitsRequest
-	(*RepairLimitsResponse)(nil),   // 61: clipstore.meta.v1.RepairLimitsResponse
-	(*ClusterStatusResponse)(nil),  // 62: clipstore.meta.v1.ClusterStatusResponse
-	(*NodeScrubStatus)(nil),        // 63: clipstore.meta.v1.NodeScrubStatus
-	nil,                            // 64: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                            // 65: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	(*ShardLosses)(nil),            // 34: clipstore.meta.v1.ShardLosses
+	(*StorageNode)(nil),            // 35: clipstore.meta.v1.StorageNode
+	(*RegisterNodeRequest)(nil),    // 36: clipstore.meta.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),   // 37: clipstore.meta.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),       // 38: clipstore.meta.v1.HeartbeatRequest
+	(*ScrubStatus)(nil),            // 39: clipstore.meta.v1.ScrubStatus
+	(*DeleteShardWork)(nil),        // 40: clipstore.meta.v1.DeleteShardWork
+	(*ShardSource)(nil),            // 41: clipstore.meta.v1.ShardSource
+	(*RepairWork)(nil),             // 42: clipstore.meta.v1.RepairWork
+	(*HeartbeatResponse)(nil),      // 43: clipstore.meta.v1.HeartbeatResponse
+	(*ListNodesRequest)(nil),       // 44: clipstore.meta.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 45: clipstore.meta.v1.ListNodesResponse
+	(*ListNodeShardsRequest)(nil),  // 46: clipstore.meta.v1.ListNodeShardsRequest
+	(*NodeShard)(nil),              // 47: clipstore.meta.v1.NodeShard
+	(*ListNodeShardsResponse)(nil), // 48: clipstore.meta.v1.ListNodeShardsResponse
+	(*ShardRef)(nil),               // 49: clipstore.meta.v1.ShardRef
+	(*CheckShardsRequest)(nil),     // 50: clipstore.meta.v1.CheckShardsRequest
+	(*CheckShardsResponse)(nil),    // 51: clipstore.meta.v1.CheckShardsResponse
+	(*Member)(nil),                 // 52: clipstore.meta.v1.Member
+	(*JoinMemberRequest)(nil),      // 53: clipstore.meta.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),     // 54: clipstore.meta.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),    // 55: clipstore.meta.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 56: clipstore.meta.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),     // 57: clipstore.meta.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),    // 58: clipstore.meta.v1.ListMembersResponse
+	(*ClusterStatusRequest)(nil),   // 59: clipstore.meta.v1.ClusterStatusRequest
+	(*RepairLimits)(nil),           // 60: clipstore.meta.v1.RepairLimits
+	(*RepairLimitsRequest)(nil),    // 61: clipstore.meta.v1.RepairLimitsRequest
+	(*RepairLimitsResponse)(nil),   // 62: clipstore.meta.v1.RepairLimitsResponse
+	(*ClusterStatusResponse)(nil),  // 63: clipstore.meta.v1.ClusterStatusResponse
+	(*NodeScrubStatus)(nil),        // 64: clipstore.meta.v1.NodeScrubStatus
+	nil,                            // 65: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                            // 66: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	3,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -4875,7 +5007,7 @@ var file_meta_proto_depIdxs = []int32{
 	0,  // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	3,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	64, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	65, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
 	13, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	12, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
 	3,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
@@ -4884,7 +5016,7 @@ var file_meta_proto_depIdxs = []int32{
 	17, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
 	3,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	65, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	66, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 	13, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	14, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	2,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
@@ -4896,73 +5028,76 @@ var file_meta_proto_depIdxs = []int32{
 	11, // 26: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
 	1,  // 27: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
 	33, // 28: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	33, // 29: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	34, // 30: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	33, // 31: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	38, // 32: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	3,  // 33: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	40, // 34: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	39, // 35: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	41, // 36: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	2,  // 37: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	34, // 38: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	2,  // 39: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	46, // 40: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	48, // 41: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	51, // 42: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	51, // 43: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	51, // 44: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	2,  // 45: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	59, // 46: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	51, // 47: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	59, // 48: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	63, // 49: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	38, // 50: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	5,  // 51: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	7,  // 52: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	9,  // 53: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	18, // 54: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	20, // 55: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	22, // 56: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	24, // 57: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	27, // 58: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	29, // 59: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	31, // 60: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	35, // 61: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	37, // 62: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	43, // 63: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	45, // 64: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	49, // 65: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	52, // 66: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	54, // 67: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	56, // 68: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	58, // 69: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	60, // 70: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	6,  // 71: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	8,  // 72: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	10, // 73: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	19, // 74: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	21, // 75: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	23, // 76: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	26, // 77: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	28, // 78: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	30, // 79: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	32, // 80: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	36, // 81: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	42, // 82: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	44, // 83: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	47, // 84: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	50, // 85: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	53, // 86: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	55, // 87: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	57, // 88: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	62, // 89: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	61, // 90: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	71, // [71:91] is the sub-list for method output_type
-	51, // [51:71] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	34, // 29: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	33, // 30: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	35, // 31: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	33, // 32: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	39, // 33: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	34, // 34: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	3,  // 35: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	41, // 36: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	40, // 37: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	42, // 38: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	2,  // 39: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	35, // 40: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	2,  // 41: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	47, // 42: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	49, // 43: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	52, // 44: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	52, // 45: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	52, // 46: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	2,  // 47: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	60, // 48: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	52, // 49: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	60, // 50: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	64, // 51: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	34, // 52: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	39, // 53: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	5,  // 54: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	7,  // 55: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	9,  // 56: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	18, // 57: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	20, // 58: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	22, // 59: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	24, // 60: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	27, // 61: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	29, // 62: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	31, // 63: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	36, // 64: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	38, // 65: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	44, // 66: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	46, // 67: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	50, // 68: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	53, // 69: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	55, // 70: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	57, // 71: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	59, // 72: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	61, // 73: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	6,  // 74: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	8,  // 75: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	10, // 76: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	19, // 77: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	21, // 78: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	23, // 79: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	26, // 80: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	28, // 81: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	30, // 82: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	32, // 83: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	37, // 84: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	43, // 85: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	45, // 86: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	48, // 87: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	51, // 88: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	54, // 89: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	56, // 90: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	58, // 91: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	63, // 92: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	62, // 93: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	74, // [74:94] is the sub-list for method output_type
+	54, // [54:74] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -4972,16 +5107,16 @@ func file_meta_proto_init() {
 	}
 	file_meta_proto_msgTypes[18].OneofWrappers = []any{}
 	file_meta_proto_msgTypes[25].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[39].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[58].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[60].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[40].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[59].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[61].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   64,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -56,8 +56,8 @@ type StorageServiceClient interface {
 	// StatShard returns a shard's header, size and checksum without reading
 	// its pieces.
 	StatShard(ctx context.Context, in *StatShardRequest, opts ...grpc.CallOption) (*StatShardResponse, error)
-	// ListShards pages through every shard on the node in shard id order, for
-	// inventory checks against meta.
+	// ListShards pages through every shard on the node in the node's order
+	// (by fan-out directory, then shard id), for inventory checks and fsck.
 	ListShards(ctx context.Context, in *ListShardsRequest, opts ...grpc.CallOption) (*ListShardsResponse, error)
 	// NodeInfo reports the node's identity, capacity, use and disks.
 	NodeInfo(ctx context.Context, in *NodeInfoRequest, opts ...grpc.CallOption) (*NodeInfoResponse, error)
@@ -165,8 +165,8 @@ type StorageServiceServer interface {
 	// StatShard returns a shard's header, size and checksum without reading
 	// its pieces.
 	StatShard(context.Context, *StatShardRequest) (*StatShardResponse, error)
-	// ListShards pages through every shard on the node in shard id order, for
-	// inventory checks against meta.
+	// ListShards pages through every shard on the node in the node's order
+	// (by fan-out directory, then shard id), for inventory checks and fsck.
 	ListShards(context.Context, *ListShardsRequest) (*ListShardsResponse, error)
 	// NodeInfo reports the node's identity, capacity, use and disks.
 	NodeInfo(context.Context, *NodeInfoRequest) (*NodeInfoResponse, error)
