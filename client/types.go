@@ -193,9 +193,9 @@ type ClusterStatus struct {
 	UnrecoverableClips uint64
 	UnrecoverableKeys  []string
 	// Lost counts the shards the storage nodes found lost, summed.
-	Lost ShardLosses
-	NodesUp            uint64
-	PendingDeletes     uint64
+	Lost           ShardLosses
+	NodesUp        uint64
+	PendingDeletes uint64
 	// RepairsInFlight counts the lost shards the leader is having rebuilt.
 	RepairsInFlight uint64
 	// RepairLimits are the cluster-wide repair limits in force.
@@ -316,7 +316,7 @@ func scrubFromProto(s *metapb.ScrubStatus) *ScrubStatus {
 		BytesTotal: s.BytesTotal, ShardsDone: s.ShardsDone, ShardsTotal: s.ShardsTotal,
 		LastPassEnd: unixNano(s.LastPassEndUnixNano), LastPassCorrupt: s.LastPassCorrupt, LastPassLost: s.LastPassLost,
 		CorruptFound: s.CorruptFound,
-		Interval: time.Duration(s.IntervalMs) * time.Millisecond}
+		Interval:     time.Duration(s.IntervalMs) * time.Millisecond}
 }
 
 func repairFromProto(st *metapb.ClusterStatusResponse) RepairStatus {
