@@ -95,6 +95,10 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return &pb.RemoveMemberResponse{}, a.tx.Bucket(bktMembers).Delete([]byte(op.RemoveMember.Id))
 	case *pb.Command_SetRepairLimits:
 		return a.setRepairLimits(op.SetRepairLimits)
+	case *pb.Command_NodeReports:
+		return a.nodeReports(op.NodeReports)
+	case *pb.Command_SetRepairHold:
+		return a.setRepairHold(op.SetRepairHold)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}

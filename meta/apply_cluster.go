@@ -69,11 +69,82 @@ func (a *applier) setNodeState(c *pb.SetNodeStateCommand) (proto.Message, error)
 		return nil, fmt.Errorf("%w: storage node %q", ErrNotFound, c.NodeId)
 	}
 	node.State = c.State
-	node.DownSinceUnixNano = 0
+	node.DownSinceUnixNano, node.DownReason = 0, ""
 	if c.State == pb.NodeState_NODE_STATE_DOWN {
-		node.DownSinceUnixNano = c.SinceUnixNano
+		node.DownSinceUnixNano, node.DownReason = c.SinceUnixNano, c.Reason
 	}
 	return nil, putMsg(b, []byte(c.NodeId), node)
+}
+
+// nodeReports applies what storage nodes reported in heartbeats. A report
+// of an unknown node, or one applied already (its number is not above the
+// node's last), changes nothing; it is no rejection, so that one node's
+// stale report never fails the others of the entry.
+func (a *applier) nodeReports(c *pb.NodeReportsCommand) (proto.Message, error) {
+	for _, r := range c.Reports {
+		if err := a.nodeReport(r); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+func (a *applier) nodeReport(r *pb.NodeReport) error {
+	b := a.tx.Bucket(bktNodes)
+	node := &pb.StorageNode{}
+	found, err := getMsg(b, []byte(r.NodeId), node)
+	if err != nil || !found || (r.Seq != 0 && r.Seq <= node.ReportSeq) {
+		return err
+	}
+	if r.Up && node.State != pb.NodeState_NODE_STATE_UP {
+		node.State, node.DownSinceUnixNano, node.DownReason = pb.NodeState_NODE_STATE_UP, 0, ""
+	}
+	for _, ids := range []struct {
+		ids   [][]byte
+		state pb.ShardState
+	}{{r.CorruptShardIds, pb.ShardState_SHARD_STATE_CORRUPT}, {r.MissingShardIds, pb.ShardState_SHARD_STATE_MISSING}} {
+		for _, id := range ids.ids {
+			if err := a.markNodeShard(r.NodeId, id, ids.state); err != nil {
+				return err
+			}
+		}
+	}
+	del := a.tx.Bucket(bktDeletes)
+	for _, id := range r.DeletedShardIds {
+		if err := del.Delete(joinKey(r.NodeId, id)); err != nil {
+			return err
+		}
+	}
+	node.ReportSeq = max(node.ReportSeq, r.Seq)
+	return putMsg(b, []byte(r.NodeId), node)
+}
+
+// markNodeShard sets the state of the shard entry that places shard id on
+// node, if a record still does.
+func (a *applier) markNodeShard(node string, id []byte, state pb.ShardState) error {
+	ns := &pb.NodeShardRecord{}
+	found, err := getMsg(a.tx.Bucket(bktNodeShards), joinKey(node, id), ns)
+	if err != nil || !found {
+		return err
+	}
+	rec, err := a.clipByID(ns.ClipId)
+	if err != nil || rec == nil || int(ns.Part) >= len(rec.Parts) || int(ns.Index) >= len(rec.Parts[ns.Part].Shards) {
+		return err
+	}
+	s := rec.Parts[ns.Part].Shards[ns.Index]
+	if !bytes.Equal(s.ShardId, id) || s.NodeId != node || s.State == state {
+		return nil
+	}
+	s.State = state
+	return a.storeClip(rec)
+}
+
+// setRepairHold starts or ends the mass-down hold.
+func (a *applier) setRepairHold(c *pb.SetRepairHoldCommand) (proto.Message, error) {
+	if c.SinceUnixNano == 0 {
+		return nil, a.tx.Bucket(bktSettings).Delete(keyRepairHold)
+	}
+	return nil, putMsg(a.tx.Bucket(bktSettings), keyRepairHold, c)
 }
 
 func (a *applier) ackDeletes(c *pb.AckDeletesCommand) (proto.Message, error) {

@@ -62,6 +62,32 @@ func heartbeatAll(t testing.TB, c pb.MetaServiceClient, n int) {
 	}
 }
 
+// report sends a heartbeat carrying a report, as storage nodes do: numbered
+// one past the node's last applied report, re-sent until an answer
+// acknowledges it (meta applies reports asynchronously).
+func report(t testing.TB, c pb.MetaServiceClient, req *pb.HeartbeatRequest) {
+	t.Helper()
+	resp, err := c.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: req.NodeId, Free: req.Free})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ReportSeq = resp.ReportSeqApplied + 1
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.Heartbeat(ctxT(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ReportSeqApplied >= req.ReportSeq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("report %d of %s not acknowledged within 10s (last applied %d)", req.ReportSeq, req.NodeId, resp.ReportSeqApplied)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // put stores a clip record the way a client does: BeginPut, then a
 // CommitPut naming every target as written.
 func put(t testing.TB, c pb.MetaServiceClient, bucket, key string, size uint64, reqID []byte) *pb.CommitPutResponse {
@@ -132,9 +158,7 @@ func TestSingleMemberLifecycle(t *testing.T) {
 		for _, d := range hb.Deletes {
 			ids = append(ids, d.ShardId)
 		}
-		if _, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: fmt.Sprintf("s%d", i), Free: 50 << 30, DeletedShardIds: ids}); err != nil {
-			t.Fatal(err)
-		}
+		report(t, cl, &pb.HeartbeatRequest{NodeId: fmt.Sprintf("s%d", i), Free: 50 << 30, DeletedShardIds: ids})
 	}
 	if deletes != 6 {
 		t.Fatalf("%d deletes handed out after an overwrite, want 6", deletes)

@@ -49,6 +49,11 @@ type Config struct {
 	// RepairAfter is how long a node may stay down before its shards are
 	// rebuilt elsewhere (a node back before then is simply up again).
 	RepairAfter time.Duration
+	// MassDownHold is the longest the mass-down guard holds repair back
+	// when more storage nodes go silent at once than it allows
+	// (max(m+1, 30% of the active nodes)); 0 means RepairAfter. Every
+	// member must use the same value.
+	MassDownHold time.Duration
 	// RepairConcurrency bounds the repairs running cluster-wide (0 pauses
 	// repair: nothing is planned) and RepairPerNode those one node runs; RepairTaskTimeout is when an
 	// unfinished repair is planned again.
@@ -143,6 +148,8 @@ func (c *Config) Validate() error {
 	case c.RepairAfter < 0 || c.RepairConcurrency < 0 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
 		return fmt.Errorf("meta config: repair settings (after %v, concurrency %d, per node %d, timeout %v) out of range",
 			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
+	case c.MassDownHold < 0:
+		return errors.New("meta config: MassDownHold must not be negative")
 	case c.GCGrace < 0:
 		return errors.New("meta config: GCGrace must not be negative")
 	case c.StateBatchLimit < 1:
@@ -151,6 +158,22 @@ func (c *Config) Validate() error {
 		return errors.New("meta config: ApplyTimeout must be positive")
 	}
 	return nil
+}
+
+// massDownHold is MassDownHold, or RepairAfter when it is 0.
+func (c *Config) massDownHold() time.Duration {
+	if c.MassDownHold > 0 {
+		return c.MassDownHold
+	}
+	return c.RepairAfter
+}
+
+// metaTimeout is how long a storage node gives each attempt of a call to
+// meta before it tries another member: a quarter of NodeDownAfter (between
+// 250 ms and 10 s), so that a member that hangs costs a node's heartbeat a
+// fraction of the time after which the node would be marked down.
+func (c *Config) metaTimeout() time.Duration {
+	return min(max(c.NodeDownAfter/4, 250*time.Millisecond), 10*time.Second)
 }
 
 func (c *Config) now() time.Time {

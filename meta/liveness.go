@@ -116,6 +116,7 @@ func (n *Node) leaderLoop() {
 	tick := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	leading := false
+	last := time.Now()
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -130,8 +131,19 @@ func (n *Node) leaderLoop() {
 			n.live.reset(now)
 			n.repairs.reset()
 			n.progress.reset(now)
+			n.reports.reset()
 			n.onLeadership()
 		}
+		// A loop that did not run for a large part of NodeDownAfter means this
+		// member was paused (stopped, a stall, a frozen VM): it heard nothing
+		// meanwhile, through no fault of the nodes. Its timers start afresh,
+		// as a new leader's do. (The monotonic clock: a paused leader's own
+		// clock is not what Config.Now skews in tests.)
+		if gap := time.Since(last); leading && isLeader && gap > n.cfg.NodeDownAfter/2 {
+			n.log.Warn("this leader was paused; restarting the storage nodes' liveness timers", "paused", gap)
+			n.live.reset(now)
+		}
+		last = time.Now()
 		leading = isLeader
 		if leading {
 			n.markSilentNodesDown(now)
@@ -163,31 +175,3 @@ func (n *Node) onLeadership() {
 	}
 }
 
-// markSilentNodesDown proposes DOWN for every UP node silent for longer
-// than NodeDownAfter.
-func (n *Node) markSilentNodesDown(now time.Time) {
-	var down []string
-	n.fsm.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
-			node := &pb.StorageNode{}
-			if decodeMsg(k, v, node) != nil || node.State != pb.NodeState_NODE_STATE_UP {
-				return nil
-			}
-			if n.live.silent(node.NodeId, now, n.cfg.NodeDownAfter) {
-				down = append(down, node.NodeId)
-			}
-			return nil
-		})
-	})
-	for _, id := range down {
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
-		_, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetNodeState{SetNodeState: &pb.SetNodeStateCommand{
-			NodeId: id, State: pb.NodeState_NODE_STATE_DOWN, SinceUnixNano: now.UnixNano()}}})
-		cancel()
-		if err != nil {
-			n.log.Warn("mark storage node down", "node", id, "err", err)
-			continue
-		}
-		n.log.Warn("storage node marked down: no heartbeat", "node", id, "after", n.cfg.NodeDownAfter)
-	}
-}

@@ -3,6 +3,7 @@ package meta
 import (
 	"time"
 
+	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,6 +17,10 @@ type metrics struct {
 	batchSize   prometheus.Histogram
 	// Repairs whose update committed while this member led.
 	repairedShards, repairedBytes prometheus.Counter
+	// Storage nodes this member marked down as leader.
+	markedDown prometheus.Counter
+	// The mass-down guard as this member saw it last as leader.
+	holdActive, holdRemaining, holdNodes prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -44,6 +49,22 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Namespace: "clipstore", Subsystem: "meta", Name: "repaired_bytes_total",
 			Help: "Piece bytes of the shards counted by clipstore_meta_repaired_shards_total.",
 		}),
+		markedDown: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "nodes_marked_down_total",
+			Help: "Storage nodes this member marked down as leader (no heartbeat for --node-down-after).",
+		}),
+		holdActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "repair_hold",
+			Help: "1 while the mass-down guard holds back the repair of down nodes (too many went silent at once). Leader only.",
+		}),
+		holdRemaining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "repair_hold_remaining_seconds",
+			Help: "Time until the mass-down hold expires; 0 without one. Leader only.",
+		}),
+		holdNodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "repair_hold_nodes",
+			Help: "Storage nodes whose silence started the mass-down hold; 0 without one. Leader only.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -60,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		Namespace: "clipstore", Subsystem: "meta", Name: "applied_index", Help: "Raft index of the last entry applied to the FSM.",
 	}, func() float64 { return float64(n.fsm.appliedIndex()) })
 	reg.MustRegister(m.proposals, m.proposalSec, m.readSec, m.batchSize, leader, applied,
-		m.repairedShards, m.repairedBytes, newRepairCollector(n))
+		m.repairedShards, m.repairedBytes, newRepairCollector(n), m.markedDown, m.holdActive, m.holdRemaining, m.holdNodes)
 	return m
 }
 
@@ -117,4 +138,17 @@ func (m *metrics) proposed(start time.Time, result string) {
 	if result == "ok" || result == "rejected" {
 		m.proposalSec.Observe(time.Since(start).Seconds())
 	}
+}
+
+// repairHold publishes the mass-down hold in force (nil: none).
+func (m *metrics) repairHold(h *pb.SetRepairHoldCommand, hold time.Duration) {
+	if h == nil {
+		m.holdActive.Set(0)
+		m.holdRemaining.Set(0)
+		m.holdNodes.Set(0)
+		return
+	}
+	m.holdActive.Set(1)
+	m.holdRemaining.Set(max(0, time.Until(time.Unix(0, h.SinceUnixNano).Add(hold)).Seconds()))
+	m.holdNodes.Set(float64(h.Nodes))
 }

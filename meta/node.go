@@ -31,6 +31,7 @@ type Node struct {
 	reads    *readBatcher
 	live     *liveness
 	repairs  *repairs
+	reports  *reportQueue
 	progress *repairProgress
 	peers    *conns.Cache // to other members, for forwarding
 	metrics  *metrics
@@ -81,8 +82,10 @@ func New(cfg Config) (*Node, error) {
 	n.live = newLiveness()
 	n.repairs = newRepairs()
 	n.peers = conns.New(dialOptions(cfg.DialOptions)...)
-	n.wg.Add(1)
+	n.reports = newReportQueue()
+	n.wg.Add(2)
 	go n.leaderLoop()
+	go n.proposeReports()
 	return n, nil
 }
 

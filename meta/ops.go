@@ -3,7 +3,6 @@ package meta
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -103,8 +102,12 @@ func (n *Node) candidates(tx *bolt.Tx, addrs map[string]string) []Candidate {
 	return out
 }
 
-// heartbeat records a storage node's health and answers with its work.
-func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+// heartbeat records a storage node's health and answers with its work at
+// once, without waiting on Raft: what the node reports (deleted, corrupt
+// and missing shards; that it is back up) goes to the report queue, which
+// the leader proposes in the background, and a later answer acknowledges
+// it (report_seq_applied).
+func (n *Node) heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
 	node := &pb.StorageNode{}
 	var found bool
 	err := n.fsm.viewApplied(func(tx *bolt.Tx) (err error) {
@@ -119,18 +122,11 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 	}
 	n.live.record(req.NodeId, &heartbeat{at: n.cfg.now(), capacity: req.Capacity, free: req.Free, shards: req.ShardCount,
 		scrub: req.Scrub, losses: req.Losses, disks: req.Disks})
-	if node.State != pb.NodeState_NODE_STATE_UP {
-		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetNodeState{SetNodeState: &pb.SetNodeStateCommand{
-			NodeId: req.NodeId, State: pb.NodeState_NODE_STATE_UP}}}); err != nil {
-			return nil, err
-		}
-		n.log.Info("storage node is back up", "node", req.NodeId)
-	}
-	if err := n.reportShards(ctx, req.NodeId, req.CorruptShardIds, pb.ShardState_SHARD_STATE_CORRUPT); err != nil {
-		return nil, err
-	}
-	if err := n.reportShards(ctx, req.NodeId, req.MissingShardIds, pb.ShardState_SHARD_STATE_MISSING); err != nil {
-		return nil, err
+	r := &pb.NodeReport{NodeId: req.NodeId, Seq: req.ReportSeq, Up: node.State != pb.NodeState_NODE_STATE_UP,
+		CorruptShardIds: req.CorruptShardIds, MissingShardIds: req.MissingShardIds, DeletedShardIds: req.DeletedShardIds}
+	items := len(r.CorruptShardIds) + len(r.MissingShardIds) + len(r.DeletedShardIds)
+	if r.Up || (items > 0 && (r.Seq == 0 || r.Seq > node.ReportSeq)) {
+		n.reports.add(r)
 	}
 	if n.repairs.fail(req.FailedRepairTasks) > 0 {
 		select { // replan them now
@@ -138,14 +134,9 @@ func (n *Node) heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 		default:
 		}
 	}
-	if len(req.DeletedShardIds) > 0 {
-		if _, err := n.propose(ctx, &pb.Command{Op: &pb.Command_AckDeletes{AckDeletes: &pb.AckDeletesCommand{
-			NodeId: req.NodeId, ShardIds: req.DeletedShardIds}}}); err != nil {
-			return nil, err
-		}
-	}
 	resp := &pb.HeartbeatResponse{IntervalMs: uint32(n.cfg.HeartbeatInterval / time.Millisecond),
-		Repairs: n.repairs.work(req.NodeId)}
+		Repairs: n.repairs.work(req.NodeId), ReportSeqApplied: node.ReportSeq,
+		MetaTimeoutMs: uint32(n.cfg.metaTimeout() / time.Millisecond)}
 	err = n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		prefix := joinKey(req.NodeId, nil)
 		c := tx.Bucket(bktDeletes).Cursor()
@@ -357,40 +348,6 @@ func (n *Node) checkShards(_ context.Context, req *pb.CheckShardsRequest) (*pb.C
 	return resp, err
 }
 
-// reportShards marks the shards a node found corrupt, or does not have, so
-// that they are repaired. Shards no record names on the node are ignored.
-func (n *Node) reportShards(ctx context.Context, node string, ids [][]byte, state pb.ShardState) error {
-	for _, id := range ids {
-		var cmd *pb.Command
-		err := n.fsm.view(func(tx *bolt.Tx) error {
-			ns := &pb.NodeShardRecord{}
-			found, err := getMsg(tx.Bucket(bktNodeShards), joinKey(node, id), ns)
-			if err != nil || !found {
-				return err
-			}
-			rec, err := (&applier{tx: tx}).clipByID(ns.ClipId)
-			if err != nil || rec == nil {
-				return err
-			}
-			cmd = &pb.Command{Op: &pb.Command_ReportShard{ReportShard: &pb.ReportShardRequest{ClipId: ns.ClipId,
-				Generation: rec.Generation, Part: ns.Part, Index: ns.Index, ShardId: id,
-				State: state, Reporter: node, Detail: "found by the storage node"}}}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if cmd == nil {
-			continue
-		}
-		if _, err := n.propose(ctx, cmd); err != nil {
-			return err
-		}
-		n.log.Warn("storage node reports a shard", "node", node, "shard", hex.EncodeToString(id), "state", state)
-	}
-	return nil
-}
-
 func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
 	members, err := n.members()
 	if err != nil {
@@ -402,6 +359,7 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		RepairsInFlight: uint64(n.repairs.count())}
 	err = n.fsm.view(func(tx *bolt.Tx) error {
 		resp.RepairLimits = n.repairLimits(tx)
+		resp.RepairHold = n.holdStatus(tx, now)
 		if err := n.lostShards(tx, now, resp); err != nil {
 			return err
 		}
@@ -506,7 +464,7 @@ func (n *Node) lostShards(tx *bolt.Tx, now time.Time, resp *pb.ClusterStatusResp
 		return err
 	}
 	down := func(node *pb.StorageNode) bool { return node.State == pb.NodeState_NODE_STATE_DOWN }
-	queued := lostOn(nodes, n.goneAt(now)) // gone implies down: every queued shard is lost
+	queued := lostOn(nodes, n.goneAt(tx, now)) // gone implies down: every queued shard is lost
 	return eachAtRiskClip(tx, nodes, down, func(rec *pb.ClipRecord, lost func(*pb.Shard) bool) error {
 		count, unrecoverable := 0, false
 		for _, part := range rec.Parts {

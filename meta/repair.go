@@ -209,7 +209,7 @@ func (n *Node) updateLanded(req *pb.UpdateShardRequest) {
 // findNeeds lists the shard entries to rebuild: not OK, or on a node down
 // for longer than RepairAfter.
 func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time, concurrency int) ([]repairNeed, error) {
-	gone := n.goneAt(now)
+	gone := n.goneAt(tx, now)
 	var needs []repairNeed
 	// Each pass collects needs from a bounded number of clips, so that a
 	// down node with millions of shards costs the leader little per tick;
@@ -244,8 +244,12 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 }
 
 // goneAt returns whether a node has been down for RepairAfter at now: its
-// shards are then rebuilt elsewhere.
-func (n *Node) goneAt(now time.Time) func(*pb.StorageNode) bool {
+// shards are then rebuilt elsewhere; while the mass-down guard holds repair
+// back, no node is gone.
+func (n *Node) goneAt(tx *bolt.Tx, now time.Time) func(*pb.StorageNode) bool {
+	if n.repairHeld(tx, now) {
+		return func(*pb.StorageNode) bool { return false }
+	}
 	return func(node *pb.StorageNode) bool {
 		return node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter
 	}

@@ -70,6 +70,12 @@ func (h *heartbeater) kill(node string) {
 	h.mu.Unlock()
 }
 
+func (h *heartbeater) revive(node string) {
+	h.mu.Lock()
+	h.alive[node] = true
+	h.mu.Unlock()
+}
+
 // repairWork returns every node's current repair work.
 func (h *heartbeater) repairWork() map[string][]*pb.RepairWork {
 	h.mu.Lock()
@@ -196,10 +202,8 @@ func TestCorruptReportsAndShardChecks(t *testing.T) {
 	registerNodes(t, cl, 7)
 	commit := put(t, cl, "bk1", "clip", 100_000, nil)
 	bad := commit.Clip.Parts[0].Shards[1]
-	if _, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: bad.NodeId, Free: 50 << 30,
-		CorruptShardIds: [][]byte{bad.ShardId, bytes.Repeat([]byte{9}, 16)}}); err != nil {
-		t.Fatal(err)
-	}
+	report(t, cl, &pb.HeartbeatRequest{NodeId: bad.NodeId, Free: 50 << 30,
+		CorruptShardIds: [][]byte{bad.ShardId, bytes.Repeat([]byte{9}, 16)}})
 	got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
 	if err != nil {
 		t.Fatal(err)

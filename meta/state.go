@@ -25,12 +25,13 @@ var (
 	bktRequests   = []byte("requests")    // request id -> RequestRecord
 	bktReqExpiry  = []byte("req_expiry")  // be64 expiry, request id -> (empty)
 	bktMeta       = []byte("meta")        // keyApplied -> be64 Raft index
-	bktSettings   = []byte("settings")    // keyRepairLimits -> RepairLimits
+	bktSettings   = []byte("settings")    // keyRepairLimits -> RepairLimits, keyRepairHold -> SetRepairHoldCommand
 
 	allBuckets = [][]byte{bktBuckets, bktKeys, bktClips, bktNodeShards, bktDegraded, bktDeletes,
 		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings}
 
 	keyRepairLimits = []byte("repair_limits")
+	keyRepairHold   = []byte("repair_hold")
 
 	keyApplied = []byte("applied_index")
 )

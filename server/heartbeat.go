@@ -15,23 +15,56 @@ import (
 // use, per-disk incarnations, scrub progress and the shards found corrupt
 // go up; the node's work (shards to delete and repairs) comes down in the
 // responses. Meta never dials a storage node.
+//
+// What the node reports (shards it deleted for meta, shards found corrupt
+// or missing) goes up in numbered reports: one at a time, re-sent in every
+// heartbeat until an answer says meta applied it (report_seq_applied), so
+// meta answers a heartbeat without waiting on Raft and a report lost with
+// a leader is sent again. Failed repair tasks go up once, in the next
+// heartbeat that gets an answer.
 type heartbeater struct {
 	n *Node
 
 	mu      sync.Mutex
-	deleted [][]byte // shards deleted since the last acknowledged heartbeat
-	corrupt [][]byte // shards found corrupt, not yet sent in a successful heartbeat
-	missing [][]byte // shards meta places here that this node lacks, not yet sent
+	deleted [][]byte // shards deleted for meta, not yet in a report
+	corrupt [][]byte // shards found corrupt, not yet in a report
+	missing [][]byte // shards meta places here that this node lacks, not yet in a report
 	failed  [][]byte // repair task ids given up on, not yet sent
-	pending map[ShardID]bool
+	queued  map[reportKey]bool
+	report  *nodeReport // sent, not yet applied; nil: none
+	applied uint64      // meta's last applied report of this node
+	known   bool        // applied was learned from meta: reports may be numbered
 
 	// soon asks for the next heartbeat now rather than after the interval
 	// (a repair finished: meta may have more work for this node).
 	soon chan struct{}
 }
 
+// reportKey names a shard in the node's reports, by what is said of it.
+type reportKey struct {
+	id   ShardID
+	kind byte // 'd'eleted, 'c'orrupt, 'm'issing
+}
+
+// nodeReport is a numbered report, as HeartbeatRequest carries it.
+type nodeReport struct {
+	seq                       uint64
+	deleted, corrupt, missing [][]byte
+}
+
+// Bounds of one report (meta proposes one Raft entry for many).
+const (
+	maxCorruptPerReport = 256
+	maxMissingPerReport = 256
+	maxDeletedPerReport = 1000
+)
+
+// ackPoll is how soon the next heartbeat goes out while a report waits for
+// its acknowledgement: meta applies it within milliseconds.
+const ackPoll = 100 * time.Millisecond
+
 func newHeartbeater(n *Node) *heartbeater {
-	return &heartbeater{n: n, soon: make(chan struct{}, 1), pending: make(map[ShardID]bool)}
+	return &heartbeater{n: n, soon: make(chan struct{}, 1), queued: make(map[reportKey]bool)}
 }
 
 // run registers, then heartbeats every interval until ctx ends.
@@ -41,12 +74,16 @@ func (h *heartbeater) run(ctx context.Context) {
 		sleep(ctx, interval)
 	}
 	for ctx.Err() == nil {
-		if next, err := h.beat(ctx); err != nil {
+		wait := interval
+		if every, next, err := h.beat(ctx); err != nil {
 			h.n.log.Warn("heartbeat to meta failed", "err", err)
-		} else if next > 0 {
-			interval = next
+		} else {
+			if every > 0 {
+				interval = every
+			}
+			wait = min(next, interval)
 		}
-		t := time.NewTimer(interval)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 		case <-t.C:
@@ -56,17 +93,14 @@ func (h *heartbeater) run(ctx context.Context) {
 	}
 }
 
-// maxCorruptPerBeat bounds the corrupt shards one heartbeat reports (meta
-// proposes one Raft entry for each); the rest follow in the next ones.
-const maxCorruptPerBeat = 256
-
-// reportCorrupt queues shards found corrupt for the next heartbeats, each
-// once until a heartbeat carrying it succeeds, and hurries the next one.
-func (h *heartbeater) reportCorrupt(ids []ShardID) { h.report(&h.corrupt, ids) }
+// reportCorrupt queues shards found corrupt for the next reports, each
+// once until meta applies a report carrying it, and hurries the next
+// heartbeat.
+func (h *heartbeater) reportCorrupt(ids []ShardID) { h.queue(&h.corrupt, 'c', ids) }
 
 // reportMissing does the same for shards meta places here that the node
 // does not have.
-func (h *heartbeater) reportMissing(ids []ShardID) { h.report(&h.missing, ids) }
+func (h *heartbeater) reportMissing(ids []ShardID) { h.queue(&h.missing, 'm', ids) }
 
 // reportFailedRepair tells meta, in the next heartbeat, that this node gave
 // up on a repair task, so that meta plans it again at once.
@@ -77,19 +111,76 @@ func (h *heartbeater) reportFailedRepair(taskID []byte) {
 	h.hurry()
 }
 
-func (h *heartbeater) report(queue *[][]byte, ids []ShardID) {
+func (h *heartbeater) queue(queue *[][]byte, kind byte, ids []ShardID) {
 	if len(ids) == 0 {
 		return
 	}
 	h.mu.Lock()
 	for _, id := range ids {
-		if !h.pending[id] {
-			h.pending[id] = true
+		if k := (reportKey{id, kind}); !h.queued[k] {
+			h.queued[k] = true
 			*queue = append(*queue, bytes.Clone(id[:]))
 		}
 	}
 	h.mu.Unlock()
 	h.hurry()
+}
+
+// nextReport returns the report to send: the one awaiting its
+// acknowledgement, or a new one taken from the queues, or nil. A new one
+// is numbered past meta's last applied report of this node, so none is
+// made before the node has heard that number (a restarted node starts
+// numbering from 0, and a report numbered too low would be taken for one
+// applied already).
+func (h *heartbeater) nextReport() *nodeReport {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.report == nil && h.known && len(h.deleted)+len(h.corrupt)+len(h.missing) > 0 {
+		r := &nodeReport{seq: h.applied + 1}
+		r.deleted, h.deleted = cut(h.deleted, maxDeletedPerReport)
+		r.corrupt, h.corrupt = cut(h.corrupt, maxCorruptPerReport)
+		r.missing, h.missing = cut(h.missing, maxMissingPerReport)
+		h.report = r
+	}
+	return h.report
+}
+
+// cut splits q after at most n ids.
+func cut(q [][]byte, n int) (head, rest [][]byte) {
+	n = min(n, len(q))
+	return q[:n:n], q[n:]
+}
+
+// acknowledged records meta's last applied report, and retires the report
+// sent if that covers it. It returns how soon to beat again: at once when
+// more is queued, soon while the report awaits its acknowledgement, else
+// after interval.
+func (h *heartbeater) acknowledged(applied uint64, interval time.Duration) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.applied, h.known = max(h.applied, applied), true
+	r := h.report
+	switch {
+	case r == nil && len(h.deleted)+len(h.corrupt)+len(h.missing) > 0:
+		return 0 // queued before the node knew how to number it
+	case r == nil:
+		return interval
+	case h.applied < r.seq:
+		return min(interval, ackPoll)
+	}
+	for _, q := range []struct {
+		ids  [][]byte
+		kind byte
+	}{{r.deleted, 'd'}, {r.corrupt, 'c'}, {r.missing, 'm'}} {
+		for _, id := range q.ids {
+			delete(h.queued, reportKey{ShardID(id), q.kind})
+		}
+	}
+	h.report = nil
+	if len(h.deleted)+len(h.corrupt)+len(h.missing) > 0 {
+		return 0
+	}
+	return interval
 }
 
 // hurry makes the next heartbeat go out now.
@@ -128,9 +219,13 @@ func (h *heartbeater) register(ctx context.Context) bool {
 	disks, _, _, _, err := h.disks()
 	if err == nil {
 		req := &pb.RegisterNodeRequest{NodeId: h.n.cfg.NodeID, Address: h.n.cfg.Advertise, Zone: h.n.cfg.Zone, Disks: disks}
-		_, err = metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.RegisterNodeResponse, error) {
+		var resp *pb.RegisterNodeResponse
+		resp, err = metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.RegisterNodeResponse, error) {
 			return mc.RegisterNode(ctx, req)
 		})
+		if err == nil {
+			h.acknowledged(resp.GetNode().GetReportSeq(), 0) // number reports on from meta's last
+		}
 	}
 	if err != nil {
 		h.n.log.Info("register with meta failed; retrying", "err", err)
@@ -141,53 +236,45 @@ func (h *heartbeater) register(ctx context.Context) bool {
 }
 
 // beat sends one heartbeat, carries out the deletes it brings back and
-// hands its repairs to the repair workers.
-func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
+// hands its repairs to the repair workers. It returns the interval meta
+// asks for, and how soon to beat again (sooner while a report awaits its
+// acknowledgement or more is queued).
+func (h *heartbeater) beat(ctx context.Context) (every, next time.Duration, err error) {
 	disks, capacity, free, shards, err := h.disks()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	rep := h.nextReport()
 	h.mu.Lock()
-	acks := h.deleted
-	corrupt := h.corrupt[:min(len(h.corrupt), maxCorruptPerBeat)]
-	missing := h.missing[:min(len(h.missing), maxCorruptPerBeat)]
-	failed := h.failed[:min(len(h.failed), maxCorruptPerBeat)]
+	failed := h.failed[:min(len(h.failed), maxCorruptPerReport)]
 	h.mu.Unlock()
 	req := &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
-		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks,
-		CorruptShardIds: corrupt, MissingShardIds: missing, FailedRepairTasks: failed,
+		Free: free, ShardCount: shards, Disks: disks, FailedRepairTasks: failed,
 		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval), Losses: lossesProto(h.n.LossCounts())}
+	if rep != nil {
+		req.ReportSeq, req.DeletedShardIds, req.CorruptShardIds, req.MissingShardIds = rep.seq, rep.deleted, rep.corrupt, rep.missing
+	}
 	resp, err := metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.HeartbeatResponse, error) {
 		return mc.Heartbeat(ctx, req)
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	if resp.MetaTimeoutMs > 0 {
+		h.n.meta.SetAttemptTimeout(time.Duration(resp.MetaTimeoutMs) * time.Millisecond)
 	}
 	h.mu.Lock()
-	h.deleted = h.deleted[len(acks):]
-	// Only reportCorrupt appends and only this goroutine removes, so the
-	// ids sent are still the first len(corrupt).
-	for _, q := range [][][]byte{corrupt, missing} {
-		for _, id := range q {
-			delete(h.pending, ShardID(id))
-		}
-	}
-	h.corrupt = h.corrupt[len(corrupt):]
-	h.missing = h.missing[len(missing):]
-	h.failed = h.failed[len(failed):]
-	more := len(h.corrupt) > 0 || len(h.missing) > 0
+	h.failed = h.failed[len(failed):] // only this goroutine removes, so they are still the first
 	h.mu.Unlock()
-	if more {
-		h.hurry()
-	}
+	every = time.Duration(resp.IntervalMs) * time.Millisecond
+	next = h.acknowledged(resp.ReportSeqApplied, every)
 	var ids []ShardID
-	var wireIDs [][]byte
 	for _, d := range resp.Deletes {
 		if id, err := ParseShardID(d.ShardId); err == nil {
 			ids = append(ids, id)
-			wireIDs = append(wireIDs, d.ShardId)
 		}
 	}
+	var done []ShardID
 	for i, r := range h.n.store.DeleteMany(ids) {
 		if r.Err != nil {
 			if !errors.Is(r.Err, ErrClosed) {
@@ -195,12 +282,11 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 			}
 			continue
 		}
-		h.mu.Lock()
-		h.deleted = append(h.deleted, wireIDs[i])
-		h.mu.Unlock()
+		done = append(done, ids[i])
 	}
+	h.queue(&h.deleted, 'd', done)
 	h.n.rep.submit(resp.Repairs)
-	return time.Duration(resp.IntervalMs) * time.Millisecond, nil
+	return every, next, nil
 }
 
 // scrubProto is the heartbeat's form of the scrub status.

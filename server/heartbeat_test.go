@@ -56,21 +56,42 @@ func TestCorruptReadIsReported(t *testing.T) {
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0
 	})
 	s := commitOneShardClip(t, meta, n, cfg.NodeID, 43)
-	path := shardPath(n.dirs[0], s.id())
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw[128+100] ^= 1
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()})
+	flipFileByte(t, shardPath(n.dirs[0], s.id()), 128+100)
+	_, _, err := readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()})
 	wantCode(t, err, codes.DataLoss)
 	waitFor(t, 10*time.Second, "meta to mark the shard corrupt", func() bool {
 		got, err := meta.GetClip(ctx, &metapb.GetClipRequest{Bucket: "bkt", Key: "k"})
 		return err == nil && got.Clip.Parts[0].Shards[0].State == metapb.ShardState_SHARD_STATE_CORRUPT
 	})
+
+	// A restarted node numbers its reports on from meta's last, from its
+	// very first heartbeat: the shard it finds missing at start (its file
+	// was removed while it was down) is reported and applied, not taken
+	// for a report applied already.
+	s2 := commitOneShardClipAs(t, meta, n, cfg.NodeID, 44, "k2")
+	n.stop()
+	if err := os.Remove(shardPath(n.dirs[0], s2.id())); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Advertise = ""
+	n = startNodeAdvertised(t, cfg)
+	waitFor(t, 10*time.Second, "meta to mark the restarted node's lost shard missing", func() bool {
+		got, err := meta.GetClip(ctx, &metapb.GetClipRequest{Bucket: "bkt", Key: "k2"})
+		return err == nil && got.Clip.Parts[0].Shards[0].State == metapb.ShardState_SHARD_STATE_MISSING
+	})
+}
+
+// flipFileByte flips a bit of the byte at off of a file.
+func flipFileByte(t *testing.T, path string, off int) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[off] ^= 1
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // commitOneShardClip stores a 1+0 clip of 10,000 bytes whose one shard is
@@ -78,12 +99,19 @@ func TestCorruptReadIsReported(t *testing.T) {
 // returns the shard.
 func commitOneShardClip(t *testing.T, meta metapb.MetaServiceClient, n *testNode, nodeID string, seed uint64) *testShard {
 	t.Helper()
+	return commitOneShardClipAs(t, meta, n, nodeID, seed, "k")
+}
+
+// commitOneShardClipAs is commitOneShardClip under another key.
+func commitOneShardClipAs(t *testing.T, meta metapb.MetaServiceClient, n *testNode, nodeID string, seed uint64, key string) *testShard {
+	t.Helper()
 	ctx := ctxT(t)
 	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
-	if _, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile}); err != nil {
+	_, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile})
+	if err != nil && statusCode(err) != codes.AlreadyExists {
 		t.Fatal(err)
 	}
-	begin, err := meta.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "bkt", Key: "k"})
+	begin, err := meta.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "bkt", Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +122,7 @@ func commitOneShardClip(t *testing.T, meta metapb.MetaServiceClient, n *testNode
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = meta.CommitPut(ctx, &metapb.CommitPutRequest{Bucket: "bkt", Key: "k", UploadId: begin.UploadId, ClipId: begin.ClipId,
+	_, err = meta.CommitPut(ctx, &metapb.CommitPutRequest{Bucket: "bkt", Key: key, UploadId: begin.UploadId, ClipId: begin.ClipId,
 		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: 10000, Profile: profile,
 		Shards: []*metapb.Shard{{Index: 0, NodeId: nodeID, ShardId: s.id(), Length: w.Length, Checksum: w.Checksum,
 			State: metapb.ShardState_SHARD_STATE_OK}}})

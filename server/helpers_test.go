@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ type testNode struct {
 	client pb.StorageServiceClient
 	addr   string
 	dirs   []string
+	stop   func() // shuts the node down before the test ends
 }
 
 func testConfig(t testing.TB, disks int) server.Config {
@@ -77,22 +79,22 @@ func serveNode(t testing.TB, cfg server.Config, lis net.Listener) *testNode {
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	stopped := false
-	t.Cleanup(func() {
-		conn.Close()
-		if stopped {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := node.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &testNode{node: node, client: pb.NewStorageServiceClient(conn), addr: lis.Addr().String(), dirs: cfg.DataDirs}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := node.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			if err := <-served; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &testNode{node: node, client: pb.NewStorageServiceClient(conn), addr: lis.Addr().String(), dirs: cfg.DataDirs, stop: stop}
 }
 
 // testShard is a shard as a writer would send it: real piece CRCs and

@@ -2367,8 +2367,12 @@ type StorageNode struct {
 	ShardCount            uint64       `protobuf:"varint,9,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
 	LastHeartbeatUnixNano int64        `protobuf:"varint,10,opt,name=last_heartbeat_unix_nano,json=lastHeartbeatUnixNano,proto3" json:"last_heartbeat_unix_nano,omitempty"`
 	Losses                *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The last heartbeat report (NodeReport) applied: heartbeat answers
+	// acknowledge it, and a restarted node numbers its reports on from it.
+	ReportSeq     uint64 `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	DownReason    string `protobuf:"bytes,13,opt,name=down_reason,json=downReason,proto3" json:"down_reason,omitempty"` // why it was marked down (while down)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StorageNode) Reset() {
@@ -2476,6 +2480,20 @@ func (x *StorageNode) GetLosses() *ShardLosses {
 		return x.Losses
 	}
 	return nil
+}
+
+func (x *StorageNode) GetReportSeq() uint64 {
+	if x != nil {
+		return x.ReportSeq
+	}
+	return 0
+}
+
+func (x *StorageNode) GetDownReason() string {
+	if x != nil {
+		return x.DownReason
+	}
+	return ""
 }
 
 type RegisterNodeRequest struct {
@@ -2619,7 +2637,12 @@ type HeartbeatRequest struct {
 	// The node's scrubbing; unset from nodes that predate it.
 	Scrub *ScrubStatus `protobuf:"bytes,10,opt,name=scrub,proto3" json:"scrub,omitempty"`
 	// The shards the node found lost since it started.
-	Losses        *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
+	Losses *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
+	// The number of the report this heartbeat carries (deleted, corrupt and
+	// missing shards; a down node's being back), re-sent with the same number
+	// until an answer acknowledges it; 0: none. Meta applies it
+	// asynchronously: the answer does not wait for Raft.
+	ReportSeq     uint64 `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2729,6 +2752,13 @@ func (x *HeartbeatRequest) GetLosses() *ShardLosses {
 		return x.Losses
 	}
 	return nil
+}
+
+func (x *HeartbeatRequest) GetReportSeq() uint64 {
+	if x != nil {
+		return x.ReportSeq
+	}
+	return 0
 }
 
 // ScrubStatus is a storage node's scrubbing since it started, as its
@@ -3116,10 +3146,16 @@ func (x *RepairWork) GetExpectedChecksum() uint32 {
 }
 
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deletes       []*DeleteShardWork     `protobuf:"bytes,1,rep,name=deletes,proto3" json:"deletes,omitempty"`
-	IntervalMs    uint32                 `protobuf:"varint,2,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"` // when to heartbeat next
-	Repairs       []*RepairWork          `protobuf:"bytes,3,rep,name=repairs,proto3" json:"repairs,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deletes    []*DeleteShardWork     `protobuf:"bytes,1,rep,name=deletes,proto3" json:"deletes,omitempty"`
+	IntervalMs uint32                 `protobuf:"varint,2,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"` // when to heartbeat next
+	Repairs    []*RepairWork          `protobuf:"bytes,3,rep,name=repairs,proto3" json:"repairs,omitempty"`
+	// The node's last report applied (see HeartbeatRequest.report_seq).
+	ReportSeqApplied uint64 `protobuf:"varint,4,opt,name=report_seq_applied,json=reportSeqApplied,proto3" json:"report_seq_applied,omitempty"`
+	// How long the node should give each attempt of a call to meta before
+	// it tries the next member: well under the time after which meta marks a
+	// silent node down.
+	MetaTimeoutMs uint32 `protobuf:"varint,5,opt,name=meta_timeout_ms,json=metaTimeoutMs,proto3" json:"meta_timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3173,6 +3209,20 @@ func (x *HeartbeatResponse) GetRepairs() []*RepairWork {
 		return x.Repairs
 	}
 	return nil
+}
+
+func (x *HeartbeatResponse) GetReportSeqApplied() uint64 {
+	if x != nil {
+		return x.ReportSeqApplied
+	}
+	return 0
+}
+
+func (x *HeartbeatResponse) GetMetaTimeoutMs() uint32 {
+	if x != nil {
+		return x.MetaTimeoutMs
+	}
+	return 0
 }
 
 type ListNodesRequest struct {
@@ -4217,7 +4267,9 @@ type ClusterStatusResponse struct {
 	UnrecoverableClipKeys []string `protobuf:"bytes,27,rep,name=unrecoverable_clip_keys,json=unrecoverableClipKeys,proto3" json:"unrecoverable_clip_keys,omitempty"`
 	// The shards the storage nodes found lost (files gone behind their back),
 	// summed over the nodes' last heartbeats to this leader.
-	ShardLosses   *ShardLosses `protobuf:"bytes,28,opt,name=shard_losses,json=shardLosses,proto3" json:"shard_losses,omitempty"`
+	ShardLosses *ShardLosses `protobuf:"bytes,28,opt,name=shard_losses,json=shardLosses,proto3" json:"shard_losses,omitempty"`
+	// Set while the mass-down guard holds repair back.
+	RepairHold    *RepairHold `protobuf:"bytes,29,opt,name=repair_hold,json=repairHold,proto3" json:"repair_hold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4448,6 +4500,85 @@ func (x *ClusterStatusResponse) GetShardLosses() *ShardLosses {
 	return nil
 }
 
+func (x *ClusterStatusResponse) GetRepairHold() *RepairHold {
+	if x != nil {
+		return x.RepairHold
+	}
+	return nil
+}
+
+// RepairHold is the mass-down guard at work: more storage nodes went silent
+// at once than the guard allows (max(m+1, 30% of the active nodes)), so they
+// are marked down but their shards are not rebuilt before until, unless
+// they return first. A leader change does not restart it.
+type RepairHold struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SinceUnixNano int64                  `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	UntilUnixNano int64                  `protobuf:"varint,2,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Nodes         uint32                 `protobuf:"varint,3,opt,name=nodes,proto3" json:"nodes,omitempty"`         // silent nodes that started it
+	Threshold     uint32                 `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"` // the most nodes that may go silent at once without it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairHold) Reset() {
+	*x = RepairHold{}
+	mi := &file_meta_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairHold) ProtoMessage() {}
+
+func (x *RepairHold) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairHold.ProtoReflect.Descriptor instead.
+func (*RepairHold) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *RepairHold) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *RepairHold) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *RepairHold) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *RepairHold) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
 type NodeScrubStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -4458,7 +4589,7 @@ type NodeScrubStatus struct {
 
 func (x *NodeScrubStatus) Reset() {
 	*x = NodeScrubStatus{}
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4470,7 +4601,7 @@ func (x *NodeScrubStatus) String() string {
 func (*NodeScrubStatus) ProtoMessage() {}
 
 func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4483,7 +4614,7 @@ func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeScrubStatus.ProtoReflect.Descriptor instead.
 func (*NodeScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{62}
+	return file_meta_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *NodeScrubStatus) GetNodeId() string {
@@ -4696,7 +4827,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vShardLosses\x12\x14\n" +
 	"\x05scrub\x18\x01 \x01(\x04R\x05scrub\x12\x1c\n" +
 	"\tinventory\x18\x02 \x01(\x04R\tinventory\x12\x12\n" +
-	"\x04read\x18\x03 \x01(\x04R\x04read\"\xb0\x03\n" +
+	"\x04read\x18\x03 \x01(\x04R\x04read\"\xf0\x03\n" +
 	"\vStorageNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -4710,7 +4841,11 @@ const file_meta_proto_rawDesc = "" +
 	"shardCount\x127\n" +
 	"\x18last_heartbeat_unix_nano\x18\n" +
 	" \x01(\x03R\x15lastHeartbeatUnixNano\x126\n" +
-	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\"\xb0\x01\n" +
+	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\x12\x1d\n" +
+	"\n" +
+	"report_seq\x18\f \x01(\x04R\treportSeq\x12\x1f\n" +
+	"\vdown_reason\x18\r \x01(\tR\n" +
+	"downReason\"\xb0\x01\n" +
 	"\x13RegisterNodeRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -4719,7 +4854,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"J\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xd3\x03\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xf2\x03\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
@@ -4733,7 +4868,9 @@ const file_meta_proto_rawDesc = "" +
 	"\x13failed_repair_tasks\x18\t \x03(\fR\x11failedRepairTasks\x124\n" +
 	"\x05scrub\x18\n" +
 	" \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\x126\n" +
-	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\"\xa4\x03\n" +
+	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\x12\x1d\n" +
+	"\n" +
+	"report_seq\x18\f \x01(\x04R\treportSeq\"\xa4\x03\n" +
 	"\vScrubStatus\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12)\n" +
 	"\x10passes_completed\x18\x02 \x01(\x04R\x0fpassesCompleted\x12\x1d\n" +
@@ -4778,12 +4915,14 @@ const file_meta_proto_rawDesc = "" +
 	" \x03(\v2\x1e.clipstore.meta.v1.ShardSourceR\asources\x129\n" +
 	"\x19commit_deadline_unix_nano\x18\v \x01(\x03R\x16commitDeadlineUnixNano\x120\n" +
 	"\x11expected_checksum\x18\f \x01(\aH\x00R\x10expectedChecksum\x88\x01\x01B\x14\n" +
-	"\x12_expected_checksum\"\xab\x01\n" +
+	"\x12_expected_checksum\"\x81\x02\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\adeletes\x18\x01 \x03(\v2\".clipstore.meta.v1.DeleteShardWorkR\adeletes\x12\x1f\n" +
 	"\vinterval_ms\x18\x02 \x01(\rR\n" +
 	"intervalMs\x127\n" +
-	"\arepairs\x18\x03 \x03(\v2\x1d.clipstore.meta.v1.RepairWorkR\arepairs\"F\n" +
+	"\arepairs\x18\x03 \x03(\v2\x1d.clipstore.meta.v1.RepairWorkR\arepairs\x12,\n" +
+	"\x12report_seq_applied\x18\x04 \x01(\x04R\x10reportSeqApplied\x12&\n" +
+	"\x0fmeta_timeout_ms\x18\x05 \x01(\rR\rmetaTimeoutMs\"F\n" +
 	"\x10ListNodesRequest\x122\n" +
 	"\x04read\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"I\n" +
 	"\x11ListNodesResponse\x124\n" +
@@ -4844,7 +4983,7 @@ const file_meta_proto_rawDesc = "" +
 	"\f_concurrencyB\x10\n" +
 	"\x0e_bytes_per_sec\"O\n" +
 	"\x14RepairLimitsResponse\x127\n" +
-	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\x97\n" +
+	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xd7\n" +
 	"\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
@@ -4876,8 +5015,16 @@ const file_meta_proto_rawDesc = "" +
 	"\x13scrub_corrupt_found\x18\x19 \x01(\x04R\x11scrubCorruptFound\x12/\n" +
 	"\x13unrecoverable_clips\x18\x1a \x01(\x04R\x12unrecoverableClips\x126\n" +
 	"\x17unrecoverable_clip_keys\x18\x1b \x03(\tR\x15unrecoverableClipKeys\x12A\n" +
-	"\fshard_losses\x18\x1c \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\vshardLossesB\x15\n" +
-	"\x13_repair_eta_seconds\"`\n" +
+	"\fshard_losses\x18\x1c \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\vshardLosses\x12>\n" +
+	"\vrepair_hold\x18\x1d \x01(\v2\x1d.clipstore.meta.v1.RepairHoldR\n" +
+	"repairHoldB\x15\n" +
+	"\x13_repair_eta_seconds\"\x90\x01\n" +
+	"\n" +
+	"RepairHold\x12&\n" +
+	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12&\n" +
+	"\x0funtil_unix_nano\x18\x02 \x01(\x03R\runtilUnixNano\x12\x14\n" +
+	"\x05nodes\x18\x03 \x01(\rR\x05nodes\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\rR\tthreshold\"`\n" +
 	"\x0fNodeScrubStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x124\n" +
 	"\x05scrub\x18\x02 \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub*o\n" +
@@ -4928,7 +5075,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                 // 1: clipstore.meta.v1.NodeState
@@ -4994,9 +5141,10 @@ var file_meta_proto_goTypes = []any{
 	(*RepairLimitsRequest)(nil),    // 61: clipstore.meta.v1.RepairLimitsRequest
 	(*RepairLimitsResponse)(nil),   // 62: clipstore.meta.v1.RepairLimitsResponse
 	(*ClusterStatusResponse)(nil),  // 63: clipstore.meta.v1.ClusterStatusResponse
-	(*NodeScrubStatus)(nil),        // 64: clipstore.meta.v1.NodeScrubStatus
-	nil,                            // 65: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                            // 66: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	(*RepairHold)(nil),             // 64: clipstore.meta.v1.RepairHold
+	(*NodeScrubStatus)(nil),        // 65: clipstore.meta.v1.NodeScrubStatus
+	nil,                            // 66: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                            // 67: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	3,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -5007,7 +5155,7 @@ var file_meta_proto_depIdxs = []int32{
 	0,  // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	3,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	65, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	66, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
 	13, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	12, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
 	3,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
@@ -5016,7 +5164,7 @@ var file_meta_proto_depIdxs = []int32{
 	17, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
 	3,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	11, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	66, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	67, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 	13, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	14, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	2,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
@@ -5050,54 +5198,55 @@ var file_meta_proto_depIdxs = []int32{
 	60, // 48: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
 	52, // 49: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
 	60, // 50: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	64, // 51: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	65, // 51: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
 	34, // 52: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	39, // 53: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	5,  // 54: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	7,  // 55: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	9,  // 56: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	18, // 57: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	20, // 58: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	22, // 59: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	24, // 60: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	27, // 61: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	29, // 62: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	31, // 63: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	36, // 64: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	38, // 65: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	44, // 66: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	46, // 67: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	50, // 68: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	53, // 69: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	55, // 70: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	57, // 71: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	59, // 72: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	61, // 73: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	6,  // 74: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	8,  // 75: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	10, // 76: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	19, // 77: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	21, // 78: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	23, // 79: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	26, // 80: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	28, // 81: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	30, // 82: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	32, // 83: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	37, // 84: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	43, // 85: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	45, // 86: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	48, // 87: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	51, // 88: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	54, // 89: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	56, // 90: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	58, // 91: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	63, // 92: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	62, // 93: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	74, // [74:94] is the sub-list for method output_type
-	54, // [54:74] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	64, // 53: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	39, // 54: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	5,  // 55: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	7,  // 56: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	9,  // 57: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	18, // 58: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	20, // 59: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	22, // 60: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	24, // 61: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	27, // 62: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	29, // 63: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	31, // 64: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	36, // 65: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	38, // 66: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	44, // 67: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	46, // 68: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	50, // 69: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	53, // 70: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	55, // 71: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	57, // 72: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	59, // 73: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	61, // 74: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	6,  // 75: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	8,  // 76: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	10, // 77: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	19, // 78: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	21, // 79: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	23, // 80: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	26, // 81: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	28, // 82: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	30, // 83: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	32, // 84: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	37, // 85: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	43, // 86: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	45, // 87: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	48, // 88: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	51, // 89: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	54, // 90: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	56, // 91: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	58, // 92: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	63, // 93: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	62, // 94: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	75, // [75:95] is the sub-list for method output_type
+	55, // [55:75] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -5116,7 +5265,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   65,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,8 @@ type Command struct {
 	//	*Command_SetMember
 	//	*Command_RemoveMember
 	//	*Command_SetRepairLimits
+	//	*Command_NodeReports
+	//	*Command_SetRepairHold
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -208,6 +210,24 @@ func (x *Command) GetSetRepairLimits() *RepairLimitsRequest {
 	return nil
 }
 
+func (x *Command) GetNodeReports() *NodeReportsCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_NodeReports); ok {
+			return x.NodeReports
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetRepairHold() *SetRepairHoldCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetRepairHold); ok {
+			return x.SetRepairHold
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -260,6 +280,14 @@ type Command_SetRepairLimits struct {
 	SetRepairLimits *RepairLimitsRequest `protobuf:"bytes,21,opt,name=set_repair_limits,json=setRepairLimits,proto3,oneof"`
 }
 
+type Command_NodeReports struct {
+	NodeReports *NodeReportsCommand `protobuf:"bytes,22,opt,name=node_reports,json=nodeReports,proto3,oneof"`
+}
+
+type Command_SetRepairHold struct {
+	SetRepairHold *SetRepairHoldCommand `protobuf:"bytes,23,opt,name=set_repair_hold,json=setRepairHold,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -284,6 +312,200 @@ func (*Command_RemoveMember) isCommand_Op() {}
 
 func (*Command_SetRepairLimits) isCommand_Op() {}
 
+func (*Command_NodeReports) isCommand_Op() {}
+
+func (*Command_SetRepairHold) isCommand_Op() {}
+
+// NodeReportsCommand carries what storage nodes reported in heartbeats,
+// batched by the leader into one entry so that a heartbeat is answered
+// without waiting on Raft.
+type NodeReportsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reports       []*NodeReport          `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeReportsCommand) Reset() {
+	*x = NodeReportsCommand{}
+	mi := &file_metafsm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeReportsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeReportsCommand) ProtoMessage() {}
+
+func (x *NodeReportsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_metafsm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeReportsCommand.ProtoReflect.Descriptor instead.
+func (*NodeReportsCommand) Descriptor() ([]byte, []int) {
+	return file_metafsm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NodeReportsCommand) GetReports() []*NodeReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+// NodeReport is one report of one storage node. A node numbers its reports;
+// Apply takes each number once (a report re-sent after a leader change is a
+// no-op) and records the last in the node's record, which heartbeat answers
+// acknowledge.
+type NodeReport struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	NodeId          string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Seq             uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Up              bool                   `protobuf:"varint,3,opt,name=up,proto3" json:"up,omitempty"` // the node heartbeats: mark it up if it is down
+	CorruptShardIds [][]byte               `protobuf:"bytes,4,rep,name=corrupt_shard_ids,json=corruptShardIds,proto3" json:"corrupt_shard_ids,omitempty"`
+	MissingShardIds [][]byte               `protobuf:"bytes,5,rep,name=missing_shard_ids,json=missingShardIds,proto3" json:"missing_shard_ids,omitempty"`
+	DeletedShardIds [][]byte               `protobuf:"bytes,6,rep,name=deleted_shard_ids,json=deletedShardIds,proto3" json:"deleted_shard_ids,omitempty"` // deletions it carried out
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *NodeReport) Reset() {
+	*x = NodeReport{}
+	mi := &file_metafsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeReport) ProtoMessage() {}
+
+func (x *NodeReport) ProtoReflect() protoreflect.Message {
+	mi := &file_metafsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
+func (*NodeReport) Descriptor() ([]byte, []int) {
+	return file_metafsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NodeReport) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeReport) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *NodeReport) GetUp() bool {
+	if x != nil {
+		return x.Up
+	}
+	return false
+}
+
+func (x *NodeReport) GetCorruptShardIds() [][]byte {
+	if x != nil {
+		return x.CorruptShardIds
+	}
+	return nil
+}
+
+func (x *NodeReport) GetMissingShardIds() [][]byte {
+	if x != nil {
+		return x.MissingShardIds
+	}
+	return nil
+}
+
+func (x *NodeReport) GetDeletedShardIds() [][]byte {
+	if x != nil {
+		return x.DeletedShardIds
+	}
+	return nil
+}
+
+// SetRepairHoldCommand starts (since set) or ends (since 0) the mass-down
+// hold: too many storage nodes went silent at once, so the repair of their
+// shards waits, at most the configured hold from since.
+type SetRepairHoldCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SinceUnixNano int64                  `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Nodes         uint32                 `protobuf:"varint,2,opt,name=nodes,proto3" json:"nodes,omitempty"` // silent nodes that started it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRepairHoldCommand) Reset() {
+	*x = SetRepairHoldCommand{}
+	mi := &file_metafsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRepairHoldCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRepairHoldCommand) ProtoMessage() {}
+
+func (x *SetRepairHoldCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_metafsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRepairHoldCommand.ProtoReflect.Descriptor instead.
+func (*SetRepairHoldCommand) Descriptor() ([]byte, []int) {
+	return file_metafsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SetRepairHoldCommand) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *SetRepairHoldCommand) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
 type CommitPutCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Put           *CommitPutRequest      `protobuf:"bytes,1,opt,name=put,proto3" json:"put,omitempty"`
@@ -293,7 +515,7 @@ type CommitPutCommand struct {
 
 func (x *CommitPutCommand) Reset() {
 	*x = CommitPutCommand{}
-	mi := &file_metafsm_proto_msgTypes[1]
+	mi := &file_metafsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +527,7 @@ func (x *CommitPutCommand) String() string {
 func (*CommitPutCommand) ProtoMessage() {}
 
 func (x *CommitPutCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[1]
+	mi := &file_metafsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +540,7 @@ func (x *CommitPutCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPutCommand.ProtoReflect.Descriptor instead.
 func (*CommitPutCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{1}
+	return file_metafsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CommitPutCommand) GetPut() *CommitPutRequest {
@@ -333,13 +555,14 @@ type SetNodeStateCommand struct {
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	State         NodeState              `protobuf:"varint,2,opt,name=state,proto3,enum=clipstore.meta.v1.NodeState" json:"state,omitempty"`
 	SinceUnixNano int64                  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"` // why, for the record (DOWN: "no heartbeat for 10s")
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetNodeStateCommand) Reset() {
 	*x = SetNodeStateCommand{}
-	mi := &file_metafsm_proto_msgTypes[2]
+	mi := &file_metafsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +574,7 @@ func (x *SetNodeStateCommand) String() string {
 func (*SetNodeStateCommand) ProtoMessage() {}
 
 func (x *SetNodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[2]
+	mi := &file_metafsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +587,7 @@ func (x *SetNodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeStateCommand.ProtoReflect.Descriptor instead.
 func (*SetNodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{2}
+	return file_metafsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SetNodeStateCommand) GetNodeId() string {
@@ -388,6 +611,13 @@ func (x *SetNodeStateCommand) GetSinceUnixNano() int64 {
 	return 0
 }
 
+func (x *SetNodeStateCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type AckDeletesCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -398,7 +628,7 @@ type AckDeletesCommand struct {
 
 func (x *AckDeletesCommand) Reset() {
 	*x = AckDeletesCommand{}
-	mi := &file_metafsm_proto_msgTypes[3]
+	mi := &file_metafsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +640,7 @@ func (x *AckDeletesCommand) String() string {
 func (*AckDeletesCommand) ProtoMessage() {}
 
 func (x *AckDeletesCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[3]
+	mi := &file_metafsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +653,7 @@ func (x *AckDeletesCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDeletesCommand.ProtoReflect.Descriptor instead.
 func (*AckDeletesCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{3}
+	return file_metafsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AckDeletesCommand) GetNodeId() string {
@@ -453,7 +683,7 @@ type SetMemberCommand struct {
 
 func (x *SetMemberCommand) Reset() {
 	*x = SetMemberCommand{}
-	mi := &file_metafsm_proto_msgTypes[4]
+	mi := &file_metafsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +695,7 @@ func (x *SetMemberCommand) String() string {
 func (*SetMemberCommand) ProtoMessage() {}
 
 func (x *SetMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[4]
+	mi := &file_metafsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +708,7 @@ func (x *SetMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberCommand.ProtoReflect.Descriptor instead.
 func (*SetMemberCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{4}
+	return file_metafsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetMemberCommand) GetId() string {
@@ -511,7 +741,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_metafsm_proto_msgTypes[5]
+	mi := &file_metafsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +753,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[5]
+	mi := &file_metafsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +766,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{5}
+	return file_metafsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -560,7 +790,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_metafsm_proto_msgTypes[6]
+	mi := &file_metafsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +802,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[6]
+	mi := &file_metafsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +815,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{6}
+	return file_metafsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestRecord) GetExpiresUnixNano() int64 {
@@ -635,7 +865,7 @@ type NodeShardRecord struct {
 
 func (x *NodeShardRecord) Reset() {
 	*x = NodeShardRecord{}
-	mi := &file_metafsm_proto_msgTypes[7]
+	mi := &file_metafsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +877,7 @@ func (x *NodeShardRecord) String() string {
 func (*NodeShardRecord) ProtoMessage() {}
 
 func (x *NodeShardRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[7]
+	mi := &file_metafsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +890,7 @@ func (x *NodeShardRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeShardRecord.ProtoReflect.Descriptor instead.
 func (*NodeShardRecord) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{7}
+	return file_metafsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeShardRecord) GetClipId() []byte {
@@ -689,7 +919,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\xf4\a\n" +
+	"meta.proto\"\x93\t\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -710,14 +940,30 @@ const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"set_member\x18\x13 \x01(\v2#.clipstore.meta.v1.SetMemberCommandH\x00R\tsetMember\x12M\n" +
 	"\rremove_member\x18\x14 \x01(\v2&.clipstore.meta.v1.RemoveMemberCommandH\x00R\fremoveMember\x12T\n" +
-	"\x11set_repair_limits\x18\x15 \x01(\v2&.clipstore.meta.v1.RepairLimitsRequestH\x00R\x0fsetRepairLimitsB\x04\n" +
-	"\x02op\"I\n" +
+	"\x11set_repair_limits\x18\x15 \x01(\v2&.clipstore.meta.v1.RepairLimitsRequestH\x00R\x0fsetRepairLimits\x12J\n" +
+	"\fnode_reports\x18\x16 \x01(\v2%.clipstore.meta.v1.NodeReportsCommandH\x00R\vnodeReports\x12Q\n" +
+	"\x0fset_repair_hold\x18\x17 \x01(\v2'.clipstore.meta.v1.SetRepairHoldCommandH\x00R\rsetRepairHoldB\x04\n" +
+	"\x02op\"M\n" +
+	"\x12NodeReportsCommand\x127\n" +
+	"\areports\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.NodeReportR\areports\"\xcb\x01\n" +
+	"\n" +
+	"NodeReport\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x0e\n" +
+	"\x02up\x18\x03 \x01(\bR\x02up\x12*\n" +
+	"\x11corrupt_shard_ids\x18\x04 \x03(\fR\x0fcorruptShardIds\x12*\n" +
+	"\x11missing_shard_ids\x18\x05 \x03(\fR\x0fmissingShardIds\x12*\n" +
+	"\x11deleted_shard_ids\x18\x06 \x03(\fR\x0fdeletedShardIds\"T\n" +
+	"\x14SetRepairHoldCommand\x12&\n" +
+	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\rR\x05nodes\"I\n" +
 	"\x10CommitPutCommand\x125\n" +
-	"\x03put\x18\x01 \x01(\v2#.clipstore.meta.v1.CommitPutRequestR\x03put\"\x8a\x01\n" +
+	"\x03put\x18\x01 \x01(\v2#.clipstore.meta.v1.CommitPutRequestR\x03put\"\xa2\x01\n" +
 	"\x13SetNodeStateCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1c.clipstore.meta.v1.NodeStateR\x05state\x12&\n" +
-	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\"I\n" +
+	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"I\n" +
 	"\x11AckDeletesCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tshard_ids\x18\x02 \x03(\fR\bshardIds\"h\n" +
@@ -750,46 +996,52 @@ func file_metafsm_proto_rawDescGZIP() []byte {
 	return file_metafsm_proto_rawDescData
 }
 
-var file_metafsm_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_metafsm_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_metafsm_proto_goTypes = []any{
-	(*Command)(nil),             // 0: clipstore.meta.v1.Command
-	(*CommitPutCommand)(nil),    // 1: clipstore.meta.v1.CommitPutCommand
-	(*SetNodeStateCommand)(nil), // 2: clipstore.meta.v1.SetNodeStateCommand
-	(*AckDeletesCommand)(nil),   // 3: clipstore.meta.v1.AckDeletesCommand
-	(*SetMemberCommand)(nil),    // 4: clipstore.meta.v1.SetMemberCommand
-	(*RemoveMemberCommand)(nil), // 5: clipstore.meta.v1.RemoveMemberCommand
-	(*RequestRecord)(nil),       // 6: clipstore.meta.v1.RequestRecord
-	(*NodeShardRecord)(nil),     // 7: clipstore.meta.v1.NodeShardRecord
-	(*CreateBucketRequest)(nil), // 8: clipstore.meta.v1.CreateBucketRequest
-	(*DeleteBucketRequest)(nil), // 9: clipstore.meta.v1.DeleteBucketRequest
-	(*DeleteClipRequest)(nil),   // 10: clipstore.meta.v1.DeleteClipRequest
-	(*ReportShardRequest)(nil),  // 11: clipstore.meta.v1.ReportShardRequest
-	(*UpdateShardRequest)(nil),  // 12: clipstore.meta.v1.UpdateShardRequest
-	(*RegisterNodeRequest)(nil), // 13: clipstore.meta.v1.RegisterNodeRequest
-	(*RepairLimitsRequest)(nil), // 14: clipstore.meta.v1.RepairLimitsRequest
-	(*CommitPutRequest)(nil),    // 15: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),              // 16: clipstore.meta.v1.NodeState
+	(*Command)(nil),              // 0: clipstore.meta.v1.Command
+	(*NodeReportsCommand)(nil),   // 1: clipstore.meta.v1.NodeReportsCommand
+	(*NodeReport)(nil),           // 2: clipstore.meta.v1.NodeReport
+	(*SetRepairHoldCommand)(nil), // 3: clipstore.meta.v1.SetRepairHoldCommand
+	(*CommitPutCommand)(nil),     // 4: clipstore.meta.v1.CommitPutCommand
+	(*SetNodeStateCommand)(nil),  // 5: clipstore.meta.v1.SetNodeStateCommand
+	(*AckDeletesCommand)(nil),    // 6: clipstore.meta.v1.AckDeletesCommand
+	(*SetMemberCommand)(nil),     // 7: clipstore.meta.v1.SetMemberCommand
+	(*RemoveMemberCommand)(nil),  // 8: clipstore.meta.v1.RemoveMemberCommand
+	(*RequestRecord)(nil),        // 9: clipstore.meta.v1.RequestRecord
+	(*NodeShardRecord)(nil),      // 10: clipstore.meta.v1.NodeShardRecord
+	(*CreateBucketRequest)(nil),  // 11: clipstore.meta.v1.CreateBucketRequest
+	(*DeleteBucketRequest)(nil),  // 12: clipstore.meta.v1.DeleteBucketRequest
+	(*DeleteClipRequest)(nil),    // 13: clipstore.meta.v1.DeleteClipRequest
+	(*ReportShardRequest)(nil),   // 14: clipstore.meta.v1.ReportShardRequest
+	(*UpdateShardRequest)(nil),   // 15: clipstore.meta.v1.UpdateShardRequest
+	(*RegisterNodeRequest)(nil),  // 16: clipstore.meta.v1.RegisterNodeRequest
+	(*RepairLimitsRequest)(nil),  // 17: clipstore.meta.v1.RepairLimitsRequest
+	(*CommitPutRequest)(nil),     // 18: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),               // 19: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
-	8,  // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
-	9,  // 1: clipstore.meta.v1.Command.delete_bucket:type_name -> clipstore.meta.v1.DeleteBucketRequest
-	1,  // 2: clipstore.meta.v1.Command.commit_put:type_name -> clipstore.meta.v1.CommitPutCommand
-	10, // 3: clipstore.meta.v1.Command.delete_clip:type_name -> clipstore.meta.v1.DeleteClipRequest
-	11, // 4: clipstore.meta.v1.Command.report_shard:type_name -> clipstore.meta.v1.ReportShardRequest
-	12, // 5: clipstore.meta.v1.Command.update_shard:type_name -> clipstore.meta.v1.UpdateShardRequest
-	13, // 6: clipstore.meta.v1.Command.register_node:type_name -> clipstore.meta.v1.RegisterNodeRequest
-	2,  // 7: clipstore.meta.v1.Command.set_node_state:type_name -> clipstore.meta.v1.SetNodeStateCommand
-	3,  // 8: clipstore.meta.v1.Command.ack_deletes:type_name -> clipstore.meta.v1.AckDeletesCommand
-	4,  // 9: clipstore.meta.v1.Command.set_member:type_name -> clipstore.meta.v1.SetMemberCommand
-	5,  // 10: clipstore.meta.v1.Command.remove_member:type_name -> clipstore.meta.v1.RemoveMemberCommand
-	14, // 11: clipstore.meta.v1.Command.set_repair_limits:type_name -> clipstore.meta.v1.RepairLimitsRequest
-	15, // 12: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	16, // 13: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
+	12, // 1: clipstore.meta.v1.Command.delete_bucket:type_name -> clipstore.meta.v1.DeleteBucketRequest
+	4,  // 2: clipstore.meta.v1.Command.commit_put:type_name -> clipstore.meta.v1.CommitPutCommand
+	13, // 3: clipstore.meta.v1.Command.delete_clip:type_name -> clipstore.meta.v1.DeleteClipRequest
+	14, // 4: clipstore.meta.v1.Command.report_shard:type_name -> clipstore.meta.v1.ReportShardRequest
+	15, // 5: clipstore.meta.v1.Command.update_shard:type_name -> clipstore.meta.v1.UpdateShardRequest
+	16, // 6: clipstore.meta.v1.Command.register_node:type_name -> clipstore.meta.v1.RegisterNodeRequest
+	5,  // 7: clipstore.meta.v1.Command.set_node_state:type_name -> clipstore.meta.v1.SetNodeStateCommand
+	6,  // 8: clipstore.meta.v1.Command.ack_deletes:type_name -> clipstore.meta.v1.AckDeletesCommand
+	7,  // 9: clipstore.meta.v1.Command.set_member:type_name -> clipstore.meta.v1.SetMemberCommand
+	8,  // 10: clipstore.meta.v1.Command.remove_member:type_name -> clipstore.meta.v1.RemoveMemberCommand
+	17, // 11: clipstore.meta.v1.Command.set_repair_limits:type_name -> clipstore.meta.v1.RepairLimitsRequest
+	1,  // 12: clipstore.meta.v1.Command.node_reports:type_name -> clipstore.meta.v1.NodeReportsCommand
+	3,  // 13: clipstore.meta.v1.Command.set_repair_hold:type_name -> clipstore.meta.v1.SetRepairHoldCommand
+	2,  // 14: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	18, // 15: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	19, // 16: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -811,6 +1063,8 @@ func file_metafsm_proto_init() {
 		(*Command_SetMember)(nil),
 		(*Command_RemoveMember)(nil),
 		(*Command_SetRepairLimits)(nil),
+		(*Command_NodeReports)(nil),
+		(*Command_SetRepairHold)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -818,7 +1072,7 @@ func file_metafsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_metafsm_proto_rawDesc), len(file_metafsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
