@@ -174,4 +174,3 @@ func (n *Node) onLeadership() {
 		n.log.Warn("record own address", "err", err)
 	}
 }
-
