@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
 )
 
 func TestReaderRanges(t *testing.T) {
@@ -257,7 +258,7 @@ func TestOverwriteDuringRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the old shards to be deleted", func() bool {
+	await.True(t, 10*time.Second, "the old shards to be deleted", func() bool {
 		st, err := tc.client.ClusterStatus(ctxT(t))
 		return err == nil && st.PendingDeletes == 0
 	})
@@ -292,7 +293,7 @@ func TestOverwriteDuringRead(t *testing.T) {
 	if err := tc.client.Delete(ctxT(t), "over", "clip"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the shards to be deleted", func() bool {
+	await.True(t, 10*time.Second, "the shards to be deleted", func() bool {
 		st, err := tc.client.ClusterStatus(ctxT(t))
 		return err == nil && st.PendingDeletes == 0
 	})

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -864,17 +865,17 @@ func TestLinearizablePartitionedLeader(t *testing.T) {
 // and returns its id.
 func (r *linRun) waitLeaderAmong(except int, d time.Duration) string {
 	r.t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	var id string
+	await.True(r.t, d, fmt.Sprintf("a new leader after isolating m%d", except), func() bool {
 		for i, m := range r.c.Members {
 			if i != except && m.Node.IsLeader() {
-				return m.ID
+				id = m.ID
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	r.t.Fatalf("no new leader within %v of isolating m%d", d, except)
-	return ""
+		return false
+	})
+	return id
 }
 
 // TestLinearizableLeadershipTransfer hands leadership over every ~500 ms

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -118,14 +119,14 @@ func TestRepairQueueCountsNodesDownPastGrace(t *testing.T) {
 	}
 	h.kill(victim)
 	var st *pb.ClusterStatusResponse
-	waitForT(t, 10*time.Second, "the node to be marked down", func() bool {
+	await.True(t, 10*time.Second, "the node to be marked down", func() bool {
 		st = clusterStatus(t, cl)
 		return st.DegradedClips == 2
 	})
 	if st.RepairQueueShards != 0 {
 		t.Fatalf("queue %d shards within the repair grace, want 0", st.RepairQueueShards)
 	}
-	waitForT(t, 10*time.Second, "the down node's shards to be queued", func() bool {
+	await.True(t, 10*time.Second, "the down node's shards to be queued", func() bool {
 		st = clusterStatus(t, cl)
 		return st.RepairQueueShards != 0
 	})
@@ -258,7 +259,7 @@ func collectWork(t *testing.T, cl pb.MetaServiceClient, n, want int) []plannedRe
 	t.Helper()
 	var out []plannedRepair
 	seen := map[string]bool{}
-	waitForT(t, 10*time.Second, fmt.Sprintf("%d repair tasks", want), func() bool {
+	await.True(t, 10*time.Second, fmt.Sprintf("%d repair tasks", want), func() bool {
 		for i := range n {
 			node := fmt.Sprintf("s%d", i)
 			for _, w := range beat(t, cl, node, nil).Repairs {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -111,7 +112,7 @@ func TestDownNodeShardsAreRepaired(t *testing.T) {
 
 	var work *pb.RepairWork
 	var target string
-	waitForT(t, 10*time.Second, "repair work in a heartbeat answer", func() bool {
+	await.True(t, 10*time.Second, "repair work in a heartbeat answer", func() bool {
 		for node, ws := range h.repairWork() {
 			for _, w := range ws {
 				target, work = node, w
@@ -137,7 +138,7 @@ func TestDownNodeShardsAreRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitForT(t, 10*time.Second, "the task to retire", func() bool {
+	await.True(t, 10*time.Second, "the task to retire", func() bool {
 		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
 		return err == nil && st.RepairsInFlight == 0 && len(h.repairWork()) == 0
 	})
@@ -160,7 +161,7 @@ func TestMissingShardAtCommitIsRepaired(t *testing.T) {
 	}
 	h := heartbeatingNodes(t, cl, 7)
 	begin := commitMissing(t, cl, "k")
-	waitForT(t, 10*time.Second, "repair work for the missing index", func() bool {
+	await.True(t, 10*time.Second, "repair work for the missing index", func() bool {
 		for _, ws := range h.repairWork() {
 			for _, w := range ws {
 				if w.Index == 5 && bytes.Equal(w.ClipId, begin.ClipId) {
@@ -170,17 +171,6 @@ func TestMissingShardAtCommitIsRepaired(t *testing.T) {
 		}
 		return false
 	})
-}
-
-func waitForT(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestCorruptReportsAndShardChecks: a shard a node reports corrupt in its
@@ -298,7 +288,7 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 	if _, err := f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &one}); err != nil {
 		t.Fatal(err)
 	}
-	waitForT(t, 10*time.Second, "a repair in flight", func() bool {
+	await.True(t, 10*time.Second, "a repair in flight", func() bool {
 		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
 		return err == nil && st.RepairsInFlight > 0
 	})
@@ -367,7 +357,7 @@ func TestFailedRepairIsReplanned(t *testing.T) {
 	commitMissing(t, cl, "k")
 	var first *pb.RepairWork
 	var target string
-	waitForT(t, 10*time.Second, "repair work", func() bool {
+	await.True(t, 10*time.Second, "repair work", func() bool {
 		for node, ws := range h.repairWork() {
 			first, target = ws[0], node
 		}
@@ -377,7 +367,7 @@ func TestFailedRepairIsReplanned(t *testing.T) {
 		FailedRepairTasks: [][]byte{first.TaskId}}); err != nil {
 		t.Fatal(err)
 	}
-	waitForT(t, 5*time.Second, "the shard to be planned again as a new task", func() bool {
+	await.True(t, 5*time.Second, "the shard to be planned again as a new task", func() bool {
 		for _, ws := range h.repairWork() {
 			for _, w := range ws {
 				if w.Index == 5 && !bytes.Equal(w.TaskId, first.TaskId) {
@@ -451,7 +441,7 @@ func TestUnrecoverableClipsDoNotStarveRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startHeartbeats(t, cl, []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6"})
-	waitForT(t, 10*time.Second, "the recoverable clip's repair to be handed out", func() bool {
+	await.True(t, 10*time.Second, "the recoverable clip's repair to be handed out", func() bool {
 		for _, ws := range h.repairWork() {
 			for _, w := range ws {
 				if bytes.Equal(w.ClipId, ok.ClipId) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
 	"github.com/clipstore/clipstore/server/faultfs"
@@ -125,7 +126,7 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 		}
 	}
 	// Wait until the node has the partial shard in its temp file, then kill it.
-	waitFor(t, 10*time.Second, "partial temp file", func() bool {
+	await.True(t, 10*time.Second, "partial temp file", func() bool {
 		files := tmpFiles(t, []string{dir})
 		if len(files) != 1 {
 			return false
@@ -158,17 +159,6 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 	entries, _, err := store.List(nil, 10)
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("listing after restart: %v, %v", entries, err)
-	}
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -463,9 +453,9 @@ func TestCancelledWriteLeavesNothing(t *testing.T) {
 	}
 	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
 	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
-	waitFor(t, 10*time.Second, "temp file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
+	await.True(t, 10*time.Second, "temp file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
 	cancel()
-	waitFor(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
+	await.True(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
 	assertShardCount(t, n, 0)
 	// The id is free again: the retry succeeds.
 	if _, err := writeShard(ctxT(t), n.client, s); err != nil {
@@ -497,6 +487,6 @@ func TestStalledWriterIsDropped(t *testing.T) {
 	var resp pb.WriteShardResponse
 	err = stream.RecvMsg(&resp) // the node ends the stream on its own
 	wantCode(t, err, codes.DeadlineExceeded)
-	waitFor(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
+	await.True(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
 	assertShardCount(t, n, 0)
 }

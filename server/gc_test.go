@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -130,7 +131,7 @@ func TestCollectGarbage(t *testing.T) {
 	cfg.Registerer = reg
 	n := startNodeAdvertised(t, cfg)
 	ctx := ctxT(t)
-	waitFor(t, 10*time.Second, "the node to register", func() bool {
+	await.True(t, 10*time.Second, "the node to register", func() bool {
 		resp, err := real.ListNodes(ctx, &metapb.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0
 	})
@@ -269,7 +270,7 @@ func TestCollectGarbagePages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "the background collector to take every orphan", func() bool {
+	await.True(t, 15*time.Second, "the background collector to take every orphan", func() bool {
 		entries, _, err := store.List(nil, 10)
 		return err == nil && len(entries) == 0
 	})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -71,7 +72,7 @@ func startRepairCluster(t *testing.T, n int, opts metatest.Options, seed uint64,
 		rc.ids = append(rc.ids, cfg.NodeID)
 	}
 	ctx := ctxT(t)
-	waitFor(t, 10*time.Second, "every node to register and heartbeat", func() bool {
+	await.True(t, 10*time.Second, "every node to register and heartbeat", func() bool {
 		resp, err := rc.meta.ListNodes(ctx, &metapb.ListNodesRequest{})
 		if err != nil || len(resp.Nodes) != n {
 			return false
@@ -305,7 +306,7 @@ func checkRepaired(t *testing.T, rc *repairCluster, c *storedClip, key string, w
 		t.Errorf("meta does not list new shard %x on %s", w.NewShardId, nodeID)
 	}
 	// Meta queued the old shard's delete; its node carries it out.
-	waitFor(t, 10*time.Second, "the old shard's delete to reach its node", func() bool {
+	await.True(t, 10*time.Second, "the old shard's delete to reach its node", func() bool {
 		_, err := oldNode.client.StatShard(ctx, &pb.StatShardRequest{ShardId: old.ShardId})
 		cs, serr := rc.meta.ClusterStatus(ctx, &metapb.ClusterStatusRequest{})
 		return statusCode(err) == codes.NotFound && serr == nil && cs.PendingDeletes == 0
@@ -436,7 +437,7 @@ func TestRepair(t *testing.T) {
 			t.Fatalf("got %v, want ErrUnrecoverable", err)
 		}
 		checkNothingLeft(t, rc, c, "lost", w, target)
-		waitFor(t, 10*time.Second, "the source node to report the corrupt piece it served", func() bool {
+		await.True(t, 10*time.Second, "the source node to report the corrupt piece it served", func() bool {
 			return rc.record(t, "lost").Parts[0].Shards[1].State == metapb.ShardState_SHARD_STATE_CORRUPT
 		})
 	})
@@ -515,7 +516,7 @@ func TestRepairFromHeartbeats(t *testing.T) {
 	deleteShard(t, oldNode, old.ShardId)
 	w := rc.work(c, 4, 0, 1, 2, 3, 5)
 	fake.send(w)
-	waitFor(t, 10*time.Second, "meta to name the repaired shard", func() bool {
+	await.True(t, 10*time.Second, "meta to name the repaired shard", func() bool {
 		s := rc.record(t, "hb").Parts[0].Shards[4]
 		return s.NodeId == cfg.NodeID && bytes.Equal(s.ShardId, w.NewShardId)
 	})

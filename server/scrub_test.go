@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/clipstore/clipstore/server"
@@ -110,7 +111,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 	// The heartbeats carry the findings; meta marks the shards corrupt and
 	// its scheduler plans their repair (which may already have replaced
 	// them by the time the test looks).
-	waitFor(t, 10*time.Second, "meta to act on every reported shard", func() bool {
+	await.True(t, 10*time.Second, "meta to act on every reported shard", func() bool {
 		for _, d := range damages {
 			old := clips[d.key].rec.Parts[0].Shards[d.index]
 			got := rc.record(t, d.key).Parts[0].Shards[d.index]
@@ -120,7 +121,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 20*time.Second, "every damaged shard to be rebuilt", func() bool {
+	await.True(t, 20*time.Second, "every damaged shard to be rebuilt", func() bool {
 		for _, d := range damages {
 			old := clips[d.key].rec.Parts[0].Shards[d.index]
 			for _, s := range rc.record(t, d.key).Parts[0].Shards {
@@ -249,8 +250,8 @@ func TestScrubInBackground(t *testing.T) {
 	c := rc.put(t, "bg", 40_000)
 	s, n := rc.shardOf(c, 4)
 	flipPieceByte(t, n, s.ShardId, 1)
-	waitFor(t, 10*time.Second, "background passes", func() bool { return n.node.ScrubStatus().Passes >= 2 })
-	waitFor(t, 20*time.Second, "the damaged shard to be rebuilt", func() bool {
+	await.True(t, 10*time.Second, "background passes", func() bool { return n.node.ScrubStatus().Passes >= 2 })
+	await.True(t, 20*time.Second, "the damaged shard to be rebuilt", func() bool {
 		got := rc.record(t, "bg").Parts[0].Shards[4]
 		return !bytes.Equal(got.ShardId, s.ShardId) && got.State == metapb.ShardState_SHARD_STATE_OK
 	})
