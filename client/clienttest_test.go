@@ -173,15 +173,9 @@ func (tc *testCluster) flipByte(node, id string, off int64) {
 
 func (tc *testCluster) mkBucket(name string, p *client.Profile) {
 	tc.t.Helper()
-	if err := tc.client.CreateBucket(ctxT(tc.t), name, p); err != nil {
+	if err := tc.client.CreateBucket(tc.t.Context(), name, p); err != nil {
 		tc.t.Fatalf("create bucket %s: %v", name, err)
 	}
-}
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func mustErr(t testing.TB, err, want error) {

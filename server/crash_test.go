@@ -106,7 +106,7 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 	}
 	defer conn.Close()
 	client := pb.NewStorageServiceClient(conn)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(21, 22))
 	done := makeShard(r, 4, 2, 0, 8192, 20000)
 	if _, err := writeShard(ctx, client, done); err != nil {
@@ -171,13 +171,13 @@ func TestRestartKeepsShardsAndIncarnation(t *testing.T) {
 		n := startNode(t, cfg)
 		for i := range 10 {
 			s := makeShard(r, 3, 2, i%5, 3000, 2500+i)
-			if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+			if _, err := writeShard(t.Context(), n.client, s); err != nil {
 				t.Fatal(err)
 			}
 			shards = append(shards, s)
 		}
 		var err error
-		if before, err = n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{}); err != nil {
+		if before, err = n.client.NodeInfo(t.Context(), &pb.NodeInfoRequest{}); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -189,13 +189,13 @@ func TestRestartKeepsShardsAndIncarnation(t *testing.T) {
 	// The first node's cleanup runs Shutdown again: it must be harmless.
 	n := startNode(t, cfg)
 	for _, s := range shards {
-		_, pieces, err := readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: s.id()})
+		_, pieces, err := readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: s.id()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		assertPieces(t, pieces, s.pieces)
 	}
-	after, err := n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{})
+	after, err := n.client.NodeInfo(t.Context(), &pb.NodeInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestDiskLayout(t *testing.T) {
 	r := rand.New(rand.NewPCG(27, 28))
 	for i := range 20 {
 		s := makeShard(r, 4, 2, i%6, 4096, 5000)
-		if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+		if _, err := writeShard(t.Context(), n.client, s); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(shardPath(cfg.DataDirs[0], s.id())); err != nil {
@@ -380,7 +380,7 @@ func TestDiskFaults(t *testing.T) {
 				return nil
 			})
 			s := makeShard(r, 4, 2, 0, 8192, 30000)
-			_, err := writeShard(ctxT(t), n.client, s)
+			_, err := writeShard(t.Context(), n.client, s)
 			wantCode(t, err, tc.want)
 			ffs.SetInjector(nil)
 			assertShardCount(t, n, 0)
@@ -390,7 +390,7 @@ func TestDiskFaults(t *testing.T) {
 			if _, err := os.Stat(shardPath(n.dirs[0], s.id())); !os.IsNotExist(err) {
 				t.Fatalf("shard file visible after a failed write: %v", err)
 			}
-			if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+			if _, err := writeShard(t.Context(), n.client, s); err != nil {
 				t.Fatalf("write after the fault cleared: %v", err)
 			}
 		})
@@ -408,7 +408,7 @@ func TestReadFaults(t *testing.T) {
 		return ffs, err
 	}
 	n := startNode(t, cfg)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	s := makeShard(rand.New(rand.NewPCG(27, 28)), 2, 1, 2, 4000, 6000)
 	if _, err := writeShard(ctx, n.client, s); err != nil {
 		t.Fatal(err)
@@ -458,7 +458,7 @@ func TestCancelledWriteLeavesNothing(t *testing.T) {
 	await.True(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
 	assertShardCount(t, n, 0)
 	// The id is free again: the retry succeeds.
-	if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+	if _, err := writeShard(t.Context(), n.client, s); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -470,7 +470,7 @@ func TestStalledWriterIsDropped(t *testing.T) {
 	cfg.WriteIdleTimeout = 200 * time.Millisecond
 	n := startNode(t, cfg)
 	s := makeShard(rand.New(rand.NewPCG(31, 32)), 4, 2, 0, 8192, 20000)
-	stream, err := n.client.WriteShard(ctxT(t))
+	stream, err := n.client.WriteShard(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +479,7 @@ func TestStalledWriterIsDropped(t *testing.T) {
 	_, err = stream.CloseAndRecv() // a half-close is not a finish: refused at once
 	wantCode(t, err, codes.InvalidArgument)
 
-	stream, err = n.client.WriteShard(ctxT(t))
+	stream, err = n.client.WriteShard(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

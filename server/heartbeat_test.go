@@ -25,7 +25,7 @@ func TestHeartbeatsCarryDeletes(t *testing.T) {
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.Zone = "rack-1"
 	n := startNodeAdvertised(t, cfg)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	await.True(t, 10*time.Second, "the node to register and heartbeat", func() bool {
 		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0 &&
@@ -51,7 +51,7 @@ func TestCorruptReadIsReported(t *testing.T) {
 	cfg.Meta = []string{mc.Members[0].GRPCAddr}
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	n := startNodeAdvertised(t, cfg)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	await.True(t, 10*time.Second, "the node to heartbeat", func() bool {
 		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0
@@ -79,7 +79,7 @@ func TestCorruptReadIsReported(t *testing.T) {
 // returns the shard.
 func commitOneShardClip(t *testing.T, meta metapb.MetaServiceClient, n *testNode, nodeID string, seed uint64) *testShard {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := t.Context()
 	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
 	if _, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile}); err != nil {
 		t.Fatal(err)

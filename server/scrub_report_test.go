@@ -45,7 +45,7 @@ func TestHeartbeatCarriesScrubProgress(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := n.node.ScrubNow(ctxT(t))
+		res, err := n.node.ScrubNow(t.Context())
 		done <- result{res, err}
 	}()
 	await.True(t, 10*time.Second, "meta to see the pass part way through", func() bool {
@@ -97,7 +97,7 @@ func TestHeartbeatCarriesScrubProgress(t *testing.T) {
 // in it (nil if the node reported none).
 func nodeScrub(t *testing.T, rc *repairCluster, id string) (*metapb.ClusterStatusResponse, *metapb.ScrubStatus) {
 	t.Helper()
-	st, err := rc.meta.ClusterStatus(ctxT(t), &metapb.ClusterStatusRequest{})
+	st, err := rc.meta.ClusterStatus(t.Context(), &metapb.ClusterStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

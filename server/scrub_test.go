@@ -88,7 +88,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 	start := time.Now()
 	var total int64
 	for _, id := range rc.ids {
-		res, err := rc.nodes[id].node.ScrubNow(ctxT(t))
+		res, err := rc.nodes[id].node.ScrubNow(t.Context())
 		if err != nil {
 			t.Fatalf("scrub %s: %v", id, err)
 		}
@@ -137,7 +137,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 	}
 	// A second pass finds nothing left to report.
 	for _, id := range rc.ids {
-		res, err := rc.nodes[id].node.ScrubNow(ctxT(t))
+		res, err := rc.nodes[id].node.ScrubNow(t.Context())
 		if err != nil || len(res.Corrupt) != 0 {
 			t.Errorf("second scrub of %s: %v corrupt, %v", id, res.Corrupt, err)
 		}
@@ -184,7 +184,7 @@ func TestScrubStandAlone(t *testing.T) {
 	var fileBytes int64
 	for range 6 {
 		s := makeShard(r, 4, 2, 1, 16<<10, 50_000) // 13 pieces of 4 KiB (the last short)
-		if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+		if _, err := writeShard(t.Context(), n.client, s); err != nil {
 			t.Fatal(err)
 		}
 		shards = append(shards, s)
@@ -210,7 +210,7 @@ func TestScrubStandAlone(t *testing.T) {
 	slices.SortFunc(bad, func(a, b server.ShardID) int { return bytes.Compare(a[:], b[:]) })
 
 	start := time.Now()
-	res, err := n.node.ScrubNow(ctxT(t))
+	res, err := n.node.ScrubNow(t.Context())
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
