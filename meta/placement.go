@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+
+	"github.com/clipstore/clipstore/internal/bytesize"
 )
 
 // placeMaxShards bounds k+m; the erasure codec supports no wider stripe.
@@ -207,7 +209,7 @@ func (e *placeShortError) Error() string {
 		b.WriteString("s")
 	}
 	if e.minFree > 0 {
-		fmt.Fprintf(&b, " with %s free", placeFormatBytes(e.minFree))
+		fmt.Fprintf(&b, " with %s free", bytesize.Human(int64(e.minFree)))
 	}
 	if q < n {
 		fmt.Fprintf(&b, " (%d for full redundancy)", n)
@@ -218,17 +220,3 @@ func (e *placeShortError) Error() string {
 
 // Unwrap makes the error match ErrNotEnoughNodes.
 func (e *placeShortError) Unwrap() error { return ErrNotEnoughNodes }
-
-// placeFormatBytes formats a byte count with binary units: "512 B", "1.0 GiB".
-func placeFormatBytes(v uint64) string {
-	const unit = 1024
-	if v < unit {
-		return fmt.Sprintf("%d B", v)
-	}
-	div, exp := uint64(unit), 0
-	for q := v / unit; q >= unit; q /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(v)/float64(div), "KMGTPE"[exp])
-}
