@@ -8,11 +8,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/clipstore/clipstore/erasure"
 	"github.com/clipstore/clipstore/internal/bytesize"
 )
-
-// placeMaxShards bounds k+m; the erasure codec supports no wider stripe.
-const placeMaxShards = 64
 
 // ErrNotEnoughNodes means that fewer live storage nodes with enough free
 // space are known than a clip's write quorum needs. Place's error wraps it;
@@ -74,8 +72,8 @@ func Place(cands []Candidate, k, m int, minFree uint64, r *rand.Rand) (Placement
 // sorted by ID, so that the result does not depend on the caller's order.
 func placeCheckArgs(cands []Candidate, k, m int, r *rand.Rand) ([]Candidate, error) {
 	switch {
-	case k < 1 || m < 0 || k > placeMaxShards || m > placeMaxShards-k: // no k+m overflow
-		return nil, fmt.Errorf("placement: invalid erasure profile %d+%d (want k >= 1, m >= 0, k+m <= %d)", k, m, placeMaxShards)
+	case k < 1 || m < 0 || k > erasure.MaxShards || m > erasure.MaxShards-k: // no k+m overflow
+		return nil, fmt.Errorf("placement: invalid erasure profile %d+%d (want k >= 1, m >= 0, k+m <= %d)", k, m, erasure.MaxShards)
 	case r == nil:
 		return nil, errors.New("placement: nil random source")
 	}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clipstore/clipstore/erasure"
 	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/internal/devcluster"
 	"github.com/clipstore/clipstore/meta"
@@ -118,8 +119,8 @@ func parseProfile(ec, blockSize string) (*metapb.ECProfile, error) {
 	k, m, ok := strings.Cut(ec, "+")
 	kn, kerr := strconv.Atoi(k)
 	mn, merr := strconv.Atoi(m)
-	if !ok || kerr != nil || merr != nil || kn < 1 || mn < 0 || kn+mn > 64 {
-		return nil, fmt.Errorf("--ec %q: want K+M with K >= 1, M >= 0, K+M <= 64 (e.g. 4+2)", ec)
+	if !ok || kerr != nil || merr != nil || kn < 1 || mn < 0 || kn+mn > erasure.MaxShards {
+		return nil, fmt.Errorf("--ec %q: want K+M with K >= 1, M >= 0, K+M <= %d (e.g. 4+2)", ec, erasure.MaxShards)
 	}
 	bs, err := bytesize.Parse(blockSize)
 	if err != nil || bs < 1 || bs > 16<<20 {
