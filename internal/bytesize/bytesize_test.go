@@ -50,7 +50,7 @@ func TestParse(t *testing.T) {
 func TestParseList(t *testing.T) {
 	got, err := bytesize.ParseList("64KiB, 1MiB,8MiB,64MiB")
 	if want := []int64{64 << 10, 1 << 20, 8 << 20, 64 << 20}; err != nil || !slices.Equal(got, want) {
-		t.Fatalf("ParseSizes = %v, %v; want %v", got, err, want)
+		t.Fatalf("ParseList = %v, %v; want %v", got, err, want)
 	}
 	for _, bad := range []string{"", "1MiB,", "1MiB,x"} {
 		if _, err := bytesize.ParseList(bad); err == nil {
