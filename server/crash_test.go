@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/internal/proctest"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
 	"github.com/clipstore/clipstore/server/faultfs"
@@ -46,7 +45,7 @@ func runHelperProcess() bool {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	fmt.Printf("LISTENING %s\n", lis.Addr())
+	fmt.Printf("storage node listening on %s\n", lis.Addr()) // proctest's ready line
 	if err := node.Serve(lis); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -54,44 +53,12 @@ func runHelperProcess() bool {
 	return true
 }
 
-// startNodeProcess runs a storage node in a child process on dir and
-// returns its address; the process is killed at cleanup if still running.
-func startNodeProcess(t *testing.T, dir string) (*exec.Cmd, string) {
+// startNodeProcess runs a storage node on dir in a child process (this
+// test binary, see runHelperProcess); it is killed and reaped at cleanup.
+func startNodeProcess(t *testing.T, dir string) *proctest.Process {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "LISTENING "); ok {
-				addr <- a
-			}
-		}
-		close(addr)
-	}()
-	select {
-	case a, ok := <-addr:
-		if !ok {
-			t.Fatal("node process exited before listening")
-		}
-		return cmd, a
-	case <-time.After(20 * time.Second):
-		t.Fatal("node process did not start within 20s")
-	}
-	return nil, ""
+	t.Setenv(helperEnv, dir) // the child inherits it
+	return proctest.StartT(t, &proctest.Buffer{}, os.Args[0], "-test.run=^$")
 }
 
 // TestKilledMidWriteLeavesNothing kills a node process with SIGKILL while a
@@ -99,8 +66,8 @@ func startNodeProcess(t *testing.T, dir string) (*exec.Cmd, string) {
 // that nothing of the write is visible or left behind.
 func TestKilledMidWriteLeavesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "disk0")
-	cmd, addr := startNodeProcess(t, dir)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	node := startNodeProcess(t, dir)
+	conn, err := grpc.NewClient(node.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +101,10 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 		fi, err := os.Stat(files[0])
 		return err == nil && fi.Size() >= 128+5*(2048+28)
 	})
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	if node.Exited() {
+		t.Fatalf("the node process died before the kill: %v", node.Err())
 	}
-	cmd.Wait()
+	node.Kill()
 
 	cfg := server.DefaultConfig()
 	cfg.DataDirs = []string{dir}
