@@ -23,7 +23,7 @@ import (
 
 // Cluster is 3 `clipstore meta` and some `clipstore storage` processes.
 type Cluster struct {
-	T       testing.TB
+	t       testing.TB
 	Root    string // the data directories are Root/<id>
 	Metas   []*MetaMember
 	Storage []*StorageNode
@@ -51,7 +51,7 @@ type StorageNode struct {
 // storage node.
 func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	t.Helper()
-	c := &Cluster{T: t, Root: t.TempDir(), StorageArgs: o.StorageArgs}
+	c := &Cluster{t: t, Root: t.TempDir(), StorageArgs: o.StorageArgs}
 	for i := range 3 {
 		c.Metas = append(c.Metas, &MetaMember{ID: fmt.Sprintf("m%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("m%d", i))})
 	}
@@ -80,17 +80,17 @@ func StartDurabilityCluster(t testing.TB, n int) *Cluster {
 // MetaLeader returns the member cluster status names as the leader, and
 // the term.
 func (c *Cluster) MetaLeader(cl *client.Client) (*MetaMember, uint64) {
-	c.T.Helper()
+	c.t.Helper()
 	st, err := cl.ClusterStatus(context.Background())
 	if err != nil {
-		c.T.Fatal(err)
+		c.t.Fatal(err)
 	}
 	for _, m := range c.Metas {
 		if m.ID == st.Leader {
 			return m, st.Term
 		}
 	}
-	c.T.Fatalf("leader %q is none of the members", st.Leader)
+	c.t.Fatalf("leader %q is none of the members", st.Leader)
 	return nil, 0
 }
 
@@ -105,26 +105,26 @@ func (c *Cluster) MetaAddrs() string {
 
 // StartStorage starts (or restarts) s with c.StorageArgs.
 func (c *Cluster) StartStorage(s *StorageNode) {
-	c.T.Helper()
+	c.t.Helper()
 	args := []string{"storage", "--id", s.ID, "--data", s.Dir, "--listen", "127.0.0.1:0", "--zone", s.Zone,
 		"--meta", c.MetaAddrs(), "--log-level", "debug"}
-	s.Proc = Start(c.T, append(args, c.StorageArgs...)...)
+	s.Proc = Start(c.t, append(args, c.StorageArgs...)...)
 }
 
 // Client is a client of the cluster; it closes at cleanup.
 func (c *Cluster) Client() *client.Client {
 	cl, err := client.New(context.Background(), client.Config{Meta: strings.Split(c.MetaAddrs(), ",")})
 	if err != nil {
-		c.T.Fatal(err)
+		c.t.Fatal(err)
 	}
-	c.T.Cleanup(func() { cl.Close() })
+	c.t.Cleanup(func() { cl.Close() })
 	return cl
 }
 
 // WaitNodesUp waits until meta's leader has heard from n storage nodes
 // registered at their current addresses.
 func (c *Cluster) WaitNodesUp(n int) {
-	c.T.Helper()
+	c.t.Helper()
 	cl := c.Client()
 	live := map[string]bool{}
 	for _, s := range c.Storage {
@@ -132,7 +132,7 @@ func (c *Cluster) WaitNodesUp(n int) {
 			live[s.Proc.Addr] = true
 		}
 	}
-	await.True(c.T, 60*time.Second, fmt.Sprintf("%d storage nodes up", n), func() bool {
+	await.True(c.t, 60*time.Second, fmt.Sprintf("%d storage nodes up", n), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		st, err := cl.ClusterStatus(ctx)
@@ -152,7 +152,7 @@ func (c *Cluster) WaitNodesUp(n int) {
 // CLI runs the clipstore binary against the cluster and returns its
 // stdout, stderr and exit code.
 func (c *Cluster) CLI(args ...string) (string, string, int) {
-	c.T.Helper()
+	c.t.Helper()
 	cmd := exec.Command(Binary(), append(args, "--meta", c.MetaAddrs())...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -162,7 +162,7 @@ func (c *Cluster) CLI(args ...string) (string, string, int) {
 	if errors.As(err, &exit) {
 		code = exit.ExitCode()
 	} else if err != nil {
-		c.T.Fatal(err)
+		c.t.Fatal(err)
 	}
 	return out.String(), errb.String(), code
 }
