@@ -9,6 +9,8 @@
 // Memory is bounded by Config.BlocksInFlight blocks per Put or read,
 // whatever the clip's size. Errors wrap the sentinels of this package
 // (ErrNotFound, ErrUnrecoverable, ...) for errors.Is. The package imports
-// only erasure and the generated protocol code; see DESIGN.md for the
-// trade-offs of the write and read paths.
+// only erasure, internal/wire (the data path's gRPC settings) and the
+// generated protocol code, never meta, server, raft or bbolt
+// (TestDependencies); see DESIGN.md for the trade-offs of the write and
+// read paths.
 package client

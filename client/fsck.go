@@ -180,7 +180,7 @@ func (f *fsck) checkShard(ctx context.Context, s *metapb.Shard, addr string) *Fs
 	switch {
 	case errors.Is(fromStatus("stat", err), ErrNotFound):
 		p.Kind, p.Detail = ProblemMissing, "not on its node"
-	case errors.Is(fromStatus("stat", err), ErrUnrecoverable):
+	case errors.Is(fromStatus("stat", err), ErrCorrupt):
 		p.Kind, p.Detail = ProblemCorrupt, fromStatus("verify", err).Error()
 	case err != nil:
 		p.Kind, p.Detail = ProblemUnreachable, fromStatus("stat", err).Error()

@@ -111,13 +111,13 @@ func (v *clipView) shardFailed(ctx context.Context, i int, err error) error {
 		return ctx.Err()
 	}
 	v.markFailed(i)
-	switch codeOf(err) {
-	case codes.NotFound:
+	switch {
+	case errors.Is(err, ErrNotFound):
 		if cerr := v.checkUnchanged(ctx); cerr != nil {
 			return cerr
 		}
 		v.report(i, shardMissing, err.Error())
-	case codes.DataLoss, codes.OutOfRange:
+	case errors.Is(err, ErrCorrupt), codeOf(err) == codes.OutOfRange: // a shard shorter than its record
 		v.report(i, shardCorrupt, err.Error())
 	default:
 		v.c.log.Info("shard unreadable; reading others", "clip", v.info.Key, "index", i,

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/rpcerr"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,9 +20,10 @@ import (
 // times, then succeeds; it records the request ids it saw.
 type flakyMeta struct {
 	metapb.UnimplementedMetaServiceServer
-	mu    sync.Mutex
-	fails []codes.Code
-	ids   [][]byte
+	mu     sync.Mutex
+	fails  []codes.Code
+	reason rpcerr.Reason // of the failures; none if empty
+	ids    [][]byte
 }
 
 func (f *flakyMeta) CommitPut(ctx context.Context, req *metapb.CommitPutRequest) (*metapb.CommitPutResponse, error) {
@@ -31,6 +33,9 @@ func (f *flakyMeta) CommitPut(ctx context.Context, req *metapb.CommitPutRequest)
 	if len(f.fails) > 0 {
 		code := f.fails[0]
 		f.fails = f.fails[1:]
+		if f.reason != "" {
+			return nil, statusWith(code, f.reason, nil)
+		}
 		return nil, status.Error(code, "try again")
 	}
 	return &metapb.CommitPutResponse{Clip: &metapb.ClipRecord{Key: req.Key}}, nil
@@ -87,6 +92,15 @@ func TestCommitRetryKeepsRequestID(t *testing.T) {
 	defer c2.Close()
 	if _, err := c2.commit(context.Background(), "commit", req); !errors.Is(err, ErrPrecondition) || len(bad.ids) != 1 {
 		t.Fatalf("precondition: %v after %d attempts", err, len(bad.ids))
+	}
+	// A write whose outcome is unknown is retried with its request id, and
+	// says so when the retries run out.
+	unknown := &flakyMeta{fails: []codes.Code{codes.Unavailable, codes.Unavailable, codes.Unavailable}, reason: rpcerr.OutcomeUnknown}
+	c4, _ := New(context.Background(), Config{Meta: []string{serveFlaky(t, unknown)}, MaxRetries: 2})
+	defer c4.Close()
+	if _, err := c4.commit(context.Background(), "commit", req); !errors.Is(err, ErrOutcomeUnknown) ||
+		errors.Is(err, ErrUnavailable) || len(unknown.ids) != 3 {
+		t.Fatalf("outcome unknown: %v after %d attempts", err, len(unknown.ids))
 	}
 	down := &flakyMeta{fails: []codes.Code{codes.Unavailable, codes.Unavailable, codes.Unavailable, codes.Unavailable}}
 	c3, _ := New(context.Background(), Config{Meta: []string{serveFlaky(t, down)}, MaxRetries: 2})

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/rpcerr"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -133,7 +133,7 @@ func (a *applier) replay(cmd *pb.Command) (*applyResult, bool, error) {
 		return nil, false, err
 	}
 	if codes.Code(rec.Code) != codes.OK {
-		return &applyResult{err: status.Error(codes.Code(rec.Code), rec.Message)}, true, nil
+		return &applyResult{err: rejection(codes.Code(rec.Code), rpcerr.Reason(rec.Reason), rec.Message)}, true, nil
 	}
 	resp := emptyResponse(cmd)
 	if resp != nil {
@@ -148,7 +148,7 @@ func (a *applier) replay(cmd *pb.Command) (*applyResult, bool, error) {
 func (a *applier) remember(id []byte, resp proto.Message, rerr error) error {
 	rec := &pb.RequestRecord{ExpiresUnixNano: a.now + int64(a.ttl), Code: uint32(codeOf(rerr))}
 	if rerr != nil {
-		rec.Message = rerr.Error()
+		rec.Message, rec.Reason = rerr.Error(), string(reasonOf(rerr))
 	} else if resp != nil {
 		b, err := proto.Marshal(resp)
 		if err != nil {

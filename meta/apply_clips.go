@@ -104,8 +104,8 @@ func (a *applier) commitPut(c *pb.CommitPutRequest) (proto.Message, error) {
 		return nil, err
 	}
 	if a.now > c.CommitDeadlineUnixNano {
-		return nil, fmt.Errorf("%w: commit deadline passed %v before the commit was proposed; write the clip again",
-			ErrFailedPrecondition, time.Duration(a.now-c.CommitDeadlineUnixNano))
+		return nil, fmt.Errorf("%w %v before the commit was proposed; write the clip again",
+			ErrDeadlinePassed, time.Duration(a.now-c.CommitDeadlineUnixNano))
 	}
 	if a.tx.Bucket(bktBuckets).Get([]byte(c.Bucket)) == nil {
 		return nil, fmt.Errorf("%w: bucket %q", ErrNotFound, c.Bucket)
@@ -300,8 +300,8 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 		return nil, fmt.Errorf("%w: the new shard needs a 16-byte id, a node and state OK", ErrInvalidArgument)
 	}
 	if c.CommitDeadlineUnixNano != 0 && a.now > c.CommitDeadlineUnixNano {
-		return nil, fmt.Errorf("%w: the new shard's commit deadline passed %v before the update; it may be collected",
-			ErrFailedPrecondition, time.Duration(a.now-c.CommitDeadlineUnixNano))
+		return nil, fmt.Errorf("%w %v before the update (the new shard may be collected)",
+			ErrDeadlinePassed, time.Duration(a.now-c.CommitDeadlineUnixNano))
 	}
 	rec, old, err := a.shardEntry(c.ClipId, c.Generation, c.Part, c.Index, c.OldShardId)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/clipstore/clipstore/internal/rpcerr"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"go.uber.org/goleak"
@@ -19,6 +20,15 @@ func wantCode(t testing.TB, err error, want codes.Code) {
 	t.Helper()
 	if got := status.Code(err); got != want {
 		t.Fatalf("got %v (%v), want %v", got, err, want)
+	}
+}
+
+// wantReason checks an answer's code and the reason of its ErrorInfo.
+func wantReason(t testing.TB, err error, code codes.Code, reason rpcerr.Reason) {
+	t.Helper()
+	wantCode(t, err, code)
+	if info := rpcerr.Info(err); info == nil || rpcerr.Reason(info.Reason) != reason || info.Domain != rpcerr.MetaDomain {
+		t.Fatalf("error %v carries %v, want reason %s in domain %s", err, info, reason, rpcerr.MetaDomain)
 	}
 }
 

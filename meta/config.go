@@ -9,6 +9,7 @@ import (
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 )
 
 // Config configures a meta member. Build it from DefaultConfig.
@@ -27,8 +28,12 @@ type Config struct {
 	// MetaService; recorded in the FSM so that followers can forward.
 	GRPCAddress string
 	// Bootstrap makes this member found a new single-member cluster if it
-	// has no Raft state yet. Others join through JoinMember.
+	// has no Raft state yet. Others join through JoinMember (Node.Join).
 	Bootstrap bool
+	// DialOptions are used for this member's gRPC connections to other
+	// members (forwarding to the leader, Join): credentials, chiefly. Empty:
+	// plain text.
+	DialOptions []grpc.DialOption
 
 	// DefaultProfile is used for buckets created without one.
 	DefaultProfile *pb.ECProfile

@@ -1,20 +1,26 @@
 package meta
 
 import (
-	"context"
 	"errors"
+	"fmt"
 
+	"github.com/clipstore/clipstore/internal/rpcerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// Sentinel errors of the meta service; toStatus maps each to one gRPC code.
+// Sentinel errors of the meta service. Each maps to one gRPC code and one
+// machine-readable reason (errorTable), which the client maps back.
 var (
 	ErrInvalidArgument    = errors.New("invalid argument")
 	ErrNotFound           = errors.New("not found")
 	ErrExists             = errors.New("already exists")
 	ErrFailedPrecondition = errors.New("failed precondition")
-	// ErrNotLeader: this member is not the leader and cannot reach it.
+	// ErrDeadlinePassed: a commit or shard update came after the commit
+	// deadline its shards carry (they may be collected): write again.
+	ErrDeadlinePassed = fmt.Errorf("%w: commit deadline passed", ErrFailedPrecondition)
+	// ErrNotLeader: this member is not the leader and cannot reach it. A
+	// *NotLeaderError carries the leader it knows of.
 	ErrNotLeader = errors.New("not the leader")
 	// ErrOutcomeUnknown: a write was proposed but its fate is not known (a
 	// timeout or a lost leadership): it may or may not have been committed.
@@ -28,46 +34,90 @@ var (
 	errAlreadyApplied = errors.New("entry already applied")
 )
 
-var codeTable = []struct {
-	err  error
-	code codes.Code
-}{
-	{ErrInvalidArgument, codes.InvalidArgument},
-	{ErrNotFound, codes.NotFound},
-	{ErrExists, codes.AlreadyExists},
-	{ErrFailedPrecondition, codes.FailedPrecondition},
-	{ErrNotLeader, codes.Unavailable},
-	{ErrOutcomeUnknown, codes.Unavailable},
-	{ErrShutdown, codes.Unavailable},
-	{ErrUnavailable, codes.Unavailable},
-	{ErrStateCorrupt, codes.DataLoss},
-	{context.Canceled, codes.Canceled},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
+// NotLeaderError is ErrNotLeader with the leader this member knows of, if
+// any: the answer's ErrorInfo carries it, so that callers go to the leader
+// directly.
+type NotLeaderError struct {
+	LeaderID, LeaderAddress string // empty when unknown
+	Detail                  string
 }
 
-// codeOf returns the gRPC code for err.
-func codeOf(err error) codes.Code {
-	if err == nil {
-		return codes.OK
+func (e *NotLeaderError) Error() string {
+	if e.LeaderID == "" {
+		return fmt.Sprintf("%v: %s", ErrNotLeader, e.Detail)
 	}
-	if st, ok := status.FromError(err); ok {
-		return st.Code()
-	}
-	for _, e := range codeTable {
-		if errors.Is(err, e.err) {
-			return e.code
-		}
-	}
-	return codes.Internal
+	return fmt.Sprintf("%v: %s (leader %s at %s)", ErrNotLeader, e.Detail, e.LeaderID, e.LeaderAddress)
 }
 
-// toStatus converts an error into a gRPC status error with its message.
-func toStatus(err error) error {
-	if err == nil {
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// ErrorReason keeps the table's reason (NOT_LEADER).
+func (e *NotLeaderError) ErrorReason() rpcerr.Reason { return "" }
+
+// ErrorMetadata is the leader hint.
+func (e *NotLeaderError) ErrorMetadata() map[string]string {
+	if e.LeaderID == "" {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(codeOf(err), err.Error())
+	return map[string]string{rpcerr.LeaderID: e.LeaderID, rpcerr.LeaderAddress: e.LeaderAddress}
 }
+
+// errorTable is the one translation from meta's errors to gRPC codes and
+// reasons; client.codeTable and the storage node's meta caller hold its
+// inverse. Refinements come before what they refine.
+var errorTable = &rpcerr.Table{Domain: rpcerr.MetaDomain, Entries: []rpcerr.Entry{
+	{Err: ErrInvalidArgument, Code: codes.InvalidArgument, Reason: rpcerr.InvalidArgument},
+	{Err: ErrNotFound, Code: codes.NotFound, Reason: rpcerr.NotFound},
+	{Err: ErrExists, Code: codes.AlreadyExists, Reason: rpcerr.AlreadyExists},
+	{Err: ErrDeadlinePassed, Code: codes.FailedPrecondition, Reason: rpcerr.DeadlinePassed},
+	{Err: ErrFailedPrecondition, Code: codes.FailedPrecondition, Reason: rpcerr.FailedPrecondition},
+	{Err: ErrNotLeader, Code: codes.Unavailable, Reason: rpcerr.NotLeader},
+	// Before ErrShutdown: a proposal cut by shutdown may have committed.
+	{Err: ErrOutcomeUnknown, Code: codes.Unavailable, Reason: rpcerr.OutcomeUnknown},
+	{Err: ErrShutdown, Code: codes.Unavailable, Reason: rpcerr.ShuttingDown},
+	{Err: ErrUnavailable, Code: codes.Unavailable, Reason: rpcerr.Unavailable},
+	{Err: ErrStateCorrupt, Code: codes.DataLoss, Reason: rpcerr.StateCorrupt},
+}}
+
+// codeOf returns the gRPC code for err.
+func codeOf(err error) codes.Code { return errorTable.Code(err) }
+
+// toStatus converts an error into a gRPC status error with its message and
+// reason.
+func toStatus(err error) error { return errorTable.Status(err) }
+
+// reasonOf returns the reason toStatus gives err ("" for none).
+func reasonOf(err error) rpcerr.Reason {
+	if e, ok := errorTable.Lookup(err); ok {
+		return e.Reason
+	}
+	return ""
+}
+
+// rejection rebuilds a remembered rejection (a request id's first outcome)
+// as the error it was: its message, and the sentinel of its reason (of its
+// code, for records written before reasons were kept), so that a replayed
+// answer carries the same code and reason as the first.
+func rejection(code codes.Code, reason rpcerr.Reason, msg string) error {
+	for _, e := range errorTable.Entries {
+		if e.Reason == reason {
+			return &replayedError{msg: msg, err: e.Err}
+		}
+	}
+	for _, e := range errorTable.Entries {
+		if e.Code == code && reason == "" {
+			return &replayedError{msg: msg, err: e.Err}
+		}
+	}
+	return status.Error(code, msg)
+}
+
+// replayedError is a remembered rejection: the first answer's message and
+// sentinel.
+type replayedError struct {
+	msg string
+	err error
+}
+
+func (e *replayedError) Error() string { return e.msg }
+func (e *replayedError) Unwrap() error { return e.err }

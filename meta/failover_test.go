@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/rpcerr"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -147,14 +148,19 @@ func TestRetriedCommitGetsFirstOutcome(t *testing.T) {
 	}
 	commit.RequestId = bytes.Repeat([]byte{8}, 16)
 	_, err = cl.CommitPut(t.Context(), commit)
-	wantCode(t, err, codes.AlreadyExists)
-	// A failed request id keeps failing the same way, even once the cause is gone.
+	wantReason(t, err, codes.AlreadyExists, rpcerr.AlreadyExists)
+	// A failed request id keeps failing the same way, code and reason, even
+	// once the cause is gone.
 	reqFail := bytes.Repeat([]byte{9}, 16)
 	_, err = cl.DeleteClip(t.Context(), &pb.DeleteClipRequest{RequestId: reqFail, Bucket: "bk1", Key: "nope"})
-	wantCode(t, err, codes.NotFound)
+	wantReason(t, err, codes.NotFound, rpcerr.NotFound)
+	firstErr := err.Error()
 	put(t, cl, "bk1", "nope", 1, nil)
 	_, err = cl.DeleteClip(t.Context(), &pb.DeleteClipRequest{RequestId: reqFail, Bucket: "bk1", Key: "nope"})
-	wantCode(t, err, codes.NotFound)
+	wantReason(t, err, codes.NotFound, rpcerr.NotFound)
+	if err.Error() != firstErr {
+		t.Fatalf("replayed answer %q, first %q", err, firstErr)
+	}
 	st, _ := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 	if st.Clips != 2 {
 		t.Fatalf("%d clips, want 2", st.Clips)
@@ -175,8 +181,11 @@ func TestCommitAfterDeadlineIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	_, err = cl.CommitPut(t.Context(), commitFor(begin, "bk1", "k", 10, nil))
-	wantCode(t, err, codes.FailedPrecondition)
+	commit := commitFor(begin, "bk1", "k", 10, bytes.Repeat([]byte{3}, 16))
+	_, err = cl.CommitPut(t.Context(), commit)
+	wantReason(t, err, codes.FailedPrecondition, rpcerr.DeadlinePassed)
+	_, err = cl.CommitPut(t.Context(), commit) // the remembered outcome keeps its reason
+	wantReason(t, err, codes.FailedPrecondition, rpcerr.DeadlinePassed)
 	_, err = cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: "k"})
 	wantCode(t, err, codes.NotFound)
 }

@@ -20,21 +20,30 @@ const forwardedKey = "clipstore-forwarded-by"
 // already.
 func (n *Node) leaderClient(ctx context.Context) (pb.MetaServiceClient, context.Context, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
-		return nil, nil, fmt.Errorf("%w: member %s was forwarded a request but is not the leader (leader: %q)", ErrNotLeader, n.cfg.ID, n.Leader())
+		return nil, nil, n.notLeader(fmt.Sprintf("member %s was forwarded a request but is not the leader", n.cfg.ID))
 	}
 	leader := n.Leader()
 	if leader == "" {
-		return nil, nil, fmt.Errorf("%w: no leader elected; retry", ErrNotLeader)
+		return nil, nil, n.notLeader("no leader elected; retry")
 	}
 	addr, err := n.memberAddress(leader)
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := n.peers.client(addr)
+	cc, err := n.peers.Get(addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: dial leader %s at %s: %v", ErrNotLeader, leader, addr, err)
+		return nil, nil, n.notLeader(fmt.Sprintf("dial the leader: %v", err))
 	}
-	return c, metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.ID), nil
+	return pb.NewMetaServiceClient(cc), metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.ID), nil
+}
+
+// notLeader is ErrNotLeader with the leader this member knows of.
+func (n *Node) notLeader(detail string) error {
+	e := &NotLeaderError{LeaderID: n.Leader(), Detail: detail}
+	if e.LeaderID != "" {
+		e.LeaderAddress, _ = n.memberAddress(e.LeaderID)
+	}
+	return e
 }
 
 // memberAddress looks up a member's gRPC address in the FSM.

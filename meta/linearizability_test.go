@@ -815,7 +815,8 @@ func (r *linRun) checkIsolatedReads() {
 }
 
 // ---------------------------------------------------------------------------
-// Scenarios (RELIABILITY.md §5, scenarios 1, 2 and 7 in short form).
+// Scenarios: a leader crash, a partitioned leader and leadership transfers
+// under load, in short form.
 
 // TestLinearizableLeaderCrash crashes the leader (no leadership transfer)
 // 1.5 s into 4 s of traffic and restarts it at 3 s.

@@ -103,7 +103,7 @@ func (n *Node) leaderLoop() {
 	leading := false
 	for {
 		select {
-		case <-n.stop:
+		case <-n.ctx.Done():
 			return
 		case <-obs:
 		case <-tick.C:
@@ -128,7 +128,7 @@ func (n *Node) leaderLoop() {
 // onLeadership runs once per won election: the member records how to reach
 // it over gRPC (a bootstrapped member has no other way to get there).
 func (n *Node) onLeadership() {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	var known *pb.Member
 	n.fsm.view(func(tx *bolt.Tx) error {
@@ -165,7 +165,7 @@ func (n *Node) markSilentNodesDown(now time.Time) {
 		})
 	})
 	for _, id := range down {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
 		_, err := n.propose(ctx, &pb.Command{Op: &pb.Command_SetNodeState{SetNodeState: &pb.SetNodeStateCommand{
 			NodeId: id, State: pb.NodeState_NODE_STATE_DOWN, SinceUnixNano: now.UnixNano()}}})
 		cancel()

@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/conns"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -29,13 +32,23 @@ type Node struct {
 	live     *liveness
 	repairs  *repairs
 	progress *repairProgress
-	peers    *peerConns
+	peers    *conns.Cache // to other members, for forwarding
 	metrics  *metrics
 
-	stop   chan struct{}
+	// ctx is the member's lifetime: the leader's background loops propose
+	// under it, and Shutdown or Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
 	replan chan struct{} // a repair landed: plan the next ones now
+	hint   atomic.Pointer[leaderHint]
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	mu struct {
+		sync.Mutex
+		grpc   *grpc.Server // set by Serve
+		closed bool
+	}
 }
 
 // New opens (or creates) the member's state in cfg.DataDir and starts Raft.
@@ -46,8 +59,8 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), replan: make(chan struct{}, 1),
-		progress: newRepairProgress()}
+	n := &Node{cfg: cfg, log: cfg.Logger, replan: make(chan struct{}, 1), progress: newRepairProgress()}
+	n.ctx, n.cancel = context.WithCancel(context.Background()) // the member's lifetime; see Shutdown
 	if n.log == nil {
 		n.log = slog.Default()
 	}
@@ -67,43 +80,108 @@ func New(cfg Config) (*Node, error) {
 	n.reads = newReadBatcher(n.raft, cfg.ApplyTimeout, n.waitApplied)
 	n.live = newLiveness()
 	n.repairs = newRepairs()
-	n.peers = newPeerConns()
+	n.peers = conns.New(dialOptions(cfg.DialOptions)...)
 	n.wg.Add(1)
 	go n.leaderLoop()
 	return n, nil
 }
 
-// Shutdown hands leadership over if this member leads (so that the cluster
-// does not wait an election timeout), stops Raft and closes the state.
-func (n *Node) Shutdown(ctx context.Context) error { return n.shutdown(true) }
-
-// Close stops the member at once, without handing leadership over: to the
-// rest of the cluster it is as if the member crashed.
-func (n *Node) Close() error { return n.shutdown(false) }
-
-func (n *Node) shutdown(transfer bool) error {
+// Shutdown stops the member gracefully, as net/http.Server.Shutdown does:
+// it hands leadership over if this member leads (so that the cluster does
+// not wait an election timeout), stops taking calls and waits for those in
+// flight, then stops the leader's loops and Raft and closes the state. When
+// ctx ends first, the leadership transfer is abandoned and calls still in
+// flight are cut; the member still stops, and Shutdown returns ctx's error
+// joined with any other. Calls after the first (of Shutdown or Close) do
+// nothing and return nil.
+func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
-		if transfer && n.raft.State() == raft.Leader && len(n.voters()) > 1 {
-			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
-				n.log.Warn("leadership transfer on shutdown failed", "err", terr)
-			}
-		}
-		close(n.stop)
-		n.wg.Wait()
-		// Raft first: shutting it down resolves every pending future, read
-		// barriers included, so waiting for the read batcher cannot hang on
-		// a barrier that would never commit.
-		err = n.raft.Shutdown().Error()
-		n.reads.close()
-		n.peers.close()
-		if nt, ok := n.trans.(*raft.NetworkTransport); ok && n.cfg.Transport == nil {
-			nt.CloseStreams() // pooled connections too, so that peers' readers end
-			nt.Close()
-		}
-		err = errors.Join(err, n.closeStores())
+		err = errors.Join(n.transferOnShutdown(ctx), n.stopServing(ctx), n.stop())
 	})
 	return err
+}
+
+// Close stops the member at once, without handing leadership over and
+// without waiting for calls in flight: to the rest of the cluster it is as
+// if the member crashed.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		if srv := n.closeServer(); srv != nil {
+			srv.Stop()
+		}
+		err = n.stop()
+	})
+	return err
+}
+
+// transferOnShutdown hands leadership to another voter if this member leads
+// one of several, waiting for it until ctx ends.
+func (n *Node) transferOnShutdown(ctx context.Context) error {
+	if n.raft.State() != raft.Leader || len(n.voters()) < 2 {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.raft.LeadershipTransfer().Error() }() // resolved by raft's shutdown at the latest
+	select {
+	case err := <-done:
+		if err != nil {
+			n.log.Warn("leadership transfer on shutdown failed", "err", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("leadership transfer on shutdown: %w", ctx.Err())
+	}
+}
+
+// closeServer makes Serve refuse to start and returns the gRPC server it
+// runs, if any.
+func (n *Node) closeServer() *grpc.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.mu.closed = true
+	return n.mu.grpc
+}
+
+// stopServing stops the gRPC server Serve runs: gracefully until ctx ends,
+// then by cutting every connection.
+func (n *Node) stopServing(ctx context.Context) error {
+	srv := n.closeServer()
+	if srv == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		srv.Stop()
+		<-done
+		return fmt.Errorf("calls in flight cut at shutdown: %w", ctx.Err())
+	}
+}
+
+// stop ends the member's lifetime: the leader's loops, Raft, the peer
+// connections and the state.
+func (n *Node) stop() error {
+	n.cancel()
+	n.wg.Wait()
+	// Raft first: shutting it down resolves every pending future, read
+	// barriers included, so waiting for the read batcher cannot hang on a
+	// barrier that would never commit.
+	err := n.raft.Shutdown().Error()
+	n.reads.close()
+	n.peers.Close()
+	if nt, ok := n.trans.(*raft.NetworkTransport); ok && n.cfg.Transport == nil {
+		nt.CloseStreams() // pooled connections too, so that peers' readers end
+		nt.Close()
+	}
+	return errors.Join(err, n.closeStores())
 }
 
 func (n *Node) closeStores() error {

@@ -31,7 +31,7 @@ func pageSize(n uint32) int {
 // placement becomes state only when CommitPut names it, and CommitPut's
 // Apply checks the bucket and the nodes again. So the leader answers from
 // its own state without a read barrier, and a clip costs one Raft entry
-// (DESIGN.md "Write path"); a deposed leader that does not know it yet can
+// (docs/design.md, "Write path"); a deposed leader that does not know it yet can
 // only hand out a placement whose commit fails or goes elsewhere.
 func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPutResponse, error) {
 	if n.raft.State() != raft.Leader {

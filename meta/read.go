@@ -11,8 +11,7 @@ import (
 )
 
 // readBatcher confirms linearizable reads, one confirmation per batch of
-// concurrent reads, the way DESIGN.md's "Meta state" recipe and Raft's
-// read index (§6.4 of Ongaro's thesis) do it:
+// concurrent reads, with Raft's read index (§6.4 of Ongaro's thesis):
 //
 //   - The first batch of a leadership runs a Barrier: an entry the leader
 //     commits in its own term, which brings its commit index up to date

@@ -19,10 +19,6 @@ type service struct {
 	n *Node
 }
 
-// Service returns the member's MetaService implementation, to register on
-// a gRPC server.
-func (n *Node) Service() pb.MetaServiceServer { return &service{n: n} }
-
 // write proposes cmd on the leader and converts the response to Resp.
 func write[Req proto.Message, Resp proto.Message](ctx context.Context, s *service, req Req,
 	check func(Req) error, build func(Req) *pb.Command,
@@ -250,7 +246,7 @@ func newRand() *rand.Rand { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint
 // newID returns a fresh 16-byte id for a clip, upload, shard or repair
 // task: a UUIDv7 (RFC 9562), 48 bits of Unix milliseconds and a sub-
 // millisecond sequence (strictly increasing within this process), then 62
-// random bits. Ids are never reused, as DESIGN.md requires of shard ids;
+// random bits. Ids are never reused, as shard ids must not be (docs/design.md);
 // the time prefix makes the ids a leader hands out in a row sort together,
 // so that the clips and node -> shards indexes grow at their right edge and
 // a batch of commits dirties a few bbolt pages instead of one per shard

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -25,6 +24,9 @@ type Config struct {
 	// HeartbeatInterval is the first interval between heartbeats; meta's
 	// answers set it afterwards.
 	HeartbeatInterval time.Duration
+	// MetaTimeout bounds each attempt of a call to a meta member: a member
+	// that does not answer within it is passed over for the next.
+	MetaTimeout time.Duration
 	// MaxPieceSize bounds a piece (block size / k); the gRPC message limit is
 	// derived from it. Writes whose header implies larger pieces are refused.
 	MaxPieceSize int
@@ -71,6 +73,7 @@ func DefaultConfig() Config {
 		ListPageSizeMax:   10000,
 		WriteIdleTimeout:  time.Minute,
 		HeartbeatInterval: time.Second,
+		MetaTimeout:       10 * time.Second,
 		RepairConcurrency: 2,
 		ScrubInterval:     24 * time.Hour,
 		ScrubRate:         50 << 20,
@@ -79,37 +82,55 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first field that is unusable.
+// ConfigError names the first unusable field of a Config.
+type ConfigError struct {
+	Field   string // e.g. "RepairConcurrency"
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return "server config: " + e.Field + ": " + e.Problem }
+
+func configError(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports the first field that is unusable, as a *ConfigError.
 func (c *Config) Validate() error {
 	switch {
 	case len(c.DataDirs) == 0:
-		return errors.New("server config: DataDirs: at least one data directory is required")
+		return configError("DataDirs", "at least one data directory is required")
 	case c.MaxPieceSize < 1 || c.MaxPieceSize > 256<<20:
-		return fmt.Errorf("server config: MaxPieceSize: %d is outside 1..256 MiB", c.MaxPieceSize)
-	case len(c.Meta) > 0 && (c.NodeID == "" || c.Advertise == ""):
-		return errors.New("server config: NodeID and Advertise are required to register with Meta")
+		return configError("MaxPieceSize", "%d is outside 1..256 MiB", c.MaxPieceSize)
+	case len(c.Meta) > 0 && c.NodeID == "":
+		return configError("NodeID", "required to register with Meta")
+	case len(c.Meta) > 0 && c.Advertise == "":
+		return configError("Advertise", "required to register with Meta")
 	case len(c.Meta) > 0 && c.HeartbeatInterval <= 0:
-		return errors.New("server config: HeartbeatInterval must be positive")
+		return configError("HeartbeatInterval", "%v must be positive", c.HeartbeatInterval)
+	case len(c.Meta) > 0 && c.MetaTimeout <= 0:
+		return configError("MetaTimeout", "%v must be positive", c.MetaTimeout)
 	case len(c.Meta) > 0 && c.RepairConcurrency < 1:
-		return fmt.Errorf("server config: RepairConcurrency: %d must be at least 1", c.RepairConcurrency)
-	case c.ScrubInterval < 0 || c.ScrubRate < 0 || c.ScrubStartDelay < 0:
-		return fmt.Errorf("server config: ScrubInterval %v, ScrubRate %d, ScrubStartDelay %v: must not be negative",
-			c.ScrubInterval, c.ScrubRate, c.ScrubStartDelay)
+		return configError("RepairConcurrency", "%d must be at least 1", c.RepairConcurrency)
+	case c.ScrubInterval < 0:
+		return configError("ScrubInterval", "%v must not be negative", c.ScrubInterval)
+	case c.ScrubRate < 0:
+		return configError("ScrubRate", "%d must not be negative", c.ScrubRate)
+	case c.ScrubStartDelay < 0:
+		return configError("ScrubStartDelay", "%v must not be negative", c.ScrubStartDelay)
 	case c.GCInterval < 0:
-		return fmt.Errorf("server config: GCInterval: %v must not be negative", c.GCInterval)
+		return configError("GCInterval", "%v must not be negative", c.GCInterval)
 	case c.WriteIdleTimeout <= 0:
-		return fmt.Errorf("server config: WriteIdleTimeout: %v must be positive", c.WriteIdleTimeout)
+		return configError("WriteIdleTimeout", "%v must be positive", c.WriteIdleTimeout)
 	case c.ListPageSize < 1 || c.ListPageSizeMax < c.ListPageSize:
-		return fmt.Errorf("server config: ListPageSize %d / ListPageSizeMax %d: need 1 <= size <= max",
-			c.ListPageSize, c.ListPageSizeMax)
+		return configError("ListPageSize", "%d with ListPageSizeMax %d: need 1 <= size <= max", c.ListPageSize, c.ListPageSizeMax)
 	}
 	seen := map[string]bool{}
 	for _, d := range c.DataDirs {
 		if d == "" {
-			return errors.New("server config: DataDirs: empty directory name")
+			return configError("DataDirs", "empty directory name")
 		}
 		if seen[d] {
-			return fmt.Errorf("server config: DataDirs: %q listed twice", d)
+			return configError("DataDirs", "%q listed twice", d)
 		}
 		seen[d] = true
 	}

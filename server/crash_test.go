@@ -246,7 +246,7 @@ func TestDiskLayout(t *testing.T) {
 	empty := testConfig(t, 1)
 	empty.OpenFS = cfg.OpenFS
 	failMkdir.Store(true)
-	if s, err := server.OpenStore(empty); err == nil || !strings.Contains(err.Error(), "no space left") {
+	if s, err := server.OpenStore(empty); !errors.Is(err, syscall.ENOSPC) {
 		if s != nil {
 			s.Close()
 		}
@@ -267,7 +267,7 @@ func TestDiskLayout(t *testing.T) {
 	if err := os.WriteFile(id, []byte(old), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := server.OpenStore(cfg); err == nil || !strings.Contains(err.Error(), "disk format 1") {
+	if s, err := server.OpenStore(cfg); !errors.Is(err, server.ErrDiskFormat) {
 		if s != nil {
 			s.Close()
 		}
@@ -302,7 +302,7 @@ func TestStartSyncsTheFilesystem(t *testing.T) {
 		t.Fatalf("%d syncfs calls opening one disk, want 1", syncs.Load())
 	}
 	fail.Store(true)
-	if s, err := server.OpenStore(cfg); err == nil || !strings.Contains(err.Error(), "syncfs") {
+	if s, err := server.OpenStore(cfg); !errors.Is(err, syscall.EIO) {
 		if s != nil {
 			s.Close()
 		}

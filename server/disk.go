@@ -98,15 +98,15 @@ func readIdentity(fsys FS) (diskIdentity, error) {
 	}
 	defer f.Close()
 	if err := json.NewDecoder(f).Decode(&id); err != nil {
-		return id, fmt.Errorf("identity file %s: %w", identityFile, err)
+		return id, fmt.Errorf("%w: identity file %s: %w", ErrDiskFormat, identityFile, err)
 	}
 	if id.Format == 1 {
-		return id, fmt.Errorf("identity file %s: disk format 1 (shards/ab/cd/<id>) predates this version, "+
+		return id, fmt.Errorf("%w: identity file %s: disk format 1 (shards/ab/cd/<id>) predates this version, "+
 			"which reads format %d (shards/cd/<id>); drain the node with the release that wrote it, then wipe the directory",
-			identityFile, diskFormat)
+			ErrDiskFormat, identityFile, diskFormat)
 	}
 	if _, err := uuid.Parse(id.Incarnation); err != nil || id.Format != diskFormat {
-		return id, fmt.Errorf("identity file %s: format %d, incarnation %q: unusable", identityFile, id.Format, id.Incarnation)
+		return id, fmt.Errorf("%w: identity file %s: format %d, incarnation %q", ErrDiskFormat, identityFile, id.Format, id.Incarnation)
 	}
 	return id, nil
 }

@@ -18,6 +18,18 @@
 // when the node starts. Every read re-verifies each piece before a byte
 // leaves the node.
 //
+// With Config.Meta set, the node registers with meta and heartbeats it:
+// capacity, free space, per-disk incarnations, scrub progress and the
+// shards it found corrupt or missing go up; the shards to delete and the
+// repairs to run come down in the answers (meta never dials a storage
+// node). The node then runs that work and its own upkeep: repairs rebuild a
+// lost shard from k others and commit it with a conditional UpdateShard;
+// the scrubber re-reads every shard at a bounded rate; the garbage
+// collector deletes the shards meta confirms no record references past
+// their commit deadline; and the inventory check reports the shards meta
+// places on the node that it lacks. Without Meta the node serves its shards
+// stand-alone (tests, tools).
+//
 // All disk I/O goes through the FS interface so that tests can wrap the real
 // filesystem with faults (package server/faultfs).
 package server

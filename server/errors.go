@@ -1,14 +1,12 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"github.com/clipstore/clipstore/internal/rpcerr"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Sentinel errors of the storage node. Each maps to one gRPC code in
@@ -33,6 +31,9 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrClosed: the store is shutting down.
 	ErrClosed = errors.New("storage node is shutting down")
+	// ErrDiskFormat: a data directory was written in a layout this release
+	// does not read (or its identity file is damaged); it is not served.
+	ErrDiskFormat = errors.New("unusable disk format")
 )
 
 // CorruptPieceError reports a piece that failed verification on read.
@@ -48,59 +49,30 @@ func (e *CorruptPieceError) Error() string {
 
 func (e *CorruptPieceError) Unwrap() error { return e.Err }
 
-// errorDomain is the domain of the ErrorInfo details attached to statuses.
-const errorDomain = "storage.clipstore"
+// ErrorReason refines the table's reason (CORRUPT) to CORRUPT_PIECE.
+func (e *CorruptPieceError) ErrorReason() rpcerr.Reason { return rpcerr.CorruptPiece }
 
-// codeTable is the one translation from storage errors to gRPC codes; the
-// client holds its inverse.
-var codeTable = []struct {
-	err  error
-	code codes.Code
-}{
-	{ErrInvalidArgument, codes.InvalidArgument},
-	{ErrNotFound, codes.NotFound},
-	{ErrExists, codes.AlreadyExists},
-	{ErrWriteInProgress, codes.Aborted},
-	{ErrOutOfRange, codes.OutOfRange},
-	{ErrCorrupt, codes.DataLoss},
-	{ErrNoSpace, codes.ResourceExhausted},
-	{ErrTimeout, codes.DeadlineExceeded},
-	{ErrClosed, codes.Unavailable},
-	{context.Canceled, codes.Canceled},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
+// ErrorMetadata names the piece, so that a caller can act without parsing
+// text.
+func (e *CorruptPieceError) ErrorMetadata() map[string]string {
+	return map[string]string{rpcerr.ShardID: e.Shard.String(), rpcerr.Block: strconv.FormatUint(e.Block, 10)}
 }
+
+// errorTable is the one translation from storage errors to gRPC codes and
+// reasons; the client holds its inverse.
+var errorTable = &rpcerr.Table{Domain: rpcerr.StorageDomain, Entries: []rpcerr.Entry{
+	{Err: ErrInvalidArgument, Code: codes.InvalidArgument, Reason: rpcerr.InvalidArgument},
+	{Err: ErrNotFound, Code: codes.NotFound, Reason: rpcerr.NotFound},
+	{Err: ErrExists, Code: codes.AlreadyExists, Reason: rpcerr.AlreadyExists},
+	{Err: ErrWriteInProgress, Code: codes.Aborted, Reason: rpcerr.WriteInProgress},
+	{Err: ErrOutOfRange, Code: codes.OutOfRange, Reason: rpcerr.OutOfRange},
+	{Err: ErrCorrupt, Code: codes.DataLoss, Reason: rpcerr.Corrupt},
+	{Err: ErrNoSpace, Code: codes.ResourceExhausted, Reason: rpcerr.NoSpace},
+	{Err: ErrTimeout, Code: codes.DeadlineExceeded, Reason: rpcerr.Timeout},
+	{Err: ErrClosed, Code: codes.Unavailable, Reason: rpcerr.ShuttingDown},
+}}
 
 // toStatus converts an error from the store into a gRPC status error whose
-// message says what was wrong. A corrupt piece carries an ErrorInfo with the
-// shard id and block number so that a caller can act without parsing text.
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	code := codes.Internal
-	for _, e := range codeTable {
-		if errors.Is(err, e.err) {
-			code = e.code
-			break
-		}
-	}
-	st := status.New(code, err.Error())
-	var ce *CorruptPieceError
-	if errors.As(err, &ce) {
-		info := &errdetails.ErrorInfo{
-			Reason: "CORRUPT_PIECE",
-			Domain: errorDomain,
-			Metadata: map[string]string{
-				"shard_id": ce.Shard.String(),
-				"block":    strconv.FormatUint(ce.Block, 10),
-			},
-		}
-		if d, derr := st.WithDetails(info); derr == nil {
-			st = d
-		}
-	}
-	return st.Err()
-}
+// message says what was wrong and whose ErrorInfo names its reason; a
+// corrupt piece's names the shard id and block number.
+func toStatus(err error) error { return errorTable.Status(err) }

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/metacall"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // gcPageSize is how many shards one CheckShards call carries at most (the
@@ -30,14 +27,11 @@ type collector struct {
 	n       *Node
 	log     *slog.Logger
 	metrics *gcMetrics
-	bg      *background
 	turn    chan struct{} // a token per running pass: one at a time
-	next    atomic.Uint32 // the meta member to ask
 }
 
 func newCollector(n *Node) *collector {
-	return &collector{n: n, log: n.log, metrics: newGCMetrics(n.cfg.Registerer), bg: newBackground(),
-		turn: make(chan struct{}, 1)}
+	return &collector{n: n, log: n.log, metrics: newGCMetrics(n.cfg.Registerer), turn: make(chan struct{}, 1)}
 }
 
 // CollectGarbage runs one garbage collection pass on the calling goroutine
@@ -50,7 +44,7 @@ func (n *Node) CollectGarbage(ctx context.Context) (deleted int, err error) {
 	if n.gc == nil {
 		return 0, fmt.Errorf("%w: garbage collection needs a node configured with meta", ErrInvalidArgument)
 	}
-	err = n.gc.bg.runNow(ctx, func(ctx context.Context) error {
+	err = n.bg.runNow(ctx, func(ctx context.Context) error {
 		deleted, err = n.gc.run(ctx)
 		return err
 	})
@@ -63,7 +57,7 @@ func (n *Node) CollectGarbage(ctx context.Context) (deleted int, err error) {
 // disk is found at once), it also checks the node's inventory against meta.
 func (c *collector) start() {
 	interval := c.n.cfg.GCInterval
-	c.bg.start(func(ctx context.Context) {
+	c.n.bg.start(func(ctx context.Context) {
 		c.checkInventory(ctx)
 		if interval <= 0 {
 			return
@@ -206,45 +200,16 @@ func (c *collector) collectPage(ctx context.Context, refs []*metapb.ShardRef) (i
 	return deleted, errors.Join(errs...)
 }
 
-// check sends one CheckShards call, trying the meta members in turn while
-// they are unavailable.
+// check sends one CheckShards call.
 func (c *collector) check(ctx context.Context, refs []*metapb.ShardRef) (*metapb.CheckShardsResponse, error) {
 	req := &metapb.CheckShardsRequest{NodeId: c.n.cfg.NodeID, Shards: refs}
-	resp, err := callMeta(ctx, c.n.hb.conns, &c.next,
-		func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CheckShardsResponse, error) {
-			return mc.CheckShards(ctx, req)
-		})
+	resp, err := metacall.Call(ctx, c.n.meta, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CheckShardsResponse, error) {
+		return mc.CheckShards(ctx, req)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("gc: check shards with meta: %w", err)
 	}
 	return resp, nil
-}
-
-// callMeta makes one call to meta, trying the members in turn (from *next,
-// which it advances past a member that is unavailable) while they answer
-// Unavailable or time out.
-func callMeta[Resp any](ctx context.Context, conns []*grpc.ClientConn, next *atomic.Uint32,
-	call func(context.Context, metapb.MetaServiceClient) (Resp, error)) (Resp, error) {
-	var zero Resp
-	var err error
-	for range conns {
-		i := int(next.Load()) % len(conns)
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var resp Resp
-		resp, err = call(cctx, metapb.NewMetaServiceClient(conns[i]))
-		cancel()
-		if err == nil {
-			return resp, nil
-		}
-		if ctx.Err() != nil {
-			return zero, ctx.Err()
-		}
-		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
-			break
-		}
-		next.CompareAndSwap(uint32(i), uint32(i+1)%uint32(len(conns)))
-	}
-	return zero, err
 }
 
 // gcMetrics count the node's garbage collection.

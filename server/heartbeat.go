@@ -7,9 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/metacall"
 	pb "github.com/clipstore/clipstore/proto/metapb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // heartbeater registers the node with meta and heartbeats it: capacity,
@@ -17,9 +16,7 @@ import (
 // go up; the node's work (shards to delete and repairs) comes down in the
 // responses. Meta never dials a storage node.
 type heartbeater struct {
-	n     *Node
-	conns []*grpc.ClientConn
-	next  int // the meta member to try next
+	n *Node
 
 	mu      sync.Mutex
 	deleted [][]byte // shards deleted since the last acknowledged heartbeat
@@ -33,29 +30,9 @@ type heartbeater struct {
 	soon chan struct{}
 }
 
-func newHeartbeater(n *Node) (*heartbeater, error) {
-	h := &heartbeater{n: n, soon: make(chan struct{}, 1), pending: make(map[ShardID]bool)}
-	for _, addr := range n.cfg.Meta {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			h.close()
-			return nil, err
-		}
-		h.conns = append(h.conns, c)
-	}
-	return h, nil
+func newHeartbeater(n *Node) *heartbeater {
+	return &heartbeater{n: n, soon: make(chan struct{}, 1), pending: make(map[ShardID]bool)}
 }
-
-func (h *heartbeater) close() {
-	for _, c := range h.conns {
-		c.Close()
-	}
-}
-
-// client returns a client for the current meta member; rotate moves on to
-// the next after a failure (any member answers; writes are forwarded).
-func (h *heartbeater) client() pb.MetaServiceClient { return pb.NewMetaServiceClient(h.conns[h.next]) }
-func (h *heartbeater) rotate()                      { h.next = (h.next + 1) % len(h.conns) }
 
 // run registers, then heartbeats every interval until ctx ends.
 func (h *heartbeater) run(ctx context.Context) {
@@ -66,7 +43,6 @@ func (h *heartbeater) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if next, err := h.beat(ctx); err != nil {
 			h.n.log.Warn("heartbeat to meta failed", "err", err)
-			h.rotate()
 		} else if next > 0 {
 			interval = next
 		}
@@ -150,14 +126,13 @@ func (h *heartbeater) disks() ([]*pb.DiskStatus, uint64, uint64, uint64, error) 
 func (h *heartbeater) register(ctx context.Context) bool {
 	disks, _, _, _, err := h.disks()
 	if err == nil {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = h.client().RegisterNode(rctx, &pb.RegisterNodeRequest{NodeId: h.n.cfg.NodeID,
-			Address: h.n.cfg.Advertise, Zone: h.n.cfg.Zone, Disks: disks})
-		cancel()
+		req := &pb.RegisterNodeRequest{NodeId: h.n.cfg.NodeID, Address: h.n.cfg.Advertise, Zone: h.n.cfg.Zone, Disks: disks}
+		_, err = metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.RegisterNodeResponse, error) {
+			return mc.RegisterNode(ctx, req)
+		})
 	}
 	if err != nil {
 		h.n.log.Info("register with meta failed; retrying", "err", err)
-		h.rotate()
 		return false
 	}
 	h.n.log.Info("registered with meta", "node", h.n.cfg.NodeID, "address", h.n.cfg.Advertise, "zone", h.n.cfg.Zone)
@@ -177,12 +152,13 @@ func (h *heartbeater) beat(ctx context.Context) (time.Duration, error) {
 	missing := h.missing[:min(len(h.missing), maxCorruptPerBeat)]
 	failed := h.failed[:min(len(h.failed), maxCorruptPerBeat)]
 	h.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := h.client().Heartbeat(rctx, &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
+	req := &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
 		Free: free, ShardCount: shards, Disks: disks, DeletedShardIds: acks,
 		CorruptShardIds: corrupt, MissingShardIds: missing, FailedRepairTasks: failed,
-		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval)})
+		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval)}
+	resp, err := metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.HeartbeatResponse, error) {
+		return mc.Heartbeat(ctx, req)
+	})
 	if err != nil {
 		return 0, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/clipstore/clipstore/internal/metacall"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 )
 
@@ -50,14 +51,12 @@ func (c *collector) inventory(ctx context.Context) (int, error) {
 	}
 }
 
-// listNodeShards asks meta for a page of the shards it places on this node,
-// trying the members in turn while they are unavailable.
+// listNodeShards asks meta for a page of the shards it places on this node.
 func (c *collector) listNodeShards(ctx context.Context, after []byte) (*metapb.ListNodeShardsResponse, error) {
 	req := &metapb.ListNodeShardsRequest{NodeId: c.n.cfg.NodeID, StartAfter: after, PageSize: 1000}
-	resp, err := callMeta(ctx, c.n.hb.conns, &c.next,
-		func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ListNodeShardsResponse, error) {
-			return mc.ListNodeShards(ctx, req)
-		})
+	resp, err := metacall.Call(ctx, c.n.meta, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ListNodeShardsResponse, error) {
+		return mc.ListNodeShards(ctx, req)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("inventory: list this node's shards with meta: %w", err)
 	}

@@ -7,9 +7,12 @@ import (
 	"net"
 	"sync"
 
+	"github.com/clipstore/clipstore/internal/conns"
+	"github.com/clipstore/clipstore/internal/metacall"
 	"github.com/clipstore/clipstore/internal/wire"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -22,6 +25,15 @@ type Node struct {
 	grpc   *grpc.Server
 	health *health.Server
 
+	// bg owns every goroutine the node runs besides gRPC's, and the
+	// synchronous runs of the same work; Shutdown stops them all.
+	bg *background
+	// conns holds the node's connections: to meta members and to the
+	// peers repairs read from.
+	conns *conns.Cache
+	// meta is the node's one way to call meta; nil when stand-alone.
+	meta *metacall.Caller
+
 	hb  *heartbeater // nil when stand-alone
 	rep *repairer    // runs meta's repair work; nil when stand-alone
 	// scrub verifies the shards; it runs in the background only with meta.
@@ -30,9 +42,7 @@ type Node struct {
 
 	mu struct {
 		sync.Mutex
-		hbCancel context.CancelFunc // set while the heartbeater runs
-		hbDone   chan struct{}
-		stopped  bool
+		started, stopped bool
 	}
 }
 
@@ -42,7 +52,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: store.log, store: store, health: health.NewServer()}
+	n := &Node{cfg: cfg, log: store.log, store: store, health: health.NewServer(), bg: newBackground(),
+		conns: conns.New(append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.maxMessageSize())))...)}
 	n.grpc = grpc.NewServer(append(wire.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
 		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
@@ -51,10 +63,14 @@ func New(cfg Config) (*Node, error) {
 	pb.RegisterStorageServiceServer(n.grpc, svc)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	if len(cfg.Meta) > 0 {
-		if n.hb, err = newHeartbeater(n); err != nil {
+		n.meta, err = metacall.New(metacall.Config{Members: cfg.Meta, Conns: n.conns,
+			AttemptTimeout: cfg.MetaTimeout, Attempts: len(cfg.Meta)})
+		if err != nil {
+			n.conns.Close()
 			store.Close()
 			return nil, err
 		}
+		n.hb = newHeartbeater(n)
 		// A read that meets a corrupt piece reports the shard as a scrub does.
 		svc.onCorrupt = func(id ShardID) { n.hb.reportCorrupt([]ShardID{id}) }
 		n.rep = newRepairer(n)
@@ -75,7 +91,7 @@ func (n *Node) GRPCServer() *grpc.Server { return n.grpc }
 // Shutdown.
 func (n *Node) Serve(lis net.Listener) error {
 	n.log.Info("storage node serving", "node", n.cfg.NodeID, "addr", lis.Addr().String(), "disks", len(n.store.disks))
-	n.startHeartbeats()
+	n.startBackground()
 	err := n.grpc.Serve(lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -83,11 +99,14 @@ func (n *Node) Serve(lis net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting requests, waits for those in flight until ctx is
-// done (then cancels them), and closes the disks. Writes cut short leave
-// nothing behind.
+// Shutdown stops the background work, stops accepting requests, waits for
+// those in flight until ctx is done (then cancels them), and closes the
+// disks and connections. Writes cut short leave nothing behind.
 func (n *Node) Shutdown(ctx context.Context) error {
-	n.stopHeartbeats()
+	n.mu.Lock()
+	n.mu.stopped = true
+	n.mu.Unlock()
+	n.bg.stop()
 	n.health.Shutdown()
 	done := make(chan struct{})
 	go func() {
@@ -100,47 +119,23 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.grpc.Stop()
 		<-done
 	}
-	return n.store.Close()
+	return errors.Join(n.store.Close(), n.conns.Close())
 }
 
-// startHeartbeats starts the heartbeater once, unless shut down.
-func (n *Node) startHeartbeats() {
+// startBackground starts the node's work with meta once, unless shut
+// down: the heartbeater, the repair workers, the scrubber and the garbage
+// collector.
+func (n *Node) startBackground() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.hb == nil || n.mu.hbDone != nil || n.mu.stopped {
+	if n.hb == nil || n.mu.started || n.mu.stopped {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	n.mu.hbCancel, n.mu.hbDone = cancel, done
-	go func() {
-		defer close(done)
-		n.hb.run(ctx)
-	}()
-	n.rep.start()
+	n.mu.started = true
+	n.bg.start(n.hb.run)
+	for range n.cfg.RepairConcurrency {
+		n.bg.start(n.rep.work)
+	}
 	n.scrub.start()
 	n.gc.start()
-}
-
-// stopHeartbeats stops the heartbeater, the repair workers it feeds, the
-// scrubber and the garbage collector, and waits for them.
-func (n *Node) stopHeartbeats() {
-	n.mu.Lock()
-	cancel, done := n.mu.hbCancel, n.mu.hbDone
-	first := !n.mu.stopped
-	n.mu.stopped = true
-	n.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
-	if !first {
-		return
-	}
-	n.scrub.bg.stop()
-	if n.hb != nil {
-		n.rep.stop()
-		n.gc.bg.stop()
-		n.hb.close()
-	}
 }

@@ -530,7 +530,8 @@ func TestRepairFromHeartbeats(t *testing.T) {
 func TestRepairNeedsMeta(t *testing.T) {
 	cfg := testConfig(t, 1)
 	cfg.Meta, cfg.Advertise, cfg.RepairConcurrency = []string{"127.0.0.1:1"}, "127.0.0.1:2", 0
-	if _, err := server.New(cfg); err == nil || !strings.Contains(err.Error(), "RepairConcurrency") {
+	var ce *server.ConfigError
+	if _, err := server.New(cfg); !errors.As(err, &ce) || ce.Field != "RepairConcurrency" {
 		t.Errorf("RepairConcurrency 0: got %v, want a config error naming it", err)
 	}
 	n := startNode(t, testConfig(t, 1)) // stand-alone: no meta to commit to

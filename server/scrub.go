@@ -57,7 +57,6 @@ type scrubber struct {
 	n       *Node
 	log     *slog.Logger
 	metrics *scrubMetrics
-	bg      *background
 	pass    chan struct{} // a token per running pass: one at a time
 
 	mu struct {
@@ -67,8 +66,7 @@ type scrubber struct {
 }
 
 func newScrubber(n *Node) *scrubber {
-	return &scrubber{n: n, log: n.log, metrics: newScrubMetrics(n.cfg.Registerer), bg: newBackground(),
-		pass: make(chan struct{}, 1)}
+	return &scrubber{n: n, log: n.log, metrics: newScrubMetrics(n.cfg.Registerer), pass: make(chan struct{}, 1)}
 }
 
 // ScrubNow runs one full scrub pass on the calling goroutine and returns
@@ -78,7 +76,7 @@ func newScrubber(n *Node) *scrubber {
 // stops when ctx ends or the node shuts down.
 func (n *Node) ScrubNow(ctx context.Context) (ScrubResult, error) {
 	var res ScrubResult
-	err := n.scrub.bg.runNow(ctx, func(ctx context.Context) error {
+	err := n.bg.runNow(ctx, func(ctx context.Context) error {
 		var err error
 		res, err = n.scrub.run(ctx)
 		return err
@@ -100,7 +98,7 @@ func (s *scrubber) start() {
 	if interval <= 0 || s.n.hb == nil {
 		return
 	}
-	s.bg.start(func(ctx context.Context) {
+	s.n.bg.start(func(ctx context.Context) {
 		sleep(ctx, jitter(min(interval, s.n.cfg.ScrubStartDelay)))
 		for ctx.Err() == nil {
 			if _, err := s.run(ctx); err != nil && ctx.Err() == nil {
@@ -275,69 +273,6 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 		sleep(ctx, d)
 	}
 	return ctx.Err()
-}
-
-// background owns one long-running goroutine and the synchronous runs of
-// the same work (Node.ScrubNow, Node.CollectGarbage): stop cancels all of
-// them and waits for them.
-type background struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu struct {
-		sync.Mutex
-		started, stopped bool
-	}
-}
-
-func newBackground() *background {
-	b := &background{}
-	// Its lifetime is the node's: Shutdown cancels it.
-	b.ctx, b.cancel = context.WithCancel(context.Background())
-	return b
-}
-
-// start runs f on a goroutine once, unless stopped.
-func (b *background) start(f func(ctx context.Context)) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.mu.started || b.mu.stopped {
-		return
-	}
-	b.mu.started = true
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		f(b.ctx)
-	}()
-}
-
-// runNow runs f on the calling goroutine with a context that also ends at
-// stop.
-func (b *background) runNow(ctx context.Context, f func(ctx context.Context) error) error {
-	b.mu.Lock()
-	if b.mu.stopped {
-		b.mu.Unlock()
-		return ErrClosed
-	}
-	b.wg.Add(1)
-	b.mu.Unlock()
-	defer b.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(b.ctx, cancel)
-	defer stop()
-	return f(ctx)
-}
-
-// stop cancels the goroutine and the runs in progress and waits for them.
-func (b *background) stop() {
-	b.mu.Lock()
-	b.mu.stopped = true
-	b.mu.Unlock()
-	b.cancel()
-	b.wg.Wait()
 }
 
 // scrubMetrics describe the node's scrubbing.

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,12 +14,12 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/clipstore/clipstore/internal/rpcerr"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
 	"github.com/clipstore/clipstore/server/faultfs"
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -368,7 +369,7 @@ func TestDeleteMany(t *testing.T) {
 		_, statErr := os.Stat(shardPath(n.dirs[0], id[:]))
 		switch {
 		case id[15] == 7:
-			if got.Err == nil || !strings.Contains(got.Err.Error(), "sync dir") {
+			if !errors.Is(got.Err, syscall.EIO) {
 				t.Errorf("shard %d in the failing directory: %+v, want a sync dir error", i, got)
 			}
 		case got.Err != nil || !got.Existed || !os.IsNotExist(statErr):
@@ -512,17 +513,15 @@ func TestTruncatedAndSwappedFilesAreCorrupt(t *testing.T) {
 func corruptBlock(t testing.TB, err error) int {
 	t.Helper()
 	wantCode(t, err, codes.DataLoss)
-	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Reason == "CORRUPT_PIECE" {
-			b, perr := strconv.Atoi(info.Metadata["block"])
-			if perr != nil {
-				t.Fatalf("bad block in ErrorInfo: %v", info)
-			}
-			return b
-		}
+	info := rpcerr.Info(err)
+	if info == nil || rpcerr.Reason(info.Reason) != rpcerr.CorruptPiece || info.Domain != rpcerr.StorageDomain {
+		t.Fatalf("DataLoss without CORRUPT_PIECE details: %v (%v)", err, info)
 	}
-	t.Fatalf("DataLoss without CORRUPT_PIECE details: %v", err)
-	return -1
+	b, perr := strconv.Atoi(info.Metadata[rpcerr.Block])
+	if perr != nil {
+		t.Fatalf("bad block in ErrorInfo: %v", info)
+	}
+	return b
 }
 
 func TestConcurrentWritersAndReaders(t *testing.T) {

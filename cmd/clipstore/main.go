@@ -1,5 +1,9 @@
-// Command clipstore is the one clipstore binary: the storage node and, as
-// they land, the meta node, the dev cluster and the client commands.
+// Command clipstore is the one clipstore binary: a meta member (meta), a
+// storage node (storage), a whole cluster in one process for a laptop
+// (dev), the client commands (mb, rb, put, get, ls, stat, rm), cluster
+// status, admin repair and admin fsck, and the load generator (bench).
+// Each subcommand is wiring over the meta, server and client packages and
+// internal/devcluster and internal/loadgen.
 package main
 
 import (

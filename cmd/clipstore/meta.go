@@ -10,10 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/meta"
-	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 type metaOptions struct {
@@ -77,59 +74,35 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 		lis.Close()
 		return err
 	}
-	srv := grpc.NewServer()
-	pb.RegisterMetaServiceServer(srv, node.Service())
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(lis) }()
+	errc := make(chan error, 3)
+	go func() { errc <- node.Serve(lis) }()
 	stopHTTP, err := o.serveHTTP(reg, log, errc)
-	if err != nil {
-		srv.Stop()
-		node.Shutdown(context.Background())
-		return err
+	if err == nil {
+		defer stopHTTP()
+		err = o.joinCluster(ctx, node)
 	}
-	defer stopHTTP()
-	if o.join != "" {
-		if err := joinCluster(ctx, o.join, o.cfg.ID, node.RaftAddress(), lis.Addr().String()); err != nil {
-			errc <- err
+	if err == nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "meta member %s (raft %s) listening on %s\n", o.cfg.ID, node.RaftAddress(), lis.Addr())
+		select {
+		case err = <-errc:
+		case <-ctx.Done():
+			log.Info("shutting down")
 		}
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "meta member %s (raft %s) listening on %s\n", o.cfg.ID, node.RaftAddress(), lis.Addr())
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		log.Info("shutting down")
-	}
-	srv.GracefulStop()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if serr := node.Shutdown(sctx); err == nil {
-		err = serr
-	}
-	return err
+	return errors.Join(err, node.Shutdown(sctx))
 }
 
-// joinCluster asks the member at addr to add this member, retrying while
-// the cluster has no leader, for up to a minute.
-func joinCluster(ctx context.Context, addr, id, raftAddr, grpcAddr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fmt.Errorf("join through %s: %w", addr, err)
+// joinCluster joins through --join, if given, retrying for up to a minute
+// while the cluster has no leader.
+func (o *metaOptions) joinCluster(ctx context.Context, node *meta.Node) error {
+	if o.join == "" {
+		return nil
 	}
-	defer conn.Close()
-	client := pb.NewMetaServiceClient(conn)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for {
-		_, err := client.JoinMember(ctx, &pb.JoinMemberRequest{Id: id, RaftAddress: raftAddr, GrpcAddress: grpcAddr})
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("join through %s: %w", addr, err)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	return node.Join(ctx, o.join)
 }

@@ -103,23 +103,9 @@ func layers(t *testing.T, pkgs map[string]*pkg) {
 	}
 }
 
-// noDocYet are packages allowed to lack a package comment for now, and why.
-var noDocYet = map[string]string{
-	module + "/meta": "meta/doc.go is being written on another branch (issue #13)",
-}
-
 func documented(t *testing.T, pkgs map[string]*pkg) {
 	for path, p := range pkgs {
-		if p.DepOnly || !within(path, module) {
-			continue
-		}
-		why, excused := noDocYet[path]
-		switch {
-		case p.Doc != "" && excused:
-			t.Logf("%s has a package comment now: drop it from noDocYet", path)
-		case p.Doc == "" && excused:
-			t.Logf("%s has no package comment: %s", path, why)
-		case p.Doc == "":
+		if !p.DepOnly && within(path, module) && p.Doc == "" {
 			t.Errorf("%s has no package comment: give it a doc.go saying what it owns", path)
 		}
 	}

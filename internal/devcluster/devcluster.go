@@ -59,8 +59,7 @@ type Cluster struct {
 
 type metaMember struct {
 	node   *meta.Node
-	server *grpc.Server
-	done   chan struct{}
+	served chan error // Serve's result, once the member stops
 }
 
 type storageNode struct {
@@ -184,28 +183,18 @@ func (c *Cluster) startMeta(i int, fresh bool) error {
 		return err
 	}
 	ml.Raft = node.RaftAddress()
-	m := &metaMember{node: node, server: grpc.NewServer(), done: make(chan struct{})}
-	metapb.RegisterMetaServiceServer(m.server, node.Service())
-	go func() {
-		m.server.Serve(lis)
-		close(m.done)
-	}()
+	m := &metaMember{node: node, served: make(chan error, 1)}
+	go func() { m.served <- node.Serve(lis) }()
 	c.metas = append(c.metas, m)
 	return nil
 }
 
-// join adds member i through member 0, retrying until a leader is elected.
+// join adds member i through member 0, retrying for up to a minute while
+// the cluster elects its first leader.
 func (c *Cluster) join(ctx context.Context, i int) error {
-	client, closeConn, err := c.metaClient()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	ml := c.layout.Meta[i]
-	return retry(ctx, func(ctx context.Context) error {
-		_, err := client.JoinMember(ctx, &metapb.JoinMemberRequest{Id: ml.ID, RaftAddress: ml.Raft, GrpcAddress: ml.GRPC})
-		return err
-	})
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return c.metas[i].node.Join(ctx, c.layout.Meta[0].GRPC)
 }
 
 func (c *Cluster) startStorage(i int) error {
@@ -277,22 +266,6 @@ func (c *Cluster) metaClient() (metapb.MetaServiceClient, func(), error) {
 	return metapb.NewMetaServiceClient(conn), func() { conn.Close() }, nil
 }
 
-func retry(ctx context.Context, call func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		err := call(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // MetaAddrs returns the meta members' gRPC addresses.
 func (c *Cluster) MetaAddrs() []string {
 	var out []string
@@ -327,9 +300,7 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	}
 	c.storage = nil
 	for _, m := range c.metas {
-		m.server.GracefulStop()
-		<-m.done
-		errs = append(errs, m.node.Shutdown(ctx))
+		errs = append(errs, m.node.Shutdown(ctx), <-m.served)
 	}
 	c.metas = nil
 	return errors.Join(errs...)

@@ -7,6 +7,7 @@ package metatest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,9 +20,7 @@ import (
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 )
 
 // Cluster is a meta cluster of in-process members.
@@ -52,9 +51,8 @@ type Member struct {
 	Inmem    *raft.InmemTransport
 
 	c      *Cluster
-	server *grpc.Server
 	conn   *grpc.ClientConn
-	served chan struct{}
+	served chan error // Serve's result, once the member stops
 }
 
 // FastTimings shortens Raft's timers so that tests elect leaders quickly.
@@ -109,18 +107,10 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 // `clipstore meta --join` does), for at most 20 s.
 func (c *Cluster) join(m *Member) {
 	c.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := c.Members[0].Client.JoinMember(ctx, &pb.JoinMemberRequest{Id: m.ID, RaftAddress: m.RaftAddr, GrpcAddress: m.GRPCAddr})
-		cancel()
-		if err == nil {
-			return
-		}
-		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
-			c.t.Fatalf("join %s: %v", m.ID, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := m.Node.Join(ctx, c.Members[0].GRPCAddr); err != nil {
+		c.t.Fatalf("join %s: %v", m.ID, err)
 	}
 }
 
@@ -154,12 +144,8 @@ func (m *Member) Start(bootstrap bool) {
 		t.Fatalf("start %s: %v", m.ID, err)
 	}
 	m.RaftAddr = node.RaftAddress()
-	m.Node, m.server, m.served = node, grpc.NewServer(), make(chan struct{})
-	pb.RegisterMetaServiceServer(m.server, node.Service())
-	go func() {
-		m.server.Serve(lis)
-		close(m.served)
-	}()
+	m.Node, m.served = node, make(chan error, 1)
+	go func() { m.served <- node.Serve(lis) }()
 	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -173,11 +159,9 @@ func (m *Member) Stop() {
 		return
 	}
 	m.conn.Close()
-	m.server.Stop()
-	<-m.served
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := m.Node.Shutdown(ctx); err != nil {
+	if err := errors.Join(m.Node.Shutdown(ctx), <-m.served); err != nil {
 		m.c.t.Errorf("shutdown %s: %v", m.ID, err)
 	}
 	m.Node = nil
@@ -189,9 +173,7 @@ func (m *Member) Crash() {
 		return
 	}
 	m.conn.Close()
-	m.server.Stop()
-	<-m.served
-	if err := m.Node.Close(); err != nil {
+	if err := errors.Join(m.Node.Close(), <-m.served); err != nil {
 		m.c.t.Errorf("close %s: %v", m.ID, err)
 	}
 	m.Node = nil

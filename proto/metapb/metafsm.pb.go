@@ -553,6 +553,7 @@ type RequestRecord struct {
 	Code            uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"` // google.golang.org/grpc/codes.Code; 0 = OK
 	Message         string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	Response        []byte                 `protobuf:"bytes,4,opt,name=response,proto3" json:"response,omitempty"` // the marshalled response message when OK
+	Reason          string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`     // the error's reason (internal/rpcerr) when not OK
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -613,6 +614,13 @@ func (x *RequestRecord) GetResponse() []byte {
 		return x.Response
 	}
 	return nil
+}
+
+func (x *RequestRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // NodeShardRecord is the value of the node -> shard index.
@@ -718,12 +726,13 @@ const file_metafsm_proto_rawDesc = "" +
 	"\fgrpc_address\x18\x02 \x01(\tR\vgrpcAddress\x12!\n" +
 	"\fraft_address\x18\x03 \x01(\tR\vraftAddress\"%\n" +
 	"\x13RemoveMemberCommand\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x85\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9d\x01\n" +
 	"\rRequestRecord\x12*\n" +
 	"\x11expires_unix_nano\x18\x01 \x01(\x03R\x0fexpiresUnixNano\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1a\n" +
-	"\bresponse\x18\x04 \x01(\fR\bresponse\"T\n" +
+	"\bresponse\x18\x04 \x01(\fR\bresponse\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"T\n" +
 	"\x0fNodeShardRecord\x12\x17\n" +
 	"\aclip_id\x18\x01 \x01(\fR\x06clipId\x12\x12\n" +
 	"\x04part\x18\x02 \x01(\rR\x04part\x12\x14\n" +

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+
+	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/wire"
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"google.golang.org/grpc"
+)
+
+// fetcher reads the units of a repair's sources block by block. It starts
+// with k sources and opens further ones, in the work's order, whenever a
+// block has fewer than k usable units (a source failed, or sent a corrupt
+// piece) or the units it has do not rebuild the piece. A source that fails
+// is dropped for good; one that sent a corrupt piece keeps serving the
+// blocks after it.
+type fetcher struct {
+	ctx     context.Context
+	r       *repairer
+	job     *repairJob
+	pending []*metapb.ShardSource // not opened yet
+	open    []*sourceStream
+	units   [][]byte // of the current block, by index
+	errs    []error  // why sources were dropped
+}
+
+func (f *fetcher) close() {
+	for _, s := range f.open {
+		s.cancel()
+	}
+	f.open = nil
+}
+
+// rebuildBlock appends the rebuilt unit b of the job's index to dst.
+func (f *fetcher) rebuildBlock(bd *erasure.BlockDecoder, dst []byte, b int64) ([]byte, error) {
+	clear(f.units)
+	have := 0
+	kept := f.open[:0]
+	for _, s := range f.open {
+		u, err := s.unit(f.job, b)
+		if err != nil {
+			f.drop(s, err)
+			continue
+		}
+		kept = append(kept, s)
+		if u != nil {
+			f.units[s.index] = u
+			have++
+		}
+	}
+	clear(f.open[len(kept):])
+	f.open = kept
+	for have < f.job.h.DataShards && f.addSource(b) {
+		have++
+	}
+	for {
+		out, _, err := bd.Rebuild(dst, f.job.h.Index, b, f.units)
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, erasure.ErrUnrecoverable) || !f.addSource(b) {
+			if len(f.errs) > 0 {
+				return dst, fmt.Errorf("%w (sources dropped: %w)", err, errors.Join(f.errs...))
+			}
+			return dst, err
+		}
+	}
+}
+
+// addSource opens pending sources at block b until one delivers a usable
+// unit of it, and reports whether one did.
+func (f *fetcher) addSource(b int64) bool {
+	for len(f.pending) > 0 && f.ctx.Err() == nil {
+		src := f.pending[0]
+		f.pending = f.pending[1:]
+		s, err := f.r.openSource(f.ctx, src, b)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("index %d on %s: %w", src.GetIndex(), src.GetAddress(), err))
+			continue
+		}
+		u, err := s.unit(f.job, b)
+		if err != nil {
+			f.drop(s, err)
+			continue
+		}
+		f.open = append(f.open, s)
+		if u != nil {
+			f.units[s.index] = u
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fetcher) drop(s *sourceStream, err error) {
+	s.cancel()
+	err = fmt.Errorf("index %d on %s: %w", s.index, s.src.GetAddress(), err)
+	f.errs = append(f.errs, err)
+	f.r.log.Warn("repair source failed; trying another", "clip", fmt.Sprintf("%x", f.job.w.GetClipId()),
+		"err", err)
+}
+
+// sourceStream is a ReadShard stream of one source, from some block on.
+type sourceStream struct {
+	src     *metapb.ShardSource
+	index   int
+	stream  grpc.ServerStreamingClient[pb.ReadShardResponse]
+	cancel  context.CancelFunc
+	checked bool   // the header was checked
+	buf     []byte // the current unit, and where the next is received
+}
+
+func (r *repairer) openSource(ctx context.Context, src *metapb.ShardSource, first int64) (*sourceStream, error) {
+	conn, err := r.n.conns.Get(src.GetAddress())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := pb.NewStorageServiceClient(conn).ReadShard(ctx, &pb.ReadShardRequest{
+		ShardId: src.GetShardId(), FirstBlock: uint64(first), SkipCorrupt: true})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &sourceStream{src: src, index: int(src.GetIndex()), stream: stream, cancel: cancel}, nil
+}
+
+// unit receives the source's unit of block b: nil if the source reported
+// the piece corrupt, an error if the stream failed or sent something else.
+func (s *sourceStream) unit(job *repairJob, b int64) ([]byte, error) {
+	resp := wire.PieceInto(new(pb.ReadShardResponse), s.buf) // decoded in place once buf is sized
+	err := s.stream.RecvMsg(resp)
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("stream ended before block %d: %w", b, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !s.checked {
+		if err := job.checkSource(resp.GetHeader(), s.src); err != nil {
+			return nil, err
+		}
+		s.checked = true
+	}
+	p := resp.GetPiece()
+	switch {
+	case p == nil || p.GetBlock() != uint64(b):
+		return nil, fmt.Errorf("%w: source sent block %d, want %d", ErrInvalidArgument, p.GetBlock(), b)
+	case p.GetCorrupt():
+		return nil, nil
+	}
+	s.buf = wire.Unit(p, s.buf)
+	return s.buf, nil
+}
+
+// checkSource checks that a source's header is the shard the work names.
+func (j *repairJob) checkSource(h *pb.ShardHeader, src *metapb.ShardSource) error {
+	if h == nil || string(h.GetShardId()) != string(src.GetShardId()) || string(h.GetClipId()) != string(j.h.ClipID[:]) ||
+		h.GetIndex() != src.GetIndex() || int(h.GetDataShards()) != j.h.DataShards ||
+		int(h.GetParityShards()) != j.h.ParityShards || int(h.GetBlockSize()) != j.h.BlockSize {
+		return fmt.Errorf("%w: source header %v does not match the repair of %s", ErrInvalidArgument, h, j)
+	}
+	return nil
+}
