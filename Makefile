@@ -28,11 +28,11 @@ test: ## Run all tests with the race detector (unit and end-to-end), then those 
 
 .PHONY: bench
 bench: ## Every benchmark beside its reference from the same run, as one markdown table (under 15 minutes).
-	$(GO) run ./internal/benchreport
+	$(GO) run ./cmd/benchreport
 
 .PHONY: bench-quick
 bench-quick: ## The same table with few iterations and short runs, to check it all works (under 2 minutes).
-	$(GO) run ./internal/benchreport -quick
+	$(GO) run ./cmd/benchreport -quick
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).

@@ -25,7 +25,7 @@ func randBytes(seed uint64, n int) []byte {
 func getBytes(t testing.TB, c *client.Client, bucket, key string) ([]byte, *client.ClipInfo, error) {
 	t.Helper()
 	var buf bytes.Buffer
-	info, err := c.Get(ctxT(t), bucket, key, &buf, nil)
+	info, err := c.Get(t.Context(), bucket, key, &buf, nil)
 	return buf.Bytes(), info, err
 }
 
@@ -47,7 +47,7 @@ func TestRoundTrip(t *testing.T) {
 				var progress int64
 				opts := &client.PutOptions{ContentType: "video/mp4", Metadata: map[string]string{"a": "b"},
 					Progress: func(n int64) { progress = n }}
-				info, err := tc.client.Put(ctxT(t), bucket, key, bytes.NewReader(data), opts)
+				info, err := tc.client.Put(t.Context(), bucket, key, bytes.NewReader(data), opts)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -91,11 +91,11 @@ func TestUnknownLength(t *testing.T) {
 		}
 		pw.Close()
 	}()
-	if _, err := tc.client.Put(ctxT(t), "pipes", "pipe", pr, nil); err != nil {
+	if _, err := tc.client.Put(t.Context(), "pipes", "pipe", pr, nil); err != nil {
 		t.Fatal(err)
 	}
 	small := data[:3000]
-	if _, err := tc.client.Put(ctxT(t), "pipes", "one-byte", iotest.OneByteReader(bytes.NewReader(small)), nil); err != nil {
+	if _, err := tc.client.Put(t.Context(), "pipes", "one-byte", iotest.OneByteReader(bytes.NewReader(small)), nil); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string][]byte{"pipe": data, "one-byte": small} {
@@ -105,14 +105,14 @@ func TestUnknownLength(t *testing.T) {
 		}
 	}
 	// A reader that fails makes the put fail, and nothing is committed.
-	_, err := tc.client.Put(ctxT(t), "pipes", "broken", io.MultiReader(bytes.NewReader(data[:2*testBlock]), iotest.ErrReader(io.ErrClosedPipe)), nil)
+	_, err := tc.client.Put(t.Context(), "pipes", "broken", io.MultiReader(bytes.NewReader(data[:2*testBlock]), iotest.ErrReader(io.ErrClosedPipe)), nil)
 	mustErr(t, err, io.ErrClosedPipe)
-	_, err = tc.client.Stat(ctxT(t), "pipes", "broken")
+	_, err = tc.client.Stat(t.Context(), "pipes", "broken")
 	mustErr(t, err, client.ErrNotFound)
 
 	// A writer that takes less than it is given without saying why fails
 	// the get, rather than leaving a short copy that looks complete.
-	_, err = tc.client.Get(ctxT(t), "pipes", "pipe", shortWriter{}, nil)
+	_, err = tc.client.Get(t.Context(), "pipes", "pipe", shortWriter{}, nil)
 	mustErr(t, err, io.ErrShortWrite)
 }
 

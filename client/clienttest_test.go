@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -81,7 +82,7 @@ func (tc *testCluster) startNode(id, dir string, i int) *testNode {
 
 func (tc *testCluster) waitNodes(n int) {
 	tc.t.Helper()
-	waitFor(tc.t, 15*time.Second, "storage nodes to heartbeat", func() bool {
+	await.True(tc.t, 15*time.Second, "storage nodes to heartbeat", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		resp, err := tc.meta.Members[0].Client.ListNodes(ctx, &metapb.ListNodesRequest{})
@@ -172,25 +173,8 @@ func (tc *testCluster) flipByte(node, id string, off int64) {
 
 func (tc *testCluster) mkBucket(name string, p *client.Profile) {
 	tc.t.Helper()
-	if err := tc.client.CreateBucket(ctxT(tc.t), name, p); err != nil {
+	if err := tc.client.CreateBucket(tc.t.Context(), name, p); err != nil {
 		tc.t.Fatalf("create bucket %s: %v", name, err)
-	}
-}
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

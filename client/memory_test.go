@@ -77,7 +77,7 @@ func TestPutBoundedMemory(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		base := ms.HeapInuse
 		stop := heapPeak()
-		info, err := tc.client.Put(ctxT(t), "mem", "big", &genReader{n: size, state: uint64(size)}, nil)
+		info, err := tc.client.Put(t.Context(), "mem", "big", &genReader{n: size, state: uint64(size)}, nil)
 		peak := stop()
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func TestPutBoundedMemory(t *testing.T) {
 	}
 	// Read it back streaming, comparing as we go.
 	cmp := &compareWriter{want: &genReader{n: 64 << 20, state: 64 << 20}}
-	if _, err := tc.client.Get(ctxT(t), "mem", "big", cmp, nil); err != nil || cmp.n != 64<<20 || cmp.bad {
+	if _, err := tc.client.Get(t.Context(), "mem", "big", cmp, nil); err != nil || cmp.n != 64<<20 || cmp.bad {
 		t.Fatalf("get: %v, %d bytes, mismatch %v", err, cmp.n, cmp.bad)
 	}
 }

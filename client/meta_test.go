@@ -12,7 +12,7 @@ import (
 func TestErrors(t *testing.T) {
 	tc := newCluster(t, 3, client.Config{})
 	c := tc.client
-	ctx := ctxT(t)
+	ctx := t.Context()
 	p := client.Profile{DataShards: 1, ParityShards: 1, BlockSize: 4096}
 	tc.mkBucket("errs", &p)
 	mustErr(t, c.CreateBucket(ctx, "errs", nil), client.ErrExists)
@@ -76,7 +76,7 @@ func TestErrors(t *testing.T) {
 func TestList(t *testing.T) {
 	tc := newCluster(t, 3, client.Config{})
 	c := tc.client
-	ctx := ctxT(t)
+	ctx := t.Context()
 	tc.mkBucket("list", &client.Profile{DataShards: 1, ParityShards: 0, BlockSize: 4096})
 	var want []string
 	for i := range 23 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
 )
 
 func TestReaderRanges(t *testing.T) {
@@ -17,10 +18,10 @@ func TestReaderRanges(t *testing.T) {
 	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: testBlock}
 	tc.mkBucket("ranges", &p)
 	data := randBytes(3, 20*testBlock+4321)
-	if _, err := tc.client.Put(ctxT(t), "ranges", "clip", bytes.NewReader(data), nil); err != nil {
+	if _, err := tc.client.Put(t.Context(), "ranges", "clip", bytes.NewReader(data), nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err := tc.client.Open(ctxT(t), "ranges", "clip")
+	r, err := tc.client.Open(t.Context(), "ranges", "clip")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestDegraded(t *testing.T) {
 	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: testBlock}
 	tc.mkBucket("degraded", &p)
 	data := randBytes(11, 9*testBlock+99)
-	info, err := tc.client.Put(ctxT(t), "degraded", "clip", bytes.NewReader(data), nil)
+	info, err := tc.client.Put(t.Context(), "degraded", "clip", bytes.NewReader(data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestDegraded(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("degraded get: %d bytes, %v", len(got), err)
 	}
-	r, err := tc.client.Open(ctxT(t), "degraded", "clip")
+	r, err := tc.client.Open(t.Context(), "degraded", "clip")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestDegraded(t *testing.T) {
 	tc.stopNode(info.Shards[5].Node)
 	_, _, err = getBytes(t, tc.client, "degraded", "clip")
 	mustErr(t, err, client.ErrUnrecoverable)
-	r, err = tc.client.Open(ctxT(t), "degraded", "clip")
+	r, err = tc.client.Open(t.Context(), "degraded", "clip")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestCorruptShard(t *testing.T) {
 	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: testBlock}
 	tc.mkBucket("corrupt", &p)
 	data := randBytes(13, 6*testBlock)
-	info, err := tc.client.Put(ctxT(t), "corrupt", "clip", bytes.NewReader(data), nil)
+	info, err := tc.client.Put(t.Context(), "corrupt", "clip", bytes.NewReader(data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestCorruptShard(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("get with a corrupt piece: %d bytes, %v", len(got), err)
 	}
-	st, err := tc.client.Stat(ctxT(t), "corrupt", "clip")
+	st, err := tc.client.Stat(t.Context(), "corrupt", "clip")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestCorruptShard(t *testing.T) {
 		}
 	}
 	// The corrupt shard stays readable as a last resort, and reads stay right.
-	r, err := tc.client.Open(ctxT(t), "corrupt", "clip")
+	r, err := tc.client.Open(t.Context(), "corrupt", "clip")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestTargetDownAtPut(t *testing.T) {
 	tc.mkBucket("narrow", &narrow)
 	tc.stopNode("s0")
 	data := randBytes(17, 3*testBlock+5)
-	info, err := tc.client.Put(ctxT(t), "wide", "clip", bytes.NewReader(data), nil)
+	info, err := tc.client.Put(t.Context(), "wide", "clip", bytes.NewReader(data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func TestTargetDownAtPut(t *testing.T) {
 	// 2+1 on 6 nodes: 3 targets and 1 spare. s0 is a target in about half
 	// of the puts; each must still end with 3 OK shards on live nodes.
 	for i := range 6 {
-		info, err := tc.client.Put(ctxT(t), "narrow", "clip", bytes.NewReader(data), nil)
+		info, err := tc.client.Put(t.Context(), "narrow", "clip", bytes.NewReader(data), nil)
 		if err != nil {
 			t.Fatalf("put %d: %v", i, err)
 		}
@@ -226,9 +227,9 @@ func TestTargetDownAtPut(t *testing.T) {
 	}
 	// Below the write quorum nothing is committed.
 	tc.stopNode("s1")
-	_, err = tc.client.Put(ctxT(t), "wide", "clip2", bytes.NewReader(data), nil)
+	_, err = tc.client.Put(t.Context(), "wide", "clip2", bytes.NewReader(data), nil)
 	mustErr(t, err, client.ErrUnavailable)
-	_, err = tc.client.Stat(ctxT(t), "wide", "clip2")
+	_, err = tc.client.Stat(t.Context(), "wide", "clip2")
 	mustErr(t, err, client.ErrNotFound)
 }
 
@@ -240,10 +241,10 @@ func TestOverwriteDuringRead(t *testing.T) {
 	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: testBlock}
 	tc.mkBucket("over", &p)
 	old := randBytes(19, 8*testBlock)
-	if _, err := tc.client.Put(ctxT(t), "over", "clip", bytes.NewReader(old), nil); err != nil {
+	if _, err := tc.client.Put(t.Context(), "over", "clip", bytes.NewReader(old), nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err := tc.client.Open(ctxT(t), "over", "clip")
+	r, err := tc.client.Open(t.Context(), "over", "clip")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,12 +254,12 @@ func TestOverwriteDuringRead(t *testing.T) {
 		t.Fatalf("first read: %v", err)
 	}
 	fresh := randBytes(23, 5*testBlock)
-	info, err := tc.client.Put(ctxT(t), "over", "clip", bytes.NewReader(fresh), nil)
+	info, err := tc.client.Put(t.Context(), "over", "clip", bytes.NewReader(fresh), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the old shards to be deleted", func() bool {
-		st, err := tc.client.ClusterStatus(ctxT(t))
+	await.True(t, 10*time.Second, "the old shards to be deleted", func() bool {
+		st, err := tc.client.ClusterStatus(t.Context())
 		return err == nil && st.PendingDeletes == 0
 	})
 	buf := make([]byte, testBlock)
@@ -271,7 +272,7 @@ func TestOverwriteDuringRead(t *testing.T) {
 	if _, err := r.Read(buf); !errors.Is(err, client.ErrClipChanged) {
 		t.Fatalf("Read after the overwrite: %v", err)
 	}
-	st, err := tc.client.Stat(ctxT(t), "over", "clip")
+	st, err := tc.client.Stat(t.Context(), "over", "clip")
 	if err != nil || st.Generation != info.Generation {
 		t.Fatalf("stat: %+v, %v", st, err)
 	}
@@ -284,16 +285,16 @@ func TestOverwriteDuringRead(t *testing.T) {
 		t.Fatalf("get of the new generation: %v", err)
 	}
 	// Deleted under a reader: also ErrClipChanged.
-	r2, err := tc.client.Open(ctxT(t), "over", "clip")
+	r2, err := tc.client.Open(t.Context(), "over", "clip")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r2.Close()
-	if err := tc.client.Delete(ctxT(t), "over", "clip"); err != nil {
+	if err := tc.client.Delete(t.Context(), "over", "clip"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the shards to be deleted", func() bool {
-		st, err := tc.client.ClusterStatus(ctxT(t))
+	await.True(t, 10*time.Second, "the shards to be deleted", func() bool {
+		st, err := tc.client.ClusterStatus(t.Context())
 		return err == nil && st.PendingDeletes == 0
 	})
 	if _, err := r2.ReadAt(buf, 0); !errors.Is(err, client.ErrClipChanged) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -26,17 +27,14 @@ func BenchmarkRaftApply(b *testing.B) {
 	const clients = 64
 	rafts := startNoopRafts(b, 3)
 	var leader *raft.Raft
-	for deadline := time.Now().Add(10 * time.Second); leader == nil; {
+	await.True(b, 10*time.Second, "a leader", func() bool {
 		for _, r := range rafts {
 			if r.State() == raft.Leader {
 				leader = r
 			}
 		}
-		if time.Now().After(deadline) {
-			b.Fatal("no leader within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return leader != nil
+	})
 	entry := make([]byte, 480) // a 4+2 CommitPut command, as BenchmarkCommitPut proposes it
 	b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 		lat := make([]time.Duration, b.N)

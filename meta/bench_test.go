@@ -59,7 +59,7 @@ func BenchmarkCommitPut(b *testing.B) {
 		}
 		return 0, 0
 	}
-	if _, err := leader.Client.CreateBucket(ctxT(b), &pb.CreateBucketRequest{Name: "bench"}); err != nil {
+	if _, err := leader.Client.CreateBucket(b.Context(), &pb.CreateBucketRequest{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	registerNodes(b, leader.Client, 6)
@@ -145,12 +145,12 @@ func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
 func BenchmarkGetClip(b *testing.B) {
 	c := metatest.New(b, 3, metatest.Options{})
 	leader := c.WaitLeader()
-	if _, err := leader.Client.CreateBucket(ctxT(b), &pb.CreateBucketRequest{Name: "bench"}); err != nil {
+	if _, err := leader.Client.CreateBucket(b.Context(), &pb.CreateBucketRequest{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	registerNodes(b, leader.Client, 6)
 	for i := range 100 {
-		if _, err := leader.Client.CommitPut(ctxT(b), benchCommit(fmt.Sprintf("k%03d", i))); err != nil {
+		if _, err := leader.Client.CommitPut(b.Context(), benchCommit(fmt.Sprintf("k%03d", i))); err != nil {
 			b.Fatal(err)
 		}
 	}

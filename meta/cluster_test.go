@@ -17,12 +17,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func wantCode(t testing.TB, err error, want codes.Code) {
 	t.Helper()
 	if got := status.Code(err); got != want {
@@ -45,7 +39,7 @@ func registerNodes(t testing.TB, c pb.MetaServiceClient, n int) {
 	t.Helper()
 	for i := range n {
 		id := fmt.Sprintf("s%d", i)
-		_, err := c.RegisterNode(ctxT(t), &pb.RegisterNodeRequest{NodeId: id, Address: fmt.Sprintf("127.0.0.1:%d", 7400+i), Zone: fmt.Sprintf("z%d", i%3)})
+		_, err := c.RegisterNode(t.Context(), &pb.RegisterNodeRequest{NodeId: id, Address: fmt.Sprintf("127.0.0.1:%d", 7400+i), Zone: fmt.Sprintf("z%d", i%3)})
 		if err != nil {
 			t.Fatalf("register %s: %v", id, err)
 		}
@@ -56,7 +50,7 @@ func registerNodes(t testing.TB, c pb.MetaServiceClient, n int) {
 func heartbeatAll(t testing.TB, c pb.MetaServiceClient, n int) {
 	t.Helper()
 	for i := range n {
-		if _, err := c.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: fmt.Sprintf("s%d", i), Capacity: 100 << 30, Free: 50 << 30}); err != nil {
+		if _, err := c.Heartbeat(t.Context(), &pb.HeartbeatRequest{NodeId: fmt.Sprintf("s%d", i), Capacity: 100 << 30, Free: 50 << 30}); err != nil {
 			t.Fatalf("heartbeat s%d: %v", i, err)
 		}
 	}
@@ -67,14 +61,14 @@ func heartbeatAll(t testing.TB, c pb.MetaServiceClient, n int) {
 // acknowledges it (meta applies reports asynchronously).
 func report(t testing.TB, c pb.MetaServiceClient, req *pb.HeartbeatRequest) {
 	t.Helper()
-	resp, err := c.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: req.NodeId, Free: req.Free})
+	resp, err := c.Heartbeat(t.Context(), &pb.HeartbeatRequest{NodeId: req.NodeId, Free: req.Free})
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.ReportSeq = resp.ReportSeqApplied + 1
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := c.Heartbeat(ctxT(t), req)
+		resp, err := c.Heartbeat(t.Context(), req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +86,7 @@ func report(t testing.TB, c pb.MetaServiceClient, req *pb.HeartbeatRequest) {
 // CommitPut naming every target as written.
 func put(t testing.TB, c pb.MetaServiceClient, bucket, key string, size uint64, reqID []byte) *pb.CommitPutResponse {
 	t.Helper()
-	resp, err := tryPut(ctxT(t), c, bucket, key, size, reqID)
+	resp, err := tryPut(t.Context(), c, bucket, key, size, reqID)
 	if err != nil {
 		t.Fatalf("put %s/%s: %v", bucket, key, err)
 	}
@@ -130,12 +124,12 @@ func commitFor(begin *pb.BeginPutResponse, bucket, key string, size uint64, reqI
 func TestSingleMemberLifecycle(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "fleet-video"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "fleet-video"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 6)
 	first := put(t, cl, "fleet-video", "car1/cam0/0001.mp4", 10<<20, nil)
-	got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "fleet-video", Key: "car1/cam0/0001.mp4"})
+	got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "fleet-video", Key: "car1/cam0/0001.mp4"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +143,7 @@ func TestSingleMemberLifecycle(t *testing.T) {
 	// The replaced shards are each node's work now.
 	deletes := 0
 	for i := range 6 {
-		hb, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: fmt.Sprintf("s%d", i), Free: 50 << 30})
+		hb, err := cl.Heartbeat(t.Context(), &pb.HeartbeatRequest{NodeId: fmt.Sprintf("s%d", i), Free: 50 << 30})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +157,7 @@ func TestSingleMemberLifecycle(t *testing.T) {
 	if deletes != 6 {
 		t.Fatalf("%d deletes handed out after an overwrite, want 6", deletes)
 	}
-	st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+	st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +172,7 @@ func TestSingleMemberLifecycle(t *testing.T) {
 	if string(before) != string(after) {
 		t.Fatal("state changed across a restart")
 	}
-	got, err = c.Members[0].Client.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "fleet-video", Key: "car1/cam0/0001.mp4"})
+	got, err = c.Members[0].Client.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "fleet-video", Key: "car1/cam0/0001.mp4"})
 	if err != nil || !proto.Equal(got.Clip, second.Clip) {
 		t.Fatalf("after restart: %v, %v", got, err)
 	}

@@ -22,7 +22,7 @@ func TestFollowersServeEveryCall(t *testing.T) {
 	c := metatest.New(t, 3, metatest.Options{})
 	leader := c.WaitLeader()
 	f := c.Followers()[0].Client
-	if _, err := f.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := f.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, f, 6)
@@ -31,7 +31,7 @@ func TestFollowersServeEveryCall(t *testing.T) {
 		put(t, f, "bk1", key, uint64(1000*i), nil)
 		// Linearizable read on the other follower: must see the write.
 		other := c.Followers()[1].Client
-		got, err := other.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: key})
+		got, err := other.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: key})
 		if err != nil {
 			t.Fatalf("read-your-write through another follower: %v", err)
 		}
@@ -39,16 +39,16 @@ func TestFollowersServeEveryCall(t *testing.T) {
 			t.Fatalf("size %d, want %d", got.Clip.Size, 1000*i)
 		}
 	}
-	list, err := c.Followers()[1].Client.ListClips(ctxT(t), &pb.ListClipsRequest{Bucket: "bk1", PageSize: 7})
+	list, err := c.Followers()[1].Client.ListClips(t.Context(), &pb.ListClipsRequest{Bucket: "bk1", PageSize: 7})
 	if err != nil || len(list.Clips) != 7 || list.NextStartAfter != "k06" {
 		t.Fatalf("page: %v, %v", list, err)
 	}
 	c.WaitConverged()
-	stale, err := c.Followers()[0].Client.ListClips(ctxT(t), &pb.ListClipsRequest{Bucket: "bk1", Read: &pb.ReadOptions{Stale: true}, PageSize: 100})
+	stale, err := c.Followers()[0].Client.ListClips(t.Context(), &pb.ListClipsRequest{Bucket: "bk1", Read: &pb.ReadOptions{Stale: true}, PageSize: 100})
 	if err != nil || len(stale.Clips) != 20 {
 		t.Fatalf("stale list after convergence: %d clips, %v", len(stale.GetClips()), err)
 	}
-	members, err := c.Followers()[0].Client.ListMembers(ctxT(t), &pb.ListMembersRequest{})
+	members, err := c.Followers()[0].Client.ListMembers(t.Context(), &pb.ListMembersRequest{})
 	if err != nil || len(members.Members) != 3 || members.LeaderId != leader.ID {
 		t.Fatalf("members %v, %v", members, err)
 	}
@@ -64,7 +64,7 @@ func TestLeaderLossKeepsAcknowledgedCommits(t *testing.T) {
 	}})
 	leader := c.WaitLeader()
 	cl := c.Followers()[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 6)
@@ -112,7 +112,7 @@ func TestLeaderLossKeepsAcknowledgedCommits(t *testing.T) {
 	for key, gen := range acked {
 		var got *pb.GetClipResponse
 		err := retryUnavailable(t, func() (err error) {
-			got, err = newLeader.Client.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: key})
+			got, err = newLeader.Client.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: key})
 			return err
 		})
 		if err != nil || got.Clip.Generation != gen {
@@ -128,40 +128,40 @@ func TestLeaderLossKeepsAcknowledgedCommits(t *testing.T) {
 func TestRetriedCommitGetsFirstOutcome(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 6)
-	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
+	begin, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reqID := bytes.Repeat([]byte{7}, 16)
 	commit := commitFor(begin, "bk1", "k", 123, reqID)
-	first, err := cl.CommitPut(ctxT(t), commit)
+	first, err := cl.CommitPut(t.Context(), commit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := cl.CommitPut(ctxT(t), commit)
+	again, err := cl.CommitPut(t.Context(), commit)
 	if err != nil || again.Clip.Generation != first.Clip.Generation {
 		t.Fatalf("retry: %v, %v; want generation %d", again, err, first.Clip.Generation)
 	}
 	commit.RequestId = bytes.Repeat([]byte{8}, 16)
-	_, err = cl.CommitPut(ctxT(t), commit)
+	_, err = cl.CommitPut(t.Context(), commit)
 	wantReason(t, err, codes.AlreadyExists, rpcerr.AlreadyExists)
 	// A failed request id keeps failing the same way, code and reason, even
 	// once the cause is gone.
 	reqFail := bytes.Repeat([]byte{9}, 16)
-	_, err = cl.DeleteClip(ctxT(t), &pb.DeleteClipRequest{RequestId: reqFail, Bucket: "bk1", Key: "nope"})
+	_, err = cl.DeleteClip(t.Context(), &pb.DeleteClipRequest{RequestId: reqFail, Bucket: "bk1", Key: "nope"})
 	wantReason(t, err, codes.NotFound, rpcerr.NotFound)
 	firstErr := err.Error()
 	put(t, cl, "bk1", "nope", 1, nil)
-	_, err = cl.DeleteClip(ctxT(t), &pb.DeleteClipRequest{RequestId: reqFail, Bucket: "bk1", Key: "nope"})
+	_, err = cl.DeleteClip(t.Context(), &pb.DeleteClipRequest{RequestId: reqFail, Bucket: "bk1", Key: "nope"})
 	wantReason(t, err, codes.NotFound, rpcerr.NotFound)
 	if err.Error() != firstErr {
 		t.Fatalf("replayed answer %q, first %q", err, firstErr)
 	}
-	st, _ := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+	st, _ := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 	if st.Clips != 2 {
 		t.Fatalf("%d clips, want 2", st.Clips)
 	}
@@ -172,21 +172,21 @@ func TestCommitAfterDeadlineIsRefused(t *testing.T) {
 		cfg.MaxUploadDuration = 50 * time.Millisecond
 	}})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 6)
-	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
+	begin, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
 	commit := commitFor(begin, "bk1", "k", 10, bytes.Repeat([]byte{3}, 16))
-	_, err = cl.CommitPut(ctxT(t), commit)
+	_, err = cl.CommitPut(t.Context(), commit)
 	wantReason(t, err, codes.FailedPrecondition, rpcerr.DeadlinePassed)
-	_, err = cl.CommitPut(ctxT(t), commit) // the remembered outcome keeps its reason
+	_, err = cl.CommitPut(t.Context(), commit) // the remembered outcome keeps its reason
 	wantReason(t, err, codes.FailedPrecondition, rpcerr.DeadlinePassed)
-	_, err = cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "k"})
+	_, err = cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: "k"})
 	wantCode(t, err, codes.NotFound)
 }
 
@@ -195,13 +195,13 @@ func TestCommitAfterDeadlineIsRefused(t *testing.T) {
 func TestBadRequestsChangeNothing(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 3)
 	begin := func() *pb.BeginPutResponse {
 		registerNodes(t, cl, 6)
-		b, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
+		b, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: "k"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +211,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	mutate := func(f func(r *pb.CommitPutRequest)) error {
 		r := commitFor(begin(), "bk1", "k", 4096, nil)
 		f(r)
-		_, err := cl.CommitPut(ctxT(t), r)
+		_, err := cl.CommitPut(t.Context(), r)
 		return err
 	}
 	long := string(bytes.Repeat([]byte("a"), 1025))
@@ -220,30 +220,33 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		call func() error
 		want codes.Code
 	}{
-		{"bucket name too short", func() error { _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "ab"}); return err }, codes.InvalidArgument},
-		{"bucket name upper case", func() error { _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "Fleet"}); return err }, codes.InvalidArgument},
-		{"bucket exists", func() error { _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); return err }, codes.AlreadyExists},
+		{"bucket name too short", func() error { _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "ab"}); return err }, codes.InvalidArgument},
+		{"bucket name upper case", func() error {
+			_, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "Fleet"})
+			return err
+		}, codes.InvalidArgument},
+		{"bucket exists", func() error { _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); return err }, codes.AlreadyExists},
 		{"bad profile", func() error {
-			_, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk2", DefaultProfile: &pb.ECProfile{DataShards: 60, ParityShards: 10, BlockSize: 1}})
+			_, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk2", DefaultProfile: &pb.ECProfile{DataShards: 60, ParityShards: 10, BlockSize: 1}})
 			return err
 		}, codes.InvalidArgument},
 		{"unknown bucket", func() error {
-			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "nope", Key: "k"})
+			_, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "nope", Key: "k"})
 			return err
 		}, codes.NotFound},
 		{"oversize key", func() error {
-			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: long})
+			_, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: long})
 			return err
 		}, codes.InvalidArgument},
 		{"NUL in key", func() error {
-			_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "a\x00b"})
+			_, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: "a\x00b"})
 			return err
 		}, codes.InvalidArgument},
 		{"too few nodes for the profile", func() error {
 			// Unavailable while the leader is new (heartbeats may be on their
 			// way), FailedPrecondition once it has heard from every node.
 			return retryUnavailable(t, func() error {
-				_, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: "k", Profile: &pb.ECProfile{DataShards: 10, ParityShards: 4, BlockSize: 1 << 20}})
+				_, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: "k", Profile: &pb.ECProfile{DataShards: 10, ParityShards: 4, BlockSize: 1 << 20}})
 				return err
 			})
 		}, codes.FailedPrecondition},
@@ -268,14 +271,14 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			})
 		}, codes.InvalidArgument},
 		{"delete unknown clip", func() error {
-			_, err := cl.DeleteClip(ctxT(t), &pb.DeleteClipRequest{Bucket: "bk1", Key: "k"})
+			_, err := cl.DeleteClip(t.Context(), &pb.DeleteClipRequest{Bucket: "bk1", Key: "k"})
 			return err
 		}, codes.NotFound},
 		{"bad request id", func() error {
-			_, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk3", RequestId: []byte{1}})
+			_, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk3", RequestId: []byte{1}})
 			return err
 		}, codes.InvalidArgument},
-		{"heartbeat unregistered", func() error { _, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: "ghost"}); return err }, codes.FailedPrecondition},
+		{"heartbeat unregistered", func() error { _, err := cl.Heartbeat(t.Context(), &pb.HeartbeatRequest{NodeId: "ghost"}); return err }, codes.FailedPrecondition},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -287,10 +290,10 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			}
 		})
 	}
-	if _, err := cl.CommitPut(ctxT(t), valid); err != nil {
+	if _, err := cl.CommitPut(t.Context(), valid); err != nil {
 		t.Fatalf("the valid commit after all that: %v", err)
 	}
-	_, err := cl.DeleteBucket(ctxT(t), &pb.DeleteBucketRequest{Name: "bk1"})
+	_, err := cl.DeleteBucket(t.Context(), &pb.DeleteBucketRequest{Name: "bk1"})
 	wantCode(t, err, codes.FailedPrecondition)
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -195,19 +196,11 @@ func TestGroupCommitInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.ApplyBatch(bucketLogs(t, 1, 5))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	await.True(t, 5*time.Second, "the open transaction to commit", func() bool {
 		f.wmu.Lock()
-		pending := f.wtx != nil
-		f.wmu.Unlock()
-		if !pending {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the open transaction did not commit within 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer f.wmu.Unlock()
+		return f.wtx == nil
+	})
 	f.crash()
 	f = openFSMAt(t, path, 25)
 	defer f.close()

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -18,7 +19,7 @@ import (
 func TestHeartbeatReportsAreAcknowledged(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 6)
@@ -30,18 +31,18 @@ func TestHeartbeatReportsAreAcknowledged(t *testing.T) {
 	if req.ReportSeq != 2 {
 		t.Fatalf("second report numbered %d", req.ReportSeq)
 	}
-	got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
+	got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
 	if err != nil || got.Clip.Parts[0].Shards[2].State != pb.ShardState_SHARD_STATE_MISSING {
 		t.Fatalf("reported shard: %v, %v; want MISSING", got, err)
 	}
 	before, _, _ := c.Members[0].Node.StateDigest()
-	resp, err := cl.Heartbeat(ctxT(t), req) // the same report again
+	resp, err := cl.Heartbeat(t.Context(), req) // the same report again
 	if err != nil || resp.ReportSeqApplied != req.ReportSeq {
 		t.Fatalf("re-sent report: %v, %v", resp, err)
 	}
 	stale := proto.Clone(req).(*pb.HeartbeatRequest)
 	stale.ReportSeq, stale.MissingShardIds, stale.CorruptShardIds = req.ReportSeq-1, nil, [][]byte{s.ShardId}
-	if _, err := cl.Heartbeat(ctxT(t), stale); err != nil {
+	if _, err := cl.Heartbeat(t.Context(), stale); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -65,7 +66,7 @@ func TestMassDownGuard(t *testing.T) {
 		cfg.NodeDownAfter, cfg.RepairAfter, cfg.MassDownHold = downAfter, repairAfter, hold
 	}})
 	cl := c.Followers()[0].Client // forwards to whoever leads
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
@@ -98,7 +99,7 @@ func TestMassDownGuard(t *testing.T) {
 	}
 	four := []string{with[0], with[1], without[0], without[1]}
 	status := func() *pb.ClusterStatusResponse {
-		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+		st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +117,7 @@ func TestMassDownGuard(t *testing.T) {
 
 	set(four, false)
 	var since int64
-	waitForT(t, 5*time.Second, "4 nodes down and the hold on", func() bool {
+	await.True(t, 5*time.Second, "4 nodes down and the hold on", func() bool {
 		st := status()
 		if st.RepairHold != nil {
 			since = st.RepairHold.SinceUnixNano
@@ -138,12 +139,12 @@ func TestMassDownGuard(t *testing.T) {
 		t.Fatalf("hold after a leader change: %v, want it since %d", st.RepairHold, since)
 	}
 	set(four, true)
-	waitForT(t, 5*time.Second, "the nodes back and the hold off", func() bool {
+	await.True(t, 5*time.Second, "the nodes back and the hold off", func() bool {
 		st := status()
 		return st.StorageNodesUp == 10 && st.RepairHold == nil
 	})
 	for _, k := range keys {
-		got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: k})
+		got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: k})
 		if err != nil || !proto.Equal(got.Clip, records[k]) {
 			t.Fatalf("clip %s changed during the hold: %v, %v", k, got, err)
 		}
@@ -151,17 +152,17 @@ func TestMassDownGuard(t *testing.T) {
 
 	// Away past the hold: repair runs.
 	set(four, false)
-	waitForT(t, 5*time.Second, "the hold on again", func() bool { return status().RepairHold != nil })
-	waitForT(t, hold+5*time.Second, "repair after the hold", func() bool {
+	await.True(t, 5*time.Second, "the hold on again", func() bool { return status().RepairHold != nil })
+	await.True(t, hold+5*time.Second, "repair after the hold", func() bool {
 		st := status()
 		return st.RepairHold == nil && st.RepairsInFlight > 0
 	})
 	set(four, true)
-	waitForT(t, 5*time.Second, "every node back", func() bool { return status().StorageNodesUp == 10 })
+	await.True(t, 5*time.Second, "every node back", func() bool { return status().StorageNodesUp == 10 })
 
 	// One node silent: no hold, repaired after RepairAfter.
 	set(with[2:3], false)
-	waitForT(t, 5*time.Second, "repair of a single down node", func() bool {
+	await.True(t, 5*time.Second, "repair of a single down node", func() bool {
 		st := status()
 		if st.RepairHold != nil {
 			t.Fatalf("hold for a single silent node: %v", st.RepairHold)

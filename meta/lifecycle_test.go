@@ -32,10 +32,10 @@ func TestServeJoinShutdown(t *testing.T) {
 	// A member joins again through a follower (forwarded to the leader):
 	// nothing changes.
 	other := c.Followers()[1]
-	if err := follower.Node.Join(ctxT(t), other.GRPCAddr); err != nil {
+	if err := follower.Node.Join(t.Context(), other.GRPCAddr); err != nil {
 		t.Fatalf("rejoin through a follower: %v", err)
 	}
-	ms, err := leader.Client.ListMembers(ctxT(t), &pb.ListMembersRequest{})
+	ms, err := leader.Client.ListMembers(t.Context(), &pb.ListMembersRequest{})
 	if err != nil || len(ms.Members) != 3 {
 		t.Fatalf("members after a rejoin: %v, %v", ms, err)
 	}

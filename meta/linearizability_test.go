@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -370,7 +371,7 @@ func newLinRun(t *testing.T, c *metatest.Cluster, seed uint64) *linRun {
 		r.clients = append(r.clients, m.Client)
 	}
 	leader := c.WaitLeader()
-	if _, err := leader.Client.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: linBucket}); err != nil {
+	if _, err := leader.Client.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: linBucket}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, leader.Client, linNodes)
@@ -865,17 +866,17 @@ func TestLinearizablePartitionedLeader(t *testing.T) {
 // and returns its id.
 func (r *linRun) waitLeaderAmong(except int, d time.Duration) string {
 	r.t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	var id string
+	await.True(r.t, d, fmt.Sprintf("a new leader after isolating m%d", except), func() bool {
 		for i, m := range r.c.Members {
 			if i != except && m.Node.IsLeader() {
-				return m.ID
+				id = m.ID
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	r.t.Fatalf("no new leader within %v of isolating m%d", d, except)
-	return ""
+		return false
+	})
+	return id
 }
 
 // TestLinearizableLeadershipTransfer hands leadership over every ~500 ms
@@ -914,16 +915,16 @@ func TestLinearizableReadsWriteNoLog(t *testing.T) {
 	c := metatest.New(t, 3, metatest.Options{})
 	leader := c.WaitLeader()
 	follower := c.Followers()[0]
-	if _, err := leader.Client.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := leader.Client.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []*metatest.Member{leader, follower} {
-		if _, err := m.Client.ListBuckets(ctxT(t), &pb.ListBucketsRequest{}); err != nil {
+		if _, err := m.Client.ListBuckets(t.Context(), &pb.ListBucketsRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	commitIndex := func() uint64 {
-		st, err := leader.Client.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{Read: &pb.ReadOptions{Stale: true}})
+		st, err := leader.Client.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{Read: &pb.ReadOptions{Stale: true}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -933,7 +934,7 @@ func TestLinearizableReadsWriteNoLog(t *testing.T) {
 	start := time.Now()
 	for i := range 50 {
 		m := []*metatest.Member{leader, follower}[i%2]
-		resp, err := m.Client.ListBuckets(ctxT(t), &pb.ListBucketsRequest{})
+		resp, err := m.Client.ListBuckets(t.Context(), &pb.ListBucketsRequest{})
 		if err != nil || len(resp.Buckets) != 1 {
 			t.Fatalf("read %d through %s: %v, %v", i, m.ID, resp, err)
 		}

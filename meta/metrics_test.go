@@ -13,10 +13,10 @@ func TestMetricsCountProposals(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.Registerer = reg }})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
-	cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}) // rejected: exists
+	cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}) // rejected: exists
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -7,10 +7,10 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-)
 
-// placeMaxShards bounds k+m; the erasure codec supports no wider stripe.
-const placeMaxShards = 64
+	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/bytesize"
+)
 
 // ErrNotEnoughNodes means that fewer live storage nodes with enough free
 // space are known than a clip's write quorum needs. Place's error wraps it;
@@ -72,8 +72,8 @@ func Place(cands []Candidate, k, m int, minFree uint64, r *rand.Rand) (Placement
 // sorted by ID, so that the result does not depend on the caller's order.
 func placeCheckArgs(cands []Candidate, k, m int, r *rand.Rand) ([]Candidate, error) {
 	switch {
-	case k < 1 || m < 0 || k > placeMaxShards || m > placeMaxShards-k: // no k+m overflow
-		return nil, fmt.Errorf("placement: invalid erasure profile %d+%d (want k >= 1, m >= 0, k+m <= %d)", k, m, placeMaxShards)
+	case k < 1 || m < 0 || k > erasure.MaxShards || m > erasure.MaxShards-k: // no k+m overflow
+		return nil, fmt.Errorf("placement: invalid erasure profile %d+%d (want k >= 1, m >= 0, k+m <= %d)", k, m, erasure.MaxShards)
 	case r == nil:
 		return nil, errors.New("placement: nil random source")
 	}
@@ -207,7 +207,7 @@ func (e *placeShortError) Error() string {
 		b.WriteString("s")
 	}
 	if e.minFree > 0 {
-		fmt.Fprintf(&b, " with %s free", placeFormatBytes(e.minFree))
+		fmt.Fprintf(&b, " with %s free", bytesize.Human(int64(e.minFree)))
 	}
 	if q < n {
 		fmt.Fprintf(&b, " (%d for full redundancy)", n)
@@ -218,17 +218,3 @@ func (e *placeShortError) Error() string {
 
 // Unwrap makes the error match ErrNotEnoughNodes.
 func (e *placeShortError) Unwrap() error { return ErrNotEnoughNodes }
-
-// placeFormatBytes formats a byte count with binary units: "512 B", "1.0 GiB".
-func placeFormatBytes(v uint64) string {
-	const unit = 1024
-	if v < unit {
-		return fmt.Sprintf("%d B", v)
-	}
-	div, exp := uint64(unit), 0
-	for q := v / unit; q >= unit; q /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(v)/float64(div), "KMGTPE"[exp])
-}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -26,7 +27,7 @@ func TestRepairProgressInStatus(t *testing.T) {
 	start := time.Now()
 	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.Registerer = reg }})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 7)
@@ -54,7 +55,7 @@ func TestRepairProgressInStatus(t *testing.T) {
 	for i, task := range tasks {
 		req := landRepair(t, cl, task)
 		if i == 0 { // the storage node's retry of an update whose answer it lost
-			if _, err := cl.UpdateShard(ctxT(t), req); err != nil {
+			if _, err := cl.UpdateShard(t.Context(), req); err != nil {
 				t.Fatalf("replayed update: %v", err)
 			}
 		}
@@ -102,7 +103,7 @@ func TestRepairQueueCountsNodesDownPastGrace(t *testing.T) {
 		cfg.RepairConcurrency = 0 // nothing leaves the queue
 	}})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	h := heartbeatingNodes(t, cl, 7)
@@ -118,14 +119,14 @@ func TestRepairQueueCountsNodesDownPastGrace(t *testing.T) {
 	}
 	h.kill(victim)
 	var st *pb.ClusterStatusResponse
-	waitForT(t, 10*time.Second, "the node to be marked down", func() bool {
+	await.True(t, 10*time.Second, "the node to be marked down", func() bool {
 		st = clusterStatus(t, cl)
 		return st.DegradedClips == 2
 	})
 	if st.RepairQueueShards != 0 {
 		t.Fatalf("queue %d shards within the repair grace, want 0", st.RepairQueueShards)
 	}
-	waitForT(t, 10*time.Second, "the down node's shards to be queued", func() bool {
+	await.True(t, 10*time.Second, "the down node's shards to be queued", func() bool {
 		st = clusterStatus(t, cl)
 		return st.RepairQueueShards != 0
 	})
@@ -179,7 +180,7 @@ func TestLeaderChangeResetsRepairFigures(t *testing.T) {
 	old := c.WaitLeader()
 	survivor := c.Followers()[0]
 	cl := survivor.Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 7)
@@ -193,7 +194,7 @@ func TestLeaderChangeResetsRepairFigures(t *testing.T) {
 		t.Fatalf("before the leader change: %d repaired, %d queued, %d corrupt found", st.RepairedShards,
 			st.RepairQueueShards, st.ScrubCorruptFound)
 	}
-	stale, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{Read: &pb.ReadOptions{Stale: true}})
+	stale, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{Read: &pb.ReadOptions{Stale: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func TestLeaderChangeResetsRepairFigures(t *testing.T) {
 
 func clusterStatus(t *testing.T, cl pb.MetaServiceClient) *pb.ClusterStatusResponse {
 	t.Helper()
-	st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+	st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +240,7 @@ func clusterStatus(t *testing.T, cl pb.MetaServiceClient) *pb.ClusterStatusRespo
 // beat sends one heartbeat for node with its scrub report.
 func beat(t *testing.T, cl pb.MetaServiceClient, node string, scrub *pb.ScrubStatus) *pb.HeartbeatResponse {
 	t.Helper()
-	resp, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: node, Capacity: 100 << 30, Free: 50 << 30, Scrub: scrub})
+	resp, err := cl.Heartbeat(t.Context(), &pb.HeartbeatRequest{NodeId: node, Capacity: 100 << 30, Free: 50 << 30, Scrub: scrub})
 	if err != nil {
 		t.Fatalf("heartbeat %s: %v", node, err)
 	}
@@ -258,7 +259,7 @@ func collectWork(t *testing.T, cl pb.MetaServiceClient, n, want int) []plannedRe
 	t.Helper()
 	var out []plannedRepair
 	seen := map[string]bool{}
-	waitForT(t, 10*time.Second, fmt.Sprintf("%d repair tasks", want), func() bool {
+	await.True(t, 10*time.Second, fmt.Sprintf("%d repair tasks", want), func() bool {
 		for i := range n {
 			node := fmt.Sprintf("s%d", i)
 			for _, w := range beat(t, cl, node, nil).Repairs {
@@ -282,7 +283,7 @@ func landRepair(t *testing.T, cl pb.MetaServiceClient, r plannedRepair) *pb.Upda
 		Part: w.Part, Index: w.Index, OldShardId: w.OldShardId, CommitDeadlineUnixNano: w.CommitDeadlineUnixNano,
 		NewShard: &pb.Shard{Index: w.Index, NodeId: r.node, ShardId: w.NewShardId, Length: missingShardBytes,
 			State: pb.ShardState_SHARD_STATE_OK}}
-	if _, err := cl.UpdateShard(ctxT(t), req); err != nil {
+	if _, err := cl.UpdateShard(t.Context(), req); err != nil {
 		t.Fatalf("update shard: %v", err)
 	}
 	return req

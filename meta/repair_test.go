@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/internal/rpcerr"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
@@ -100,7 +101,7 @@ func TestDownNodeShardsAreRepaired(t *testing.T) {
 		cfg.RepairAfter = 300 * time.Millisecond
 	}})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	h := heartbeatingNodes(t, cl, 7)
@@ -117,7 +118,7 @@ func TestDownNodeShardsAreRepaired(t *testing.T) {
 
 	var work *pb.RepairWork
 	var target string
-	waitForT(t, 10*time.Second, "repair work in a heartbeat answer", func() bool {
+	await.True(t, 10*time.Second, "repair work in a heartbeat answer", func() bool {
 		for node, ws := range h.repairWork() {
 			for _, w := range ws {
 				target, work = node, w
@@ -137,17 +138,17 @@ func TestDownNodeShardsAreRepaired(t *testing.T) {
 		}
 	}
 	// The repair's last step, as a storage node runs it.
-	_, err := cl.UpdateShard(ctxT(t), &pb.UpdateShardRequest{ClipId: work.ClipId, Generation: work.Generation,
+	_, err := cl.UpdateShard(t.Context(), &pb.UpdateShardRequest{ClipId: work.ClipId, Generation: work.Generation,
 		Index: work.Index, OldShardId: work.OldShardId, NewShard: &pb.Shard{Index: 2, NodeId: target,
 			ShardId: work.NewShardId, Length: lost.Length, Checksum: lost.Checksum, State: pb.ShardState_SHARD_STATE_OK}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitForT(t, 10*time.Second, "the task to retire", func() bool {
-		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+	await.True(t, 10*time.Second, "the task to retire", func() bool {
+		st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 		return err == nil && st.RepairsInFlight == 0 && len(h.repairWork()) == 0
 	})
-	got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
+	got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,12 +162,12 @@ func TestDownNodeShardsAreRepaired(t *testing.T) {
 func TestMissingShardAtCommitIsRepaired(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	h := heartbeatingNodes(t, cl, 7)
 	begin := commitMissing(t, cl, "k")
-	waitForT(t, 10*time.Second, "repair work for the missing index", func() bool {
+	await.True(t, 10*time.Second, "repair work for the missing index", func() bool {
 		for _, ws := range h.repairWork() {
 			for _, w := range ws {
 				if w.Index == 5 && bytes.Equal(w.ClipId, begin.ClipId) {
@@ -178,17 +179,6 @@ func TestMissingShardAtCommitIsRepaired(t *testing.T) {
 	})
 }
 
-func waitForT(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestCorruptReportsAndShardChecks: a shard a node reports corrupt in its
 // heartbeat is marked and repair is planned; CheckShards tells a node which
 // of its shards no record references; a repair's update past its deadline
@@ -196,7 +186,7 @@ func waitForT(t *testing.T, limit time.Duration, what string, cond func() bool) 
 func TestCorruptReportsAndShardChecks(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 7)
@@ -204,21 +194,21 @@ func TestCorruptReportsAndShardChecks(t *testing.T) {
 	bad := commit.Clip.Parts[0].Shards[1]
 	report(t, cl, &pb.HeartbeatRequest{NodeId: bad.NodeId, Free: 50 << 30,
 		CorruptShardIds: [][]byte{bad.ShardId, bytes.Repeat([]byte{9}, 16)}})
-	got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
+	got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: "clip"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st := got.Clip.Parts[0].Shards[1].State; st != pb.ShardState_SHARD_STATE_CORRUPT {
 		t.Fatalf("reported shard is %v, want CORRUPT", st)
 	}
-	status, _ := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+	status, _ := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 	if status.DegradedClips != 1 {
 		t.Fatalf("%d degraded clips, want 1", status.DegradedClips)
 	}
 
 	unknown := bytes.Repeat([]byte{7}, 16)
 	old := time.Now().Add(-2 * time.Hour).UnixNano()
-	resp, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, Shards: []*pb.ShardRef{
+	resp, err := cl.CheckShards(t.Context(), &pb.CheckShardsRequest{NodeId: bad.NodeId, Shards: []*pb.ShardRef{
 		{ShardId: bad.ShardId, CommitDeadlineUnixNano: old},                                   // referenced
 		{ShardId: unknown, CommitDeadlineUnixNano: old},                                       // collectable
 		{ShardId: bytes.Repeat([]byte{8}, 16), CommitDeadlineUnixNano: time.Now().UnixNano()}, // within the grace
@@ -230,11 +220,11 @@ func TestCorruptReportsAndShardChecks(t *testing.T) {
 		t.Fatalf("collectable %x, want only the unknown old id", resp.Collectable)
 	}
 	wantCode(t, func() error {
-		_, err := cl.CheckShards(ctxT(t), &pb.CheckShardsRequest{NodeId: bad.NodeId, Shards: []*pb.ShardRef{{ShardId: []byte{1, 2}}}})
+		_, err := cl.CheckShards(t.Context(), &pb.CheckShardsRequest{NodeId: bad.NodeId, Shards: []*pb.ShardRef{{ShardId: []byte{1, 2}}}})
 		return err
 	}(), codes.InvalidArgument)
 
-	_, err = cl.UpdateShard(ctxT(t), &pb.UpdateShardRequest{ClipId: got.Clip.ClipId, Generation: got.Clip.Generation,
+	_, err = cl.UpdateShard(t.Context(), &pb.UpdateShardRequest{ClipId: got.Clip.ClipId, Generation: got.Clip.Generation,
 		Index: 1, OldShardId: bad.ShardId, CommitDeadlineUnixNano: time.Now().Add(-time.Minute).UnixNano(),
 		NewShard: &pb.Shard{Index: 1, NodeId: "s6", ShardId: bytes.Repeat([]byte{5}, 16), Length: bad.Length, State: pb.ShardState_SHARD_STATE_OK}})
 	wantReason(t, err, codes.FailedPrecondition, rpcerr.DeadlinePassed)
@@ -248,7 +238,7 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 	leader := c.WaitLeader()
 	f := c.Followers()[0].Client
 	one := uint32(1)
-	resp, err := f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &one})
+	resp, err := f.RepairLimits(t.Context(), &pb.RepairLimitsRequest{Concurrency: &one})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,35 +246,35 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 		t.Fatalf("limits %v, want concurrency 1 and the default rate", resp.Limits)
 	}
 	tooMany, zero := uint32(10001), uint32(0)
-	_, err = f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &tooMany})
+	_, err = f.RepairLimits(t.Context(), &pb.RepairLimitsRequest{Concurrency: &tooMany})
 	wantCode(t, err, codes.InvalidArgument)
-	got, err := c.Followers()[1].Client.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{})
+	got, err := c.Followers()[1].Client.RepairLimits(t.Context(), &pb.RepairLimitsRequest{})
 	if err != nil || got.Limits.Concurrency != 1 {
 		t.Fatalf("read on another member: %v, %v", got, err)
 	}
-	if _, err := f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &zero}); err != nil {
+	if _, err := f.RepairLimits(t.Context(), &pb.RepairLimitsRequest{Concurrency: &zero}); err != nil {
 		t.Fatal(err)
 	}
 
 	cl := leader.Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	h := heartbeatingNodes(t, cl, 8)
 	for i := range 3 {
-		begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: fmt.Sprintf("k%d", i)})
+		begin, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: fmt.Sprintf("k%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		req := commitFor(begin, "bk1", fmt.Sprintf("k%d", i), 1000, nil)
 		req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
-		if _, err := cl.CommitPut(ctxT(t), req); err != nil {
+		if _, err := cl.CommitPut(t.Context(), req); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Paused: the lost shards are counted but nothing is planned.
 	for range 10 {
-		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+		st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,15 +286,15 @@ func TestRepairLimitsAtRunTime(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, err := f.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &one}); err != nil {
+	if _, err := f.RepairLimits(t.Context(), &pb.RepairLimitsRequest{Concurrency: &one}); err != nil {
 		t.Fatal(err)
 	}
-	waitForT(t, 10*time.Second, "a repair in flight", func() bool {
-		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+	await.True(t, 10*time.Second, "a repair in flight", func() bool {
+		st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 		return err == nil && st.RepairsInFlight > 0
 	})
 	for range 10 {
-		st, err := cl.ClusterStatus(ctxT(t), &pb.ClusterStatusRequest{})
+		st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,7 +333,7 @@ func TestLeaderChangeMarksNoHealthyNodeDown(t *testing.T) {
 	c.WaitLeader()
 	deadline := time.Now().Add(3 * time.Second) // three NodeDownAfter periods
 	for time.Now().Before(deadline) {
-		resp, err := survivor.Client.ListNodes(ctxT(t), &pb.ListNodesRequest{Read: &pb.ReadOptions{Stale: true}})
+		resp, err := survivor.Client.ListNodes(t.Context(), &pb.ListNodesRequest{Read: &pb.ReadOptions{Stale: true}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -361,24 +351,24 @@ func TestLeaderChangeMarksNoHealthyNodeDown(t *testing.T) {
 func TestFailedRepairIsReplanned(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	h := heartbeatingNodes(t, cl, 7)
 	commitMissing(t, cl, "k")
 	var first *pb.RepairWork
 	var target string
-	waitForT(t, 10*time.Second, "repair work", func() bool {
+	await.True(t, 10*time.Second, "repair work", func() bool {
 		for node, ws := range h.repairWork() {
 			first, target = ws[0], node
 		}
 		return first != nil
 	})
-	if _, err := cl.Heartbeat(ctxT(t), &pb.HeartbeatRequest{NodeId: target, Free: 50 << 30,
+	if _, err := cl.Heartbeat(t.Context(), &pb.HeartbeatRequest{NodeId: target, Free: 50 << 30,
 		FailedRepairTasks: [][]byte{first.TaskId}}); err != nil {
 		t.Fatal(err)
 	}
-	waitForT(t, 5*time.Second, "the shard to be planned again as a new task", func() bool {
+	await.True(t, 5*time.Second, "the shard to be planned again as a new task", func() bool {
 		for _, ws := range h.repairWork() {
 			for _, w := range ws {
 				if w.Index == 5 && !bytes.Equal(w.TaskId, first.TaskId) {
@@ -406,13 +396,13 @@ func heartbeatingNodes(t *testing.T, cl pb.MetaServiceClient, n int) *heartbeate
 // written (recorded MISSING, as when a target fails during a put).
 func commitMissing(t *testing.T, cl pb.MetaServiceClient, key string) *pb.BeginPutResponse {
 	t.Helper()
-	begin, err := cl.BeginPut(ctxT(t), &pb.BeginPutRequest{Bucket: "bk1", Key: key})
+	begin, err := cl.BeginPut(t.Context(), &pb.BeginPutRequest{Bucket: "bk1", Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := commitFor(begin, "bk1", key, 1000, nil)
 	req.Shards[5].State, req.Shards[5].NodeId, req.Shards[5].Length = pb.ShardState_SHARD_STATE_MISSING, "", 0
-	if _, err := cl.CommitPut(ctxT(t), req); err != nil {
+	if _, err := cl.CommitPut(t.Context(), req); err != nil {
 		t.Fatal(err)
 	}
 	return begin
@@ -428,18 +418,18 @@ func commitMissing(t *testing.T, cl pb.MetaServiceClient, key string) *pb.BeginP
 func TestUnrecoverableClipsDoNotStarveRepair(t *testing.T) {
 	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.RepairConcurrency = 0 }})
 	cl := c.Members[0].Client
-	if _, err := cl.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, cl, 7)
 	for i := range 20 { // clip ids are time-ordered: these sort first
 		begin := commitMissing(t, cl, fmt.Sprintf("lost/%02d", i))
-		got, err := cl.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: fmt.Sprintf("lost/%02d", i)})
+		got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: fmt.Sprintf("lost/%02d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, index := range []uint32{0, 1} {
-			_, err := cl.ReportShard(ctxT(t), &pb.ReportShardRequest{ClipId: begin.ClipId, Generation: got.Clip.Generation,
+			_, err := cl.ReportShard(t.Context(), &pb.ReportShardRequest{ClipId: begin.ClipId, Generation: got.Clip.Generation,
 				Index: index, ShardId: got.Clip.Parts[0].Shards[index].ShardId, State: pb.ShardState_SHARD_STATE_CORRUPT, Reporter: "test"})
 			if err != nil {
 				t.Fatal(err)
@@ -448,11 +438,11 @@ func TestUnrecoverableClipsDoNotStarveRepair(t *testing.T) {
 	}
 	ok := commitMissing(t, cl, "recoverable")
 	one := uint32(1)
-	if _, err := cl.RepairLimits(ctxT(t), &pb.RepairLimitsRequest{Concurrency: &one}); err != nil {
+	if _, err := cl.RepairLimits(t.Context(), &pb.RepairLimitsRequest{Concurrency: &one}); err != nil {
 		t.Fatal(err)
 	}
 	h := startHeartbeats(t, cl, []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6"})
-	waitForT(t, 10*time.Second, "the recoverable clip's repair to be handed out", func() bool {
+	await.True(t, 10*time.Second, "the recoverable clip's repair to be handed out", func() bool {
 		for _, ws := range h.repairWork() {
 			for _, w := range ws {
 				if bytes.Equal(w.ClipId, ok.ClipId) {

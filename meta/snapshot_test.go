@@ -54,7 +54,7 @@ func fill(t *testing.T, c pb.MetaServiceClient, prefix string, n int) {
 func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	c := metatest.New(t, 3, metatest.Options{Configure: smallLogs})
 	leader := c.WaitLeader()
-	if _, err := leader.Client.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := leader.Client.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, leader.Client, 6)
@@ -85,7 +85,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 func TestSnapshotPersistedBeforeRestore(t *testing.T) {
 	c := metatest.New(t, 3, metatest.Options{Configure: smallLogs})
 	leader := c.WaitLeader()
-	if _, err := leader.Client.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := leader.Client.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, leader.Client, 6)
@@ -113,7 +113,7 @@ func TestSnapshotPersistedBeforeRestore(t *testing.T) {
 func TestRestartEveryMember(t *testing.T) {
 	c := metatest.New(t, 3, metatest.Options{})
 	leader := c.WaitLeader()
-	if _, err := leader.Client.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := leader.Client.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, leader.Client, 6)
@@ -134,7 +134,7 @@ func TestRestartEveryMember(t *testing.T) {
 		// addresses are unchanged), so the digests must be equal.
 		t.Fatal("state differs after restarting every member")
 	}
-	list, err := c.Members[2].Client.ListClips(ctxT(t), &pb.ListClipsRequest{Bucket: "bk1", PageSize: 100})
+	list, err := c.Members[2].Client.ListClips(t.Context(), &pb.ListClipsRequest{Bucket: "bk1", PageSize: 100})
 	if err != nil || len(list.Clips) != 30 {
 		t.Fatalf("after restart: %d clips, %v", len(list.GetClips()), err)
 	}
@@ -145,14 +145,14 @@ func TestRestartEveryMember(t *testing.T) {
 func TestReplaceWipedMember(t *testing.T) {
 	c := metatest.New(t, 3, metatest.Options{})
 	leader := c.WaitLeader()
-	if _, err := leader.Client.CreateBucket(ctxT(t), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+	if _, err := leader.Client.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
 	}
 	registerNodes(t, leader.Client, 6)
 	fill(t, leader.Client, "k", 20)
 	victim := c.Followers()[0]
 	victim.Crash()
-	if _, err := leader.Client.RemoveMember(ctxT(t), &pb.RemoveMemberRequest{Id: victim.ID}); err != nil {
+	if _, err := leader.Client.RemoveMember(t.Context(), &pb.RemoveMemberRequest{Id: victim.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.RemoveAll(victim.Dir); err != nil {
@@ -161,12 +161,12 @@ func TestReplaceWipedMember(t *testing.T) {
 	fill(t, leader.Client, "after", 5)
 	victim.RaftAddr, victim.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
 	victim.Start(false)
-	if _, err := c.Members[0].Client.JoinMember(ctxT(t), &pb.JoinMemberRequest{Id: victim.ID,
+	if _, err := c.Members[0].Client.JoinMember(t.Context(), &pb.JoinMemberRequest{Id: victim.ID,
 		RaftAddress: victim.RaftAddr, GrpcAddress: victim.GRPCAddr}); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitConverged()
-	got, err := victim.Client.GetClip(ctxT(t), &pb.GetClipRequest{Bucket: "bk1", Key: "after0004", Read: &pb.ReadOptions{Stale: true}})
+	got, err := victim.Client.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: "after0004", Read: &pb.ReadOptions{Stale: true}})
 	if err != nil || got.Clip.Size != 4 {
 		t.Fatalf("stale read on the re-added member: %v, %v", got, err)
 	}

@@ -5,14 +5,15 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/clipstore/clipstore/erasure"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 )
 
 // Limits on what clients may store.
 const (
 	MaxKeyLen          = 1024
-	MaxUserMetadata    = 8 << 10 // bytes of keys and values together
-	MaxShards          = 64
+	MaxUserMetadata    = 8 << 10           // bytes of keys and values together
+	MaxShards          = erasure.MaxShards // the codec's limit on k+m
 	MaxBlockSize       = 16 << 20
 	maxTags            = 64
 	maxAttributeLength = 256

@@ -22,7 +22,7 @@ func writeShards(t *testing.T, n *testNode, r *rand.Rand, count int) []*testShar
 	var out []*testShard
 	for range count {
 		s := makeShard(r, 2, 1, 0, 1000, 1200)
-		if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+		if _, err := writeShard(t.Context(), n.client, s); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, s)
@@ -76,7 +76,7 @@ func TestAuditFindsLostAndDamagedFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := n.node.Store().AuditFiles(ctxT(t))
+	res, err := n.node.Store().AuditFiles(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +88,12 @@ func TestAuditFindsLostAndDamagedFiles(t *testing.T) {
 			res.Shards, res.Lost, res.Corrupt, res.DirsMade, res.Failed)
 	}
 	assertShardCount(t, n, 30)
-	_, _, err = readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: removed[0].id()})
+	_, _, err = readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: removed[0].id()})
 	wantCode(t, err, codes.NotFound)
 
 	// The lost ones are gone from the index: the next audit does not name
 	// them again. The damaged files are still there, and still damaged.
-	res, err = n.node.Store().AuditFiles(ctxT(t))
+	res, err = n.node.Store().AuditFiles(t.Context())
 	if err != nil || res.Shards != 30 || len(res.Lost) != 0 || len(res.Corrupt) != 5 {
 		t.Fatalf("second audit: %+v, %v", res, err)
 	}
@@ -109,7 +109,7 @@ func TestReadFindsLostFile(t *testing.T) {
 	if err := os.Remove(fileOf(t, n, shards[0].id())); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: shards[0].id()})
+	_, _, err := readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: shards[0].id()})
 	wantCode(t, err, codes.NotFound)
 	if _, err := n.node.Store().Stat(server.ShardID(shards[0].id())); !errors.Is(err, server.ErrNotFound) {
 		t.Fatalf("stat after the read: %v, want not found", err)
@@ -117,7 +117,7 @@ func TestReadFindsLostFile(t *testing.T) {
 	if _, err := n.node.Store().Delete(server.ShardID(shards[1].id())); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: shards[1].id()})
+	_, _, err = readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: shards[1].id()})
 	wantCode(t, err, codes.NotFound)
 	if got := n.node.LossCounts(); got != (server.LossCounts{Read: 1}) {
 		t.Fatalf("loss counts %+v, want one found by a read", got)
@@ -148,7 +148,7 @@ func TestAuditTellsDeletionsFromLosses(t *testing.T) {
 		rr := rand.New(rand.NewPCG(37, 38))
 		for range 60 {
 			s := makeShard(rr, 2, 1, 0, 1000, 1200)
-			if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+			if _, err := writeShard(t.Context(), n.client, s); err != nil {
 				t.Error(err)
 				return
 			}
@@ -160,7 +160,7 @@ func TestAuditTellsDeletionsFromLosses(t *testing.T) {
 		close(done)
 	}()
 	for audits := 0; ; audits++ {
-		res, err := n.node.Store().AuditFiles(ctxT(t))
+		res, err := n.node.Store().AuditFiles(t.Context())
 		if err != nil || len(res.Lost) != 0 || len(res.Corrupt) != 0 {
 			t.Fatalf("audit %d while the node deletes and writes: %+v, %v", audits, res, err)
 		}
@@ -187,7 +187,7 @@ func TestAuditRemakesLayout(t *testing.T) {
 		}
 	}
 	fresh := writeShards(t, n, r, 5)
-	res, err := n.node.Store().AuditFiles(ctxT(t))
+	res, err := n.node.Store().AuditFiles(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestAuditRemakesLayout(t *testing.T) {
 		t.Fatalf("%d fan-out directories after the audit (%v), want 256", len(entries), err)
 	}
 	for _, s := range fresh {
-		if _, _, err := readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: s.id()}); err != nil {
+		if _, _, err := readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: s.id()}); err != nil {
 			t.Fatalf("shard written after the damage: %v", err)
 		}
 	}
@@ -229,7 +229,7 @@ func TestAuditFailsAndRecoversADisk(t *testing.T) {
 	broken.Lock()
 	fail = true
 	broken.Unlock()
-	res, err := n.node.Store().AuditFiles(ctxT(t))
+	res, err := n.node.Store().AuditFiles(t.Context())
 	if err != nil || len(res.Failed) != 1 || len(res.Lost) != 0 {
 		t.Fatalf("audit of a disk that fails to list: %+v, %v", res, err)
 	}
@@ -237,13 +237,13 @@ func TestAuditFailsAndRecoversADisk(t *testing.T) {
 	if err != nil || usage[0].Failed == "" || usage[0].Free != 0 {
 		t.Fatalf("usage of a failed disk: %+v, %v", usage, err)
 	}
-	if _, err := writeShard(ctxT(t), n.client, makeShard(r, 2, 1, 0, 1000, 1200)); err == nil {
+	if _, err := writeShard(t.Context(), n.client, makeShard(r, 2, 1, 0, 1000, 1200)); err == nil {
 		t.Fatal("a write to a node whose only disk failed succeeded")
 	}
 	broken.Lock()
 	fail = false
 	broken.Unlock()
-	if res, err := n.node.Store().AuditFiles(ctxT(t)); err != nil || len(res.Failed) != 0 {
+	if res, err := n.node.Store().AuditFiles(t.Context()); err != nil || len(res.Failed) != 0 {
 		t.Fatalf("audit once the disk reads again: %+v, %v", res, err)
 	}
 	if usage, _ := n.node.Store().Usage(); usage[0].Failed != "" || usage[0].Free == 0 {

@@ -25,7 +25,7 @@ func BenchmarkShardWrite(b *testing.B) {
 	s := benchShard(b)
 	b.Run("grpc", func(b *testing.B) {
 		n := startNode(b, benchConfig(b))
-		ctx := ctxT(b)
+		ctx := b.Context()
 		b.SetBytes(benchShardSize)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -75,7 +75,7 @@ func BenchmarkShardRead(b *testing.B) {
 	s := benchShard(b)
 	b.Run("grpc", func(b *testing.B) {
 		n := startNode(b, benchConfig(b))
-		ctx := ctxT(b)
+		ctx := b.Context()
 		if _, err := writeShard(ctx, n.client, s); err != nil {
 			b.Fatal(err)
 		}

@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -16,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/internal/proctest"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
 	"github.com/clipstore/clipstore/server/faultfs"
@@ -45,7 +45,7 @@ func runHelperProcess() bool {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	fmt.Printf("LISTENING %s\n", lis.Addr())
+	fmt.Printf("storage node listening on %s\n", lis.Addr()) // proctest's ready line
 	if err := node.Serve(lis); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -53,44 +53,12 @@ func runHelperProcess() bool {
 	return true
 }
 
-// startNodeProcess runs a storage node in a child process on dir and
-// returns its address; the process is killed at cleanup if still running.
-func startNodeProcess(t *testing.T, dir string) (*exec.Cmd, string) {
+// startNodeProcess runs a storage node on dir in a child process (this
+// test binary, see runHelperProcess); it is killed and reaped at cleanup.
+func startNodeProcess(t *testing.T, dir string) *proctest.Process {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "LISTENING "); ok {
-				addr <- a
-			}
-		}
-		close(addr)
-	}()
-	select {
-	case a, ok := <-addr:
-		if !ok {
-			t.Fatal("node process exited before listening")
-		}
-		return cmd, a
-	case <-time.After(20 * time.Second):
-		t.Fatal("node process did not start within 20s")
-	}
-	return nil, ""
+	t.Setenv(helperEnv, dir) // the child inherits it
+	return proctest.StartT(t, &proctest.Buffer{}, os.Args[0], "-test.run=^$")
 }
 
 // TestKilledMidWriteLeavesNothing kills a node process with SIGKILL while a
@@ -98,14 +66,14 @@ func startNodeProcess(t *testing.T, dir string) (*exec.Cmd, string) {
 // that nothing of the write is visible or left behind.
 func TestKilledMidWriteLeavesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "disk0")
-	cmd, addr := startNodeProcess(t, dir)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	node := startNodeProcess(t, dir)
+	conn, err := grpc.NewClient(node.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	client := pb.NewStorageServiceClient(conn)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(21, 22))
 	done := makeShard(r, 4, 2, 0, 8192, 20000)
 	if _, err := writeShard(ctx, client, done); err != nil {
@@ -125,7 +93,7 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 		}
 	}
 	// Wait until the node has the partial shard in its temp file, then kill it.
-	waitFor(t, 10*time.Second, "partial temp file", func() bool {
+	await.True(t, 10*time.Second, "partial temp file", func() bool {
 		files := tmpFiles(t, []string{dir})
 		if len(files) != 1 {
 			return false
@@ -133,10 +101,10 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 		fi, err := os.Stat(files[0])
 		return err == nil && fi.Size() >= 128+5*(2048+28)
 	})
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	if node.Exited() {
+		t.Fatalf("the node process died before the kill: %v", node.Err())
 	}
-	cmd.Wait()
+	node.Kill()
 
 	cfg := server.DefaultConfig()
 	cfg.DataDirs = []string{dir}
@@ -161,17 +129,6 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRestartKeepsShardsAndIncarnation(t *testing.T) {
 	cfg := testConfig(t, 2)
 	r := rand.New(rand.NewPCG(23, 24))
@@ -181,13 +138,13 @@ func TestRestartKeepsShardsAndIncarnation(t *testing.T) {
 		n := startNode(t, cfg)
 		for i := range 10 {
 			s := makeShard(r, 3, 2, i%5, 3000, 2500+i)
-			if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+			if _, err := writeShard(t.Context(), n.client, s); err != nil {
 				t.Fatal(err)
 			}
 			shards = append(shards, s)
 		}
 		var err error
-		if before, err = n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{}); err != nil {
+		if before, err = n.client.NodeInfo(t.Context(), &pb.NodeInfoRequest{}); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -199,13 +156,13 @@ func TestRestartKeepsShardsAndIncarnation(t *testing.T) {
 	// The first node's cleanup runs Shutdown again: it must be harmless.
 	n := startNode(t, cfg)
 	for _, s := range shards {
-		_, pieces, err := readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: s.id()})
+		_, pieces, err := readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: s.id()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		assertPieces(t, pieces, s.pieces)
 	}
-	after, err := n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{})
+	after, err := n.client.NodeInfo(t.Context(), &pb.NodeInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +226,7 @@ func TestDiskLayout(t *testing.T) {
 	r := rand.New(rand.NewPCG(27, 28))
 	for i := range 20 {
 		s := makeShard(r, 4, 2, i%6, 4096, 5000)
-		if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+		if _, err := writeShard(t.Context(), n.client, s); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(shardPath(cfg.DataDirs[0], s.id())); err != nil {
@@ -390,7 +347,7 @@ func TestDiskFaults(t *testing.T) {
 				return nil
 			})
 			s := makeShard(r, 4, 2, 0, 8192, 30000)
-			_, err := writeShard(ctxT(t), n.client, s)
+			_, err := writeShard(t.Context(), n.client, s)
 			wantCode(t, err, tc.want)
 			ffs.SetInjector(nil)
 			assertShardCount(t, n, 0)
@@ -400,7 +357,7 @@ func TestDiskFaults(t *testing.T) {
 			if _, err := os.Stat(shardPath(n.dirs[0], s.id())); !os.IsNotExist(err) {
 				t.Fatalf("shard file visible after a failed write: %v", err)
 			}
-			if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+			if _, err := writeShard(t.Context(), n.client, s); err != nil {
 				t.Fatalf("write after the fault cleared: %v", err)
 			}
 		})
@@ -418,7 +375,7 @@ func TestReadFaults(t *testing.T) {
 		return ffs, err
 	}
 	n := startNode(t, cfg)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	s := makeShard(rand.New(rand.NewPCG(27, 28)), 2, 1, 2, 4000, 6000)
 	if _, err := writeShard(ctx, n.client, s); err != nil {
 		t.Fatal(err)
@@ -463,12 +420,12 @@ func TestCancelledWriteLeavesNothing(t *testing.T) {
 	}
 	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
 	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
-	waitFor(t, 10*time.Second, "temp file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
+	await.True(t, 10*time.Second, "temp file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
 	cancel()
-	waitFor(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
+	await.True(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
 	assertShardCount(t, n, 0)
 	// The id is free again: the retry succeeds.
-	if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+	if _, err := writeShard(t.Context(), n.client, s); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -480,7 +437,7 @@ func TestStalledWriterIsDropped(t *testing.T) {
 	cfg.WriteIdleTimeout = 200 * time.Millisecond
 	n := startNode(t, cfg)
 	s := makeShard(rand.New(rand.NewPCG(31, 32)), 4, 2, 0, 8192, 20000)
-	stream, err := n.client.WriteShard(ctxT(t))
+	stream, err := n.client.WriteShard(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +446,7 @@ func TestStalledWriterIsDropped(t *testing.T) {
 	_, err = stream.CloseAndRecv() // a half-close is not a finish: refused at once
 	wantCode(t, err, codes.InvalidArgument)
 
-	stream, err = n.client.WriteShard(ctxT(t))
+	stream, err = n.client.WriteShard(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,6 +454,6 @@ func TestStalledWriterIsDropped(t *testing.T) {
 	var resp pb.WriteShardResponse
 	err = stream.RecvMsg(&resp) // the node ends the stream on its own
 	wantCode(t, err, codes.DeadlineExceeded)
-	waitFor(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
+	await.True(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
 	assertShardCount(t, n, 0)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -99,7 +100,7 @@ func gcShard(t *testing.T, n *testNode, r *rand.Rand, id, clip []byte, deadline 
 		s.header.ShardId, s.header.ClipId = id, clip
 	}
 	s.header.CommitDeadlineUnixNano = deadline.UnixNano()
-	if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+	if _, err := writeShard(t.Context(), n.client, s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -129,8 +130,8 @@ func TestCollectGarbage(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	n := startNodeAdvertised(t, cfg)
-	ctx := ctxT(t)
-	waitFor(t, 10*time.Second, "the node to register", func() bool {
+	ctx := t.Context()
+	await.True(t, 10*time.Second, "the node to register", func() bool {
 		resp, err := real.ListNodes(ctx, &metapb.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0
 	})
@@ -165,7 +166,7 @@ func TestCollectGarbage(t *testing.T) {
 	t.Run("ambiguous answer deletes nothing", func(t *testing.T) {
 		proxy.set(func(m *gcMeta) { m.extra = newID(r) })
 		defer proxy.set(func(m *gcMeta) { m.extra = nil })
-		deleted, err := n.node.CollectGarbage(ctxT(t))
+		deleted, err := n.node.CollectGarbage(t.Context())
 		if err == nil || deleted != 0 {
 			t.Fatalf("got %d deleted, %v; want an error and nothing deleted", deleted, err)
 		}
@@ -178,7 +179,7 @@ func TestCollectGarbage(t *testing.T) {
 
 	t.Run("collects exactly the orphans", func(t *testing.T) {
 		start := time.Now()
-		deleted, err := n.node.CollectGarbage(ctxT(t))
+		deleted, err := n.node.CollectGarbage(t.Context())
 		if err != nil || deleted != len(orphans) {
 			t.Fatalf("got %d deleted, %v; want %d", deleted, err, len(orphans))
 		}
@@ -204,7 +205,7 @@ func TestCollectGarbage(t *testing.T) {
 			t.Errorf("gc_runs_total = %v, want 2", got)
 		}
 		// Nothing left to collect.
-		if deleted, err := n.node.CollectGarbage(ctxT(t)); err != nil || deleted != 0 {
+		if deleted, err := n.node.CollectGarbage(t.Context()); err != nil || deleted != 0 {
 			t.Errorf("second run: %d deleted, %v", deleted, err)
 		}
 	})
@@ -217,7 +218,7 @@ func TestCollectGarbage(t *testing.T) {
 		if _, err := real.DeleteClip(ctx, &metapb.DeleteClipRequest{Bucket: "bkt", Key: "k"}); err != nil {
 			t.Fatal(err)
 		}
-		deleted, err := n.node.CollectGarbage(ctxT(t))
+		deleted, err := n.node.CollectGarbage(t.Context())
 		if err != nil || deleted != 1 || stored(t, n, committed) {
 			t.Fatalf("got %d deleted, %v (shard stored: %v); want the deleted clip's shard collected",
 				deleted, err, stored(t, n, committed))
@@ -228,7 +229,7 @@ func TestCollectGarbage(t *testing.T) {
 		orphan := gcShard(t, n, r, nil, nil, past)
 		mc.Members[0].Stop()
 		stopProxy()
-		deleted, err := n.node.CollectGarbage(ctxT(t))
+		deleted, err := n.node.CollectGarbage(t.Context())
 		if err == nil || deleted != 0 {
 			t.Fatalf("got %d deleted, %v; want an error and nothing deleted", deleted, err)
 		}
@@ -269,7 +270,7 @@ func TestCollectGarbagePages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "the background collector to take every orphan", func() bool {
+	await.True(t, 15*time.Second, "the background collector to take every orphan", func() bool {
 		entries, _, err := store.List(nil, 10)
 		return err == nil && len(entries) == 0
 	})

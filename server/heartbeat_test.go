@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
@@ -24,8 +25,8 @@ func TestHeartbeatsCarryDeletes(t *testing.T) {
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.Zone = "rack-1"
 	n := startNodeAdvertised(t, cfg)
-	ctx := ctxT(t)
-	waitFor(t, 10*time.Second, "the node to register and heartbeat", func() bool {
+	ctx := t.Context()
+	await.True(t, 10*time.Second, "the node to register and heartbeat", func() bool {
 		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0 &&
 			resp.Nodes[0].Zone == "rack-1" && len(resp.Nodes[0].Disks) == 1
@@ -34,7 +35,7 @@ func TestHeartbeatsCarryDeletes(t *testing.T) {
 	if _, err := meta.DeleteClip(ctx, &metapb.DeleteClipRequest{Bucket: "bkt", Key: "k"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the node to delete the shard and meta's queue to drain", func() bool {
+	await.True(t, 10*time.Second, "the node to delete the shard and meta's queue to drain", func() bool {
 		_, err := n.client.StatShard(ctx, &pb.StatShardRequest{ShardId: s.id()})
 		st, serr := meta.ClusterStatus(ctx, &metapb.ClusterStatusRequest{})
 		return statusCode(err) == codes.NotFound && serr == nil && st.PendingDeletes == 0
@@ -50,8 +51,8 @@ func TestCorruptReadIsReported(t *testing.T) {
 	cfg.Meta = []string{mc.Members[0].GRPCAddr}
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	n := startNodeAdvertised(t, cfg)
-	ctx := ctxT(t)
-	waitFor(t, 10*time.Second, "the node to heartbeat", func() bool {
+	ctx := t.Context()
+	await.True(t, 10*time.Second, "the node to heartbeat", func() bool {
 		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == 1 && resp.Nodes[0].LastHeartbeatUnixNano > 0
 	})
@@ -59,7 +60,7 @@ func TestCorruptReadIsReported(t *testing.T) {
 	flipFileByte(t, shardPath(n.dirs[0], s.id()), 128+100)
 	_, _, err := readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()})
 	wantCode(t, err, codes.DataLoss)
-	waitFor(t, 10*time.Second, "meta to mark the shard corrupt", func() bool {
+	await.True(t, 10*time.Second, "meta to mark the shard corrupt", func() bool {
 		got, err := meta.GetClip(ctx, &metapb.GetClipRequest{Bucket: "bkt", Key: "k"})
 		return err == nil && got.Clip.Parts[0].Shards[0].State == metapb.ShardState_SHARD_STATE_CORRUPT
 	})
@@ -75,7 +76,7 @@ func TestCorruptReadIsReported(t *testing.T) {
 	}
 	cfg.Advertise = ""
 	n = startNodeAdvertised(t, cfg)
-	waitFor(t, 10*time.Second, "meta to mark the restarted node's lost shard missing", func() bool {
+	await.True(t, 10*time.Second, "meta to mark the restarted node's lost shard missing", func() bool {
 		got, err := meta.GetClip(ctx, &metapb.GetClipRequest{Bucket: "bkt", Key: "k2"})
 		return err == nil && got.Clip.Parts[0].Shards[0].State == metapb.ShardState_SHARD_STATE_MISSING
 	})
@@ -105,7 +106,7 @@ func commitOneShardClip(t *testing.T, meta metapb.MetaServiceClient, n *testNode
 // commitOneShardClipAs is commitOneShardClip under another key.
 func commitOneShardClipAs(t *testing.T, meta metapb.MetaServiceClient, n *testNode, nodeID string, seed uint64, key string) *testShard {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := t.Context()
 	profile := &metapb.ECProfile{DataShards: 1, ParityShards: 0, BlockSize: 4096}
 	_, err := meta.CreateBucket(ctx, &metapb.CreateBucketRequest{Name: "bkt", DefaultProfile: profile})
 	if err != nil && statusCode(err) != codes.AlreadyExists {

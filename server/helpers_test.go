@@ -242,9 +242,3 @@ func injectFaults(cfg *server.Config, inj faultfs.Injector) {
 func shardPath(dir string, id []byte) string {
 	return server.ShardFile(dir, server.ShardID(id))
 }
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
@@ -33,19 +34,19 @@ func TestLostShardsAreRepaired(t *testing.T) {
 		return s, n
 	}
 	s, n := lose("inventory", 1)
-	if missing, err := n.node.CheckInventory(ctxT(t)); err != nil || missing != 1 {
+	if missing, err := n.node.CheckInventory(t.Context()); err != nil || missing != 1 {
 		t.Fatalf("inventory of %s: %d missing, %v; want 1", s.NodeId, missing, err)
 	}
 	s, n = lose("scrub", 4)
-	res, err := n.node.ScrubNow(ctxT(t))
+	res, err := n.node.ScrubNow(t.Context())
 	if err != nil || len(res.Lost) != 1 || res.Lost[0] != server.ShardID(s.ShardId) || res.Skipped != 0 {
 		t.Fatalf("scrub of %s: %+v, %v; want the lost shard", s.NodeId, res, err)
 	}
 	s, n = lose("read", 5) // a parity shard: a client reading the clip would not ask for it
-	_, _, err = readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: s.ShardId})
+	_, _, err = readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: s.ShardId})
 	wantCode(t, err, codes.NotFound)
 
-	waitFor(t, 20*time.Second, "every lost shard to be rebuilt", func() bool {
+	await.True(t, 20*time.Second, "every lost shard to be rebuilt", func() bool {
 		for _, k := range keys {
 			for i, s := range rc.record(t, k).Parts[0].Shards {
 				old := clips[k].rec.Parts[0].Shards[i]
@@ -68,8 +69,8 @@ func TestLostShardsAreRepaired(t *testing.T) {
 	if total != (server.LossCounts{Scrub: 1, Inventory: 1, Read: 1}) {
 		t.Fatalf("the nodes counted %+v lost, want one by each check", total)
 	}
-	waitFor(t, 10*time.Second, "the cluster status to count the losses", func() bool {
-		st, err := rc.meta.ClusterStatus(ctxT(t), &metapb.ClusterStatusRequest{})
+	await.True(t, 10*time.Second, "the cluster status to count the losses", func() bool {
+		st, err := rc.meta.ClusterStatus(t.Context(), &metapb.ClusterStatusRequest{})
 		l := st.GetShardLosses()
 		return err == nil && l.GetScrub() == 1 && l.GetInventory() == 1 && l.GetRead() == 1
 	})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -70,8 +71,8 @@ func startRepairCluster(t *testing.T, n int, opts metatest.Options, seed uint64,
 		rc.nodes[cfg.NodeID] = startNodeAdvertised(t, cfg)
 		rc.ids = append(rc.ids, cfg.NodeID)
 	}
-	ctx := ctxT(t)
-	waitFor(t, 10*time.Second, "every node to register and heartbeat", func() bool {
+	ctx := t.Context()
+	await.True(t, 10*time.Second, "every node to register and heartbeat", func() bool {
 		resp, err := rc.meta.ListNodes(ctx, &metapb.ListNodesRequest{})
 		if err != nil || len(resp.Nodes) != n {
 			return false
@@ -105,7 +106,7 @@ type storedClip struct {
 // every target, CommitPut.
 func (rc *repairCluster) put(t *testing.T, key string, size int) *storedClip {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := t.Context()
 	c := &storedClip{data: make([]byte, size)}
 	for i := range c.data {
 		c.data[i] = byte(rc.rng.Uint32())
@@ -162,7 +163,7 @@ func (rc *repairCluster) put(t *testing.T, key string, size int) *storedClip {
 
 func (rc *repairCluster) record(t *testing.T, key string) *metapb.ClipRecord {
 	t.Helper()
-	resp, err := rc.meta.GetClip(ctxT(t), &metapb.GetClipRequest{Bucket: "clips", Key: key})
+	resp, err := rc.meta.GetClip(t.Context(), &metapb.GetClipRequest{Bucket: "clips", Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func (rc *repairCluster) work(c *storedClip, index int, sources ...int) *metapb.
 // readStream reads a whole shard back as its stream of units.
 func readStream(t *testing.T, n *testNode, id []byte) []byte {
 	t.Helper()
-	_, pieces, err := readShard(ctxT(t), n.client, &pb.ReadShardRequest{ShardId: id})
+	_, pieces, err := readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: id})
 	if err != nil {
 		t.Fatalf("read shard %x: %v", id, err)
 	}
@@ -237,7 +238,7 @@ func flipPieceByte(t *testing.T, n *testNode, id []byte, b int) {
 
 func deleteShard(t *testing.T, n *testNode, id []byte) {
 	t.Helper()
-	if _, err := n.client.DeleteShard(ctxT(t), &pb.DeleteShardRequest{ShardId: id}); err != nil {
+	if _, err := n.client.DeleteShard(t.Context(), &pb.DeleteShardRequest{ShardId: id}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -255,7 +256,7 @@ func deadAddr(t *testing.T) string {
 
 func nodeShards(t *testing.T, rc *repairCluster, node string) [][]byte {
 	t.Helper()
-	resp, err := rc.meta.ListNodeShards(ctxT(t), &metapb.ListNodeShardsRequest{NodeId: node, PageSize: 1000})
+	resp, err := rc.meta.ListNodeShards(t.Context(), &metapb.ListNodeShardsRequest{NodeId: node, PageSize: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +277,7 @@ func containsID(ids [][]byte, id []byte) bool {
 // decodes from the new shard and k-1 others.
 func checkRepaired(t *testing.T, rc *repairCluster, c *storedClip, key string, w *metapb.RepairWork, node *testNode) {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := t.Context()
 	index := int(w.Index)
 	old, oldNode := rc.shardOf(c, index)
 	st, err := node.client.StatShard(ctx, &pb.StatShardRequest{ShardId: w.NewShardId})
@@ -305,7 +306,7 @@ func checkRepaired(t *testing.T, rc *repairCluster, c *storedClip, key string, w
 		t.Errorf("meta does not list new shard %x on %s", w.NewShardId, nodeID)
 	}
 	// Meta queued the old shard's delete; its node carries it out.
-	waitFor(t, 10*time.Second, "the old shard's delete to reach its node", func() bool {
+	await.True(t, 10*time.Second, "the old shard's delete to reach its node", func() bool {
 		_, err := oldNode.client.StatShard(ctx, &pb.StatShardRequest{ShardId: old.ShardId})
 		cs, serr := rc.meta.ClusterStatus(ctx, &metapb.ClusterStatusRequest{})
 		return statusCode(err) == codes.NotFound && serr == nil && cs.PendingDeletes == 0
@@ -342,7 +343,7 @@ func nodeIDOf(rc *repairCluster, n *testNode) (string, bool) {
 // and that the clip's record did not change.
 func checkNothingLeft(t *testing.T, rc *repairCluster, c *storedClip, key string, w *metapb.RepairWork, node *testNode) {
 	t.Helper()
-	_, err := node.client.StatShard(ctxT(t), &pb.StatShardRequest{ShardId: w.NewShardId})
+	_, err := node.client.StatShard(t.Context(), &pb.StatShardRequest{ShardId: w.NewShardId})
 	wantCode(t, err, codes.NotFound)
 	if left := tmpFiles(t, node.dirs); len(left) > 0 {
 		t.Errorf("temp files left behind: %v", left)
@@ -374,7 +375,7 @@ func TestRepair(t *testing.T) {
 		w := rc.work(c, 1, 0, 2, 3, 4, 5)
 		target := rc.spare(t, c)
 		start := time.Now()
-		if err := target.node.Repair(ctxT(t), w); err != nil {
+		if err := target.node.Repair(t.Context(), w); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("repaired %d bytes in %v", old.Length, time.Since(start))
@@ -388,7 +389,7 @@ func TestRepair(t *testing.T) {
 		src, srcNode := rc.shardOf(c, 0)
 		flipPieceByte(t, srcNode, src.ShardId, 2)
 		w := rc.work(c, 5, 0, 1, 2, 3, 4)
-		if err := oldNode.node.Repair(ctxT(t), w); err != nil {
+		if err := oldNode.node.Repair(t.Context(), w); err != nil {
 			t.Fatal(err)
 		}
 		checkRepaired(t, rc, c, "corrupt", w, oldNode)
@@ -404,7 +405,7 @@ func TestRepair(t *testing.T) {
 			w := rc.work(c, 2, 0, 1, 3, 4, 5)
 			breakSource(w.Sources[0])
 			target := rc.spare(t, c)
-			if err := target.node.Repair(ctxT(t), w); err != nil {
+			if err := target.node.Repair(t.Context(), w); err != nil {
 				t.Fatal(err)
 			}
 			checkRepaired(t, rc, c, key, w, target)
@@ -416,7 +417,7 @@ func TestRepair(t *testing.T) {
 		w := rc.work(c, 3, 0, 1, 2, 4, 5)
 		w.Generation++
 		target := rc.spare(t, c)
-		err := target.node.Repair(ctxT(t), w)
+		err := target.node.Repair(t.Context(), w)
 		if !errors.Is(err, server.ErrRepairRefused) {
 			t.Fatalf("got %v, want ErrRepairRefused", err)
 		}
@@ -431,12 +432,12 @@ func TestRepair(t *testing.T) {
 		w.Sources = append(w.Sources, &metapb.ShardSource{Index: 5, NodeId: "gone", Address: deadAddr(t),
 			ShardId: c.rec.Parts[0].Shards[5].ShardId})
 		target := rc.spare(t, c)
-		err := target.node.Repair(ctxT(t), w)
+		err := target.node.Repair(t.Context(), w)
 		if !errors.Is(err, erasure.ErrUnrecoverable) {
 			t.Fatalf("got %v, want ErrUnrecoverable", err)
 		}
 		checkNothingLeft(t, rc, c, "lost", w, target)
-		waitFor(t, 10*time.Second, "the source node to report the corrupt piece it served", func() bool {
+		await.True(t, 10*time.Second, "the source node to report the corrupt piece it served", func() bool {
 			return rc.record(t, "lost").Parts[0].Shards[1].State == metapb.ShardState_SHARD_STATE_CORRUPT
 		})
 	})
@@ -515,7 +516,7 @@ func TestRepairFromHeartbeats(t *testing.T) {
 	deleteShard(t, oldNode, old.ShardId)
 	w := rc.work(c, 4, 0, 1, 2, 3, 5)
 	fake.send(w)
-	waitFor(t, 10*time.Second, "meta to name the repaired shard", func() bool {
+	await.True(t, 10*time.Second, "meta to name the repaired shard", func() bool {
 		s := rc.record(t, "hb").Parts[0].Shards[4]
 		return s.NodeId == cfg.NodeID && bytes.Equal(s.ShardId, w.NewShardId)
 	})
@@ -534,7 +535,7 @@ func TestRepairNeedsMeta(t *testing.T) {
 		t.Errorf("RepairConcurrency 0: got %v, want a config error naming it", err)
 	}
 	n := startNode(t, testConfig(t, 1)) // stand-alone: no meta to commit to
-	err := n.node.Repair(ctxT(t), &metapb.RepairWork{})
+	err := n.node.Repair(t.Context(), &metapb.RepairWork{})
 	if !errors.Is(err, server.ErrInvalidArgument) {
 		t.Errorf("stand-alone Repair: got %v, want ErrInvalidArgument", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/clipstore/clipstore/server"
@@ -44,10 +45,10 @@ func TestHeartbeatCarriesScrubProgress(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := n.node.ScrubNow(ctxT(t))
+		res, err := n.node.ScrubNow(t.Context())
 		done <- result{res, err}
 	}()
-	waitFor(t, 10*time.Second, "meta to see the pass part way through", func() bool {
+	await.True(t, 10*time.Second, "meta to see the pass part way through", func() bool {
 		st, s := nodeScrub(t, rc, "node-0")
 		return s != nil && s.Running && s.BytesDone > 0 && s.BytesDone < s.BytesTotal &&
 			st.ScrubBytesDone >= s.BytesDone && st.ScrubBytesTotal >= s.BytesTotal
@@ -62,7 +63,7 @@ func TestHeartbeatCarriesScrubProgress(t *testing.T) {
 		t.Fatalf("node's scrub status %+v after reading %d bytes", local, r.res.Bytes)
 	}
 	var st *metapb.ClusterStatusResponse
-	waitFor(t, 10*time.Second, "meta to see the finished pass", func() bool {
+	await.True(t, 10*time.Second, "meta to see the finished pass", func() bool {
 		var s *metapb.ScrubStatus
 		st, s = nodeScrub(t, rc, "node-0")
 		return s != nil && !s.Running && s.PassesCompleted == 1 && s.BytesDone == uint64(local.BytesDone) &&
@@ -96,7 +97,7 @@ func TestHeartbeatCarriesScrubProgress(t *testing.T) {
 // in it (nil if the node reported none).
 func nodeScrub(t *testing.T, rc *repairCluster, id string) (*metapb.ClusterStatusResponse, *metapb.ScrubStatus) {
 	t.Helper()
-	st, err := rc.meta.ClusterStatus(ctxT(t), &metapb.ClusterStatusRequest{})
+	st, err := rc.meta.ClusterStatus(t.Context(), &metapb.ClusterStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

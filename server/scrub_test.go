@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/clipstore/clipstore/server"
@@ -99,7 +100,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 	start := time.Now()
 	var total int64
 	for _, id := range rc.ids {
-		res, err := rc.nodes[id].node.ScrubNow(ctxT(t))
+		res, err := rc.nodes[id].node.ScrubNow(t.Context())
 		if err != nil {
 			t.Fatalf("scrub %s: %v", id, err)
 		}
@@ -122,7 +123,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 	// The heartbeats carry the findings; meta marks the shards corrupt and
 	// its scheduler plans their repair (which may already have replaced
 	// them by the time the test looks).
-	waitFor(t, 10*time.Second, "meta to act on every reported shard", func() bool {
+	await.True(t, 10*time.Second, "meta to act on every reported shard", func() bool {
 		for _, d := range damages {
 			old := clips[d.key].rec.Parts[0].Shards[d.index]
 			got := rc.record(t, d.key).Parts[0].Shards[d.index]
@@ -132,7 +133,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 20*time.Second, "every damaged shard to be rebuilt", func() bool {
+	await.True(t, 20*time.Second, "every damaged shard to be rebuilt", func() bool {
 		for _, d := range damages {
 			old := clips[d.key].rec.Parts[0].Shards[d.index]
 			for _, s := range rc.record(t, d.key).Parts[0].Shards {
@@ -148,7 +149,7 @@ func TestScrubFindsCorruptShards(t *testing.T) {
 	}
 	// A second pass finds nothing left to report.
 	for _, id := range rc.ids {
-		res, err := rc.nodes[id].node.ScrubNow(ctxT(t))
+		res, err := rc.nodes[id].node.ScrubNow(t.Context())
 		if err != nil || len(res.Corrupt) != 0 {
 			t.Errorf("second scrub of %s: %v corrupt, %v", id, res.Corrupt, err)
 		}
@@ -195,7 +196,7 @@ func TestScrubStandAlone(t *testing.T) {
 	var fileBytes int64
 	for range 6 {
 		s := makeShard(r, 4, 2, 1, 16<<10, 50_000) // 13 pieces of 4 KiB (the last short)
-		if _, err := writeShard(ctxT(t), n.client, s); err != nil {
+		if _, err := writeShard(t.Context(), n.client, s); err != nil {
 			t.Fatal(err)
 		}
 		shards = append(shards, s)
@@ -221,7 +222,7 @@ func TestScrubStandAlone(t *testing.T) {
 	slices.SortFunc(bad, shardOrder)
 
 	start := time.Now()
-	res, err := n.node.ScrubNow(ctxT(t))
+	res, err := n.node.ScrubNow(t.Context())
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
@@ -261,8 +262,8 @@ func TestScrubInBackground(t *testing.T) {
 	c := rc.put(t, "bg", 40_000)
 	s, n := rc.shardOf(c, 4)
 	flipPieceByte(t, n, s.ShardId, 1)
-	waitFor(t, 10*time.Second, "background passes", func() bool { return n.node.ScrubStatus().Passes >= 2 })
-	waitFor(t, 20*time.Second, "the damaged shard to be rebuilt", func() bool {
+	await.True(t, 10*time.Second, "background passes", func() bool { return n.node.ScrubStatus().Passes >= 2 })
+	await.True(t, 20*time.Second, "the damaged shard to be rebuilt", func() bool {
 		got := rc.record(t, "bg").Parts[0].Shards[4]
 		return !bytes.Equal(got.ShardId, s.ShardId) && got.State == metapb.ShardState_SHARD_STATE_OK
 	})

@@ -44,7 +44,7 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := ctxT(t)
+			ctx := t.Context()
 			s := makeShard(r, tc.k, tc.m, tc.index, tc.bs, tc.length)
 			resp, err := writeShard(ctx, n.client, s)
 			if err != nil {
@@ -100,7 +100,7 @@ func assertPieces(t testing.TB, got, want []*pb.Piece) {
 
 func TestRewriteIsIdempotent(t *testing.T) {
 	n := startNode(t, testConfig(t, 1))
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(3, 4))
 	s := makeShard(r, 4, 2, 2, 4096, 10000)
 	if _, err := writeShard(ctx, n.client, s); err != nil {
@@ -132,14 +132,14 @@ func TestRewriteIsIdempotent(t *testing.T) {
 
 func assertShardCount(t testing.TB, n *testNode, want int) {
 	t.Helper()
-	info, err := n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{})
+	info, err := n.client.NodeInfo(t.Context(), &pb.NodeInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.ShardCount != uint64(want) {
 		t.Fatalf("node holds %d shards, want %d", info.ShardCount, want)
 	}
-	list, err := n.client.ListShards(ctxT(t), &pb.ListShardsRequest{PageSize: 10000})
+	list, err := n.client.ListShards(t.Context(), &pb.ListShardsRequest{PageSize: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestBadWritesChangeNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := ctxT(t)
+			ctx := t.Context()
 			s := makeShard(r, 4, 2, 1, 4096, 1024*3+100)
 			_, err := sendWrite(ctx, n.client, tc.reqs(s))
 			wantCode(t, err, tc.want)
@@ -237,14 +237,14 @@ func TestOversizeMessageIsRefused(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	s := makeShard(r, 1, 0, 0, 64<<10, 64<<10)
 	s.pieces[0].Data = make([]byte, 512<<10) // over the message limit
-	_, err := writeShard(ctxT(t), n.client, s)
+	_, err := writeShard(t.Context(), n.client, s)
 	wantCode(t, err, codes.ResourceExhausted)
 	assertShardCount(t, n, 0)
 }
 
 func TestBadReads(t *testing.T) {
 	n := startNode(t, testConfig(t, 1))
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(9, 10))
 	s := makeShard(r, 2, 1, 0, 2000, 3000) // 3 blocks
 	if _, err := writeShard(ctx, n.client, s); err != nil {
@@ -293,7 +293,7 @@ func TestBadReads(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	n := startNode(t, testConfig(t, 1))
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(11, 12))
 	s := makeShard(r, 4, 2, 0, 4096, 5000)
 	if _, err := writeShard(ctx, n.client, s); err != nil {
@@ -344,7 +344,7 @@ func TestDeleteMany(t *testing.T) {
 		return nil
 	})
 	n := startNode(t, cfg)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(15, 16))
 	var ids []server.ShardID
 	dirs := map[string]int{} // fan-out directory → shards in it
@@ -406,7 +406,7 @@ func TestDeleteMany(t *testing.T) {
 // readable.
 func TestCorruptionDetectedOnRead(t *testing.T) {
 	n := startNode(t, testConfig(t, 1))
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(13, 14))
 	const k, m, bs = 4, 2, 4096
 	ps := bs / k
@@ -471,7 +471,7 @@ func TestCorruptionDetectedOnRead(t *testing.T) {
 
 func TestTruncatedAndSwappedFilesAreCorrupt(t *testing.T) {
 	n := startNode(t, testConfig(t, 1))
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(15, 16))
 	a := makeShard(r, 2, 1, 0, 2000, 5000)
 	b := makeShard(r, 2, 1, 0, 2000, 5000)
@@ -526,7 +526,7 @@ func corruptBlock(t testing.TB, err error) int {
 
 func TestConcurrentWritersAndReaders(t *testing.T) {
 	n := startNode(t, testConfig(t, 2))
-	ctx := ctxT(t)
+	ctx := t.Context()
 	const writers, perWriter = 8, 6
 	var g errgroup.Group
 	for w := range writers {
@@ -585,7 +585,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 
 func TestListShardsPages(t *testing.T) {
 	n := startNode(t, testConfig(t, 2))
-	ctx := ctxT(t)
+	ctx := t.Context()
 	r := rand.New(rand.NewPCG(17, 18))
 	var want []string
 	for range 25 {
@@ -625,7 +625,7 @@ func TestListShardsPages(t *testing.T) {
 func TestNodeInfo(t *testing.T) {
 	cfg := testConfig(t, 2)
 	n := startNode(t, cfg)
-	info, err := n.client.NodeInfo(ctxT(t), &pb.NodeInfoRequest{})
+	info, err := n.client.NodeInfo(t.Context(), &pb.NodeInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

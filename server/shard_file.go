@@ -54,8 +54,8 @@ func (h *ShardHeader) validate(maxPiece int) error {
 		return fmt.Errorf("%w: data shards (k) must be at least 1, got %d", ErrInvalidArgument, h.DataShards)
 	case h.ParityShards < 0:
 		return fmt.Errorf("%w: parity shards (m) must not be negative, got %d", ErrInvalidArgument, h.ParityShards)
-	case h.DataShards+h.ParityShards > maxShards:
-		return fmt.Errorf("%w: k+m must be at most %d, got %d", ErrInvalidArgument, maxShards, h.DataShards+h.ParityShards)
+	case h.DataShards+h.ParityShards > erasure.MaxShards:
+		return fmt.Errorf("%w: k+m must be at most %d, got %d", ErrInvalidArgument, erasure.MaxShards, h.DataShards+h.ParityShards)
 	case h.Index < 0 || h.Index >= h.DataShards+h.ParityShards:
 		return fmt.Errorf("%w: shard index %d out of range for %d+%d", ErrInvalidArgument, h.Index, h.DataShards, h.ParityShards)
 	case h.BlockSize < 1:
@@ -66,8 +66,6 @@ func (h *ShardHeader) validate(maxPiece int) error {
 	}
 	return nil
 }
-
-const maxShards = 64
 
 func (h *ShardHeader) shards() int      { return h.DataShards + h.ParityShards }
 func (h *ShardHeader) pieceSize() int   { return erasure.PieceSize(h.BlockSize, h.DataShards) }

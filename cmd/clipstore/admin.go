@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/spf13/cobra"
 )
 
@@ -37,7 +38,7 @@ and survives restarts.`,
 				conc = &o.concurrency
 			}
 			if cmd.Flags().Changed("rate") {
-				r, err := parseSize(strings.TrimSuffix(o.rate, "/s"))
+				r, err := bytesize.Parse(strings.TrimSuffix(o.rate, "/s"))
 				if err != nil {
 					return fmt.Errorf("--rate %q: want bytes per second such as 100MiB", o.rate)
 				}
@@ -55,7 +56,7 @@ and survives restarts.`,
 			}
 			bound := "no bound"
 			if l.BytesPerSec > 0 {
-				bound = humanBytes(int64(l.BytesPerSec)) + "/s"
+				bound = bytesize.Human(int64(l.BytesPerSec)) + "/s"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "repair concurrency %d, rate %s\n", l.Concurrency, bound)
 			return nil

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/internal/loadgen"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -88,13 +89,13 @@ func (o *benchOptions) config(cmd *cobra.Command, workload string) (loadgen.Conf
 	case changed("size") && changed("sizes"):
 		return cfg, errors.New("--size and --sizes: give one")
 	case changed("sizes"):
-		if cfg.Sizes, err = loadgen.ParseSizes(o.sizes); err != nil {
+		if cfg.Sizes, err = bytesize.ParseList(o.sizes); err != nil {
 			return cfg, fmt.Errorf("--sizes: %w", err)
 		}
 	case !changed("size") && cfg.Workload == loadgen.WorkloadList:
 		cfg.Sizes = []int64{1 << 10}
 	default:
-		size, err := loadgen.ParseSize(o.size)
+		size, err := bytesize.Parse(o.size)
 		if err != nil {
 			return cfg, fmt.Errorf("--size: %w", err)
 		}
@@ -121,7 +122,7 @@ func (o *benchOptions) config(cmd *cobra.Command, workload string) (loadgen.Conf
 		if cfg.Workload != loadgen.WorkloadGet {
 			return cfg, fmt.Errorf("--range: only the get workload reads ranges")
 		}
-		if cfg.Range, err = loadgen.ParseSize(o.rangeLen); err != nil || cfg.Range < 1 {
+		if cfg.Range, err = bytesize.Parse(o.rangeLen); err != nil || cfg.Range < 1 {
 			return cfg, fmt.Errorf("--range %q: want a length such as 64KiB", o.rangeLen)
 		}
 	}
@@ -183,12 +184,12 @@ func writeBenchTable(w io.Writer, rep *loadgen.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "OP\tSIZE\tOPS\tERRORS\tMiB/s\tOPS/s\tP50\tP90\tP99\tMAX\tVERIFIED\t")
 	for _, r := range rep.Results {
-		size, verified := loadgen.FormatSize(r.Size), "-"
+		size, verified := bytesize.Format(r.Size), "-"
 		if r.Op == loadgen.OpList {
 			size = "-"
 		}
 		if r.Op == loadgen.OpGet {
-			verified = humanBytes(r.BytesVerified)
+			verified = bytesize.Human(r.BytesVerified)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%.1f\t%.1fms\t%.1fms\t%.1fms\t%.1fms\t%s\t\n", r.Op, size, r.Count, r.Errors,
 			r.MiBPerSec, r.OpsPerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, verified)

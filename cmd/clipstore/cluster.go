@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/spf13/cobra"
 )
 
@@ -95,7 +96,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 	s := st.Scrub
 	fmt.Fprintf(w, "scrub: %d of %d nodes scrubbing", s.Running, len(st.Nodes))
 	if s.Running > 0 {
-		fmt.Fprintf(w, ", %s of %s read (%s)", humanBytes(int64(s.BytesDone)), humanBytes(int64(s.BytesTotal)),
+		fmt.Fprintf(w, ", %s of %s read (%s)", bytesize.Human(int64(s.BytesDone)), bytesize.Human(int64(s.BytesTotal)),
 			percent(s.BytesDone, s.BytesTotal))
 	}
 	fmt.Fprintf(w, "; %d corrupt shards found\n\n", s.CorruptFound)
@@ -124,7 +125,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 			corrupt = fmt.Sprint(n.Scrub.CorruptFound)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", n.ID, n.Address, n.Zone, state,
-			humanBytes(int64(n.Capacity)), humanBytes(int64(n.Capacity-min(n.Free, n.Capacity))), n.Shards, seen,
+			bytesize.Human(int64(n.Capacity)), bytesize.Human(int64(n.Capacity-min(n.Free, n.Capacity))), n.Shards, seen,
 			scrubCell(n.Scrub, now), corrupt, n.Lost.Total())
 	}
 	return tw.Flush()
@@ -132,7 +133,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 
 // writeRepair prints the repair queue line and the rate line.
 func writeRepair(w io.Writer, r client.RepairStatus, now time.Time) {
-	fmt.Fprintf(w, "repair queue: %d shards, %s\n", r.QueueShards, humanBytes(int64(r.QueueBytes)))
+	fmt.Fprintf(w, "repair queue: %d shards, %s\n", r.QueueShards, bytesize.Human(int64(r.QueueBytes)))
 	fmt.Fprintf(w, "repair rate: ")
 	switch state := repairState(r); state {
 	case "paused":
@@ -144,7 +145,7 @@ func writeRepair(w io.Writer, r client.RepairStatus, now time.Time) {
 	}
 	if !r.Since.IsZero() {
 		fmt.Fprintf(w, "; %d shards (%s) repaired since the leader's election %s",
-			r.RepairedShards, humanBytes(int64(r.RepairedBytes)), ago(now, r.Since))
+			r.RepairedShards, bytesize.Human(int64(r.RepairedBytes)), ago(now, r.Since))
 	}
 	fmt.Fprintln(w)
 }
@@ -178,8 +179,8 @@ func scrubCell(s *client.ScrubStatus, now time.Time) string {
 	case s == nil:
 		return "-"
 	case s.Running:
-		return fmt.Sprintf("pass %d: %s of %s (%s)", s.PassesCompleted+1, humanBytes(int64(s.BytesDone)),
-			humanBytes(int64(s.BytesTotal)), percent(s.BytesDone, s.BytesTotal))
+		return fmt.Sprintf("pass %d: %s of %s (%s)", s.PassesCompleted+1, bytesize.Human(int64(s.BytesDone)),
+			bytesize.Human(int64(s.BytesTotal)), percent(s.BytesDone, s.BytesTotal))
 	case s.PassesCompleted == 0 && s.Interval == 0:
 		return "off"
 	case s.PassesCompleted == 0:

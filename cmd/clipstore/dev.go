@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/internal/devcluster"
 	"github.com/clipstore/clipstore/meta"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -117,31 +119,12 @@ func parseProfile(ec, blockSize string) (*metapb.ECProfile, error) {
 	k, m, ok := strings.Cut(ec, "+")
 	kn, kerr := strconv.Atoi(k)
 	mn, merr := strconv.Atoi(m)
-	if !ok || kerr != nil || merr != nil || kn < 1 || mn < 0 || kn+mn > 64 {
-		return nil, fmt.Errorf("--ec %q: want K+M with K >= 1, M >= 0, K+M <= 64 (e.g. 4+2)", ec)
+	if !ok || kerr != nil || merr != nil || kn < 1 || mn < 0 || kn+mn > erasure.MaxShards {
+		return nil, fmt.Errorf("--ec %q: want K+M with K >= 1, M >= 0, K+M <= %d (e.g. 4+2)", ec, erasure.MaxShards)
 	}
-	bs, err := parseSize(blockSize)
+	bs, err := bytesize.Parse(blockSize)
 	if err != nil || bs < 1 || bs > 16<<20 {
 		return nil, fmt.Errorf("--block-size %q: want a size from 1 byte to 16MiB (e.g. 1MiB)", blockSize)
 	}
 	return &metapb.ECProfile{DataShards: uint32(kn), ParityShards: uint32(mn), BlockSize: uint32(bs)}, nil
-}
-
-// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return n * mult, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/spf13/cobra"
 )
 
@@ -49,7 +50,7 @@ times are RFC 3339.`,
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t %s\n", humanBytes(e.Size), e.Created.Local().Format("2006-01-02 15:04:05"), e.Key)
+				fmt.Fprintf(tw, "%s\t%s\t %s\n", bytesize.Human(e.Size), e.Created.Local().Format("2006-01-02 15:04:05"), e.Key)
 			}
 			return tw.Flush()
 		},
@@ -73,7 +74,7 @@ func (o *lsOptions) listBuckets(cmd *cobra.Command, c *client.Client) error {
 			continue
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%s  RS %d+%d  %s blocks  %s\n", b.Name, b.Profile.DataShards, b.Profile.ParityShards,
-			humanBytes(int64(b.Profile.BlockSize)), b.Created.Local().Format("2006-01-02 15:04:05"))
+			bytesize.Human(int64(b.Profile.BlockSize)), b.Created.Local().Format("2006-01-02 15:04:05"))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 )
@@ -77,7 +78,7 @@ func (o *putOptions) putOne(cmd *cobra.Command, dest, src string) error {
 	if o.jsonOut {
 		return writeJSON(cmd.OutOrStdout(), clipJSON(info))
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %s, generation %d\n", bucket, key, humanBytes(info.Size), info.Generation)
+	fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %s, generation %d\n", bucket, key, bytesize.Human(info.Size), info.Generation)
 	return nil
 }
 
@@ -129,6 +130,6 @@ func (o *putOptions) putTree(cmd *cobra.Command, dir, dest string) error {
 	if walkErr != nil {
 		return walkErr
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%d clips, %s stored under %s/%s\n", files.Load(), humanBytes(bytes.Load()), bucket, prefix)
+	fmt.Fprintf(cmd.OutOrStdout(), "%d clips, %s stored under %s/%s\n", files.Load(), bytesize.Human(bytes.Load()), bucket, prefix)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/spf13/cobra"
 )
 
@@ -42,12 +43,12 @@ ok, missing or corrupt). put --json prints the same object.`,
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "clip        %s/%s\n", info.Bucket, info.Key)
-			fmt.Fprintf(w, "size        %d (%s)\n", info.Size, humanBytes(info.Size))
+			fmt.Fprintf(w, "size        %d (%s)\n", info.Size, bytesize.Human(info.Size))
 			fmt.Fprintf(w, "crc32c      %08x\n", info.CRC32C)
 			fmt.Fprintf(w, "generation  %d\n", info.Generation)
 			fmt.Fprintf(w, "clip id     %s\n", info.ClipID)
 			fmt.Fprintf(w, "created     %s\n", info.Created.Local().Format(time.RFC3339))
-			fmt.Fprintf(w, "profile     RS %d+%d, %s blocks\n", info.Profile.DataShards, info.Profile.ParityShards, humanBytes(int64(info.Profile.BlockSize)))
+			fmt.Fprintf(w, "profile     RS %d+%d, %s blocks\n", info.Profile.DataShards, info.Profile.ParityShards, bytesize.Human(int64(info.Profile.BlockSize)))
 			if info.ContentType != "" {
 				fmt.Fprintf(w, "type        %s\n", info.ContentType)
 			}

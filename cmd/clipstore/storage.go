@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/server"
 	"github.com/spf13/cobra"
 )
@@ -103,18 +104,19 @@ func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "pause between garbage collection runs (0: none)")
 }
 
-// byteRate is a flag value in bytes per second with a KiB/MiB/GiB suffix.
+// byteRate is a flag value in bytes per second, a size as bytesize.Parse
+// reads it (e.g. 50MiB), with an optional "/s".
 type byteRate struct{ v *int64 }
 
 func (b *byteRate) String() string {
 	if b.v == nil {
 		return ""
 	}
-	return humanBytes(*b.v)
+	return bytesize.Human(*b.v)
 }
 
 func (b *byteRate) Set(s string) error {
-	n, err := parseSize(strings.TrimSuffix(s, "/s"))
+	n, err := bytesize.Parse(strings.TrimSuffix(s, "/s"))
 	if err != nil {
 		return fmt.Errorf("want bytes per second such as 50MiB")
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -184,7 +185,7 @@ func (b *bench) prepareClips(ctx context.Context) ([][]clip, error) {
 	clips := make([][]clip, len(b.cfg.Sizes))
 	for si, size := range b.cfg.Sizes {
 		for i := range b.cfg.Objects {
-			key := fmt.Sprintf("%sprep/%02d-%s/%07d", b.cfg.Prefix, si, FormatSize(size), i)
+			key := fmt.Sprintf("%sprep/%02d-%s/%07d", b.cfg.Prefix, si, bytesize.Format(size), i)
 			clips[si] = append(clips[si], clip{key: key, size: size})
 		}
 	}

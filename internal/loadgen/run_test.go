@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/internal/devcluster"
 	"github.com/clipstore/clipstore/meta"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -82,7 +83,7 @@ func listed(t *testing.T, cl *client.Client, bucket, prefix string) []string {
 func counts(rep *Report) map[string]int64 {
 	out := map[string]int64{}
 	for _, r := range rep.Results {
-		out[r.Op+"/"+FormatSize(r.Size)] = r.Count
+		out[r.Op+"/"+bytesize.Format(r.Size)] = r.Count
 	}
 	return out
 }
@@ -197,7 +198,7 @@ func TestWorkloads(t *testing.T) {
 	// Reads checked against another seed's content than the one written
 	// must all fail, whole or by range: damage is an error, not a number.
 	for _, rng := range []int64{0, 5000} {
-		t.Run("damage is reported/range="+FormatSize(rng), func(t *testing.T) {
+		t.Run("damage is reported/range="+bytesize.Format(rng), func(t *testing.T) {
 			other := uint64(2)
 			rep := run(t, cl, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 8, Objects: 2, Seed: 1,
 				Range: rng, verifySeed: &other})

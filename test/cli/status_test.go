@@ -1,6 +1,7 @@
-package test
+package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/test/e2e"
 )
 
 // statusOut is the part of `clipstore cluster status --json` this test reads.
@@ -40,22 +43,23 @@ type statusOut struct {
 // found, and once repair has rebuilt the shards, the bytes it repaired and
 // an empty queue.
 func TestStatusShowsScrubAndRepair(t *testing.T) {
-	c := startDurabilityCluster(t, 6)
-	cl := c.client()
-	ctx := testCtx(t, time.Minute)
-	if err := cl.CreateBucket(ctx, "fleet", durabilityProfile); err != nil {
+	c := e2e.StartDurabilityCluster(t, 6)
+	cl := c.Client()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := cl.CreateBucket(ctx, "fleet", e2e.DurabilityProfile); err != nil {
 		t.Fatal(err)
 	}
 	var damaged []client.ShardInfo
 	for i := range 3 {
-		_, info, err := putClip(cl, "fleet", fmt.Sprintf("clip/%d", i), uint64(300+i), 200_000)
+		_, info, err := e2e.PutClip(cl, "fleet", fmt.Sprintf("clip/%d", i), uint64(300+i), 200_000)
 		if err != nil {
 			t.Fatal(err)
 		}
 		damaged = append(damaged, info.Shards[2*i])
 	}
 	for _, s := range damaged {
-		path := shardPath(c, s.Node, s.ID)
+		path := c.ShardPath(s.Node, s.ID)
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -66,8 +70,8 @@ func TestStatusShowsScrubAndRepair(t *testing.T) {
 		}
 	}
 	var st statusOut
-	waitFor(t, 60*time.Second, "status to show the scrub passes, the corruptions found and their repair", func() (bool, string) {
-		out, errOut, code := c.cli("cluster", "status", "--json")
+	await.TrueWhy(t, 60*time.Second, "status to show the scrub passes, the corruptions found and their repair", func() (bool, string) {
+		out, errOut, code := c.CLI("cluster", "status", "--json")
 		if code != 0 {
 			return false, fmt.Sprintf("exit %d: %s", code, errOut)
 		}
@@ -82,7 +86,7 @@ func TestStatusShowsScrubAndRepair(t *testing.T) {
 	if r.RepairedBytes == 0 || r.BytesPerSec <= 0 || r.State != "idle" || r.ETASeconds == nil || *r.ETASeconds != 0 {
 		t.Errorf("repair after the shards were rebuilt: %+v", r)
 	}
-	if out, _, code := c.cli("cluster", "status"); code != 0 || testing.Verbose() {
+	if out, _, code := c.CLI("cluster", "status"); code != 0 || testing.Verbose() {
 		t.Logf("clipstore cluster status (exit %d):\n%s", code, out)
 	}
 }

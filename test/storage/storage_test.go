@@ -1,8 +1,8 @@
-package test
+package storage
 
 import (
 	"bytes"
-	"crypto/rand"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,85 +15,21 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
+	"github.com/clipstore/clipstore/test/e2e"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-func newCode(k, m, blockSize int) (*erasure.Code, error) {
-	return erasure.New(k, m, erasure.WithBlockSize(blockSize))
-}
-
-// clip is a clip encoded for the test: its bytes and, per shard index, the
-// write requests that store that shard.
-type clip struct {
-	data   []byte
-	code   *erasure.Code
-	shards [][]*pb.WriteShardRequest
-	sums   []uint32
-}
-
-func encodeClip(t *testing.T, code *erasure.Code, size int) *clip {
-	t.Helper()
-	c := &clip{data: make([]byte, size), code: code, shards: make([][]*pb.WriteShardRequest, code.Shards())}
-	rand.Read(c.data)
-	clipID := make([]byte, 16)
-	rand.Read(clipID)
-	deadline := time.Now().Add(time.Hour).UnixNano()
-	for i := range c.shards {
-		id := make([]byte, 16)
-		rand.Read(id)
-		c.shards[i] = append(c.shards[i], &pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: &pb.ShardHeader{
-			ShardId: id, ClipId: clipID, Index: uint32(i), DataShards: uint32(code.DataShards()),
-			ParityShards: uint32(code.ParityShards()), BlockSize: uint32(code.BlockSize()), CommitDeadlineUnixNano: deadline,
-		}}})
-	}
-	enc := code.NewEncoder(bytes.NewReader(c.data))
-	for {
-		b, err := enc.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range c.shards {
-			p := &pb.Piece{Block: uint64(b.Num), Data: bytes.Clone(b.Pieces[i]), Trailer: bytes.Clone(b.Trailer(i))}
-			c.shards[i] = append(c.shards[i], &pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: p}})
-		}
-		b.Release()
-	}
-	res := enc.Result()
-	c.sums = res.ShardSums
-	for i := range c.shards {
-		sum := res.ShardSums[i]
-		c.shards[i] = append(c.shards[i], &pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Finish{
-			Finish: &pb.WriteFinish{Blocks: uint64(res.Blocks), Checksum: &sum}}})
-	}
-	return c
-}
-
-func (c *clip) shardID(i int) []byte { return c.shards[i][0].GetHeader().ShardId }
-
-func writeShard(t *testing.T, client pb.StorageServiceClient, reqs []*pb.WriteShardRequest) (*pb.WriteShardResponse, error) {
-	stream, err := client.WriteShard(testCtx(t, time.Minute))
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range reqs {
-		if err := stream.Send(r); err != nil {
-			break // the node answered early; CloseAndRecv has its status
-		}
-	}
-	return stream.CloseAndRecv()
-}
-
 // readShardStream reads a whole shard back as a shard stream (units in
 // order) for the decoder.
 func readShardStream(t *testing.T, client pb.StorageServiceClient, id []byte) ([]byte, error) {
-	stream, err := client.ReadShard(testCtx(t, time.Minute), &pb.ReadShardRequest{ShardId: id})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	stream, err := client.ReadShard(ctx, &pb.ReadShardRequest{ShardId: id})
 	if err != nil {
 		return nil, err
 	}
@@ -115,14 +51,14 @@ func readShardStream(t *testing.T, client pb.StorageServiceClient, id []byte) ([
 
 // decodeFrom reads every shard index of c from the client that holds it
 // (nil: treat as lost) and decodes the clip.
-func decodeFrom(t *testing.T, c *clip, holders []pb.StorageServiceClient) ([]byte, erasure.Report, error) {
+func decodeFrom(t *testing.T, c *e2e.EncodedClip, holders []pb.StorageServiceClient) ([]byte, erasure.Report, error) {
 	t.Helper()
 	readers := make([]io.Reader, len(holders))
 	for i, h := range holders {
 		if h == nil {
 			continue
 		}
-		b, err := readShardStream(t, h, c.shardID(i))
+		b, err := readShardStream(t, h, c.ShardID(i))
 		if err != nil {
 			t.Logf("shard %d unreadable: %v", i, err)
 			continue
@@ -130,7 +66,7 @@ func decodeFrom(t *testing.T, c *clip, holders []pb.StorageServiceClient) ([]byt
 		readers[i] = bytes.NewReader(b)
 	}
 	var out bytes.Buffer
-	rep, err := c.code.Decode(&out, readers, int64(len(c.data)))
+	rep, err := c.Code.Decode(&out, readers, int64(len(c.Data)))
 	return out.Bytes(), rep, err
 }
 
@@ -142,11 +78,11 @@ func decodeFrom(t *testing.T, c *clip, holders []pb.StorageServiceClient) ([]byt
 func TestShardsSurviveKillAndRestart(t *testing.T) {
 	root := t.TempDir()
 	dirs := []string{filepath.Join(root, "n0"), filepath.Join(root, "n1"), filepath.Join(root, "n2")}
-	nodes := make([]*process, 3)
+	nodes := make([]*e2e.Process, 3)
 	clients := make([]pb.StorageServiceClient, 3)
 	for i, d := range dirs {
-		nodes[i] = startStorage(t, d)
-		clients[i] = storageClient(t, nodes[i].addr)
+		nodes[i] = e2e.StartStorage(t, d)
+		clients[i] = e2e.StorageClient(t, nodes[i].Addr)
 	}
 	code, err := erasure.New(4, 2, erasure.WithBlockSize(256<<10))
 	if err != nil {
@@ -155,20 +91,20 @@ func TestShardsSurviveKillAndRestart(t *testing.T) {
 	// Shard index i lives on node i/2: two shards per node.
 	holder := func(i int) int { return i / 2 }
 	r := mrand.New(mrand.NewPCG(1, 2))
-	var clips []*clip
+	var clips []*e2e.EncodedClip
 	for _, size := range []int{0, 1, 256<<10 - 1, 256 << 10, 3<<20 + r.IntN(1<<20), 700_001} {
-		clips = append(clips, encodeClip(t, code, size))
+		clips = append(clips, e2e.EncodeClip(t, code, size))
 	}
 	var g errgroup.Group
 	for _, c := range clips {
-		for i := range c.shards {
+		for i := range c.Shards {
 			g.Go(func() error {
-				resp, err := writeShard(t, clients[holder(i)], c.shards[i])
+				resp, err := e2e.WriteShard(t, clients[holder(i)], c.Shards[i])
 				if err != nil {
 					return fmt.Errorf("write shard %d: %w", i, err)
 				}
-				if resp.Checksum != c.sums[i] {
-					return fmt.Errorf("shard %d: node checksum %08x, encoder %08x", i, resp.Checksum, c.sums[i])
+				if resp.Checksum != c.Sums[i] {
+					return fmt.Errorf("shard %d: node checksum %08x, encoder %08x", i, resp.Checksum, c.Sums[i])
 				}
 				return nil
 			})
@@ -179,30 +115,34 @@ func TestShardsSurviveKillAndRestart(t *testing.T) {
 	}
 
 	// A write in flight when node 0 dies: header and a few pieces, no finish.
-	inflight := encodeClip(t, code, 2<<20)
-	stream, err := clients[0].WriteShard(testCtx(t, time.Minute))
+	inflight := e2e.EncodeClip(t, code, 2<<20)
+	wctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	stream, err := clients[0].WriteShard(wctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, req := range inflight.shards[0][:4] {
+	for _, req := range inflight.Shards[0][:4] {
 		if err := stream.Send(req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 20*time.Second, "the in-flight write's temp file", func() bool {
+	await.True(t, 20*time.Second, "the in-flight write's temp file", func() bool {
 		entries, _ := os.ReadDir(filepath.Join(dirs[0], "tmp"))
 		return len(entries) == 1
 	})
-	nodes[0].kill()
-	nodes[1].kill()
+	nodes[0].Kill()
+	nodes[1].Kill()
 	for _, i := range []int{0, 1} {
-		nodes[i] = startStorage(t, dirs[i])
-		clients[i] = storageClient(t, nodes[i].addr)
+		nodes[i] = e2e.StartStorage(t, dirs[i])
+		clients[i] = e2e.StorageClient(t, nodes[i].Addr)
 	}
 	if entries, _ := os.ReadDir(filepath.Join(dirs[0], "tmp")); len(entries) != 0 {
 		t.Fatalf("restart left %d temp files", len(entries))
 	}
-	_, err = clients[0].StatShard(testCtx(t, 10*time.Second), &pb.StatShardRequest{ShardId: inflight.shardID(0)})
+	sctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err = clients[0].StatShard(sctx, &pb.StatShardRequest{ShardId: inflight.ShardID(0)})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("interrupted write: stat says %v, want NotFound", err)
 	}
@@ -213,18 +153,18 @@ func TestShardsSurviveKillAndRestart(t *testing.T) {
 	}
 	for n, c := range clips {
 		got, rep, err := decodeFrom(t, c, all)
-		if err != nil || !bytes.Equal(got, c.data) || len(rep.Faults) != 0 {
-			t.Fatalf("clip %d (%d bytes) after restarts: err %v, equal %v, report %+v", n, len(c.data), err, bytes.Equal(got, c.data), rep)
+		if err != nil || !bytes.Equal(got, c.Data) || len(rep.Faults) != 0 {
+			t.Fatalf("clip %d (%d bytes) after restarts: err %v, equal %v, report %+v", n, len(c.Data), err, bytes.Equal(got, c.Data), rep)
 		}
 	}
 	// Node 2 gone: shards 4 and 5 (m = 2) are lost, the clips still decode.
-	nodes[2].kill()
+	nodes[2].Kill()
 	withoutNode2 := append([]pb.StorageServiceClient(nil), all...)
 	withoutNode2[4], withoutNode2[5] = clients[2], clients[2] // dead: reads fail, the decoder must not care
 	for n, c := range clips {
 		got, _, err := decodeFrom(t, c, withoutNode2)
-		if err != nil || !bytes.Equal(got, c.data) {
-			t.Fatalf("clip %d with node 2 dead: err %v, equal %v", n, err, bytes.Equal(got, c.data))
+		if err != nil || !bytes.Equal(got, c.Data) {
+			t.Fatalf("clip %d with node 2 dead: err %v, equal %v", n, err, bytes.Equal(got, c.Data))
 		}
 	}
 }
@@ -235,19 +175,19 @@ func TestShardsSurviveKillAndRestart(t *testing.T) {
 // decodes from the other shards.
 func TestCorruptShardOnDisk(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "n0")
-	node := startStorage(t, dir)
-	client := storageClient(t, node.addr)
+	node := e2e.StartStorage(t, dir)
+	client := e2e.StorageClient(t, node.Addr)
 	code, err := erasure.New(3, 2, erasure.WithBlockSize(96<<10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := encodeClip(t, code, 1<<20)
-	for i := range c.shards {
-		if _, err := writeShard(t, client, c.shards[i]); err != nil {
+	c := e2e.EncodeClip(t, code, 1<<20)
+	for i := range c.Shards {
+		if _, err := e2e.WriteShard(t, client, c.Shards[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	path := server.ShardFile(dir, server.ShardID(c.shardID(1)))
+	path := server.ShardFile(dir, server.ShardID(c.ShardID(1)))
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -256,14 +196,14 @@ func TestCorruptShardOnDisk(t *testing.T) {
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = readShardStream(t, client, c.shardID(1))
+	_, err = readShardStream(t, client, c.ShardID(1))
 	if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "block 5") {
 		t.Fatalf("reading the damaged shard: %v, want DataLoss naming block 5", err)
 	}
 	// The raw damaged stream given to the decoder: caught, reported, decoded around.
 	readers := make([]io.Reader, code.Shards())
 	for i := range readers {
-		b, err := readShardStream(t, client, c.shardID(i))
+		b, err := readShardStream(t, client, c.ShardID(i))
 		if i == 1 {
 			b, err = raw[128:], nil
 		}
@@ -273,9 +213,9 @@ func TestCorruptShardOnDisk(t *testing.T) {
 		readers[i] = bytes.NewReader(b)
 	}
 	var out bytes.Buffer
-	rep, err := code.Decode(&out, readers, int64(len(c.data)))
-	if err != nil || !bytes.Equal(out.Bytes(), c.data) {
-		t.Fatalf("decode around the damage: %v, equal %v", err, bytes.Equal(out.Bytes(), c.data))
+	rep, err := code.Decode(&out, readers, int64(len(c.Data)))
+	if err != nil || !bytes.Equal(out.Bytes(), c.Data) {
+		t.Fatalf("decode around the damage: %v, equal %v", err, bytes.Equal(out.Bytes(), c.Data))
 	}
 	if len(rep.Faults) != 1 || rep.Faults[0].Index != 1 || rep.Faults[0].Block != 5 || !errors.Is(rep.Faults[0], erasure.ErrCorrupt) {
 		t.Fatalf("report %+v, want shard 1 block 5 corrupt", rep)
@@ -283,9 +223,9 @@ func TestCorruptShardOnDisk(t *testing.T) {
 }
 
 func TestStorageProcessStopsCleanly(t *testing.T) {
-	node := startStorage(t, filepath.Join(t.TempDir(), "n0"))
-	if err := node.stop(); err != nil {
-		t.Fatalf("SIGTERM: %v\n%s", err, node.log.String())
+	node := e2e.StartStorage(t, filepath.Join(t.TempDir(), "n0"))
+	if err := node.Stop(); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, node.Log.String())
 	}
 }
 
@@ -302,7 +242,7 @@ func TestStorageCommandErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(binary, tc.args...)
+			cmd := exec.Command(e2e.Binary(), tc.args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -315,16 +255,5 @@ func TestStorageCommandErrors(t *testing.T) {
 				t.Fatalf("stderr %q, want one line containing %q", stderr.String(), tc.want)
 			}
 		})
-	}
-}
-
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,4 +1,4 @@
-package test
+package durability
 
 import (
 	"bytes"
@@ -8,69 +8,50 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/await"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
+	"github.com/clipstore/clipstore/test/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
-// startDurabilityCluster runs 3 meta and n storage processes with short
-// failure-detection, repair, scrub and GC timers.
-func startDurabilityCluster(t *testing.T, n int) *cluster {
-	c := &cluster{t: t, root: t.TempDir()}
-	fast := []string{"--node-down-after", "2s", "--repair-after", "1s", "--gc-grace", "0s", "--max-upload-duration", "3s"}
-	for i := range 3 {
-		c.metas = append(c.metas, &metaMember{id: fmt.Sprintf("m%d", i), dir: filepath.Join(c.root, fmt.Sprintf("m%d", i))})
-	}
-	c.metas[0].start(t, append([]string{"--bootstrap"}, fast...)...)
-	c.metas[1].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
-	c.metas[2].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
-	c.storageArgs = []string{"--scrub-interval", "2s", "--scrub-rate", "200MiB", "--gc-interval", "1s"}
-	for i := range n {
-		s := &storageProc{id: fmt.Sprintf("s%d", i), dir: filepath.Join(c.root, fmt.Sprintf("s%d", i)), zone: fmt.Sprintf("zone-%d", i%3)}
-		c.storage = append(c.storage, s)
-		c.startStorage(s)
-	}
-	c.waitNodesUp(n)
-	return c
-}
-
 // TestCorruptShardsAreScrubbedAndRepaired flips a byte in 100 shard files
 // (two of each of 50 clips): the scrubbers find every one, meta has them rebuilt, fsck --deep
 // comes back clean and every clip reads back identical, also while the
 // damage is there.
 func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
-	c := startDurabilityCluster(t, 7)
-	cl := c.client()
+	c := e2e.StartDurabilityCluster(t, 7)
+	cl := c.Client()
 	ctx := context.Background()
 	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]stored{}
+	want := map[string]e2e.Stored{}
 	var shards []client.ShardInfo
 	for i := range 50 {
 		size := 150_000 + i*7919
-		data := clipBytes(uint64(100+i), size)
+		data := e2e.ClipBytes(uint64(100+i), size)
 		key := fmt.Sprintf("clip/%02d", i)
 		info, err := cl.Put(ctx, "fleet", key, bytes.NewReader(data), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want[key] = stored{size: size, sum: sha256.Sum256(data), seed: uint64(100 + i)}
+		want[key] = e2e.Stored{Size: size, Sum: sha256.Sum256(data), Seed: uint64(100 + i)}
 		// Two shards of each clip (m = 2), spread over the indices: 100 in all.
 		shards = append(shards, info.Shards[i%6], info.Shards[(i+3)%6])
 	}
 	r := mrand.New(mrand.NewPCG(5, 5))
 	for _, s := range shards {
-		path := shardPath(c, s.Node, s.ID)
+		path := c.ShardPath(s.Node, s.ID)
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -80,9 +61,9 @@ func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkAll(t, cl, "fleet", want) // degraded reads around the damage
-	waitUntil(t, 90*time.Second, "scrub and repair to make fsck --deep clean", func() bool {
-		_, _, code := c.cli("admin", "fsck", "--deep")
+	e2e.CheckAll(t, cl, "fleet", want) // degraded reads around the damage
+	await.True(t, 90*time.Second, "scrub and repair to make fsck --deep clean", func() bool {
+		_, _, code := c.CLI("admin", "fsck", "--deep")
 		return code == 0
 	})
 	current := map[string]bool{}
@@ -100,7 +81,7 @@ func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
 			t.Fatalf("damaged shard %s is still in a record", s.ID)
 		}
 	}
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 }
 
 // TestAbandonedUploadIsCollected writes every shard of a clip and never
@@ -108,24 +89,24 @@ func TestCorruptShardsAreScrubbedAndRepaired(t *testing.T) {
 // visible, and once the commit deadline passes the storage nodes' GC
 // removes the shards; committed clips are untouched.
 func TestAbandonedUploadIsCollected(t *testing.T) {
-	c := startDurabilityCluster(t, 6)
-	cl := c.client()
+	c := e2e.StartDurabilityCluster(t, 6)
+	cl := c.Client()
 	ctx := context.Background()
 	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
-	keep := clipBytes(1, 500_000)
+	keep := e2e.ClipBytes(1, 500_000)
 	if _, err := cl.Put(ctx, "fleet", "kept", bytes.NewReader(keep), nil); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(strings.Split(c.metaAddrs(), ",")[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(strings.Split(c.MetaAddrs(), ",")[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	mc := metapb.NewMetaServiceClient(conn)
 	var begin *metapb.BeginPutResponse
-	if err := retry(t, func(ctx context.Context) (err error) {
+	if err := e2e.Retry(t, func(ctx context.Context) (err error) {
 		begin, err = mc.BeginPut(ctx, &metapb.BeginPutRequest{Bucket: "fleet", Key: "abandoned"})
 		return err
 	}); err != nil {
@@ -133,25 +114,25 @@ func TestAbandonedUploadIsCollected(t *testing.T) {
 	}
 	// The shards are written (an upload in progress), then the client dies.
 	k, m := int(begin.Profile.DataShards), int(begin.Profile.ParityShards)
-	code, err := newCode(k, m, int(begin.Profile.BlockSize))
+	code, err := erasure.New(k, m, erasure.WithBlockSize(int(begin.Profile.BlockSize)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2 := encodeClip(t, code, 400_000)
+	c2 := e2e.EncodeClip(t, code, 400_000)
 	for i, tg := range begin.Targets {
-		hdr := c2.shards[i][0].GetHeader()
+		hdr := c2.Shards[i][0].GetHeader()
 		hdr.ShardId, hdr.ClipId, hdr.CommitDeadlineUnixNano = tg.ShardId, begin.ClipId, begin.CommitDeadlineUnixNano
-		if _, err := writeShard(t, storageClient(t, tg.Address), c2.shards[i]); err != nil {
+		if _, err := e2e.WriteShard(t, e2e.StorageClient(t, tg.Address), c2.Shards[i]); err != nil {
 			t.Fatalf("write shard %d: %v", i, err)
 		}
 	}
 	if _, err := cl.Stat(ctx, "fleet", "abandoned"); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("an uncommitted clip: stat says %v, want not found", err)
 	}
-	waitUntil(t, 60*time.Second, "GC to remove the abandoned shards", func() bool {
+	await.True(t, 60*time.Second, "GC to remove the abandoned shards", func() bool {
 		for _, tg := range begin.Targets {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := storageClient(t, tg.Address).StatShard(sctx, &storagepb.StatShardRequest{ShardId: tg.ShardId})
+			_, err := e2e.StorageClient(t, tg.Address).StatShard(sctx, &storagepb.StatShardRequest{ShardId: tg.ShardId})
 			cancel()
 			if status.Code(err) != codes.NotFound {
 				return false
@@ -159,7 +140,7 @@ func TestAbandonedUploadIsCollected(t *testing.T) {
 		}
 		return true
 	})
-	if out, errOut, code := c.cli("admin", "fsck", "--deep"); code != 0 {
+	if out, errOut, code := c.CLI("admin", "fsck", "--deep"); code != 0 {
 		t.Fatalf("fsck after GC: exit %d\n%s%s", code, out, errOut)
 	}
 	var got bytes.Buffer
@@ -171,19 +152,19 @@ func TestAbandonedUploadIsCollected(t *testing.T) {
 // TestTooManyCorruptShards: with m+1 shards of one clip damaged, a get fails
 // with a data-loss error, never wrong bytes, and fsck reports the damage.
 func TestTooManyCorruptShards(t *testing.T) {
-	c := startDurabilityCluster(t, 6)
-	cl := c.client()
+	c := e2e.StartDurabilityCluster(t, 6)
+	cl := c.Client()
 	ctx := context.Background()
 	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
-	data := clipBytes(7, 400_000)
+	data := e2e.ClipBytes(7, 400_000)
 	info, err := cl.Put(ctx, "fleet", "doomed", bytes.NewReader(data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range info.Shards[:3] { // m+1 = 3: block 0's piece of each
-		path := shardPath(c, s.Node, s.ID)
+		path := c.ShardPath(s.Node, s.ID)
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -201,13 +182,13 @@ func TestTooManyCorruptShards(t *testing.T) {
 	if got.Len() > 0 {
 		t.Fatalf("%d bytes written before the error; block 0 is unrecoverable, nothing may be", got.Len())
 	}
-	out, _, code := c.cli("admin", "fsck", "--deep")
+	out, _, code := c.CLI("admin", "fsck", "--deep")
 	if code == 0 || strings.Count(out, "corrupt") < 3 {
 		t.Fatalf("fsck with m+1 corrupt shards: exit %d\n%s", code, out)
 	}
 	// The get reported the pieces it met; the scrubbers report the rest:
 	// cluster status counts the clip unrecoverable, and repair leaves it be.
-	waitFor(t, 20*time.Second, "cluster status to count the clip unrecoverable", func() (bool, string) {
+	await.TrueWhy(t, 20*time.Second, "cluster status to count the clip unrecoverable", func() (bool, string) {
 		st, err := cl.ClusterStatus(ctx)
 		if err != nil {
 			return false, err.Error()

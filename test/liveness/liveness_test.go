@@ -1,4 +1,4 @@
-package test
+package liveness
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clipstore/clipstore/test/e2e"
 )
 
 // TestLeaderKillMarksNoNodeDown SIGKILLs the meta leader of a cluster of 3
@@ -15,14 +17,14 @@ import (
 // liveness timer when it wins, so for three NodeDownAfter periods after the
 // kill no node is ever reported down, and puts keep working.
 func TestLeaderKillMarksNoNodeDown(t *testing.T) {
-	c := startDurabilityCluster(t, 6)
-	cl := c.client()
+	c := e2e.StartDurabilityCluster(t, 6)
+	cl := c.Client()
 	ctx := context.Background()
-	if err := cl.CreateBucket(ctx, "fleet", durabilityProfile); err != nil {
+	if err := cl.CreateBucket(ctx, "fleet", e2e.DurabilityProfile); err != nil {
 		t.Fatal(err)
 	}
-	leader, oldTerm := c.metaLeader(cl)
-	leader.proc.kill()
+	leader, oldTerm := c.MetaLeader(cl)
+	leader.Proc.Kill()
 	killed := time.Now()
 
 	var newLeader string
@@ -34,7 +36,7 @@ func TestLeaderKillMarksNoNodeDown(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // no leader yet
 			continue
 		}
-		if st.Leader != leader.id && st.Term > oldTerm {
+		if st.Leader != leader.ID && st.Term > oldTerm {
 			newLeader = st.Leader
 		}
 		for _, n := range st.Nodes {
@@ -50,13 +52,13 @@ func TestLeaderKillMarksNoNodeDown(t *testing.T) {
 	}
 	// A node marked down and up again between two polls leaves its trace
 	// in the leader's log.
-	for _, m := range c.metas {
-		if m != leader && strings.Contains(m.proc.log.String(), "storage node marked down") {
-			t.Fatalf("meta member %s marked a storage node down after the leader change:\n%s", m.id, m.proc.log.String())
+	for _, m := range c.Metas {
+		if m != leader && strings.Contains(m.Proc.Log.String(), "storage node marked down") {
+			t.Fatalf("meta member %s marked a storage node down after the leader change:\n%s", m.ID, m.Proc.Log.String())
 		}
 	}
 	for i := range 5 {
-		if _, _, err := putClip(cl, "fleet", fmt.Sprintf("after/%d", i), uint64(i), 100_000); err != nil {
+		if _, _, err := e2e.PutClip(cl, "fleet", fmt.Sprintf("after/%d", i), uint64(i), 100_000); err != nil {
 			t.Fatalf("put under the new leader %s: %v", newLeader, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package test
+package cli
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func TestBenchCommand(t *testing.T) {
 		workload string
 		verified bool
 	}{{"put", false}, {"get", true}} {
-		out, errOut, code := c.cli("bench", tc.workload, "--size", "64KiB", "--count", "20", "--concurrency", "4",
+		out, errOut, code := c.CLI("bench", tc.workload, "--size", "64KiB", "--count", "20", "--concurrency", "4",
 			"--objects", "4", "--json", "--timeout", "2m")
 		if code != 0 || errOut != "" {
 			t.Fatalf("bench %s: exit %d\nstdout: %s\nstderr: %s", tc.workload, code, out, errOut)
@@ -61,14 +61,14 @@ func TestBenchCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for e, err := range c.client().List(ctx, "clipstore-bench", "") {
+	for e, err := range c.Client().List(ctx, "clipstore-bench", "") {
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Fatalf("bench left %s behind", e.Key)
 	}
 
-	out, errOut, code := c.cli("bench", "put", "--size", "8XB", "--count", "1")
+	out, errOut, code := c.CLI("bench", "put", "--size", "8XB", "--count", "1")
 	if lines := strings.Split(strings.TrimSpace(errOut), "\n"); code == 0 || out != "" || len(lines) != 1 || !strings.Contains(errOut, "--size") {
 		t.Fatalf("bench put --size 8XB: exit %d, stdout %q, stderr %q; want one line about --size", code, out, errOut)
 	}

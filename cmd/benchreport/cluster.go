@@ -1,32 +1,29 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/internal/proctest"
 )
 
-// proc is one clipstore process of the benchmark cluster.
+// proc is one clipstore process of the benchmark cluster, its log in
+// dir/name.log.
 type proc struct {
+	*proctest.Process
 	name string
-	cmd  *exec.Cmd
-	addr string // gRPC address from its "listening on" line
-	done chan struct{}
-	err  error
+	log  *os.File
 }
-
-var readyLine = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
 // startProc runs `bin args...` with its logs in dir/name.log and waits
 // (bounded) for its ready line.
@@ -35,52 +32,23 @@ func startProc(bin, dir, name string, args ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Stderr = logf
-	stdout, err := p.cmd.StdoutPipe()
+	p, err := proctest.Start(logf, bin, args...)
 	if err != nil {
 		logf.Close()
-		return nil, err
+		return nil, fmt.Errorf("%s: %w; log: %s", name, err, logf.Name())
 	}
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			fmt.Fprintln(logf, sc.Text())
-			if m := readyLine.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case ready <- m[1]:
-				default:
-				}
-			}
-		}
-		p.err = p.cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	select {
-	case p.addr = <-ready:
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("%s exited before it was ready (%v); log: %s", name, p.err, logf.Name())
-	case <-time.After(30 * time.Second):
-		p.kill()
-		return nil, fmt.Errorf("%s not ready within 30s; log: %s", name, logf.Name())
-	}
+	return &proc{Process: p, name: name, log: logf}, nil
 }
 
+// kill kills and reaps the process and closes its log.
 func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	p.Kill()
+	p.log.Close()
 }
 
 // peakRSS is the process's peak resident set (VmHWM), in bytes.
 func (p *proc) peakRSS() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -90,7 +58,7 @@ func (p *proc) peakRSS() (int64, error) {
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.Pid())
 }
 
 // benchCluster is 1 meta and n storage processes on loopback, the layout
@@ -112,7 +80,7 @@ func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (
 	for i := range storageNodes {
 		name := fmt.Sprintf("s%d", i)
 		p, err := startProc(bin, dir, name, "storage", "--id", name, "--data", filepath.Join(dir, name),
-			"--listen", "127.0.0.1:0", "--zone", fmt.Sprintf("zone-%d", i%3), "--meta", c.meta.addr,
+			"--listen", "127.0.0.1:0", "--zone", fmt.Sprintf("zone-%d", i%3), "--meta", c.meta.Addr,
 			"--scrub-interval", "0", "--log-level", "warn")
 		if err != nil {
 			c.stop()
@@ -165,35 +133,27 @@ func (c *benchCluster) waitQuiet(ctx context.Context) error {
 // waitStatus polls meta's cluster status until ready says so, for at most
 // a minute; then it fails with what ready (or the status call) last said.
 func (c *benchCluster) waitStatus(ctx context.Context, ready func(*client.ClusterStatus) (bool, string)) error {
-	cl, err := client.New(ctx, client.Config{Meta: []string{c.meta.addr}})
+	cl, err := client.New(ctx, client.Config{Meta: []string{c.meta.Addr}})
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	return await.Poll(ctx, time.Minute, 100*time.Millisecond, func() (bool, string) {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := cl.ClusterStatus(sctx)
 		cancel()
-		why := fmt.Sprintf("cluster status: %v", err)
-		if err == nil {
-			var ok bool
-			if ok, why = ready(st); ok {
-				return nil
-			}
+		if err != nil {
+			return false, fmt.Sprintf("cluster status: %v", err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after a minute: %s", why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ready(st)
+	})
 }
 
 // clipstore runs the clipstore binary against the cluster, with stdin and
 // stdout as given (nil: none) and stderr to the harness's stderr, and
 // returns its peak RSS.
 func (c *benchCluster) clipstore(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) (int64, error) {
-	cmd := exec.CommandContext(ctx, c.bin, append(args, "--meta", c.meta.addr)...)
+	cmd := exec.CommandContext(ctx, c.bin, append(args, "--meta", c.meta.Addr)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, os.Stderr
 	err := cmd.Run()
 	var rss int64

@@ -96,11 +96,3 @@ func TestReferences(t *testing.T) {
 		t.Fatalf("the references left %d entries behind", len(left))
 	}
 }
-
-func TestHumanSize(t *testing.T) {
-	for n, want := range map[int64]string{64 << 10: "64 KiB", 8 << 20: "8 MiB", 1 << 30: "1 GiB", 3<<19 + 0: "1.5 MiB", 100: "100 B"} {
-		if got := humanSize(n); got != want {
-			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
-		}
-	}
-}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/internal/loadgen"
 )
 
@@ -58,8 +59,8 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 	}
 	putRef := disk * dataShards / (dataShards + parityShards)
 	rows := []row{
-		{area: "reference", name: "disk: 1 MiB writes then fsync (dd conv=fsync)", measured: mibps(disk), note: fmt.Sprintf("%s file, best of 3", humanSize(diskBytes))},
-		{area: "reference", name: "loopback TCP copy, one connection", measured: mibps(tcp), note: fmt.Sprintf("%s in 1 MiB writes, best of 3", humanSize(tcpBytes))},
+		{area: "reference", name: "disk: 1 MiB writes then fsync (dd conv=fsync)", measured: mibps(disk), note: fmt.Sprintf("%s file, best of 3", bytesize.Human(diskBytes))},
+		{area: "reference", name: "loopback TCP copy, one connection", measured: mibps(tcp), note: fmt.Sprintf("%s in 1 MiB writes, best of 3", bytesize.Human(tcpBytes))},
 	}
 	for _, c := range o.concurrency {
 		rows = append(rows, row{area: "reference", name: fmt.Sprintf("create+write+fsync %d files of 16 KiB, %d at once", dataShards+parityShards, c),
@@ -106,7 +107,7 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 			r.note += others
 			if size < 1<<20 {
 				r.reference = fmt.Sprintf("%.0f ops/s (%d fsync'd files of %s, %d at once)", small[conc],
-					dataShards+parityShards, humanSize(size/dataShards), conc)
+					dataShards+parityShards, bytesize.Human(size/dataShards), conc)
 				r.ratio = put.OpsPerSec / small[conc]
 				r.note = fmt.Sprintf("%.2f of the temp+rename+dir-fsync rate (%.0f ops/s); %s", put.OpsPerSec/published[conc], published[conc], r.note)
 				if conc == 8 {
@@ -133,7 +134,7 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 			if size == 8<<20 && conc == 8 {
 				r.target, r.ok = atLeast(r.ratio, 0.35)
 			}
-			r.note += fmt.Sprintf(", %s verified", humanSize(get.BytesVerified))
+			r.note += fmt.Sprintf(", %s verified", bytesize.Human(get.BytesVerified))
 			rows = append(rows, r)
 		}
 	}
@@ -183,7 +184,7 @@ func runLoad(ctx context.Context, c *benchCluster, workload string, args ...stri
 	for _, r := range rep.Results {
 		if r.Op == workload {
 			fmt.Fprintf(os.Stderr, "%s %s ×%d: %.1f MiB/s, %.1f ops/s, p50 %.1f ms, p99 %.1f ms\n", workload,
-				humanSize(r.Size), rep.Concurrency, r.MiBPerSec, r.OpsPerSec, r.Latency.P50, r.Latency.P99)
+				bytesize.Human(r.Size), rep.Concurrency, r.MiBPerSec, r.OpsPerSec, r.Latency.P50, r.Latency.P99)
 			return r, nil
 		}
 	}
@@ -191,7 +192,7 @@ func runLoad(ctx context.Context, c *benchCluster, workload string, args ...stri
 }
 
 func loadRow(r loadgen.Result, op string, size int64, conc int) row {
-	return row{area: "end to end", name: fmt.Sprintf("%s %s × %d", op, humanSize(size), conc),
+	return row{area: "end to end", name: fmt.Sprintf("%s %s × %d", op, bytesize.Human(size), conc),
 		measured: fmt.Sprintf("%.1f MiB/s, %.0f ops/s", r.MiBPerSec, r.OpsPerSec),
 		note:     fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)}
 }
@@ -218,7 +219,7 @@ func memoryRows(ctx context.Context, c *benchCluster, size int64) ([]row, error)
 	getTime := time.Since(start)
 	if counter.n != size || got.Sum32() != crc.Sum32() {
 		return nil, fmt.Errorf("get of the %s clip returned %d bytes with CRC32C %08x, want %d bytes with %08x",
-			humanSize(size), counter.n, got.Sum32(), size, crc.Sum32())
+			bytesize.Human(size), counter.n, got.Sum32(), size, crc.Sum32())
 	}
 	var nodeRSS int64
 	var worst string
@@ -236,10 +237,10 @@ func memoryRows(ctx context.Context, c *benchCluster, size int64) ([]row, error)
 	}
 	limitRow := func(name string, rss, limit int64, note string) row {
 		ok := rss < limit
-		return row{area: "memory", name: name, measured: humanSize(rss) + " peak RSS", reference: humanSize(limit) + " (limit)",
+		return row{area: "memory", name: name, measured: bytesize.Human(rss) + " peak RSS", reference: bytesize.Human(limit) + " (limit)",
 			ratio: float64(rss) / float64(limit), target: "< 1.00", ok: &ok, note: note}
 	}
-	clip := humanSize(size)
+	clip := bytesize.Human(size)
 	return []row{
 		limitRow("clipstore put of a "+clip+" clip from stdin", putRSS, clientRSSLimit, fmt.Sprintf("%s in %v", mibps(float64(size)/putTime.Seconds()), putTime.Round(time.Millisecond))),
 		limitRow("clipstore get of a "+clip+" clip to stdout", getRSS, clientRSSLimit, fmt.Sprintf("%s in %v, CRC32C checked", mibps(float64(size)/getTime.Seconds()), getTime.Round(time.Millisecond))),
@@ -258,17 +259,3 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func mibps(bytesPerSec float64) string { return fmt.Sprintf("%.1f MiB/s", bytesPerSec/(1<<20)) }
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d B", n)
-}

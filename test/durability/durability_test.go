@@ -1,10 +1,9 @@
-package test
+package durability
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,153 +11,18 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
-	"github.com/clipstore/clipstore/server"
+	"github.com/clipstore/clipstore/test/e2e"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
-
-// durabilityProfile is the 4+2 profile of these tests, with small blocks so
-// that small clips still span several blocks.
-var durabilityProfile = &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}
-
-// waitFor is waitUntil with a diagnosis: cond returns whether it holds and,
-// if not, why; the last reason is in the failure message.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last: %s", limit, what, why)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// putClip stores clipBytes(seed, size) under key and returns what
-// checkAll needs and the record.
-func putClip(cl *client.Client, bucket, key string, seed uint64, size int) (stored, *client.ClipInfo, error) {
-	data := clipBytes(seed, size)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	info, err := cl.Put(ctx, bucket, key, bytes.NewReader(data), nil)
-	if err != nil {
-		return stored{}, nil, err
-	}
-	if info.Size != int64(size) {
-		return stored{}, nil, fmt.Errorf("put %s: recorded %d bytes, sent %d", key, info.Size, size)
-	}
-	return stored{size: size, sum: sha256.Sum256(data), seed: seed}, info, nil
-}
-
-// waitNodeUp waits until meta's ClusterStatus reports node id up (or not).
-func waitNodeUp(t *testing.T, cl *client.Client, id string, up bool) {
-	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("meta to report %s up=%v", id, up), func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		st, err := cl.ClusterStatus(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, n := range st.Nodes {
-			if n.ID == id {
-				return n.Up == up, fmt.Sprintf("%s up=%v down since %v", id, n.Up, n.DownSince)
-			}
-		}
-		return false, id + " not registered"
-	})
-}
-
-// fsckClean runs `clipstore admin fsck --deep` and reports whether it exits 0.
-func fsckClean(c *cluster) (bool, string) {
-	out, errOut, code := c.cli("admin", "fsck", "--deep")
-	return code == 0, fmt.Sprintf("fsck exit %d: %s%s", code, lastLines(out, 8), strings.TrimSpace(errOut))
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = append([]string{"..."}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
-}
-
-// clipsFull reports whether every clip of keys has k+m OK shards on
-// distinct nodes, none of them in avoid; otherwise it describes the first
-// clip that does not.
-func clipsFull(cl *client.Client, bucket string, keys []string, avoid map[string]bool) (bool, string) {
-	for _, key := range keys {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		info, err := cl.Stat(ctx, bucket, key)
-		cancel()
-		if err != nil {
-			return false, fmt.Sprintf("stat %s: %v", key, err)
-		}
-		if why := shardsProblem(info, avoid); why != "" {
-			return false, key + ": " + why
-		}
-	}
-	return true, ""
-}
-
-func shardsProblem(info *client.ClipInfo, avoid map[string]bool) string {
-	want := info.Profile.DataShards + info.Profile.ParityShards
-	if len(info.Shards) != want {
-		return fmt.Sprintf("%d shards, want %d", len(info.Shards), want)
-	}
-	nodes := map[string]bool{}
-	for _, s := range info.Shards {
-		switch {
-		case s.State != client.ShardOK:
-			return fmt.Sprintf("shard %d on %q is %v", s.Index, s.Node, s.State)
-		case s.Node == "" || avoid[s.Node]:
-			return fmt.Sprintf("shard %d on node %q", s.Index, s.Node)
-		case nodes[s.Node]:
-			return fmt.Sprintf("two shards on %s", s.Node)
-		}
-		nodes[s.Node] = true
-	}
-	return ""
-}
-
-// shardPath is where node keeps the shard with the hex id.
-func shardPath(c *cluster, node, id string) string {
-	var sid server.ShardID
-	if n, err := hex.Decode(sid[:], []byte(id)); err != nil || n != len(sid) {
-		panic(fmt.Sprintf("shard id %q: not %d hex bytes", id, len(sid)))
-	}
-	return server.ShardFile(filepath.Join(c.root, node), sid)
-}
-
-func mustHex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func sortedKeys(m map[string]stored) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
 
 // TestNodeDownAtPutIsCompletedByRepair: with 7 storage nodes (RS 4+2) one
 // is killed and marked down; puts succeed on the 6 live nodes, never
@@ -168,23 +32,23 @@ func sortedKeys(m map[string]stored) []string {
 // onto it (the only live node holding none of their shards). In the end
 // fsck --deep is clean and every clip reads back identical.
 func TestNodeDownAtPutIsCompletedByRepair(t *testing.T) {
-	c := startDurabilityCluster(t, 7)
-	cl := c.client()
+	c := e2e.StartDurabilityCluster(t, 7)
+	cl := c.Client()
 	ctx := context.Background()
-	if err := cl.CreateBucket(ctx, "fleet", durabilityProfile); err != nil {
+	if err := cl.CreateBucket(ctx, "fleet", e2e.DurabilityProfile); err != nil {
 		t.Fatal(err)
 	}
-	dead, away := c.storage[4], c.storage[5]
-	dead.proc.kill()
+	dead, away := c.Storage[4], c.Storage[5]
+	dead.Proc.Kill()
 	t0 := time.Now()
-	waitNodeUp(t, cl, dead.id, false)
-	t.Logf("%s marked down %v after kill -9", dead.id, time.Since(t0).Round(10*time.Millisecond))
+	e2e.WaitNodeUp(t, cl, dead.ID, false)
+	t.Logf("%s marked down %v after kill -9", dead.ID, time.Since(t0).Round(10*time.Millisecond))
 
-	want := map[string]stored{}
+	want := map[string]e2e.Stored{}
 	missingAtPut := 0
 	for i := range 10 {
 		key := fmt.Sprintf("one-down/%02d", i)
-		s, info, err := putClip(cl, "fleet", key, uint64(500+i), 200_000+i*80_021)
+		s, info, err := e2e.PutClip(cl, "fleet", key, uint64(500+i), 200_000+i*80_021)
 		if err != nil {
 			t.Fatalf("put with one node down: %v", err)
 		}
@@ -194,8 +58,8 @@ func TestNodeDownAtPutIsCompletedByRepair(t *testing.T) {
 		}
 		for _, sh := range info.Shards {
 			switch {
-			case sh.Node == dead.id:
-				t.Fatalf("%s: shard %d placed on %s, which meta had marked down", key, sh.Index, dead.id)
+			case sh.Node == dead.ID:
+				t.Fatalf("%s: shard %d placed on %s, which meta had marked down", key, sh.Index, dead.ID)
 			case sh.State == client.ShardMissing && sh.Node == "":
 				missingAtPut++
 			case sh.State != client.ShardOK || sh.Node == "":
@@ -203,16 +67,16 @@ func TestNodeDownAtPutIsCompletedByRepair(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("10 puts with %s down: %d shard indices recorded missing", dead.id, missingAtPut)
-	checkAll(t, cl, "fleet", want)
+	t.Logf("10 puts with %s down: %d shard indices recorded missing", dead.ID, missingAtPut)
+	e2e.CheckAll(t, cl, "fleet", want)
 
 	// A second node goes: 5 live nodes, exactly the write quorum.
-	away.proc.kill()
-	waitNodeUp(t, cl, away.id, false)
+	away.Proc.Kill()
+	e2e.WaitNodeUp(t, cl, away.ID, false)
 	quorumKeys := map[string]bool{}
 	for i := range 5 {
 		key := fmt.Sprintf("two-down/%02d", i)
-		s, info, err := putClip(cl, "fleet", key, uint64(600+i), 300_000+i*50_111)
+		s, info, err := e2e.PutClip(cl, "fleet", key, uint64(600+i), 300_000+i*50_111)
 		if err != nil {
 			t.Fatalf("put with two nodes down (5 live, quorum 5): %v", err)
 		}
@@ -221,7 +85,7 @@ func TestNodeDownAtPutIsCompletedByRepair(t *testing.T) {
 		ok, missing := 0, 0
 		for _, sh := range info.Shards {
 			switch {
-			case sh.Node == dead.id || sh.Node == away.id:
+			case sh.Node == dead.ID || sh.Node == away.ID:
 				t.Fatalf("%s: shard %d placed on down node %s", key, sh.Index, sh.Node)
 			case sh.State == client.ShardOK && sh.Node != "":
 				ok++
@@ -235,27 +99,27 @@ func TestNodeDownAtPutIsCompletedByRepair(t *testing.T) {
 			t.Fatalf("%s: %d OK and %d missing shards, want 5 and 1 (k+1 written)", key, ok, missing)
 		}
 	}
-	checkAll(t, cl, "fleet", want) // degraded, readable
+	e2e.CheckAll(t, cl, "fleet", want) // degraded, readable
 
 	// The second node returns: the missing indices are rebuilt onto it.
-	c.startStorage(away)
+	c.StartStorage(away)
 	t1 := time.Now()
-	keys := sortedKeys(want)
-	waitFor(t, 30*time.Second, "every clip at 6 OK shards on distinct live nodes", func() (bool, string) {
-		return clipsFull(cl, "fleet", keys, map[string]bool{dead.id: true})
+	keys := e2e.SortedKeys(want)
+	await.TrueWhy(t, 30*time.Second, "every clip at 6 OK shards on distinct live nodes", func() (bool, string) {
+		return e2e.ClipsFull(cl, "fleet", keys, map[string]bool{dead.ID: true})
 	})
-	t.Logf("missing indices completed by repair %v after %s returned", time.Since(t1).Round(10*time.Millisecond), away.id)
-	waitFor(t, 30*time.Second, "fsck --deep clean", func() (bool, string) { return fsckClean(c) })
+	t.Logf("missing indices completed by repair %v after %s returned", time.Since(t1).Round(10*time.Millisecond), away.ID)
+	await.TrueWhy(t, 30*time.Second, "fsck --deep clean", func() (bool, string) { return c.FsckClean() })
 	for key := range quorumKeys {
 		info, err := cl.Stat(ctx, "fleet", key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.ContainsFunc(info.Shards, func(s client.ShardInfo) bool { return s.Node == away.id }) {
-			t.Fatalf("%s: no shard on %s, the only node that could take the missing index", key, away.id)
+		if !slices.ContainsFunc(info.Shards, func(s client.ShardInfo) bool { return s.Node == away.ID }) {
+			t.Fatalf("%s: no shard on %s, the only node that could take the missing index", key, away.ID)
 		}
 	}
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 }
 
 // TestKillTwoNodesDuringIngest: 8 writers put 200 small clips (1 KiB to
@@ -264,12 +128,12 @@ func TestNodeDownAtPutIsCompletedByRepair(t *testing.T) {
 // success reads back identical while the nodes are away, and again once
 // they are back and repair, inventory and GC have made fsck --deep clean.
 func TestKillTwoNodesDuringIngest(t *testing.T) {
-	c := startDurabilityCluster(t, 7)
-	cl := c.client()
-	if err := cl.CreateBucket(context.Background(), "fleet", durabilityProfile); err != nil {
+	c := e2e.StartDurabilityCluster(t, 7)
+	cl := c.Client()
+	if err := cl.CreateBucket(context.Background(), "fleet", e2e.DurabilityProfile); err != nil {
 		t.Fatal(err)
 	}
-	victims := []*storageProc{c.storage[1], c.storage[5]} // zones 1 and 2
+	victims := []*e2e.StorageNode{c.Storage[1], c.Storage[5]} // zones 1 and 2
 	const total, killAfter, writers = 200, 60, 8
 	r := mrand.New(mrand.NewPCG(2026, 5))
 	sizes := make([]int, total)
@@ -279,7 +143,7 @@ func TestKillTwoNodesDuringIngest(t *testing.T) {
 
 	var (
 		mu         sync.Mutex
-		want       = map[string]stored{}
+		want       = map[string]e2e.Stored{}
 		failed     = map[string]error{}
 		slowest    time.Duration
 		slowestKey string
@@ -295,7 +159,7 @@ func TestKillTwoNodesDuringIngest(t *testing.T) {
 		select {
 		case <-killNow:
 			for _, v := range victims {
-				v.proc.kill()
+				v.Proc.Kill()
 			}
 			mu.Lock()
 			killedAt = time.Now()
@@ -313,7 +177,7 @@ func TestKillTwoNodesDuringIngest(t *testing.T) {
 				key := fmt.Sprintf("ingest/%03d", i)
 				started.Add(1)
 				pt := time.Now()
-				s, _, err := putClip(cl, "fleet", key, uint64(10_000+i), sizes[i])
+				s, _, err := e2e.PutClip(cl, "fleet", key, uint64(10_000+i), sizes[i])
 				mu.Lock()
 				if d := time.Since(pt); d > slowest {
 					slowest, slowestKey = d, key
@@ -342,7 +206,7 @@ func TestKillTwoNodesDuringIngest(t *testing.T) {
 		t.Fatalf("the ingest ended before %d puts succeeded (%d failed)", killAfter, len(failed))
 	}
 	t.Logf("ingest of %d clips in %v: %d succeeded, %d failed; %s and %s killed %v in, with %d puts started; slowest put %s: %v",
-		total, time.Since(t0).Round(time.Millisecond), len(want), len(failed), victims[0].id, victims[1].id,
+		total, time.Since(t0).Round(time.Millisecond), len(want), len(failed), victims[0].ID, victims[1].ID,
 		killedAt.Sub(t0).Round(time.Millisecond), before, slowestKey, slowest.Round(time.Millisecond))
 	for key, err := range failed {
 		t.Logf("failed put %s: %v", key, err)
@@ -359,19 +223,19 @@ func TestKillTwoNodesDuringIngest(t *testing.T) {
 			t.Errorf("put %s failed with %v; want an error wrapping ErrUnavailable", key, err)
 		}
 	}
-	checkAll(t, cl, "fleet", want) // with two nodes away
+	e2e.CheckAll(t, cl, "fleet", want) // with two nodes away
 
 	for _, v := range victims {
-		c.startStorage(v)
+		c.StartStorage(v)
 	}
-	c.waitNodesUp(7)
+	c.WaitNodesUp(7)
 	t1 := time.Now()
-	waitFor(t, 45*time.Second, "fsck --deep clean after the nodes returned", func() (bool, string) { return fsckClean(c) })
+	await.TrueWhy(t, 45*time.Second, "fsck --deep clean after the nodes returned", func() (bool, string) { return c.FsckClean() })
 	t.Logf("fsck --deep clean %v after the nodes returned", time.Since(t1).Round(10*time.Millisecond))
-	if ok, why := clipsFull(cl, "fleet", sortedKeys(want), nil); !ok {
+	if ok, why := e2e.ClipsFull(cl, "fleet", e2e.SortedKeys(want), nil); !ok {
 		t.Fatalf("fsck is clean but %s", why)
 	}
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 }
 
 // TestReturningNodeStaleShardsAreCollected: a node is killed, repair
@@ -384,43 +248,43 @@ func TestKillTwoNodesDuringIngest(t *testing.T) {
 // current. At the end StatShard answers NotFound for each, the files are
 // gone and fsck --deep is clean.
 func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
-	c := startDurabilityCluster(t, 7)
-	cl := c.client()
+	c := e2e.StartDurabilityCluster(t, 7)
+	cl := c.Client()
 	ctx := context.Background()
-	if err := cl.CreateBucket(ctx, "fleet", durabilityProfile); err != nil {
+	if err := cl.CreateBucket(ctx, "fleet", e2e.DurabilityProfile); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]stored{}
+	want := map[string]e2e.Stored{}
 	perNode := map[string][]string{} // node -> shard ids
 	for i := range 10 {
 		key := fmt.Sprintf("clip/%02d", i)
-		s, info, err := putClip(cl, "fleet", key, uint64(700+i), 150_000+i*60_013)
+		s, info, err := e2e.PutClip(cl, "fleet", key, uint64(700+i), 150_000+i*60_013)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want[key] = s
-		if why := shardsProblem(info, nil); why != "" {
+		if why := e2e.ShardsProblem(info, nil); why != "" {
 			t.Fatalf("%s after put: %s", key, why)
 		}
 		for _, sh := range info.Shards {
 			perNode[sh.Node] = append(perNode[sh.Node], sh.ID)
 		}
 	}
-	var x *storageProc
-	for _, s := range c.storage {
-		if x == nil || len(perNode[s.id]) > len(perNode[x.id]) {
+	var x *e2e.StorageNode
+	for _, s := range c.Storage {
+		if x == nil || len(perNode[s.ID]) > len(perNode[x.ID]) {
 			x = s
 		}
 	}
-	stale := perNode[x.id]
-	t.Logf("%s holds %d shards of the 10 clips", x.id, len(stale))
+	stale := perNode[x.ID]
+	t.Logf("%s holds %d shards of the 10 clips", x.ID, len(stale))
 
 	// Readers run from the kill to the end: every get is whole and right.
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
 	var reads atomic.Int64
 	var readErr atomic.Pointer[error]
-	keys := sortedKeys(want)
+	keys := e2e.SortedKeys(want)
 	for w := range 2 {
 		readers.Go(func() {
 			r := mrand.New(mrand.NewPCG(uint64(w), 9))
@@ -436,7 +300,7 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 				info, err := cl.Get(gctx, "fleet", key, h, nil)
 				cancel()
 				w := want[key]
-				if err == nil && (info.Size != int64(w.size) || !bytes.Equal(h.Sum(nil), w.sum[:])) {
+				if err == nil && (info.Size != int64(w.Size) || !bytes.Equal(h.Sum(nil), w.Sum[:])) {
 					err = fmt.Errorf("get %s: %d bytes, content differs from what was stored", key, info.Size)
 				}
 				if err != nil {
@@ -463,15 +327,15 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 		}
 	}
 
-	x.proc.kill()
+	x.Proc.Kill()
 	t0 := time.Now()
-	waitFor(t, 30*time.Second, "repair to move every shard off "+x.id, func() (bool, string) {
-		return clipsFull(cl, "fleet", keys, map[string]bool{x.id: true})
+	await.TrueWhy(t, 30*time.Second, "repair to move every shard off "+x.ID, func() (bool, string) {
+		return e2e.ClipsFull(cl, "fleet", keys, map[string]bool{x.ID: true})
 	})
-	t.Logf("all %d shards of %s rebuilt elsewhere %v after kill -9", len(stale), x.id, time.Since(t0).Round(10*time.Millisecond))
-	checkReaders("while " + x.id + " was down")
+	t.Logf("all %d shards of %s rebuilt elsewhere %v after kill -9", len(stale), x.ID, time.Since(t0).Round(10*time.Millisecond))
+	checkReaders("while " + x.ID + " was down")
 	for _, id := range stale {
-		if _, err := os.Stat(shardPath(c, x.id, id)); err != nil {
+		if _, err := os.Stat(c.ShardPath(x.ID, id)); err != nil {
 			t.Fatalf("stale shard file of the dead node: %v", err)
 		}
 	}
@@ -480,7 +344,7 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 	// queued deletes never reached (GC is the backstop for those).
 	backup := t.TempDir()
 	for _, id := range stale {
-		raw, err := os.ReadFile(shardPath(c, x.id, id))
+		raw, err := os.ReadFile(c.ShardPath(x.ID, id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -491,16 +355,16 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 	staleOn := func(sc storagepb.StorageServiceClient) (present int, why string) {
 		for _, id := range stale {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := sc.StatShard(sctx, &storagepb.StatShardRequest{ShardId: mustHex(t, id)})
+			_, err := sc.StatShard(sctx, &storagepb.StatShardRequest{ShardId: e2e.MustHex(t, id)})
 			cancel()
-			_, ferr := os.Stat(shardPath(c, x.id, id))
+			_, ferr := os.Stat(c.ShardPath(x.ID, id))
 			switch {
 			case err == nil:
 				present++
-				why = fmt.Sprintf("stale shard %s still served by %s", id, x.id)
+				why = fmt.Sprintf("stale shard %s still served by %s", id, x.ID)
 			case status.Code(err) != codes.NotFound:
 				present++
-				why = fmt.Sprintf("StatShard %s on %s: %v", id, x.id, err)
+				why = fmt.Sprintf("StatShard %s on %s: %v", id, x.ID, err)
 			case !errors.Is(ferr, os.ErrNotExist):
 				present++
 				why = fmt.Sprintf("file of stale shard %s: %v", id, ferr)
@@ -513,19 +377,19 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 	restartX := func(gc bool) storagepb.StorageServiceClient {
 		t.Helper()
 		select {
-		case <-x.proc.done:
+		case <-x.Proc.Done():
 		default:
-			if err := x.proc.stop(); err != nil {
-				t.Fatalf("stop %s: %v", x.id, err)
+			if err := x.Proc.Stop(); err != nil {
+				t.Fatalf("stop %s: %v", x.ID, err)
 			}
 		}
-		args := c.storageArgs
+		args := c.StorageArgs
 		if !gc {
-			c.storageArgs = append(slices.Clone(args), "--gc-interval", "0")
+			c.StorageArgs = append(slices.Clone(args), "--gc-interval", "0")
 		}
-		c.startStorage(x)
-		c.storageArgs = args
-		return storageClient(t, x.proc.addr)
+		c.StartStorage(x)
+		c.StorageArgs = args
+		return e2e.StorageClient(t, x.Proc.Addr)
 	}
 
 	// 1. X returns (GC off): the repair commits queued deletes of its old
@@ -533,11 +397,11 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 	// restart, while they may still be there, return the right bytes.
 	sc := restartX(false)
 	t1 := time.Now()
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 	present, _ := staleOn(sc)
 	t.Logf("checkAll right after %s returned took %v; %d of %d stale shards still there at its end",
-		x.id, time.Since(t1).Round(10*time.Millisecond), present, len(stale))
-	waitFor(t, 30*time.Second, "the queued deletes to remove the stale shards of "+x.id, func() (bool, string) {
+		x.ID, time.Since(t1).Round(10*time.Millisecond), present, len(stale))
+	await.TrueWhy(t, 30*time.Second, "the queued deletes to remove the stale shards of "+x.ID, func() (bool, string) {
 		if n, why := staleOn(sc); n > 0 {
 			return false, why
 		}
@@ -549,61 +413,61 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 		}
 		return st.PendingDeletes == 0, fmt.Sprintf("%d deletes pending", st.PendingDeletes)
 	})
-	t.Logf("queued deletes removed the stale shards %v after %s returned", time.Since(t1).Round(10*time.Millisecond), x.id)
+	t.Logf("queued deletes removed the stale shards %v after %s returned", time.Since(t1).Round(10*time.Millisecond), x.ID)
 
 	// 2. X returns again with the stale files put back and nothing queued
 	// for them (GC still off): they stay on the node, no record names them
 	// again, reads stay correct, and fsck reports exactly them as orphans.
-	if err := x.proc.stop(); err != nil {
-		t.Fatalf("stop %s: %v", x.id, err)
+	if err := x.Proc.Stop(); err != nil {
+		t.Fatalf("stop %s: %v", x.ID, err)
 	}
 	for _, id := range stale {
 		raw, err := os.ReadFile(filepath.Join(backup, id))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(shardPath(c, x.id, id), raw, 0o644); err != nil {
+		if err := os.WriteFile(c.ShardPath(x.ID, id), raw, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sc = restartX(false)
-	c.waitNodesUp(7)
+	c.WaitNodesUp(7)
 	time.Sleep(2 * time.Second) // heartbeats and the inventory check run; nothing may adopt the stale shards
 	if n, why := staleOn(sc); n != len(stale) {
-		t.Fatalf("%d of %d restored stale shards on %s with GC off: %s", n, len(stale), x.id, why)
+		t.Fatalf("%d of %d restored stale shards on %s with GC off: %s", n, len(stale), x.ID, why)
 	}
-	checkAll(t, cl, "fleet", want)
-	if ok, why := clipsFull(cl, "fleet", keys, map[string]bool{x.id: true}); !ok {
-		t.Fatalf("with the stale shards back on %s: %s", x.id, why)
+	e2e.CheckAll(t, cl, "fleet", want)
+	if ok, why := e2e.ClipsFull(cl, "fleet", keys, map[string]bool{x.ID: true}); !ok {
+		t.Fatalf("with the stale shards back on %s: %s", x.ID, why)
 	}
-	out, errOut, code := c.cli("admin", "fsck", "--deep", "--json")
+	out, errOut, code := c.CLI("admin", "fsck", "--deep", "--json")
 	var rep client.FsckReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code == 0 {
-		t.Fatalf("fsck with stale shards on %s: exit %d, %v\n%s%s", x.id, code, err, out, errOut)
+		t.Fatalf("fsck with stale shards on %s: exit %d, %v\n%s%s", x.ID, code, err, out, errOut)
 	}
 	orphans := map[string]bool{}
 	for _, p := range rep.Problems {
-		if p.Kind != client.ProblemOrphan || p.Node != x.id || !slices.Contains(stale, p.ShardID) {
-			t.Fatalf("fsck with stale shards on %s: unexpected problem %+v", x.id, p)
+		if p.Kind != client.ProblemOrphan || p.Node != x.ID || !slices.Contains(stale, p.ShardID) {
+			t.Fatalf("fsck with stale shards on %s: unexpected problem %+v", x.ID, p)
 		}
 		orphans[p.ShardID] = true
 	}
 	if len(orphans) != len(stale) || len(rep.Problems) != len(stale) {
 		t.Fatalf("fsck reports %d orphans (%d problems), want the %d stale shards of %s",
-			len(orphans), len(rep.Problems), len(stale), x.id)
+			len(orphans), len(rep.Problems), len(stale), x.ID)
 	}
-	checkReaders("with the stale shards on " + x.id)
+	checkReaders("with the stale shards on " + x.ID)
 
 	// 3. X restarts with its garbage collector on: GC deletes them.
 	sc = restartX(true)
 	t2 := time.Now()
-	checkAll(t, cl, "fleet", want)
-	waitFor(t, 30*time.Second, "GC to remove the stale shards of "+x.id, func() (bool, string) {
+	e2e.CheckAll(t, cl, "fleet", want)
+	await.TrueWhy(t, 30*time.Second, "GC to remove the stale shards of "+x.ID, func() (bool, string) {
 		n, why := staleOn(sc)
 		return n == 0, why
 	})
-	t.Logf("GC removed the stale shards %v after %s restarted with GC on", time.Since(t2).Round(10*time.Millisecond), x.id)
-	waitFor(t, 30*time.Second, "fsck --deep clean", func() (bool, string) { return fsckClean(c) })
+	t.Logf("GC removed the stale shards %v after %s restarted with GC on", time.Since(t2).Round(10*time.Millisecond), x.ID)
+	await.TrueWhy(t, 30*time.Second, "fsck --deep clean", func() (bool, string) { return c.FsckClean() })
 
 	staleSet := map[string]bool{}
 	for _, id := range stale {
@@ -614,7 +478,7 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if why := shardsProblem(info, nil); why != "" {
+		if why := e2e.ShardsProblem(info, nil); why != "" {
 			t.Fatalf("%s at the end: %s", key, why)
 		}
 		for _, sh := range info.Shards {
@@ -623,7 +487,7 @@ func TestReturningNodeStaleShardsAreCollected(t *testing.T) {
 			}
 		}
 	}
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 	stopReaders()
 	checkReaders("during the test")
 	t.Logf("%d background gets, all correct", reads.Load())

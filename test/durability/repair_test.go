@@ -1,4 +1,4 @@
-package test
+package durability
 
 import (
 	"bytes"
@@ -6,11 +6,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/test/e2e"
 )
 
 // TestDeadNodeIsRepaired stores clips on 7 storage processes (RS 4+2),
@@ -18,38 +19,25 @@ import (
 // elsewhere: all clips back to 6 healthy shards on distinct live nodes,
 // and every clip reads back identical.
 func TestDeadNodeIsRepaired(t *testing.T) {
-	c := &cluster{t: t, root: t.TempDir()}
-	for i := range 3 {
-		c.metas = append(c.metas, &metaMember{id: fmt.Sprintf("m%d", i), dir: filepath.Join(c.root, fmt.Sprintf("m%d", i))})
-	}
-	fast := []string{"--node-down-after", "2s", "--repair-after", "1s"}
-	c.metas[0].start(t, append([]string{"--bootstrap"}, fast...)...)
-	c.metas[1].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
-	c.metas[2].start(t, append([]string{"--join", c.metas[0].grpcAddr}, fast...)...)
-	for i := range 7 {
-		s := &storageProc{id: fmt.Sprintf("s%d", i), dir: filepath.Join(c.root, fmt.Sprintf("s%d", i)), zone: fmt.Sprintf("zone-%d", i%3)}
-		c.storage = append(c.storage, s)
-		c.startStorage(s)
-	}
-	c.waitNodesUp(7)
-	cl := c.client()
+	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 7, MetaArgs: []string{"--node-down-after", "2s", "--repair-after", "1s"}})
+	cl := c.Client()
 	ctx := context.Background()
 	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 256 << 10}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]stored{}
+	want := map[string]e2e.Stored{}
 	total := 0
 	for i := range 40 {
 		size := 1 + (i*977_531)%(3<<20)
-		data := clipBytes(uint64(i), size)
+		data := e2e.ClipBytes(uint64(i), size)
 		key := fmt.Sprintf("clip/%02d", i)
 		if _, err := cl.Put(ctx, "fleet", key, bytes.NewReader(data), nil); err != nil {
 			t.Fatal(err)
 		}
-		want[key] = stored{size: size, sum: sha256.Sum256(data), seed: uint64(i)}
+		want[key] = e2e.Stored{Size: size, Sum: sha256.Sum256(data), Seed: uint64(i)}
 		total += size
 	}
-	dead := c.storage[3]
+	dead := c.Storage[3]
 	var lostBytes int64
 	for key := range want {
 		info, err := cl.Stat(ctx, "fleet", key)
@@ -57,26 +45,26 @@ func TestDeadNodeIsRepaired(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range info.Shards {
-			if s.Node == dead.id {
+			if s.Node == dead.ID {
 				lostBytes += s.Length
 			}
 		}
 	}
-	dead.proc.kill()
+	dead.Proc.Kill()
 	start := time.Now()
-	waitNodeUp(t, cl, dead.id, false)
+	e2e.WaitNodeUp(t, cl, dead.ID, false)
 	st, err := cl.ClusterStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var repairFrom time.Time // the end of the grace period: --repair-after after "down since"
 	for _, n := range st.Nodes {
-		if n.ID == dead.id {
+		if n.ID == dead.ID {
 			repairFrom = n.DownSince.Add(time.Second)
 		}
 	}
 	var lost int
-	waitUntil(t, 90*time.Second, "every clip repaired to 6 healthy shards on live, distinct nodes", func() bool {
+	await.True(t, 90*time.Second, "every clip repaired to 6 healthy shards on live, distinct nodes", func() bool {
 		lost = 0
 		for key := range want {
 			info, err := cl.Stat(ctx, "fleet", key)
@@ -85,7 +73,7 @@ func TestDeadNodeIsRepaired(t *testing.T) {
 			}
 			nodes := map[string]bool{}
 			for _, s := range info.Shards {
-				if s.State != client.ShardOK || s.Node == dead.id || nodes[s.Node] {
+				if s.State != client.ShardOK || s.Node == dead.ID || nodes[s.Node] {
 					lost++
 				}
 				nodes[s.Node] = true
@@ -96,7 +84,7 @@ func TestDeadNodeIsRepaired(t *testing.T) {
 	elapsed, rebuild := time.Since(start), time.Since(repairFrom)
 	t.Logf("rebuilt %.1f MiB of shards lost with a node (of %d MiB of clips) in %v after the grace period: %.1f MB/s (%v after the kill, detection and grace included)",
 		float64(lostBytes)/(1<<20), total>>20, rebuild.Round(10*time.Millisecond), float64(lostBytes)/1e6/rebuild.Seconds(), elapsed.Round(100*time.Millisecond))
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 }
 
 // TestWipedNodeIsRefilled: with exactly k+m nodes, one node's disk is
@@ -106,34 +94,34 @@ func TestDeadNodeIsRepaired(t *testing.T) {
 // and every clip reads back identical. While it is away for good, the clips
 // stay readable and are reported degraded, never doubled up on a node.
 func TestWipedNodeIsRefilled(t *testing.T) {
-	c := startDurabilityCluster(t, 6)
-	cl := c.client()
+	c := e2e.StartDurabilityCluster(t, 6)
+	cl := c.Client()
 	ctx := context.Background()
 	if err := cl.CreateBucket(ctx, "fleet", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]stored{}
+	want := map[string]e2e.Stored{}
 	for i := range 10 {
 		size := 200_000 + i*10_007
-		data := clipBytes(uint64(300+i), size)
+		data := e2e.ClipBytes(uint64(300+i), size)
 		key := fmt.Sprintf("clip/%02d", i)
 		if _, err := cl.Put(ctx, "fleet", key, bytes.NewReader(data), nil); err != nil {
 			t.Fatal(err)
 		}
-		want[key] = stored{size: size, sum: sha256.Sum256(data), seed: uint64(300 + i)}
+		want[key] = e2e.Stored{Size: size, Sum: sha256.Sum256(data), Seed: uint64(300 + i)}
 	}
-	victim := c.storage[2]
-	victim.proc.kill()
+	victim := c.Storage[2]
+	victim.Proc.Kill()
 	// Gone past --repair-after, with no other node to take its shards: the
 	// clips are degraded but readable, and no shard moves onto a node that
 	// holds another one of its clip.
-	waitUntil(t, 30*time.Second, "the clips to be reported degraded", func() bool {
+	await.True(t, 30*time.Second, "the clips to be reported degraded", func() bool {
 		st, err := cl.ClusterStatus(ctx)
 		return err == nil && st.NodesUp == 5 && st.DegradedClips == uint64(len(want)) &&
 			len(st.ClipsByLostShards) == 1 && st.ClipsByLostShards[0] == uint64(len(want))
 	})
 	time.Sleep(2 * time.Second) // past --repair-after: nothing may be placed on a node holding another shard
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 	for key := range want {
 		info, err := cl.Stat(ctx, "fleet", key)
 		if err != nil {
@@ -147,12 +135,12 @@ func TestWipedNodeIsRefilled(t *testing.T) {
 			nodes[s.Node] = true
 		}
 	}
-	if err := os.RemoveAll(victim.dir); err != nil {
+	if err := os.RemoveAll(victim.Dir); err != nil {
 		t.Fatal(err)
 	}
-	c.startStorage(victim)
-	waitUntil(t, 60*time.Second, "fsck --deep clean after the wiped node was refilled", func() bool {
-		_, _, code := c.cli("admin", "fsck", "--deep")
+	c.StartStorage(victim)
+	await.True(t, 60*time.Second, "fsck --deep clean after the wiped node was refilled", func() bool {
+		_, _, code := c.CLI("admin", "fsck", "--deep")
 		return code == 0
 	})
 	refilled := 0
@@ -162,7 +150,7 @@ func TestWipedNodeIsRefilled(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range info.Shards {
-			if s.Node == victim.id {
+			if s.Node == victim.ID {
 				refilled++
 			}
 		}
@@ -170,5 +158,5 @@ func TestWipedNodeIsRefilled(t *testing.T) {
 	if refilled != len(want) {
 		t.Fatalf("%d clips have a shard on the refilled node, want %d", refilled, len(want))
 	}
-	checkAll(t, cl, "fleet", want)
+	e2e.CheckAll(t, cl, "fleet", want)
 }

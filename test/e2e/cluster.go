@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Cluster is 3 `clipstore meta` and some `clipstore storage` processes.
+type Cluster struct {
+	t       testing.TB
+	Root    string // the data directories are Root/<id>
+	Metas   []*MetaMember
+	Storage []*StorageNode
+	// StorageArgs are extra flags for every storage process
+	// StartStorage starts.
+	StorageArgs []string
+}
+
+// ClusterOptions shape StartCluster's cluster.
+type ClusterOptions struct {
+	StorageNodes int      // how many, s0 to sN-1 in zones zone-0 to zone-2
+	MetaArgs     []string // extra flags for every meta member's first start
+	StorageArgs  []string // extra flags for every storage process
+}
+
+// StorageNode is a `clipstore storage` process of a Cluster and how to
+// start it again.
+type StorageNode struct {
+	ID, Dir, Zone string
+	Proc          *Process
+}
+
+// StartCluster runs 3 meta members (m0 bootstraps, m1 and m2 join it) and
+// o.StorageNodes storage nodes, and waits until meta has heard from every
+// storage node.
+func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Root: t.TempDir(), StorageArgs: o.StorageArgs}
+	for i := range 3 {
+		c.Metas = append(c.Metas, &MetaMember{ID: fmt.Sprintf("m%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("m%d", i))})
+	}
+	c.Metas[0].Start(t, append([]string{"--bootstrap"}, o.MetaArgs...)...)
+	c.Metas[1].Start(t, append([]string{"--join", c.Metas[0].GRPCAddr}, o.MetaArgs...)...)
+	c.Metas[2].Start(t, append([]string{"--join", c.Metas[0].GRPCAddr}, o.MetaArgs...)...)
+	for i := range o.StorageNodes {
+		s := &StorageNode{ID: fmt.Sprintf("s%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("s%d", i)), Zone: fmt.Sprintf("zone-%d", i%3)}
+		c.Storage = append(c.Storage, s)
+		c.StartStorage(s)
+	}
+	c.WaitNodesUp(o.StorageNodes)
+	return c
+}
+
+// StartDurabilityCluster runs 3 meta and n storage processes with short
+// failure-detection, repair, scrub and GC timers.
+func StartDurabilityCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return StartCluster(t, ClusterOptions{StorageNodes: n,
+		MetaArgs:    []string{"--node-down-after", "2s", "--repair-after", "1s", "--gc-grace", "0s", "--max-upload-duration", "3s"},
+		StorageArgs: []string{"--scrub-interval", "2s", "--scrub-rate", "200MiB", "--gc-interval", "1s"},
+	})
+}
+
+// MetaLeader returns the member cluster status names as the leader, and
+// the term.
+func (c *Cluster) MetaLeader(cl *client.Client) (*MetaMember, uint64) {
+	c.t.Helper()
+	st, err := cl.ClusterStatus(context.Background())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, m := range c.Metas {
+		if m.ID == st.Leader {
+			return m, st.Term
+		}
+	}
+	c.t.Fatalf("leader %q is none of the members", st.Leader)
+	return nil, 0
+}
+
+// MetaAddrs is the members' gRPC addresses, comma-separated.
+func (c *Cluster) MetaAddrs() string {
+	var out []string
+	for _, m := range c.Metas {
+		out = append(out, m.GRPCAddr)
+	}
+	return strings.Join(out, ",")
+}
+
+// StartStorage starts (or restarts) s with c.StorageArgs.
+func (c *Cluster) StartStorage(s *StorageNode) {
+	c.t.Helper()
+	args := []string{"storage", "--id", s.ID, "--data", s.Dir, "--listen", "127.0.0.1:0", "--zone", s.Zone,
+		"--meta", c.MetaAddrs(), "--log-level", "debug"}
+	s.Proc = Start(c.t, append(args, c.StorageArgs...)...)
+}
+
+// Client is a client of the cluster; it closes at cleanup.
+func (c *Cluster) Client() *client.Client {
+	cl, err := client.New(context.Background(), client.Config{Meta: strings.Split(c.MetaAddrs(), ",")})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// WaitNodesUp waits until meta's leader has heard from n storage nodes
+// registered at their current addresses.
+func (c *Cluster) WaitNodesUp(n int) {
+	c.t.Helper()
+	cl := c.Client()
+	live := map[string]bool{}
+	for _, s := range c.Storage {
+		if s.Proc != nil && !s.Proc.Exited() {
+			live[s.Proc.Addr] = true
+		}
+	}
+	await.True(c.t, 60*time.Second, fmt.Sprintf("%d storage nodes up", n), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := cl.ClusterStatus(ctx)
+		if err != nil {
+			return false
+		}
+		up := 0
+		for _, node := range st.Nodes {
+			if node.Up && live[node.Address] && time.Since(node.LastHeartbeat) < 3*time.Second {
+				up++
+			}
+		}
+		return up >= n
+	})
+}
+
+// CLI runs the clipstore binary against the cluster and returns its
+// stdout, stderr and exit code.
+func (c *Cluster) CLI(args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(Binary(), append(args, "--meta", c.MetaAddrs())...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+var raftAddrRe = regexp.MustCompile(`\(raft (127\.0\.0\.1:\d+)\)`)
+
+// MetaMember is a `clipstore meta` process and how to start it again.
+type MetaMember struct {
+	ID, Dir            string
+	RaftAddr, GRPCAddr string // kept across restarts
+	Proc               *Process
+	Client             pb.MetaServiceClient
+}
+
+// Start starts (or restarts, on the same addresses) the member, with
+// extra flags.
+func (m *MetaMember) Start(t testing.TB, extra ...string) {
+	t.Helper()
+	raft, grpcAddr := m.RaftAddr, m.GRPCAddr
+	if raft == "" {
+		raft, grpcAddr = "127.0.0.1:0", "127.0.0.1:0"
+	}
+	args := append([]string{"meta", "--id", m.ID, "--data", m.Dir, "--raft", raft, "--listen", grpcAddr,
+		"--log-level", "debug", "--node-down-after", "1m",
+		// The state file commits only when something reads it: applied
+		// entries stay in memory, so a SIGKILL loses them and the restarted
+		// member must re-apply them from its Raft log.
+		"--state-batch-interval", "1h", "--state-batch-limit", "1000000"}, extra...)
+	m.Proc = Start(t, args...)
+	m.GRPCAddr = m.Proc.Addr
+	if sub := raftAddrRe.FindStringSubmatch(m.Proc.Log.String()); sub != nil {
+		m.RaftAddr = sub[1]
+	}
+	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	m.Client = pb.NewMetaServiceClient(conn)
+}
+
+// Retry repeats call while it fails with Unavailable or DeadlineExceeded
+// (no leader yet), as a client does, for at most 20 s; each call gets 5 s.
+func Retry(t testing.TB, call func(ctx context.Context) error) error {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := call(ctx)
+		cancel()
+		code := status.Code(err)
+		if (code != codes.Unavailable && code != codes.DeadlineExceeded) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
