@@ -75,7 +75,7 @@ func TestCorruptReadIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Advertise = ""
-	n = startNodeAdvertised(t, cfg)
+	startNodeAdvertised(t, cfg)
 	await.True(t, 10*time.Second, "meta to mark the restarted node's lost shard missing", func() bool {
 		got, err := meta.GetClip(ctx, &metapb.GetClipRequest{Bucket: "bkt", Key: "k2"})
 		return err == nil && got.Clip.Parts[0].Shards[0].State == metapb.ShardState_SHARD_STATE_MISSING
