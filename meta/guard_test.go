@@ -170,3 +170,24 @@ func TestMassDownGuard(t *testing.T) {
 		return st.StorageNodesUp == 9 && st.RepairsInFlight > 0
 	})
 }
+
+// TestSilentNodeDownAtSlowestTick: with the heartbeat interval at its
+// largest allowed (half of NodeDownAfter), the leader's loop wakes once per
+// interval; that is its rhythm, not a pause, and a silent node is still
+// marked down within a few NodeDownAfter periods.
+func TestSilentNodeDownAtSlowestTick(t *testing.T) {
+	const downAfter = 400 * time.Millisecond
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) {
+		cfg.HeartbeatInterval, cfg.NodeDownAfter = downAfter/2, downAfter
+	}})
+	cl := c.Members[0].Client
+	h := heartbeatingNodes(t, cl, 3)
+	h.kill("s0")
+	await.True(t, 8*downAfter, "s0 marked down", func() bool {
+		st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.StorageNodesUp == 2
+	})
+}

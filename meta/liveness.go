@@ -134,21 +134,22 @@ func (n *Node) leaderLoop() {
 			n.reports.reset()
 			n.onLeadership()
 		}
-		// A loop that did not run for a large part of NodeDownAfter means this
-		// member was paused (stopped, a stall, a frozen VM): it heard nothing
-		// meanwhile, through no fault of the nodes. Its timers start afresh,
-		// as a new leader's do. (The monotonic clock: a paused leader's own
-		// clock is not what Config.Now skews in tests.)
-		if gap := time.Since(last); leading && isLeader && gap > n.cfg.NodeDownAfter/2 {
-			n.log.Warn("this leader was paused; restarting the storage nodes' liveness timers", "paused", gap)
+		// A loop that woke far later than its ticker should have woken it
+		// (by more than half of NodeDownAfter) means this member was paused
+		// (stopped, a stall, a frozen VM): it heard nothing meanwhile,
+		// through no fault of the nodes. Its timers start afresh, as a new
+		// leader's do. (The monotonic clock: a paused leader's own clock is
+		// not what Config.Now skews in tests.)
+		if late := time.Since(last) - n.cfg.HeartbeatInterval; leading && isLeader && late > n.cfg.NodeDownAfter/2 {
+			n.log.Warn("this leader was paused; restarting the storage nodes' liveness timers", "late", late)
 			n.live.reset(now)
 		}
-		last = time.Now()
 		leading = isLeader
 		if leading {
 			n.markSilentNodesDown(now)
 			n.scheduleRepairs(now)
 		}
+		last = time.Now()
 	}
 }
 
