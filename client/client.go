@@ -50,7 +50,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c.mu.codes = map[Profile]*erasure.Code{}
 	var err error
 	c.meta, err = metacall.New(metacall.Config{Members: cfg.Meta, Conns: c.conns,
-		AttemptTimeout: cfg.RequestTimeout, Attempts: cfg.MaxRetries + 1})
+		AttemptTimeout: cfg.MetaTimeout, Attempts: cfg.MaxRetries + 1})
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -107,7 +107,7 @@ func (c *Client) code(p Profile) (*erasure.Code, error) {
 }
 
 // callMeta runs one meta call through the client's metacall.Caller: to the
-// member believed to lead, every attempt bounded by RequestTimeout, on to
+// member believed to lead, every attempt bounded by MetaTimeout, on to
 // the next member when one is unavailable or does not answer, at most
 // MaxRetries times more. The request is built once by the caller, so a
 // retried write carries the same request id and the FSM answers it with the

@@ -15,10 +15,15 @@ type Config struct {
 	// BlocksInFlight bounds the blocks a Put or a read keeps in memory at
 	// once, whatever the clip's size (default 4).
 	BlocksInFlight int
-	// RequestTimeout bounds each attempt of a meta call, and how long a
-	// storage node stream may stay silent before it counts as slow and the
-	// read falls back to other shards (default 30s).
+	// RequestTimeout bounds how long a storage node stream may stay silent
+	// before it counts as slow: a read falls back to other shards, a write
+	// counts the shard as failed (default 30s).
 	RequestTimeout time.Duration
+	// MetaTimeout bounds each attempt of a meta call: a member that does
+	// not answer within it (a stopped process, a stalled disk) is passed
+	// over for the next, and a write retried there carries the same request
+	// id (default 3s).
+	MetaTimeout time.Duration
 	// MaxRetries is how many times a meta call is retried on Unavailable
 	// or a leader change, with exponential backoff and jitter (default 16,
 	// about 20 s of retrying: enough for a leader election).
@@ -34,6 +39,7 @@ type Config struct {
 const (
 	DefaultBlocksInFlight = 4
 	DefaultRequestTimeout = 30 * time.Second
+	DefaultMetaTimeout    = 3 * time.Second
 	DefaultMaxRetries     = 16 // with the backoff, about 20 s: a leader election and its warm-up
 )
 
@@ -44,6 +50,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MetaTimeout == 0 {
+		c.MetaTimeout = DefaultMetaTimeout
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries
@@ -66,6 +75,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("client config: BlocksInFlight: %d is outside 1..1024", c.BlocksInFlight)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("client config: RequestTimeout: %v is negative", c.RequestTimeout)
+	case c.MetaTimeout < 0:
+		return fmt.Errorf("client config: MetaTimeout: %v is negative", c.MetaTimeout)
 	case c.MaxRetries < 0:
 		return fmt.Errorf("client config: MaxRetries: %d is negative", c.MaxRetries)
 	}

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/conns"
 	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 )
 
 // PutOptions are the optional parts of a Put.
@@ -287,6 +289,11 @@ func (u *upload) shardFailed() {
 
 type writeStream = grpc.ClientStreamingClient[storagepb.WriteShardRequest, storagepb.WriteShardResponse]
 
+// connectWait bounds how long a write waits for a connection to a target
+// that is not ready (connecting, or in its reconnect backoff) before it
+// moves to a spare.
+const connectWait = 2 * conns.MaxReconnectDelay
+
 // shardWriter streams one shard index to its node. Until the first piece
 // is sent it may move to a spare node; after that a failure makes the
 // index missing.
@@ -407,15 +414,27 @@ func (w *shardWriter) open(ctx context.Context) error {
 	if w.node == "" {
 		return fmt.Errorf("%w: no storage node for shard %d", ErrUnavailable, w.index)
 	}
-	sc, err := w.up.c.storage(w.addr)
+	cc, err := w.up.c.conn(w.addr)
 	if err != nil {
 		return err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	w.cancel, w.watchdog = cancel, time.AfterFunc(time.Hour, cancel)
 	w.watchdog.Stop()
-	w.arm()
-	stream, err := sc.WriteShard(sctx)
+	var opts []grpc.CallOption
+	if cc.GetState() == connectivity.Ready {
+		w.arm()
+	} else {
+		// A node meta just saw come back may still be in this connection's
+		// reconnect backoff (at most conns.MaxReconnectDelay): give it that
+		// long to be ready before the shard goes to a spare (or is recorded
+		// missing). (Not ResetConnectBackoff: in grpc-go it reads the
+		// connection's subchannel set unlocked, a race the detector sees.)
+		cc.Connect()
+		opts = append(opts, grpc.WaitForReady(true))
+		w.watchdog.Reset(min(connectWait, w.up.c.cfg.RequestTimeout))
+	}
+	stream, err := storagepb.NewStorageServiceClient(cc).WriteShard(sctx, opts...)
 	w.disarm()
 	if err != nil {
 		w.closeStream()

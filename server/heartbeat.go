@@ -9,6 +9,8 @@ import (
 
 	"github.com/clipstore/clipstore/internal/metacall"
 	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/status"
 )
 
 // heartbeater registers the node with meta and heartbeats it: capacity,
@@ -23,7 +25,9 @@ import (
 // a leader is sent again. Failed repair tasks go up once, in the next
 // heartbeat that gets an answer.
 type heartbeater struct {
-	n *Node
+	n       *Node
+	meta    *metacall.Caller // the node's, observed per member
+	metrics *heartbeatMetrics
 
 	mu      sync.Mutex
 	deleted [][]byte // shards deleted for meta, not yet in a report
@@ -64,7 +68,42 @@ const (
 const ackPoll = 100 * time.Millisecond
 
 func newHeartbeater(n *Node) *heartbeater {
-	return &heartbeater{n: n, soon: make(chan struct{}, 1), queued: make(map[reportKey]bool)}
+	h := &heartbeater{n: n, soon: make(chan struct{}, 1), queued: make(map[reportKey]bool),
+		metrics: newHeartbeatMetrics(n.cfg.Registerer)}
+	h.meta = n.meta.WithObserver(h.metrics.observe)
+	return h
+}
+
+// heartbeatMetrics time the node's heartbeats per meta member.
+type heartbeatMetrics struct {
+	seconds  *prometheus.HistogramVec
+	failures *prometheus.CounterVec
+}
+
+func newHeartbeatMetrics(reg prometheus.Registerer) *heartbeatMetrics {
+	m := &heartbeatMetrics{
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "clipstore", Subsystem: "storage", Name: "heartbeat_seconds",
+			Help:    "Time of a heartbeat (or registration) attempt, by the meta member asked.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"member"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "storage", Name: "heartbeat_failures_total",
+			Help: "Heartbeat (or registration) attempts that failed, by the meta member asked and the gRPC code " +
+				"(DeadlineExceeded: the member did not answer within the attempt timeout meta set).",
+		}, []string{"member", "code"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.seconds, m.failures)
+	}
+	return m
+}
+
+func (m *heartbeatMetrics) observe(member string, took time.Duration, err error) {
+	m.seconds.WithLabelValues(member).Observe(took.Seconds())
+	if err != nil {
+		m.failures.WithLabelValues(member, status.Code(err).String()).Inc()
+	}
 }
 
 // run registers, then heartbeats every interval until ctx ends.
@@ -220,7 +259,7 @@ func (h *heartbeater) register(ctx context.Context) bool {
 	if err == nil {
 		req := &pb.RegisterNodeRequest{NodeId: h.n.cfg.NodeID, Address: h.n.cfg.Advertise, Zone: h.n.cfg.Zone, Disks: disks}
 		var resp *pb.RegisterNodeResponse
-		resp, err = metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.RegisterNodeResponse, error) {
+		resp, err = metacall.Call(ctx, h.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.RegisterNodeResponse, error) {
 			return mc.RegisterNode(ctx, req)
 		})
 		if err == nil {
@@ -254,7 +293,7 @@ func (h *heartbeater) beat(ctx context.Context) (every, next time.Duration, err 
 	if rep != nil {
 		req.ReportSeq, req.DeletedShardIds, req.CorruptShardIds, req.MissingShardIds = rep.seq, rep.deleted, rep.corrupt, rep.missing
 	}
-	resp, err := metacall.Call(ctx, h.n.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.HeartbeatResponse, error) {
+	resp, err := metacall.Call(ctx, h.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.HeartbeatResponse, error) {
 		return mc.Heartbeat(ctx, req)
 	})
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 
 // clientOptions are the flags every client command shares.
 type clientOptions struct {
-	meta    string
-	timeout time.Duration
+	meta                 string
+	timeout, metaTimeout time.Duration
 }
 
 // defaultMeta is where client commands look for meta without --meta or
@@ -28,6 +28,8 @@ const defaultMeta = "127.0.0.1:7400"
 func (o *clientOptions) AddFlags(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&o.meta, "meta", "", "meta members, comma-separated (default $CLIPSTORE_META, else "+defaultMeta+")")
 	cmd.PersistentFlags().DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: no limit)")
+	cmd.PersistentFlags().DurationVar(&o.metaTimeout, "meta-timeout", client.DefaultMetaTimeout,
+		"give each attempt of a call to a meta member this long before trying the next member")
 }
 
 // connect builds a client for the meta addresses the flags and
@@ -44,7 +46,7 @@ func (o *clientOptions) connect(cmd *cobra.Command) (*client.Client, context.Con
 	if o.timeout > 0 {
 		ctx, cancel = context.WithTimeout(cmd.Context(), o.timeout)
 	}
-	c, err := client.New(ctx, client.Config{Meta: strings.Split(addrs, ",")})
+	c, err := client.New(ctx, client.Config{Meta: strings.Split(addrs, ","), MetaTimeout: o.metaTimeout})
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err

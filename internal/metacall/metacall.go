@@ -52,6 +52,9 @@ type Config struct {
 	// Backoff is the pause before attempt n+1 after attempt n got a
 	// retryable answer; nil: Backoff.
 	Backoff func(attempt int) time.Duration
+	// Observe, if set, hears of every attempt: the member asked, how long
+	// it took and its error (nil on success), for metrics.
+	Observe func(member string, took time.Duration, err error)
 }
 
 // Backoff is the default pause between attempts: 25 ms doubling up to
@@ -104,6 +107,14 @@ func New(cfg Config) (*Caller, error) {
 func (c *Caller) WithAttempts(n int) *Caller {
 	cfg := c.cfg
 	cfg.Attempts = max(n, 1)
+	return &Caller{cfg: cfg, state: c.state}
+}
+
+// WithObserver returns a Caller that reports its attempts to observe and
+// shares everything else with c.
+func (c *Caller) WithObserver(observe func(member string, took time.Duration, err error)) *Caller {
+	cfg := c.cfg
+	cfg.Observe = observe
 	return &Caller{cfg: cfg, state: c.state}
 }
 
@@ -179,7 +190,11 @@ func try[Resp any](ctx context.Context, c *Caller, addr string,
 	actx, cancel := context.WithTimeout(ctx, c.AttemptTimeout())
 	defer cancel()
 	hc := &headerConn{cc: cc}
+	start := time.Now()
 	resp, err = call(actx, pb.NewMetaServiceClient(hc))
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(addr, time.Since(start), err)
+	}
 	if err == nil {
 		c.answered(addr, hc.hdr)
 		return resp, true, nil
