@@ -89,6 +89,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		Buckets: st.Buckets, Clips: st.Clips, DegradedClips: st.DegradedClips, NodesUp: st.StorageNodesUp,
 		UnrecoverableClips: st.UnrecoverableClips, UnrecoverableKeys: st.UnrecoverableClipKeys,
 		Lost:           lossesFromProto(st.ShardLosses),
+		Corrupt:        lossesFromProto(st.ShardCorrupt),
 		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
 		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
 		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st),

@@ -109,15 +109,16 @@ type StorageNode struct {
 	// reported it; nil if the leader has not heard it report one.
 	Scrub *ScrubStatus
 	// Lost counts the shards the node found lost since it started (files
-	// gone behind its back), as its last heartbeat reported.
-	Lost ShardLosses
+	// gone behind its back), as its last heartbeat reported; Corrupt those
+	// it found corrupt (a failed checksum, a file whose size changed).
+	Lost, Corrupt ShardLosses
 	// FailedDisks names the node's disks it stopped using, with why.
 	FailedDisks []FailedDisk
 }
 
 // ShardLosses counts shards found lost (their files gone behind their
-// node's back, not deleted by it), by the check that found them. Each is
-// reported missing and repaired.
+// node's back, not deleted by it), or found corrupt, by the check that
+// found them. Each is reported to meta and repaired.
 type ShardLosses struct {
 	Scrub, Inventory, Read uint64
 }
@@ -192,8 +193,9 @@ type ClusterStatus struct {
 	// ("bucket/key", at most 100).
 	UnrecoverableClips uint64
 	UnrecoverableKeys  []string
-	// Lost counts the shards the storage nodes found lost, summed.
-	Lost           ShardLosses
+	// Lost counts the shards the storage nodes found lost, summed; Corrupt
+	// those they found corrupt.
+	Lost, Corrupt  ShardLosses
 	NodesUp        uint64
 	PendingDeletes uint64
 	// RepairsInFlight counts the lost shards the leader is having rebuilt.
@@ -289,7 +291,8 @@ func memberFromProto(m *metapb.Member) Member {
 func nodeFromProto(n *metapb.StorageNode) StorageNode {
 	node := StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
 		DownSince: unixNano(n.DownSinceUnixNano), Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
-		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano), Lost: lossesFromProto(n.Losses)}
+		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano), Lost: lossesFromProto(n.Losses),
+		Corrupt: lossesFromProto(n.Corrupt)}
 	for _, d := range n.Disks {
 		if d.Failed != "" {
 			node.FailedDisks = append(node.FailedDisks, FailedDisk{Path: d.Path, Reason: d.Failed})

@@ -25,7 +25,7 @@ type heartbeat struct {
 	at                     time.Time
 	capacity, free, shards uint64
 	scrub                  *pb.ScrubStatus // nil from nodes that do not report it
-	losses                 *pb.ShardLosses // nil from nodes that do not report them
+	losses, corrupt        *pb.ShardLosses // nil from nodes that do not report them
 	disks                  []*pb.DiskStatus
 }
 
@@ -77,17 +77,22 @@ func (l *liveness) scrubs() []*pb.NodeScrubStatus {
 	return out
 }
 
-// losses sums the loss counts of every node heard from.
-func (l *liveness) losses() *pb.ShardLosses {
+// losses sums the counts of lost and of corrupt shards of every node
+// heard from.
+func (l *liveness) losses() (lost, corrupt *pb.ShardLosses) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	sum := &pb.ShardLosses{}
-	for _, hb := range l.nodes {
-		sum.Scrub += hb.losses.GetScrub()
-		sum.Inventory += hb.losses.GetInventory()
-		sum.Read += hb.losses.GetRead()
+	lost, corrupt = &pb.ShardLosses{}, &pb.ShardLosses{}
+	add := func(sum, c *pb.ShardLosses) {
+		sum.Scrub += c.GetScrub()
+		sum.Inventory += c.GetInventory()
+		sum.Read += c.GetRead()
 	}
-	return sum
+	for _, hb := range l.nodes {
+		add(lost, hb.losses)
+		add(corrupt, hb.corrupt)
+	}
+	return lost, corrupt
 }
 
 // silent reports whether a node has not been heard from for d, counting

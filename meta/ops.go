@@ -121,7 +121,7 @@ func (n *Node) heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Heart
 		return nil, fmt.Errorf("%w: storage node %q is not registered; RegisterNode first", ErrFailedPrecondition, req.NodeId)
 	}
 	n.live.record(req.NodeId, &heartbeat{at: n.cfg.now(), capacity: req.Capacity, free: req.Free, shards: req.ShardCount,
-		scrub: req.Scrub, losses: req.Losses, disks: req.Disks})
+		scrub: req.Scrub, losses: req.Losses, corrupt: req.Corrupt, disks: req.Disks})
 	r := &pb.NodeReport{NodeId: req.NodeId, Seq: req.ReportSeq, Up: node.State != pb.NodeState_NODE_STATE_UP,
 		CorruptShardIds: req.CorruptShardIds, MissingShardIds: req.MissingShardIds, DeletedShardIds: req.DeletedShardIds}
 	items := len(r.CorruptShardIds) + len(r.MissingShardIds) + len(r.DeletedShardIds)
@@ -256,7 +256,7 @@ func (n *Node) listNodes(_ context.Context, _ *pb.ListNodesRequest) (*pb.ListNod
 			}
 			if hb, ok := n.live.get(node.NodeId); ok && n.IsLeader() {
 				node.Capacity, node.Free, node.ShardCount = hb.capacity, hb.free, hb.shards
-				node.LastHeartbeatUnixNano, node.Losses = hb.at.UnixNano(), hb.losses
+				node.LastHeartbeatUnixNano, node.Losses, node.Corrupt = hb.at.UnixNano(), hb.losses, hb.corrupt
 				if len(hb.disks) > 0 {
 					node.Disks = hb.disks
 				}
@@ -382,7 +382,7 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		return resp, err // the leader's memory is not here
 	}
 	n.progress.figures(now).fill(resp)
-	resp.ShardLosses = n.live.losses()
+	resp.ShardLosses, resp.ShardCorrupt = n.live.losses()
 	resp.NodeScrubs = n.live.scrubs()
 	for _, ns := range resp.NodeScrubs {
 		if ns.Scrub.Running {

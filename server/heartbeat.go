@@ -289,7 +289,8 @@ func (h *heartbeater) beat(ctx context.Context) (every, next time.Duration, err 
 	h.mu.Unlock()
 	req := &pb.HeartbeatRequest{NodeId: h.n.cfg.NodeID, Capacity: capacity,
 		Free: free, ShardCount: shards, Disks: disks, FailedRepairTasks: failed,
-		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval), Losses: lossesProto(h.n.LossCounts())}
+		Scrub: scrubProto(h.n.ScrubStatus(), h.n.cfg.ScrubInterval), Losses: lossesProto(h.n.LossCounts()),
+		Corrupt: lossesProto(h.n.CorruptCounts())}
 	if rep != nil {
 		req.ReportSeq, req.DeletedShardIds, req.CorruptShardIds, req.MissingShardIds = rep.seq, rep.deleted, rep.corrupt, rep.missing
 	}

@@ -29,7 +29,7 @@ func (n *Node) CheckInventory(ctx context.Context) (missing int, err error) {
 func (c *collector) inventory(ctx context.Context) (int, error) {
 	audit, err := c.n.store.AuditFiles(ctx)
 	c.n.shardsLost(audit.Lost, lostByInventory)
-	c.n.hb.reportCorrupt(audit.Corrupt)
+	c.n.shardsCorrupt(audit.Corrupt, lostByInventory)
 	if err != nil {
 		return len(audit.Lost), fmt.Errorf("inventory: audit files: %w", err)
 	}

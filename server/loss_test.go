@@ -75,3 +75,68 @@ func TestLostShardsAreRepaired(t *testing.T) {
 		return err == nil && l.GetScrub() == 1 && l.GetInventory() == 1 && l.GetRead() == 1
 	})
 }
+
+// TestCorruptShardsAreCountedOnce: a shard found corrupt by each check (a
+// scrub pass, the inventory's size check, a read) is counted once, by the
+// check that found it first, however often it is found again before it is
+// replaced; the cluster status sums the counts.
+func TestCorruptShardsAreCountedOnce(t *testing.T) {
+	rc, _ := newScrubCluster(t, 6, metatest.Options{}, nil)
+	clip := rc.put(t, "damaged", 70_001)
+	var total server.LossCounts
+	count := func() server.LossCounts {
+		var sum server.LossCounts
+		for _, id := range rc.ids {
+			c := rc.nodes[id].node.CorruptCounts()
+			sum.Scrub, sum.Inventory, sum.Read = sum.Scrub+c.Scrub, sum.Inventory+c.Inventory, sum.Read+c.Read
+		}
+		return sum
+	}
+
+	s, n := rc.shardOf(clip, 0)
+	flipPieceByte(t, n, s.ShardId, 0)
+	for range 2 {
+		if res, err := n.node.ScrubNow(t.Context()); err != nil || len(res.Corrupt) != 1 {
+			t.Fatalf("scrub of %s: %+v, %v; want the corrupt shard", s.NodeId, res, err)
+		}
+	}
+	total.Scrub = 1
+	if got := count(); got != total {
+		t.Fatalf("after two scrub passes over one corrupt shard: %+v, want %+v", got, total)
+	}
+
+	s, n = rc.shardOf(clip, 1)
+	path := shardPath(n.dirs[0], s.ShardId)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()-7); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := n.node.CheckInventory(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total.Inventory = 1
+	if got := count(); got != total {
+		t.Fatalf("after two inventories over one truncated shard: %+v, want %+v", got, total)
+	}
+
+	s, n = rc.shardOf(clip, 5)
+	flipPieceByte(t, n, s.ShardId, 0)
+	for range 2 {
+		_, _, err = readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: s.ShardId})
+		wantCode(t, err, codes.DataLoss)
+	}
+	total.Read = 1
+	if got := count(); got != total {
+		t.Fatalf("after two reads of one corrupt shard: %+v, want %+v", got, total)
+	}
+	await.True(t, 10*time.Second, "the cluster status to count the corrupt shards", func() bool {
+		st, err := rc.meta.ClusterStatus(t.Context(), &metapb.ClusterStatusRequest{})
+		c := st.GetShardCorrupt()
+		return err == nil && c.GetScrub() == 1 && c.GetInventory() == 1 && c.GetRead() == 1
+	})
+}

@@ -160,9 +160,7 @@ func (s *scrubber) scrubAll(ctx context.Context) (ScrubResult, error) {
 		after = &entries[len(entries)-1].ID
 	}
 	res.End = time.Now()
-	if s.n.hb != nil { // a stand-alone node has no one to tell
-		s.n.hb.reportCorrupt(res.Corrupt)
-	}
+	s.n.shardsCorrupt(res.Corrupt, lostByScrub)
 	s.n.shardsLost(res.Lost, lostByScrub)
 	if err != nil {
 		s.progress(&ScrubResult{}, 0, 0, false)

@@ -27,8 +27,8 @@ repair queue and rate, and the storage nodes' scrubbing.
 --json prints one object: leader, term, applied_index, buckets, clips,
 degraded_clips, unrecoverable_clips (more shards lost than parity) and
 unrecoverable_keys (bucket/key of the first 100), lost_shards (shard files
-found gone behind their nodes' back: scrub, inventory, read),
-repairs_in_flight, pending_deletes, clips_by_lost_shards
+found gone behind their nodes' back: scrub, inventory, read), corrupt_shards
+(found corrupt, likewise), repairs_in_flight, pending_deletes, clips_by_lost_shards
 (index i: clips with i+1 lost shards), repair_limits (concurrency,
 bytes_per_sec), repair (state: paused, idle, repairing or waiting;
 queue_shards, queue_bytes, paused, since, repaired_shards, repaired_bytes,
@@ -36,7 +36,7 @@ bytes_per_sec over the last minute, eta_seconds or null when unknown),
 scrub (nodes_running, bytes_done and bytes_total of the passes in progress,
 corrupt_found), members (id, raft_address, grpc_address, voter, leader) and
 storage_nodes (id, address, zone, up, capacity, free, shards,
-last_heartbeat, down_since, lost as above, failed_disks (path, reason),
+last_heartbeat, down_since, lost and corrupt as above, failed_disks (path, reason),
 scrub: running, passes_completed, bytes_done, bytes_total, shards_done,
 shards_total, last_pass_end, last_pass_corrupt, last_pass_lost,
 corrupt_found, interval_seconds with 0 for no background scrubbing; times
@@ -86,6 +86,10 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 	if l := st.Lost; l.Total() > 0 {
 		fmt.Fprintf(w, "shard files lost behind their nodes' back: %d (found by scrub %d, inventory %d, reads %d), reported for repair\n",
 			l.Total(), l.Scrub, l.Inventory, l.Read)
+	}
+	if c := st.Corrupt; c.Total() > 0 {
+		fmt.Fprintf(w, "corrupt shards found: %d (by scrub %d, inventory %d, reads %d), reported for repair\n",
+			c.Total(), c.Scrub, c.Inventory, c.Read)
 	}
 	for _, n := range st.Nodes {
 		for _, d := range n.FailedDisks {
@@ -219,7 +223,8 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 			failed = append(failed, map[string]any{"path": d.Path, "reason": d.Reason})
 		}
 		node := map[string]any{"id": n.ID, "address": n.Address, "zone": n.Zone, "up": n.Up,
-			"capacity": n.Capacity, "free": n.Free, "shards": n.Shards, "lost": lossesJSON(n.Lost), "failed_disks": failed}
+			"capacity": n.Capacity, "free": n.Free, "shards": n.Shards, "lost": lossesJSON(n.Lost),
+			"corrupt": lossesJSON(n.Corrupt), "failed_disks": failed}
 		if !n.LastHeartbeat.IsZero() {
 			node["last_heartbeat"] = jsonTime(n.LastHeartbeat)
 		}
@@ -252,6 +257,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 	return map[string]any{"leader": st.Leader, "term": st.Term, "applied_index": st.AppliedIndex,
 		"buckets": st.Buckets, "clips": st.Clips, "degraded_clips": st.DegradedClips, "unrecoverable_clips": st.UnrecoverableClips,
 		"unrecoverable_keys": append([]string{}, st.UnrecoverableKeys...), "lost_shards": lossesJSON(st.Lost),
+		"corrupt_shards":    lossesJSON(st.Corrupt),
 		"repairs_in_flight": st.RepairsInFlight, "pending_deletes": st.PendingDeletes,
 		"clips_by_lost_shards": st.ClipsByLostShards,
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},

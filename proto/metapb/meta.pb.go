@@ -2291,6 +2291,9 @@ func (x *DiskStatus) GetFailed() string {
 // ShardLosses counts the shards a storage node found lost since it started
 // (files gone behind its back, not deleted by it), by the check that found
 // them. Each was reported missing and is repaired like any other.
+// The same message counts the shards a node found corrupt (a piece that
+// fails its checksum, a file whose size changed), by the check that found
+// them.
 type ShardLosses struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Scrub         uint64                 `protobuf:"varint,1,opt,name=scrub,proto3" json:"scrub,omitempty"`         // a scrub pass
@@ -2369,8 +2372,9 @@ type StorageNode struct {
 	Losses                *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
 	// The last heartbeat report (NodeReport) applied: heartbeat answers
 	// acknowledge it, and a restarted node numbers its reports on from it.
-	ReportSeq     uint64 `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
-	DownReason    string `protobuf:"bytes,13,opt,name=down_reason,json=downReason,proto3" json:"down_reason,omitempty"` // why it was marked down (while down)
+	ReportSeq     uint64       `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	DownReason    string       `protobuf:"bytes,13,opt,name=down_reason,json=downReason,proto3" json:"down_reason,omitempty"` // why it was marked down (while down)
+	Corrupt       *ShardLosses `protobuf:"bytes,14,opt,name=corrupt,proto3" json:"corrupt,omitempty"`                         // shards found corrupt since it started
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2494,6 +2498,13 @@ func (x *StorageNode) GetDownReason() string {
 		return x.DownReason
 	}
 	return ""
+}
+
+func (x *StorageNode) GetCorrupt() *ShardLosses {
+	if x != nil {
+		return x.Corrupt
+	}
+	return nil
 }
 
 type RegisterNodeRequest struct {
@@ -2638,6 +2649,8 @@ type HeartbeatRequest struct {
 	Scrub *ScrubStatus `protobuf:"bytes,10,opt,name=scrub,proto3" json:"scrub,omitempty"`
 	// The shards the node found lost since it started.
 	Losses *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
+	// The shards the node found corrupt since it started.
+	Corrupt *ShardLosses `protobuf:"bytes,13,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
 	// The number of the report this heartbeat carries (deleted, corrupt and
 	// missing shards; a down node's being back), re-sent with the same number
 	// until an answer acknowledges it; 0: none. Meta applies it
@@ -2750,6 +2763,13 @@ func (x *HeartbeatRequest) GetScrub() *ScrubStatus {
 func (x *HeartbeatRequest) GetLosses() *ShardLosses {
 	if x != nil {
 		return x.Losses
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetCorrupt() *ShardLosses {
+	if x != nil {
+		return x.Corrupt
 	}
 	return nil
 }
@@ -4268,6 +4288,8 @@ type ClusterStatusResponse struct {
 	// The shards the storage nodes found lost (files gone behind their back),
 	// summed over the nodes' last heartbeats to this leader.
 	ShardLosses *ShardLosses `protobuf:"bytes,28,opt,name=shard_losses,json=shardLosses,proto3" json:"shard_losses,omitempty"`
+	// The shards the storage nodes found corrupt, summed likewise.
+	ShardCorrupt *ShardLosses `protobuf:"bytes,30,opt,name=shard_corrupt,json=shardCorrupt,proto3" json:"shard_corrupt,omitempty"`
 	// Set while the mass-down guard holds repair back.
 	RepairHold    *RepairHold `protobuf:"bytes,29,opt,name=repair_hold,json=repairHold,proto3" json:"repair_hold,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -4496,6 +4518,13 @@ func (x *ClusterStatusResponse) GetUnrecoverableClipKeys() []string {
 func (x *ClusterStatusResponse) GetShardLosses() *ShardLosses {
 	if x != nil {
 		return x.ShardLosses
+	}
+	return nil
+}
+
+func (x *ClusterStatusResponse) GetShardCorrupt() *ShardLosses {
+	if x != nil {
+		return x.ShardCorrupt
 	}
 	return nil
 }
@@ -4827,7 +4856,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vShardLosses\x12\x14\n" +
 	"\x05scrub\x18\x01 \x01(\x04R\x05scrub\x12\x1c\n" +
 	"\tinventory\x18\x02 \x01(\x04R\tinventory\x12\x12\n" +
-	"\x04read\x18\x03 \x01(\x04R\x04read\"\xf0\x03\n" +
+	"\x04read\x18\x03 \x01(\x04R\x04read\"\xaa\x04\n" +
 	"\vStorageNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -4845,7 +4874,8 @@ const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"report_seq\x18\f \x01(\x04R\treportSeq\x12\x1f\n" +
 	"\vdown_reason\x18\r \x01(\tR\n" +
-	"downReason\"\xb0\x01\n" +
+	"downReason\x128\n" +
+	"\acorrupt\x18\x0e \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\acorrupt\"\xb0\x01\n" +
 	"\x13RegisterNodeRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -4854,7 +4884,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x123\n" +
 	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"J\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xf2\x03\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xac\x04\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
@@ -4868,7 +4898,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x13failed_repair_tasks\x18\t \x03(\fR\x11failedRepairTasks\x124\n" +
 	"\x05scrub\x18\n" +
 	" \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\x126\n" +
-	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\x12\x1d\n" +
+	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\x128\n" +
+	"\acorrupt\x18\r \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\acorrupt\x12\x1d\n" +
 	"\n" +
 	"report_seq\x18\f \x01(\x04R\treportSeq\"\xa4\x03\n" +
 	"\vScrubStatus\x12\x18\n" +
@@ -4983,8 +5014,7 @@ const file_meta_proto_rawDesc = "" +
 	"\f_concurrencyB\x10\n" +
 	"\x0e_bytes_per_sec\"O\n" +
 	"\x14RepairLimitsResponse\x127\n" +
-	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xd7\n" +
-	"\n" +
+	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\x9c\v\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12!\n" +
@@ -5015,7 +5045,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x13scrub_corrupt_found\x18\x19 \x01(\x04R\x11scrubCorruptFound\x12/\n" +
 	"\x13unrecoverable_clips\x18\x1a \x01(\x04R\x12unrecoverableClips\x126\n" +
 	"\x17unrecoverable_clip_keys\x18\x1b \x03(\tR\x15unrecoverableClipKeys\x12A\n" +
-	"\fshard_losses\x18\x1c \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\vshardLosses\x12>\n" +
+	"\fshard_losses\x18\x1c \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\vshardLosses\x12C\n" +
+	"\rshard_corrupt\x18\x1e \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\fshardCorrupt\x12>\n" +
 	"\vrepair_hold\x18\x1d \x01(\v2\x1d.clipstore.meta.v1.RepairHoldR\n" +
 	"repairHoldB\x15\n" +
 	"\x13_repair_eta_seconds\"\x90\x01\n" +
@@ -5177,76 +5208,79 @@ var file_meta_proto_depIdxs = []int32{
 	1,  // 27: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
 	33, // 28: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
 	34, // 29: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	33, // 30: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	35, // 31: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	33, // 32: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	39, // 33: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	34, // 34: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	3,  // 35: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	41, // 36: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	40, // 37: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	42, // 38: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	2,  // 39: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	35, // 40: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	2,  // 41: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	47, // 42: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	49, // 43: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	52, // 44: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	52, // 45: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	52, // 46: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	2,  // 47: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	60, // 48: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	52, // 49: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	60, // 50: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	65, // 51: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	34, // 52: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	64, // 53: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	39, // 54: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	5,  // 55: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	7,  // 56: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	9,  // 57: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	18, // 58: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	20, // 59: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	22, // 60: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	24, // 61: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	27, // 62: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	29, // 63: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	31, // 64: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	36, // 65: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	38, // 66: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	44, // 67: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	46, // 68: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	50, // 69: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	53, // 70: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	55, // 71: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	57, // 72: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	59, // 73: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	61, // 74: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	6,  // 75: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	8,  // 76: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	10, // 77: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	19, // 78: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	21, // 79: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	23, // 80: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	26, // 81: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	28, // 82: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	30, // 83: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	32, // 84: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	37, // 85: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	43, // 86: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	45, // 87: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	48, // 88: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	51, // 89: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	54, // 90: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	56, // 91: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	58, // 92: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	63, // 93: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	62, // 94: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	75, // [75:95] is the sub-list for method output_type
-	55, // [55:75] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	34, // 30: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	33, // 31: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	35, // 32: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	33, // 33: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	39, // 34: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	34, // 35: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	34, // 36: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	3,  // 37: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	41, // 38: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	40, // 39: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	42, // 40: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	2,  // 41: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	35, // 42: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	2,  // 43: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	47, // 44: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	49, // 45: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	52, // 46: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	52, // 47: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	52, // 48: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	2,  // 49: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	60, // 50: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	52, // 51: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	60, // 52: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	65, // 53: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	34, // 54: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	34, // 55: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	64, // 56: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	39, // 57: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	5,  // 58: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	7,  // 59: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	9,  // 60: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	18, // 61: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	20, // 62: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	22, // 63: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	24, // 64: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	27, // 65: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	29, // 66: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	31, // 67: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	36, // 68: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	38, // 69: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	44, // 70: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	46, // 71: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	50, // 72: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	53, // 73: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	55, // 74: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	57, // 75: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	59, // 76: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	61, // 77: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	6,  // 78: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	8,  // 79: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	10, // 80: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	19, // 81: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	21, // 82: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	23, // 83: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	26, // 84: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	28, // 85: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	30, // 86: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	32, // 87: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	37, // 88: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	43, // 89: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	45, // 90: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	48, // 91: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	51, // 92: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	54, // 93: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	56, // 94: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	58, // 95: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	63, // 96: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	62, // 97: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	78, // [78:98] is the sub-list for method output_type
+	58, // [58:78] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
