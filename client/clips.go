@@ -94,6 +94,10 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
 		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st),
 		Scrub: ScrubSummary{BytesDone: st.ScrubBytesDone, BytesTotal: st.ScrubBytesTotal, CorruptFound: st.ScrubCorruptFound}}
+	if h := st.RepairHold; h != nil {
+		out.RepairHold = &RepairHold{Since: unixNano(h.SinceUnixNano), Until: unixNano(h.UntilUnixNano),
+			Nodes: int(h.Nodes), Threshold: int(h.Threshold)}
+	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, memberFromProto(m))
 	}

@@ -102,6 +102,7 @@ type StorageNode struct {
 	ID, Address, Zone string
 	Up                bool
 	DownSince         time.Time // zero while up
+	DownReason        string    // why it was marked down, while down
 	Capacity, Free    uint64    // bytes, from the last heartbeat
 	Shards            uint64
 	LastHeartbeat     time.Time // zero if the leader has not heard from it
@@ -209,6 +210,18 @@ type ClusterStatus struct {
 	// (each node's is in Nodes).
 	Repair RepairStatus
 	Scrub  ScrubSummary
+	// RepairHold is set while the mass-down guard holds repair back.
+	RepairHold *RepairHold
+}
+
+// RepairHold is the mass-down guard at work: more storage nodes went
+// silent at once than it allows (Threshold: max(m+1, 30% of the active
+// nodes)). They are marked down, but their shards are not rebuilt before
+// Until, unless they return first: a network partition or a rack's power
+// loss is not met with a storm of repair traffic. A leader change keeps it.
+type RepairHold struct {
+	Since, Until     time.Time
+	Nodes, Threshold int
 }
 
 func profileFromProto(p *metapb.ECProfile) Profile {
@@ -290,7 +303,7 @@ func memberFromProto(m *metapb.Member) Member {
 
 func nodeFromProto(n *metapb.StorageNode) StorageNode {
 	node := StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
-		DownSince: unixNano(n.DownSinceUnixNano), Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
+		DownSince: unixNano(n.DownSinceUnixNano), DownReason: n.DownReason, Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
 		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano), Lost: lossesFromProto(n.Losses),
 		Corrupt: lossesFromProto(n.Corrupt)}
 	for _, d := range n.Disks {

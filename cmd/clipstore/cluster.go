@@ -33,10 +33,12 @@ found gone behind their nodes' back: scrub, inventory, read), corrupt_shards
 bytes_per_sec), repair (state: paused, idle, repairing or waiting;
 queue_shards, queue_bytes, paused, since, repaired_shards, repaired_bytes,
 bytes_per_sec over the last minute, eta_seconds or null when unknown),
+repair_hold (null, or while the mass-down guard holds repair back: since,
+until, nodes, threshold),
 scrub (nodes_running, bytes_done and bytes_total of the passes in progress,
 corrupt_found), members (id, raft_address, grpc_address, voter, leader) and
 storage_nodes (id, address, zone, up, capacity, free, shards,
-last_heartbeat, down_since, lost and corrupt as above, failed_disks (path, reason),
+last_heartbeat, down_since and down_reason, lost and corrupt as above, failed_disks (path, reason),
 scrub: running, passes_completed, bytes_done, bytes_total, shards_done,
 shards_total, last_pass_end, last_pass_corrupt, last_pass_lost,
 corrupt_found, interval_seconds with 0 for no background scrubbing; times
@@ -96,6 +98,10 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 			fmt.Fprintf(w, "DISK FAILED: %s %s: %s\n", n.ID, d.Path, d.Reason)
 		}
 	}
+	if h := st.RepairHold; h != nil {
+		fmt.Fprintf(w, "REPAIR HELD: %d storage nodes went silent at once (the guard allows %d); their shards are not rebuilt before %s (in %s) unless they return\n",
+			h.Nodes, h.Threshold, h.Until.UTC().Format(time.RFC3339), max(h.Until.Sub(now), 0).Round(time.Second))
+	}
 	writeRepair(w, st.Repair, now)
 	s := st.Scrub
 	fmt.Fprintf(w, "scrub: %d of %d nodes scrubbing", s.Running, len(st.Nodes))
@@ -121,6 +127,9 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 		state, seen, corrupt := "up", "-", "-"
 		if !n.Up {
 			state = "down"
+			if n.DownReason != "" {
+				state += " (" + n.DownReason + ")"
+			}
 		}
 		if !n.LastHeartbeat.IsZero() {
 			seen = ago(now, n.LastHeartbeat)
@@ -230,6 +239,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		}
 		if !n.DownSince.IsZero() {
 			node["down_since"] = jsonTime(n.DownSince)
+			node["down_reason"] = n.DownReason
 		}
 		if s := n.Scrub; s != nil {
 			scrub := map[string]any{"running": s.Running, "passes_completed": s.PassesCompleted,
@@ -254,6 +264,10 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 	if !r.Since.IsZero() {
 		repair["since"] = jsonTime(r.Since)
 	}
+	var hold any
+	if h := st.RepairHold; h != nil {
+		hold = map[string]any{"since": jsonTime(h.Since), "until": jsonTime(h.Until), "nodes": h.Nodes, "threshold": h.Threshold}
+	}
 	return map[string]any{"leader": st.Leader, "term": st.Term, "applied_index": st.AppliedIndex,
 		"buckets": st.Buckets, "clips": st.Clips, "degraded_clips": st.DegradedClips, "unrecoverable_clips": st.UnrecoverableClips,
 		"unrecoverable_keys": append([]string{}, st.UnrecoverableKeys...), "lost_shards": lossesJSON(st.Lost),
@@ -262,6 +276,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		"clips_by_lost_shards": st.ClipsByLostShards,
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},
 		"repair":               repair,
+		"repair_hold":          hold,
 		"scrub": map[string]any{"nodes_running": st.Scrub.Running, "bytes_done": st.Scrub.BytesDone,
 			"bytes_total": st.Scrub.BytesTotal, "corrupt_found": st.Scrub.CorruptFound},
 		"members": members, "storage_nodes": nodes}

@@ -59,6 +59,17 @@ func TestClusterStatusText(t *testing.T) {
 			"scrub: 0 of 5 nodes scrubbing; 7 corrupt shards found"}},
 		{"unrecoverable", func(st *client.ClusterStatus) { st.UnrecoverableClips = 3 }, []string{
 			"3 clips UNRECOVERABLE: more shards lost than parity"}},
+		{"repair held", func(st *client.ClusterStatus) {
+			st.RepairHold = &client.RepairHold{Since: now.Add(-time.Minute), Until: now.Add(4 * time.Minute), Nodes: 4, Threshold: 3}
+		}, []string{"REPAIR HELD: 4 storage nodes went silent at once (the guard allows 3); their shards are not rebuilt before " +
+			now.Add(4*time.Minute).UTC().Format(time.RFC3339) + " (in 4m0s) unless they return"}},
+		{"down with a reason", func(st *client.ClusterStatus) {
+			st.Nodes[2].DownSince, st.Nodes[2].DownReason = now.Add(-time.Minute), "no heartbeat for 10s"
+		}, []string{"down (no heartbeat for 10s)"}},
+		{"lost and corrupt found", func(st *client.ClusterStatus) {
+			st.Lost, st.Corrupt = client.ShardLosses{Scrub: 1, Inventory: 2}, client.ShardLosses{Scrub: 3, Read: 1}
+		}, []string{"shard files lost behind their nodes' back: 3 (found by scrub 1, inventory 2, reads 0)",
+			"corrupt shards found: 4 (by scrub 3, inventory 0, reads 1)"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

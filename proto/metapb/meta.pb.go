@@ -4538,8 +4538,8 @@ func (x *ClusterStatusResponse) GetRepairHold() *RepairHold {
 
 // RepairHold is the mass-down guard at work: more storage nodes went silent
 // at once than the guard allows (max(m+1, 30% of the active nodes)), so they
-// are marked down but their shards are not rebuilt before until, unless
-// they return first. A leader change does not restart it.
+// are marked down but their shards are not rebuilt before until_unix_nano,
+// unless they return first. A leader change does not restart it.
 type RepairHold struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SinceUnixNano int64                  `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
