@@ -49,6 +49,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 soak: ## Repeat the test suite to shake out flakes (COUNT, default 20).
 	$(GO) test -race -count=$(or $(COUNT),20) -timeout 60m $(PKGS)
 
+.PHONY: soak-faults
+soak-faults: ## Repeat the fault-injection tests (frozen and killed processes, lost files) COUNT times (default 5).
+	$(GO) test -race -count=$(or $(COUNT),5) -timeout 60m ./test/liveness/ ./test/durability/
+
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -133,6 +133,16 @@ func (n *Node) leaderLoop() {
 		now := n.cfg.now()
 		isLeader := n.raft.State() == raft.Leader
 		if isLeader && !leading {
+			// A new leader acts on the state only once it has applied
+			// every entry committed before its term (hashicorp/raft's
+			// FSM may still lag when the election is won): else it could
+			// decide on nodes marked down, or a repair hold set, that it
+			// has not seen yet.
+			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+				n.log.Warn("new leader could not apply the log yet; retrying", "err", err)
+				continue
+			}
+			now = n.cfg.now()
 			n.live.reset(now)
 			n.repairs.reset()
 			n.progress.reset(now)

@@ -109,6 +109,14 @@ func (p *Process) Stop() error {
 	}
 }
 
+// Freeze stops the process (SIGSTOP) as a stalled disk, a long pause or a
+// frozen VM would: it holds its sockets and answers nothing until Thaw.
+// (The cleanup's SIGKILL ends a frozen process too.)
+func (p *Process) Freeze() error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw lets a frozen process run on (SIGCONT).
+func (p *Process) Thaw() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Done is closed once the process has exited and been reaped.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
