@@ -43,7 +43,11 @@ type Node struct {
 	replan chan struct{} // a repair landed: plan the next ones now
 	hint   atomic.Pointer[leaderHint]
 	wg     sync.WaitGroup
-	once   sync.Once
+	// waiting counts the goroutines waiting on a raft future (waitFuture);
+	// stop lets them end before raft shuts down, since raft drops a
+	// committed entry's future unanswered when it stops before applying it.
+	waiting atomic.Int64
+	once    sync.Once
 
 	mu struct {
 		sync.Mutex
@@ -100,7 +104,7 @@ func New(cfg Config) (*Node, error) {
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
-		err = errors.Join(n.transferOnShutdown(ctx), n.stopServing(ctx), n.stop())
+		err = errors.Join(n.transferOnShutdown(ctx), n.stopServing(ctx), n.stop(false))
 	})
 	return err
 }
@@ -114,7 +118,7 @@ func (n *Node) Close() error {
 		if srv := n.closeServer(); srv != nil {
 			srv.Stop()
 		}
-		err = n.stop()
+		err = n.stop(true)
 	})
 	return err
 }
@@ -169,18 +173,43 @@ func (n *Node) stopServing(ctx context.Context) error {
 	}
 }
 
+// drainFutures waits, at most ApplyTimeout, for the proposals in flight to
+// be answered (committed and applied, or lost with the leadership) while
+// raft still runs: raft.Shutdown would leave an entry committed but not yet
+// applied unanswered, and its waiter blocked for good.
+func (n *Node) drainFutures() {
+	deadline := time.Now().Add(n.cfg.ApplyTimeout)
+	for n.waiting.Load() > 0 {
+		if time.Now().After(deadline) {
+			n.log.Warn("shutting raft down with proposals unanswered", "proposals", n.waiting.Load())
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // stop ends the member's lifetime: the leader's loops, Raft, the peer
-// connections and the state.
-func (n *Node) stop() error {
+// connections and the state. An abrupt stop (Close) cuts the member off
+// from its peers first, as a crash would, so that they elect a new leader
+// without waiting for it to wind down.
+func (n *Node) stop(abrupt bool) error {
+	nt, ours := n.trans.(*raft.NetworkTransport)
+	ours = ours && n.cfg.Transport == nil
+	if abrupt && ours {
+		nt.CloseStreams()
+		nt.Close()
+	}
 	n.cancel()
 	n.wg.Wait()
-	// Raft first: shutting it down resolves every pending future, read
-	// barriers included, so waiting for the read batcher cannot hang on a
-	// barrier that would never commit.
-	err := n.raft.Shutdown().Error()
+	// Reads and proposals in flight end while raft still runs: raft.Shutdown
+	// answers the futures it holds, but drops those of entries (a read
+	// barrier, a proposal) committed and not yet applied, and a waiter on one
+	// would block for good. New reads are refused from here on.
 	n.reads.close()
+	n.drainFutures()
+	err := n.raft.Shutdown().Error()
 	n.peers.Close()
-	if nt, ok := n.trans.(*raft.NetworkTransport); ok && n.cfg.Transport == nil {
+	if ours {
 		nt.CloseStreams() // pooled connections too, so that peers' readers end
 		nt.Close()
 	}
@@ -239,7 +268,7 @@ func (n *Node) propose(ctx context.Context, cmd *pb.Command) (proto.Message, err
 	f := n.raft.Apply(data, timeout)
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	if err := waitFuture(wctx, f); err != nil {
+	if err := n.waitFuture(wctx, f); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
 			// Never entered the log: definitely not written.
@@ -270,9 +299,13 @@ func (n *Node) propose(ctx context.Context, cmd *pb.Command) (proto.Message, err
 // the enqueueing of an entry by Apply's timeout; once queued, its future
 // resolves at commit, lost leadership or shutdown, so the caller's context
 // bounds the wait (and the outcome is then unknown).
-func waitFuture(ctx context.Context, f raft.ApplyFuture) error {
+func (n *Node) waitFuture(ctx context.Context, f raft.ApplyFuture) error {
 	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+	n.waiting.Add(1)
+	go func() {
+		defer n.waiting.Add(-1)
+		done <- f.Error()
+	}()
 	select {
 	case err := <-done:
 		return err
