@@ -99,6 +99,10 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.nodeReports(op.NodeReports)
 	case *pb.Command_SetRepairHold:
 		return a.setRepairHold(op.SetRepairHold)
+	case *pb.Command_SetNodeAdminState:
+		return a.setNodeAdminState(op.SetNodeAdminState)
+	case *pb.Command_RemoveNode:
+		return a.removeNode(op.RemoveNode)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}
@@ -124,6 +128,10 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.RegisterNodeResponse{}
 	case *pb.Command_SetRepairLimits:
 		return &pb.RepairLimitsResponse{}
+	case *pb.Command_SetNodeAdminState:
+		return &pb.SetNodeAdminStateResponse{}
+	case *pb.Command_RemoveNode:
+		return &pb.RemoveNodeResponse{}
 	default:
 		return nil
 	}

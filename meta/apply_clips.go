@@ -71,6 +71,17 @@ func validateShards(shards []*pb.Shard, p *pb.ECProfile, size uint64) error {
 	return nil
 }
 
+// okShards counts the OK entries of a shard list.
+func okShards(shards []*pb.Shard) int {
+	n := 0
+	for _, s := range shards {
+		if s.State == pb.ShardState_SHARD_STATE_OK {
+			n++
+		}
+	}
+	return n
+}
+
 func validateCommit(c *pb.CommitPutRequest) error {
 	if c == nil {
 		return fmt.Errorf("%w: empty commit", ErrInvalidArgument)
@@ -117,6 +128,13 @@ func (a *applier) commitPut(c *pb.CommitPutRequest) (proto.Message, error) {
 		if s.NodeId != "" && a.tx.Bucket(bktNodes).Get([]byte(s.NodeId)) == nil {
 			return nil, fmt.Errorf("%w: shard %d names unknown storage node %q", ErrInvalidArgument, s.Index, s.NodeId)
 		}
+	}
+	if err := a.decommissionedShards(c.Shards); err != nil {
+		return nil, err
+	}
+	if ok, q := okShards(c.Shards), writeQuorum(c.Profile); ok < q {
+		return nil, fmt.Errorf("%w: %d shards written to nodes that are not decommissioned, the write quorum is %d; write the clip again",
+			ErrFailedPrecondition, ok, q)
 	}
 	old, err := a.currentClip(c.Bucket, c.Key)
 	if err != nil {
@@ -311,8 +329,14 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 		return nil, fmt.Errorf("%w: clip %x is no longer at generation %d with that shard at index %d",
 			ErrFailedPrecondition, c.ClipId, c.Generation, c.Index)
 	}
-	if a.tx.Bucket(bktNodes).Get([]byte(ns.NodeId)) == nil {
+	target := &pb.StorageNode{}
+	if found, err := getMsg(a.tx.Bucket(bktNodes), []byte(ns.NodeId), target); err != nil {
+		return nil, err
+	} else if !found {
 		return nil, fmt.Errorf("%w: unknown storage node %q", ErrInvalidArgument, ns.NodeId)
+	}
+	if target.AdminState == pb.AdminState_ADMIN_STATE_DECOMMISSIONED {
+		return nil, fmt.Errorf("%w: storage node %q is decommissioned", ErrFailedPrecondition, ns.NodeId)
 	}
 	part := rec.Parts[c.Part]
 	for _, s := range part.Shards {

@@ -71,6 +71,9 @@ func (n *Node) findSilence(tx *bolt.Tx, now time.Time) silence {
 		if decodeMsg(k, v, node) != nil {
 			return nil
 		}
+		if inMaintenance(node, now) {
+			return nil // planned downtime: neither silent nor down
+		}
 		switch node.State {
 		case pb.NodeState_NODE_STATE_UP:
 			s.active++

@@ -161,6 +161,7 @@ func (n *Node) leaderLoop() {
 		}
 		leading = isLeader
 		if leading {
+			n.endAdminStates(now)
 			n.markSilentNodesDown(now)
 			n.scheduleRepairs(now)
 		}

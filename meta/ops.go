@@ -82,13 +82,14 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 	return resp, nil
 }
 
-// candidates lists the storage nodes that may take new shards: UP in the
-// FSM and heard from by this leader, with the free space they reported.
+// candidates lists the storage nodes that may take new shards: UP and
+// ACTIVE in the FSM and heard from by this leader, with the free space they
+// reported.
 func (n *Node) candidates(tx *bolt.Tx, addrs map[string]string) []Candidate {
 	var out []Candidate
 	tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
 		node := &pb.StorageNode{}
-		if decodeMsg(k, v, node) != nil || node.State != pb.NodeState_NODE_STATE_UP {
+		if decodeMsg(k, v, node) != nil || node.State != pb.NodeState_NODE_STATE_UP || !placeable(node) {
 			return nil
 		}
 		hb, ok := n.live.get(node.NodeId)

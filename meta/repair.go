@@ -243,15 +243,22 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 	return needs, ignoreEnough(err)
 }
 
-// goneAt returns whether a node has been down for RepairAfter at now: its
-// shards are then rebuilt elsewhere; while the mass-down guard holds repair
-// back, no node is gone.
+// goneAt returns whether a node's shards are to be rebuilt elsewhere at
+// now: it has been down for RepairAfter (not in a maintenance window), or
+// it is down and being decommissioned as dead. While the mass-down guard
+// holds repair back, no node is gone.
 func (n *Node) goneAt(tx *bolt.Tx, now time.Time) func(*pb.StorageNode) bool {
 	if n.repairHeld(tx, now) {
 		return func(*pb.StorageNode) bool { return false }
 	}
 	return func(node *pb.StorageNode) bool {
-		return node.State == pb.NodeState_NODE_STATE_DOWN && now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter
+		switch {
+		case node.State != pb.NodeState_NODE_STATE_DOWN || inMaintenance(node, now):
+			return false
+		case node.AdminState == pb.AdminState_ADMIN_STATE_DRAINING && node.DrainDead:
+			return true
+		}
+		return now.Sub(time.Unix(0, node.DownSinceUnixNano)) >= n.cfg.RepairAfter
 	}
 }
 
@@ -386,7 +393,7 @@ func (n *Node) repairTarget(nodes map[string]*pb.StorageNode, holders map[string
 	best := -1
 	for id, node := range nodes {
 		hb, ok := n.live.get(id)
-		if holders[id] || node.State != pb.NodeState_NODE_STATE_UP || !ok || now.Sub(hb.at) > n.cfg.NodeDownAfter ||
+		if holders[id] || node.State != pb.NodeState_NODE_STATE_UP || !placeable(node) || !ok || now.Sub(hb.at) > n.cfg.NodeDownAfter ||
 			perNode[id] >= n.cfg.RepairPerNode || hb.free < n.cfg.MinFreeBytes {
 			continue
 		}

@@ -210,6 +210,26 @@ func (s *service) RepairLimits(ctx context.Context, req *pb.RepairLimitsRequest)
 	return onLeader(ctx, s.n, req, s.n.setRepairLimits, pb.MetaServiceClient.RepairLimits)
 }
 
+func (s *service) SetNodeAdminState(ctx context.Context, req *pb.SetNodeAdminStateRequest) (*pb.SetNodeAdminStateResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := validateAdminRequest(req); err != nil {
+		return nil, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, s.n.setNodeAdminState, pb.MetaServiceClient.SetNodeAdminState)
+}
+
+func (s *service) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := validateNodeID(req.NodeId); err != nil {
+		return nil, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, s.n.removeNode, pb.MetaServiceClient.RemoveNode)
+}
+
 func (s *service) ClusterStatus(ctx context.Context, req *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
 	return read(ctx, s.n, req, req.Read, s.n.clusterStatus, pb.MetaServiceClient.ClusterStatus)
 }

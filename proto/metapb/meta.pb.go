@@ -130,6 +130,67 @@ func (NodeState) EnumDescriptor() ([]byte, []int) {
 	return file_meta_proto_rawDescGZIP(), []int{1}
 }
 
+// AdminState is what an admin made of a storage node, beside its liveness
+// (NodeState). Only an ACTIVE node that is UP receives new placements.
+type AdminState int32
+
+const (
+	AdminState_ADMIN_STATE_ACTIVE AdminState = 0
+	// Its shards are leaving it; it takes no new ones. A dead node being
+	// decommissioned (--dead) drains by repair: its shards are rebuilt from
+	// the others, and it is decommissioned once nothing references it.
+	AdminState_ADMIN_STATE_DRAINING AdminState = 1
+	// Planned downtime until maintenance_until_unix_nano: not marked down,
+	// its shards not repaired; at the end of the window it is active again
+	// (and marked down if it is still silent).
+	AdminState_ADMIN_STATE_MAINTENANCE AdminState = 2
+	// Final: no record or upload references it; it may be removed.
+	AdminState_ADMIN_STATE_DECOMMISSIONED AdminState = 3
+)
+
+// Enum value maps for AdminState.
+var (
+	AdminState_name = map[int32]string{
+		0: "ADMIN_STATE_ACTIVE",
+		1: "ADMIN_STATE_DRAINING",
+		2: "ADMIN_STATE_MAINTENANCE",
+		3: "ADMIN_STATE_DECOMMISSIONED",
+	}
+	AdminState_value = map[string]int32{
+		"ADMIN_STATE_ACTIVE":         0,
+		"ADMIN_STATE_DRAINING":       1,
+		"ADMIN_STATE_MAINTENANCE":    2,
+		"ADMIN_STATE_DECOMMISSIONED": 3,
+	}
+)
+
+func (x AdminState) Enum() *AdminState {
+	p := new(AdminState)
+	*p = x
+	return p
+}
+
+func (x AdminState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AdminState) Descriptor() protoreflect.EnumDescriptor {
+	return file_meta_proto_enumTypes[2].Descriptor()
+}
+
+func (AdminState) Type() protoreflect.EnumType {
+	return &file_meta_proto_enumTypes[2]
+}
+
+func (x AdminState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AdminState.Descriptor instead.
+func (AdminState) EnumDescriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{2}
+}
+
 // ReadOptions choose a read's consistency.
 type ReadOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2372,11 +2433,14 @@ type StorageNode struct {
 	Losses                *ShardLosses `protobuf:"bytes,11,opt,name=losses,proto3" json:"losses,omitempty"`
 	// The last heartbeat report (NodeReport) applied: heartbeat answers
 	// acknowledge it, and a restarted node numbers its reports on from it.
-	ReportSeq     uint64       `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
-	DownReason    string       `protobuf:"bytes,13,opt,name=down_reason,json=downReason,proto3" json:"down_reason,omitempty"` // why it was marked down (while down)
-	Corrupt       *ShardLosses `protobuf:"bytes,14,opt,name=corrupt,proto3" json:"corrupt,omitempty"`                         // shards found corrupt since it started
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReportSeq                uint64       `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	DownReason               string       `protobuf:"bytes,13,opt,name=down_reason,json=downReason,proto3" json:"down_reason,omitempty"` // why it was marked down (while down)
+	Corrupt                  *ShardLosses `protobuf:"bytes,14,opt,name=corrupt,proto3" json:"corrupt,omitempty"`                         // shards found corrupt since it started
+	AdminState               AdminState   `protobuf:"varint,15,opt,name=admin_state,json=adminState,proto3,enum=clipstore.meta.v1.AdminState" json:"admin_state,omitempty"`
+	MaintenanceUntilUnixNano int64        `protobuf:"varint,16,opt,name=maintenance_until_unix_nano,json=maintenanceUntilUnixNano,proto3" json:"maintenance_until_unix_nano,omitempty"` // while in MAINTENANCE
+	DrainDead                bool         `protobuf:"varint,17,opt,name=drain_dead,json=drainDead,proto3" json:"drain_dead,omitempty"`                                                  // DRAINING by repair (decommission --dead)
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *StorageNode) Reset() {
@@ -2507,6 +2571,248 @@ func (x *StorageNode) GetCorrupt() *ShardLosses {
 	return nil
 }
 
+func (x *StorageNode) GetAdminState() AdminState {
+	if x != nil {
+		return x.AdminState
+	}
+	return AdminState_ADMIN_STATE_ACTIVE
+}
+
+func (x *StorageNode) GetMaintenanceUntilUnixNano() int64 {
+	if x != nil {
+		return x.MaintenanceUntilUnixNano
+	}
+	return 0
+}
+
+func (x *StorageNode) GetDrainDead() bool {
+	if x != nil {
+		return x.DrainDead
+	}
+	return false
+}
+
+type SetNodeAdminStateRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// ACTIVE ends maintenance; MAINTENANCE needs maintenance_ms; DECOMMISSIONED
+	// needs a node that holds nothing, or dead (a node down for good, drained
+	// by repair first). DRAINING is not asked for directly.
+	State         AdminState `protobuf:"varint,3,opt,name=state,proto3,enum=clipstore.meta.v1.AdminState" json:"state,omitempty"`
+	MaintenanceMs int64      `protobuf:"varint,4,opt,name=maintenance_ms,json=maintenanceMs,proto3" json:"maintenance_ms,omitempty"` // the window's length, from the proposal
+	// MAINTENANCE even when some clip would be left with fewer than k+1
+	// available shards.
+	Force         bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
+	Dead          bool `protobuf:"varint,6,opt,name=dead,proto3" json:"dead,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetNodeAdminStateRequest) Reset() {
+	*x = SetNodeAdminStateRequest{}
+	mi := &file_meta_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNodeAdminStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNodeAdminStateRequest) ProtoMessage() {}
+
+func (x *SetNodeAdminStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNodeAdminStateRequest.ProtoReflect.Descriptor instead.
+func (*SetNodeAdminStateRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetNodeAdminStateRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *SetNodeAdminStateRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SetNodeAdminStateRequest) GetState() AdminState {
+	if x != nil {
+		return x.State
+	}
+	return AdminState_ADMIN_STATE_ACTIVE
+}
+
+func (x *SetNodeAdminStateRequest) GetMaintenanceMs() int64 {
+	if x != nil {
+		return x.MaintenanceMs
+	}
+	return 0
+}
+
+func (x *SetNodeAdminStateRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *SetNodeAdminStateRequest) GetDead() bool {
+	if x != nil {
+		return x.Dead
+	}
+	return false
+}
+
+type SetNodeAdminStateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *StorageNode           `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetNodeAdminStateResponse) Reset() {
+	*x = SetNodeAdminStateResponse{}
+	mi := &file_meta_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNodeAdminStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNodeAdminStateResponse) ProtoMessage() {}
+
+func (x *SetNodeAdminStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNodeAdminStateResponse.ProtoReflect.Descriptor instead.
+func (*SetNodeAdminStateResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetNodeAdminStateResponse) GetNode() *StorageNode {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_meta_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RemoveNodeRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type RemoveNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_meta_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{37}
+}
+
 type RegisterNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -2520,7 +2826,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2838,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2851,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{34}
+	return file_meta_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RegisterNodeRequest) GetRequestId() []byte {
@@ -2592,7 +2898,7 @@ type RegisterNodeResponse struct {
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2910,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2923,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{35}
+	return file_meta_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RegisterNodeResponse) GetNode() *StorageNode {
@@ -2662,7 +2968,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2980,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2993,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{36}
+	return file_meta_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -2806,7 +3112,7 @@ type ScrubStatus struct {
 
 func (x *ScrubStatus) Reset() {
 	*x = ScrubStatus{}
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +3124,7 @@ func (x *ScrubStatus) String() string {
 func (*ScrubStatus) ProtoMessage() {}
 
 func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +3137,7 @@ func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubStatus.ProtoReflect.Descriptor instead.
 func (*ScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{37}
+	return file_meta_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ScrubStatus) GetRunning() bool {
@@ -2921,7 +3227,7 @@ type DeleteShardWork struct {
 
 func (x *DeleteShardWork) Reset() {
 	*x = DeleteShardWork{}
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3239,7 @@ func (x *DeleteShardWork) String() string {
 func (*DeleteShardWork) ProtoMessage() {}
 
 func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3252,7 @@ func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShardWork.ProtoReflect.Descriptor instead.
 func (*DeleteShardWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{38}
+	return file_meta_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteShardWork) GetShardId() []byte {
@@ -2969,7 +3275,7 @@ type ShardSource struct {
 
 func (x *ShardSource) Reset() {
 	*x = ShardSource{}
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2981,7 +3287,7 @@ func (x *ShardSource) String() string {
 func (*ShardSource) ProtoMessage() {}
 
 func (x *ShardSource) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2994,7 +3300,7 @@ func (x *ShardSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSource.ProtoReflect.Descriptor instead.
 func (*ShardSource) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{39}
+	return file_meta_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ShardSource) GetIndex() uint32 {
@@ -3053,7 +3359,7 @@ type RepairWork struct {
 
 func (x *RepairWork) Reset() {
 	*x = RepairWork{}
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3371,7 @@ func (x *RepairWork) String() string {
 func (*RepairWork) ProtoMessage() {}
 
 func (x *RepairWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3384,7 @@ func (x *RepairWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairWork.ProtoReflect.Descriptor instead.
 func (*RepairWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{40}
+	return file_meta_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RepairWork) GetTaskId() []byte {
@@ -3182,7 +3488,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3500,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3513,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{41}
+	return file_meta_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HeartbeatResponse) GetDeletes() []*DeleteShardWork {
@@ -3254,7 +3560,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3266,7 +3572,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3279,7 +3585,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{42}
+	return file_meta_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListNodesRequest) GetRead() *ReadOptions {
@@ -3298,7 +3604,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3616,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3629,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{43}
+	return file_meta_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListNodesResponse) GetNodes() []*StorageNode {
@@ -3345,7 +3651,7 @@ type ListNodeShardsRequest struct {
 
 func (x *ListNodeShardsRequest) Reset() {
 	*x = ListNodeShardsRequest{}
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3357,7 +3663,7 @@ func (x *ListNodeShardsRequest) String() string {
 func (*ListNodeShardsRequest) ProtoMessage() {}
 
 func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3370,7 +3676,7 @@ func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{44}
+	return file_meta_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListNodeShardsRequest) GetNodeId() string {
@@ -3413,7 +3719,7 @@ type NodeShard struct {
 
 func (x *NodeShard) Reset() {
 	*x = NodeShard{}
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3425,7 +3731,7 @@ func (x *NodeShard) String() string {
 func (*NodeShard) ProtoMessage() {}
 
 func (x *NodeShard) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3438,7 +3744,7 @@ func (x *NodeShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeShard.ProtoReflect.Descriptor instead.
 func (*NodeShard) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{45}
+	return file_meta_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *NodeShard) GetShardId() []byte {
@@ -3479,7 +3785,7 @@ type ListNodeShardsResponse struct {
 
 func (x *ListNodeShardsResponse) Reset() {
 	*x = ListNodeShardsResponse{}
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3491,7 +3797,7 @@ func (x *ListNodeShardsResponse) String() string {
 func (*ListNodeShardsResponse) ProtoMessage() {}
 
 func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3504,7 +3810,7 @@ func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{46}
+	return file_meta_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListNodeShardsResponse) GetShards() []*NodeShard {
@@ -3532,7 +3838,7 @@ type ShardRef struct {
 
 func (x *ShardRef) Reset() {
 	*x = ShardRef{}
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3544,7 +3850,7 @@ func (x *ShardRef) String() string {
 func (*ShardRef) ProtoMessage() {}
 
 func (x *ShardRef) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3557,7 +3863,7 @@ func (x *ShardRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardRef.ProtoReflect.Descriptor instead.
 func (*ShardRef) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{47}
+	return file_meta_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ShardRef) GetShardId() []byte {
@@ -3584,7 +3890,7 @@ type CheckShardsRequest struct {
 
 func (x *CheckShardsRequest) Reset() {
 	*x = CheckShardsRequest{}
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3902,7 @@ func (x *CheckShardsRequest) String() string {
 func (*CheckShardsRequest) ProtoMessage() {}
 
 func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3915,7 @@ func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsRequest.ProtoReflect.Descriptor instead.
 func (*CheckShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{48}
+	return file_meta_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CheckShardsRequest) GetNodeId() string {
@@ -3637,7 +3943,7 @@ type CheckShardsResponse struct {
 
 func (x *CheckShardsResponse) Reset() {
 	*x = CheckShardsResponse{}
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3649,7 +3955,7 @@ func (x *CheckShardsResponse) String() string {
 func (*CheckShardsResponse) ProtoMessage() {}
 
 func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3662,7 +3968,7 @@ func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsResponse.ProtoReflect.Descriptor instead.
 func (*CheckShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{49}
+	return file_meta_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CheckShardsResponse) GetCollectable() [][]byte {
@@ -3685,7 +3991,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +4003,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +4016,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{50}
+	return file_meta_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Member) GetId() string {
@@ -3760,7 +4066,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +4078,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +4091,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{51}
+	return file_meta_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -3825,7 +4131,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3837,7 +4143,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3850,7 +4156,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{52}
+	return file_meta_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *JoinMemberResponse) GetMembers() []*Member {
@@ -3869,7 +4175,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +4187,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +4200,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{53}
+	return file_meta_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -3913,7 +4219,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3925,7 +4231,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3938,7 +4244,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{54}
+	return file_meta_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -3956,7 +4262,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4274,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4287,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{55}
+	return file_meta_proto_rawDescGZIP(), []int{59}
 }
 
 type ListMembersResponse struct {
@@ -3994,7 +4300,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4006,7 +4312,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4019,7 +4325,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{56}
+	return file_meta_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -4045,7 +4351,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4057,7 +4363,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4070,7 +4376,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{57}
+	return file_meta_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ClusterStatusRequest) GetRead() *ReadOptions {
@@ -4090,7 +4396,7 @@ type RepairLimits struct {
 
 func (x *RepairLimits) Reset() {
 	*x = RepairLimits{}
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4102,7 +4408,7 @@ func (x *RepairLimits) String() string {
 func (*RepairLimits) ProtoMessage() {}
 
 func (x *RepairLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4115,7 +4421,7 @@ func (x *RepairLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimits.ProtoReflect.Descriptor instead.
 func (*RepairLimits) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{58}
+	return file_meta_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RepairLimits) GetConcurrency() uint32 {
@@ -4144,7 +4450,7 @@ type RepairLimitsRequest struct {
 
 func (x *RepairLimitsRequest) Reset() {
 	*x = RepairLimitsRequest{}
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4156,7 +4462,7 @@ func (x *RepairLimitsRequest) String() string {
 func (*RepairLimitsRequest) ProtoMessage() {}
 
 func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4169,7 +4475,7 @@ func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsRequest.ProtoReflect.Descriptor instead.
 func (*RepairLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{59}
+	return file_meta_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RepairLimitsRequest) GetRequestId() []byte {
@@ -4202,7 +4508,7 @@ type RepairLimitsResponse struct {
 
 func (x *RepairLimitsResponse) Reset() {
 	*x = RepairLimitsResponse{}
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4214,7 +4520,7 @@ func (x *RepairLimitsResponse) String() string {
 func (*RepairLimitsResponse) ProtoMessage() {}
 
 func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4227,7 +4533,7 @@ func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsResponse.ProtoReflect.Descriptor instead.
 func (*RepairLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{60}
+	return file_meta_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RepairLimitsResponse) GetLimits() *RepairLimits {
@@ -4298,7 +4604,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4310,7 +4616,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4323,7 +4629,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{61}
+	return file_meta_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -4552,7 +4858,7 @@ type RepairHold struct {
 
 func (x *RepairHold) Reset() {
 	*x = RepairHold{}
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4564,7 +4870,7 @@ func (x *RepairHold) String() string {
 func (*RepairHold) ProtoMessage() {}
 
 func (x *RepairHold) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4577,7 +4883,7 @@ func (x *RepairHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairHold.ProtoReflect.Descriptor instead.
 func (*RepairHold) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{62}
+	return file_meta_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RepairHold) GetSinceUnixNano() int64 {
@@ -4618,7 +4924,7 @@ type NodeScrubStatus struct {
 
 func (x *NodeScrubStatus) Reset() {
 	*x = NodeScrubStatus{}
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4630,7 +4936,7 @@ func (x *NodeScrubStatus) String() string {
 func (*NodeScrubStatus) ProtoMessage() {}
 
 func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4643,7 +4949,7 @@ func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeScrubStatus.ProtoReflect.Descriptor instead.
 func (*NodeScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{63}
+	return file_meta_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *NodeScrubStatus) GetNodeId() string {
@@ -4856,7 +5162,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vShardLosses\x12\x14\n" +
 	"\x05scrub\x18\x01 \x01(\x04R\x05scrub\x12\x1c\n" +
 	"\tinventory\x18\x02 \x01(\x04R\tinventory\x12\x12\n" +
-	"\x04read\x18\x03 \x01(\x04R\x04read\"\xaa\x04\n" +
+	"\x04read\x18\x03 \x01(\x04R\x04read\"\xc8\x05\n" +
 	"\vStorageNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -4875,7 +5181,27 @@ const file_meta_proto_rawDesc = "" +
 	"report_seq\x18\f \x01(\x04R\treportSeq\x12\x1f\n" +
 	"\vdown_reason\x18\r \x01(\tR\n" +
 	"downReason\x128\n" +
-	"\acorrupt\x18\x0e \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\acorrupt\"\xb0\x01\n" +
+	"\acorrupt\x18\x0e \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\acorrupt\x12>\n" +
+	"\vadmin_state\x18\x0f \x01(\x0e2\x1d.clipstore.meta.v1.AdminStateR\n" +
+	"adminState\x12=\n" +
+	"\x1bmaintenance_until_unix_nano\x18\x10 \x01(\x03R\x18maintenanceUntilUnixNano\x12\x1d\n" +
+	"\n" +
+	"drain_dead\x18\x11 \x01(\bR\tdrainDead\"\xd8\x01\n" +
+	"\x18SetNodeAdminStateRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x123\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1d.clipstore.meta.v1.AdminStateR\x05state\x12%\n" +
+	"\x0emaintenance_ms\x18\x04 \x01(\x03R\rmaintenanceMs\x12\x14\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\x12\x12\n" +
+	"\x04dead\x18\x06 \x01(\bR\x04dead\"O\n" +
+	"\x19SetNodeAdminStateResponse\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"K\n" +
+	"\x11RemoveNodeRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x14\n" +
+	"\x12RemoveNodeResponse\"\xb0\x01\n" +
 	"\x13RegisterNodeRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -5068,7 +5394,13 @@ const file_meta_proto_rawDesc = "" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rNODE_STATE_UP\x10\x01\x12\x13\n" +
-	"\x0fNODE_STATE_DOWN\x10\x022\xd0\x0e\n" +
+	"\x0fNODE_STATE_DOWN\x10\x02*{\n" +
+	"\n" +
+	"AdminState\x12\x16\n" +
+	"\x12ADMIN_STATE_ACTIVE\x10\x00\x12\x18\n" +
+	"\x14ADMIN_STATE_DRAINING\x10\x01\x12\x1b\n" +
+	"\x17ADMIN_STATE_MAINTENANCE\x10\x02\x12\x1e\n" +
+	"\x1aADMIN_STATE_DECOMMISSIONED\x10\x032\x9b\x10\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -5083,7 +5415,10 @@ const file_meta_proto_rawDesc = "" +
 	"\vUpdateShard\x12%.clipstore.meta.v1.UpdateShardRequest\x1a&.clipstore.meta.v1.UpdateShardResponse\x12_\n" +
 	"\fRegisterNode\x12&.clipstore.meta.v1.RegisterNodeRequest\x1a'.clipstore.meta.v1.RegisterNodeResponse\x12V\n" +
 	"\tHeartbeat\x12#.clipstore.meta.v1.HeartbeatRequest\x1a$.clipstore.meta.v1.HeartbeatResponse\x12V\n" +
-	"\tListNodes\x12#.clipstore.meta.v1.ListNodesRequest\x1a$.clipstore.meta.v1.ListNodesResponse\x12e\n" +
+	"\tListNodes\x12#.clipstore.meta.v1.ListNodesRequest\x1a$.clipstore.meta.v1.ListNodesResponse\x12n\n" +
+	"\x11SetNodeAdminState\x12+.clipstore.meta.v1.SetNodeAdminStateRequest\x1a,.clipstore.meta.v1.SetNodeAdminStateResponse\x12Y\n" +
+	"\n" +
+	"RemoveNode\x12$.clipstore.meta.v1.RemoveNodeRequest\x1a%.clipstore.meta.v1.RemoveNodeResponse\x12e\n" +
 	"\x0eListNodeShards\x12(.clipstore.meta.v1.ListNodeShardsRequest\x1a).clipstore.meta.v1.ListNodeShardsResponse\x12\\\n" +
 	"\vCheckShards\x12%.clipstore.meta.v1.CheckShardsRequest\x1a&.clipstore.meta.v1.CheckShardsResponse\x12Y\n" +
 	"\n" +
@@ -5105,182 +5440,194 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_meta_proto_goTypes = []any{
-	(ShardState)(0),                // 0: clipstore.meta.v1.ShardState
-	(NodeState)(0),                 // 1: clipstore.meta.v1.NodeState
-	(*ReadOptions)(nil),            // 2: clipstore.meta.v1.ReadOptions
-	(*ECProfile)(nil),              // 3: clipstore.meta.v1.ECProfile
-	(*Bucket)(nil),                 // 4: clipstore.meta.v1.Bucket
-	(*CreateBucketRequest)(nil),    // 5: clipstore.meta.v1.CreateBucketRequest
-	(*CreateBucketResponse)(nil),   // 6: clipstore.meta.v1.CreateBucketResponse
-	(*DeleteBucketRequest)(nil),    // 7: clipstore.meta.v1.DeleteBucketRequest
-	(*DeleteBucketResponse)(nil),   // 8: clipstore.meta.v1.DeleteBucketResponse
-	(*ListBucketsRequest)(nil),     // 9: clipstore.meta.v1.ListBucketsRequest
-	(*ListBucketsResponse)(nil),    // 10: clipstore.meta.v1.ListBucketsResponse
-	(*Shard)(nil),                  // 11: clipstore.meta.v1.Shard
-	(*Part)(nil),                   // 12: clipstore.meta.v1.Part
-	(*CaptureAttributes)(nil),      // 13: clipstore.meta.v1.CaptureAttributes
-	(*ClipRecord)(nil),             // 14: clipstore.meta.v1.ClipRecord
-	(*NodeAddress)(nil),            // 15: clipstore.meta.v1.NodeAddress
-	(*Target)(nil),                 // 16: clipstore.meta.v1.Target
-	(*Spare)(nil),                  // 17: clipstore.meta.v1.Spare
-	(*BeginPutRequest)(nil),        // 18: clipstore.meta.v1.BeginPutRequest
-	(*BeginPutResponse)(nil),       // 19: clipstore.meta.v1.BeginPutResponse
-	(*CommitPutRequest)(nil),       // 20: clipstore.meta.v1.CommitPutRequest
-	(*CommitPutResponse)(nil),      // 21: clipstore.meta.v1.CommitPutResponse
-	(*GetClipRequest)(nil),         // 22: clipstore.meta.v1.GetClipRequest
-	(*GetClipResponse)(nil),        // 23: clipstore.meta.v1.GetClipResponse
-	(*ListClipsRequest)(nil),       // 24: clipstore.meta.v1.ListClipsRequest
-	(*ClipEntry)(nil),              // 25: clipstore.meta.v1.ClipEntry
-	(*ListClipsResponse)(nil),      // 26: clipstore.meta.v1.ListClipsResponse
-	(*DeleteClipRequest)(nil),      // 27: clipstore.meta.v1.DeleteClipRequest
-	(*DeleteClipResponse)(nil),     // 28: clipstore.meta.v1.DeleteClipResponse
-	(*ReportShardRequest)(nil),     // 29: clipstore.meta.v1.ReportShardRequest
-	(*ReportShardResponse)(nil),    // 30: clipstore.meta.v1.ReportShardResponse
-	(*UpdateShardRequest)(nil),     // 31: clipstore.meta.v1.UpdateShardRequest
-	(*UpdateShardResponse)(nil),    // 32: clipstore.meta.v1.UpdateShardResponse
-	(*DiskStatus)(nil),             // 33: clipstore.meta.v1.DiskStatus
-	(*ShardLosses)(nil),            // 34: clipstore.meta.v1.ShardLosses
-	(*StorageNode)(nil),            // 35: clipstore.meta.v1.StorageNode
-	(*RegisterNodeRequest)(nil),    // 36: clipstore.meta.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),   // 37: clipstore.meta.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),       // 38: clipstore.meta.v1.HeartbeatRequest
-	(*ScrubStatus)(nil),            // 39: clipstore.meta.v1.ScrubStatus
-	(*DeleteShardWork)(nil),        // 40: clipstore.meta.v1.DeleteShardWork
-	(*ShardSource)(nil),            // 41: clipstore.meta.v1.ShardSource
-	(*RepairWork)(nil),             // 42: clipstore.meta.v1.RepairWork
-	(*HeartbeatResponse)(nil),      // 43: clipstore.meta.v1.HeartbeatResponse
-	(*ListNodesRequest)(nil),       // 44: clipstore.meta.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 45: clipstore.meta.v1.ListNodesResponse
-	(*ListNodeShardsRequest)(nil),  // 46: clipstore.meta.v1.ListNodeShardsRequest
-	(*NodeShard)(nil),              // 47: clipstore.meta.v1.NodeShard
-	(*ListNodeShardsResponse)(nil), // 48: clipstore.meta.v1.ListNodeShardsResponse
-	(*ShardRef)(nil),               // 49: clipstore.meta.v1.ShardRef
-	(*CheckShardsRequest)(nil),     // 50: clipstore.meta.v1.CheckShardsRequest
-	(*CheckShardsResponse)(nil),    // 51: clipstore.meta.v1.CheckShardsResponse
-	(*Member)(nil),                 // 52: clipstore.meta.v1.Member
-	(*JoinMemberRequest)(nil),      // 53: clipstore.meta.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),     // 54: clipstore.meta.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),    // 55: clipstore.meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 56: clipstore.meta.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),     // 57: clipstore.meta.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),    // 58: clipstore.meta.v1.ListMembersResponse
-	(*ClusterStatusRequest)(nil),   // 59: clipstore.meta.v1.ClusterStatusRequest
-	(*RepairLimits)(nil),           // 60: clipstore.meta.v1.RepairLimits
-	(*RepairLimitsRequest)(nil),    // 61: clipstore.meta.v1.RepairLimitsRequest
-	(*RepairLimitsResponse)(nil),   // 62: clipstore.meta.v1.RepairLimitsResponse
-	(*ClusterStatusResponse)(nil),  // 63: clipstore.meta.v1.ClusterStatusResponse
-	(*RepairHold)(nil),             // 64: clipstore.meta.v1.RepairHold
-	(*NodeScrubStatus)(nil),        // 65: clipstore.meta.v1.NodeScrubStatus
-	nil,                            // 66: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                            // 67: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	(ShardState)(0),                   // 0: clipstore.meta.v1.ShardState
+	(NodeState)(0),                    // 1: clipstore.meta.v1.NodeState
+	(AdminState)(0),                   // 2: clipstore.meta.v1.AdminState
+	(*ReadOptions)(nil),               // 3: clipstore.meta.v1.ReadOptions
+	(*ECProfile)(nil),                 // 4: clipstore.meta.v1.ECProfile
+	(*Bucket)(nil),                    // 5: clipstore.meta.v1.Bucket
+	(*CreateBucketRequest)(nil),       // 6: clipstore.meta.v1.CreateBucketRequest
+	(*CreateBucketResponse)(nil),      // 7: clipstore.meta.v1.CreateBucketResponse
+	(*DeleteBucketRequest)(nil),       // 8: clipstore.meta.v1.DeleteBucketRequest
+	(*DeleteBucketResponse)(nil),      // 9: clipstore.meta.v1.DeleteBucketResponse
+	(*ListBucketsRequest)(nil),        // 10: clipstore.meta.v1.ListBucketsRequest
+	(*ListBucketsResponse)(nil),       // 11: clipstore.meta.v1.ListBucketsResponse
+	(*Shard)(nil),                     // 12: clipstore.meta.v1.Shard
+	(*Part)(nil),                      // 13: clipstore.meta.v1.Part
+	(*CaptureAttributes)(nil),         // 14: clipstore.meta.v1.CaptureAttributes
+	(*ClipRecord)(nil),                // 15: clipstore.meta.v1.ClipRecord
+	(*NodeAddress)(nil),               // 16: clipstore.meta.v1.NodeAddress
+	(*Target)(nil),                    // 17: clipstore.meta.v1.Target
+	(*Spare)(nil),                     // 18: clipstore.meta.v1.Spare
+	(*BeginPutRequest)(nil),           // 19: clipstore.meta.v1.BeginPutRequest
+	(*BeginPutResponse)(nil),          // 20: clipstore.meta.v1.BeginPutResponse
+	(*CommitPutRequest)(nil),          // 21: clipstore.meta.v1.CommitPutRequest
+	(*CommitPutResponse)(nil),         // 22: clipstore.meta.v1.CommitPutResponse
+	(*GetClipRequest)(nil),            // 23: clipstore.meta.v1.GetClipRequest
+	(*GetClipResponse)(nil),           // 24: clipstore.meta.v1.GetClipResponse
+	(*ListClipsRequest)(nil),          // 25: clipstore.meta.v1.ListClipsRequest
+	(*ClipEntry)(nil),                 // 26: clipstore.meta.v1.ClipEntry
+	(*ListClipsResponse)(nil),         // 27: clipstore.meta.v1.ListClipsResponse
+	(*DeleteClipRequest)(nil),         // 28: clipstore.meta.v1.DeleteClipRequest
+	(*DeleteClipResponse)(nil),        // 29: clipstore.meta.v1.DeleteClipResponse
+	(*ReportShardRequest)(nil),        // 30: clipstore.meta.v1.ReportShardRequest
+	(*ReportShardResponse)(nil),       // 31: clipstore.meta.v1.ReportShardResponse
+	(*UpdateShardRequest)(nil),        // 32: clipstore.meta.v1.UpdateShardRequest
+	(*UpdateShardResponse)(nil),       // 33: clipstore.meta.v1.UpdateShardResponse
+	(*DiskStatus)(nil),                // 34: clipstore.meta.v1.DiskStatus
+	(*ShardLosses)(nil),               // 35: clipstore.meta.v1.ShardLosses
+	(*StorageNode)(nil),               // 36: clipstore.meta.v1.StorageNode
+	(*SetNodeAdminStateRequest)(nil),  // 37: clipstore.meta.v1.SetNodeAdminStateRequest
+	(*SetNodeAdminStateResponse)(nil), // 38: clipstore.meta.v1.SetNodeAdminStateResponse
+	(*RemoveNodeRequest)(nil),         // 39: clipstore.meta.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),        // 40: clipstore.meta.v1.RemoveNodeResponse
+	(*RegisterNodeRequest)(nil),       // 41: clipstore.meta.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),      // 42: clipstore.meta.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),          // 43: clipstore.meta.v1.HeartbeatRequest
+	(*ScrubStatus)(nil),               // 44: clipstore.meta.v1.ScrubStatus
+	(*DeleteShardWork)(nil),           // 45: clipstore.meta.v1.DeleteShardWork
+	(*ShardSource)(nil),               // 46: clipstore.meta.v1.ShardSource
+	(*RepairWork)(nil),                // 47: clipstore.meta.v1.RepairWork
+	(*HeartbeatResponse)(nil),         // 48: clipstore.meta.v1.HeartbeatResponse
+	(*ListNodesRequest)(nil),          // 49: clipstore.meta.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),         // 50: clipstore.meta.v1.ListNodesResponse
+	(*ListNodeShardsRequest)(nil),     // 51: clipstore.meta.v1.ListNodeShardsRequest
+	(*NodeShard)(nil),                 // 52: clipstore.meta.v1.NodeShard
+	(*ListNodeShardsResponse)(nil),    // 53: clipstore.meta.v1.ListNodeShardsResponse
+	(*ShardRef)(nil),                  // 54: clipstore.meta.v1.ShardRef
+	(*CheckShardsRequest)(nil),        // 55: clipstore.meta.v1.CheckShardsRequest
+	(*CheckShardsResponse)(nil),       // 56: clipstore.meta.v1.CheckShardsResponse
+	(*Member)(nil),                    // 57: clipstore.meta.v1.Member
+	(*JoinMemberRequest)(nil),         // 58: clipstore.meta.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),        // 59: clipstore.meta.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),       // 60: clipstore.meta.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 61: clipstore.meta.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),        // 62: clipstore.meta.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 63: clipstore.meta.v1.ListMembersResponse
+	(*ClusterStatusRequest)(nil),      // 64: clipstore.meta.v1.ClusterStatusRequest
+	(*RepairLimits)(nil),              // 65: clipstore.meta.v1.RepairLimits
+	(*RepairLimitsRequest)(nil),       // 66: clipstore.meta.v1.RepairLimitsRequest
+	(*RepairLimitsResponse)(nil),      // 67: clipstore.meta.v1.RepairLimitsResponse
+	(*ClusterStatusResponse)(nil),     // 68: clipstore.meta.v1.ClusterStatusResponse
+	(*RepairHold)(nil),                // 69: clipstore.meta.v1.RepairHold
+	(*NodeScrubStatus)(nil),           // 70: clipstore.meta.v1.NodeScrubStatus
+	nil,                               // 71: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                               // 72: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	3,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	3,  // 1: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	4,  // 2: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
-	2,  // 3: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	4,  // 4: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
+	4,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	4,  // 1: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	5,  // 2: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
+	3,  // 3: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	5,  // 4: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
 	0,  // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
-	3,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
-	11, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	66, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	13, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	12, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	3,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	3,  // 12: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
-	16, // 13: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
-	17, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
-	3,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	11, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	67, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	13, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	14, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	2,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	14, // 21: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	15, // 22: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
-	2,  // 23: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	25, // 24: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	4,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
+	12, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
+	71, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	14, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	13, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
+	4,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	4,  // 12: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
+	17, // 13: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
+	18, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
+	4,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	12, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
+	72, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	14, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	15, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	3,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	15, // 21: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	16, // 22: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
+	3,  // 23: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	26, // 24: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
 	0,  // 25: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
-	11, // 26: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
+	12, // 26: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
 	1,  // 27: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	33, // 28: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	34, // 29: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	34, // 30: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	33, // 31: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	35, // 32: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	33, // 33: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	39, // 34: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	34, // 35: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	34, // 36: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	3,  // 37: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	41, // 38: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	40, // 39: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	42, // 40: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	2,  // 41: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	35, // 42: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	2,  // 43: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	47, // 44: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	49, // 45: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	52, // 46: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	52, // 47: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	52, // 48: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	2,  // 49: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	60, // 50: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	52, // 51: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	60, // 52: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	65, // 53: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	34, // 54: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	34, // 55: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	64, // 56: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	39, // 57: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	5,  // 58: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	7,  // 59: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	9,  // 60: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	18, // 61: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	20, // 62: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	22, // 63: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	24, // 64: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	27, // 65: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	29, // 66: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	31, // 67: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	36, // 68: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	38, // 69: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	44, // 70: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	46, // 71: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	50, // 72: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	53, // 73: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	55, // 74: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	57, // 75: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	59, // 76: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	61, // 77: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	6,  // 78: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	8,  // 79: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	10, // 80: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	19, // 81: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	21, // 82: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	23, // 83: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	26, // 84: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	28, // 85: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	30, // 86: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	32, // 87: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	37, // 88: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	43, // 89: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	45, // 90: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	48, // 91: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	51, // 92: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	54, // 93: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	56, // 94: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	58, // 95: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	63, // 96: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	62, // 97: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	78, // [78:98] is the sub-list for method output_type
-	58, // [58:78] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	34, // 28: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	35, // 29: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	35, // 30: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	2,  // 31: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
+	2,  // 32: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
+	36, // 33: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	34, // 34: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	36, // 35: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	34, // 36: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	44, // 37: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	35, // 38: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	35, // 39: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	4,  // 40: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	46, // 41: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	45, // 42: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	47, // 43: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	3,  // 44: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	36, // 45: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	3,  // 46: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	52, // 47: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	54, // 48: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	57, // 49: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	57, // 50: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	57, // 51: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	3,  // 52: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	65, // 53: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	57, // 54: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	65, // 55: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	70, // 56: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	35, // 57: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	35, // 58: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	69, // 59: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	44, // 60: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	6,  // 61: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	8,  // 62: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	10, // 63: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	19, // 64: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	21, // 65: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	23, // 66: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	25, // 67: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	28, // 68: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	30, // 69: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	32, // 70: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	41, // 71: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	43, // 72: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	49, // 73: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	37, // 74: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	39, // 75: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	51, // 76: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	55, // 77: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	58, // 78: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	60, // 79: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	62, // 80: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	64, // 81: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	66, // 82: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	7,  // 83: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	9,  // 84: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	11, // 85: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	20, // 86: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	22, // 87: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	24, // 88: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	27, // 89: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	29, // 90: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	31, // 91: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	33, // 92: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	42, // 93: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	48, // 94: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	50, // 95: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	38, // 96: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	40, // 97: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	53, // 98: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	56, // 99: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	59, // 100: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	61, // 101: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	63, // 102: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	68, // 103: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	67, // 104: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	83, // [83:105] is the sub-list for method output_type
+	61, // [61:83] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -5290,16 +5637,16 @@ func file_meta_proto_init() {
 	}
 	file_meta_proto_msgTypes[18].OneofWrappers = []any{}
 	file_meta_proto_msgTypes[25].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[40].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[59].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[61].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[44].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[63].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[65].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   66,
+			NumEnums:      3,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,26 +27,28 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MetaService_CreateBucket_FullMethodName   = "/clipstore.meta.v1.MetaService/CreateBucket"
-	MetaService_DeleteBucket_FullMethodName   = "/clipstore.meta.v1.MetaService/DeleteBucket"
-	MetaService_ListBuckets_FullMethodName    = "/clipstore.meta.v1.MetaService/ListBuckets"
-	MetaService_BeginPut_FullMethodName       = "/clipstore.meta.v1.MetaService/BeginPut"
-	MetaService_CommitPut_FullMethodName      = "/clipstore.meta.v1.MetaService/CommitPut"
-	MetaService_GetClip_FullMethodName        = "/clipstore.meta.v1.MetaService/GetClip"
-	MetaService_ListClips_FullMethodName      = "/clipstore.meta.v1.MetaService/ListClips"
-	MetaService_DeleteClip_FullMethodName     = "/clipstore.meta.v1.MetaService/DeleteClip"
-	MetaService_ReportShard_FullMethodName    = "/clipstore.meta.v1.MetaService/ReportShard"
-	MetaService_UpdateShard_FullMethodName    = "/clipstore.meta.v1.MetaService/UpdateShard"
-	MetaService_RegisterNode_FullMethodName   = "/clipstore.meta.v1.MetaService/RegisterNode"
-	MetaService_Heartbeat_FullMethodName      = "/clipstore.meta.v1.MetaService/Heartbeat"
-	MetaService_ListNodes_FullMethodName      = "/clipstore.meta.v1.MetaService/ListNodes"
-	MetaService_ListNodeShards_FullMethodName = "/clipstore.meta.v1.MetaService/ListNodeShards"
-	MetaService_CheckShards_FullMethodName    = "/clipstore.meta.v1.MetaService/CheckShards"
-	MetaService_JoinMember_FullMethodName     = "/clipstore.meta.v1.MetaService/JoinMember"
-	MetaService_RemoveMember_FullMethodName   = "/clipstore.meta.v1.MetaService/RemoveMember"
-	MetaService_ListMembers_FullMethodName    = "/clipstore.meta.v1.MetaService/ListMembers"
-	MetaService_ClusterStatus_FullMethodName  = "/clipstore.meta.v1.MetaService/ClusterStatus"
-	MetaService_RepairLimits_FullMethodName   = "/clipstore.meta.v1.MetaService/RepairLimits"
+	MetaService_CreateBucket_FullMethodName      = "/clipstore.meta.v1.MetaService/CreateBucket"
+	MetaService_DeleteBucket_FullMethodName      = "/clipstore.meta.v1.MetaService/DeleteBucket"
+	MetaService_ListBuckets_FullMethodName       = "/clipstore.meta.v1.MetaService/ListBuckets"
+	MetaService_BeginPut_FullMethodName          = "/clipstore.meta.v1.MetaService/BeginPut"
+	MetaService_CommitPut_FullMethodName         = "/clipstore.meta.v1.MetaService/CommitPut"
+	MetaService_GetClip_FullMethodName           = "/clipstore.meta.v1.MetaService/GetClip"
+	MetaService_ListClips_FullMethodName         = "/clipstore.meta.v1.MetaService/ListClips"
+	MetaService_DeleteClip_FullMethodName        = "/clipstore.meta.v1.MetaService/DeleteClip"
+	MetaService_ReportShard_FullMethodName       = "/clipstore.meta.v1.MetaService/ReportShard"
+	MetaService_UpdateShard_FullMethodName       = "/clipstore.meta.v1.MetaService/UpdateShard"
+	MetaService_RegisterNode_FullMethodName      = "/clipstore.meta.v1.MetaService/RegisterNode"
+	MetaService_Heartbeat_FullMethodName         = "/clipstore.meta.v1.MetaService/Heartbeat"
+	MetaService_ListNodes_FullMethodName         = "/clipstore.meta.v1.MetaService/ListNodes"
+	MetaService_SetNodeAdminState_FullMethodName = "/clipstore.meta.v1.MetaService/SetNodeAdminState"
+	MetaService_RemoveNode_FullMethodName        = "/clipstore.meta.v1.MetaService/RemoveNode"
+	MetaService_ListNodeShards_FullMethodName    = "/clipstore.meta.v1.MetaService/ListNodeShards"
+	MetaService_CheckShards_FullMethodName       = "/clipstore.meta.v1.MetaService/CheckShards"
+	MetaService_JoinMember_FullMethodName        = "/clipstore.meta.v1.MetaService/JoinMember"
+	MetaService_RemoveMember_FullMethodName      = "/clipstore.meta.v1.MetaService/RemoveMember"
+	MetaService_ListMembers_FullMethodName       = "/clipstore.meta.v1.MetaService/ListMembers"
+	MetaService_ClusterStatus_FullMethodName     = "/clipstore.meta.v1.MetaService/ClusterStatus"
+	MetaService_RepairLimits_FullMethodName      = "/clipstore.meta.v1.MetaService/RepairLimits"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -75,6 +77,11 @@ type MetaServiceClient interface {
 	// Heartbeat reports a node's health; the response carries its work.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
+	// SetNodeAdminState moves a storage node between admin states
+	// (maintenance, decommissioned, back to active); RemoveNode forgets a
+	// decommissioned node.
+	SetNodeAdminState(ctx context.Context, in *SetNodeAdminStateRequest, opts ...grpc.CallOption) (*SetNodeAdminStateResponse, error)
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 	// ListNodeShards pages through the shards meta believes a node holds.
 	ListNodeShards(ctx context.Context, in *ListNodeShardsRequest, opts ...grpc.CallOption) (*ListNodeShardsResponse, error)
 	// CheckShards tells a storage node which of its shards no record
@@ -228,6 +235,26 @@ func (c *metaServiceClient) ListNodes(ctx context.Context, in *ListNodesRequest,
 	return out, nil
 }
 
+func (c *metaServiceClient) SetNodeAdminState(ctx context.Context, in *SetNodeAdminStateRequest, opts ...grpc.CallOption) (*SetNodeAdminStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetNodeAdminStateResponse)
+	err := c.cc.Invoke(ctx, MetaService_SetNodeAdminState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, MetaService_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *metaServiceClient) ListNodeShards(ctx context.Context, in *ListNodeShardsRequest, opts ...grpc.CallOption) (*ListNodeShardsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListNodeShardsResponse)
@@ -324,6 +351,11 @@ type MetaServiceServer interface {
 	// Heartbeat reports a node's health; the response carries its work.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
+	// SetNodeAdminState moves a storage node between admin states
+	// (maintenance, decommissioned, back to active); RemoveNode forgets a
+	// decommissioned node.
+	SetNodeAdminState(context.Context, *SetNodeAdminStateRequest) (*SetNodeAdminStateResponse, error)
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	// ListNodeShards pages through the shards meta believes a node holds.
 	ListNodeShards(context.Context, *ListNodeShardsRequest) (*ListNodeShardsResponse, error)
 	// CheckShards tells a storage node which of its shards no record
@@ -385,6 +417,12 @@ func (UnimplementedMetaServiceServer) Heartbeat(context.Context, *HeartbeatReque
 }
 func (UnimplementedMetaServiceServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListNodes not implemented")
+}
+func (UnimplementedMetaServiceServer) SetNodeAdminState(context.Context, *SetNodeAdminStateRequest) (*SetNodeAdminStateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetNodeAdminState not implemented")
+}
+func (UnimplementedMetaServiceServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedMetaServiceServer) ListNodeShards(context.Context, *ListNodeShardsRequest) (*ListNodeShardsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListNodeShards not implemented")
@@ -662,6 +700,42 @@ func _MetaService_ListNodes_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_SetNodeAdminState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetNodeAdminStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).SetNodeAdminState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_SetNodeAdminState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).SetNodeAdminState(ctx, req.(*SetNodeAdminStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _MetaService_ListNodeShards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListNodeShardsRequest)
 	if err := dec(in); err != nil {
@@ -846,6 +920,14 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNodes",
 			Handler:    _MetaService_ListNodes_Handler,
+		},
+		{
+			MethodName: "SetNodeAdminState",
+			Handler:    _MetaService_SetNodeAdminState_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _MetaService_RemoveNode_Handler,
 		},
 		{
 			MethodName: "ListNodeShards",

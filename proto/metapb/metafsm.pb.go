@@ -46,6 +46,8 @@ type Command struct {
 	//	*Command_SetRepairLimits
 	//	*Command_NodeReports
 	//	*Command_SetRepairHold
+	//	*Command_SetNodeAdminState
+	//	*Command_RemoveNode
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -228,6 +230,24 @@ func (x *Command) GetSetRepairHold() *SetRepairHoldCommand {
 	return nil
 }
 
+func (x *Command) GetSetNodeAdminState() *SetNodeAdminStateRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetNodeAdminState); ok {
+			return x.SetNodeAdminState
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveNode() *RemoveNodeRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveNode); ok {
+			return x.RemoveNode
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -288,6 +308,14 @@ type Command_SetRepairHold struct {
 	SetRepairHold *SetRepairHoldCommand `protobuf:"bytes,23,opt,name=set_repair_hold,json=setRepairHold,proto3,oneof"`
 }
 
+type Command_SetNodeAdminState struct {
+	SetNodeAdminState *SetNodeAdminStateRequest `protobuf:"bytes,24,opt,name=set_node_admin_state,json=setNodeAdminState,proto3,oneof"`
+}
+
+type Command_RemoveNode struct {
+	RemoveNode *RemoveNodeRequest `protobuf:"bytes,25,opt,name=remove_node,json=removeNode,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -315,6 +343,10 @@ func (*Command_SetRepairLimits) isCommand_Op() {}
 func (*Command_NodeReports) isCommand_Op() {}
 
 func (*Command_SetRepairHold) isCommand_Op() {}
+
+func (*Command_SetNodeAdminState) isCommand_Op() {}
+
+func (*Command_RemoveNode) isCommand_Op() {}
 
 // NodeReportsCommand carries what storage nodes reported in heartbeats,
 // batched by the leader into one entry so that a heartbeat is answered
@@ -919,7 +951,8 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\x93\t\n" +
+	"meta.proto\"\xbc\n" +
+	"\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -942,7 +975,10 @@ const file_metafsm_proto_rawDesc = "" +
 	"\rremove_member\x18\x14 \x01(\v2&.clipstore.meta.v1.RemoveMemberCommandH\x00R\fremoveMember\x12T\n" +
 	"\x11set_repair_limits\x18\x15 \x01(\v2&.clipstore.meta.v1.RepairLimitsRequestH\x00R\x0fsetRepairLimits\x12J\n" +
 	"\fnode_reports\x18\x16 \x01(\v2%.clipstore.meta.v1.NodeReportsCommandH\x00R\vnodeReports\x12Q\n" +
-	"\x0fset_repair_hold\x18\x17 \x01(\v2'.clipstore.meta.v1.SetRepairHoldCommandH\x00R\rsetRepairHoldB\x04\n" +
+	"\x0fset_repair_hold\x18\x17 \x01(\v2'.clipstore.meta.v1.SetRepairHoldCommandH\x00R\rsetRepairHold\x12^\n" +
+	"\x14set_node_admin_state\x18\x18 \x01(\v2+.clipstore.meta.v1.SetNodeAdminStateRequestH\x00R\x11setNodeAdminState\x12G\n" +
+	"\vremove_node\x18\x19 \x01(\v2$.clipstore.meta.v1.RemoveNodeRequestH\x00R\n" +
+	"removeNodeB\x04\n" +
 	"\x02op\"M\n" +
 	"\x12NodeReportsCommand\x127\n" +
 	"\areports\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.NodeReportR\areports\"\xcb\x01\n" +
@@ -998,26 +1034,28 @@ func file_metafsm_proto_rawDescGZIP() []byte {
 
 var file_metafsm_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_metafsm_proto_goTypes = []any{
-	(*Command)(nil),              // 0: clipstore.meta.v1.Command
-	(*NodeReportsCommand)(nil),   // 1: clipstore.meta.v1.NodeReportsCommand
-	(*NodeReport)(nil),           // 2: clipstore.meta.v1.NodeReport
-	(*SetRepairHoldCommand)(nil), // 3: clipstore.meta.v1.SetRepairHoldCommand
-	(*CommitPutCommand)(nil),     // 4: clipstore.meta.v1.CommitPutCommand
-	(*SetNodeStateCommand)(nil),  // 5: clipstore.meta.v1.SetNodeStateCommand
-	(*AckDeletesCommand)(nil),    // 6: clipstore.meta.v1.AckDeletesCommand
-	(*SetMemberCommand)(nil),     // 7: clipstore.meta.v1.SetMemberCommand
-	(*RemoveMemberCommand)(nil),  // 8: clipstore.meta.v1.RemoveMemberCommand
-	(*RequestRecord)(nil),        // 9: clipstore.meta.v1.RequestRecord
-	(*NodeShardRecord)(nil),      // 10: clipstore.meta.v1.NodeShardRecord
-	(*CreateBucketRequest)(nil),  // 11: clipstore.meta.v1.CreateBucketRequest
-	(*DeleteBucketRequest)(nil),  // 12: clipstore.meta.v1.DeleteBucketRequest
-	(*DeleteClipRequest)(nil),    // 13: clipstore.meta.v1.DeleteClipRequest
-	(*ReportShardRequest)(nil),   // 14: clipstore.meta.v1.ReportShardRequest
-	(*UpdateShardRequest)(nil),   // 15: clipstore.meta.v1.UpdateShardRequest
-	(*RegisterNodeRequest)(nil),  // 16: clipstore.meta.v1.RegisterNodeRequest
-	(*RepairLimitsRequest)(nil),  // 17: clipstore.meta.v1.RepairLimitsRequest
-	(*CommitPutRequest)(nil),     // 18: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),               // 19: clipstore.meta.v1.NodeState
+	(*Command)(nil),                  // 0: clipstore.meta.v1.Command
+	(*NodeReportsCommand)(nil),       // 1: clipstore.meta.v1.NodeReportsCommand
+	(*NodeReport)(nil),               // 2: clipstore.meta.v1.NodeReport
+	(*SetRepairHoldCommand)(nil),     // 3: clipstore.meta.v1.SetRepairHoldCommand
+	(*CommitPutCommand)(nil),         // 4: clipstore.meta.v1.CommitPutCommand
+	(*SetNodeStateCommand)(nil),      // 5: clipstore.meta.v1.SetNodeStateCommand
+	(*AckDeletesCommand)(nil),        // 6: clipstore.meta.v1.AckDeletesCommand
+	(*SetMemberCommand)(nil),         // 7: clipstore.meta.v1.SetMemberCommand
+	(*RemoveMemberCommand)(nil),      // 8: clipstore.meta.v1.RemoveMemberCommand
+	(*RequestRecord)(nil),            // 9: clipstore.meta.v1.RequestRecord
+	(*NodeShardRecord)(nil),          // 10: clipstore.meta.v1.NodeShardRecord
+	(*CreateBucketRequest)(nil),      // 11: clipstore.meta.v1.CreateBucketRequest
+	(*DeleteBucketRequest)(nil),      // 12: clipstore.meta.v1.DeleteBucketRequest
+	(*DeleteClipRequest)(nil),        // 13: clipstore.meta.v1.DeleteClipRequest
+	(*ReportShardRequest)(nil),       // 14: clipstore.meta.v1.ReportShardRequest
+	(*UpdateShardRequest)(nil),       // 15: clipstore.meta.v1.UpdateShardRequest
+	(*RegisterNodeRequest)(nil),      // 16: clipstore.meta.v1.RegisterNodeRequest
+	(*RepairLimitsRequest)(nil),      // 17: clipstore.meta.v1.RepairLimitsRequest
+	(*SetNodeAdminStateRequest)(nil), // 18: clipstore.meta.v1.SetNodeAdminStateRequest
+	(*RemoveNodeRequest)(nil),        // 19: clipstore.meta.v1.RemoveNodeRequest
+	(*CommitPutRequest)(nil),         // 20: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 21: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	11, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -1034,14 +1072,16 @@ var file_metafsm_proto_depIdxs = []int32{
 	17, // 11: clipstore.meta.v1.Command.set_repair_limits:type_name -> clipstore.meta.v1.RepairLimitsRequest
 	1,  // 12: clipstore.meta.v1.Command.node_reports:type_name -> clipstore.meta.v1.NodeReportsCommand
 	3,  // 13: clipstore.meta.v1.Command.set_repair_hold:type_name -> clipstore.meta.v1.SetRepairHoldCommand
-	2,  // 14: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	18, // 15: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	19, // 16: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	18, // 14: clipstore.meta.v1.Command.set_node_admin_state:type_name -> clipstore.meta.v1.SetNodeAdminStateRequest
+	19, // 15: clipstore.meta.v1.Command.remove_node:type_name -> clipstore.meta.v1.RemoveNodeRequest
+	2,  // 16: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	20, // 17: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	21, // 18: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1065,6 +1105,8 @@ func file_metafsm_proto_init() {
 		(*Command_SetRepairLimits)(nil),
 		(*Command_NodeReports)(nil),
 		(*Command_SetRepairHold)(nil),
+		(*Command_SetNodeAdminState)(nil),
+		(*Command_RemoveNode)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
