@@ -103,9 +103,15 @@ type StorageNode struct {
 	Up                bool
 	DownSince         time.Time // zero while up
 	DownReason        string    // why it was marked down, while down
-	Capacity, Free    uint64    // bytes, from the last heartbeat
-	Shards            uint64
-	LastHeartbeat     time.Time // zero if the leader has not heard from it
+	// AdminState is what an admin made of it: AdminActive, AdminDraining,
+	// AdminMaintenance (until MaintenanceUntil) or AdminDecommissioned.
+	// DrainDead: it drains by repair (decommissioned as dead).
+	AdminState       string
+	MaintenanceUntil time.Time
+	DrainDead        bool
+	Capacity, Free   uint64 // bytes, from the last heartbeat
+	Shards           uint64
+	LastHeartbeat    time.Time // zero if the leader has not heard from it
 	// Scrub is the node's scrubbing as its last heartbeat to the leader
 	// reported it; nil if the leader has not heard it report one.
 	Scrub *ScrubStatus
@@ -303,7 +309,8 @@ func memberFromProto(m *metapb.Member) Member {
 
 func nodeFromProto(n *metapb.StorageNode) StorageNode {
 	node := StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
-		DownSince: unixNano(n.DownSinceUnixNano), DownReason: n.DownReason, Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
+		DownSince: unixNano(n.DownSinceUnixNano), DownReason: n.DownReason, AdminState: adminStates[n.AdminState],
+		MaintenanceUntil: unixNano(n.MaintenanceUntilUnixNano), DrainDead: n.DrainDead, Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
 		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano), Lost: lossesFromProto(n.Losses),
 		Corrupt: lossesFromProto(n.Corrupt)}
 	for _, d := range n.Disks {

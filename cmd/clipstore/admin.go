@@ -11,7 +11,7 @@ import (
 
 func newAdminCommand(co *clientOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "admin", Short: "Operate the cluster"}
-	cmd.AddCommand(newFsckCommand(co), newRepairCommand(co))
+	cmd.AddCommand(newFsckCommand(co), newRepairCommand(co), newNodeCommand(co))
 	return cmd
 }
 

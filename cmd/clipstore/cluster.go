@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -38,7 +39,8 @@ until, nodes, threshold),
 scrub (nodes_running, bytes_done and bytes_total of the passes in progress,
 corrupt_found), members (id, raft_address, grpc_address, voter, leader) and
 storage_nodes (id, address, zone, up, capacity, free, shards,
-last_heartbeat, down_since and down_reason, lost and corrupt as above, failed_disks (path, reason),
+last_heartbeat, down_since and down_reason, admin_state (active, draining,
+maintenance, decommissioned), maintenance_until, drain_dead, lost and corrupt as above, failed_disks (path, reason),
 scrub: running, passes_completed, bytes_done, bytes_total, shards_done,
 shards_total, last_pass_end, last_pass_corrupt, last_pass_lost,
 corrupt_found, interval_seconds with 0 for no background scrubbing; times
@@ -122,7 +124,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.ID, m.RaftAddress, m.GRPCAddress, role)
 	}
-	fmt.Fprintln(tw, "\nSTORAGE NODE\tADDRESS\tZONE\tSTATE\tCAPACITY\tUSED\tSHARDS\tLAST HEARTBEAT\tSCRUB\tCORRUPT FOUND\tLOST FOUND")
+	fmt.Fprintln(tw, "\nSTORAGE NODE\tADDRESS\tZONE\tSTATE\tADMIN\tCAPACITY\tUSED\tSHARDS\tLAST HEARTBEAT\tSCRUB\tCORRUPT FOUND\tLOST FOUND")
 	for _, n := range st.Nodes {
 		state, seen, corrupt := "up", "-", "-"
 		if !n.Up {
@@ -137,7 +139,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 		if n.Scrub != nil {
 			corrupt = fmt.Sprint(n.Scrub.CorruptFound)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", n.ID, n.Address, n.Zone, state,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", n.ID, n.Address, n.Zone, state, adminCell(n, now),
 			bytesize.Human(int64(n.Capacity)), bytesize.Human(int64(n.Capacity-min(n.Free, n.Capacity))), n.Shards, seen,
 			scrubCell(n.Scrub, now), corrupt, n.Lost.Total())
 	}
@@ -227,32 +229,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 	}
 	nodes := []map[string]any{}
 	for _, n := range st.Nodes {
-		failed := []map[string]any{}
-		for _, d := range n.FailedDisks {
-			failed = append(failed, map[string]any{"path": d.Path, "reason": d.Reason})
-		}
-		node := map[string]any{"id": n.ID, "address": n.Address, "zone": n.Zone, "up": n.Up,
-			"capacity": n.Capacity, "free": n.Free, "shards": n.Shards, "lost": lossesJSON(n.Lost),
-			"corrupt": lossesJSON(n.Corrupt), "failed_disks": failed}
-		if !n.LastHeartbeat.IsZero() {
-			node["last_heartbeat"] = jsonTime(n.LastHeartbeat)
-		}
-		if !n.DownSince.IsZero() {
-			node["down_since"] = jsonTime(n.DownSince)
-			node["down_reason"] = n.DownReason
-		}
-		if s := n.Scrub; s != nil {
-			scrub := map[string]any{"running": s.Running, "passes_completed": s.PassesCompleted,
-				"bytes_done": s.BytesDone, "bytes_total": s.BytesTotal, "shards_done": s.ShardsDone,
-				"shards_total": s.ShardsTotal, "last_pass_corrupt": s.LastPassCorrupt, "last_pass_lost": s.LastPassLost,
-				"corrupt_found":    s.CorruptFound,
-				"interval_seconds": s.Interval.Seconds()}
-			if !s.LastPassEnd.IsZero() {
-				scrub["last_pass_end"] = jsonTime(s.LastPassEnd)
-			}
-			node["scrub"] = scrub
-		}
-		nodes = append(nodes, node)
+		nodes = append(nodes, nodeJSON(n))
 	}
 	r := st.Repair
 	repair := map[string]any{"state": repairState(r), "queue_shards": r.QueueShards, "queue_bytes": r.QueueBytes,
@@ -287,3 +264,38 @@ func lossesJSON(l client.ShardLosses) map[string]any {
 }
 
 func jsonTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// nodeJSON is the stable JSON form of a storage node, in cluster status and
+// in the node commands.
+func nodeJSON(n client.StorageNode) map[string]any {
+	failed := []map[string]any{}
+	for _, d := range n.FailedDisks {
+		failed = append(failed, map[string]any{"path": d.Path, "reason": d.Reason})
+	}
+	node := map[string]any{"id": n.ID, "address": n.Address, "zone": n.Zone, "up": n.Up,
+		"capacity": n.Capacity, "free": n.Free, "shards": n.Shards, "lost": lossesJSON(n.Lost),
+		"corrupt": lossesJSON(n.Corrupt), "failed_disks": failed, "admin_state": cmp.Or(n.AdminState, client.AdminActive),
+		"drain_dead": n.DrainDead}
+	if !n.MaintenanceUntil.IsZero() {
+		node["maintenance_until"] = jsonTime(n.MaintenanceUntil)
+	}
+	if !n.LastHeartbeat.IsZero() {
+		node["last_heartbeat"] = jsonTime(n.LastHeartbeat)
+	}
+	if !n.DownSince.IsZero() {
+		node["down_since"] = jsonTime(n.DownSince)
+		node["down_reason"] = n.DownReason
+	}
+	if s := n.Scrub; s != nil {
+		scrub := map[string]any{"running": s.Running, "passes_completed": s.PassesCompleted,
+			"bytes_done": s.BytesDone, "bytes_total": s.BytesTotal, "shards_done": s.ShardsDone,
+			"shards_total": s.ShardsTotal, "last_pass_corrupt": s.LastPassCorrupt, "last_pass_lost": s.LastPassLost,
+			"corrupt_found":    s.CorruptFound,
+			"interval_seconds": s.Interval.Seconds()}
+		if !s.LastPassEnd.IsZero() {
+			scrub["last_pass_end"] = jsonTime(s.LastPassEnd)
+		}
+		node["scrub"] = scrub
+	}
+	return node
+}

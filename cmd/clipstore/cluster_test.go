@@ -66,6 +66,12 @@ func TestClusterStatusText(t *testing.T) {
 		{"down with a reason", func(st *client.ClusterStatus) {
 			st.Nodes[2].DownSince, st.Nodes[2].DownReason = now.Add(-time.Minute), "no heartbeat for 10s"
 		}, []string{"down (no heartbeat for 10s)"}},
+		{"admin states", func(st *client.ClusterStatus) {
+			st.Nodes[0].AdminState, st.Nodes[0].MaintenanceUntil = client.AdminMaintenance, now.Add(30*time.Minute)
+			st.Nodes[1].AdminState, st.Nodes[1].DrainDead = client.AdminDraining, true
+			st.Nodes[2].AdminState = client.AdminDecommissioned
+		}, []string{"maintenance until " + now.Add(30*time.Minute).UTC().Format(time.RFC3339) + " (in 30m0s)",
+			"draining (dead: its shards are rebuilt elsewhere)", "decommissioned", "  active  "}},
 		{"lost and corrupt found", func(st *client.ClusterStatus) {
 			st.Lost, st.Corrupt = client.ShardLosses{Scrub: 1, Inventory: 2}, client.ShardLosses{Scrub: 3, Read: 1}
 		}, []string{"shard files lost behind their nodes' back: 3 (found by scrub 1, inventory 2, reads 0)",

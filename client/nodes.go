@@ -1,0 +1,76 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+)
+
+// Admin states of a storage node (StorageNode.AdminState), beside its
+// liveness (Up).
+const (
+	AdminActive         = "active"         // takes new shards when up
+	AdminDraining       = "draining"       // its shards are leaving it; no new ones
+	AdminMaintenance    = "maintenance"    // planned downtime until MaintenanceUntil
+	AdminDecommissioned = "decommissioned" // final: nothing references it; it may be removed
+)
+
+var adminStates = map[metapb.AdminState]string{
+	metapb.AdminState_ADMIN_STATE_ACTIVE:         AdminActive,
+	metapb.AdminState_ADMIN_STATE_DRAINING:       AdminDraining,
+	metapb.AdminState_ADMIN_STATE_MAINTENANCE:    AdminMaintenance,
+	metapb.AdminState_ADMIN_STATE_DECOMMISSIONED: AdminDecommissioned,
+}
+
+// StartMaintenance puts a storage node in maintenance for d: while the
+// window lasts it takes no new shards, is not marked down when it goes
+// silent, and its shards are not repaired (reads go around it); when the
+// window ends it is active again, and marked down and repaired as usual if
+// it has not come back. Meta refuses (ErrPrecondition, naming the
+// first clip) when a clip would be left with fewer than k+1 available
+// shards, unless force. Calling it again moves the end of the window.
+func (c *Client) StartMaintenance(ctx context.Context, node string, d time.Duration, force bool) (StorageNode, error) {
+	if d <= 0 {
+		return StorageNode{}, fmt.Errorf("%w: a maintenance window of %v", ErrInvalidArgument, d)
+	}
+	return c.setAdminState(ctx, &metapb.SetNodeAdminStateRequest{NodeId: node, State: metapb.AdminState_ADMIN_STATE_MAINTENANCE,
+		MaintenanceMs: max(d.Milliseconds(), 1), Force: force})
+}
+
+// EndMaintenance makes a node in maintenance active again now.
+func (c *Client) EndMaintenance(ctx context.Context, node string) (StorageNode, error) {
+	return c.setAdminState(ctx, &metapb.SetNodeAdminStateRequest{NodeId: node, State: metapb.AdminState_ADMIN_STATE_ACTIVE})
+}
+
+// Decommission retires a storage node for good. Meta refuses a node that
+// still holds shards (ErrPrecondition, with their count) unless dead:
+// then a node that is down is drained by repair (its shards rebuilt from
+// the others at once, state draining) and decommissioned by the leader
+// when nothing references it. A decommissioned node takes no shard ever
+// again; Remove forgets it.
+func (c *Client) Decommission(ctx context.Context, node string, dead bool) (StorageNode, error) {
+	return c.setAdminState(ctx, &metapb.SetNodeAdminStateRequest{NodeId: node,
+		State: metapb.AdminState_ADMIN_STATE_DECOMMISSIONED, Dead: dead})
+}
+
+// RemoveNode forgets a decommissioned storage node.
+func (c *Client) RemoveNode(ctx context.Context, node string) error {
+	req := &metapb.RemoveNodeRequest{RequestId: newRequestID(), NodeId: node}
+	_, err := callMeta(ctx, c, "remove node", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.RemoveNodeResponse, error) {
+		return mc.RemoveNode(ctx, req)
+	})
+	return err
+}
+
+func (c *Client) setAdminState(ctx context.Context, req *metapb.SetNodeAdminStateRequest) (StorageNode, error) {
+	req.RequestId = newRequestID()
+	resp, err := callMeta(ctx, c, "set node admin state", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.SetNodeAdminStateResponse, error) {
+		return mc.SetNodeAdminState(ctx, req)
+	})
+	if err != nil {
+		return StorageNode{}, err
+	}
+	return nodeFromProto(resp.Node), nil
+}
