@@ -1,0 +1,173 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/test/e2e"
+)
+
+// TestNodeLifecycle drives a 7-node cluster (RS 4+2, nodes down after 2 s
+// of silence, repaired 1 s later) through the admin states with the CLI,
+// case after case: refused transitions change nothing; a node stopped in
+// its maintenance window is neither marked down nor repaired and reads go
+// around it, until the window ends; a dead node is decommissioned by
+// repair, and removed.
+func TestNodeLifecycle(t *testing.T) {
+	c := e2e.StartDurabilityCluster(t, 7)
+	cl := c.Client()
+	ctx := context.Background()
+	if err := cl.CreateBucket(ctx, "fleet", e2e.DurabilityProfile); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]e2e.Stored{}
+	var keys []string
+	for i := range 12 {
+		key := fmt.Sprintf("clip/%02d", i)
+		s, _, err := e2e.PutClip(cl, "fleet", key, uint64(i), 150_000+i*1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[key] = s
+		keys = append(keys, key)
+	}
+	node := func(id string) client.StorageNode {
+		st, err := cl.ClusterStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range st.Nodes {
+			if n.ID == id {
+				return n
+			}
+		}
+		return client.StorageNode{}
+	}
+
+	t.Run("refused transitions", func(t *testing.T) {
+		cases := []struct {
+			args []string
+			want string
+		}{
+			{[]string{"maintenance", "nope", "--for", "1m"}, `storage node "nope" is not registered`},
+			{[]string{"maintenance", "s0"}, "give either --for DURATION or --end"},
+			{[]string{"maintenance", "s0", "--for", "-5m"}, "want a positive duration"},
+			{[]string{"decommission", "s0"}, `storage node "s0" still holds`},
+			{[]string{"decommission", "s0", "--dead"}, `storage node "s0" is up and holds`},
+			{[]string{"remove", "s0"}, `storage node "s0" is active; decommission it before removing it`},
+		}
+		for _, tc := range cases {
+			out, errOut, code := c.CLI(append([]string{"admin", "node"}, tc.args...)...)
+			lines := strings.Split(strings.TrimSpace(errOut), "\n")
+			if code == 0 || len(lines) != 1 || !strings.Contains(errOut, tc.want) {
+				t.Errorf("admin node %s: exit %d, stderr %q, stdout %q; want one line with %q", strings.Join(tc.args, " "), code, errOut, out, tc.want)
+			}
+		}
+		if n := node("s0"); n.AdminState != client.AdminActive || !n.Up {
+			t.Fatalf("s0 after refused changes: %+v", n)
+		}
+	})
+
+	t.Run("maintenance window", func(t *testing.T) {
+		victim := c.Storage[1]
+		const window = 8 * time.Second
+		out, errOut, code := c.CLI("admin", "node", "maintenance", victim.ID, "--for", window.String(), "--json")
+		if code != 0 {
+			t.Fatalf("maintenance: exit %d: %s", code, errOut)
+		}
+		var got struct {
+			AdminState       string `json:"admin_state"`
+			MaintenanceUntil string `json:"maintenance_until"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || got.AdminState != "maintenance" || got.MaintenanceUntil == "" {
+			t.Fatalf("maintenance --json: %v, %q", err, out)
+		}
+		start := time.Now()
+		victim.Proc.Kill()
+		// Well past --node-down-after and --repair-after, inside the window.
+		for time.Since(start) < window-2*time.Second {
+			st, err := cl.ClusterStatus(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range st.Nodes {
+				if !n.Up {
+					t.Fatalf("%s marked down %v into %s's maintenance window", n.ID, time.Since(start).Round(time.Millisecond), victim.ID)
+				}
+			}
+			if st.Repair.QueueShards > 0 || st.RepairsInFlight > 0 {
+				t.Fatalf("repair queued during the maintenance window: %d shards, %d in flight", st.Repair.QueueShards, st.RepairsInFlight)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		e2e.CheckAll(t, cl, "fleet", want) // reads go around the stopped node
+		out, _, _ = c.CLI("cluster", "status")
+		if !strings.Contains(out, "maintenance until") {
+			t.Fatalf("cluster status does not show the window:\n%s", out)
+		}
+		// The window ends with the node still gone: down, then repaired.
+		e2e.WaitNodeUp(t, cl, victim.ID, false)
+		if n := node(victim.ID); n.AdminState != client.AdminActive {
+			t.Fatalf("%s after its window: %s", victim.ID, n.AdminState)
+		}
+		await.TrueWhy(t, 60*time.Second, "every clip rebuilt off the node", func() (bool, string) {
+			return e2e.ClipsFull(cl, "fleet", keys, map[string]bool{victim.ID: true})
+		})
+		// Now empty, it is decommissioned and removed.
+		if _, errOut, code := c.CLI("admin", "node", "decommission", victim.ID); code != 0 {
+			t.Fatalf("decommission of the emptied %s: %s", victim.ID, errOut)
+		}
+		if _, errOut, code := c.CLI("admin", "node", "remove", victim.ID); code != 0 {
+			t.Fatalf("remove %s: %s", victim.ID, errOut)
+		}
+		if n := node(victim.ID); n.ID != "" {
+			t.Fatalf("%s still listed after remove", victim.ID)
+		}
+	})
+
+	t.Run("decommission a dead node", func(t *testing.T) {
+		// The removed node comes back as a new one (an empty disk, the
+		// same id): 6 live nodes again, enough for k+m distinct.
+		readd := c.Storage[1]
+		if err := os.RemoveAll(readd.Dir); err != nil {
+			t.Fatal(err)
+		}
+		c.StartStorage(readd)
+		e2e.WaitNodeUp(t, cl, readd.ID, true)
+		if n := node(readd.ID); n.AdminState != client.AdminActive {
+			t.Fatalf("%s added again: %s", readd.ID, n.AdminState)
+		}
+		victim := c.Storage[2]
+		victim.Proc.Kill()
+		e2e.WaitNodeUp(t, cl, victim.ID, false)
+		out, errOut, code := c.CLI("admin", "node", "decommission", victim.ID, "--dead")
+		if code != 0 || !strings.Contains(out, "draining (dead") {
+			t.Fatalf("decommission --dead: exit %d, %s%s", code, out, errOut)
+		}
+		await.TrueWhy(t, 60*time.Second, "the dead node decommissioned", func() (bool, string) {
+			n := node(victim.ID)
+			return n.AdminState == client.AdminDecommissioned, n.AdminState
+		})
+		if ok, why := e2e.ClipsFull(cl, "fleet", keys, map[string]bool{victim.ID: true}); !ok {
+			t.Fatalf("after %s was decommissioned: %s", victim.ID, why)
+		}
+		_, errOut, code = c.CLI("admin", "node", "maintenance", victim.ID, "--for", "1m")
+		if code == 0 || !strings.Contains(errOut, "is decommissioned: that is final") {
+			t.Fatalf("maintenance of a decommissioned node: exit %d, %s", code, errOut)
+		}
+		if _, errOut, code := c.CLI("admin", "node", "remove", victim.ID); code != 0 {
+			t.Fatalf("remove %s: %s", victim.ID, errOut)
+		}
+		e2e.CheckAll(t, cl, "fleet", want)
+		if ok, why := c.FsckClean(); !ok {
+			t.Fatal(why)
+		}
+	})
+}
