@@ -55,6 +55,22 @@ func (c *Client) Decommission(ctx context.Context, node string, dead bool) (Stor
 		State: metapb.AdminState_ADMIN_STATE_DECOMMISSIONED, Dead: dead})
 }
 
+// Drain starts moving every shard off a storage node: it takes no new
+// shards, and each of its shards is rebuilt on another node (after the
+// repair of lost shards, within the repair limits) while it stays in place
+// and readable, then deleted. StorageNode.ShardsToMove counts what is left;
+// Decommission succeeds once it is 0. A node that drains already is refused.
+func (c *Client) Drain(ctx context.Context, node string) (StorageNode, error) {
+	return c.setAdminState(ctx, &metapb.SetNodeAdminStateRequest{NodeId: node, State: metapb.AdminState_ADMIN_STATE_DRAINING})
+}
+
+// Undrain makes a draining node active again: it takes new shards, and no
+// further move is planned (those in flight land or are dropped; nothing is
+// lost).
+func (c *Client) Undrain(ctx context.Context, node string) (StorageNode, error) {
+	return c.setAdminState(ctx, &metapb.SetNodeAdminStateRequest{NodeId: node, State: metapb.AdminState_ADMIN_STATE_ACTIVE})
+}
+
 // RemoveNode forgets a decommissioned storage node.
 func (c *Client) RemoveNode(ctx context.Context, node string) error {
 	req := &metapb.RemoveNodeRequest{RequestId: newRequestID(), NodeId: node}

@@ -46,7 +46,6 @@ func validateAdminRequest(req *pb.SetNodeAdminStateRequest) error {
 			return fmt.Errorf("%w: a maintenance window of %v is outside (0, %v]", ErrInvalidArgument, d, maxMaintenance)
 		}
 	case pb.AdminState_ADMIN_STATE_DRAINING:
-		return fmt.Errorf("%w: a node drains through decommission --dead; draining is not set directly", ErrInvalidArgument)
 	default:
 		return fmt.Errorf("%w: unknown admin state %v", ErrInvalidArgument, req.State)
 	}
@@ -77,6 +76,11 @@ func (a *applier) setNodeAdminState(c *pb.SetNodeAdminStateRequest) (proto.Messa
 	switch c.State {
 	case pb.AdminState_ADMIN_STATE_ACTIVE:
 		node.MaintenanceUntilUnixNano, node.DrainDead = 0, false
+	case pb.AdminState_ADMIN_STATE_DRAINING:
+		if cur == pb.AdminState_ADMIN_STATE_DRAINING {
+			return nil, fmt.Errorf("%w: storage node %q is draining already", ErrFailedPrecondition, c.NodeId)
+		}
+		node.MaintenanceUntilUnixNano = 0
 	case pb.AdminState_ADMIN_STATE_MAINTENANCE:
 		if cur == pb.AdminState_ADMIN_STATE_DRAINING {
 			return nil, fmt.Errorf("%w: storage node %q is draining; undrain it before maintenance", ErrFailedPrecondition, c.NodeId)
@@ -234,6 +238,13 @@ func (n *Node) setNodeAdminState(ctx context.Context, req *pb.SetNodeAdminStateR
 		return nil, err
 	}
 	out := resp.(*pb.SetNodeAdminStateResponse)
+	if node := out.GetNode(); node.GetAdminState() == pb.AdminState_ADMIN_STATE_DRAINING {
+		n.fsm.view(func(tx *bolt.Tx) error {
+			left, err := (&applier{tx: tx}).placedShards(node.NodeId)
+			node.ShardsToMove = uint64(left)
+			return err
+		})
+	}
 	n.log.Warn("storage node admin state changed", "node", req.NodeId, "state", adminStateName(out.GetNode().GetAdminState()),
 		"requested", adminStateName(req.State), "dead", req.Dead, "force", req.Force, "by", callerOf(ctx))
 	return out, nil

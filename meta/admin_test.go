@@ -65,7 +65,7 @@ func TestAdminStateTransitions(t *testing.T) {
 	}{
 		{"unknown node", &pb.SetNodeAdminStateRequest{NodeId: "nope", State: maint, MaintenanceMs: 1000}, codes.NotFound, `"nope" is not registered`},
 		{"no window", &pb.SetNodeAdminStateRequest{NodeId: holder, State: maint}, codes.InvalidArgument, "maintenance window"},
-		{"draining directly", &pb.SetNodeAdminStateRequest{NodeId: holder, State: pb.AdminState_ADMIN_STATE_DRAINING}, codes.InvalidArgument, "decommission --dead"},
+		{"unknown state", &pb.SetNodeAdminStateRequest{NodeId: holder, State: 9}, codes.InvalidArgument, "unknown admin state"},
 		{"decommission a node with shards", &pb.SetNodeAdminStateRequest{NodeId: holder, State: decom}, codes.FailedPrecondition, "still holds 1 shards"},
 		{"decommission --dead of an up node", &pb.SetNodeAdminStateRequest{NodeId: holder, State: decom, Dead: true}, codes.FailedPrecondition, "is up and holds 1 shards"},
 	}
@@ -254,5 +254,82 @@ func TestCommitNamingDecommissionedNode(t *testing.T) {
 	}
 	if _, err := cl.RemoveNode(t.Context(), &pb.RemoveNodeRequest{NodeId: gone}); err != nil {
 		t.Fatalf("remove %s: %v", gone, err)
+	}
+}
+
+// TestDrainMovesShards: draining a live node plans a move for every shard
+// on it, each rebuilt elsewhere from k other shards while it stays in
+// place; each move's conditional update sends the old shard to the node's
+// delete queue, and once it holds nothing the node can be decommissioned.
+// A second drain is refused; undrain stops planning.
+func TestDrainMovesShards(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	h := heartbeatingNodes(t, cl, 8)
+	keys := map[string]string{} // clip id -> key
+	for i := range 6 {
+		key := fmt.Sprintf("clip%d", i)
+		keys[string(put(t, cl, "bk1", key, 100_000, nil).Clip.ClipId)] = key
+	}
+	const drained = "s3"
+	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: drained, State: pb.AdminState_ADMIN_STATE_DRAINING}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: drained, State: pb.AdminState_ADMIN_STATE_DRAINING})
+	wantCode(t, err, codes.FailedPrecondition)
+	left := nodeByID(t, cl, drained).ShardsToMove
+	if left == 0 {
+		t.Fatalf("%s holds no shard to drain", drained)
+	}
+	done := 0
+	await.TrueWhy(t, 20*time.Second, "every shard moved off the drained node", func() (bool, string) {
+		for target, ws := range h.repairWork() {
+			for _, w := range ws {
+				if target == drained {
+					t.Fatalf("a move targets the draining node")
+				}
+				got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: keys[string(w.ClipId)]})
+				if err != nil {
+					continue // retired meanwhile
+				}
+				old := got.Clip.Parts[w.Part].Shards[w.Index]
+				for _, s := range w.Sources {
+					if s.Index == w.Index {
+						t.Fatalf("a move's sources include the shard it moves")
+					}
+				}
+				if _, err := cl.UpdateShard(t.Context(), &pb.UpdateShardRequest{ClipId: w.ClipId, Generation: w.Generation,
+					Index: w.Index, OldShardId: w.OldShardId, NewShard: &pb.Shard{Index: w.Index, NodeId: target,
+						ShardId: w.NewShardId, Length: old.Length, Checksum: old.Checksum, State: pb.ShardState_SHARD_STATE_OK}}); err == nil {
+					done++
+				}
+			}
+		}
+		n := nodeByID(t, cl, drained)
+		return n.ShardsToMove == 0, fmt.Sprintf("%d shards to move, %d moved", n.ShardsToMove, done)
+	})
+	if done != int(left) {
+		t.Fatalf("%d moves landed for %d shards", done, left)
+	}
+	st, err := cl.ClusterStatus(t.Context(), &pb.ClusterStatusRequest{})
+	if err != nil || st.DegradedClips != 0 || st.PendingDeletes < left {
+		t.Fatalf("after the drain: %d degraded clips, %d deletes pending (want >= %d), %v", st.GetDegradedClips(), st.GetPendingDeletes(), left, err)
+	}
+	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: drained, State: pb.AdminState_ADMIN_STATE_DECOMMISSIONED}); err != nil {
+		t.Fatalf("decommission of the drained node: %v", err)
+	}
+
+	// Undrain: a node that drains no longer does once active again.
+	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: "s5", State: pb.AdminState_ADMIN_STATE_DRAINING}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: "s5", State: pb.AdminState_ADMIN_STATE_ACTIVE}); err != nil {
+		t.Fatal(err)
+	}
+	if n := nodeByID(t, cl, "s5"); n.AdminState != pb.AdminState_ADMIN_STATE_ACTIVE || n.ShardsToMove != 0 {
+		t.Fatalf("s5 after undrain: %v", n)
 	}
 }

@@ -262,6 +262,13 @@ func (n *Node) listNodes(_ context.Context, _ *pb.ListNodesRequest) (*pb.ListNod
 					node.Disks = hb.disks
 				}
 			}
+			if node.AdminState == pb.AdminState_ADMIN_STATE_DRAINING {
+				left, err := (&applier{tx: tx}).placedShards(node.NodeId)
+				if err != nil {
+					return err
+				}
+				node.ShardsToMove = uint64(left)
+			}
 			resp.Nodes = append(resp.Nodes, node)
 			return nil
 		})

@@ -240,7 +240,50 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 		}
 		return nil
 	})
-	return needs, ignoreEnough(err)
+	if err = ignoreEnough(err); err != nil || seen >= limit {
+		return needs, err
+	}
+	moves, err := n.findDrainMoves(tx, nodes, gone, limit-seen)
+	return append(needs, moves...), err
+}
+
+// findDrainMoves lists the shards on draining (live) nodes to move off
+// them, at most limit: each is rebuilt on another node from k others, as a
+// repair is, while it stays in place and readable, so that redundancy never
+// drops; the conditional update that ends the move sends it to the node's
+// delete queue. They sort after every lost shard (bad -1): repair first.
+func (n *Node) findDrainMoves(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gone func(*pb.StorageNode) bool, limit int) ([]repairNeed, error) {
+	var needs []repairNeed
+	lost := lostOn(nodes, gone)
+	a := &applier{tx: tx}
+	for id, node := range nodes {
+		if node.AdminState != pb.AdminState_ADMIN_STATE_DRAINING || node.DrainDead || gone(node) {
+			continue
+		}
+		prefix := joinKey(id, nil)
+		c := tx.Bucket(bktNodeShards).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(needs) >= limit {
+				return needs, nil
+			}
+			ns := &pb.NodeShardRecord{}
+			if err := decodeMsg(k, v, ns); err != nil {
+				return needs, err
+			}
+			if n.repairs.inflight[shardKey(ns.ClipId, ns.Part, ns.Index)] != nil {
+				continue
+			}
+			rec, err := a.clipByID(ns.ClipId)
+			if err != nil || rec == nil || int(ns.Part) >= len(rec.Parts) {
+				continue
+			}
+			if _, unrecoverable := partLoss(rec.Parts[ns.Part], lost); unrecoverable {
+				continue
+			}
+			needs = append(needs, repairNeed{rec: rec, part: ns.Part, index: ns.Index, bad: -1})
+		}
+	}
+	return needs, nil
 }
 
 // goneAt returns whether a node's shards are to be rebuilt elsewhere at

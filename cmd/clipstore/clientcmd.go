@@ -72,6 +72,23 @@ func writeJSON(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
+// countBar returns a progress bar counting items on stderr when it is a
+// terminal, or nil (quiet) otherwise.
+func countBar(cmd *cobra.Command, total int64, what string) *progressbar.ProgressBar {
+	f, ok := cmd.ErrOrStderr().(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(f),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
 // progress returns a byte progress bar on stderr when it is a terminal,
 // or nil (quiet) otherwise.
 func progress(cmd *cobra.Command, size int64, what string) *progressbar.ProgressBar {

@@ -18,7 +18,8 @@ state: active (takes new shards), maintenance (planned downtime until the end
 of its window: not marked down, its shards not repaired), draining (its shards
 are leaving it) and decommissioned (final: nothing references it; remove
 forgets it). Every change is replicated and logged with who asked.`}
-	cmd.AddCommand(newMaintenanceCommand(co), newDecommissionCommand(co), newRemoveNodeCommand(co))
+	cmd.AddCommand(newDrainCommand(co), newUndrainCommand(co), newMaintenanceCommand(co), newDecommissionCommand(co),
+		newRemoveNodeCommand(co))
 	return cmd
 }
 
@@ -51,9 +52,9 @@ func adminCell(n client.StorageNode, now time.Time) string {
 			max(n.MaintenanceUntil.Sub(now), 0).Round(time.Second))
 	case client.AdminDraining:
 		if n.DrainDead {
-			return "draining (dead: its shards are rebuilt elsewhere)"
+			return fmt.Sprintf("draining (dead: its shards are rebuilt elsewhere), %d shards to move", n.ShardsToMove)
 		}
-		return "draining"
+		return fmt.Sprintf("draining, %d shards to move", n.ShardsToMove)
 	case "":
 		return client.AdminActive
 	default:
@@ -162,4 +163,103 @@ func newRemoveNodeCommand(co *clientOptions) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+type drainOptions struct {
+	nodeOutput
+	wait bool
+}
+
+func newDrainCommand(co *clientOptions) *cobra.Command {
+	o := &drainOptions{nodeOutput: nodeOutput{clientOptions: co}}
+	cmd := &cobra.Command{
+		Use:   "drain NODE [--wait]",
+		Short: "Move every shard off a storage node",
+		Long: `Start draining a storage node: it takes no new shards, and each of its shards
+is rebuilt on another node (after the repair of lost shards, within the repair
+limits of clipstore admin repair) while it stays in place and readable, then
+deleted from it. --wait shows the shards left and returns when none is (then
+decommission it). undrain stops it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := o.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			n, err := c.Drain(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if o.wait {
+				if n, err = waitDrained(cmd, c, n); err != nil {
+					return err
+				}
+			}
+			return o.print(cmd.OutOrStdout(), n, time.Now())
+		},
+	}
+	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until the node holds no shard, with a progress bar")
+	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the node as JSON")
+	return cmd
+}
+
+// waitDrained polls the node until no shard is left on it (or it is no
+// longer draining), with a progress bar on a terminal.
+func waitDrained(cmd *cobra.Command, c *client.Client, n client.StorageNode) (client.StorageNode, error) {
+	total := n.ShardsToMove
+	bar := countBar(cmd, int64(total), "draining "+n.ID)
+	for n.AdminState == client.AdminDraining && n.ShardsToMove > 0 {
+		select {
+		case <-cmd.Context().Done():
+			return n, cmd.Context().Err()
+		case <-time.After(time.Second):
+		}
+		st, err := c.ClusterStatus(cmd.Context())
+		if err != nil {
+			continue // a leader change: ask again
+		}
+		found := false
+		for _, node := range st.Nodes {
+			if node.ID == n.ID {
+				n, found = node, true
+			}
+		}
+		if !found {
+			return n, fmt.Errorf("storage node %s disappeared while draining", n.ID)
+		}
+		if bar != nil {
+			bar.Set64(int64(total - min(n.ShardsToMove, total)))
+		}
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	if n.AdminState != client.AdminDraining {
+		return n, fmt.Errorf("storage node %s is %s: the drain was stopped", n.ID, n.AdminState)
+	}
+	return n, nil
+}
+
+func newUndrainCommand(co *clientOptions) *cobra.Command {
+	o := &nodeOutput{clientOptions: co}
+	cmd := &cobra.Command{
+		Use:   "undrain NODE",
+		Short: "Stop draining a storage node: it takes new shards again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := o.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			n, err := c.Undrain(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return o.print(cmd.OutOrStdout(), n, time.Now())
+		},
+	}
+	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the node as JSON")
+	return cmd
 }

@@ -136,9 +136,11 @@ type AdminState int32
 
 const (
 	AdminState_ADMIN_STATE_ACTIVE AdminState = 0
-	// Its shards are leaving it; it takes no new ones. A dead node being
-	// decommissioned (--dead) drains by repair: its shards are rebuilt from
-	// the others, and it is decommissioned once nothing references it.
+	// Its shards are leaving it; it takes no new ones. Each is rebuilt on
+	// another node from k others while it stays in place and readable, and
+	// deleted once the new placement is committed. A dead node being
+	// decommissioned (--dead) drains the same way, and is decommissioned by
+	// the leader once nothing references it.
 	AdminState_ADMIN_STATE_DRAINING AdminState = 1
 	// Planned downtime until maintenance_until_unix_nano: not marked down,
 	// its shards not repaired; at the end of the window it is active again
@@ -2439,8 +2441,11 @@ type StorageNode struct {
 	AdminState               AdminState   `protobuf:"varint,15,opt,name=admin_state,json=adminState,proto3,enum=clipstore.meta.v1.AdminState" json:"admin_state,omitempty"`
 	MaintenanceUntilUnixNano int64        `protobuf:"varint,16,opt,name=maintenance_until_unix_nano,json=maintenanceUntilUnixNano,proto3" json:"maintenance_until_unix_nano,omitempty"` // while in MAINTENANCE
 	DrainDead                bool         `protobuf:"varint,17,opt,name=drain_dead,json=drainDead,proto3" json:"drain_dead,omitempty"`                                                  // DRAINING by repair (decommission --dead)
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Filled in by ListNodes for a draining node: the shard entries still
+	// placed on it.
+	ShardsToMove  uint64 `protobuf:"varint,18,opt,name=shards_to_move,json=shardsToMove,proto3" json:"shards_to_move,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StorageNode) Reset() {
@@ -2592,13 +2597,20 @@ func (x *StorageNode) GetDrainDead() bool {
 	return false
 }
 
+func (x *StorageNode) GetShardsToMove() uint64 {
+	if x != nil {
+		return x.ShardsToMove
+	}
+	return 0
+}
+
 type SetNodeAdminStateRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	NodeId    string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	// ACTIVE ends maintenance; MAINTENANCE needs maintenance_ms; DECOMMISSIONED
-	// needs a node that holds nothing, or dead (a node down for good, drained
-	// by repair first). DRAINING is not asked for directly.
+	// ACTIVE ends maintenance or a drain; MAINTENANCE needs maintenance_ms;
+	// DRAINING starts moving every shard off the node; DECOMMISSIONED needs a
+	// node that holds nothing, or dead (a node down for good, drained first).
 	State         AdminState `protobuf:"varint,3,opt,name=state,proto3,enum=clipstore.meta.v1.AdminState" json:"state,omitempty"`
 	MaintenanceMs int64      `protobuf:"varint,4,opt,name=maintenance_ms,json=maintenanceMs,proto3" json:"maintenance_ms,omitempty"` // the window's length, from the proposal
 	// MAINTENANCE even when some clip would be left with fewer than k+1
@@ -5162,7 +5174,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vShardLosses\x12\x14\n" +
 	"\x05scrub\x18\x01 \x01(\x04R\x05scrub\x12\x1c\n" +
 	"\tinventory\x18\x02 \x01(\x04R\tinventory\x12\x12\n" +
-	"\x04read\x18\x03 \x01(\x04R\x04read\"\xc8\x05\n" +
+	"\x04read\x18\x03 \x01(\x04R\x04read\"\xee\x05\n" +
 	"\vStorageNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -5186,7 +5198,8 @@ const file_meta_proto_rawDesc = "" +
 	"adminState\x12=\n" +
 	"\x1bmaintenance_until_unix_nano\x18\x10 \x01(\x03R\x18maintenanceUntilUnixNano\x12\x1d\n" +
 	"\n" +
-	"drain_dead\x18\x11 \x01(\bR\tdrainDead\"\xd8\x01\n" +
+	"drain_dead\x18\x11 \x01(\bR\tdrainDead\x12$\n" +
+	"\x0eshards_to_move\x18\x12 \x01(\x04R\fshardsToMove\"\xd8\x01\n" +
 	"\x18SetNodeAdminStateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +

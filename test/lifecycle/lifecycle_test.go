@@ -1,11 +1,14 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,14 +17,15 @@ import (
 	"github.com/clipstore/clipstore/test/e2e"
 )
 
-// TestNodeLifecycle drives a 7-node cluster (RS 4+2, nodes down after 2 s
+// TestNodeLifecycle drives an 8-node cluster (RS 4+2, nodes down after 2 s
 // of silence, repaired 1 s later) through the admin states with the CLI,
 // case after case: refused transitions change nothing; a node stopped in
 // its maintenance window is neither marked down nor repaired and reads go
 // around it, until the window ends; a dead node is decommissioned by
-// repair, and removed.
+// repair, and removed; a live node is drained under load with no client
+// error, then decommissioned and removed.
 func TestNodeLifecycle(t *testing.T) {
-	c := e2e.StartDurabilityCluster(t, 7)
+	c := e2e.StartDurabilityCluster(t, 8)
 	cl := c.Client()
 	ctx := context.Background()
 	if err := cl.CreateBucket(ctx, "fleet", e2e.DurabilityProfile); err != nil {
@@ -169,5 +173,81 @@ func TestNodeLifecycle(t *testing.T) {
 		if ok, why := c.FsckClean(); !ok {
 			t.Fatal(why)
 		}
+	})
+
+	t.Run("drain under load", func(t *testing.T) {
+		victim := c.Storage[3]
+		if err := cl.CreateBucket(ctx, "ingest", e2e.DurabilityProfile); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var errs []error
+		written := map[string]e2e.Stored{}
+		fail := func(err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		loadCtx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Go(func() {
+				for i := 0; loadCtx.Err() == nil; i++ {
+					key := fmt.Sprintf("w%d/%d", w, i)
+					s, _, err := e2e.PutClip(cl, "ingest", key, uint64(9000+w*1000+i), 40_000)
+					if err != nil {
+						fail(fmt.Errorf("put %s: %w", key, err))
+						continue
+					}
+					mu.Lock()
+					written[key] = s
+					mu.Unlock()
+				}
+			})
+		}
+		for r := range 2 {
+			wg.Go(func() {
+				for i := 0; loadCtx.Err() == nil; i++ {
+					key := keys[(i+r*5)%len(keys)]
+					rctx, cancel := context.WithTimeout(loadCtx, 20*time.Second)
+					var buf bytes.Buffer
+					_, err := cl.Get(rctx, "fleet", key, &buf, nil)
+					cancel()
+					got := buf.Bytes()
+					if loadCtx.Err() != nil {
+						return
+					}
+					if err != nil {
+						fail(fmt.Errorf("get %s: %w", key, err))
+					} else if len(got) != want[key].Size || sha256.Sum256(got) != want[key].Sum {
+						fail(fmt.Errorf("get %s: %d bytes, not the clip stored", key, len(got)))
+					}
+				}
+			})
+		}
+		start := time.Now()
+		out, errOut, code := c.CLI("admin", "node", "drain", victim.ID, "--wait")
+		took := time.Since(start)
+		stop()
+		wg.Wait()
+		if code != 0 || !strings.Contains(out, "draining, 0 shards to move") {
+			t.Fatalf("drain --wait: exit %d: %s%s", code, out, errOut)
+		}
+		for _, err := range errs {
+			t.Error(err)
+		}
+		t.Logf("%s drained in %v under 2 writers (%d clips) and 2 readers", victim.ID, took.Round(100*time.Millisecond), len(written))
+		if _, errOut, code := c.CLI("admin", "node", "decommission", victim.ID); code != 0 {
+			t.Fatalf("decommission of the drained %s: %s", victim.ID, errOut)
+		}
+		if _, errOut, code := c.CLI("admin", "node", "remove", victim.ID); code != 0 {
+			t.Fatalf("remove %s: %s", victim.ID, errOut)
+		}
+		if ok, why := e2e.ClipsFull(cl, "fleet", keys, map[string]bool{victim.ID: true}); !ok {
+			t.Fatal(why)
+		}
+		e2e.CheckAll(t, cl, "fleet", want)
+		e2e.CheckAll(t, cl, "ingest", written)
+		await.TrueWhy(t, 30*time.Second, "fsck --deep clean", c.FsckClean)
 	})
 }
