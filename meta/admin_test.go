@@ -263,7 +263,8 @@ func TestCommitNamingDecommissionedNode(t *testing.T) {
 // delete queue, and once it holds nothing the node can be decommissioned.
 // A second drain is refused; undrain stops planning.
 func TestDrainMovesShards(t *testing.T) {
-	c := metatest.New(t, 1, metatest.Options{})
+	const deleteDelay = 2 * time.Second
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.MoveDeleteDelay = deleteDelay }})
 	cl := c.Members[0].Client
 	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
 		t.Fatal(err)
@@ -318,6 +319,21 @@ func TestDrainMovesShards(t *testing.T) {
 	if err != nil || st.DegradedClips != 0 || st.PendingDeletes < left {
 		t.Fatalf("after the drain: %d degraded clips, %d deletes pending (want >= %d), %v", st.GetDegradedClips(), st.GetPendingDeletes(), left, err)
 	}
+	// The old copies are deleted only after the move-delete delay, so that
+	// reads holding the old records finish.
+	deletes := func() int {
+		resp, err := cl.Heartbeat(t.Context(), &pb.HeartbeatRequest{NodeId: drained})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Deletes)
+	}
+	if n := deletes(); n != 0 {
+		t.Fatalf("%d deletions handed to %s before the move-delete delay", n, drained)
+	}
+	await.True(t, 3*deleteDelay, "the moved shards' deletions handed out after the delay", func() bool {
+		return deletes() == int(left)
+	})
 	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: drained, State: pb.AdminState_ADMIN_STATE_DECOMMISSIONED}); err != nil {
 		t.Fatalf("decommission of the drained node: %v", err)
 	}

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -243,7 +244,12 @@ func (a *applier) dropClip(rec *pb.ClipRecord) error {
 }
 
 // forgetShard drops a shard from the node index and queues its deletion.
-func (a *applier) forgetShard(s *pb.Shard) error {
+func (a *applier) forgetShard(s *pb.Shard) error { return a.forgetShardAfter(s, 0) }
+
+// forgetShardAfter drops a shard from the node index and queues its
+// deletion, handed to its node no sooner than after (Unix nanoseconds; 0:
+// at once). The delete queue entry's value holds that time.
+func (a *applier) forgetShardAfter(s *pb.Shard, after int64) error {
 	if s.NodeId == "" {
 		return nil
 	}
@@ -251,7 +257,17 @@ func (a *applier) forgetShard(s *pb.Shard) error {
 	if err := a.tx.Bucket(bktNodeShards).Delete(k); err != nil {
 		return err
 	}
-	return a.tx.Bucket(bktDeletes).Put(k, nil)
+	var v []byte
+	if after > 0 {
+		v = binary.BigEndian.AppendUint64(nil, uint64(after))
+	}
+	return a.tx.Bucket(bktDeletes).Put(k, v)
+}
+
+// deleteDue reports whether a delete queue entry may be handed to its node
+// at now.
+func deleteDue(v []byte, now time.Time) bool {
+	return len(v) != 8 || int64(binary.BigEndian.Uint64(v)) <= now.UnixNano()
 }
 
 func (a *applier) deleteClip(c *pb.DeleteClipRequest) (proto.Message, error) {
@@ -350,8 +366,14 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 	if want := expectedShardLength(part.Length, part.Profile); ns.Length != want {
 		return nil, fmt.Errorf("%w: new shard holds %d bytes, the part needs %d", ErrInvalidArgument, ns.Length, want)
 	}
-	if err := a.forgetShard(old); err != nil {
-		return nil, err
+	var err2 error
+	if old.State == pb.ShardState_SHARD_STATE_OK && c.OldDeleteAfterUnixNano > a.now {
+		err2 = a.forgetShardAfter(old, c.OldDeleteAfterUnixNano)
+	} else {
+		err2 = a.forgetShard(old)
+	}
+	if err2 != nil {
+		return nil, err2
 	}
 	part.Shards[c.Index] = &pb.Shard{Index: c.Index, NodeId: ns.NodeId, ShardId: ns.ShardId,
 		Length: ns.Length, Checksum: ns.Checksum, State: pb.ShardState_SHARD_STATE_OK}

@@ -49,6 +49,10 @@ type Config struct {
 	// RepairAfter is how long a node may stay down before its shards are
 	// rebuilt elsewhere (a node back before then is simply up again).
 	RepairAfter time.Duration
+	// MoveDeleteDelay is how long after a move (a drain's, which replaces a
+	// healthy shard) the old shard's deletion waits, so that reads holding
+	// the old record finish (0: at once).
+	MoveDeleteDelay time.Duration
 	// MassDownHold is the longest the mass-down guard holds repair back
 	// when more storage nodes go silent at once than it allows
 	// (max(m+1, 30% of the active nodes)); 0 means RepairAfter. Every
@@ -112,6 +116,7 @@ func DefaultConfig() Config {
 		RepairConcurrency:  16,
 		RepairPerNode:      2,
 		RepairTaskTimeout:  10 * time.Minute,
+		MoveDeleteDelay:    2 * time.Minute,
 		RepairBytesPerSec:  200 << 20,
 		ApplyTimeout:       10 * time.Second,
 		StateBatchInterval: defaultCommitInterval,
@@ -148,6 +153,8 @@ func (c *Config) Validate() error {
 	case c.RepairAfter < 0 || c.RepairConcurrency < 0 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
 		return fmt.Errorf("meta config: repair settings (after %v, concurrency %d, per node %d, timeout %v) out of range",
 			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
+	case c.MoveDeleteDelay < 0:
+		return errors.New("meta config: MoveDeleteDelay must not be negative")
 	case c.MassDownHold < 0:
 		return errors.New("meta config: MassDownHold must not be negative")
 	case c.GCGrace < 0:

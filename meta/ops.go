@@ -141,8 +141,11 @@ func (n *Node) heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Heart
 	err = n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		prefix := joinKey(req.NodeId, nil)
 		c := tx.Bucket(bktDeletes).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(resp.Deletes) < maxDeletesPerHB; k, _ = c.Next() {
-			resp.Deletes = append(resp.Deletes, &pb.DeleteShardWork{ShardId: bytes.Clone(k[len(prefix):])})
+		now := n.cfg.now()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(resp.Deletes) < maxDeletesPerHB; k, v = c.Next() {
+			if deleteDue(v, now) {
+				resp.Deletes = append(resp.Deletes, &pb.DeleteShardWork{ShardId: bytes.Clone(k[len(prefix):])})
+			}
 		}
 		return nil
 	})
@@ -152,6 +155,10 @@ func (n *Node) heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Heart
 // updateShard commits a shard move on the leader. A repair that lands is
 // counted, and the leader plans the next ones at once.
 func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.UpdateShardResponse, error) {
+	req.OldDeleteAfterUnixNano = 0
+	if n.cfg.MoveDeleteDelay > 0 {
+		req.OldDeleteAfterUnixNano = n.cfg.now().Add(n.cfg.MoveDeleteDelay).UnixNano()
+	}
 	if _, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_UpdateShard{UpdateShard: req}}); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,8 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
 	f.DurationVar(&o.cfg.GCGrace, "gc-grace", o.cfg.GCGrace, "keep an unreferenced shard this long past its commit deadline")
 	f.DurationVar(&o.cfg.RepairAfter, "repair-after", o.cfg.RepairAfter, "rebuild a down node's shards elsewhere after it has been down this long")
+	f.DurationVar(&o.cfg.MoveDeleteDelay, "move-delete-delay", o.cfg.MoveDeleteDelay,
+		"after a shard is moved off a node (drain), wait this long before deleting the old copy, so that reads in flight finish")
 	f.DurationVar(&o.cfg.MassDownHold, "mass-down-hold", o.cfg.MassDownHold,
 		"when more storage nodes go silent at once than max(m+1, 30% of them), hold their repair back this long (0: --repair-after) unless they return")
 	f.DurationVar(&o.cfg.StateBatchInterval, "state-batch-interval", o.cfg.StateBatchInterval,

@@ -2138,6 +2138,10 @@ type UpdateShardRequest struct {
 	// When set, the update is refused once this time (the new shard's header
 	// deadline) has passed: garbage collection may have taken the shard.
 	CommitDeadlineUnixNano int64 `protobuf:"varint,8,opt,name=commit_deadline_unix_nano,json=commitDeadlineUnixNano,proto3" json:"commit_deadline_unix_nano,omitempty"`
+	// Set by the leader that proposes the update (a caller's value is
+	// ignored): when the entry replaced is a healthy shard (a move), its
+	// deletion waits until then, so that reads holding the old record finish.
+	OldDeleteAfterUnixNano int64 `protobuf:"varint,9,opt,name=old_delete_after_unix_nano,json=oldDeleteAfterUnixNano,proto3" json:"old_delete_after_unix_nano,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -2224,6 +2228,13 @@ func (x *UpdateShardRequest) GetNewShard() *Shard {
 func (x *UpdateShardRequest) GetCommitDeadlineUnixNano() int64 {
 	if x != nil {
 		return x.CommitDeadlineUnixNano
+	}
+	return 0
+}
+
+func (x *UpdateShardRequest) GetOldDeleteAfterUnixNano() int64 {
+	if x != nil {
+		return x.OldDeleteAfterUnixNano
 	}
 	return 0
 }
@@ -5147,7 +5158,7 @@ const file_meta_proto_rawDesc = "" +
 	"\breporter\x18\b \x01(\tR\breporter\x12\x16\n" +
 	"\x06detail\x18\t \x01(\tR\x06detail\"/\n" +
 	"\x13ReportShardResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\bR\aapplied\"\xaa\x02\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\"\xe6\x02\n" +
 	"\x12UpdateShardRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -5160,7 +5171,8 @@ const file_meta_proto_rawDesc = "" +
 	"\fold_shard_id\x18\x06 \x01(\fR\n" +
 	"oldShardId\x125\n" +
 	"\tnew_shard\x18\a \x01(\v2\x18.clipstore.meta.v1.ShardR\bnewShard\x129\n" +
-	"\x19commit_deadline_unix_nano\x18\b \x01(\x03R\x16commitDeadlineUnixNano\"\x15\n" +
+	"\x19commit_deadline_unix_nano\x18\b \x01(\x03R\x16commitDeadlineUnixNano\x12:\n" +
+	"\x1aold_delete_after_unix_nano\x18\t \x01(\x03R\x16oldDeleteAfterUnixNano\"\x15\n" +
 	"\x13UpdateShardResponse\"\xab\x01\n" +
 	"\n" +
 	"DiskStatus\x12\x12\n" +
