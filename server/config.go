@@ -38,6 +38,12 @@ type Config struct {
 	// RepairConcurrency is how many repairs meta handed out in heartbeat
 	// responses the node runs at once (see Node.Repair).
 	RepairConcurrency int
+	// Capacity, when set, is the node's capacity as it reports it to meta,
+	// in place of its filesystems' size: its free space is then Capacity
+	// less the shard bytes it holds (and never more than the filesystems
+	// have free). Nodes that share one filesystem (a test, one machine)
+	// need it to be told apart.
+	Capacity int64
 	// ScrubInterval is the pause between two scrub passes (each re-reads
 	// and verifies every shard); 0 disables the background scrubber. It
 	// runs only with Meta, where it reports what it finds.
@@ -113,6 +119,8 @@ func (c *Config) Validate() error {
 		return configError("RepairConcurrency", "%d must be at least 1", c.RepairConcurrency)
 	case c.ScrubInterval < 0:
 		return configError("ScrubInterval", "%v must not be negative", c.ScrubInterval)
+	case c.Capacity < 0:
+		return configError("Capacity", "%d is negative", c.Capacity)
 	case c.ScrubRate < 0:
 		return configError("ScrubRate", "%d must not be negative", c.ScrubRate)
 	case c.ScrubStartDelay < 0:

@@ -245,11 +245,15 @@ func (h *heartbeater) disks() ([]*pb.DiskStatus, uint64, uint64, uint64, error) 
 		return nil, 0, 0, 0, err
 	}
 	var out []*pb.DiskStatus
-	var capacity, free, shards uint64
+	var capacity, free, shards, used uint64
 	for _, d := range usage {
 		out = append(out, &pb.DiskStatus{Path: d.Path, Incarnation: d.Incarnation, Capacity: d.Capacity, Free: d.Free,
 			ShardCount: d.ShardCount, Failed: d.Failed})
 		capacity, free, shards = capacity+d.Capacity, free+d.Free, shards+d.ShardCount
+		used += d.ShardSize
+	}
+	if c := uint64(h.n.cfg.Capacity); c > 0 {
+		capacity, free = c, min(free, c-min(used, c))
 	}
 	return out, capacity, free, shards, nil
 }

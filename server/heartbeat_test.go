@@ -132,3 +132,34 @@ func commitOneShardClipAs(t *testing.T, meta metapb.MetaServiceClient, n *testNo
 	}
 	return s
 }
+
+// TestCapacityOverride: a node configured with a capacity reports it to
+// meta instead of its filesystem's size, and its free space as that
+// capacity less the shard bytes it holds.
+func TestCapacityOverride(t *testing.T) {
+	mc := metatest.New(t, 1, metatest.Options{})
+	meta := mc.Members[0].Client
+	cfg := testConfig(t, 1)
+	cfg.Meta = []string{mc.Members[0].GRPCAddr}
+	cfg.HeartbeatInterval = 50 * time.Millisecond
+	const capacity = 2 << 30 // above placement's 1 GiB free minimum
+	cfg.Capacity = capacity
+	n := startNodeAdvertised(t, cfg)
+	ctx := t.Context()
+	node := func() *metapb.StorageNode {
+		resp, err := meta.ListNodes(ctx, &metapb.ListNodesRequest{})
+		if err != nil || len(resp.Nodes) != 1 {
+			return nil
+		}
+		return resp.Nodes[0]
+	}
+	await.True(t, 10*time.Second, "the node to report its set capacity, all of it free", func() bool {
+		nd := node()
+		return nd != nil && nd.Capacity == capacity && nd.Free == capacity
+	})
+	commitOneShardClip(t, meta, n, cfg.NodeID, 44)
+	await.True(t, 10*time.Second, "the free space to drop by the shard's bytes", func() bool {
+		nd := node()
+		return nd != nil && nd.Capacity == capacity && nd.Free < capacity && nd.Free > capacity-(1<<20)
+	})
+}

@@ -29,6 +29,7 @@ func (o *storageOptions) AddFlags(cmd *cobra.Command) {
 	f.StringSliceVar(&o.cfg.Meta, "meta", nil, "meta members to register and heartbeat with (comma-separated); empty: stand-alone")
 	f.StringVar(&o.cfg.Zone, "zone", "", "failure domain (rack, site) for shard placement")
 	f.StringVar(&o.cfg.Advertise, "advertise", "", "address clients reach this node at (default: the listen address)")
+	f.Var(&byteSize{&o.cfg.Capacity}, "capacity", "capacity to report to meta instead of the filesystems' size, e.g. 2TiB (nodes sharing a filesystem need it)")
 	f.IntVar(&o.cfg.MaxPieceSize, "max-piece-size", o.cfg.MaxPieceSize, "largest piece (block size / k) accepted, in bytes")
 	addMaintenanceFlags(cmd, &o.cfg)
 }
@@ -125,3 +126,24 @@ func (b *byteRate) Set(s string) error {
 }
 
 func (b *byteRate) Type() string { return "bytes/s" }
+
+// byteSize is a flag holding a size such as 2TiB.
+type byteSize struct{ v *int64 }
+
+func (b *byteSize) String() string {
+	if b.v == nil || *b.v == 0 {
+		return ""
+	}
+	return bytesize.Human(*b.v)
+}
+
+func (b *byteSize) Set(s string) error {
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return fmt.Errorf("want a size such as 2TiB")
+	}
+	*b.v = n
+	return nil
+}
+
+func (b *byteSize) Type() string { return "bytes" }
