@@ -110,6 +110,7 @@ type StorageNode struct {
 	MaintenanceUntil time.Time
 	DrainDead        bool
 	ShardsToMove     uint64 // while draining: shard entries still on it
+	DrainBlocked     string // while draining: why no move off it can be planned, if so
 	Capacity, Free   uint64 // bytes, from the last heartbeat
 	Shards           uint64
 	LastHeartbeat    time.Time // zero if the leader has not heard from it
@@ -312,7 +313,7 @@ func nodeFromProto(n *metapb.StorageNode) StorageNode {
 	node := StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
 		DownSince: unixNano(n.DownSinceUnixNano), DownReason: n.DownReason, AdminState: adminStates[n.AdminState],
 		MaintenanceUntil: unixNano(n.MaintenanceUntilUnixNano), DrainDead: n.DrainDead,
-		ShardsToMove: n.ShardsToMove, Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
+		ShardsToMove: n.ShardsToMove, DrainBlocked: n.DrainBlocked, Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
 		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano), Lost: lossesFromProto(n.Losses),
 		Corrupt: lossesFromProto(n.Corrupt)}
 	for _, d := range n.Disks {

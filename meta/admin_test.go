@@ -349,3 +349,35 @@ func TestDrainMovesShards(t *testing.T) {
 		t.Fatalf("s5 after undrain: %v", n)
 	}
 }
+
+// TestDrainBlockedSaysWhy: a drain that cannot go on (every other node
+// holds a shard of the clip) says why and stays draining, nothing lost;
+// once a node joins, the moves go on and the reason clears.
+func TestDrainBlockedSaysWhy(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	heartbeatingNodes(t, cl, 6) // exactly k+m
+	put(t, cl, "bk1", "clip", 100_000, nil)
+	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: "s0", State: pb.AdminState_ADMIN_STATE_DRAINING}); err != nil {
+		t.Fatal(err)
+	}
+	await.TrueWhy(t, 10*time.Second, "the drain to say why it is blocked", func() (bool, string) {
+		n := nodeByID(t, cl, "s0")
+		return strings.Contains(n.DrainBlocked, "no active, up node with room holds no shard of clip bk1/clip (4+2 needs 6 distinct nodes)"),
+			n.DrainBlocked
+	})
+	if n := nodeByID(t, cl, "s0"); n.AdminState != pb.AdminState_ADMIN_STATE_DRAINING || n.ShardsToMove != 1 {
+		t.Fatalf("blocked drain: %v", n)
+	}
+	if _, err := cl.RegisterNode(t.Context(), &pb.RegisterNodeRequest{NodeId: "s6", Address: "127.0.0.1:7406", Zone: "z0"}); err != nil {
+		t.Fatal(err)
+	}
+	h2 := startHeartbeats(t, cl, []string{"s6"})
+	await.TrueWhy(t, 10*time.Second, "a move planned onto the new node, the reason cleared", func() (bool, string) {
+		n := nodeByID(t, cl, "s0")
+		return len(h2.repairWork()["s6"]) == 1 && n.DrainBlocked == "", n.DrainBlocked
+	})
+}

@@ -275,6 +275,9 @@ func (n *Node) listNodes(_ context.Context, _ *pb.ListNodesRequest) (*pb.ListNod
 					return err
 				}
 				node.ShardsToMove = uint64(left)
+				if n.IsLeader() {
+					node.DrainBlocked = n.repairs.drainBlocked(node.NodeId)
+				}
 			}
 			resp.Nodes = append(resp.Nodes, node)
 			return nil

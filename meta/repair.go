@@ -22,6 +22,9 @@ type repairs struct {
 	inflight map[string]*repairTask // by shardKey
 	budget   float64                // shard bytes that may be planned now
 	refilled time.Time
+	// blocked says, by draining node, why the last pass could not plan a
+	// move off it (until one is planned again).
+	blocked map[string]string
 }
 
 type repairTask struct {
@@ -31,7 +34,15 @@ type repairTask struct {
 }
 
 func newRepairs() *repairs {
-	return &repairs{inflight: map[string]*repairTask{}}
+	return &repairs{inflight: map[string]*repairTask{}, blocked: map[string]string{}}
+}
+
+// drainBlocked returns why no move off a draining node could be planned,
+// "" if nothing stands in the way.
+func (r *repairs) drainBlocked(node string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blocked[node]
 }
 
 // reset forgets every task: called when leadership is won.
@@ -40,6 +51,7 @@ func (r *repairs) reset() {
 	defer r.mu.Unlock()
 	r.inflight = map[string]*repairTask{}
 	r.budget, r.refilled = 0, time.Time{}
+	r.blocked = map[string]string{}
 }
 
 // refill adds what the byte rate allows since the last refill, keeping at
@@ -143,7 +155,17 @@ func (n *Node) scheduleRepairs(now time.Time) {
 		if len(n.repairs.inflight) >= int(limits.Concurrency) || n.repairs.budget <= 0 {
 			return
 		}
-		if n.planRepair(need, nodes, perNode, now) {
+		planned, why := n.planRepair(need, nodes, perNode, now)
+		if need.bad < 0 { // a drain's move: say what holds the node's drain up
+			from := need.rec.Parts[need.part].Shards[need.index].NodeId
+			switch {
+			case planned:
+				delete(n.repairs.blocked, from)
+			case why != "":
+				n.repairs.blocked[from] = why
+			}
+		}
+		if planned {
 			n.repairs.budget -= float64(expectedShardLength(need.rec.Parts[need.part].Length, need.rec.Parts[need.part].Profile))
 		}
 	}
@@ -378,8 +400,9 @@ func ignoreEnough(err error) error {
 }
 
 // planRepair picks the sources and a target for one lost shard and queues
-// the work for the target's next heartbeat. It reports whether it did.
-func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, perNode map[string]int, now time.Time) bool {
+// the work for the target's next heartbeat. It reports whether it did, and
+// if not, why.
+func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, perNode map[string]int, now time.Time) (bool, string) {
 	part := need.rec.Parts[need.part]
 	k := int(part.Profile.DataShards)
 	var sources []*pb.ShardSource
@@ -395,7 +418,9 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 		sources = append(sources, &pb.ShardSource{Index: s.Index, NodeId: s.NodeId, Address: node.Address, ShardId: s.ShardId})
 	}
 	if len(sources) < k {
-		return false // unrecoverable for now: fewer than k healthy shards are reachable
+		// unrecoverable for now: fewer than k healthy shards are reachable
+		return false, fmt.Sprintf("clip %s/%s has %d reachable shards besides this one, it needs %d",
+			need.rec.Bucket, need.rec.Key, len(sources), k)
 	}
 	// A node already rebuilding another shard of this clip will hold it.
 	for _, t := range n.repairs.inflight {
@@ -408,7 +433,11 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	}
 	target := n.repairTarget(nodes, holders, zones, perNode, now)
 	if target == "" {
-		return false
+		if n.repairTarget(nodes, holders, zones, map[string]int{}, now) != "" {
+			return false, "" // the targets are busy: later
+		}
+		return false, fmt.Sprintf("no active, up node with room holds no shard of clip %s/%s (%d+%d needs %d distinct nodes)",
+			need.rec.Bucket, need.rec.Key, k, part.Profile.GetParityShards(), k+int(part.Profile.GetParityShards()))
 	}
 	old := part.Shards[need.index]
 	w := &pb.RepairWork{
@@ -425,7 +454,7 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	perNode[target]++
 	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,
 		"lost_on", old.NodeId, "state", old.State)
-	return true
+	return true, ""
 }
 
 // repairTarget picks a live node that holds no other shard of the clip,

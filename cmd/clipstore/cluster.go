@@ -40,7 +40,7 @@ scrub (nodes_running, bytes_done and bytes_total of the passes in progress,
 corrupt_found), members (id, raft_address, grpc_address, voter, leader) and
 storage_nodes (id, address, zone, up, capacity, free, shards,
 last_heartbeat, down_since and down_reason, admin_state (active, draining,
-maintenance, decommissioned), maintenance_until, drain_dead, shards_to_move,
+maintenance, decommissioned), maintenance_until, drain_dead, shards_to_move, drain_blocked,
 lost and corrupt as above, failed_disks (path, reason),
 scrub: running, passes_completed, bytes_done, bytes_total, shards_done,
 shards_total, last_pass_end, last_pass_corrupt, last_pass_lost,
@@ -276,7 +276,8 @@ func nodeJSON(n client.StorageNode) map[string]any {
 	node := map[string]any{"id": n.ID, "address": n.Address, "zone": n.Zone, "up": n.Up,
 		"capacity": n.Capacity, "free": n.Free, "shards": n.Shards, "lost": lossesJSON(n.Lost),
 		"corrupt": lossesJSON(n.Corrupt), "failed_disks": failed, "admin_state": cmp.Or(n.AdminState, client.AdminActive),
-		"drain_dead": n.DrainDead, "shards_to_move": n.ShardsToMove}
+		"drain_dead": n.DrainDead, "shards_to_move": n.ShardsToMove,
+		"drain_blocked": n.DrainBlocked}
 	if !n.MaintenanceUntil.IsZero() {
 		node["maintenance_until"] = jsonTime(n.MaintenanceUntil)
 	}

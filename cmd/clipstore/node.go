@@ -51,10 +51,14 @@ func adminCell(n client.StorageNode, now time.Time) string {
 		return fmt.Sprintf("maintenance until %s (in %s)", n.MaintenanceUntil.UTC().Format(time.RFC3339),
 			max(n.MaintenanceUntil.Sub(now), 0).Round(time.Second))
 	case client.AdminDraining:
+		s := fmt.Sprintf("draining, %d shards to move", n.ShardsToMove)
 		if n.DrainDead {
-			return fmt.Sprintf("draining (dead: its shards are rebuilt elsewhere), %d shards to move", n.ShardsToMove)
+			s = fmt.Sprintf("draining (dead: its shards are rebuilt elsewhere), %d shards to move", n.ShardsToMove)
 		}
-		return fmt.Sprintf("draining, %d shards to move", n.ShardsToMove)
+		if n.DrainBlocked != "" {
+			s += "; BLOCKED: " + n.DrainBlocked
+		}
+		return s
 	case "":
 		return client.AdminActive
 	default:

@@ -2454,7 +2454,10 @@ type StorageNode struct {
 	DrainDead                bool         `protobuf:"varint,17,opt,name=drain_dead,json=drainDead,proto3" json:"drain_dead,omitempty"`                                                  // DRAINING by repair (decommission --dead)
 	// Filled in by ListNodes for a draining node: the shard entries still
 	// placed on it.
-	ShardsToMove  uint64 `protobuf:"varint,18,opt,name=shards_to_move,json=shardsToMove,proto3" json:"shards_to_move,omitempty"`
+	ShardsToMove uint64 `protobuf:"varint,18,opt,name=shards_to_move,json=shardsToMove,proto3" json:"shards_to_move,omitempty"`
+	// Filled in by ListNodes on the leader: why no move off this draining
+	// node could be planned (too few nodes left, say); empty when none.
+	DrainBlocked  string `protobuf:"bytes,19,opt,name=drain_blocked,json=drainBlocked,proto3" json:"drain_blocked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2613,6 +2616,13 @@ func (x *StorageNode) GetShardsToMove() uint64 {
 		return x.ShardsToMove
 	}
 	return 0
+}
+
+func (x *StorageNode) GetDrainBlocked() string {
+	if x != nil {
+		return x.DrainBlocked
+	}
+	return ""
 }
 
 type SetNodeAdminStateRequest struct {
@@ -5186,7 +5196,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vShardLosses\x12\x14\n" +
 	"\x05scrub\x18\x01 \x01(\x04R\x05scrub\x12\x1c\n" +
 	"\tinventory\x18\x02 \x01(\x04R\tinventory\x12\x12\n" +
-	"\x04read\x18\x03 \x01(\x04R\x04read\"\xee\x05\n" +
+	"\x04read\x18\x03 \x01(\x04R\x04read\"\x93\x06\n" +
 	"\vStorageNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -5211,7 +5221,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x1bmaintenance_until_unix_nano\x18\x10 \x01(\x03R\x18maintenanceUntilUnixNano\x12\x1d\n" +
 	"\n" +
 	"drain_dead\x18\x11 \x01(\bR\tdrainDead\x12$\n" +
-	"\x0eshards_to_move\x18\x12 \x01(\x04R\fshardsToMove\"\xd8\x01\n" +
+	"\x0eshards_to_move\x18\x12 \x01(\x04R\fshardsToMove\x12#\n" +
+	"\rdrain_blocked\x18\x13 \x01(\tR\fdrainBlocked\"\xd8\x01\n" +
 	"\x18SetNodeAdminStateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
