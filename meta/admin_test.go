@@ -302,6 +302,9 @@ func TestDrainMovesShards(t *testing.T) {
 						t.Fatalf("a move's sources include the shard it moves")
 					}
 				}
+				if cf := w.CopyFrom; cf == nil || cf.NodeId != drained || !bytes.Equal(cf.ShardId, w.OldShardId) || cf.Index != w.Index {
+					t.Fatalf("a move does not copy the shard it moves: %v", cf)
+				}
 				if _, err := cl.UpdateShard(t.Context(), &pb.UpdateShardRequest{ClipId: w.ClipId, Generation: w.Generation,
 					Index: w.Index, OldShardId: w.OldShardId, NewShard: &pb.Shard{Index: w.Index, NodeId: target,
 						ShardId: w.NewShardId, Length: old.Length, Checksum: old.Checksum, State: pb.ShardState_SHARD_STATE_OK}}); err == nil {

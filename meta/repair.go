@@ -450,6 +450,11 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 		sum := old.Checksum // written once, so its checksum is known
 		w.ExpectedChecksum = &sum
 	}
+	if from := nodes[old.NodeId]; need.bad < 0 && old.State == pb.ShardState_SHARD_STATE_OK && from != nil &&
+		from.State == pb.NodeState_NODE_STATE_UP {
+		// A move: copy the healthy shard itself; the sources are the fallback.
+		w.CopyFrom = &pb.ShardSource{Index: old.Index, NodeId: old.NodeId, Address: from.Address, ShardId: old.ShardId}
+	}
 	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = &repairTask{work: w, target: target, deadline: now.Add(n.cfg.RepairTaskTimeout)}
 	perNode[target]++
 	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,

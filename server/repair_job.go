@@ -168,6 +168,15 @@ func (r *repairer) rebuild(ctx context.Context, job *repairJob) (WriteResult, er
 	} else if !errors.Is(err, ErrNotFound) {
 		return WriteResult{}, err
 	}
+	if cf := job.w.GetCopyFrom(); cf != nil && cf.GetIndex() == job.w.GetIndex() && cf.GetAddress() != "" {
+		res, err := r.copyShard(ctx, job, cf, blocks)
+		if err == nil || ctx.Err() != nil {
+			job.stored = err == nil
+			return res, err
+		}
+		r.log.Warn("move: copying the shard failed; rebuilding it from other shards", "job", job.String(),
+			"from", cf.GetAddress(), "err", err)
+	}
 	sw, err := r.n.store.Create(job.h)
 	if err != nil {
 		return WriteResult{}, err
@@ -191,6 +200,41 @@ func (r *repairer) rebuild(ctx context.Context, job *repairJob) (WriteResult, er
 	res, err := sw.Commit(blocks, job.w.ExpectedChecksum)
 	job.stored = err == nil
 	return res, err
+}
+
+// copyShard writes the new shard as a verbatim copy of the one it moves:
+// one source instead of k. The source's node verifies every piece it
+// sends (one it finds corrupt fails the copy), the new shard's writer
+// checks every piece against its trailer, and the result must have the
+// record's checksum.
+func (r *repairer) copyShard(ctx context.Context, job *repairJob, cf *metapb.ShardSource, blocks uint64) (WriteResult, error) {
+	sw, err := r.n.store.Create(job.h)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	defer sw.Abort() // no-op after Commit
+	s, err := r.openSource(ctx, cf, 0)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	defer s.cancel()
+	for b := range int64(blocks) {
+		u, err := s.unit(job, b)
+		if err != nil {
+			return WriteResult{}, err
+		}
+		if u == nil {
+			return WriteResult{}, fmt.Errorf("%w: the source's piece of block %d is corrupt", ErrCorrupt, b)
+		}
+		p := job.layout.PieceLen(b)
+		if len(u) < p {
+			return WriteResult{}, fmt.Errorf("%w: block %d: a unit of %d bytes, the piece alone is %d", ErrInvalidArgument, b, len(u), p)
+		}
+		if err := sw.WritePiece(uint64(b), u[:p], u[p:]); err != nil {
+			return WriteResult{}, err
+		}
+	}
+	return sw.Commit(blocks, job.w.ExpectedChecksum)
 }
 
 // commit asks meta to move the shard entry to the new shard (at most

@@ -57,6 +57,15 @@ func newRepairCluster(t *testing.T, n int) *repairCluster {
 // heartbeats and creates bucket "clips" with the repair tests' profile.
 func startRepairCluster(t *testing.T, n int, opts metatest.Options, seed uint64, tweak func(*server.Config)) (*repairCluster, *metatest.Cluster) {
 	t.Helper()
+	// The tests replace healthy shards as a move would; their old copies
+	// are deleted at once, not after meta's move-delete delay.
+	configure := opts.Configure
+	opts.Configure = func(cfg *meta.Config) {
+		cfg.MoveDeleteDelay = 0
+		if configure != nil {
+			configure(cfg)
+		}
+	}
 	mc := metatest.New(t, 1, opts)
 	rc := &repairCluster{meta: mc.Members[0].Client, nodes: map[string]*testNode{}, rng: rand.New(rand.NewPCG(seed, seed+1))}
 	for i := range n {
@@ -411,6 +420,35 @@ func TestRepair(t *testing.T) {
 			checkRepaired(t, rc, c, key, w, target)
 		})
 	}
+
+	t.Run("a move copies the shard itself", func(t *testing.T) {
+		c := rc.put(t, "copy", size)
+		w := rc.work(c, 1) // no source to rebuild from: only the copy can work
+		old, from := rc.shardOf(c, 1)
+		w.CopyFrom = &metapb.ShardSource{Index: 1, NodeId: old.NodeId, Address: from.addr, ShardId: old.ShardId}
+		sum := old.Checksum
+		w.ExpectedChecksum = &sum
+		target := rc.spare(t, c)
+		if err := target.node.Repair(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		checkRepaired(t, rc, c, "copy", w, target)
+	})
+
+	t.Run("a move whose copy fails rebuilds", func(t *testing.T) {
+		c := rc.put(t, "copy-fails", size)
+		w := rc.work(c, 1, 0, 2, 3, 4, 5)
+		old, from := rc.shardOf(c, 1)
+		flipPieceByte(t, from, old.ShardId, 3) // the copy meets a corrupt piece
+		w.CopyFrom = &metapb.ShardSource{Index: 1, NodeId: old.NodeId, Address: from.addr, ShardId: old.ShardId}
+		sum := old.Checksum
+		w.ExpectedChecksum = &sum
+		target := rc.spare(t, c)
+		if err := target.node.Repair(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		checkRepaired(t, rc, c, "copy-fails", w, target)
+	})
 
 	t.Run("refused update drops the new shard", func(t *testing.T) {
 		c := rc.put(t, "refused", size)
