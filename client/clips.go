@@ -92,6 +92,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		Corrupt:        lossesFromProto(st.ShardCorrupt),
 		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
 		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
+		MoveLimits:        RepairLimits{Concurrency: int(st.MoveLimits.GetConcurrency()), BytesPerSec: st.MoveLimits.GetBytesPerSec()},
 		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st),
 		Scrub: ScrubSummary{BytesDone: st.ScrubBytesDone, BytesTotal: st.ScrubBytesTotal, CorruptFound: st.ScrubCorruptFound}}
 	if h := st.RepairHold; h != nil {
@@ -120,12 +121,22 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 // field keeps its value. It returns the limits now in force (with both nil,
 // it only reads them).
 func (c *Client) SetRepairLimits(ctx context.Context, concurrency *int, bytesPerSec *uint64) (RepairLimits, error) {
-	req := &metapb.RepairLimitsRequest{RequestId: newRequestID(), BytesPerSec: bytesPerSec}
+	return c.setLimits(ctx, concurrency, bytesPerSec, false)
+}
+
+// SetMoveLimits does the same for moves (drains), which are planned after
+// every repair: concurrency 0 pauses them.
+func (c *Client) SetMoveLimits(ctx context.Context, concurrency *int, bytesPerSec *uint64) (RepairLimits, error) {
+	return c.setLimits(ctx, concurrency, bytesPerSec, true)
+}
+
+func (c *Client) setLimits(ctx context.Context, concurrency *int, bytesPerSec *uint64, moves bool) (RepairLimits, error) {
+	req := &metapb.RepairLimitsRequest{RequestId: newRequestID(), BytesPerSec: bytesPerSec, Moves: moves}
 	if concurrency != nil {
 		v := uint32(*concurrency)
 		req.Concurrency = &v
 	}
-	resp, err := callMeta(ctx, c, "repair limits", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.RepairLimitsResponse, error) {
+	resp, err := callMeta(ctx, c, "limits", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.RepairLimitsResponse, error) {
 		return mc.RepairLimits(ctx, req)
 	})
 	if err != nil {

@@ -209,8 +209,9 @@ type ClusterStatus struct {
 	PendingDeletes uint64
 	// RepairsInFlight counts the lost shards the leader is having rebuilt.
 	RepairsInFlight uint64
-	// RepairLimits are the cluster-wide repair limits in force.
-	RepairLimits RepairLimits
+	// RepairLimits are the cluster-wide repair limits in force; MoveLimits
+	// those of moves (drains).
+	RepairLimits, MoveLimits RepairLimits
 	// ClipsByLostShards[i] counts the clips with i+1 missing or corrupt
 	// shards.
 	ClipsByLostShards []uint64

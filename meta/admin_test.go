@@ -384,3 +384,49 @@ func TestDrainBlockedSaysWhy(t *testing.T) {
 		return len(h2.repairWork()["s6"]) == 1 && n.DrainBlocked == "", n.DrainBlocked
 	})
 }
+
+// TestMoveLimits: moves have limits of their own, kept apart from repair's:
+// with move concurrency 0 a drain plans nothing; raised at run time, at
+// most that many moves run at once; repair's limits are untouched.
+func TestMoveLimits(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) { cfg.MoveConcurrency = 0 }})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	h := heartbeatingNodes(t, cl, 8)
+	for i := range 8 {
+		put(t, cl, "bk1", fmt.Sprintf("clip%d", i), 100_000, nil)
+	}
+	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: "s3", State: pb.AdminState_ADMIN_STATE_DRAINING}); err != nil {
+		t.Fatal(err)
+	}
+	if left := nodeByID(t, cl, "s3").ShardsToMove; left < 3 {
+		t.Fatalf("s3 holds %d shards; the test needs 3 or more", left)
+	}
+	inFlight := func() int {
+		n := 0
+		for _, ws := range h.repairWork() {
+			n += len(ws)
+		}
+		return n
+	}
+	time.Sleep(time.Second) // several planning passes
+	if n := inFlight(); n != 0 {
+		t.Fatalf("%d moves planned with move concurrency 0", n)
+	}
+	two := uint32(2)
+	resp, err := cl.RepairLimits(t.Context(), &pb.RepairLimitsRequest{Moves: true, Concurrency: &two})
+	if err != nil || resp.Limits.Concurrency != 2 {
+		t.Fatalf("set move limits: %v, %v", resp, err)
+	}
+	await.True(t, 5*time.Second, "two moves planned", func() bool { return inFlight() == 2 })
+	time.Sleep(500 * time.Millisecond)
+	if n := inFlight(); n != 2 {
+		t.Fatalf("%d moves in flight with move concurrency 2", n)
+	}
+	repair, err := cl.RepairLimits(t.Context(), &pb.RepairLimitsRequest{})
+	if err != nil || repair.Limits.Concurrency != uint32(meta.DefaultConfig().RepairConcurrency) {
+		t.Fatalf("repair limits after a change of move limits: %v, %v", repair, err)
+	}
+}

@@ -169,8 +169,12 @@ func (a *applier) setMember(c *pb.SetMemberCommand) (proto.Message, error) {
 // are set in the command.
 func (a *applier) setRepairLimits(c *pb.RepairLimitsRequest) (proto.Message, error) {
 	if c.Concurrency == nil || c.BytesPerSec == nil || *c.Concurrency > 10000 {
-		return nil, fmt.Errorf("%w: repair concurrency must be 0..10000 (0 pauses repair)", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: concurrency must be 0..10000 (0 pauses them)", ErrInvalidArgument)
 	}
 	l := &pb.RepairLimits{Concurrency: *c.Concurrency, BytesPerSec: *c.BytesPerSec}
-	return &pb.RepairLimitsResponse{Limits: l}, putMsg(a.tx.Bucket(bktSettings), keyRepairLimits, l)
+	key := keyRepairLimits
+	if c.Moves {
+		key = keyMoveLimits
+	}
+	return &pb.RepairLimitsResponse{Limits: l}, putMsg(a.tx.Bucket(bktSettings), key, l)
 }

@@ -67,6 +67,11 @@ type Config struct {
 	// per second, cluster-wide (0: no bound). RepairConcurrency and this
 	// are the defaults; `clipstore admin repair` changes them at run time.
 	RepairBytesPerSec uint64
+	// MoveConcurrency and MoveBytesPerSec are the same bounds for moves (a
+	// drain's), planned after every repair; `clipstore admin moves` changes
+	// them at run time. 0 concurrency pauses moves.
+	MoveConcurrency int
+	MoveBytesPerSec uint64
 	// GCGrace is how long past its commit deadline an unreferenced shard is
 	// kept before a storage node may delete it.
 	GCGrace time.Duration
@@ -118,6 +123,8 @@ func DefaultConfig() Config {
 		RepairTaskTimeout:  10 * time.Minute,
 		MoveDeleteDelay:    2 * time.Minute,
 		RepairBytesPerSec:  200 << 20,
+		MoveConcurrency:    8,
+		MoveBytesPerSec:    100 << 20,
 		ApplyTimeout:       10 * time.Second,
 		StateBatchInterval: defaultCommitInterval,
 		StateBatchLimit:    defaultCommitEntries,
@@ -153,6 +160,8 @@ func (c *Config) Validate() error {
 	case c.RepairAfter < 0 || c.RepairConcurrency < 0 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
 		return fmt.Errorf("meta config: repair settings (after %v, concurrency %d, per node %d, timeout %v) out of range",
 			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
+	case c.MoveConcurrency < 0:
+		return errors.New("meta config: MoveConcurrency must not be negative")
 	case c.MoveDeleteDelay < 0:
 		return errors.New("meta config: MoveDeleteDelay must not be negative")
 	case c.MassDownHold < 0:

@@ -313,10 +313,13 @@ func (n *Node) listNodeShards(_ context.Context, req *pb.ListNodeShardsRequest) 
 	return resp, err
 }
 
-func (n *Node) readRepairLimits(_ context.Context, _ *pb.RepairLimitsRequest) (*pb.RepairLimitsResponse, error) {
+func (n *Node) readRepairLimits(_ context.Context, req *pb.RepairLimitsRequest) (*pb.RepairLimitsResponse, error) {
 	resp := &pb.RepairLimitsResponse{}
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		resp.Limits = n.repairLimits(tx)
+		if req.GetMoves() {
+			resp.Limits = n.moveLimits(tx)
+		}
 		return nil
 	})
 	return resp, err
@@ -328,7 +331,7 @@ func (n *Node) setRepairLimits(ctx context.Context, req *pb.RepairLimitsRequest)
 	if err := n.linearizable(ctx); err != nil {
 		return nil, err
 	}
-	cur, err := n.readRepairLimits(ctx, nil)
+	cur, err := n.readRepairLimits(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -340,11 +343,15 @@ func (n *Node) setRepairLimits(ctx context.Context, req *pb.RepairLimitsRequest)
 		rate = *req.BytesPerSec
 	}
 	resp, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_SetRepairLimits{
-		SetRepairLimits: &pb.RepairLimitsRequest{Concurrency: &conc, BytesPerSec: &rate}}})
+		SetRepairLimits: &pb.RepairLimitsRequest{Concurrency: &conc, BytesPerSec: &rate, Moves: req.Moves}}})
 	if err != nil {
 		return nil, err
 	}
-	n.log.Info("repair limits changed", "concurrency", conc, "bytes_per_sec", rate)
+	what := "repair"
+	if req.Moves {
+		what = "move"
+	}
+	n.log.Info(what+" limits changed", "concurrency", conc, "bytes_per_sec", rate, "by", callerOf(ctx))
 	return resp.(*pb.RepairLimitsResponse), nil
 }
 
@@ -376,7 +383,7 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.appliedIndex(),
 		RepairsInFlight: uint64(n.repairs.count())}
 	err = n.fsm.view(func(tx *bolt.Tx) error {
-		resp.RepairLimits = n.repairLimits(tx)
+		resp.RepairLimits, resp.MoveLimits = n.repairLimits(tx), n.moveLimits(tx)
 		resp.RepairHold = n.holdStatus(tx, now)
 		if err := n.lostShards(tx, now, resp); err != nil {
 			return err

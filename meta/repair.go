@@ -20,8 +20,9 @@ import (
 type repairs struct {
 	mu       sync.Mutex
 	inflight map[string]*repairTask // by shardKey
-	budget   float64                // shard bytes that may be planned now
-	refilled time.Time
+	// The shard bytes that may be planned now, for repairs and for moves
+	// (drains), each within its own rate.
+	repairBytes, moveBytes tokens
 	// blocked says, by draining node, why the last pass could not plan a
 	// move off it (until one is planned again).
 	blocked map[string]string
@@ -31,6 +32,13 @@ type repairTask struct {
 	work     *pb.RepairWork
 	target   string
 	deadline time.Time
+	move     bool // a drain's move, not the repair of a lost shard
+}
+
+// tokens is a byte budget that refills at a rate.
+type tokens struct {
+	budget   float64
+	refilled time.Time
 }
 
 func newRepairs() *repairs {
@@ -50,22 +58,22 @@ func (r *repairs) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.inflight = map[string]*repairTask{}
-	r.budget, r.refilled = 0, time.Time{}
+	r.repairBytes, r.moveBytes = tokens{}, tokens{}
 	r.blocked = map[string]string{}
 }
 
 // refill adds what the byte rate allows since the last refill, keeping at
 // most one second's worth; with no rate the budget is unlimited.
-func (r *repairs) refill(now time.Time, rate uint64) {
+func (t *tokens) refill(now time.Time, rate uint64) {
 	if rate == 0 {
-		r.budget = 1 << 62
+		t.budget = 1 << 62
 		return
 	}
-	if !r.refilled.IsZero() {
-		r.budget += float64(rate) * now.Sub(r.refilled).Seconds()
+	if !t.refilled.IsZero() {
+		t.budget += float64(rate) * now.Sub(t.refilled).Seconds()
 	}
-	r.budget = min(r.budget, float64(rate))
-	r.refilled = now
+	t.budget = min(t.budget, float64(rate))
+	t.refilled = now
 }
 
 // work returns the unfinished repairs a node is to run. Every heartbeat
@@ -129,13 +137,13 @@ func (n *Node) scheduleRepairs(now time.Time) {
 	n.repairs.mu.Lock()
 	defer n.repairs.mu.Unlock()
 	var needs []repairNeed
-	var limits *pb.RepairLimits
+	var limits, moveLimits *pb.RepairLimits
 	nodes := map[string]*pb.StorageNode{}
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		if err := loadNodes(tx, nodes); err != nil {
 			return err
 		}
-		limits = n.repairLimits(tx)
+		limits, moveLimits = n.repairLimits(tx), n.moveLimits(tx)
 		n.retireTasks(tx, now)
 		var err error
 		needs, err = n.findNeeds(tx, nodes, now, int(limits.Concurrency))
@@ -147,13 +155,24 @@ func (n *Node) scheduleRepairs(now time.Time) {
 	}
 	slices.SortStableFunc(needs, func(a, b repairNeed) int { return cmp.Compare(b.bad, a.bad) })
 	perNode := map[string]int{}
+	running := [2]int{} // repairs, moves
 	for _, t := range n.repairs.inflight {
 		perNode[t.target]++
+		running[b2i(t.move)]++
 	}
-	n.repairs.refill(now, limits.BytesPerSec)
+	n.repairs.repairBytes.refill(now, limits.BytesPerSec)
+	n.repairs.moveBytes.refill(now, moveLimits.BytesPerSec)
 	for _, need := range needs {
-		if len(n.repairs.inflight) >= int(limits.Concurrency) || n.repairs.budget <= 0 {
-			return
+		move := need.bad < 0
+		lim, budget := limits, &n.repairs.repairBytes
+		if move {
+			lim, budget = moveLimits, &n.repairs.moveBytes
+		}
+		if running[b2i(move)] >= int(lim.Concurrency) || budget.budget <= 0 {
+			if move {
+				return // moves sort last: nothing more to plan
+			}
+			continue // repairs are full; moves may still go
 		}
 		planned, why := n.planRepair(need, nodes, perNode, now)
 		if need.bad < 0 { // a drain's move: say what holds the node's drain up
@@ -166,9 +185,27 @@ func (n *Node) scheduleRepairs(now time.Time) {
 			}
 		}
 		if planned {
-			n.repairs.budget -= float64(expectedShardLength(need.rec.Parts[need.part].Length, need.rec.Parts[need.part].Profile))
+			running[b2i(move)]++
+			budget.budget -= float64(expectedShardLength(need.rec.Parts[need.part].Length, need.rec.Parts[need.part].Profile))
 		}
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// moveLimits returns the limits of moves (drains) in force: those set at
+// run time, or the configured defaults.
+func (n *Node) moveLimits(tx *bolt.Tx) *pb.RepairLimits {
+	l := &pb.RepairLimits{}
+	if found, err := getMsg(tx.Bucket(bktSettings), keyMoveLimits, l); err == nil && found {
+		return l
+	}
+	return &pb.RepairLimits{Concurrency: uint32(n.cfg.MoveConcurrency), BytesPerSec: n.cfg.MoveBytesPerSec}
 }
 
 // repairLimits returns the limits in force: those set at run time, or the
@@ -455,7 +492,8 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 		// A move: copy the healthy shard itself; the sources are the fallback.
 		w.CopyFrom = &pb.ShardSource{Index: old.Index, NodeId: old.NodeId, Address: from.Address, ShardId: old.ShardId}
 	}
-	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = &repairTask{work: w, target: target, deadline: now.Add(n.cfg.RepairTaskTimeout)}
+	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = &repairTask{work: w, target: target,
+		deadline: now.Add(n.cfg.RepairTaskTimeout), move: need.bad < 0}
 	perNode[target]++
 	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,
 		"lost_on", old.NodeId, "state", old.State)

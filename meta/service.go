@@ -205,7 +205,7 @@ func (s *service) RepairLimits(ctx context.Context, req *pb.RepairLimitsRequest)
 		return read(ctx, s.n, req, nil, s.n.readRepairLimits, pb.MetaServiceClient.RepairLimits)
 	}
 	if req.Concurrency != nil && *req.Concurrency > 10000 {
-		return nil, toStatus(fmt.Errorf("%w: repair concurrency %d outside 0..10000 (0 pauses repair)", ErrInvalidArgument, *req.Concurrency))
+		return nil, toStatus(fmt.Errorf("%w: concurrency %d outside 0..10000 (0 pauses them)", ErrInvalidArgument, *req.Concurrency))
 	}
 	return onLeader(ctx, s.n, req, s.n.setRepairLimits, pb.MetaServiceClient.RepairLimits)
 }

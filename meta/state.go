@@ -32,6 +32,7 @@ var (
 
 	keyRepairLimits = []byte("repair_limits")
 	keyRepairHold   = []byte("repair_hold")
+	keyMoveLimits   = []byte("move_limits")
 
 	keyApplied = []byte("applied_index")
 )

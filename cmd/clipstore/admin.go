@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -11,26 +12,42 @@ import (
 
 func newAdminCommand(co *clientOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "admin", Short: "Operate the cluster"}
-	cmd.AddCommand(newFsckCommand(co), newRepairCommand(co), newNodeCommand(co))
+	cmd.AddCommand(newFsckCommand(co), newRepairCommand(co), newMovesCommand(co), newNodeCommand(co))
 	return cmd
 }
 
-type repairOptions struct {
+type limitsOptions struct {
 	*clientOptions
 	concurrency int
 	rate        string
 }
 
 func newRepairCommand(co *clientOptions) *cobra.Command {
-	o := &repairOptions{clientOptions: co}
-	cmd := &cobra.Command{
-		Use:   "repair",
-		Short: "Show or change the cluster-wide repair limits",
-		Long: `Show the repair limits in force, or change them at run time: --concurrency
+	return newLimitsCommand(co, "repair", "Show or change the cluster-wide repair limits",
+		`Show the repair limits in force, or change them at run time: --concurrency
 bounds the repairs running at once across the cluster, --rate the shard bytes
 planned per second (e.g. 100MiB; 0 means no bound). The change is replicated
-and survives restarts.`,
-		Args: cobra.NoArgs,
+and survives restarts.`, (*client.Client).SetRepairLimits)
+}
+
+func newMovesCommand(co *clientOptions) *cobra.Command {
+	return newLimitsCommand(co, "moves", "Show or change the cluster-wide limits of moves (drains)",
+		`Show the limits of moves in force, or change them at run time: moves (a
+drain's) are planned after every repair of a lost shard; --concurrency bounds
+those running at once across the cluster (0 pauses them), --rate the shard
+bytes planned per second (e.g. 200MiB; 0 means no bound). The change is
+replicated and survives restarts.`, (*client.Client).SetMoveLimits)
+}
+
+// newLimitsCommand shows or changes one kind of cluster-wide limits.
+func newLimitsCommand(co *clientOptions, use, short, long string,
+	set func(*client.Client, context.Context, *int, *uint64) (client.RepairLimits, error)) *cobra.Command {
+	o := &limitsOptions{clientOptions: co}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var conc *int
 			var rate *uint64
@@ -50,7 +67,7 @@ and survives restarts.`,
 				return err
 			}
 			defer done()
-			l, err := c.SetRepairLimits(ctx, conc, rate)
+			l, err := set(c, ctx, conc, rate)
 			if err != nil {
 				return err
 			}
@@ -58,12 +75,12 @@ and survives restarts.`,
 			if l.BytesPerSec > 0 {
 				bound = bytesize.Human(int64(l.BytesPerSec)) + "/s"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "repair concurrency %d, rate %s\n", l.Concurrency, bound)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s concurrency %d, rate %s\n", use, l.Concurrency, bound)
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "repairs running at once, cluster-wide (0 pauses repair)")
-	cmd.Flags().StringVar(&o.rate, "rate", "", "shard bytes repaired per second, e.g. 100MiB (0: no bound)")
+	cmd.Flags().IntVar(&o.concurrency, "concurrency", 0, "running at once, cluster-wide (0 pauses them)")
+	cmd.Flags().StringVar(&o.rate, "rate", "", "shard bytes per second, e.g. 100MiB (0: no bound)")
 	return cmd
 }
 

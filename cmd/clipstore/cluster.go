@@ -106,6 +106,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 			h.Nodes, h.Threshold, h.Until.UTC().Format(time.RFC3339), max(h.Until.Sub(now), 0).Round(time.Second))
 	}
 	writeRepair(w, st.Repair, now)
+	fmt.Fprintf(w, "limits: repair %s; moves %s\n", limitsText(st.RepairLimits), limitsText(st.MoveLimits))
 	s := st.Scrub
 	fmt.Fprintf(w, "scrub: %d of %d nodes scrubbing", s.Running, len(st.Nodes))
 	if s.Running > 0 {
@@ -164,6 +165,18 @@ func writeRepair(w io.Writer, r client.RepairStatus, now time.Time) {
 			r.RepairedShards, bytesize.Human(int64(r.RepairedBytes)), ago(now, r.Since))
 	}
 	fmt.Fprintln(w)
+}
+
+// limitsText is one kind of limits in a few words.
+func limitsText(l client.RepairLimits) string {
+	rate := "no rate bound"
+	if l.BytesPerSec > 0 {
+		rate = bytesize.Human(int64(l.BytesPerSec)) + "/s"
+	}
+	if l.Concurrency == 0 {
+		return "paused (concurrency 0), " + rate
+	}
+	return fmt.Sprintf("concurrency %d, %s", l.Concurrency, rate)
 }
 
 // repairState names what repair is doing: paused (concurrency 0), idle
@@ -253,6 +266,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		"repairs_in_flight": st.RepairsInFlight, "pending_deletes": st.PendingDeletes,
 		"clips_by_lost_shards": st.ClipsByLostShards,
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},
+		"move_limits":          map[string]any{"concurrency": st.MoveLimits.Concurrency, "bytes_per_sec": st.MoveLimits.BytesPerSec},
 		"repair":               repair,
 		"repair_hold":          hold,
 		"scrub": map[string]any{"nodes_running": st.Scrub.Running, "bytes_done": st.Scrub.BytesDone,

@@ -17,6 +17,7 @@ func sampleStatus(now time.Time) *client.ClusterStatus {
 	return &client.ClusterStatus{Leader: "m0", Term: 3, AppliedIndex: 120, Buckets: 1, Clips: 50, DegradedClips: 20,
 		RepairsInFlight: 4, ClipsByLostShards: []uint64{20},
 		RepairLimits: client.RepairLimits{Concurrency: 16, BytesPerSec: 200 << 20},
+		MoveLimits:   client.RepairLimits{Concurrency: 0, BytesPerSec: 100 << 20},
 		Repair: client.RepairStatus{QueueShards: 40, QueueBytes: 10 << 20, Since: now.Add(-5 * time.Minute),
 			RepairedShards: 60, RepairedBytes: 15 << 20, BytesPerSec: 2e6, ETA: 5243 * time.Millisecond, ETAKnown: true},
 		Scrub:   client.ScrubSummary{Running: 1, BytesDone: 1 << 20, BytesTotal: 4 << 20, CorruptFound: 7},
@@ -43,6 +44,7 @@ func TestClusterStatusText(t *testing.T) {
 	}{
 		{"repairing", func(*client.ClusterStatus) {}, []string{
 			"repair queue: 40 shards, 10.0 MiB",
+			"limits: repair concurrency 16, 200.0 MiB/s; moves paused (concurrency 0), 100.0 MiB/s",
 			"repair rate: 2.00 MB/s over the last minute, ETA 5s; 60 shards (15.0 MiB) repaired since the leader's election 5m0s ago",
 			"scrub: 1 of 5 nodes scrubbing, 1.0 MiB of 4.0 MiB read (25%); 7 corrupt shards found",
 			"pass 3: 1.0 MiB of 4.0 MiB (25%)",

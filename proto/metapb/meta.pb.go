@@ -4486,8 +4486,11 @@ type RepairLimitsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Fields to change; unset ones keep their value. No field set: a read.
-	Concurrency   *uint32 `protobuf:"varint,2,opt,name=concurrency,proto3,oneof" json:"concurrency,omitempty"`
-	BytesPerSec   *uint64 `protobuf:"varint,3,opt,name=bytes_per_sec,json=bytesPerSec,proto3,oneof" json:"bytes_per_sec,omitempty"`
+	Concurrency *uint32 `protobuf:"varint,2,opt,name=concurrency,proto3,oneof" json:"concurrency,omitempty"`
+	BytesPerSec *uint64 `protobuf:"varint,3,opt,name=bytes_per_sec,json=bytesPerSec,proto3,oneof" json:"bytes_per_sec,omitempty"`
+	// The limits of moves (drains), planned after every repair, instead of
+	// those of repairs.
+	Moves         bool `protobuf:"varint,4,opt,name=moves,proto3" json:"moves,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4541,6 +4544,13 @@ func (x *RepairLimitsRequest) GetBytesPerSec() uint64 {
 		return *x.BytesPerSec
 	}
 	return 0
+}
+
+func (x *RepairLimitsRequest) GetMoves() bool {
+	if x != nil {
+		return x.Moves
+	}
+	return false
 }
 
 type RepairLimitsResponse struct {
@@ -4641,7 +4651,8 @@ type ClusterStatusResponse struct {
 	// The shards the storage nodes found corrupt, summed likewise.
 	ShardCorrupt *ShardLosses `protobuf:"bytes,30,opt,name=shard_corrupt,json=shardCorrupt,proto3" json:"shard_corrupt,omitempty"`
 	// Set while the mass-down guard holds repair back.
-	RepairHold    *RepairHold `protobuf:"bytes,29,opt,name=repair_hold,json=repairHold,proto3" json:"repair_hold,omitempty"`
+	RepairHold    *RepairHold   `protobuf:"bytes,29,opt,name=repair_hold,json=repairHold,proto3" json:"repair_hold,omitempty"`
+	MoveLimits    *RepairLimits `protobuf:"bytes,31,opt,name=move_limits,json=moveLimits,proto3" json:"move_limits,omitempty"` // the limits of moves (drains) in force
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4882,6 +4893,13 @@ func (x *ClusterStatusResponse) GetShardCorrupt() *ShardLosses {
 func (x *ClusterStatusResponse) GetRepairHold() *RepairHold {
 	if x != nil {
 		return x.RepairHold
+	}
+	return nil
+}
+
+func (x *ClusterStatusResponse) GetMoveLimits() *RepairLimits {
+	if x != nil {
+		return x.MoveLimits
 	}
 	return nil
 }
@@ -5379,16 +5397,17 @@ const file_meta_proto_rawDesc = "" +
 	"\x04read\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"T\n" +
 	"\fRepairLimits\x12 \n" +
 	"\vconcurrency\x18\x01 \x01(\rR\vconcurrency\x12\"\n" +
-	"\rbytes_per_sec\x18\x02 \x01(\x04R\vbytesPerSec\"\xa6\x01\n" +
+	"\rbytes_per_sec\x18\x02 \x01(\x04R\vbytesPerSec\"\xbc\x01\n" +
 	"\x13RepairLimitsRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12%\n" +
 	"\vconcurrency\x18\x02 \x01(\rH\x00R\vconcurrency\x88\x01\x01\x12'\n" +
-	"\rbytes_per_sec\x18\x03 \x01(\x04H\x01R\vbytesPerSec\x88\x01\x01B\x0e\n" +
+	"\rbytes_per_sec\x18\x03 \x01(\x04H\x01R\vbytesPerSec\x88\x01\x01\x12\x14\n" +
+	"\x05moves\x18\x04 \x01(\bR\x05movesB\x0e\n" +
 	"\f_concurrencyB\x10\n" +
 	"\x0e_bytes_per_sec\"O\n" +
 	"\x14RepairLimitsResponse\x127\n" +
-	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\x9c\v\n" +
+	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xde\v\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12!\n" +
@@ -5422,7 +5441,9 @@ const file_meta_proto_rawDesc = "" +
 	"\fshard_losses\x18\x1c \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\vshardLosses\x12C\n" +
 	"\rshard_corrupt\x18\x1e \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\fshardCorrupt\x12>\n" +
 	"\vrepair_hold\x18\x1d \x01(\v2\x1d.clipstore.meta.v1.RepairHoldR\n" +
-	"repairHoldB\x15\n" +
+	"repairHold\x12@\n" +
+	"\vmove_limits\x18\x1f \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\n" +
+	"moveLimitsB\x15\n" +
 	"\x13_repair_eta_seconds\"\x90\x01\n" +
 	"\n" +
 	"RepairHold\x12&\n" +
@@ -5627,56 +5648,57 @@ var file_meta_proto_depIdxs = []int32{
 	35, // 58: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
 	35, // 59: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
 	69, // 60: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	44, // 61: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	6,  // 62: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	8,  // 63: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	10, // 64: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	19, // 65: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	21, // 66: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	23, // 67: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	25, // 68: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	28, // 69: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	30, // 70: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	32, // 71: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	41, // 72: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	43, // 73: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	49, // 74: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	37, // 75: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	39, // 76: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	51, // 77: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	55, // 78: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	58, // 79: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	60, // 80: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	62, // 81: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	64, // 82: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	66, // 83: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	7,  // 84: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	9,  // 85: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	11, // 86: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	20, // 87: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	22, // 88: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	24, // 89: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	27, // 90: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	29, // 91: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	31, // 92: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	33, // 93: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	42, // 94: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	48, // 95: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	50, // 96: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	38, // 97: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	40, // 98: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	53, // 99: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	56, // 100: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	59, // 101: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	61, // 102: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	63, // 103: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	68, // 104: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	67, // 105: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	84, // [84:106] is the sub-list for method output_type
-	62, // [62:84] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	65, // 61: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	44, // 62: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	6,  // 63: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	8,  // 64: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	10, // 65: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	19, // 66: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	21, // 67: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	23, // 68: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	25, // 69: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	28, // 70: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	30, // 71: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	32, // 72: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	41, // 73: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	43, // 74: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	49, // 75: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	37, // 76: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	39, // 77: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	51, // 78: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	55, // 79: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	58, // 80: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	60, // 81: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	62, // 82: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	64, // 83: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	66, // 84: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	7,  // 85: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	9,  // 86: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	11, // 87: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	20, // 88: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	22, // 89: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	24, // 90: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	27, // 91: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	29, // 92: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	31, // 93: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	33, // 94: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	42, // 95: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	48, // 96: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	50, // 97: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	38, // 98: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	40, // 99: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	53, // 100: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	56, // 101: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	59, // 102: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	61, // 103: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	63, // 104: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	68, // 105: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	67, // 106: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	85, // [85:107] is the sub-list for method output_type
+	63, // [63:85] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
