@@ -33,6 +33,12 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
 	f.DurationVar(&o.cfg.GCGrace, "gc-grace", o.cfg.GCGrace, "keep an unreferenced shard this long past its commit deadline")
 	f.DurationVar(&o.cfg.RepairAfter, "repair-after", o.cfg.RepairAfter, "rebuild a down node's shards elsewhere after it has been down this long")
+	f.IntVar(&o.cfg.RepairConcurrency, "repair-concurrency", o.cfg.RepairConcurrency,
+		"repairs running at once, cluster-wide, until clipstore admin repair changes it (0 pauses repair)")
+	f.Var(&byteRateU{&o.cfg.RepairBytesPerSec}, "repair-rate", "shard bytes repaired per second, cluster-wide, until clipstore admin repair changes it (0: no bound)")
+	f.IntVar(&o.cfg.MoveConcurrency, "move-concurrency", o.cfg.MoveConcurrency,
+		"moves (drains) running at once, cluster-wide, until clipstore admin moves changes it (0 pauses moves)")
+	f.Var(&byteRateU{&o.cfg.MoveBytesPerSec}, "move-rate", "shard bytes moved per second, cluster-wide, until clipstore admin moves changes it (0: no bound)")
 	f.DurationVar(&o.cfg.MoveDeleteDelay, "move-delete-delay", o.cfg.MoveDeleteDelay,
 		"after a shard is moved off a node (drain), wait this long before deleting the old copy, so that reads in flight finish")
 	f.DurationVar(&o.cfg.MassDownHold, "mass-down-hold", o.cfg.MassDownHold,

@@ -127,6 +127,30 @@ func (b *byteRate) Set(s string) error {
 
 func (b *byteRate) Type() string { return "bytes/s" }
 
+// byteRateU is byteRate for an unsigned setting.
+type byteRateU struct{ v *uint64 }
+
+func (b *byteRateU) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return bytesize.Human(int64(*b.v))
+}
+
+func (b *byteRateU) Set(s string) error {
+	var n int64
+	if err := (&byteRate{&n}).Set(s); err != nil {
+		return err
+	}
+	if n < 0 {
+		return fmt.Errorf("want a rate of 0 or more")
+	}
+	*b.v = uint64(n)
+	return nil
+}
+
+func (b *byteRateU) Type() string { return "bytes/s" }
+
 // byteSize is a flag holding a size such as 2TiB.
 type byteSize struct{ v *int64 }
 
