@@ -103,6 +103,8 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.setNodeAdminState(op.SetNodeAdminState)
 	case *pb.Command_RemoveNode:
 		return a.removeNode(op.RemoveNode)
+	case *pb.Command_SetRebalance:
+		return a.setRebalance(op.SetRebalance)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	pb "github.com/clipstore/clipstore/proto/metapb"
@@ -72,6 +73,13 @@ type Config struct {
 	// them at run time. 0 concurrency pauses moves.
 	MoveConcurrency int
 	MoveBytesPerSec uint64
+	// AutoRebalance starts a rebalance when a storage node joins or a
+	// node's capacity changes; RebalanceThreshold is the band around the
+	// mean fill it aims for (a used fraction: 0.05 is 5 points), and
+	// RebalanceMaxInFlight caps the shard bytes its moves hold in motion.
+	AutoRebalance        bool
+	RebalanceThreshold   float64
+	RebalanceMaxInFlight uint64
 	// GCGrace is how long past its commit deadline an unreferenced shard is
 	// kept before a storage node may delete it.
 	GCGrace time.Duration
@@ -110,31 +118,34 @@ type Config struct {
 // caller's.
 func DefaultConfig() Config {
 	return Config{
-		DefaultProfile:     &pb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20},
-		MaxUploadDuration:  time.Hour,
-		RequestTTL:         2 * time.Hour,
-		HeartbeatInterval:  time.Second,
-		NodeDownAfter:      10 * time.Second,
-		MinFreeBytes:       1 << 30,
-		RepairAfter:        10 * time.Minute,
-		GCGrace:            time.Hour,
-		RepairConcurrency:  16,
-		RepairPerNode:      2,
-		RepairTaskTimeout:  10 * time.Minute,
-		MoveDeleteDelay:    2 * time.Minute,
-		RepairBytesPerSec:  200 << 20,
-		MoveConcurrency:    8,
-		MoveBytesPerSec:    100 << 20,
-		ApplyTimeout:       10 * time.Second,
-		StateBatchInterval: defaultCommitInterval,
-		StateBatchLimit:    defaultCommitEntries,
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
-		SnapshotInterval:   2 * time.Minute,
-		SnapshotThreshold:  200_000,
-		TrailingLogs:       500_000,
+		DefaultProfile:       &pb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20},
+		MaxUploadDuration:    time.Hour,
+		RequestTTL:           2 * time.Hour,
+		HeartbeatInterval:    time.Second,
+		NodeDownAfter:        10 * time.Second,
+		MinFreeBytes:         1 << 30,
+		RepairAfter:          10 * time.Minute,
+		GCGrace:              time.Hour,
+		RepairConcurrency:    16,
+		RepairPerNode:        2,
+		RepairTaskTimeout:    10 * time.Minute,
+		MoveDeleteDelay:      2 * time.Minute,
+		RepairBytesPerSec:    200 << 20,
+		MoveConcurrency:      8,
+		AutoRebalance:        true,
+		RebalanceThreshold:   defaultThreshold,
+		RebalanceMaxInFlight: 8 << 30,
+		MoveBytesPerSec:      100 << 20,
+		ApplyTimeout:         10 * time.Second,
+		StateBatchInterval:   defaultCommitInterval,
+		StateBatchLimit:      defaultCommitEntries,
+		HeartbeatTimeout:     time.Second,
+		ElectionTimeout:      time.Second,
+		LeaderLeaseTimeout:   500 * time.Millisecond,
+		CommitTimeout:        50 * time.Millisecond,
+		SnapshotInterval:     2 * time.Minute,
+		SnapshotThreshold:    200_000,
+		TrailingLogs:         500_000,
 	}
 }
 
@@ -160,6 +171,8 @@ func (c *Config) Validate() error {
 	case c.RepairAfter < 0 || c.RepairConcurrency < 0 || c.RepairPerNode < 1 || c.RepairTaskTimeout <= 0:
 		return fmt.Errorf("meta config: repair settings (after %v, concurrency %d, per node %d, timeout %v) out of range",
 			c.RepairAfter, c.RepairConcurrency, c.RepairPerNode, c.RepairTaskTimeout)
+	case math.IsNaN(c.RebalanceThreshold) || c.RebalanceThreshold <= 0 || c.RebalanceThreshold > 1:
+		return fmt.Errorf("meta config: RebalanceThreshold %v outside (0, 1]", c.RebalanceThreshold)
 	case c.MoveConcurrency < 0:
 		return errors.New("meta config: MoveConcurrency must not be negative")
 	case c.MoveDeleteDelay < 0:

@@ -147,6 +147,7 @@ func (n *Node) leaderLoop() {
 			n.repairs.reset()
 			n.progress.reset(now)
 			n.reports.reset()
+			n.rebalancer.reset()
 			n.onLeadership()
 		}
 		// A loop that woke far later than its ticker should have woken it
@@ -164,6 +165,7 @@ func (n *Node) leaderLoop() {
 			n.endAdminStates(now)
 			n.markSilentNodesDown(now)
 			n.scheduleRepairs(now)
+			n.rebalanceTick(now)
 		}
 		last = time.Now()
 	}

@@ -28,13 +28,14 @@ type Node struct {
 	trans  raft.Transport
 	raft   *raft.Raft
 
-	reads    *readBatcher
-	live     *liveness
-	repairs  *repairs
-	reports  *reportQueue
-	progress *repairProgress
-	peers    *conns.Cache // to other members, for forwarding
-	metrics  *metrics
+	reads      *readBatcher
+	live       *liveness
+	repairs    *repairs
+	rebalancer *rebalancer
+	reports    *reportQueue
+	progress   *repairProgress
+	peers      *conns.Cache // to other members, for forwarding
+	metrics    *metrics
 
 	// ctx is the member's lifetime: the leader's background loops propose
 	// under it, and Shutdown or Close cancels it.
@@ -85,6 +86,7 @@ func New(cfg Config) (*Node, error) {
 	n.reads = newReadBatcher(n.raft, cfg.ApplyTimeout, n.waitApplied)
 	n.live = newLiveness()
 	n.repairs = newRepairs()
+	n.rebalancer = newRebalancer()
 	n.peers = conns.New(dialOptions(cfg.DialOptions)...)
 	n.reports = newReportQueue()
 	n.wg.Add(2)

@@ -29,10 +29,11 @@ type repairs struct {
 }
 
 type repairTask struct {
-	work     *pb.RepairWork
-	target   string
-	deadline time.Time
-	move     bool // a drain's move, not the repair of a lost shard
+	work      *pb.RepairWork
+	target    string
+	deadline  time.Time
+	move      bool // a drain's or a rebalance's move, not the repair of a lost shard
+	rebalance bool // a rebalance's move
 }
 
 // tokens is a byte budget that refills at a rate.
@@ -126,7 +127,10 @@ type repairNeed struct {
 	rec   *pb.ClipRecord
 	part  uint32
 	index uint32
-	bad   int // shards of the part not usable: more first
+	bad   int // shards of the part not usable: more first; -1 a drain's move, -2 a rebalance's
+	// target, when set, is the node the work must go to (a rebalance's
+	// plan); else planRepair picks one.
+	target string
 }
 
 // scheduleRepairs plans repairs for lost shards: entries MISSING or
@@ -263,6 +267,11 @@ func (n *Node) updateLanded(req *pb.UpdateShardRequest) {
 	}
 	delete(n.repairs.inflight, key)
 	n.repairLanded(req.NewShard.GetLength(), n.cfg.now())
+	if t.rebalance {
+		n.rebalancer.mu.Lock()
+		n.rebalancer.moved += req.NewShard.GetLength()
+		n.rebalancer.mu.Unlock()
+	}
 }
 
 // findNeeds lists the shard entries to rebuild: not OK, or on a node down
@@ -468,7 +477,19 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 			}
 		}
 	}
-	target := n.repairTarget(nodes, holders, zones, perNode, now)
+	target := need.target
+	if target != "" {
+		node, hb := nodes[target], heartbeat{}
+		if node != nil {
+			hb, _ = n.live.get(target)
+		}
+		if node == nil || holders[target] || !placeable(node) || node.State != pb.NodeState_NODE_STATE_UP ||
+			now.Sub(hb.at) > n.cfg.NodeDownAfter || perNode[target] >= n.cfg.RepairPerNode {
+			return false, "" // the plan is stale, or the target busy: the next plan sees it
+		}
+	} else {
+		target = n.repairTarget(nodes, holders, zones, perNode, now)
+	}
 	if target == "" {
 		if n.repairTarget(nodes, holders, zones, map[string]int{}, now) != "" {
 			return false, "" // the targets are busy: later

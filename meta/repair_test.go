@@ -28,6 +28,12 @@ type heartbeater struct {
 }
 
 func startHeartbeats(t *testing.T, c pb.MetaServiceClient, nodes []string) *heartbeater {
+	return startHeartbeatsCap(t, c, nodes, 100<<30)
+}
+
+// startHeartbeatsCap is startHeartbeats with nodes of the given capacity,
+// half of it free.
+func startHeartbeatsCap(t *testing.T, c pb.MetaServiceClient, nodes []string, capacity uint64) *heartbeater {
 	h := &heartbeater{alive: map[string]bool{}, work: map[string][]*pb.RepairWork{}, stop: make(chan struct{}),
 		done: make(chan struct{}), client: c}
 	for _, n := range nodes {
@@ -51,7 +57,7 @@ func startHeartbeats(t *testing.T, c pb.MetaServiceClient, nodes []string) *hear
 			h.mu.Unlock()
 			for _, id := range ids {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				resp, err := c.Heartbeat(ctx, &pb.HeartbeatRequest{NodeId: id, Capacity: 100 << 30, Free: 50 << 30})
+				resp, err := c.Heartbeat(ctx, &pb.HeartbeatRequest{NodeId: id, Capacity: capacity, Free: capacity / 2})
 				cancel()
 				if err == nil {
 					h.mu.Lock()

@@ -230,6 +230,19 @@ func (s *service) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*p
 	return onLeader(ctx, s.n, req, s.n.removeNode, pb.MetaServiceClient.RemoveNode)
 }
 
+func (s *service) Rebalance(ctx context.Context, req *pb.RebalanceRequest) (*pb.RebalanceResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := validateThreshold(req.Threshold); err != nil {
+		return nil, toStatus(err)
+	}
+	if _, ok := pb.RebalanceAction_name[int32(req.Action)]; !ok {
+		return nil, toStatus(fmt.Errorf("%w: unknown rebalance action %d", ErrInvalidArgument, req.Action))
+	}
+	return onLeader(ctx, s.n, req, s.n.rebalance, pb.MetaServiceClient.Rebalance)
+}
+
 func (s *service) ClusterStatus(ctx context.Context, req *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
 	return read(ctx, s.n, req, req.Read, s.n.clusterStatus, pb.MetaServiceClient.ClusterStatus)
 }

@@ -33,6 +33,7 @@ var (
 	keyRepairLimits = []byte("repair_limits")
 	keyRepairHold   = []byte("repair_hold")
 	keyMoveLimits   = []byte("move_limits")
+	keyRebalance    = []byte("rebalance")
 
 	keyApplied = []byte("applied_index")
 )

@@ -193,6 +193,58 @@ func (AdminState) EnumDescriptor() ([]byte, []int) {
 	return file_meta_proto_rawDescGZIP(), []int{2}
 }
 
+type RebalanceAction int32
+
+const (
+	RebalanceAction_REBALANCE_STATUS  RebalanceAction = 0
+	RebalanceAction_REBALANCE_START   RebalanceAction = 1
+	RebalanceAction_REBALANCE_STOP    RebalanceAction = 2
+	RebalanceAction_REBALANCE_DRY_RUN RebalanceAction = 3 // plan, move nothing
+)
+
+// Enum value maps for RebalanceAction.
+var (
+	RebalanceAction_name = map[int32]string{
+		0: "REBALANCE_STATUS",
+		1: "REBALANCE_START",
+		2: "REBALANCE_STOP",
+		3: "REBALANCE_DRY_RUN",
+	}
+	RebalanceAction_value = map[string]int32{
+		"REBALANCE_STATUS":  0,
+		"REBALANCE_START":   1,
+		"REBALANCE_STOP":    2,
+		"REBALANCE_DRY_RUN": 3,
+	}
+)
+
+func (x RebalanceAction) Enum() *RebalanceAction {
+	p := new(RebalanceAction)
+	*p = x
+	return p
+}
+
+func (x RebalanceAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RebalanceAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_meta_proto_enumTypes[3].Descriptor()
+}
+
+func (RebalanceAction) Type() protoreflect.EnumType {
+	return &file_meta_proto_enumTypes[3]
+}
+
+func (x RebalanceAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RebalanceAction.Descriptor instead.
+func (RebalanceAction) EnumDescriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{3}
+}
+
 // ReadOptions choose a read's consistency.
 type ReadOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2758,6 +2810,370 @@ func (x *SetNodeAdminStateResponse) GetNode() *StorageNode {
 	return nil
 }
 
+type RebalanceRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Action    RebalanceAction        `protobuf:"varint,2,opt,name=action,proto3,enum=clipstore.meta.v1.RebalanceAction" json:"action,omitempty"`
+	// Every node's used fraction (shard bytes placed on it over its
+	// capacity) is to end within this many points of the mean; 0: 0.05.
+	Threshold     float64 `protobuf:"fixed64,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceRequest) Reset() {
+	*x = RebalanceRequest{}
+	mi := &file_meta_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceRequest) ProtoMessage() {}
+
+func (x *RebalanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceRequest.ProtoReflect.Descriptor instead.
+func (*RebalanceRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RebalanceRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *RebalanceRequest) GetAction() RebalanceAction {
+	if x != nil {
+		return x.Action
+	}
+	return RebalanceAction_REBALANCE_STATUS
+}
+
+func (x *RebalanceRequest) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+// RebalanceState is kept in Raft, so that a new leader goes on.
+type RebalanceState struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Running         bool                   `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	Threshold       float64                `protobuf:"fixed64,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	StartedUnixNano int64                  `protobuf:"varint,3,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	StartedBy       string                 `protobuf:"bytes,4,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"` // who asked: an address, or "node s7 joined"
+	EndedUnixNano   int64                  `protobuf:"varint,5,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`
+	EndedWhy        string                 `protobuf:"bytes,6,opt,name=ended_why,json=endedWhy,proto3" json:"ended_why,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RebalanceState) Reset() {
+	*x = RebalanceState{}
+	mi := &file_meta_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceState) ProtoMessage() {}
+
+func (x *RebalanceState) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceState.ProtoReflect.Descriptor instead.
+func (*RebalanceState) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RebalanceState) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *RebalanceState) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *RebalanceState) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *RebalanceState) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *RebalanceState) GetEndedUnixNano() int64 {
+	if x != nil {
+		return x.EndedUnixNano
+	}
+	return 0
+}
+
+func (x *RebalanceState) GetEndedWhy() string {
+	if x != nil {
+		return x.EndedWhy
+	}
+	return ""
+}
+
+type NodeBalance struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Capacity      uint64                 `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	PlacedBytes   uint64                 `protobuf:"varint,3,opt,name=placed_bytes,json=placedBytes,proto3" json:"placed_bytes,omitempty"` // shard bytes meta places on it
+	BytesIn       uint64                 `protobuf:"varint,4,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`             // planned to move onto it
+	BytesOut      uint64                 `protobuf:"varint,5,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`          // planned to move off it
+	UsedBefore    float64                `protobuf:"fixed64,6,opt,name=used_before,json=usedBefore,proto3" json:"used_before,omitempty"`
+	UsedAfter     float64                `protobuf:"fixed64,7,opt,name=used_after,json=usedAfter,proto3" json:"used_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeBalance) Reset() {
+	*x = NodeBalance{}
+	mi := &file_meta_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeBalance) ProtoMessage() {}
+
+func (x *NodeBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeBalance.ProtoReflect.Descriptor instead.
+func (*NodeBalance) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *NodeBalance) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeBalance) GetCapacity() uint64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *NodeBalance) GetPlacedBytes() uint64 {
+	if x != nil {
+		return x.PlacedBytes
+	}
+	return 0
+}
+
+func (x *NodeBalance) GetBytesIn() uint64 {
+	if x != nil {
+		return x.BytesIn
+	}
+	return 0
+}
+
+func (x *NodeBalance) GetBytesOut() uint64 {
+	if x != nil {
+		return x.BytesOut
+	}
+	return 0
+}
+
+func (x *NodeBalance) GetUsedBefore() float64 {
+	if x != nil {
+		return x.UsedBefore
+	}
+	return 0
+}
+
+func (x *NodeBalance) GetUsedAfter() float64 {
+	if x != nil {
+		return x.UsedAfter
+	}
+	return 0
+}
+
+type RebalanceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State *RebalanceState        `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// The leader's latest plan (a dry run's, or the running rebalance's).
+	Nodes         []*NodeBalance `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Mean          float64        `protobuf:"fixed64,3,opt,name=mean,proto3" json:"mean,omitempty"`
+	SpreadBefore  float64        `protobuf:"fixed64,4,opt,name=spread_before,json=spreadBefore,proto3" json:"spread_before,omitempty"` // largest distance of a node's used fraction from the mean
+	SpreadAfter   float64        `protobuf:"fixed64,5,opt,name=spread_after,json=spreadAfter,proto3" json:"spread_after,omitempty"`
+	PlannedMoves  uint64         `protobuf:"varint,6,opt,name=planned_moves,json=plannedMoves,proto3" json:"planned_moves,omitempty"`
+	PlannedBytes  uint64         `protobuf:"varint,7,opt,name=planned_bytes,json=plannedBytes,proto3" json:"planned_bytes,omitempty"`
+	ExcessBytes   uint64         `protobuf:"varint,8,opt,name=excess_bytes,json=excessBytes,proto3" json:"excess_bytes,omitempty"` // what a perfect plan would move at least
+	MovesInFlight uint64         `protobuf:"varint,9,opt,name=moves_in_flight,json=movesInFlight,proto3" json:"moves_in_flight,omitempty"`
+	BytesInFlight uint64         `protobuf:"varint,10,opt,name=bytes_in_flight,json=bytesInFlight,proto3" json:"bytes_in_flight,omitempty"`
+	MovedBytes    uint64         `protobuf:"varint,11,opt,name=moved_bytes,json=movedBytes,proto3" json:"moved_bytes,omitempty"` // since the rebalance started, under this leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceResponse) Reset() {
+	*x = RebalanceResponse{}
+	mi := &file_meta_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceResponse) ProtoMessage() {}
+
+func (x *RebalanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceResponse.ProtoReflect.Descriptor instead.
+func (*RebalanceResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RebalanceResponse) GetState() *RebalanceState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *RebalanceResponse) GetNodes() []*NodeBalance {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *RebalanceResponse) GetMean() float64 {
+	if x != nil {
+		return x.Mean
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetSpreadBefore() float64 {
+	if x != nil {
+		return x.SpreadBefore
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetSpreadAfter() float64 {
+	if x != nil {
+		return x.SpreadAfter
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetPlannedMoves() uint64 {
+	if x != nil {
+		return x.PlannedMoves
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetPlannedBytes() uint64 {
+	if x != nil {
+		return x.PlannedBytes
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetExcessBytes() uint64 {
+	if x != nil {
+		return x.ExcessBytes
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetMovesInFlight() uint64 {
+	if x != nil {
+		return x.MovesInFlight
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetBytesInFlight() uint64 {
+	if x != nil {
+		return x.BytesInFlight
+	}
+	return 0
+}
+
+func (x *RebalanceResponse) GetMovedBytes() uint64 {
+	if x != nil {
+		return x.MovedBytes
+	}
+	return 0
+}
+
 type RemoveNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -2768,7 +3184,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +3196,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +3209,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{36}
+	return file_meta_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveNodeRequest) GetRequestId() []byte {
@@ -2818,7 +3234,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +3246,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +3259,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{37}
+	return file_meta_proto_rawDescGZIP(), []int{41}
 }
 
 type RegisterNodeRequest struct {
@@ -2859,7 +3275,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3287,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3300,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{38}
+	return file_meta_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RegisterNodeRequest) GetRequestId() []byte {
@@ -2931,7 +3347,7 @@ type RegisterNodeResponse struct {
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3359,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3372,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{39}
+	return file_meta_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RegisterNodeResponse) GetNode() *StorageNode {
@@ -3001,7 +3417,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3429,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3442,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{40}
+	return file_meta_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -3145,7 +3561,7 @@ type ScrubStatus struct {
 
 func (x *ScrubStatus) Reset() {
 	*x = ScrubStatus{}
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3573,7 @@ func (x *ScrubStatus) String() string {
 func (*ScrubStatus) ProtoMessage() {}
 
 func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3586,7 @@ func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubStatus.ProtoReflect.Descriptor instead.
 func (*ScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{41}
+	return file_meta_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ScrubStatus) GetRunning() bool {
@@ -3260,7 +3676,7 @@ type DeleteShardWork struct {
 
 func (x *DeleteShardWork) Reset() {
 	*x = DeleteShardWork{}
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3688,7 @@ func (x *DeleteShardWork) String() string {
 func (*DeleteShardWork) ProtoMessage() {}
 
 func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3701,7 @@ func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShardWork.ProtoReflect.Descriptor instead.
 func (*DeleteShardWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{42}
+	return file_meta_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeleteShardWork) GetShardId() []byte {
@@ -3308,7 +3724,7 @@ type ShardSource struct {
 
 func (x *ShardSource) Reset() {
 	*x = ShardSource{}
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3736,7 @@ func (x *ShardSource) String() string {
 func (*ShardSource) ProtoMessage() {}
 
 func (x *ShardSource) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3749,7 @@ func (x *ShardSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSource.ProtoReflect.Descriptor instead.
 func (*ShardSource) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{43}
+	return file_meta_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ShardSource) GetIndex() uint32 {
@@ -3396,7 +3812,7 @@ type RepairWork struct {
 
 func (x *RepairWork) Reset() {
 	*x = RepairWork{}
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3824,7 @@ func (x *RepairWork) String() string {
 func (*RepairWork) ProtoMessage() {}
 
 func (x *RepairWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3837,7 @@ func (x *RepairWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairWork.ProtoReflect.Descriptor instead.
 func (*RepairWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{44}
+	return file_meta_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RepairWork) GetTaskId() []byte {
@@ -3532,7 +3948,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3544,7 +3960,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3557,7 +3973,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{45}
+	return file_meta_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HeartbeatResponse) GetDeletes() []*DeleteShardWork {
@@ -3604,7 +4020,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3616,7 +4032,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3629,7 +4045,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{46}
+	return file_meta_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListNodesRequest) GetRead() *ReadOptions {
@@ -3648,7 +4064,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3660,7 +4076,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3673,7 +4089,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{47}
+	return file_meta_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListNodesResponse) GetNodes() []*StorageNode {
@@ -3695,7 +4111,7 @@ type ListNodeShardsRequest struct {
 
 func (x *ListNodeShardsRequest) Reset() {
 	*x = ListNodeShardsRequest{}
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3707,7 +4123,7 @@ func (x *ListNodeShardsRequest) String() string {
 func (*ListNodeShardsRequest) ProtoMessage() {}
 
 func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3720,7 +4136,7 @@ func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{48}
+	return file_meta_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListNodeShardsRequest) GetNodeId() string {
@@ -3763,7 +4179,7 @@ type NodeShard struct {
 
 func (x *NodeShard) Reset() {
 	*x = NodeShard{}
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3775,7 +4191,7 @@ func (x *NodeShard) String() string {
 func (*NodeShard) ProtoMessage() {}
 
 func (x *NodeShard) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3788,7 +4204,7 @@ func (x *NodeShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeShard.ProtoReflect.Descriptor instead.
 func (*NodeShard) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{49}
+	return file_meta_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *NodeShard) GetShardId() []byte {
@@ -3829,7 +4245,7 @@ type ListNodeShardsResponse struct {
 
 func (x *ListNodeShardsResponse) Reset() {
 	*x = ListNodeShardsResponse{}
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3841,7 +4257,7 @@ func (x *ListNodeShardsResponse) String() string {
 func (*ListNodeShardsResponse) ProtoMessage() {}
 
 func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3854,7 +4270,7 @@ func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{50}
+	return file_meta_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListNodeShardsResponse) GetShards() []*NodeShard {
@@ -3882,7 +4298,7 @@ type ShardRef struct {
 
 func (x *ShardRef) Reset() {
 	*x = ShardRef{}
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3894,7 +4310,7 @@ func (x *ShardRef) String() string {
 func (*ShardRef) ProtoMessage() {}
 
 func (x *ShardRef) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3907,7 +4323,7 @@ func (x *ShardRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardRef.ProtoReflect.Descriptor instead.
 func (*ShardRef) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{51}
+	return file_meta_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ShardRef) GetShardId() []byte {
@@ -3934,7 +4350,7 @@ type CheckShardsRequest struct {
 
 func (x *CheckShardsRequest) Reset() {
 	*x = CheckShardsRequest{}
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3946,7 +4362,7 @@ func (x *CheckShardsRequest) String() string {
 func (*CheckShardsRequest) ProtoMessage() {}
 
 func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3959,7 +4375,7 @@ func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsRequest.ProtoReflect.Descriptor instead.
 func (*CheckShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{52}
+	return file_meta_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CheckShardsRequest) GetNodeId() string {
@@ -3987,7 +4403,7 @@ type CheckShardsResponse struct {
 
 func (x *CheckShardsResponse) Reset() {
 	*x = CheckShardsResponse{}
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3999,7 +4415,7 @@ func (x *CheckShardsResponse) String() string {
 func (*CheckShardsResponse) ProtoMessage() {}
 
 func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4012,7 +4428,7 @@ func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsResponse.ProtoReflect.Descriptor instead.
 func (*CheckShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{53}
+	return file_meta_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CheckShardsResponse) GetCollectable() [][]byte {
@@ -4035,7 +4451,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4047,7 +4463,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4060,7 +4476,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{54}
+	return file_meta_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Member) GetId() string {
@@ -4110,7 +4526,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4122,7 +4538,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4135,7 +4551,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{55}
+	return file_meta_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -4175,7 +4591,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4187,7 +4603,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4200,7 +4616,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{56}
+	return file_meta_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *JoinMemberResponse) GetMembers() []*Member {
@@ -4219,7 +4635,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4231,7 +4647,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4244,7 +4660,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{57}
+	return file_meta_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -4263,7 +4679,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4275,7 +4691,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4288,7 +4704,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{58}
+	return file_meta_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -4306,7 +4722,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4318,7 +4734,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4331,7 +4747,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{59}
+	return file_meta_proto_rawDescGZIP(), []int{63}
 }
 
 type ListMembersResponse struct {
@@ -4344,7 +4760,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4356,7 +4772,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4369,7 +4785,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{60}
+	return file_meta_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -4395,7 +4811,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4407,7 +4823,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4420,7 +4836,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{61}
+	return file_meta_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ClusterStatusRequest) GetRead() *ReadOptions {
@@ -4440,7 +4856,7 @@ type RepairLimits struct {
 
 func (x *RepairLimits) Reset() {
 	*x = RepairLimits{}
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4452,7 +4868,7 @@ func (x *RepairLimits) String() string {
 func (*RepairLimits) ProtoMessage() {}
 
 func (x *RepairLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4465,7 +4881,7 @@ func (x *RepairLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimits.ProtoReflect.Descriptor instead.
 func (*RepairLimits) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{62}
+	return file_meta_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RepairLimits) GetConcurrency() uint32 {
@@ -4497,7 +4913,7 @@ type RepairLimitsRequest struct {
 
 func (x *RepairLimitsRequest) Reset() {
 	*x = RepairLimitsRequest{}
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4509,7 +4925,7 @@ func (x *RepairLimitsRequest) String() string {
 func (*RepairLimitsRequest) ProtoMessage() {}
 
 func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4522,7 +4938,7 @@ func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsRequest.ProtoReflect.Descriptor instead.
 func (*RepairLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{63}
+	return file_meta_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RepairLimitsRequest) GetRequestId() []byte {
@@ -4562,7 +4978,7 @@ type RepairLimitsResponse struct {
 
 func (x *RepairLimitsResponse) Reset() {
 	*x = RepairLimitsResponse{}
-	mi := &file_meta_proto_msgTypes[64]
+	mi := &file_meta_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4574,7 +4990,7 @@ func (x *RepairLimitsResponse) String() string {
 func (*RepairLimitsResponse) ProtoMessage() {}
 
 func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[64]
+	mi := &file_meta_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4587,7 +5003,7 @@ func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsResponse.ProtoReflect.Descriptor instead.
 func (*RepairLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{64}
+	return file_meta_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RepairLimitsResponse) GetLimits() *RepairLimits {
@@ -4659,7 +5075,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_meta_proto_msgTypes[65]
+	mi := &file_meta_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4671,7 +5087,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[65]
+	mi := &file_meta_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4684,7 +5100,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{65}
+	return file_meta_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -4920,7 +5336,7 @@ type RepairHold struct {
 
 func (x *RepairHold) Reset() {
 	*x = RepairHold{}
-	mi := &file_meta_proto_msgTypes[66]
+	mi := &file_meta_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4932,7 +5348,7 @@ func (x *RepairHold) String() string {
 func (*RepairHold) ProtoMessage() {}
 
 func (x *RepairHold) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[66]
+	mi := &file_meta_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4945,7 +5361,7 @@ func (x *RepairHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairHold.ProtoReflect.Descriptor instead.
 func (*RepairHold) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{66}
+	return file_meta_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RepairHold) GetSinceUnixNano() int64 {
@@ -4986,7 +5402,7 @@ type NodeScrubStatus struct {
 
 func (x *NodeScrubStatus) Reset() {
 	*x = NodeScrubStatus{}
-	mi := &file_meta_proto_msgTypes[67]
+	mi := &file_meta_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4998,7 +5414,7 @@ func (x *NodeScrubStatus) String() string {
 func (*NodeScrubStatus) ProtoMessage() {}
 
 func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[67]
+	mi := &file_meta_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5011,7 +5427,7 @@ func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeScrubStatus.ProtoReflect.Descriptor instead.
 func (*NodeScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{67}
+	return file_meta_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *NodeScrubStatus) GetNodeId() string {
@@ -5261,7 +5677,44 @@ const file_meta_proto_rawDesc = "" +
 	"\x05force\x18\x05 \x01(\bR\x05force\x12\x12\n" +
 	"\x04dead\x18\x06 \x01(\bR\x04dead\"O\n" +
 	"\x19SetNodeAdminStateResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"K\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\x8b\x01\n" +
+	"\x10RebalanceRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12:\n" +
+	"\x06action\x18\x02 \x01(\x0e2\".clipstore.meta.v1.RebalanceActionR\x06action\x12\x1c\n" +
+	"\tthreshold\x18\x03 \x01(\x01R\tthreshold\"\xd8\x01\n" +
+	"\x0eRebalanceState\x12\x18\n" +
+	"\arunning\x18\x01 \x01(\bR\arunning\x12\x1c\n" +
+	"\tthreshold\x18\x02 \x01(\x01R\tthreshold\x12*\n" +
+	"\x11started_unix_nano\x18\x03 \x01(\x03R\x0fstartedUnixNano\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x04 \x01(\tR\tstartedBy\x12&\n" +
+	"\x0fended_unix_nano\x18\x05 \x01(\x03R\rendedUnixNano\x12\x1b\n" +
+	"\tended_why\x18\x06 \x01(\tR\bendedWhy\"\xdd\x01\n" +
+	"\vNodeBalance\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12!\n" +
+	"\fplaced_bytes\x18\x03 \x01(\x04R\vplacedBytes\x12\x19\n" +
+	"\bbytes_in\x18\x04 \x01(\x04R\abytesIn\x12\x1b\n" +
+	"\tbytes_out\x18\x05 \x01(\x04R\bbytesOut\x12\x1f\n" +
+	"\vused_before\x18\x06 \x01(\x01R\n" +
+	"usedBefore\x12\x1d\n" +
+	"\n" +
+	"used_after\x18\a \x01(\x01R\tusedAfter\"\xbc\x03\n" +
+	"\x11RebalanceResponse\x127\n" +
+	"\x05state\x18\x01 \x01(\v2!.clipstore.meta.v1.RebalanceStateR\x05state\x124\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x1e.clipstore.meta.v1.NodeBalanceR\x05nodes\x12\x12\n" +
+	"\x04mean\x18\x03 \x01(\x01R\x04mean\x12#\n" +
+	"\rspread_before\x18\x04 \x01(\x01R\fspreadBefore\x12!\n" +
+	"\fspread_after\x18\x05 \x01(\x01R\vspreadAfter\x12#\n" +
+	"\rplanned_moves\x18\x06 \x01(\x04R\fplannedMoves\x12#\n" +
+	"\rplanned_bytes\x18\a \x01(\x04R\fplannedBytes\x12!\n" +
+	"\fexcess_bytes\x18\b \x01(\x04R\vexcessBytes\x12&\n" +
+	"\x0fmoves_in_flight\x18\t \x01(\x04R\rmovesInFlight\x12&\n" +
+	"\x0fbytes_in_flight\x18\n" +
+	" \x01(\x04R\rbytesInFlight\x12\x1f\n" +
+	"\vmoved_bytes\x18\v \x01(\x04R\n" +
+	"movedBytes\"K\n" +
 	"\x11RemoveNodeRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -5469,7 +5922,12 @@ const file_meta_proto_rawDesc = "" +
 	"\x12ADMIN_STATE_ACTIVE\x10\x00\x12\x18\n" +
 	"\x14ADMIN_STATE_DRAINING\x10\x01\x12\x1b\n" +
 	"\x17ADMIN_STATE_MAINTENANCE\x10\x02\x12\x1e\n" +
-	"\x1aADMIN_STATE_DECOMMISSIONED\x10\x032\x9b\x10\n" +
+	"\x1aADMIN_STATE_DECOMMISSIONED\x10\x03*g\n" +
+	"\x0fRebalanceAction\x12\x14\n" +
+	"\x10REBALANCE_STATUS\x10\x00\x12\x13\n" +
+	"\x0fREBALANCE_START\x10\x01\x12\x12\n" +
+	"\x0eREBALANCE_STOP\x10\x02\x12\x15\n" +
+	"\x11REBALANCE_DRY_RUN\x10\x032\xf3\x10\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -5487,7 +5945,8 @@ const file_meta_proto_rawDesc = "" +
 	"\tListNodes\x12#.clipstore.meta.v1.ListNodesRequest\x1a$.clipstore.meta.v1.ListNodesResponse\x12n\n" +
 	"\x11SetNodeAdminState\x12+.clipstore.meta.v1.SetNodeAdminStateRequest\x1a,.clipstore.meta.v1.SetNodeAdminStateResponse\x12Y\n" +
 	"\n" +
-	"RemoveNode\x12$.clipstore.meta.v1.RemoveNodeRequest\x1a%.clipstore.meta.v1.RemoveNodeResponse\x12e\n" +
+	"RemoveNode\x12$.clipstore.meta.v1.RemoveNodeRequest\x1a%.clipstore.meta.v1.RemoveNodeResponse\x12V\n" +
+	"\tRebalance\x12#.clipstore.meta.v1.RebalanceRequest\x1a$.clipstore.meta.v1.RebalanceResponse\x12e\n" +
 	"\x0eListNodeShards\x12(.clipstore.meta.v1.ListNodeShardsRequest\x1a).clipstore.meta.v1.ListNodeShardsResponse\x12\\\n" +
 	"\vCheckShards\x12%.clipstore.meta.v1.CheckShardsRequest\x1a&.clipstore.meta.v1.CheckShardsResponse\x12Y\n" +
 	"\n" +
@@ -5509,196 +5968,206 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                   // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                    // 1: clipstore.meta.v1.NodeState
 	(AdminState)(0),                   // 2: clipstore.meta.v1.AdminState
-	(*ReadOptions)(nil),               // 3: clipstore.meta.v1.ReadOptions
-	(*ECProfile)(nil),                 // 4: clipstore.meta.v1.ECProfile
-	(*Bucket)(nil),                    // 5: clipstore.meta.v1.Bucket
-	(*CreateBucketRequest)(nil),       // 6: clipstore.meta.v1.CreateBucketRequest
-	(*CreateBucketResponse)(nil),      // 7: clipstore.meta.v1.CreateBucketResponse
-	(*DeleteBucketRequest)(nil),       // 8: clipstore.meta.v1.DeleteBucketRequest
-	(*DeleteBucketResponse)(nil),      // 9: clipstore.meta.v1.DeleteBucketResponse
-	(*ListBucketsRequest)(nil),        // 10: clipstore.meta.v1.ListBucketsRequest
-	(*ListBucketsResponse)(nil),       // 11: clipstore.meta.v1.ListBucketsResponse
-	(*Shard)(nil),                     // 12: clipstore.meta.v1.Shard
-	(*Part)(nil),                      // 13: clipstore.meta.v1.Part
-	(*CaptureAttributes)(nil),         // 14: clipstore.meta.v1.CaptureAttributes
-	(*ClipRecord)(nil),                // 15: clipstore.meta.v1.ClipRecord
-	(*NodeAddress)(nil),               // 16: clipstore.meta.v1.NodeAddress
-	(*Target)(nil),                    // 17: clipstore.meta.v1.Target
-	(*Spare)(nil),                     // 18: clipstore.meta.v1.Spare
-	(*BeginPutRequest)(nil),           // 19: clipstore.meta.v1.BeginPutRequest
-	(*BeginPutResponse)(nil),          // 20: clipstore.meta.v1.BeginPutResponse
-	(*CommitPutRequest)(nil),          // 21: clipstore.meta.v1.CommitPutRequest
-	(*CommitPutResponse)(nil),         // 22: clipstore.meta.v1.CommitPutResponse
-	(*GetClipRequest)(nil),            // 23: clipstore.meta.v1.GetClipRequest
-	(*GetClipResponse)(nil),           // 24: clipstore.meta.v1.GetClipResponse
-	(*ListClipsRequest)(nil),          // 25: clipstore.meta.v1.ListClipsRequest
-	(*ClipEntry)(nil),                 // 26: clipstore.meta.v1.ClipEntry
-	(*ListClipsResponse)(nil),         // 27: clipstore.meta.v1.ListClipsResponse
-	(*DeleteClipRequest)(nil),         // 28: clipstore.meta.v1.DeleteClipRequest
-	(*DeleteClipResponse)(nil),        // 29: clipstore.meta.v1.DeleteClipResponse
-	(*ReportShardRequest)(nil),        // 30: clipstore.meta.v1.ReportShardRequest
-	(*ReportShardResponse)(nil),       // 31: clipstore.meta.v1.ReportShardResponse
-	(*UpdateShardRequest)(nil),        // 32: clipstore.meta.v1.UpdateShardRequest
-	(*UpdateShardResponse)(nil),       // 33: clipstore.meta.v1.UpdateShardResponse
-	(*DiskStatus)(nil),                // 34: clipstore.meta.v1.DiskStatus
-	(*ShardLosses)(nil),               // 35: clipstore.meta.v1.ShardLosses
-	(*StorageNode)(nil),               // 36: clipstore.meta.v1.StorageNode
-	(*SetNodeAdminStateRequest)(nil),  // 37: clipstore.meta.v1.SetNodeAdminStateRequest
-	(*SetNodeAdminStateResponse)(nil), // 38: clipstore.meta.v1.SetNodeAdminStateResponse
-	(*RemoveNodeRequest)(nil),         // 39: clipstore.meta.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),        // 40: clipstore.meta.v1.RemoveNodeResponse
-	(*RegisterNodeRequest)(nil),       // 41: clipstore.meta.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),      // 42: clipstore.meta.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),          // 43: clipstore.meta.v1.HeartbeatRequest
-	(*ScrubStatus)(nil),               // 44: clipstore.meta.v1.ScrubStatus
-	(*DeleteShardWork)(nil),           // 45: clipstore.meta.v1.DeleteShardWork
-	(*ShardSource)(nil),               // 46: clipstore.meta.v1.ShardSource
-	(*RepairWork)(nil),                // 47: clipstore.meta.v1.RepairWork
-	(*HeartbeatResponse)(nil),         // 48: clipstore.meta.v1.HeartbeatResponse
-	(*ListNodesRequest)(nil),          // 49: clipstore.meta.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),         // 50: clipstore.meta.v1.ListNodesResponse
-	(*ListNodeShardsRequest)(nil),     // 51: clipstore.meta.v1.ListNodeShardsRequest
-	(*NodeShard)(nil),                 // 52: clipstore.meta.v1.NodeShard
-	(*ListNodeShardsResponse)(nil),    // 53: clipstore.meta.v1.ListNodeShardsResponse
-	(*ShardRef)(nil),                  // 54: clipstore.meta.v1.ShardRef
-	(*CheckShardsRequest)(nil),        // 55: clipstore.meta.v1.CheckShardsRequest
-	(*CheckShardsResponse)(nil),       // 56: clipstore.meta.v1.CheckShardsResponse
-	(*Member)(nil),                    // 57: clipstore.meta.v1.Member
-	(*JoinMemberRequest)(nil),         // 58: clipstore.meta.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),        // 59: clipstore.meta.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),       // 60: clipstore.meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 61: clipstore.meta.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),        // 62: clipstore.meta.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 63: clipstore.meta.v1.ListMembersResponse
-	(*ClusterStatusRequest)(nil),      // 64: clipstore.meta.v1.ClusterStatusRequest
-	(*RepairLimits)(nil),              // 65: clipstore.meta.v1.RepairLimits
-	(*RepairLimitsRequest)(nil),       // 66: clipstore.meta.v1.RepairLimitsRequest
-	(*RepairLimitsResponse)(nil),      // 67: clipstore.meta.v1.RepairLimitsResponse
-	(*ClusterStatusResponse)(nil),     // 68: clipstore.meta.v1.ClusterStatusResponse
-	(*RepairHold)(nil),                // 69: clipstore.meta.v1.RepairHold
-	(*NodeScrubStatus)(nil),           // 70: clipstore.meta.v1.NodeScrubStatus
-	nil,                               // 71: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                               // 72: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	(RebalanceAction)(0),              // 3: clipstore.meta.v1.RebalanceAction
+	(*ReadOptions)(nil),               // 4: clipstore.meta.v1.ReadOptions
+	(*ECProfile)(nil),                 // 5: clipstore.meta.v1.ECProfile
+	(*Bucket)(nil),                    // 6: clipstore.meta.v1.Bucket
+	(*CreateBucketRequest)(nil),       // 7: clipstore.meta.v1.CreateBucketRequest
+	(*CreateBucketResponse)(nil),      // 8: clipstore.meta.v1.CreateBucketResponse
+	(*DeleteBucketRequest)(nil),       // 9: clipstore.meta.v1.DeleteBucketRequest
+	(*DeleteBucketResponse)(nil),      // 10: clipstore.meta.v1.DeleteBucketResponse
+	(*ListBucketsRequest)(nil),        // 11: clipstore.meta.v1.ListBucketsRequest
+	(*ListBucketsResponse)(nil),       // 12: clipstore.meta.v1.ListBucketsResponse
+	(*Shard)(nil),                     // 13: clipstore.meta.v1.Shard
+	(*Part)(nil),                      // 14: clipstore.meta.v1.Part
+	(*CaptureAttributes)(nil),         // 15: clipstore.meta.v1.CaptureAttributes
+	(*ClipRecord)(nil),                // 16: clipstore.meta.v1.ClipRecord
+	(*NodeAddress)(nil),               // 17: clipstore.meta.v1.NodeAddress
+	(*Target)(nil),                    // 18: clipstore.meta.v1.Target
+	(*Spare)(nil),                     // 19: clipstore.meta.v1.Spare
+	(*BeginPutRequest)(nil),           // 20: clipstore.meta.v1.BeginPutRequest
+	(*BeginPutResponse)(nil),          // 21: clipstore.meta.v1.BeginPutResponse
+	(*CommitPutRequest)(nil),          // 22: clipstore.meta.v1.CommitPutRequest
+	(*CommitPutResponse)(nil),         // 23: clipstore.meta.v1.CommitPutResponse
+	(*GetClipRequest)(nil),            // 24: clipstore.meta.v1.GetClipRequest
+	(*GetClipResponse)(nil),           // 25: clipstore.meta.v1.GetClipResponse
+	(*ListClipsRequest)(nil),          // 26: clipstore.meta.v1.ListClipsRequest
+	(*ClipEntry)(nil),                 // 27: clipstore.meta.v1.ClipEntry
+	(*ListClipsResponse)(nil),         // 28: clipstore.meta.v1.ListClipsResponse
+	(*DeleteClipRequest)(nil),         // 29: clipstore.meta.v1.DeleteClipRequest
+	(*DeleteClipResponse)(nil),        // 30: clipstore.meta.v1.DeleteClipResponse
+	(*ReportShardRequest)(nil),        // 31: clipstore.meta.v1.ReportShardRequest
+	(*ReportShardResponse)(nil),       // 32: clipstore.meta.v1.ReportShardResponse
+	(*UpdateShardRequest)(nil),        // 33: clipstore.meta.v1.UpdateShardRequest
+	(*UpdateShardResponse)(nil),       // 34: clipstore.meta.v1.UpdateShardResponse
+	(*DiskStatus)(nil),                // 35: clipstore.meta.v1.DiskStatus
+	(*ShardLosses)(nil),               // 36: clipstore.meta.v1.ShardLosses
+	(*StorageNode)(nil),               // 37: clipstore.meta.v1.StorageNode
+	(*SetNodeAdminStateRequest)(nil),  // 38: clipstore.meta.v1.SetNodeAdminStateRequest
+	(*SetNodeAdminStateResponse)(nil), // 39: clipstore.meta.v1.SetNodeAdminStateResponse
+	(*RebalanceRequest)(nil),          // 40: clipstore.meta.v1.RebalanceRequest
+	(*RebalanceState)(nil),            // 41: clipstore.meta.v1.RebalanceState
+	(*NodeBalance)(nil),               // 42: clipstore.meta.v1.NodeBalance
+	(*RebalanceResponse)(nil),         // 43: clipstore.meta.v1.RebalanceResponse
+	(*RemoveNodeRequest)(nil),         // 44: clipstore.meta.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),        // 45: clipstore.meta.v1.RemoveNodeResponse
+	(*RegisterNodeRequest)(nil),       // 46: clipstore.meta.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),      // 47: clipstore.meta.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),          // 48: clipstore.meta.v1.HeartbeatRequest
+	(*ScrubStatus)(nil),               // 49: clipstore.meta.v1.ScrubStatus
+	(*DeleteShardWork)(nil),           // 50: clipstore.meta.v1.DeleteShardWork
+	(*ShardSource)(nil),               // 51: clipstore.meta.v1.ShardSource
+	(*RepairWork)(nil),                // 52: clipstore.meta.v1.RepairWork
+	(*HeartbeatResponse)(nil),         // 53: clipstore.meta.v1.HeartbeatResponse
+	(*ListNodesRequest)(nil),          // 54: clipstore.meta.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),         // 55: clipstore.meta.v1.ListNodesResponse
+	(*ListNodeShardsRequest)(nil),     // 56: clipstore.meta.v1.ListNodeShardsRequest
+	(*NodeShard)(nil),                 // 57: clipstore.meta.v1.NodeShard
+	(*ListNodeShardsResponse)(nil),    // 58: clipstore.meta.v1.ListNodeShardsResponse
+	(*ShardRef)(nil),                  // 59: clipstore.meta.v1.ShardRef
+	(*CheckShardsRequest)(nil),        // 60: clipstore.meta.v1.CheckShardsRequest
+	(*CheckShardsResponse)(nil),       // 61: clipstore.meta.v1.CheckShardsResponse
+	(*Member)(nil),                    // 62: clipstore.meta.v1.Member
+	(*JoinMemberRequest)(nil),         // 63: clipstore.meta.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),        // 64: clipstore.meta.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),       // 65: clipstore.meta.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 66: clipstore.meta.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),        // 67: clipstore.meta.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 68: clipstore.meta.v1.ListMembersResponse
+	(*ClusterStatusRequest)(nil),      // 69: clipstore.meta.v1.ClusterStatusRequest
+	(*RepairLimits)(nil),              // 70: clipstore.meta.v1.RepairLimits
+	(*RepairLimitsRequest)(nil),       // 71: clipstore.meta.v1.RepairLimitsRequest
+	(*RepairLimitsResponse)(nil),      // 72: clipstore.meta.v1.RepairLimitsResponse
+	(*ClusterStatusResponse)(nil),     // 73: clipstore.meta.v1.ClusterStatusResponse
+	(*RepairHold)(nil),                // 74: clipstore.meta.v1.RepairHold
+	(*NodeScrubStatus)(nil),           // 75: clipstore.meta.v1.NodeScrubStatus
+	nil,                               // 76: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                               // 77: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	4,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	4,  // 1: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	5,  // 2: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
-	3,  // 3: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	5,  // 4: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
+	5,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	5,  // 1: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	6,  // 2: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
+	4,  // 3: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	6,  // 4: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
 	0,  // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
-	4,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
-	12, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	71, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	14, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	13, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	4,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	4,  // 12: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
-	17, // 13: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
-	18, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
-	4,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	12, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	72, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	14, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	15, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	3,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	15, // 21: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	16, // 22: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
-	3,  // 23: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	26, // 24: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	5,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
+	13, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
+	76, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	15, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	14, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
+	5,  // 11: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	5,  // 12: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
+	18, // 13: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
+	19, // 14: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
+	5,  // 15: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	13, // 16: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
+	77, // 17: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	15, // 18: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	16, // 19: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	4,  // 20: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	16, // 21: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	17, // 22: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
+	4,  // 23: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	27, // 24: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
 	0,  // 25: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
-	12, // 26: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
+	13, // 26: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
 	1,  // 27: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	34, // 28: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	35, // 29: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	35, // 30: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	35, // 28: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	36, // 29: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36, // 30: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
 	2,  // 31: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
 	2,  // 32: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
-	36, // 33: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	34, // 34: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	36, // 35: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	34, // 36: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	44, // 37: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	35, // 38: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	35, // 39: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	4,  // 40: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	46, // 41: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	46, // 42: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
-	45, // 43: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	47, // 44: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	3,  // 45: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	36, // 46: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	3,  // 47: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	52, // 48: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	54, // 49: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	57, // 50: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	57, // 51: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	57, // 52: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	3,  // 53: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	65, // 54: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	57, // 55: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	65, // 56: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	70, // 57: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	35, // 58: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	35, // 59: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	69, // 60: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	65, // 61: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
-	44, // 62: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	6,  // 63: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	8,  // 64: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	10, // 65: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	19, // 66: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	21, // 67: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	23, // 68: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	25, // 69: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	28, // 70: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	30, // 71: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	32, // 72: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	41, // 73: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	43, // 74: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	49, // 75: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	37, // 76: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	39, // 77: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	51, // 78: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	55, // 79: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	58, // 80: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	60, // 81: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	62, // 82: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	64, // 83: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	66, // 84: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	7,  // 85: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	9,  // 86: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	11, // 87: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	20, // 88: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	22, // 89: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	24, // 90: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	27, // 91: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	29, // 92: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	31, // 93: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	33, // 94: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	42, // 95: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	48, // 96: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	50, // 97: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	38, // 98: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	40, // 99: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	53, // 100: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	56, // 101: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	59, // 102: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	61, // 103: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	63, // 104: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	68, // 105: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	67, // 106: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	85, // [85:107] is the sub-list for method output_type
-	63, // [63:85] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	37, // 33: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	3,  // 34: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
+	41, // 35: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
+	42, // 36: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
+	35, // 37: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	37, // 38: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	35, // 39: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	49, // 40: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	36, // 41: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36, // 42: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	5,  // 43: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	51, // 44: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	51, // 45: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
+	50, // 46: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	52, // 47: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	4,  // 48: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	37, // 49: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	4,  // 50: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	57, // 51: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	59, // 52: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	62, // 53: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62, // 54: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62, // 55: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	4,  // 56: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	70, // 57: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	62, // 58: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	70, // 59: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	75, // 60: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	36, // 61: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	36, // 62: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	74, // 63: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	70, // 64: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	49, // 65: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	7,  // 66: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	9,  // 67: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	11, // 68: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	20, // 69: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	22, // 70: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	24, // 71: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	26, // 72: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	29, // 73: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	31, // 74: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	33, // 75: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	46, // 76: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	48, // 77: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	54, // 78: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	38, // 79: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	44, // 80: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	40, // 81: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	56, // 82: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	60, // 83: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	63, // 84: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	65, // 85: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	67, // 86: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	69, // 87: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	71, // 88: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	8,  // 89: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	10, // 90: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	12, // 91: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	21, // 92: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	23, // 93: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	25, // 94: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	28, // 95: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	30, // 96: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	32, // 97: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	34, // 98: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	47, // 99: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	53, // 100: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	55, // 101: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	39, // 102: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	45, // 103: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	43, // 104: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	58, // 105: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	61, // 106: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	64, // 107: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	66, // 108: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	68, // 109: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	73, // 110: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	72, // 111: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	89, // [89:112] is the sub-list for method output_type
+	66, // [66:89] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -5708,16 +6177,16 @@ func file_meta_proto_init() {
 	}
 	file_meta_proto_msgTypes[18].OneofWrappers = []any{}
 	file_meta_proto_msgTypes[25].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[44].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[63].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[65].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[48].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[67].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[69].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   70,
+			NumEnums:      4,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

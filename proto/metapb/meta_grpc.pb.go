@@ -42,6 +42,7 @@ const (
 	MetaService_ListNodes_FullMethodName         = "/clipstore.meta.v1.MetaService/ListNodes"
 	MetaService_SetNodeAdminState_FullMethodName = "/clipstore.meta.v1.MetaService/SetNodeAdminState"
 	MetaService_RemoveNode_FullMethodName        = "/clipstore.meta.v1.MetaService/RemoveNode"
+	MetaService_Rebalance_FullMethodName         = "/clipstore.meta.v1.MetaService/Rebalance"
 	MetaService_ListNodeShards_FullMethodName    = "/clipstore.meta.v1.MetaService/ListNodeShards"
 	MetaService_CheckShards_FullMethodName       = "/clipstore.meta.v1.MetaService/CheckShards"
 	MetaService_JoinMember_FullMethodName        = "/clipstore.meta.v1.MetaService/JoinMember"
@@ -82,6 +83,9 @@ type MetaServiceClient interface {
 	// decommissioned node.
 	SetNodeAdminState(ctx context.Context, in *SetNodeAdminStateRequest, opts ...grpc.CallOption) (*SetNodeAdminStateResponse, error)
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// Rebalance shows, starts or stops moving shards toward an even fill,
+	// or plans without moving (dry run).
+	Rebalance(ctx context.Context, in *RebalanceRequest, opts ...grpc.CallOption) (*RebalanceResponse, error)
 	// ListNodeShards pages through the shards meta believes a node holds.
 	ListNodeShards(ctx context.Context, in *ListNodeShardsRequest, opts ...grpc.CallOption) (*ListNodeShardsResponse, error)
 	// CheckShards tells a storage node which of its shards no record
@@ -255,6 +259,16 @@ func (c *metaServiceClient) RemoveNode(ctx context.Context, in *RemoveNodeReques
 	return out, nil
 }
 
+func (c *metaServiceClient) Rebalance(ctx context.Context, in *RebalanceRequest, opts ...grpc.CallOption) (*RebalanceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebalanceResponse)
+	err := c.cc.Invoke(ctx, MetaService_Rebalance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *metaServiceClient) ListNodeShards(ctx context.Context, in *ListNodeShardsRequest, opts ...grpc.CallOption) (*ListNodeShardsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListNodeShardsResponse)
@@ -356,6 +370,9 @@ type MetaServiceServer interface {
 	// decommissioned node.
 	SetNodeAdminState(context.Context, *SetNodeAdminStateRequest) (*SetNodeAdminStateResponse, error)
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// Rebalance shows, starts or stops moving shards toward an even fill,
+	// or plans without moving (dry run).
+	Rebalance(context.Context, *RebalanceRequest) (*RebalanceResponse, error)
 	// ListNodeShards pages through the shards meta believes a node holds.
 	ListNodeShards(context.Context, *ListNodeShardsRequest) (*ListNodeShardsResponse, error)
 	// CheckShards tells a storage node which of its shards no record
@@ -423,6 +440,9 @@ func (UnimplementedMetaServiceServer) SetNodeAdminState(context.Context, *SetNod
 }
 func (UnimplementedMetaServiceServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedMetaServiceServer) Rebalance(context.Context, *RebalanceRequest) (*RebalanceResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Rebalance not implemented")
 }
 func (UnimplementedMetaServiceServer) ListNodeShards(context.Context, *ListNodeShardsRequest) (*ListNodeShardsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListNodeShards not implemented")
@@ -736,6 +756,24 @@ func _MetaService_RemoveNode_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_Rebalance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebalanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).Rebalance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_Rebalance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).Rebalance(ctx, req.(*RebalanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _MetaService_ListNodeShards_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListNodeShardsRequest)
 	if err := dec(in); err != nil {
@@ -928,6 +966,10 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveNode",
 			Handler:    _MetaService_RemoveNode_Handler,
+		},
+		{
+			MethodName: "Rebalance",
+			Handler:    _MetaService_Rebalance_Handler,
 		},
 		{
 			MethodName: "ListNodeShards",

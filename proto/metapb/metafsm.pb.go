@@ -48,6 +48,7 @@ type Command struct {
 	//	*Command_SetRepairHold
 	//	*Command_SetNodeAdminState
 	//	*Command_RemoveNode
+	//	*Command_SetRebalance
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -248,6 +249,15 @@ func (x *Command) GetRemoveNode() *RemoveNodeRequest {
 	return nil
 }
 
+func (x *Command) GetSetRebalance() *RebalanceState {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetRebalance); ok {
+			return x.SetRebalance
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -316,6 +326,10 @@ type Command_RemoveNode struct {
 	RemoveNode *RemoveNodeRequest `protobuf:"bytes,25,opt,name=remove_node,json=removeNode,proto3,oneof"`
 }
 
+type Command_SetRebalance struct {
+	SetRebalance *RebalanceState `protobuf:"bytes,26,opt,name=set_rebalance,json=setRebalance,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -347,6 +361,8 @@ func (*Command_SetRepairHold) isCommand_Op() {}
 func (*Command_SetNodeAdminState) isCommand_Op() {}
 
 func (*Command_RemoveNode) isCommand_Op() {}
+
+func (*Command_SetRebalance) isCommand_Op() {}
 
 // NodeReportsCommand carries what storage nodes reported in heartbeats,
 // batched by the leader into one entry so that a heartbeat is answered
@@ -951,8 +967,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\xbc\n" +
-	"\n" +
+	"meta.proto\"\x86\v\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -978,7 +993,8 @@ const file_metafsm_proto_rawDesc = "" +
 	"\x0fset_repair_hold\x18\x17 \x01(\v2'.clipstore.meta.v1.SetRepairHoldCommandH\x00R\rsetRepairHold\x12^\n" +
 	"\x14set_node_admin_state\x18\x18 \x01(\v2+.clipstore.meta.v1.SetNodeAdminStateRequestH\x00R\x11setNodeAdminState\x12G\n" +
 	"\vremove_node\x18\x19 \x01(\v2$.clipstore.meta.v1.RemoveNodeRequestH\x00R\n" +
-	"removeNodeB\x04\n" +
+	"removeNode\x12H\n" +
+	"\rset_rebalance\x18\x1a \x01(\v2!.clipstore.meta.v1.RebalanceStateH\x00R\fsetRebalanceB\x04\n" +
 	"\x02op\"M\n" +
 	"\x12NodeReportsCommand\x127\n" +
 	"\areports\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.NodeReportR\areports\"\xcb\x01\n" +
@@ -1054,8 +1070,9 @@ var file_metafsm_proto_goTypes = []any{
 	(*RepairLimitsRequest)(nil),      // 17: clipstore.meta.v1.RepairLimitsRequest
 	(*SetNodeAdminStateRequest)(nil), // 18: clipstore.meta.v1.SetNodeAdminStateRequest
 	(*RemoveNodeRequest)(nil),        // 19: clipstore.meta.v1.RemoveNodeRequest
-	(*CommitPutRequest)(nil),         // 20: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),                   // 21: clipstore.meta.v1.NodeState
+	(*RebalanceState)(nil),           // 20: clipstore.meta.v1.RebalanceState
+	(*CommitPutRequest)(nil),         // 21: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 22: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	11, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -1074,14 +1091,15 @@ var file_metafsm_proto_depIdxs = []int32{
 	3,  // 13: clipstore.meta.v1.Command.set_repair_hold:type_name -> clipstore.meta.v1.SetRepairHoldCommand
 	18, // 14: clipstore.meta.v1.Command.set_node_admin_state:type_name -> clipstore.meta.v1.SetNodeAdminStateRequest
 	19, // 15: clipstore.meta.v1.Command.remove_node:type_name -> clipstore.meta.v1.RemoveNodeRequest
-	2,  // 16: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	20, // 17: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	21, // 18: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	20, // 16: clipstore.meta.v1.Command.set_rebalance:type_name -> clipstore.meta.v1.RebalanceState
+	2,  // 17: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	21, // 18: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	22, // 19: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1107,6 +1125,7 @@ func file_metafsm_proto_init() {
 		(*Command_SetRepairHold)(nil),
 		(*Command_SetNodeAdminState)(nil),
 		(*Command_RemoveNode)(nil),
+		(*Command_SetRebalance)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
