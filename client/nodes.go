@@ -90,3 +90,64 @@ func (c *Client) setAdminState(ctx context.Context, req *metapb.SetNodeAdminStat
 	}
 	return nodeFromProto(resp.Node), nil
 }
+
+// RebalanceStatus is a rebalance's state and the leader's latest plan.
+type RebalanceStatus struct {
+	Running   bool
+	Threshold float64 // the band around the mean, as a used fraction
+	StartedAt time.Time
+	StartedBy string
+	EndedAt   time.Time
+	EndedWhy  string
+	// The plan: the mean used fraction, the largest distance of a node's
+	// from it before and after, what is planned, and the excess over the
+	// mean (what a perfect plan moves at least).
+	Mean, SpreadBefore, SpreadAfter float64
+	PlannedMoves, PlannedBytes      uint64
+	ExcessBytes                     uint64
+	MovesInFlight, BytesInFlight    uint64
+	MovedBytes                      uint64 // since it started, under this leader
+	Nodes                           []NodeBalance
+}
+
+// NodeBalance is one node in a rebalance plan.
+type NodeBalance struct {
+	ID                    string
+	Capacity, PlacedBytes uint64
+	BytesIn, BytesOut     uint64
+	UsedBefore, UsedAfter float64
+}
+
+// Rebalance actions.
+const (
+	RebalanceStatusOnly = iota
+	RebalanceStart
+	RebalanceStop
+	RebalanceDryRun
+)
+
+// Rebalance shows (RebalanceStatusOnly), starts, stops, or plans without
+// moving (RebalanceDryRun) the moves that bring every storage node's used
+// fraction (the shard bytes meta places on it over its capacity) within
+// threshold of the cluster's mean (0: the cluster's default, 0.05). Moves
+// run after repairs and drains, within the move limits.
+func (c *Client) Rebalance(ctx context.Context, action int, threshold float64) (*RebalanceStatus, error) {
+	req := &metapb.RebalanceRequest{RequestId: newRequestID(), Action: metapb.RebalanceAction(action), Threshold: threshold}
+	resp, err := callMeta(ctx, c, "rebalance", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.RebalanceResponse, error) {
+		return mc.Rebalance(ctx, req)
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := resp.GetState()
+	out := &RebalanceStatus{Running: st.GetRunning(), Threshold: st.GetThreshold(), StartedAt: unixNano(st.GetStartedUnixNano()),
+		StartedBy: st.GetStartedBy(), EndedAt: unixNano(st.GetEndedUnixNano()), EndedWhy: st.GetEndedWhy(),
+		Mean: resp.Mean, SpreadBefore: resp.SpreadBefore, SpreadAfter: resp.SpreadAfter, PlannedMoves: resp.PlannedMoves,
+		PlannedBytes: resp.PlannedBytes, ExcessBytes: resp.ExcessBytes, MovesInFlight: resp.MovesInFlight,
+		BytesInFlight: resp.BytesInFlight, MovedBytes: resp.MovedBytes}
+	for _, n := range resp.Nodes {
+		out.Nodes = append(out.Nodes, NodeBalance{ID: n.NodeId, Capacity: n.Capacity, PlacedBytes: n.PlacedBytes,
+			BytesIn: n.BytesIn, BytesOut: n.BytesOut, UsedBefore: n.UsedBefore, UsedAfter: n.UsedAfter})
+	}
+	return out, nil
+}

@@ -151,6 +151,30 @@ func (b *byteRateU) Set(s string) error {
 
 func (b *byteRateU) Type() string { return "bytes/s" }
 
+// byteSizeU is byteSize for an unsigned setting.
+type byteSizeU struct{ v *uint64 }
+
+func (b *byteSizeU) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return bytesize.Human(int64(*b.v))
+}
+
+func (b *byteSizeU) Set(s string) error {
+	var n int64
+	if err := (&byteSize{&n}).Set(s); err != nil {
+		return err
+	}
+	if n < 0 {
+		return fmt.Errorf("want a size of 0 or more")
+	}
+	*b.v = uint64(n)
+	return nil
+}
+
+func (b *byteSizeU) Type() string { return "bytes" }
+
 // byteSize is a flag holding a size such as 2TiB.
 type byteSize struct{ v *int64 }
 
