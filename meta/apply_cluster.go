@@ -50,8 +50,14 @@ func (a *applier) registerNode(c *pb.RegisterNodeRequest) (proto.Message, error)
 	}
 	b := a.tx.Bucket(bktNodes)
 	node := &pb.StorageNode{}
-	if _, err := getMsg(b, []byte(c.NodeId), node); err != nil {
+	found, err := getMsg(b, []byte(c.NodeId), node)
+	if err != nil {
 		return nil, err
+	}
+	if !found {
+		if err := a.tx.Bucket(bktSettings).Put(keyRebalanceWanted, []byte("storage node "+c.NodeId+" joined")); err != nil {
+			return nil, err
+		}
 	}
 	node.NodeId, node.Address, node.Zone, node.Disks = c.NodeId, c.Address, c.Zone, c.Disks
 	node.State, node.DownSinceUnixNano = pb.NodeState_NODE_STATE_UP, 0

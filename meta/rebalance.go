@@ -39,7 +39,9 @@ type rebalancer struct {
 	moved   uint64                // bytes of rebalance moves landed
 	// What the last tick saw, to start by itself when a node joins or a
 	// node's capacity changes.
-	known map[string]uint64 // node id -> capacity
+	known   map[string]uint64 // node id -> capacity
+	pending string            // why to start, until a plan can be made
+	checked time.Time         // when a start was last considered
 }
 
 func newRebalancer() *rebalancer { return &rebalancer{} }
@@ -48,7 +50,7 @@ func newRebalancer() *rebalancer { return &rebalancer{} }
 func (r *rebalancer) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.queue, r.planned, r.summary, r.moved, r.known = nil, time.Time{}, nil, 0, nil
+	r.queue, r.planned, r.summary, r.moved, r.known, r.pending, r.checked = nil, time.Time{}, nil, 0, nil, "", time.Time{}
 }
 
 func validateThreshold(t float64) error {
@@ -58,10 +60,16 @@ func validateThreshold(t float64) error {
 	return nil
 }
 
-// setRebalance applies a start or stop.
+// setRebalance applies a start or stop. A start answers the joins
+// recorded since the last one.
 func (a *applier) setRebalance(c *pb.RebalanceState) (proto.Message, error) {
 	if err := validateThreshold(c.Threshold); err != nil {
 		return nil, err
+	}
+	if c.Running {
+		if err := a.tx.Bucket(bktSettings).Delete(keyRebalanceWanted); err != nil {
+			return nil, err
+		}
 	}
 	return nil, putMsg(a.tx.Bucket(bktSettings), keyRebalance, c)
 }
@@ -155,6 +163,13 @@ func (n *Node) proposeRebalance(ctx context.Context, reqID []byte, run bool, thr
 	return nil
 }
 
+func cmpStr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 func cmp0(a, b float64) float64 {
 	if a != 0 {
 		return a
@@ -175,9 +190,14 @@ func (n *Node) planBalance(threshold float64) (BalancePlan, []BalanceNode, error
 		}
 		in := map[string]int{}
 		for id, node := range all {
-			hb, ok := n.live.get(id)
-			if !placeable(node) || node.State != pb.NodeState_NODE_STATE_UP || !ok || hb.capacity == 0 {
+			if !placeable(node) || node.State != pb.NodeState_NODE_STATE_UP {
 				continue
+			}
+			hb, ok := n.live.get(id)
+			if !ok || hb.capacity == 0 {
+				// A plan without an up node would be wrong: wait until
+				// this leader has heard from every one.
+				return fmt.Errorf("%w: storage node %s is up and not heard from yet", ErrUnavailable, id)
 			}
 			in[id] = len(nodes)
 			nodes = append(nodes, BalanceNode{ID: id, Zone: node.Zone, Capacity: hb.capacity, Target: hb.free >= n.cfg.MinFreeBytes})
@@ -264,16 +284,39 @@ func summarize(p BalancePlan, nodes []BalanceNode) *pb.RebalanceResponse {
 // replanEvery, hands out moves within the limits, and ends the rebalance
 // when the plan is empty and nothing is in flight.
 func (n *Node) rebalanceTick(now time.Time) {
+	if n.live.age(now) < 3*n.cfg.HeartbeatInterval {
+		return // a new leader: the nodes' figures are not in yet
+	}
 	var st *pb.RebalanceState
 	var moveLimits *pb.RepairLimits
+	var joined string
 	n.fsm.view(func(tx *bolt.Tx) error {
 		st, moveLimits = rebalanceState(tx), n.moveLimits(tx)
+		joined = string(tx.Bucket(bktSettings).Get(keyRebalanceWanted))
 		return nil
 	})
-	if reason := n.noticeJoins(); reason != "" && !st.Running && n.cfg.AutoRebalance {
+	r := n.rebalancer
+	if reason := n.noticeJoins(); reason != "" {
+		r.mu.Lock()
+		r.pending = reason
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	reason := cmpStr(r.pending, joined)
+	due := now.Sub(r.checked) >= replanEvery
+	r.mu.Unlock()
+	if reason != "" && !st.Running && n.cfg.AutoRebalance && due {
 		plan, _, err := n.planBalance(n.cfg.RebalanceThreshold)
-		if err != nil || len(plan.Moves) == 0 {
-			n.log.Info("no rebalance needed", "reason", reason, "err", err)
+		if err != nil {
+			return // a node not heard from yet: the next tick tries again
+		}
+		r.mu.Lock()
+		r.pending, r.checked = "", now
+		r.mu.Unlock()
+		if len(plan.Moves) == 0 {
+			// Balanced: a join recorded in Raft stays recorded (clearing
+			// it would cost an entry) and is looked at again later.
+			n.log.Info("no rebalance needed", "reason", reason, "spread", Spread(plan.Before, plan.Mean))
 			return
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
@@ -287,7 +330,6 @@ func (n *Node) rebalanceTick(now time.Time) {
 	if !st.Running {
 		return
 	}
-	r := n.rebalancer
 	r.mu.Lock()
 	stale := r.planned.IsZero() || now.Sub(r.planned) >= replanEvery || len(r.queue) == 0
 	r.mu.Unlock()

@@ -34,6 +34,10 @@ var (
 	keyRepairHold   = []byte("repair_hold")
 	keyMoveLimits   = []byte("move_limits")
 	keyRebalance    = []byte("rebalance")
+	// keyRebalanceWanted records that a storage node joined since the last
+	// rebalance started ("storage node s7 joined"), so that a leader, this
+	// one or the next, starts one if AutoRebalance and the fill is uneven.
+	keyRebalanceWanted = []byte("rebalance_wanted")
 
 	keyApplied = []byte("applied_index")
 )

@@ -39,6 +39,7 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.cfg.MoveConcurrency, "move-concurrency", o.cfg.MoveConcurrency,
 		"moves (drains) running at once, cluster-wide, until clipstore admin moves changes it (0 pauses moves)")
 	f.Var(&byteRateU{&o.cfg.MoveBytesPerSec}, "move-rate", "shard bytes moved per second, cluster-wide, until clipstore admin moves changes it (0: no bound)")
+	f.Var(&byteSizeU{&o.cfg.MinFreeBytes}, "min-free", "storage nodes with less free space get no new shards")
 	f.BoolVar(&o.cfg.AutoRebalance, "auto-rebalance", o.cfg.AutoRebalance, "start a rebalance by itself when a storage node joins or changes capacity")
 	f.Float64Var(&o.cfg.RebalanceThreshold, "rebalance-threshold", o.cfg.RebalanceThreshold,
 		"a rebalance brings every node's fill within this share of capacity of the mean (0.05: 5 points)")

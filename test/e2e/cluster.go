@@ -30,11 +30,13 @@ type Cluster struct {
 	// StorageArgs are extra flags for every storage process
 	// StartStorage starts.
 	StorageArgs []string
+	zones       int
 }
 
 // ClusterOptions shape StartCluster's cluster.
 type ClusterOptions struct {
 	StorageNodes int      // how many, s0 to sN-1 in zones zone-0 to zone-2
+	Zones        int      // how many zones the nodes are spread over (0: 3)
 	MetaArgs     []string // extra flags for every meta member's first start
 	StorageArgs  []string // extra flags for every storage process
 }
@@ -58,10 +60,12 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	c.Metas[0].Start(t, append([]string{"--bootstrap"}, o.MetaArgs...)...)
 	c.Metas[1].Start(t, append([]string{"--join", c.Metas[0].GRPCAddr}, o.MetaArgs...)...)
 	c.Metas[2].Start(t, append([]string{"--join", c.Metas[0].GRPCAddr}, o.MetaArgs...)...)
-	for i := range o.StorageNodes {
-		s := &StorageNode{ID: fmt.Sprintf("s%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("s%d", i)), Zone: fmt.Sprintf("zone-%d", i%3)}
-		c.Storage = append(c.Storage, s)
-		c.StartStorage(s)
+	c.zones = o.Zones
+	if c.zones == 0 {
+		c.zones = 3
+	}
+	for range o.StorageNodes {
+		c.AddStorage()
 	}
 	c.WaitNodesUp(o.StorageNodes)
 	return c
@@ -101,6 +105,17 @@ func (c *Cluster) MetaAddrs() string {
 		out = append(out, m.GRPCAddr)
 	}
 	return strings.Join(out, ",")
+}
+
+// AddStorage starts one more storage node, the next s<i>, in the next
+// zone round robin.
+func (c *Cluster) AddStorage() *StorageNode {
+	c.t.Helper()
+	i := len(c.Storage)
+	s := &StorageNode{ID: fmt.Sprintf("s%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("s%d", i)), Zone: fmt.Sprintf("zone-%d", i%c.zones)}
+	c.Storage = append(c.Storage, s)
+	c.StartStorage(s)
+	return s
 }
 
 // StartStorage starts (or restarts) s with c.StorageArgs.
