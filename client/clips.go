@@ -109,6 +109,9 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 			out.Scrub.Running++
 		}
 	}
+	if rb, err := c.Rebalance(ctx, RebalanceStatusOnly, 0); err == nil {
+		out.Rebalance = rb
+	}
 	for _, n := range nodes.Nodes {
 		node := nodeFromProto(n)
 		node.Scrub = scrubs[n.NodeId]

@@ -221,6 +221,9 @@ type ClusterStatus struct {
 	Scrub  ScrubSummary
 	// RepairHold is set while the mass-down guard holds repair back.
 	RepairHold *RepairHold
+	// Rebalance is the rebalance's state and the leader's latest plan; nil
+	// if the leader did not answer for it.
+	Rebalance *RebalanceStatus
 }
 
 // RepairHold is the mass-down guard at work: more storage nodes went

@@ -35,7 +35,8 @@ bytes_per_sec), repair (state: paused, idle, repairing or waiting;
 queue_shards, queue_bytes, paused, since, repaired_shards, repaired_bytes,
 bytes_per_sec over the last minute, eta_seconds or null when unknown),
 repair_hold (null, or while the mass-down guard holds repair back: since,
-until, nodes, threshold),
+until, nodes, threshold), rebalance (as clipstore admin rebalance --json prints
+it), move_limits,
 scrub (nodes_running, bytes_done and bytes_total of the passes in progress,
 corrupt_found), members (id, raft_address, grpc_address, voter, leader) and
 storage_nodes (id, address, zone, up, capacity, free, shards,
@@ -107,6 +108,18 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 	}
 	writeRepair(w, st.Repair, now)
 	fmt.Fprintf(w, "limits: repair %s; moves %s\n", limitsText(st.RepairLimits), limitsText(st.MoveLimits))
+	if rb := st.Rebalance; rb != nil {
+		switch {
+		case rb.Running:
+			fmt.Fprintf(w, "rebalance: running since %s (%s): spread %.1f points -> %.1f planned, %d moves (%s) in flight, %s moved\n",
+				ago(now, rb.StartedAt), rb.StartedBy, 100*rb.SpreadBefore, 100*rb.SpreadAfter, rb.MovesInFlight,
+				bytesize.Human(int64(rb.BytesInFlight)), bytesize.Human(int64(rb.MovedBytes)))
+		case !rb.EndedAt.IsZero():
+			fmt.Fprintf(w, "rebalance: idle; the last one ended %s: %s\n", ago(now, rb.EndedAt), rb.EndedWhy)
+		default:
+			fmt.Fprintf(w, "rebalance: idle\n")
+		}
+	}
 	s := st.Scrub
 	fmt.Fprintf(w, "scrub: %d of %d nodes scrubbing", s.Running, len(st.Nodes))
 	if s.Running > 0 {
@@ -142,7 +155,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 			corrupt = fmt.Sprint(n.Scrub.CorruptFound)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", n.ID, n.Address, n.Zone, state, adminCell(n, now),
-			bytesize.Human(int64(n.Capacity)), bytesize.Human(int64(n.Capacity-min(n.Free, n.Capacity))), n.Shards, seen,
+			bytesize.Human(int64(n.Capacity)), usedCell(n), n.Shards, seen,
 			scrubCell(n.Scrub, now), corrupt, n.Lost.Total())
 	}
 	return tw.Flush()
@@ -165,6 +178,15 @@ func writeRepair(w io.Writer, r client.RepairStatus, now time.Time) {
 			r.RepairedShards, bytesize.Human(int64(r.RepairedBytes)), ago(now, r.Since))
 	}
 	fmt.Fprintln(w)
+}
+
+// usedCell is a node's used space, and its share of the capacity.
+func usedCell(n client.StorageNode) string {
+	used := n.Capacity - min(n.Free, n.Capacity)
+	if n.Capacity == 0 {
+		return bytesize.Human(int64(used))
+	}
+	return fmt.Sprintf("%s (%.0f%%)", bytesize.Human(int64(used)), 100*float64(used)/float64(n.Capacity))
 }
 
 // limitsText is one kind of limits in a few words.
@@ -269,6 +291,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		"move_limits":          map[string]any{"concurrency": st.MoveLimits.Concurrency, "bytes_per_sec": st.MoveLimits.BytesPerSec},
 		"repair":               repair,
 		"repair_hold":          hold,
+		"rebalance":            rebalanceOrNil(st.Rebalance),
 		"scrub": map[string]any{"nodes_running": st.Scrub.Running, "bytes_done": st.Scrub.BytesDone,
 			"bytes_total": st.Scrub.BytesTotal, "corrupt_found": st.Scrub.CorruptFound},
 		"members": members, "storage_nodes": nodes}

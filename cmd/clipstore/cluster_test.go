@@ -74,6 +74,14 @@ func TestClusterStatusText(t *testing.T) {
 			st.Nodes[2].AdminState = client.AdminDecommissioned
 		}, []string{"maintenance until " + now.Add(30*time.Minute).UTC().Format(time.RFC3339) + " (in 30m0s)",
 			"draining (dead: its shards are rebuilt elsewhere)", "decommissioned", "  active  "}},
+		{"rebalance running", func(st *client.ClusterStatus) {
+			st.Rebalance = &client.RebalanceStatus{Running: true, StartedAt: now.Add(-time.Minute), StartedBy: "storage node s7 joined",
+				SpreadBefore: 0.3, SpreadAfter: 0.04, MovesInFlight: 3, BytesInFlight: 3 << 20, MovedBytes: 7 << 20}
+		}, []string{"rebalance: running since 1m0s ago (storage node s7 joined): spread 30.0 points -> 4.0 planned, 3 moves (3.0 MiB) in flight, 7.0 MiB moved",
+			"50.0 GiB (50%)"}},
+		{"rebalance ended", func(st *client.ClusterStatus) {
+			st.Rebalance = &client.RebalanceStatus{EndedAt: now.Add(-time.Hour), EndedWhy: "balanced: every node within 5.0 points of the mean (40.0%)"}
+		}, []string{"rebalance: idle; the last one ended 1h0m0s ago: balanced: every node within 5.0 points"}},
 		{"lost and corrupt found", func(st *client.ClusterStatus) {
 			st.Lost, st.Corrupt = client.ShardLosses{Scrub: 1, Inventory: 2}, client.ShardLosses{Scrub: 3, Read: 1}
 		}, []string{"shard files lost behind their nodes' back: 3 (found by scrub 1, inventory 2, reads 0)",

@@ -129,6 +129,13 @@ func writeRebalance(w io.Writer, st *client.RebalanceStatus, dry bool, now time.
 	return tw.Flush()
 }
 
+func rebalanceOrNil(st *client.RebalanceStatus) any {
+	if st == nil {
+		return nil
+	}
+	return rebalanceJSON(st)
+}
+
 func rebalanceJSON(st *client.RebalanceStatus) map[string]any {
 	nodes := []map[string]any{}
 	for _, n := range st.Nodes {
