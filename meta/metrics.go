@@ -81,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		Namespace: "clipstore", Subsystem: "meta", Name: "applied_index", Help: "Raft index of the last entry applied to the FSM.",
 	}, func() float64 { return float64(n.fsm.appliedIndex()) })
 	reg.MustRegister(m.proposals, m.proposalSec, m.readSec, m.batchSize, leader, applied,
-		m.repairedShards, m.repairedBytes, newRepairCollector(n), m.markedDown, m.holdActive, m.holdRemaining, m.holdNodes)
+		m.repairedShards, m.repairedBytes, newRepairCollector(n), m.markedDown, m.holdActive, m.holdRemaining, m.holdNodes, newLifecycleCollector(n))
 	return m
 }
 
