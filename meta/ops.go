@@ -156,7 +156,7 @@ func (n *Node) heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Heart
 // counted, and the leader plans the next ones at once.
 func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.UpdateShardResponse, error) {
 	req.OldDeleteAfterUnixNano = 0
-	if n.cfg.MoveDeleteDelay > 0 {
+	if n.cfg.MoveDeleteDelay > 0 && n.isMove(req) {
 		req.OldDeleteAfterUnixNano = n.cfg.now().Add(n.cfg.MoveDeleteDelay).UnixNano()
 	}
 	if _, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_UpdateShard{UpdateShard: req}}); err != nil {

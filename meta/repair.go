@@ -257,6 +257,15 @@ func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
 // updateLanded retires the task a committed UpdateShard finished, and
 // counts it as repaired. Updates of tasks this leader did not plan (a
 // former leader's) and replayed retries (the task is gone) count nothing.
+// isMove reports whether an update lands a move this leader planned (a
+// drain's or a rebalance's), whose old copy is healthy and may still be read.
+func (n *Node) isMove(req *pb.UpdateShardRequest) bool {
+	n.repairs.mu.Lock()
+	defer n.repairs.mu.Unlock()
+	t := n.repairs.inflight[shardKey(req.ClipId, req.Part, req.Index)]
+	return t != nil && t.move && bytes.Equal(t.work.NewShardId, req.NewShard.GetShardId())
+}
+
 func (n *Node) updateLanded(req *pb.UpdateShardRequest) {
 	n.repairs.mu.Lock()
 	defer n.repairs.mu.Unlock()

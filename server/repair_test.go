@@ -57,15 +57,6 @@ func newRepairCluster(t *testing.T, n int) *repairCluster {
 // heartbeats and creates bucket "clips" with the repair tests' profile.
 func startRepairCluster(t *testing.T, n int, opts metatest.Options, seed uint64, tweak func(*server.Config)) (*repairCluster, *metatest.Cluster) {
 	t.Helper()
-	// The tests replace healthy shards as a move would; their old copies
-	// are deleted at once, not after meta's move-delete delay.
-	configure := opts.Configure
-	opts.Configure = func(cfg *meta.Config) {
-		cfg.MoveDeleteDelay = 0
-		if configure != nil {
-			configure(cfg)
-		}
-	}
 	mc := metatest.New(t, 1, opts)
 	rc := &repairCluster{meta: mc.Members[0].Client, nodes: map[string]*testNode{}, rng: rand.New(rand.NewPCG(seed, seed+1))}
 	for i := range n {

@@ -2190,9 +2190,9 @@ type UpdateShardRequest struct {
 	// When set, the update is refused once this time (the new shard's header
 	// deadline) has passed: garbage collection may have taken the shard.
 	CommitDeadlineUnixNano int64 `protobuf:"varint,8,opt,name=commit_deadline_unix_nano,json=commitDeadlineUnixNano,proto3" json:"commit_deadline_unix_nano,omitempty"`
-	// Set by the leader that proposes the update (a caller's value is
-	// ignored): when the entry replaced is a healthy shard (a move), its
-	// deletion waits until then, so that reads holding the old record finish.
+	// Set by the leader that proposes the update of a move it planned (a
+	// caller's value is ignored): the replaced shard, healthy, is deleted no
+	// sooner, so that reads holding the old record finish.
 	OldDeleteAfterUnixNano int64 `protobuf:"varint,9,opt,name=old_delete_after_unix_nano,json=oldDeleteAfterUnixNano,proto3" json:"old_delete_after_unix_nano,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache

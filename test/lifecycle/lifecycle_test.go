@@ -250,4 +250,30 @@ func TestNodeLifecycle(t *testing.T) {
 		e2e.CheckAll(t, cl, "ingest", written)
 		await.TrueWhy(t, 30*time.Second, "fsck --deep clean", c.FsckClean)
 	})
+
+	t.Run("draining node killed mid-drain", func(t *testing.T) {
+		c.AddStorage() // six live nodes besides the one to drain
+		c.WaitNodesUp(7)
+		victim := c.Storage[4]
+		if _, errOut, code := c.CLI("admin", "node", "drain", victim.ID); code != 0 {
+			t.Fatalf("drain %s: %s", victim.ID, errOut)
+		}
+		start := node(victim.ID).ShardsToMove
+		await.TrueWhy(t, 20*time.Second, "the drain under way", func() (bool, string) {
+			n := node(victim.ID)
+			return n.ShardsToMove < start, fmt.Sprintf("%d of %d left", n.ShardsToMove, start)
+		})
+		victim.Proc.Kill()
+		await.TrueWhy(t, 60*time.Second, "the rest rebuilt from the other shards", func() (bool, string) {
+			n := node(victim.ID)
+			return n.AdminState == client.AdminDraining && n.ShardsToMove == 0, fmt.Sprintf("%+v", n)
+		})
+		e2e.CheckAll(t, cl, "fleet", want)
+		if ok, why := e2e.ClipsFull(cl, "fleet", keys, map[string]bool{victim.ID: true}); !ok {
+			t.Fatal(why)
+		}
+		if _, errOut, code := c.CLI("admin", "node", "decommission", victim.ID); code != 0 {
+			t.Fatalf("decommission %s: %s", victim.ID, errOut)
+		}
+	})
 }
