@@ -50,8 +50,8 @@ soak: ## Repeat the test suite to shake out flakes (COUNT, default 20).
 	$(GO) test -race -count=$(or $(COUNT),20) -timeout 60m $(PKGS)
 
 .PHONY: soak-faults
-soak-faults: ## Repeat the fault-injection tests (frozen and killed processes, lost files) COUNT times (default 5).
-	$(GO) test -race -count=$(or $(COUNT),5) -timeout 60m ./test/liveness/ ./test/durability/
+soak-faults: ## Repeat the fault-injection tests (frozen and killed processes, lost files, node lifecycle) COUNT times (default 5).
+	$(GO) test -race -count=$(or $(COUNT),5) -timeout 60m ./test/liveness/ ./test/durability/ ./test/lifecycle/
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.
