@@ -40,6 +40,7 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 	}
 	var profile *pb.ECProfile
 	var cands []Candidate
+	var unheard int
 	addrs := map[string]string{}
 	err := n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		bucket := &pb.Bucket{}
@@ -54,7 +55,7 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 		if req.Profile != nil {
 			profile = req.Profile
 		}
-		cands = n.candidates(tx, addrs)
+		cands, unheard = n.candidates(tx, addrs)
 		return nil
 	})
 	if err != nil {
@@ -66,6 +67,11 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 		if n.live.age(n.cfg.now()) < 3*n.cfg.HeartbeatInterval {
 			// A new leader has not heard from every node yet: retry soon.
 			return nil, fmt.Errorf("%w: leader elected recently, waiting for storage node heartbeats: %v", ErrUnavailable, err)
+		}
+		if unheard > 0 && len(cands)+unheard >= writeQuorum(profile) {
+			// Nodes meta has up, not heard by this leader lately: within
+			// --node-down-after they are heard again or marked down.
+			return nil, fmt.Errorf("%w: waiting for heartbeats from %d storage nodes that are up: %v", ErrUnavailable, unheard, err)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrFailedPrecondition, err)
 	}
@@ -85,8 +91,10 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 // candidates lists the storage nodes that may take new shards: UP and
 // ACTIVE in the FSM and heard from by this leader, with the free space they
 // reported.
-func (n *Node) candidates(tx *bolt.Tx, addrs map[string]string) []Candidate {
-	var out []Candidate
+//
+// unheard counts the nodes UP and active in the FSM that this leader has
+// not heard from lately.
+func (n *Node) candidates(tx *bolt.Tx, addrs map[string]string) (out []Candidate, unheard int) {
 	tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
 		node := &pb.StorageNode{}
 		if decodeMsg(k, v, node) != nil || node.State != pb.NodeState_NODE_STATE_UP || !placeable(node) {
@@ -94,13 +102,14 @@ func (n *Node) candidates(tx *bolt.Tx, addrs map[string]string) []Candidate {
 		}
 		hb, ok := n.live.get(node.NodeId)
 		if !ok || n.cfg.now().Sub(hb.at) > n.cfg.NodeDownAfter {
+			unheard++
 			return nil
 		}
 		addrs[node.NodeId] = node.Address
 		out = append(out, Candidate{ID: node.NodeId, Zone: node.Zone, Free: hb.free})
 		return nil
 	})
-	return out
+	return out, unheard
 }
 
 // heartbeat records a storage node's health and answers with its work at

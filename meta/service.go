@@ -118,7 +118,7 @@ func (s *service) UpdateShard(ctx context.Context, req *pb.UpdateShardRequest) (
 }
 
 func (s *service) RegisterNode(ctx context.Context, req *pb.RegisterNodeRequest) (*pb.RegisterNodeResponse, error) {
-	return write(ctx, s, req, func(r *pb.RegisterNodeRequest) error {
+	resp, err := write(ctx, s, req, func(r *pb.RegisterNodeRequest) error {
 		if err := checkRequestID(r.RequestId); err != nil {
 			return err
 		}
@@ -126,6 +126,19 @@ func (s *service) RegisterNode(ctx context.Context, req *pb.RegisterNodeRequest)
 	}, func(r *pb.RegisterNodeRequest) *pb.Command {
 		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_RegisterNode{RegisterNode: r}}
 	}, pb.MetaServiceClient.RegisterNode)
+	if err == nil && s.n.IsLeader() {
+		// A registration is the node's first heartbeat: it may take shards
+		// at once, not a heartbeat interval later (a restarted node of a
+		// cluster with exactly k+m nodes is needed by the next put).
+		// (Its capacity stays unknown until the heartbeat: a node may
+		// report a set capacity, not its disks'.)
+		hb := &heartbeat{at: s.n.cfg.now(), disks: req.Disks}
+		for _, d := range req.Disks {
+			hb.free, hb.shards = hb.free+d.Free, hb.shards+d.ShardCount
+		}
+		s.n.live.record(req.NodeId, hb)
+	}
+	return resp, err
 }
 
 func (s *service) BeginPut(ctx context.Context, req *pb.BeginPutRequest) (*pb.BeginPutResponse, error) {
