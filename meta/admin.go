@@ -58,13 +58,9 @@ func (a *applier) setNodeAdminState(c *pb.SetNodeAdminStateRequest) (proto.Messa
 		return nil, err
 	}
 	b := a.tx.Bucket(bktNodes)
-	node := &pb.StorageNode{}
-	found, err := getMsg(b, []byte(c.NodeId), node)
+	node, err := a.storageNode(c.NodeId)
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		return nil, fmt.Errorf("%w: storage node %q is not registered", ErrNotFound, c.NodeId)
 	}
 	cur := node.AdminState
 	if cur == pb.AdminState_ADMIN_STATE_DECOMMISSIONED {
@@ -185,13 +181,9 @@ func (a *applier) removeNode(c *pb.RemoveNodeRequest) (proto.Message, error) {
 		return nil, err
 	}
 	b := a.tx.Bucket(bktNodes)
-	node := &pb.StorageNode{}
-	found, err := getMsg(b, []byte(c.NodeId), node)
+	node, err := a.storageNode(c.NodeId)
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		return nil, fmt.Errorf("%w: storage node %q is not registered", ErrNotFound, c.NodeId)
 	}
 	if node.AdminState != pb.AdminState_ADMIN_STATE_DECOMMISSIONED {
 		return nil, fmt.Errorf("%w: storage node %q is %s; decommission it before removing it",

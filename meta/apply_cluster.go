@@ -64,15 +64,24 @@ func (a *applier) registerNode(c *pb.RegisterNodeRequest) (proto.Message, error)
 	return &pb.RegisterNodeResponse{Node: node}, putMsg(b, []byte(c.NodeId), node)
 }
 
-func (a *applier) setNodeState(c *pb.SetNodeStateCommand) (proto.Message, error) {
-	b := a.tx.Bucket(bktNodes)
+// storageNode returns a registered node's record, or ErrNotFound.
+func (a *applier) storageNode(id string) (*pb.StorageNode, error) {
 	node := &pb.StorageNode{}
-	found, err := getMsg(b, []byte(c.NodeId), node)
+	found, err := getMsg(a.tx.Bucket(bktNodes), []byte(id), node)
 	if err != nil {
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("%w: storage node %q", ErrNotFound, c.NodeId)
+		return nil, fmt.Errorf("%w: storage node %q is not registered", ErrNotFound, id)
+	}
+	return node, nil
+}
+
+func (a *applier) setNodeState(c *pb.SetNodeStateCommand) (proto.Message, error) {
+	b := a.tx.Bucket(bktNodes)
+	node, err := a.storageNode(c.NodeId)
+	if err != nil {
+		return nil, err
 	}
 	node.State = c.State
 	node.DownSinceUnixNano, node.DownReason = 0, ""

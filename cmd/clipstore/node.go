@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,21 @@ forgets it). Every change is replicated and logged with who asked.`}
 type nodeOutput struct {
 	*clientOptions
 	jsonOut bool
+}
+
+// run connects, makes one change of the node through call and prints the
+// node after it.
+func (o *nodeOutput) run(cmd *cobra.Command, call func(context.Context, *client.Client) (client.StorageNode, error)) error {
+	c, ctx, done, err := o.connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer done()
+	n, err := call(ctx, c)
+	if err != nil {
+		return err
+	}
+	return o.print(cmd.OutOrStdout(), n, time.Now())
 }
 
 // print writes the node's state after a change: one line, or JSON.
@@ -91,21 +107,12 @@ usual. --end ends the window now.`,
 			if !o.end && o.window <= 0 {
 				return fmt.Errorf("--for %v: want a positive duration such as 30m", o.window)
 			}
-			c, ctx, done, err := o.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			var n client.StorageNode
-			if o.end {
-				n, err = c.EndMaintenance(ctx, args[0])
-			} else {
-				n, err = c.StartMaintenance(ctx, args[0], o.window, o.force)
-			}
-			if err != nil {
-				return err
-			}
-			return o.print(cmd.OutOrStdout(), n, time.Now())
+			return o.run(cmd, func(ctx context.Context, c *client.Client) (client.StorageNode, error) {
+				if o.end {
+					return c.EndMaintenance(ctx, args[0])
+				}
+				return c.StartMaintenance(ctx, args[0], o.window, o.force)
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&o.window, "for", 0, "length of the maintenance window, e.g. 30m")
@@ -132,16 +139,9 @@ the others at once (the node shows as draining), and the node is
 decommissioned when nothing references it any more.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := o.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			n, err := c.Decommission(ctx, args[0], o.dead)
-			if err != nil {
-				return err
-			}
-			return o.print(cmd.OutOrStdout(), n, time.Now())
+			return o.run(cmd, func(ctx context.Context, c *client.Client) (client.StorageNode, error) {
+				return c.Decommission(ctx, args[0], o.dead)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&o.dead, "dead", false, "the node is down for good: rebuild its shards elsewhere first")
@@ -186,21 +186,13 @@ deleted from it. --wait shows the shards left and returns when none is (then
 decommission it). undrain stops it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := o.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			n, err := c.Drain(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if o.wait {
-				if n, err = waitDrained(cmd, c, n); err != nil {
-					return err
+			return o.run(cmd, func(ctx context.Context, c *client.Client) (client.StorageNode, error) {
+				n, err := c.Drain(ctx, args[0])
+				if err != nil || !o.wait {
+					return n, err
 				}
-			}
-			return o.print(cmd.OutOrStdout(), n, time.Now())
+				return waitDrained(cmd, c, n)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait until the node holds no shard, with a progress bar")
@@ -252,16 +244,9 @@ func newUndrainCommand(co *clientOptions) *cobra.Command {
 		Short: "Stop draining a storage node: it takes new shards again",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := o.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			n, err := c.Undrain(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return o.print(cmd.OutOrStdout(), n, time.Now())
+			return o.run(cmd, func(ctx context.Context, c *client.Client) (client.StorageNode, error) {
+				return c.Undrain(ctx, args[0])
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the node as JSON")
