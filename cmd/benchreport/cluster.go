@@ -73,26 +73,45 @@ func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (
 	c := &benchCluster{bin: bin, dir: dir}
 	var err error
 	c.meta, err = startProc(bin, dir, "meta", "meta", "--id", "m0", "--data", filepath.Join(dir, "m0"),
-		"--raft", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--bootstrap", "--log-level", "warn")
+		"--raft", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--bootstrap", "--log-level", "warn",
+		// The drain measurement adds a node: no rebalance may start then.
+		"--auto-rebalance=false")
 	if err != nil {
 		return nil, err
 	}
-	for i := range storageNodes {
-		name := fmt.Sprintf("s%d", i)
-		p, err := startProc(bin, dir, name, "storage", "--id", name, "--data", filepath.Join(dir, name),
-			"--listen", "127.0.0.1:0", "--zone", fmt.Sprintf("zone-%d", i%3), "--meta", c.meta.Addr,
-			"--scrub-interval", "0", "--log-level", "warn")
-		if err != nil {
+	for range storageNodes {
+		if err := c.startStorage(); err != nil {
 			c.stop()
 			return nil, err
 		}
-		c.storage = append(c.storage, p)
 	}
 	if err := c.waitNodesUp(ctx, storageNodes); err != nil {
 		c.stop()
 		return nil, err
 	}
 	return c, nil
+}
+
+// startStorage starts the next storage node, s<i> in zone i%3.
+func (c *benchCluster) startStorage() error {
+	i := len(c.storage)
+	name := fmt.Sprintf("s%d", i)
+	p, err := startProc(c.bin, c.dir, name, "storage", "--id", name, "--data", filepath.Join(c.dir, name),
+		"--listen", "127.0.0.1:0", "--zone", fmt.Sprintf("zone-%d", i%3), "--meta", c.meta.Addr,
+		"--scrub-interval", "0", "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	c.storage = append(c.storage, p)
+	return nil
+}
+
+// addStorage starts one more storage node and waits until meta hears it.
+func (c *benchCluster) addStorage(ctx context.Context) error {
+	if err := c.startStorage(); err != nil {
+		return err
+	}
+	return c.waitNodesUp(ctx, len(c.storage))
 }
 
 func (c *benchCluster) stop() {

@@ -138,7 +138,82 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 			rows = append(rows, r)
 		}
 	}
-	return rows, nil
+	more, err = drainRows(ctx, c, o, disk)
+	return append(rows, more...), err
+}
+
+// drainRows measures a drain: a 7th storage node joins and one of the first
+// six is drained (its shards copied onto the nodes that hold no other shard
+// of their clip) under the default move limits, while 8 MiB gets run; the
+// gets' rate is compared with theirs just before.
+func drainRows(ctx context.Context, c *benchCluster, o options, disk float64) ([]row, error) {
+	if err := c.addStorage(ctx); err != nil {
+		return nil, err
+	}
+	const size, conc = 8 << 20, 8
+	// The data to move: clips kept in place, 1 GiB (256 MiB quick), of
+	// which the drained node holds a sixth.
+	dataset := int64(128)
+	if o.quick {
+		dataset = 32
+	}
+	if _, err := runLoad(ctx, c, "put", "--bucket", "bench", "--prefix", "drain/", "--size", strconv.FormatInt(size, 10),
+		"--concurrency", strconv.Itoa(conc), "--count", strconv.FormatInt(dataset, 10), "--no-clean", "--json"); err != nil {
+		return nil, err
+	}
+	// Shards to move: those meta places on s0, as the planner counts them.
+	var plan struct {
+		Nodes []struct {
+			ID          string `json:"id"`
+			PlacedBytes uint64 `json:"placed_bytes"`
+		} `json:"nodes"`
+	}
+	var out bytes.Buffer
+	if _, err := c.clipstore(ctx, nil, &out, "admin", "rebalance", "--dry-run", "--json"); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(out.Bytes(), &plan); err != nil {
+		return nil, fmt.Errorf("rebalance --dry-run --json: %w", err)
+	}
+	var moving uint64
+	for _, n := range plan.Nodes {
+		if n.ID == "s0" {
+			moving = n.PlacedBytes
+		}
+	}
+	// The gets last about as long as the drain should at the default 100
+	// MiB/s, before it and during it.
+	d := max(2*time.Second, time.Duration(float64(moving)/(100<<20)*float64(time.Second)))
+	getArgs := []string{"--bucket", "bench", "--size", strconv.FormatInt(size, 10), "--concurrency", strconv.Itoa(conc),
+		"--duration", d.Round(100 * time.Millisecond).String(), "--json", "--objects", strconv.Itoa(4 * conc)}
+	before, err := runLoad(ctx, c, "get", getArgs...)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	drained := make(chan error, 1)
+	go func() {
+		_, err := c.clipstore(ctx, nil, io.Discard, "admin", "node", "drain", "s0", "--wait")
+		drained <- err
+	}()
+	during, err := runLoadNow(ctx, c, "get", getArgs...)
+	if err != nil {
+		return nil, err
+	}
+	if err := <-drained; err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	rate := float64(moving) / took.Seconds()
+	moveRow := row{area: "end to end", name: "drain one of 7 storage nodes, default move limits (8 at once, 100 MiB/s)",
+		measured:  fmt.Sprintf("%s (%s in %v)", mibps(rate), bytesize.Human(int64(moving)), took.Round(100*time.Millisecond)),
+		reference: mibps(disk) + " (disk, fsync'd writes)", ratio: rate / disk,
+		note: "shards copied from the draining node and verified; 8 MiB gets ran meanwhile"}
+	getRow := loadRow(during, "get during the drain", size, conc)
+	getRow.reference = fmt.Sprintf("%.1f MiB/s (the same gets just before)", before.MiBPerSec)
+	getRow.ratio = during.MiBPerSec / before.MiBPerSec
+	getRow.target, getRow.ok = atLeast(getRow.ratio, 0.80)
+	return []row{moveRow, getRow}, nil
 }
 
 // runBest runs the load n times and returns the run with the highest
@@ -169,6 +244,12 @@ func runLoad(ctx context.Context, c *benchCluster, workload string, args ...stri
 	if err := c.waitQuiet(ctx); err != nil {
 		return loadgen.Result{}, err
 	}
+	return runLoadNow(ctx, c, workload, args...)
+}
+
+// runLoadNow is runLoad without waiting for the cluster to be idle: a
+// measurement made during background work.
+func runLoadNow(ctx context.Context, c *benchCluster, workload string, args ...string) (loadgen.Result, error) {
 	var out bytes.Buffer
 	_, err := c.clipstore(ctx, nil, &out, append([]string{"bench", workload}, args...)...)
 	var rep loadgen.Report
