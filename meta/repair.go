@@ -248,15 +248,18 @@ func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
 		if entry != nil && bytes.Equal(entry.ShardId, w.NewShardId) {
 			n.repairLanded(entry.Length, now)
 		}
-		if entry == nil || !bytes.Equal(entry.ShardId, w.OldShardId) || now.After(t.deadline) {
+		// A task whose target was marked down is planned again elsewhere
+		// at once, not at its deadline (an update that still lands from it
+		// is refused: the entry moved on).
+		target := &pb.StorageNode{}
+		found, _ := getMsg(tx.Bucket(bktNodes), []byte(t.target), target)
+		targetDown := !found || target.State == pb.NodeState_NODE_STATE_DOWN
+		if entry == nil || !bytes.Equal(entry.ShardId, w.OldShardId) || now.After(t.deadline) || targetDown {
 			delete(n.repairs.inflight, key)
 		}
 	}
 }
 
-// updateLanded retires the task a committed UpdateShard finished, and
-// counts it as repaired. Updates of tasks this leader did not plan (a
-// former leader's) and replayed retries (the task is gone) count nothing.
 // isMove reports whether an update lands a move this leader planned (a
 // drain's or a rebalance's), whose old copy is healthy and may still be read.
 func (n *Node) isMove(req *pb.UpdateShardRequest) bool {
@@ -266,6 +269,9 @@ func (n *Node) isMove(req *pb.UpdateShardRequest) bool {
 	return t != nil && t.move && bytes.Equal(t.work.NewShardId, req.NewShard.GetShardId())
 }
 
+// updateLanded retires the task a committed UpdateShard finished, and
+// counts it as repaired. Updates of tasks this leader did not plan (a
+// former leader's) and replayed retries (the task is gone) count nothing.
 func (n *Node) updateLanded(req *pb.UpdateShardRequest) {
 	n.repairs.mu.Lock()
 	defer n.repairs.mu.Unlock()

@@ -463,3 +463,42 @@ func TestUnrecoverableClipsDoNotStarveRepair(t *testing.T) {
 		t.Fatalf("%d unrecoverable, %d shards queued, %d degraded; want 20, 1, 21", st.UnrecoverableClips, st.RepairQueueShards, st.DegradedClips)
 	}
 }
+
+// TestRepairOfADownTargetIsReplanned: the target of a repair dies before
+// it lands; once it is marked down, the repair goes to another node at
+// once, not at the task's deadline.
+func TestRepairOfADownTargetIsReplanned(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) {
+		cfg.NodeDownAfter, cfg.RepairAfter, cfg.RepairTaskTimeout = 500*time.Millisecond, 300*time.Millisecond, time.Hour
+	}})
+	cl := c.Members[0].Client
+	if _, err := cl.CreateBucket(t.Context(), &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	h := heartbeatingNodes(t, cl, 8)
+	commit := put(t, cl, "bk1", "clip", 1<<20, nil)
+	lost := commit.Clip.Parts[0].Shards[2]
+	h.kill(lost.NodeId)
+	first := ""
+	await.True(t, 10*time.Second, "repair work for shard 2", func() bool {
+		for node, ws := range h.repairWork() {
+			for _, w := range ws {
+				if w.Index == 2 {
+					first = node
+				}
+			}
+		}
+		return first != ""
+	})
+	h.kill(first)
+	await.TrueWhy(t, 5*time.Second, "the repair planned on another node", func() (bool, string) {
+		for node, ws := range h.repairWork() {
+			for _, w := range ws {
+				if w.Index == 2 && node != first {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("work %v", h.repairWork())
+	})
+}
