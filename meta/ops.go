@@ -172,6 +172,13 @@ func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb
 		return nil, err
 	}
 	n.updateLanded(req)
+	// Plan the next repairs and moves before answering: the node asks for
+	// work in the heartbeat it sends right after, and a slot freed by this
+	// update should be filled then, not a heartbeat interval later. (The
+	// leader's loop plans the rest, rebalance moves included.)
+	if n.IsLeader() {
+		n.scheduleRepairs(n.cfg.now())
+	}
 	select {
 	case n.replan <- struct{}{}:
 	default:
