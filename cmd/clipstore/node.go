@@ -209,7 +209,7 @@ func waitDrained(cmd *cobra.Command, c *client.Client, n client.StorageNode) (cl
 		select {
 		case <-cmd.Context().Done():
 			return n, cmd.Context().Err()
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 		st, err := c.ClusterStatus(cmd.Context())
 		if err != nil {
