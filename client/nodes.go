@@ -118,21 +118,35 @@ type NodeBalance struct {
 	UsedBefore, UsedAfter float64
 }
 
+// RebalanceAction is what Rebalance does.
+type RebalanceAction int
+
 // Rebalance actions.
 const (
-	RebalanceStatusOnly = iota
+	RebalanceStatusOnly RebalanceAction = iota
 	RebalanceStart
 	RebalanceStop
 	RebalanceDryRun
 )
+
+var rebalanceActions = map[RebalanceAction]metapb.RebalanceAction{
+	RebalanceStatusOnly: metapb.RebalanceAction_REBALANCE_STATUS,
+	RebalanceStart:      metapb.RebalanceAction_REBALANCE_START,
+	RebalanceStop:       metapb.RebalanceAction_REBALANCE_STOP,
+	RebalanceDryRun:     metapb.RebalanceAction_REBALANCE_DRY_RUN,
+}
 
 // Rebalance shows (RebalanceStatusOnly), starts, stops, or plans without
 // moving (RebalanceDryRun) the moves that bring every storage node's used
 // fraction (the shard bytes meta places on it over its capacity) within
 // threshold of the cluster's mean (0: the cluster's default, 0.05). Moves
 // run after repairs and drains, within the move limits.
-func (c *Client) Rebalance(ctx context.Context, action int, threshold float64) (*RebalanceStatus, error) {
-	req := &metapb.RebalanceRequest{RequestId: newRequestID(), Action: metapb.RebalanceAction(action), Threshold: threshold}
+func (c *Client) Rebalance(ctx context.Context, action RebalanceAction, threshold float64) (*RebalanceStatus, error) {
+	a, ok := rebalanceActions[action]
+	if !ok {
+		return nil, fmt.Errorf("%w: rebalance action %d", ErrInvalidArgument, action)
+	}
+	req := &metapb.RebalanceRequest{RequestId: newRequestID(), Action: a, Threshold: threshold}
 	resp, err := callMeta(ctx, c, "rebalance", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.RebalanceResponse, error) {
 		return mc.Rebalance(ctx, req)
 	})

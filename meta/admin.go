@@ -88,10 +88,7 @@ func (a *applier) setNodeAdminState(c *pb.SetNodeAdminStateRequest) (proto.Messa
 		}
 		node.MaintenanceUntilUnixNano = a.now + c.MaintenanceMs*int64(time.Millisecond)
 	case pb.AdminState_ADMIN_STATE_DECOMMISSIONED:
-		held, err := a.placedShards(c.NodeId)
-		if err != nil {
-			return nil, err
-		}
+		held := a.placedShards(c.NodeId)
 		switch {
 		case held == 0:
 			node.MaintenanceUntilUnixNano, node.DrainDead = 0, false
@@ -114,14 +111,14 @@ func (a *applier) setNodeAdminState(c *pb.SetNodeAdminStateRequest) (proto.Messa
 
 // placedShards counts the shard entries the node -> shards index holds for
 // node.
-func (a *applier) placedShards(node string) (int, error) {
+func (a *applier) placedShards(node string) int {
 	prefix := joinKey(node, nil)
 	n := 0
 	c := a.tx.Bucket(bktNodeShards).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		n++
 	}
-	return n, nil
+	return n
 }
 
 // okToStop refuses maintenance of a node when a clip with a shard on it
@@ -204,23 +201,28 @@ func (a *applier) removeNode(c *pb.RemoveNodeRequest) (proto.Message, error) {
 	return &pb.RemoveNodeResponse{}, b.Delete([]byte(c.NodeId))
 }
 
-// decommissionedShards turns the shards of a commit that name a
-// decommissioned node into MISSING ones with no node (repair rebuilds them
-// elsewhere): an upload placed before the decommission does not hold it up.
-func (a *applier) decommissionedShards(shards []*pb.Shard) error {
+// checkShardNodes refuses a commit whose shards name an unknown node, and
+// turns those that name a decommissioned node into MISSING ones with no
+// node (repair rebuilds them elsewhere), reporting whether it did: an
+// upload placed before a decommission does not hold it up.
+func (a *applier) checkShardNodes(shards []*pb.Shard) (dropped bool, err error) {
 	for _, s := range shards {
 		if s.NodeId == "" {
 			continue
 		}
 		node := &pb.StorageNode{}
-		if _, err := getMsg(a.tx.Bucket(bktNodes), []byte(s.NodeId), node); err != nil {
-			return err
-		}
-		if node.AdminState == pb.AdminState_ADMIN_STATE_DECOMMISSIONED {
+		found, err := getMsg(a.tx.Bucket(bktNodes), []byte(s.NodeId), node)
+		switch {
+		case err != nil:
+			return false, err
+		case !found:
+			return false, fmt.Errorf("%w: shard %d names unknown storage node %q", ErrInvalidArgument, s.Index, s.NodeId)
+		case node.AdminState == pb.AdminState_ADMIN_STATE_DECOMMISSIONED:
 			s.NodeId, s.State, s.Length, s.Checksum = "", pb.ShardState_SHARD_STATE_MISSING, 0, 0
+			dropped = true
 		}
 	}
-	return nil
+	return dropped, nil
 }
 
 // setNodeAdminState is the SetNodeAdminState call on the leader.
@@ -232,9 +234,8 @@ func (n *Node) setNodeAdminState(ctx context.Context, req *pb.SetNodeAdminStateR
 	out := resp.(*pb.SetNodeAdminStateResponse)
 	if node := out.GetNode(); node.GetAdminState() == pb.AdminState_ADMIN_STATE_DRAINING {
 		n.fsm.view(func(tx *bolt.Tx) error {
-			left, err := (&applier{tx: tx}).placedShards(node.NodeId)
-			node.ShardsToMove = uint64(left)
-			return err
+			node.ShardsToMove = uint64((&applier{tx: tx}).placedShards(node.NodeId))
+			return nil
 		})
 	}
 	n.log.Warn("storage node admin state changed", "node", req.NodeId, "state", adminStateName(out.GetNode().GetAdminState()),
@@ -274,7 +275,7 @@ func (n *Node) endAdminStates(now time.Time) {
 			case node.AdminState == pb.AdminState_ADMIN_STATE_MAINTENANCE && !inMaintenance(node, now):
 				changes = append(changes, change{node.NodeId, pb.AdminState_ADMIN_STATE_ACTIVE, "maintenance window over"})
 			case node.AdminState == pb.AdminState_ADMIN_STATE_DRAINING && node.DrainDead:
-				if held, err := a.placedShards(node.NodeId); err == nil && held == 0 {
+				if a.placedShards(node.NodeId) == 0 {
 					changes = append(changes, change{node.NodeId, pb.AdminState_ADMIN_STATE_DECOMMISSIONED, "every shard rebuilt elsewhere"})
 				}
 			}

@@ -14,6 +14,34 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
+// landWork finishes the repair work the heartbeaters were handed, as the
+// nodes would (check sees each piece of work first): it commits the new
+// shard with the entry's length and checksum, and returns how many updates
+// landed. keys maps clip ids to their keys in bucket.
+func landWork(t *testing.T, cl pb.MetaServiceClient, bucket string, keys map[string]string, hs []*heartbeater,
+	check func(target string, w *pb.RepairWork)) int {
+	t.Helper()
+	landed := 0
+	for _, h := range hs {
+		for target, ws := range h.repairWork() {
+			for _, w := range ws {
+				check(target, w)
+				got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: bucket, Key: keys[string(w.ClipId)]})
+				if err != nil {
+					continue // retired meanwhile
+				}
+				old := got.Clip.Parts[w.Part].Shards[w.Index]
+				if _, err := cl.UpdateShard(t.Context(), &pb.UpdateShardRequest{ClipId: w.ClipId, Generation: w.Generation,
+					Index: w.Index, OldShardId: w.OldShardId, NewShard: &pb.Shard{Index: w.Index, NodeId: target,
+						ShardId: w.NewShardId, Length: old.Length, Checksum: old.Checksum, State: pb.ShardState_SHARD_STATE_OK}}); err == nil {
+					landed++
+				}
+			}
+		}
+	}
+	return landed
+}
+
 func setAdmin(t *testing.T, cl pb.MetaServiceClient, req *pb.SetNodeAdminStateRequest) (*pb.StorageNode, error) {
 	t.Helper()
 	resp, err := cl.SetNodeAdminState(t.Context(), req)
@@ -287,31 +315,19 @@ func TestDrainMovesShards(t *testing.T) {
 	}
 	done := 0
 	await.TrueWhy(t, 20*time.Second, "every shard moved off the drained node", func() (bool, string) {
-		for target, ws := range h.repairWork() {
-			for _, w := range ws {
-				if target == drained {
-					t.Fatalf("a move targets the draining node")
-				}
-				got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: keys[string(w.ClipId)]})
-				if err != nil {
-					continue // retired meanwhile
-				}
-				old := got.Clip.Parts[w.Part].Shards[w.Index]
-				for _, s := range w.Sources {
-					if s.Index == w.Index {
-						t.Fatalf("a move's sources include the shard it moves")
-					}
-				}
-				if cf := w.CopyFrom; cf == nil || cf.NodeId != drained || !bytes.Equal(cf.ShardId, w.OldShardId) || cf.Index != w.Index {
-					t.Fatalf("a move does not copy the shard it moves: %v", cf)
-				}
-				if _, err := cl.UpdateShard(t.Context(), &pb.UpdateShardRequest{ClipId: w.ClipId, Generation: w.Generation,
-					Index: w.Index, OldShardId: w.OldShardId, NewShard: &pb.Shard{Index: w.Index, NodeId: target,
-						ShardId: w.NewShardId, Length: old.Length, Checksum: old.Checksum, State: pb.ShardState_SHARD_STATE_OK}}); err == nil {
-					done++
+		done += landWork(t, cl, "bk1", keys, []*heartbeater{h}, func(target string, w *pb.RepairWork) {
+			if target == drained {
+				t.Fatalf("a move targets the draining node")
+			}
+			for _, s := range w.Sources {
+				if s.Index == w.Index {
+					t.Fatalf("a move's sources include the shard it moves")
 				}
 			}
-		}
+			if cf := w.CopyFrom; cf == nil || cf.NodeId != drained || !bytes.Equal(cf.ShardId, w.OldShardId) || cf.Index != w.Index {
+				t.Fatalf("a move does not copy the shard it moves: %v", cf)
+			}
+		})
 		n := nodeByID(t, cl, drained)
 		return n.ShardsToMove == 0, fmt.Sprintf("%d shards to move, %d moved", n.ShardsToMove, done)
 	})

@@ -125,15 +125,11 @@ func (a *applier) commitPut(c *pb.CommitPutRequest) (proto.Message, error) {
 	if a.tx.Bucket(bktClips).Get(c.ClipId) != nil {
 		return nil, fmt.Errorf("%w: clip id %x is already committed (retry with the same request id to learn its outcome)", ErrExists, c.ClipId)
 	}
-	for _, s := range c.Shards {
-		if s.NodeId != "" && a.tx.Bucket(bktNodes).Get([]byte(s.NodeId)) == nil {
-			return nil, fmt.Errorf("%w: shard %d names unknown storage node %q", ErrInvalidArgument, s.Index, s.NodeId)
-		}
-	}
-	if err := a.decommissionedShards(c.Shards); err != nil {
+	dropped, err := a.checkShardNodes(c.Shards)
+	if err != nil {
 		return nil, err
 	}
-	if ok, q := okShards(c.Shards), writeQuorum(c.Profile); ok < q {
+	if ok, q := okShards(c.Shards), writeQuorum(c.Profile); dropped && ok < q {
 		return nil, fmt.Errorf("%w: %d shards written to nodes that are not decommissioned, the write quorum is %d; write the clip again",
 			ErrFailedPrecondition, ok, q)
 	}

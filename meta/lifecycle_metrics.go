@@ -53,9 +53,7 @@ func (c *lifecycleCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(c.adminState, prometheus.GaugeValue, 1, node.NodeId, adminStateName(node.AdminState))
 			if node.AdminState == pb.AdminState_ADMIN_STATE_DRAINING {
-				if left, err := a.placedShards(node.NodeId); err == nil {
-					ch <- prometheus.MustNewConstMetric(c.toMove, prometheus.GaugeValue, float64(left), node.NodeId)
-				}
+				ch <- prometheus.MustNewConstMetric(c.toMove, prometheus.GaugeValue, float64(a.placedShards(node.NodeId)), node.NodeId)
 			}
 			return nil
 		})

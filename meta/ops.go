@@ -172,13 +172,6 @@ func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb
 		return nil, err
 	}
 	n.updateLanded(req)
-	// Plan the next repairs and moves before answering: the node asks for
-	// work in the heartbeat it sends right after, and a slot freed by this
-	// update should be filled then, not a heartbeat interval later. (The
-	// leader's loop plans the rest, rebalance moves included.)
-	if n.IsLeader() {
-		n.scheduleRepairs(n.cfg.now())
-	}
 	select {
 	case n.replan <- struct{}{}:
 	default:
@@ -286,11 +279,7 @@ func (n *Node) listNodes(_ context.Context, _ *pb.ListNodesRequest) (*pb.ListNod
 				}
 			}
 			if node.AdminState == pb.AdminState_ADMIN_STATE_DRAINING {
-				left, err := (&applier{tx: tx}).placedShards(node.NodeId)
-				if err != nil {
-					return err
-				}
-				node.ShardsToMove = uint64(left)
+				node.ShardsToMove = uint64((&applier{tx: tx}).placedShards(node.NodeId))
 				if n.IsLeader() {
 					node.DrainBlocked = n.repairs.drainBlocked(node.NodeId)
 				}

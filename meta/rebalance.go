@@ -2,12 +2,11 @@ package meta
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +30,15 @@ const replanEvery = 10 * time.Second
 // defaultThreshold is the band around the mean, in used fraction.
 const defaultThreshold = 0.05
 
+// queuedMove is a planned move and the shard entry it moves.
+type queuedMove struct {
+	BalanceMove
+	shard *pb.NodeShardRecord
+}
+
 type rebalancer struct {
 	mu      sync.Mutex
-	queue   []BalanceMove         // planned, not handed out yet
+	queue   []queuedMove          // planned, not handed out yet
 	planned time.Time             // when the queue was made
 	summary *pb.RebalanceResponse // of the last plan
 	moved   uint64                // bytes of rebalance moves landed
@@ -41,7 +46,8 @@ type rebalancer struct {
 	// node's capacity changes.
 	known   map[string]uint64 // node id -> capacity
 	pending string            // why to start, until a plan can be made
-	checked time.Time         // when a start was last considered
+	// balancedAfter is the recorded join this leadership found balanced.
+	balancedAfter string
 }
 
 func newRebalancer() *rebalancer { return &rebalancer{} }
@@ -50,7 +56,7 @@ func newRebalancer() *rebalancer { return &rebalancer{} }
 func (r *rebalancer) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.queue, r.planned, r.summary, r.moved, r.known, r.pending, r.checked = nil, time.Time{}, nil, 0, nil, "", time.Time{}
+	r.queue, r.planned, r.summary, r.moved, r.known, r.pending, r.balancedAfter = nil, time.Time{}, nil, 0, nil, "", ""
 }
 
 func validateThreshold(t float64) error {
@@ -101,7 +107,7 @@ func (n *Node) rebalance(ctx context.Context, req *pb.RebalanceRequest) (*pb.Reb
 		if err := n.linearizable(ctx); err != nil {
 			return nil, err
 		}
-		plan, nodes, err := n.planBalance(threshold)
+		plan, nodes, _, err := n.planBalance(threshold)
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +150,7 @@ func (n *Node) proposeRebalance(ctx context.Context, reqID []byte, run bool, thr
 	} else {
 		n.fsm.view(func(tx *bolt.Tx) error {
 			cur := rebalanceState(tx)
-			st.StartedUnixNano, st.StartedBy, st.Threshold = cur.StartedUnixNano, cur.StartedBy, cmp0(cur.Threshold, threshold)
+			st.StartedUnixNano, st.StartedBy, st.Threshold = cur.StartedUnixNano, cur.StartedBy, cmp.Or(cur.Threshold, threshold)
 			return nil
 		})
 		st.EndedUnixNano, st.EndedWhy = now, why
@@ -163,26 +169,13 @@ func (n *Node) proposeRebalance(ctx context.Context, reqID []byte, run bool, thr
 	return nil
 }
 
-func cmpStr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func cmp0(a, b float64) float64 {
-	if a != 0 {
-		return a
-	}
-	return b
-}
-
 // planBalance gathers the planner's inputs from the state and the leader's
 // heartbeats and plans. The nodes are the active, up ones heard from (a
 // draining node's shards leave by the drain; a down node's by repair).
-func (n *Node) planBalance(threshold float64) (BalancePlan, []BalanceNode, error) {
+func (n *Node) planBalance(threshold float64) (BalancePlan, []BalanceNode, []queuedMove, error) {
 	var nodes []BalanceNode
 	var shards []BalanceShard
+	refs := map[string]*pb.NodeShardRecord{} // by BalanceShard.Key
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		all := map[string]*pb.StorageNode{}
 		if err := loadNodes(tx, all); err != nil {
@@ -250,15 +243,21 @@ func (n *Node) planBalance(threshold float64) (BalancePlan, []BalanceNode, error
 					zones[on.Zone]++
 				}
 			}
+			refs[shardKey(ns.ClipId, ns.Part, ns.Index)] = ns
 			shards = append(shards, BalanceShard{Key: shardKey(ns.ClipId, ns.Part, ns.Index),
 				Part: shardKey(ns.ClipId, ns.Part, 0), Node: string(node), Length: s.Length, Holders: holders, Zones: zones})
 		}
 		return nil
 	})
 	if err != nil {
-		return BalancePlan{}, nil, err
+		return BalancePlan{}, nil, nil, err
 	}
-	return PlanBalance(nodes, shards, threshold, 0), nodes, nil
+	plan := PlanBalance(nodes, shards, threshold, 0)
+	queue := make([]queuedMove, len(plan.Moves))
+	for i, m := range plan.Moves {
+		queue[i] = queuedMove{BalanceMove: m, shard: refs[m.Key]}
+	}
+	return plan, nodes, queue, nil
 }
 
 // summarize turns a plan into its answer.
@@ -302,20 +301,26 @@ func (n *Node) rebalanceTick(now time.Time) {
 		r.mu.Unlock()
 	}
 	r.mu.Lock()
-	reason := cmpStr(r.pending, joined)
-	due := now.Sub(r.checked) >= replanEvery
+	if joined == r.balancedAfter {
+		joined = "" // looked at already under this leadership: balanced then
+	}
+	reason := cmp.Or(r.pending, joined)
 	r.mu.Unlock()
-	if reason != "" && !st.Running && n.cfg.AutoRebalance && due {
-		plan, _, err := n.planBalance(n.cfg.RebalanceThreshold)
+	if reason != "" && !st.Running && n.cfg.AutoRebalance {
+		plan, _, _, err := n.planBalance(n.cfg.RebalanceThreshold)
 		if err != nil {
 			return // a node not heard from yet: the next tick tries again
 		}
 		r.mu.Lock()
-		r.pending, r.checked = "", now
-		r.mu.Unlock()
+		r.pending = ""
 		if len(plan.Moves) == 0 {
 			// Balanced: a join recorded in Raft stays recorded (clearing
-			// it would cost an entry) and is looked at again later.
+			// it would cost an entry); this leadership does not plan for it
+			// again, a new node's join or a capacity change does.
+			r.balancedAfter = joined
+		}
+		r.mu.Unlock()
+		if len(plan.Moves) == 0 {
 			n.log.Info("no rebalance needed", "reason", reason, "spread", Spread(plan.Before, plan.Mean))
 			return
 		}
@@ -334,13 +339,13 @@ func (n *Node) rebalanceTick(now time.Time) {
 	stale := r.planned.IsZero() || now.Sub(r.planned) >= replanEvery || len(r.queue) == 0
 	r.mu.Unlock()
 	if stale && n.rebalanceInFlight() == 0 {
-		plan, nodes, err := n.planBalance(cmp0(st.Threshold, n.cfg.RebalanceThreshold))
+		plan, nodes, queue, err := n.planBalance(cmp.Or(st.Threshold, n.cfg.RebalanceThreshold))
 		if err != nil {
 			n.log.Warn("plan rebalance", "err", err)
 			return
 		}
 		r.mu.Lock()
-		r.queue, r.planned, r.summary = plan.Moves, now, summarize(plan, nodes)
+		r.queue, r.planned, r.summary = queue, now, summarize(plan, nodes)
 		r.mu.Unlock()
 		if len(plan.Moves) == 0 {
 			why := fmt.Sprintf("balanced: every node within %.1f points of the mean (%.1f%%)", 100*st.Threshold, 100*plan.Mean)
@@ -423,6 +428,9 @@ func (n *Node) dispatchRebalance(now time.Time, lim *pb.RepairLimits) {
 	r.mu.Lock()
 	queue := r.queue
 	r.mu.Unlock()
+	// Look at no more of the queue than this tick can hand out (some
+	// entries turn out stale): the rest waits for the next tick.
+	queue = queue[:min(len(queue), 4*int(lim.Concurrency)+16)]
 	if len(queue) == 0 {
 		return
 	}
@@ -431,9 +439,8 @@ func (n *Node) dispatchRebalance(now time.Time, lim *pb.RepairLimits) {
 			return err
 		}
 		a := &applier{tx: tx}
-		for _, m := range queue[:min(len(queue), 4*int(lim.Concurrency)+16)] {
-			id, _, _ := parseShardKey(m.Key)
-			if rec, err := a.clipByID(id); err == nil && rec != nil {
+		for _, m := range queue {
+			if rec, err := a.clipByID(m.shard.ClipId); err == nil && rec != nil {
 				recs[m.Key] = rec
 			}
 		}
@@ -463,7 +470,7 @@ func (n *Node) dispatchRebalance(now time.Time, lim *pb.RepairLimits) {
 		if rec == nil || n.repairs.inflight[m.Key] != nil {
 			continue
 		}
-		_, pi, idx := parseShardKey(m.Key)
+		pi, idx := m.shard.Part, m.shard.Index
 		if int(pi) >= len(rec.Parts) || int(idx) >= len(rec.Parts[pi].Shards) {
 			continue
 		}
@@ -483,18 +490,4 @@ func (n *Node) dispatchRebalance(now time.Time, lim *pb.RepairLimits) {
 		r.queue = r.queue[done:]
 	}
 	r.mu.Unlock()
-}
-
-// parseShardKey splits a shardKey back into clip id, part and index.
-func parseShardKey(k string) (clipID []byte, part, index uint32) {
-	var h string
-	var p, i uint32
-	if n, _ := fmt.Sscanf(strings.ReplaceAll(k, "/", " "), "%s %d %d", &h, &p, &i); n != 3 {
-		return nil, 0, 0
-	}
-	id, err := hex.DecodeString(h)
-	if err != nil {
-		return nil, 0, 0
-	}
-	return id, p, i
 }

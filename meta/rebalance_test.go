@@ -82,25 +82,11 @@ func TestRebalanceAfterJoin(t *testing.T) {
 	})
 	landed := 0
 	await.TrueWhy(t, 30*time.Second, "the rebalance to end by itself", func() (bool, string) {
-		for _, hb := range []*heartbeater{h, h2} {
-			for target, ws := range hb.repairWork() {
-				for _, w := range ws {
-					if w.CopyFrom == nil {
-						t.Fatalf("a rebalance move without a copy source: %v", w)
-					}
-					got, err := cl.GetClip(t.Context(), &pb.GetClipRequest{Bucket: "bk1", Key: keys[string(w.ClipId)]})
-					if err != nil {
-						continue
-					}
-					old := got.Clip.Parts[w.Part].Shards[w.Index]
-					if _, err := cl.UpdateShard(t.Context(), &pb.UpdateShardRequest{ClipId: w.ClipId, Generation: w.Generation,
-						Index: w.Index, OldShardId: w.OldShardId, NewShard: &pb.Shard{Index: w.Index, NodeId: target,
-							ShardId: w.NewShardId, Length: old.Length, Checksum: old.Checksum, State: pb.ShardState_SHARD_STATE_OK}}); err == nil {
-						landed++
-					}
-				}
+		landed += landWork(t, cl, "bk1", keys, []*heartbeater{h, h2}, func(_ string, w *pb.RepairWork) {
+			if w.CopyFrom == nil {
+				t.Fatalf("a rebalance move without a copy source: %v", w)
 			}
-		}
+		})
 		st := status()
 		return !st.State.GetRunning() && st.State.EndedUnixNano != 0, fmt.Sprintf("%v; %d moves landed", st.State, landed)
 	})

@@ -148,7 +148,7 @@ func (n *Node) scheduleRepairs(now time.Time) {
 			return err
 		}
 		limits, moveLimits = n.repairLimits(tx), n.moveLimits(tx)
-		n.retireTasks(tx, now)
+		n.retireTasks(tx, nodes, now)
 		var err error
 		needs, err = n.findNeeds(tx, nodes, now, int(limits.Concurrency))
 		return err
@@ -234,9 +234,10 @@ func loadNodes(tx *bolt.Tx, nodes map[string]*pb.StorageNode) error {
 }
 
 // retireTasks drops tasks whose entry no longer names the old shard (the
-// update landed, or the clip changed) and tasks past their deadline (they
-// will be planned again). A task whose update landed counts as repaired.
-func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
+// update landed, or the clip changed), tasks past their deadline and tasks
+// whose target is down (they will be planned again). A task whose update
+// landed counts as repaired.
+func (n *Node) retireTasks(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time) {
 	for key, t := range n.repairs.inflight {
 		w := t.work
 		a := &applier{tx: tx}
@@ -251,9 +252,8 @@ func (n *Node) retireTasks(tx *bolt.Tx, now time.Time) {
 		// A task whose target was marked down is planned again elsewhere
 		// at once, not at its deadline (an update that still lands from it
 		// is refused: the entry moved on).
-		target := &pb.StorageNode{}
-		found, _ := getMsg(tx.Bucket(bktNodes), []byte(t.target), target)
-		targetDown := !found || target.State == pb.NodeState_NODE_STATE_DOWN
+		target := nodes[t.target]
+		targetDown := target == nil || target.State == pb.NodeState_NODE_STATE_DOWN
 		if entry == nil || !bytes.Equal(entry.ShardId, w.OldShardId) || now.After(t.deadline) || targetDown {
 			delete(n.repairs.inflight, key)
 		}
@@ -494,12 +494,7 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	}
 	target := need.target
 	if target != "" {
-		node, hb := nodes[target], heartbeat{}
-		if node != nil {
-			hb, _ = n.live.get(target)
-		}
-		if node == nil || holders[target] || !placeable(node) || node.State != pb.NodeState_NODE_STATE_UP ||
-			now.Sub(hb.at) > n.cfg.NodeDownAfter || perNode[target] >= n.cfg.RepairPerNode {
+		if _, ok := n.canTake(target, nodes[target], holders, perNode, now); !ok {
 			return false, "" // the plan is stale, or the target busy: the next plan sees it
 		}
 	} else {
@@ -536,6 +531,17 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	return true, ""
 }
 
+// canTake reports whether a node may receive a rebuilt or moved shard of a
+// clip: up, active, heard from lately with room, holding no other shard of
+// the clip, and below its per-node limit; with its last heartbeat.
+func (n *Node) canTake(id string, node *pb.StorageNode, holders map[string]bool, perNode map[string]int, now time.Time) (heartbeat, bool) {
+	if node == nil || holders[id] || node.State != pb.NodeState_NODE_STATE_UP || !placeable(node) || perNode[id] >= n.cfg.RepairPerNode {
+		return heartbeat{}, false
+	}
+	hb, ok := n.live.get(id)
+	return hb, ok && now.Sub(hb.at) <= n.cfg.NodeDownAfter && hb.free >= n.cfg.MinFreeBytes
+}
+
 // repairTarget picks a live node that holds no other shard of the clip,
 // in the least used zone, weighted by free space.
 func (n *Node) repairTarget(nodes map[string]*pb.StorageNode, holders map[string]bool, zones map[string]int,
@@ -543,9 +549,8 @@ func (n *Node) repairTarget(nodes map[string]*pb.StorageNode, holders map[string
 	var cands []Candidate
 	best := -1
 	for id, node := range nodes {
-		hb, ok := n.live.get(id)
-		if holders[id] || node.State != pb.NodeState_NODE_STATE_UP || !placeable(node) || !ok || now.Sub(hb.at) > n.cfg.NodeDownAfter ||
-			perNode[id] >= n.cfg.RepairPerNode || hb.free < n.cfg.MinFreeBytes {
+		hb, ok := n.canTake(id, node, holders, perNode, now)
+		if !ok {
 			continue
 		}
 		z := zones[node.Zone]

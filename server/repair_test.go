@@ -412,34 +412,32 @@ func TestRepair(t *testing.T) {
 		})
 	}
 
-	t.Run("a move copies the shard itself", func(t *testing.T) {
-		c := rc.put(t, "copy", size)
-		w := rc.work(c, 1) // no source to rebuild from: only the copy can work
-		old, from := rc.shardOf(c, 1)
-		w.CopyFrom = &metapb.ShardSource{Index: 1, NodeId: old.NodeId, Address: from.addr, ShardId: old.ShardId}
-		sum := old.Checksum
-		w.ExpectedChecksum = &sum
-		target := rc.spare(t, c)
-		if err := target.node.Repair(t.Context(), w); err != nil {
-			t.Fatal(err)
-		}
-		checkRepaired(t, rc, c, "copy", w, target)
-	})
-
-	t.Run("a move whose copy fails rebuilds", func(t *testing.T) {
-		c := rc.put(t, "copy-fails", size)
-		w := rc.work(c, 1, 0, 2, 3, 4, 5)
-		old, from := rc.shardOf(c, 1)
-		flipPieceByte(t, from, old.ShardId, 3) // the copy meets a corrupt piece
-		w.CopyFrom = &metapb.ShardSource{Index: 1, NodeId: old.NodeId, Address: from.addr, ShardId: old.ShardId}
-		sum := old.Checksum
-		w.ExpectedChecksum = &sum
-		target := rc.spare(t, c)
-		if err := target.node.Repair(t.Context(), w); err != nil {
-			t.Fatal(err)
-		}
-		checkRepaired(t, rc, c, "copy-fails", w, target)
-	})
+	// A move: the work names the shard itself to copy.
+	for _, tc := range []struct {
+		name, key string
+		sources   []int // to rebuild from if the copy fails
+		corrupt   bool  // the copy meets a corrupt piece
+	}{
+		{"a move copies the shard itself", "copy", nil, false}, // no source: only the copy can work
+		{"a move whose copy fails rebuilds", "copy-fails", []int{0, 2, 3, 4, 5}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rc.put(t, tc.key, size)
+			w := rc.work(c, 1, tc.sources...)
+			old, from := rc.shardOf(c, 1)
+			if tc.corrupt {
+				flipPieceByte(t, from, old.ShardId, 3)
+			}
+			w.CopyFrom = &metapb.ShardSource{Index: 1, NodeId: old.NodeId, Address: from.addr, ShardId: old.ShardId}
+			sum := old.Checksum
+			w.ExpectedChecksum = &sum
+			target := rc.spare(t, c)
+			if err := target.node.Repair(t.Context(), w); err != nil {
+				t.Fatal(err)
+			}
+			checkRepaired(t, rc, c, tc.key, w, target)
+		})
+	}
 
 	t.Run("refused update drops the new shard", func(t *testing.T) {
 		c := rc.put(t, "refused", size)

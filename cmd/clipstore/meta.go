@@ -35,15 +35,15 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.cfg.RepairAfter, "repair-after", o.cfg.RepairAfter, "rebuild a down node's shards elsewhere after it has been down this long")
 	f.IntVar(&o.cfg.RepairConcurrency, "repair-concurrency", o.cfg.RepairConcurrency,
 		"repairs running at once, cluster-wide, until clipstore admin repair changes it (0 pauses repair)")
-	f.Var(&byteRateU{&o.cfg.RepairBytesPerSec}, "repair-rate", "shard bytes repaired per second, cluster-wide, until clipstore admin repair changes it (0: no bound)")
+	f.Var(rateFlag(&o.cfg.RepairBytesPerSec), "repair-rate", "shard bytes repaired per second, cluster-wide, until clipstore admin repair changes it (0: no bound)")
 	f.IntVar(&o.cfg.MoveConcurrency, "move-concurrency", o.cfg.MoveConcurrency,
 		"moves (drains) running at once, cluster-wide, until clipstore admin moves changes it (0 pauses moves)")
-	f.Var(&byteRateU{&o.cfg.MoveBytesPerSec}, "move-rate", "shard bytes moved per second, cluster-wide, until clipstore admin moves changes it (0: no bound)")
-	f.Var(&byteSizeU{&o.cfg.MinFreeBytes}, "min-free", "storage nodes with less free space get no new shards")
+	f.Var(rateFlag(&o.cfg.MoveBytesPerSec), "move-rate", "shard bytes moved per second, cluster-wide, until clipstore admin moves changes it (0: no bound)")
+	f.Var(sizeFlag(&o.cfg.MinFreeBytes), "min-free", "storage nodes with less free space get no new shards")
 	f.BoolVar(&o.cfg.AutoRebalance, "auto-rebalance", o.cfg.AutoRebalance, "start a rebalance by itself when a storage node joins or changes capacity")
 	f.Float64Var(&o.cfg.RebalanceThreshold, "rebalance-threshold", o.cfg.RebalanceThreshold,
 		"a rebalance brings every node's fill within this share of capacity of the mean (0.05: 5 points)")
-	f.Var(&byteSizeU{&o.cfg.RebalanceMaxInFlight}, "rebalance-max-in-flight", "shard bytes a rebalance's moves hold in motion at once, at most")
+	f.Var(sizeFlag(&o.cfg.RebalanceMaxInFlight), "rebalance-max-in-flight", "shard bytes a rebalance's moves hold in motion at once, at most")
 	f.DurationVar(&o.cfg.MoveDeleteDelay, "move-delete-delay", o.cfg.MoveDeleteDelay,
 		"after a shard is moved off a node (drain), wait this long before deleting the old copy, so that reads in flight finish")
 	f.DurationVar(&o.cfg.MassDownHold, "mass-down-hold", o.cfg.MassDownHold,

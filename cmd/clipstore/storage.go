@@ -29,7 +29,7 @@ func (o *storageOptions) AddFlags(cmd *cobra.Command) {
 	f.StringSliceVar(&o.cfg.Meta, "meta", nil, "meta members to register and heartbeat with (comma-separated); empty: stand-alone")
 	f.StringVar(&o.cfg.Zone, "zone", "", "failure domain (rack, site) for shard placement")
 	f.StringVar(&o.cfg.Advertise, "advertise", "", "address clients reach this node at (default: the listen address)")
-	f.Var(&byteSize{&o.cfg.Capacity}, "capacity", "capacity to report to meta instead of the filesystems' size, e.g. 2TiB (nodes sharing a filesystem need it)")
+	f.Var(sizeFlag(&o.cfg.Capacity), "capacity", "capacity to report to meta instead of the filesystems' size, e.g. 2TiB (nodes sharing a filesystem need it)")
 	f.IntVar(&o.cfg.MaxPieceSize, "max-piece-size", o.cfg.MaxPieceSize, "largest piece (block size / k) accepted, in bytes")
 	addMaintenanceFlags(cmd, &o.cfg)
 }
@@ -101,97 +101,43 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
 	f := cmd.Flags()
 	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "pause between scrub passes over every shard (0: no scrubbing)")
-	f.Var(&byteRate{&cfg.ScrubRate}, "scrub-rate", "bytes per second a scrub pass reads, e.g. 50MiB (0: no bound)")
+	f.Var(rateFlag(&cfg.ScrubRate), "scrub-rate", "bytes per second a scrub pass reads, e.g. 50MiB (0: no bound)")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "pause between garbage collection runs (0: none)")
 }
 
-// byteRate is a flag value in bytes per second, a size as bytesize.Parse
-// reads it (e.g. 50MiB), with an optional "/s".
-type byteRate struct{ v *int64 }
-
-func (b *byteRate) String() string {
-	if b.v == nil {
-		return ""
-	}
-	return bytesize.Human(*b.v)
+// byteFlag is a flag holding a size as bytesize.Parse reads it (e.g.
+// 2TiB); a rate, in bytes per second, may end in "/s" (e.g. 50MiB/s).
+type byteFlag[T int64 | uint64] struct {
+	v    *T
+	rate bool
 }
 
-func (b *byteRate) Set(s string) error {
-	n, err := bytesize.Parse(strings.TrimSuffix(s, "/s"))
-	if err != nil {
-		return fmt.Errorf("want bytes per second such as 50MiB")
-	}
-	*b.v = n
-	return nil
-}
+func sizeFlag[T int64 | uint64](v *T) *byteFlag[T] { return &byteFlag[T]{v: v} }
+func rateFlag[T int64 | uint64](v *T) *byteFlag[T] { return &byteFlag[T]{v: v, rate: true} }
 
-func (b *byteRate) Type() string { return "bytes/s" }
-
-// byteRateU is byteRate for an unsigned setting.
-type byteRateU struct{ v *uint64 }
-
-func (b *byteRateU) String() string {
-	if b.v == nil {
+func (b *byteFlag[T]) String() string {
+	if b.v == nil || (!b.rate && *b.v == 0) {
 		return ""
 	}
 	return bytesize.Human(int64(*b.v))
 }
 
-func (b *byteRateU) Set(s string) error {
-	var n int64
-	if err := (&byteRate{&n}).Set(s); err != nil {
-		return err
+func (b *byteFlag[T]) Set(s string) error {
+	want := "a size such as 2TiB"
+	if b.rate {
+		want, s = "bytes per second such as 50MiB", strings.TrimSuffix(s, "/s")
 	}
-	if n < 0 {
-		return fmt.Errorf("want a rate of 0 or more")
-	}
-	*b.v = uint64(n)
-	return nil
-}
-
-func (b *byteRateU) Type() string { return "bytes/s" }
-
-// byteSizeU is byteSize for an unsigned setting.
-type byteSizeU struct{ v *uint64 }
-
-func (b *byteSizeU) String() string {
-	if b.v == nil {
-		return ""
-	}
-	return bytesize.Human(int64(*b.v))
-}
-
-func (b *byteSizeU) Set(s string) error {
-	var n int64
-	if err := (&byteSize{&n}).Set(s); err != nil {
-		return err
-	}
-	if n < 0 {
-		return fmt.Errorf("want a size of 0 or more")
-	}
-	*b.v = uint64(n)
-	return nil
-}
-
-func (b *byteSizeU) Type() string { return "bytes" }
-
-// byteSize is a flag holding a size such as 2TiB.
-type byteSize struct{ v *int64 }
-
-func (b *byteSize) String() string {
-	if b.v == nil || *b.v == 0 {
-		return ""
-	}
-	return bytesize.Human(*b.v)
-}
-
-func (b *byteSize) Set(s string) error {
 	n, err := bytesize.Parse(s)
-	if err != nil {
-		return fmt.Errorf("want a size such as 2TiB")
+	if err != nil || n < 0 {
+		return fmt.Errorf("want %s", want)
 	}
-	*b.v = n
+	*b.v = T(n)
 	return nil
 }
 
-func (b *byteSize) Type() string { return "bytes" }
+func (b *byteFlag[T]) Type() string {
+	if b.rate {
+		return "bytes/s"
+	}
+	return "bytes"
+}

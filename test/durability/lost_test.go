@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -54,7 +55,7 @@ func TestLostShardFilesAreFoundAndRepaired(t *testing.T) {
 	// start; then fsck --deep must be clean and every clip read back whole.
 	healed := func(t *testing.T, bucket string, want map[string]e2e.Stored, damaged map[string]bool, start time.Time) time.Duration {
 		t.Helper()
-		keys := keysOf(want)
+		keys := slices.Sorted(maps.Keys(want))
 		await.TrueWhy(t, 60*time.Second, "every damaged shard replaced, every clip at full redundancy", func() (bool, string) {
 			for _, key := range keys {
 				info, err := cl.Stat(ctx, bucket, key)
@@ -174,7 +175,7 @@ func TestLostShardFilesAreFoundAndRepaired(t *testing.T) {
 		// One shard of each clip: truncated in half the clips, a byte
 		// flipped in the others, on every node.
 		damaged := map[string]bool{}
-		for i, key := range keysOf(want) {
+		for i, key := range slices.Sorted(maps.Keys(want)) {
 			s := infos[key].Shards[i%6]
 			path := c.ShardPath(s.Node, s.ID)
 			raw, err := os.ReadFile(path)
@@ -254,15 +255,6 @@ func shardFiles(t *testing.T, dir string) []string {
 		t.Fatalf("no shard files under %s", dir)
 	}
 	return files
-}
-
-func keysOf(m map[string]e2e.Stored) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func keysOfBucket(t *testing.T, cl *client.Client, bucket string) []string {
