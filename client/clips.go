@@ -93,7 +93,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
 		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
 		MoveLimits:        RepairLimits{Concurrency: int(st.MoveLimits.GetConcurrency()), BytesPerSec: st.MoveLimits.GetBytesPerSec()},
-		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st),
+		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st), Moves: movesFromProto(st),
 		Scrub: ScrubSummary{BytesDone: st.ScrubBytesDone, BytesTotal: st.ScrubBytesTotal, CorruptFound: st.ScrubCorruptFound}}
 	if h := st.RepairHold; h != nil {
 		out.RepairHold = &RepairHold{Since: unixNano(h.SinceUnixNano), Until: unixNano(h.UntilUnixNano),

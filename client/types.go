@@ -110,6 +110,7 @@ type StorageNode struct {
 	MaintenanceUntil time.Time
 	DrainDead        bool
 	ShardsToMove     uint64 // while draining: shard entries still on it
+	BytesToMove      uint64 // while draining: their shard bytes
 	DrainBlocked     string // while draining: why no move off it can be planned, if so
 	Capacity, Free   uint64 // bytes, from the last heartbeat
 	Shards           uint64
@@ -178,6 +179,20 @@ type RepairStatus struct {
 	ETAKnown bool
 }
 
+// MoveStatus is the progress of moves (drains and rebalancing), counted as
+// RepairStatus counts repairs.
+type MoveStatus struct {
+	// QueueBytes are the shard bytes still to move: on draining nodes, and
+	// in the running rebalance's plan.
+	QueueBytes uint64
+	Paused     bool // the move concurrency is 0
+	// The leader's memory since its election (RepairStatus.Since).
+	MovedShards, MovedBytes uint64
+	BytesPerSec             float64 // over the last minute
+	ETA                     time.Duration
+	ETAKnown                bool
+}
+
 // ScrubSummary adds up the storage nodes' scrubbing.
 type ScrubSummary struct {
 	Running               int    // nodes with a pass in progress
@@ -218,7 +233,9 @@ type ClusterStatus struct {
 	// Repair is the repair queue and progress; Scrub the nodes' scrubbing
 	// (each node's is in Nodes).
 	Repair RepairStatus
-	Scrub  ScrubSummary
+	// Moves is the progress of drains and rebalancing.
+	Moves MoveStatus
+	Scrub ScrubSummary
 	// RepairHold is set while the mass-down guard holds repair back.
 	RepairHold *RepairHold
 	// Rebalance is the rebalance's state and the leader's latest plan; nil
@@ -317,7 +334,7 @@ func nodeFromProto(n *metapb.StorageNode) StorageNode {
 	node := StorageNode{ID: n.NodeId, Address: n.Address, Zone: n.Zone, Up: n.State == metapb.NodeState_NODE_STATE_UP,
 		DownSince: unixNano(n.DownSinceUnixNano), DownReason: n.DownReason, AdminState: adminStates[n.AdminState],
 		MaintenanceUntil: unixNano(n.MaintenanceUntilUnixNano), DrainDead: n.DrainDead,
-		ShardsToMove: n.ShardsToMove, DrainBlocked: n.DrainBlocked, Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
+		ShardsToMove: n.ShardsToMove, BytesToMove: n.BytesToMove, DrainBlocked: n.DrainBlocked, Capacity: n.Capacity, Free: n.Free, Shards: n.ShardCount,
 		LastHeartbeat: unixNano(n.LastHeartbeatUnixNano), Lost: lossesFromProto(n.Losses),
 		Corrupt: lossesFromProto(n.Corrupt)}
 	for _, d := range n.Disks {
@@ -347,6 +364,15 @@ func scrubFromProto(s *metapb.ScrubStatus) *ScrubStatus {
 		LastPassEnd: unixNano(s.LastPassEndUnixNano), LastPassCorrupt: s.LastPassCorrupt, LastPassLost: s.LastPassLost,
 		CorruptFound: s.CorruptFound,
 		Interval:     time.Duration(s.IntervalMs) * time.Millisecond}
+}
+
+func movesFromProto(st *metapb.ClusterStatusResponse) MoveStatus {
+	m := MoveStatus{QueueBytes: st.MoveQueueBytes, Paused: st.MoveLimits != nil && st.MoveLimits.Concurrency == 0,
+		MovedShards: st.MovedShards, MovedBytes: st.MovedBytes, BytesPerSec: st.MoveBytesPerSec}
+	if st.MoveEtaSeconds != nil {
+		m.ETA, m.ETAKnown = time.Duration(*st.MoveEtaSeconds*float64(time.Second)), true
+	}
+	return m
 }
 
 func repairFromProto(st *metapb.ClusterStatusResponse) RepairStatus {

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -119,6 +120,29 @@ func (a *applier) placedShards(node string) int {
 		n++
 	}
 	return n
+}
+
+// placedBytes sums the lengths of the shard entries the node -> shards
+// index holds for node (reading each entry's record).
+func (a *applier) placedBytes(node string) (uint64, error) {
+	prefix := joinKey(node, nil)
+	var sum uint64
+	c := a.tx.Bucket(bktNodeShards).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		ns := &pb.NodeShardRecord{}
+		if err := decodeMsg(k, v, ns); err != nil {
+			return 0, err
+		}
+		rec, err := a.clipByID(ns.ClipId)
+		if err != nil {
+			return 0, err
+		}
+		if rec != nil && int(ns.Part) < len(rec.Parts) && int(ns.Index) < len(rec.Parts[ns.Part].Shards) {
+			part := rec.Parts[ns.Part]
+			sum += cmp.Or(part.Shards[ns.Index].Length, expectedShardLength(part.Length, part.Profile))
+		}
+	}
+	return sum, nil
 }
 
 // okToStop refuses maintenance of a node when a clip with a shard on it

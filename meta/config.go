@@ -73,6 +73,10 @@ type Config struct {
 	// them at run time. 0 concurrency pauses moves.
 	MoveConcurrency int
 	MoveBytesPerSec uint64
+	// MovesPerSource bounds the moves copying from one node at once (a
+	// drained node is the source of all of its moves), as RepairPerNode
+	// bounds the tasks writing to one.
+	MovesPerSource int
 	// AutoRebalance starts a rebalance when a storage node joins or a
 	// node's capacity changes; RebalanceThreshold is the band around the
 	// mean fill it aims for (a used fraction: 0.05 is 5 points), and
@@ -132,6 +136,7 @@ func DefaultConfig() Config {
 		MoveDeleteDelay:      2 * time.Minute,
 		RepairBytesPerSec:    200 << 20,
 		MoveConcurrency:      8,
+		MovesPerSource:       4,
 		AutoRebalance:        true,
 		RebalanceThreshold:   defaultThreshold,
 		RebalanceMaxInFlight: 8 << 30,
@@ -175,6 +180,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("meta config: RebalanceThreshold %v outside (0, 1]", c.RebalanceThreshold)
 	case c.MoveConcurrency < 0:
 		return errors.New("meta config: MoveConcurrency must not be negative")
+	case c.MovesPerSource < 1:
+		return errors.New("meta config: MovesPerSource must be at least 1")
 	case c.MoveDeleteDelay < 0:
 		return errors.New("meta config: MoveDeleteDelay must not be negative")
 	case c.MassDownHold < 0:

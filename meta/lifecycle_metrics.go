@@ -15,6 +15,7 @@ type lifecycleCollector struct {
 	adminState, toMove                *prometheus.Desc
 	rebRunning, rebInFlight, rebMoved *prometheus.Desc
 	rebSpread                         *prometheus.Desc
+	moveQueue, moveRate, moveETA      *prometheus.Desc
 }
 
 func newLifecycleCollector(n *Node) *lifecycleCollector {
@@ -28,11 +29,14 @@ func newLifecycleCollector(n *Node) *lifecycleCollector {
 		rebInFlight: desc("rebalance_moves_in_flight", "A rebalance's moves handed out and not landed yet. Leader only."),
 		rebMoved:    desc("rebalance_moved_bytes", "Shard bytes the rebalance moved under this leader. Leader only."),
 		rebSpread:   desc("rebalance_spread", "Largest distance of a node's used fraction from the mean, as of the last plan. Leader only."),
+		moveQueue:   desc("move_queue_bytes", "Shard bytes still to move: on draining nodes, and in the running rebalance's plan. Leader only."),
+		moveRate:    desc("move_bytes_per_second", "Bytes of shards moved per second over the last minute. Leader only."),
+		moveETA:     desc("move_eta_seconds", "Time to move the move queue at the current rate; absent while unknown. Leader only."),
 	}
 }
 
 func (c *lifecycleCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.adminState, c.toMove, c.rebRunning, c.rebInFlight, c.rebMoved, c.rebSpread} {
+	for _, d := range []*prometheus.Desc{c.adminState, c.toMove, c.rebRunning, c.rebInFlight, c.rebMoved, c.rebSpread, c.moveQueue, c.moveRate, c.moveETA} {
 		ch <- d
 	}
 }
@@ -43,8 +47,13 @@ func (c *lifecycleCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	var running bool
+	var queue uint64
 	n.fsm.view(func(tx *bolt.Tx) error {
 		running = rebalanceState(tx).Running
+		var err error
+		if queue, err = n.moveQueue(tx); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.moveQueue, err)
+		}
 		a := &applier{tx: tx}
 		return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
 			node := &pb.StorageNode{}
@@ -67,6 +76,15 @@ func (c *lifecycleCollector) Collect(ch chan<- prometheus.Metric) {
 		spread = r.summary.SpreadBefore
 	}
 	r.mu.Unlock()
+	if running {
+		queue += n.rebalanceLeft()
+	}
+	f := n.moves.figures(n.cfg.now())
+	ch <- prometheus.MustNewConstMetric(c.moveQueue, prometheus.GaugeValue, float64(queue))
+	ch <- prometheus.MustNewConstMetric(c.moveRate, prometheus.GaugeValue, f.bytesPerSec)
+	if eta := f.eta(queue); eta != nil {
+		ch <- prometheus.MustNewConstMetric(c.moveETA, prometheus.GaugeValue, *eta)
+	}
 	ch <- prometheus.MustNewConstMetric(c.rebMoved, prometheus.GaugeValue, float64(moved))
 	ch <- prometheus.MustNewConstMetric(c.rebSpread, prometheus.GaugeValue, spread)
 }

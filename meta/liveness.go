@@ -146,6 +146,7 @@ func (n *Node) leaderLoop() {
 			n.live.reset(now)
 			n.repairs.reset()
 			n.progress.reset(now)
+			n.moves.reset(now)
 			n.reports.reset()
 			n.rebalancer.reset()
 			n.onLeadership()

@@ -17,6 +17,7 @@ type metrics struct {
 	batchSize   prometheus.Histogram
 	// Repairs whose update committed while this member led.
 	repairedShards, repairedBytes prometheus.Counter
+	movedShards, movedBytes       prometheus.Counter
 	// Storage nodes this member marked down as leader.
 	markedDown prometheus.Counter
 	// The mass-down guard as this member saw it last as leader.
@@ -48,6 +49,14 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		repairedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "clipstore", Subsystem: "meta", Name: "repaired_bytes_total",
 			Help: "Piece bytes of the shards counted by clipstore_meta_repaired_shards_total.",
+		}),
+		movedShards: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "moved_shards_total",
+			Help: "Shards moved (drains and rebalancing): move tasks this member planned as leader whose update committed.",
+		}),
+		movedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "meta", Name: "moved_bytes_total",
+			Help: "Piece bytes of the shards counted by clipstore_meta_moved_shards_total.",
 		}),
 		markedDown: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "clipstore", Subsystem: "meta", Name: "nodes_marked_down_total",
@@ -81,7 +90,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		Namespace: "clipstore", Subsystem: "meta", Name: "applied_index", Help: "Raft index of the last entry applied to the FSM.",
 	}, func() float64 { return float64(n.fsm.appliedIndex()) })
 	reg.MustRegister(m.proposals, m.proposalSec, m.readSec, m.batchSize, leader, applied,
-		m.repairedShards, m.repairedBytes, newRepairCollector(n), m.markedDown, m.holdActive, m.holdRemaining, m.holdNodes, newLifecycleCollector(n))
+		m.repairedShards, m.repairedBytes, m.movedShards, m.movedBytes, newRepairCollector(n), m.markedDown, m.holdActive, m.holdRemaining, m.holdNodes, newLifecycleCollector(n))
 	return m
 }
 

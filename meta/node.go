@@ -33,8 +33,9 @@ type Node struct {
 	repairs    *repairs
 	rebalancer *rebalancer
 	reports    *reportQueue
-	progress   *repairProgress
-	peers      *conns.Cache // to other members, for forwarding
+	progress   *repairProgress // repairs of lost shards
+	moves      *repairProgress // drains' and rebalances' moves
+	peers      *conns.Cache    // to other members, for forwarding
 	metrics    *metrics
 
 	// ctx is the member's lifetime: the leader's background loops propose
@@ -65,7 +66,7 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, replan: make(chan struct{}, 1), progress: newRepairProgress()}
+	n := &Node{cfg: cfg, log: cfg.Logger, replan: make(chan struct{}, 1), progress: newRepairProgress(), moves: newRepairProgress()}
 	n.ctx, n.cancel = context.WithCancel(context.Background()) // the member's lifetime; see Shutdown
 	if n.log == nil {
 		n.log = slog.Default()

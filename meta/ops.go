@@ -162,7 +162,9 @@ func (n *Node) heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Heart
 }
 
 // updateShard commits a shard move on the leader. A repair that lands is
-// counted, and the leader plans the next ones at once.
+// counted, and the leader plans the next ones at once: the answer carries
+// the node's work, so that the slot it freed is filled now rather than at
+// its next heartbeat.
 func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb.UpdateShardResponse, error) {
 	req.OldDeleteAfterUnixNano = 0
 	if n.cfg.MoveDeleteDelay > 0 && n.isMove(req) {
@@ -171,12 +173,15 @@ func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb
 	if _, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_UpdateShard{UpdateShard: req}}); err != nil {
 		return nil, err
 	}
-	n.updateLanded(req)
-	select {
-	case n.replan <- struct{}{}:
-	default:
+	if !n.updateLanded(req) {
+		select { // a former leader's task: plan in the leader loop
+		case n.replan <- struct{}{}:
+		default:
+		}
+		return &pb.UpdateShardResponse{}, nil
 	}
-	return &pb.UpdateShardResponse{}, nil
+	n.planNext(n.cfg.now())
+	return &pb.UpdateShardResponse{Repairs: n.repairs.work(req.NewShard.GetNodeId())}, nil
 }
 
 func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipResponse, error) {
@@ -279,15 +284,24 @@ func (n *Node) listNodes(_ context.Context, _ *pb.ListNodesRequest) (*pb.ListNod
 				}
 			}
 			if node.AdminState == pb.AdminState_ADMIN_STATE_DRAINING {
-				node.ShardsToMove = uint64((&applier{tx: tx}).placedShards(node.NodeId))
-				if n.IsLeader() {
-					node.DrainBlocked = n.repairs.drainBlocked(node.NodeId)
+				a := &applier{tx: tx}
+				node.ShardsToMove = uint64(a.placedShards(node.NodeId))
+				var err error
+				if node.BytesToMove, err = a.placedBytes(node.NodeId); err != nil {
+					return err
 				}
 			}
 			resp.Nodes = append(resp.Nodes, node)
 			return nil
 		})
 	})
+	if err == nil && n.IsLeader() {
+		for _, node := range resp.Nodes {
+			if node.AdminState == pb.AdminState_ADMIN_STATE_DRAINING {
+				node.DrainBlocked = n.repairs.drainBlocked(node.NodeId)
+			}
+		}
+	}
 	return resp, err
 }
 
@@ -393,6 +407,11 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		if err := n.lostShards(tx, now, resp); err != nil {
 			return err
 		}
+		var err error
+		if resp.MoveQueueBytes, err = n.moveQueue(tx); err != nil {
+			return err
+		}
+		resp.Rebalancing = rebalanceState(tx).Running
 		resp.Buckets = uint64(tx.Bucket(bktBuckets).Stats().KeyN)
 		resp.Clips = uint64(tx.Bucket(bktClips).Stats().KeyN)
 		resp.PendingDeletes = uint64(tx.Bucket(bktDeletes).Stats().KeyN)
@@ -411,7 +430,13 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 	if err != nil || !n.IsLeader() {
 		return resp, err // the leader's memory is not here
 	}
+	if resp.Rebalancing {
+		resp.MoveQueueBytes += n.rebalanceLeft()
+	}
 	n.progress.figures(now).fill(resp)
+	moves := n.moves.figures(now)
+	resp.MovedShards, resp.MovedBytes, resp.MoveBytesPerSec = moves.shards, moves.bytes, moves.bytesPerSec
+	resp.MoveEtaSeconds = moves.eta(resp.MoveQueueBytes)
 	resp.ShardLosses, resp.ShardCorrupt = n.live.losses()
 	resp.NodeScrubs = n.live.scrubs()
 	for _, ns := range resp.NodeScrubs {
@@ -524,6 +549,49 @@ func (n *Node) lostShards(tx *bolt.Tx, now time.Time, resp *pb.ClusterStatusResp
 		resp.DegradedClips++
 		return nil
 	})
+}
+
+// moveQueue returns the shard bytes on draining nodes still to move (but a
+// dead node's, which repair rebuilds).
+func (n *Node) moveQueue(tx *bolt.Tx) (uint64, error) {
+	nodes := map[string]*pb.StorageNode{}
+	if err := loadNodes(tx, nodes); err != nil {
+		return 0, err
+	}
+	var sum uint64
+	a := &applier{tx: tx}
+	for id, node := range nodes {
+		if node.AdminState != pb.AdminState_ADMIN_STATE_DRAINING || node.DrainDead {
+			continue
+		}
+		b, err := a.placedBytes(id)
+		if err != nil {
+			return 0, err
+		}
+		sum += b
+	}
+	return sum, nil
+}
+
+// rebalanceLeft is what the rebalance's plan has not moved yet: its queue
+// and its moves in flight. Not to be called inside an FSM view (it takes
+// the scheduler's lock, which is held around views).
+func (n *Node) rebalanceLeft() uint64 {
+	var sum uint64
+	r := n.rebalancer
+	r.mu.Lock()
+	for _, m := range r.queue {
+		sum += m.Length
+	}
+	r.mu.Unlock()
+	n.repairs.mu.Lock()
+	for _, t := range n.repairs.inflight {
+		if t.rebalance {
+			sum += expectedShardLength(t.work.PartLength, t.work.Profile)
+		}
+	}
+	n.repairs.mu.Unlock()
+	return sum
 }
 
 // repairQueue counts the repair queue, as ClusterStatus does.

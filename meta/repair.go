@@ -131,6 +131,7 @@ type repairNeed struct {
 	// target, when set, is the node the work must go to (a rebalance's
 	// plan); else planRepair picks one.
 	target string
+	rate   uint64 // the task's byte rate (0: no bound)
 }
 
 // scheduleRepairs plans repairs for lost shards: entries MISSING or
@@ -158,10 +159,9 @@ func (n *Node) scheduleRepairs(now time.Time) {
 		return
 	}
 	slices.SortStableFunc(needs, func(a, b repairNeed) int { return cmp.Compare(b.bad, a.bad) })
-	perNode := map[string]int{}
+	busy := n.repairs.busy()
 	running := [2]int{} // repairs, moves
 	for _, t := range n.repairs.inflight {
-		perNode[t.target]++
 		running[b2i(t.move)]++
 	}
 	n.repairs.repairBytes.refill(now, limits.BytesPerSec)
@@ -178,7 +178,8 @@ func (n *Node) scheduleRepairs(now time.Time) {
 			}
 			continue // repairs are full; moves may still go
 		}
-		planned, why := n.planRepair(need, nodes, perNode, now)
+		need.rate = taskRate(lim)
+		planned, why := n.planRepair(need, nodes, busy, now)
 		if need.bad < 0 { // a drain's move: say what holds the node's drain up
 			from := need.rec.Parts[need.part].Shards[need.index].NodeId
 			switch {
@@ -193,6 +194,46 @@ func (n *Node) scheduleRepairs(now time.Time) {
 			budget.budget -= float64(expectedShardLength(need.rec.Parts[need.part].Length, need.rec.Parts[need.part].Profile))
 		}
 	}
+}
+
+// slots counts the tasks in flight per node: as the target, and as the
+// source a move copies from.
+type slots struct{ target, source map[string]int }
+
+// busy counts the tasks in flight per node. The caller holds r.mu.
+func (r *repairs) busy() slots {
+	s := slots{target: map[string]int{}, source: map[string]int{}}
+	for _, t := range r.inflight {
+		s.add(t)
+	}
+	return s
+}
+
+func (s slots) add(t *repairTask) {
+	s.target[t.target]++
+	if cf := t.work.GetCopyFrom(); cf != nil {
+		s.source[cf.NodeId]++
+	}
+}
+
+// taskRate is one task's share of a cluster-wide byte rate: each of the
+// tasks the limits let run at once gets an equal part (0: no bound).
+func taskRate(lim *pb.RepairLimits) uint64 {
+	if lim.BytesPerSec == 0 {
+		return 0
+	}
+	return max(lim.BytesPerSec/uint64(max(lim.Concurrency, 1)), 1)
+}
+
+// taskTimeout is how long a task may take before it is planned again:
+// RepairTaskTimeout, plus twice what its bytes take at its rate, so that a
+// large shard at a low rate is not planned again forever.
+func (n *Node) taskTimeout(bytes, rate uint64) time.Duration {
+	d := n.cfg.RepairTaskTimeout
+	if rate > 0 {
+		d += 2 * time.Duration(float64(bytes)/float64(rate)*float64(time.Second))
+	}
+	return d
 }
 
 func b2i(b bool) int {
@@ -247,7 +288,7 @@ func (n *Node) retireTasks(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now ti
 			entry = rec.Parts[w.Part].Shards[w.Index]
 		}
 		if entry != nil && bytes.Equal(entry.ShardId, w.NewShardId) {
-			n.repairLanded(entry.Length, now)
+			n.repairLanded(t, entry.Length, now)
 		}
 		// A task whose target was marked down is planned again elsewhere
 		// at once, not at its deadline (an update that still lands from it
@@ -270,22 +311,39 @@ func (n *Node) isMove(req *pb.UpdateShardRequest) bool {
 }
 
 // updateLanded retires the task a committed UpdateShard finished, and
-// counts it as repaired. Updates of tasks this leader did not plan (a
-// former leader's) and replayed retries (the task is gone) count nothing.
-func (n *Node) updateLanded(req *pb.UpdateShardRequest) {
+// counts it as repaired; it reports whether there was one. Updates of tasks
+// this leader did not plan (a former leader's) and replayed retries (the
+// task is gone) count nothing.
+func (n *Node) updateLanded(req *pb.UpdateShardRequest) bool {
 	n.repairs.mu.Lock()
 	defer n.repairs.mu.Unlock()
 	key := shardKey(req.ClipId, req.Part, req.Index)
 	t := n.repairs.inflight[key]
 	if t == nil || !bytes.Equal(t.work.NewShardId, req.NewShard.GetShardId()) {
-		return
+		return false
 	}
 	delete(n.repairs.inflight, key)
-	n.repairLanded(req.NewShard.GetLength(), n.cfg.now())
+	n.repairLanded(t, req.NewShard.GetLength(), n.cfg.now())
 	if t.rebalance {
 		n.rebalancer.mu.Lock()
 		n.rebalancer.moved += req.NewShard.GetLength()
 		n.rebalancer.mu.Unlock()
+	}
+	return true
+}
+
+// planNext plans repairs and moves, and hands out the running rebalance's
+// next moves: what a leader tick does for them, run when a task lands.
+func (n *Node) planNext(now time.Time) {
+	n.scheduleRepairs(now)
+	var running bool
+	var lim *pb.RepairLimits
+	n.fsm.view(func(tx *bolt.Tx) error {
+		running, lim = rebalanceState(tx).Running, n.moveLimits(tx)
+		return nil
+	})
+	if running {
+		n.dispatchRebalance(now, lim)
 	}
 }
 
@@ -463,7 +521,7 @@ func ignoreEnough(err error) error {
 // planRepair picks the sources and a target for one lost shard and queues
 // the work for the target's next heartbeat. It reports whether it did, and
 // if not, why.
-func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, perNode map[string]int, now time.Time) (bool, string) {
+func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, busy slots, now time.Time) (bool, string) {
 	part := need.rec.Parts[need.part]
 	k := int(part.Profile.DataShards)
 	var sources []*pb.ShardSource
@@ -494,38 +552,43 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 	}
 	target := need.target
 	if target != "" {
-		if _, ok := n.canTake(target, nodes[target], holders, perNode, now); !ok {
+		if _, ok := n.canTake(target, nodes[target], holders, busy, now); !ok {
 			return false, "" // the plan is stale, or the target busy: the next plan sees it
 		}
 	} else {
-		target = n.repairTarget(nodes, holders, zones, perNode, now)
+		target = n.repairTarget(nodes, holders, zones, busy, now)
 	}
 	if target == "" {
-		if n.repairTarget(nodes, holders, zones, map[string]int{}, now) != "" {
+		if n.repairTarget(nodes, holders, zones, slots{target: map[string]int{}}, now) != "" {
 			return false, "" // the targets are busy: later
 		}
 		return false, fmt.Sprintf("no active, up node with room holds no shard of clip %s/%s (%d+%d needs %d distinct nodes)",
 			need.rec.Bucket, need.rec.Key, k, part.Profile.GetParityShards(), k+int(part.Profile.GetParityShards()))
 	}
 	old := part.Shards[need.index]
+	move := need.bad < 0
+	if from := old.NodeId; move && busy.source[from] >= n.cfg.MovesPerSource {
+		return false, "" // the source is busy: later
+	}
+	timeout := n.taskTimeout(expectedShardLength(part.Length, part.Profile), need.rate)
 	w := &pb.RepairWork{
 		TaskId: newID(), ClipId: need.rec.ClipId, Generation: need.rec.Generation, Part: need.part,
 		Index: need.index, OldShardId: old.ShardId, NewShardId: newID(), Profile: part.Profile,
 		PartLength: part.Length, Sources: sources,
-		CommitDeadlineUnixNano: now.Add(n.cfg.RepairTaskTimeout).UnixNano(),
+		CommitDeadlineUnixNano: now.Add(timeout).UnixNano(), BytesPerSec: need.rate,
 	}
 	if old.State != pb.ShardState_SHARD_STATE_MISSING || old.NodeId != "" {
 		sum := old.Checksum // written once, so its checksum is known
 		w.ExpectedChecksum = &sum
 	}
-	if from := nodes[old.NodeId]; need.bad < 0 && old.State == pb.ShardState_SHARD_STATE_OK && from != nil &&
+	if from := nodes[old.NodeId]; move && old.State == pb.ShardState_SHARD_STATE_OK && from != nil &&
 		from.State == pb.NodeState_NODE_STATE_UP {
 		// A move: copy the healthy shard itself; the sources are the fallback.
 		w.CopyFrom = &pb.ShardSource{Index: old.Index, NodeId: old.NodeId, Address: from.Address, ShardId: old.ShardId}
 	}
-	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = &repairTask{work: w, target: target,
-		deadline: now.Add(n.cfg.RepairTaskTimeout), move: need.bad < 0}
-	perNode[target]++
+	t := &repairTask{work: w, target: target, deadline: now.Add(timeout), move: move}
+	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = t
+	busy.add(t)
 	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,
 		"lost_on", old.NodeId, "state", old.State)
 	return true, ""
@@ -534,8 +597,8 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, per
 // canTake reports whether a node may receive a rebuilt or moved shard of a
 // clip: up, active, heard from lately with room, holding no other shard of
 // the clip, and below its per-node limit; with its last heartbeat.
-func (n *Node) canTake(id string, node *pb.StorageNode, holders map[string]bool, perNode map[string]int, now time.Time) (heartbeat, bool) {
-	if node == nil || holders[id] || node.State != pb.NodeState_NODE_STATE_UP || !placeable(node) || perNode[id] >= n.cfg.RepairPerNode {
+func (n *Node) canTake(id string, node *pb.StorageNode, holders map[string]bool, busy slots, now time.Time) (heartbeat, bool) {
+	if node == nil || holders[id] || node.State != pb.NodeState_NODE_STATE_UP || !placeable(node) || busy.target[id] >= n.cfg.RepairPerNode {
 		return heartbeat{}, false
 	}
 	hb, ok := n.live.get(id)
@@ -545,11 +608,11 @@ func (n *Node) canTake(id string, node *pb.StorageNode, holders map[string]bool,
 // repairTarget picks a live node that holds no other shard of the clip,
 // in the least used zone, weighted by free space.
 func (n *Node) repairTarget(nodes map[string]*pb.StorageNode, holders map[string]bool, zones map[string]int,
-	perNode map[string]int, now time.Time) string {
+	busy slots, now time.Time) string {
 	var cands []Candidate
 	best := -1
 	for id, node := range nodes {
-		hb, ok := n.canTake(id, node, holders, perNode, now)
+		hb, ok := n.canTake(id, node, holders, busy, now)
 		if !ok {
 			continue
 		}

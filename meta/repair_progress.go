@@ -118,10 +118,16 @@ func (f repairFigures) eta(queued uint64) *float64 {
 	return &eta
 }
 
-// repairLanded counts a finished repair task. The caller holds repairs.mu
-// and removes the task, so a task counts once, whichever notices first: the
-// leader's UpdateShard handler or the planner retiring it.
-func (n *Node) repairLanded(length uint64, now time.Time) {
+// repairLanded counts a finished repair or move task. The caller holds
+// repairs.mu and removes the task, so a task counts once, whichever notices
+// first: the leader's UpdateShard handler or the planner retiring it.
+func (n *Node) repairLanded(t *repairTask, length uint64, now time.Time) {
+	if t.move {
+		n.moves.record(now, length)
+		n.metrics.movedShards.Inc()
+		n.metrics.movedBytes.Add(float64(length))
+		return
+	}
 	n.progress.record(now, length)
 	n.metrics.repairedShards.Inc()
 	n.metrics.repairedBytes.Add(float64(length))

@@ -14,6 +14,7 @@ import (
 	"github.com/clipstore/clipstore/internal/metacall"
 	"github.com/clipstore/clipstore/internal/rpcerr"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -25,7 +26,16 @@ type repairJob struct {
 	layout    erasure.Layout
 	sources   []*metapb.ShardSource // usable ones, by index
 	requestID []byte
-	stored    bool // the new shard is stored: this job's to delete if it fails
+	stored    bool          // the new shard is stored: this job's to delete if it fails
+	pacer     *rate.Limiter // the work's byte rate; nil: no bound
+}
+
+// pace waits until the work's byte rate allows n more bytes written.
+func (j *repairJob) pace(ctx context.Context, n int) error {
+	if j.pacer == nil {
+		return nil
+	}
+	return j.pacer.WaitN(ctx, min(n, j.pacer.Burst()))
 }
 
 func (j *repairJob) String() string {
@@ -50,9 +60,6 @@ func (r *repairer) repair(ctx context.Context, w *metapb.RepairWork) error {
 		return fmt.Errorf("repair %s: %w", job, err)
 	}
 	elapsed := time.Since(start)
-	if r.n.hb != nil {
-		r.n.hb.hurry() // meta may have more work for this node
-	}
 	r.metrics.result("ok")
 	r.metrics.bytes.Add(float64(res.Length))
 	r.metrics.seconds.Observe(elapsed.Seconds())
@@ -116,8 +123,15 @@ func (r *repairer) plan(w *metapb.RepairWork) (*repairJob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
-	return &repairJob{w: w, h: h, layout: layout, sources: usableSources(w, h.shards()),
-		requestID: updateRequestID(w.GetTaskId())}, nil
+	job := &repairJob{w: w, h: h, layout: layout, sources: usableSources(w, h.shards()),
+		requestID: updateRequestID(w.GetTaskId())}
+	if bps := w.GetBytesPerSec(); bps > 0 {
+		// A burst of a second's worth, and at least a piece: the first
+		// piece goes at once, the rest at the rate.
+		burst := int(min(max(bps, uint64(h.BlockSize)), 1<<30))
+		job.pacer = rate.NewLimiter(rate.Limit(bps), burst)
+	}
+	return job, nil
 }
 
 // usableSources keeps the sources that name another index of the code, one
@@ -191,6 +205,9 @@ func (r *repairer) rebuild(ctx context.Context, job *repairJob) (WriteResult, er
 			return WriteResult{}, err
 		}
 		p := job.layout.PieceLen(b)
+		if err := job.pace(ctx, len(unit)); err != nil {
+			return WriteResult{}, err
+		}
 		if err := sw.WritePiece(uint64(b), unit[:p], unit[p:]); err != nil {
 			return WriteResult{}, err
 		}
@@ -230,6 +247,9 @@ func (r *repairer) copyShard(ctx context.Context, job *repairJob, cf *metapb.Sha
 		if len(u) < p {
 			return WriteResult{}, fmt.Errorf("%w: block %d: a unit of %d bytes, the piece alone is %d", ErrInvalidArgument, b, len(u), p)
 		}
+		if err := job.pace(ctx, len(u)); err != nil {
+			return WriteResult{}, err
+		}
 		if err := sw.WritePiece(uint64(b), u[:p], u[p:]); err != nil {
 			return WriteResult{}, err
 		}
@@ -247,12 +267,19 @@ func (r *repairer) commit(ctx context.Context, job *repairJob, res WriteResult) 
 		CommitDeadlineUnixNano: w.GetCommitDeadlineUnixNano(),
 		NewShard: &metapb.Shard{Index: w.GetIndex(), NodeId: r.n.cfg.NodeID, ShardId: job.h.ShardID[:],
 			Length: res.Length, Checksum: res.Checksum, State: metapb.ShardState_SHARD_STATE_OK}}
-	_, err := metacall.Call(ctx, r.n.meta.WithAttempts(updateAttempts),
+	resp, err := metacall.Call(ctx, r.n.meta.WithAttempts(updateAttempts),
 		func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.UpdateShardResponse, error) {
 			return mc.UpdateShard(ctx, req)
 		})
 	switch {
 	case err == nil:
+		// The slot this job frees is filled at once: meta answers with
+		// the node's next work (a heartbeat answer would bring it later).
+		if len(resp.GetRepairs()) > 0 {
+			r.submit(resp.GetRepairs())
+		} else if r.n.hb != nil {
+			r.n.hb.hurry() // meta may have more work for this node
+		}
 		return nil
 	case metaRefused(err):
 		return fmt.Errorf("%w: %w", ErrRepairRefused, err)

@@ -417,9 +417,12 @@ func TestRepair(t *testing.T) {
 		name, key string
 		sources   []int // to rebuild from if the copy fails
 		corrupt   bool  // the copy meets a corrupt piece
+		rate      uint64
 	}{
-		{"a move copies the shard itself", "copy", nil, false}, // no source: only the copy can work
-		{"a move whose copy fails rebuilds", "copy-fails", []int{0, 2, 3, 4, 5}, true},
+		{"a move copies the shard itself", "copy", nil, false, 0}, // no source: only the copy can work
+		{"a move whose copy fails rebuilds", "copy-fails", []int{0, 2, 3, 4, 5}, true, 0},
+		{"a paced move copies at its rate", "paced", nil, false, 8000},
+		{"a paced rebuild rebuilds at its rate", "paced-rebuild", []int{0, 2, 3, 4, 5}, true, 8000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := rc.put(t, tc.key, size)
@@ -431,11 +434,22 @@ func TestRepair(t *testing.T) {
 			w.CopyFrom = &metapb.ShardSource{Index: 1, NodeId: old.NodeId, Address: from.addr, ShardId: old.ShardId}
 			sum := old.Checksum
 			w.ExpectedChecksum = &sum
+			w.BytesPerSec = tc.rate
 			target := rc.spare(t, c)
+			start := time.Now()
 			if err := target.node.Repair(t.Context(), w); err != nil {
 				t.Fatal(err)
 			}
 			checkRepaired(t, rc, c, tc.key, w, target)
+			if tc.rate > 0 {
+				// The first block size's worth goes at once (the pacer's
+				// burst); the rest takes at least its bytes over the rate.
+				burst := uint64(w.Profile.BlockSize)
+				least := time.Duration(float64(old.Length-burst) / float64(tc.rate) * float64(time.Second))
+				if took := time.Since(start); took < least {
+					t.Fatalf("a %d-byte shard at %d B/s took %v; at least %v expected", old.Length, tc.rate, took, least)
+				}
+			}
 		})
 	}
 

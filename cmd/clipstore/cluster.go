@@ -107,6 +107,7 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 			h.Nodes, h.Threshold, h.Until.UTC().Format(time.RFC3339), max(h.Until.Sub(now), 0).Round(time.Second))
 	}
 	writeRepair(w, st.Repair, now)
+	writeMoves(w, st.Moves)
 	fmt.Fprintf(w, "limits: repair %s; moves %s\n", limitsText(st.RepairLimits), limitsText(st.MoveLimits))
 	if rb := st.Rebalance; rb != nil {
 		switch {
@@ -178,6 +179,39 @@ func writeRepair(w io.Writer, r client.RepairStatus, now time.Time) {
 			r.RepairedShards, bytesize.Human(int64(r.RepairedBytes)), ago(now, r.Since))
 	}
 	fmt.Fprintln(w)
+}
+
+// writeMoves prints the moves' line: what drains and the rebalance have
+// left to move, the rate and the ETA; nothing when there is nothing to move
+// and nothing moved.
+func writeMoves(w io.Writer, m client.MoveStatus) {
+	if m.QueueBytes == 0 && m.MovedShards == 0 {
+		return
+	}
+	fmt.Fprintf(w, "moves: %s to move", bytesize.Human(int64(m.QueueBytes)))
+	switch state := moveState(m); state {
+	case "paused":
+		fmt.Fprintf(w, ", paused (move concurrency 0)")
+	case "moving":
+		fmt.Fprintf(w, ", %.2f MB/s over the last minute, ETA %s", m.BytesPerSec/1e6, m.ETA.Round(time.Second))
+	case "waiting":
+		fmt.Fprintf(w, ", nothing moved in the last minute")
+	}
+	fmt.Fprintf(w, "; %d shards (%s) moved since the leader's election\n", m.MovedShards, bytesize.Human(int64(m.MovedBytes)))
+}
+
+// moveState names what moves are doing, as repairState does for repair.
+func moveState(m client.MoveStatus) string {
+	switch {
+	case m.Paused:
+		return "paused"
+	case m.QueueBytes == 0:
+		return "idle"
+	case m.BytesPerSec > 0 && m.ETAKnown:
+		return "moving"
+	default:
+		return "waiting"
+	}
 }
 
 // usedCell is a node's used space, and its share of the capacity.
@@ -277,6 +311,12 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 	if !r.Since.IsZero() {
 		repair["since"] = jsonTime(r.Since)
 	}
+	moves := map[string]any{"state": moveState(st.Moves), "queue_bytes": st.Moves.QueueBytes,
+		"moved_shards": st.Moves.MovedShards, "moved_bytes": st.Moves.MovedBytes, "bytes_per_sec": st.Moves.BytesPerSec,
+		"eta_seconds": nil}
+	if st.Moves.ETAKnown {
+		moves["eta_seconds"] = st.Moves.ETA.Seconds()
+	}
 	var hold any
 	if h := st.RepairHold; h != nil {
 		hold = map[string]any{"since": jsonTime(h.Since), "until": jsonTime(h.Until), "nodes": h.Nodes, "threshold": h.Threshold}
@@ -290,6 +330,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},
 		"move_limits":          map[string]any{"concurrency": st.MoveLimits.Concurrency, "bytes_per_sec": st.MoveLimits.BytesPerSec},
 		"repair":               repair,
+		"moves":                moves,
 		"repair_hold":          hold,
 		"rebalance":            rebalanceOrNil(st.Rebalance),
 		"scrub": map[string]any{"nodes_running": st.Scrub.Running, "bytes_done": st.Scrub.BytesDone,
@@ -313,7 +354,7 @@ func nodeJSON(n client.StorageNode) map[string]any {
 	node := map[string]any{"id": n.ID, "address": n.Address, "zone": n.Zone, "up": n.Up,
 		"capacity": n.Capacity, "free": n.Free, "shards": n.Shards, "lost": lossesJSON(n.Lost),
 		"corrupt": lossesJSON(n.Corrupt), "failed_disks": failed, "admin_state": cmp.Or(n.AdminState, client.AdminActive),
-		"drain_dead": n.DrainDead, "shards_to_move": n.ShardsToMove,
+		"drain_dead": n.DrainDead, "shards_to_move": n.ShardsToMove, "bytes_to_move": n.BytesToMove,
 		"drain_blocked": n.DrainBlocked}
 	if !n.MaintenanceUntil.IsZero() {
 		node["maintenance_until"] = jsonTime(n.MaintenanceUntil)

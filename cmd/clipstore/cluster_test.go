@@ -74,6 +74,15 @@ func TestClusterStatusText(t *testing.T) {
 			st.Nodes[2].AdminState = client.AdminDecommissioned
 		}, []string{"maintenance until " + now.Add(30*time.Minute).UTC().Format(time.RFC3339) + " (in 30m0s)",
 			"draining (dead: its shards are rebuilt elsewhere)", "decommissioned", "  active  "}},
+		{"draining", func(st *client.ClusterStatus) {
+			st.Nodes[1].AdminState, st.Nodes[1].ShardsToMove, st.Nodes[1].BytesToMove = client.AdminDraining, 12, 24<<20
+			st.Moves = client.MoveStatus{QueueBytes: 24 << 20, MovedShards: 3, MovedBytes: 6 << 20, BytesPerSec: 4e6,
+				ETA: 6300 * time.Millisecond, ETAKnown: true}
+		}, []string{"draining, 12 shards (24.0 MiB) to move",
+			"moves: 24.0 MiB to move, 4.00 MB/s over the last minute, ETA 6s; 3 shards (6.0 MiB) moved since the leader's election"}},
+		{"moves paused", func(st *client.ClusterStatus) {
+			st.Moves = client.MoveStatus{QueueBytes: 24 << 20, Paused: true}
+		}, []string{"moves: 24.0 MiB to move, paused (move concurrency 0); 0 shards (0 B) moved"}},
 		{"rebalance running", func(st *client.ClusterStatus) {
 			st.Rebalance = &client.RebalanceStatus{Running: true, StartedAt: now.Add(-time.Minute), StartedBy: "storage node s7 joined",
 				SpreadBefore: 0.3, SpreadAfter: 0.04, MovesInFlight: 3, BytesInFlight: 3 << 20, MovedBytes: 7 << 20}

@@ -39,6 +39,8 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.cfg.MoveConcurrency, "move-concurrency", o.cfg.MoveConcurrency,
 		"moves (drains) running at once, cluster-wide, until clipstore admin moves changes it (0 pauses moves)")
 	f.Var(rateFlag(&o.cfg.MoveBytesPerSec), "move-rate", "shard bytes moved per second, cluster-wide, until clipstore admin moves changes it (0: no bound)")
+	f.IntVar(&o.cfg.MovesPerSource, "moves-per-source", o.cfg.MovesPerSource, "moves copying from one storage node at once, at most")
+	f.IntVar(&o.cfg.RepairPerNode, "repairs-per-node", o.cfg.RepairPerNode, "repairs and moves writing to one storage node at once, at most")
 	f.Var(sizeFlag(&o.cfg.MinFreeBytes), "min-free", "storage nodes with less free space get no new shards")
 	f.BoolVar(&o.cfg.AutoRebalance, "auto-rebalance", o.cfg.AutoRebalance, "start a rebalance by itself when a storage node joins or changes capacity")
 	f.Float64Var(&o.cfg.RebalanceThreshold, "rebalance-threshold", o.cfg.RebalanceThreshold,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/spf13/cobra"
 )
 
@@ -67,9 +68,10 @@ func adminCell(n client.StorageNode, now time.Time) string {
 		return fmt.Sprintf("maintenance until %s (in %s)", n.MaintenanceUntil.UTC().Format(time.RFC3339),
 			max(n.MaintenanceUntil.Sub(now), 0).Round(time.Second))
 	case client.AdminDraining:
-		s := fmt.Sprintf("draining, %d shards to move", n.ShardsToMove)
+		s := fmt.Sprintf("draining, %d shards (%s) to move", n.ShardsToMove, bytesize.Human(int64(n.BytesToMove)))
 		if n.DrainDead {
-			s = fmt.Sprintf("draining (dead: its shards are rebuilt elsewhere), %d shards to move", n.ShardsToMove)
+			s = fmt.Sprintf("draining (dead: its shards are rebuilt elsewhere), %d shards (%s) to move", n.ShardsToMove,
+				bytesize.Human(int64(n.BytesToMove)))
 		}
 		if n.DrainBlocked != "" {
 			s += "; BLOCKED: " + n.DrainBlocked

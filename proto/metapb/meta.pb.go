@@ -2292,7 +2292,11 @@ func (x *UpdateShardRequest) GetOldDeleteAfterUnixNano() int64 {
 }
 
 type UpdateShardResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The repairs and moves the reporting node is to run next, planned
+	// once this update freed its slot: the node starts them now instead of
+	// at its next heartbeat (which carries them too).
+	Repairs       []*RepairWork `protobuf:"bytes,1,rep,name=repairs,proto3" json:"repairs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2325,6 +2329,13 @@ func (x *UpdateShardResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use UpdateShardResponse.ProtoReflect.Descriptor instead.
 func (*UpdateShardResponse) Descriptor() ([]byte, []int) {
 	return file_meta_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UpdateShardResponse) GetRepairs() []*RepairWork {
+	if x != nil {
+		return x.Repairs
+	}
+	return nil
 }
 
 type DiskStatus struct {
@@ -2509,7 +2520,10 @@ type StorageNode struct {
 	ShardsToMove uint64 `protobuf:"varint,18,opt,name=shards_to_move,json=shardsToMove,proto3" json:"shards_to_move,omitempty"`
 	// Filled in by ListNodes on the leader: why no move off this draining
 	// node could be planned (too few nodes left, say); empty when none.
-	DrainBlocked  string `protobuf:"bytes,19,opt,name=drain_blocked,json=drainBlocked,proto3" json:"drain_blocked,omitempty"`
+	DrainBlocked string `protobuf:"bytes,19,opt,name=drain_blocked,json=drainBlocked,proto3" json:"drain_blocked,omitempty"`
+	// Filled in by ListNodes for a draining node: the shard bytes still
+	// placed on it.
+	BytesToMove   uint64 `protobuf:"varint,20,opt,name=bytes_to_move,json=bytesToMove,proto3" json:"bytes_to_move,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2675,6 +2689,13 @@ func (x *StorageNode) GetDrainBlocked() string {
 		return x.DrainBlocked
 	}
 	return ""
+}
+
+func (x *StorageNode) GetBytesToMove() uint64 {
+	if x != nil {
+		return x.BytesToMove
+	}
+	return 0
 }
 
 type SetNodeAdminStateRequest struct {
@@ -3805,7 +3826,10 @@ type RepairWork struct {
 	// A move (a drain's): the shard itself, healthy, to copy verbatim (every
 	// piece verified) instead of rebuilding it from k sources; the sources
 	// are the fallback when the copy fails.
-	CopyFrom      *ShardSource `protobuf:"bytes,13,opt,name=copy_from,json=copyFrom,proto3" json:"copy_from,omitempty"`
+	CopyFrom *ShardSource `protobuf:"bytes,13,opt,name=copy_from,json=copyFrom,proto3" json:"copy_from,omitempty"`
+	// The most bytes per second the task may copy or rebuild (its share of
+	// the cluster-wide limit); 0: no bound. Its deadline allows for it.
+	BytesPerSec   uint64 `protobuf:"varint,14,opt,name=bytes_per_sec,json=bytesPerSec,proto3" json:"bytes_per_sec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3929,6 +3953,13 @@ func (x *RepairWork) GetCopyFrom() *ShardSource {
 		return x.CopyFrom
 	}
 	return nil
+}
+
+func (x *RepairWork) GetBytesPerSec() uint64 {
+	if x != nil {
+		return x.BytesPerSec
+	}
+	return 0
 }
 
 type HeartbeatResponse struct {
@@ -5067,10 +5098,19 @@ type ClusterStatusResponse struct {
 	// The shards the storage nodes found corrupt, summed likewise.
 	ShardCorrupt *ShardLosses `protobuf:"bytes,30,opt,name=shard_corrupt,json=shardCorrupt,proto3" json:"shard_corrupt,omitempty"`
 	// Set while the mass-down guard holds repair back.
-	RepairHold    *RepairHold   `protobuf:"bytes,29,opt,name=repair_hold,json=repairHold,proto3" json:"repair_hold,omitempty"`
-	MoveLimits    *RepairLimits `protobuf:"bytes,31,opt,name=move_limits,json=moveLimits,proto3" json:"move_limits,omitempty"` // the limits of moves (drains) in force
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RepairHold *RepairHold   `protobuf:"bytes,29,opt,name=repair_hold,json=repairHold,proto3" json:"repair_hold,omitempty"`
+	MoveLimits *RepairLimits `protobuf:"bytes,31,opt,name=move_limits,json=moveLimits,proto3" json:"move_limits,omitempty"` // the limits of moves (drains) in force
+	// Moves (drains and rebalancing), counted as repairs are: the bytes
+	// still to move (shards on draining nodes, and what the running
+	// rebalance's plan has not moved yet), and the leader's figures.
+	MoveQueueBytes  uint64   `protobuf:"varint,32,opt,name=move_queue_bytes,json=moveQueueBytes,proto3" json:"move_queue_bytes,omitempty"`
+	MovedShards     uint64   `protobuf:"varint,33,opt,name=moved_shards,json=movedShards,proto3" json:"moved_shards,omitempty"`
+	MovedBytes      uint64   `protobuf:"varint,34,opt,name=moved_bytes,json=movedBytes,proto3" json:"moved_bytes,omitempty"`
+	MoveBytesPerSec float64  `protobuf:"fixed64,35,opt,name=move_bytes_per_sec,json=moveBytesPerSec,proto3" json:"move_bytes_per_sec,omitempty"`
+	MoveEtaSeconds  *float64 `protobuf:"fixed64,36,opt,name=move_eta_seconds,json=moveEtaSeconds,proto3,oneof" json:"move_eta_seconds,omitempty"`
+	Rebalancing     bool     `protobuf:"varint,37,opt,name=rebalancing,proto3" json:"rebalancing,omitempty"` // a rebalance runs
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -5318,6 +5358,48 @@ func (x *ClusterStatusResponse) GetMoveLimits() *RepairLimits {
 		return x.MoveLimits
 	}
 	return nil
+}
+
+func (x *ClusterStatusResponse) GetMoveQueueBytes() uint64 {
+	if x != nil {
+		return x.MoveQueueBytes
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetMovedShards() uint64 {
+	if x != nil {
+		return x.MovedShards
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetMovedBytes() uint64 {
+	if x != nil {
+		return x.MovedBytes
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetMoveBytesPerSec() float64 {
+	if x != nil {
+		return x.MoveBytesPerSec
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetMoveEtaSeconds() float64 {
+	if x != nil && x.MoveEtaSeconds != nil {
+		return *x.MoveEtaSeconds
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetRebalancing() bool {
+	if x != nil {
+		return x.Rebalancing
+	}
+	return false
 }
 
 // RepairHold is the mass-down guard at work: more storage nodes went silent
@@ -5627,8 +5709,9 @@ const file_meta_proto_rawDesc = "" +
 	"oldShardId\x125\n" +
 	"\tnew_shard\x18\a \x01(\v2\x18.clipstore.meta.v1.ShardR\bnewShard\x129\n" +
 	"\x19commit_deadline_unix_nano\x18\b \x01(\x03R\x16commitDeadlineUnixNano\x12:\n" +
-	"\x1aold_delete_after_unix_nano\x18\t \x01(\x03R\x16oldDeleteAfterUnixNano\"\x15\n" +
-	"\x13UpdateShardResponse\"\xab\x01\n" +
+	"\x1aold_delete_after_unix_nano\x18\t \x01(\x03R\x16oldDeleteAfterUnixNano\"N\n" +
+	"\x13UpdateShardResponse\x127\n" +
+	"\arepairs\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.RepairWorkR\arepairs\"\xab\x01\n" +
 	"\n" +
 	"DiskStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12 \n" +
@@ -5641,7 +5724,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vShardLosses\x12\x14\n" +
 	"\x05scrub\x18\x01 \x01(\x04R\x05scrub\x12\x1c\n" +
 	"\tinventory\x18\x02 \x01(\x04R\tinventory\x12\x12\n" +
-	"\x04read\x18\x03 \x01(\x04R\x04read\"\x93\x06\n" +
+	"\x04read\x18\x03 \x01(\x04R\x04read\"\xb7\x06\n" +
 	"\vStorageNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -5667,7 +5750,8 @@ const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"drain_dead\x18\x11 \x01(\bR\tdrainDead\x12$\n" +
 	"\x0eshards_to_move\x18\x12 \x01(\x04R\fshardsToMove\x12#\n" +
-	"\rdrain_blocked\x18\x13 \x01(\tR\fdrainBlocked\"\xd8\x01\n" +
+	"\rdrain_blocked\x18\x13 \x01(\tR\fdrainBlocked\x12\"\n" +
+	"\rbytes_to_move\x18\x14 \x01(\x04R\vbytesToMove\"\xd8\x01\n" +
 	"\x18SetNodeAdminStateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -5769,7 +5853,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x19\n" +
-	"\bshard_id\x18\x04 \x01(\fR\ashardId\"\x9f\x04\n" +
+	"\bshard_id\x18\x04 \x01(\fR\ashardId\"\xc3\x04\n" +
 	"\n" +
 	"RepairWork\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x17\n" +
@@ -5790,7 +5874,8 @@ const file_meta_proto_rawDesc = "" +
 	" \x03(\v2\x1e.clipstore.meta.v1.ShardSourceR\asources\x129\n" +
 	"\x19commit_deadline_unix_nano\x18\v \x01(\x03R\x16commitDeadlineUnixNano\x120\n" +
 	"\x11expected_checksum\x18\f \x01(\aH\x00R\x10expectedChecksum\x88\x01\x01\x12;\n" +
-	"\tcopy_from\x18\r \x01(\v2\x1e.clipstore.meta.v1.ShardSourceR\bcopyFromB\x14\n" +
+	"\tcopy_from\x18\r \x01(\v2\x1e.clipstore.meta.v1.ShardSourceR\bcopyFrom\x12\"\n" +
+	"\rbytes_per_sec\x18\x0e \x01(\x04R\vbytesPerSecB\x14\n" +
 	"\x12_expected_checksum\"\x81\x02\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\adeletes\x18\x01 \x03(\v2\".clipstore.meta.v1.DeleteShardWorkR\adeletes\x12\x1f\n" +
@@ -5860,7 +5945,7 @@ const file_meta_proto_rawDesc = "" +
 	"\f_concurrencyB\x10\n" +
 	"\x0e_bytes_per_sec\"O\n" +
 	"\x14RepairLimitsResponse\x127\n" +
-	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xde\v\n" +
+	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xdf\r\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12!\n" +
@@ -5896,8 +5981,16 @@ const file_meta_proto_rawDesc = "" +
 	"\vrepair_hold\x18\x1d \x01(\v2\x1d.clipstore.meta.v1.RepairHoldR\n" +
 	"repairHold\x12@\n" +
 	"\vmove_limits\x18\x1f \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\n" +
-	"moveLimitsB\x15\n" +
-	"\x13_repair_eta_seconds\"\x90\x01\n" +
+	"moveLimits\x12(\n" +
+	"\x10move_queue_bytes\x18  \x01(\x04R\x0emoveQueueBytes\x12!\n" +
+	"\fmoved_shards\x18! \x01(\x04R\vmovedShards\x12\x1f\n" +
+	"\vmoved_bytes\x18\" \x01(\x04R\n" +
+	"movedBytes\x12+\n" +
+	"\x12move_bytes_per_sec\x18# \x01(\x01R\x0fmoveBytesPerSec\x12-\n" +
+	"\x10move_eta_seconds\x18$ \x01(\x01H\x01R\x0emoveEtaSeconds\x88\x01\x01\x12 \n" +
+	"\vrebalancing\x18% \x01(\bR\vrebalancingB\x15\n" +
+	"\x13_repair_eta_secondsB\x13\n" +
+	"\x11_move_eta_seconds\"\x90\x01\n" +
 	"\n" +
 	"RepairHold\x12&\n" +
 	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12&\n" +
@@ -6078,96 +6171,97 @@ var file_meta_proto_depIdxs = []int32{
 	27, // 24: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
 	0,  // 25: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
 	13, // 26: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
-	1,  // 27: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	35, // 28: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	36, // 29: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36, // 30: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	2,  // 31: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
-	2,  // 32: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
-	37, // 33: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	3,  // 34: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
-	41, // 35: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
-	42, // 36: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
-	35, // 37: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	37, // 38: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	35, // 39: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	49, // 40: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	36, // 41: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36, // 42: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	5,  // 43: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	51, // 44: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	51, // 45: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
-	50, // 46: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	52, // 47: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	4,  // 48: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	37, // 49: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	4,  // 50: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	57, // 51: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	59, // 52: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	62, // 53: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62, // 54: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62, // 55: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	4,  // 56: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	70, // 57: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	62, // 58: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	70, // 59: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	75, // 60: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	36, // 61: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	36, // 62: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	74, // 63: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	70, // 64: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
-	49, // 65: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	7,  // 66: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	9,  // 67: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	11, // 68: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	20, // 69: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	22, // 70: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	24, // 71: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	26, // 72: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	29, // 73: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	31, // 74: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	33, // 75: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	46, // 76: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	48, // 77: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	54, // 78: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	38, // 79: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	44, // 80: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	40, // 81: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	56, // 82: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	60, // 83: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	63, // 84: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	65, // 85: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	67, // 86: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	69, // 87: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	71, // 88: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	8,  // 89: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	10, // 90: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	12, // 91: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	21, // 92: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	23, // 93: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	25, // 94: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	28, // 95: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	30, // 96: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	32, // 97: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	34, // 98: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	47, // 99: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	53, // 100: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	55, // 101: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	39, // 102: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	45, // 103: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	43, // 104: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	58, // 105: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	61, // 106: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	64, // 107: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	66, // 108: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	68, // 109: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	73, // 110: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	72, // 111: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	89, // [89:112] is the sub-list for method output_type
-	66, // [66:89] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	52, // 27: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	1,  // 28: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
+	35, // 29: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	36, // 30: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36, // 31: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	2,  // 32: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
+	2,  // 33: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
+	37, // 34: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	3,  // 35: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
+	41, // 36: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
+	42, // 37: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
+	35, // 38: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	37, // 39: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	35, // 40: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	49, // 41: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	36, // 42: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36, // 43: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	5,  // 44: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	51, // 45: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	51, // 46: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
+	50, // 47: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	52, // 48: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	4,  // 49: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	37, // 50: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	4,  // 51: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	57, // 52: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	59, // 53: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	62, // 54: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62, // 55: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62, // 56: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	4,  // 57: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	70, // 58: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	62, // 59: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	70, // 60: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	75, // 61: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	36, // 62: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	36, // 63: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	74, // 64: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	70, // 65: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	49, // 66: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	7,  // 67: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	9,  // 68: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	11, // 69: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	20, // 70: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	22, // 71: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	24, // 72: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	26, // 73: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	29, // 74: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	31, // 75: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	33, // 76: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	46, // 77: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	48, // 78: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	54, // 79: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	38, // 80: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	44, // 81: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	40, // 82: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	56, // 83: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	60, // 84: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	63, // 85: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	65, // 86: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	67, // 87: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	69, // 88: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	71, // 89: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	8,  // 90: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	10, // 91: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	12, // 92: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	21, // 93: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	23, // 94: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	25, // 95: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	28, // 96: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	30, // 97: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	32, // 98: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	34, // 99: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	47, // 100: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	53, // 101: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	55, // 102: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	39, // 103: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	45, // 104: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	43, // 105: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	58, // 106: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	61, // 107: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	64, // 108: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	66, // 109: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	68, // 110: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	73, // 111: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	72, // 112: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	90, // [90:113] is the sub-list for method output_type
+	67, // [67:90] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
