@@ -42,7 +42,19 @@ type testNode struct {
 // for a minute, so that tests can put while a target is down.
 func newCluster(t testing.TB, n int, cfg client.Config) *testCluster {
 	t.Helper()
-	mc := metatest.New(t, 1, metatest.Options{Configure: func(c *meta.Config) { c.NodeDownAfter = time.Minute }})
+	return newClusterWith(t, n, cfg, nil)
+}
+
+// newClusterWith is newCluster with meta's configuration changed by
+// configure.
+func newClusterWith(t testing.TB, n int, cfg client.Config, configure func(*meta.Config)) *testCluster {
+	t.Helper()
+	mc := metatest.New(t, 1, metatest.Options{Configure: func(c *meta.Config) {
+		c.NodeDownAfter = time.Minute
+		if configure != nil {
+			configure(c)
+		}
+	}})
 	tc := &testCluster{t: t, meta: mc}
 	root := t.TempDir()
 	for i := range n {

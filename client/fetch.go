@@ -153,13 +153,16 @@ type rangeRead struct {
 	units   []wire.RefUnit // of the block at hand; no segments: none
 	segs    [][][]byte     // units' segments, for dec
 	tried   []bool
-	faults  int // faults of dec's report already handled
+	// followed says a shard was found moved and read at its new place
+	// (once per shard and range read).
+	followed []bool
+	faults   int // faults of dec's report already handled
 }
 
 func (v *clipView) newRangeRead(ctx context.Context, end int64) *rangeRead {
-	n := len(v.shards)
+	n := v.shardCount()
 	return &rangeRead{v: v, ctx: ctx, end: end, streams: make([]*unitStream, n), dec: v.layout.NewBlockDecoder(),
-		units: make([]wire.RefUnit, n), segs: make([][][]byte, n), tried: make([]bool, n)}
+		units: make([]wire.RefUnit, n), segs: make([][][]byte, n), tried: make([]bool, n), followed: make([]bool, n)}
 }
 
 // close stops the streams, waits for their goroutines and frees the last
@@ -291,20 +294,35 @@ func (rr *rangeRead) fetch(b int64, i int) error {
 	}
 	s, err := rr.stream(i, b)
 	if err != nil {
-		return rr.v.shardFailed(rr.ctx, i, err)
+		return rr.failed(b, i, err)
 	}
 	m, err := s.get(rr.ctx, b)
 	switch {
 	case rr.ctx.Err() != nil:
 		return rr.ctx.Err()
 	case err != nil:
-		return rr.v.shardFailed(rr.ctx, i, err)
+		return rr.failed(b, i, err)
 	case m.corrupt:
 		rr.v.report(i, shardCorrupt, fmt.Sprintf("block %d failed verification on the storage node", b))
 	default:
 		rr.units[i] = m.unit
 	}
 	return nil
+}
+
+// failed handles shard i's failure at block b; a shard found moved is
+// fetched again at its new place, once.
+func (rr *rangeRead) failed(b int64, i int, err error) error {
+	moved, err := rr.v.shardFailed(rr.ctx, i, err)
+	if err != nil || !moved || rr.followed[i] {
+		return err
+	}
+	rr.followed[i] = true
+	if s := rr.streams[i]; s != nil {
+		s.close()
+		rr.streams[i] = nil
+	}
+	return rr.fetch(b, i)
 }
 
 // stream returns a stream of shard i positioned at or shortly before
@@ -317,8 +335,8 @@ func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
 		s.close()
 		rr.streams[i] = nil
 	}
-	sh := rr.v.shards[i]
-	sc, err := rr.v.c.storage(rr.v.addrs[sh.NodeId])
+	sh, addr := rr.v.shard(i)
+	sc, err := rr.v.c.storage(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,15 +26,18 @@ type clipView struct {
 	c      *Client
 	rec    *metapb.ClipRecord
 	info   *ClipInfo
-	shards []*metapb.Shard
-	addrs  map[string]string // storage node id -> address
 	layout erasure.Layout
 	k      int
 	order  []int // shard indices in the order reads try them
 
 	mu struct {
 		sync.Mutex
-		failed   []bool // the shard's node failed, or the shard is gone
+		// shards and addrs are as the record was read, but for shards
+		// found moved since (a drain or a rebalance): those are as the
+		// record was re-read.
+		shards   []*metapb.Shard
+		addrs    map[string]string // storage node id -> address
+		failed   []bool            // the shard's node failed, or the shard is gone
 		reported []bool
 		pending  []*metapb.ReportShardRequest
 	}
@@ -62,15 +66,26 @@ func (c *Client) view(ctx context.Context, bucket, key string) (*clipView, error
 		return nil, fmt.Errorf("%w: %s/%s: record lists %d shards for profile %v", ErrUnrecoverable, bucket, key,
 			len(part.Shards), profileFromProto(part.Profile))
 	}
-	v := &clipView{c: c, rec: rec, info: clipInfoFromProto(rec), shards: part.Shards, addrs: map[string]string{},
-		layout: layout, k: code.DataShards()}
+	v := &clipView{c: c, rec: rec, info: clipInfoFromProto(rec), layout: layout, k: code.DataShards()}
+	v.mu.shards, v.mu.addrs = slices.Clone(part.Shards), map[string]string{}
 	for _, n := range resp.Nodes {
-		v.addrs[n.NodeId] = n.Address
+		v.mu.addrs[n.NodeId] = n.Address
 	}
-	v.mu.failed = make([]bool, len(v.shards))
-	v.mu.reported = make([]bool, len(v.shards))
-	v.order = readOrder(v.shards)
+	v.mu.failed = make([]bool, len(part.Shards))
+	v.mu.reported = make([]bool, len(part.Shards))
+	v.order = readOrder(part.Shards)
 	return v, nil
+}
+
+// shardCount is the number of shards of the clip.
+func (v *clipView) shardCount() int { return len(v.rec.Parts[0].Shards) }
+
+// shard returns shard i's entry and its node's address.
+func (v *clipView) shard(i int) (*metapb.Shard, string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.mu.shards[i]
+	return s, v.mu.addrs[s.NodeId]
 }
 
 // readOrder lists the shards worth reading: healthy ones in index order
@@ -103,43 +118,73 @@ func (v *clipView) usable(i int) bool {
 // shardFailed handles a shard whose stream failed with err, and returns an
 // error only if the whole read must stop. A shard the node does not have
 // means the clip changed (overwritten or deleted: ErrClipChanged, nothing
-// reported) unless meta still shows this generation, in which case the
-// shard is reported missing. A damaged shard is reported corrupt; a node
-// that fails or is slow is just not read again.
-func (v *clipView) shardFailed(ctx context.Context, i int, err error) error {
+// reported), or that the shard moved (a drain or a rebalance: the re-read
+// record names its new place, and moved says to read it there), or else
+// that it is lost: it is reported missing. A damaged shard is reported
+// corrupt; a node that fails or is slow is just not read again.
+func (v *clipView) shardFailed(ctx context.Context, i int, err error) (moved bool, _ error) {
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	v.markFailed(i)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		if cerr := v.checkUnchanged(ctx); cerr != nil {
-			return cerr
+		resp, cerr := v.checkUnchanged(ctx)
+		if cerr != nil {
+			return false, cerr
+		}
+		if v.moved(i, resp) {
+			return true, nil
 		}
 		v.report(i, shardMissing, err.Error())
 	case errors.Is(err, ErrCorrupt), codeOf(err) == codes.OutOfRange: // a shard shorter than its record
 		v.report(i, shardCorrupt, err.Error())
 	default:
+		sh, _ := v.shard(i)
 		v.c.log.Info("shard unreadable; reading others", "clip", v.info.Key, "index", i,
-			"node", v.shards[i].NodeId, "err", err)
+			"node", sh.NodeId, "err", err)
 	}
-	return nil
+	return false, nil
 }
 
-// checkUnchanged returns ErrClipChanged if the key no longer maps to the
-// pinned generation.
-func (v *clipView) checkUnchanged(ctx context.Context) error {
+// checkUnchanged re-reads the record, and returns ErrClipChanged if the
+// key no longer maps to the pinned generation.
+func (v *clipView) checkUnchanged(ctx context.Context) (*metapb.GetClipResponse, error) {
 	resp, err := v.c.getClip(ctx, v.rec.Bucket, v.rec.Key)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return fmt.Errorf("%w: %s/%s was deleted (read pinned generation %d)", ErrClipChanged, v.rec.Bucket, v.rec.Key, v.rec.Generation)
+		return nil, fmt.Errorf("%w: %s/%s was deleted (read pinned generation %d)", ErrClipChanged, v.rec.Bucket, v.rec.Key, v.rec.Generation)
 	case err != nil:
-		return err
+		return nil, err
 	case resp.Clip.Generation != v.rec.Generation || string(resp.Clip.ClipId) != string(v.rec.ClipId):
-		return fmt.Errorf("%w: %s/%s is at generation %d, the read pinned %d", ErrClipChanged, v.rec.Bucket, v.rec.Key,
+		return nil, fmt.Errorf("%w: %s/%s is at generation %d, the read pinned %d", ErrClipChanged, v.rec.Bucket, v.rec.Key,
 			resp.Clip.Generation, v.rec.Generation)
 	}
-	return nil
+	return resp, nil
+}
+
+// moved takes shard i's new place from a re-read record of the same
+// generation, if the shard moved to a healthy one (a drain's or a
+// rebalance's move, or a repair), and reports whether it did. The bytes are
+// the same: a move copies them, a repair rebuilds them, both verified.
+func (v *clipView) moved(i int, resp *metapb.GetClipResponse) bool {
+	parts := resp.GetClip().GetParts()
+	if len(parts) != 1 || i >= len(parts[0].Shards) {
+		return false
+	}
+	now := parts[0].Shards[i]
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if bytes.Equal(now.ShardId, v.mu.shards[i].ShardId) || now.NodeId == "" || now.State != metapb.ShardState_SHARD_STATE_OK {
+		return false
+	}
+	for _, n := range resp.Nodes {
+		v.mu.addrs[n.NodeId] = n.Address
+	}
+	v.mu.shards[i] = now
+	v.mu.failed[i] = false
+	v.c.log.Debug("shard moved; reading it at its new place", "clip", v.info.Key, "index", i, "node", now.NodeId)
+	return true
 }
 
 func (v *clipView) markFailed(i int) {
@@ -157,7 +202,7 @@ func (v *clipView) report(i int, state metapb.ShardState, detail string) {
 		return
 	}
 	v.mu.reported[i] = true
-	s := v.shards[i]
+	s := v.mu.shards[i]
 	v.mu.pending = append(v.mu.pending, &metapb.ReportShardRequest{
 		RequestId: newRequestID(), ClipId: v.rec.ClipId, Generation: v.rec.Generation, Part: 0, Index: uint32(i),
 		ShardId: s.ShardId, State: state, Reporter: v.c.cfg.Reporter, Detail: detail})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/meta"
 )
 
 func TestReaderRanges(t *testing.T) {
@@ -299,5 +300,58 @@ func TestOverwriteDuringRead(t *testing.T) {
 	})
 	if _, err := r2.ReadAt(buf, 0); !errors.Is(err, client.ErrClipChanged) {
 		t.Fatalf("ReadAt after delete: %v", err)
+	}
+}
+
+// TestShardMovedDuringRead: a reader that pinned a record before one of
+// its shards moved (a drain), and meets NotFound where the shard was,
+// re-reads the record, finds the same generation, and reads the shard at
+// its new place.
+func TestShardMovedDuringRead(t *testing.T) {
+	tc := newClusterWith(t, 7, client.Config{}, func(c *meta.Config) { c.MoveDeleteDelay = 0 })
+	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: testBlock}
+	tc.mkBucket("moving", &p)
+	data := randBytes(29, 6*testBlock+17)
+	info, err := tc.client.Put(t.Context(), "moving", "clip", bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tc.client.Open(t.Context(), "moving", "clip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, testBlock)
+	if _, err := r.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data[:testBlock]) {
+		t.Fatalf("first read: %v", err)
+	}
+	from := info.Shards[0].Node
+	if _, err := tc.client.Drain(t.Context(), from); err != nil {
+		t.Fatal(err)
+	}
+	var to string
+	await.True(t, 20*time.Second, "shard 0 moved and its old copy deleted", func() bool {
+		st, err := tc.client.Stat(t.Context(), "moving", "clip")
+		if err != nil || st.Generation != info.Generation || st.Shards[0].Node == from {
+			return false
+		}
+		to = st.Shards[0].Node
+		cs, err := tc.client.ClusterStatus(t.Context())
+		return err == nil && cs.PendingDeletes == 0
+	})
+	if _, err := r.ReadAt(buf, 3*testBlock); err != nil || !bytes.Equal(buf, data[3*testBlock:4*testBlock]) {
+		t.Fatalf("read after the move: %v", err)
+	}
+	if got := client.ReaderShardNode(r, 0); got != to {
+		t.Fatalf("the reader reads shard 0 from %s; it moved from %s to %s", got, from, to)
+	}
+	st, err := tc.client.Stat(t.Context(), "moving", "clip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Shards {
+		if s.State != client.ShardOK {
+			t.Fatalf("shard %d is %v after the read: the move was reported as a loss", s.Index, s.State)
+		}
 	}
 }
