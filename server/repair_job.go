@@ -51,6 +51,7 @@ func (r *repairer) repair(ctx context.Context, w *metapb.RepairWork) error {
 		r.log.Warn("repair work refused", "task", fmt.Sprintf("%x", w.GetTaskId()), "err", err)
 		return err
 	}
+	r.log.Debug("repair started", "job", job.String(), "move", w.GetCopyFrom() != nil, "bytes_per_sec", w.GetBytesPerSec())
 	res, err := r.rebuild(ctx, job)
 	if err == nil {
 		err = r.commit(ctx, job, res)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -190,7 +191,7 @@ func TestNodeLifecycle(t *testing.T) {
 		}
 		loadCtx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		for w := range 2 {
+		for w := range 4 {
 			wg.Go(func() {
 				for i := 0; loadCtx.Err() == nil; i++ {
 					key := fmt.Sprintf("w%d/%d", w, i)
@@ -202,6 +203,19 @@ func TestNodeLifecycle(t *testing.T) {
 					mu.Lock()
 					written[key] = s
 					mu.Unlock()
+				}
+			})
+		}
+		// Slow readers: each holds a record across the move, reading a
+		// block at a time, so that shards move (and their old copies go)
+		// under open readers.
+		for r := range 2 {
+			wg.Go(func() {
+				for i := 0; loadCtx.Err() == nil; i++ {
+					key := keys[(i+r*7)%len(keys)]
+					if err := slowRead(loadCtx, cl, "fleet", key, want[key], 250*time.Millisecond); err != nil && loadCtx.Err() == nil {
+						fail(err)
+					}
 				}
 			})
 		}
@@ -230,13 +244,13 @@ func TestNodeLifecycle(t *testing.T) {
 		took := time.Since(start)
 		stop()
 		wg.Wait()
-		if code != 0 || !strings.Contains(out, "draining, 0 shards to move") {
+		if code != 0 || !strings.Contains(out, "draining, 0 shards (0 B) to move") {
 			t.Fatalf("drain --wait: exit %d: %s%s", code, out, errOut)
 		}
 		for _, err := range errs {
 			t.Error(err)
 		}
-		t.Logf("%s drained in %v under 2 writers (%d clips) and 2 readers", victim.ID, took.Round(100*time.Millisecond), len(written))
+		t.Logf("%s drained in %v under 4 writers (%d clips) and 4 readers, 2 of them slow", victim.ID, took.Round(100*time.Millisecond), len(written))
 		if _, errOut, code := c.CLI("admin", "node", "decommission", victim.ID); code != 0 {
 			t.Fatalf("decommission of the drained %s: %s", victim.ID, errOut)
 		}
@@ -276,4 +290,145 @@ func TestNodeLifecycle(t *testing.T) {
 			t.Fatalf("decommission %s: %s", victim.ID, errOut)
 		}
 	})
+
+	t.Run("moves under faults", func(t *testing.T) {
+		// Clips whose shards (256 KiB) take seconds to move at a low move
+		// rate, so that the faults land while moves run.
+		// Eight live nodes: one to drain, one whose kill is survived, six
+		// to take the drained node's shards (k+m).
+		c.AddStorage()
+		c.AddStorage()
+		c.WaitNodesUp(8)
+		if _, errOut, code := c.CLI("admin", "rebalance", "stop"); code != 0 {
+			t.Fatalf("rebalance stop: %s", errOut)
+		}
+		if err := cl.CreateBucket(ctx, "moving", e2e.DurabilityProfile); err != nil {
+			t.Fatal(err)
+		}
+		big := map[string]e2e.Stored{}
+		ids := map[string]string{} // clip id -> key
+		holds := map[string][]string{}
+		for i := range 8 {
+			key := fmt.Sprintf("big/%d", i)
+			s, info, err := e2e.PutClip(cl, "moving", key, uint64(500+i), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			big[key], ids[info.ClipID] = s, key
+			for _, sh := range info.Shards {
+				holds[sh.Node] = append(holds[sh.Node], key)
+			}
+		}
+		var victim *e2e.StorageNode
+		for _, s := range c.Storage {
+			if n := node(s.ID); n.Up && n.AdminState == client.AdminActive && (victim == nil || len(holds[s.ID]) > len(holds[victim.ID])) {
+				victim = s
+			}
+		}
+		onVictim := holds[victim.ID]
+		if len(onVictim) < 2 {
+			t.Fatalf("%s holds shards of %d big clips; the test needs 2", victim.ID, len(onVictim))
+		}
+		logAt := map[string]int{}
+		for _, s := range c.Storage {
+			if s.Proc != nil {
+				logAt[s.ID] = len(s.Proc.Log.String())
+			}
+		}
+		if _, errOut, code := c.CLI("admin", "moves", "--rate", "256KiB", "--concurrency", "4"); code != 0 {
+			t.Fatalf("admin moves: %s", errOut)
+		}
+		if _, errOut, code := c.CLI("admin", "node", "drain", victim.ID); code != 0 {
+			t.Fatalf("drain %s: %s", victim.ID, errOut)
+		}
+		// The target of a big clip's move, while it copies.
+		var target *e2e.StorageNode
+		await.TrueWhy(t, 20*time.Second, "a big clip's shard being copied", func() (bool, string) {
+			started := 0
+			for _, s := range c.Storage {
+				if s == victim || s.Proc == nil || s.Proc.Exited() {
+					continue
+				}
+				for _, line := range strings.Split(s.Proc.Log.String()[logAt[s.ID]:], "\n") {
+					if !strings.Contains(line, "repair started") || !strings.Contains(line, `"move":true`) {
+						continue
+					}
+					started++
+					for id := range ids {
+						if strings.Contains(line, id) {
+							target = s
+							return true, ""
+						}
+					}
+				}
+			}
+			n := node(victim.ID)
+			return false, fmt.Sprintf("%d moves started, none of a big clip; %d shards to move off %s; blocked: %q", started,
+				n.ShardsToMove, victim.ID, n.DrainBlocked)
+		})
+		// Overwrite one clip and delete another while their shards move.
+		over, gone := onVictim[0], onVictim[1]
+		s, _, err := e2e.PutClip(cl, "moving", over, 999, 300_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big[over] = s
+		if err := cl.Delete(ctx, "moving", gone); err != nil {
+			t.Fatal(err)
+		}
+		delete(big, gone)
+		// SIGKILL the target mid-copy: its move goes elsewhere.
+		target.Proc.Kill()
+		t.Logf("drained %s; killed %s copying; overwrote %s, deleted %s", victim.ID, target.ID, over, gone)
+		if _, errOut, code := c.CLI("admin", "moves", "--rate", "100MiB", "--concurrency", "8"); code != 0 {
+			t.Fatalf("admin moves: %s", errOut)
+		}
+		await.TrueWhy(t, 60*time.Second, "the drain done without the killed target", func() (bool, string) {
+			n := node(victim.ID)
+			return n.ShardsToMove == 0, fmt.Sprintf("%d shards to move; blocked: %q", n.ShardsToMove, n.DrainBlocked)
+		})
+		c.StartStorage(target)
+		e2e.CheckAll(t, cl, "moving", big)
+		if _, err := cl.Stat(ctx, "moving", gone); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("stat of the deleted %s: %v", gone, err)
+		}
+		if ok, why := e2e.ClipsFull(cl, "moving", e2e.SortedKeys(big), map[string]bool{victim.ID: true}); !ok {
+			t.Fatal(why)
+		}
+		// No orphan is left once GC has run: the refused moves' copies,
+		// the killed target's partial one, the overwritten and deleted
+		// clips' shards.
+		await.TrueWhy(t, 30*time.Second, "fsck --deep clean", c.FsckClean)
+		if _, errOut, code := c.CLI("admin", "node", "decommission", victim.ID); code != 0 {
+			t.Fatalf("decommission %s: %s", victim.ID, errOut)
+		}
+	})
+}
+
+// slowRead reads a clip block by block (64 KiB), pausing between blocks,
+// through one Reader (one pinned record), and checks the bytes.
+func slowRead(ctx context.Context, cl *client.Client, bucket, key string, want e2e.Stored, pause time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r, err := cl.Open(ctx, bucket, key)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", key, err)
+	}
+	defer r.Close()
+	got := make([]byte, want.Size)
+	for off := 0; off < want.Size; off += 64 << 10 {
+		end := min(off+64<<10, want.Size)
+		if _, err := r.ReadAt(got[off:end], int64(off)); err != nil {
+			return fmt.Errorf("slow read of %s at %d: %w", key, off, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
+	}
+	if sha256.Sum256(got) != want.Sum {
+		return fmt.Errorf("slow read of %s: not the clip stored", key)
+	}
+	return nil
 }
