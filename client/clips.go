@@ -56,7 +56,7 @@ func (c *Client) list(ctx context.Context, bucket, prefix string, pageSize uint3
 				return
 			}
 			for _, e := range resp.Clips {
-				entry := &ClipEntry{Key: e.Key, ClipID: hex.EncodeToString(e.ClipId), Generation: e.Generation,
+				entry := &ClipEntry{Key: e.Key, ClipID: hex.EncodeToString(e.ClipId), Generation: e.Generation, ETag: e.Etag,
 					Size: int64(e.Size), Created: unixNano(e.CreatedUnixNano)}
 				if !yield(entry, nil) {
 					return

@@ -34,6 +34,21 @@ type PutOptions struct {
 	// Progress, if set, is called with the clip bytes read and handed to
 	// the storage streams so far.
 	Progress func(written int64)
+	// Finish, if set, is called once every byte of the clip is read and
+	// stored, just before the commit: the ETag and checksums it returns are
+	// stored in the record. An error aborts the put (nothing becomes
+	// visible) and Put returns it, wrapped. An S3 gateway verifies
+	// Content-MD5 and the client's checksums here, computed beside the
+	// upload.
+	Finish func() (*PutFinish, error)
+}
+
+// PutFinish is what PutOptions.Finish stores with a clip.
+type PutFinish struct {
+	ETag string
+	// Checksums by algorithm name ("crc32c", "sha256", ...), as the
+	// writer's protocol prints them (S3: base64).
+	Checksums map[string]string
 }
 
 // Put stores the clip read from r (until io.EOF) under bucket/key,
@@ -76,6 +91,15 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, opts 
 		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: uint64(res.Size), ContentCrc32C: res.Checksum,
 		Profile: begin.Profile, Shards: shards, ContentType: opts.ContentType, UserMetadata: opts.Metadata,
 		Capture: captureToProto(opts.Capture), IfGenerationMatch: opts.IfGenerationMatch,
+	}
+	if opts.Finish != nil {
+		fin, err := opts.Finish()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if fin != nil {
+			req.Etag, req.Checksums = fin.ETag, fin.Checksums
+		}
 	}
 	resp, err := c.commit(ctx, what+": commit", req)
 	if err != nil {

@@ -80,6 +80,10 @@ type ClipInfo struct {
 	Created     time.Time
 	Profile     Profile
 	Shards      []ShardInfo
+	// ETag and Checksums are what the writer stored with the clip
+	// (PutOptions.Finish); empty if it stored none.
+	ETag      string
+	Checksums map[string]string
 }
 
 // ClipEntry is one clip of a listing.
@@ -89,6 +93,7 @@ type ClipEntry struct {
 	Generation uint64
 	Size       int64
 	Created    time.Time
+	ETag       string
 }
 
 // Member is a meta member.
@@ -314,6 +319,7 @@ func clipInfoFromProto(r *metapb.ClipRecord) *ClipInfo {
 		Bucket: r.Bucket, Key: r.Key, ClipID: hex.EncodeToString(r.ClipId), Generation: r.Generation,
 		Size: int64(r.Size), CRC32C: r.ContentCrc32C, ContentType: r.ContentType,
 		Metadata: maps.Clone(r.UserMetadata), Capture: captureFromProto(r.Capture), Created: unixNano(r.CreatedUnixNano),
+		ETag: r.Etag, Checksums: maps.Clone(r.Checksums),
 	}
 	if len(r.Parts) > 0 {
 		p := r.Parts[0]

@@ -108,6 +108,9 @@ func validateCommit(c *pb.CommitPutRequest) error {
 	if err := validateUserMetadata(c.UserMetadata, c.Capture); err != nil {
 		return err
 	}
+	if err := validateChecksums(c.Etag, c.Checksums); err != nil {
+		return err
+	}
 	return validateShards(c.Shards, c.Profile, c.Size)
 }
 
@@ -143,8 +146,8 @@ func (a *applier) commitPut(c *pb.CommitPutRequest) (proto.Message, error) {
 	rec := &pb.ClipRecord{
 		Bucket: c.Bucket, Key: c.Key, ClipId: c.ClipId, Generation: a.index, Size: c.Size,
 		ContentCrc32C: c.ContentCrc32C, ContentType: c.ContentType, UserMetadata: c.UserMetadata, Capture: c.Capture,
-		CreatedUnixNano: a.now,
-		Parts:           []*pb.Part{{Profile: c.Profile, Length: c.Size, ContentCrc32C: c.ContentCrc32C, Shards: c.Shards}},
+		CreatedUnixNano: a.now, Etag: c.Etag, Checksums: c.Checksums,
+		Parts: []*pb.Part{{Profile: c.Profile, Length: c.Size, ContentCrc32C: c.ContentCrc32C, Shards: c.Shards}},
 	}
 	resp := &pb.CommitPutResponse{Clip: rec}
 	if old != nil {

@@ -246,7 +246,7 @@ func (n *Node) listClips(_ context.Context, req *pb.ListClipsRequest) (*pb.ListC
 				return err
 			}
 			resp.Clips = append(resp.Clips, &pb.ClipEntry{Key: key, ClipId: rec.ClipId,
-				Generation: rec.Generation, Size: rec.Size, CreatedUnixNano: rec.CreatedUnixNano})
+				Generation: rec.Generation, Size: rec.Size, CreatedUnixNano: rec.CreatedUnixNano, Etag: rec.Etag})
 		}
 		return nil
 	})

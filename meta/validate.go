@@ -100,6 +100,50 @@ func validateUserMetadata(md map[string]string, c *pb.CaptureAttributes) error {
 	return nil
 }
 
+// Bounds of what a commit may store of the client's ETag and checksums.
+const (
+	maxETag      = 128
+	maxChecksums = 8
+	maxChecksum  = 128
+)
+
+// validateChecksums checks the ETag and checksums a commit stores: short
+// printable ASCII, a few algorithms.
+func validateChecksums(etag string, sums map[string]string) error {
+	if len(sums) > maxChecksums {
+		return fmt.Errorf("%w: %d checksums exceed %d", ErrInvalidArgument, len(sums), maxChecksums)
+	}
+	check := func(what, s string) error {
+		if len(s) > maxChecksum {
+			return fmt.Errorf("%w: %s of %d bytes exceeds %d", ErrInvalidArgument, what, len(s), maxChecksum)
+		}
+		for _, r := range s {
+			if r < 0x21 || r > 0x7e {
+				return fmt.Errorf("%w: %s %q: printable ASCII only", ErrInvalidArgument, what, s)
+			}
+		}
+		return nil
+	}
+	if len(etag) > maxETag {
+		return fmt.Errorf("%w: ETag of %d bytes exceeds %d", ErrInvalidArgument, len(etag), maxETag)
+	}
+	if err := check("ETag", etag); err != nil {
+		return err
+	}
+	for alg, v := range sums {
+		if alg == "" {
+			return fmt.Errorf("%w: a checksum without an algorithm name", ErrInvalidArgument)
+		}
+		if err := check("checksum algorithm", alg); err != nil {
+			return err
+		}
+		if err := check("checksum", v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // validateID checks a 16-byte random id.
 func validateID(what string, id []byte) error {
 	if len(id) != 16 {
