@@ -33,6 +33,9 @@ type Config struct {
 	// Reporter names this client in shard reports to meta (default
 	// "client").
 	Reporter string
+	// ClusterSecret is the secret shared by the meta members and the S3
+	// gateways: SigningKey presents it. Other clients leave it empty.
+	ClusterSecret []byte
 }
 
 // Defaults of Config's zero fields.

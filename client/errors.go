@@ -47,6 +47,9 @@ var (
 	// (meta's --max-upload-duration); nothing was committed. It is also
 	// ErrPrecondition.
 	ErrDeadlinePassed = errors.New("clipstore: commit deadline passed")
+	// ErrPermissionDenied: the server refused the caller (a signing key
+	// asked for without the right cluster secret).
+	ErrPermissionDenied = errors.New("clipstore: permission denied")
 )
 
 // reasonTable is the inverse of the servers' error tables (meta's and the
@@ -70,6 +73,7 @@ var reasonTable = map[rpcerr.Reason][]error{
 	rpcerr.CorruptPiece:       {ErrCorrupt},
 	rpcerr.Timeout:            {context.DeadlineExceeded},
 	rpcerr.Deadline:           {context.DeadlineExceeded},
+	rpcerr.PermissionDenied:   {ErrPermissionDenied},
 	rpcerr.Canceled:           {context.Canceled},
 }
 
@@ -87,6 +91,8 @@ var codeTable = map[codes.Code]error{
 	codes.DeadlineExceeded:   context.DeadlineExceeded,
 	codes.Canceled:           context.Canceled,
 	codes.DataLoss:           ErrUnrecoverable,
+	codes.PermissionDenied:   ErrPermissionDenied,
+	codes.Unauthenticated:    ErrPermissionDenied,
 }
 
 // StatusError is an error answered by a meta member or storage node: its

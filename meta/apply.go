@@ -105,6 +105,10 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.removeNode(op.RemoveNode)
 	case *pb.Command_SetRebalance:
 		return a.setRebalance(op.SetRebalance)
+	case *pb.Command_CreateAccessKey:
+		return a.createAccessKey(op.CreateAccessKey)
+	case *pb.Command_DeleteAccessKey:
+		return a.deleteAccessKey(op.DeleteAccessKey)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}
@@ -134,6 +138,10 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.SetNodeAdminStateResponse{}
 	case *pb.Command_RemoveNode:
 		return &pb.RemoveNodeResponse{}
+	case *pb.Command_CreateAccessKey:
+		return &pb.CreateAccessKeyResponse{}
+	case *pb.Command_DeleteAccessKey:
+		return &pb.DeleteAccessKeyResponse{}
 	default:
 		return nil
 	}

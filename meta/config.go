@@ -59,6 +59,10 @@ type Config struct {
 	// (max(m+1, 30% of the active nodes)); 0 means RepairAfter. Every
 	// member must use the same value.
 	MassDownHold time.Duration
+	// ClusterSecret, shared by the meta members and the S3 gateways, is
+	// what a gateway presents to get SigV4 signing keys (SigningKey); with
+	// none, no signing key is handed out.
+	ClusterSecret []byte
 	// RepairConcurrency bounds the repairs running cluster-wide (0 pauses
 	// repair: nothing is planned) and RepairPerNode those one node runs; RepairTaskTimeout is when an
 	// unfinished repair is planned again.

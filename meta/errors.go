@@ -30,6 +30,8 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrShutdown: the member is shutting down.
 	ErrShutdown = errors.New("meta member is shutting down")
+	// ErrPermissionDenied: the caller may not do this.
+	ErrPermissionDenied = errors.New("permission denied")
 
 	errAlreadyApplied = errors.New("entry already applied")
 )
@@ -77,6 +79,7 @@ var errorTable = &rpcerr.Table{Domain: rpcerr.MetaDomain, Entries: []rpcerr.Entr
 	{Err: ErrShutdown, Code: codes.Unavailable, Reason: rpcerr.ShuttingDown},
 	{Err: ErrUnavailable, Code: codes.Unavailable, Reason: rpcerr.Unavailable},
 	{Err: ErrStateCorrupt, Code: codes.DataLoss, Reason: rpcerr.StateCorrupt},
+	{Err: ErrPermissionDenied, Code: codes.PermissionDenied, Reason: rpcerr.PermissionDenied},
 }}
 
 // codeOf returns the gRPC code for err.

@@ -210,6 +210,36 @@ func (s *service) CheckShards(ctx context.Context, req *pb.CheckShardsRequest) (
 	return read(ctx, s.n, req, nil, s.n.checkShards, pb.MetaServiceClient.CheckShards)
 }
 
+func (s *service) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	req.Key = nil // the leader makes it
+	return onLeader(ctx, s.n, req, s.n.createAccessKey, pb.MetaServiceClient.CreateAccessKey)
+}
+
+func (s *service) DeleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyRequest) (*pb.DeleteAccessKeyResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, s.n.deleteAccessKey, pb.MetaServiceClient.DeleteAccessKey)
+}
+
+func (s *service) ListAccessKeys(ctx context.Context, req *pb.ListAccessKeysRequest) (*pb.ListAccessKeysResponse, error) {
+	return read(ctx, s.n, req, req.Read, s.n.listAccessKeys, pb.MetaServiceClient.ListAccessKeys)
+}
+
+// SigningKey answers from this member's state (a stale read: a deleted key
+// stops working as soon as the member has applied the deletion), and only
+// to a caller that presents the cluster secret.
+func (s *service) SigningKey(ctx context.Context, req *pb.SigningKeyRequest) (*pb.SigningKeyResponse, error) {
+	if err := s.n.checkClusterSecret(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	resp, err := s.n.signingKey(ctx, req)
+	return resp, toStatus(err)
+}
+
 func (s *service) RepairLimits(ctx context.Context, req *pb.RepairLimitsRequest) (*pb.RepairLimitsResponse, error) {
 	if err := checkRequestID(req.RequestId); err != nil {
 		return nil, toStatus(err)

@@ -26,9 +26,10 @@ var (
 	bktReqExpiry  = []byte("req_expiry")  // be64 expiry, request id -> (empty)
 	bktMeta       = []byte("meta")        // keyApplied -> be64 Raft index
 	bktSettings   = []byte("settings")    // keyRepairLimits -> RepairLimits, keyRepairHold -> SetRepairHoldCommand
+	bktAccessKeys = []byte("access_keys") // access key id -> AccessKey
 
 	allBuckets = [][]byte{bktBuckets, bktKeys, bktClips, bktNodeShards, bktDegraded, bktDeletes,
-		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings}
+		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings, bktAccessKeys}
 
 	keyRepairLimits = []byte("repair_limits")
 	keyRepairHold   = []byte("repair_hold")

@@ -15,9 +15,10 @@ import (
 
 type metaOptions struct {
 	serverFlags
-	cfg    meta.Config
-	listen string
-	join   string
+	cfg        meta.Config
+	listen     string
+	join       string
+	secretFile string
 }
 
 func (o *metaOptions) AddFlags(cmd *cobra.Command) {
@@ -28,6 +29,7 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.cfg.RaftBind, "raft", "127.0.0.1:7401", "Raft listen address")
 	f.BoolVar(&o.cfg.Bootstrap, "bootstrap", false, "found a new cluster with this member if it has no state yet")
 	f.StringVar(&o.join, "join", "", "gRPC address of a member of an existing cluster to join through")
+	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the secret shared with the S3 gateways, who present it to get signing keys (empty: none are handed out)")
 	o.serverFlags.AddFlags(cmd, "info")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
 	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
@@ -79,6 +81,11 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 	}
 	if o.cfg.Bootstrap && o.join != "" {
 		return errors.New("--bootstrap and --join exclude each other")
+	}
+	if o.secretFile != "" {
+		if o.cfg.ClusterSecret, err = readClusterSecret(o.secretFile); err != nil {
+			return err
+		}
 	}
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {

@@ -53,13 +53,16 @@ const (
 	Timeout  Reason = "TIMEOUT"
 	Canceled Reason = "CANCELED"
 	Deadline Reason = "DEADLINE_EXCEEDED"
+	// PermissionDenied: the caller may not do this (a signing key asked for
+	// without the cluster secret).
+	PermissionDenied Reason = "PERMISSION_DENIED"
 )
 
 // All lists every reason, so that tests can check that both ends of the
 // contract know each one.
 var All = []Reason{InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, DeadlinePassed, NotLeader,
 	OutcomeUnknown, Unavailable, ShuttingDown, StateCorrupt, Corrupt, CorruptPiece, OutOfRange, NoSpace,
-	WriteInProgress, Timeout, Canceled, Deadline}
+	WriteInProgress, Timeout, Canceled, Deadline, PermissionDenied}
 
 // Metadata keys of the ErrorInfo details.
 const (

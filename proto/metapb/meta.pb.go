@@ -5569,6 +5569,477 @@ func (x *NodeScrubStatus) GetScrub() *ScrubStatus {
 	return nil
 }
 
+// AccessKey is a principal's key pair, kept in Raft.
+type AccessKey struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId     string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	SecretAccessKey string                 `protobuf:"bytes,2,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"` // only in Raft and in CreateAccessKey's answer
+	Name            string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                                                // what the admin called it
+	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	CreatedBy       string                 `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"` // who asked: an address
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AccessKey) Reset() {
+	*x = AccessKey{}
+	mi := &file_meta_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessKey) ProtoMessage() {}
+
+func (x *AccessKey) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
+func (*AccessKey) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *AccessKey) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *AccessKey) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+func (x *AccessKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AccessKey) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *AccessKey) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateAccessKeyRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Filled in by the leader (a fresh id and secret, the time): the Raft
+	// entry carries them, so that every member applies the same key.
+	Key           *AccessKey `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAccessKeyRequest) Reset() {
+	*x = CreateAccessKeyRequest{}
+	mi := &file_meta_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccessKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccessKeyRequest) ProtoMessage() {}
+
+func (x *CreateAccessKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccessKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateAccessKeyRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *CreateAccessKeyRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *CreateAccessKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateAccessKeyRequest) GetKey() *AccessKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type CreateAccessKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *AccessKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // with its secret: the only time it is shown
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAccessKeyResponse) Reset() {
+	*x = CreateAccessKeyResponse{}
+	mi := &file_meta_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccessKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccessKeyResponse) ProtoMessage() {}
+
+func (x *CreateAccessKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccessKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateAccessKeyResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *CreateAccessKeyResponse) GetKey() *AccessKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type ListAccessKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessKeysRequest) Reset() {
+	*x = ListAccessKeysRequest{}
+	mi := &file_meta_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessKeysRequest) ProtoMessage() {}
+
+func (x *ListAccessKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListAccessKeysRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ListAccessKeysRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListAccessKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*AccessKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"` // without secrets
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessKeysResponse) Reset() {
+	*x = ListAccessKeysResponse{}
+	mi := &file_meta_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessKeysResponse) ProtoMessage() {}
+
+func (x *ListAccessKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListAccessKeysResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *ListAccessKeysResponse) GetKeys() []*AccessKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type DeleteAccessKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	AccessKeyId   string                 `protobuf:"bytes,2,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccessKeyRequest) Reset() {
+	*x = DeleteAccessKeyRequest{}
+	mi := &file_meta_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccessKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccessKeyRequest) ProtoMessage() {}
+
+func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccessKeyRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAccessKeyRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *DeleteAccessKeyRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *DeleteAccessKeyRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+type DeleteAccessKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccessKeyResponse) Reset() {
+	*x = DeleteAccessKeyResponse{}
+	mi := &file_meta_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccessKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccessKeyResponse) ProtoMessage() {}
+
+func (x *DeleteAccessKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccessKeyResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAccessKeyResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{78}
+}
+
+type SigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId   string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	Date          string                 `protobuf:"bytes,2,opt,name=date,proto3" json:"date,omitempty"` // YYYYMMDD
+	Region        string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Service       string                 `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"` // "s3"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKeyRequest) Reset() {
+	*x = SigningKeyRequest{}
+	mi := &file_meta_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKeyRequest) ProtoMessage() {}
+
+func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*SigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *SigningKeyRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *SigningKeyRequest) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *SigningKeyRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *SigningKeyRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+type SigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SigningKey    []byte                 `protobuf:"bytes,1,opt,name=signing_key,json=signingKey,proto3" json:"signing_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKeyResponse) Reset() {
+	*x = SigningKeyResponse{}
+	mi := &file_meta_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKeyResponse) ProtoMessage() {}
+
+func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*SigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *SigningKeyResponse) GetSigningKey() []byte {
+	if x != nil {
+		return x.SigningKey
+	}
+	return nil
+}
+
 var File_meta_proto protoreflect.FileDescriptor
 
 const file_meta_proto_rawDesc = "" +
@@ -6053,7 +6524,38 @@ const file_meta_proto_rawDesc = "" +
 	"\tthreshold\x18\x04 \x01(\rR\tthreshold\"`\n" +
 	"\x0fNodeScrubStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x124\n" +
-	"\x05scrub\x18\x02 \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub*o\n" +
+	"\x05scrub\x18\x02 \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\"\xba\x01\n" +
+	"\tAccessKey\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
+	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12*\n" +
+	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x05 \x01(\tR\tcreatedBy\"{\n" +
+	"\x16CreateAccessKeyRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12.\n" +
+	"\x03key\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.AccessKeyR\x03key\"I\n" +
+	"\x17CreateAccessKeyResponse\x12.\n" +
+	"\x03key\x18\x01 \x01(\v2\x1c.clipstore.meta.v1.AccessKeyR\x03key\"K\n" +
+	"\x15ListAccessKeysRequest\x122\n" +
+	"\x04read\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"J\n" +
+	"\x16ListAccessKeysResponse\x120\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1c.clipstore.meta.v1.AccessKeyR\x04keys\"[\n" +
+	"\x16DeleteAccessKeyRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\"\n" +
+	"\raccess_key_id\x18\x02 \x01(\tR\vaccessKeyId\"\x19\n" +
+	"\x17DeleteAccessKeyResponse\"}\n" +
+	"\x11SigningKeyRequest\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x12\n" +
+	"\x04date\x18\x02 \x01(\tR\x04date\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x18\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\"5\n" +
+	"\x12SigningKeyResponse\x12\x1f\n" +
+	"\vsigning_key\x18\x01 \x01(\fR\n" +
+	"signingKey*o\n" +
 	"\n" +
 	"ShardState\x12\x1b\n" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -6074,7 +6576,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x10REBALANCE_STATUS\x10\x00\x12\x13\n" +
 	"\x0fREBALANCE_START\x10\x01\x12\x12\n" +
 	"\x0eREBALANCE_STOP\x10\x02\x12\x15\n" +
-	"\x11REBALANCE_DRY_RUN\x10\x032\xf3\x10\n" +
+	"\x11REBALANCE_DRY_RUN\x10\x032\x89\x14\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -6101,7 +6603,12 @@ const file_meta_proto_rawDesc = "" +
 	"\fRemoveMember\x12&.clipstore.meta.v1.RemoveMemberRequest\x1a'.clipstore.meta.v1.RemoveMemberResponse\x12\\\n" +
 	"\vListMembers\x12%.clipstore.meta.v1.ListMembersRequest\x1a&.clipstore.meta.v1.ListMembersResponse\x12b\n" +
 	"\rClusterStatus\x12'.clipstore.meta.v1.ClusterStatusRequest\x1a(.clipstore.meta.v1.ClusterStatusResponse\x12_\n" +
-	"\fRepairLimits\x12&.clipstore.meta.v1.RepairLimitsRequest\x1a'.clipstore.meta.v1.RepairLimitsResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
+	"\fRepairLimits\x12&.clipstore.meta.v1.RepairLimitsRequest\x1a'.clipstore.meta.v1.RepairLimitsResponse\x12h\n" +
+	"\x0fCreateAccessKey\x12).clipstore.meta.v1.CreateAccessKeyRequest\x1a*.clipstore.meta.v1.CreateAccessKeyResponse\x12e\n" +
+	"\x0eListAccessKeys\x12(.clipstore.meta.v1.ListAccessKeysRequest\x1a).clipstore.meta.v1.ListAccessKeysResponse\x12h\n" +
+	"\x0fDeleteAccessKey\x12).clipstore.meta.v1.DeleteAccessKeyRequest\x1a*.clipstore.meta.v1.DeleteAccessKeyResponse\x12Y\n" +
+	"\n" +
+	"SigningKey\x12$.clipstore.meta.v1.SigningKeyRequest\x1a%.clipstore.meta.v1.SigningKeyResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -6116,7 +6623,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                   // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                    // 1: clipstore.meta.v1.NodeState
@@ -6194,132 +6701,153 @@ var file_meta_proto_goTypes = []any{
 	(*ClusterStatusResponse)(nil),     // 73: clipstore.meta.v1.ClusterStatusResponse
 	(*RepairHold)(nil),                // 74: clipstore.meta.v1.RepairHold
 	(*NodeScrubStatus)(nil),           // 75: clipstore.meta.v1.NodeScrubStatus
-	nil,                               // 76: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                               // 77: clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	nil,                               // 78: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	nil,                               // 79: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	(*AccessKey)(nil),                 // 76: clipstore.meta.v1.AccessKey
+	(*CreateAccessKeyRequest)(nil),    // 77: clipstore.meta.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),   // 78: clipstore.meta.v1.CreateAccessKeyResponse
+	(*ListAccessKeysRequest)(nil),     // 79: clipstore.meta.v1.ListAccessKeysRequest
+	(*ListAccessKeysResponse)(nil),    // 80: clipstore.meta.v1.ListAccessKeysResponse
+	(*DeleteAccessKeyRequest)(nil),    // 81: clipstore.meta.v1.DeleteAccessKeyRequest
+	(*DeleteAccessKeyResponse)(nil),   // 82: clipstore.meta.v1.DeleteAccessKeyResponse
+	(*SigningKeyRequest)(nil),         // 83: clipstore.meta.v1.SigningKeyRequest
+	(*SigningKeyResponse)(nil),        // 84: clipstore.meta.v1.SigningKeyResponse
+	nil,                               // 85: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                               // 86: clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	nil,                               // 87: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	nil,                               // 88: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	5,  // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	5,  // 1: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	6,  // 2: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
-	4,  // 3: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	6,  // 4: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
-	0,  // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
-	5,  // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
-	13, // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	76, // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	15, // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	14, // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	77, // 11: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	5,  // 12: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	5,  // 13: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
-	18, // 14: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
-	19, // 15: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
-	5,  // 16: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	13, // 17: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	78, // 18: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	15, // 19: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	79, // 20: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	16, // 21: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	4,  // 22: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	16, // 23: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	17, // 24: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
-	4,  // 25: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	27, // 26: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
-	0,  // 27: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
-	13, // 28: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
-	52, // 29: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	1,  // 30: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	35, // 31: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	36, // 32: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36, // 33: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	2,  // 34: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
-	2,  // 35: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
-	37, // 36: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	3,  // 37: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
-	41, // 38: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
-	42, // 39: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
-	35, // 40: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	37, // 41: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	35, // 42: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	49, // 43: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	36, // 44: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36, // 45: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	5,  // 46: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	51, // 47: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	51, // 48: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
-	50, // 49: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	52, // 50: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	4,  // 51: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	37, // 52: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	4,  // 53: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	57, // 54: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	59, // 55: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	62, // 56: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62, // 57: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62, // 58: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	4,  // 59: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	70, // 60: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	62, // 61: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	70, // 62: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	75, // 63: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	36, // 64: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	36, // 65: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	74, // 66: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	70, // 67: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
-	49, // 68: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	7,  // 69: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	9,  // 70: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	11, // 71: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	20, // 72: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	22, // 73: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	24, // 74: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	26, // 75: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	29, // 76: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	31, // 77: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	33, // 78: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	46, // 79: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	48, // 80: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	54, // 81: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	38, // 82: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	44, // 83: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	40, // 84: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	56, // 85: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	60, // 86: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	63, // 87: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	65, // 88: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	67, // 89: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	69, // 90: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	71, // 91: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	8,  // 92: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	10, // 93: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	12, // 94: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	21, // 95: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	23, // 96: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	25, // 97: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	28, // 98: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	30, // 99: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	32, // 100: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	34, // 101: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	47, // 102: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	53, // 103: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	55, // 104: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	39, // 105: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	45, // 106: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	43, // 107: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	58, // 108: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	61, // 109: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	64, // 110: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	66, // 111: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	68, // 112: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	73, // 113: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	72, // 114: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	92, // [92:115] is the sub-list for method output_type
-	69, // [69:92] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	5,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	5,   // 1: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	6,   // 2: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
+	4,   // 3: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	6,   // 4: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
+	0,   // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
+	5,   // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
+	13,  // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
+	85,  // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	15,  // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	14,  // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
+	86,  // 11: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	5,   // 12: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	5,   // 13: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
+	18,  // 14: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
+	19,  // 15: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
+	5,   // 16: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	13,  // 17: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
+	87,  // 18: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	15,  // 19: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	88,  // 20: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	16,  // 21: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	4,   // 22: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	16,  // 23: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	17,  // 24: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
+	4,   // 25: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	27,  // 26: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	0,   // 27: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
+	13,  // 28: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
+	52,  // 29: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	1,   // 30: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
+	35,  // 31: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	36,  // 32: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36,  // 33: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	2,   // 34: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
+	2,   // 35: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
+	37,  // 36: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	3,   // 37: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
+	41,  // 38: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
+	42,  // 39: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
+	35,  // 40: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	37,  // 41: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	35,  // 42: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	49,  // 43: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	36,  // 44: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36,  // 45: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	5,   // 46: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	51,  // 47: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	51,  // 48: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
+	50,  // 49: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	52,  // 50: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	4,   // 51: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	37,  // 52: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	4,   // 53: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	57,  // 54: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	59,  // 55: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	62,  // 56: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62,  // 57: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62,  // 58: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	4,   // 59: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	70,  // 60: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	62,  // 61: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	70,  // 62: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	75,  // 63: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	36,  // 64: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	36,  // 65: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	74,  // 66: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	70,  // 67: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	49,  // 68: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	76,  // 69: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
+	76,  // 70: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
+	4,   // 71: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	76,  // 72: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
+	7,   // 73: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	9,   // 74: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	11,  // 75: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	20,  // 76: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	22,  // 77: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	24,  // 78: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	26,  // 79: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	29,  // 80: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	31,  // 81: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	33,  // 82: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	46,  // 83: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	48,  // 84: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	54,  // 85: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	38,  // 86: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	44,  // 87: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	40,  // 88: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	56,  // 89: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	60,  // 90: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	63,  // 91: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	65,  // 92: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	67,  // 93: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	69,  // 94: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	71,  // 95: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	77,  // 96: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
+	79,  // 97: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
+	81,  // 98: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
+	83,  // 99: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
+	8,   // 100: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	10,  // 101: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	12,  // 102: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	21,  // 103: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	23,  // 104: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	25,  // 105: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	28,  // 106: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	30,  // 107: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	32,  // 108: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	34,  // 109: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	47,  // 110: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	53,  // 111: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	55,  // 112: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	39,  // 113: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	45,  // 114: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	43,  // 115: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	58,  // 116: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	61,  // 117: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	64,  // 118: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	66,  // 119: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	68,  // 120: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	73,  // 121: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	72,  // 122: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	78,  // 123: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
+	80,  // 124: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
+	82,  // 125: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
+	84,  // 126: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
+	100, // [100:127] is the sub-list for method output_type
+	73,  // [73:100] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -6338,7 +6866,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   76,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

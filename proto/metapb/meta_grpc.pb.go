@@ -50,6 +50,10 @@ const (
 	MetaService_ListMembers_FullMethodName       = "/clipstore.meta.v1.MetaService/ListMembers"
 	MetaService_ClusterStatus_FullMethodName     = "/clipstore.meta.v1.MetaService/ClusterStatus"
 	MetaService_RepairLimits_FullMethodName      = "/clipstore.meta.v1.MetaService/RepairLimits"
+	MetaService_CreateAccessKey_FullMethodName   = "/clipstore.meta.v1.MetaService/CreateAccessKey"
+	MetaService_ListAccessKeys_FullMethodName    = "/clipstore.meta.v1.MetaService/ListAccessKeys"
+	MetaService_DeleteAccessKey_FullMethodName   = "/clipstore.meta.v1.MetaService/DeleteAccessKey"
+	MetaService_SigningKey_FullMethodName        = "/clipstore.meta.v1.MetaService/SigningKey"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -99,6 +103,16 @@ type MetaServiceClient interface {
 	// Repair limits, cluster-wide, replicated: read them, or change any of
 	// them at run time.
 	RepairLimits(ctx context.Context, in *RepairLimitsRequest, opts ...grpc.CallOption) (*RepairLimitsResponse, error)
+	// Access keys: the principals of the S3 gateway (and, later, of the
+	// native API). A key's secret is shown once, when it is created.
+	CreateAccessKey(ctx context.Context, in *CreateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error)
+	ListAccessKeys(ctx context.Context, in *ListAccessKeysRequest, opts ...grpc.CallOption) (*ListAccessKeysResponse, error)
+	DeleteAccessKey(ctx context.Context, in *DeleteAccessKeyRequest, opts ...grpc.CallOption) (*DeleteAccessKeyResponse, error)
+	// SigningKey derives a key's SigV4 signing key for one date, region and
+	// service, for an S3 gateway: the secret itself never leaves meta. Only a
+	// caller that presents the cluster secret (metadata
+	// "clipstore-cluster-secret") gets an answer.
+	SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error)
 }
 
 type metaServiceClient struct {
@@ -339,6 +353,46 @@ func (c *metaServiceClient) RepairLimits(ctx context.Context, in *RepairLimitsRe
 	return out, nil
 }
 
+func (c *metaServiceClient) CreateAccessKey(ctx context.Context, in *CreateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAccessKeyResponse)
+	err := c.cc.Invoke(ctx, MetaService_CreateAccessKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) ListAccessKeys(ctx context.Context, in *ListAccessKeysRequest, opts ...grpc.CallOption) (*ListAccessKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAccessKeysResponse)
+	err := c.cc.Invoke(ctx, MetaService_ListAccessKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) DeleteAccessKey(ctx context.Context, in *DeleteAccessKeyRequest, opts ...grpc.CallOption) (*DeleteAccessKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteAccessKeyResponse)
+	err := c.cc.Invoke(ctx, MetaService_DeleteAccessKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SigningKeyResponse)
+	err := c.cc.Invoke(ctx, MetaService_SigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaServiceServer is the server API for MetaService service.
 // All implementations must embed UnimplementedMetaServiceServer
 // for forward compatibility.
@@ -386,6 +440,16 @@ type MetaServiceServer interface {
 	// Repair limits, cluster-wide, replicated: read them, or change any of
 	// them at run time.
 	RepairLimits(context.Context, *RepairLimitsRequest) (*RepairLimitsResponse, error)
+	// Access keys: the principals of the S3 gateway (and, later, of the
+	// native API). A key's secret is shown once, when it is created.
+	CreateAccessKey(context.Context, *CreateAccessKeyRequest) (*CreateAccessKeyResponse, error)
+	ListAccessKeys(context.Context, *ListAccessKeysRequest) (*ListAccessKeysResponse, error)
+	DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*DeleteAccessKeyResponse, error)
+	// SigningKey derives a key's SigV4 signing key for one date, region and
+	// service, for an S3 gateway: the secret itself never leaves meta. Only a
+	// caller that presents the cluster secret (metadata
+	// "clipstore-cluster-secret") gets an answer.
+	SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error)
 	mustEmbedUnimplementedMetaServiceServer()
 }
 
@@ -464,6 +528,18 @@ func (UnimplementedMetaServiceServer) ClusterStatus(context.Context, *ClusterSta
 }
 func (UnimplementedMetaServiceServer) RepairLimits(context.Context, *RepairLimitsRequest) (*RepairLimitsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RepairLimits not implemented")
+}
+func (UnimplementedMetaServiceServer) CreateAccessKey(context.Context, *CreateAccessKeyRequest) (*CreateAccessKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateAccessKey not implemented")
+}
+func (UnimplementedMetaServiceServer) ListAccessKeys(context.Context, *ListAccessKeysRequest) (*ListAccessKeysResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAccessKeys not implemented")
+}
+func (UnimplementedMetaServiceServer) DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*DeleteAccessKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteAccessKey not implemented")
+}
+func (UnimplementedMetaServiceServer) SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SigningKey not implemented")
 }
 func (UnimplementedMetaServiceServer) mustEmbedUnimplementedMetaServiceServer() {}
 func (UnimplementedMetaServiceServer) testEmbeddedByValue()                     {}
@@ -900,6 +976,78 @@ func _MetaService_RepairLimits_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_CreateAccessKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAccessKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).CreateAccessKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_CreateAccessKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).CreateAccessKey(ctx, req.(*CreateAccessKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_ListAccessKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).ListAccessKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_ListAccessKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).ListAccessKeys(ctx, req.(*ListAccessKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_DeleteAccessKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAccessKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).DeleteAccessKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_DeleteAccessKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).DeleteAccessKey(ctx, req.(*DeleteAccessKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_SigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).SigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_SigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).SigningKey(ctx, req.(*SigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaService_ServiceDesc is the grpc.ServiceDesc for MetaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -998,6 +1146,22 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RepairLimits",
 			Handler:    _MetaService_RepairLimits_Handler,
+		},
+		{
+			MethodName: "CreateAccessKey",
+			Handler:    _MetaService_CreateAccessKey_Handler,
+		},
+		{
+			MethodName: "ListAccessKeys",
+			Handler:    _MetaService_ListAccessKeys_Handler,
+		},
+		{
+			MethodName: "DeleteAccessKey",
+			Handler:    _MetaService_DeleteAccessKey_Handler,
+		},
+		{
+			MethodName: "SigningKey",
+			Handler:    _MetaService_SigningKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -49,6 +49,8 @@ type Command struct {
 	//	*Command_SetNodeAdminState
 	//	*Command_RemoveNode
 	//	*Command_SetRebalance
+	//	*Command_CreateAccessKey
+	//	*Command_DeleteAccessKey
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -258,6 +260,24 @@ func (x *Command) GetSetRebalance() *RebalanceState {
 	return nil
 }
 
+func (x *Command) GetCreateAccessKey() *CreateAccessKeyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateAccessKey); ok {
+			return x.CreateAccessKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteAccessKey() *DeleteAccessKeyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteAccessKey); ok {
+			return x.DeleteAccessKey
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -330,6 +350,14 @@ type Command_SetRebalance struct {
 	SetRebalance *RebalanceState `protobuf:"bytes,26,opt,name=set_rebalance,json=setRebalance,proto3,oneof"`
 }
 
+type Command_CreateAccessKey struct {
+	CreateAccessKey *CreateAccessKeyRequest `protobuf:"bytes,27,opt,name=create_access_key,json=createAccessKey,proto3,oneof"`
+}
+
+type Command_DeleteAccessKey struct {
+	DeleteAccessKey *DeleteAccessKeyRequest `protobuf:"bytes,28,opt,name=delete_access_key,json=deleteAccessKey,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -363,6 +391,10 @@ func (*Command_SetNodeAdminState) isCommand_Op() {}
 func (*Command_RemoveNode) isCommand_Op() {}
 
 func (*Command_SetRebalance) isCommand_Op() {}
+
+func (*Command_CreateAccessKey) isCommand_Op() {}
+
+func (*Command_DeleteAccessKey) isCommand_Op() {}
 
 // NodeReportsCommand carries what storage nodes reported in heartbeats,
 // batched by the leader into one entry so that a heartbeat is answered
@@ -967,7 +999,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\x86\v\n" +
+	"meta.proto\"\xb8\f\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -994,7 +1026,9 @@ const file_metafsm_proto_rawDesc = "" +
 	"\x14set_node_admin_state\x18\x18 \x01(\v2+.clipstore.meta.v1.SetNodeAdminStateRequestH\x00R\x11setNodeAdminState\x12G\n" +
 	"\vremove_node\x18\x19 \x01(\v2$.clipstore.meta.v1.RemoveNodeRequestH\x00R\n" +
 	"removeNode\x12H\n" +
-	"\rset_rebalance\x18\x1a \x01(\v2!.clipstore.meta.v1.RebalanceStateH\x00R\fsetRebalanceB\x04\n" +
+	"\rset_rebalance\x18\x1a \x01(\v2!.clipstore.meta.v1.RebalanceStateH\x00R\fsetRebalance\x12W\n" +
+	"\x11create_access_key\x18\x1b \x01(\v2).clipstore.meta.v1.CreateAccessKeyRequestH\x00R\x0fcreateAccessKey\x12W\n" +
+	"\x11delete_access_key\x18\x1c \x01(\v2).clipstore.meta.v1.DeleteAccessKeyRequestH\x00R\x0fdeleteAccessKeyB\x04\n" +
 	"\x02op\"M\n" +
 	"\x12NodeReportsCommand\x127\n" +
 	"\areports\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.NodeReportR\areports\"\xcb\x01\n" +
@@ -1071,8 +1105,10 @@ var file_metafsm_proto_goTypes = []any{
 	(*SetNodeAdminStateRequest)(nil), // 18: clipstore.meta.v1.SetNodeAdminStateRequest
 	(*RemoveNodeRequest)(nil),        // 19: clipstore.meta.v1.RemoveNodeRequest
 	(*RebalanceState)(nil),           // 20: clipstore.meta.v1.RebalanceState
-	(*CommitPutRequest)(nil),         // 21: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),                   // 22: clipstore.meta.v1.NodeState
+	(*CreateAccessKeyRequest)(nil),   // 21: clipstore.meta.v1.CreateAccessKeyRequest
+	(*DeleteAccessKeyRequest)(nil),   // 22: clipstore.meta.v1.DeleteAccessKeyRequest
+	(*CommitPutRequest)(nil),         // 23: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 24: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	11, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -1092,14 +1128,16 @@ var file_metafsm_proto_depIdxs = []int32{
 	18, // 14: clipstore.meta.v1.Command.set_node_admin_state:type_name -> clipstore.meta.v1.SetNodeAdminStateRequest
 	19, // 15: clipstore.meta.v1.Command.remove_node:type_name -> clipstore.meta.v1.RemoveNodeRequest
 	20, // 16: clipstore.meta.v1.Command.set_rebalance:type_name -> clipstore.meta.v1.RebalanceState
-	2,  // 17: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	21, // 18: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	22, // 19: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	21, // 17: clipstore.meta.v1.Command.create_access_key:type_name -> clipstore.meta.v1.CreateAccessKeyRequest
+	22, // 18: clipstore.meta.v1.Command.delete_access_key:type_name -> clipstore.meta.v1.DeleteAccessKeyRequest
+	2,  // 19: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	23, // 20: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	24, // 21: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1126,6 +1164,8 @@ func file_metafsm_proto_init() {
 		(*Command_SetNodeAdminState)(nil),
 		(*Command_RemoveNode)(nil),
 		(*Command_SetRebalance)(nil),
+		(*Command_CreateAccessKey)(nil),
+		(*Command_DeleteAccessKey)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
