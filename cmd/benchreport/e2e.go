@@ -205,7 +205,7 @@ func drainRows(ctx context.Context, c *benchCluster, o options, disk float64) ([
 	}
 	took := time.Since(start)
 	rate := float64(moving) / took.Seconds()
-	moveRow := row{area: "end to end", name: "drain one of 7 storage nodes, default move limits (8 at once, 100 MiB/s)",
+	moveRow := row{area: "end to end", name: "drain one of 7 storage nodes, default move limits (8 at once, 4 from one node, 100 MiB/s)",
 		measured:  fmt.Sprintf("%s (%s in %v)", mibps(rate), bytesize.Human(int64(moving)), took.Round(100*time.Millisecond)),
 		reference: mibps(disk) + " (disk, fsync'd writes)", ratio: rate / disk,
 		note: "shards copied from the draining node and verified; 8 MiB gets ran meanwhile"}
