@@ -23,8 +23,8 @@ func newLifecycleCollector(n *Node) *lifecycleCollector {
 		return prometheus.NewDesc(prometheus.BuildFQName("clipstore", "meta", name), help, labels, nil)
 	}
 	return &lifecycleCollector{n: n,
-		adminState:  desc("node_admin_state", "1 for a storage node's admin state (active, draining, maintenance, decommissioned). Leader only.", "node", "state"),
-		toMove:      desc("node_shards_to_move", "Shards still on a draining storage node. Leader only.", "node"),
+		adminState:  desc("node_admin_state", "1 for a storage node's admin state (active, draining, maintenance, decommissioned). Leader only.", "storage_node", "state"),
+		toMove:      desc("node_shards_to_move", "Shards still on a draining storage node. Leader only.", "storage_node"),
 		rebRunning:  desc("rebalance_running", "1 while a rebalance runs. Leader only."),
 		rebInFlight: desc("rebalance_moves_in_flight", "A rebalance's moves handed out and not landed yet. Leader only."),
 		rebMoved:    desc("rebalance_moved_bytes", "Shard bytes the rebalance moved under this leader. Leader only."),
