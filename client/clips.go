@@ -43,9 +43,21 @@ func (c *Client) List(ctx context.Context, bucket, prefix string) iter.Seq2[*Cli
 	return c.list(ctx, bucket, prefix, listPageSize)
 }
 
+// ListFrom is List starting after the key startAfter (exclusive): it
+// iterates over the clips whose keys start with prefix and sort after
+// startAfter, in key order. A startAfter that sorts before prefix lists
+// from the start of prefix; "" lists it all.
+func (c *Client) ListFrom(ctx context.Context, bucket, prefix, startAfter string) iter.Seq2[*ClipEntry, error] {
+	return c.listFrom(ctx, bucket, prefix, startAfter, listPageSize)
+}
+
 func (c *Client) list(ctx context.Context, bucket, prefix string, pageSize uint32) iter.Seq2[*ClipEntry, error] {
+	return c.listFrom(ctx, bucket, prefix, "", pageSize)
+}
+
+func (c *Client) listFrom(ctx context.Context, bucket, prefix, after string, pageSize uint32) iter.Seq2[*ClipEntry, error] {
 	return func(yield func(*ClipEntry, error) bool) {
-		after := ""
+		after := after // each iteration starts afresh
 		for {
 			req := &metapb.ListClipsRequest{Bucket: bucket, Prefix: prefix, StartAfter: after, PageSize: pageSize}
 			resp, err := callMeta(ctx, c, "list "+bucket, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ListClipsResponse, error) {

@@ -4,18 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/erasure"
 	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/internal/devcluster"
+	"github.com/clipstore/clipstore/internal/s3gw"
 	"github.com/clipstore/clipstore/meta"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/clipstore/clipstore/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
 
@@ -26,6 +35,7 @@ type devOptions struct {
 	blockSize string
 	meta      meta.Config   // knobs only
 	storage   server.Config // knobs only
+	s3        string        // the S3 gateway's address, or "off"
 }
 
 func (o *devOptions) AddFlags(cmd *cobra.Command) {
@@ -36,6 +46,7 @@ func (o *devOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.cfg.StorageNodes, "storage-nodes", 6, "storage nodes")
 	f.StringVar(&o.ec, "ec", "4+2", "default erasure code K+M of new buckets")
 	f.StringVar(&o.blockSize, "block-size", "1MiB", "default block size of new buckets")
+	f.StringVar(&o.s3, "s3", "127.0.0.1:9000", `the S3 gateway's listen address ("off": no gateway)`)
 	o.serverFlags.AddFlags(cmd, "warn")
 	o.meta = meta.DefaultConfig()
 	f.DurationVar(&o.meta.NodeDownAfter, "node-down-after", o.meta.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
@@ -71,8 +82,20 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	}
 	reg := newRegistry()
 	o.cfg.Profile, o.cfg.Logger, o.cfg.Registerer = profile, log, reg
+	if err := os.MkdirAll(o.cfg.Dir, 0o755); err != nil {
+		return err
+	}
+	secretFile := filepath.Join(o.cfg.Dir, "cluster-secret")
+	if err := writeClusterSecret(secretFile); err != nil {
+		return err
+	}
+	secret, err := readClusterSecret(secretFile)
+	if err != nil {
+		return err
+	}
 	o.cfg.ConfigureMeta = func(c *meta.Config) {
 		c.NodeDownAfter, c.RepairAfter, c.GCGrace = o.meta.NodeDownAfter, o.meta.RepairAfter, o.meta.GCGrace
+		c.ClusterSecret = secret
 	}
 	o.cfg.ConfigureStorage = func(c *server.Config) {
 		c.ScrubInterval, c.ScrubRate, c.GCInterval = o.storage.ScrubInterval, o.storage.ScrubRate, o.storage.GCInterval
@@ -93,6 +116,13 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	fmt.Fprintf(out, "clipstore dev cluster: %d meta, %d storage nodes, RS %d+%d, data in %s\n",
 		o.cfg.MetaNodes, o.cfg.StorageNodes, profile.DataShards, profile.ParityShards, o.cfg.Dir)
 	fmt.Fprintf(out, "meta listening on %s\n", c.MetaAddrs()[0])
+	if o.s3 != "off" {
+		stopS3, err := o.startS3(ctx, out, c.MetaAddrs(), secret, reg, log, errc)
+		if err != nil {
+			return errors.Join(err, c.Shutdown(context.Background()))
+		}
+		defer stopS3()
+	}
 	fmt.Fprint(out, `
 Try, in another terminal:
   clipstore mb videos
@@ -112,6 +142,71 @@ Ctrl-C stops the cluster.
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return errors.Join(err, c.Shutdown(sctx))
+}
+
+// startS3 runs the dev cluster's S3 gateway on o.s3 with the dev access
+// key (made once, kept in the data directory) and prints how to use it.
+func (o *devOptions) startS3(ctx context.Context, out io.Writer, metaAddrs []string, secret []byte, reg *prometheus.Registry,
+	log *slog.Logger, errc chan<- error) (func(), error) {
+	c, err := client.New(ctx, client.Config{Meta: metaAddrs, ClusterSecret: secret, Logger: log.With("component", "s3"), Reporter: "s3"})
+	if err != nil {
+		return nil, err
+	}
+	key, err := devAccessKey(ctx, c, filepath.Join(o.cfg.Dir, "s3-credentials"))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	keys := s3gw.NewKeyCache(s3gw.ClientKeys(c), s3gw.DefaultKeyTTL, nil)
+	gw, err := s3gw.New(s3gw.Config{Client: c, Keys: keys.Key, Logger: log.With("component", "s3")})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	reg.MustRegister(gw.Collectors()...)
+	lis, err := net.Listen("tcp", o.s3)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("s3 gateway: listen on %s (--s3 off runs none): %w", o.s3, err)
+	}
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("s3 gateway: %w", err)
+		}
+	}()
+	endpoint := "http://" + lis.Addr().String()
+	fmt.Fprintf(out, "s3 gateway listening on %s (region %s), dev credentials:\n  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s\n  aws --endpoint-url %s s3 ls\n",
+		lis.Addr(), s3gw.DefaultRegion, key.ID, key.Secret, s3gw.DefaultRegion, endpoint)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		c.Close()
+	}, nil
+}
+
+// devAccessKey returns the dev cluster's access key: the one saved in path
+// if meta still has it, else a new one, saved there (mode 0600).
+func devAccessKey(ctx context.Context, c *client.Client, path string) (client.AccessKey, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if id, secret, ok := strings.Cut(strings.TrimSpace(string(b)), ":"); ok {
+			keys, err := c.ListAccessKeys(ctx)
+			if err != nil {
+				return client.AccessKey{}, err
+			}
+			for _, k := range keys {
+				if k.ID == id {
+					return client.AccessKey{ID: id, Secret: secret, Name: k.Name}, nil
+				}
+			}
+		}
+	}
+	k, err := c.CreateAccessKey(ctx, "clipstore dev")
+	if err != nil {
+		return client.AccessKey{}, err
+	}
+	return k, os.WriteFile(path, []byte(k.ID+":"+k.Secret+"\n"), 0o600)
 }
 
 // parseProfile reads "K+M" and a block size such as 1MiB, 256KiB or 65536.

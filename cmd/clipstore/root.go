@@ -11,7 +11,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true, // main prints the one error line
 	}
-	root.AddCommand(newStorageCommand(), newMetaCommand(), newDevCommand())
+	root.AddCommand(newStorageCommand(), newMetaCommand(), newDevCommand(), newS3Command())
 	co := &clientOptions{}
 	for _, c := range []*cobra.Command{newMbCommand(co), newRbCommand(co), newPutCommand(co), newGetCommand(co),
 		newLsCommand(co), newStatCommand(co), newRmCommand(co), newClusterCommand(co), newAdminCommand(co), newBenchCommand(co)} {

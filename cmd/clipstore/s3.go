@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/s3gw"
+	"github.com/spf13/cobra"
+)
+
+type s3Options struct {
+	serverFlags
+	listen     string
+	meta       []string
+	region     string
+	domain     string
+	secretFile string
+	keyTTL     time.Duration
+}
+
+func (o *s3Options) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	o.serverFlags.AddFlags(cmd, "info")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9000", "HTTP listen address of the S3 API")
+	f.StringSliceVar(&o.meta, "meta", nil, "meta members (comma-separated)")
+	f.StringVar(&o.region, "region", s3gw.DefaultRegion, "the region requests are signed for")
+	f.StringVar(&o.domain, "domain", "", "serve virtual-host-style requests to <bucket>.DOMAIN (empty: path style only)")
+	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the cluster secret the meta members were given, to get signing keys (required)")
+	f.DurationVar(&o.keyTTL, "key-cache-ttl", s3gw.DefaultKeyTTL, "keep a signing key this long: how long a deleted access key may go on working here")
+}
+
+func newS3Command() *cobra.Command {
+	o := &s3Options{}
+	cmd := &cobra.Command{
+		Use:   "s3",
+		Short: "Run an S3 gateway",
+		Long: `Run a stateless S3 gateway: it serves the S3 REST API over HTTP, authenticating
+requests with AWS Signature Version 4 against the access keys meta keeps, and
+streams object data between its clients and the storage nodes. Run any number
+behind a load balancer. It stops on SIGINT or SIGTERM, letting the requests in
+flight finish (for at most 30 s).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	o.AddFlags(cmd)
+	cmd.MarkFlagRequired("meta")
+	cmd.MarkFlagRequired("cluster-secret-file")
+	return cmd
+}
+
+func (o *s3Options) run(cmd *cobra.Command) error {
+	log, err := o.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	secret, err := readClusterSecret(o.secretFile)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c, err := client.New(ctx, client.Config{Meta: o.meta, ClusterSecret: secret, Logger: log.With("component", "client"),
+		Reporter: "s3"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	keys := s3gw.NewKeyCache(s3gw.ClientKeys(c), o.keyTTL, nil)
+	gw, err := s3gw.New(s3gw.Config{Client: c, Keys: keys.Key, Region: o.region, Domain: o.domain, Logger: log})
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	reg.MustRegister(gw.Collectors()...)
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 2)
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("s3 server: %w", err)
+		}
+	}()
+	stopHTTP, err := o.serveHTTP(reg, log, errc)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer stopHTTP()
+	// The ready line: scripts and tests wait for it.
+	fmt.Fprintf(cmd.OutOrStdout(), "s3 gateway (region %s) listening on %s\n", o.region, lis.Addr())
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		srv.Close()
+		err = errors.Join(err, serr)
+	}
+	return err
+}

@@ -1,0 +1,171 @@
+package s3gw
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/internal/sigv4"
+	"github.com/clipstore/clipstore/meta"
+	"github.com/clipstore/clipstore/meta/metatest"
+	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/clipstore/clipstore/server"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// The test credential, and the domain of virtual-host-style requests.
+const (
+	testAccessKey = "CLIPSTORETESTKEY"
+	testSecret    = "test/secret+key=="
+	testDomain    = "s3.test"
+)
+
+// testKeys is the KeyFunc of the test credential.
+func testKeys(_ context.Context, accessKey, date, region, service string) ([]byte, error) {
+	if accessKey != testAccessKey {
+		return nil, fmt.Errorf("%w: %s", sigv4.ErrUnknownAccessKey, accessKey)
+	}
+	return sigv4.DeriveKey(testSecret, date, region, service), nil
+}
+
+// testGateway is one meta member, six storage nodes, a client and a
+// gateway on httptest, in this process. The gateway serves HTTPS (where
+// the SDK sends aws-chunked bodies with trailing checksums) and plain
+// HTTP (where it signs the payload and sends checksums as headers).
+type testGateway struct {
+	gw                        *Gateway
+	client                    *client.Client
+	srv, plain                *httptest.Server
+	transport, plainTransport *http.Transport
+}
+
+// newTestGateway starts the cluster and the gateway; the test's cleanup
+// stops them.
+func newTestGateway(t *testing.T) *testGateway {
+	t.Helper()
+	mc := metatest.New(t, 1, metatest.Options{Configure: func(c *meta.Config) { c.NodeDownAfter = time.Minute }})
+	addr := mc.Members[0].GRPCAddr
+	root := t.TempDir()
+	for i := range 6 {
+		startNode(t, addr, fmt.Sprintf("s%d", i), filepath.Join(root, fmt.Sprintf("s%d", i)), i)
+	}
+	await.True(t, 15*time.Second, "storage nodes to heartbeat", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		resp, err := mc.Members[0].Client.ListNodes(ctx, &metapb.ListNodesRequest{})
+		up := 0
+		for _, n := range resp.GetNodes() {
+			if n.LastHeartbeatUnixNano > 0 {
+				up++
+			}
+		}
+		return err == nil && up == 6
+	})
+	c, err := client.New(context.Background(), client.Config{Meta: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	gw, err := New(Config{Client: c, Keys: testKeys, Domain: testDomain, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &testGateway{gw: gw, client: c, srv: httptest.NewTLSServer(gw), plain: httptest.NewServer(gw)}
+	t.Cleanup(tg.srv.Close)
+	t.Cleanup(tg.plain.Close)
+	// The test certificate names example.com: that is the name checked,
+	// whatever host a request is for.
+	roots := x509.NewCertPool()
+	roots.AddCert(tg.srv.Certificate())
+	tg.transport = dialing(tg.srv.Listener.Addr().String())
+	tg.transport.TLSClientConfig = &tls.Config{RootCAs: roots, ServerName: "example.com"}
+	tg.plainTransport = dialing(tg.plain.Listener.Addr().String())
+	t.Cleanup(tg.transport.CloseIdleConnections)
+	t.Cleanup(tg.plainTransport.CloseIdleConnections)
+	return tg
+}
+
+// dialing is a transport that dials addr whatever the host a request is
+// for: virtual-host-style names need no DNS.
+func dialing(addr string) *http.Transport {
+	return &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+}
+
+func startNode(t *testing.T, metaAddr, id, dir string, i int) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.DefaultConfig()
+	cfg.NodeID, cfg.DataDirs, cfg.Meta = id, []string{dir}, []string{metaAddr}
+	cfg.Advertise, cfg.Zone = lis.Addr().String(), fmt.Sprintf("zone-%d", i%3)
+	cfg.HeartbeatInterval = 50 * time.Millisecond
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	node, err := server.New(cfg)
+	if err != nil {
+		lis.Close()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- node.Serve(lis) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := errors.Join(node.Shutdown(ctx), <-served); err != nil {
+			t.Errorf("storage node %s: %v", id, err)
+		}
+	})
+}
+
+// sdk returns an AWS SDK S3 client of the gateway over HTTPS: path
+// style, or virtual-host style (<bucket>.s3.test). It does not retry.
+func (tg *testGateway) sdk(pathStyle bool, opts ...func(*s3.Options)) *s3.Client {
+	endpoint := tg.srv.URL
+	if !pathStyle {
+		endpoint = "https://" + testDomain
+	}
+	return newSDK(endpoint, pathStyle, tg.httpClient(), opts...)
+}
+
+// sdkPlain returns a path-style client over plain HTTP.
+func (tg *testGateway) sdkPlain() *s3.Client {
+	return newSDK(tg.plain.URL, true, &http.Client{Transport: tg.plainTransport})
+}
+
+func newSDK(endpoint string, pathStyle bool, hc *http.Client, opts ...func(*s3.Options)) *s3.Client {
+	return s3.New(s3.Options{
+		Region:       DefaultRegion,
+		Credentials:  credentials.NewStaticCredentialsProvider(testAccessKey, testSecret, ""),
+		BaseEndpoint: aws.String(endpoint),
+		UsePathStyle: pathStyle,
+		HTTPClient:   hc,
+		Retryer:      aws.NopRetryer{},
+	}, opts...)
+}
+
+// httpClient is an HTTPS client of the gateway.
+func (tg *testGateway) httpClient() *http.Client {
+	return &http.Client{Transport: tg.transport}
+}

@@ -1,0 +1,275 @@
+package s3gw
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/sigv4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultRegion is the region a gateway serves when Config.Region is
+// empty.
+const DefaultRegion = "us-east-1"
+
+// Config configures a Gateway.
+type Config struct {
+	// Client is the cluster's client; the gateway does not close it.
+	Client *client.Client
+	// Keys gives the signing keys requests are verified with (KeyCache
+	// over ClientKeys in production).
+	Keys sigv4.KeyFunc
+	// Region is the one region requests may be signed for (default
+	// DefaultRegion).
+	Region string
+	// Domain, if set, turns on virtual-host-style addressing: a request to
+	// the host <bucket>.<Domain> names that bucket. Other hosts are
+	// path-style.
+	Domain string
+	// Logger receives the gateway's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock requests are checked against (default time.Now).
+	Now func() time.Time
+}
+
+// Gateway is the S3 gateway's http.Handler. It keeps no state between
+// requests but its metrics; it is safe for concurrent use.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	bufs    sync.Pool // *[]byte of copyBufSize, for GetObject
+
+	skipBudget int // defaultSkipBudget; tests lower it
+}
+
+// New returns a gateway for cfg.
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("s3gw config: Client is required")
+	case cfg.Keys == nil:
+		return nil, errors.New("s3gw config: Keys is required")
+	case strings.ContainsAny(cfg.Domain, "/: "):
+		return nil, fmt.Errorf("s3gw config: Domain %q: want a DNS name without port", cfg.Domain)
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+	g := &Gateway{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), skipBudget: defaultSkipBudget}
+	g.bufs.New = func() any {
+		b := make([]byte, copyBufSize)
+		return &b
+	}
+	return g, nil
+}
+
+// Collectors returns the gateway's metrics, for the caller to register.
+func (g *Gateway) Collectors() []prometheus.Collector { return g.metrics.collectors() }
+
+// request is one S3 request as the gateway routes it.
+type request struct {
+	*http.Request
+	id          string
+	op          string // the operation, for metrics and logs
+	bucket, key string
+	query       url.Values
+	auth        *sigv4.Auth
+	bodyBytes   int64 // decoded body bytes read
+}
+
+// handler serves one operation. An error it returns is answered as S3's
+// error document, unless the response has begun.
+type handler func(g *Gateway, w *response, req *request) error
+
+// ServeHTTP authenticates the request, routes it to its operation and
+// answers.
+func (g *Gateway) ServeHTTP(hw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	g.metrics.inFlight.Inc()
+	defer g.metrics.inFlight.Dec()
+	w := &response{ResponseWriter: hw}
+	req := g.newRequest(r)
+	w.Header().Set("x-amz-request-id", req.id)
+	w.Header().Set("Server", "clipstore")
+	if r.ContentLength == 0 && strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		// net/http sends no "100 Continue" for an empty body, and botocore
+		// (boto3, aws-cli v1), which asked for one, then stalls its next
+		// request on the same connection for its read timeout: that
+		// connection is not reused.
+		w.Header().Set("Connection", "close")
+	}
+	op, h, routeErr := g.route(req)
+	req.op = op
+	err := g.authenticate(req) // first: no answer but AccessDenied without it
+	if err == nil {
+		err = routeErr
+	}
+	if err == nil {
+		err = h(g, w, req)
+	}
+	if err != nil {
+		g.writeError(w, req, err)
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	g.metrics.observe(req.op, w.status, req.bodyBytes, w.bytes, time.Since(start))
+}
+
+// newRequest gives r an id and reads the bucket and key it addresses:
+// from the host <bucket>.<Domain> and the path (virtual-host style), or
+// from the path /<bucket>/<key> (path style).
+func (g *Gateway) newRequest(r *http.Request) *request {
+	req := &request{Request: r, id: newRequestID(), query: r.URL.Query()}
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	if b, ok := g.virtualBucket(r.Host); ok {
+		req.bucket, req.key = b, path
+	} else {
+		req.bucket, req.key, _ = strings.Cut(path, "/")
+	}
+	return req
+}
+
+// virtualBucket returns the bucket a virtual-host-style host names.
+func (g *Gateway) virtualBucket(host string) (string, bool) {
+	if g.cfg.Domain == "" {
+		return "", false
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	b, ok := strings.CutSuffix(host, "."+g.cfg.Domain)
+	return b, ok && b != ""
+}
+
+// newRequestID returns 16 hex digits, as S3's request ids are.
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+// authenticate verifies the request's signature. Anonymous requests are
+// refused; so is a credential for another region.
+func (g *Gateway) authenticate(req *request) error {
+	a, err := sigv4.Verify(req.Context(), req.Request, g.cfg.Now(), g.keys)
+	var wrong *wrongRegionError
+	switch {
+	case errors.As(err, &wrong):
+		return errMalformedAuth.with("The authorization header is malformed; the region '%s' is wrong; expecting '%s'",
+			truncate(wrong.region), g.cfg.Region)
+	case err != nil:
+		return err // a *sigv4.Error, or the KeyFunc's failure (meta unavailable: 503)
+	case a.SecurityToken != "":
+		return errInvalidToken // the gateway issues no session tokens
+	}
+	req.auth = a
+	return nil
+}
+
+// wrongRegionError is a credential scope for a region the gateway does not
+// serve.
+type wrongRegionError struct{ region string }
+
+func (e *wrongRegionError) Error() string { return "credential scope of region " + e.region }
+
+// keys is cfg.Keys for the gateway's region only.
+func (g *Gateway) keys(ctx context.Context, accessKey, date, region, service string) ([]byte, error) {
+	if region != g.cfg.Region {
+		return nil, &wrongRegionError{region: region}
+	}
+	return g.cfg.Keys(ctx, accessKey, date, region, service)
+}
+
+// body returns the request's decoded, verified body, counted for the
+// metrics.
+func (req *request) body() (*sigv4.Reader, io.Reader, error) {
+	b, err := req.auth.Body(req.Request)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, &countingReader{r: b, n: &req.bodyBytes}, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// response records the status and the body bytes of an answer.
+type response struct {
+	http.ResponseWriter
+	status int   // 0 until the header is written
+	bytes  int64 // body bytes written
+}
+
+func (w *response) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *response) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// xmlNS is the namespace of S3's XML documents.
+const xmlNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+// writeXML answers status with v as an XML document.
+func writeXML(w *response, status int, v any) {
+	body, err := xml.Marshal(v)
+	if err != nil { // a bug: every document is a plain struct
+		status, body = http.StatusInternalServerError, []byte("<Error><Code>InternalError</Code></Error>")
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("Content-Length", fmt.Sprint(len(xml.Header)+len(body)))
+	w.WriteHeader(status)
+	io.WriteString(w, xml.Header)
+	w.Write(body)
+}
+
+// truncate shortens what a client sent for an error message.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

@@ -1,0 +1,268 @@
+package s3gw
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clipstore/clipstore/client"
+)
+
+// copyBufSize is how much of an object a GetObject reads at a time.
+const copyBufSize = 1 << 20
+
+// defaultContentType is what S3 answers for an object stored without one.
+const defaultContentType = "binary/octet-stream"
+
+// responseOverrides are the query parameters of a GetObject that set a
+// response header (for presigned URLs).
+var responseOverrides = map[string]string{
+	"response-cache-control":       "Cache-Control",
+	"response-content-disposition": "Content-Disposition",
+	"response-content-encoding":    "Content-Encoding",
+	"response-content-language":    "Content-Language",
+	"response-content-type":        "Content-Type",
+	"response-expires":             "Expires",
+}
+
+func (g *Gateway) headObject(w *response, req *request) error {
+	if err := checkObjectQuery(req); err != nil {
+		return err
+	}
+	info, err := g.cfg.Client.Stat(req.Context(), req.bucket, req.key)
+	if err != nil {
+		return err // a HEAD answer has no body: NoSuchKey and NoSuchBucket look alike
+	}
+	span, err := g.prepare(w, req, info)
+	if err != nil || span == nil {
+		return err
+	}
+	w.WriteHeader(span.status)
+	return nil
+}
+
+func (g *Gateway) getObject(w *response, req *request) error {
+	if err := checkObjectQuery(req); err != nil {
+		return err
+	}
+	r, err := g.cfg.Client.Open(req.Context(), req.bucket, req.key)
+	if errors.Is(err, client.ErrNotFound) {
+		return g.notFoundError(req.Context(), req)
+	}
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	span, err := g.prepare(w, req, r.Info())
+	if err != nil || span == nil {
+		return err
+	}
+	return g.stream(w, r, span)
+}
+
+// checkObjectQuery refuses the parameters of GetObject and HeadObject that
+// select what the gateway does not have: versions and parts beyond the
+// first.
+func checkObjectQuery(req *request) error {
+	if v := req.query.Get("versionId"); req.query.Has("versionId") && v != "null" {
+		return errInvalidArgument.with("Invalid version id specified")
+	}
+	if !req.query.Has("partNumber") {
+		return nil
+	}
+	n, err := strconv.Atoi(req.query.Get("partNumber"))
+	switch {
+	case err != nil || n < 1 || n > 10000:
+		return errInvalidArgument.with("Part number must be an integer between 1 and 10000, inclusive")
+	case req.Header.Get("Range") != "":
+		return errInvalidRequest.with("Cannot specify both Range header and partNumber query parameter")
+	case n != 1:
+		return errInvalidPart
+	}
+	return nil
+}
+
+// span is the part of an object an answer carries.
+type span struct {
+	start, length int64
+	status        int // 200, or 206 for a range
+}
+
+// prepare applies the request's preconditions and range to the object and
+// sets the answer's headers. It returns nil (and no error) when the answer
+// is complete already: 304 Not Modified.
+func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo) (*span, error) {
+	etag := objectETag(info.ETag, info.ClipID)
+	mod := lastModified(info.Created)
+	h := w.Header()
+	switch evalConditions(req.Header, etag, mod, g.cfg.Now()) {
+	case http.StatusPreconditionFailed:
+		return nil, errPrecondition
+	case http.StatusNotModified:
+		h.Set("ETag", quoteETag(etag))
+		h.Set("Last-Modified", mod.Format(http.TimeFormat))
+		w.WriteHeader(http.StatusNotModified)
+		return nil, nil
+	}
+	sp, err := parseRange(req.Header.Get("Range"), info.Size)
+	if err != nil {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+		return nil, err
+	}
+	h.Set("ETag", quoteETag(etag))
+	h.Set("Last-Modified", mod.Format(http.TimeFormat))
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Type", defaultContentType)
+	if info.ContentType != "" {
+		h.Set("Content-Type", info.ContentType)
+	}
+	h.Set("Content-Length", strconv.FormatInt(sp.length, 10))
+	if sp.status == http.StatusPartialContent {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", sp.start, sp.start+sp.length-1, info.Size))
+	}
+	for k, v := range info.Metadata {
+		h["X-Amz-Meta-"+k] = []string{v} // as stored: lowercase, like S3
+	}
+	if strings.EqualFold(req.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") && sp.status == http.StatusOK && len(info.Checksums) > 0 {
+		for alg, v := range info.Checksums {
+			h.Set("x-amz-checksum-"+alg, v)
+		}
+		h.Set("x-amz-checksum-type", "FULL_OBJECT")
+	}
+	for param, header := range responseOverrides {
+		if v := req.query.Get(param); v != "" {
+			h.Set(header, v)
+		}
+	}
+	return sp, nil
+}
+
+// stream writes the span of the object as it reads it, copyBufSize bytes
+// at a time. An error before the first byte is answered; after it, the
+// answer is cut short (its Content-Length not reached, the server closes
+// the connection) and the error only logged. A client that goes away
+// cancels the request's context, which stops the reads.
+func (g *Gateway) stream(w *response, r *client.Reader, sp *span) error {
+	if _, err := r.Seek(sp.start, io.SeekStart); err != nil {
+		return err
+	}
+	bufp := g.bufs.Get().(*[]byte)
+	defer g.bufs.Put(bufp)
+	buf := *bufp
+	left := sp.length
+	started := false
+	for left > 0 {
+		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), left)])
+		if err != nil {
+			if !started {
+				return err
+			}
+			return fmt.Errorf("read %d bytes into the answer, then: %w", sp.length-left, err)
+		}
+		if !started {
+			w.WriteHeader(sp.status)
+			started = true
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			g.log.Debug("client went away", "op", "GetObject", "err", err)
+			return nil
+		}
+		left -= int64(n)
+	}
+	if !started {
+		w.WriteHeader(sp.status)
+	}
+	return nil
+}
+
+// parseRange reads a Range header for an object of size bytes. S3 serves
+// one range of bytes=first-last, first- or -suffix; it answers the whole
+// object for an absent or malformed header and for several ranges, and
+// InvalidRange when the range starts past the end.
+func parseRange(v string, size int64) (*span, error) {
+	whole := &span{start: 0, length: size, status: http.StatusOK}
+	spec, ok := strings.CutPrefix(v, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return whole, nil
+	}
+	a, b, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return whole, nil
+	}
+	if a == "" { // -suffix: the last bytes
+		n, err := strconv.ParseInt(b, 10, 64)
+		switch {
+		case err != nil || n < 0:
+			return whole, nil
+		case n == 0 || size == 0:
+			return nil, errInvalidRange
+		}
+		n = min(n, size)
+		return &span{start: size - n, length: n, status: http.StatusPartialContent}, nil
+	}
+	first, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || first < 0 {
+		return whole, nil
+	}
+	last := size - 1
+	if b != "" {
+		if last, err = strconv.ParseInt(b, 10, 64); err != nil || last < first {
+			return whole, nil
+		}
+	}
+	if first >= size {
+		return nil, errInvalidRange
+	}
+	last = min(last, size-1)
+	return &span{start: first, length: last - first + 1, status: http.StatusPartialContent}, nil
+}
+
+// evalConditions applies the preconditions of a GET or HEAD in S3's
+// order, RFC 9110's: If-Match (else If-Unmodified-Since) fails with 412;
+// then If-None-Match (else If-Modified-Since) with 304. It returns 0 when
+// the object is to be sent.
+func evalConditions(h http.Header, etag string, mod, now time.Time) int {
+	if v := h.Get("If-Match"); v != "" {
+		if !etagMatches(v, etag) {
+			return http.StatusPreconditionFailed
+		}
+	} else if t, err := http.ParseTime(h.Get("If-Unmodified-Since")); err == nil && mod.After(t) {
+		return http.StatusPreconditionFailed
+	}
+	if v := h.Get("If-None-Match"); v != "" {
+		if etagMatches(v, etag) {
+			return http.StatusNotModified
+		}
+	} else if t, err := http.ParseTime(h.Get("If-Modified-Since")); err == nil && !t.After(now) && !mod.After(t) {
+		return http.StatusNotModified
+	}
+	return 0
+}
+
+// etagMatches reports whether the list of entity tags in a header names
+// etag (or is "*"); weak tags compare by their value.
+func etagMatches(list, etag string) bool {
+	for t := range strings.SplitSeq(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.Trim(strings.TrimPrefix(t, "W/"), `"`) == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// objectETag is the ETag of a record: the one its writer stored (the hex
+// MD5 for a PutObject), or, for a clip written without one, its clip id
+// with "-1", which S3 clients know as an ETag that is no MD5.
+func objectETag(stored, clipID string) string {
+	if stored = strings.Trim(stored, `"`); stored != "" {
+		return stored
+	}
+	return clipID + "-1"
+}
+
+func quoteETag(etag string) string { return `"` + etag + `"` }

@@ -1,0 +1,173 @@
+package s3gw
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/sigv4"
+)
+
+// S3's limits on what a PutObject carries.
+const (
+	maxKeyLen      = 1024
+	maxUserMetaLen = 2 << 10 // names and values of x-amz-meta-*, in bytes
+)
+
+// putCondition is a PutObject's condition on the key's current state.
+type putCondition struct {
+	ifNoneMatch bool   // If-None-Match: *: only if the key does not exist
+	ifMatch     string // If-Match: only if the current ETag is one of these
+}
+
+func (g *Gateway) putObject(w *response, req *request) error {
+	if len(req.key) > maxKeyLen {
+		return errKeyTooLong
+	}
+	opts, err := putOptions(req.Header)
+	if err != nil {
+		return err
+	}
+	cond, err := parsePutCondition(req.Header)
+	if err != nil {
+		return err
+	}
+	body, counted, err := req.body()
+	if err != nil {
+		return err
+	}
+	if body.Size() < 0 {
+		return errMissingLength
+	}
+	want, err := parseDigests(req.Header, body.DeclaredTrailers())
+	if err != nil {
+		return err
+	}
+	if opts.IfGenerationMatch, err = g.checkPutCondition(req, cond); err != nil {
+		return err
+	}
+	opts.SizeHint = body.Size()
+	d := newDigester(counted, want.hashes())
+	defer d.stop()
+	var etag string
+	var sums map[string]string
+	opts.Finish = func() (*client.PutFinish, error) {
+		e, s, err := finishPut(d, body, want)
+		if err != nil {
+			return nil, err
+		}
+		etag, sums = e, s
+		return &client.PutFinish{ETag: e, Checksums: s}, nil
+	}
+	if _, err := g.cfg.Client.Put(req.Context(), req.bucket, req.key, d, opts); err != nil {
+		return g.putError(req.Context(), req, err, opts.IfGenerationMatch)
+	}
+	w.Header().Set("ETag", quoteETag(etag))
+	for alg, v := range sums {
+		w.Header().Set("x-amz-checksum-"+alg, v)
+		w.Header().Set("x-amz-checksum-type", "FULL_OBJECT")
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// finishPut checks, once client.Put has read and stored the whole body,
+// that it is as long as declared and that its digests match; it returns
+// the ETag and checksums to store.
+func finishPut(d *digester, body *sigv4.Reader, want *digests) (string, map[string]string, error) {
+	sums, err := d.sums()
+	if err != nil {
+		return "", nil, err
+	}
+	if d.n != body.Size() {
+		return "", nil, errIncompleteBody.with("The body has %d bytes; the request declared %d.", d.n, body.Size())
+	}
+	return want.verified(sums, body)
+}
+
+// putOptions reads the content type and the user metadata (x-amz-meta-*,
+// names lowercased) of a PutObject.
+func putOptions(h http.Header) (*client.PutOptions, error) {
+	opts := &client.PutOptions{ContentType: h.Get("Content-Type")}
+	size := 0
+	for name, vals := range h {
+		meta, ok := strings.CutPrefix(strings.ToLower(name), "x-amz-meta-")
+		if !ok {
+			continue
+		}
+		if meta == "" {
+			return nil, errInvalidArgument.with("A metadata header must have a name after x-amz-meta-.")
+		}
+		if opts.Metadata == nil {
+			opts.Metadata = map[string]string{}
+		}
+		v := strings.Join(vals, ",")
+		opts.Metadata[meta] = v
+		size += len(meta) + len(v)
+	}
+	if size > maxUserMetaLen {
+		return nil, errMetadataTooLarge.with("Your metadata headers are %d bytes; at most %d are allowed.", size, maxUserMetaLen)
+	}
+	return opts, nil
+}
+
+// parsePutCondition reads S3's conditional writes: If-None-Match: * and
+// If-Match.
+func parsePutCondition(h http.Header) (putCondition, error) {
+	var c putCondition
+	if v := h.Get("If-None-Match"); v != "" {
+		if strings.TrimSpace(v) != "*" {
+			return c, errNotImplemented.with("If-None-Match on PutObject supports only '*'.")
+		}
+		c.ifNoneMatch = true
+	}
+	c.ifMatch = h.Get("If-Match")
+	if c.ifNoneMatch && c.ifMatch != "" {
+		return c, errNotImplemented.with("If-Match and If-None-Match together are not supported.")
+	}
+	return c, nil
+}
+
+// checkPutCondition checks a PutObject's condition against the key as it
+// is now, so that a write that cannot commit fails before its body is
+// sent, and returns the generation the commit must find (nil: no
+// condition). The commit checks the generation again, atomically.
+func (g *Gateway) checkPutCondition(req *request, c putCondition) (*uint64, error) {
+	if !c.ifNoneMatch && c.ifMatch == "" {
+		return nil, nil
+	}
+	info, err := g.cfg.Client.Stat(req.Context(), req.bucket, req.key)
+	switch {
+	case errors.Is(err, client.ErrNotFound) && c.ifNoneMatch:
+		// The bucket may be missing too; the put will say so.
+		gen := uint64(0)
+		return &gen, nil
+	case errors.Is(err, client.ErrNotFound):
+		return nil, g.notFoundError(req.Context(), req)
+	case err != nil:
+		return nil, err
+	case c.ifNoneMatch || !etagMatches(c.ifMatch, objectETag(info.ETag, info.ClipID)):
+		return nil, errPrecondition
+	}
+	return &info.Generation, nil
+}
+
+// putError maps a failed Put. ErrPrecondition means the generation
+// condition failed only if the key is no longer at gen; otherwise it is
+// the cluster's (too few storage nodes).
+func (g *Gateway) putError(ctx context.Context, req *request, err error, gen *uint64) error {
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		return errNoSuchBucket // BeginPut finds no bucket
+	case gen == nil || !errors.Is(err, client.ErrPrecondition) || errors.Is(err, client.ErrDeadlinePassed):
+		return err
+	}
+	info, serr := g.cfg.Client.Stat(ctx, req.bucket, req.key)
+	switch {
+	case errors.Is(serr, client.ErrNotFound) && *gen != 0, serr == nil && info.Generation != *gen:
+		return errPrecondition
+	}
+	return err
+}

@@ -1,0 +1,87 @@
+package s3gw
+
+import (
+	"net/http"
+)
+
+// unsupported are the sub-resources (query parameters that select an
+// operation) of S3 operations the gateway does not implement: a request
+// naming one is answered NotImplemented, never served as the plain bucket
+// or object operation its method would otherwise select.
+var unsupported = []string{
+	"accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering", "inventory",
+	"legal-hold", "lifecycle", "logging", "metadataConfiguration", "metadataTable", "metrics", "notification",
+	"object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock", "renameObject",
+	"replication", "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging",
+	"torrent", "uploadId", "uploads", "versioning", "versions", "website",
+}
+
+// route picks the operation of a request by method, bucket, key and
+// sub-resource. A request for something not implemented gets an error
+// handler, so that it is still authenticated first.
+func (g *Gateway) route(req *request) (string, handler, error) {
+	for _, sub := range unsupported {
+		if req.query.Has(sub) {
+			return "NotImplemented", nil, errNotImplemented.with("The %s sub-resource is not implemented.", sub)
+		}
+	}
+	switch {
+	case req.bucket == "":
+		if req.Method == http.MethodGet {
+			return "ListBuckets", (*Gateway).listBuckets, nil
+		}
+	case req.key == "":
+		return routeBucket(req)
+	default:
+		return routeObject(req)
+	}
+	return "MethodNotAllowed", nil, errMethodNotAllowed
+}
+
+func routeBucket(req *request) (string, handler, error) {
+	m := req.Method
+	switch {
+	case req.query.Has("location"):
+		if m == http.MethodGet {
+			return "GetBucketLocation", (*Gateway).getBucketLocation, nil
+		}
+	case req.query.Has("delete"):
+		if m == http.MethodPost {
+			return "DeleteObjects", (*Gateway).deleteObjects, nil
+		}
+	case m == http.MethodPut:
+		return "CreateBucket", (*Gateway).createBucket, nil
+	case m == http.MethodDelete:
+		return "DeleteBucket", (*Gateway).deleteBucket, nil
+	case m == http.MethodHead:
+		return "HeadBucket", (*Gateway).headBucket, nil
+	case m == http.MethodGet && req.query.Get("list-type") == "2":
+		return "ListObjectsV2", (*Gateway).listObjectsV2, nil
+	case m == http.MethodGet && req.query.Has("list-type"):
+		return "ListObjects", nil, errInvalidArgument.with("Invalid list-type %q", truncate(req.query.Get("list-type")))
+	case m == http.MethodGet:
+		return "ListObjects", (*Gateway).listObjectsV1, nil
+	case m == http.MethodPost:
+		return "NotImplemented", nil, errNotImplemented.with("POST object uploads are not implemented.")
+	}
+	return "MethodNotAllowed", nil, errMethodNotAllowed
+}
+
+func routeObject(req *request) (string, handler, error) {
+	switch req.Method {
+	case http.MethodPut:
+		if req.Header.Get("X-Amz-Copy-Source") != "" {
+			return "NotImplemented", nil, errNotImplemented.with("CopyObject is not implemented.")
+		}
+		return "PutObject", (*Gateway).putObject, nil
+	case http.MethodGet:
+		return "GetObject", (*Gateway).getObject, nil
+	case http.MethodHead:
+		return "HeadObject", (*Gateway).headObject, nil
+	case http.MethodDelete:
+		return "DeleteObject", (*Gateway).deleteObject, nil
+	case http.MethodPost:
+		return "NotImplemented", nil, errNotImplemented.with("POST on an object is not implemented.")
+	}
+	return "MethodNotAllowed", nil, errMethodNotAllowed
+}
