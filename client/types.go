@@ -84,6 +84,63 @@ type ClipInfo struct {
 	// (PutOptions.Finish); empty if it stored none.
 	ETag      string
 	Checksums map[string]string
+	// Parts are the clip's parts in order: one for a clip written by Put,
+	// those chosen by CompleteUpload for a multipart upload's. Profile and
+	// Shards above are the first part's.
+	Parts []PartInfo
+}
+
+// PartInfo is one part of a clip, or of a multipart upload in progress.
+type PartInfo struct {
+	// Number is the part's number in its multipart upload (1..10000); 0
+	// for the one part of a clip written by Put.
+	Number int
+	Offset int64 // within the clip; 0 for an upload's part
+	Size   int64
+	// ETag and Checksums are what the writer stored with the part
+	// (PartOptions.Finish).
+	ETag      string
+	Checksums map[string]string
+	Created   time.Time // when an upload's part was recorded
+}
+
+// UploadInfo is a multipart upload in progress.
+type UploadInfo struct {
+	Bucket, Key string
+	UploadID    string // hex
+	ClipID      string // the clip it becomes, hex
+	Created     time.Time
+	Expires     time.Time // aborted by meta after this
+	ContentType string
+	Metadata    map[string]string
+}
+
+// PartOptions are the optional parts of a PutPart.
+type PartOptions struct {
+	// SizeHint is the expected part size, if known; placement uses it.
+	SizeHint int64
+	// Progress, if set, is called with the part bytes read so far.
+	Progress func(written int64)
+	// Finish is PutOptions.Finish for a part: its ETag and checksums are
+	// stored with the part; an error aborts it.
+	Finish func() (*PutFinish, error)
+}
+
+// CompletedPart names a part to make part of the clip, with the ETag its
+// upload returned (checked by meta; "" skips the check).
+type CompletedPart struct {
+	Number int
+	ETag   string
+}
+
+// CompleteOptions are the optional parts of a CompleteUpload.
+type CompleteOptions struct {
+	// ETag and Checksums are stored with the clip (S3: the MD5 of the
+	// parts' MD5s, with "-N").
+	ETag      string
+	Checksums map[string]string
+	// IfGenerationMatch is PutOptions.IfGenerationMatch.
+	IfGenerationMatch *uint64
 }
 
 // ClipEntry is one clip of a listing.
@@ -329,7 +386,21 @@ func clipInfoFromProto(r *metapb.ClipRecord) *ClipInfo {
 				ID: hex.EncodeToString(s.ShardId), Length: int64(s.Length), State: shardStateFromProto(s.State)})
 		}
 	}
+	for _, p := range r.Parts {
+		info.Parts = append(info.Parts, partInfoFromProto(p, 0))
+	}
 	return info
+}
+
+func partInfoFromProto(p *metapb.Part, created int64) PartInfo {
+	return PartInfo{Number: int(p.GetNumber()), Offset: int64(p.GetOffset()), Size: int64(p.GetLength()), ETag: p.GetEtag(),
+		Checksums: maps.Clone(p.GetChecksums()), Created: unixNano(created)}
+}
+
+func uploadInfoFromProto(u *metapb.UploadRecord) *UploadInfo {
+	return &UploadInfo{Bucket: u.GetBucket(), Key: u.GetKey(), UploadID: hex.EncodeToString(u.GetUploadId()),
+		ClipID: hex.EncodeToString(u.GetClipId()), Created: unixNano(u.GetCreatedUnixNano()),
+		Expires: unixNano(u.GetExpiresUnixNano()), ContentType: u.GetContentType(), Metadata: maps.Clone(u.GetUserMetadata())}
 }
 
 func memberFromProto(m *metapb.Member) Member {

@@ -787,6 +787,11 @@ type Part struct {
 	Length        uint64                 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
 	ContentCrc32C uint32                 `protobuf:"fixed32,4,opt,name=content_crc32c,json=contentCrc32c,proto3" json:"content_crc32c,omitempty"` // CRC32C of the part's bytes
 	Shards        []*Shard               `protobuf:"bytes,5,rep,name=shards,proto3" json:"shards,omitempty"`                                      // k+m entries, by index
+	// Of a part written by a multipart upload: its number there, and the
+	// ETag and checksums its writer stored with it.
+	Number        uint32            `protobuf:"varint,6,opt,name=number,proto3" json:"number,omitempty"`
+	Etag          string            `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
+	Checksums     map[string]string `protobuf:"bytes,8,rep,name=checksums,proto3" json:"checksums,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -852,6 +857,27 @@ func (x *Part) GetContentCrc32C() uint32 {
 func (x *Part) GetShards() []*Shard {
 	if x != nil {
 		return x.Shards
+	}
+	return nil
+}
+
+func (x *Part) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *Part) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *Part) GetChecksums() map[string]string {
+	if x != nil {
+		return x.Checksums
 	}
 	return nil
 }
@@ -6040,6 +6066,1125 @@ func (x *SigningKeyResponse) GetSigningKey() []byte {
 	return nil
 }
 
+// UploadRecord is a multipart upload in progress.
+type UploadRecord struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Bucket          string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key             string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	UploadId        []byte                 `protobuf:"bytes,3,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"` // 16 random bytes
+	ClipId          []byte                 `protobuf:"bytes,4,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`       // the clip it becomes: fixed at creation
+	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	ExpiresUnixNano int64                  `protobuf:"varint,6,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"` // aborted by the leader after this
+	ContentType     string                 `protobuf:"bytes,7,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	UserMetadata    map[string]string      `protobuf:"bytes,8,rep,name=user_metadata,json=userMetadata,proto3" json:"user_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Capture         *CaptureAttributes     `protobuf:"bytes,9,opt,name=capture,proto3" json:"capture,omitempty"`
+	Profile         *ECProfile             `protobuf:"bytes,10,opt,name=profile,proto3" json:"profile,omitempty"` // of its parts; set at creation
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UploadRecord) Reset() {
+	*x = UploadRecord{}
+	mi := &file_meta_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadRecord) ProtoMessage() {}
+
+func (x *UploadRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadRecord.ProtoReflect.Descriptor instead.
+func (*UploadRecord) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *UploadRecord) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *UploadRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *UploadRecord) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *UploadRecord) GetClipId() []byte {
+	if x != nil {
+		return x.ClipId
+	}
+	return nil
+}
+
+func (x *UploadRecord) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *UploadRecord) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *UploadRecord) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *UploadRecord) GetUserMetadata() map[string]string {
+	if x != nil {
+		return x.UserMetadata
+	}
+	return nil
+}
+
+func (x *UploadRecord) GetCapture() *CaptureAttributes {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
+}
+
+func (x *UploadRecord) GetProfile() *ECProfile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+// UploadPart is one recorded part of an upload.
+type UploadPart struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Number          uint32                 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"` // 1..10000
+	Part            *Part                  `protobuf:"bytes,2,opt,name=part,proto3" json:"part,omitempty"`      // offset 0; number, etag, checksums set
+	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UploadPart) Reset() {
+	*x = UploadPart{}
+	mi := &file_meta_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadPart) ProtoMessage() {}
+
+func (x *UploadPart) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadPart.ProtoReflect.Descriptor instead.
+func (*UploadPart) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *UploadPart) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *UploadPart) GetPart() *Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *UploadPart) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+type CreateUploadRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	RequestId    []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Bucket       string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key          string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	ContentType  string                 `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	UserMetadata map[string]string      `protobuf:"bytes,5,rep,name=user_metadata,json=userMetadata,proto3" json:"user_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Capture      *CaptureAttributes     `protobuf:"bytes,6,opt,name=capture,proto3" json:"capture,omitempty"`
+	Profile      *ECProfile             `protobuf:"bytes,7,opt,name=profile,proto3" json:"profile,omitempty"` // unset: the bucket's default
+	// Filled in by the leader: the entry carries them.
+	UploadId        []byte `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	ClipId          []byte `protobuf:"bytes,9,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
+	ExpiresUnixNano int64  `protobuf:"varint,10,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateUploadRequest) Reset() {
+	*x = CreateUploadRequest{}
+	mi := &file_meta_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadRequest) ProtoMessage() {}
+
+func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
+func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *CreateUploadRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *CreateUploadRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *CreateUploadRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CreateUploadRequest) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *CreateUploadRequest) GetUserMetadata() map[string]string {
+	if x != nil {
+		return x.UserMetadata
+	}
+	return nil
+}
+
+func (x *CreateUploadRequest) GetCapture() *CaptureAttributes {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
+}
+
+func (x *CreateUploadRequest) GetProfile() *ECProfile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+func (x *CreateUploadRequest) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *CreateUploadRequest) GetClipId() []byte {
+	if x != nil {
+		return x.ClipId
+	}
+	return nil
+}
+
+func (x *CreateUploadRequest) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+type CreateUploadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Upload        *UploadRecord          `protobuf:"bytes,1,opt,name=upload,proto3" json:"upload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUploadResponse) Reset() {
+	*x = CreateUploadResponse{}
+	mi := &file_meta_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadResponse) ProtoMessage() {}
+
+func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadResponse.ProtoReflect.Descriptor instead.
+func (*CreateUploadResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *CreateUploadResponse) GetUpload() *UploadRecord {
+	if x != nil {
+		return x.Upload
+	}
+	return nil
+}
+
+type BeginPartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	UploadId      []byte                 `protobuf:"bytes,3,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	Number        uint32                 `protobuf:"varint,4,opt,name=number,proto3" json:"number,omitempty"`
+	SizeHint      uint64                 `protobuf:"varint,5,opt,name=size_hint,json=sizeHint,proto3" json:"size_hint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginPartRequest) Reset() {
+	*x = BeginPartRequest{}
+	mi := &file_meta_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginPartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginPartRequest) ProtoMessage() {}
+
+func (x *BeginPartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginPartRequest.ProtoReflect.Descriptor instead.
+func (*BeginPartRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *BeginPartRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *BeginPartRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *BeginPartRequest) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *BeginPartRequest) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *BeginPartRequest) GetSizeHint() uint64 {
+	if x != nil {
+		return x.SizeHint
+	}
+	return 0
+}
+
+type CommitPartRequest struct {
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	RequestId              []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Bucket                 string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key                    string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	UploadId               []byte                 `protobuf:"bytes,4,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	Number                 uint32                 `protobuf:"varint,5,opt,name=number,proto3" json:"number,omitempty"`
+	CommitDeadlineUnixNano int64                  `protobuf:"varint,6,opt,name=commit_deadline_unix_nano,json=commitDeadlineUnixNano,proto3" json:"commit_deadline_unix_nano,omitempty"`
+	Size                   uint64                 `protobuf:"varint,7,opt,name=size,proto3" json:"size,omitempty"`
+	ContentCrc32C          uint32                 `protobuf:"fixed32,8,opt,name=content_crc32c,json=contentCrc32c,proto3" json:"content_crc32c,omitempty"`
+	Shards                 []*Shard               `protobuf:"bytes,9,rep,name=shards,proto3" json:"shards,omitempty"`
+	Etag                   string                 `protobuf:"bytes,10,opt,name=etag,proto3" json:"etag,omitempty"`
+	Checksums              map[string]string      `protobuf:"bytes,11,rep,name=checksums,proto3" json:"checksums,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *CommitPartRequest) Reset() {
+	*x = CommitPartRequest{}
+	mi := &file_meta_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitPartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitPartRequest) ProtoMessage() {}
+
+func (x *CommitPartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitPartRequest.ProtoReflect.Descriptor instead.
+func (*CommitPartRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *CommitPartRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *CommitPartRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *CommitPartRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CommitPartRequest) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *CommitPartRequest) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *CommitPartRequest) GetCommitDeadlineUnixNano() int64 {
+	if x != nil {
+		return x.CommitDeadlineUnixNano
+	}
+	return 0
+}
+
+func (x *CommitPartRequest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CommitPartRequest) GetContentCrc32C() uint32 {
+	if x != nil {
+		return x.ContentCrc32C
+	}
+	return 0
+}
+
+func (x *CommitPartRequest) GetShards() []*Shard {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *CommitPartRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *CommitPartRequest) GetChecksums() map[string]string {
+	if x != nil {
+		return x.Checksums
+	}
+	return nil
+}
+
+type CommitPartResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Part          *UploadPart            `protobuf:"bytes,1,opt,name=part,proto3" json:"part,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitPartResponse) Reset() {
+	*x = CommitPartResponse{}
+	mi := &file_meta_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitPartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitPartResponse) ProtoMessage() {}
+
+func (x *CommitPartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitPartResponse.ProtoReflect.Descriptor instead.
+func (*CommitPartResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *CommitPartResponse) GetPart() *UploadPart {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+type CompletedPart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Number        uint32                 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	Etag          string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"` // must be the part's (quotes aside); empty: not checked
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompletedPart) Reset() {
+	*x = CompletedPart{}
+	mi := &file_meta_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompletedPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompletedPart) ProtoMessage() {}
+
+func (x *CompletedPart) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompletedPart.ProtoReflect.Descriptor instead.
+func (*CompletedPart) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *CompletedPart) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *CompletedPart) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+type CompleteUploadRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	RequestId         []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Bucket            string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key               string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	UploadId          []byte                 `protobuf:"bytes,4,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	Parts             []*CompletedPart       `protobuf:"bytes,5,rep,name=parts,proto3" json:"parts,omitempty"` // ascending numbers
+	Etag              string                 `protobuf:"bytes,6,opt,name=etag,proto3" json:"etag,omitempty"`   // of the whole clip (S3: MD5 of the parts' MD5s, "-N")
+	Checksums         map[string]string      `protobuf:"bytes,7,rep,name=checksums,proto3" json:"checksums,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	IfGenerationMatch *uint64                `protobuf:"varint,8,opt,name=if_generation_match,json=ifGenerationMatch,proto3,oneof" json:"if_generation_match,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CompleteUploadRequest) Reset() {
+	*x = CompleteUploadRequest{}
+	mi := &file_meta_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteUploadRequest) ProtoMessage() {}
+
+func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteUploadRequest.ProtoReflect.Descriptor instead.
+func (*CompleteUploadRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *CompleteUploadRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *CompleteUploadRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *CompleteUploadRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CompleteUploadRequest) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *CompleteUploadRequest) GetParts() []*CompletedPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *CompleteUploadRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *CompleteUploadRequest) GetChecksums() map[string]string {
+	if x != nil {
+		return x.Checksums
+	}
+	return nil
+}
+
+func (x *CompleteUploadRequest) GetIfGenerationMatch() uint64 {
+	if x != nil && x.IfGenerationMatch != nil {
+		return *x.IfGenerationMatch
+	}
+	return 0
+}
+
+type AbortUploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Bucket        string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	UploadId      []byte                 `protobuf:"bytes,4,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortUploadRequest) Reset() {
+	*x = AbortUploadRequest{}
+	mi := &file_meta_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortUploadRequest) ProtoMessage() {}
+
+func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortUploadRequest.ProtoReflect.Descriptor instead.
+func (*AbortUploadRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *AbortUploadRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *AbortUploadRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *AbortUploadRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *AbortUploadRequest) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+type AbortUploadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortUploadResponse) Reset() {
+	*x = AbortUploadResponse{}
+	mi := &file_meta_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortUploadResponse) ProtoMessage() {}
+
+func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortUploadResponse.ProtoReflect.Descriptor instead.
+func (*AbortUploadResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{91}
+}
+
+type ListPartsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	UploadId      []byte                 `protobuf:"bytes,3,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	After         uint32                 `protobuf:"varint,4,opt,name=after,proto3" json:"after,omitempty"`                       // part numbers after this one
+	MaxParts      uint32                 `protobuf:"varint,5,opt,name=max_parts,json=maxParts,proto3" json:"max_parts,omitempty"` // 0: 1000
+	Read          *ReadOptions           `protobuf:"bytes,6,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartsRequest) Reset() {
+	*x = ListPartsRequest{}
+	mi := &file_meta_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartsRequest) ProtoMessage() {}
+
+func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartsRequest.ProtoReflect.Descriptor instead.
+func (*ListPartsRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *ListPartsRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *ListPartsRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ListPartsRequest) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
+func (x *ListPartsRequest) GetAfter() uint32 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ListPartsRequest) GetMaxParts() uint32 {
+	if x != nil {
+		return x.MaxParts
+	}
+	return 0
+}
+
+func (x *ListPartsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListPartsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Upload        *UploadRecord          `protobuf:"bytes,1,opt,name=upload,proto3" json:"upload,omitempty"`
+	Parts         []*UploadPart          `protobuf:"bytes,2,rep,name=parts,proto3" json:"parts,omitempty"` // their shards left out
+	Truncated     bool                   `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartsResponse) Reset() {
+	*x = ListPartsResponse{}
+	mi := &file_meta_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartsResponse) ProtoMessage() {}
+
+func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartsResponse.ProtoReflect.Descriptor instead.
+func (*ListPartsResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *ListPartsResponse) GetUpload() *UploadRecord {
+	if x != nil {
+		return x.Upload
+	}
+	return nil
+}
+
+func (x *ListPartsResponse) GetParts() []*UploadPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *ListPartsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type ListUploadsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Bucket         string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Prefix         string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	KeyMarker      string                 `protobuf:"bytes,3,opt,name=key_marker,json=keyMarker,proto3" json:"key_marker,omitempty"`                  // uploads of keys after this one, or of
+	UploadIdMarker []byte                 `protobuf:"bytes,4,opt,name=upload_id_marker,json=uploadIdMarker,proto3" json:"upload_id_marker,omitempty"` // this key after this upload id
+	MaxUploads     uint32                 `protobuf:"varint,5,opt,name=max_uploads,json=maxUploads,proto3" json:"max_uploads,omitempty"`              // 0: 1000
+	Read           *ReadOptions           `protobuf:"bytes,6,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListUploadsRequest) Reset() {
+	*x = ListUploadsRequest{}
+	mi := &file_meta_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsRequest) ProtoMessage() {}
+
+func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsRequest.ProtoReflect.Descriptor instead.
+func (*ListUploadsRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *ListUploadsRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *ListUploadsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListUploadsRequest) GetKeyMarker() string {
+	if x != nil {
+		return x.KeyMarker
+	}
+	return ""
+}
+
+func (x *ListUploadsRequest) GetUploadIdMarker() []byte {
+	if x != nil {
+		return x.UploadIdMarker
+	}
+	return nil
+}
+
+func (x *ListUploadsRequest) GetMaxUploads() uint32 {
+	if x != nil {
+		return x.MaxUploads
+	}
+	return 0
+}
+
+func (x *ListUploadsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListUploadsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uploads       []*UploadRecord        `protobuf:"bytes,1,rep,name=uploads,proto3" json:"uploads,omitempty"` // by key, then upload id
+	Truncated     bool                   `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadsResponse) Reset() {
+	*x = ListUploadsResponse{}
+	mi := &file_meta_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsResponse) ProtoMessage() {}
+
+func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsResponse.ProtoReflect.Descriptor instead.
+func (*ListUploadsResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *ListUploadsResponse) GetUploads() []*UploadRecord {
+	if x != nil {
+		return x.Uploads
+	}
+	return nil
+}
+
+func (x *ListUploadsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 var File_meta_proto protoreflect.FileDescriptor
 
 const file_meta_proto_rawDesc = "" +
@@ -6080,13 +7225,19 @@ const file_meta_proto_rawDesc = "" +
 	"\bshard_id\x18\x03 \x01(\fR\ashardId\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x04R\x06length\x12\x1a\n" +
 	"\bchecksum\x18\x05 \x01(\aR\bchecksum\x123\n" +
-	"\x05state\x18\x06 \x01(\x0e2\x1d.clipstore.meta.v1.ShardStateR\x05state\"\xc7\x01\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x1d.clipstore.meta.v1.ShardStateR\x05state\"\xf7\x02\n" +
 	"\x04Part\x126\n" +
 	"\aprofile\x18\x01 \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x04R\x06length\x12%\n" +
 	"\x0econtent_crc32c\x18\x04 \x01(\aR\rcontentCrc32c\x120\n" +
-	"\x06shards\x18\x05 \x03(\v2\x18.clipstore.meta.v1.ShardR\x06shards\"\xaa\x01\n" +
+	"\x06shards\x18\x05 \x03(\v2\x18.clipstore.meta.v1.ShardR\x06shards\x12\x16\n" +
+	"\x06number\x18\x06 \x01(\rR\x06number\x12\x12\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\x12D\n" +
+	"\tchecksums\x18\b \x03(\v2&.clipstore.meta.v1.Part.ChecksumsEntryR\tchecksums\x1a<\n" +
+	"\x0eChecksumsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
 	"\x11CaptureAttributes\x12\x1d\n" +
 	"\n" +
 	"vehicle_id\x18\x01 \x01(\tR\tvehicleId\x12\x16\n" +
@@ -6555,7 +7706,117 @@ const file_meta_proto_rawDesc = "" +
 	"\aservice\x18\x04 \x01(\tR\aservice\"5\n" +
 	"\x12SigningKeyResponse\x12\x1f\n" +
 	"\vsigning_key\x18\x01 \x01(\fR\n" +
-	"signingKey*o\n" +
+	"signingKey\"\xfa\x03\n" +
+	"\fUploadRecord\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1b\n" +
+	"\tupload_id\x18\x03 \x01(\fR\buploadId\x12\x17\n" +
+	"\aclip_id\x18\x04 \x01(\fR\x06clipId\x12*\n" +
+	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
+	"\x11expires_unix_nano\x18\x06 \x01(\x03R\x0fexpiresUnixNano\x12!\n" +
+	"\fcontent_type\x18\a \x01(\tR\vcontentType\x12V\n" +
+	"\ruser_metadata\x18\b \x03(\v21.clipstore.meta.v1.UploadRecord.UserMetadataEntryR\fuserMetadata\x12>\n" +
+	"\acapture\x18\t \x01(\v2$.clipstore.meta.v1.CaptureAttributesR\acapture\x126\n" +
+	"\aprofile\x18\n" +
+	" \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x1a?\n" +
+	"\x11UserMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
+	"\n" +
+	"UploadPart\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\rR\x06number\x12+\n" +
+	"\x04part\x18\x02 \x01(\v2\x17.clipstore.meta.v1.PartR\x04part\x12*\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"\xfb\x03\n" +
+	"\x13CreateUploadRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12!\n" +
+	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12]\n" +
+	"\ruser_metadata\x18\x05 \x03(\v28.clipstore.meta.v1.CreateUploadRequest.UserMetadataEntryR\fuserMetadata\x12>\n" +
+	"\acapture\x18\x06 \x01(\v2$.clipstore.meta.v1.CaptureAttributesR\acapture\x126\n" +
+	"\aprofile\x18\a \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x12\x1b\n" +
+	"\tupload_id\x18\b \x01(\fR\buploadId\x12\x17\n" +
+	"\aclip_id\x18\t \x01(\fR\x06clipId\x12*\n" +
+	"\x11expires_unix_nano\x18\n" +
+	" \x01(\x03R\x0fexpiresUnixNano\x1a?\n" +
+	"\x11UserMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
+	"\x14CreateUploadResponse\x127\n" +
+	"\x06upload\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.UploadRecordR\x06upload\"\x8e\x01\n" +
+	"\x10BeginPartRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1b\n" +
+	"\tupload_id\x18\x03 \x01(\fR\buploadId\x12\x16\n" +
+	"\x06number\x18\x04 \x01(\rR\x06number\x12\x1b\n" +
+	"\tsize_hint\x18\x05 \x01(\x04R\bsizeHint\"\xde\x03\n" +
+	"\x11CommitPartRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x1b\n" +
+	"\tupload_id\x18\x04 \x01(\fR\buploadId\x12\x16\n" +
+	"\x06number\x18\x05 \x01(\rR\x06number\x129\n" +
+	"\x19commit_deadline_unix_nano\x18\x06 \x01(\x03R\x16commitDeadlineUnixNano\x12\x12\n" +
+	"\x04size\x18\a \x01(\x04R\x04size\x12%\n" +
+	"\x0econtent_crc32c\x18\b \x01(\aR\rcontentCrc32c\x120\n" +
+	"\x06shards\x18\t \x03(\v2\x18.clipstore.meta.v1.ShardR\x06shards\x12\x12\n" +
+	"\x04etag\x18\n" +
+	" \x01(\tR\x04etag\x12Q\n" +
+	"\tchecksums\x18\v \x03(\v23.clipstore.meta.v1.CommitPartRequest.ChecksumsEntryR\tchecksums\x1a<\n" +
+	"\x0eChecksumsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\x12CommitPartResponse\x121\n" +
+	"\x04part\x18\x01 \x01(\v2\x1d.clipstore.meta.v1.UploadPartR\x04part\";\n" +
+	"\rCompletedPart\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\rR\x06number\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xab\x03\n" +
+	"\x15CompleteUploadRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x1b\n" +
+	"\tupload_id\x18\x04 \x01(\fR\buploadId\x126\n" +
+	"\x05parts\x18\x05 \x03(\v2 .clipstore.meta.v1.CompletedPartR\x05parts\x12\x12\n" +
+	"\x04etag\x18\x06 \x01(\tR\x04etag\x12U\n" +
+	"\tchecksums\x18\a \x03(\v27.clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntryR\tchecksums\x123\n" +
+	"\x13if_generation_match\x18\b \x01(\x04H\x00R\x11ifGenerationMatch\x88\x01\x01\x1a<\n" +
+	"\x0eChecksumsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x16\n" +
+	"\x14_if_generation_match\"z\n" +
+	"\x12AbortUploadRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x1b\n" +
+	"\tupload_id\x18\x04 \x01(\fR\buploadId\"\x15\n" +
+	"\x13AbortUploadResponse\"\xc0\x01\n" +
+	"\x10ListPartsRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1b\n" +
+	"\tupload_id\x18\x03 \x01(\fR\buploadId\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\rR\x05after\x12\x1b\n" +
+	"\tmax_parts\x18\x05 \x01(\rR\bmaxParts\x122\n" +
+	"\x04read\x18\x06 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\x9f\x01\n" +
+	"\x11ListPartsResponse\x127\n" +
+	"\x06upload\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.UploadRecordR\x06upload\x123\n" +
+	"\x05parts\x18\x02 \x03(\v2\x1d.clipstore.meta.v1.UploadPartR\x05parts\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"\xe2\x01\n" +
+	"\x12ListUploadsRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1d\n" +
+	"\n" +
+	"key_marker\x18\x03 \x01(\tR\tkeyMarker\x12(\n" +
+	"\x10upload_id_marker\x18\x04 \x01(\fR\x0euploadIdMarker\x12\x1f\n" +
+	"\vmax_uploads\x18\x05 \x01(\rR\n" +
+	"maxUploads\x122\n" +
+	"\x04read\x18\x06 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"n\n" +
+	"\x13ListUploadsResponse\x129\n" +
+	"\auploads\x18\x01 \x03(\v2\x1f.clipstore.meta.v1.UploadRecordR\auploads\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated*o\n" +
 	"\n" +
 	"ShardState\x12\x1b\n" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -6576,13 +7837,21 @@ const file_meta_proto_rawDesc = "" +
 	"\x10REBALANCE_STATUS\x10\x00\x12\x13\n" +
 	"\x0fREBALANCE_START\x10\x01\x12\x12\n" +
 	"\x0eREBALANCE_STOP\x10\x02\x12\x15\n" +
-	"\x11REBALANCE_DRY_RUN\x10\x032\x89\x14\n" +
+	"\x11REBALANCE_DRY_RUN\x10\x032\x92\x19\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
 	"\vListBuckets\x12%.clipstore.meta.v1.ListBucketsRequest\x1a&.clipstore.meta.v1.ListBucketsResponse\x12S\n" +
 	"\bBeginPut\x12\".clipstore.meta.v1.BeginPutRequest\x1a#.clipstore.meta.v1.BeginPutResponse\x12V\n" +
-	"\tCommitPut\x12#.clipstore.meta.v1.CommitPutRequest\x1a$.clipstore.meta.v1.CommitPutResponse\x12P\n" +
+	"\tCommitPut\x12#.clipstore.meta.v1.CommitPutRequest\x1a$.clipstore.meta.v1.CommitPutResponse\x12_\n" +
+	"\fCreateUpload\x12&.clipstore.meta.v1.CreateUploadRequest\x1a'.clipstore.meta.v1.CreateUploadResponse\x12U\n" +
+	"\tBeginPart\x12#.clipstore.meta.v1.BeginPartRequest\x1a#.clipstore.meta.v1.BeginPutResponse\x12Y\n" +
+	"\n" +
+	"CommitPart\x12$.clipstore.meta.v1.CommitPartRequest\x1a%.clipstore.meta.v1.CommitPartResponse\x12`\n" +
+	"\x0eCompleteUpload\x12(.clipstore.meta.v1.CompleteUploadRequest\x1a$.clipstore.meta.v1.CommitPutResponse\x12\\\n" +
+	"\vAbortUpload\x12%.clipstore.meta.v1.AbortUploadRequest\x1a&.clipstore.meta.v1.AbortUploadResponse\x12V\n" +
+	"\tListParts\x12#.clipstore.meta.v1.ListPartsRequest\x1a$.clipstore.meta.v1.ListPartsResponse\x12\\\n" +
+	"\vListUploads\x12%.clipstore.meta.v1.ListUploadsRequest\x1a&.clipstore.meta.v1.ListUploadsResponse\x12P\n" +
 	"\aGetClip\x12!.clipstore.meta.v1.GetClipRequest\x1a\".clipstore.meta.v1.GetClipResponse\x12V\n" +
 	"\tListClips\x12#.clipstore.meta.v1.ListClipsRequest\x1a$.clipstore.meta.v1.ListClipsResponse\x12Y\n" +
 	"\n" +
@@ -6623,7 +7892,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                   // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                    // 1: clipstore.meta.v1.NodeState
@@ -6710,10 +7979,30 @@ var file_meta_proto_goTypes = []any{
 	(*DeleteAccessKeyResponse)(nil),   // 82: clipstore.meta.v1.DeleteAccessKeyResponse
 	(*SigningKeyRequest)(nil),         // 83: clipstore.meta.v1.SigningKeyRequest
 	(*SigningKeyResponse)(nil),        // 84: clipstore.meta.v1.SigningKeyResponse
-	nil,                               // 85: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                               // 86: clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	nil,                               // 87: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	nil,                               // 88: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	(*UploadRecord)(nil),              // 85: clipstore.meta.v1.UploadRecord
+	(*UploadPart)(nil),                // 86: clipstore.meta.v1.UploadPart
+	(*CreateUploadRequest)(nil),       // 87: clipstore.meta.v1.CreateUploadRequest
+	(*CreateUploadResponse)(nil),      // 88: clipstore.meta.v1.CreateUploadResponse
+	(*BeginPartRequest)(nil),          // 89: clipstore.meta.v1.BeginPartRequest
+	(*CommitPartRequest)(nil),         // 90: clipstore.meta.v1.CommitPartRequest
+	(*CommitPartResponse)(nil),        // 91: clipstore.meta.v1.CommitPartResponse
+	(*CompletedPart)(nil),             // 92: clipstore.meta.v1.CompletedPart
+	(*CompleteUploadRequest)(nil),     // 93: clipstore.meta.v1.CompleteUploadRequest
+	(*AbortUploadRequest)(nil),        // 94: clipstore.meta.v1.AbortUploadRequest
+	(*AbortUploadResponse)(nil),       // 95: clipstore.meta.v1.AbortUploadResponse
+	(*ListPartsRequest)(nil),          // 96: clipstore.meta.v1.ListPartsRequest
+	(*ListPartsResponse)(nil),         // 97: clipstore.meta.v1.ListPartsResponse
+	(*ListUploadsRequest)(nil),        // 98: clipstore.meta.v1.ListUploadsRequest
+	(*ListUploadsResponse)(nil),       // 99: clipstore.meta.v1.ListUploadsResponse
+	nil,                               // 100: clipstore.meta.v1.Part.ChecksumsEntry
+	nil,                               // 101: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                               // 102: clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	nil,                               // 103: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	nil,                               // 104: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	nil,                               // 105: clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	nil,                               // 106: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	nil,                               // 107: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	nil,                               // 108: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	5,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -6724,130 +8013,163 @@ var file_meta_proto_depIdxs = []int32{
 	0,   // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	5,   // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	13,  // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	85,  // 8: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	15,  // 9: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	14,  // 10: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	86,  // 11: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	5,   // 12: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	5,   // 13: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
-	18,  // 14: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
-	19,  // 15: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
-	5,   // 16: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	13,  // 17: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	87,  // 18: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	15,  // 19: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	88,  // 20: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	16,  // 21: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	4,   // 22: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	16,  // 23: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	17,  // 24: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
-	4,   // 25: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	27,  // 26: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
-	0,   // 27: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
-	13,  // 28: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
-	52,  // 29: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	1,   // 30: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	35,  // 31: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	36,  // 32: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36,  // 33: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	2,   // 34: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
-	2,   // 35: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
-	37,  // 36: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	3,   // 37: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
-	41,  // 38: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
-	42,  // 39: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
-	35,  // 40: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	37,  // 41: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	35,  // 42: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	49,  // 43: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	36,  // 44: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36,  // 45: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	5,   // 46: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	51,  // 47: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	51,  // 48: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
-	50,  // 49: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	52,  // 50: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	4,   // 51: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	37,  // 52: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	4,   // 53: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	57,  // 54: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	59,  // 55: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	62,  // 56: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62,  // 57: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62,  // 58: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	4,   // 59: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	70,  // 60: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	62,  // 61: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	70,  // 62: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	75,  // 63: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	36,  // 64: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	36,  // 65: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	74,  // 66: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	70,  // 67: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
-	49,  // 68: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	76,  // 69: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
-	76,  // 70: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
-	4,   // 71: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	76,  // 72: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
-	7,   // 73: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	9,   // 74: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	11,  // 75: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	20,  // 76: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	22,  // 77: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	24,  // 78: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	26,  // 79: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	29,  // 80: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	31,  // 81: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	33,  // 82: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	46,  // 83: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	48,  // 84: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	54,  // 85: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	38,  // 86: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	44,  // 87: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	40,  // 88: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	56,  // 89: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	60,  // 90: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	63,  // 91: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	65,  // 92: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	67,  // 93: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	69,  // 94: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	71,  // 95: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	77,  // 96: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
-	79,  // 97: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
-	81,  // 98: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
-	83,  // 99: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
-	8,   // 100: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	10,  // 101: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	12,  // 102: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	21,  // 103: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	23,  // 104: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	25,  // 105: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	28,  // 106: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	30,  // 107: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	32,  // 108: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	34,  // 109: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	47,  // 110: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	53,  // 111: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	55,  // 112: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	39,  // 113: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	45,  // 114: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	43,  // 115: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	58,  // 116: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	61,  // 117: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	64,  // 118: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	66,  // 119: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	68,  // 120: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	73,  // 121: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	72,  // 122: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	78,  // 123: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
-	80,  // 124: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
-	82,  // 125: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
-	84,  // 126: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
-	100, // [100:127] is the sub-list for method output_type
-	73,  // [73:100] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	100, // 8: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
+	101, // 9: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	15,  // 10: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	14,  // 11: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
+	102, // 12: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	5,   // 13: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	5,   // 14: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
+	18,  // 15: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
+	19,  // 16: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
+	5,   // 17: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	13,  // 18: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
+	103, // 19: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	15,  // 20: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	104, // 21: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	16,  // 22: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	4,   // 23: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	16,  // 24: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	17,  // 25: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
+	4,   // 26: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	27,  // 27: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	0,   // 28: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
+	13,  // 29: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
+	52,  // 30: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	1,   // 31: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
+	35,  // 32: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	36,  // 33: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36,  // 34: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	2,   // 35: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
+	2,   // 36: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
+	37,  // 37: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	3,   // 38: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
+	41,  // 39: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
+	42,  // 40: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
+	35,  // 41: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	37,  // 42: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	35,  // 43: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	49,  // 44: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	36,  // 45: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	36,  // 46: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	5,   // 47: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	51,  // 48: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	51,  // 49: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
+	50,  // 50: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	52,  // 51: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	4,   // 52: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	37,  // 53: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	4,   // 54: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	57,  // 55: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	59,  // 56: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	62,  // 57: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62,  // 58: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	62,  // 59: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	4,   // 60: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	70,  // 61: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	62,  // 62: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	70,  // 63: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	75,  // 64: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	36,  // 65: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	36,  // 66: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	74,  // 67: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	70,  // 68: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	49,  // 69: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	76,  // 70: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
+	76,  // 71: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
+	4,   // 72: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	76,  // 73: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
+	105, // 74: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	15,  // 75: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	5,   // 76: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
+	14,  // 77: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
+	106, // 78: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	15,  // 79: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	5,   // 80: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	85,  // 81: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	13,  // 82: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
+	107, // 83: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	86,  // 84: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
+	92,  // 85: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
+	108, // 86: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	4,   // 87: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	85,  // 88: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	86,  // 89: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
+	4,   // 90: clipstore.meta.v1.ListUploadsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	85,  // 91: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
+	7,   // 92: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	9,   // 93: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	11,  // 94: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	20,  // 95: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	22,  // 96: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	87,  // 97: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
+	89,  // 98: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
+	90,  // 99: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
+	93,  // 100: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
+	94,  // 101: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
+	96,  // 102: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
+	98,  // 103: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
+	24,  // 104: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	26,  // 105: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	29,  // 106: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	31,  // 107: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	33,  // 108: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	46,  // 109: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	48,  // 110: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	54,  // 111: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	38,  // 112: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	44,  // 113: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	40,  // 114: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	56,  // 115: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	60,  // 116: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	63,  // 117: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	65,  // 118: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	67,  // 119: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	69,  // 120: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	71,  // 121: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	77,  // 122: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
+	79,  // 123: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
+	81,  // 124: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
+	83,  // 125: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
+	8,   // 126: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	10,  // 127: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	12,  // 128: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	21,  // 129: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	23,  // 130: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	88,  // 131: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
+	21,  // 132: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
+	91,  // 133: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
+	23,  // 134: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
+	95,  // 135: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
+	97,  // 136: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
+	99,  // 137: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
+	25,  // 138: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	28,  // 139: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	30,  // 140: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	32,  // 141: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	34,  // 142: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	47,  // 143: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	53,  // 144: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	55,  // 145: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	39,  // 146: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	45,  // 147: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	43,  // 148: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	58,  // 149: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	61,  // 150: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	64,  // 151: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	66,  // 152: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	68,  // 153: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	73,  // 154: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	72,  // 155: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	78,  // 156: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
+	80,  // 157: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
+	82,  // 158: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
+	84,  // 159: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
+	126, // [126:160] is the sub-list for method output_type
+	92,  // [92:126] is the sub-list for method input_type
+	92,  // [92:92] is the sub-list for extension type_name
+	92,  // [92:92] is the sub-list for extension extendee
+	0,   // [0:92] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -6860,13 +8182,14 @@ func file_meta_proto_init() {
 	file_meta_proto_msgTypes[48].OneofWrappers = []any{}
 	file_meta_proto_msgTypes[67].OneofWrappers = []any{}
 	file_meta_proto_msgTypes[69].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[89].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   85,
+			NumMessages:   105,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

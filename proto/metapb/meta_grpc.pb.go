@@ -32,6 +32,13 @@ const (
 	MetaService_ListBuckets_FullMethodName       = "/clipstore.meta.v1.MetaService/ListBuckets"
 	MetaService_BeginPut_FullMethodName          = "/clipstore.meta.v1.MetaService/BeginPut"
 	MetaService_CommitPut_FullMethodName         = "/clipstore.meta.v1.MetaService/CommitPut"
+	MetaService_CreateUpload_FullMethodName      = "/clipstore.meta.v1.MetaService/CreateUpload"
+	MetaService_BeginPart_FullMethodName         = "/clipstore.meta.v1.MetaService/BeginPart"
+	MetaService_CommitPart_FullMethodName        = "/clipstore.meta.v1.MetaService/CommitPart"
+	MetaService_CompleteUpload_FullMethodName    = "/clipstore.meta.v1.MetaService/CompleteUpload"
+	MetaService_AbortUpload_FullMethodName       = "/clipstore.meta.v1.MetaService/AbortUpload"
+	MetaService_ListParts_FullMethodName         = "/clipstore.meta.v1.MetaService/ListParts"
+	MetaService_ListUploads_FullMethodName       = "/clipstore.meta.v1.MetaService/ListUploads"
 	MetaService_GetClip_FullMethodName           = "/clipstore.meta.v1.MetaService/GetClip"
 	MetaService_ListClips_FullMethodName         = "/clipstore.meta.v1.MetaService/ListClips"
 	MetaService_DeleteClip_FullMethodName        = "/clipstore.meta.v1.MetaService/DeleteClip"
@@ -68,6 +75,21 @@ type MetaServiceClient interface {
 	// straight to the storage nodes, then CommitPut (one Raft entry).
 	BeginPut(ctx context.Context, in *BeginPutRequest, opts ...grpc.CallOption) (*BeginPutResponse, error)
 	CommitPut(ctx context.Context, in *CommitPutRequest, opts ...grpc.CallOption) (*CommitPutResponse, error)
+	// Multipart uploads: a clip written as numbered parts, each stored as it
+	// arrives, becoming visible in one entry when completed (S3's multipart
+	// upload). An upload and its parts live in meta until completed,
+	// aborted or expired.
+	CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*CreateUploadResponse, error)
+	// BeginPart places one part's shards, as BeginPut does a clip's.
+	BeginPart(ctx context.Context, in *BeginPartRequest, opts ...grpc.CallOption) (*BeginPutResponse, error)
+	// CommitPart records a part (replacing an earlier part of the number).
+	CommitPart(ctx context.Context, in *CommitPartRequest, opts ...grpc.CallOption) (*CommitPartResponse, error)
+	// CompleteUpload turns the chosen parts, in order, into the clip's parts
+	// in one entry; the others are deleted.
+	CompleteUpload(ctx context.Context, in *CompleteUploadRequest, opts ...grpc.CallOption) (*CommitPutResponse, error)
+	AbortUpload(ctx context.Context, in *AbortUploadRequest, opts ...grpc.CallOption) (*AbortUploadResponse, error)
+	ListParts(ctx context.Context, in *ListPartsRequest, opts ...grpc.CallOption) (*ListPartsResponse, error)
+	ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error)
 	GetClip(ctx context.Context, in *GetClipRequest, opts ...grpc.CallOption) (*GetClipResponse, error)
 	ListClips(ctx context.Context, in *ListClipsRequest, opts ...grpc.CallOption) (*ListClipsResponse, error)
 	DeleteClip(ctx context.Context, in *DeleteClipRequest, opts ...grpc.CallOption) (*DeleteClipResponse, error)
@@ -167,6 +189,76 @@ func (c *metaServiceClient) CommitPut(ctx context.Context, in *CommitPutRequest,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CommitPutResponse)
 	err := c.cc.Invoke(ctx, MetaService_CommitPut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*CreateUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateUploadResponse)
+	err := c.cc.Invoke(ctx, MetaService_CreateUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) BeginPart(ctx context.Context, in *BeginPartRequest, opts ...grpc.CallOption) (*BeginPutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginPutResponse)
+	err := c.cc.Invoke(ctx, MetaService_BeginPart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) CommitPart(ctx context.Context, in *CommitPartRequest, opts ...grpc.CallOption) (*CommitPartResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitPartResponse)
+	err := c.cc.Invoke(ctx, MetaService_CommitPart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) CompleteUpload(ctx context.Context, in *CompleteUploadRequest, opts ...grpc.CallOption) (*CommitPutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitPutResponse)
+	err := c.cc.Invoke(ctx, MetaService_CompleteUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) AbortUpload(ctx context.Context, in *AbortUploadRequest, opts ...grpc.CallOption) (*AbortUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AbortUploadResponse)
+	err := c.cc.Invoke(ctx, MetaService_AbortUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) ListParts(ctx context.Context, in *ListPartsRequest, opts ...grpc.CallOption) (*ListPartsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPartsResponse)
+	err := c.cc.Invoke(ctx, MetaService_ListParts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUploadsResponse)
+	err := c.cc.Invoke(ctx, MetaService_ListUploads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -405,6 +497,21 @@ type MetaServiceServer interface {
 	// straight to the storage nodes, then CommitPut (one Raft entry).
 	BeginPut(context.Context, *BeginPutRequest) (*BeginPutResponse, error)
 	CommitPut(context.Context, *CommitPutRequest) (*CommitPutResponse, error)
+	// Multipart uploads: a clip written as numbered parts, each stored as it
+	// arrives, becoming visible in one entry when completed (S3's multipart
+	// upload). An upload and its parts live in meta until completed,
+	// aborted or expired.
+	CreateUpload(context.Context, *CreateUploadRequest) (*CreateUploadResponse, error)
+	// BeginPart places one part's shards, as BeginPut does a clip's.
+	BeginPart(context.Context, *BeginPartRequest) (*BeginPutResponse, error)
+	// CommitPart records a part (replacing an earlier part of the number).
+	CommitPart(context.Context, *CommitPartRequest) (*CommitPartResponse, error)
+	// CompleteUpload turns the chosen parts, in order, into the clip's parts
+	// in one entry; the others are deleted.
+	CompleteUpload(context.Context, *CompleteUploadRequest) (*CommitPutResponse, error)
+	AbortUpload(context.Context, *AbortUploadRequest) (*AbortUploadResponse, error)
+	ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error)
+	ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error)
 	GetClip(context.Context, *GetClipRequest) (*GetClipResponse, error)
 	ListClips(context.Context, *ListClipsRequest) (*ListClipsResponse, error)
 	DeleteClip(context.Context, *DeleteClipRequest) (*DeleteClipResponse, error)
@@ -474,6 +581,27 @@ func (UnimplementedMetaServiceServer) BeginPut(context.Context, *BeginPutRequest
 }
 func (UnimplementedMetaServiceServer) CommitPut(context.Context, *CommitPutRequest) (*CommitPutResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CommitPut not implemented")
+}
+func (UnimplementedMetaServiceServer) CreateUpload(context.Context, *CreateUploadRequest) (*CreateUploadResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateUpload not implemented")
+}
+func (UnimplementedMetaServiceServer) BeginPart(context.Context, *BeginPartRequest) (*BeginPutResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BeginPart not implemented")
+}
+func (UnimplementedMetaServiceServer) CommitPart(context.Context, *CommitPartRequest) (*CommitPartResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CommitPart not implemented")
+}
+func (UnimplementedMetaServiceServer) CompleteUpload(context.Context, *CompleteUploadRequest) (*CommitPutResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CompleteUpload not implemented")
+}
+func (UnimplementedMetaServiceServer) AbortUpload(context.Context, *AbortUploadRequest) (*AbortUploadResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AbortUpload not implemented")
+}
+func (UnimplementedMetaServiceServer) ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListParts not implemented")
+}
+func (UnimplementedMetaServiceServer) ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListUploads not implemented")
 }
 func (UnimplementedMetaServiceServer) GetClip(context.Context, *GetClipRequest) (*GetClipResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetClip not implemented")
@@ -648,6 +776,132 @@ func _MetaService_CommitPut_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(MetaServiceServer).CommitPut(ctx, req.(*CommitPutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_CreateUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).CreateUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_CreateUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).CreateUpload(ctx, req.(*CreateUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_BeginPart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginPartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).BeginPart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_BeginPart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).BeginPart(ctx, req.(*BeginPartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_CommitPart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitPartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).CommitPart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_CommitPart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).CommitPart(ctx, req.(*CommitPartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_CompleteUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).CompleteUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_CompleteUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).CompleteUpload(ctx, req.(*CompleteUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_AbortUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AbortUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).AbortUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_AbortUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).AbortUpload(ctx, req.(*AbortUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_ListParts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPartsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).ListParts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_ListParts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).ListParts(ctx, req.(*ListPartsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_ListUploads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUploadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).ListUploads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_ListUploads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).ListUploads(ctx, req.(*ListUploadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1074,6 +1328,34 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CommitPut",
 			Handler:    _MetaService_CommitPut_Handler,
+		},
+		{
+			MethodName: "CreateUpload",
+			Handler:    _MetaService_CreateUpload_Handler,
+		},
+		{
+			MethodName: "BeginPart",
+			Handler:    _MetaService_BeginPart_Handler,
+		},
+		{
+			MethodName: "CommitPart",
+			Handler:    _MetaService_CommitPart_Handler,
+		},
+		{
+			MethodName: "CompleteUpload",
+			Handler:    _MetaService_CompleteUpload_Handler,
+		},
+		{
+			MethodName: "AbortUpload",
+			Handler:    _MetaService_AbortUpload_Handler,
+		},
+		{
+			MethodName: "ListParts",
+			Handler:    _MetaService_ListParts_Handler,
+		},
+		{
+			MethodName: "ListUploads",
+			Handler:    _MetaService_ListUploads_Handler,
 		},
 		{
 			MethodName: "GetClip",

@@ -51,6 +51,10 @@ type Command struct {
 	//	*Command_SetRebalance
 	//	*Command_CreateAccessKey
 	//	*Command_DeleteAccessKey
+	//	*Command_CreateUpload
+	//	*Command_CommitPart
+	//	*Command_CompleteUpload
+	//	*Command_AbortUpload
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -278,6 +282,42 @@ func (x *Command) GetDeleteAccessKey() *DeleteAccessKeyRequest {
 	return nil
 }
 
+func (x *Command) GetCreateUpload() *CreateUploadRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateUpload); ok {
+			return x.CreateUpload
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCommitPart() *CommitPartRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CommitPart); ok {
+			return x.CommitPart
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCompleteUpload() *CompleteUploadRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CompleteUpload); ok {
+			return x.CompleteUpload
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAbortUpload() *AbortUploadRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AbortUpload); ok {
+			return x.AbortUpload
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -358,6 +398,22 @@ type Command_DeleteAccessKey struct {
 	DeleteAccessKey *DeleteAccessKeyRequest `protobuf:"bytes,28,opt,name=delete_access_key,json=deleteAccessKey,proto3,oneof"`
 }
 
+type Command_CreateUpload struct {
+	CreateUpload *CreateUploadRequest `protobuf:"bytes,29,opt,name=create_upload,json=createUpload,proto3,oneof"`
+}
+
+type Command_CommitPart struct {
+	CommitPart *CommitPartRequest `protobuf:"bytes,30,opt,name=commit_part,json=commitPart,proto3,oneof"`
+}
+
+type Command_CompleteUpload struct {
+	CompleteUpload *CompleteUploadRequest `protobuf:"bytes,31,opt,name=complete_upload,json=completeUpload,proto3,oneof"`
+}
+
+type Command_AbortUpload struct {
+	AbortUpload *AbortUploadRequest `protobuf:"bytes,32,opt,name=abort_upload,json=abortUpload,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -395,6 +451,14 @@ func (*Command_SetRebalance) isCommand_Op() {}
 func (*Command_CreateAccessKey) isCommand_Op() {}
 
 func (*Command_DeleteAccessKey) isCommand_Op() {}
+
+func (*Command_CreateUpload) isCommand_Op() {}
+
+func (*Command_CommitPart) isCommand_Op() {}
+
+func (*Command_CompleteUpload) isCommand_Op() {}
+
+func (*Command_AbortUpload) isCommand_Op() {}
 
 // NodeReportsCommand carries what storage nodes reported in heartbeats,
 // batched by the leader into one entry so that a heartbeat is answered
@@ -935,10 +999,13 @@ func (x *RequestRecord) GetReason() string {
 
 // NodeShardRecord is the value of the node -> shard index.
 type NodeShardRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClipId        []byte                 `protobuf:"bytes,1,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
-	Part          uint32                 `protobuf:"varint,2,opt,name=part,proto3" json:"part,omitempty"`
-	Index         uint32                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ClipId []byte                 `protobuf:"bytes,1,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
+	Part   uint32                 `protobuf:"varint,2,opt,name=part,proto3" json:"part,omitempty"`
+	Index  uint32                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// Set for a shard of an upload's part (then part is the part number):
+	// the upload that holds it until it completes, aborts or expires.
+	UploadId      []byte `protobuf:"bytes,4,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -994,12 +1061,19 @@ func (x *NodeShardRecord) GetIndex() uint32 {
 	return 0
 }
 
+func (x *NodeShardRecord) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
 var File_metafsm_proto protoreflect.FileDescriptor
 
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\xb8\f\n" +
+	"meta.proto\"\xf1\x0e\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -1028,7 +1102,12 @@ const file_metafsm_proto_rawDesc = "" +
 	"removeNode\x12H\n" +
 	"\rset_rebalance\x18\x1a \x01(\v2!.clipstore.meta.v1.RebalanceStateH\x00R\fsetRebalance\x12W\n" +
 	"\x11create_access_key\x18\x1b \x01(\v2).clipstore.meta.v1.CreateAccessKeyRequestH\x00R\x0fcreateAccessKey\x12W\n" +
-	"\x11delete_access_key\x18\x1c \x01(\v2).clipstore.meta.v1.DeleteAccessKeyRequestH\x00R\x0fdeleteAccessKeyB\x04\n" +
+	"\x11delete_access_key\x18\x1c \x01(\v2).clipstore.meta.v1.DeleteAccessKeyRequestH\x00R\x0fdeleteAccessKey\x12M\n" +
+	"\rcreate_upload\x18\x1d \x01(\v2&.clipstore.meta.v1.CreateUploadRequestH\x00R\fcreateUpload\x12G\n" +
+	"\vcommit_part\x18\x1e \x01(\v2$.clipstore.meta.v1.CommitPartRequestH\x00R\n" +
+	"commitPart\x12S\n" +
+	"\x0fcomplete_upload\x18\x1f \x01(\v2(.clipstore.meta.v1.CompleteUploadRequestH\x00R\x0ecompleteUpload\x12J\n" +
+	"\fabort_upload\x18  \x01(\v2%.clipstore.meta.v1.AbortUploadRequestH\x00R\vabortUploadB\x04\n" +
 	"\x02op\"M\n" +
 	"\x12NodeReportsCommand\x127\n" +
 	"\areports\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.NodeReportR\areports\"\xcb\x01\n" +
@@ -1064,11 +1143,12 @@ const file_metafsm_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1a\n" +
 	"\bresponse\x18\x04 \x01(\fR\bresponse\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"T\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"q\n" +
 	"\x0fNodeShardRecord\x12\x17\n" +
 	"\aclip_id\x18\x01 \x01(\fR\x06clipId\x12\x12\n" +
 	"\x04part\x18\x02 \x01(\rR\x04part\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\rR\x05indexB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
+	"\x05index\x18\x03 \x01(\rR\x05index\x12\x1b\n" +
+	"\tupload_id\x18\x04 \x01(\fR\buploadIdB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
 
 var (
 	file_metafsm_proto_rawDescOnce sync.Once
@@ -1107,8 +1187,12 @@ var file_metafsm_proto_goTypes = []any{
 	(*RebalanceState)(nil),           // 20: clipstore.meta.v1.RebalanceState
 	(*CreateAccessKeyRequest)(nil),   // 21: clipstore.meta.v1.CreateAccessKeyRequest
 	(*DeleteAccessKeyRequest)(nil),   // 22: clipstore.meta.v1.DeleteAccessKeyRequest
-	(*CommitPutRequest)(nil),         // 23: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),                   // 24: clipstore.meta.v1.NodeState
+	(*CreateUploadRequest)(nil),      // 23: clipstore.meta.v1.CreateUploadRequest
+	(*CommitPartRequest)(nil),        // 24: clipstore.meta.v1.CommitPartRequest
+	(*CompleteUploadRequest)(nil),    // 25: clipstore.meta.v1.CompleteUploadRequest
+	(*AbortUploadRequest)(nil),       // 26: clipstore.meta.v1.AbortUploadRequest
+	(*CommitPutRequest)(nil),         // 27: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 28: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	11, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -1130,14 +1214,18 @@ var file_metafsm_proto_depIdxs = []int32{
 	20, // 16: clipstore.meta.v1.Command.set_rebalance:type_name -> clipstore.meta.v1.RebalanceState
 	21, // 17: clipstore.meta.v1.Command.create_access_key:type_name -> clipstore.meta.v1.CreateAccessKeyRequest
 	22, // 18: clipstore.meta.v1.Command.delete_access_key:type_name -> clipstore.meta.v1.DeleteAccessKeyRequest
-	2,  // 19: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	23, // 20: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	24, // 21: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	23, // 19: clipstore.meta.v1.Command.create_upload:type_name -> clipstore.meta.v1.CreateUploadRequest
+	24, // 20: clipstore.meta.v1.Command.commit_part:type_name -> clipstore.meta.v1.CommitPartRequest
+	25, // 21: clipstore.meta.v1.Command.complete_upload:type_name -> clipstore.meta.v1.CompleteUploadRequest
+	26, // 22: clipstore.meta.v1.Command.abort_upload:type_name -> clipstore.meta.v1.AbortUploadRequest
+	2,  // 23: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	27, // 24: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	28, // 25: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1166,6 +1254,10 @@ func file_metafsm_proto_init() {
 		(*Command_SetRebalance)(nil),
 		(*Command_CreateAccessKey)(nil),
 		(*Command_DeleteAccessKey)(nil),
+		(*Command_CreateUpload)(nil),
+		(*Command_CommitPart)(nil),
+		(*Command_CompleteUpload)(nil),
+		(*Command_AbortUpload)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
