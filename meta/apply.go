@@ -109,6 +109,14 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.createAccessKey(op.CreateAccessKey)
 	case *pb.Command_DeleteAccessKey:
 		return a.deleteAccessKey(op.DeleteAccessKey)
+	case *pb.Command_CreateUpload:
+		return a.createUpload(op.CreateUpload)
+	case *pb.Command_CommitPart:
+		return a.commitPart(op.CommitPart)
+	case *pb.Command_CompleteUpload:
+		return a.completeUpload(op.CompleteUpload)
+	case *pb.Command_AbortUpload:
+		return a.abortUpload(op.AbortUpload)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}
@@ -142,6 +150,14 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.CreateAccessKeyResponse{}
 	case *pb.Command_DeleteAccessKey:
 		return &pb.DeleteAccessKeyResponse{}
+	case *pb.Command_CreateUpload:
+		return &pb.CreateUploadResponse{}
+	case *pb.Command_CommitPart:
+		return &pb.CommitPartResponse{}
+	case *pb.Command_CompleteUpload:
+		return &pb.CommitPutResponse{}
+	case *pb.Command_AbortUpload:
+		return &pb.AbortUploadResponse{}
 	default:
 		return nil
 	}

@@ -38,6 +38,9 @@ func (a *applier) deleteBucket(c *pb.DeleteBucketRequest) (proto.Message, error)
 	if k, _ := a.tx.Bucket(bktKeys).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 		return nil, fmt.Errorf("%w: bucket %q is not empty", ErrFailedPrecondition, c.Name)
 	}
+	if a.hasUploads(c.Name) {
+		return nil, fmt.Errorf("%w: bucket %q has multipart uploads in progress; complete or abort them", ErrFailedPrecondition, c.Name)
+	}
 	return &pb.DeleteBucketResponse{}, b.Delete([]byte(c.Name))
 }
 

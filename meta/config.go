@@ -63,6 +63,9 @@ type Config struct {
 	// what a gateway presents to get SigV4 signing keys (SigningKey); with
 	// none, no signing key is handed out.
 	ClusterSecret []byte
+	// UploadExpiry is how long a multipart upload may stay open: the
+	// leader aborts it after that (its parts are deleted).
+	UploadExpiry time.Duration
 	// RepairConcurrency bounds the repairs running cluster-wide (0 pauses
 	// repair: nothing is planned) and RepairPerNode those one node runs; RepairTaskTimeout is when an
 	// unfinished repair is planned again.
@@ -128,6 +131,7 @@ func DefaultConfig() Config {
 	return Config{
 		DefaultProfile:       &pb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20},
 		MaxUploadDuration:    time.Hour,
+		UploadExpiry:         7 * 24 * time.Hour,
 		RequestTTL:           2 * time.Hour,
 		HeartbeatInterval:    time.Second,
 		NodeDownAfter:        10 * time.Second,
@@ -173,6 +177,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("meta config: DefaultProfile %v is not a usable EC profile", c.DefaultProfile)
 	case c.MaxUploadDuration <= 0:
 		return errors.New("meta config: MaxUploadDuration must be positive")
+	case c.UploadExpiry <= 0:
+		return errors.New("meta config: UploadExpiry must be positive")
 	case c.RequestTTL < c.MaxUploadDuration:
 		return fmt.Errorf("meta config: RequestTTL %v must cover MaxUploadDuration %v", c.RequestTTL, c.MaxUploadDuration)
 	case c.HeartbeatInterval <= 0 || c.NodeDownAfter < 2*c.HeartbeatInterval:

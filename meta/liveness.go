@@ -122,6 +122,7 @@ func (n *Node) leaderLoop() {
 	defer tick.Stop()
 	leading := false
 	last := time.Now()
+	var expired time.Time // when stale uploads were last looked for
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -167,6 +168,10 @@ func (n *Node) leaderLoop() {
 			n.markSilentNodesDown(now)
 			n.scheduleRepairs(now)
 			n.rebalanceTick(now)
+			if now.Sub(expired) >= min(time.Minute, n.cfg.UploadExpiry/4) {
+				n.expireUploads(now)
+				expired = now
+			}
 		}
 		last = time.Now()
 	}

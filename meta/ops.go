@@ -61,8 +61,18 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 	if err != nil {
 		return nil, err
 	}
+	resp, err := n.place(profile, req.SizeHint, cands, unheard, addrs)
+	if err != nil {
+		return nil, err
+	}
+	resp.UploadId, resp.ClipId = newID(), newID()
+	return resp, nil
+}
+
+// place picks the targets and spares of a new clip's or part's shards.
+func (n *Node) place(profile *pb.ECProfile, sizeHint uint64, cands []Candidate, unheard int, addrs map[string]string) (*pb.BeginPutResponse, error) {
 	k, m := int(profile.DataShards), int(profile.ParityShards)
-	p, err := Place(cands, k, m, max(n.cfg.MinFreeBytes, req.SizeHint/uint64(k)), newRand())
+	p, err := Place(cands, k, m, max(n.cfg.MinFreeBytes, sizeHint/uint64(k)), newRand())
 	if err != nil {
 		if n.live.age(n.cfg.now()) < 3*n.cfg.HeartbeatInterval {
 			// A new leader has not heard from every node yet: retry soon.
@@ -75,10 +85,7 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 		}
 		return nil, fmt.Errorf("%w: %v", ErrFailedPrecondition, err)
 	}
-	resp := &pb.BeginPutResponse{
-		UploadId: newID(), ClipId: newID(), Profile: profile,
-		CommitDeadlineUnixNano: n.cfg.now().Add(n.cfg.MaxUploadDuration).UnixNano(),
-	}
+	resp := &pb.BeginPutResponse{Profile: profile, CommitDeadlineUnixNano: n.cfg.now().Add(n.cfg.MaxUploadDuration).UnixNano()}
 	for i, id := range p.Targets {
 		resp.Targets = append(resp.Targets, &pb.Target{Index: uint32(i), NodeId: id, Address: addrs[id], ShardId: newID()})
 	}

@@ -210,6 +210,87 @@ func (s *service) CheckShards(ctx context.Context, req *pb.CheckShardsRequest) (
 	return read(ctx, s.n, req, nil, s.n.checkShards, pb.MetaServiceClient.CheckShards)
 }
 
+func (s *service) CreateUpload(ctx context.Context, req *pb.CreateUploadRequest) (*pb.CreateUploadResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateBucketName(req.Bucket); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateKey(req.Key); err != nil {
+		return nil, toStatus(err)
+	}
+	if req.Profile != nil {
+		if err := ValidateProfile(req.Profile); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	if err := validateUserMetadata(req.UserMetadata, req.Capture); err != nil {
+		return nil, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, s.n.createUpload, pb.MetaServiceClient.CreateUpload)
+}
+
+func (s *service) BeginPart(ctx context.Context, req *pb.BeginPartRequest) (*pb.BeginPutResponse, error) {
+	if err := validateUploadRef(req.Bucket, req.Key, req.UploadId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := validatePartNumber(req.Number); err != nil {
+		return nil, toStatus(err)
+	}
+	return onLeader(ctx, s.n, req, s.n.beginPart, pb.MetaServiceClient.BeginPart)
+}
+
+func (s *service) CommitPart(ctx context.Context, req *pb.CommitPartRequest) (*pb.CommitPartResponse, error) {
+	return write(ctx, s, req, func(r *pb.CommitPartRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		if err := validateUploadRef(r.Bucket, r.Key, r.UploadId); err != nil {
+			return err
+		}
+		return validatePartNumber(r.Number)
+	}, func(r *pb.CommitPartRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_CommitPart{CommitPart: r}}
+	}, pb.MetaServiceClient.CommitPart)
+}
+
+func (s *service) CompleteUpload(ctx context.Context, req *pb.CompleteUploadRequest) (*pb.CommitPutResponse, error) {
+	return write(ctx, s, req, func(r *pb.CompleteUploadRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		return validateUploadRef(r.Bucket, r.Key, r.UploadId)
+	}, func(r *pb.CompleteUploadRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_CompleteUpload{CompleteUpload: r}}
+	}, pb.MetaServiceClient.CompleteUpload)
+}
+
+func (s *service) AbortUpload(ctx context.Context, req *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
+	return write(ctx, s, req, func(r *pb.AbortUploadRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		return validateUploadRef(r.Bucket, r.Key, r.UploadId)
+	}, func(r *pb.AbortUploadRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_AbortUpload{AbortUpload: r}}
+	}, pb.MetaServiceClient.AbortUpload)
+}
+
+func (s *service) ListParts(ctx context.Context, req *pb.ListPartsRequest) (*pb.ListPartsResponse, error) {
+	if err := validateUploadRef(req.Bucket, req.Key, req.UploadId); err != nil {
+		return nil, toStatus(err)
+	}
+	return read(ctx, s.n, req, req.Read, s.n.listParts, pb.MetaServiceClient.ListParts)
+}
+
+func (s *service) ListUploads(ctx context.Context, req *pb.ListUploadsRequest) (*pb.ListUploadsResponse, error) {
+	if err := ValidateBucketName(req.Bucket); err != nil {
+		return nil, toStatus(err)
+	}
+	return read(ctx, s.n, req, req.Read, s.n.listUploads, pb.MetaServiceClient.ListUploads)
+}
+
 func (s *service) CreateAccessKey(ctx context.Context, req *pb.CreateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
 	if err := checkRequestID(req.RequestId); err != nil {
 		return nil, toStatus(err)

@@ -26,10 +26,14 @@ var (
 	bktReqExpiry  = []byte("req_expiry")  // be64 expiry, request id -> (empty)
 	bktMeta       = []byte("meta")        // keyApplied -> be64 Raft index
 	bktSettings   = []byte("settings")    // keyRepairLimits -> RepairLimits, keyRepairHold -> SetRepairHoldCommand
-	bktAccessKeys = []byte("access_keys") // access key id -> AccessKey
+	bktAccessKeys  = []byte("access_keys")  // access key id -> AccessKey
+	bktUploads     = []byte("uploads")      // upload id -> UploadRecord
+	bktUploadParts = []byte("upload_parts") // upload id ++ be32 part number -> UploadPart
+	bktUploadKeys  = []byte("upload_keys")  // bucket NUL key NUL upload id -> (empty)
 
 	allBuckets = [][]byte{bktBuckets, bktKeys, bktClips, bktNodeShards, bktDegraded, bktDeletes,
-		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings, bktAccessKeys}
+		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings, bktAccessKeys,
+		bktUploads, bktUploadParts, bktUploadKeys}
 
 	keyRepairLimits = []byte("repair_limits")
 	keyRepairHold   = []byte("repair_hold")

@@ -32,6 +32,7 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the secret shared with the S3 gateways, who present it to get signing keys (empty: none are handed out)")
 	o.serverFlags.AddFlags(cmd, "info")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
+	f.DurationVar(&o.cfg.UploadExpiry, "upload-expiry", o.cfg.UploadExpiry, "abort a multipart upload left open this long, deleting its parts")
 	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
 	f.DurationVar(&o.cfg.GCGrace, "gc-grace", o.cfg.GCGrace, "keep an unreferenced shard this long past its commit deadline")
 	f.DurationVar(&o.cfg.RepairAfter, "repair-after", o.cfg.RepairAfter, "rebuild a down node's shards elsewhere after it has been down this long")
