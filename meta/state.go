@@ -14,18 +14,18 @@ import (
 // its CRC32C (bbolt checksums only its meta pages), except the marker
 // values of the pure index buckets.
 var (
-	bktBuckets    = []byte("buckets")     // bucket name -> Bucket
-	bktKeys       = []byte("keys")        // bucket NUL key -> clip id
-	bktClips      = []byte("clips")       // clip id -> ClipRecord
-	bktNodeShards = []byte("node_shards") // node id NUL shard id -> NodeShardRecord
-	bktDegraded   = []byte("degraded")    // clip id -> (empty): clips with a shard not OK
-	bktDeletes    = []byte("deletes")     // node id NUL shard id -> (empty): delete queue
-	bktNodes      = []byte("nodes")       // node id -> StorageNode
-	bktMembers    = []byte("members")     // member id -> Member
-	bktRequests   = []byte("requests")    // request id -> RequestRecord
-	bktReqExpiry  = []byte("req_expiry")  // be64 expiry, request id -> (empty)
-	bktMeta       = []byte("meta")        // keyApplied -> be64 Raft index
-	bktSettings   = []byte("settings")    // keyRepairLimits -> RepairLimits, keyRepairHold -> SetRepairHoldCommand
+	bktBuckets     = []byte("buckets")      // bucket name -> Bucket
+	bktKeys        = []byte("keys")         // bucket NUL key -> clip id
+	bktClips       = []byte("clips")        // clip id -> ClipRecord
+	bktNodeShards  = []byte("node_shards")  // node id NUL shard id -> NodeShardRecord
+	bktDegraded    = []byte("degraded")     // clip id -> (empty): clips with a shard not OK
+	bktDeletes     = []byte("deletes")      // node id NUL shard id -> (empty): delete queue
+	bktNodes       = []byte("nodes")        // node id -> StorageNode
+	bktMembers     = []byte("members")      // member id -> Member
+	bktRequests    = []byte("requests")     // request id -> RequestRecord
+	bktReqExpiry   = []byte("req_expiry")   // be64 expiry, request id -> (empty)
+	bktMeta        = []byte("meta")         // keyApplied -> be64 Raft index
+	bktSettings    = []byte("settings")     // keyRepairLimits -> RepairLimits, keyRepairHold -> SetRepairHoldCommand
 	bktAccessKeys  = []byte("access_keys")  // access key id -> AccessKey
 	bktUploads     = []byte("uploads")      // upload id -> UploadRecord
 	bktUploadParts = []byte("upload_parts") // upload id ++ be32 part number -> UploadPart
