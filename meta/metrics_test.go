@@ -65,8 +65,9 @@ func TestLifecycleMetrics(t *testing.T) {
 			got[name] = m.GetGauge().GetValue()
 		}
 	}
-	if got["clipstore_meta_node_admin_state/"+drained+"/draining"] != 1 || got["clipstore_meta_node_shards_to_move/"+drained] != 1 ||
-		got["clipstore_meta_node_admin_state/s6/active"]+got["clipstore_meta_node_admin_state/s5/active"] < 1 {
+	// Labels in name order: state, storage_node.
+	if got["clipstore_meta_node_admin_state/draining/"+drained] != 1 || got["clipstore_meta_node_shards_to_move/"+drained] != 1 ||
+		got["clipstore_meta_node_admin_state/active/s6"]+got["clipstore_meta_node_admin_state/active/s5"] < 1 {
 		t.Fatalf("metrics %v", got)
 	}
 	if _, ok := got["clipstore_meta_rebalance_running"]; !ok {
