@@ -289,16 +289,23 @@ func (f *fsck) nodeOrphans(ctx context.Context, node *metapb.StorageNode) error 
 		if err != nil {
 			return fromStatus("list shards on "+node.NodeId, err)
 		}
+		var orphans []*storagepb.StatShardResponse
 		for _, e := range page.Shards {
 			if f.referenced[node.NodeId+"\x00"+string(e.ShardId)] {
 				continue
 			}
 			st, err := sc.StatShard(ctx, &storagepb.StatShardRequest{ShardId: e.ShardId})
 			if err != nil || time.Unix(0, st.Shard.Header.CommitDeadlineUnixNano).After(time.Now()) {
-				continue // gone meanwhile, or an upload still in progress
+				continue // gone meanwhile, or a put still in progress
 			}
+			orphans = append(orphans, st)
+		}
+		if orphans, err = f.notInUploads(ctx, node.NodeId, orphans); err != nil {
+			return err
+		}
+		for _, st := range orphans {
 			f.problem(FsckProblem{Kind: ProblemOrphan, Node: node.NodeId, Index: int(st.Shard.Header.Index),
-				ShardID: hex.EncodeToString(e.ShardId), ClipID: hex.EncodeToString(st.Shard.Header.ClipId),
+				ShardID: hex.EncodeToString(st.Shard.Header.ShardId), ClipID: hex.EncodeToString(st.Shard.Header.ClipId),
 				Detail: "referenced by no record", Recoverable: true})
 		}
 		if len(page.NextStartAfter) == 0 {
@@ -306,4 +313,35 @@ func (f *fsck) nodeOrphans(ctx context.Context, node *metapb.StorageNode) error 
 		}
 		after = page.NextStartAfter
 	}
+}
+
+// notInUploads keeps the shards meta's node -> shards index does not hold
+// for node: those a record names are not candidates already, so what it
+// drops are the parts of multipart uploads in progress, which no record
+// names yet.
+func (f *fsck) notInUploads(ctx context.Context, node string, cands []*storagepb.StatShardResponse) ([]*storagepb.StatShardResponse, error) {
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	req := &metapb.CheckShardsRequest{NodeId: node}
+	for _, st := range cands {
+		req.Shards = append(req.Shards, &metapb.ShardRef{ShardId: st.Shard.Header.ShardId}) // no deadline: the index alone decides
+	}
+	resp, err := callMeta(ctx, f.c, "check shards of "+node, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CheckShardsResponse, error) {
+		return mc.CheckShards(ctx, req)
+	})
+	if err != nil {
+		return nil, err
+	}
+	free := map[string]bool{}
+	for _, id := range resp.Collectable {
+		free[string(id)] = true
+	}
+	var out []*storagepb.StatShardResponse
+	for _, st := range cands {
+		if free[string(st.Shard.Header.ShardId)] {
+			out = append(out, st)
+		}
+	}
+	return out, nil
 }

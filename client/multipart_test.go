@@ -10,6 +10,7 @@ import (
 
 	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/meta"
 )
 
 // TestMultipartUpload: parts are stored and recorded as they come (a number
@@ -110,5 +111,26 @@ func TestMultipartUpload(t *testing.T) {
 	mustErr(t, err, client.ErrNotFound)
 	if ups, _, err := tc.client.ListUploads(ctx, "mpu", "", "", "", 0); err != nil || len(ups) != 0 {
 		t.Fatalf("uploads after the abort: %+v, %v", ups, err)
+	}
+}
+
+// TestFsckKeepsUploadParts: the shards of an upload's recorded parts are
+// referenced by no record until it completes, yet they are no orphans,
+// even past their commit deadline.
+func TestFsckKeepsUploadParts(t *testing.T) {
+	tc := newClusterWith(t, 6, client.Config{}, func(c *meta.Config) { c.MaxUploadDuration = time.Second })
+	tc.mkBucket("fsk", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: testBlock})
+	ctx := t.Context()
+	up, err := tc.client.CreateUpload(ctx, "fsk", "clip", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.client.PutPart(ctx, "fsk", "clip", up.UploadID, 1, bytes.NewReader(randBytes(9, 2*testBlock)), nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the part shards' commit deadline
+	rep, err := tc.client.Fsck(ctx, &client.FsckOptions{})
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("fsck with an upload in progress: %+v, %v", rep, err)
 	}
 }
