@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -263,6 +264,12 @@ func FuzzApply(f *testing.F) {
 		{RequestId: make([]byte, 16), Op: &pb.Command_DeleteClip{DeleteClip: &pb.DeleteClipRequest{Bucket: "bk1", Key: "k"}}},
 		{Op: &pb.Command_RegisterNode{RegisterNode: &pb.RegisterNodeRequest{NodeId: "s1", Address: "a"}}},
 		{Op: &pb.Command_CommitPut{CommitPut: &pb.CommitPutCommand{Put: &pb.CommitPutRequest{Bucket: "bk1", Key: "k", Profile: profile}}}},
+		{Op: &pb.Command_CreateUpload{CreateUpload: &pb.CreateUploadRequest{Bucket: "bk1", Key: "k", Profile: profile,
+			UploadId: bytes.Repeat([]byte{1}, 16), ClipId: bytes.Repeat([]byte{2}, 16)}}},
+		{Op: &pb.Command_CommitPart{CommitPart: &pb.CommitPartRequest{Bucket: "bk1", Key: "k", UploadId: bytes.Repeat([]byte{1}, 16), Number: 1}}},
+		{Op: &pb.Command_CompleteUpload{CompleteUpload: &pb.CompleteUploadRequest{Bucket: "bk1", Key: "k", UploadId: bytes.Repeat([]byte{1}, 16),
+			Parts: []*pb.CompletedPart{{Number: 1}}}}},
+		{Op: &pb.Command_AbortUpload{AbortUpload: &pb.AbortUploadRequest{Bucket: "bk1", Key: "k", UploadId: bytes.Repeat([]byte{1}, 16)}}},
 	} {
 		b, _ := proto.Marshal(cmd)
 		f.Add(b)
