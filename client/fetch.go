@@ -30,6 +30,7 @@ type unitMsg struct {
 // k streams fetch in parallel while the consumer decodes in lockstep.
 type unitStream struct {
 	index    int
+	shardID  []byte
 	next     int64 // the block the next unit carries
 	end      int64
 	ch       chan unitMsg
@@ -42,7 +43,7 @@ type unitStream struct {
 func openUnitStream(ctx context.Context, sc storagepb.StorageServiceClient, shardID []byte, index int,
 	first, end int64, depth int, idle time.Duration) *unitStream {
 	sctx, cancel := context.WithCancel(ctx)
-	s := &unitStream{index: index, next: first, end: end, ch: make(chan unitMsg, depth), cancel: cancel, done: make(chan struct{})}
+	s := &unitStream{index: index, shardID: shardID, next: first, end: end, ch: make(chan unitMsg, depth), cancel: cancel, done: make(chan struct{})}
 	req := &storagepb.ReadShardRequest{ShardId: shardID, FirstBlock: uint64(first), BlockCount: uint64(end - first), SkipCorrupt: true}
 	go s.pump(sctx, sc, req, idle)
 	return s
@@ -141,11 +142,12 @@ func (s *unitStream) close() {
 	}
 }
 
-// rangeRead decodes the blocks of one byte range of a pinned clip. It
-// keeps one stream per shard it reads, so a range of many blocks costs one
-// call per shard, not one per block. It is used by one goroutine.
+// rangeRead decodes the blocks of one byte range of one part of a pinned
+// clip. It keeps one stream per shard it reads, so a range of many blocks
+// costs one call per shard, not one per block. It is used by one
+// goroutine.
 type rangeRead struct {
-	v       *clipView
+	p       *partView
 	ctx     context.Context
 	end     int64 // block after the range
 	streams []*unitStream
@@ -159,9 +161,9 @@ type rangeRead struct {
 	faults   int // faults of dec's report already handled
 }
 
-func (v *clipView) newRangeRead(ctx context.Context, end int64) *rangeRead {
-	n := v.shardCount()
-	return &rangeRead{v: v, ctx: ctx, end: end, streams: make([]*unitStream, n), dec: v.layout.NewBlockDecoder(),
+func (p *partView) newRangeRead(ctx context.Context, end int64) *rangeRead {
+	n := p.shardCount()
+	return &rangeRead{p: p, ctx: ctx, end: end, streams: make([]*unitStream, n), dec: p.layout.NewBlockDecoder(),
 		units: make([]wire.RefUnit, n), segs: make([][][]byte, n), tried: make([]bool, n), followed: make([]bool, n)}
 }
 
@@ -241,7 +243,7 @@ func (rr *rangeRead) run(e erasure.Extent, decode func() error) error {
 			return ferr
 		}
 		if added == 0 {
-			return fmt.Errorf("%w: %s/%s: %w", ErrUnrecoverable, rr.v.info.Bucket, rr.v.info.Key, err)
+			return fmt.Errorf("%w: %s: %w", ErrUnrecoverable, rr.p.name(), err)
 		}
 		complete = false
 	}
@@ -266,8 +268,8 @@ func (rr *rangeRead) fill(b int64) (int, error) {
 		}
 	}
 	added := 0
-	for _, i := range rr.v.order {
-		if have >= rr.v.k {
+	for _, i := range rr.p.order {
+		if have >= rr.p.k {
 			break
 		}
 		if rr.tried[i] {
@@ -289,7 +291,7 @@ func (rr *rangeRead) fill(b int64) (int, error) {
 // clip changed, ctx ended).
 func (rr *rangeRead) fetch(b int64, i int) error {
 	rr.tried[i] = true
-	if !rr.v.usable(i) {
+	if !rr.p.usable(i) {
 		return nil
 	}
 	s, err := rr.stream(i, b)
@@ -303,7 +305,7 @@ func (rr *rangeRead) fetch(b int64, i int) error {
 	case err != nil:
 		return rr.failed(b, i, err)
 	case m.corrupt:
-		rr.v.report(i, shardCorrupt, fmt.Sprintf("block %d failed verification on the storage node", b))
+		rr.p.report(i, s.shardID, shardCorrupt, fmt.Sprintf("block %d failed verification on the storage node", b))
 	default:
 		rr.units[i] = m.unit
 	}
@@ -313,7 +315,7 @@ func (rr *rangeRead) fetch(b int64, i int) error {
 // failed handles shard i's failure at block b; a shard found moved is
 // fetched again at its new place, once.
 func (rr *rangeRead) failed(b int64, i int, err error) error {
-	moved, err := rr.v.shardFailed(rr.ctx, i, err)
+	moved, err := rr.p.shardFailed(rr.ctx, i, rr.shardID(i), err)
 	if err != nil || !moved || rr.followed[i] {
 		return err
 	}
@@ -323,6 +325,16 @@ func (rr *rangeRead) failed(b int64, i int, err error) error {
 		rr.streams[i] = nil
 	}
 	return rr.fetch(b, i)
+}
+
+// shardID is the shard rr reads at index i: its stream's (the entry may
+// have moved on since), or the entry's if no stream is open.
+func (rr *rangeRead) shardID(i int) []byte {
+	if s := rr.streams[i]; s != nil {
+		return s.shardID
+	}
+	sh, _ := rr.p.shard(i)
+	return sh.ShardId
 }
 
 // stream returns a stream of shard i positioned at or shortly before
@@ -335,12 +347,12 @@ func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
 		s.close()
 		rr.streams[i] = nil
 	}
-	sh, addr := rr.v.shard(i)
-	sc, err := rr.v.c.storage(addr)
+	sh, addr := rr.p.shard(i)
+	sc, err := rr.p.v.c.storage(addr)
 	if err != nil {
 		return nil, err
 	}
-	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.v.c.cfg.BlocksInFlight, rr.v.c.cfg.RequestTimeout)
+	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.p.v.c.cfg.BlocksInFlight, rr.p.v.c.cfg.RequestTimeout)
 	rr.streams[i] = s
 	return s, nil
 }
@@ -353,7 +365,7 @@ func (rr *rangeRead) noteFaults() {
 	for _, f := range rep.Faults[rr.faults:] {
 		rr.units[f.Index].Free()
 		if errors.Is(f.Err, erasure.ErrCorrupt) {
-			rr.v.report(f.Index, shardCorrupt, f.Error())
+			rr.p.report(f.Index, rr.shardID(f.Index), shardCorrupt, f.Error())
 		}
 	}
 	rr.faults = len(rep.Faults)

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"math"
 	"slices"
+	"sort"
 	"sync"
 
 	"github.com/clipstore/clipstore/erasure"
@@ -20,72 +23,203 @@ const (
 	shardCorrupt = metapb.ShardState_SHARD_STATE_CORRUPT
 )
 
-// clipView is one generation of a clip, pinned by a read: its record, its
-// geometry and what the read has learned about its shards.
+// clipView is one generation of a clip, pinned by a read. The clip is its
+// record's parts in order, each erasure-coded on its own (partView); a
+// byte range of the clip maps to ranges within the parts it overlaps
+// (partRanges). A clip written by Put has one part.
 type clipView struct {
-	c      *Client
-	rec    *metapb.ClipRecord
-	info   *ClipInfo
+	c     *Client
+	rec   *metapb.ClipRecord
+	info  *ClipInfo
+	first *partView // of rec.Parts[0], made with the view
+
+	mu struct {
+		sync.Mutex
+		parts   map[int]*partView // the later parts a Reader read, by index in rec.Parts
+		addrs   map[string]string // storage node id -> address
+		pending []*metapb.ReportShardRequest
+	}
+}
+
+// partView is one part of a pinned clip: its geometry and what the reads
+// have learned about its shards.
+type partView struct {
+	v      *clipView
+	index  int   // in the record's parts; ReportShardRequest.part
+	off    int64 // of the part's first byte within the clip
 	layout erasure.Layout
 	k      int
 	order  []int // shard indices in the order reads try them
 
 	mu struct {
 		sync.Mutex
-		// shards and addrs are as the record was read, but for shards
-		// found moved since (a drain or a rebalance): those are as the
-		// record was re-read.
+		// shards are as the record was read, but for shards found moved
+		// since (a drain or a rebalance): those are as the record was
+		// re-read.
 		shards   []*metapb.Shard
-		addrs    map[string]string // storage node id -> address
-		failed   []bool            // the shard's node failed, or the shard is gone
+		failed   []bool // the shard's node failed, or the shard is gone
 		reported []bool
-		pending  []*metapb.ReportShardRequest
 	}
 }
 
 // view reads a clip's record (linearizably) and pins that generation.
+// Parts after the first are looked at when a read reaches them.
 func (c *Client) view(ctx context.Context, bucket, key string) (*clipView, error) {
 	resp, err := c.getClip(ctx, bucket, key)
 	if err != nil {
 		return nil, err
 	}
-	rec := resp.Clip
-	if len(rec.Parts) != 1 {
-		return nil, fmt.Errorf("%w: %s/%s has %d parts; this client reads single-part clips", ErrInvalidArgument, bucket, key, len(rec.Parts))
-	}
-	part := rec.Parts[0]
-	code, err := c.code(profileFromProto(part.Profile))
-	if err != nil {
+	return c.viewOf(resp)
+}
+
+// viewOf pins the clip record resp holds.
+func (c *Client) viewOf(resp *metapb.GetClipResponse) (*clipView, error) {
+	if err := checkParts(resp.Clip); err != nil {
 		return nil, err
 	}
-	layout, err := code.Layout(int64(rec.Size))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s/%s: %v", ErrInvalidArgument, bucket, key, err)
+	v := &clipView{c: c, rec: resp.Clip, info: clipInfoFromProto(resp.Clip)}
+	v.mu.addrs = make(map[string]string, len(resp.Nodes))
+	v.learnAddrs(resp.Nodes)
+	var err error
+	if v.first, err = v.newPart(0); err != nil {
+		return nil, err
 	}
-	if len(part.Shards) != code.Shards() {
-		return nil, fmt.Errorf("%w: %s/%s: record lists %d shards for profile %v", ErrUnrecoverable, bucket, key,
-			len(part.Shards), profileFromProto(part.Profile))
-	}
-	v := &clipView{c: c, rec: rec, info: clipInfoFromProto(rec), layout: layout, k: code.DataShards()}
-	v.mu.shards, v.mu.addrs = slices.Clone(part.Shards), map[string]string{}
-	for _, n := range resp.Nodes {
-		v.mu.addrs[n.NodeId] = n.Address
-	}
-	v.mu.failed = make([]bool, len(part.Shards))
-	v.mu.reported = make([]bool, len(part.Shards))
-	v.order = readOrder(part.Shards)
 	return v, nil
 }
 
-// shardCount is the number of shards of the clip.
-func (v *clipView) shardCount() int { return len(v.rec.Parts[0].Shards) }
+// checkParts checks that a record's parts tile its clip: in order, each
+// starting where the one before ends, the last ending at the clip's size.
+func checkParts(rec *metapb.ClipRecord) error {
+	if len(rec.Parts) == 0 {
+		return fmt.Errorf("%w: %s/%s: the record has no parts", ErrUnrecoverable, rec.Bucket, rec.Key)
+	}
+	var end uint64
+	for i, p := range rec.Parts {
+		if p.Offset != end || p.Length > math.MaxInt64-end {
+			return fmt.Errorf("%w: %s/%s: part %d has offset %d and length %d, the parts before it end at %d",
+				ErrUnrecoverable, rec.Bucket, rec.Key, i, p.Offset, p.Length, end)
+		}
+		end += p.Length
+	}
+	if end != rec.Size {
+		return fmt.Errorf("%w: %s/%s: the parts hold %d bytes, the record says %d", ErrUnrecoverable, rec.Bucket, rec.Key, end, rec.Size)
+	}
+	return nil
+}
 
-// shard returns shard i's entry and its node's address.
-func (v *clipView) shard(i int) (*metapb.Shard, string) {
+// newPart makes the view of part pi.
+func (v *clipView) newPart(pi int) (*partView, error) {
+	part := v.rec.Parts[pi]
+	p := &partView{v: v, index: pi, off: int64(part.Offset)}
+	prof := profileFromProto(part.Profile)
+	code, err := v.c.code(prof)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.name(), err)
+	}
+	if p.layout, err = code.Layout(int64(part.Length)); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidArgument, p.name(), err)
+	}
+	if len(part.Shards) != code.Shards() {
+		return nil, fmt.Errorf("%w: %s: record lists %d shards for profile %v", ErrUnrecoverable, p.name(), len(part.Shards), prof)
+	}
+	p.k, p.order = code.DataShards(), readOrder(part.Shards)
+	p.mu.shards = slices.Clone(part.Shards)
+	p.mu.failed = make([]bool, len(part.Shards))
+	p.mu.reported = make([]bool, len(part.Shards))
+	return p, nil
+}
+
+// part returns the view of part pi, made on first use and kept: a Reader's
+// later reads know what earlier ones learned of the part's shards.
+func (v *clipView) part(pi int) (*partView, error) {
+	if pi == 0 {
+		return v.first, nil
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s := v.mu.shards[i]
-	return s, v.mu.addrs[s.NodeId]
+	if p := v.mu.parts[pi]; p != nil {
+		return p, nil
+	}
+	p, err := v.newPart(pi)
+	if err != nil {
+		return nil, err
+	}
+	if v.mu.parts == nil {
+		v.mu.parts = map[int]*partView{}
+	}
+	v.mu.parts[pi] = p
+	return p, nil
+}
+
+// partAt returns the index of the part holding clip byte off (0 <= off <
+// size): the first part ending after off, which skips empty parts.
+func partAt(parts []*metapb.Part, off int64) int {
+	if len(parts) == 1 {
+		return 0
+	}
+	return sort.Search(len(parts), func(i int) bool { return int64(parts[i].Offset+parts[i].Length) > off })
+}
+
+// partRange is the share of a clip byte range that one part holds.
+type partRange struct {
+	part   int   // index in the record's parts
+	off, n int64 // within the part
+}
+
+// partRanges maps the clip bytes [off, off+n) to the parts holding them,
+// in order, skipping empty parts. The parts must tile the clip
+// (checkParts) and the range must be within it.
+func partRanges(parts []*metapb.Part, off, n int64) iter.Seq[partRange] {
+	return func(yield func(partRange) bool) {
+		for pi := partAt(parts, off); n > 0 && pi < len(parts); pi++ {
+			start, end := int64(parts[pi].Offset), int64(parts[pi].Offset+parts[pi].Length)
+			if end <= off {
+				continue // an empty part
+			}
+			m := min(n, end-off)
+			if !yield(partRange{part: pi, off: off - start, n: m}) {
+				return
+			}
+			off, n = off+m, n-m
+		}
+	}
+}
+
+// name names the part in errors and logs: the clip, and the part's index
+// if the clip has several.
+func (p *partView) name() string {
+	if len(p.v.rec.Parts) == 1 {
+		return p.v.rec.Bucket + "/" + p.v.rec.Key
+	}
+	return fmt.Sprintf("%s/%s part %d", p.v.rec.Bucket, p.v.rec.Key, p.index)
+}
+
+// shardCount is the number of shards of the part.
+func (p *partView) shardCount() int { return p.layout.Code().Shards() }
+
+// shard returns shard i of the clip's first part and its node's address.
+func (v *clipView) shard(i int) (*metapb.Shard, string) { return v.first.shard(i) }
+
+// shard returns shard i's entry and its node's address.
+func (p *partView) shard(i int) (*metapb.Shard, string) {
+	p.mu.Lock()
+	s := p.mu.shards[i]
+	p.mu.Unlock()
+	return s, p.v.addr(s.NodeId)
+}
+
+func (v *clipView) addr(node string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.mu.addrs[node]
+}
+
+func (v *clipView) learnAddrs(nodes []*metapb.NodeAddress) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, n := range nodes {
+		v.mu.addrs[n.NodeId] = n.Address
+	}
 }
 
 // readOrder lists the shards worth reading: healthy ones in index order
@@ -106,42 +240,43 @@ func readOrder(shards []*metapb.Shard) []int {
 }
 
 // usable reports whether shard i may be read.
-func (v *clipView) usable(i int) bool {
-	if !slices.Contains(v.order, i) {
+func (p *partView) usable(i int) bool {
+	if !slices.Contains(p.order, i) {
 		return false
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return !v.mu.failed[i]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.mu.failed[i]
 }
 
-// shardFailed handles a shard whose stream failed with err, and returns an
-// error only if the whole read must stop. A shard the node does not have
-// means the clip changed (overwritten or deleted: ErrClipChanged, nothing
-// reported), or that the shard moved (a drain or a rebalance: the re-read
-// record names its new place, and moved says to read it there), or else
-// that it is lost: it is reported missing. A damaged shard is reported
-// corrupt; a node that fails or is slow is just not read again.
-func (v *clipView) shardFailed(ctx context.Context, i int, err error) (moved bool, _ error) {
+// shardFailed handles shard id, at index i, whose stream failed with err,
+// and returns an error only if the whole read must stop. A shard the node
+// does not have means the clip changed (overwritten or deleted:
+// ErrClipChanged, nothing reported), or that the shard moved (a drain or a
+// rebalance: the re-read record names its new place, and moved says to
+// read it there), or else that it is lost: it is reported missing. A
+// damaged shard is reported corrupt; a node that fails or is slow is just
+// not read again.
+func (p *partView) shardFailed(ctx context.Context, i int, id []byte, err error) (moved bool, _ error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
-	v.markFailed(i)
+	p.markFailed(i)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		resp, cerr := v.checkUnchanged(ctx)
+		resp, cerr := p.v.checkUnchanged(ctx)
 		if cerr != nil {
 			return false, cerr
 		}
-		if v.moved(i, resp) {
+		if p.moved(i, id, resp) {
 			return true, nil
 		}
-		v.report(i, shardMissing, err.Error())
+		p.report(i, id, shardMissing, err.Error())
 	case errors.Is(err, ErrCorrupt), codeOf(err) == codes.OutOfRange: // a shard shorter than its record
-		v.report(i, shardCorrupt, err.Error())
+		p.report(i, id, shardCorrupt, err.Error())
 	default:
-		sh, _ := v.shard(i)
-		v.c.log.Info("shard unreadable; reading others", "clip", v.info.Key, "index", i,
+		sh, _ := p.shard(i)
+		p.v.c.log.Info("shard unreadable; reading others", "clip", p.v.info.Key, "part", p.index, "index", i,
 			"node", sh.NodeId, "err", err)
 	}
 	return false, nil
@@ -164,48 +299,55 @@ func (v *clipView) checkUnchanged(ctx context.Context) (*metapb.GetClipResponse,
 }
 
 // moved takes shard i's new place from a re-read record of the same
-// generation, if the shard moved to a healthy one (a drain's or a
-// rebalance's move, or a repair), and reports whether it did. The bytes are
-// the same: a move copies them, a repair rebuilds them, both verified.
-func (v *clipView) moved(i int, resp *metapb.GetClipResponse) bool {
+// generation, if shard id moved from index i to a healthy shard (a
+// drain's or a rebalance's move, or a repair), and reports whether it did.
+// The bytes are the same: a move copies them, a repair rebuilds them, both
+// verified. Concurrent reads that meet the same move all follow it.
+func (p *partView) moved(i int, id []byte, resp *metapb.GetClipResponse) bool {
 	parts := resp.GetClip().GetParts()
-	if len(parts) != 1 || i >= len(parts[0].Shards) {
+	if len(parts) != len(p.v.rec.Parts) || i >= len(parts[p.index].Shards) {
 		return false
 	}
-	now := parts[0].Shards[i]
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if bytes.Equal(now.ShardId, v.mu.shards[i].ShardId) || now.NodeId == "" || now.State != metapb.ShardState_SHARD_STATE_OK {
+	now := parts[p.index].Shards[i]
+	if bytes.Equal(now.ShardId, id) || now.NodeId == "" || now.State != metapb.ShardState_SHARD_STATE_OK {
 		return false
 	}
-	for _, n := range resp.Nodes {
-		v.mu.addrs[n.NodeId] = n.Address
+	// Addresses first: a concurrent read that finds the new entry then
+	// finds its node's address too.
+	p.v.learnAddrs(resp.Nodes)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !bytes.Equal(now.ShardId, p.mu.shards[i].ShardId) {
+		p.mu.shards[i] = now
+		p.mu.reported[i] = false
+		p.v.c.log.Debug("shard moved; reading it at its new place", "clip", p.v.info.Key, "part", p.index, "index", i, "node", now.NodeId)
 	}
-	v.mu.shards[i] = now
-	v.mu.failed[i] = false
-	v.c.log.Debug("shard moved; reading it at its new place", "clip", v.info.Key, "index", i, "node", now.NodeId)
+	p.mu.failed[i] = false
 	return true
 }
 
-func (v *clipView) markFailed(i int) {
-	v.mu.Lock()
-	v.mu.failed[i] = true
-	v.mu.Unlock()
+func (p *partView) markFailed(i int) {
+	p.mu.Lock()
+	p.mu.failed[i] = true
+	p.mu.Unlock()
 }
 
-// report queues a report of shard i to meta, once per shard; flushReports
-// sends them.
-func (v *clipView) report(i int, state metapb.ShardState, detail string) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.mu.reported[i] {
+// report queues a report of shard id, at index i, to meta, once per
+// index; flushReports sends them.
+func (p *partView) report(i int, id []byte, state metapb.ShardState, detail string) {
+	p.mu.Lock()
+	if p.mu.reported[i] {
+		p.mu.Unlock()
 		return
 	}
-	v.mu.reported[i] = true
-	s := v.mu.shards[i]
-	v.mu.pending = append(v.mu.pending, &metapb.ReportShardRequest{
-		RequestId: newRequestID(), ClipId: v.rec.ClipId, Generation: v.rec.Generation, Part: 0, Index: uint32(i),
-		ShardId: s.ShardId, State: state, Reporter: v.c.cfg.Reporter, Detail: detail})
+	p.mu.reported[i] = true
+	p.mu.Unlock()
+	rec := p.v.rec
+	req := &metapb.ReportShardRequest{RequestId: newRequestID(), ClipId: rec.ClipId, Generation: rec.Generation,
+		Part: uint32(p.index), Index: uint32(i), ShardId: id, State: state, Reporter: p.v.c.cfg.Reporter, Detail: detail}
+	p.v.mu.Lock()
+	p.v.mu.pending = append(p.v.mu.pending, req)
+	p.v.mu.Unlock()
 }
 
 // flushReports sends the queued reports, unless the read found that the
@@ -222,29 +364,45 @@ func (v *clipView) flushReports(ctx context.Context, readErr error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.c.cfg.RequestTimeout)
 	defer cancel()
 	for _, req := range pending {
-		v.c.log.Warn("reporting shard", "bucket", v.rec.Bucket, "key", v.rec.Key, "index", req.Index,
+		v.c.log.Warn("reporting shard", "bucket", v.rec.Bucket, "key", v.rec.Key, "part", req.Part, "index", req.Index,
 			"state", req.State, "detail", req.Detail)
 		_, err := callMeta(ctx, v.c, "report shard", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.ReportShardResponse, error) {
 			return mc.ReportShard(ctx, req)
 		})
 		if err != nil {
-			v.c.log.Warn("shard report failed", "index", req.Index, "err", err)
+			v.c.log.Warn("shard report failed", "part", req.Part, "index", req.Index, "err", err)
 		}
 	}
 }
 
-// readRange decodes the clip bytes [off, off+n). With dst (len >= n) it
+// readAt decodes the clip bytes [off, off+len(dst)) into dst, part by
+// part, each with its own streams, closed before the next part's open.
+func (v *clipView) readAt(ctx context.Context, dst []byte, off int64) error {
+	for r := range partRanges(v.rec.Parts, off, int64(len(dst))) {
+		p, err := v.part(r.part)
+		if err != nil {
+			return err
+		}
+		if err := p.readRange(ctx, r.off, r.n, dst[:r.n], nil, nil); err != nil {
+			return err
+		}
+		dst = dst[r.n:]
+	}
+	return nil
+}
+
+// readRange decodes the part's bytes [off, off+n). With dst (len >= n) it
 // decodes into dst; otherwise it hands the bytes to emit piece by piece
 // (verified, straight from the fetched units: no copy), each valid until
 // emit returns, and, if crc is not nil, extends *crc with them (from the
 // verified piece CRCs, without a pass over whole pieces).
-func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit func([]byte) error, crc *uint32) (err error) {
-	defer func() { v.flushReports(ctx, err) }()
-	ext, err := v.layout.Extents(off, n)
+func (p *partView) readRange(ctx context.Context, off, n int64, dst []byte, emit func([]byte) error, crc *uint32) (err error) {
+	defer func() { p.v.flushReports(ctx, err) }()
+	ext, err := p.layout.Extents(off, n)
 	if err != nil || len(ext) == 0 {
 		return err
 	}
-	rr := v.newRangeRead(ctx, ext[len(ext)-1].Block+1)
+	rr := p.newRangeRead(ctx, ext[len(ext)-1].Block+1)
 	defer rr.close()
 	pos := 0
 	for _, e := range ext {
@@ -253,8 +411,8 @@ func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit
 			if err != nil {
 				return err
 			}
-			for _, p := range pieces {
-				if err := emit(p); err != nil {
+			for _, piece := range pieces {
+				if err := emit(piece); err != nil {
 					return err
 				}
 			}
@@ -275,6 +433,20 @@ func (v *clipView) readRange(ctx context.Context, off, n int64, dst []byte, emit
 	return nil
 }
 
+// checkContent compares the CRC32C of all of the part's bytes with the
+// record's: the whole clip's if the clip has one part, the part's if it
+// has several (such a record has no checksum of the whole clip).
+func (p *partView) checkContent(crc uint32) error {
+	want := p.v.rec.Parts[p.index].ContentCrc32C
+	if len(p.v.rec.Parts) == 1 {
+		want = p.v.rec.ContentCrc32C
+	}
+	if crc != want {
+		return fmt.Errorf("%w: %s: content checksum %08x, the record says %08x", ErrUnrecoverable, p.name(), crc, want)
+	}
+	return nil
+}
+
 // GetOptions are the optional parts of a Get.
 type GetOptions struct {
 	// Progress, if set, is called with the bytes written to w so far.
@@ -283,9 +455,12 @@ type GetOptions struct {
 
 // Get writes the whole clip to w and returns its record. The bytes of
 // every piece are verified before they are written (a lost or corrupt
-// piece is rebuilt from parity and verified too); at the end the
-// whole-clip CRC32C is checked as well, and a mismatch is an error wrapping
-// ErrUnrecoverable. If the clip is overwritten or deleted during the read,
+// piece is rebuilt from parity and verified too); at the end of the clip
+// the whole-clip CRC32C is checked as well (of a clip written by a
+// multipart upload, each part's CRC32C at the end of the part), and a
+// mismatch is an error wrapping ErrUnrecoverable. The parts of a multipart
+// clip are read one after the other, so memory stays bounded whatever
+// their number. If the clip is overwritten or deleted during the read,
 // Get fails with ErrClipChanged; the bytes written before then all belong
 // to the generation it started with.
 func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts *GetOptions) (*ClipInfo, error) {
@@ -293,9 +468,16 @@ func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts 
 	if err != nil {
 		return nil, err
 	}
-	var crc uint32
+	if err := v.get(ctx, w, opts); err != nil {
+		return nil, err
+	}
+	return v.info, nil
+}
+
+// get writes the whole clip to w, part after part.
+func (v *clipView) get(ctx context.Context, w io.Writer, opts *GetOptions) error {
 	var written int64
-	err = v.readRange(ctx, 0, v.layout.Size(), nil, func(b []byte) error {
+	emit := func(b []byte) error {
 		if n, err := w.Write(b); err != nil {
 			return err
 		} else if n < len(b) { // a writer that breaks io.Writer's contract
@@ -306,14 +488,24 @@ func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts 
 			opts.Progress(written)
 		}
 		return nil
-	}, &crc)
-	if err != nil {
-		return nil, err
 	}
-	if crc != v.rec.ContentCrc32C {
-		return nil, fmt.Errorf("%w: %s/%s: content checksum %08x, the record says %08x", ErrUnrecoverable, bucket, key, crc, v.rec.ContentCrc32C)
+	for pi := range v.rec.Parts {
+		p := v.first
+		if pi > 0 { // read once: its view is not kept
+			var err error
+			if p, err = v.newPart(pi); err != nil {
+				return err
+			}
+		}
+		var crc uint32
+		if err := p.readRange(ctx, 0, p.layout.Size(), nil, emit, &crc); err != nil {
+			return err
+		}
+		if err := p.checkContent(crc); err != nil {
+			return err
+		}
 	}
-	return v.info, nil
+	return nil
 }
 
 // Open returns a Reader of the clip's current generation. The Reader's
@@ -328,22 +520,23 @@ func (c *Client) Open(ctx context.Context, bucket, key string) (*Reader, error) 
 
 // Reader reads one generation of a clip: io.ReadSeekCloser and
 // io.ReaderAt. It fetches only the blocks, and within them only the data
-// pieces, that a read needs (plus parity when a piece is lost). ReadAt is
+// pieces, that a read needs (plus parity when a piece is lost); of a clip
+// written by a multipart upload, only the parts a read overlaps. ReadAt is
 // safe for concurrent use; Read and Seek, which share the offset, are not.
-// Sequential Reads reuse one stream per shard and decode whole blocks,
-// keeping the last one to serve small reads. A read of a clip overwritten
-// or deleted meanwhile fails with ErrClipChanged.
+// Sequential Reads reuse one stream per shard of the part they are in and
+// decode whole blocks, keeping the last one to serve small reads. A read
+// of a clip overwritten or deleted meanwhile fails with ErrClipChanged.
 type Reader struct {
 	v   *clipView
 	ctx context.Context
 
 	pos int64
-	seq *rangeRead // streams of sequential Reads
+	seq *rangeRead // streams of sequential Reads, in one part
 
 	mu struct {
 		sync.Mutex
-		block  int64 // the cached block, -1 if none
-		data   []byte
+		start  int64  // the clip offset of the cached block
+		data   []byte // the cached block; nil if none
 		closed bool
 	}
 }
@@ -352,7 +545,7 @@ type Reader struct {
 func (r *Reader) Info() *ClipInfo { return r.v.info }
 
 // Size returns the clip's size.
-func (r *Reader) Size() int64 { return r.v.layout.Size() }
+func (r *Reader) Size() int64 { return int64(r.v.rec.Size) }
 
 var (
 	errClosed       = errors.New("clipstore: reader closed")
@@ -374,7 +567,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := int(min(int64(len(p)), size-off))
 	if !r.fromCache(p[:n], off) {
-		if err := r.v.readRange(r.ctx, off, int64(n), p[:n], nil, nil); err != nil {
+		if err := r.v.readAt(r.ctx, p[:n], off); err != nil {
 			return 0, err
 		}
 	}
@@ -396,40 +589,50 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	bs := int64(r.v.layout.Code().BlockSize())
-	b := r.pos / bs
-	n := int(min(int64(len(p)), (b+1)*bs-r.pos, r.Size()-r.pos))
-	if !r.fromCache(p[:n], r.pos) {
-		if err := r.loadBlock(b); err != nil {
+	n, ok := r.fromBlock(p, r.pos)
+	if !ok {
+		if err := r.loadBlock(r.pos); err != nil {
 			return 0, err
 		}
-		if !r.fromCache(p[:n], r.pos) {
-			return 0, fmt.Errorf("clipstore: block %d not cached after loading it", b)
+		if n, ok = r.fromBlock(p, r.pos); !ok {
+			return 0, fmt.Errorf("clipstore: the block of offset %d not cached after loading it", r.pos)
 		}
 	}
 	r.pos += int64(n)
 	return n, nil
 }
 
-// loadBlock decodes block b with the sequential streams and caches it.
-func (r *Reader) loadBlock(b int64) (err error) {
+// loadBlock decodes the block holding clip byte off with the sequential
+// streams of its part and caches it. Reaching another part closes the
+// streams of the one before: a Reader holds one part's streams at most.
+func (r *Reader) loadBlock(off int64) (err error) {
 	defer func() { r.v.flushReports(r.ctx, err) }()
+	p, err := r.v.part(partAt(r.v.rec.Parts, off))
+	if err != nil {
+		return err
+	}
+	if r.seq != nil && r.seq.p != p {
+		r.seq.close()
+		r.seq = nil
+	}
 	if r.seq == nil {
-		r.seq = r.v.newRangeRead(r.ctx, r.v.layout.Blocks())
+		r.seq = p.newRangeRead(r.ctx, p.layout.Blocks())
 	}
 	r.mu.Lock()
 	buf := r.mu.data
-	r.mu.data, r.mu.block = nil, -1
+	r.mu.data = nil
 	r.mu.Unlock()
-	if buf == nil {
-		buf = make([]byte, 0, r.v.layout.Code().BlockSize())
+	bs := int64(p.layout.Code().BlockSize())
+	if cap(buf) < int(bs) {
+		buf = make([]byte, 0, bs)
 	}
-	out, err := r.seq.decode(buf[:0], r.v.layout.Extent(b))
+	b := (off - p.off) / bs
+	out, err := r.seq.decode(buf[:0], p.layout.Extent(b))
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.mu.data, r.mu.block = out, b
+	r.mu.data, r.mu.start = out, p.off+b*bs
 	r.mu.Unlock()
 	return nil
 }
@@ -437,15 +640,24 @@ func (r *Reader) loadBlock(b int64) (err error) {
 // fromCache copies the clip bytes at off into p if the cached block holds
 // all of them.
 func (r *Reader) fromCache(p []byte, off int64) bool {
-	bs := int64(r.v.layout.Code().BlockSize())
-	b := off / bs
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.data == nil || r.mu.block != b || off+int64(len(p)) > b*bs+int64(len(r.mu.data)) {
+	if r.mu.data == nil || off < r.mu.start || off+int64(len(p)) > r.mu.start+int64(len(r.mu.data)) {
 		return false
 	}
-	copy(p, r.mu.data[off-b*bs:])
+	copy(p, r.mu.data[off-r.mu.start:])
 	return true
+}
+
+// fromBlock copies the clip bytes from off to the end of the cached block,
+// at most len(p) of them, into p, if the cached block holds off.
+func (r *Reader) fromBlock(p []byte, off int64) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.data == nil || off < r.mu.start || off >= r.mu.start+int64(len(r.mu.data)) {
+		return 0, false
+	}
+	return copy(p, r.mu.data[off-r.mu.start:]), true
 }
 
 // Seek sets the offset for the next Read, like os.File.Seek. Seeking past
