@@ -7,18 +7,22 @@
 // anonymous access) and its body decoded by it, then routed by method,
 // bucket, key and sub-resource to one operation: the bucket operations
 // (ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
-// GetBucketLocation), the listings (ListObjectsV2, ListObjects) and the
+// GetBucketLocation), the listings (ListObjectsV2, ListObjects), the
 // object operations (PutObject, GetObject, HeadObject, DeleteObject,
-// DeleteObjects). A sub-resource or an operation it does not implement
-// (ACLs, versioning, multipart uploads, CopyObject, ...) is answered
-// NotImplemented, never mistaken for an object operation. Errors are S3's
-// XML error documents, mapped from the client library's sentinels.
+// DeleteObjects) and multipart uploads (CreateMultipartUpload, UploadPart,
+// CompleteMultipartUpload, AbortMultipartUpload, ListParts,
+// ListMultipartUploads; GetObject and HeadObject by partNumber). A
+// sub-resource or an operation it does not implement (ACLs, versioning,
+// CopyObject, UploadPartCopy, ...) is answered NotImplemented, never
+// mistaken for an object operation. Errors are S3's XML error documents,
+// mapped from the client library's sentinels.
 //
 // Object bytes stream in bounded memory whatever the object's size: a
 // PutObject hands the decoded body to client.Put while a goroutine beside
 // it hashes what passes (the MD5 that is the ETag, and the checksum the
 // request asks for); both are verified in PutOptions.Finish, before the
 // commit, so an object whose digest does not match never becomes visible.
+// An UploadPart is streamed the same way, through client.PutPart.
 // A GetObject reads the clip in 1 MiB pieces as the response is written.
 // See DESIGN.md for the trade-offs.
 package s3gw

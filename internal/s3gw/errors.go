@@ -53,13 +53,17 @@ var (
 	errMalformedAuth    = s3err("AuthorizationHeaderMalformed", http.StatusBadRequest, "The authorization header is malformed")
 	errBucketExists     = s3err("BucketAlreadyOwnedByYou", http.StatusConflict, "Your previous request to create the named bucket succeeded and you already own it.")
 	errBucketNotEmpty   = s3err("BucketNotEmpty", http.StatusConflict, "The bucket you tried to delete is not empty")
+	errEntityTooLarge   = s3err("EntityTooLarge", http.StatusBadRequest, "Your proposed upload exceeds the maximum allowed object size.")
+	errEntityTooSmall   = s3err("EntityTooSmall", http.StatusBadRequest, "Your proposed upload is smaller than the minimum allowed object size.")
 	errIncompleteBody   = s3err("IncompleteBody", http.StatusBadRequest, "You did not provide the number of bytes specified by the Content-Length HTTP header")
 	errInternal         = s3err("InternalError", http.StatusInternalServerError, "We encountered an internal error. Please try again.")
 	errInvalidArgument  = s3err("InvalidArgument", http.StatusBadRequest, "Invalid Argument")
 	errInvalidBucket    = s3err("InvalidBucketName", http.StatusBadRequest, "The specified bucket is not valid.")
 	errInvalidDigest    = s3err("InvalidDigest", http.StatusBadRequest, "The Content-MD5 you specified is not valid.")
 	errInvalidLocation  = s3err("InvalidLocationConstraint", http.StatusBadRequest, "The specified location-constraint is not valid")
-	errInvalidPart      = s3err("InvalidPartNumber", http.StatusRequestedRangeNotSatisfiable, "The requested partnumber is not satisfiable")
+	errInvalidPart      = s3err("InvalidPart", http.StatusBadRequest, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.")
+	errInvalidPartNum   = s3err("InvalidPartNumber", http.StatusRequestedRangeNotSatisfiable, "The requested partnumber is not satisfiable")
+	errInvalidPartOrder = s3err("InvalidPartOrder", http.StatusBadRequest, "The list of parts was not in ascending order. The parts list must be specified in order by part number.")
 	errInvalidRange     = s3err("InvalidRange", http.StatusRequestedRangeNotSatisfiable, "The requested range is not satisfiable")
 	errInvalidRequest   = s3err("InvalidRequest", http.StatusBadRequest, "Invalid Request")
 	errKeyTooLong       = s3err("KeyTooLongError", http.StatusBadRequest, "Your key is too long")
@@ -69,6 +73,7 @@ var (
 	errMissingLength    = s3err("MissingContentLength", http.StatusLengthRequired, "You must provide the Content-Length HTTP header.")
 	errNoSuchBucket     = s3err("NoSuchBucket", http.StatusNotFound, "The specified bucket does not exist")
 	errNoSuchKey        = s3err("NoSuchKey", http.StatusNotFound, "The specified key does not exist.")
+	errNoSuchUpload     = s3err("NoSuchUpload", http.StatusNotFound, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
 	errNotImplemented   = s3err("NotImplemented", http.StatusNotImplemented, "A header or query you provided implies functionality that is not implemented")
 	errPrecondition     = s3err("PreconditionFailed", http.StatusPreconditionFailed, "At least one of the pre-conditions you specified did not hold")
 	errRequestTimeout   = s3err("RequestTimeout", http.StatusBadRequest, "Your socket connection to the server was not read from or written to within the timeout period.")
@@ -144,6 +149,7 @@ type errorDoc struct {
 	Message    string
 	Key        string `xml:",omitempty"`
 	BucketName string `xml:",omitempty"`
+	UploadID   string `xml:"UploadId,omitempty"`
 	Resource   string
 	RequestID  string `xml:"RequestId"`
 }
@@ -174,6 +180,8 @@ func (g *Gateway) writeError(w *response, req *request, err error) {
 		doc.Key = req.key
 	case errNoSuchBucket.Code, errBucketNotEmpty.Code, errBucketExists.Code:
 		doc.BucketName = req.bucket
+	case errNoSuchUpload.Code:
+		doc.UploadID = req.query.Get("uploadId")
 	}
 	writeXML(w, e.HTTPStatus, doc)
 }

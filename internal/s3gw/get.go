@@ -30,14 +30,15 @@ var responseOverrides = map[string]string{
 }
 
 func (g *Gateway) headObject(w *response, req *request) error {
-	if err := checkObjectQuery(req); err != nil {
+	part, err := checkObjectQuery(req)
+	if err != nil {
 		return err
 	}
 	info, err := g.cfg.Client.Stat(req.Context(), req.bucket, req.key)
 	if err != nil {
 		return err // a HEAD answer has no body: NoSuchKey and NoSuchBucket look alike
 	}
-	span, err := g.prepare(w, req, info)
+	span, err := g.prepare(w, req, info, part)
 	if err != nil || span == nil {
 		return err
 	}
@@ -46,7 +47,8 @@ func (g *Gateway) headObject(w *response, req *request) error {
 }
 
 func (g *Gateway) getObject(w *response, req *request) error {
-	if err := checkObjectQuery(req); err != nil {
+	part, err := checkObjectQuery(req)
+	if err != nil {
 		return err
 	}
 	r, err := g.cfg.Client.Open(req.Context(), req.bucket, req.key)
@@ -57,7 +59,7 @@ func (g *Gateway) getObject(w *response, req *request) error {
 		return err
 	}
 	defer r.Close()
-	span, err := g.prepare(w, req, r.Info())
+	span, err := g.prepare(w, req, r.Info(), part)
 	if err != nil || span == nil {
 		return err
 	}
@@ -65,25 +67,23 @@ func (g *Gateway) getObject(w *response, req *request) error {
 }
 
 // checkObjectQuery refuses the parameters of GetObject and HeadObject that
-// select what the gateway does not have: versions and parts beyond the
-// first.
-func checkObjectQuery(req *request) error {
+// select what the gateway does not have (versions) and reads partNumber:
+// the part to answer, 0 for the whole object or a range.
+func checkObjectQuery(req *request) (int, error) {
 	if v := req.query.Get("versionId"); req.query.Has("versionId") && v != "null" {
-		return errInvalidArgument.with("Invalid version id specified")
+		return 0, errInvalidArgument.with("Invalid version id specified")
 	}
 	if !req.query.Has("partNumber") {
-		return nil
+		return 0, nil
 	}
-	n, err := strconv.Atoi(req.query.Get("partNumber"))
+	n, err := parsePartNumber(req.query.Get("partNumber"))
 	switch {
-	case err != nil || n < 1 || n > 10000:
-		return errInvalidArgument.with("Part number must be an integer between 1 and 10000, inclusive")
+	case err != nil:
+		return 0, err
 	case req.Header.Get("Range") != "":
-		return errInvalidRequest.with("Cannot specify both Range header and partNumber query parameter")
-	case n != 1:
-		return errInvalidPart
+		return 0, errInvalidRequest.with("Cannot specify both Range header and partNumber query parameter")
 	}
-	return nil
+	return n, nil
 }
 
 // span is the part of an object an answer carries.
@@ -92,10 +92,10 @@ type span struct {
 	status        int // 200, or 206 for a range
 }
 
-// prepare applies the request's preconditions and range to the object and
-// sets the answer's headers. It returns nil (and no error) when the answer
-// is complete already: 304 Not Modified.
-func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo) (*span, error) {
+// prepare applies the request's preconditions and range (or part, if part
+// is not 0) to the object and sets the answer's headers. It returns nil
+// (and no error) when the answer is complete already: 304 Not Modified.
+func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo, part int) (*span, error) {
 	etag := objectETag(info.ETag, info.ClipID)
 	mod := lastModified(info.Created)
 	h := w.Header()
@@ -108,10 +108,15 @@ func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo) (*sp
 		w.WriteHeader(http.StatusNotModified)
 		return nil, nil
 	}
-	sp, err := parseRange(req.Header.Get("Range"), info.Size)
-	if err != nil {
+	sp, sums, err := objectSpan(req, info, part)
+	if errors.Is(err, errInvalidRange) {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+	}
+	if err != nil {
 		return nil, err
+	}
+	if n := partsCount(info); part != 0 && n > 0 {
+		h.Set("x-amz-mp-parts-count", strconv.Itoa(n))
 	}
 	h.Set("ETag", quoteETag(etag))
 	h.Set("Last-Modified", mod.Format(http.TimeFormat))
@@ -121,17 +126,16 @@ func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo) (*sp
 		h.Set("Content-Type", info.ContentType)
 	}
 	h.Set("Content-Length", strconv.FormatInt(sp.length, 10))
-	if sp.status == http.StatusPartialContent {
+	if sp.status == http.StatusPartialContent && sp.length > 0 {
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", sp.start, sp.start+sp.length-1, info.Size))
 	}
 	for k, v := range info.Metadata {
-		h["X-Amz-Meta-"+k] = []string{v} // as stored: lowercase, like S3
-	}
-	if strings.EqualFold(req.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") && sp.status == http.StatusOK && len(info.Checksums) > 0 {
-		for alg, v := range info.Checksums {
-			h.Set("x-amz-checksum-"+alg, v)
+		if k != checksumMetaKey {
+			h["X-Amz-Meta-"+k] = []string{v} // as stored: lowercase, like S3
 		}
-		h.Set("x-amz-checksum-type", "FULL_OBJECT")
+	}
+	if strings.EqualFold(req.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
+		setChecksumHeaders(h, sums)
 	}
 	for param, header := range responseOverrides {
 		if v := req.query.Get(param); v != "" {
@@ -139,6 +143,56 @@ func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo) (*sp
 		}
 	}
 	return sp, nil
+}
+
+// objectSpan returns what of the object an answer carries, and the
+// checksums of that: the range the request asks for (the object's
+// checksums if it is the whole object), or part number part, 1-based in
+// the object's order (that part's checksums). A part beyond the last is
+// InvalidPartNumber; part 1 of an object not written in parts is the whole
+// object.
+func objectSpan(req *request, info *client.ClipInfo, part int) (*span, map[string]string, error) {
+	if part == 0 {
+		sp, err := parseRange(req.Header.Get("Range"), info.Size)
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case sp.status == http.StatusOK:
+			return sp, info.Checksums, nil
+		}
+		return sp, nil, nil
+	}
+	n := partsCount(info)
+	switch {
+	case n == 0 && part == 1:
+		return &span{start: 0, length: info.Size, status: http.StatusOK}, info.Checksums, nil
+	case part > n:
+		return nil, nil, errInvalidPartNum
+	}
+	p := info.Parts[part-1]
+	return &span{start: p.Offset, length: p.Size, status: http.StatusPartialContent}, p.Checksums, nil
+}
+
+// partsCount is the number of parts of an object written by a multipart
+// upload, 0 for one written whole.
+func partsCount(info *client.ClipInfo) int {
+	if len(info.Parts) == 1 && info.Parts[0].Number == 0 {
+		return 0
+	}
+	return len(info.Parts)
+}
+
+// setChecksumHeaders sets the checksum headers of an answer: a composite
+// checksum (of a multipart object's parts) ends with "-N".
+func setChecksumHeaders(h http.Header, sums map[string]string) {
+	for alg, v := range sums {
+		h.Set("x-amz-checksum-"+alg, v)
+		typ := "FULL_OBJECT"
+		if strings.Contains(v, "-") {
+			typ = "COMPOSITE"
+		}
+		h.Set("x-amz-checksum-type", typ)
+	}
 }
 
 // stream writes the span of the object as it reads it, copyBufSize bytes

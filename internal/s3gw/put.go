@@ -3,6 +3,7 @@ package s3gw
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 
@@ -49,42 +50,64 @@ func (g *Gateway) putObject(w *response, req *request) error {
 		return err
 	}
 	opts.SizeHint = body.Size()
-	d := newDigester(counted, want.hashes())
-	defer d.stop()
-	var etag string
-	var sums map[string]string
-	opts.Finish = func() (*client.PutFinish, error) {
-		e, s, err := finishPut(d, body, want)
-		if err != nil {
-			return nil, err
-		}
-		etag, sums = e, s
-		return &client.PutFinish{ETag: e, Checksums: s}, nil
-	}
-	if _, err := g.cfg.Client.Put(req.Context(), req.bucket, req.key, d, opts); err != nil {
+	db := newDigestedBody(body, counted, want)
+	defer db.stop()
+	opts.Finish = db.finish
+	if _, err := g.cfg.Client.Put(req.Context(), req.bucket, req.key, db.d, opts); err != nil {
 		return g.putError(req.Context(), req, err, opts.IfGenerationMatch)
 	}
-	w.Header().Set("ETag", quoteETag(etag))
-	for alg, v := range sums {
-		w.Header().Set("x-amz-checksum-"+alg, v)
+	db.setHeaders(w.Header())
+	if len(db.sums) > 0 {
 		w.Header().Set("x-amz-checksum-type", "FULL_OBJECT")
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
 
-// finishPut checks, once client.Put has read and stored the whole body,
-// that it is as long as declared and that its digests match; it returns
-// the ETag and checksums to store.
-func finishPut(d *digester, body *sigv4.Reader, want *digests) (string, map[string]string, error) {
-	sums, err := d.sums()
+// digestedBody is a request body on its way to the cluster through a
+// digester (PutObject, UploadPart), with the digests to check once every
+// byte is stored.
+type digestedBody struct {
+	d    *digester
+	body *sigv4.Reader
+	want *digests
+	etag string            // set by finish: the hex MD5
+	sums map[string]string // set by finish: the checksum to store, if any
+}
+
+func newDigestedBody(body *sigv4.Reader, counted io.Reader, want *digests) *digestedBody {
+	return &digestedBody{d: newDigester(counted, want.hashes()), body: body, want: want}
+}
+
+// stop ends the hashing; deferred by the handler.
+func (b *digestedBody) stop() { b.d.stop() }
+
+// finish is PutOptions.Finish and PartOptions.Finish: once the cluster has
+// read and stored the whole body, it checks that the body is as long as
+// declared and that its digests match, and returns the ETag and checksums
+// to store. An error aborts the write.
+func (b *digestedBody) finish() (*client.PutFinish, error) {
+	sums, err := b.d.sums()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if d.n != body.Size() {
-		return "", nil, errIncompleteBody.with("The body has %d bytes; the request declared %d.", d.n, body.Size())
+	if b.d.n != b.body.Size() {
+		return nil, errIncompleteBody.with("The body has %d bytes; the request declared %d.", b.d.n, b.body.Size())
 	}
-	return want.verified(sums, body)
+	etag, checksums, err := b.want.verified(sums, b.body)
+	if err != nil {
+		return nil, err
+	}
+	b.etag, b.sums = etag, checksums
+	return &client.PutFinish{ETag: etag, Checksums: checksums}, nil
+}
+
+// setHeaders sets the ETag and checksum headers of the answer to a write.
+func (b *digestedBody) setHeaders(h http.Header) {
+	h.Set("ETag", quoteETag(b.etag))
+	for alg, v := range b.sums {
+		h.Set("x-amz-checksum-"+alg, v)
+	}
 }
 
 // putOptions reads the content type and the user metadata (x-amz-meta-*,

@@ -13,7 +13,7 @@ var unsupported = []string{
 	"legal-hold", "lifecycle", "logging", "metadataConfiguration", "metadataTable", "metrics", "notification",
 	"object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock", "renameObject",
 	"replication", "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging",
-	"torrent", "uploadId", "uploads", "versioning", "versions", "website",
+	"torrent", "versioning", "versions", "website",
 }
 
 // route picks the operation of a request by method, bucket, key and
@@ -49,6 +49,10 @@ func routeBucket(req *request) (string, handler, error) {
 		if m == http.MethodPost {
 			return "DeleteObjects", (*Gateway).deleteObjects, nil
 		}
+	case req.query.Has("uploads"):
+		if m == http.MethodGet {
+			return "ListMultipartUploads", (*Gateway).listUploads, nil
+		}
 	case m == http.MethodPut:
 		return "CreateBucket", (*Gateway).createBucket, nil
 	case m == http.MethodDelete:
@@ -68,6 +72,15 @@ func routeBucket(req *request) (string, handler, error) {
 }
 
 func routeObject(req *request) (string, handler, error) {
+	switch {
+	case req.query.Has("uploadId"):
+		return routeUpload(req)
+	case req.query.Has("uploads"):
+		if req.Method == http.MethodPost {
+			return "CreateMultipartUpload", (*Gateway).createUpload, nil
+		}
+		return "MethodNotAllowed", nil, errMethodNotAllowed
+	}
 	switch req.Method {
 	case http.MethodPut:
 		if req.Header.Get("X-Amz-Copy-Source") != "" {
@@ -82,6 +95,27 @@ func routeObject(req *request) (string, handler, error) {
 		return "DeleteObject", (*Gateway).deleteObject, nil
 	case http.MethodPost:
 		return "NotImplemented", nil, errNotImplemented.with("POST on an object is not implemented.")
+	}
+	return "MethodNotAllowed", nil, errMethodNotAllowed
+}
+
+// routeUpload routes the operations on one multipart upload (?uploadId=).
+func routeUpload(req *request) (string, handler, error) {
+	switch req.Method {
+	case http.MethodPut:
+		switch {
+		case req.Header.Get("X-Amz-Copy-Source") != "":
+			return "NotImplemented", nil, errNotImplemented.with("UploadPartCopy is not implemented.")
+		case !req.query.Has("partNumber"):
+			return "UploadPart", nil, errInvalidArgument.with("A part upload needs a partNumber.")
+		}
+		return "UploadPart", (*Gateway).uploadPart, nil
+	case http.MethodPost:
+		return "CompleteMultipartUpload", (*Gateway).completeUpload, nil
+	case http.MethodDelete:
+		return "AbortMultipartUpload", (*Gateway).abortUpload, nil
+	case http.MethodGet:
+		return "ListParts", (*Gateway).listParts, nil
 	}
 	return "MethodNotAllowed", nil, errMethodNotAllowed
 }

@@ -54,6 +54,7 @@ func TestGateway(t *testing.T) {
 	t.Run("presigned", func(t *testing.T) { testPresigned(t, tg, c) })
 	t.Run("virtual host", func(t *testing.T) { testVirtualHost(t, tg) })
 	t.Run("client goes away", func(t *testing.T) { testClientGoesAway(t, tg, c) })
+	t.Run("multipart", func(t *testing.T) { testMultipart(t, tg) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, tg) })
 }
 
@@ -675,8 +676,9 @@ func testNotImplemented(t *testing.T, c *s3.Client) {
 				VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}})
 			return err
 		},
-		"CreateMultipartUpload": func() error {
-			_, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: b, Key: k})
+		"UploadPartCopy": func() error {
+			_, err := c.UploadPartCopy(ctx, &s3.UploadPartCopyInput{Bucket: b, Key: k, UploadId: aws.String("00"),
+				PartNumber: aws.Int32(1), CopySource: aws.String("unimpl/k")})
 			return err
 		},
 		"CopyObject": func() error {

@@ -102,7 +102,8 @@ func md5hex(b []byte) string {
 }
 
 // TestAWSCLI drives the gateway with aws-cli: buckets, uploads and
-// downloads byte-identical, listings, ranged gets, metadata, deletes.
+// downloads byte-identical (one of them multipart), listings, ranged gets,
+// metadata, deletes.
 func TestAWSCLI(t *testing.T) {
 	g := startGateway(t)
 	dir := t.TempDir()
@@ -143,6 +144,7 @@ func TestAWSCLI(t *testing.T) {
 		head.Metadata["vehicle"] != "v17" || head.Metadata["camera"] != "front" {
 		t.Fatalf("head-object: %+v; want %d bytes, ETag the MD5 %s, video/mp4, the metadata", head, len(data), md5hex(data))
 	}
+	testAWSCLIMultipart(t, g, dir)
 	out := filepath.Join(dir, "range")
 	g.aws(t, "s3api", "get-object", "--bucket", "fleet", "--key", "cam/front/0001.mp4", "--range", "bytes=1048570-1048600", out)
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, data[1048570:1048601]) {
@@ -171,11 +173,52 @@ func TestAWSCLI(t *testing.T) {
 	g.aws(t, "s3", "rb", "s3://fleet")
 }
 
+// testAWSCLIMultipart copies a 20 MiB file up and back with aws s3 cp,
+// which uploads it in parts of 8 MiB (its default above 8 MiB) and reads it
+// back in ranges.
+func testAWSCLIMultipart(t *testing.T, g *gateway, dir string) {
+	t.Helper()
+	data := e2e.ClipBytes(4, 20<<20)
+	up, back := filepath.Join(dir, "big.mp4"), filepath.Join(dir, "big.back")
+	if err := os.WriteFile(up, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.aws(t, "s3", "cp", up, "s3://fleet/big.mp4")
+	g.aws(t, "s3", "cp", "s3://fleet/big.mp4", back)
+	if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("s3 cp of a multipart upload back: %d bytes (%v), not the %d stored", len(got), err, len(data))
+	}
+	var head struct {
+		ContentLength int64
+		ETag          string
+	}
+	if err := json.Unmarshal(g.aws(t, "s3api", "head-object", "--bucket", "fleet", "--key", "big.mp4"), &head); err != nil {
+		t.Fatal(err)
+	}
+	if want := `"` + multipartETag(data, 8<<20) + `"`; head.ContentLength != int64(len(data)) || head.ETag != want ||
+		!strings.HasSuffix(head.ETag, `-3"`) {
+		t.Fatalf("head-object of a multipart upload: %+v; want the ETag %s", head, want)
+	}
+}
+
+// multipartETag is S3's ETag of data uploaded in parts of partSize: the
+// MD5 of the parts' MD5s, with "-N".
+func multipartETag(data []byte, partSize int) string {
+	var sums []byte
+	n := 0
+	for off := 0; off < len(data); off += partSize {
+		s := md5.Sum(data[off:min(off+partSize, len(data))])
+		sums, n = append(sums, s[:]...), n+1
+	}
+	return fmt.Sprintf("%s-%d", md5hex(sums), n)
+}
+
 // boto3Script exercises boto3 against $S3_ENDPOINT and prints one JSON
 // document of what it saw.
 const boto3Script = `
-import json, os, hashlib, urllib.request
+import json, os, hashlib, tempfile, urllib.request
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -210,6 +253,26 @@ except ClientError as e:
     out["if_none_match"] = e.response["Error"]["Code"]
 except Exception as e:
     out["if_none_match"] = "unsupported by this boto3: " + type(e).__name__
+# Multipart: upload_file in parts of 5 MiB, an upload left open, listed, aborted.
+big = bytes(range(256)) * (12 << 12)
+with tempfile.TemporaryDirectory() as d:
+    src, dst = os.path.join(d, "big"), os.path.join(d, "back")
+    with open(src, "wb") as f:
+        f.write(big)
+    cfg = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    s3.upload_file(src, "train", "mp/big.bin", Config=cfg)
+    s3.download_file("train", "mp/big.bin", dst, Config=cfg)
+    with open(dst, "rb") as f:
+        out["mp_roundtrip"] = f.read() == big
+out["mp_etag"] = s3.head_object(Bucket="train", Key="mp/big.bin")["ETag"]
+md5s = b"".join(hashlib.md5(big[i:i + (5 << 20)]).digest() for i in range(0, len(big), 5 << 20))
+out["mp_want_etag"] = '"%s-3"' % hashlib.md5(md5s).hexdigest()
+u = s3.create_multipart_upload(Bucket="train", Key="mp/open")
+s3.upload_part(Bucket="train", Key="mp/open", UploadId=u["UploadId"], PartNumber=1, Body=b"part")
+out["mp_listed"] = [[x["Key"], x["UploadId"] == u["UploadId"]]
+                    for x in s3.list_multipart_uploads(Bucket="train", Prefix="mp/").get("Uploads", [])]
+s3.abort_multipart_upload(Bucket="train", Key="mp/open", UploadId=u["UploadId"])
+out["mp_after_abort"] = len(s3.list_multipart_uploads(Bucket="train", Prefix="mp/").get("Uploads", []))
 d = s3.delete_objects(Bucket="train", Delete={"Objects": [{"Key": "ep/%d/x" % i} for i in range(5)]})
 out["deleted"] = sorted(x["Key"] for x in d.get("Deleted", []))
 print(json.dumps(out))
@@ -217,7 +280,7 @@ print(json.dumps(out))
 
 // TestBoto3 drives the gateway with Debian's boto3: put and get with
 // metadata, a suffix range, a paginated delimiter listing, a presigned GET,
-// a 404, DeleteObjects.
+// a 404, DeleteObjects, upload_file in parts, an upload listed and aborted.
 func TestBoto3(t *testing.T) {
 	g := startGateway(t)
 	var got struct {
@@ -232,6 +295,11 @@ func TestBoto3(t *testing.T) {
 		Missing     string            `json:"missing"`
 		IfNoneMatch string            `json:"if_none_match"`
 		Deleted     []string          `json:"deleted"`
+		MPRoundTrip bool              `json:"mp_roundtrip"`
+		MPETag      string            `json:"mp_etag"`
+		MPWantETag  string            `json:"mp_want_etag"`
+		MPListed    [][2]any          `json:"mp_listed"`
+		MPAfter     int               `json:"mp_after_abort"`
 	}
 	out := g.run(t, []byte(boto3Script), "/usr/bin/python3", "-")
 	if err := json.Unmarshal(out, &got); err != nil {
@@ -255,6 +323,10 @@ func TestBoto3(t *testing.T) {
 		t.Errorf("a put with If-None-Match: * over an existing key was accepted")
 	case len(got.Deleted) != 5:
 		t.Errorf("delete_objects deleted %v", got.Deleted)
+	case !got.MPRoundTrip || got.MPETag != got.MPWantETag:
+		t.Errorf("upload_file in parts: round trip %v, ETag %s, want %s", got.MPRoundTrip, got.MPETag, got.MPWantETag)
+	case fmt.Sprint(got.MPListed) != "[[mp/open true]]" || got.MPAfter != 0:
+		t.Errorf("list_multipart_uploads: %v, then %d after the abort", got.MPListed, got.MPAfter)
 	}
 	t.Logf("boto3: %+v", got)
 }
