@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,8 +66,35 @@ func (p *proc) peakRSS() (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.Pid())
 }
 
+// cpuTime is the CPU time (user and system, all threads) the process has
+// used so far: utime+stime of /proc/PID/stat.
+func (p *proc) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command, which is in parentheses: state (3),
+	// ..., utime (14), stime (15), in clock ticks.
+	_, after, _ := bytes.Cut(b, []byte(") "))
+	f := strings.Fields(string(after))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", p.Pid(), b)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", p.Pid(), err)
+	}
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
+}
+
+// userHZ is the unit of the times in /proc/PID/stat (USER_HZ, sysconf
+// _SC_CLK_TCK): 100 on every Linux architecture Go supports.
+const userHZ = 100
+
 // benchCluster is 1 meta and n storage processes on loopback, the layout
-// `make bench` measures.
+// `make bench` measures. Meta has a cluster secret, so that S3 gateways
+// can run.
 type benchCluster struct {
 	bin, dir string
 	meta     *proc
@@ -71,9 +103,15 @@ type benchCluster struct {
 
 func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (*benchCluster, error) {
 	c := &benchCluster{bin: bin, dir: dir}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	if err := os.WriteFile(c.secretFile(), []byte(base64.RawURLEncoding.EncodeToString(secret)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	var err error
 	c.meta, err = startProc(bin, dir, "meta", "meta", "--id", "m0", "--data", filepath.Join(dir, "m0"),
 		"--raft", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--bootstrap", "--log-level", "warn",
+		"--cluster-secret-file", c.secretFile(),
 		// The drain measurement adds a node: no rebalance may start then.
 		"--auto-rebalance=false")
 	if err != nil {
@@ -104,6 +142,30 @@ func (c *benchCluster) startStorage() error {
 	}
 	c.storage = append(c.storage, p)
 	return nil
+}
+
+func (c *benchCluster) secretFile() string { return filepath.Join(c.dir, "cluster-secret") }
+
+// accessKey is an S3 credential.
+type accessKey struct {
+	ID     string `json:"access_key_id"`
+	Secret string `json:"secret_access_key"`
+}
+
+// startGateway makes an access key (clipstore admin keys create) and
+// starts a `clipstore s3` gateway; the caller kills it.
+func (c *benchCluster) startGateway(ctx context.Context) (*proc, accessKey, error) {
+	var key accessKey
+	var out bytes.Buffer
+	if _, err := c.clipstore(ctx, nil, &out, "admin", "keys", "create", "--name", "bench", "--json"); err != nil {
+		return nil, key, err
+	}
+	if err := json.Unmarshal(out.Bytes(), &key); err != nil || key.ID == "" || key.Secret == "" {
+		return nil, key, fmt.Errorf("admin keys create --json: %q: %v", out.String(), err)
+	}
+	gw, err := startProc(c.bin, c.dir, "s3", "s3", "--listen", "127.0.0.1:0", "--meta", c.meta.Addr,
+		"--cluster-secret-file", c.secretFile(), "--log-level", "warn")
+	return gw, key, err
 }
 
 // addStorage starts one more storage node and waits until meta hears it.

@@ -99,12 +99,13 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 			if !o.quick && conc == 8 && size == 8<<20 {
 				getRuns = 3
 			}
-			put, others, err := runBest(ctx, c, putRuns, "put", common...)
+			puts, err := runBest(ctx, c, putRuns, "put", common...)
 			if err != nil {
 				return rows, err
 			}
+			put := puts.best
 			r := loadRow(put, "put", size, conc)
-			r.note += others
+			r.note += puts.others
 			if size < 1<<20 {
 				r.reference = fmt.Sprintf("%.0f ops/s (%d fsync'd files of %s, %d at once)", small[conc],
 					dataShards+parityShards, bytesize.Human(size/dataShards), conc)
@@ -122,13 +123,13 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 			}
 			rows = append(rows, r)
 
-			objects := max(conc, min(4*conc, int((1<<30)/size)))
-			get, others, err := runBest(ctx, c, getRuns, "get", append(common, "--objects", strconv.Itoa(objects))...)
+			gets, err := runBest(ctx, c, getRuns, "get", append(common, "--objects", strconv.Itoa(getObjects(size, conc)))...)
 			if err != nil {
 				return rows, err
 			}
+			get := gets.best
 			r = loadRow(get, "get", size, conc)
-			r.note += others
+			r.note += gets.others
 			r.reference = mibps(tcp) + " (loopback TCP)"
 			r.ratio = get.MiBPerSec * (1 << 20) / tcp
 			if size == 8<<20 && conc == 8 {
@@ -136,10 +137,94 @@ func endToEnd(ctx context.Context, o options) ([]row, error) {
 			}
 			r.note += fmt.Sprintf(", %s verified", bytesize.Human(get.BytesVerified))
 			rows = append(rows, r)
+			if size == gatewaySize && conc == gatewayConc {
+				more, err := gatewayRows(ctx, c, o, puts, gets)
+				rows = append(rows, more...)
+				if err != nil {
+					return rows, err
+				}
+			}
 		}
 	}
 	more, err = drainRows(ctx, c, o, disk)
 	return append(rows, more...), err
+}
+
+// getObjects is how many clips a get run of size bytes and conc workers
+// reads from: 4 per worker, within 1 GiB, at least one per worker.
+func getObjects(size int64, conc int) int {
+	return max(conc, min(4*conc, int((1<<30)/size)))
+}
+
+// The S3 gateway is measured with the 8 MiB clips, 8 at once.
+const (
+	gatewaySize = 8 << 20
+	gatewayConc = 8
+)
+
+// gatewayRows starts a `clipstore s3` gateway and runs the put and get
+// loads through it that were just run through the native client (puts,
+// gets: as many runs, the same flags), and compares them; it adds the
+// gateway's peak RSS beside the native bench processes', and its CPU time
+// per GiB it moved.
+func gatewayRows(ctx context.Context, c *benchCluster, o options, puts, gets loadRuns) ([]row, error) {
+	gw, key, err := c.startGateway(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("s3 gateway: %w", err)
+	}
+	defer gw.kill()
+	fmt.Fprintf(os.Stderr, "through the s3 gateway on %s:\n", gw.Addr)
+	common := []string{"--s3", "http://" + gw.Addr, "--access-key", key.ID, "--secret-key", key.Secret,
+		"--bucket", "bench", "--size", strconv.Itoa(gatewaySize), "--concurrency", strconv.Itoa(gatewayConc),
+		"--duration", o.duration.String(), "--json"}
+	objects := getObjects(gatewaySize, gatewayConc)
+	cpu0, err := gw.cpuTime()
+	if err != nil {
+		return nil, err
+	}
+	s3puts, err := runBest(ctx, c, puts.n, "put", common...)
+	if err != nil {
+		return nil, fmt.Errorf("through the s3 gateway: %w", err)
+	}
+	cpu1, err := gw.cpuTime()
+	if err != nil {
+		return nil, err
+	}
+	s3gets, err := runBest(ctx, c, gets.n, "get", append(common, "--objects", strconv.Itoa(objects))...)
+	if err != nil {
+		return nil, fmt.Errorf("through the s3 gateway: %w", err)
+	}
+	cpu2, err := gw.cpuTime()
+	if err != nil {
+		return nil, err
+	}
+	rss, err := gw.peakRSS()
+	if err != nil {
+		return nil, err
+	}
+
+	// CPU per GiB: a put run moves what it measured; a get run also puts
+	// the clips it reads first, which cost what the put runs' bytes did.
+	const gib = 1 << 30
+	putCPU := (cpu1 - cpu0).Seconds() / (float64(s3puts.bytes) / gib)
+	prepared := int64(gets.n*objects) * gatewaySize
+	getCPU := (cpu2 - cpu1).Seconds() / (float64(s3gets.bytes+prepared) / gib)
+	readCPU := ((cpu2 - cpu1).Seconds() - putCPU*float64(prepared)/gib) / (float64(s3gets.bytes) / gib)
+
+	put := loadRow(s3puts.best, "S3 gateway put", gatewaySize, gatewayConc)
+	put.reference = fmt.Sprintf("%.1f MiB/s (native client, above)", puts.best.MiBPerSec)
+	put.ratio = s3puts.best.MiBPerSec / puts.best.MiBPerSec
+	put.note += s3puts.others + fmt.Sprintf("; gateway CPU %.2f s/GiB", putCPU)
+	get := loadRow(s3gets.best, "S3 gateway get", gatewaySize, gatewayConc)
+	get.reference = fmt.Sprintf("%.1f MiB/s (native client, above)", gets.best.MiBPerSec)
+	get.ratio = s3gets.best.MiBPerSec / gets.best.MiBPerSec
+	get.note += s3gets.others + fmt.Sprintf(", %s verified; gateway CPU %.2f s/GiB moved (%s read, %s put to read), ≈ %.2f s/GiB for the reads alone",
+		bytesize.Human(s3gets.best.BytesVerified), getCPU, bytesize.Human(s3gets.bytes), bytesize.Human(prepared), readCPU)
+	nativeRSS := max(puts.peakRSS, gets.peakRSS)
+	mem := row{area: "memory", name: fmt.Sprintf("clipstore s3 during the S3 gateway puts and gets of %s × %d", bytesize.Human(gatewaySize), gatewayConc),
+		measured: bytesize.Human(rss) + " peak RSS", reference: bytesize.Human(nativeRSS) + " (native clipstore bench of the same loads)",
+		ratio: float64(rss) / float64(nativeRSS), note: "VmHWM of the gateway process; the native figure is the larger of the put and get processes'"}
+	return []row{put, get, mem}, nil
 }
 
 // drainRows measures a drain: a 7th storage node joins and one of the first
@@ -157,7 +242,7 @@ func drainRows(ctx context.Context, c *benchCluster, o options, disk float64) ([
 	if o.quick {
 		dataset = 32
 	}
-	if _, err := runLoad(ctx, c, "put", "--bucket", "bench", "--prefix", "drain/", "--size", strconv.FormatInt(size, 10),
+	if _, _, err := runLoad(ctx, c, "put", "--bucket", "bench", "--prefix", "drain/", "--size", strconv.FormatInt(size, 10),
 		"--concurrency", strconv.Itoa(conc), "--count", strconv.FormatInt(dataset, 10), "--no-clean", "--json"); err != nil {
 		return nil, err
 	}
@@ -186,7 +271,7 @@ func drainRows(ctx context.Context, c *benchCluster, o options, disk float64) ([
 	d := max(2*time.Second, time.Duration(float64(moving)/(100<<20)*float64(time.Second)))
 	getArgs := []string{"--bucket", "bench", "--size", strconv.FormatInt(size, 10), "--concurrency", strconv.Itoa(conc),
 		"--duration", d.Round(100 * time.Millisecond).String(), "--json", "--objects", strconv.Itoa(4 * conc)}
-	before, err := runLoad(ctx, c, "get", getArgs...)
+	before, _, err := runLoad(ctx, c, "get", getArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +281,7 @@ func drainRows(ctx context.Context, c *benchCluster, o options, disk float64) ([
 		_, err := c.clipstore(ctx, nil, io.Discard, "admin", "node", "drain", "s0", "--wait")
 		drained <- err
 	}()
-	during, err := runLoadNow(ctx, c, "get", getArgs...)
+	during, _, err := runLoadNow(ctx, c, "get", getArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -216,60 +301,70 @@ func drainRows(ctx context.Context, c *benchCluster, o options, disk float64) ([
 	return []row{moveRow, getRow}, nil
 }
 
-// runBest runs the load n times and returns the run with the highest
-// ops/s, and a note of the others' ops/s ("" when n is 1).
-func runBest(ctx context.Context, c *benchCluster, n int, workload string, args ...string) (loadgen.Result, string, error) {
-	var best loadgen.Result
+// loadRuns are n runs of one load: the best, and the totals of all.
+type loadRuns struct {
+	n       int
+	best    loadgen.Result // the run with the highest ops/s
+	others  string         // a note of every run's ops/s ("" when n is 1)
+	bytes   int64          // moved by the measured operations of every run
+	peakRSS int64          // the largest of the bench processes'
+}
+
+// runBest runs the load n times (each as runLoad does).
+func runBest(ctx context.Context, c *benchCluster, n int, workload string, args ...string) (loadRuns, error) {
+	runs := loadRuns{n: n}
 	var all []string
 	for i := range n {
-		res, err := runLoad(ctx, c, workload, args...)
+		res, rss, err := runLoad(ctx, c, workload, args...)
 		if err != nil {
-			return best, "", err
+			return runs, err
 		}
 		all = append(all, fmt.Sprintf("%.1f", res.OpsPerSec))
-		if i == 0 || res.OpsPerSec > best.OpsPerSec {
-			best = res
+		if i == 0 || res.OpsPerSec > runs.best.OpsPerSec {
+			runs.best = res
 		}
+		runs.bytes += res.Bytes
+		runs.peakRSS = max(runs.peakRSS, rss)
 	}
-	if n == 1 {
-		return best, "", nil
+	if n > 1 {
+		runs.others = fmt.Sprintf("; best of %d runs (ops/s: %s)", n, strings.Join(all, ", "))
 	}
-	return best, fmt.Sprintf("; best of %d runs (ops/s: %s)", n, strings.Join(all, ", ")), nil
+	return runs, nil
 }
 
 // runLoad runs `clipstore bench WORKLOAD args...`, once the cluster is
-// idle, and returns the result of its operation; any failed operation is
-// an error.
-func runLoad(ctx context.Context, c *benchCluster, workload string, args ...string) (loadgen.Result, error) {
+// idle, and returns the result of its operation and the process's peak
+// RSS; any failed operation is an error.
+func runLoad(ctx context.Context, c *benchCluster, workload string, args ...string) (loadgen.Result, int64, error) {
 	if err := c.waitQuiet(ctx); err != nil {
-		return loadgen.Result{}, err
+		return loadgen.Result{}, 0, err
 	}
 	return runLoadNow(ctx, c, workload, args...)
 }
 
 // runLoadNow is runLoad without waiting for the cluster to be idle: a
 // measurement made during background work.
-func runLoadNow(ctx context.Context, c *benchCluster, workload string, args ...string) (loadgen.Result, error) {
+func runLoadNow(ctx context.Context, c *benchCluster, workload string, args ...string) (loadgen.Result, int64, error) {
 	var out bytes.Buffer
-	_, err := c.clipstore(ctx, nil, &out, append([]string{"bench", workload}, args...)...)
+	rss, err := c.clipstore(ctx, nil, &out, append([]string{"bench", workload}, args...)...)
 	var rep loadgen.Report
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
 		if err == nil {
 			err = fmt.Errorf("clipstore bench %s: bad JSON (%v): %q", workload, jerr, out.String())
 		}
-		return loadgen.Result{}, err
+		return loadgen.Result{}, rss, err
 	}
 	if err != nil {
-		return loadgen.Result{}, fmt.Errorf("%w: %v", err, rep.ErrorSamples)
+		return loadgen.Result{}, rss, fmt.Errorf("%w: %v", err, rep.ErrorSamples)
 	}
 	for _, r := range rep.Results {
 		if r.Op == workload {
 			fmt.Fprintf(os.Stderr, "%s %s ×%d: %.1f MiB/s, %.1f ops/s, p50 %.1f ms, p99 %.1f ms\n", workload,
 				bytesize.Human(r.Size), rep.Concurrency, r.MiBPerSec, r.OpsPerSec, r.Latency.P50, r.Latency.P99)
-			return r, nil
+			return r, rss, nil
 		}
 	}
-	return loadgen.Result{}, fmt.Errorf("clipstore bench %s: no %q result in %q", workload, workload, out.String())
+	return loadgen.Result{}, rss, fmt.Errorf("clipstore bench %s: no %q result in %q", workload, workload, out.String())
 }
 
 func loadRow(r loadgen.Result, op string, size int64, conc int) row {

@@ -11,7 +11,9 @@
 //     RS 4+2) driven by `clipstore bench`, beside the raw fsync'd write
 //     bandwidth of the same disk times k/(k+m), raw loopback TCP, and the
 //     rate of creating and fsyncing k+m small files; and the peak RSS of the
-//     client and the storage nodes for a 1 GiB clip;
+//     client and the storage nodes for a 1 GiB clip; then 8 MiB puts and
+//     gets through a `clipstore s3` gateway beside the same loads through
+//     the native client, with the gateway's peak RSS and CPU time per GiB;
 //   - meta: CommitPut/s beside 4 KiB append+fsync/s, GetClip linearizable
 //     beside stale, and the rebuild rate beside the disk's write rate.
 //

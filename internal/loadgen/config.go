@@ -68,7 +68,7 @@ type Config struct {
 	// 1000 for list).
 	Objects int
 	// Range makes get read random byte ranges of this length with
-	// Reader.ReadAt instead of whole clips (0: whole clips).
+	// Store.ReadAt instead of whole clips (0: whole clips).
 	Range int64
 	// Seed seeds the clip content and the workers' random choices.
 	Seed uint64

@@ -1,7 +1,11 @@
-// Package loadgen is the engine of `clipstore bench`: it drives a cluster
-// through the public client library with put, get, mixed and list
-// workloads and measures throughput and latency per operation and clip
-// size, in the spirit of minio's warp.
+// Package loadgen is the engine of `clipstore bench`: it drives a store
+// with put, get, mixed and list workloads and measures throughput and
+// latency per operation and clip size, in the spirit of minio's warp. The
+// workloads see a store through a small interface (Store) with two
+// implementations: a cluster through the public client library
+// (NewClientStore) and any S3 endpoint through the AWS SDK for Go v2
+// (NewS3Store), such as the clipstore s3 gateway or MinIO, measured and
+// verified the same way.
 //
 // Every byte a workload reads back is checked against what it wrote: clip
 // content is a deterministic function of the key and the seed (Content),

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/bytesize"
 	"golang.org/x/sync/errgroup"
 )
@@ -24,7 +23,7 @@ const cleanupTimeout = time.Minute
 // bench is one run.
 type bench struct {
 	cfg     Config
-	cl      *client.Client
+	store   Store
 	content *Content // what is written
 	check   *Content // what reads are checked against: content, unless a test says otherwise
 	keys    createdKeys
@@ -46,25 +45,26 @@ func (c *counters) reset() {
 	c.errors.Store(0)
 }
 
-// Run runs the benchmark cfg describes against the cluster cl talks to
-// and reports what it measured. It creates the bucket if need be, stores
-// the clips the workload reads (not measured; a failure there fails the
-// run), measures, and deletes the clips it created unless cfg.Keep.
+// Run runs the benchmark cfg describes against st (a cluster through the
+// client library, an S3 endpoint) and reports what it measured. It
+// creates the bucket if need be, stores the clips the workload reads (not
+// measured; a failure there fails the run), measures, and deletes the
+// clips it created unless cfg.Keep.
 //
 // Failed operations are counted in the report (Report.Err), not returned:
 // the error is for a run that could not be set up, prepared or cleaned
 // up. The report is nil only if the measurement did not take place.
-func Run(ctx context.Context, cl *client.Client, cfg Config) (*Report, error) {
+func Run(ctx context.Context, st Store, cfg Config) (*Report, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, cl: cl, content: NewContent(cfg.Seed)}
+	b := &bench{cfg: cfg, store: st, content: NewContent(cfg.Seed)}
 	b.check = b.content
 	if cfg.verifySeed != nil {
 		b.check = NewContent(*cfg.verifySeed)
 	}
-	if err := cl.CreateBucket(ctx, cfg.Bucket, nil); err != nil && !errors.Is(err, client.ErrExists) {
+	if err := st.CreateBucket(ctx, cfg.Bucket); err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
 	}
 	rep, err := b.run(ctx)
@@ -216,14 +216,7 @@ func (b *bench) prepareClips(ctx context.Context) ([][]clip, error) {
 // key is remembered for the cleanup whatever the outcome.
 func (b *bench) put(ctx context.Context, r *ClipReader, c clip) error {
 	b.keys.add(c.key)
-	info, err := b.cl.Put(ctx, b.cfg.Bucket, c.key, r, &client.PutOptions{SizeHint: c.size})
-	switch {
-	case err != nil:
-		return err
-	case info.Size != c.size:
-		return fmt.Errorf("put %s: the record says %d bytes, %d were sent", c.key, info.Size, c.size)
-	}
-	return nil
+	return b.store.Put(ctx, b.cfg.Bucket, c.key, r, c.size)
 }
 
 // clean deletes the clips the run created, Concurrency at a time. Clips
@@ -244,7 +237,7 @@ func (b *bench) clean(ctx context.Context) error {
 	var once sync.Once
 	for _, key := range keys {
 		g.Go(func() error {
-			if err := b.cl.Delete(ctx, b.cfg.Bucket, key); err != nil && !errors.Is(err, client.ErrNotFound) {
+			if err := b.store.Delete(ctx, b.cfg.Bucket, key); err != nil && !errors.Is(err, ErrNotFound) {
 				failed.Add(1)
 				once.Do(func() { first = err })
 				return nil

@@ -51,13 +51,13 @@ func startCluster(t *testing.T) *client.Client {
 	return cl
 }
 
-// run runs cfg with a bound on its duration and fails the test if the run
-// could not take place.
-func run(t *testing.T, cl *client.Client, cfg Config) *Report {
+// run runs cfg against st with a bound on its duration and fails the test
+// if the run could not take place.
+func run(t *testing.T, st Store, cfg Config) *Report {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, cl, cfg)
+	rep, err := Run(ctx, st, cfg)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -102,10 +102,11 @@ func checkClean(t *testing.T, cl *client.Client, rep *Report) {
 // counts, verification and cleanup.
 func TestWorkloads(t *testing.T) {
 	cl := startCluster(t)
+	st := NewClientStore(cl)
 	sizes := []int64{1000, 200_000} // one block; several blocks, the last partial
 
 	t.Run("put", func(t *testing.T) {
-		rep := run(t, cl, Config{Workload: WorkloadPut, Sizes: sizes, Concurrency: 3, Count: 12})
+		rep := run(t, st, Config{Workload: WorkloadPut, Sizes: sizes, Concurrency: 3, Count: 12})
 		checkClean(t, cl, rep)
 		if got := counts(rep); len(got) != 2 || got["put/1000B"] != 6 || got["put/200000B"] != 6 {
 			t.Fatalf("counts %v, want 6 puts of each size", got)
@@ -121,7 +122,7 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("keep", func(t *testing.T) {
-		rep := run(t, cl, Config{Workload: WorkloadPut, Sizes: []int64{10}, Concurrency: 2, Count: 5, Keep: true,
+		rep := run(t, st, Config{Workload: WorkloadPut, Sizes: []int64{10}, Concurrency: 2, Count: 5, Keep: true,
 			Bucket: "bench-keep", Prefix: "kept/"})
 		if keys := listed(t, cl, "bench-keep", "kept/"); len(keys) != 5 || rep.Errors() != 0 {
 			t.Fatalf("kept %q, %d errors", keys, rep.Errors())
@@ -134,7 +135,7 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("get", func(t *testing.T) {
-		rep := run(t, cl, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 3, Count: 20, Objects: 3})
+		rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 3, Count: 20, Objects: 3})
 		checkClean(t, cl, rep)
 		if got := counts(rep); len(got) != 2 || got["get/1000B"] != 10 || got["get/200000B"] != 10 {
 			t.Fatalf("counts %v, want 10 gets of each size", got)
@@ -147,7 +148,7 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("get range", func(t *testing.T) {
-		rep := run(t, cl, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 10, Objects: 2, Range: 70_000})
+		rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 10, Objects: 2, Range: 70_000})
 		checkClean(t, cl, rep)
 		for _, r := range rep.Results {
 			want := 5 * min(r.Size, 70_000)
@@ -158,7 +159,7 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("mixed", func(t *testing.T) {
-		rep := run(t, cl, Config{Workload: WorkloadMixed, Sizes: []int64{3000}, Concurrency: 4, Count: 120, Objects: 4})
+		rep := run(t, st, Config{Workload: WorkloadMixed, Sizes: []int64{3000}, Concurrency: 4, Count: 120, Objects: 4})
 		checkClean(t, cl, rep)
 		var total int64
 		for _, r := range rep.Results {
@@ -173,7 +174,7 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("list", func(t *testing.T) {
-		rep := run(t, cl, Config{Workload: WorkloadList, Sizes: []int64{100}, Concurrency: 2, Count: 6, Objects: 25})
+		rep := run(t, st, Config{Workload: WorkloadList, Sizes: []int64{100}, Concurrency: 2, Count: 6, Objects: 25})
 		checkClean(t, cl, rep)
 		if len(rep.Results) != 1 || rep.Results[0].Op != OpList || rep.Results[0].Count != 6 || rep.Results[0].Entries != 6*25 ||
 			rep.Results[0].EntriesPerSec <= 0 {
@@ -183,7 +184,7 @@ func TestWorkloads(t *testing.T) {
 
 	t.Run("duration", func(t *testing.T) {
 		var calls atomic.Int64
-		rep := run(t, cl, Config{Workload: WorkloadPut, Sizes: []int64{100}, Concurrency: 2, Duration: 600 * time.Millisecond,
+		rep := run(t, st, Config{Workload: WorkloadPut, Sizes: []int64{100}, Concurrency: 2, Duration: 600 * time.Millisecond,
 			Progress: func(p Progress) {
 				if p.Phase == "measure" && p.Elapsed > 0 {
 					calls.Add(1)
@@ -200,7 +201,7 @@ func TestWorkloads(t *testing.T) {
 	for _, rng := range []int64{0, 5000} {
 		t.Run("damage is reported/range="+bytesize.Format(rng), func(t *testing.T) {
 			other := uint64(2)
-			rep := run(t, cl, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 8, Objects: 2, Seed: 1,
+			rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 8, Objects: 2, Seed: 1,
 				Range: rng, verifySeed: &other})
 			var ops, errs int64
 			for _, r := range rep.Results {
@@ -224,7 +225,7 @@ func TestWorkloads(t *testing.T) {
 	t.Run("a bad bucket fails the run", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_, err := Run(ctx, cl, Config{Workload: WorkloadGet, Bucket: "Bad_Bucket_Name", Sizes: []int64{10}, Count: 1})
+		_, err := Run(ctx, st, Config{Workload: WorkloadGet, Bucket: "Bad_Bucket_Name", Sizes: []int64{10}, Count: 1})
 		if !errors.Is(err, client.ErrInvalidArgument) {
 			t.Fatalf("Run with a bad bucket name: %v", err)
 		}

@@ -63,18 +63,18 @@ func (g *getWorkload) op(ctx context.Context, w *worker, n int64) {
 func (w *worker) get(ctx context.Context, c clip) {
 	w.verifier.Reset(c.key, c.size)
 	start := time.Now()
-	info, err := w.b.cl.Get(ctx, w.b.cfg.Bucket, c.key, w.verifier, nil)
+	size, err := w.b.store.Get(ctx, w.b.cfg.Bucket, c.key, w.verifier)
 	if err == nil {
 		err = w.verifier.Err()
 	}
-	if err == nil && info.Size != c.size {
-		err = fmt.Errorf("%w: the record says %d bytes, %d were written", ErrContent, info.Size, c.size)
+	if err == nil && size != c.size {
+		err = fmt.Errorf("%w: the record says %d bytes, %d were written", ErrContent, size, c.size)
 	}
 	w.record(OpGet, c.size, c.key, start, outcome{bytes: c.size, verified: w.verifier.Verified()}, err)
 }
 
 // getRange reads a random range of Config.Range bytes of clip c (all of
-// it if it is shorter) with Reader.ReadAt, and checks it.
+// it if it is shorter) with Store.ReadAt, and checks it.
 func (w *worker) getRange(ctx context.Context, c clip) {
 	p := w.buf[:min(int64(len(w.buf)), c.size)]
 	off := w.rng.Int64N(c.size - int64(len(p)) + 1)
@@ -88,22 +88,18 @@ func (w *worker) getRange(ctx context.Context, c clip) {
 	w.record(OpGet, c.size, c.key, start, outcome{bytes: int64(n), verified: int64(n)}, err)
 }
 
-// readAt opens clip c and reads len(p) bytes at off into p.
+// readAt reads len(p) bytes of clip c at off into p.
 func (w *worker) readAt(ctx context.Context, c clip, p []byte, off int64) (int, error) {
-	r, err := w.b.cl.Open(ctx, w.b.cfg.Bucket, c.key)
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	if r.Size() != c.size {
-		return 0, fmt.Errorf("%w: the record says %d bytes, %d were written", ErrContent, r.Size(), c.size)
-	}
-	n, err := r.ReadAt(p, off)
-	if errors.Is(err, io.EOF) && n == len(p) {
-		err = nil
-	}
-	if err == nil && n != len(p) {
+	n, size, err := w.b.store.ReadAt(ctx, w.b.cfg.Bucket, c.key, p, off)
+	short := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	switch {
+	case err != nil && !short:
+	case size != c.size:
+		err = fmt.Errorf("%w: the record says %d bytes, %d were written", ErrContent, size, c.size)
+	case n != len(p):
 		err = fmt.Errorf("%w: %d of %d bytes read at %d", ErrContent, n, len(p), off)
+	default:
+		err = nil // io.EOF with every byte read
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read [%d, +%d): %w", off, len(p), err)
@@ -165,9 +161,9 @@ func (m *mixedWorkload) op(ctx context.Context, w *worker, n int64) {
 // stat reads clip c's record and checks its size.
 func (w *worker) stat(ctx context.Context, c clip) {
 	start := time.Now()
-	info, err := w.b.cl.Stat(ctx, w.b.cfg.Bucket, c.key)
-	if err == nil && info.Size != c.size {
-		err = fmt.Errorf("the record says %d bytes, %d were written", info.Size, c.size)
+	size, err := w.b.store.Stat(ctx, w.b.cfg.Bucket, c.key)
+	if err == nil && size != c.size {
+		err = fmt.Errorf("the record says %d bytes, %d were written", size, c.size)
 	}
 	w.record(OpStat, c.size, c.key, start, outcome{}, err)
 }
@@ -175,7 +171,7 @@ func (w *worker) stat(ctx context.Context, c clip) {
 // delete deletes clip c.
 func (w *worker) delete(ctx context.Context, c clip) {
 	start := time.Now()
-	err := w.b.cl.Delete(ctx, w.b.cfg.Bucket, c.key)
+	err := w.b.store.Delete(ctx, w.b.cfg.Bucket, c.key)
 	if err == nil {
 		w.b.keys.remove(c.key)
 	}
@@ -266,7 +262,7 @@ func (l *listWorkload) op(ctx context.Context, w *worker, _ int64) {
 	start := time.Now()
 	var entries, found int64
 	var err error
-	for e, lerr := range w.b.cl.List(ctx, w.b.cfg.Bucket, prefix) {
+	for e, lerr := range w.b.store.List(ctx, w.b.cfg.Bucket, prefix) {
 		if lerr != nil {
 			err = lerr
 			break
