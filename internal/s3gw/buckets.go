@@ -143,6 +143,22 @@ func (g *Gateway) getBucketLocation(w *response, req *request) error {
 	return nil
 }
 
+type versioningConfiguration struct {
+	XMLName xml.Name `xml:"VersioningConfiguration"`
+	NS      string   `xml:"xmlns,attr"`
+}
+
+// getBucketVersioning answers what S3 answers for a bucket whose
+// versioning was never enabled: an empty configuration (tools such as
+// rclone ask before they delete).
+func (g *Gateway) getBucketVersioning(w *response, req *request) error {
+	if err := g.checkBucket(req.Context(), req.bucket); err != nil {
+		return err
+	}
+	writeXML(w, http.StatusOK, versioningConfiguration{NS: xmlNS})
+	return nil
+}
+
 // checkBucket returns errNoSuchBucket unless bucket exists. The client
 // has no call for one bucket; the list of buckets is short.
 func (g *Gateway) checkBucket(ctx context.Context, bucket string) error {

@@ -55,6 +55,7 @@ type testGateway struct {
 	client                    *client.Client
 	srv, plain                *httptest.Server
 	transport, plainTransport *http.Transport
+	hook                      copyHook // wraps the source of the gateway's copies
 }
 
 // newTestGateway starts the cluster and the gateway; the test's cleanup
@@ -88,7 +89,9 @@ func newTestGateway(t *testing.T) *testGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := &testGateway{gw: gw, client: c, srv: httptest.NewTLSServer(gw), plain: httptest.NewServer(gw)}
+	tg := &testGateway{gw: gw, client: c}
+	gw.copySourceHook = tg.hook.wrap // before the gateway serves
+	tg.srv, tg.plain = httptest.NewTLSServer(gw), httptest.NewServer(gw)
 	t.Cleanup(tg.srv.Close)
 	t.Cleanup(tg.plain.Close)
 	// The test certificate names example.com: that is the name checked,

@@ -8,14 +8,15 @@
 // bucket, key and sub-resource to one operation: the bucket operations
 // (ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
 // GetBucketLocation), the listings (ListObjectsV2, ListObjects), the
-// object operations (PutObject, GetObject, HeadObject, DeleteObject,
-// DeleteObjects) and multipart uploads (CreateMultipartUpload, UploadPart,
+// object operations (PutObject, CopyObject, GetObject, HeadObject,
+// DeleteObject, DeleteObjects) and multipart uploads
+// (CreateMultipartUpload, UploadPart, UploadPartCopy,
 // CompleteMultipartUpload, AbortMultipartUpload, ListParts,
 // ListMultipartUploads; GetObject and HeadObject by partNumber). A
 // sub-resource or an operation it does not implement (ACLs, versioning,
-// CopyObject, UploadPartCopy, ...) is answered NotImplemented, never
-// mistaken for an object operation. Errors are S3's XML error documents,
-// mapped from the client library's sentinels.
+// tagging, ...) is answered NotImplemented, never mistaken for an object
+// operation. Errors are S3's XML error documents, mapped from the client
+// library's sentinels.
 //
 // Object bytes stream in bounded memory whatever the object's size: a
 // PutObject hands the decoded body to client.Put while a goroutine beside
@@ -23,6 +24,10 @@
 // request asks for); both are verified in PutOptions.Finish, before the
 // commit, so an object whose digest does not match never becomes visible.
 // An UploadPart is streamed the same way, through client.PutPart.
-// A GetObject reads the clip in 1 MiB pieces as the response is written.
-// See DESIGN.md for the trade-offs.
+// CopyObject and UploadPartCopy are new writes too: the gateway reads the
+// source (client.Open, its generation pinned) and streams it into
+// client.Put or PutPart through the same hashing, so the copy gets new
+// shards under its own clip id and its bytes never pass through the
+// caller. A GetObject reads the clip in 1 MiB pieces as the response is
+// written. See DESIGN.md for the trade-offs.
 package s3gw

@@ -22,6 +22,12 @@ type s3Error struct {
 	HTTPStatus int
 
 	kind *s3Error // the sentinel this error is an instance of; nil for sentinels
+	// bucket and key are what the error is about when it is not the
+	// request's object (a copy's source); "" for the request's.
+	bucket, key string
+	// region, for a request signed for another region, is the one to sign
+	// for: S3 names it, and s3cmd signs its request again for it.
+	region string
 }
 
 func (e *s3Error) Error() string { return "s3: " + e.Code + ": " + e.Message }
@@ -40,6 +46,17 @@ func (e *s3Error) with(format string, args ...any) *s3Error {
 		msg = fmt.Sprintf(format, args...)
 	}
 	return &s3Error{Code: e.Code, Message: msg, HTTPStatus: e.HTTPStatus, kind: e}
+}
+
+// about returns an instance of e about bucket/key rather than the
+// request's object: the error document names them.
+func (e *s3Error) about(bucket, key string) *s3Error {
+	c := *e
+	if c.kind == nil {
+		c.kind = e
+	}
+	c.bucket, c.key = bucket, key
+	return &c
 }
 
 func s3err(code string, status int, msg string) *s3Error {
@@ -73,6 +90,7 @@ var (
 	errMissingLength    = s3err("MissingContentLength", http.StatusLengthRequired, "You must provide the Content-Length HTTP header.")
 	errNoSuchBucket     = s3err("NoSuchBucket", http.StatusNotFound, "The specified bucket does not exist")
 	errNoSuchKey        = s3err("NoSuchKey", http.StatusNotFound, "The specified key does not exist.")
+	errNoSuchVersion    = s3err("NoSuchVersion", http.StatusNotFound, "The specified version does not exist.")
 	errNoSuchUpload     = s3err("NoSuchUpload", http.StatusNotFound, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
 	errNotImplemented   = s3err("NotImplemented", http.StatusNotImplemented, "A header or query you provided implies functionality that is not implemented")
 	errPrecondition     = s3err("PreconditionFailed", http.StatusPreconditionFailed, "At least one of the pre-conditions you specified did not hold")
@@ -150,6 +168,7 @@ type errorDoc struct {
 	Key        string `xml:",omitempty"`
 	BucketName string `xml:",omitempty"`
 	UploadID   string `xml:"UploadId,omitempty"`
+	Region     string `xml:",omitempty"`
 	Resource   string
 	RequestID  string `xml:"RequestId"`
 }
@@ -174,12 +193,16 @@ func (g *Gateway) writeError(w *response, req *request, err error) {
 	if e.HTTPStatus == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	doc := errorDoc{Code: e.Code, Message: e.Message, Resource: req.URL.Path, RequestID: req.id}
+	doc := errorDoc{Code: e.Code, Message: e.Message, Region: e.region, Resource: req.URL.Path, RequestID: req.id}
+	bucket, key := req.bucket, req.key
+	if e.bucket != "" {
+		bucket, key = e.bucket, e.key
+	}
 	switch e.Code {
-	case errNoSuchKey.Code:
-		doc.Key = req.key
+	case errNoSuchKey.Code, errNoSuchVersion.Code:
+		doc.Key = key
 	case errNoSuchBucket.Code, errBucketNotEmpty.Code, errBucketExists.Code:
-		doc.BucketName = req.bucket
+		doc.BucketName = bucket
 	case errNoSuchUpload.Code:
 		doc.UploadID = req.query.Get("uploadId")
 	}

@@ -54,6 +54,9 @@ type Gateway struct {
 	bufs    sync.Pool // *[]byte of copyBufSize, for GetObject
 
 	skipBudget int // defaultSkipBudget; tests lower it
+	// copySourceHook, if set, wraps the source of every copy; tests slow
+	// or interrupt copies with it. Nil outside tests.
+	copySourceHook func(io.Reader) io.Reader
 }
 
 // New returns a gateway for cfg.
@@ -178,8 +181,10 @@ func (g *Gateway) authenticate(req *request) error {
 	var wrong *wrongRegionError
 	switch {
 	case errors.As(err, &wrong):
-		return errMalformedAuth.with("The authorization header is malformed; the region '%s' is wrong; expecting '%s'",
+		e := errMalformedAuth.with("The authorization header is malformed; the region '%s' is wrong; expecting '%s'",
 			truncate(wrong.region), g.cfg.Region)
+		e.region = g.cfg.Region
+		return e
 	case err != nil:
 		return err // a *sigv4.Error, or the KeyFunc's failure (meta unavailable: 503)
 	case a.SecurityToken != "":

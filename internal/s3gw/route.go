@@ -13,7 +13,7 @@ var unsupported = []string{
 	"legal-hold", "lifecycle", "logging", "metadataConfiguration", "metadataTable", "metrics", "notification",
 	"object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock", "renameObject",
 	"replication", "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging",
-	"torrent", "versioning", "versions", "website",
+	"torrent", "versions", "website",
 }
 
 // route picks the operation of a request by method, bucket, key and
@@ -45,6 +45,11 @@ func routeBucket(req *request) (string, handler, error) {
 		if m == http.MethodGet {
 			return "GetBucketLocation", (*Gateway).getBucketLocation, nil
 		}
+	case req.query.Has("versioning"):
+		if m == http.MethodGet {
+			return "GetBucketVersioning", (*Gateway).getBucketVersioning, nil
+		}
+		return "NotImplemented", nil, errNotImplemented.with("Bucket versioning is not implemented.")
 	case req.query.Has("delete"):
 		if m == http.MethodPost {
 			return "DeleteObjects", (*Gateway).deleteObjects, nil
@@ -84,7 +89,7 @@ func routeObject(req *request) (string, handler, error) {
 	switch req.Method {
 	case http.MethodPut:
 		if req.Header.Get("X-Amz-Copy-Source") != "" {
-			return "NotImplemented", nil, errNotImplemented.with("CopyObject is not implemented.")
+			return "CopyObject", (*Gateway).copyObject, nil
 		}
 		return "PutObject", (*Gateway).putObject, nil
 	case http.MethodGet:
@@ -103,13 +108,14 @@ func routeObject(req *request) (string, handler, error) {
 func routeUpload(req *request) (string, handler, error) {
 	switch req.Method {
 	case http.MethodPut:
-		switch {
-		case req.Header.Get("X-Amz-Copy-Source") != "":
-			return "NotImplemented", nil, errNotImplemented.with("UploadPartCopy is not implemented.")
-		case !req.query.Has("partNumber"):
-			return "UploadPart", nil, errInvalidArgument.with("A part upload needs a partNumber.")
+		op, h := "UploadPart", (*Gateway).uploadPart
+		if req.Header.Get("X-Amz-Copy-Source") != "" {
+			op, h = "UploadPartCopy", (*Gateway).uploadPartCopy
 		}
-		return "UploadPart", (*Gateway).uploadPart, nil
+		if !req.query.Has("partNumber") {
+			return op, nil, errInvalidArgument.with("A part upload needs a partNumber.")
+		}
+		return op, h, nil
 	case http.MethodPost:
 		return "CompleteMultipartUpload", (*Gateway).completeUpload, nil
 	case http.MethodDelete:
