@@ -57,3 +57,22 @@ func TestAccessKeys(t *testing.T) {
 	mustErr(t, err, client.ErrNotFound)
 	mustErr(t, tc.client.DeleteAccessKey(ctx, k.ID), client.ErrNotFound)
 }
+
+// TestRootKey: a root key from the configuration signs from the first
+// start, is listed without its secret, and cannot be deleted.
+func TestRootKey(t *testing.T) {
+	secret := []byte("cluster-secret-for-the-test")
+	tc := newClusterWith(t, 0, client.Config{ClusterSecret: secret}, func(c *meta.Config) {
+		c.ClusterSecret, c.RootAccessKey, c.RootSecretKey = secret, "ROOTKEY", "root-secret-1"
+	})
+	ctx := t.Context()
+	got, err := tc.client.SigningKey(ctx, "ROOTKEY", "20261204", "us-east-1", "s3")
+	if want := sigv4.DeriveKey("root-secret-1", "20261204", "us-east-1", "s3"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("root signing key: %x, %v", got, err)
+	}
+	keys, err := tc.client.ListAccessKeys(ctx)
+	if err != nil || len(keys) != 1 || keys[0].ID != "ROOTKEY" || keys[0].Secret != "" {
+		t.Fatalf("keys: %+v, %v", keys, err)
+	}
+	mustErr(t, tc.client.DeleteAccessKey(ctx, "ROOTKEY"), client.ErrPrecondition)
+}

@@ -63,6 +63,11 @@ type Config struct {
 	// what a gateway presents to get SigV4 signing keys (SigningKey); with
 	// none, no signing key is handed out.
 	ClusterSecret []byte
+	// RootAccessKey and RootSecretKey, if set, are a key pair from the
+	// configuration rather than Raft (CLIPSTORE_ROOT_ACCESS_KEY and
+	// CLIPSTORE_ROOT_SECRET_KEY): it works from the first start, before any
+	// key is made, and cannot be deleted. Every member must have the same.
+	RootAccessKey, RootSecretKey string
 	// UploadExpiry is how long a multipart upload may stay open: the
 	// leader aborts it after that (its parts are deleted).
 	UploadExpiry time.Duration
@@ -177,6 +182,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("meta config: DefaultProfile %v is not a usable EC profile", c.DefaultProfile)
 	case c.MaxUploadDuration <= 0:
 		return errors.New("meta config: MaxUploadDuration must be positive")
+	case (c.RootAccessKey == "") != (c.RootSecretKey == ""):
+		return errors.New("meta config: a root key needs both its access key and its secret")
+	case c.RootAccessKey != "" && (len(c.RootAccessKey) < 3 || len(c.RootAccessKey) > 128 || len(c.RootSecretKey) < 8):
+		return errors.New("meta config: a root access key has 3 to 128 characters and a secret at least 8")
 	case c.UploadExpiry <= 0:
 		return errors.New("meta config: UploadExpiry must be positive")
 	case c.RequestTTL < c.MaxUploadDuration:

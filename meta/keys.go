@@ -89,6 +89,9 @@ func (a *applier) deleteAccessKey(c *pb.DeleteAccessKeyRequest) (*pb.DeleteAcces
 }
 
 func (n *Node) deleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyRequest) (*pb.DeleteAccessKeyResponse, error) {
+	if req.AccessKeyId == n.cfg.RootAccessKey && n.cfg.RootAccessKey != "" {
+		return nil, fmt.Errorf("%w: %s is the root key of the meta members' configuration: change it there", ErrFailedPrecondition, req.AccessKeyId)
+	}
 	resp, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_DeleteAccessKey{DeleteAccessKey: req}})
 	if err != nil {
 		return nil, err
@@ -100,6 +103,9 @@ func (n *Node) deleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyReque
 // listAccessKeys lists the keys without their secrets.
 func (n *Node) listAccessKeys(_ context.Context, _ *pb.ListAccessKeysRequest) (*pb.ListAccessKeysResponse, error) {
 	resp := &pb.ListAccessKeysResponse{}
+	if n.cfg.RootAccessKey != "" {
+		resp.Keys = append(resp.Keys, &pb.AccessKey{AccessKeyId: n.cfg.RootAccessKey, Name: "root (from the configuration)"})
+	}
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktAccessKeys).ForEach(func(k, v []byte) error {
 			key := &pb.AccessKey{}
@@ -132,6 +138,9 @@ func (n *Node) signingKey(_ context.Context, req *pb.SigningKeyRequest) (*pb.Sig
 	if !dateRe.MatchString(req.Date) || !scopeRe.MatchString(req.Region) || !scopeRe.MatchString(req.Service) {
 		return nil, fmt.Errorf("%w: a signing key scope is a date YYYYMMDD, a region and a service (got %q, %q, %q)",
 			ErrInvalidArgument, req.Date, req.Region, req.Service)
+	}
+	if n.cfg.RootAccessKey != "" && subtle.ConstantTimeCompare([]byte(req.AccessKeyId), []byte(n.cfg.RootAccessKey)) == 1 {
+		return &pb.SigningKeyResponse{SigningKey: sigv4.DeriveKey(n.cfg.RootSecretKey, req.Date, req.Region, req.Service)}, nil
 	}
 	key := &pb.AccessKey{}
 	var found bool

@@ -36,6 +36,8 @@ type devOptions struct {
 	meta      meta.Config   // knobs only
 	storage   server.Config // knobs only
 	s3        string        // the S3 gateway's address, or "off"
+	// The root key: from the environment, else the fixed dev credentials.
+	rootKey, rootSecret string
 }
 
 func (o *devOptions) AddFlags(cmd *cobra.Command) {
@@ -93,9 +95,13 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if err := o.pickRootKey(); err != nil {
+		return err
+	}
 	o.cfg.ConfigureMeta = func(c *meta.Config) {
 		c.NodeDownAfter, c.RepairAfter, c.GCGrace = o.meta.NodeDownAfter, o.meta.RepairAfter, o.meta.GCGrace
 		c.ClusterSecret = secret
+		c.RootAccessKey, c.RootSecretKey = o.rootKey, o.rootSecret
 	}
 	o.cfg.ConfigureStorage = func(c *server.Config) {
 		c.ScrubInterval, c.ScrubRate, c.GCInterval = o.storage.ScrubInterval, o.storage.ScrubRate, o.storage.GCInterval
@@ -144,17 +150,28 @@ Ctrl-C stops the cluster.
 	return errors.Join(err, c.Shutdown(sctx))
 }
 
-// startS3 runs the dev cluster's S3 gateway on o.s3 with the dev access
-// key (made once, kept in the data directory) and prints how to use it.
+// pickRootKey takes the root key from the environment, or the fixed dev
+// credentials, which serve only a gateway on loopback.
+func (o *devOptions) pickRootKey() error {
+	o.rootKey, o.rootSecret = rootKeyFromEnv()
+	if o.rootKey != "" || o.s3 == "off" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(o.s3)
+	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		return fmt.Errorf("--s3 %s is not a loopback address: set %s and %s (the fixed dev credentials serve loopback only)",
+			o.s3, envRootAccessKey, envRootSecretKey)
+	}
+	o.rootKey, o.rootSecret = devAccessKey, devSecretKey
+	return nil
+}
+
+// startS3 runs the dev cluster's S3 gateway on o.s3 and prints how to use
+// it with the root key.
 func (o *devOptions) startS3(ctx context.Context, out io.Writer, metaAddrs []string, secret []byte, reg *prometheus.Registry,
 	log *slog.Logger, errc chan<- error) (func(), error) {
 	c, err := client.New(ctx, client.Config{Meta: metaAddrs, ClusterSecret: secret, Logger: log.With("component", "s3"), Reporter: "s3"})
 	if err != nil {
-		return nil, err
-	}
-	key, err := devAccessKey(ctx, c, filepath.Join(o.cfg.Dir, "s3-credentials"))
-	if err != nil {
-		c.Close()
 		return nil, err
 	}
 	keys := s3gw.NewKeyCache(s3gw.ClientKeys(c), s3gw.DefaultKeyTTL, nil)
@@ -176,37 +193,14 @@ func (o *devOptions) startS3(ctx context.Context, out io.Writer, metaAddrs []str
 		}
 	}()
 	endpoint := "http://" + lis.Addr().String()
-	fmt.Fprintf(out, "s3 gateway listening on %s (region %s), dev credentials:\n  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s\n  aws --endpoint-url %s s3 ls\n",
-		lis.Addr(), s3gw.DefaultRegion, key.ID, key.Secret, s3gw.DefaultRegion, endpoint)
+	fmt.Fprintf(out, "s3 gateway listening on %s (region %s), credentials:\n  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s\n  aws --endpoint-url %s s3 ls\n",
+		lis.Addr(), s3gw.DefaultRegion, o.rootKey, o.rootSecret, s3gw.DefaultRegion, endpoint)
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 		c.Close()
 	}, nil
-}
-
-// devAccessKey returns the dev cluster's access key: the one saved in path
-// if meta still has it, else a new one, saved there (mode 0600).
-func devAccessKey(ctx context.Context, c *client.Client, path string) (client.AccessKey, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		if id, secret, ok := strings.Cut(strings.TrimSpace(string(b)), ":"); ok {
-			keys, err := c.ListAccessKeys(ctx)
-			if err != nil {
-				return client.AccessKey{}, err
-			}
-			for _, k := range keys {
-				if k.ID == id {
-					return client.AccessKey{ID: id, Secret: secret, Name: k.Name}, nil
-				}
-			}
-		}
-	}
-	k, err := c.CreateAccessKey(ctx, "clipstore dev")
-	if err != nil {
-		return client.AccessKey{}, err
-	}
-	return k, os.WriteFile(path, []byte(k.ID+":"+k.Secret+"\n"), 0o600)
 }
 
 // parseProfile reads "K+M" and a block size such as 1MiB, 256KiB or 65536.

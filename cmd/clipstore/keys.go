@@ -40,6 +40,23 @@ func writeClusterSecret(path string) error {
 	return os.WriteFile(path, []byte(base64.RawURLEncoding.EncodeToString(b)+"\n"), 0o600)
 }
 
+// The root key's environment variables, read by clipstore meta and dev.
+const (
+	envRootAccessKey = "CLIPSTORE_ROOT_ACCESS_KEY"
+	envRootSecretKey = "CLIPSTORE_ROOT_SECRET_KEY"
+)
+
+// The dev cluster's fixed credentials when the environment gives none:
+// printed at start and in the README, served on loopback only.
+const (
+	devAccessKey = "CLIPSTOREDEVKEY"
+	devSecretKey = "clipstore-dev-secret-key"
+)
+
+func rootKeyFromEnv() (id, secret string) {
+	return os.Getenv(envRootAccessKey), os.Getenv(envRootSecretKey)
+}
+
 type keysOptions struct {
 	*clientOptions
 	name    string

@@ -88,6 +88,7 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 			return err
 		}
 	}
+	o.cfg.RootAccessKey, o.cfg.RootSecretKey = rootKeyFromEnv()
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)

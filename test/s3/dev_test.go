@@ -2,6 +2,7 @@ package s3
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -39,12 +40,16 @@ func startDev(t *testing.T, data string) (*e2e.Process, *gateway) {
 	return p, g
 }
 
-// TestDevS3: `clipstore dev` starts an S3 gateway and prints working
-// credentials; after a restart on the same data directory the same
-// credentials work and the objects are there.
+// TestDevS3: `clipstore dev` starts an S3 gateway and prints its fixed dev
+// credentials, which work; after a restart on the same data directory the
+// objects are there. A non-loopback gateway without credentials in the
+// environment is refused.
 func TestDevS3(t *testing.T) {
 	data := t.TempDir()
 	p, g := startDev(t, data)
+	if g.keyID != "CLIPSTOREDEVKEY" || g.secret != "clipstore-dev-secret-key" {
+		t.Fatalf("clipstore dev printed %s / %s; the README documents its fixed dev credentials", g.keyID, g.secret)
+	}
 	clip := e2e.ClipBytes(7, 200_000)
 	path := filepath.Join(t.TempDir(), "clip.mp4")
 	if err := os.WriteFile(path, clip, 0o600); err != nil {
@@ -64,5 +69,10 @@ func TestDevS3(t *testing.T) {
 	}
 	if out := string(g2.aws(t, "s3", "ls", "s3://dev/car1/")); !strings.Contains(out, "front.mp4") {
 		t.Fatalf("s3 ls after the restart:\n%s", out)
+	}
+	cmd := exec.Command(e2e.Binary(), "dev", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--s3", "0.0.0.0:0")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not a loopback address") {
+		t.Fatalf("clipstore dev --s3 0.0.0.0:0 with the dev credentials: %v\n%s", err, out)
 	}
 }
