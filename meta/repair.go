@@ -403,6 +403,7 @@ func (n *Node) findDrainMoves(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gon
 		}
 		prefix := joinKey(id, nil)
 		c := tx.Bucket(bktNodeShards).Cursor()
+		found, uploads := 0, 0
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(needs) >= limit {
 				return needs, nil
@@ -410,6 +411,13 @@ func (n *Node) findDrainMoves(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gon
 			ns := &pb.NodeShardRecord{}
 			if err := decodeMsg(k, v, ns); err != nil {
 				return needs, err
+			}
+			found++
+			if len(ns.UploadId) > 0 {
+				// A part of a multipart upload in progress: it moves as
+				// the clip's once the upload completes.
+				uploads++
+				continue
 			}
 			if n.repairs.inflight[shardKey(ns.ClipId, ns.Part, ns.Index)] != nil {
 				continue
@@ -422,6 +430,9 @@ func (n *Node) findDrainMoves(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gon
 				continue
 			}
 			needs = append(needs, repairNeed{rec: rec, part: ns.Part, index: ns.Index, bad: -1})
+		}
+		if uploads > 0 && uploads == found {
+			n.repairs.blocked[id] = fmt.Sprintf("%d shards belong to multipart uploads in progress: they move once their uploads complete (or are aborted or expire)", uploads)
 		}
 	}
 	return needs, nil
