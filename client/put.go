@@ -231,8 +231,14 @@ func (u *upload) run(ctx context.Context, r io.Reader, progress func(int64)) (er
 // produce reads and encodes the clip block by block and hands every block
 // to every shard writer, keeping at most BlocksInFlight blocks alive. The
 // channels have that many slots, so sends never block.
-func (u *upload) produce(ctx context.Context, r io.Reader, chans []chan *blockRef, progress func(int64)) error {
+func (u *upload) produce(ctx context.Context, r io.Reader, chans []chan *blockRef, progress func(int64)) (err error) {
 	defer func() {
+		if err != nil {
+			// Before the channels close: a writer that sees its channel
+			// closed finishes its shard unless the upload is aborted, and a
+			// clip that was not read whole has no result to finish with.
+			u.abort(err)
+		}
 		for _, ch := range chans {
 			close(ch)
 		}

@@ -59,6 +59,9 @@ func (g *Gateway) createBucket(w *response, req *request) error {
 	if err := checkBucketName(req.bucket); err != nil {
 		return err
 	}
+	if err := checkACL(req.Header); err != nil {
+		return err
+	}
 	if strings.EqualFold(req.Header.Get("X-Amz-Bucket-Object-Lock-Enabled"), "true") {
 		return errNotImplemented.with("Object Lock is not implemented.")
 	}

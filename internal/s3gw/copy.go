@@ -309,6 +309,9 @@ type objectCopy struct {
 // parseObjectCopy reads a CopyObject's headers. A copy of an object onto
 // itself must change its metadata (REPLACE), as in S3.
 func parseObjectCopy(req *request) (*objectCopy, error) {
+	if err := checkDefaultsOnly(req.Header); err != nil {
+		return nil, err
+	}
 	src, err := parseCopySource(req.Header.Get("X-Amz-Copy-Source"))
 	if err != nil {
 		return nil, err
@@ -352,9 +355,8 @@ func (g *Gateway) copyObject(w *response, req *request) error {
 	defer r.Close()
 	info, opts := r.Info(), oc.opts
 	if !oc.replace {
-		opts = copiedOptions(info)
+		opts = copiedOptions(info) // the source's capture attributes too; REPLACE takes the request's
 	}
-	opts.Capture = info.Capture
 	alg, err := copyChecksum(req.Header, info.Checksums)
 	if err != nil {
 		return err

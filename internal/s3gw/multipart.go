@@ -120,6 +120,9 @@ func (g *Gateway) createUpload(w *response, req *request) error {
 	if len(req.key) > maxKeyLen {
 		return errKeyTooLong
 	}
+	if err := checkDefaultsOnly(req.Header); err != nil {
+		return err
+	}
 	opts, err := putOptions(req.Header)
 	if err != nil {
 		return err
@@ -454,10 +457,19 @@ func (a *assembly) checkRequest(h http.Header) error {
 	if a.cs.alg == nil {
 		return nil
 	}
-	if v := h.Get(a.cs.alg.header()); v != "" && v != a.sums[a.cs.alg.name] {
+	if v := h.Get(a.cs.alg.header()); v != "" && !a.checksumIs(v) {
 		return errBadDigest.with("The %s you specified did not match the calculated checksum.", strings.ToUpper(a.cs.alg.name))
 	}
 	return nil
+}
+
+// checksumIs reports whether v, the object checksum a completion request
+// declares, is the assembly's. A composite checksum may be declared
+// without its "-N" (minio-go sends it so).
+func (a *assembly) checksumIs(v string) bool {
+	want := a.sums[a.cs.alg.name]
+	base, _, composite := strings.Cut(want, "-")
+	return v == want || (composite && !a.cs.full && v == base)
 }
 
 // completeError maps a failed CompleteUpload. ErrPrecondition is a part

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/sigv4"
@@ -26,6 +28,9 @@ type putCondition struct {
 func (g *Gateway) putObject(w *response, req *request) error {
 	if len(req.key) > maxKeyLen {
 		return errKeyTooLong
+	}
+	if err := checkDefaultsOnly(req.Header); err != nil {
+		return err
 	}
 	opts, err := putOptions(req.Header)
 	if err != nil {
@@ -110,8 +115,8 @@ func (b *digestedBody) setHeaders(h http.Header) {
 	}
 }
 
-// putOptions reads the content type and the user metadata (x-amz-meta-*,
-// names lowercased) of a PutObject.
+// putOptions reads the content type, the user metadata (x-amz-meta-*,
+// names lowercased) and the capture attributes of a write.
 func putOptions(h http.Header) (*client.PutOptions, error) {
 	opts := &client.PutOptions{ContentType: h.Get("Content-Type")}
 	size := 0
@@ -133,7 +138,135 @@ func putOptions(h http.Header) (*client.PutOptions, error) {
 	if size > maxUserMetaLen {
 		return nil, errMetadataTooLarge.with("Your metadata headers are %d bytes; at most %d are allowed.", size, maxUserMetaLen)
 	}
+	var err error
+	if opts.Capture, err = captureOf(opts.Metadata); err != nil {
+		return nil, err
+	}
 	return opts, nil
+}
+
+// The user metadata (x-amz-meta-<name>) that is also stored as the clip's
+// typed capture attributes, as the native client stores them. They are
+// stored twice: the entries stay in the metadata as sent, and GET and HEAD
+// answer them from there, so that S3 clients read back exactly the
+// headers they wrote (headers made from the typed copy would lose a
+// time's offset and the spelling of the tags); the typed copy is what the
+// clip index and native clients use. A clip written natively with
+// capture attributes and no such metadata answers no x-amz-meta-* for
+// them.
+const (
+	metaVehicleID    = "vehicle-id"
+	metaCamera       = "camera"
+	metaCaptureStart = "capture-start" // RFC 3339
+	metaCaptureEnd   = "capture-end"   // RFC 3339
+	metaTags         = "tags"          // comma-separated
+)
+
+// captureOf reads the capture attributes from a write's user metadata;
+// nil if it has none of them. A time that is not RFC 3339 is
+// InvalidArgument naming its header; an empty one is unknown (zero).
+// Meta checks the lengths and counts.
+func captureOf(md map[string]string) (*client.Capture, error) {
+	c := &client.Capture{VehicleID: md[metaVehicleID], Camera: md[metaCamera]}
+	found := false
+	for _, name := range []string{metaVehicleID, metaCamera, metaCaptureStart, metaCaptureEnd, metaTags} {
+		_, ok := md[name]
+		found = found || ok
+	}
+	if !found {
+		return nil, nil
+	}
+	var err error
+	if c.Start, err = captureTime(md, metaCaptureStart); err != nil {
+		return nil, err
+	}
+	if c.End, err = captureTime(md, metaCaptureEnd); err != nil {
+		return nil, err
+	}
+	if !c.Start.IsZero() && !c.End.IsZero() && c.End.Before(c.Start) {
+		return nil, errInvalidArgument.with("x-amz-meta-%s is before x-amz-meta-%s.", metaCaptureEnd, metaCaptureStart)
+	}
+	for tag := range strings.SplitSeq(md[metaTags], ",") {
+		if tag = strings.TrimSpace(tag); tag != "" {
+			c.Tags = append(c.Tags, tag)
+		}
+	}
+	return c, nil
+}
+
+// captureTime reads the time in x-amz-meta-<name>.
+func captureTime(md map[string]string, name string) (time.Time, error) {
+	v := strings.TrimSpace(md[name])
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, errInvalidArgument.with("x-amz-meta-%s must be an RFC 3339 time, such as 2024-05-01T13:45:00Z; got %q.",
+			name, truncate(v))
+	}
+	return t, nil
+}
+
+// errInvalidStorageClass is S3's answer to a storage class it does not
+// know.
+var errInvalidStorageClass = s3err("InvalidStorageClass", http.StatusBadRequest, "The storage class you specified is not valid")
+
+// S3's canned ACLs (x-amz-acl) and storage classes (x-amz-storage-class).
+// The gateway stores every object one way and keeps no ACLs: each bucket
+// and object is its owner's alone, which is what private and
+// bucket-owner-full-control ask for (the bucket's owner owns the object)
+// and what STANDARD is. The others ask for what it does not do.
+var (
+	defaultACLs = []string{"private", "bucket-owner-full-control"}
+	otherACLs   = []string{"public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read",
+		"log-delivery-write"}
+	otherStorageClasses = []string{"REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER",
+		"DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE", "FSX_OPENZFS"}
+)
+
+// aclGrantHeaders grant access to other principals, explicitly.
+var aclGrantHeaders = []string{"X-Amz-Grant-Full-Control", "X-Amz-Grant-Read", "X-Amz-Grant-Read-Acp", "X-Amz-Grant-Write",
+	"X-Amz-Grant-Write-Acp"}
+
+// checkDefaultsOnly accepts the ACL and storage-class headers of a write
+// (PutObject, CreateMultipartUpload, CopyObject) that ask for what the
+// gateway does anyway, and refuses the others: NotImplemented for what S3
+// would do, InvalidArgument or InvalidStorageClass for what it does not
+// know either.
+func checkDefaultsOnly(h http.Header) error {
+	if err := checkACL(h); err != nil {
+		return err
+	}
+	switch v := h.Get("X-Amz-Storage-Class"); {
+	case v == "" || v == "STANDARD":
+		return nil
+	case slices.Contains(otherStorageClasses, v):
+		return errNotImplemented.with("Storage class %s is not implemented; every object is STANDARD.", v)
+	default:
+		return errInvalidStorageClass.with("The storage class %q is not valid.", truncate(v))
+	}
+}
+
+// checkACL accepts a canned ACL (x-amz-acl) that keeps the resource its
+// owner's alone, which is what the gateway does, and refuses the others
+// and explicit grants. It is the half of checkDefaultsOnly that applies to
+// CreateBucket, whose request has no storage class.
+func checkACL(h http.Header) error {
+	for _, name := range aclGrantHeaders {
+		if h.Get(name) != "" {
+			return errNotImplemented.with("ACLs are not implemented: the %s header cannot be honoured.", strings.ToLower(name))
+		}
+	}
+	switch v := h.Get("X-Amz-Acl"); {
+	case v == "" || slices.Contains(defaultACLs, v):
+		return nil
+	case slices.Contains(otherACLs, v):
+		return errNotImplemented.with("ACLs are not implemented: only the canned ACLs private and bucket-owner-full-control, "+
+			"which change nothing, are accepted; got %s.", v)
+	default:
+		return errInvalidArgument.with("The x-amz-acl value %q is not a canned ACL.", truncate(v))
+	}
 }
 
 // parsePutCondition reads S3's conditional writes: If-None-Match: * and

@@ -263,7 +263,7 @@ func (c *chunkedReader) readTrailers() error {
 	var sig []byte
 	total := 0
 	for {
-		line, err := c.readLine()
+		line, err := c.readTrailerLine()
 		if errors.Is(err, io.EOF) && len(line) == 0 {
 			break // some clients omit the last CRLF
 		}
@@ -357,6 +357,21 @@ func (c *chunkedReader) readLine() ([]byte, error) {
 		return nil, errBareLF
 	}
 	return line[:len(line)-2], nil
+}
+
+// readTrailerLine is readLine for a trailer line, which may also end in a
+// bare LF: minio-go ends its trailers "name:value\n" before the final
+// CRLF.
+func (c *chunkedReader) readTrailerLine() ([]byte, error) {
+	line, err := c.br.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull) || len(line) > maxLineLength:
+		return nil, errLineTooLong
+	case err != nil:
+		return line, err
+	}
+	line = line[:len(line)-1]
+	return bytes.TrimSuffix(line, []byte("\r")), nil
 }
 
 var (

@@ -541,3 +541,21 @@ func fuzzDecode(t testing.TB, mode uint8, decoded uint16, body []byte) (int64, e
 	}
 	return io.Copy(io.Discard, br)
 }
+
+// A trailer line may end in a bare LF, as minio-go writes them
+// ("name:value\n" before the final CRLF).
+func TestChunkedTrailerBareLF(t *testing.T) {
+	const crc = "x-amz-checksum-crc32c"
+	r, a := streamingRequest(t, streamingUnsignedTrailer, len(clip), crc)
+	body := newEncoder(a).encode(clip, 64<<10, crc, "AAAAAA==")
+	i := bytes.LastIndex(body, []byte(crc+":AAAAAA==\r\n"))
+	if i < 0 {
+		t.Fatalf("no trailer line in the encoded body")
+	}
+	body = append(body[:i:i], []byte(crc+":AAAAAA==\n\r\n")...)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	got, br, err := decode(t, r, a)
+	if err != nil || !bytes.Equal(got, clip) || br.Trailers().Get(crc) != "AAAAAA==" {
+		t.Fatalf("decoded %d bytes, trailers %v, %v", len(got), br.Trailers(), err)
+	}
+}
