@@ -85,6 +85,13 @@ func TestMultipartUpload(t *testing.T) {
 	if _, _, _, err := tc.client.ListParts(ctx, "mpu", "clip", up.UploadID, 0, 0); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("list parts of a completed upload: %v", err)
 	}
+	// A Complete sent again (a client that missed the answer) answers with
+	// the clip the upload became, as S3 does.
+	again, err := tc.client.CompleteUpload(ctx, "mpu", "clip", up.UploadID, []client.CompletedPart{{Number: 1}, {Number: 3}}, nil)
+	if err != nil || again.Generation != clip.Generation || again.ClipID != clip.ClipID {
+		t.Fatalf("complete again: %+v, %v; want generation %d", again, err, clip.Generation)
+	}
+	mustErr(t, tc.client.AbortUpload(ctx, "mpu", "clip", up.UploadID), client.ErrNotFound)
 	// Part 2 (both of its uploads) is deleted; parts 1 and 3 are the clip's.
 	await.True(t, 15*time.Second, "the unchosen and replaced parts deleted", func() bool {
 		st, err := tc.client.ClusterStatus(context.Background())
@@ -94,6 +101,13 @@ func TestMultipartUpload(t *testing.T) {
 	if err != nil || len(rep.Problems) != 0 {
 		t.Fatalf("fsck after the completion: %+v, %v", rep, err)
 	}
+
+	// Once the key holds another clip, the completed upload is gone.
+	if _, err := tc.client.Put(ctx, "mpu", "clip", bytes.NewReader([]byte("newer")), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tc.client.CompleteUpload(ctx, "mpu", "clip", up.UploadID, []client.CompletedPart{{Number: 1}, {Number: 3}}, nil)
+	mustErr(t, err, client.ErrNotFound)
 
 	// An aborted upload leaves nothing.
 	up2, err := tc.client.CreateUpload(ctx, "mpu", "other", nil)

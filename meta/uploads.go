@@ -25,6 +25,10 @@ import (
 // number (S3's limit).
 const MaxUploadParts = 10000
 
+// completedKept is how long a completed upload's record stays, for a
+// Complete sent again to answer with the clip it became.
+const completedKept = 24 * time.Hour
+
 // uploadPartKey is upload id ++ be32(number).
 func uploadPartKey(uploadID []byte, number uint32) []byte {
 	return binary.BigEndian.AppendUint32(bytes.Clone(uploadID), number)
@@ -41,10 +45,25 @@ func (a *applier) upload(bucket, key string, id []byte) (*pb.UploadRecord, error
 	if err != nil {
 		return nil, err
 	}
-	if !found || u.Bucket != bucket || u.Key != key {
+	if !found || u.Bucket != bucket || u.Key != key || u.CompletedGeneration != 0 {
 		return nil, fmt.Errorf("%w: no upload %x of %s/%s (completed, aborted or expired)", ErrNotFound, id, bucket, key)
 	}
 	return u, nil
+}
+
+// completed answers a Complete sent again for an upload that completed:
+// with the clip it became, if the key still holds it.
+func (a *applier) completed(bucket, key string, id []byte) (*pb.CommitPutResponse, bool, error) {
+	u := &pb.UploadRecord{}
+	found, err := getMsg(a.tx.Bucket(bktUploads), id, u)
+	if err != nil || !found || u.Bucket != bucket || u.Key != key || u.CompletedGeneration == 0 {
+		return nil, false, err
+	}
+	rec, err := a.currentClip(bucket, key)
+	if err != nil || rec == nil || !bytes.Equal(rec.ClipId, u.ClipId) {
+		return nil, false, err
+	}
+	return &pb.CommitPutResponse{Clip: rec}, true, nil
 }
 
 func validateUploadRef(bucket, key string, id []byte) error {
@@ -215,6 +234,9 @@ func (a *applier) completeUpload(c *pb.CompleteUploadRequest) (*pb.CommitPutResp
 	if err := validateChecksums(c.Etag, c.Checksums); err != nil {
 		return nil, err
 	}
+	if resp, ok, err := a.completed(c.Bucket, c.Key, c.UploadId); err != nil || ok {
+		return resp, err
+	}
 	u, err := a.upload(c.Bucket, c.Key, c.UploadId)
 	if err != nil {
 		return nil, err
@@ -283,7 +305,12 @@ func (a *applier) completeUpload(c *pb.CompleteUploadRequest) (*pb.CommitPutResp
 			return nil, err
 		}
 	}
-	if err := a.dropUpload(u); err != nil {
+	// The record stays, unlisted, to answer a Complete sent again.
+	if err := a.tx.Bucket(bktUploadKeys).Delete(uploadKeyOf(u.Bucket, u.Key, u.UploadId)); err != nil {
+		return nil, err
+	}
+	u.CompletedGeneration, u.ExpiresUnixNano = a.index, a.now+int64(completedKept)
+	if err := putMsg(a.tx.Bucket(bktUploads), u.UploadId, u); err != nil {
 		return nil, err
 	}
 	resp := &pb.CommitPutResponse{Clip: rec}
@@ -307,6 +334,13 @@ func (a *applier) dropUpload(u *pb.UploadRecord) error {
 func (a *applier) abortUpload(c *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
 	if err := validateUploadRef(c.Bucket, c.Key, c.UploadId); err != nil {
 		return nil, err
+	}
+	done := &pb.UploadRecord{}
+	if found, err := getMsg(a.tx.Bucket(bktUploads), c.UploadId, done); err != nil {
+		return nil, err
+	} else if found && done.CompletedGeneration != 0 && done.Bucket == c.Bucket && done.Key == c.Key && a.now > done.ExpiresUnixNano {
+		// A completed upload's record, kept long enough: the leader's expiry.
+		return &pb.AbortUploadResponse{}, a.tx.Bucket(bktUploads).Delete(c.UploadId)
 	}
 	u, err := a.upload(c.Bucket, c.Key, c.UploadId)
 	if err != nil {

@@ -302,6 +302,18 @@ func (g *Gateway) completeUpload(w *response, req *request) error {
 	}
 	id := req.query.Get("uploadId")
 	up, parts, err := g.uploadParts(req, id)
+	if errors.Is(err, errNoSuchUpload) {
+		// Completed already? A client that missed the answer sends the
+		// Complete again: meta answers with the clip the upload became.
+		chosen := make([]client.CompletedPart, 0, len(named))
+		for _, p := range named {
+			chosen = append(chosen, client.CompletedPart{Number: p.PartNumber, ETag: p.ETag})
+		}
+		if info, cerr := g.cfg.Client.CompleteUpload(req.Context(), req.bucket, req.key, id, chosen, nil); cerr == nil {
+			g.writeCompleted(w, req, info.ETag, info.Checksums, "")
+			return nil
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -320,17 +332,24 @@ func (g *Gateway) completeUpload(w *response, req *request) error {
 	if _, err := g.cfg.Client.CompleteUpload(req.Context(), req.bucket, req.key, id, a.chosen, opts); err != nil {
 		return g.completeError(req, err, gen)
 	}
+	typ := ""
+	if len(a.sums) > 0 {
+		typ = a.cs.typeName()
+	}
+	g.writeCompleted(w, req, a.etag, a.sums, typ)
+	return nil
+}
+
+// writeCompleted answers a completed upload: CompleteMultipartUploadResult.
+func (g *Gateway) writeCompleted(w *response, req *request, etag string, sums map[string]string, checksumType string) {
 	scheme := "http"
 	if req.TLS != nil {
 		scheme = "https"
 	}
 	res := completeUploadResult{NS: xmlNS, Location: scheme + "://" + req.Host + req.URL.EscapedPath(), Bucket: req.bucket,
-		Key: req.key, ETag: quoteETag(a.etag), checksumFields: checksumFieldsOf(a.sums)}
-	if len(a.sums) > 0 {
-		res.ChecksumType = a.cs.typeName()
-	}
+		Key: req.key, ETag: quoteETag(etag), checksumFields: checksumFieldsOf(sums)}
+	res.ChecksumType = checksumType
 	writeXML(w, http.StatusOK, res)
-	return nil
 }
 
 // readCompleteRequest reads the parts a CompleteMultipartUpload names,

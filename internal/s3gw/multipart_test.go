@@ -172,6 +172,12 @@ func testMultipartParts(t *testing.T, c *s3.Client) {
 	}
 	_, err = c.ListParts(ctx, &s3.ListPartsInput{Bucket: b, Key: k, UploadId: id})
 	wantErr(t, "list parts of a completed upload", err, "NoSuchUpload", http.StatusNotFound)
+	// The Complete sent again, by a client that missed the answer, answers
+	// the same object, as S3 does.
+	again, err := complete(e2)
+	if err != nil || aws.ToString(again.ETag) != aws.ToString(out.ETag) {
+		t.Fatalf("complete sent again: %v, ETag %s (want %s)", err, aws.ToString(again.ETag), aws.ToString(out.ETag))
+	}
 }
 
 // testMultipartErrors: what a completion refuses, a part with a wrong

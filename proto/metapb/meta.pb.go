@@ -6079,8 +6079,13 @@ type UploadRecord struct {
 	UserMetadata    map[string]string      `protobuf:"bytes,8,rep,name=user_metadata,json=userMetadata,proto3" json:"user_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Capture         *CaptureAttributes     `protobuf:"bytes,9,opt,name=capture,proto3" json:"capture,omitempty"`
 	Profile         *ECProfile             `protobuf:"bytes,10,opt,name=profile,proto3" json:"profile,omitempty"` // of its parts; set at creation
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set once completed: the generation of the clip it became. The record
+	// stays (unlisted, without parts) until expires_unix_nano, so that a
+	// Complete sent again, by a client that did not get the first answer,
+	// answers that clip as S3 does.
+	CompletedGeneration uint64 `protobuf:"varint,11,opt,name=completed_generation,json=completedGeneration,proto3" json:"completed_generation,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *UploadRecord) Reset() {
@@ -6181,6 +6186,13 @@ func (x *UploadRecord) GetProfile() *ECProfile {
 		return x.Profile
 	}
 	return nil
+}
+
+func (x *UploadRecord) GetCompletedGeneration() uint64 {
+	if x != nil {
+		return x.CompletedGeneration
+	}
+	return 0
 }
 
 // UploadPart is one recorded part of an upload.
@@ -7706,7 +7718,7 @@ const file_meta_proto_rawDesc = "" +
 	"\aservice\x18\x04 \x01(\tR\aservice\"5\n" +
 	"\x12SigningKeyResponse\x12\x1f\n" +
 	"\vsigning_key\x18\x01 \x01(\fR\n" +
-	"signingKey\"\xfa\x03\n" +
+	"signingKey\"\xad\x04\n" +
 	"\fUploadRecord\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1b\n" +
@@ -7718,7 +7730,8 @@ const file_meta_proto_rawDesc = "" +
 	"\ruser_metadata\x18\b \x03(\v21.clipstore.meta.v1.UploadRecord.UserMetadataEntryR\fuserMetadata\x12>\n" +
 	"\acapture\x18\t \x01(\v2$.clipstore.meta.v1.CaptureAttributesR\acapture\x126\n" +
 	"\aprofile\x18\n" +
-	" \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x1a?\n" +
+	" \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x121\n" +
+	"\x14completed_generation\x18\v \x01(\x04R\x13completedGeneration\x1a?\n" +
 	"\x11UserMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
