@@ -28,7 +28,7 @@ func (c *Client) CreateUpload(ctx context.Context, bucket, key string, opts *Put
 		return nil, err
 	}
 	req := &metapb.CreateUploadRequest{RequestId: newRequestID(), Bucket: bucket, Key: key, ContentType: opts.ContentType,
-		UserMetadata: opts.Metadata, Capture: captureToProto(opts.Capture), Profile: prof}
+		UserMetadata: opts.Metadata, Capture: captureToProto(opts.Capture), Profile: prof, ChecksumAlgorithm: opts.ChecksumAlgorithm}
 	resp, err := callMeta(ctx, c, "create upload "+bucket+"/"+key, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CreateUploadResponse, error) {
 		return mc.CreateUpload(ctx, req)
 	})

@@ -34,6 +34,10 @@ type PutOptions struct {
 	// Progress, if set, is called with the clip bytes read and handed to
 	// the storage streams so far.
 	Progress func(written int64)
+	// ChecksumAlgorithm, for CreateUpload only, is recorded with the
+	// upload for its writer (an S3 gateway: the checksum its parts are
+	// hashed with, "crc32 COMPOSITE"); meta does not read it.
+	ChecksumAlgorithm string
 	// Finish, if set, is called once every byte of the clip is read and
 	// stored, just before the commit: the ETag and checksums it returns are
 	// stored in the record. An error aborts the put (nothing becomes

@@ -113,6 +113,9 @@ type UploadInfo struct {
 	Expires     time.Time // aborted by meta after this
 	ContentType string
 	Metadata    map[string]string
+	// ChecksumAlgorithm is what CreateUpload recorded
+	// (PutOptions.ChecksumAlgorithm).
+	ChecksumAlgorithm string
 }
 
 // PartOptions are the optional parts of a PutPart.
@@ -400,7 +403,8 @@ func partInfoFromProto(p *metapb.Part, created int64) PartInfo {
 func uploadInfoFromProto(u *metapb.UploadRecord) *UploadInfo {
 	return &UploadInfo{Bucket: u.GetBucket(), Key: u.GetKey(), UploadID: hex.EncodeToString(u.GetUploadId()),
 		ClipID: hex.EncodeToString(u.GetClipId()), Created: unixNano(u.GetCreatedUnixNano()),
-		Expires: unixNano(u.GetExpiresUnixNano()), ContentType: u.GetContentType(), Metadata: maps.Clone(u.GetUserMetadata())}
+		Expires: unixNano(u.GetExpiresUnixNano()), ContentType: u.GetContentType(), Metadata: maps.Clone(u.GetUserMetadata()),
+		ChecksumAlgorithm: u.GetChecksumAlgorithm()}
 }
 
 func memberFromProto(m *metapb.Member) Member {

@@ -123,12 +123,15 @@ func (a *applier) createUpload(c *pb.CreateUploadRequest) (*pb.CreateUploadRespo
 	if err := validateUserMetadata(c.UserMetadata, c.Capture); err != nil {
 		return nil, err
 	}
+	if alg := c.ChecksumAlgorithm; len(alg) > 64 || strings.IndexFunc(alg, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		return nil, fmt.Errorf("%w: checksum algorithm %q: at most 64 bytes of printable ASCII", ErrInvalidArgument, alg)
+	}
 	if a.tx.Bucket(bktBuckets).Get([]byte(c.Bucket)) == nil {
 		return nil, fmt.Errorf("%w: bucket %q", ErrNotFound, c.Bucket)
 	}
 	u := &pb.UploadRecord{Bucket: c.Bucket, Key: c.Key, UploadId: c.UploadId, ClipId: c.ClipId, CreatedUnixNano: a.now,
 		ExpiresUnixNano: c.ExpiresUnixNano, ContentType: c.ContentType, UserMetadata: c.UserMetadata, Capture: c.Capture,
-		Profile: c.Profile}
+		Profile: c.Profile, ChecksumAlgorithm: c.ChecksumAlgorithm}
 	if err := putMsg(a.tx.Bucket(bktUploads), u.UploadId, u); err != nil {
 		return nil, err
 	}

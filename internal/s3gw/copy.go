@@ -287,9 +287,6 @@ func copyChecksum(h http.Header, source map[string]string) (*checksumAlg, error)
 func copiedOptions(info *client.ClipInfo) *client.PutOptions {
 	opts := &client.PutOptions{ContentType: info.ContentType, Capture: info.Capture}
 	for k, v := range info.Metadata {
-		if k == checksumMetaKey {
-			continue
-		}
 		if opts.Metadata == nil {
 			opts.Metadata = map[string]string{}
 		}
@@ -429,7 +426,7 @@ func (g *Gateway) uploadPartCopy(w *response, req *request) error {
 		return err
 	}
 	want := &digests{}
-	if err := recordedChecksum(up.Metadata).partDigests(want); err != nil {
+	if err := recordedChecksum(up.ChecksumAlgorithm).partDigests(want); err != nil {
 		return err
 	}
 	r, err := g.openSource(req, src)

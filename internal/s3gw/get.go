@@ -130,9 +130,7 @@ func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo, part
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", sp.start, sp.start+sp.length-1, info.Size))
 	}
 	for k, v := range info.Metadata {
-		if k != checksumMetaKey {
-			h["X-Amz-Meta-"+k] = []string{v} // as stored: lowercase, like S3
-		}
+		h["X-Amz-Meta-"+k] = []string{v} // as stored: lowercase, like S3
 	}
 	if strings.EqualFold(req.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
 		setChecksumHeaders(h, sums)

@@ -28,12 +28,6 @@ const (
 	maxCompleteBody = 4 << 20
 )
 
-// checksumMetaKey is the user-metadata entry in which CreateMultipartUpload
-// records the checksum the upload asked for ("crc32 COMPOSITE"): an upload
-// record has no field for it. No x-amz-meta-* header can name it (a header
-// name has no ':'), and answers leave it out.
-const checksumMetaKey = "s3gw:checksum"
-
 // uploadChecksum is the checksum a multipart upload asked for when it was
 // created: every part is hashed with alg, and the object's checksum is
 // made of the parts' when the upload completes.
@@ -85,10 +79,10 @@ func requestedChecksum(h http.Header) (uploadChecksum, error) {
 	return c, nil
 }
 
-// recordedChecksum reads what CreateMultipartUpload recorded in the
-// upload's metadata.
-func recordedChecksum(md map[string]string) uploadChecksum {
-	name, typ, _ := strings.Cut(md[checksumMetaKey], " ")
+// recordedChecksum reads what CreateMultipartUpload recorded with the
+// upload ("crc32 COMPOSITE").
+func recordedChecksum(recorded string) uploadChecksum {
+	name, typ, _ := strings.Cut(recorded, " ")
 	return uploadChecksum{alg: checksumAlgByName(name), full: typ == "FULL_OBJECT"}
 }
 
@@ -132,10 +126,7 @@ func (g *Gateway) createUpload(w *response, req *request) error {
 		return err
 	}
 	if cs.alg != nil {
-		if opts.Metadata == nil {
-			opts.Metadata = map[string]string{}
-		}
-		opts.Metadata[checksumMetaKey] = cs.alg.name + " " + cs.typeName()
+		opts.ChecksumAlgorithm = cs.alg.name + " " + cs.typeName()
 	}
 	up, err := g.cfg.Client.CreateUpload(req.Context(), req.bucket, req.key, opts)
 	if errors.Is(err, client.ErrNotFound) {
@@ -185,7 +176,7 @@ func (g *Gateway) uploadPart(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
-	if err := recordedChecksum(up.Metadata).partDigests(want); err != nil {
+	if err := recordedChecksum(up.ChecksumAlgorithm).partDigests(want); err != nil {
 		return err
 	}
 	db := newDigestedBody(body, counted, want)
@@ -317,7 +308,7 @@ func (g *Gateway) completeUpload(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
-	a, err := assemble(named, parts, recordedChecksum(up.Metadata))
+	a, err := assemble(named, parts, recordedChecksum(up.ChecksumAlgorithm))
 	if err != nil {
 		return err
 	}
@@ -617,7 +608,7 @@ func (g *Gateway) listParts(w *response, req *request) error {
 	me := owner{ID: req.auth.AccessKey, DisplayName: req.auth.AccessKey}
 	res := listPartsResult{NS: xmlNS, Bucket: req.bucket, Key: req.key, UploadID: up.UploadID, Initiator: me, Owner: me,
 		StorageClass: "STANDARD", PartNumberMarker: marker, MaxParts: maxN, IsTruncated: more}
-	if cs := recordedChecksum(up.Metadata); cs.alg != nil {
+	if cs := recordedChecksum(up.ChecksumAlgorithm); cs.alg != nil {
 		res.ChecksumAlgorithm, res.ChecksumType = strings.ToUpper(cs.alg.name), cs.typeName()
 	}
 	for _, p := range parts {
@@ -700,7 +691,7 @@ func (g *Gateway) listUploads(w *response, req *request) error {
 	for _, u := range l.uploads {
 		e := uploadEntry{Key: enc(u.Key), UploadID: u.UploadID, Initiator: me, Owner: me, StorageClass: "STANDARD",
 			Initiated: u.Created.UTC().Format(s3Time)}
-		if cs := recordedChecksum(u.Metadata); cs.alg != nil {
+		if cs := recordedChecksum(u.ChecksumAlgorithm); cs.alg != nil {
 			e.ChecksumAlgorithm, e.ChecksumType = strings.ToUpper(cs.alg.name), cs.typeName()
 		}
 		res.Uploads = append(res.Uploads, e)

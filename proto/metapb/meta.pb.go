@@ -6084,8 +6084,11 @@ type UploadRecord struct {
 	// Complete sent again, by a client that did not get the first answer,
 	// answers that clip as S3 does.
 	CompletedGeneration uint64 `protobuf:"varint,11,opt,name=completed_generation,json=completedGeneration,proto3" json:"completed_generation,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// What the writer's protocol asks the parts' checksums to be (S3:
+	// "crc32 COMPOSITE"); meta keeps it for the writer, opaque.
+	ChecksumAlgorithm string `protobuf:"bytes,12,opt,name=checksum_algorithm,json=checksumAlgorithm,proto3" json:"checksum_algorithm,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *UploadRecord) Reset() {
@@ -6195,6 +6198,13 @@ func (x *UploadRecord) GetCompletedGeneration() uint64 {
 	return 0
 }
 
+func (x *UploadRecord) GetChecksumAlgorithm() string {
+	if x != nil {
+		return x.ChecksumAlgorithm
+	}
+	return ""
+}
+
 // UploadPart is one recorded part of an upload.
 type UploadPart struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -6266,11 +6276,12 @@ type CreateUploadRequest struct {
 	Capture      *CaptureAttributes     `protobuf:"bytes,6,opt,name=capture,proto3" json:"capture,omitempty"`
 	Profile      *ECProfile             `protobuf:"bytes,7,opt,name=profile,proto3" json:"profile,omitempty"` // unset: the bucket's default
 	// Filled in by the leader: the entry carries them.
-	UploadId        []byte `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
-	ClipId          []byte `protobuf:"bytes,9,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
-	ExpiresUnixNano int64  `protobuf:"varint,10,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	UploadId          []byte `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	ClipId            []byte `protobuf:"bytes,9,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
+	ExpiresUnixNano   int64  `protobuf:"varint,10,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	ChecksumAlgorithm string `protobuf:"bytes,11,opt,name=checksum_algorithm,json=checksumAlgorithm,proto3" json:"checksum_algorithm,omitempty"` // UploadRecord.checksum_algorithm
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateUploadRequest) Reset() {
@@ -6371,6 +6382,13 @@ func (x *CreateUploadRequest) GetExpiresUnixNano() int64 {
 		return x.ExpiresUnixNano
 	}
 	return 0
+}
+
+func (x *CreateUploadRequest) GetChecksumAlgorithm() string {
+	if x != nil {
+		return x.ChecksumAlgorithm
+	}
+	return ""
 }
 
 type CreateUploadResponse struct {
@@ -7718,7 +7736,7 @@ const file_meta_proto_rawDesc = "" +
 	"\aservice\x18\x04 \x01(\tR\aservice\"5\n" +
 	"\x12SigningKeyResponse\x12\x1f\n" +
 	"\vsigning_key\x18\x01 \x01(\fR\n" +
-	"signingKey\"\xad\x04\n" +
+	"signingKey\"\xdc\x04\n" +
 	"\fUploadRecord\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1b\n" +
@@ -7731,7 +7749,8 @@ const file_meta_proto_rawDesc = "" +
 	"\acapture\x18\t \x01(\v2$.clipstore.meta.v1.CaptureAttributesR\acapture\x126\n" +
 	"\aprofile\x18\n" +
 	" \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x121\n" +
-	"\x14completed_generation\x18\v \x01(\x04R\x13completedGeneration\x1a?\n" +
+	"\x14completed_generation\x18\v \x01(\x04R\x13completedGeneration\x12-\n" +
+	"\x12checksum_algorithm\x18\f \x01(\tR\x11checksumAlgorithm\x1a?\n" +
 	"\x11UserMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
@@ -7739,7 +7758,7 @@ const file_meta_proto_rawDesc = "" +
 	"UploadPart\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\rR\x06number\x12+\n" +
 	"\x04part\x18\x02 \x01(\v2\x17.clipstore.meta.v1.PartR\x04part\x12*\n" +
-	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"\xfb\x03\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"\xaa\x04\n" +
 	"\x13CreateUploadRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
@@ -7752,7 +7771,8 @@ const file_meta_proto_rawDesc = "" +
 	"\tupload_id\x18\b \x01(\fR\buploadId\x12\x17\n" +
 	"\aclip_id\x18\t \x01(\fR\x06clipId\x12*\n" +
 	"\x11expires_unix_nano\x18\n" +
-	" \x01(\x03R\x0fexpiresUnixNano\x1a?\n" +
+	" \x01(\x03R\x0fexpiresUnixNano\x12-\n" +
+	"\x12checksum_algorithm\x18\v \x01(\tR\x11checksumAlgorithm\x1a?\n" +
 	"\x11UserMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
