@@ -241,12 +241,17 @@ func (s *service) BeginPart(ctx context.Context, req *pb.BeginPartRequest) (*pb.
 	return onLeader(ctx, s.n, req, s.n.beginPart, pb.MetaServiceClient.BeginPart)
 }
 
+// checkUploadWrite checks what every write to an upload names.
+func checkUploadWrite(reqID []byte, bucket, key string, uploadID []byte) error {
+	if err := checkRequestID(reqID); err != nil {
+		return err
+	}
+	return validateUploadRef(bucket, key, uploadID)
+}
+
 func (s *service) CommitPart(ctx context.Context, req *pb.CommitPartRequest) (*pb.CommitPartResponse, error) {
 	return write(ctx, s, req, func(r *pb.CommitPartRequest) error {
-		if err := checkRequestID(r.RequestId); err != nil {
-			return err
-		}
-		if err := validateUploadRef(r.Bucket, r.Key, r.UploadId); err != nil {
+		if err := checkUploadWrite(r.RequestId, r.Bucket, r.Key, r.UploadId); err != nil {
 			return err
 		}
 		return validatePartNumber(r.Number)
@@ -257,10 +262,7 @@ func (s *service) CommitPart(ctx context.Context, req *pb.CommitPartRequest) (*p
 
 func (s *service) CompleteUpload(ctx context.Context, req *pb.CompleteUploadRequest) (*pb.CommitPutResponse, error) {
 	return write(ctx, s, req, func(r *pb.CompleteUploadRequest) error {
-		if err := checkRequestID(r.RequestId); err != nil {
-			return err
-		}
-		return validateUploadRef(r.Bucket, r.Key, r.UploadId)
+		return checkUploadWrite(r.RequestId, r.Bucket, r.Key, r.UploadId)
 	}, func(r *pb.CompleteUploadRequest) *pb.Command {
 		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_CompleteUpload{CompleteUpload: r}}
 	}, pb.MetaServiceClient.CompleteUpload)
@@ -268,10 +270,7 @@ func (s *service) CompleteUpload(ctx context.Context, req *pb.CompleteUploadRequ
 
 func (s *service) AbortUpload(ctx context.Context, req *pb.AbortUploadRequest) (*pb.AbortUploadResponse, error) {
 	return write(ctx, s, req, func(r *pb.AbortUploadRequest) error {
-		if err := checkRequestID(r.RequestId); err != nil {
-			return err
-		}
-		return validateUploadRef(r.Bucket, r.Key, r.UploadId)
+		return checkUploadWrite(r.RequestId, r.Bucket, r.Key, r.UploadId)
 	}, func(r *pb.AbortUploadRequest) *pb.Command {
 		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_AbortUpload{AbortUpload: r}}
 	}, pb.MetaServiceClient.AbortUpload)

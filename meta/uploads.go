@@ -288,25 +288,8 @@ func (a *applier) completeUpload(c *pb.CompleteUploadRequest) (*pb.CommitPutResp
 		rec.ContentCrc32C = rec.Parts[0].ContentCrc32C
 	}
 	// The parts not chosen go; the upload's records with them.
-	var drop [][]byte
-	prefix := bytes.Clone(u.UploadId)
-	cur := partsB.Cursor()
-	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
-		p := &pb.UploadPart{}
-		if err := decodeMsg(k, v, p); err != nil {
-			return nil, err
-		}
-		if !chosen[p.Number] {
-			if err := a.forgetShards(p.Part); err != nil {
-				return nil, err
-			}
-		}
-		drop = append(drop, bytes.Clone(k))
-	}
-	for _, k := range drop {
-		if err := partsB.Delete(k); err != nil {
-			return nil, err
-		}
+	if err := a.dropParts(u, chosen); err != nil {
+		return nil, err
 	}
 	// The record stays, unlisted, to answer a Complete sent again.
 	if err := a.tx.Bucket(bktUploadKeys).Delete(uploadKeyOf(u.Bucket, u.Key, u.UploadId)); err != nil {
@@ -325,6 +308,32 @@ func (a *applier) completeUpload(c *pb.CompleteUploadRequest) (*pb.CommitPutResp
 	}
 	// putClip rewrites the parts' node -> shard entries for the record.
 	return resp, a.putClip(rec)
+}
+
+// dropParts deletes an upload's part records, and queues for deletion the
+// shards of the parts keep does not name.
+func (a *applier) dropParts(u *pb.UploadRecord, keep map[uint32]bool) error {
+	partsB := a.tx.Bucket(bktUploadParts)
+	var drop [][]byte
+	cur := partsB.Cursor()
+	for k, v := cur.Seek(u.UploadId); k != nil && bytes.HasPrefix(k, u.UploadId); k, v = cur.Next() {
+		p := &pb.UploadPart{}
+		if err := decodeMsg(k, v, p); err != nil {
+			return err
+		}
+		if !keep[p.Number] {
+			if err := a.forgetShards(p.Part); err != nil {
+				return err
+			}
+		}
+		drop = append(drop, bytes.Clone(k))
+	}
+	for _, k := range drop {
+		if err := partsB.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *applier) dropUpload(u *pb.UploadRecord) error {
@@ -349,23 +358,8 @@ func (a *applier) abortUpload(c *pb.AbortUploadRequest) (*pb.AbortUploadResponse
 	if err != nil {
 		return nil, err
 	}
-	partsB := a.tx.Bucket(bktUploadParts)
-	var drop [][]byte
-	cur := partsB.Cursor()
-	for k, v := cur.Seek(u.UploadId); k != nil && bytes.HasPrefix(k, u.UploadId); k, v = cur.Next() {
-		p := &pb.UploadPart{}
-		if err := decodeMsg(k, v, p); err != nil {
-			return nil, err
-		}
-		if err := a.forgetShards(p.Part); err != nil {
-			return nil, err
-		}
-		drop = append(drop, bytes.Clone(k))
-	}
-	for _, k := range drop {
-		if err := partsB.Delete(k); err != nil {
-			return nil, err
-		}
+	if err := a.dropParts(u, nil); err != nil {
+		return nil, err
 	}
 	return &pb.AbortUploadResponse{}, a.dropUpload(u)
 }

@@ -147,16 +147,7 @@ func TestWorkloads(t *testing.T) {
 		}
 	})
 
-	t.Run("get range", func(t *testing.T) {
-		rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 10, Objects: 2, Range: 70_000})
-		checkClean(t, cl, rep)
-		for _, r := range rep.Results {
-			want := 5 * min(r.Size, 70_000)
-			if r.Count != 5 || r.Bytes != want || r.BytesVerified != want {
-				t.Fatalf("result %+v: want 5 verified reads of %d bytes", r, want/5)
-			}
-		}
-	})
+	t.Run("get range", func(t *testing.T) { testGetRange(t, st, cl, sizes) })
 
 	t.Run("mixed", func(t *testing.T) {
 		rep := run(t, st, Config{Workload: WorkloadMixed, Sizes: []int64{3000}, Concurrency: 4, Count: 120, Objects: 4})
@@ -196,31 +187,7 @@ func TestWorkloads(t *testing.T) {
 		}
 	})
 
-	// Reads checked against another seed's content than the one written
-	// must all fail, whole or by range: damage is an error, not a number.
-	for _, rng := range []int64{0, 5000} {
-		t.Run("damage is reported/range="+bytesize.Format(rng), func(t *testing.T) {
-			other := uint64(2)
-			rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 8, Objects: 2, Seed: 1,
-				Range: rng, verifySeed: &other})
-			var ops, errs int64
-			for _, r := range rep.Results {
-				ops, errs = ops+r.Count, errs+r.Errors
-				if r.Bytes != 0 || r.BytesVerified != 0 || r.OpsPerSec != 0 {
-					t.Fatalf("a failed read made statistics: %+v", r)
-				}
-			}
-			if ops != 8 || errs != ops || len(rep.ErrorSamples) == 0 || !strings.Contains(rep.ErrorSamples[0], ErrContent.Error()) {
-				t.Fatalf("%d of %d reads failed, samples %q", errs, ops, rep.ErrorSamples)
-			}
-			if err := rep.Err(); err == nil || !strings.HasPrefix(err.Error(), "bench: 8 operations failed (first: get ") {
-				t.Fatalf("Err() = %v", err)
-			}
-			if keys := listed(t, cl, rep.Bucket, rep.Prefix); len(keys) != 0 {
-				t.Fatalf("clips left: %q", keys)
-			}
-		})
-	}
+	testDamageReported(t, st, cl, sizes)
 
 	t.Run("a bad bucket fails the run", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -257,5 +224,47 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if cfg, _ := (Config{Workload: WorkloadGet, Concurrency: 3, Count: 5}).withDefaults(); cfg.Objects != 12 || cfg.Duration != 0 {
 		t.Fatalf("get defaults %+v", cfg)
+	}
+}
+
+// testGetRange reads random 70,000-byte ranges of prepared clips of sizes
+// through st: every byte read is verified.
+func testGetRange(t *testing.T, st Store, cl *client.Client, sizes []int64) {
+	rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 10, Objects: 2, Range: 70_000})
+	checkClean(t, cl, rep)
+	for _, r := range rep.Results {
+		want := 5 * min(r.Size, 70_000)
+		if r.Count != 5 || r.Bytes != want || r.BytesVerified != want {
+			t.Fatalf("result %+v: want 5 verified reads of %d bytes", r, want/5)
+		}
+	}
+}
+
+// testDamageReported reads through st, checked against another seed's
+// content than the one written: every read, whole or by range, must fail:
+// damage is an error, not a number.
+func testDamageReported(t *testing.T, st Store, cl *client.Client, sizes []int64) {
+	for _, rng := range []int64{0, 5000} {
+		t.Run("damage is reported/range="+bytesize.Format(rng), func(t *testing.T) {
+			other := uint64(2)
+			rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 8, Objects: 2, Seed: 1,
+				Range: rng, verifySeed: &other})
+			var ops, errs int64
+			for _, r := range rep.Results {
+				ops, errs = ops+r.Count, errs+r.Errors
+				if r.Bytes != 0 || r.BytesVerified != 0 || r.OpsPerSec != 0 {
+					t.Fatalf("a failed read made statistics: %+v", r)
+				}
+			}
+			if ops != 8 || errs != ops || len(rep.ErrorSamples) == 0 || !strings.Contains(rep.ErrorSamples[0], ErrContent.Error()) {
+				t.Fatalf("%d of %d reads failed, samples %q", errs, ops, rep.ErrorSamples)
+			}
+			if err := rep.Err(); err == nil || !strings.HasPrefix(err.Error(), "bench: 8 operations failed (first: get ") {
+				t.Fatalf("Err() = %v", err)
+			}
+			if keys := listed(t, cl, rep.Bucket, rep.Prefix); len(keys) != 0 {
+				t.Fatalf("clips left: %q", keys)
+			}
+		})
 	}
 }

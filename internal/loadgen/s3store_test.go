@@ -139,16 +139,7 @@ func TestS3Store(t *testing.T) {
 		}
 	})
 
-	t.Run("get range", func(t *testing.T) {
-		rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 10, Objects: 2, Range: 70_000})
-		checkClean(t, cl, rep)
-		for _, r := range rep.Results {
-			want := 5 * min(r.Size, 70_000)
-			if r.Count != 5 || r.Bytes != want || r.BytesVerified != want {
-				t.Fatalf("result %+v: want 5 verified reads of %d bytes", r, want/5)
-			}
-		}
-	})
+	t.Run("get range", func(t *testing.T) { testGetRange(t, st, cl, sizes) })
 
 	t.Run("mixed and list", func(t *testing.T) {
 		rep := run(t, st, Config{Workload: WorkloadMixed, Sizes: []int64{3000}, Concurrency: 3, Count: 60, Objects: 3})
@@ -160,26 +151,7 @@ func TestS3Store(t *testing.T) {
 		}
 	})
 
-	for _, rng := range []int64{0, 5000} {
-		t.Run(fmt.Sprintf("damage is reported/range=%d", rng), func(t *testing.T) {
-			other := uint64(2)
-			rep := run(t, st, Config{Workload: WorkloadGet, Sizes: sizes, Concurrency: 2, Count: 8, Objects: 2, Seed: 1,
-				Range: rng, verifySeed: &other})
-			var ops, errs int64
-			for _, r := range rep.Results {
-				ops, errs = ops+r.Count, errs+r.Errors
-				if r.Bytes != 0 || r.BytesVerified != 0 {
-					t.Fatalf("a failed read made statistics: %+v", r)
-				}
-			}
-			if ops != 8 || errs != ops || len(rep.ErrorSamples) == 0 || !strings.Contains(rep.ErrorSamples[0], ErrContent.Error()) {
-				t.Fatalf("%d of %d reads failed, samples %q", errs, ops, rep.ErrorSamples)
-			}
-			if keys := listed(t, cl, rep.Bucket, rep.Prefix); len(keys) != 0 {
-				t.Fatalf("clips left: %q", keys)
-			}
-		})
-	}
+	testDamageReported(t, st, cl, sizes)
 
 	if reqs := odd.get(); len(reqs) > 0 {
 		t.Errorf("%d requests not as meant, the first: %s", len(reqs), reqs[0])

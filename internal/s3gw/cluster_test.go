@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,11 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/clipstore/clipstore/client"
-	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/internal/devcluster"
 	"github.com/clipstore/clipstore/internal/sigv4"
 	"github.com/clipstore/clipstore/meta"
-	"github.com/clipstore/clipstore/meta/metatest"
-	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/clipstore/clipstore/server"
 	"go.uber.org/goleak"
 )
@@ -62,24 +58,24 @@ type testGateway struct {
 // stops them.
 func newTestGateway(t *testing.T) *testGateway {
 	t.Helper()
-	mc := metatest.New(t, 1, metatest.Options{Configure: func(c *meta.Config) { c.NodeDownAfter = time.Minute }})
-	addr := mc.Members[0].GRPCAddr
-	root := t.TempDir()
-	for i := range 6 {
-		startNode(t, addr, fmt.Sprintf("s%d", i), filepath.Join(root, fmt.Sprintf("s%d", i)), i)
-	}
-	await.True(t, 15*time.Second, "storage nodes to heartbeat", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		resp, err := mc.Members[0].Client.ListNodes(ctx, &metapb.ListNodesRequest{})
-		up := 0
-		for _, n := range resp.GetNodes() {
-			if n.LastHeartbeatUnixNano > 0 {
-				up++
-			}
-		}
-		return err == nil && up == 6
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dc, err := devcluster.Start(ctx, devcluster.Config{Dir: t.TempDir(), MetaAddr: "127.0.0.1:0", MetaNodes: 1, StorageNodes: 6,
+		Logger:           slog.New(slog.DiscardHandler),
+		ConfigureMeta:    func(c *meta.Config) { c.NodeDownAfter = time.Minute },
+		ConfigureStorage: func(c *server.Config) { c.HeartbeatInterval = 50 * time.Millisecond },
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := dc.Shutdown(ctx); err != nil {
+			t.Errorf("shut down the cluster: %v", err)
+		}
+	})
+	addr := dc.MetaAddrs()[0]
 	c, err := client.New(context.Background(), client.Config{Meta: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
@@ -113,33 +109,6 @@ func dialing(addr string) *http.Transport {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}}
-}
-
-func startNode(t *testing.T, metaAddr, id, dir string, i int) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.DefaultConfig()
-	cfg.NodeID, cfg.DataDirs, cfg.Meta = id, []string{dir}, []string{metaAddr}
-	cfg.Advertise, cfg.Zone = lis.Addr().String(), fmt.Sprintf("zone-%d", i%3)
-	cfg.HeartbeatInterval = 50 * time.Millisecond
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	node, err := server.New(cfg)
-	if err != nil {
-		lis.Close()
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- node.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := errors.Join(node.Shutdown(ctx), <-served); err != nil {
-			t.Errorf("storage node %s: %v", id, err)
-		}
-	})
 }
 
 // sdk returns an AWS SDK S3 client of the gateway over HTTPS: path
