@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"iter"
 
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -11,20 +12,30 @@ import (
 // listPageSize is the page size List asks for.
 const listPageSize = 1000
 
-// getClip reads a clip's record, linearizably.
-func (c *Client) getClip(ctx context.Context, bucket, key string) (*metapb.GetClipResponse, error) {
-	return callMeta(ctx, c, "get "+bucket+"/"+key, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.GetClipResponse, error) {
-		return mc.GetClip(ctx, &metapb.GetClipRequest{Bucket: bucket, Key: key})
-	})
-}
-
-// Stat describes a clip without reading its data.
+// Stat describes a clip without reading its data, with every part: a
+// record of many parts (a multipart upload's) takes a call to meta per
+// page of them (1000 by default). StatPart is one call.
 func (c *Client) Stat(ctx context.Context, bucket, key string) (*ClipInfo, error) {
-	resp, err := c.getClip(ctx, bucket, key)
+	resp, err := c.allParts(ctx, bucket, key)
 	if err != nil {
 		return nil, err
 	}
-	return clipInfoFromProto(resp.Clip), nil
+	return clipInfoFromProto(resp.Clip, 0, int(resp.PartCount)), nil
+}
+
+// StatPart is Stat with the clip's n-th part only in Parts (n counts from
+// 1 in the clip's order: S3's partNumber, not the part's number in its
+// upload), or none if the clip has fewer than n parts: PartCount says how
+// many it has. Profile and Shards are set for n = 1 only.
+func (c *Client) StatPart(ctx context.Context, bucket, key string, n int) (*ClipInfo, error) {
+	if n < 1 || n > maxParts {
+		return nil, fmt.Errorf("%w: part %d outside 1..%d", ErrInvalidArgument, n, maxParts)
+	}
+	resp, err := c.getClip(ctx, bucket, key, &metapb.PartSelector{Position: uint32(n)})
+	if err != nil {
+		return nil, err
+	}
+	return clipInfoFromProto(resp.Clip, int(resp.FirstPart), int(resp.PartCount)), nil
 }
 
 // Delete deletes a clip. Its shards are removed from the storage nodes in

@@ -6,6 +6,13 @@ var ListPages = (*Client).list
 
 // ReaderShardNode is the node a Reader reads shard i from.
 func ReaderShardNode(r *Reader, i int) string {
-	s, _ := r.v.shard(i)
+	r.v.mu.Lock()
+	page := r.v.mu.pages[0]
+	r.v.mu.Unlock()
+	p, err := r.v.part(0, page.parts[0]) // Open's first page is part 0
+	if err != nil {
+		return ""
+	}
+	s, _ := p.shard(i)
 	return s.NodeId
 }

@@ -132,11 +132,12 @@ func (f *fsck) checkRecords(ctx context.Context) error {
 	return g.Wait()
 }
 
-// checkClip checks the shards of one record.
+// checkClip checks the shards of one record, every part of it (read a
+// page at a time).
 func (f *fsck) checkClip(ctx context.Context, bucket, key string) error {
-	resp, err := f.c.getClip(ctx, bucket, key)
-	if errors.Is(err, ErrNotFound) {
-		return nil // deleted since the listing
+	resp, err := f.c.allParts(ctx, bucket, key)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrClipChanged) {
+		return nil // deleted since the listing, or overwritten as fast as it was read
 	}
 	if err != nil {
 		return err

@@ -130,7 +130,7 @@ func (c *Client) CompleteUpload(ctx context.Context, bucket, key, uploadID strin
 	if err != nil {
 		return nil, err
 	}
-	return clipInfoFromProto(resp.Clip), nil
+	return clipInfoFromProto(resp.Clip, 0, len(resp.Clip.GetParts())), nil
 }
 
 // AbortUpload ends an upload without a clip: its parts are deleted.

@@ -40,7 +40,7 @@ func TestPartRanges(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := record(tc.lengths...)
-			if err := checkParts(rec); err != nil {
+			if err := checkParts(rec, partPage{0, rec.Parts}, len(rec.Parts)); err != nil {
 				t.Fatal(err)
 			}
 			if got := slices.Collect(partRanges(rec.Parts, tc.off, tc.n)); !slices.Equal(got, tc.want) {
@@ -80,7 +80,38 @@ func TestCheckParts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := record(10, 20, 5)
 			tc.edit(rec)
-			err := checkParts(rec)
+			err := checkParts(rec, partPage{0, rec.Parts}, len(rec.Parts))
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrUnrecoverable)) {
+				t.Fatalf("checkParts: %v", err)
+			}
+		})
+	}
+}
+
+// TestCheckPage checks pages of a record's parts: a run in the middle, at
+// either end, or empty, and runs that cannot be.
+func TestCheckPage(t *testing.T) {
+	rec := record(10, 20, 0, 5, 7)
+	for _, tc := range []struct {
+		name  string
+		first int
+		parts []*metapb.Part
+		count int
+		ok    bool
+	}{
+		{"middle", 1, rec.Parts[1:4], 5, true},
+		{"first", 0, rec.Parts[:2], 5, true},
+		{"last", 3, rec.Parts[3:], 5, true},
+		{"empty part alone", 2, rec.Parts[2:3], 5, true},
+		{"none", 5, nil, 5, true},
+		{"no parts in the record", 0, nil, 0, false},
+		{"not the first at 0", 0, rec.Parts[1:3], 5, false},
+		{"not the last at the size", 2, rec.Parts[2:4], 4, false},
+		{"past the count", 3, rec.Parts[3:], 4, false},
+		{"gap", 0, []*metapb.Part{rec.Parts[0], rec.Parts[2]}, 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkParts(rec, partPage{tc.first, tc.parts}, tc.count)
 			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrUnrecoverable)) {
 				t.Fatalf("checkParts: %v", err)
 			}

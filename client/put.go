@@ -109,7 +109,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, opts 
 	if err != nil {
 		return nil, err
 	}
-	return clipInfoFromProto(resp.Clip), nil
+	return clipInfoFromProto(resp.Clip, 0, len(resp.Clip.GetParts())), nil
 }
 
 // commit sends CommitPut, retrying with the same request id: if an earlier

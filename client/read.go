@@ -26,18 +26,23 @@ const (
 // clipView is one generation of a clip, pinned by a read. The clip is its
 // record's parts in order, each erasure-coded on its own (partView); a
 // byte range of the clip maps to ranges within the parts it overlaps
-// (partRanges). A clip written by Put has one part.
+// (partRanges). A clip written by Put has one part; one written by a
+// multipart upload up to 10,000, which the view asks meta for a page at a
+// time as reads reach them (pages.go), each page checked to be of the
+// pinned generation.
 type clipView struct {
 	c     *Client
-	rec   *metapb.ClipRecord
+	rec   *metapb.ClipRecord // the record's own fields; Parts: the first answer's
 	info  *ClipInfo
-	first *partView // of rec.Parts[0], made with the view
+	count int // the record's parts
 
 	mu struct {
 		sync.Mutex
-		parts   map[int]*partView // the later parts a Reader read, by index in rec.Parts
-		addrs   map[string]string // storage node id -> address
-		pending []*metapb.ReportShardRequest
+		parts     map[int]*partView // the parts a Reader read, by index in the record
+		pages     []partPage        // parts of the record at hand, the latest last
+		readahead int               // parts the next page of sequential reads asks for
+		addrs     map[string]string // storage node id -> address
+		pending   []*metapb.ReportShardRequest
 	}
 }
 
@@ -45,8 +50,9 @@ type clipView struct {
 // have learned about its shards.
 type partView struct {
 	v      *clipView
-	index  int   // in the record's parts; ReportShardRequest.part
-	off    int64 // of the part's first byte within the clip
+	index  int    // in the record's parts; ReportShardRequest.part
+	off    int64  // of the part's first byte within the clip
+	crc    uint32 // the CRC32C of its bytes the record holds
 	layout erasure.Layout
 	k      int
 	order  []int // shard indices in the order reads try them
@@ -62,55 +68,80 @@ type partView struct {
 	}
 }
 
-// view reads a clip's record (linearizably) and pins that generation.
-// Parts after the first are looked at when a read reaches them.
-func (c *Client) view(ctx context.Context, bucket, key string) (*clipView, error) {
-	resp, err := c.getClip(ctx, bucket, key)
+// view reads a clip's record (linearizably) with the parts sel chooses
+// and pins that generation. Other parts are asked for when a read reaches
+// them.
+func (c *Client) view(ctx context.Context, bucket, key string, sel *metapb.PartSelector) (*clipView, error) {
+	resp, err := c.getClip(ctx, bucket, key, sel)
 	if err != nil {
 		return nil, err
 	}
 	return c.viewOf(resp)
 }
 
-// viewOf pins the clip record resp holds.
+// viewOf pins the clip record resp holds, with the page of parts it
+// carries (every part, when it answered no selector).
 func (c *Client) viewOf(resp *metapb.GetClipResponse) (*clipView, error) {
-	if err := checkParts(resp.Clip); err != nil {
+	paged(resp, nil)
+	rec := resp.Clip
+	v := &clipView{c: c, rec: rec, count: int(resp.PartCount),
+		info: clipInfoFromProto(rec, int(resp.FirstPart), int(resp.PartCount))}
+	page := partPage{first: int(resp.FirstPart), parts: rec.Parts}
+	if err := checkParts(rec, page, v.count); err != nil {
 		return nil, err
 	}
-	v := &clipView{c: c, rec: resp.Clip, info: clipInfoFromProto(resp.Clip)}
 	v.mu.addrs = make(map[string]string, len(resp.Nodes))
+	v.mu.readahead = firstReadahead
 	v.learnAddrs(resp.Nodes)
-	var err error
-	if v.first, err = v.newPart(0); err != nil {
-		return nil, err
+	v.mu.pages = []partPage{page}
+	if len(page.parts) > 0 { // a record a read cannot use fails now
+		if _, err := v.part(page.first, page.parts[0]); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }
 
-// checkParts checks that a record's parts tile its clip: in order, each
-// starting where the one before ends, the last ending at the clip's size.
-func checkParts(rec *metapb.ClipRecord) error {
-	if len(rec.Parts) == 0 {
+// checkParts checks that a page of a record's parts (count of them in
+// all) tiles its share of the clip: in order, each starting where the one
+// before ends, the first part at 0, the last ending at the clip's size.
+func checkParts(rec *metapb.ClipRecord, page partPage, count int) error {
+	if count == 0 {
 		return fmt.Errorf("%w: %s/%s: the record has no parts", ErrUnrecoverable, rec.Bucket, rec.Key)
 	}
-	var end uint64
-	for i, p := range rec.Parts {
+	if page.first < 0 || page.first+len(page.parts) > count {
+		return fmt.Errorf("%w: %s/%s: meta answered parts %d to %d of %d", ErrUnrecoverable, rec.Bucket, rec.Key,
+			page.first, page.first+len(page.parts)-1, count)
+	}
+	if len(page.parts) == 0 {
+		return nil
+	}
+	end := page.parts[0].Offset
+	if page.first == 0 && end != 0 {
+		return fmt.Errorf("%w: %s/%s: part 0 has offset %d", ErrUnrecoverable, rec.Bucket, rec.Key, end)
+	}
+	for i, p := range page.parts {
 		if p.Offset != end || p.Length > math.MaxInt64-end {
 			return fmt.Errorf("%w: %s/%s: part %d has offset %d and length %d, the parts before it end at %d",
-				ErrUnrecoverable, rec.Bucket, rec.Key, i, p.Offset, p.Length, end)
+				ErrUnrecoverable, rec.Bucket, rec.Key, page.first+i, p.Offset, p.Length, end)
 		}
 		end += p.Length
 	}
-	if end != rec.Size {
+	switch {
+	case end > rec.Size:
+		return fmt.Errorf("%w: %s/%s: the parts hold %d bytes at least, the record says %d", ErrUnrecoverable, rec.Bucket, rec.Key, end, rec.Size)
+	case end != rec.Size && page.first+len(page.parts) == count:
 		return fmt.Errorf("%w: %s/%s: the parts hold %d bytes, the record says %d", ErrUnrecoverable, rec.Bucket, rec.Key, end, rec.Size)
 	}
 	return nil
 }
 
 // newPart makes the view of part pi.
-func (v *clipView) newPart(pi int) (*partView, error) {
-	part := v.rec.Parts[pi]
-	p := &partView{v: v, index: pi, off: int64(part.Offset)}
+func (v *clipView) newPart(pi int, part *metapb.Part) (*partView, error) {
+	p := &partView{v: v, index: pi, off: int64(part.Offset), crc: part.ContentCrc32C}
+	if v.count == 1 {
+		p.crc = v.rec.ContentCrc32C
+	}
 	prof := profileFromProto(part.Profile)
 	code, err := v.c.code(prof)
 	if err != nil {
@@ -129,18 +160,16 @@ func (v *clipView) newPart(pi int) (*partView, error) {
 	return p, nil
 }
 
-// part returns the view of part pi, made on first use and kept: a Reader's
-// later reads know what earlier ones learned of the part's shards.
-func (v *clipView) part(pi int) (*partView, error) {
-	if pi == 0 {
-		return v.first, nil
-	}
+// part returns the view of part pi (part is its entry), made on first use
+// and kept: a Reader's later reads know what earlier ones learned of the
+// part's shards.
+func (v *clipView) part(pi int, part *metapb.Part) (*partView, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if p := v.mu.parts[pi]; p != nil {
 		return p, nil
 	}
-	p, err := v.newPart(pi)
+	p, err := v.newPart(pi, part)
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +180,9 @@ func (v *clipView) part(pi int) (*partView, error) {
 	return p, nil
 }
 
-// partAt returns the index of the part holding clip byte off (0 <= off <
-// size): the first part ending after off, which skips empty parts.
+// partAt returns the index of the part holding clip byte off (parts[0]
+// starts at or before off, and the last one ends after it): the first
+// part ending after off, which skips empty parts.
 func partAt(parts []*metapb.Part, off int64) int {
 	if len(parts) == 1 {
 		return 0
@@ -162,13 +192,13 @@ func partAt(parts []*metapb.Part, off int64) int {
 
 // partRange is the share of a clip byte range that one part holds.
 type partRange struct {
-	part   int   // index in the record's parts
+	part   int   // index in parts
 	off, n int64 // within the part
 }
 
 // partRanges maps the clip bytes [off, off+n) to the parts holding them,
-// in order, skipping empty parts. The parts must tile the clip
-// (checkParts) and the range must be within it.
+// in order, skipping empty parts, as far as parts reach. The parts must
+// tile their share of the clip (checkParts), the first one holding off.
 func partRanges(parts []*metapb.Part, off, n int64) iter.Seq[partRange] {
 	return func(yield func(partRange) bool) {
 		for pi := partAt(parts, off); n > 0 && pi < len(parts); pi++ {
@@ -188,7 +218,7 @@ func partRanges(parts []*metapb.Part, off, n int64) iter.Seq[partRange] {
 // name names the part in errors and logs: the clip, and the part's index
 // if the clip has several.
 func (p *partView) name() string {
-	if len(p.v.rec.Parts) == 1 {
+	if p.v.count == 1 {
 		return p.v.rec.Bucket + "/" + p.v.rec.Key
 	}
 	return fmt.Sprintf("%s/%s part %d", p.v.rec.Bucket, p.v.rec.Key, p.index)
@@ -196,9 +226,6 @@ func (p *partView) name() string {
 
 // shardCount is the number of shards of the part.
 func (p *partView) shardCount() int { return p.layout.Code().Shards() }
-
-// shard returns shard i of the clip's first part and its node's address.
-func (v *clipView) shard(i int) (*metapb.Shard, string) { return v.first.shard(i) }
 
 // shard returns shard i's entry and its node's address.
 func (p *partView) shard(i int) (*metapb.Shard, string) {
@@ -264,7 +291,7 @@ func (p *partView) shardFailed(ctx context.Context, i int, id []byte, err error)
 	p.markFailed(i)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		resp, cerr := p.v.checkUnchanged(ctx)
+		resp, cerr := p.v.checkUnchanged(ctx, p.index)
 		if cerr != nil {
 			return false, cerr
 		}
@@ -282,33 +309,23 @@ func (p *partView) shardFailed(ctx context.Context, i int, id []byte, err error)
 	return false, nil
 }
 
-// checkUnchanged re-reads the record, and returns ErrClipChanged if the
-// key no longer maps to the pinned generation.
-func (v *clipView) checkUnchanged(ctx context.Context) (*metapb.GetClipResponse, error) {
-	resp, err := v.c.getClip(ctx, v.rec.Bucket, v.rec.Key)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return nil, fmt.Errorf("%w: %s/%s was deleted (read pinned generation %d)", ErrClipChanged, v.rec.Bucket, v.rec.Key, v.rec.Generation)
-	case err != nil:
-		return nil, err
-	case resp.Clip.Generation != v.rec.Generation || string(resp.Clip.ClipId) != string(v.rec.ClipId):
-		return nil, fmt.Errorf("%w: %s/%s is at generation %d, the read pinned %d", ErrClipChanged, v.rec.Bucket, v.rec.Key,
-			resp.Clip.Generation, v.rec.Generation)
-	}
-	return resp, nil
+// checkUnchanged re-reads part pi of the record, and returns
+// ErrClipChanged if the key no longer maps to the pinned generation.
+func (v *clipView) checkUnchanged(ctx context.Context, pi int) (*metapb.GetClipResponse, error) {
+	return v.fetch(ctx, &metapb.PartSelector{Position: uint32(pi) + 1})
 }
 
-// moved takes shard i's new place from a re-read record of the same
-// generation, if shard id moved from index i to a healthy shard (a
+// moved takes shard i's new place from a re-read of the part (of the same
+// generation), if shard id moved from index i to a healthy shard (a
 // drain's or a rebalance's move, or a repair), and reports whether it did.
 // The bytes are the same: a move copies them, a repair rebuilds them, both
 // verified. Concurrent reads that meet the same move all follow it.
 func (p *partView) moved(i int, id []byte, resp *metapb.GetClipResponse) bool {
 	parts := resp.GetClip().GetParts()
-	if len(parts) != len(p.v.rec.Parts) || i >= len(parts[p.index].Shards) {
+	if len(parts) != 1 || int(resp.FirstPart) != p.index || i >= len(parts[0].Shards) {
 		return false
 	}
-	now := parts[p.index].Shards[i]
+	now := parts[0].Shards[i]
 	if bytes.Equal(now.ShardId, id) || now.NodeId == "" || now.State != metapb.ShardState_SHARD_STATE_OK {
 		return false
 	}
@@ -378,15 +395,21 @@ func (v *clipView) flushReports(ctx context.Context, readErr error) {
 // readAt decodes the clip bytes [off, off+len(dst)) into dst, part by
 // part, each with its own streams, closed before the next part's open.
 func (v *clipView) readAt(ctx context.Context, dst []byte, off int64) error {
-	for r := range partRanges(v.rec.Parts, off, int64(len(dst))) {
-		p, err := v.part(r.part)
+	for len(dst) > 0 {
+		page, err := v.pageHolding(ctx, off, int64(len(dst)))
 		if err != nil {
 			return err
 		}
-		if err := p.readRange(ctx, r.off, r.n, dst[:r.n], nil, nil); err != nil {
-			return err
+		for r := range partRanges(page.parts, off, int64(len(dst))) {
+			p, err := v.part(page.first+r.part, page.parts[r.part])
+			if err != nil {
+				return err
+			}
+			if err := p.readRange(ctx, r.off, r.n, dst[:r.n], nil, nil); err != nil {
+				return err
+			}
+			dst, off = dst[r.n:], off+r.n
 		}
-		dst = dst[r.n:]
 	}
 	return nil
 }
@@ -437,12 +460,8 @@ func (p *partView) readRange(ctx context.Context, off, n int64, dst []byte, emit
 // record's: the whole clip's if the clip has one part, the part's if it
 // has several (such a record has no checksum of the whole clip).
 func (p *partView) checkContent(crc uint32) error {
-	want := p.v.rec.Parts[p.index].ContentCrc32C
-	if len(p.v.rec.Parts) == 1 {
-		want = p.v.rec.ContentCrc32C
-	}
-	if crc != want {
-		return fmt.Errorf("%w: %s: content checksum %08x, the record says %08x", ErrUnrecoverable, p.name(), crc, want)
+	if crc != p.crc {
+		return fmt.Errorf("%w: %s: content checksum %08x, the record says %08x", ErrUnrecoverable, p.name(), crc, p.crc)
 	}
 	return nil
 }
@@ -459,12 +478,13 @@ type GetOptions struct {
 // the whole-clip CRC32C is checked as well (of a clip written by a
 // multipart upload, each part's CRC32C at the end of the part), and a
 // mismatch is an error wrapping ErrUnrecoverable. The parts of a multipart
-// clip are read one after the other, so memory stays bounded whatever
-// their number. If the clip is overwritten or deleted during the read,
-// Get fails with ErrClipChanged; the bytes written before then all belong
-// to the generation it started with.
+// clip are read one after the other, and asked of meta a page at a time,
+// so memory stays bounded whatever their number (but for the PartInfo of
+// each in the ClipInfo returned). If the clip is overwritten or deleted
+// during the read, Get fails with ErrClipChanged; the bytes written before
+// then all belong to the generation it started with.
 func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts *GetOptions) (*ClipInfo, error) {
-	v, err := c.view(ctx, bucket, key)
+	v, err := c.view(ctx, bucket, key, &metapb.PartSelector{})
 	if err != nil {
 		return nil, err
 	}
@@ -474,7 +494,9 @@ func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts 
 	return v.info, nil
 }
 
-// get writes the whole clip to w, part after part.
+// get writes the whole clip to w, part after part, asking meta for the
+// pages of parts after the view's first as it goes. Each part is read
+// once: its view is not kept. It leaves every part in v.info.Parts.
 func (v *clipView) get(ctx context.Context, w io.Writer, opts *GetOptions) error {
 	var written int64
 	emit := func(b []byte) error {
@@ -489,29 +511,62 @@ func (v *clipView) get(ctx context.Context, w io.Writer, opts *GetOptions) error
 		}
 		return nil
 	}
-	for pi := range v.rec.Parts {
-		p := v.first
-		if pi > 0 { // read once: its view is not kept
+	v.mu.Lock()
+	page := v.mu.pages[0]
+	v.mu.Unlock()
+	infos := make([]PartInfo, 0, v.count)
+	for next := 0; next < v.count; next += len(page.parts) {
+		if page.first != next || len(page.parts) == 0 {
 			var err error
-			if p, err = v.newPart(pi); err != nil {
+			if page, err = v.fetchPage(ctx, &metapb.PartSelector{FirstPart: uint32(next)}); err != nil {
 				return err
 			}
+			if page.first != next || len(page.parts) == 0 {
+				return fmt.Errorf("%w: %s/%s: asked meta for the parts from %d, it answered %d from %d",
+					ErrUnrecoverable, v.rec.Bucket, v.rec.Key, next, len(page.parts), page.first)
+			}
 		}
-		var crc uint32
-		if err := p.readRange(ctx, 0, p.layout.Size(), nil, emit, &crc); err != nil {
-			return err
-		}
-		if err := p.checkContent(crc); err != nil {
-			return err
+		for i, part := range page.parts {
+			p, err := v.newPart(page.first+i, part)
+			if err != nil {
+				return err
+			}
+			var crc uint32
+			if err := p.readRange(ctx, 0, p.layout.Size(), nil, emit, &crc); err != nil {
+				return err
+			}
+			if err := p.checkContent(crc); err != nil {
+				return err
+			}
+			infos = append(infos, partInfoFromProto(part, 0))
 		}
 	}
+	v.info.Parts = infos
 	return nil
 }
 
 // Open returns a Reader of the clip's current generation. The Reader's
-// reads use ctx; cancelling it makes them fail.
+// reads use ctx; cancelling it makes them fail. Meta answers the record
+// with its first part: the Reader asks for the others as reads reach them.
 func (c *Client) Open(ctx context.Context, bucket, key string) (*Reader, error) {
-	v, err := c.view(ctx, bucket, key)
+	v, err := c.view(ctx, bucket, key, &metapb.PartSelector{MaxParts: 1})
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{v: v, ctx: ctx}, nil
+}
+
+// OpenPart is Open asking meta for the record with its n-th part only (n
+// counts from 1 in the clip's order: S3's partNumber, not the part's
+// number in its upload), so that Info describes that part: Info().Parts
+// holds it alone, or nothing if the clip has fewer than n parts
+// (Info().PartCount says how many it has; a clip written by Put has one,
+// numbered 0). The Reader reads the whole clip all the same.
+func (c *Client) OpenPart(ctx context.Context, bucket, key string, n int) (*Reader, error) {
+	if n < 1 || n > maxParts {
+		return nil, fmt.Errorf("%w: part %d outside 1..%d", ErrInvalidArgument, n, maxParts)
+	}
+	v, err := c.view(ctx, bucket, key, &metapb.PartSelector{Position: uint32(n)})
 	if err != nil {
 		return nil, err
 	}
@@ -541,7 +596,10 @@ type Reader struct {
 	}
 }
 
-// Info returns the record of the generation the Reader reads.
+// Info returns the record of the generation the Reader reads, with the
+// parts of meta's first answer only: the first part (OpenPart's: the part
+// asked for). PartCount is the clip's number of parts; Stat lists them
+// all.
 func (r *Reader) Info() *ClipInfo { return r.v.info }
 
 // Size returns the clip's size.
@@ -607,7 +665,12 @@ func (r *Reader) Read(p []byte) (int, error) {
 // streams of the one before: a Reader holds one part's streams at most.
 func (r *Reader) loadBlock(off int64) (err error) {
 	defer func() { r.v.flushReports(r.ctx, err) }()
-	p, err := r.v.part(partAt(r.v.rec.Parts, off))
+	page, err := r.v.pageHolding(r.ctx, off, 0)
+	if err != nil {
+		return err
+	}
+	pi := partAt(page.parts, off)
+	p, err := r.v.part(page.first+pi, page.parts[pi])
 	if err != nil {
 		return err
 	}

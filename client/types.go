@@ -86,8 +86,11 @@ type ClipInfo struct {
 	Checksums map[string]string
 	// Parts are the clip's parts in order: one for a clip written by Put,
 	// those chosen by CompleteUpload for a multipart upload's. Profile and
-	// Shards above are the first part's.
-	Parts []PartInfo
+	// Shards above are the first part's. Reader.Info and StatPart hold
+	// some of them only (Profile and Shards unset when not the first):
+	// PartCount is how many the clip has.
+	Parts     []PartInfo
+	PartCount int
 }
 
 // PartInfo is one part of a clip, or of a multipart upload in progress.
@@ -374,14 +377,17 @@ func shardStateFromProto(s metapb.ShardState) ShardState {
 	return ShardUnknown
 }
 
-func clipInfoFromProto(r *metapb.ClipRecord) *ClipInfo {
+// clipInfoFromProto describes a record whose parts are its parts from
+// index first on, of count in all (a record with every part: 0 and
+// len(r.Parts)).
+func clipInfoFromProto(r *metapb.ClipRecord, first, count int) *ClipInfo {
 	info := &ClipInfo{
 		Bucket: r.Bucket, Key: r.Key, ClipID: hex.EncodeToString(r.ClipId), Generation: r.Generation,
 		Size: int64(r.Size), CRC32C: r.ContentCrc32C, ContentType: r.ContentType,
 		Metadata: maps.Clone(r.UserMetadata), Capture: captureFromProto(r.Capture), Created: unixNano(r.CreatedUnixNano),
-		ETag: r.Etag, Checksums: maps.Clone(r.Checksums),
+		ETag: r.Etag, Checksums: maps.Clone(r.Checksums), PartCount: count,
 	}
-	if len(r.Parts) > 0 {
+	if len(r.Parts) > 0 && first == 0 {
 		p := r.Parts[0]
 		info.Profile = profileFromProto(p.Profile)
 		for _, s := range p.Shards {

@@ -101,6 +101,9 @@ type Config struct {
 	GCGrace time.Duration
 	// MinFreeBytes: nodes with less free space get no new shards.
 	MinFreeBytes uint64
+	// GetClipPageParts is the most parts of a record a GetClip answer
+	// carries when the request pages them (PartSelector); 0 means 1000.
+	GetClipPageParts int
 	// StateBatchInterval and StateBatchLimit bound how long and how many
 	// applied entries wait before the state file commits them (etcd's
 	// --backend-batch-interval and --backend-batch-limit): answers do not
@@ -211,6 +214,8 @@ func (c *Config) Validate() error {
 		return errors.New("meta config: StateBatchLimit must be at least 1")
 	case c.ApplyTimeout <= 0:
 		return errors.New("meta config: ApplyTimeout must be positive")
+	case c.GetClipPageParts < 0:
+		return errors.New("meta config: GetClipPageParts must not be negative")
 	}
 	return nil
 }

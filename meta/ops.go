@@ -191,6 +191,9 @@ func (n *Node) updateShard(ctx context.Context, req *pb.UpdateShardRequest) (*pb
 	return &pb.UpdateShardResponse{Repairs: n.repairs.work(req.NewShard.GetNodeId())}, nil
 }
 
+// getClip answers a clip's record: with every part, or, when the request
+// has a PartSelector, with the parts it chooses, a page at most (the nodes
+// listed are those of the parts answered).
 func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipResponse, error) {
 	resp := &pb.GetClipResponse{}
 	err := n.fsm.viewApplied(func(tx *bolt.Tx) error {
@@ -206,6 +209,9 @@ func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipRe
 			return err
 		}
 		resp.Clip = rec
+		if req.Parts != nil {
+			selectParts(resp, req.Parts, n.cfg.clipPageParts())
+		}
 		seen := map[string]bool{}
 		for _, part := range rec.Parts {
 			for _, s := range part.Shards {

@@ -170,6 +170,9 @@ func (s *service) GetClip(ctx context.Context, req *pb.GetClipRequest) (*pb.GetC
 	if err := ValidateKey(req.Key); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := validatePartSelector(req.Parts); err != nil {
+		return nil, toStatus(err)
+	}
 	return read(ctx, s.n, req, req.Read, s.n.getClip, pb.MetaServiceClient.GetClip)
 }
 

@@ -34,7 +34,9 @@ func (g *Gateway) headObject(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
-	info, err := g.cfg.Client.Stat(req.Context(), req.bucket, req.key)
+	// The record with the part asked for only (the first for the whole
+	// object): a clip of many parts is not read whole from meta.
+	info, err := g.cfg.Client.StatPart(req.Context(), req.bucket, req.key, max(part, 1))
 	if err != nil {
 		return err // a HEAD answer has no body: NoSuchKey and NoSuchBucket look alike
 	}
@@ -51,7 +53,7 @@ func (g *Gateway) getObject(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
-	r, err := g.cfg.Client.Open(req.Context(), req.bucket, req.key)
+	r, err := g.cfg.Client.OpenPart(req.Context(), req.bucket, req.key, max(part, 1))
 	if errors.Is(err, client.ErrNotFound) {
 		return g.notFoundError(req.Context(), req)
 	}
@@ -148,7 +150,8 @@ func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo, part
 // checksums if it is the whole object), or part number part, 1-based in
 // the object's order (that part's checksums). A part beyond the last is
 // InvalidPartNumber; part 1 of an object not written in parts is the whole
-// object.
+// object. With a part, info holds that part only (client.StatPart,
+// client.OpenPart), or none when the object has fewer.
 func objectSpan(req *request, info *client.ClipInfo, part int) (*span, map[string]string, error) {
 	if part == 0 {
 		sp, err := parseRange(req.Header.Get("Range"), info.Size)
@@ -164,20 +167,21 @@ func objectSpan(req *request, info *client.ClipInfo, part int) (*span, map[strin
 	switch {
 	case n == 0 && part == 1:
 		return &span{start: 0, length: info.Size, status: http.StatusOK}, info.Checksums, nil
-	case part > n:
+	case part > n || len(info.Parts) != 1:
 		return nil, nil, errInvalidPartNum
 	}
-	p := info.Parts[part-1]
+	p := info.Parts[0]
 	return &span{start: p.Offset, length: p.Size, status: http.StatusPartialContent}, p.Checksums, nil
 }
 
 // partsCount is the number of parts of an object written by a multipart
-// upload, 0 for one written whole.
+// upload, 0 for one written whole (one part, numbered 0). info holds its
+// first part, or, with a part asked for, that part (none past the last).
 func partsCount(info *client.ClipInfo) int {
-	if len(info.Parts) == 1 && info.Parts[0].Number == 0 {
-		return 0
+	if info.PartCount == 1 && (len(info.Parts) == 0 || info.Parts[0].Number == 0) {
+		return 0 // a part past the only one is refused either way
 	}
-	return len(info.Parts)
+	return info.PartCount
 }
 
 // setChecksumHeaders sets the checksum headers of an answer: a composite

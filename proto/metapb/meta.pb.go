@@ -245,6 +245,60 @@ func (RebalanceAction) EnumDescriptor() ([]byte, []int) {
 	return file_meta_proto_rawDescGZIP(), []int{3}
 }
 
+// Access is what a grant allows on a bucket. ADMIN includes READ and
+// WRITE.
+type Access int32
+
+const (
+	Access_ACCESS_UNSPECIFIED Access = 0
+	Access_ACCESS_READ        Access = 1 // get, head, list
+	Access_ACCESS_WRITE       Access = 2 // put, delete, multipart uploads
+	Access_ACCESS_ADMIN       Access = 3 // the above, and create, delete and configure the bucket
+)
+
+// Enum value maps for Access.
+var (
+	Access_name = map[int32]string{
+		0: "ACCESS_UNSPECIFIED",
+		1: "ACCESS_READ",
+		2: "ACCESS_WRITE",
+		3: "ACCESS_ADMIN",
+	}
+	Access_value = map[string]int32{
+		"ACCESS_UNSPECIFIED": 0,
+		"ACCESS_READ":        1,
+		"ACCESS_WRITE":       2,
+		"ACCESS_ADMIN":       3,
+	}
+)
+
+func (x Access) Enum() *Access {
+	p := new(Access)
+	*p = x
+	return p
+}
+
+func (x Access) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Access) Descriptor() protoreflect.EnumDescriptor {
+	return file_meta_proto_enumTypes[4].Descriptor()
+}
+
+func (Access) Type() protoreflect.EnumType {
+	return &file_meta_proto_enumTypes[4]
+}
+
+func (x Access) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Access.Descriptor instead.
+func (Access) EnumDescriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{4}
+}
+
 // ReadOptions choose a read's consistency.
 type ReadOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -358,6 +412,7 @@ type Bucket struct {
 	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	DefaultProfile  *ECProfile             `protobuf:"bytes,2,opt,name=default_profile,json=defaultProfile,proto3" json:"default_profile,omitempty"`
 	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	Settings        *Settings              `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"` // the bucket's own; an empty field: the cluster's
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -413,18 +468,205 @@ func (x *Bucket) GetCreatedUnixNano() int64 {
 	return 0
 }
 
+func (x *Bucket) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// Settings are the cluster's settings, or one bucket's (where an empty
+// field takes the cluster's). Gateways read them from here, so that every
+// gateway behind one load balancer behaves the same.
+type Settings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The S3 gateway's ETags: "md5" (the default: S3's) or "fast" (the clip
+	// id, "<hex>-1": no MD5 of the bytes).
+	EtagMode      string `protobuf:"bytes,1,opt,name=etag_mode,json=etagMode,proto3" json:"etag_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Settings) Reset() {
+	*x = Settings{}
+	mi := &file_meta_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Settings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Settings) ProtoMessage() {}
+
+func (x *Settings) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Settings.ProtoReflect.Descriptor instead.
+func (*Settings) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Settings) GetEtagMode() string {
+	if x != nil {
+		return x.EtagMode
+	}
+	return ""
+}
+
+// SettingsRequest reads or changes the cluster's settings or a bucket's.
+type SettingsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Bucket    string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"` // empty: the cluster's
+	// Set: change it. On a bucket, "" goes back to the cluster's.
+	EtagMode      *string      `protobuf:"bytes,3,opt,name=etag_mode,json=etagMode,proto3,oneof" json:"etag_mode,omitempty"`
+	Read          *ReadOptions `protobuf:"bytes,4,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettingsRequest) Reset() {
+	*x = SettingsRequest{}
+	mi := &file_meta_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettingsRequest) ProtoMessage() {}
+
+func (x *SettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettingsRequest.ProtoReflect.Descriptor instead.
+func (*SettingsRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SettingsRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *SettingsRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *SettingsRequest) GetEtagMode() string {
+	if x != nil && x.EtagMode != nil {
+		return *x.EtagMode
+	}
+	return ""
+}
+
+func (x *SettingsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type SettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Settings              `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Bucket        *Settings              `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`       // the bucket's own, when one was named
+	Effective     *Settings              `protobuf:"bytes,3,opt,name=effective,proto3" json:"effective,omitempty"` // what applies: the bucket's, else the cluster's, else the defaults
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettingsResponse) Reset() {
+	*x = SettingsResponse{}
+	mi := &file_meta_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettingsResponse) ProtoMessage() {}
+
+func (x *SettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettingsResponse.ProtoReflect.Descriptor instead.
+func (*SettingsResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SettingsResponse) GetCluster() *Settings {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+func (x *SettingsResponse) GetBucket() *Settings {
+	if x != nil {
+		return x.Bucket
+	}
+	return nil
+}
+
+func (x *SettingsResponse) GetEffective() *Settings {
+	if x != nil {
+		return x.Effective
+	}
+	return nil
+}
+
 type CreateBucketRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	RequestId      []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`                // idempotency key, 16 random bytes; empty: none
 	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`                                           // 3-63 of a-z 0-9 . -, as S3 names buckets
 	DefaultProfile *ECProfile             `protobuf:"bytes,3,opt,name=default_profile,json=defaultProfile,proto3" json:"default_profile,omitempty"` // unset: the cluster default
+	Settings       *Settings              `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateBucketRequest) Reset() {
 	*x = CreateBucketRequest{}
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_meta_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +678,7 @@ func (x *CreateBucketRequest) String() string {
 func (*CreateBucketRequest) ProtoMessage() {}
 
 func (x *CreateBucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_meta_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +691,7 @@ func (x *CreateBucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateBucketRequest.ProtoReflect.Descriptor instead.
 func (*CreateBucketRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{3}
+	return file_meta_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateBucketRequest) GetRequestId() []byte {
@@ -473,6 +715,13 @@ func (x *CreateBucketRequest) GetDefaultProfile() *ECProfile {
 	return nil
 }
 
+func (x *CreateBucketRequest) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 type CreateBucketResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Bucket        *Bucket                `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
@@ -482,7 +731,7 @@ type CreateBucketResponse struct {
 
 func (x *CreateBucketResponse) Reset() {
 	*x = CreateBucketResponse{}
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +743,7 @@ func (x *CreateBucketResponse) String() string {
 func (*CreateBucketResponse) ProtoMessage() {}
 
 func (x *CreateBucketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +756,7 @@ func (x *CreateBucketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateBucketResponse.ProtoReflect.Descriptor instead.
 func (*CreateBucketResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{4}
+	return file_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateBucketResponse) GetBucket() *Bucket {
@@ -527,7 +776,7 @@ type DeleteBucketRequest struct {
 
 func (x *DeleteBucketRequest) Reset() {
 	*x = DeleteBucketRequest{}
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_meta_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +788,7 @@ func (x *DeleteBucketRequest) String() string {
 func (*DeleteBucketRequest) ProtoMessage() {}
 
 func (x *DeleteBucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_meta_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +801,7 @@ func (x *DeleteBucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBucketRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBucketRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{5}
+	return file_meta_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteBucketRequest) GetRequestId() []byte {
@@ -577,7 +826,7 @@ type DeleteBucketResponse struct {
 
 func (x *DeleteBucketResponse) Reset() {
 	*x = DeleteBucketResponse{}
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +838,7 @@ func (x *DeleteBucketResponse) String() string {
 func (*DeleteBucketResponse) ProtoMessage() {}
 
 func (x *DeleteBucketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +851,7 @@ func (x *DeleteBucketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBucketResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBucketResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{6}
+	return file_meta_proto_rawDescGZIP(), []int{9}
 }
 
 type ListBucketsRequest struct {
@@ -614,7 +863,7 @@ type ListBucketsRequest struct {
 
 func (x *ListBucketsRequest) Reset() {
 	*x = ListBucketsRequest{}
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +875,7 @@ func (x *ListBucketsRequest) String() string {
 func (*ListBucketsRequest) ProtoMessage() {}
 
 func (x *ListBucketsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +888,7 @@ func (x *ListBucketsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBucketsRequest.ProtoReflect.Descriptor instead.
 func (*ListBucketsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{7}
+	return file_meta_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListBucketsRequest) GetRead() *ReadOptions {
@@ -658,7 +907,7 @@ type ListBucketsResponse struct {
 
 func (x *ListBucketsResponse) Reset() {
 	*x = ListBucketsResponse{}
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_meta_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +919,7 @@ func (x *ListBucketsResponse) String() string {
 func (*ListBucketsResponse) ProtoMessage() {}
 
 func (x *ListBucketsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_meta_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +932,7 @@ func (x *ListBucketsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBucketsResponse.ProtoReflect.Descriptor instead.
 func (*ListBucketsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{8}
+	return file_meta_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListBucketsResponse) GetBuckets() []*Bucket {
@@ -708,7 +957,7 @@ type Shard struct {
 
 func (x *Shard) Reset() {
 	*x = Shard{}
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_meta_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +969,7 @@ func (x *Shard) String() string {
 func (*Shard) ProtoMessage() {}
 
 func (x *Shard) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_meta_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +982,7 @@ func (x *Shard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shard.ProtoReflect.Descriptor instead.
 func (*Shard) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{9}
+	return file_meta_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Shard) GetIndex() uint32 {
@@ -798,7 +1047,7 @@ type Part struct {
 
 func (x *Part) Reset() {
 	*x = Part{}
-	mi := &file_meta_proto_msgTypes[10]
+	mi := &file_meta_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1059,7 @@ func (x *Part) String() string {
 func (*Part) ProtoMessage() {}
 
 func (x *Part) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[10]
+	mi := &file_meta_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1072,7 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Part.ProtoReflect.Descriptor instead.
 func (*Part) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{10}
+	return file_meta_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Part) GetProfile() *ECProfile {
@@ -896,7 +1145,7 @@ type CaptureAttributes struct {
 
 func (x *CaptureAttributes) Reset() {
 	*x = CaptureAttributes{}
-	mi := &file_meta_proto_msgTypes[11]
+	mi := &file_meta_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1157,7 @@ func (x *CaptureAttributes) String() string {
 func (*CaptureAttributes) ProtoMessage() {}
 
 func (x *CaptureAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[11]
+	mi := &file_meta_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1170,7 @@ func (x *CaptureAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureAttributes.ProtoReflect.Descriptor instead.
 func (*CaptureAttributes) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{11}
+	return file_meta_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CaptureAttributes) GetVehicleId() string {
@@ -984,7 +1233,7 @@ type ClipRecord struct {
 
 func (x *ClipRecord) Reset() {
 	*x = ClipRecord{}
-	mi := &file_meta_proto_msgTypes[12]
+	mi := &file_meta_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1245,7 @@ func (x *ClipRecord) String() string {
 func (*ClipRecord) ProtoMessage() {}
 
 func (x *ClipRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[12]
+	mi := &file_meta_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1258,7 @@ func (x *ClipRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClipRecord.ProtoReflect.Descriptor instead.
 func (*ClipRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{12}
+	return file_meta_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClipRecord) GetBucket() string {
@@ -1114,7 +1363,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_meta_proto_msgTypes[13]
+	mi := &file_meta_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1375,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[13]
+	mi := &file_meta_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1388,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{13}
+	return file_meta_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeAddress) GetNodeId() string {
@@ -1169,7 +1418,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_meta_proto_msgTypes[14]
+	mi := &file_meta_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1430,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[14]
+	mi := &file_meta_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1443,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{14}
+	return file_meta_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Target) GetIndex() uint32 {
@@ -1238,7 +1487,7 @@ type Spare struct {
 
 func (x *Spare) Reset() {
 	*x = Spare{}
-	mi := &file_meta_proto_msgTypes[15]
+	mi := &file_meta_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1499,7 @@ func (x *Spare) String() string {
 func (*Spare) ProtoMessage() {}
 
 func (x *Spare) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[15]
+	mi := &file_meta_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1512,7 @@ func (x *Spare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Spare.ProtoReflect.Descriptor instead.
 func (*Spare) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{15}
+	return file_meta_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Spare) GetNodeId() string {
@@ -1299,7 +1548,7 @@ type BeginPutRequest struct {
 
 func (x *BeginPutRequest) Reset() {
 	*x = BeginPutRequest{}
-	mi := &file_meta_proto_msgTypes[16]
+	mi := &file_meta_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1560,7 @@ func (x *BeginPutRequest) String() string {
 func (*BeginPutRequest) ProtoMessage() {}
 
 func (x *BeginPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[16]
+	mi := &file_meta_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1573,7 @@ func (x *BeginPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPutRequest.ProtoReflect.Descriptor instead.
 func (*BeginPutRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{16}
+	return file_meta_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BeginPutRequest) GetBucket() string {
@@ -1371,7 +1620,7 @@ type BeginPutResponse struct {
 
 func (x *BeginPutResponse) Reset() {
 	*x = BeginPutResponse{}
-	mi := &file_meta_proto_msgTypes[17]
+	mi := &file_meta_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1632,7 @@ func (x *BeginPutResponse) String() string {
 func (*BeginPutResponse) ProtoMessage() {}
 
 func (x *BeginPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[17]
+	mi := &file_meta_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1645,7 @@ func (x *BeginPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPutResponse.ProtoReflect.Descriptor instead.
 func (*BeginPutResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{17}
+	return file_meta_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BeginPutResponse) GetUploadId() []byte {
@@ -1467,7 +1716,7 @@ type CommitPutRequest struct {
 
 func (x *CommitPutRequest) Reset() {
 	*x = CommitPutRequest{}
-	mi := &file_meta_proto_msgTypes[18]
+	mi := &file_meta_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1728,7 @@ func (x *CommitPutRequest) String() string {
 func (*CommitPutRequest) ProtoMessage() {}
 
 func (x *CommitPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[18]
+	mi := &file_meta_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1741,7 @@ func (x *CommitPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPutRequest.ProtoReflect.Descriptor instead.
 func (*CommitPutRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{18}
+	return file_meta_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommitPutRequest) GetRequestId() []byte {
@@ -1617,7 +1866,7 @@ type CommitPutResponse struct {
 
 func (x *CommitPutResponse) Reset() {
 	*x = CommitPutResponse{}
-	mi := &file_meta_proto_msgTypes[19]
+	mi := &file_meta_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1878,7 @@ func (x *CommitPutResponse) String() string {
 func (*CommitPutResponse) ProtoMessage() {}
 
 func (x *CommitPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[19]
+	mi := &file_meta_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1891,7 @@ func (x *CommitPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPutResponse.ProtoReflect.Descriptor instead.
 func (*CommitPutResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{19}
+	return file_meta_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CommitPutResponse) GetClip() *ClipRecord {
@@ -1660,17 +1909,21 @@ func (x *CommitPutResponse) GetReplacedGeneration() uint64 {
 }
 
 type GetClipRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Read          *ReadOptions           `protobuf:"bytes,3,opt,name=read,proto3" json:"read,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Bucket string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key    string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Read   *ReadOptions           `protobuf:"bytes,3,opt,name=read,proto3" json:"read,omitempty"`
+	// Which of the record's parts the answer carries (a record written by a
+	// multipart upload has up to 10,000, each with its k+m shards); unset:
+	// all of them. The record's own fields always come whole.
+	Parts         *PartSelector `protobuf:"bytes,4,opt,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetClipRequest) Reset() {
 	*x = GetClipRequest{}
-	mi := &file_meta_proto_msgTypes[20]
+	mi := &file_meta_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1935,7 @@ func (x *GetClipRequest) String() string {
 func (*GetClipRequest) ProtoMessage() {}
 
 func (x *GetClipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[20]
+	mi := &file_meta_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1948,7 @@ func (x *GetClipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClipRequest.ProtoReflect.Descriptor instead.
 func (*GetClipRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{20}
+	return file_meta_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetClipRequest) GetBucket() string {
@@ -1719,17 +1972,116 @@ func (x *GetClipRequest) GetRead() *ReadOptions {
 	return nil
 }
 
+func (x *GetClipRequest) GetParts() *PartSelector {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// PartSelector pages through a record's parts. It chooses the parts, from
+// index first_part on, that overlap the clip bytes [offset, offset+length)
+// (a part of no bytes: whose offset is in the range), and the answer
+// carries at most max_parts of them; or else the one part at position.
+type PartSelector struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Offset    int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`                        // not negative
+	Length    *int64                 `protobuf:"varint,2,opt,name=length,proto3,oneof" json:"length,omitempty"`                  // not negative; unset: to the end of the clip
+	FirstPart uint32                 `protobuf:"varint,3,opt,name=first_part,json=firstPart,proto3" json:"first_part,omitempty"` // the index of the first part to consider (the next page's)
+	// At most this many parts; 0, or more than meta's page size (1000 by
+	// default): meta's page size.
+	MaxParts uint32 `protobuf:"varint,4,opt,name=max_parts,json=maxParts,proto3" json:"max_parts,omitempty"`
+	// The one part at this 1-based position in the record's order (S3's
+	// partNumber: not Part.number, which may skip numbers); 0: none. It
+	// excludes the fields above.
+	Position      uint32 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartSelector) Reset() {
+	*x = PartSelector{}
+	mi := &file_meta_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartSelector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartSelector) ProtoMessage() {}
+
+func (x *PartSelector) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartSelector.ProtoReflect.Descriptor instead.
+func (*PartSelector) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PartSelector) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *PartSelector) GetLength() int64 {
+	if x != nil && x.Length != nil {
+		return *x.Length
+	}
+	return 0
+}
+
+func (x *PartSelector) GetFirstPart() uint32 {
+	if x != nil {
+		return x.FirstPart
+	}
+	return 0
+}
+
+func (x *PartSelector) GetMaxParts() uint32 {
+	if x != nil {
+		return x.MaxParts
+	}
+	return 0
+}
+
+func (x *PartSelector) GetPosition() uint32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 type GetClipResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clip          *ClipRecord            `protobuf:"bytes,1,opt,name=clip,proto3" json:"clip,omitempty"`
-	Nodes         []*NodeAddress         `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"` // the nodes its shards are on
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Clip  *ClipRecord            `protobuf:"bytes,1,opt,name=clip,proto3" json:"clip,omitempty"`   // with the parts chosen only, if the request chose
+	Nodes []*NodeAddress         `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"` // the nodes its parts' shards are on
+	// Set when the request had a PartSelector (0 from a meta that predates
+	// it, whose answer has every part):
+	PartCount uint32 `protobuf:"varint,3,opt,name=part_count,json=partCount,proto3" json:"part_count,omitempty"` // the record's parts
+	FirstPart uint32 `protobuf:"varint,4,opt,name=first_part,json=firstPart,proto3" json:"first_part,omitempty"` // the index in the record of clip.parts[0]
+	// More parts the selector chose follow the last one in clip.parts: ask
+	// again with first_part = first_part + len(clip.parts).
+	MoreParts     bool `protobuf:"varint,5,opt,name=more_parts,json=moreParts,proto3" json:"more_parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetClipResponse) Reset() {
 	*x = GetClipResponse{}
-	mi := &file_meta_proto_msgTypes[21]
+	mi := &file_meta_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +2093,7 @@ func (x *GetClipResponse) String() string {
 func (*GetClipResponse) ProtoMessage() {}
 
 func (x *GetClipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[21]
+	mi := &file_meta_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +2106,7 @@ func (x *GetClipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClipResponse.ProtoReflect.Descriptor instead.
 func (*GetClipResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{21}
+	return file_meta_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetClipResponse) GetClip() *ClipRecord {
@@ -1771,6 +2123,27 @@ func (x *GetClipResponse) GetNodes() []*NodeAddress {
 	return nil
 }
 
+func (x *GetClipResponse) GetPartCount() uint32 {
+	if x != nil {
+		return x.PartCount
+	}
+	return 0
+}
+
+func (x *GetClipResponse) GetFirstPart() uint32 {
+	if x != nil {
+		return x.FirstPart
+	}
+	return 0
+}
+
+func (x *GetClipResponse) GetMoreParts() bool {
+	if x != nil {
+		return x.MoreParts
+	}
+	return false
+}
+
 type ListClipsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
@@ -1784,7 +2157,7 @@ type ListClipsRequest struct {
 
 func (x *ListClipsRequest) Reset() {
 	*x = ListClipsRequest{}
-	mi := &file_meta_proto_msgTypes[22]
+	mi := &file_meta_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +2169,7 @@ func (x *ListClipsRequest) String() string {
 func (*ListClipsRequest) ProtoMessage() {}
 
 func (x *ListClipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[22]
+	mi := &file_meta_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +2182,7 @@ func (x *ListClipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClipsRequest.ProtoReflect.Descriptor instead.
 func (*ListClipsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{22}
+	return file_meta_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListClipsRequest) GetBucket() string {
@@ -1861,7 +2234,7 @@ type ClipEntry struct {
 
 func (x *ClipEntry) Reset() {
 	*x = ClipEntry{}
-	mi := &file_meta_proto_msgTypes[23]
+	mi := &file_meta_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2246,7 @@ func (x *ClipEntry) String() string {
 func (*ClipEntry) ProtoMessage() {}
 
 func (x *ClipEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[23]
+	mi := &file_meta_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2259,7 @@ func (x *ClipEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClipEntry.ProtoReflect.Descriptor instead.
 func (*ClipEntry) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{23}
+	return file_meta_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClipEntry) GetKey() string {
@@ -1941,7 +2314,7 @@ type ListClipsResponse struct {
 
 func (x *ListClipsResponse) Reset() {
 	*x = ListClipsResponse{}
-	mi := &file_meta_proto_msgTypes[24]
+	mi := &file_meta_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2326,7 @@ func (x *ListClipsResponse) String() string {
 func (*ListClipsResponse) ProtoMessage() {}
 
 func (x *ListClipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[24]
+	mi := &file_meta_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2339,7 @@ func (x *ListClipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClipsResponse.ProtoReflect.Descriptor instead.
 func (*ListClipsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{24}
+	return file_meta_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListClipsResponse) GetClips() []*ClipEntry {
@@ -1995,7 +2368,7 @@ type DeleteClipRequest struct {
 
 func (x *DeleteClipRequest) Reset() {
 	*x = DeleteClipRequest{}
-	mi := &file_meta_proto_msgTypes[25]
+	mi := &file_meta_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2380,7 @@ func (x *DeleteClipRequest) String() string {
 func (*DeleteClipRequest) ProtoMessage() {}
 
 func (x *DeleteClipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[25]
+	mi := &file_meta_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2393,7 @@ func (x *DeleteClipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClipRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClipRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{25}
+	return file_meta_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteClipRequest) GetRequestId() []byte {
@@ -2060,7 +2433,7 @@ type DeleteClipResponse struct {
 
 func (x *DeleteClipResponse) Reset() {
 	*x = DeleteClipResponse{}
-	mi := &file_meta_proto_msgTypes[26]
+	mi := &file_meta_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2445,7 @@ func (x *DeleteClipResponse) String() string {
 func (*DeleteClipResponse) ProtoMessage() {}
 
 func (x *DeleteClipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[26]
+	mi := &file_meta_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2458,7 @@ func (x *DeleteClipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClipResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClipResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{26}
+	return file_meta_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteClipResponse) GetDeletedGeneration() uint64 {
@@ -2112,7 +2485,7 @@ type ReportShardRequest struct {
 
 func (x *ReportShardRequest) Reset() {
 	*x = ReportShardRequest{}
-	mi := &file_meta_proto_msgTypes[27]
+	mi := &file_meta_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2497,7 @@ func (x *ReportShardRequest) String() string {
 func (*ReportShardRequest) ProtoMessage() {}
 
 func (x *ReportShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[27]
+	mi := &file_meta_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2510,7 @@ func (x *ReportShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportShardRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{27}
+	return file_meta_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReportShardRequest) GetRequestId() []byte {
@@ -2212,7 +2585,7 @@ type ReportShardResponse struct {
 
 func (x *ReportShardResponse) Reset() {
 	*x = ReportShardResponse{}
-	mi := &file_meta_proto_msgTypes[28]
+	mi := &file_meta_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2597,7 @@ func (x *ReportShardResponse) String() string {
 func (*ReportShardResponse) ProtoMessage() {}
 
 func (x *ReportShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[28]
+	mi := &file_meta_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2610,7 @@ func (x *ReportShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportShardResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{28}
+	return file_meta_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReportShardResponse) GetApplied() bool {
@@ -2263,13 +2636,16 @@ type UpdateShardRequest struct {
 	// caller's value is ignored): the replaced shard, healthy, is deleted no
 	// sooner, so that reads holding the old record finish.
 	OldDeleteAfterUnixNano int64 `protobuf:"varint,9,opt,name=old_delete_after_unix_nano,json=oldDeleteAfterUnixNano,proto3" json:"old_delete_after_unix_nano,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// A part of a multipart upload in progress (RepairWork.upload_id): part
+	// is its number, generation 0.
+	UploadId      []byte `protobuf:"bytes,10,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateShardRequest) Reset() {
 	*x = UpdateShardRequest{}
-	mi := &file_meta_proto_msgTypes[29]
+	mi := &file_meta_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2657,7 @@ func (x *UpdateShardRequest) String() string {
 func (*UpdateShardRequest) ProtoMessage() {}
 
 func (x *UpdateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[29]
+	mi := &file_meta_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2670,7 @@ func (x *UpdateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateShardRequest.ProtoReflect.Descriptor instead.
 func (*UpdateShardRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{29}
+	return file_meta_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateShardRequest) GetRequestId() []byte {
@@ -2360,6 +2736,13 @@ func (x *UpdateShardRequest) GetOldDeleteAfterUnixNano() int64 {
 	return 0
 }
 
+func (x *UpdateShardRequest) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
 type UpdateShardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The repairs and moves the reporting node is to run next, planned
@@ -2372,7 +2755,7 @@ type UpdateShardResponse struct {
 
 func (x *UpdateShardResponse) Reset() {
 	*x = UpdateShardResponse{}
-	mi := &file_meta_proto_msgTypes[30]
+	mi := &file_meta_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2767,7 @@ func (x *UpdateShardResponse) String() string {
 func (*UpdateShardResponse) ProtoMessage() {}
 
 func (x *UpdateShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[30]
+	mi := &file_meta_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2780,7 @@ func (x *UpdateShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateShardResponse.ProtoReflect.Descriptor instead.
 func (*UpdateShardResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{30}
+	return file_meta_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateShardResponse) GetRepairs() []*RepairWork {
@@ -2424,7 +2807,7 @@ type DiskStatus struct {
 
 func (x *DiskStatus) Reset() {
 	*x = DiskStatus{}
-	mi := &file_meta_proto_msgTypes[31]
+	mi := &file_meta_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2819,7 @@ func (x *DiskStatus) String() string {
 func (*DiskStatus) ProtoMessage() {}
 
 func (x *DiskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[31]
+	mi := &file_meta_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2832,7 @@ func (x *DiskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiskStatus.ProtoReflect.Descriptor instead.
 func (*DiskStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{31}
+	return file_meta_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DiskStatus) GetPath() string {
@@ -2511,7 +2894,7 @@ type ShardLosses struct {
 
 func (x *ShardLosses) Reset() {
 	*x = ShardLosses{}
-	mi := &file_meta_proto_msgTypes[32]
+	mi := &file_meta_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2906,7 @@ func (x *ShardLosses) String() string {
 func (*ShardLosses) ProtoMessage() {}
 
 func (x *ShardLosses) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[32]
+	mi := &file_meta_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2919,7 @@ func (x *ShardLosses) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardLosses.ProtoReflect.Descriptor instead.
 func (*ShardLosses) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{32}
+	return file_meta_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ShardLosses) GetScrub() uint64 {
@@ -2599,7 +2982,7 @@ type StorageNode struct {
 
 func (x *StorageNode) Reset() {
 	*x = StorageNode{}
-	mi := &file_meta_proto_msgTypes[33]
+	mi := &file_meta_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2994,7 @@ func (x *StorageNode) String() string {
 func (*StorageNode) ProtoMessage() {}
 
 func (x *StorageNode) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[33]
+	mi := &file_meta_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +3007,7 @@ func (x *StorageNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageNode.ProtoReflect.Descriptor instead.
 func (*StorageNode) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{33}
+	return file_meta_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StorageNode) GetNodeId() string {
@@ -2786,7 +3169,7 @@ type SetNodeAdminStateRequest struct {
 
 func (x *SetNodeAdminStateRequest) Reset() {
 	*x = SetNodeAdminStateRequest{}
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2798,7 +3181,7 @@ func (x *SetNodeAdminStateRequest) String() string {
 func (*SetNodeAdminStateRequest) ProtoMessage() {}
 
 func (x *SetNodeAdminStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2811,7 +3194,7 @@ func (x *SetNodeAdminStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeAdminStateRequest.ProtoReflect.Descriptor instead.
 func (*SetNodeAdminStateRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{34}
+	return file_meta_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetNodeAdminStateRequest) GetRequestId() []byte {
@@ -2865,7 +3248,7 @@ type SetNodeAdminStateResponse struct {
 
 func (x *SetNodeAdminStateResponse) Reset() {
 	*x = SetNodeAdminStateResponse{}
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2877,7 +3260,7 @@ func (x *SetNodeAdminStateResponse) String() string {
 func (*SetNodeAdminStateResponse) ProtoMessage() {}
 
 func (x *SetNodeAdminStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2890,7 +3273,7 @@ func (x *SetNodeAdminStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeAdminStateResponse.ProtoReflect.Descriptor instead.
 func (*SetNodeAdminStateResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{35}
+	return file_meta_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetNodeAdminStateResponse) GetNode() *StorageNode {
@@ -2913,7 +3296,7 @@ type RebalanceRequest struct {
 
 func (x *RebalanceRequest) Reset() {
 	*x = RebalanceRequest{}
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3308,7 @@ func (x *RebalanceRequest) String() string {
 func (*RebalanceRequest) ProtoMessage() {}
 
 func (x *RebalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3321,7 @@ func (x *RebalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceRequest.ProtoReflect.Descriptor instead.
 func (*RebalanceRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{36}
+	return file_meta_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RebalanceRequest) GetRequestId() []byte {
@@ -2977,7 +3360,7 @@ type RebalanceState struct {
 
 func (x *RebalanceState) Reset() {
 	*x = RebalanceState{}
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3372,7 @@ func (x *RebalanceState) String() string {
 func (*RebalanceState) ProtoMessage() {}
 
 func (x *RebalanceState) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3385,7 @@ func (x *RebalanceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceState.ProtoReflect.Descriptor instead.
 func (*RebalanceState) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{37}
+	return file_meta_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RebalanceState) GetRunning() bool {
@@ -3062,7 +3445,7 @@ type NodeBalance struct {
 
 func (x *NodeBalance) Reset() {
 	*x = NodeBalance{}
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3457,7 @@ func (x *NodeBalance) String() string {
 func (*NodeBalance) ProtoMessage() {}
 
 func (x *NodeBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3470,7 @@ func (x *NodeBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeBalance.ProtoReflect.Descriptor instead.
 func (*NodeBalance) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{38}
+	return file_meta_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *NodeBalance) GetNodeId() string {
@@ -3159,7 +3542,7 @@ type RebalanceResponse struct {
 
 func (x *RebalanceResponse) Reset() {
 	*x = RebalanceResponse{}
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3554,7 @@ func (x *RebalanceResponse) String() string {
 func (*RebalanceResponse) ProtoMessage() {}
 
 func (x *RebalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3567,7 @@ func (x *RebalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceResponse.ProtoReflect.Descriptor instead.
 func (*RebalanceResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{39}
+	return file_meta_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RebalanceResponse) GetState() *RebalanceState {
@@ -3274,7 +3657,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3286,7 +3669,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3299,7 +3682,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{40}
+	return file_meta_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveNodeRequest) GetRequestId() []byte {
@@ -3324,7 +3707,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3336,7 +3719,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3349,7 +3732,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{41}
+	return file_meta_proto_rawDescGZIP(), []int{45}
 }
 
 type RegisterNodeRequest struct {
@@ -3365,7 +3748,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3760,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3773,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{42}
+	return file_meta_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RegisterNodeRequest) GetRequestId() []byte {
@@ -3437,7 +3820,7 @@ type RegisterNodeResponse struct {
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3832,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3845,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{43}
+	return file_meta_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RegisterNodeResponse) GetNode() *StorageNode {
@@ -3507,7 +3890,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3902,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3915,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{44}
+	return file_meta_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -3651,7 +4034,7 @@ type ScrubStatus struct {
 
 func (x *ScrubStatus) Reset() {
 	*x = ScrubStatus{}
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +4046,7 @@ func (x *ScrubStatus) String() string {
 func (*ScrubStatus) ProtoMessage() {}
 
 func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +4059,7 @@ func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubStatus.ProtoReflect.Descriptor instead.
 func (*ScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{45}
+	return file_meta_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ScrubStatus) GetRunning() bool {
@@ -3766,7 +4149,7 @@ type DeleteShardWork struct {
 
 func (x *DeleteShardWork) Reset() {
 	*x = DeleteShardWork{}
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3778,7 +4161,7 @@ func (x *DeleteShardWork) String() string {
 func (*DeleteShardWork) ProtoMessage() {}
 
 func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3791,7 +4174,7 @@ func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShardWork.ProtoReflect.Descriptor instead.
 func (*DeleteShardWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{46}
+	return file_meta_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DeleteShardWork) GetShardId() []byte {
@@ -3814,7 +4197,7 @@ type ShardSource struct {
 
 func (x *ShardSource) Reset() {
 	*x = ShardSource{}
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3826,7 +4209,7 @@ func (x *ShardSource) String() string {
 func (*ShardSource) ProtoMessage() {}
 
 func (x *ShardSource) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3839,7 +4222,7 @@ func (x *ShardSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSource.ProtoReflect.Descriptor instead.
 func (*ShardSource) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{47}
+	return file_meta_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ShardSource) GetIndex() uint32 {
@@ -3898,14 +4281,17 @@ type RepairWork struct {
 	CopyFrom *ShardSource `protobuf:"bytes,13,opt,name=copy_from,json=copyFrom,proto3" json:"copy_from,omitempty"`
 	// The most bytes per second the task may copy or rebuild (its share of
 	// the cluster-wide limit); 0: no bound. Its deadline allows for it.
-	BytesPerSec   uint64 `protobuf:"varint,14,opt,name=bytes_per_sec,json=bytesPerSec,proto3" json:"bytes_per_sec,omitempty"`
+	BytesPerSec uint64 `protobuf:"varint,14,opt,name=bytes_per_sec,json=bytesPerSec,proto3" json:"bytes_per_sec,omitempty"`
+	// Set for a part of a multipart upload in progress: part is then its
+	// number, and generation 0. The update sends it back.
+	UploadId      []byte `protobuf:"bytes,15,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RepairWork) Reset() {
 	*x = RepairWork{}
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4303,7 @@ func (x *RepairWork) String() string {
 func (*RepairWork) ProtoMessage() {}
 
 func (x *RepairWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4316,7 @@ func (x *RepairWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairWork.ProtoReflect.Descriptor instead.
 func (*RepairWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{48}
+	return file_meta_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RepairWork) GetTaskId() []byte {
@@ -4031,6 +4417,13 @@ func (x *RepairWork) GetBytesPerSec() uint64 {
 	return 0
 }
 
+func (x *RepairWork) GetUploadId() []byte {
+	if x != nil {
+		return x.UploadId
+	}
+	return nil
+}
+
 type HeartbeatResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Deletes    []*DeleteShardWork     `protobuf:"bytes,1,rep,name=deletes,proto3" json:"deletes,omitempty"`
@@ -4048,7 +4441,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4060,7 +4453,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4073,7 +4466,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{49}
+	return file_meta_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *HeartbeatResponse) GetDeletes() []*DeleteShardWork {
@@ -4120,7 +4513,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4132,7 +4525,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4145,7 +4538,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{50}
+	return file_meta_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListNodesRequest) GetRead() *ReadOptions {
@@ -4164,7 +4557,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4176,7 +4569,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4189,7 +4582,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{51}
+	return file_meta_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListNodesResponse) GetNodes() []*StorageNode {
@@ -4211,7 +4604,7 @@ type ListNodeShardsRequest struct {
 
 func (x *ListNodeShardsRequest) Reset() {
 	*x = ListNodeShardsRequest{}
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4223,7 +4616,7 @@ func (x *ListNodeShardsRequest) String() string {
 func (*ListNodeShardsRequest) ProtoMessage() {}
 
 func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4236,7 +4629,7 @@ func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{52}
+	return file_meta_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListNodeShardsRequest) GetNodeId() string {
@@ -4279,7 +4672,7 @@ type NodeShard struct {
 
 func (x *NodeShard) Reset() {
 	*x = NodeShard{}
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4291,7 +4684,7 @@ func (x *NodeShard) String() string {
 func (*NodeShard) ProtoMessage() {}
 
 func (x *NodeShard) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4304,7 +4697,7 @@ func (x *NodeShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeShard.ProtoReflect.Descriptor instead.
 func (*NodeShard) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{53}
+	return file_meta_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *NodeShard) GetShardId() []byte {
@@ -4345,7 +4738,7 @@ type ListNodeShardsResponse struct {
 
 func (x *ListNodeShardsResponse) Reset() {
 	*x = ListNodeShardsResponse{}
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4750,7 @@ func (x *ListNodeShardsResponse) String() string {
 func (*ListNodeShardsResponse) ProtoMessage() {}
 
 func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4763,7 @@ func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{54}
+	return file_meta_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListNodeShardsResponse) GetShards() []*NodeShard {
@@ -4398,7 +4791,7 @@ type ShardRef struct {
 
 func (x *ShardRef) Reset() {
 	*x = ShardRef{}
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4410,7 +4803,7 @@ func (x *ShardRef) String() string {
 func (*ShardRef) ProtoMessage() {}
 
 func (x *ShardRef) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4423,7 +4816,7 @@ func (x *ShardRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardRef.ProtoReflect.Descriptor instead.
 func (*ShardRef) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{55}
+	return file_meta_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ShardRef) GetShardId() []byte {
@@ -4450,7 +4843,7 @@ type CheckShardsRequest struct {
 
 func (x *CheckShardsRequest) Reset() {
 	*x = CheckShardsRequest{}
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4462,7 +4855,7 @@ func (x *CheckShardsRequest) String() string {
 func (*CheckShardsRequest) ProtoMessage() {}
 
 func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4475,7 +4868,7 @@ func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsRequest.ProtoReflect.Descriptor instead.
 func (*CheckShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{56}
+	return file_meta_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CheckShardsRequest) GetNodeId() string {
@@ -4503,7 +4896,7 @@ type CheckShardsResponse struct {
 
 func (x *CheckShardsResponse) Reset() {
 	*x = CheckShardsResponse{}
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4515,7 +4908,7 @@ func (x *CheckShardsResponse) String() string {
 func (*CheckShardsResponse) ProtoMessage() {}
 
 func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4528,7 +4921,7 @@ func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsResponse.ProtoReflect.Descriptor instead.
 func (*CheckShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{57}
+	return file_meta_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CheckShardsResponse) GetCollectable() [][]byte {
@@ -4551,7 +4944,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4563,7 +4956,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4576,7 +4969,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{58}
+	return file_meta_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Member) GetId() string {
@@ -4626,7 +5019,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4638,7 +5031,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4651,7 +5044,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{59}
+	return file_meta_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -4691,7 +5084,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4703,7 +5096,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4716,7 +5109,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{60}
+	return file_meta_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *JoinMemberResponse) GetMembers() []*Member {
@@ -4735,7 +5128,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4747,7 +5140,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4760,7 +5153,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{61}
+	return file_meta_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -4779,7 +5172,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4791,7 +5184,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4804,7 +5197,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{62}
+	return file_meta_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -4822,7 +5215,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4834,7 +5227,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4847,7 +5240,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{63}
+	return file_meta_proto_rawDescGZIP(), []int{67}
 }
 
 type ListMembersResponse struct {
@@ -4860,7 +5253,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_meta_proto_msgTypes[64]
+	mi := &file_meta_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4872,7 +5265,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[64]
+	mi := &file_meta_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4885,7 +5278,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{64}
+	return file_meta_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -4911,7 +5304,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_meta_proto_msgTypes[65]
+	mi := &file_meta_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4923,7 +5316,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[65]
+	mi := &file_meta_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4936,7 +5329,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{65}
+	return file_meta_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ClusterStatusRequest) GetRead() *ReadOptions {
@@ -4956,7 +5349,7 @@ type RepairLimits struct {
 
 func (x *RepairLimits) Reset() {
 	*x = RepairLimits{}
-	mi := &file_meta_proto_msgTypes[66]
+	mi := &file_meta_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4968,7 +5361,7 @@ func (x *RepairLimits) String() string {
 func (*RepairLimits) ProtoMessage() {}
 
 func (x *RepairLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[66]
+	mi := &file_meta_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4981,7 +5374,7 @@ func (x *RepairLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimits.ProtoReflect.Descriptor instead.
 func (*RepairLimits) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{66}
+	return file_meta_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RepairLimits) GetConcurrency() uint32 {
@@ -5013,7 +5406,7 @@ type RepairLimitsRequest struct {
 
 func (x *RepairLimitsRequest) Reset() {
 	*x = RepairLimitsRequest{}
-	mi := &file_meta_proto_msgTypes[67]
+	mi := &file_meta_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5025,7 +5418,7 @@ func (x *RepairLimitsRequest) String() string {
 func (*RepairLimitsRequest) ProtoMessage() {}
 
 func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[67]
+	mi := &file_meta_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5038,7 +5431,7 @@ func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsRequest.ProtoReflect.Descriptor instead.
 func (*RepairLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{67}
+	return file_meta_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RepairLimitsRequest) GetRequestId() []byte {
@@ -5078,7 +5471,7 @@ type RepairLimitsResponse struct {
 
 func (x *RepairLimitsResponse) Reset() {
 	*x = RepairLimitsResponse{}
-	mi := &file_meta_proto_msgTypes[68]
+	mi := &file_meta_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5090,7 +5483,7 @@ func (x *RepairLimitsResponse) String() string {
 func (*RepairLimitsResponse) ProtoMessage() {}
 
 func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[68]
+	mi := &file_meta_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5103,7 +5496,7 @@ func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsResponse.ProtoReflect.Descriptor instead.
 func (*RepairLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{68}
+	return file_meta_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RepairLimitsResponse) GetLimits() *RepairLimits {
@@ -5184,7 +5577,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_meta_proto_msgTypes[69]
+	mi := &file_meta_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5196,7 +5589,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[69]
+	mi := &file_meta_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5209,7 +5602,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{69}
+	return file_meta_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -5487,7 +5880,7 @@ type RepairHold struct {
 
 func (x *RepairHold) Reset() {
 	*x = RepairHold{}
-	mi := &file_meta_proto_msgTypes[70]
+	mi := &file_meta_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5499,7 +5892,7 @@ func (x *RepairHold) String() string {
 func (*RepairHold) ProtoMessage() {}
 
 func (x *RepairHold) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[70]
+	mi := &file_meta_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5512,7 +5905,7 @@ func (x *RepairHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairHold.ProtoReflect.Descriptor instead.
 func (*RepairHold) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{70}
+	return file_meta_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RepairHold) GetSinceUnixNano() int64 {
@@ -5553,7 +5946,7 @@ type NodeScrubStatus struct {
 
 func (x *NodeScrubStatus) Reset() {
 	*x = NodeScrubStatus{}
-	mi := &file_meta_proto_msgTypes[71]
+	mi := &file_meta_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5565,7 +5958,7 @@ func (x *NodeScrubStatus) String() string {
 func (*NodeScrubStatus) ProtoMessage() {}
 
 func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[71]
+	mi := &file_meta_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5578,7 +5971,7 @@ func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeScrubStatus.ProtoReflect.Descriptor instead.
 func (*NodeScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{71}
+	return file_meta_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *NodeScrubStatus) GetNodeId() string {
@@ -5597,19 +5990,24 @@ func (x *NodeScrubStatus) GetScrub() *ScrubStatus {
 
 // AccessKey is a principal's key pair, kept in Raft.
 type AccessKey struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	AccessKeyId     string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
-	SecretAccessKey string                 `protobuf:"bytes,2,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"` // only in Raft and in CreateAccessKey's answer
-	Name            string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                                                // what the admin called it
-	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	CreatedBy       string                 `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"` // who asked: an address
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	// Only in CreateAccessKey's answer: Raft and the state keep it sealed.
+	SecretAccessKey string   `protobuf:"bytes,2,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	Name            string   `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"` // what the admin called it
+	CreatedUnixNano int64    `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	CreatedBy       string   `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"` // who asked: an address
+	Grants          []*Grant `protobuf:"bytes,6,rep,name=grants,proto3" json:"grants,omitempty"`                        // what the key may do; none: nothing
+	// The secret sealed with the meta members' secrets key (AES-256-GCM,
+	// the access key id as associated data): nonce || ciphertext.
+	SealedSecret  []byte `protobuf:"bytes,7,opt,name=sealed_secret,json=sealedSecret,proto3" json:"sealed_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccessKey) Reset() {
 	*x = AccessKey{}
-	mi := &file_meta_proto_msgTypes[72]
+	mi := &file_meta_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5621,7 +6019,7 @@ func (x *AccessKey) String() string {
 func (*AccessKey) ProtoMessage() {}
 
 func (x *AccessKey) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[72]
+	mi := &file_meta_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5634,7 +6032,7 @@ func (x *AccessKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
 func (*AccessKey) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{72}
+	return file_meta_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *AccessKey) GetAccessKeyId() string {
@@ -5672,20 +6070,88 @@ func (x *AccessKey) GetCreatedBy() string {
 	return ""
 }
 
+func (x *AccessKey) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *AccessKey) GetSealedSecret() []byte {
+	if x != nil {
+		return x.SealedSecret
+	}
+	return nil
+}
+
+// Grant allows one access on one bucket, or on every bucket ("*").
+type Grant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Access        Access                 `protobuf:"varint,2,opt,name=access,proto3,enum=clipstore.meta.v1.Access" json:"access,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_meta_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *Grant) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *Grant) GetAccess() Access {
+	if x != nil {
+		return x.Access
+	}
+	return Access_ACCESS_UNSPECIFIED
+}
+
 type CreateAccessKeyRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// Filled in by the leader (a fresh id and secret, the time): the Raft
-	// entry carries them, so that every member applies the same key.
+	// Filled in by the leader (a fresh id and sealed secret, the time): the
+	// Raft entry carries them, so that every member applies the same key.
 	Key           *AccessKey `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Grants        []*Grant   `protobuf:"bytes,4,rep,name=grants,proto3" json:"grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateAccessKeyRequest) Reset() {
 	*x = CreateAccessKeyRequest{}
-	mi := &file_meta_proto_msgTypes[73]
+	mi := &file_meta_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5697,7 +6163,7 @@ func (x *CreateAccessKeyRequest) String() string {
 func (*CreateAccessKeyRequest) ProtoMessage() {}
 
 func (x *CreateAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[73]
+	mi := &file_meta_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5710,7 +6176,7 @@ func (x *CreateAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{73}
+	return file_meta_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *CreateAccessKeyRequest) GetRequestId() []byte {
@@ -5734,6 +6200,13 @@ func (x *CreateAccessKeyRequest) GetKey() *AccessKey {
 	return nil
 }
 
+func (x *CreateAccessKeyRequest) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 type CreateAccessKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           *AccessKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // with its secret: the only time it is shown
@@ -5743,7 +6216,7 @@ type CreateAccessKeyResponse struct {
 
 func (x *CreateAccessKeyResponse) Reset() {
 	*x = CreateAccessKeyResponse{}
-	mi := &file_meta_proto_msgTypes[74]
+	mi := &file_meta_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5755,7 +6228,7 @@ func (x *CreateAccessKeyResponse) String() string {
 func (*CreateAccessKeyResponse) ProtoMessage() {}
 
 func (x *CreateAccessKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[74]
+	mi := &file_meta_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5768,7 +6241,7 @@ func (x *CreateAccessKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessKeyResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{74}
+	return file_meta_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *CreateAccessKeyResponse) GetKey() *AccessKey {
@@ -5787,7 +6260,7 @@ type ListAccessKeysRequest struct {
 
 func (x *ListAccessKeysRequest) Reset() {
 	*x = ListAccessKeysRequest{}
-	mi := &file_meta_proto_msgTypes[75]
+	mi := &file_meta_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5799,7 +6272,7 @@ func (x *ListAccessKeysRequest) String() string {
 func (*ListAccessKeysRequest) ProtoMessage() {}
 
 func (x *ListAccessKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[75]
+	mi := &file_meta_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5812,7 +6285,7 @@ func (x *ListAccessKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessKeysRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{75}
+	return file_meta_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListAccessKeysRequest) GetRead() *ReadOptions {
@@ -5831,7 +6304,7 @@ type ListAccessKeysResponse struct {
 
 func (x *ListAccessKeysResponse) Reset() {
 	*x = ListAccessKeysResponse{}
-	mi := &file_meta_proto_msgTypes[76]
+	mi := &file_meta_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5843,7 +6316,7 @@ func (x *ListAccessKeysResponse) String() string {
 func (*ListAccessKeysResponse) ProtoMessage() {}
 
 func (x *ListAccessKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[76]
+	mi := &file_meta_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5856,7 +6329,7 @@ func (x *ListAccessKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessKeysResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{76}
+	return file_meta_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListAccessKeysResponse) GetKeys() []*AccessKey {
@@ -5876,7 +6349,7 @@ type DeleteAccessKeyRequest struct {
 
 func (x *DeleteAccessKeyRequest) Reset() {
 	*x = DeleteAccessKeyRequest{}
-	mi := &file_meta_proto_msgTypes[77]
+	mi := &file_meta_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5888,7 +6361,7 @@ func (x *DeleteAccessKeyRequest) String() string {
 func (*DeleteAccessKeyRequest) ProtoMessage() {}
 
 func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[77]
+	mi := &file_meta_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5901,7 +6374,7 @@ func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{77}
+	return file_meta_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *DeleteAccessKeyRequest) GetRequestId() []byte {
@@ -5926,7 +6399,7 @@ type DeleteAccessKeyResponse struct {
 
 func (x *DeleteAccessKeyResponse) Reset() {
 	*x = DeleteAccessKeyResponse{}
-	mi := &file_meta_proto_msgTypes[78]
+	mi := &file_meta_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5938,7 +6411,7 @@ func (x *DeleteAccessKeyResponse) String() string {
 func (*DeleteAccessKeyResponse) ProtoMessage() {}
 
 func (x *DeleteAccessKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[78]
+	mi := &file_meta_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5951,7 +6424,7 @@ func (x *DeleteAccessKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessKeyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessKeyResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{78}
+	return file_meta_proto_rawDescGZIP(), []int{83}
 }
 
 type SigningKeyRequest struct {
@@ -5966,7 +6439,7 @@ type SigningKeyRequest struct {
 
 func (x *SigningKeyRequest) Reset() {
 	*x = SigningKeyRequest{}
-	mi := &file_meta_proto_msgTypes[79]
+	mi := &file_meta_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5978,7 +6451,7 @@ func (x *SigningKeyRequest) String() string {
 func (*SigningKeyRequest) ProtoMessage() {}
 
 func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[79]
+	mi := &file_meta_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5991,7 +6464,7 @@ func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*SigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{79}
+	return file_meta_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *SigningKeyRequest) GetAccessKeyId() string {
@@ -6025,13 +6498,14 @@ func (x *SigningKeyRequest) GetService() string {
 type SigningKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SigningKey    []byte                 `protobuf:"bytes,1,opt,name=signing_key,json=signingKey,proto3" json:"signing_key,omitempty"`
+	Grants        []*Grant               `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"` // what the key may do
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SigningKeyResponse) Reset() {
 	*x = SigningKeyResponse{}
-	mi := &file_meta_proto_msgTypes[80]
+	mi := &file_meta_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6043,7 +6517,7 @@ func (x *SigningKeyResponse) String() string {
 func (*SigningKeyResponse) ProtoMessage() {}
 
 func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[80]
+	mi := &file_meta_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6056,12 +6530,19 @@ func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*SigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{80}
+	return file_meta_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *SigningKeyResponse) GetSigningKey() []byte {
 	if x != nil {
 		return x.SigningKey
+	}
+	return nil
+}
+
+func (x *SigningKeyResponse) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
 	}
 	return nil
 }
@@ -6093,7 +6574,7 @@ type UploadRecord struct {
 
 func (x *UploadRecord) Reset() {
 	*x = UploadRecord{}
-	mi := &file_meta_proto_msgTypes[81]
+	mi := &file_meta_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6105,7 +6586,7 @@ func (x *UploadRecord) String() string {
 func (*UploadRecord) ProtoMessage() {}
 
 func (x *UploadRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[81]
+	mi := &file_meta_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6118,7 +6599,7 @@ func (x *UploadRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRecord.ProtoReflect.Descriptor instead.
 func (*UploadRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{81}
+	return file_meta_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *UploadRecord) GetBucket() string {
@@ -6217,7 +6698,7 @@ type UploadPart struct {
 
 func (x *UploadPart) Reset() {
 	*x = UploadPart{}
-	mi := &file_meta_proto_msgTypes[82]
+	mi := &file_meta_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6229,7 +6710,7 @@ func (x *UploadPart) String() string {
 func (*UploadPart) ProtoMessage() {}
 
 func (x *UploadPart) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[82]
+	mi := &file_meta_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6242,7 +6723,7 @@ func (x *UploadPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadPart.ProtoReflect.Descriptor instead.
 func (*UploadPart) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{82}
+	return file_meta_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *UploadPart) GetNumber() uint32 {
@@ -6286,7 +6767,7 @@ type CreateUploadRequest struct {
 
 func (x *CreateUploadRequest) Reset() {
 	*x = CreateUploadRequest{}
-	mi := &file_meta_proto_msgTypes[83]
+	mi := &file_meta_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6298,7 +6779,7 @@ func (x *CreateUploadRequest) String() string {
 func (*CreateUploadRequest) ProtoMessage() {}
 
 func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[83]
+	mi := &file_meta_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6311,7 +6792,7 @@ func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
 func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{83}
+	return file_meta_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *CreateUploadRequest) GetRequestId() []byte {
@@ -6400,7 +6881,7 @@ type CreateUploadResponse struct {
 
 func (x *CreateUploadResponse) Reset() {
 	*x = CreateUploadResponse{}
-	mi := &file_meta_proto_msgTypes[84]
+	mi := &file_meta_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6412,7 +6893,7 @@ func (x *CreateUploadResponse) String() string {
 func (*CreateUploadResponse) ProtoMessage() {}
 
 func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[84]
+	mi := &file_meta_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6425,7 +6906,7 @@ func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadResponse.ProtoReflect.Descriptor instead.
 func (*CreateUploadResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{84}
+	return file_meta_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *CreateUploadResponse) GetUpload() *UploadRecord {
@@ -6448,7 +6929,7 @@ type BeginPartRequest struct {
 
 func (x *BeginPartRequest) Reset() {
 	*x = BeginPartRequest{}
-	mi := &file_meta_proto_msgTypes[85]
+	mi := &file_meta_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6460,7 +6941,7 @@ func (x *BeginPartRequest) String() string {
 func (*BeginPartRequest) ProtoMessage() {}
 
 func (x *BeginPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[85]
+	mi := &file_meta_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6473,7 +6954,7 @@ func (x *BeginPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPartRequest.ProtoReflect.Descriptor instead.
 func (*BeginPartRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{85}
+	return file_meta_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *BeginPartRequest) GetBucket() string {
@@ -6530,7 +7011,7 @@ type CommitPartRequest struct {
 
 func (x *CommitPartRequest) Reset() {
 	*x = CommitPartRequest{}
-	mi := &file_meta_proto_msgTypes[86]
+	mi := &file_meta_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6542,7 +7023,7 @@ func (x *CommitPartRequest) String() string {
 func (*CommitPartRequest) ProtoMessage() {}
 
 func (x *CommitPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[86]
+	mi := &file_meta_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6555,7 +7036,7 @@ func (x *CommitPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPartRequest.ProtoReflect.Descriptor instead.
 func (*CommitPartRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{86}
+	return file_meta_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CommitPartRequest) GetRequestId() []byte {
@@ -6644,7 +7125,7 @@ type CommitPartResponse struct {
 
 func (x *CommitPartResponse) Reset() {
 	*x = CommitPartResponse{}
-	mi := &file_meta_proto_msgTypes[87]
+	mi := &file_meta_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6656,7 +7137,7 @@ func (x *CommitPartResponse) String() string {
 func (*CommitPartResponse) ProtoMessage() {}
 
 func (x *CommitPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[87]
+	mi := &file_meta_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6669,7 +7150,7 @@ func (x *CommitPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPartResponse.ProtoReflect.Descriptor instead.
 func (*CommitPartResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{87}
+	return file_meta_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *CommitPartResponse) GetPart() *UploadPart {
@@ -6689,7 +7170,7 @@ type CompletedPart struct {
 
 func (x *CompletedPart) Reset() {
 	*x = CompletedPart{}
-	mi := &file_meta_proto_msgTypes[88]
+	mi := &file_meta_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6701,7 +7182,7 @@ func (x *CompletedPart) String() string {
 func (*CompletedPart) ProtoMessage() {}
 
 func (x *CompletedPart) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[88]
+	mi := &file_meta_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6714,7 +7195,7 @@ func (x *CompletedPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompletedPart.ProtoReflect.Descriptor instead.
 func (*CompletedPart) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{88}
+	return file_meta_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *CompletedPart) GetNumber() uint32 {
@@ -6747,7 +7228,7 @@ type CompleteUploadRequest struct {
 
 func (x *CompleteUploadRequest) Reset() {
 	*x = CompleteUploadRequest{}
-	mi := &file_meta_proto_msgTypes[89]
+	mi := &file_meta_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6759,7 +7240,7 @@ func (x *CompleteUploadRequest) String() string {
 func (*CompleteUploadRequest) ProtoMessage() {}
 
 func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[89]
+	mi := &file_meta_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6772,7 +7253,7 @@ func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteUploadRequest.ProtoReflect.Descriptor instead.
 func (*CompleteUploadRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{89}
+	return file_meta_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *CompleteUploadRequest) GetRequestId() []byte {
@@ -6843,7 +7324,7 @@ type AbortUploadRequest struct {
 
 func (x *AbortUploadRequest) Reset() {
 	*x = AbortUploadRequest{}
-	mi := &file_meta_proto_msgTypes[90]
+	mi := &file_meta_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6855,7 +7336,7 @@ func (x *AbortUploadRequest) String() string {
 func (*AbortUploadRequest) ProtoMessage() {}
 
 func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[90]
+	mi := &file_meta_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6868,7 +7349,7 @@ func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortUploadRequest.ProtoReflect.Descriptor instead.
 func (*AbortUploadRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{90}
+	return file_meta_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *AbortUploadRequest) GetRequestId() []byte {
@@ -6907,7 +7388,7 @@ type AbortUploadResponse struct {
 
 func (x *AbortUploadResponse) Reset() {
 	*x = AbortUploadResponse{}
-	mi := &file_meta_proto_msgTypes[91]
+	mi := &file_meta_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6919,7 +7400,7 @@ func (x *AbortUploadResponse) String() string {
 func (*AbortUploadResponse) ProtoMessage() {}
 
 func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[91]
+	mi := &file_meta_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6932,7 +7413,7 @@ func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortUploadResponse.ProtoReflect.Descriptor instead.
 func (*AbortUploadResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{91}
+	return file_meta_proto_rawDescGZIP(), []int{96}
 }
 
 type ListPartsRequest struct {
@@ -6949,7 +7430,7 @@ type ListPartsRequest struct {
 
 func (x *ListPartsRequest) Reset() {
 	*x = ListPartsRequest{}
-	mi := &file_meta_proto_msgTypes[92]
+	mi := &file_meta_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6961,7 +7442,7 @@ func (x *ListPartsRequest) String() string {
 func (*ListPartsRequest) ProtoMessage() {}
 
 func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[92]
+	mi := &file_meta_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6974,7 +7455,7 @@ func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartsRequest.ProtoReflect.Descriptor instead.
 func (*ListPartsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{92}
+	return file_meta_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ListPartsRequest) GetBucket() string {
@@ -7030,7 +7511,7 @@ type ListPartsResponse struct {
 
 func (x *ListPartsResponse) Reset() {
 	*x = ListPartsResponse{}
-	mi := &file_meta_proto_msgTypes[93]
+	mi := &file_meta_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7042,7 +7523,7 @@ func (x *ListPartsResponse) String() string {
 func (*ListPartsResponse) ProtoMessage() {}
 
 func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[93]
+	mi := &file_meta_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7055,7 +7536,7 @@ func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartsResponse.ProtoReflect.Descriptor instead.
 func (*ListPartsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{93}
+	return file_meta_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ListPartsResponse) GetUpload() *UploadRecord {
@@ -7093,7 +7574,7 @@ type ListUploadsRequest struct {
 
 func (x *ListUploadsRequest) Reset() {
 	*x = ListUploadsRequest{}
-	mi := &file_meta_proto_msgTypes[94]
+	mi := &file_meta_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7105,7 +7586,7 @@ func (x *ListUploadsRequest) String() string {
 func (*ListUploadsRequest) ProtoMessage() {}
 
 func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[94]
+	mi := &file_meta_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7118,7 +7599,7 @@ func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUploadsRequest.ProtoReflect.Descriptor instead.
 func (*ListUploadsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{94}
+	return file_meta_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ListUploadsRequest) GetBucket() string {
@@ -7173,7 +7654,7 @@ type ListUploadsResponse struct {
 
 func (x *ListUploadsResponse) Reset() {
 	*x = ListUploadsResponse{}
-	mi := &file_meta_proto_msgTypes[95]
+	mi := &file_meta_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7185,7 +7666,7 @@ func (x *ListUploadsResponse) String() string {
 func (*ListUploadsResponse) ProtoMessage() {}
 
 func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[95]
+	mi := &file_meta_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7198,7 +7679,7 @@ func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUploadsResponse.ProtoReflect.Descriptor instead.
 func (*ListUploadsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{95}
+	return file_meta_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ListUploadsResponse) GetUploads() []*UploadRecord {
@@ -7228,16 +7709,32 @@ const file_meta_proto_rawDesc = "" +
 	"dataShards\x12#\n" +
 	"\rparity_shards\x18\x02 \x01(\rR\fparityShards\x12\x1d\n" +
 	"\n" +
-	"block_size\x18\x03 \x01(\rR\tblockSize\"\x8f\x01\n" +
+	"block_size\x18\x03 \x01(\rR\tblockSize\"\xc8\x01\n" +
 	"\x06Bucket\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12E\n" +
 	"\x0fdefault_profile\x18\x02 \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\x0edefaultProfile\x12*\n" +
-	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"\x8f\x01\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x127\n" +
+	"\bsettings\x18\x04 \x01(\v2\x1b.clipstore.meta.v1.SettingsR\bsettings\"'\n" +
+	"\bSettings\x12\x1b\n" +
+	"\tetag_mode\x18\x01 \x01(\tR\betagMode\"\xac\x01\n" +
+	"\x0fSettingsRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12 \n" +
+	"\tetag_mode\x18\x03 \x01(\tH\x00R\betagMode\x88\x01\x01\x122\n" +
+	"\x04read\x18\x04 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04readB\f\n" +
+	"\n" +
+	"_etag_mode\"\xb9\x01\n" +
+	"\x10SettingsResponse\x125\n" +
+	"\acluster\x18\x01 \x01(\v2\x1b.clipstore.meta.v1.SettingsR\acluster\x123\n" +
+	"\x06bucket\x18\x02 \x01(\v2\x1b.clipstore.meta.v1.SettingsR\x06bucket\x129\n" +
+	"\teffective\x18\x03 \x01(\v2\x1b.clipstore.meta.v1.SettingsR\teffective\"\xc8\x01\n" +
 	"\x13CreateBucketRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12E\n" +
-	"\x0fdefault_profile\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\x0edefaultProfile\"I\n" +
+	"\x0fdefault_profile\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\x0edefaultProfile\x127\n" +
+	"\bsettings\x18\x04 \x01(\v2\x1b.clipstore.meta.v1.SettingsR\bsettings\"I\n" +
 	"\x14CreateBucketResponse\x121\n" +
 	"\x06bucket\x18\x01 \x01(\v2\x19.clipstore.meta.v1.BucketR\x06bucket\"H\n" +
 	"\x13DeleteBucketRequest\x12\x1d\n" +
@@ -7351,14 +7848,29 @@ const file_meta_proto_rawDesc = "" +
 	"\x14_if_generation_match\"w\n" +
 	"\x11CommitPutResponse\x121\n" +
 	"\x04clip\x18\x01 \x01(\v2\x1d.clipstore.meta.v1.ClipRecordR\x04clip\x12/\n" +
-	"\x13replaced_generation\x18\x02 \x01(\x04R\x12replacedGeneration\"n\n" +
+	"\x13replaced_generation\x18\x02 \x01(\x04R\x12replacedGeneration\"\xa5\x01\n" +
 	"\x0eGetClipRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x122\n" +
-	"\x04read\x18\x03 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"z\n" +
+	"\x04read\x18\x03 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\x125\n" +
+	"\x05parts\x18\x04 \x01(\v2\x1f.clipstore.meta.v1.PartSelectorR\x05parts\"\xa6\x01\n" +
+	"\fPartSelector\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x1b\n" +
+	"\x06length\x18\x02 \x01(\x03H\x00R\x06length\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"first_part\x18\x03 \x01(\rR\tfirstPart\x12\x1b\n" +
+	"\tmax_parts\x18\x04 \x01(\rR\bmaxParts\x12\x1a\n" +
+	"\bposition\x18\x05 \x01(\rR\bpositionB\t\n" +
+	"\a_length\"\xd7\x01\n" +
 	"\x0fGetClipResponse\x121\n" +
 	"\x04clip\x18\x01 \x01(\v2\x1d.clipstore.meta.v1.ClipRecordR\x04clip\x124\n" +
-	"\x05nodes\x18\x02 \x03(\v2\x1e.clipstore.meta.v1.NodeAddressR\x05nodes\"\xb4\x01\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x1e.clipstore.meta.v1.NodeAddressR\x05nodes\x12\x1d\n" +
+	"\n" +
+	"part_count\x18\x03 \x01(\rR\tpartCount\x12\x1d\n" +
+	"\n" +
+	"first_part\x18\x04 \x01(\rR\tfirstPart\x12\x1d\n" +
+	"\n" +
+	"more_parts\x18\x05 \x01(\bR\tmoreParts\"\xb4\x01\n" +
 	"\x10ListClipsRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1f\n" +
@@ -7401,7 +7913,7 @@ const file_meta_proto_rawDesc = "" +
 	"\breporter\x18\b \x01(\tR\breporter\x12\x16\n" +
 	"\x06detail\x18\t \x01(\tR\x06detail\"/\n" +
 	"\x13ReportShardResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\bR\aapplied\"\xe6\x02\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\"\x83\x03\n" +
 	"\x12UpdateShardRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x17\n" +
@@ -7415,7 +7927,9 @@ const file_meta_proto_rawDesc = "" +
 	"oldShardId\x125\n" +
 	"\tnew_shard\x18\a \x01(\v2\x18.clipstore.meta.v1.ShardR\bnewShard\x129\n" +
 	"\x19commit_deadline_unix_nano\x18\b \x01(\x03R\x16commitDeadlineUnixNano\x12:\n" +
-	"\x1aold_delete_after_unix_nano\x18\t \x01(\x03R\x16oldDeleteAfterUnixNano\"N\n" +
+	"\x1aold_delete_after_unix_nano\x18\t \x01(\x03R\x16oldDeleteAfterUnixNano\x12\x1b\n" +
+	"\tupload_id\x18\n" +
+	" \x01(\fR\buploadId\"N\n" +
 	"\x13UpdateShardResponse\x127\n" +
 	"\arepairs\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.RepairWorkR\arepairs\"\xab\x01\n" +
 	"\n" +
@@ -7559,7 +8073,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x19\n" +
-	"\bshard_id\x18\x04 \x01(\fR\ashardId\"\xc3\x04\n" +
+	"\bshard_id\x18\x04 \x01(\fR\ashardId\"\xe0\x04\n" +
 	"\n" +
 	"RepairWork\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x17\n" +
@@ -7581,7 +8095,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x19commit_deadline_unix_nano\x18\v \x01(\x03R\x16commitDeadlineUnixNano\x120\n" +
 	"\x11expected_checksum\x18\f \x01(\aH\x00R\x10expectedChecksum\x88\x01\x01\x12;\n" +
 	"\tcopy_from\x18\r \x01(\v2\x1e.clipstore.meta.v1.ShardSourceR\bcopyFrom\x12\"\n" +
-	"\rbytes_per_sec\x18\x0e \x01(\x04R\vbytesPerSecB\x14\n" +
+	"\rbytes_per_sec\x18\x0e \x01(\x04R\vbytesPerSec\x12\x1b\n" +
+	"\tupload_id\x18\x0f \x01(\fR\buploadIdB\x14\n" +
 	"\x12_expected_checksum\"\x81\x02\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\adeletes\x18\x01 \x03(\v2\".clipstore.meta.v1.DeleteShardWorkR\adeletes\x12\x1f\n" +
@@ -7705,19 +8220,25 @@ const file_meta_proto_rawDesc = "" +
 	"\tthreshold\x18\x04 \x01(\rR\tthreshold\"`\n" +
 	"\x0fNodeScrubStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x124\n" +
-	"\x05scrub\x18\x02 \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\"\xba\x01\n" +
+	"\x05scrub\x18\x02 \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\"\x91\x02\n" +
 	"\tAccessKey\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
 	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12*\n" +
 	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\x05 \x01(\tR\tcreatedBy\"{\n" +
+	"created_by\x18\x05 \x01(\tR\tcreatedBy\x120\n" +
+	"\x06grants\x18\x06 \x03(\v2\x18.clipstore.meta.v1.GrantR\x06grants\x12#\n" +
+	"\rsealed_secret\x18\a \x01(\fR\fsealedSecret\"R\n" +
+	"\x05Grant\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x121\n" +
+	"\x06access\x18\x02 \x01(\x0e2\x19.clipstore.meta.v1.AccessR\x06access\"\xad\x01\n" +
 	"\x16CreateAccessKeyRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12.\n" +
-	"\x03key\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.AccessKeyR\x03key\"I\n" +
+	"\x03key\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.AccessKeyR\x03key\x120\n" +
+	"\x06grants\x18\x04 \x03(\v2\x18.clipstore.meta.v1.GrantR\x06grants\"I\n" +
 	"\x17CreateAccessKeyResponse\x12.\n" +
 	"\x03key\x18\x01 \x01(\v2\x1c.clipstore.meta.v1.AccessKeyR\x03key\"K\n" +
 	"\x15ListAccessKeysRequest\x122\n" +
@@ -7733,10 +8254,11 @@ const file_meta_proto_rawDesc = "" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x12\n" +
 	"\x04date\x18\x02 \x01(\tR\x04date\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x18\n" +
-	"\aservice\x18\x04 \x01(\tR\aservice\"5\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\"g\n" +
 	"\x12SigningKeyResponse\x12\x1f\n" +
 	"\vsigning_key\x18\x01 \x01(\fR\n" +
-	"signingKey\"\xdc\x04\n" +
+	"signingKey\x120\n" +
+	"\x06grants\x18\x02 \x03(\v2\x18.clipstore.meta.v1.GrantR\x06grants\"\xdc\x04\n" +
 	"\fUploadRecord\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1b\n" +
@@ -7870,7 +8392,12 @@ const file_meta_proto_rawDesc = "" +
 	"\x10REBALANCE_STATUS\x10\x00\x12\x13\n" +
 	"\x0fREBALANCE_START\x10\x01\x12\x12\n" +
 	"\x0eREBALANCE_STOP\x10\x02\x12\x15\n" +
-	"\x11REBALANCE_DRY_RUN\x10\x032\x92\x19\n" +
+	"\x11REBALANCE_DRY_RUN\x10\x03*U\n" +
+	"\x06Access\x12\x16\n" +
+	"\x12ACCESS_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vACCESS_READ\x10\x01\x12\x10\n" +
+	"\fACCESS_WRITE\x10\x02\x12\x10\n" +
+	"\fACCESS_ADMIN\x10\x032\xe7\x19\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -7910,7 +8437,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x0eListAccessKeys\x12(.clipstore.meta.v1.ListAccessKeysRequest\x1a).clipstore.meta.v1.ListAccessKeysResponse\x12h\n" +
 	"\x0fDeleteAccessKey\x12).clipstore.meta.v1.DeleteAccessKeyRequest\x1a*.clipstore.meta.v1.DeleteAccessKeyResponse\x12Y\n" +
 	"\n" +
-	"SigningKey\x12$.clipstore.meta.v1.SigningKeyRequest\x1a%.clipstore.meta.v1.SigningKeyResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
+	"SigningKey\x12$.clipstore.meta.v1.SigningKeyRequest\x1a%.clipstore.meta.v1.SigningKeyResponse\x12S\n" +
+	"\bSettings\x12\".clipstore.meta.v1.SettingsRequest\x1a#.clipstore.meta.v1.SettingsResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -7924,285 +8452,304 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
+var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                   // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                    // 1: clipstore.meta.v1.NodeState
 	(AdminState)(0),                   // 2: clipstore.meta.v1.AdminState
 	(RebalanceAction)(0),              // 3: clipstore.meta.v1.RebalanceAction
-	(*ReadOptions)(nil),               // 4: clipstore.meta.v1.ReadOptions
-	(*ECProfile)(nil),                 // 5: clipstore.meta.v1.ECProfile
-	(*Bucket)(nil),                    // 6: clipstore.meta.v1.Bucket
-	(*CreateBucketRequest)(nil),       // 7: clipstore.meta.v1.CreateBucketRequest
-	(*CreateBucketResponse)(nil),      // 8: clipstore.meta.v1.CreateBucketResponse
-	(*DeleteBucketRequest)(nil),       // 9: clipstore.meta.v1.DeleteBucketRequest
-	(*DeleteBucketResponse)(nil),      // 10: clipstore.meta.v1.DeleteBucketResponse
-	(*ListBucketsRequest)(nil),        // 11: clipstore.meta.v1.ListBucketsRequest
-	(*ListBucketsResponse)(nil),       // 12: clipstore.meta.v1.ListBucketsResponse
-	(*Shard)(nil),                     // 13: clipstore.meta.v1.Shard
-	(*Part)(nil),                      // 14: clipstore.meta.v1.Part
-	(*CaptureAttributes)(nil),         // 15: clipstore.meta.v1.CaptureAttributes
-	(*ClipRecord)(nil),                // 16: clipstore.meta.v1.ClipRecord
-	(*NodeAddress)(nil),               // 17: clipstore.meta.v1.NodeAddress
-	(*Target)(nil),                    // 18: clipstore.meta.v1.Target
-	(*Spare)(nil),                     // 19: clipstore.meta.v1.Spare
-	(*BeginPutRequest)(nil),           // 20: clipstore.meta.v1.BeginPutRequest
-	(*BeginPutResponse)(nil),          // 21: clipstore.meta.v1.BeginPutResponse
-	(*CommitPutRequest)(nil),          // 22: clipstore.meta.v1.CommitPutRequest
-	(*CommitPutResponse)(nil),         // 23: clipstore.meta.v1.CommitPutResponse
-	(*GetClipRequest)(nil),            // 24: clipstore.meta.v1.GetClipRequest
-	(*GetClipResponse)(nil),           // 25: clipstore.meta.v1.GetClipResponse
-	(*ListClipsRequest)(nil),          // 26: clipstore.meta.v1.ListClipsRequest
-	(*ClipEntry)(nil),                 // 27: clipstore.meta.v1.ClipEntry
-	(*ListClipsResponse)(nil),         // 28: clipstore.meta.v1.ListClipsResponse
-	(*DeleteClipRequest)(nil),         // 29: clipstore.meta.v1.DeleteClipRequest
-	(*DeleteClipResponse)(nil),        // 30: clipstore.meta.v1.DeleteClipResponse
-	(*ReportShardRequest)(nil),        // 31: clipstore.meta.v1.ReportShardRequest
-	(*ReportShardResponse)(nil),       // 32: clipstore.meta.v1.ReportShardResponse
-	(*UpdateShardRequest)(nil),        // 33: clipstore.meta.v1.UpdateShardRequest
-	(*UpdateShardResponse)(nil),       // 34: clipstore.meta.v1.UpdateShardResponse
-	(*DiskStatus)(nil),                // 35: clipstore.meta.v1.DiskStatus
-	(*ShardLosses)(nil),               // 36: clipstore.meta.v1.ShardLosses
-	(*StorageNode)(nil),               // 37: clipstore.meta.v1.StorageNode
-	(*SetNodeAdminStateRequest)(nil),  // 38: clipstore.meta.v1.SetNodeAdminStateRequest
-	(*SetNodeAdminStateResponse)(nil), // 39: clipstore.meta.v1.SetNodeAdminStateResponse
-	(*RebalanceRequest)(nil),          // 40: clipstore.meta.v1.RebalanceRequest
-	(*RebalanceState)(nil),            // 41: clipstore.meta.v1.RebalanceState
-	(*NodeBalance)(nil),               // 42: clipstore.meta.v1.NodeBalance
-	(*RebalanceResponse)(nil),         // 43: clipstore.meta.v1.RebalanceResponse
-	(*RemoveNodeRequest)(nil),         // 44: clipstore.meta.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),        // 45: clipstore.meta.v1.RemoveNodeResponse
-	(*RegisterNodeRequest)(nil),       // 46: clipstore.meta.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),      // 47: clipstore.meta.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),          // 48: clipstore.meta.v1.HeartbeatRequest
-	(*ScrubStatus)(nil),               // 49: clipstore.meta.v1.ScrubStatus
-	(*DeleteShardWork)(nil),           // 50: clipstore.meta.v1.DeleteShardWork
-	(*ShardSource)(nil),               // 51: clipstore.meta.v1.ShardSource
-	(*RepairWork)(nil),                // 52: clipstore.meta.v1.RepairWork
-	(*HeartbeatResponse)(nil),         // 53: clipstore.meta.v1.HeartbeatResponse
-	(*ListNodesRequest)(nil),          // 54: clipstore.meta.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),         // 55: clipstore.meta.v1.ListNodesResponse
-	(*ListNodeShardsRequest)(nil),     // 56: clipstore.meta.v1.ListNodeShardsRequest
-	(*NodeShard)(nil),                 // 57: clipstore.meta.v1.NodeShard
-	(*ListNodeShardsResponse)(nil),    // 58: clipstore.meta.v1.ListNodeShardsResponse
-	(*ShardRef)(nil),                  // 59: clipstore.meta.v1.ShardRef
-	(*CheckShardsRequest)(nil),        // 60: clipstore.meta.v1.CheckShardsRequest
-	(*CheckShardsResponse)(nil),       // 61: clipstore.meta.v1.CheckShardsResponse
-	(*Member)(nil),                    // 62: clipstore.meta.v1.Member
-	(*JoinMemberRequest)(nil),         // 63: clipstore.meta.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),        // 64: clipstore.meta.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),       // 65: clipstore.meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 66: clipstore.meta.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),        // 67: clipstore.meta.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 68: clipstore.meta.v1.ListMembersResponse
-	(*ClusterStatusRequest)(nil),      // 69: clipstore.meta.v1.ClusterStatusRequest
-	(*RepairLimits)(nil),              // 70: clipstore.meta.v1.RepairLimits
-	(*RepairLimitsRequest)(nil),       // 71: clipstore.meta.v1.RepairLimitsRequest
-	(*RepairLimitsResponse)(nil),      // 72: clipstore.meta.v1.RepairLimitsResponse
-	(*ClusterStatusResponse)(nil),     // 73: clipstore.meta.v1.ClusterStatusResponse
-	(*RepairHold)(nil),                // 74: clipstore.meta.v1.RepairHold
-	(*NodeScrubStatus)(nil),           // 75: clipstore.meta.v1.NodeScrubStatus
-	(*AccessKey)(nil),                 // 76: clipstore.meta.v1.AccessKey
-	(*CreateAccessKeyRequest)(nil),    // 77: clipstore.meta.v1.CreateAccessKeyRequest
-	(*CreateAccessKeyResponse)(nil),   // 78: clipstore.meta.v1.CreateAccessKeyResponse
-	(*ListAccessKeysRequest)(nil),     // 79: clipstore.meta.v1.ListAccessKeysRequest
-	(*ListAccessKeysResponse)(nil),    // 80: clipstore.meta.v1.ListAccessKeysResponse
-	(*DeleteAccessKeyRequest)(nil),    // 81: clipstore.meta.v1.DeleteAccessKeyRequest
-	(*DeleteAccessKeyResponse)(nil),   // 82: clipstore.meta.v1.DeleteAccessKeyResponse
-	(*SigningKeyRequest)(nil),         // 83: clipstore.meta.v1.SigningKeyRequest
-	(*SigningKeyResponse)(nil),        // 84: clipstore.meta.v1.SigningKeyResponse
-	(*UploadRecord)(nil),              // 85: clipstore.meta.v1.UploadRecord
-	(*UploadPart)(nil),                // 86: clipstore.meta.v1.UploadPart
-	(*CreateUploadRequest)(nil),       // 87: clipstore.meta.v1.CreateUploadRequest
-	(*CreateUploadResponse)(nil),      // 88: clipstore.meta.v1.CreateUploadResponse
-	(*BeginPartRequest)(nil),          // 89: clipstore.meta.v1.BeginPartRequest
-	(*CommitPartRequest)(nil),         // 90: clipstore.meta.v1.CommitPartRequest
-	(*CommitPartResponse)(nil),        // 91: clipstore.meta.v1.CommitPartResponse
-	(*CompletedPart)(nil),             // 92: clipstore.meta.v1.CompletedPart
-	(*CompleteUploadRequest)(nil),     // 93: clipstore.meta.v1.CompleteUploadRequest
-	(*AbortUploadRequest)(nil),        // 94: clipstore.meta.v1.AbortUploadRequest
-	(*AbortUploadResponse)(nil),       // 95: clipstore.meta.v1.AbortUploadResponse
-	(*ListPartsRequest)(nil),          // 96: clipstore.meta.v1.ListPartsRequest
-	(*ListPartsResponse)(nil),         // 97: clipstore.meta.v1.ListPartsResponse
-	(*ListUploadsRequest)(nil),        // 98: clipstore.meta.v1.ListUploadsRequest
-	(*ListUploadsResponse)(nil),       // 99: clipstore.meta.v1.ListUploadsResponse
-	nil,                               // 100: clipstore.meta.v1.Part.ChecksumsEntry
-	nil,                               // 101: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                               // 102: clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	nil,                               // 103: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	nil,                               // 104: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	nil,                               // 105: clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	nil,                               // 106: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	nil,                               // 107: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	nil,                               // 108: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	(Access)(0),                       // 4: clipstore.meta.v1.Access
+	(*ReadOptions)(nil),               // 5: clipstore.meta.v1.ReadOptions
+	(*ECProfile)(nil),                 // 6: clipstore.meta.v1.ECProfile
+	(*Bucket)(nil),                    // 7: clipstore.meta.v1.Bucket
+	(*Settings)(nil),                  // 8: clipstore.meta.v1.Settings
+	(*SettingsRequest)(nil),           // 9: clipstore.meta.v1.SettingsRequest
+	(*SettingsResponse)(nil),          // 10: clipstore.meta.v1.SettingsResponse
+	(*CreateBucketRequest)(nil),       // 11: clipstore.meta.v1.CreateBucketRequest
+	(*CreateBucketResponse)(nil),      // 12: clipstore.meta.v1.CreateBucketResponse
+	(*DeleteBucketRequest)(nil),       // 13: clipstore.meta.v1.DeleteBucketRequest
+	(*DeleteBucketResponse)(nil),      // 14: clipstore.meta.v1.DeleteBucketResponse
+	(*ListBucketsRequest)(nil),        // 15: clipstore.meta.v1.ListBucketsRequest
+	(*ListBucketsResponse)(nil),       // 16: clipstore.meta.v1.ListBucketsResponse
+	(*Shard)(nil),                     // 17: clipstore.meta.v1.Shard
+	(*Part)(nil),                      // 18: clipstore.meta.v1.Part
+	(*CaptureAttributes)(nil),         // 19: clipstore.meta.v1.CaptureAttributes
+	(*ClipRecord)(nil),                // 20: clipstore.meta.v1.ClipRecord
+	(*NodeAddress)(nil),               // 21: clipstore.meta.v1.NodeAddress
+	(*Target)(nil),                    // 22: clipstore.meta.v1.Target
+	(*Spare)(nil),                     // 23: clipstore.meta.v1.Spare
+	(*BeginPutRequest)(nil),           // 24: clipstore.meta.v1.BeginPutRequest
+	(*BeginPutResponse)(nil),          // 25: clipstore.meta.v1.BeginPutResponse
+	(*CommitPutRequest)(nil),          // 26: clipstore.meta.v1.CommitPutRequest
+	(*CommitPutResponse)(nil),         // 27: clipstore.meta.v1.CommitPutResponse
+	(*GetClipRequest)(nil),            // 28: clipstore.meta.v1.GetClipRequest
+	(*PartSelector)(nil),              // 29: clipstore.meta.v1.PartSelector
+	(*GetClipResponse)(nil),           // 30: clipstore.meta.v1.GetClipResponse
+	(*ListClipsRequest)(nil),          // 31: clipstore.meta.v1.ListClipsRequest
+	(*ClipEntry)(nil),                 // 32: clipstore.meta.v1.ClipEntry
+	(*ListClipsResponse)(nil),         // 33: clipstore.meta.v1.ListClipsResponse
+	(*DeleteClipRequest)(nil),         // 34: clipstore.meta.v1.DeleteClipRequest
+	(*DeleteClipResponse)(nil),        // 35: clipstore.meta.v1.DeleteClipResponse
+	(*ReportShardRequest)(nil),        // 36: clipstore.meta.v1.ReportShardRequest
+	(*ReportShardResponse)(nil),       // 37: clipstore.meta.v1.ReportShardResponse
+	(*UpdateShardRequest)(nil),        // 38: clipstore.meta.v1.UpdateShardRequest
+	(*UpdateShardResponse)(nil),       // 39: clipstore.meta.v1.UpdateShardResponse
+	(*DiskStatus)(nil),                // 40: clipstore.meta.v1.DiskStatus
+	(*ShardLosses)(nil),               // 41: clipstore.meta.v1.ShardLosses
+	(*StorageNode)(nil),               // 42: clipstore.meta.v1.StorageNode
+	(*SetNodeAdminStateRequest)(nil),  // 43: clipstore.meta.v1.SetNodeAdminStateRequest
+	(*SetNodeAdminStateResponse)(nil), // 44: clipstore.meta.v1.SetNodeAdminStateResponse
+	(*RebalanceRequest)(nil),          // 45: clipstore.meta.v1.RebalanceRequest
+	(*RebalanceState)(nil),            // 46: clipstore.meta.v1.RebalanceState
+	(*NodeBalance)(nil),               // 47: clipstore.meta.v1.NodeBalance
+	(*RebalanceResponse)(nil),         // 48: clipstore.meta.v1.RebalanceResponse
+	(*RemoveNodeRequest)(nil),         // 49: clipstore.meta.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),        // 50: clipstore.meta.v1.RemoveNodeResponse
+	(*RegisterNodeRequest)(nil),       // 51: clipstore.meta.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),      // 52: clipstore.meta.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),          // 53: clipstore.meta.v1.HeartbeatRequest
+	(*ScrubStatus)(nil),               // 54: clipstore.meta.v1.ScrubStatus
+	(*DeleteShardWork)(nil),           // 55: clipstore.meta.v1.DeleteShardWork
+	(*ShardSource)(nil),               // 56: clipstore.meta.v1.ShardSource
+	(*RepairWork)(nil),                // 57: clipstore.meta.v1.RepairWork
+	(*HeartbeatResponse)(nil),         // 58: clipstore.meta.v1.HeartbeatResponse
+	(*ListNodesRequest)(nil),          // 59: clipstore.meta.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),         // 60: clipstore.meta.v1.ListNodesResponse
+	(*ListNodeShardsRequest)(nil),     // 61: clipstore.meta.v1.ListNodeShardsRequest
+	(*NodeShard)(nil),                 // 62: clipstore.meta.v1.NodeShard
+	(*ListNodeShardsResponse)(nil),    // 63: clipstore.meta.v1.ListNodeShardsResponse
+	(*ShardRef)(nil),                  // 64: clipstore.meta.v1.ShardRef
+	(*CheckShardsRequest)(nil),        // 65: clipstore.meta.v1.CheckShardsRequest
+	(*CheckShardsResponse)(nil),       // 66: clipstore.meta.v1.CheckShardsResponse
+	(*Member)(nil),                    // 67: clipstore.meta.v1.Member
+	(*JoinMemberRequest)(nil),         // 68: clipstore.meta.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),        // 69: clipstore.meta.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),       // 70: clipstore.meta.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 71: clipstore.meta.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),        // 72: clipstore.meta.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 73: clipstore.meta.v1.ListMembersResponse
+	(*ClusterStatusRequest)(nil),      // 74: clipstore.meta.v1.ClusterStatusRequest
+	(*RepairLimits)(nil),              // 75: clipstore.meta.v1.RepairLimits
+	(*RepairLimitsRequest)(nil),       // 76: clipstore.meta.v1.RepairLimitsRequest
+	(*RepairLimitsResponse)(nil),      // 77: clipstore.meta.v1.RepairLimitsResponse
+	(*ClusterStatusResponse)(nil),     // 78: clipstore.meta.v1.ClusterStatusResponse
+	(*RepairHold)(nil),                // 79: clipstore.meta.v1.RepairHold
+	(*NodeScrubStatus)(nil),           // 80: clipstore.meta.v1.NodeScrubStatus
+	(*AccessKey)(nil),                 // 81: clipstore.meta.v1.AccessKey
+	(*Grant)(nil),                     // 82: clipstore.meta.v1.Grant
+	(*CreateAccessKeyRequest)(nil),    // 83: clipstore.meta.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),   // 84: clipstore.meta.v1.CreateAccessKeyResponse
+	(*ListAccessKeysRequest)(nil),     // 85: clipstore.meta.v1.ListAccessKeysRequest
+	(*ListAccessKeysResponse)(nil),    // 86: clipstore.meta.v1.ListAccessKeysResponse
+	(*DeleteAccessKeyRequest)(nil),    // 87: clipstore.meta.v1.DeleteAccessKeyRequest
+	(*DeleteAccessKeyResponse)(nil),   // 88: clipstore.meta.v1.DeleteAccessKeyResponse
+	(*SigningKeyRequest)(nil),         // 89: clipstore.meta.v1.SigningKeyRequest
+	(*SigningKeyResponse)(nil),        // 90: clipstore.meta.v1.SigningKeyResponse
+	(*UploadRecord)(nil),              // 91: clipstore.meta.v1.UploadRecord
+	(*UploadPart)(nil),                // 92: clipstore.meta.v1.UploadPart
+	(*CreateUploadRequest)(nil),       // 93: clipstore.meta.v1.CreateUploadRequest
+	(*CreateUploadResponse)(nil),      // 94: clipstore.meta.v1.CreateUploadResponse
+	(*BeginPartRequest)(nil),          // 95: clipstore.meta.v1.BeginPartRequest
+	(*CommitPartRequest)(nil),         // 96: clipstore.meta.v1.CommitPartRequest
+	(*CommitPartResponse)(nil),        // 97: clipstore.meta.v1.CommitPartResponse
+	(*CompletedPart)(nil),             // 98: clipstore.meta.v1.CompletedPart
+	(*CompleteUploadRequest)(nil),     // 99: clipstore.meta.v1.CompleteUploadRequest
+	(*AbortUploadRequest)(nil),        // 100: clipstore.meta.v1.AbortUploadRequest
+	(*AbortUploadResponse)(nil),       // 101: clipstore.meta.v1.AbortUploadResponse
+	(*ListPartsRequest)(nil),          // 102: clipstore.meta.v1.ListPartsRequest
+	(*ListPartsResponse)(nil),         // 103: clipstore.meta.v1.ListPartsResponse
+	(*ListUploadsRequest)(nil),        // 104: clipstore.meta.v1.ListUploadsRequest
+	(*ListUploadsResponse)(nil),       // 105: clipstore.meta.v1.ListUploadsResponse
+	nil,                               // 106: clipstore.meta.v1.Part.ChecksumsEntry
+	nil,                               // 107: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                               // 108: clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	nil,                               // 109: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	nil,                               // 110: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	nil,                               // 111: clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	nil,                               // 112: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	nil,                               // 113: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	nil,                               // 114: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	5,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	5,   // 1: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	6,   // 2: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
-	4,   // 3: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	6,   // 4: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
-	0,   // 5: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
-	5,   // 6: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
-	13,  // 7: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	100, // 8: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
-	101, // 9: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	15,  // 10: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	14,  // 11: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	102, // 12: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	5,   // 13: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	5,   // 14: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
-	18,  // 15: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
-	19,  // 16: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
-	5,   // 17: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	13,  // 18: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	103, // 19: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	15,  // 20: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	104, // 21: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	16,  // 22: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	4,   // 23: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	16,  // 24: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	17,  // 25: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
-	4,   // 26: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	27,  // 27: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
-	0,   // 28: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
-	13,  // 29: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
-	52,  // 30: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	1,   // 31: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	35,  // 32: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	36,  // 33: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36,  // 34: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	2,   // 35: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
-	2,   // 36: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
-	37,  // 37: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	3,   // 38: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
-	41,  // 39: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
-	42,  // 40: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
-	35,  // 41: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	37,  // 42: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	35,  // 43: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	49,  // 44: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	36,  // 45: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	36,  // 46: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	5,   // 47: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	51,  // 48: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	51,  // 49: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
-	50,  // 50: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	52,  // 51: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	4,   // 52: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	37,  // 53: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	4,   // 54: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	57,  // 55: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	59,  // 56: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	62,  // 57: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62,  // 58: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	62,  // 59: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	4,   // 60: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	70,  // 61: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	62,  // 62: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	70,  // 63: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	75,  // 64: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	36,  // 65: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	36,  // 66: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	74,  // 67: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	70,  // 68: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
-	49,  // 69: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	76,  // 70: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
-	76,  // 71: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
-	4,   // 72: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	76,  // 73: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
-	105, // 74: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	15,  // 75: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	5,   // 76: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
-	14,  // 77: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
-	106, // 78: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	15,  // 79: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	5,   // 80: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	85,  // 81: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
-	13,  // 82: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
-	107, // 83: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	86,  // 84: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
-	92,  // 85: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
-	108, // 86: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
-	4,   // 87: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	85,  // 88: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
-	86,  // 89: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
-	4,   // 90: clipstore.meta.v1.ListUploadsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	85,  // 91: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
-	7,   // 92: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	9,   // 93: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	11,  // 94: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	20,  // 95: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	22,  // 96: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	87,  // 97: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
-	89,  // 98: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
-	90,  // 99: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
-	93,  // 100: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
-	94,  // 101: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
-	96,  // 102: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
-	98,  // 103: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
-	24,  // 104: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	26,  // 105: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	29,  // 106: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	31,  // 107: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	33,  // 108: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	46,  // 109: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	48,  // 110: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	54,  // 111: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	38,  // 112: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	44,  // 113: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	40,  // 114: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	56,  // 115: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	60,  // 116: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	63,  // 117: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	65,  // 118: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	67,  // 119: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	69,  // 120: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	71,  // 121: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	77,  // 122: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
-	79,  // 123: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
-	81,  // 124: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
-	83,  // 125: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
-	8,   // 126: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	10,  // 127: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	12,  // 128: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	21,  // 129: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	23,  // 130: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	88,  // 131: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
-	21,  // 132: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
-	91,  // 133: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
-	23,  // 134: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
-	95,  // 135: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
-	97,  // 136: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
-	99,  // 137: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
-	25,  // 138: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	28,  // 139: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	30,  // 140: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	32,  // 141: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	34,  // 142: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	47,  // 143: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	53,  // 144: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	55,  // 145: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	39,  // 146: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	45,  // 147: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	43,  // 148: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	58,  // 149: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	61,  // 150: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	64,  // 151: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	66,  // 152: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	68,  // 153: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	73,  // 154: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	72,  // 155: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	78,  // 156: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
-	80,  // 157: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
-	82,  // 158: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
-	84,  // 159: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
-	126, // [126:160] is the sub-list for method output_type
-	92,  // [92:126] is the sub-list for method input_type
-	92,  // [92:92] is the sub-list for extension type_name
-	92,  // [92:92] is the sub-list for extension extendee
-	0,   // [0:92] is the sub-list for field type_name
+	6,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	8,   // 1: clipstore.meta.v1.Bucket.settings:type_name -> clipstore.meta.v1.Settings
+	5,   // 2: clipstore.meta.v1.SettingsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	8,   // 3: clipstore.meta.v1.SettingsResponse.cluster:type_name -> clipstore.meta.v1.Settings
+	8,   // 4: clipstore.meta.v1.SettingsResponse.bucket:type_name -> clipstore.meta.v1.Settings
+	8,   // 5: clipstore.meta.v1.SettingsResponse.effective:type_name -> clipstore.meta.v1.Settings
+	6,   // 6: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	8,   // 7: clipstore.meta.v1.CreateBucketRequest.settings:type_name -> clipstore.meta.v1.Settings
+	7,   // 8: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
+	5,   // 9: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	7,   // 10: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
+	0,   // 11: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
+	6,   // 12: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
+	17,  // 13: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
+	106, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
+	107, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	19,  // 16: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	18,  // 17: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
+	108, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	6,   // 19: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	6,   // 20: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
+	22,  // 21: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
+	23,  // 22: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
+	6,   // 23: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	17,  // 24: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
+	109, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	19,  // 26: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	110, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	20,  // 28: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	5,   // 29: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	29,  // 30: clipstore.meta.v1.GetClipRequest.parts:type_name -> clipstore.meta.v1.PartSelector
+	20,  // 31: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	21,  // 32: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
+	5,   // 33: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	32,  // 34: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	0,   // 35: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
+	17,  // 36: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
+	57,  // 37: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	1,   // 38: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
+	40,  // 39: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	41,  // 40: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	41,  // 41: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	2,   // 42: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
+	2,   // 43: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
+	42,  // 44: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	3,   // 45: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
+	46,  // 46: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
+	47,  // 47: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
+	40,  // 48: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	42,  // 49: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	40,  // 50: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	54,  // 51: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	41,  // 52: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	41,  // 53: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	6,   // 54: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	56,  // 55: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	56,  // 56: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
+	55,  // 57: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	57,  // 58: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	5,   // 59: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	42,  // 60: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	5,   // 61: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	62,  // 62: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	64,  // 63: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	67,  // 64: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	67,  // 65: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	67,  // 66: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	5,   // 67: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	75,  // 68: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	67,  // 69: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	75,  // 70: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	80,  // 71: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	41,  // 72: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	41,  // 73: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	79,  // 74: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	75,  // 75: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	54,  // 76: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	82,  // 77: clipstore.meta.v1.AccessKey.grants:type_name -> clipstore.meta.v1.Grant
+	4,   // 78: clipstore.meta.v1.Grant.access:type_name -> clipstore.meta.v1.Access
+	81,  // 79: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
+	82,  // 80: clipstore.meta.v1.CreateAccessKeyRequest.grants:type_name -> clipstore.meta.v1.Grant
+	81,  // 81: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
+	5,   // 82: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	81,  // 83: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
+	82,  // 84: clipstore.meta.v1.SigningKeyResponse.grants:type_name -> clipstore.meta.v1.Grant
+	111, // 85: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	19,  // 86: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	6,   // 87: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
+	18,  // 88: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
+	112, // 89: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	19,  // 90: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	6,   // 91: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	91,  // 92: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	17,  // 93: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
+	113, // 94: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	92,  // 95: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
+	98,  // 96: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
+	114, // 97: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	5,   // 98: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	91,  // 99: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	92,  // 100: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
+	5,   // 101: clipstore.meta.v1.ListUploadsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	91,  // 102: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
+	11,  // 103: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	13,  // 104: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	15,  // 105: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	24,  // 106: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	26,  // 107: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	93,  // 108: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
+	95,  // 109: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
+	96,  // 110: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
+	99,  // 111: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
+	100, // 112: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
+	102, // 113: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
+	104, // 114: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
+	28,  // 115: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	31,  // 116: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	34,  // 117: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	36,  // 118: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	38,  // 119: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	51,  // 120: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	53,  // 121: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	59,  // 122: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	43,  // 123: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	49,  // 124: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	45,  // 125: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	61,  // 126: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	65,  // 127: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	68,  // 128: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	70,  // 129: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	72,  // 130: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	74,  // 131: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	76,  // 132: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	83,  // 133: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
+	85,  // 134: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
+	87,  // 135: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
+	89,  // 136: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
+	9,   // 137: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
+	12,  // 138: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	14,  // 139: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	16,  // 140: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	25,  // 141: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	27,  // 142: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	94,  // 143: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
+	25,  // 144: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
+	97,  // 145: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
+	27,  // 146: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
+	101, // 147: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
+	103, // 148: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
+	105, // 149: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
+	30,  // 150: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	33,  // 151: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	35,  // 152: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	37,  // 153: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	39,  // 154: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	52,  // 155: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	58,  // 156: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	60,  // 157: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	44,  // 158: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	50,  // 159: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	48,  // 160: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	63,  // 161: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	66,  // 162: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	69,  // 163: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	71,  // 164: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	73,  // 165: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	78,  // 166: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	77,  // 167: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	84,  // 168: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
+	86,  // 169: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
+	88,  // 170: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
+	90,  // 171: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
+	10,  // 172: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
+	138, // [138:173] is the sub-list for method output_type
+	103, // [103:138] is the sub-list for method input_type
+	103, // [103:103] is the sub-list for extension type_name
+	103, // [103:103] is the sub-list for extension extendee
+	0,   // [0:103] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -8210,19 +8757,21 @@ func file_meta_proto_init() {
 	if File_meta_proto != nil {
 		return
 	}
-	file_meta_proto_msgTypes[18].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[25].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[48].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[67].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[69].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[89].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[4].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[21].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[24].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[29].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[52].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[71].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[73].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[94].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   105,
+			NumEnums:      5,
+			NumMessages:   110,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

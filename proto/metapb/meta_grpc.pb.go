@@ -61,6 +61,7 @@ const (
 	MetaService_ListAccessKeys_FullMethodName    = "/clipstore.meta.v1.MetaService/ListAccessKeys"
 	MetaService_DeleteAccessKey_FullMethodName   = "/clipstore.meta.v1.MetaService/DeleteAccessKey"
 	MetaService_SigningKey_FullMethodName        = "/clipstore.meta.v1.MetaService/SigningKey"
+	MetaService_Settings_FullMethodName          = "/clipstore.meta.v1.MetaService/Settings"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -135,6 +136,8 @@ type MetaServiceClient interface {
 	// caller that presents the cluster secret (metadata
 	// "clipstore-cluster-secret") gets an answer.
 	SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error)
+	// Settings reads the cluster's or a bucket's settings, or changes one.
+	Settings(ctx context.Context, in *SettingsRequest, opts ...grpc.CallOption) (*SettingsResponse, error)
 }
 
 type metaServiceClient struct {
@@ -485,6 +488,16 @@ func (c *metaServiceClient) SigningKey(ctx context.Context, in *SigningKeyReques
 	return out, nil
 }
 
+func (c *metaServiceClient) Settings(ctx context.Context, in *SettingsRequest, opts ...grpc.CallOption) (*SettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SettingsResponse)
+	err := c.cc.Invoke(ctx, MetaService_Settings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaServiceServer is the server API for MetaService service.
 // All implementations must embed UnimplementedMetaServiceServer
 // for forward compatibility.
@@ -557,6 +570,8 @@ type MetaServiceServer interface {
 	// caller that presents the cluster secret (metadata
 	// "clipstore-cluster-secret") gets an answer.
 	SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error)
+	// Settings reads the cluster's or a bucket's settings, or changes one.
+	Settings(context.Context, *SettingsRequest) (*SettingsResponse, error)
 	mustEmbedUnimplementedMetaServiceServer()
 }
 
@@ -668,6 +683,9 @@ func (UnimplementedMetaServiceServer) DeleteAccessKey(context.Context, *DeleteAc
 }
 func (UnimplementedMetaServiceServer) SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SigningKey not implemented")
+}
+func (UnimplementedMetaServiceServer) Settings(context.Context, *SettingsRequest) (*SettingsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Settings not implemented")
 }
 func (UnimplementedMetaServiceServer) mustEmbedUnimplementedMetaServiceServer() {}
 func (UnimplementedMetaServiceServer) testEmbeddedByValue()                     {}
@@ -1302,6 +1320,24 @@ func _MetaService_SigningKey_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_Settings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).Settings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_Settings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).Settings(ctx, req.(*SettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaService_ServiceDesc is the grpc.ServiceDesc for MetaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1444,6 +1480,10 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SigningKey",
 			Handler:    _MetaService_SigningKey_Handler,
+		},
+		{
+			MethodName: "Settings",
+			Handler:    _MetaService_Settings_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -55,6 +55,7 @@ type Command struct {
 	//	*Command_CommitPart
 	//	*Command_CompleteUpload
 	//	*Command_AbortUpload
+	//	*Command_SetSettings
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -318,6 +319,15 @@ func (x *Command) GetAbortUpload() *AbortUploadRequest {
 	return nil
 }
 
+func (x *Command) GetSetSettings() *SettingsRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetSettings); ok {
+			return x.SetSettings
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -414,6 +424,10 @@ type Command_AbortUpload struct {
 	AbortUpload *AbortUploadRequest `protobuf:"bytes,32,opt,name=abort_upload,json=abortUpload,proto3,oneof"`
 }
 
+type Command_SetSettings struct {
+	SetSettings *SettingsRequest `protobuf:"bytes,33,opt,name=set_settings,json=setSettings,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -459,6 +473,8 @@ func (*Command_CommitPart) isCommand_Op() {}
 func (*Command_CompleteUpload) isCommand_Op() {}
 
 func (*Command_AbortUpload) isCommand_Op() {}
+
+func (*Command_SetSettings) isCommand_Op() {}
 
 // NodeReportsCommand carries what storage nodes reported in heartbeats,
 // batched by the leader into one entry so that a heartbeat is answered
@@ -1073,7 +1089,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\xf1\x0e\n" +
+	"meta.proto\"\xba\x0f\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -1107,7 +1123,8 @@ const file_metafsm_proto_rawDesc = "" +
 	"\vcommit_part\x18\x1e \x01(\v2$.clipstore.meta.v1.CommitPartRequestH\x00R\n" +
 	"commitPart\x12S\n" +
 	"\x0fcomplete_upload\x18\x1f \x01(\v2(.clipstore.meta.v1.CompleteUploadRequestH\x00R\x0ecompleteUpload\x12J\n" +
-	"\fabort_upload\x18  \x01(\v2%.clipstore.meta.v1.AbortUploadRequestH\x00R\vabortUploadB\x04\n" +
+	"\fabort_upload\x18  \x01(\v2%.clipstore.meta.v1.AbortUploadRequestH\x00R\vabortUpload\x12G\n" +
+	"\fset_settings\x18! \x01(\v2\".clipstore.meta.v1.SettingsRequestH\x00R\vsetSettingsB\x04\n" +
 	"\x02op\"M\n" +
 	"\x12NodeReportsCommand\x127\n" +
 	"\areports\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.NodeReportR\areports\"\xcb\x01\n" +
@@ -1191,8 +1208,9 @@ var file_metafsm_proto_goTypes = []any{
 	(*CommitPartRequest)(nil),        // 24: clipstore.meta.v1.CommitPartRequest
 	(*CompleteUploadRequest)(nil),    // 25: clipstore.meta.v1.CompleteUploadRequest
 	(*AbortUploadRequest)(nil),       // 26: clipstore.meta.v1.AbortUploadRequest
-	(*CommitPutRequest)(nil),         // 27: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),                   // 28: clipstore.meta.v1.NodeState
+	(*SettingsRequest)(nil),          // 27: clipstore.meta.v1.SettingsRequest
+	(*CommitPutRequest)(nil),         // 28: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 29: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	11, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -1218,14 +1236,15 @@ var file_metafsm_proto_depIdxs = []int32{
 	24, // 20: clipstore.meta.v1.Command.commit_part:type_name -> clipstore.meta.v1.CommitPartRequest
 	25, // 21: clipstore.meta.v1.Command.complete_upload:type_name -> clipstore.meta.v1.CompleteUploadRequest
 	26, // 22: clipstore.meta.v1.Command.abort_upload:type_name -> clipstore.meta.v1.AbortUploadRequest
-	2,  // 23: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	27, // 24: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	28, // 25: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	27, // 23: clipstore.meta.v1.Command.set_settings:type_name -> clipstore.meta.v1.SettingsRequest
+	2,  // 24: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	28, // 25: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	29, // 26: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1258,6 +1277,7 @@ func file_metafsm_proto_init() {
 		(*Command_CommitPart)(nil),
 		(*Command_CompleteUpload)(nil),
 		(*Command_AbortUpload)(nil),
+		(*Command_SetSettings)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
