@@ -22,9 +22,10 @@ func (p Profile) String() string {
 
 // BucketInfo describes a bucket.
 type BucketInfo struct {
-	Name    string
-	Profile Profile // the default profile of its clips
-	Created time.Time
+	Name     string
+	Profile  Profile // the default profile of its clips
+	Created  time.Time
+	Settings Settings // its own settings (empty fields: the cluster's)
 }
 
 // Capture holds typed capture attributes stored with a clip.

@@ -107,6 +107,8 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.setRebalance(op.SetRebalance)
 	case *pb.Command_CreateAccessKey:
 		return a.createAccessKey(op.CreateAccessKey)
+	case *pb.Command_SetSettings:
+		return a.setSettings(op.SetSettings)
 	case *pb.Command_DeleteAccessKey:
 		return a.deleteAccessKey(op.DeleteAccessKey)
 	case *pb.Command_CreateUpload:
@@ -158,6 +160,8 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.CommitPutResponse{}
 	case *pb.Command_AbortUpload:
 		return &pb.AbortUploadResponse{}
+	case *pb.Command_SetSettings:
+		return &pb.SettingsResponse{}
 	default:
 		return nil
 	}

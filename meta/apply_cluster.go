@@ -18,11 +18,14 @@ func (a *applier) createBucket(c *pb.CreateBucketRequest) (proto.Message, error)
 	if err := ValidateProfile(c.DefaultProfile); err != nil {
 		return nil, err
 	}
+	if err := validateSettings(c.Settings); err != nil {
+		return nil, err
+	}
 	b := a.tx.Bucket(bktBuckets)
 	if b.Get([]byte(c.Name)) != nil {
 		return nil, fmt.Errorf("%w: bucket %q", ErrExists, c.Name)
 	}
-	bucket := &pb.Bucket{Name: c.Name, DefaultProfile: c.DefaultProfile, CreatedUnixNano: a.now}
+	bucket := &pb.Bucket{Name: c.Name, DefaultProfile: c.DefaultProfile, CreatedUnixNano: a.now, Settings: c.Settings}
 	return &pb.CreateBucketResponse{Bucket: bucket}, putMsg(b, []byte(c.Name), bucket)
 }
 

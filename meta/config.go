@@ -68,6 +68,11 @@ type Config struct {
 	// CLIPSTORE_ROOT_SECRET_KEY): it works from the first start, before any
 	// key is made, and cannot be deleted. Every member must have the same.
 	RootAccessKey, RootSecretKey string
+	// SecretsKey, the content of the meta members' secrets key file, seals
+	// access keys' secrets in Raft and the state (AES-256-GCM under its
+	// SHA-256): without one, no access key can be created. Every member
+	// must have the same; at least 32 bytes.
+	SecretsKey []byte
 	// UploadExpiry is how long a multipart upload may stay open: the
 	// leader aborts it after that (its parts are deleted).
 	UploadExpiry time.Duration
@@ -189,6 +194,8 @@ func (c *Config) Validate() error {
 		return errors.New("meta config: a root key needs both its access key and its secret")
 	case c.RootAccessKey != "" && (len(c.RootAccessKey) < 3 || len(c.RootAccessKey) > 128 || len(c.RootSecretKey) < 8):
 		return errors.New("meta config: a root access key has 3 to 128 characters and a secret at least 8")
+	case len(c.SecretsKey) > 0 && len(c.SecretsKey) < 32:
+		return fmt.Errorf("meta config: a secrets key has at least 32 bytes, this one %d", len(c.SecretsKey))
 	case c.UploadExpiry <= 0:
 		return errors.New("meta config: UploadExpiry must be positive")
 	case c.RequestTTL < c.MaxUploadDuration:

@@ -2,7 +2,10 @@ package meta
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"regexp"
@@ -12,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
 )
 
 // ClusterSecretHeader is the gRPC metadata key under which an S3 gateway
@@ -48,36 +52,154 @@ func newAccessKey(name, by string, now int64) *pb.AccessKey {
 		Name: name, CreatedUnixNano: now, CreatedBy: by}
 }
 
-// createAccessKey makes a key on the leader and commits it in one entry.
+// maxGrants bounds the grants of one key.
+const maxGrants = 1000
+
+// ValidateGrants checks a key's grants: each names a bucket (or "*", every
+// bucket) and an access.
+func ValidateGrants(grants []*pb.Grant) error {
+	if len(grants) > maxGrants {
+		return fmt.Errorf("%w: %d grants; at most %d", ErrInvalidArgument, len(grants), maxGrants)
+	}
+	for _, g := range grants {
+		if g.Bucket != "*" {
+			if err := ValidateBucketName(g.Bucket); err != nil {
+				return fmt.Errorf("grant on %q: %w", g.Bucket, err)
+			}
+		}
+		switch g.Access {
+		case pb.Access_ACCESS_READ, pb.Access_ACCESS_WRITE, pb.Access_ACCESS_ADMIN:
+		default:
+			return fmt.Errorf("%w: grant on %q: access %v is not read, write or admin", ErrInvalidArgument, g.Bucket, g.Access)
+		}
+	}
+	return nil
+}
+
+// rootGrants are the root key's: everything.
+var rootGrants = []*pb.Grant{{Bucket: "*", Access: pb.Access_ACCESS_ADMIN}}
+
+// errNoSecretsKey refuses to store a secret that could not be sealed.
+var errNoSecretsKey = fmt.Errorf("%w: this meta member has no secrets key (--secrets-key-file, the same on every member): "+
+	"access keys' secrets are only stored sealed", ErrFailedPrecondition)
+
+// secretsAEAD is the AEAD that seals secrets: AES-256-GCM under the
+// SHA-256 of the secrets key file's content; nil without one.
+func secretsAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) == 0 {
+		return nil, nil
+	}
+	sum := sha256.Sum256(append([]byte("clipstore secrets key v1\x00"), key...))
+	block, err := aes.NewCipher(sum[:])
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// sealSecret seals a key's secret, bound to its access key id:
+// nonce || ciphertext.
+func sealSecret(aead cipher.AEAD, id, secret string) []byte {
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(secret)+aead.Overhead())
+	rand.Read(nonce)
+	return aead.Seal(nonce, nonce, []byte(secret), []byte(id))
+}
+
+// openSecret returns a stored key's secret: its sealed secret opened, or,
+// for a key stored before secrets were sealed, the one it kept.
+func (n *Node) openSecret(k *pb.AccessKey) (string, error) {
+	if len(k.SealedSecret) == 0 {
+		return k.SecretAccessKey, nil
+	}
+	if n.secrets == nil {
+		return "", fmt.Errorf("access key %s: %w", k.AccessKeyId, errNoSecretsKey)
+	}
+	ns := n.secrets.NonceSize()
+	if len(k.SealedSecret) < ns {
+		return "", fmt.Errorf("access key %s: its sealed secret is truncated", k.AccessKeyId)
+	}
+	secret, err := n.secrets.Open(nil, k.SealedSecret[:ns], k.SealedSecret[ns:], []byte(k.AccessKeyId))
+	if err != nil {
+		return "", fmt.Errorf("%w: access key %s: its secret does not open with this member's secrets key "+
+			"(is --secrets-key-file the same on every meta member?)", ErrFailedPrecondition, k.AccessKeyId)
+	}
+	return string(secret), nil
+}
+
+// createAccessKey makes a key on the leader and commits it in one entry,
+// its secret sealed; the answer carries the secret in the clear, once.
 func (n *Node) createAccessKey(ctx context.Context, req *pb.CreateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
 	if len(req.Name) > maxKeyName {
 		return nil, fmt.Errorf("%w: a key name of %d bytes exceeds %d", ErrInvalidArgument, len(req.Name), maxKeyName)
+	}
+	if err := ValidateGrants(req.Grants); err != nil {
+		return nil, err
+	}
+	if n.secrets == nil {
+		return nil, errNoSecretsKey
 	}
 	by := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		by = p.Addr.String()
 	}
-	cmd := &pb.CreateAccessKeyRequest{RequestId: req.RequestId, Name: req.Name,
-		Key: newAccessKey(req.Name, by, n.cfg.now().UnixNano())}
+	key := newAccessKey(req.Name, by, n.cfg.now().UnixNano())
+	secret := key.SecretAccessKey
+	key.SealedSecret, key.SecretAccessKey, key.Grants = sealSecret(n.secrets, key.AccessKeyId, secret), "", req.Grants
+	cmd := &pb.CreateAccessKeyRequest{RequestId: req.RequestId, Name: req.Name, Key: key}
 	resp, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_CreateAccessKey{CreateAccessKey: cmd}})
 	if err != nil {
 		return nil, err
 	}
 	out := resp.(*pb.CreateAccessKeyResponse)
-	n.log.Info("access key created", "access_key_id", out.Key.GetAccessKeyId(), "name", req.Name, "by", by)
+	if out.Key == nil {
+		// The request id was seen before: that key's secret was shown then
+		// and cannot be shown again.
+		return nil, fmt.Errorf("%w: this request created a key before; its secret was shown then", ErrExists)
+	}
+	out.Key = proto.Clone(out.Key).(*pb.AccessKey)
+	out.Key.SealedSecret, out.Key.SecretAccessKey = nil, secret
+	n.log.Info("access key created", "access_key_id", out.Key.GetAccessKeyId(), "name", req.Name, "grants", grantsString(req.Grants), "by", by)
 	return out, nil
 }
 
 func (a *applier) createAccessKey(c *pb.CreateAccessKeyRequest) (*pb.CreateAccessKeyResponse, error) {
 	k := c.Key
-	if k == nil || !accessKeyIDRe.MatchString(k.AccessKeyId) || len(k.SecretAccessKey) < 16 || len(k.Name) > maxKeyName {
+	if k == nil || !accessKeyIDRe.MatchString(k.AccessKeyId) || len(k.Name) > maxKeyName ||
+		(len(k.SealedSecret) == 0 && len(k.SecretAccessKey) < 16) {
 		return nil, fmt.Errorf("%w: a malformed access key", ErrInvalidArgument)
+	}
+	if err := ValidateGrants(k.Grants); err != nil {
+		return nil, err
 	}
 	b := a.tx.Bucket(bktAccessKeys)
 	if b.Get([]byte(k.AccessKeyId)) != nil {
 		return nil, fmt.Errorf("%w: access key %s", ErrExists, k.AccessKeyId)
 	}
 	return &pb.CreateAccessKeyResponse{Key: k}, putMsg(b, []byte(k.AccessKeyId), k)
+}
+
+// grantsString renders grants as the CLI takes them: "bucket:access,…".
+func grantsString(grants []*pb.Grant) string {
+	s := ""
+	for i, g := range grants {
+		if i > 0 {
+			s += ","
+		}
+		s += g.Bucket + ":" + accessName(g.Access)
+	}
+	return s
+}
+
+func accessName(a pb.Access) string {
+	switch a {
+	case pb.Access_ACCESS_READ:
+		return "read"
+	case pb.Access_ACCESS_WRITE:
+		return "write"
+	case pb.Access_ACCESS_ADMIN:
+		return "admin"
+	}
+	return a.String()
 }
 
 func (a *applier) deleteAccessKey(c *pb.DeleteAccessKeyRequest) (*pb.DeleteAccessKeyResponse, error) {
@@ -104,7 +226,7 @@ func (n *Node) deleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyReque
 func (n *Node) listAccessKeys(_ context.Context, _ *pb.ListAccessKeysRequest) (*pb.ListAccessKeysResponse, error) {
 	resp := &pb.ListAccessKeysResponse{}
 	if n.cfg.RootAccessKey != "" {
-		resp.Keys = append(resp.Keys, &pb.AccessKey{AccessKeyId: n.cfg.RootAccessKey, Name: "root (from the configuration)"})
+		resp.Keys = append(resp.Keys, &pb.AccessKey{AccessKeyId: n.cfg.RootAccessKey, Name: "root (from the configuration)", Grants: rootGrants})
 	}
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktAccessKeys).ForEach(func(k, v []byte) error {
@@ -112,7 +234,7 @@ func (n *Node) listAccessKeys(_ context.Context, _ *pb.ListAccessKeysRequest) (*
 			if err := decodeMsg(k, v, key); err != nil {
 				return err
 			}
-			key.SecretAccessKey = ""
+			key.SecretAccessKey, key.SealedSecret = "", nil
 			resp.Keys = append(resp.Keys, key)
 			return nil
 		})
@@ -140,7 +262,8 @@ func (n *Node) signingKey(_ context.Context, req *pb.SigningKeyRequest) (*pb.Sig
 			ErrInvalidArgument, req.Date, req.Region, req.Service)
 	}
 	if n.cfg.RootAccessKey != "" && subtle.ConstantTimeCompare([]byte(req.AccessKeyId), []byte(n.cfg.RootAccessKey)) == 1 {
-		return &pb.SigningKeyResponse{SigningKey: sigv4.DeriveKey(n.cfg.RootSecretKey, req.Date, req.Region, req.Service)}, nil
+		return &pb.SigningKeyResponse{SigningKey: sigv4.DeriveKey(n.cfg.RootSecretKey, req.Date, req.Region, req.Service),
+			Grants: rootGrants}, nil
 	}
 	key := &pb.AccessKey{}
 	var found bool
@@ -155,5 +278,11 @@ func (n *Node) signingKey(_ context.Context, req *pb.SigningKeyRequest) (*pb.Sig
 	if !found {
 		return nil, fmt.Errorf("%w: access key %q", ErrNotFound, req.AccessKeyId)
 	}
-	return &pb.SigningKeyResponse{SigningKey: sigv4.DeriveKey(key.SecretAccessKey, req.Date, req.Region, req.Service)}, nil
+	secret, err := n.openSecret(key)
+	if err != nil {
+		n.log.Error("signing key refused", "access_key_id", req.AccessKeyId, "err", err)
+		return nil, err
+	}
+	return &pb.SigningKeyResponse{SigningKey: sigv4.DeriveKey(secret, req.Date, req.Region, req.Service),
+		Grants: key.Grants}, nil
 }

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,7 @@ type Node struct {
 	moves      *repairProgress // drains' and rebalances' moves
 	peers      *conns.Cache    // to other members, for forwarding
 	metrics    *metrics
+	secrets    cipher.AEAD // seals access keys' secrets; nil without Config.SecretsKey
 
 	// ctx is the member's lifetime: the leader's background loops propose
 	// under it, and Shutdown or Close cancels it.
@@ -72,6 +74,11 @@ func New(cfg Config) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.log = n.log.With("member", cfg.ID)
+	secrets, err := secretsAEAD(cfg.SecretsKey)
+	if err != nil {
+		return nil, fmt.Errorf("meta: secrets key: %w", err)
+	}
+	n.secrets = secrets
 	f, err := openFSM(filepath.Join(cfg.DataDir, fsmFile), n.log, fsmOptions{requestTTL: cfg.RequestTTL,
 		commitInterval: cfg.StateBatchInterval, commitEntries: cfg.StateBatchLimit})
 	if err != nil {

@@ -57,6 +57,9 @@ func (s *service) CreateBucket(ctx context.Context, req *pb.CreateBucketRequest)
 				return err
 			}
 		}
+		if err := validateSettings(r.Settings); err != nil {
+			return err
+		}
 		return ValidateBucketName(r.Name)
 	}, func(r *pb.CreateBucketRequest) *pb.Command {
 		r = proto.Clone(r).(*pb.CreateBucketRequest)

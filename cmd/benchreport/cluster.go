@@ -103,15 +103,17 @@ type benchCluster struct {
 
 func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (*benchCluster, error) {
 	c := &benchCluster{bin: bin, dir: dir}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	if err := os.WriteFile(c.secretFile(), []byte(base64.RawURLEncoding.EncodeToString(secret)+"\n"), 0o600); err != nil {
-		return nil, err
+	for _, f := range []string{c.secretFile(), c.secretsKeyFile()} {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		if err := os.WriteFile(f, []byte(base64.RawURLEncoding.EncodeToString(secret)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	c.meta, err = startProc(bin, dir, "meta", "meta", "--id", "m0", "--data", filepath.Join(dir, "m0"),
 		"--raft", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--bootstrap", "--log-level", "warn",
-		"--cluster-secret-file", c.secretFile(),
+		"--cluster-secret-file", c.secretFile(), "--secrets-key-file", c.secretsKeyFile(),
 		// The drain measurement adds a node: no rebalance may start then.
 		"--auto-rebalance=false")
 	if err != nil {
@@ -146,6 +148,9 @@ func (c *benchCluster) startStorage() error {
 
 func (c *benchCluster) secretFile() string { return filepath.Join(c.dir, "cluster-secret") }
 
+// secretsKeyFile seals the access keys' secrets in meta.
+func (c *benchCluster) secretsKeyFile() string { return filepath.Join(c.dir, "secrets-key") }
+
 // accessKey is an S3 credential.
 type accessKey struct {
 	ID     string `json:"access_key_id"`
@@ -157,7 +162,7 @@ type accessKey struct {
 func (c *benchCluster) startGateway(ctx context.Context) (*proc, accessKey, error) {
 	var key accessKey
 	var out bytes.Buffer
-	if _, err := c.clipstore(ctx, nil, &out, "admin", "keys", "create", "--name", "bench", "--json"); err != nil {
+	if _, err := c.clipstore(ctx, nil, &out, "admin", "keys", "create", "bench", "--allow", "*:admin", "--json"); err != nil {
 		return nil, key, err
 	}
 	if err := json.Unmarshal(out.Bytes(), &key); err != nil || key.ID == "" || key.Secret == "" {

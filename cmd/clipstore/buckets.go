@@ -10,6 +10,7 @@ import (
 type mbOptions struct {
 	*clientOptions
 	ec, blockSize string
+	etagMode      string
 }
 
 func newMbCommand(co *clientOptions) *cobra.Command {
@@ -39,7 +40,7 @@ func newMbCommand(co *clientOptions) *cobra.Command {
 				return err
 			}
 			defer done()
-			if err := c.CreateBucket(ctx, args[0], profile); err != nil {
+			if err := c.CreateBucketWith(ctx, args[0], client.BucketOptions{Profile: profile, ETagMode: o.etagMode}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "bucket %s created\n", args[0])
@@ -48,6 +49,7 @@ func newMbCommand(co *clientOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.ec, "ec", "", "erasure code K+M of the bucket's clips (default: the cluster's)")
 	cmd.Flags().StringVar(&o.blockSize, "block-size", "", "block size of the bucket's clips, e.g. 1MiB (default: the cluster's)")
+	cmd.Flags().StringVar(&o.etagMode, "etag-mode", "", "the S3 gateway's ETags of the bucket: md5 (S3's) or fast (the clip id; no MD5 of the bytes) (default: the cluster's)")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -66,7 +67,83 @@ election; scrub figures each node's since it started.`,
 		},
 	}
 	status.Flags().BoolVar(&o.jsonOut, "json", false, "print the status as JSON")
-	cmd.AddCommand(status)
+	cmd.AddCommand(status, newSettingsCommand(co))
+	return cmd
+}
+
+type settingsOptions struct {
+	*clientOptions
+	bucket, etagMode string
+	jsonOut          bool
+}
+
+func newSettingsCommand(co *clientOptions) *cobra.Command {
+	o := &settingsOptions{clientOptions: co}
+	cmd := &cobra.Command{
+		Use:   "settings [--bucket BUCKET] [--etag-mode md5|fast|default]",
+		Short: "Show or change the cluster's settings, or a bucket's",
+		Long: `Show the cluster's settings, or a bucket's (--bucket) with what applies to it,
+or change one. Settings live in meta, so every S3 gateway follows them (within
+10 seconds of a change).
+
+  --etag-mode md5   the S3 gateway's ETags are S3's: the MD5 of the bytes (of the
+                    parts' MD5s, "-N", for multipart uploads). The default.
+  --etag-mode fast  the ETag is the clip id, "<hex>-1" ("-N" for multipart):
+                    unique per write, so If-Match still detects an overwrite,
+                    and no MD5 is computed (a Content-MD5 sent is still checked).
+  --etag-mode default  (on a bucket) back to the cluster's.`,
+		Example: `  clipstore cluster settings
+  clipstore cluster settings --etag-mode fast
+  clipstore cluster settings --bucket raw --etag-mode md5`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, done, err := o.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			var info client.SettingsInfo
+			if cmd.Flags().Changed("etag-mode") {
+				mode := o.etagMode
+				if mode == "default" {
+					if o.bucket == "" {
+						return errors.New("--etag-mode default is for a bucket: the cluster's default is md5")
+					}
+					mode = ""
+				}
+				info, err = c.SetETagMode(ctx, o.bucket, mode)
+			} else {
+				info, err = c.Settings(ctx, o.bucket)
+			}
+			if err != nil {
+				return err
+			}
+			if o.jsonOut {
+				out := map[string]any{"cluster": map[string]any{"etag_mode": info.Cluster.ETagMode},
+					"effective": map[string]any{"etag_mode": info.Effective.ETagMode}}
+				if o.bucket != "" {
+					out["bucket"] = map[string]any{"name": o.bucket, "etag_mode": info.Bucket.ETagMode}
+				}
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			mode := info.Effective.ETagMode
+			switch {
+			case o.bucket == "":
+				if info.Cluster.ETagMode == "" {
+					mode += " (the default)"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "etag-mode  %s\n", mode)
+			case info.Bucket.ETagMode == "":
+				fmt.Fprintf(cmd.OutOrStdout(), "bucket %s\netag-mode  %s (the cluster's)\n", o.bucket, mode)
+			default:
+				fmt.Fprintf(cmd.OutOrStdout(), "bucket %s\netag-mode  %s\n", o.bucket, mode)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.bucket, "bucket", "", "a bucket's settings instead of the cluster's")
+	cmd.Flags().StringVar(&o.etagMode, "etag-mode", "", "set the S3 gateway's ETag mode: md5, fast, or (on a bucket) default")
+	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the settings as JSON")
 	return cmd
 }
 

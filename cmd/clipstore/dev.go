@@ -95,12 +95,20 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	secretsKeyFile := filepath.Join(o.cfg.Dir, "secrets-key")
+	if err := writeClusterSecret(secretsKeyFile); err != nil {
+		return err
+	}
+	secretsKey, err := readSecretsKey(secretsKeyFile)
+	if err != nil {
+		return err
+	}
 	if err := o.pickRootKey(); err != nil {
 		return err
 	}
 	o.cfg.ConfigureMeta = func(c *meta.Config) {
 		c.NodeDownAfter, c.RepairAfter, c.GCGrace = o.meta.NodeDownAfter, o.meta.RepairAfter, o.meta.GCGrace
-		c.ClusterSecret = secret
+		c.ClusterSecret, c.SecretsKey = secret, secretsKey
 		c.RootAccessKey, c.RootSecretKey = o.rootKey, o.rootSecret
 	}
 	o.cfg.ConfigureStorage = func(c *server.Config) {

@@ -15,10 +15,12 @@ import (
 
 type metaOptions struct {
 	serverFlags
-	cfg        meta.Config
-	listen     string
-	join       string
-	secretFile string
+	cfg            meta.Config
+	listen         string
+	join           string
+	secretFile     string
+	secretsKeyFile string
+	rootKeyFile    string
 }
 
 func (o *metaOptions) AddFlags(cmd *cobra.Command) {
@@ -29,6 +31,8 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.cfg.RaftBind, "raft", "127.0.0.1:7401", "Raft listen address")
 	f.BoolVar(&o.cfg.Bootstrap, "bootstrap", false, "found a new cluster with this member if it has no state yet")
 	f.StringVar(&o.join, "join", "", "gRPC address of a member of an existing cluster to join through")
+	f.StringVar(&o.rootKeyFile, "root-key-file", "", "file holding the root key, its access key id and its secret separated by white space (instead of "+envRootAccessKey+" and "+envRootSecretKey+"; the same on every member)")
+	f.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "file holding the key that seals access keys' secrets at rest (at least 32 bytes; the same on every member; without one no access key can be created)")
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the secret shared with the S3 gateways, who present it to get signing keys (empty: none are handed out)")
 	o.serverFlags.AddFlags(cmd, "info")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
@@ -88,7 +92,20 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 			return err
 		}
 	}
+	if o.secretsKeyFile != "" {
+		if o.cfg.SecretsKey, err = readSecretsKey(o.secretsKeyFile); err != nil {
+			return err
+		}
+	}
 	o.cfg.RootAccessKey, o.cfg.RootSecretKey = rootKeyFromEnv()
+	if o.rootKeyFile != "" {
+		if o.cfg.RootAccessKey != "" {
+			return fmt.Errorf("the root key comes from --root-key-file or from %s and %s, not both", envRootAccessKey, envRootSecretKey)
+		}
+		if o.cfg.RootAccessKey, o.cfg.RootSecretKey, err = readRootKeyFile(o.rootKeyFile); err != nil {
+			return err
+		}
+	}
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)

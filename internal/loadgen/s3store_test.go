@@ -23,11 +23,12 @@ const (
 )
 
 // testKeys is the gateway's KeyFunc of the test credential.
-func testKeys(_ context.Context, accessKey, date, region, service string) ([]byte, error) {
+func testKeys(_ context.Context, accessKey, date, region, service string) (client.SigningKey, error) {
 	if accessKey != testAccessKey {
-		return nil, fmt.Errorf("%w: %s", sigv4.ErrUnknownAccessKey, accessKey)
+		return client.SigningKey{}, fmt.Errorf("%w: %s", sigv4.ErrUnknownAccessKey, accessKey)
 	}
-	return sigv4.DeriveKey(testSecret, date, region, service), nil
+	return client.SigningKey{Key: sigv4.DeriveKey(testSecret, date, region, service),
+		Grants: client.Policy{{Bucket: "*", Access: client.AccessAdmin}}}, nil
 }
 
 // startGateway serves an S3 gateway over the cluster cl talks to on plain

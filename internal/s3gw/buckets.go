@@ -40,6 +40,9 @@ func (g *Gateway) listBuckets(w *response, req *request) error {
 	}
 	res := listBucketsResult{NS: xmlNS, Owner: owner{ID: req.auth.AccessKey, DisplayName: req.auth.AccessKey}}
 	for _, b := range buckets {
+		if !req.policy.AllowsAny(b.Name) {
+			continue
+		}
 		res.Buckets = append(res.Buckets, bucketEntry{Name: b.Name, CreationDate: b.Created.UTC().Format(s3Time),
 			BucketRegion: g.cfg.Region})
 	}

@@ -65,6 +65,9 @@ type digests struct {
 	alg     *checksumAlg // nil if none
 	value   string       // the checksum from the header; "" if none (yet)
 	trailer bool         // the value comes in the body's trailer
+	// fast: the bucket has fast ETags, so MD5 is hashed only to check a
+	// Content-MD5; part: the body is a multipart upload's part.
+	fast, part bool
 }
 
 // checksumSuffixes are x-amz-checksum-* headers that carry no checksum.
@@ -119,28 +122,44 @@ func parseDigests(h http.Header, trailers []string) (*digests, error) {
 	return d, nil
 }
 
-// hashes returns new hashes for the digests: MD5 (always: it is the ETag)
-// and the checksum's, if any.
+// hashes returns new hashes for the digests: MD5 (unless the ETags are
+// fast and no Content-MD5 is to be checked) and the checksum's, if any.
 func (d *digests) hashes() []hash.Hash {
-	hs := []hash.Hash{md5.New()}
+	var hs []hash.Hash
+	if d.hashesMD5() {
+		hs = append(hs, md5.New())
+	}
 	if d.alg != nil {
 		hs = append(hs, d.alg.new())
 	}
 	return hs
 }
 
+func (d *digests) hashesMD5() bool { return !d.fast || d.md5 != nil }
+
 // verified checks the sums of hashes() against the digests, with the
-// trailers of the body (nil if none), and returns the ETag (hex MD5) and
-// the checksums to store.
+// trailers of the body (nil if none), and returns the ETag to store and
+// the checksums. The ETag is the hex MD5; with fast ETags, a random one
+// for a part, and "" for an object (the clip id then makes it).
 func (d *digests) verified(sums [][]byte, body *sigv4.Reader) (string, map[string]string, error) {
-	etag := hex.EncodeToString(sums[0])
-	if d.md5 != nil && !bytes.Equal(d.md5, sums[0]) {
-		return "", nil, errBadDigest
+	etag := ""
+	switch {
+	case d.hashesMD5():
+		if d.md5 != nil && !bytes.Equal(d.md5, sums[0]) {
+			return "", nil, errBadDigest
+		}
+		if !d.fast {
+			etag = hex.EncodeToString(sums[0])
+		}
+		sums = sums[1:]
+	}
+	if d.fast && d.part {
+		etag = newFastPartETag()
 	}
 	if d.alg == nil {
 		return etag, nil, nil
 	}
-	got := base64.StdEncoding.EncodeToString(sums[1])
+	got := base64.StdEncoding.EncodeToString(sums[0])
 	want := d.value
 	if d.trailer {
 		want = body.Trailers().Get(d.alg.header())

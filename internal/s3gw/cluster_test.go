@@ -34,12 +34,25 @@ const (
 	testDomain    = "s3.test"
 )
 
-// testKeys is the KeyFunc of the test credential.
-func testKeys(_ context.Context, accessKey, date, region, service string) ([]byte, error) {
-	if accessKey != testAccessKey {
-		return nil, fmt.Errorf("%w: %s", sigv4.ErrUnknownAccessKey, accessKey)
+// testGrants are the test credentials' grants, by access key: the main
+// one may do anything; the others are for the authorization tests, with
+// testSecret too.
+var testGrants = map[string]client.Policy{
+	testAccessKey:  {{Bucket: "*", Access: client.AccessAdmin}},
+	"READERKEY":    {{Bucket: "authz", Access: client.AccessRead}},
+	"WRITERKEY":    {{Bucket: "authz", Access: client.AccessWrite}},
+	"ADMINKEY":     {{Bucket: "authz-new", Access: client.AccessAdmin}, {Bucket: "authz", Access: client.AccessRead}},
+	"NOTHINGKEY":   nil,
+	"COPYWRITEKEY": {{Bucket: "authz-new", Access: client.AccessWrite}},
+}
+
+// testKeys is the KeyFunc of the test credentials.
+func testKeys(_ context.Context, accessKey, date, region, service string) (client.SigningKey, error) {
+	grants, ok := testGrants[accessKey]
+	if !ok {
+		return client.SigningKey{}, fmt.Errorf("%w: %s", sigv4.ErrUnknownAccessKey, accessKey)
 	}
-	return sigv4.DeriveKey(testSecret, date, region, service), nil
+	return client.SigningKey{Key: sigv4.DeriveKey(testSecret, date, region, service), Grants: grants}, nil
 }
 
 // testGateway is one meta member, six storage nodes, a client and a
@@ -127,9 +140,14 @@ func (tg *testGateway) sdkPlain() *s3.Client {
 }
 
 func newSDK(endpoint string, pathStyle bool, hc *http.Client, opts ...func(*s3.Options)) *s3.Client {
+	return newSDKAs(testAccessKey, endpoint, pathStyle, hc, opts...)
+}
+
+// newSDKAs is newSDK signing with another of the test access keys.
+func newSDKAs(accessKey, endpoint string, pathStyle bool, hc *http.Client, opts ...func(*s3.Options)) *s3.Client {
 	return s3.New(s3.Options{
 		Region:       DefaultRegion,
-		Credentials:  credentials.NewStaticCredentialsProvider(testAccessKey, testSecret, ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, testSecret, ""),
 		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: pathStyle,
 		HTTPClient:   hc,

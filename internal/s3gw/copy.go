@@ -313,6 +313,7 @@ func parseObjectCopy(req *request) (*objectCopy, error) {
 	if err != nil {
 		return nil, err
 	}
+
 	oc := &objectCopy{src: src}
 	if oc.replace, err = metadataDirective(req.Header); err != nil {
 		return nil, err
@@ -342,6 +343,9 @@ func (g *Gateway) copyObject(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
+	if err := g.checkRead(req, oc.src.bucket); err != nil {
+		return err
+	}
 	if err := checkNoBody(req); err != nil {
 		return err
 	}
@@ -361,7 +365,11 @@ func (g *Gateway) copyObject(w *response, req *request) error {
 	if opts.IfGenerationMatch, err = g.checkPutCondition(req, oc.cond); err != nil {
 		return err
 	}
-	s, err := g.newCopyStream(req.Context(), oc.src, r, 0, info.Size, &digests{alg: alg})
+	fast, err := g.fastETags(req)
+	if err != nil {
+		return err
+	}
+	s, err := g.newCopyStream(req.Context(), oc.src, r, 0, info.Size, &digests{alg: alg, fast: fast})
 	if err != nil {
 		return err
 	}
@@ -371,6 +379,7 @@ func (g *Gateway) copyObject(w *response, req *request) error {
 	if err != nil {
 		return s.failed(err, func(err error) error { return g.putError(req.Context(), req, err, opts.IfGenerationMatch) })
 	}
+	s.etag = objectETag(s.etag, out.ClipID)
 	res := copyObjectResult{NS: xmlNS, ETag: quoteETag(s.etag), LastModified: out.Created.UTC().Format(s3Time),
 		checksumFields: checksumFieldsOf(s.sums)}
 	if len(s.sums) > 0 {
@@ -414,6 +423,9 @@ func (g *Gateway) uploadPartCopy(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
+	if err := g.checkRead(req, src.bucket); err != nil {
+		return err
+	}
 	first, last, ranged, err := parseCopyRange(req.Header.Get("X-Amz-Copy-Source-Range"))
 	if err != nil {
 		return err
@@ -425,8 +437,11 @@ func (g *Gateway) uploadPartCopy(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
-	want := &digests{}
+	want := &digests{part: true}
 	if err := recordedChecksum(up.ChecksumAlgorithm).partDigests(want); err != nil {
+		return err
+	}
+	if want.fast, err = g.fastETags(req); err != nil {
 		return err
 	}
 	r, err := g.openSource(req, src)

@@ -66,6 +66,7 @@ func s3err(code string, status int, msg string) *s3Error {
 // The S3 errors the gateway answers, with S3's codes, statuses and
 // messages.
 var (
+	errAccessDenied     = s3err("AccessDenied", http.StatusForbidden, "Access Denied")
 	errBadDigest        = s3err("BadDigest", http.StatusBadRequest, "The Content-MD5 you specified did not match what we received.")
 	errMalformedAuth    = s3err("AuthorizationHeaderMalformed", http.StatusBadRequest, "The authorization header is malformed")
 	errBucketExists     = s3err("BucketAlreadyOwnedByYou", http.StatusConflict, "Your previous request to create the named bucket succeeded and you already own it.")

@@ -29,9 +29,10 @@ const DefaultRegion = "us-east-1"
 type Config struct {
 	// Client is the cluster's client; the gateway does not close it.
 	Client *client.Client
-	// Keys gives the signing keys requests are verified with (KeyCache
-	// over ClientKeys in production).
-	Keys sigv4.KeyFunc
+	// Keys gives the signing keys requests are verified with and the
+	// grants they are authorized by (KeyCache over ClientKeys in
+	// production).
+	Keys KeyFunc
 	// Region is the one region requests may be signed for (default
 	// DefaultRegion).
 	Region string
@@ -43,15 +44,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock requests are checked against (default time.Now).
 	Now func() time.Time
+	// SettingsTTL is how long buckets' settings (their ETag mode) are
+	// kept between reads from meta (default DefaultSettingsTTL).
+	SettingsTTL time.Duration
 }
 
 // Gateway is the S3 gateway's http.Handler. It keeps no state between
 // requests but its metrics; it is safe for concurrent use.
 type Gateway struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	bufs    sync.Pool // *[]byte of copyBufSize, for GetObject
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	settings *settingsCache
+	bufs     sync.Pool // *[]byte of copyBufSize, for GetObject
 
 	skipBudget int // defaultSkipBudget; tests lower it
 	// copySourceHook, if set, wraps the source of every copy; tests slow
@@ -79,7 +84,8 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
-	g := &Gateway{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), skipBudget: defaultSkipBudget}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), skipBudget: defaultSkipBudget,
+		settings: newSettingsCache(cfg.Client, cfg.SettingsTTL, cfg.Now)}
 	g.bufs.New = func() any {
 		b := make([]byte, copyBufSize)
 		return &b
@@ -98,7 +104,8 @@ type request struct {
 	bucket, key string
 	query       url.Values
 	auth        *sigv4.Auth
-	bodyBytes   int64 // decoded body bytes read
+	policy      client.Policy // what the request's access key may do
+	bodyBytes   int64         // decoded body bytes read
 }
 
 // handler serves one operation. An error it returns is answered as S3's
@@ -127,6 +134,9 @@ func (g *Gateway) ServeHTTP(hw http.ResponseWriter, r *http.Request) {
 	err := g.authenticate(req) // first: no answer but AccessDenied without it
 	if err == nil {
 		err = routeErr
+	}
+	if err == nil {
+		err = g.authorize(req)
 	}
 	if err == nil {
 		err = h(g, w, req)
@@ -190,8 +200,78 @@ func (g *Gateway) authenticate(req *request) error {
 	case a.SecurityToken != "":
 		return errInvalidToken // the gateway issues no session tokens
 	}
-	req.auth = a
+	// The key was just fetched (or found cached) to verify the signature.
+	key, err := g.cfg.Keys(req.Context(), a.AccessKey, a.Date, a.Region, a.Service)
+	if err != nil {
+		return err
+	}
+	req.auth, req.policy = a, key.Grants
 	return nil
+}
+
+// opAccess is the access each operation needs on the request's bucket.
+// ListBuckets needs none (it lists the buckets the key has a grant on);
+// HeadBucket and GetBucketLocation any. A copy needs read on its source
+// besides (checkRead).
+var opAccess = map[string]client.Access{
+	"GetBucketVersioning": client.AccessRead,
+	"ListObjectsV2":       client.AccessRead,
+	"ListObjects":         client.AccessRead,
+	"GetObject":           client.AccessRead,
+	"HeadObject":          client.AccessRead,
+
+	"PutObject":               client.AccessWrite,
+	"CopyObject":              client.AccessWrite,
+	"DeleteObject":            client.AccessWrite,
+	"DeleteObjects":           client.AccessWrite,
+	"CreateMultipartUpload":   client.AccessWrite,
+	"UploadPart":              client.AccessWrite,
+	"UploadPartCopy":          client.AccessWrite,
+	"CompleteMultipartUpload": client.AccessWrite,
+	"AbortMultipartUpload":    client.AccessWrite,
+	"ListParts":               client.AccessWrite,
+	"ListMultipartUploads":    client.AccessWrite,
+
+	"CreateBucket": client.AccessAdmin,
+	"DeleteBucket": client.AccessAdmin,
+}
+
+// authorize checks the request's operation against its key's grants.
+func (g *Gateway) authorize(req *request) error {
+	switch req.op {
+	case "ListBuckets":
+		return nil
+	case "HeadBucket", "GetBucketLocation":
+		if req.policy.AllowsAny(req.bucket) {
+			return nil
+		}
+		return g.denied(req, req.bucket, "any access")
+	}
+	need, ok := opAccess[req.op]
+	if !ok {
+		return g.denied(req, req.bucket, req.op) // an operation without a rule is no one's
+	}
+	if !req.policy.Allows(req.bucket, need) {
+		return g.denied(req, req.bucket, need.String())
+	}
+	return nil
+}
+
+// checkRead checks that the request's key may read bucket: a copy's
+// source.
+func (g *Gateway) checkRead(req *request, bucket string) error {
+	if !req.policy.Allows(bucket, client.AccessRead) {
+		return g.denied(req, bucket, client.AccessRead.String())
+	}
+	return nil
+}
+
+// denied logs a refusal and returns S3's AccessDenied, saying what was
+// refused.
+func (g *Gateway) denied(req *request, bucket, what string) error {
+	g.log.Info("access denied", "id", req.id, "access_key", req.auth.AccessKey, "op", req.op, "bucket", bucket, "needs", what)
+	g.metrics.denied.Inc()
+	return errAccessDenied.with("Access Denied: access key %s has no %s access to bucket %q.", req.auth.AccessKey, what, truncate(bucket))
 }
 
 // wrongRegionError is a credential scope for a region the gateway does not
@@ -200,12 +280,14 @@ type wrongRegionError struct{ region string }
 
 func (e *wrongRegionError) Error() string { return "credential scope of region " + e.region }
 
-// keys is cfg.Keys for the gateway's region only.
+// keys is cfg.Keys, as sigv4.Verify takes it, for the gateway's region
+// only.
 func (g *Gateway) keys(ctx context.Context, accessKey, date, region, service string) ([]byte, error) {
 	if region != g.cfg.Region {
 		return nil, &wrongRegionError{region: region}
 	}
-	return g.cfg.Keys(ctx, accessKey, date, region, service)
+	k, err := g.cfg.Keys(ctx, accessKey, date, region, service)
+	return k.Key, err
 }
 
 // body returns the request's decoded, verified body, counted for the

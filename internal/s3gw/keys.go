@@ -12,14 +12,17 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// ClientKeys is a sigv4.KeyFunc that asks meta for signing keys through
-// c (which must carry the cluster secret): an access key meta does not
-// know is sigv4.ErrUnknownAccessKey.
-func ClientKeys(c *client.Client) sigv4.KeyFunc {
-	return func(ctx context.Context, accessKey, date, region, service string) ([]byte, error) {
+// KeyFunc gives an access key's signing key for one credential scope,
+// with what the key may do; an unknown key is sigv4.ErrUnknownAccessKey.
+type KeyFunc func(ctx context.Context, accessKey, date, region, service string) (client.SigningKey, error)
+
+// ClientKeys is a KeyFunc that asks meta for signing keys through c
+// (which must carry the cluster secret).
+func ClientKeys(c *client.Client) KeyFunc {
+	return func(ctx context.Context, accessKey, date, region, service string) (client.SigningKey, error) {
 		key, err := c.SigningKey(ctx, accessKey, date, region, service)
 		if errors.Is(err, client.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %w", sigv4.ErrUnknownAccessKey, err)
+			return key, fmt.Errorf("%w: %w", sigv4.ErrUnknownAccessKey, err)
 		}
 		return key, err
 	}
@@ -36,14 +39,14 @@ const maxCachedKeys = 10000
 // keyFetchTimeout bounds one fetch of a key shared by concurrent requests.
 const keyFetchTimeout = 30 * time.Second
 
-// KeyCache caches the signing keys a KeyFunc (ClientKeys) gives, by access
+// KeyCache caches the signing keys (and grants) a KeyFunc (ClientKeys) gives, by access
 // key and credential scope (date, region, service): a scope's key changes
 // with its date, so a new day's requests fetch a new key, and each key is
 // kept at most TTL, so that a deleted access key stops working within
-// that. Concurrent requests for a key not cached share one fetch. Errors
+// that, and a change of its grants takes effect within that. Concurrent requests for a key not cached share one fetch. Errors
 // are not cached.
 type KeyCache struct {
-	fetch sigv4.KeyFunc
+	fetch KeyFunc
 	ttl   time.Duration
 	now   func() time.Time
 	group singleflight.Group
@@ -59,13 +62,13 @@ type keyScope struct {
 }
 
 type cachedKey struct {
-	key     []byte
+	key     client.SigningKey
 	expires time.Time
 }
 
 // NewKeyCache returns a cache over fetch that keeps keys for ttl
 // (DefaultKeyTTL if 0), by the clock now (time.Now if nil).
-func NewKeyCache(fetch sigv4.KeyFunc, ttl time.Duration, now func() time.Time) *KeyCache {
+func NewKeyCache(fetch KeyFunc, ttl time.Duration, now func() time.Time) *KeyCache {
 	if ttl <= 0 {
 		ttl = DefaultKeyTTL
 	}
@@ -77,8 +80,8 @@ func NewKeyCache(fetch sigv4.KeyFunc, ttl time.Duration, now func() time.Time) *
 	return c
 }
 
-// Key is the cache's sigv4.KeyFunc.
-func (c *KeyCache) Key(ctx context.Context, accessKey, date, region, service string) ([]byte, error) {
+// Key is the cache's KeyFunc.
+func (c *KeyCache) Key(ctx context.Context, accessKey, date, region, service string) (client.SigningKey, error) {
 	s := keyScope{accessKey, date, region, service}
 	if key, ok := c.cached(s); ok {
 		return key, nil
@@ -96,25 +99,25 @@ func (c *KeyCache) Key(ctx context.Context, accessKey, date, region, service str
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return nil, res.Err
+			return client.SigningKey{}, res.Err
 		}
-		return res.Val.([]byte), nil
+		return res.Val.(client.SigningKey), nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return client.SigningKey{}, ctx.Err()
 	}
 }
 
-func (c *KeyCache) cached(s keyScope) ([]byte, bool) {
+func (c *KeyCache) cached(s keyScope) (client.SigningKey, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k, ok := c.mu.keys[s]
 	if !ok || !c.now().Before(k.expires) {
-		return nil, false
+		return client.SigningKey{}, false
 	}
 	return k.key, true
 }
 
-func (c *KeyCache) store(s keyScope, key []byte) {
+func (c *KeyCache) store(s keyScope, key client.SigningKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()

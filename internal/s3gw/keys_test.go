@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/clipstore/clipstore/client"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,15 +21,16 @@ type fakeKeys struct {
 	gate  chan struct{} // if set, each call waits for it
 }
 
-func (f *fakeKeys) key(_ context.Context, accessKey, date, region, service string) ([]byte, error) {
+func (f *fakeKeys) key(_ context.Context, accessKey, date, region, service string) (client.SigningKey, error) {
 	f.calls.Add(1)
 	if f.gate != nil {
 		<-f.gate
 	}
 	if f.fail != nil {
-		return nil, f.fail
+		return client.SigningKey{}, f.fail
 	}
-	return sigv4.DeriveKey("secret-of-"+accessKey, date, region, service), nil
+	return client.SigningKey{Key: sigv4.DeriveKey("secret-of-"+accessKey, date, region, service),
+		Grants: client.Policy{{Bucket: "b-" + accessKey, Access: client.AccessRead}}}, nil
 }
 
 func TestKeyCache(t *testing.T) {
@@ -42,7 +44,10 @@ func TestKeyCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return k
+		if !k.Grants.Allows("b-"+accessKey, client.AccessRead) || k.Grants.Allows("b-"+accessKey, client.AccessWrite) {
+			t.Fatalf("%s's grants: %v", accessKey, k.Grants)
+		}
+		return k.Key
 	}
 	k1 := get("AK1", "20260501")
 	if !bytes.Equal(k1, sigv4.DeriveKey("secret-of-AK1", "20260501", "us-east-1", "s3")) || f.calls.Load() != 1 {

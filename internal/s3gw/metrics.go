@@ -15,6 +15,7 @@ type metrics struct {
 	sent     *prometheus.CounterVec   // operation: response body bytes
 	seconds  *prometheus.HistogramVec // operation
 	inFlight prometheus.Gauge
+	denied   prometheus.Counter // requests refused by the key's grants
 }
 
 func newMetrics() *metrics {
@@ -31,11 +32,13 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17)}, []string{"operation"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "requests_in_flight",
 			Help: "S3 requests being served."}),
+		denied: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "access_denied_total",
+			Help: "Authenticated requests refused because the access key's grants do not allow them."}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.received, m.sent, m.seconds, m.inFlight}
+	return []prometheus.Collector{m.requests, m.received, m.sent, m.seconds, m.inFlight, m.denied}
 }
 
 func (m *metrics) observe(op string, status int, in, out int64, d time.Duration) {

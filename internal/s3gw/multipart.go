@@ -179,6 +179,10 @@ func (g *Gateway) uploadPart(w *response, req *request) error {
 	if err := recordedChecksum(up.ChecksumAlgorithm).partDigests(want); err != nil {
 		return err
 	}
+	if want.fast, err = g.fastETags(req); err != nil {
+		return err
+	}
+	want.part = true
 	db := newDigestedBody(body, counted, want)
 	defer db.stop()
 	opts := &client.PartOptions{SizeHint: body.Size(), Finish: db.finish}
@@ -314,6 +318,13 @@ func (g *Gateway) completeUpload(w *response, req *request) error {
 	}
 	if err := a.checkRequest(req.Header); err != nil {
 		return err
+	}
+	fast, err := g.fastETags(req)
+	if err != nil {
+		return err
+	}
+	if fast {
+		a.etag = fastObjectETag(up.ClipID, len(a.chosen))
 	}
 	gen, err := g.checkPutCondition(req, cond)
 	if err != nil {

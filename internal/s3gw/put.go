@@ -54,13 +54,18 @@ func (g *Gateway) putObject(w *response, req *request) error {
 	if opts.IfGenerationMatch, err = g.checkPutCondition(req, cond); err != nil {
 		return err
 	}
+	if want.fast, err = g.fastETags(req); err != nil {
+		return err
+	}
 	opts.SizeHint = body.Size()
 	db := newDigestedBody(body, counted, want)
 	defer db.stop()
 	opts.Finish = db.finish
-	if _, err := g.cfg.Client.Put(req.Context(), req.bucket, req.key, db.d, opts); err != nil {
+	out, err := g.cfg.Client.Put(req.Context(), req.bucket, req.key, db.d, opts)
+	if err != nil {
 		return g.putError(req.Context(), req, err, opts.IfGenerationMatch)
 	}
+	db.etag = objectETag(db.etag, out.ClipID)
 	db.setHeaders(w.Header())
 	if len(db.sums) > 0 {
 		w.Header().Set("x-amz-checksum-type", "FULL_OBJECT")

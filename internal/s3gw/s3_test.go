@@ -58,6 +58,8 @@ func TestGateway(t *testing.T) {
 	t.Run("multipart", func(t *testing.T) { testMultipart(t, tg) })
 	t.Run("copy", func(t *testing.T) { testCopy(t, tg) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, tg) })
+	t.Run("authorization", func(t *testing.T) { testAuthorization(t, tg) })
+	t.Run("fast etags", func(t *testing.T) { testFastETags(t, tg) })
 }
 
 func testBuckets(t *testing.T, c *s3.Client) {
@@ -962,6 +964,12 @@ func readAll(t *testing.T, resp *http.Response) string {
 // with the body's SHA-256 as the payload hash unless hdr sets another.
 func signedRequest(t *testing.T, base, method, path string, body []byte, hdr http.Header) *http.Request {
 	t.Helper()
+	return signedRequestAs(t, testAccessKey, base, method, path, body, hdr)
+}
+
+// signedRequestAs is signedRequest signed with another test access key.
+func signedRequestAs(t *testing.T, accessKey, base, method, path string, body []byte, hdr http.Header) *http.Request {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, base+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -975,11 +983,21 @@ func signedRequest(t *testing.T, base, method, path string, body []byte, hdr htt
 		hash = hex.EncodeToString(sum[:])
 		req.Header.Set("X-Amz-Content-Sha256", hash)
 	}
-	creds := aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecret}
+	creds := aws.Credentials{AccessKeyID: accessKey, SecretAccessKey: testSecret}
 	if err := v4.NewSigner().SignHTTP(t.Context(), creds, req, hash, "s3", DefaultRegion, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// rawRequestAs sends a request signed with another test access key.
+func rawRequestAs(t *testing.T, tg *testGateway, accessKey, method, path string, body []byte, hdr http.Header) *http.Response {
+	t.Helper()
+	resp, err := tg.httpClient().Do(signedRequestAs(t, accessKey, tg.srv.URL, method, path, body, hdr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // rawRequest sends a signed request and returns the answer.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"maps"
 	mrand "math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -78,24 +76,11 @@ type faultCluster struct {
 // access key and starts a gateway.
 func startFaultCluster(t *testing.T) *faultCluster {
 	t.Helper()
-	secretFile := filepath.Join(t.TempDir(), "cluster-secret")
-	if err := os.WriteFile(secretFile, []byte("a-cluster-secret-for-the-s3-fault-tests\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	metaArgs := []string{"--cluster-secret-file", secretFile, "--node-down-after", "2s", "--repair-after", "1s",
-		"--gc-grace", "0s", "--max-upload-duration", faultMaxUpload.String()}
+	secretFile, metaArgs := secretFiles(t, t.TempDir())
+	metaArgs = append(metaArgs, "--node-down-after", "2s", "--repair-after", "1s",
+		"--gc-grace", "0s", "--max-upload-duration", faultMaxUpload.String())
 	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 6, MetaArgs: metaArgs, StorageArgs: []string{"--gc-interval", "1s"}})
-	out, errOut, code := c.CLI("admin", "keys", "create", "--name", "s3 fault tests", "--json")
-	if code != 0 {
-		t.Fatalf("keys create: %s", errOut)
-	}
-	var key struct {
-		ID     string `json:"access_key_id"`
-		Secret string `json:"secret_access_key"`
-	}
-	if err := json.Unmarshal([]byte(out), &key); err != nil {
-		t.Fatalf("keys create --json: %v: %s", err, out)
-	}
+	key := createKey(t, c, "s3 fault tests", "*:admin")
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	t.Cleanup(tr.CloseIdleConnections)
 	f := &faultCluster{t: t, c: c, cl: c.Client(), metaArgs: metaArgs,

@@ -31,22 +31,9 @@ type gateway struct {
 func startGateway(t *testing.T) *gateway {
 	t.Helper()
 	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "cluster-secret")
-	if err := os.WriteFile(secretFile, []byte("a-cluster-secret-for-the-s3-tests\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 6, MetaArgs: []string{"--cluster-secret-file", secretFile}})
-	out, errOut, code := c.CLI("admin", "keys", "create", "--name", "s3 tests", "--json")
-	if code != 0 {
-		t.Fatalf("keys create: %s", errOut)
-	}
-	var key struct {
-		ID     string `json:"access_key_id"`
-		Secret string `json:"secret_access_key"`
-	}
-	if err := json.Unmarshal([]byte(out), &key); err != nil {
-		t.Fatalf("keys create --json: %v: %s", err, out)
-	}
+	secretFile, metaArgs := secretFiles(t, dir)
+	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 6, MetaArgs: metaArgs})
+	key := createKey(t, c, "s3 tests", "*:admin")
 	p := e2e.Start(t, "s3", "--listen", "127.0.0.1:0", "--meta", c.MetaAddrs(), "--cluster-secret-file", secretFile,
 		"--log-level", "debug")
 	g := &gateway{c: c, endpoint: "http://" + p.Addr, keyID: key.ID, secret: key.Secret, home: filepath.Join(dir, "home")}
@@ -58,6 +45,44 @@ func startGateway(t *testing.T) *gateway {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// secretFiles writes a cluster secret file and a secrets key file into
+// dir, and returns the first and the meta members' flags for both.
+func secretFiles(t *testing.T, dir string) (clusterSecret string, metaArgs []string) {
+	t.Helper()
+	clusterSecret, secretsKey := filepath.Join(dir, "cluster-secret"), filepath.Join(dir, "secrets-key")
+	if err := os.WriteFile(clusterSecret, []byte("a-cluster-secret-for-the-s3-tests\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secretsKey, []byte("a-secrets-key-for-the-s3-tests-of-32-bytes-or-more\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return clusterSecret, []string{"--cluster-secret-file", clusterSecret, "--secrets-key-file", secretsKey}
+}
+
+// accessKey is a key made by clipstore admin keys create.
+type accessKey struct {
+	ID     string `json:"access_key_id"`
+	Secret string `json:"secret_access_key"`
+}
+
+// createKey makes an access key with the grants allow (BUCKET:ACCESS).
+func createKey(t *testing.T, c *e2e.Cluster, name string, allow ...string) accessKey {
+	t.Helper()
+	args := []string{"admin", "keys", "create", name, "--json"}
+	for _, a := range allow {
+		args = append(args, "--allow", a)
+	}
+	out, errOut, code := c.CLI(args...)
+	if code != 0 {
+		t.Fatalf("keys create: %s", errOut)
+	}
+	var key accessKey
+	if err := json.Unmarshal([]byte(out), &key); err != nil {
+		t.Fatalf("keys create --json: %v: %s", err, out)
+	}
+	return key
 }
 
 // env is the tools' environment: the key, the region, a HOME of their own.
@@ -145,6 +170,7 @@ func TestAWSCLI(t *testing.T) {
 		t.Fatalf("head-object: %+v; want %d bytes, ETag the MD5 %s, video/mp4, the metadata", head, len(data), md5hex(data))
 	}
 	testAWSCLIMultipart(t, g, dir)
+	testKeyPolicies(t, g)
 	out := filepath.Join(dir, "range")
 	g.aws(t, "s3api", "get-object", "--bucket", "fleet", "--key", "cam/front/0001.mp4", "--range", "bytes=1048570-1048600", out)
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, data[1048570:1048601]) {
@@ -171,6 +197,40 @@ func TestAWSCLI(t *testing.T) {
 	}
 	g.aws(t, "s3", "rm", "--recursive", "s3://fleet")
 	g.aws(t, "s3", "rb", "s3://fleet")
+}
+
+// testKeyPolicies: a key made with --allow fleet:read lists and gets in
+// fleet and nothing else: its put is AccessDenied and leaves nothing; a
+// key whose grant is on another bucket sees no fleet at all.
+func testKeyPolicies(t *testing.T, g *gateway) {
+	reader := g.as(createKey(t, g.c, "reader", "fleet:read"))
+	if out := string(reader.aws(t, "s3", "ls", "s3://fleet/cam/front/")); !strings.Contains(out, "0001.mp4") {
+		t.Fatalf("a reader's ls:\n%s", out)
+	}
+	reader.aws(t, "s3", "cp", "s3://fleet/cam/front/0002.mp4", "-")
+	_, errOut, err := reader.try([]byte("nope"), "/usr/bin/aws", "--endpoint-url", g.endpoint, "s3", "cp", "-", "s3://fleet/denied")
+	if err == nil || !strings.Contains(errOut, "AccessDenied") {
+		t.Fatalf("a reader's put: %v: %s", err, errOut)
+	}
+	if _, errOut, err := g.try(nil, "/usr/bin/aws", "--endpoint-url", g.endpoint, "s3api", "head-object", "--bucket", "fleet",
+		"--key", "denied"); err == nil || !strings.Contains(errOut, "404") {
+		t.Fatalf("the refused put left an object: %v: %s", err, errOut)
+	}
+	other := g.as(createKey(t, g.c, "other", "elsewhere:admin"))
+	if out := string(other.aws(t, "s3", "ls")); strings.Contains(out, "fleet") {
+		t.Fatalf("a key without a grant on fleet lists it:\n%s", out)
+	}
+	if _, errOut, err := other.try(nil, "/usr/bin/aws", "--endpoint-url", g.endpoint, "s3", "ls", "s3://fleet/"); err == nil ||
+		!strings.Contains(errOut, "AccessDenied") {
+		t.Fatalf("a key without a grant on fleet lists its objects: %v: %s", err, errOut)
+	}
+}
+
+// as is the gateway's tools signing with key instead.
+func (g *gateway) as(key accessKey) *gateway {
+	c := *g
+	c.keyID, c.secret = key.ID, key.Secret
+	return &c
 }
 
 // testAWSCLIMultipart copies a 20 MiB file up and back with aws s3 cp,

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -120,6 +121,7 @@ func TestRclone(t *testing.T) {
 		step{"cat ranges", r.cat},
 		step{"copy back", r.copyBack},
 		step{"delete and purge", r.deleteAndPurge},
+		step{"fast etags", r.fastETags},
 	)
 }
 
@@ -237,6 +239,24 @@ func (r *rcloneRun) copyBack(t *testing.T) {
 
 // deleteAndPurge deletes cam/ with rclone delete, then the bucket with
 // rclone purge.
+// fastETags copies the tree into a bucket with fast ETags: rclone must
+// not take them for MD5s (it fails a transfer whose MD5-shaped ETag
+// differs), and the tree comes back byte for byte (check --download reads
+// every file).
+func (r *rcloneRun) fastETags(t *testing.T) {
+	const bucket = "rclone-fast"
+	mkFastBucket(t, r.g, bucket)
+	tree := rcloneRemote + ":" + bucket + "/tree"
+	r.rclone(t, "copy", r.src, tree, "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M")
+	if etag := r.g.headETag(t, bucket, "tree/big.mp4"); !fastETagRe.MatchString(etag) || !strings.HasSuffix(etag, `-5"`) {
+		t.Errorf("ETag of the big file in a fast bucket: %s", etag)
+	}
+	if errOut, err := r.try("check", "--download", r.src, tree); err != nil || !strings.Contains(errOut, "0 differences found") {
+		t.Fatalf("rclone check --download of a fast bucket: %v\n%s", err, errOut)
+	}
+	r.rclone(t, "purge", rcloneRemote+":"+bucket)
+}
+
 func (r *rcloneRun) deleteAndPurge(t *testing.T) {
 	r.rclone(t, "delete", rcloneTree+"/cam")
 	if out := string(r.rclone(t, "lsf", "-R", "--files-only", rcloneTree)); out != "big.mp4\nempty.bin\nnotes.txt\n" {
@@ -288,6 +308,7 @@ func TestS3cmd(t *testing.T) {
 		step{"info", r.info},
 		step{"get", r.get},
 		step{"del and rb", r.delAndRB},
+		step{"fast etags", r.fastETags},
 	)
 }
 
@@ -383,6 +404,43 @@ func (r *s3cmdRun) get(t *testing.T) {
 }
 
 // delAndRB: rb of the bucket with objects fails; del of both, then rb.
+// fastETags puts both files into a bucket with fast ETags (clipstore mb
+// --etag-mode fast): s3cmd must not take the ETags for MD5s (it warns and
+// uploads again when an MD5-shaped ETag differs), and gets them back.
+func (r *s3cmdRun) fastETags(t *testing.T) {
+	const bucket = "s3cmd-fast"
+	mkFastBucket(t, r.g, bucket)
+	uri := func(key string) string { return "s3://" + bucket + "/" + key }
+	r.s3cmd(t, "put", fmt.Sprintf("--multipart-chunk-size-mb=%d", s3cmdPartMB), filepath.Join(r.dir, "big.mp4"), uri(s3cmdBigKey))
+	r.s3cmd(t, "put", filepath.Join(r.dir, "small.txt"), uri(s3cmdSmallKey))
+	for key, suffix := range map[string]string{s3cmdBigKey: "-3", s3cmdSmallKey: "-1"} {
+		if etag := r.g.headETag(t, bucket, key); !fastETagRe.MatchString(etag) || !strings.HasSuffix(etag, suffix+`"`) {
+			t.Errorf("ETag of %s in a fast bucket: %s, want a clip id with %s", key, etag, suffix)
+		}
+	}
+	back := t.TempDir()
+	for key, data := range map[string][]byte{s3cmdBigKey: r.big, s3cmdSmallKey: r.small} {
+		path := filepath.Join(back, strings.ReplaceAll(key, "/", "_"))
+		r.s3cmd(t, "get", uri(key), path)
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("s3cmd get of %s from a fast bucket: %d bytes, %v", key, len(got), err)
+		}
+	}
+	r.s3cmd(t, "del", uri(s3cmdBigKey), uri(s3cmdSmallKey))
+	r.s3cmd(t, "rb", uri(""))
+}
+
+// fastETagRe matches a fast ETag: a clip id and a part count.
+var fastETagRe = regexp.MustCompile(`^"[0-9a-f]{32}-[0-9]+"$`)
+
+// mkFastBucket makes a bucket with fast ETags with the clipstore CLI.
+func mkFastBucket(t *testing.T, g *gateway, bucket string) {
+	t.Helper()
+	if _, errOut, code := g.c.CLI("mb", bucket, "--etag-mode", "fast"); code != 0 {
+		t.Fatalf("clipstore mb --etag-mode fast: %s", errOut)
+	}
+}
+
 func (r *s3cmdRun) delAndRB(t *testing.T) {
 	if _, errOut, err := r.try("rb", s3cmdURI("")); err == nil || !strings.Contains(errOut, "BucketNotEmpty") {
 		t.Fatalf("s3cmd rb of a bucket with objects: %v\n%s", err, errOut)
