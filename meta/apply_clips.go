@@ -336,6 +336,9 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 		return nil, fmt.Errorf("%w %v before the update (the new shard may be collected)",
 			ErrDeadlinePassed, time.Duration(a.now-c.CommitDeadlineUnixNano))
 	}
+	if len(c.UploadId) > 0 {
+		return a.updateUploadShard(c)
+	}
 	rec, old, err := a.shardEntry(c.ClipId, c.Generation, c.Part, c.Index, c.OldShardId)
 	if err != nil {
 		return nil, err
@@ -344,26 +347,9 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 		return nil, fmt.Errorf("%w: clip %x is no longer at generation %d with that shard at index %d",
 			ErrFailedPrecondition, c.ClipId, c.Generation, c.Index)
 	}
-	target := &pb.StorageNode{}
-	if found, err := getMsg(a.tx.Bucket(bktNodes), []byte(ns.NodeId), target); err != nil {
-		return nil, err
-	} else if !found {
-		return nil, fmt.Errorf("%w: unknown storage node %q", ErrInvalidArgument, ns.NodeId)
-	}
-	if target.AdminState == pb.AdminState_ADMIN_STATE_DECOMMISSIONED {
-		return nil, fmt.Errorf("%w: storage node %q is decommissioned", ErrFailedPrecondition, ns.NodeId)
-	}
 	part := rec.Parts[c.Part]
-	for _, s := range part.Shards {
-		if s.Index != c.Index && s.NodeId == ns.NodeId && s.State == pb.ShardState_SHARD_STATE_OK {
-			return nil, fmt.Errorf("%w: node %q already holds shard %d of this clip", ErrFailedPrecondition, ns.NodeId, s.Index)
-		}
-		if bytes.Equal(s.ShardId, ns.ShardId) {
-			return nil, fmt.Errorf("%w: shard id reused", ErrInvalidArgument)
-		}
-	}
-	if want := expectedShardLength(part.Length, part.Profile); ns.Length != want {
-		return nil, fmt.Errorf("%w: new shard holds %d bytes, the part needs %d", ErrInvalidArgument, ns.Length, want)
+	if err := a.checkNewShard(part, c.Index, ns); err != nil {
+		return nil, err
 	}
 	var err2 error
 	if old.State == pb.ShardState_SHARD_STATE_OK && c.OldDeleteAfterUnixNano > a.now {
@@ -377,4 +363,31 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 	part.Shards[c.Index] = &pb.Shard{Index: c.Index, NodeId: ns.NodeId, ShardId: ns.ShardId,
 		Length: ns.Length, Checksum: ns.Checksum, State: pb.ShardState_SHARD_STATE_OK}
 	return &pb.UpdateShardResponse{}, a.storeClip(rec)
+}
+
+// checkNewShard checks the shard an update puts at index of part: on a
+// known node that is not decommissioned and holds no other shard of the
+// part, with a fresh id and the length the part needs.
+func (a *applier) checkNewShard(part *pb.Part, index uint32, ns *pb.Shard) error {
+	target := &pb.StorageNode{}
+	if found, err := getMsg(a.tx.Bucket(bktNodes), []byte(ns.NodeId), target); err != nil {
+		return err
+	} else if !found {
+		return fmt.Errorf("%w: unknown storage node %q", ErrInvalidArgument, ns.NodeId)
+	}
+	if target.AdminState == pb.AdminState_ADMIN_STATE_DECOMMISSIONED {
+		return fmt.Errorf("%w: storage node %q is decommissioned", ErrFailedPrecondition, ns.NodeId)
+	}
+	for _, s := range part.Shards {
+		if s.Index != index && s.NodeId == ns.NodeId && s.State == pb.ShardState_SHARD_STATE_OK {
+			return fmt.Errorf("%w: node %q already holds shard %d of this clip", ErrFailedPrecondition, ns.NodeId, s.Index)
+		}
+		if bytes.Equal(s.ShardId, ns.ShardId) {
+			return fmt.Errorf("%w: shard id reused", ErrInvalidArgument)
+		}
+	}
+	if want := expectedShardLength(part.Length, part.Profile); ns.Length != want {
+		return fmt.Errorf("%w: new shard holds %d bytes, the part needs %d", ErrInvalidArgument, ns.Length, want)
+	}
+	return nil
 }

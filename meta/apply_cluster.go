@@ -148,6 +148,9 @@ func (a *applier) markNodeShard(node string, id []byte, state pb.ShardState) err
 	if err != nil || !found {
 		return err
 	}
+	if len(ns.UploadId) > 0 {
+		return a.markUploadShard(ns, node, id, state)
+	}
 	rec, err := a.clipByID(ns.ClipId)
 	if err != nil || rec == nil || int(ns.Part) >= len(rec.Parts) || int(ns.Index) >= len(rec.Parts[ns.Part].Shards) {
 		return err

@@ -476,7 +476,7 @@ func (n *Node) dispatchRebalance(now time.Time, lim *pb.RepairLimits) {
 		if s := rec.Parts[pi].Shards[idx]; s.NodeId != m.From || s.State != pb.ShardState_SHARD_STATE_OK {
 			continue // moved or lost meanwhile: the next plan sees it
 		}
-		planned, _ := n.planRepair(repairNeed{rec: rec, part: pi, index: idx, bad: -2, target: m.To, rate: taskRate(lim)}, nodes, busy, now)
+		planned, _ := n.planRepair(repairNeed{rec: rec, p: rec.Parts[pi], part: pi, index: idx, bad: -2, target: m.To, rate: taskRate(lim)}, nodes, busy, now)
 		if planned {
 			n.repairs.inflight[m.Key].rebalance = true
 			running++

@@ -124,10 +124,14 @@ func shardKey(clipID []byte, part, index uint32) string {
 
 // repairNeed is one shard entry that must be rebuilt.
 type repairNeed struct {
-	rec   *pb.ClipRecord
-	part  uint32
-	index uint32
-	bad   int // shards of the part not usable: more first; -1 a drain's move, -2 a rebalance's
+	// rec is the clip; for a part of an upload in progress, a stand-in
+	// with its bucket, key and clip id, generation 0 (uploadID set).
+	rec      *pb.ClipRecord
+	p        *pb.Part // the part: rec.Parts[part], or the upload's
+	part     uint32   // its index in rec.Parts; an upload's part: its number
+	uploadID []byte
+	index    uint32
+	bad      int // shards of the part not usable: more first; -1 a drain's move, -2 a rebalance's
 	// target, when set, is the node the work must go to (a rebalance's
 	// plan); else planRepair picks one.
 	target string
@@ -181,7 +185,7 @@ func (n *Node) scheduleRepairs(now time.Time) {
 		need.rate = taskRate(lim)
 		planned, why := n.planRepair(need, nodes, busy, now)
 		if need.bad < 0 { // a drain's move: say what holds the node's drain up
-			from := need.rec.Parts[need.part].Shards[need.index].NodeId
+			from := need.p.Shards[need.index].NodeId
 			switch {
 			case planned:
 				delete(n.repairs.blocked, from)
@@ -191,7 +195,7 @@ func (n *Node) scheduleRepairs(now time.Time) {
 		}
 		if planned {
 			running[b2i(move)]++
-			budget.budget -= float64(expectedShardLength(need.rec.Parts[need.part].Length, need.rec.Parts[need.part].Profile))
+			budget.budget -= float64(expectedShardLength(need.p.Length, need.p.Profile))
 		}
 	}
 }
@@ -281,12 +285,7 @@ func loadNodes(tx *bolt.Tx, nodes map[string]*pb.StorageNode) error {
 func (n *Node) retireTasks(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time.Time) {
 	for key, t := range n.repairs.inflight {
 		w := t.work
-		a := &applier{tx: tx}
-		rec, _ := a.clipByID(w.ClipId)
-		var entry *pb.Shard
-		if rec != nil && rec.Generation == w.Generation && int(w.Part) < len(rec.Parts) && int(w.Index) < len(rec.Parts[w.Part].Shards) {
-			entry = rec.Parts[w.Part].Shards[w.Index]
-		}
+		entry := taskEntry(&applier{tx: tx}, w)
 		if entry != nil && bytes.Equal(entry.ShardId, w.NewShardId) {
 			n.repairLanded(t, entry.Length, now)
 		}
@@ -301,12 +300,29 @@ func (n *Node) retireTasks(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now ti
 	}
 }
 
+// taskEntry is the shard entry a task replaces, as the state has it now:
+// nil if its clip's generation or its upload's part is gone.
+func taskEntry(a *applier, w *pb.RepairWork) *pb.Shard {
+	var part *pb.Part
+	if len(w.UploadId) > 0 {
+		if u, p, _ := a.uploadPartByID(w.UploadId, w.Part); u != nil && bytes.Equal(u.ClipId, w.ClipId) {
+			part = p.Part
+		}
+	} else if rec, _ := a.clipByID(w.ClipId); rec != nil && rec.Generation == w.Generation && int(w.Part) < len(rec.Parts) {
+		part = rec.Parts[w.Part]
+	}
+	if part == nil || int(w.Index) >= len(part.Shards) {
+		return nil
+	}
+	return part.Shards[w.Index]
+}
+
 // isMove reports whether an update lands a move this leader planned (a
 // drain's or a rebalance's), whose old copy is healthy and may still be read.
 func (n *Node) isMove(req *pb.UpdateShardRequest) bool {
 	n.repairs.mu.Lock()
 	defer n.repairs.mu.Unlock()
-	t := n.repairs.inflight[shardKey(req.ClipId, req.Part, req.Index)]
+	t := n.repairs.inflight[taskKey(req.ClipId, req.UploadId, req.Part, req.Index)]
 	return t != nil && t.move && bytes.Equal(t.work.NewShardId, req.NewShard.GetShardId())
 }
 
@@ -317,7 +333,7 @@ func (n *Node) isMove(req *pb.UpdateShardRequest) bool {
 func (n *Node) updateLanded(req *pb.UpdateShardRequest) bool {
 	n.repairs.mu.Lock()
 	defer n.repairs.mu.Unlock()
-	key := shardKey(req.ClipId, req.Part, req.Index)
+	key := taskKey(req.ClipId, req.UploadId, req.Part, req.Index)
 	t := n.repairs.inflight[key]
 	if t == nil || !bytes.Equal(t.work.NewShardId, req.NewShard.GetShardId()) {
 		return false
@@ -371,7 +387,7 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 			}
 			for _, s := range part.Shards {
 				if lost(s) && n.repairs.inflight[shardKey(rec.ClipId, uint32(pi), s.Index)] == nil {
-					needs = append(needs, repairNeed{rec: rec, part: uint32(pi), index: s.Index, bad: bad})
+					needs = append(needs, repairNeed{rec: rec, p: part, part: uint32(pi), index: s.Index, bad: bad})
 					found = true
 				}
 			}
@@ -383,6 +399,14 @@ func (n *Node) findNeeds(tx *bolt.Tx, nodes map[string]*pb.StorageNode, now time
 	})
 	if err = ignoreEnough(err); err != nil || seen >= limit {
 		return needs, err
+	}
+	parts, err := n.findUploadNeeds(tx, nodes, now, limit-seen)
+	if err != nil {
+		return needs, err
+	}
+	needs, seen = append(needs, parts...), seen+len(parts)
+	if seen >= limit {
+		return needs, nil
 	}
 	moves, err := n.findDrainMoves(tx, nodes, gone, limit-seen)
 	return append(needs, moves...), err
@@ -403,7 +427,6 @@ func (n *Node) findDrainMoves(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gon
 		}
 		prefix := joinKey(id, nil)
 		c := tx.Bucket(bktNodeShards).Cursor()
-		found, uploads := 0, 0
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(needs) >= limit {
 				return needs, nil
@@ -412,27 +435,32 @@ func (n *Node) findDrainMoves(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gon
 			if err := decodeMsg(k, v, ns); err != nil {
 				return needs, err
 			}
-			found++
+			if n.repairs.inflight[taskKey(ns.ClipId, ns.UploadId, ns.Part, ns.Index)] != nil {
+				continue
+			}
+			need := repairNeed{part: ns.Part, index: ns.Index, bad: -1}
 			if len(ns.UploadId) > 0 {
-				// A part of a multipart upload in progress: it moves as
-				// the clip's once the upload completes.
-				uploads++
+				// A part of a multipart upload in progress moves as a
+				// clip's part does.
+				u, p, err := a.uploadPartByID(ns.UploadId, ns.Part)
+				if err != nil || u == nil {
+					continue
+				}
+				need.rec, need.p, need.uploadID = uploadNeedRecord(u), p.Part, u.UploadId
+			} else {
+				rec, err := a.clipByID(ns.ClipId)
+				if err != nil || rec == nil || int(ns.Part) >= len(rec.Parts) {
+					continue
+				}
+				need.rec, need.p = rec, rec.Parts[ns.Part]
+			}
+			if int(ns.Index) >= len(need.p.Shards) {
 				continue
 			}
-			if n.repairs.inflight[shardKey(ns.ClipId, ns.Part, ns.Index)] != nil {
+			if _, unrecoverable := partLoss(need.p, lost); unrecoverable {
 				continue
 			}
-			rec, err := a.clipByID(ns.ClipId)
-			if err != nil || rec == nil || int(ns.Part) >= len(rec.Parts) {
-				continue
-			}
-			if _, unrecoverable := partLoss(rec.Parts[ns.Part], lost); unrecoverable {
-				continue
-			}
-			needs = append(needs, repairNeed{rec: rec, part: ns.Part, index: ns.Index, bad: -1})
-		}
-		if uploads > 0 && uploads == found {
-			n.repairs.blocked[id] = fmt.Sprintf("%d shards belong to multipart uploads in progress: they move once their uploads complete (or are aborted or expire)", uploads)
+			needs = append(needs, need)
 		}
 	}
 	return needs, nil
@@ -533,7 +561,7 @@ func ignoreEnough(err error) error {
 // the work for the target's next heartbeat. It reports whether it did, and
 // if not, why.
 func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, busy slots, now time.Time) (bool, string) {
-	part := need.rec.Parts[need.part]
+	part := need.p
 	k := int(part.Profile.DataShards)
 	var sources []*pb.ShardSource
 	holders, zones := map[string]bool{}, map[string]int{}
@@ -586,7 +614,7 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, bus
 		TaskId: newID(), ClipId: need.rec.ClipId, Generation: need.rec.Generation, Part: need.part,
 		Index: need.index, OldShardId: old.ShardId, NewShardId: newID(), Profile: part.Profile,
 		PartLength: part.Length, Sources: sources,
-		CommitDeadlineUnixNano: now.Add(timeout).UnixNano(), BytesPerSec: need.rate,
+		CommitDeadlineUnixNano: now.Add(timeout).UnixNano(), BytesPerSec: need.rate, UploadId: need.uploadID,
 	}
 	if old.State != pb.ShardState_SHARD_STATE_MISSING || old.NodeId != "" {
 		sum := old.Checksum // written once, so its checksum is known
@@ -598,7 +626,7 @@ func (n *Node) planRepair(need repairNeed, nodes map[string]*pb.StorageNode, bus
 		w.CopyFrom = &pb.ShardSource{Index: old.Index, NodeId: old.NodeId, Address: from.Address, ShardId: old.ShardId}
 	}
 	t := &repairTask{work: w, target: target, deadline: now.Add(timeout), move: move}
-	n.repairs.inflight[shardKey(w.ClipId, w.Part, w.Index)] = t
+	n.repairs.inflight[taskKey(w.ClipId, w.UploadId, w.Part, w.Index)] = t
 	busy.add(t)
 	n.log.Info("repair planned", "clip", hex.EncodeToString(w.ClipId), "index", w.Index, "target", target,
 		"lost_on", old.NodeId, "state", old.State)

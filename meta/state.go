@@ -30,10 +30,12 @@ var (
 	bktUploads     = []byte("uploads")      // upload id -> UploadRecord
 	bktUploadParts = []byte("upload_parts") // upload id ++ be32 part number -> UploadPart
 	bktUploadKeys  = []byte("upload_keys")  // bucket NUL key NUL upload id -> (empty)
+	// upload id ++ be32 part number -> (empty): parts with a shard not OK
+	bktUploadDegraded = []byte("upload_degraded")
 
 	allBuckets = [][]byte{bktBuckets, bktKeys, bktClips, bktNodeShards, bktDegraded, bktDeletes,
 		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings, bktAccessKeys,
-		bktUploads, bktUploadParts, bktUploadKeys}
+		bktUploads, bktUploadParts, bktUploadKeys, bktUploadDegraded}
 
 	keyRepairLimits = []byte("repair_limits")
 	keyRepairHold   = []byte("repair_hold")

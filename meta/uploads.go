@@ -204,16 +204,7 @@ func (a *applier) commitPart(c *pb.CommitPartRequest) (*pb.CommitPartResponse, e
 	}
 	p := &pb.UploadPart{Number: c.Number, CreatedUnixNano: a.now, Part: &pb.Part{Profile: u.Profile, Length: c.Size,
 		ContentCrc32C: c.ContentCrc32C, Shards: c.Shards, Number: c.Number, Etag: c.Etag, Checksums: c.Checksums}}
-	for _, s := range c.Shards {
-		if s.NodeId == "" {
-			continue
-		}
-		v := &pb.NodeShardRecord{ClipId: u.ClipId, Part: c.Number, Index: s.Index, UploadId: u.UploadId}
-		if err := putMsg(a.tx.Bucket(bktNodeShards), joinKey(s.NodeId, s.ShardId), v); err != nil {
-			return nil, err
-		}
-	}
-	return &pb.CommitPartResponse{Part: p}, putMsg(parts, key, p)
+	return &pb.CommitPartResponse{Part: p}, a.storeUploadPart(u, p)
 }
 
 // forgetShards drops a part's shards from the node index and queues their
@@ -330,6 +321,9 @@ func (a *applier) dropParts(u *pb.UploadRecord, keep map[uint32]bool) error {
 	}
 	for _, k := range drop {
 		if err := partsB.Delete(k); err != nil {
+			return err
+		}
+		if err := a.tx.Bucket(bktUploadDegraded).Delete(k); err != nil {
 			return err
 		}
 	}

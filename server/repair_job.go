@@ -265,7 +265,7 @@ func (r *repairer) commit(ctx context.Context, job *repairJob, res WriteResult) 
 	w := job.w
 	req := &metapb.UpdateShardRequest{RequestId: job.requestID, ClipId: w.GetClipId(), Generation: w.GetGeneration(),
 		Part: w.GetPart(), Index: w.GetIndex(), OldShardId: w.GetOldShardId(),
-		CommitDeadlineUnixNano: w.GetCommitDeadlineUnixNano(),
+		CommitDeadlineUnixNano: w.GetCommitDeadlineUnixNano(), UploadId: w.GetUploadId(),
 		NewShard: &metapb.Shard{Index: w.GetIndex(), NodeId: r.n.cfg.NodeID, ShardId: job.h.ShardID[:],
 			Length: res.Length, Checksum: res.Checksum, State: metapb.ShardState_SHARD_STATE_OK}}
 	resp, err := metacall.Call(ctx, r.n.meta.WithAttempts(updateAttempts),
