@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/clipstore/clipstore/client"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // testAuthorization: every operation is checked against the grants of
@@ -144,6 +145,9 @@ func testAuthorization(t *testing.T, tg *testGateway) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s lists %v, want %v", key, got, want)
 		}
+	}
+	if n := testutil.ToFloat64(tg.gw.metrics.denied); n < 10 {
+		t.Errorf("%v refusals counted", n)
 	}
 	// The refusal says what was refused.
 	resp := rawRequestAs(t, tg, "WRITERKEY", http.MethodGet, "/authz/k", nil, nil)

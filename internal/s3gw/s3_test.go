@@ -861,7 +861,7 @@ func testMetrics(t *testing.T, tg *testGateway) {
 	if n := testutil.CollectAndCount(m.seconds); n < 10 {
 		t.Errorf("latency histogram has %d series", n)
 	}
-	if len(tg.gw.Collectors()) != 5 {
+	if len(tg.gw.Collectors()) != 6 {
 		t.Errorf("Collectors: %d", len(tg.gw.Collectors()))
 	}
 }
