@@ -339,7 +339,7 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 	if len(c.UploadId) > 0 {
 		return a.updateUploadShard(c)
 	}
-	rec, old, err := a.shardEntry(c.ClipId, c.Generation, c.Part, c.Index, c.OldShardId)
+	rec, _, err := a.shardEntry(c.ClipId, c.Generation, c.Part, c.Index, c.OldShardId)
 	if err != nil {
 		return nil, err
 	}
@@ -347,22 +347,33 @@ func (a *applier) updateShard(c *pb.UpdateShardRequest) (proto.Message, error) {
 		return nil, fmt.Errorf("%w: clip %x is no longer at generation %d with that shard at index %d",
 			ErrFailedPrecondition, c.ClipId, c.Generation, c.Index)
 	}
-	part := rec.Parts[c.Part]
-	if err := a.checkNewShard(part, c.Index, ns); err != nil {
+	if err := a.swapShard(rec.Parts[c.Part], c); err != nil {
 		return nil, err
 	}
-	var err2 error
-	if old.State == pb.ShardState_SHARD_STATE_OK && c.OldDeleteAfterUnixNano > a.now {
-		err2 = a.forgetShardAfter(old, c.OldDeleteAfterUnixNano)
-	} else {
-		err2 = a.forgetShard(old)
+	return &pb.UpdateShardResponse{}, a.storeClip(rec)
+}
+
+// swapShard checks the new shard of an update and puts it in the place of
+// the old one in part, which it queues for deletion: after the update's
+// delay if it is healthy (a move: reads holding the old record finish), at
+// once otherwise. The caller stores the part.
+func (a *applier) swapShard(part *pb.Part, c *pb.UpdateShardRequest) error {
+	ns, old := c.NewShard, part.Shards[c.Index]
+	if err := a.checkNewShard(part, c.Index, ns); err != nil {
+		return err
 	}
-	if err2 != nil {
-		return nil, err2
+	var err error
+	if old.State == pb.ShardState_SHARD_STATE_OK && c.OldDeleteAfterUnixNano > a.now {
+		err = a.forgetShardAfter(old, c.OldDeleteAfterUnixNano)
+	} else {
+		err = a.forgetShard(old)
+	}
+	if err != nil {
+		return err
 	}
 	part.Shards[c.Index] = &pb.Shard{Index: c.Index, NodeId: ns.NodeId, ShardId: ns.ShardId,
 		Length: ns.Length, Checksum: ns.Checksum, State: pb.ShardState_SHARD_STATE_OK}
-	return &pb.UpdateShardResponse{}, a.storeClip(rec)
+	return nil
 }
 
 // checkNewShard checks the shard an update puts at index of part: on a

@@ -529,6 +529,13 @@ func eachAtRiskClip(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gone func(*pb
 	if err := tx.Bucket(bktDegraded).ForEach(func(k, _ []byte) error { return visit(k) }); err != nil {
 		return err
 	}
+	return eachShardOnGone(tx, nodes, gone, func(ns *pb.NodeShardRecord) error { return visit(ns.ClipId) })
+}
+
+// eachShardOnGone calls fn with the node -> shard entry of every shard on
+// a node gone says is lost; fn may stop the walk by returning an error.
+func eachShardOnGone(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gone func(*pb.StorageNode) bool,
+	fn func(*pb.NodeShardRecord) error) error {
 	for id, node := range nodes {
 		if !gone(node) {
 			continue
@@ -540,7 +547,7 @@ func eachAtRiskClip(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gone func(*pb
 			if err := decodeMsg(k, v, ns); err != nil {
 				return err
 			}
-			if err := visit(ns.ClipId); err != nil {
+			if err := fn(ns); err != nil {
 				return err
 			}
 		}

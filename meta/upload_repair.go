@@ -100,20 +100,9 @@ func (a *applier) updateUploadShard(c *pb.UpdateShardRequest) (proto.Message, er
 		return nil, fmt.Errorf("%w: upload %x no longer has part %d with that shard at index %d",
 			ErrFailedPrecondition, c.UploadId, c.Part, c.Index)
 	}
-	part, old, ns := p.Part, p.Part.Shards[c.Index], c.NewShard
-	if err := a.checkNewShard(part, c.Index, ns); err != nil {
+	if err := a.swapShard(p.Part, c); err != nil {
 		return nil, err
 	}
-	if old.State == pb.ShardState_SHARD_STATE_OK && c.OldDeleteAfterUnixNano > a.now {
-		err = a.forgetShardAfter(old, c.OldDeleteAfterUnixNano)
-	} else {
-		err = a.forgetShard(old)
-	}
-	if err != nil {
-		return nil, err
-	}
-	part.Shards[c.Index] = &pb.Shard{Index: c.Index, NodeId: ns.NodeId, ShardId: ns.ShardId,
-		Length: ns.Length, Checksum: ns.Checksum, State: pb.ShardState_SHARD_STATE_OK}
 	return &pb.UpdateShardResponse{}, a.storeUploadPart(u, p)
 }
 
@@ -147,26 +136,12 @@ func eachAtRiskUploadPart(tx *bolt.Tx, nodes map[string]*pb.StorageNode, gone fu
 	if err != nil {
 		return err
 	}
-	for id, node := range nodes {
-		if !gone(node) {
-			continue
+	return eachShardOnGone(tx, nodes, gone, func(ns *pb.NodeShardRecord) error {
+		if len(ns.UploadId) == 0 {
+			return nil
 		}
-		prefix := joinKey(id, nil)
-		c := tx.Bucket(bktNodeShards).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			ns := &pb.NodeShardRecord{}
-			if err := decodeMsg(k, v, ns); err != nil {
-				return err
-			}
-			if len(ns.UploadId) == 0 {
-				continue
-			}
-			if err := visit(ns.UploadId, ns.Part); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		return visit(ns.UploadId, ns.Part)
+	})
 }
 
 // splitUploadPartKey is uploadPartKey's inverse.
