@@ -14,7 +14,7 @@ FUZZTIME  ?= 60s
 
 .PHONY: help
 help: ## Show the targets.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build every package and the clipstore binary into bin/.
@@ -46,6 +46,16 @@ bench: ## Every benchmark beside its reference from the same run, as one markdow
 .PHONY: bench-quick
 bench-quick: ## The same table with few iterations and short runs, to check it all works (under 2 minutes).
 	$(GO) run ./cmd/benchreport -quick
+
+# Not part of bench: MinIO beside the gateway, installed into bin/ when
+# missing (a few minutes the first time).
+.PHONY: bench-s3
+bench-s3: ## The S3 gateway beside MinIO (same machine, same loads, alternating, 5 reps), as one markdown table (under 15 minutes).
+	$(GO) run ./cmd/benchreport -only s3peer
+
+.PHONY: bench-s3-quick
+bench-s3-quick: ## The same with two reps of short runs, to check it all works (about 2 minutes once MinIO is installed).
+	$(GO) run ./cmd/benchreport -only s3peer -quick
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).

@@ -68,8 +68,11 @@ func (p *proc) peakRSS() (int64, error) {
 
 // cpuTime is the CPU time (user and system, all threads) the process has
 // used so far: utime+stime of /proc/PID/stat.
-func (p *proc) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+func (p *proc) cpuTime() (time.Duration, error) { return pidCPU(p.Pid()) }
+
+// pidCPU is the CPU time (utime+stime) of process pid.
+func pidCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -78,12 +81,12 @@ func (p *proc) cpuTime() (time.Duration, error) {
 	_, after, _ := bytes.Cut(b, []byte(") "))
 	f := strings.Fields(string(after))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", p.Pid(), b)
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", p.Pid(), err)
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
 	return time.Duration(utime+stime) * time.Second / userHZ, nil
 }

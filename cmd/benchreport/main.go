@@ -17,6 +17,10 @@
 //   - meta: CommitPut/s beside 4 KiB append+fsync/s, GetClip linearizable
 //     beside stale, and the rebuild rate beside the disk's write rate.
 //
+// One section runs only when asked for (-only s3peer, `make bench-s3`):
+// the S3 gateway beside MinIO on the same machine, the same loads
+// alternating between the two (peer.go).
+//
 // Progress and the raw output of every step go to stderr; the table goes
 // to stdout.
 package main
@@ -52,17 +56,25 @@ type options struct {
 	// meta
 	commits string
 	clips   int
+	// s3peer
+	reps  int
+	minio string
 }
 
 var allSections = []string{"codec", "storage", "e2e", "meta", "rebuild"}
+
+// extraSections run only when -only names them.
+var extraSections = []string{"s3peer"}
 
 func main() {
 	quick := flag.Bool("quick", false, "few iterations, two clip sizes, a 256 MiB memory clip: a check that everything runs (under 2 minutes)")
 	only := flag.String("only", strings.Join(allSections, ","), "sections to run, comma-separated")
 	dir := flag.String("dir", "", "work directory for the cluster and the disk references (default: a new one under $TMPDIR, removed at the end)")
 	keep := flag.Bool("keep", false, "keep the work directory (logs, data)")
+	reps := flag.Int("reps", 0, "s3peer: runs of each load on each side (default 5; -quick: 2)")
+	minio := flag.String("minio", "", "s3peer: the MinIO binary (default: bin/minio, installed when missing)")
 	flag.Parse()
-	o := options{quick: *quick, sections: strings.Split(*only, ","), dir: *dir, keep: *keep,
+	o := options{quick: *quick, sections: strings.Split(*only, ","), dir: *dir, keep: *keep, reps: *reps, minio: *minio,
 		benchtime: "10x", sizes: []int64{64 << 10, 1 << 20, 8 << 20, 64 << 20}, concurrency: []int{8, 32},
 		duration: 10 * time.Second, memClip: 1 << 30, commits: "3000x", clips: 1_000_000}
 	if o.quick {
@@ -70,8 +82,8 @@ func main() {
 			"2x", []int64{64 << 10, 8 << 20}, []int{8}, 3*time.Second, 256<<20, "300x", 100_000
 	}
 	for _, s := range o.sections {
-		if !slices.Contains(allSections, s) {
-			fmt.Fprintf(os.Stderr, "benchreport: unknown section %q (want some of %s)\n", s, strings.Join(allSections, ","))
+		if !slices.Contains(allSections, s) && !slices.Contains(extraSections, s) {
+			fmt.Fprintf(os.Stderr, "benchreport: unknown section %q (want some of %s)\n", s, strings.Join(append(allSections, extraSections...), ","))
 			os.Exit(2)
 		}
 	}
@@ -113,6 +125,8 @@ func run(ctx context.Context, o options) ([]row, error) {
 			more, err = metaRows(o)
 		case "rebuild":
 			more, err = rebuildRows()
+		case "s3peer":
+			more, err = s3Peer(ctx, o)
 		}
 		rows = append(rows, more...)
 		if err != nil {
