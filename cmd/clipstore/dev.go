@@ -191,6 +191,7 @@ func (o *devOptions) startS3(ctx context.Context, out io.Writer, metaAddrs []str
 	reg.MustRegister(gw.Collectors()...)
 	lis, err := net.Listen("tcp", o.s3)
 	if err != nil {
+		gw.Close()
 		c.Close()
 		return nil, fmt.Errorf("s3 gateway: listen on %s (--s3 off runs none): %w", o.s3, err)
 	}
@@ -207,6 +208,7 @@ func (o *devOptions) startS3(ctx context.Context, out io.Writer, metaAddrs []str
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
+		gw.Close()
 		c.Close()
 	}, nil
 }

@@ -78,6 +78,7 @@ func (o *s3Options) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	defer gw.Close() // after the server's shutdown: no request is served then
 	reg := newRegistry()
 	reg.MustRegister(gw.Collectors()...)
 	lis, err := net.Listen("tcp", o.listen)

@@ -41,6 +41,7 @@ func startGateway(t *testing.T, cl *client.Client, concurrency int, odd *oddRequ
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(gw.Close)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		odd.check(r)
 		gw.ServeHTTP(w, r)

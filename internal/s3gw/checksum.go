@@ -68,6 +68,9 @@ type digests struct {
 	// fast: the bucket has fast ETags, so MD5 is hashed only to check a
 	// Content-MD5; part: the body is a multipart upload's part.
 	fast, part bool
+	// newMD5 makes the MD5 hash (the gateway's multi-buffer one); nil:
+	// crypto/md5.
+	newMD5 func() hash.Hash
 }
 
 // checksumSuffixes are x-amz-checksum-* headers that carry no checksum.
@@ -127,7 +130,11 @@ func parseDigests(h http.Header, trailers []string) (*digests, error) {
 func (d *digests) hashes() []hash.Hash {
 	var hs []hash.Hash
 	if d.hashesMD5() {
-		hs = append(hs, md5.New())
+		if d.newMD5 != nil {
+			hs = append(hs, d.newMD5())
+		} else {
+			hs = append(hs, md5.New())
+		}
 	}
 	if d.alg != nil {
 		hs = append(hs, d.alg.new())

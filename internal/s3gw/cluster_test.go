@@ -98,6 +98,7 @@ func newTestGateway(t *testing.T) *testGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(gw.Close) // after the servers below close
 	tg := &testGateway{gw: gw, client: c}
 	gw.copySourceHook = tg.hook.wrap // before the gateway serves
 	tg.srv, tg.plain = httptest.NewTLSServer(gw), httptest.NewServer(gw)

@@ -369,7 +369,7 @@ func (g *Gateway) copyObject(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
-	s, err := g.newCopyStream(req.Context(), oc.src, r, 0, info.Size, &digests{alg: alg, fast: fast})
+	s, err := g.newCopyStream(req.Context(), oc.src, r, 0, info.Size, &digests{alg: alg, fast: fast, newMD5: g.newMD5})
 	if err != nil {
 		return err
 	}
@@ -437,7 +437,7 @@ func (g *Gateway) uploadPartCopy(w *response, req *request) error {
 	if err != nil {
 		return err
 	}
-	want := &digests{part: true}
+	want := &digests{part: true, newMD5: g.newMD5}
 	if err := recordedChecksum(up.ChecksumAlgorithm).partDigests(want); err != nil {
 		return err
 	}

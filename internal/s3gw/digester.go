@@ -96,8 +96,21 @@ func (d *digester) feed(p []byte) {
 	}
 }
 
-// stop ends the hashing goroutine and waits for it. Idempotent.
+// stop ends the hashing goroutine, waits for it and releases the hashes
+// (a multi-buffer MD5 holds a lane of its server). Idempotent; the sums
+// are not to be taken after it.
 func (d *digester) stop() {
+	d.drain()
+	for _, h := range d.hashes {
+		if c, ok := h.(interface{ Close() }); ok {
+			c.Close()
+		}
+	}
+	d.hashes = nil
+}
+
+// drain ends the hashing goroutine and waits for it. Idempotent.
+func (d *digester) drain() {
 	if !d.closed {
 		d.closed = true
 		close(d.full)
@@ -111,7 +124,7 @@ func (d *digester) sums() ([][]byte, error) {
 	if !d.eof {
 		return nil, errors.New("s3gw: digests taken before the end of the body")
 	}
-	d.stop()
+	d.drain()
 	out := make([][]byte, len(d.hashes))
 	for i, h := range d.hashes {
 		out[i] = h.Sum(nil)

@@ -182,7 +182,7 @@ func (g *Gateway) uploadPart(w *response, req *request) error {
 	if want.fast, err = g.fastETags(req); err != nil {
 		return err
 	}
-	want.part = true
+	want.part, want.newMD5 = true, g.newMD5
 	db := newDigestedBody(body, counted, want)
 	defer db.stop()
 	opts := &client.PartOptions{SizeHint: body.Size(), Finish: db.finish}

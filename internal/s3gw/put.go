@@ -57,6 +57,7 @@ func (g *Gateway) putObject(w *response, req *request) error {
 	if want.fast, err = g.fastETags(req); err != nil {
 		return err
 	}
+	want.newMD5 = g.newMD5
 	opts.SizeHint = body.Size()
 	db := newDigestedBody(body, counted, want)
 	defer db.stop()

@@ -523,6 +523,7 @@ func testListings(t *testing.T, tg *testGateway, c *s3.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer gw.Close()
 	gw.skipBudget = 1
 	srv := httptest.NewServer(gw)
 	defer srv.Close()
