@@ -50,7 +50,7 @@ bench-quick: ## The same table with few iterations and short runs, to check it a
 # Not part of bench: MinIO beside the gateway, installed into bin/ when
 # missing (a few minutes the first time).
 .PHONY: bench-s3
-bench-s3: ## The S3 gateway beside MinIO (same machine, same loads, alternating, 5 reps), as one markdown table (under 15 minutes).
+bench-s3: ## The S3 gateway beside MinIO, one server and 6 distributed ones (same machine, same loads, alternating, 5 reps), as one markdown table (under 20 minutes).
 	$(GO) run ./cmd/benchreport -only s3peer
 
 .PHONY: bench-s3-quick

@@ -18,8 +18,9 @@
 //     beside stale, and the rebuild rate beside the disk's write rate.
 //
 // One section runs only when asked for (-only s3peer, `make bench-s3`):
-// the S3 gateway beside MinIO on the same machine, the same loads
-// alternating between the two (peer.go).
+// the S3 gateway beside MinIO on the same machine, in two layouts (one
+// server; six servers forming one erasure set), the same loads alternating
+// between them (peer.go).
 //
 // Progress and the raw output of every step go to stderr; the table goes
 // to stdout.
@@ -57,8 +58,9 @@ type options struct {
 	commits string
 	clips   int
 	// s3peer
-	reps  int
-	minio string
+	reps         int
+	minio        string
+	minioLayouts []string // MinIO targets (nil: all)
 }
 
 var allSections = []string{"codec", "storage", "e2e", "meta", "rebuild"}
@@ -73,8 +75,14 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory (logs, data)")
 	reps := flag.Int("reps", 0, "s3peer: runs of each load on each side (default 5; -quick: 2)")
 	minio := flag.String("minio", "", "s3peer: the MinIO binary (default: bin/minio, installed when missing)")
+	layouts := flag.String("minio-layouts", "single,distributed", "s3peer: MinIO's layouts to compare with, comma-separated: single (one server, 6 folders), distributed (6 servers, one folder each)")
 	flag.Parse()
-	o := options{quick: *quick, sections: strings.Split(*only, ","), dir: *dir, keep: *keep, reps: *reps, minio: *minio,
+	minioLayouts, err := parseMinioLayouts(*layouts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport: -minio-layouts:", err)
+		os.Exit(2)
+	}
+	o := options{quick: *quick, sections: strings.Split(*only, ","), dir: *dir, keep: *keep, reps: *reps, minio: *minio, minioLayouts: minioLayouts,
 		benchtime: "10x", sizes: []int64{64 << 10, 1 << 20, 8 << 20, 64 << 20}, concurrency: []int{8, 32},
 		duration: 10 * time.Second, memClip: 1 << 30, commits: "3000x", clips: 1_000_000}
 	if o.quick {

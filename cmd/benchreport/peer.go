@@ -2,8 +2,10 @@ package main
 
 // The s3peer section (make bench-s3): the `clipstore s3` gateway on the
 // cluster `make bench` measures, side by side with MinIO on the same
-// machine and disk, driven by the same `clipstore bench --s3` loads,
-// alternating between the two. It is not part of `make bench`.
+// machine and disk in two layouts (one server with 6 folders; 6 servers
+// with one folder each, one erasure set), driven by the same `clipstore
+// bench --s3` loads, alternating between them. It is not part of `make
+// bench`.
 
 import (
 	"bytes"
@@ -48,11 +50,71 @@ const (
 
 // The targets a load runs against.
 const (
-	tgtGateway = "gateway"      // clipstore s3, md5 ETags
-	tgtFast    = "gateway-fast" // clipstore s3, bucket with --etag-mode fast
-	tgtMinio   = "minio"
-	tgtNative  = "native" // clipstore bench without --s3: the client library
+	tgtGateway   = "gateway"      // clipstore s3, md5 ETags
+	tgtFast      = "gateway-fast" // clipstore s3, bucket with --etag-mode fast
+	tgtMinio     = "minio"        // one MinIO server, 6 folders
+	tgtMinioDist = "minio-dist"   // 6 MinIO servers, one folder each
+	tgtNative    = "native"       // clipstore bench without --s3: the client library
 )
+
+// minioLayout is one of MinIO's layouts.
+type minioLayout struct {
+	name   string // as -minio-layouts takes it
+	target string
+	label  string // in the table
+}
+
+// minioLayouts are MinIO's layouts, in the order they run after the
+// gateway. Both are one erasure set of 6 drives, EC:2, on the same disk. In
+// the single one MinIO reads and writes all 6 shards of an object in one
+// process; in the distributed one, 5 of the 6 cross loopback between its
+// processes, as clipstore's shards do between the gateway and the storage
+// nodes: the fair comparison for the gets.
+var minioLayouts = []minioLayout{
+	{"single", tgtMinio, "MinIO single"},
+	{"distributed", tgtMinioDist, "MinIO distributed"},
+}
+
+// minioTargets are the targets of all of MinIO's layouts, in order.
+func minioTargets() []string {
+	var ts []string
+	for _, l := range minioLayouts {
+		ts = append(ts, l.target)
+	}
+	return ts
+}
+
+// parseMinioLayouts reads -minio-layouts, layout names comma-separated,
+// into their targets, in the order they run.
+func parseMinioLayouts(s string) ([]string, error) {
+	var ts []string
+	for name := range strings.SplitSeq(s, ",") {
+		i := slices.IndexFunc(minioLayouts, func(l minioLayout) bool { return l.name == strings.TrimSpace(name) })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown MinIO layout %q (want single, distributed or both)", name)
+		}
+		ts = append(ts, minioLayouts[i].target)
+	}
+	var out []string
+	for _, t := range minioTargets() {
+		if slices.Contains(ts, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// minioLabel names a MinIO target in the table.
+func minioLabel(target string) string {
+	for _, l := range minioLayouts {
+		if l.target == target {
+			return l.label
+		}
+	}
+	return target
+}
+
+func isMinio(target string) bool { return slices.Contains(minioTargets(), target) }
 
 // peerWorkload is one load: an operation on clips of one size.
 type peerWorkload struct {
@@ -83,14 +145,15 @@ type peerStep struct {
 }
 
 // peerSchedule is the order of the runs: rep after rep, each workload
-// through the gateway and then through MinIO, so that the two alternate
-// and drift on the machine hits both alike; the 8 MiB puts also run
-// through the fast-ETag bucket and the native client.
-func peerSchedule(reps int) []peerStep {
+// through the gateway and then through each of MinIO's layouts (minios, in
+// that order), so that they alternate and drift on the machine hits all
+// alike; the 8 MiB puts also run through the fast-ETag bucket and the
+// native client.
+func peerSchedule(reps int, minios []string) []peerStep {
 	var steps []peerStep
 	for rep := range reps {
 		for _, w := range peerWorkloads {
-			targets := []string{tgtGateway, tgtMinio}
+			targets := append([]string{tgtGateway}, minios...)
 			if w == peerPut8M {
 				targets = append(targets, tgtFast, tgtNative)
 			}
@@ -242,7 +305,8 @@ type peerResult struct {
 	stats    map[peerKey]*peerStats
 	reps     int
 	duration time.Duration
-	minioErr error // MinIO could not be installed, started or run: its figures are missing
+	layouts  []string         // the MinIO targets compared with (nil: all)
+	minioErr map[string]error // by MinIO target: it could not be installed, started or run; its figures are missing
 	setup    string
 }
 
@@ -256,11 +320,20 @@ const (
 
 func peerRows(p peerResult) []row {
 	rows := []row{{area: "s3 peer", name: "setup", measured: "—", reference: "—", note: p.setup}}
+	layouts := p.layouts
+	if layouts == nil {
+		layouts = minioTargets()
+	}
 	stat := func(w peerWorkload, t string) *peerStats { return p.stats[peerKey{w, t}] }
+	// cpuRef is a CPU total per GiB another row is compared with.
+	type cpuRef struct {
+		label string
+		total float64
+	}
 	// describe is a target's row of a workload: its figures, latencies
-	// and CPU per GiB (also returned, totalled; 0: not measured). vs, if
-	// not 0, is the CPU total it is compared with.
-	describe := func(w peerWorkload, t, name string, vs float64) (row, float64) {
+	// and CPU per GiB (also returned, totalled; 0: not measured),
+	// compared with the CPU totals vs that are not 0.
+	describe := func(w peerWorkload, t, name string, vs []cpuRef) (row, float64) {
 		r := row{area: "s3 peer", name: name}
 		st := stat(w, t)
 		if st == nil {
@@ -272,8 +345,14 @@ func peerRows(p peerResult) []row {
 			put = stat(peerWorkload{"put", w.size}, t)
 		}
 		cpu, total := formatCPU(st.groups, cpuPerGiB(st, put))
-		if vs > 0 {
-			cpu += fmt.Sprintf(" (%.2f× MinIO's)", total/vs)
+		var cmp []string
+		for _, v := range vs {
+			if v.total > 0 {
+				cmp = append(cmp, fmt.Sprintf("%.2f× %s's", total/v.total, v.label))
+			}
+		}
+		if len(cmp) > 0 {
+			cpu += " (" + strings.Join(cmp, ", ") + ")"
 		}
 		runs := "runs"
 		if st.n == 1 {
@@ -289,15 +368,21 @@ func peerRows(p peerResult) []row {
 		}
 		return r, total
 	}
-	minioRef := func(w peerWorkload) (string, float64) {
-		if p.minioErr != nil {
-			return "MinIO failed: " + p.minioErr.Error(), 0
+	// minioRef is the reference a MinIO layout gives a workload: its
+	// figure, or why there is none, and its mean MiB/s (0: none).
+	minioRef := func(w peerWorkload, t string) (string, float64) {
+		label := minioLabel(t)
+		if !slices.Contains(layouts, t) {
+			return label + ": not run", 0
 		}
-		st := stat(w, tgtMinio)
+		if err := p.minioErr[t]; err != nil {
+			return label + " failed: " + err.Error(), 0
+		}
+		st := stat(w, t)
 		if st == nil {
-			return "MinIO: not measured", 0
+			return label + ": not measured", 0
 		}
-		return st.mib.format("MiB/s") + " (MinIO)", st.mib.mean
+		return st.mib.format("MiB/s") + " (" + label + ")", st.mib.mean
 	}
 	// versus sets r's ratio to the MinIO reference of its workload, and
 	// its target.
@@ -310,11 +395,17 @@ func peerRows(p peerResult) []row {
 		}
 		r.target = fmt.Sprintf("≥ %.2f (no ratio)", min)
 	}
+	// The targets are against the single server, as they were set; the
+	// distributed layout gets ratio rows without one.
 	targets := map[peerWorkload]float64{peerPut8M: targetGatewayPutVsMinio, peerGet8M: targetGatewayGetVsMinio}
 	for _, w := range peerWorkloads {
-		_, mnCPU := describe(w, tgtMinio, "", 0)
-		gw, _ := describe(w, tgtGateway, "gateway "+w.String(), mnCPU)
-		ref, refMean := minioRef(w)
+		var vs []cpuRef
+		for _, t := range layouts {
+			_, total := describe(w, t, "", nil)
+			vs = append(vs, cpuRef{minioLabel(t), total})
+		}
+		gw, _ := describe(w, tgtGateway, "gateway "+w.String(), vs)
+		ref, refMean := minioRef(w, tgtMinio)
 		if min, ok := targets[w]; ok {
 			versus(&gw, stat(w, tgtGateway), ref, refMean, min)
 		} else if st := stat(w, tgtGateway); st != nil && refMean > 0 {
@@ -322,21 +413,27 @@ func peerRows(p peerResult) []row {
 		} else {
 			gw.reference = ref
 		}
-		mn, _ := describe(w, tgtMinio, "MinIO "+w.String(), 0)
-		if p.minioErr != nil {
-			mn.measured = "MinIO failed: " + p.minioErr.Error()
-		}
-		mn.reference = "—"
 		if w == peerPut8M {
 			gw.name += " (md5 ETags)"
 		}
-		rows = append(rows, gw, mn)
+		rows = append(rows, gw)
+		for _, t := range layouts {
+			mn, _ := describe(w, t, minioLabel(t)+" "+w.String(), nil)
+			if err := p.minioErr[t]; err != nil {
+				mn.measured = minioLabel(t) + " failed: " + err.Error()
+			}
+			mn.reference = "—"
+			rows = append(rows, mn)
+		}
+		if slices.Contains(layouts, tgtMinioDist) {
+			rows = append(rows, distRatioRow(w, stat(w, tgtGateway), stat(w, tgtFast), minioRef))
+		}
 		if w != peerPut8M {
 			continue
 		}
-		fast, _ := describe(w, tgtFast, "gateway "+w.String()+" (fast ETags)", mnCPU)
+		fast, _ := describe(w, tgtFast, "gateway "+w.String()+" (fast ETags)", vs)
 		versus(&fast, stat(w, tgtFast), ref, refMean, targetFastPutVsMinio)
-		native, _ := describe(w, tgtNative, "native client "+w.String()+" (no gateway)", 0)
+		native, _ := describe(w, tgtNative, "native client "+w.String()+" (no gateway)", nil)
 		native.reference = "—"
 		rows = append(rows, fast, native)
 		if g, n := stat(w, tgtGateway), stat(w, tgtNative); g != nil && n != nil && n.mib.mean > 0 {
@@ -348,6 +445,25 @@ func peerRows(p peerResult) []row {
 		}
 	}
 	return rows
+}
+
+// distRatioRow is the gateway's ratio to MinIO distributed on workload w
+// (and, for the puts, the fast-ETag bucket's in the note): no target.
+func distRatioRow(w peerWorkload, gw, fast *peerStats, minioRef func(peerWorkload, string) (string, float64)) row {
+	r := row{area: "s3 peer", name: "gateway ÷ MinIO distributed, " + w.String(), measured: "gateway: not measured",
+		note: "means over the runs; no target (the targets are against MinIO single)"}
+	var refMean float64
+	r.reference, refMean = minioRef(w, tgtMinioDist)
+	if gw != nil {
+		r.measured = fmt.Sprintf("%.1f MiB/s (gateway)", gw.mib.mean)
+		if refMean > 0 {
+			r.ratio = gw.mib.mean / refMean
+		}
+	}
+	if fast != nil && refMean > 0 {
+		r.note += fmt.Sprintf("; fast ETags: %.1f MiB/s, %.2f", fast.mib.mean, fast.mib.mean/refMean)
+	}
+	return r
 }
 
 // peerProc is a process whose CPU time a run reads.
@@ -410,26 +526,43 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 	if o.reps > 0 {
 		reps = o.reps
 	}
-	p := peerResult{reps: reps, duration: dur}
+	layouts := o.minioLayouts
+	if layouts == nil {
+		layouts = minioTargets()
+	}
+	p := peerResult{reps: reps, duration: dur, layouts: layouts, minioErr: map[string]error{}}
+	minioFailed := func(t string, err error) {
+		p.minioErr[t] = err
+		fmt.Fprintf(os.Stderr, "benchreport: %s: %v\nbenchreport: going on without it\n", minioLabel(t), err)
+	}
 	// MinIO first: its build takes minutes and both cores, so it must not
 	// overlap a measurement.
 	minioBin, err := ensureMinio(ctx, o.minio)
 	if err != nil {
-		p.minioErr = err
-		fmt.Fprintf(os.Stderr, "benchreport: MinIO: %v\nbenchreport: going on with the clipstore rows only\n", err)
+		for _, t := range layouts {
+			minioFailed(t, err)
+		}
 	}
 	bin, err := build(o.dir)
 	if err != nil {
 		return nil, err
 	}
-	var minio *minioServer
-	if p.minioErr == nil {
-		if minio, err = startMinio(ctx, minioBin, o.dir); err != nil {
-			p.minioErr = err
-			fmt.Fprintf(os.Stderr, "benchreport: MinIO: %v\nbenchreport: going on with the clipstore rows only\n", err)
-		} else {
-			defer minio.kill()
+	minios := map[string]*minioServer{}
+	for _, t := range layouts {
+		if p.minioErr[t] != nil {
+			continue
 		}
+		start := startMinio
+		if t == tgtMinioDist {
+			start = startMinioDist
+		}
+		m, err := start(ctx, minioBin, o.dir)
+		if err != nil {
+			minioFailed(t, err)
+			continue
+		}
+		defer m.kill()
+		minios[t] = m
 	}
 	c, err := startBenchCluster(ctx, bin, o.dir, storageNodes)
 	if err != nil {
@@ -465,25 +598,39 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 		tgtFast:    {append(slices.Clone(clusterProcs), peerProc{"gateway", gw.Pid()}), append(slices.Clone(gwArgs), "--bucket", peerFastBucket), gwStore},
 		tgtNative:  {clusterProcs, []string{"--meta", c.meta.Addr, "--bucket", peerBucket}, gwStore},
 	}
-	if minio != nil {
-		st, err := loadgen.NewS3Store(loadgen.S3Config{Endpoint: minio.endpoint, AccessKey: minioUser, SecretKey: minioPassword, Concurrency: peerConc})
+	for t, m := range minios {
+		// The loads talk to the first process; the CPU is that of all.
+		st, err := loadgen.NewS3Store(loadgen.S3Config{Endpoint: m.endpoint, AccessKey: minioUser, SecretKey: minioPassword, Concurrency: peerConc})
 		if err != nil {
 			return nil, err
 		}
 		defer st.Close()
-		sides[tgtMinio] = side{[]peerProc{{"minio", minio.cmd.Process.Pid}},
-			[]string{"--s3", minio.endpoint, "--access-key", minioUser, "--secret-key", minioPassword, "--bucket", peerBucket}, st}
+		var procs []peerProc
+		for _, mp := range m.procs {
+			procs = append(procs, peerProc{"minio", mp.cmd.Process.Pid})
+		}
+		sides[t] = side{procs, []string{"--s3", m.endpoint, "--access-key", minioUser, "--secret-key", minioPassword, "--bucket", peerBucket}, st}
 	}
-	p.setup = fmt.Sprintf("reps: %d, alternating gateway and MinIO; %v runs, concurrency %d, `clipstore bench --s3` (unsigned payloads, every byte read verified); "+
-		"clipstore: 1 meta + %d storage processes, RS %d+%d, one gateway; MinIO %s: one server, 6 folders on the same disk, EC:2",
-		reps, dur, peerConc, storageNodes, dataShards, parityShards, strings.TrimPrefix(minioModule, "github.com/minio/minio@"))
+	var labels, setups []string
+	for _, t := range layouts {
+		labels = append(labels, minioLabel(t))
+		switch t {
+		case tgtMinio:
+			setups = append(setups, "single: one server, 6 folders on the same disk, EC:2")
+		case tgtMinioDist:
+			setups = append(setups, "distributed: 6 servers on loopback, one folder each on the same disk, one erasure set of 6 drives, EC:2, the loads sent to the first, CPU summed over the 6")
+		}
+	}
+	p.setup = fmt.Sprintf("reps: %d, alternating gateway, %s; %v runs, concurrency %d, `clipstore bench --s3` (unsigned payloads, every byte read verified); "+
+		"clipstore: 1 meta + %d storage processes, RS %d+%d, one gateway; MinIO %s: %s",
+		reps, strings.Join(labels, ", "), dur, peerConc, storageNodes, dataShards, parityShards, strings.TrimPrefix(minioModule, "github.com/minio/minio@"), strings.Join(setups, "; "))
 
 	var runs []peerRun
-	steps := peerSchedule(reps)
+	steps := peerSchedule(reps, layouts)
 	start := time.Now()
 	for i, s := range steps {
 		sd, ok := sides[s.target]
-		if !ok || (s.target == tgtMinio && p.minioErr != nil) {
+		if !ok || p.minioErr[s.target] != nil {
 			continue
 		}
 		bucket := peerBucket
@@ -509,16 +656,16 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 		if cerr := deletePrefix(ctx, sd.store, bucket, prefix); cerr != nil && err == nil {
 			err = fmt.Errorf("clean up %s/%s: %w", bucket, prefix, cerr)
 		}
-		if s.target != tgtMinio {
+		if !isMinio(s.target) {
 			if qerr := c.waitQuiet(ctx); qerr != nil && err == nil {
 				err = qerr
 			}
 		}
 		syscall.Sync()
 		if err != nil {
-			if s.target == tgtMinio {
-				p.minioErr = fmt.Errorf("%w (see %s)", err, minio.logPath)
-				fmt.Fprintf(os.Stderr, "benchreport: MinIO: %v; no more MinIO runs\n", p.minioErr)
+			if isMinio(s.target) {
+				p.minioErr[s.target] = fmt.Errorf("%w (see %s)", err, minios[s.target].logs)
+				fmt.Fprintf(os.Stderr, "benchreport: %s: %v; no more runs through it\n", minioLabel(s.target), p.minioErr[s.target])
 				continue
 			}
 			p.stats = summarize(runs)
@@ -527,10 +674,13 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 	}
 	p.stats = summarize(runs)
 	rows := peerRows(p)
-	if p.minioErr != nil {
-		return rows, fmt.Errorf("MinIO: %w", p.minioErr)
+	var errs []error
+	for _, t := range layouts {
+		if err := p.minioErr[t]; err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", minioLabel(t), err))
+		}
 	}
-	return rows, nil
+	return rows, errors.Join(errs...)
 }
 
 // peerLoad runs one `clipstore bench` and reads the CPU time of procs
@@ -662,14 +812,38 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-// minioServer is a running MinIO server.
+// minioServer is a running MinIO deployment: one process, or several that
+// form one erasure set. The loads talk to the first.
 type minioServer struct {
+	procs    []*minioProc
+	endpoint string // the first process's
+	logs     string // where the logs are, for the errors
+}
+
+// minioProc is one MinIO server process.
+type minioProc struct {
 	cmd      *exec.Cmd
 	endpoint string
 	logPath  string
 	log      *os.File
 	done     chan struct{}
 }
+
+// minioEnv is the environment of every MinIO process.
+func minioEnv() []string {
+	return append(os.Environ(),
+		"MINIO_ROOT_USER="+minioUser, "MINIO_ROOT_PASSWORD="+minioPassword,
+		"MINIO_STORAGE_CLASS_STANDARD=EC:2",
+		// Nothing that phones home: no update check, no call home.
+		"MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off",
+		// The folders are on the root filesystem, which MinIO refuses
+		// unless told that "root drives" are those of at most 1 byte.
+		// (MINIO_CI_CD would do it too, but changes its buffer pool.)
+		"MINIO_ROOTDRIVE_THRESHOLD_SIZE=1",
+	)
+}
+
+func minioAddr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
 // startMinio runs one MinIO server on 6 folders under dir/minio, EC:2,
 // on loopback, and waits (at most a minute) until it has write quorum.
@@ -680,82 +854,169 @@ func startMinio(ctx context.Context, bin, dir string) (*minioServer, error) {
 			return nil, err
 		}
 	}
+	logPath := filepath.Join(dir, "minio.log")
 	var lastErr error
 	for range 3 { // the free ports may be taken before MinIO binds them
 		ports, err := freePorts(2)
 		if err != nil {
 			return nil, err
 		}
-		m, err := startMinioOn(ctx, bin, root, ports[0], ports[1])
-		if err == nil {
-			return m, nil
+		mp, err := startMinioProc(bin, logPath, minioEnv(), "server", "--address", minioAddr(ports[0]),
+			"--console-address", minioAddr(ports[1]), filepath.Join(root, "d{1...6}"))
+		if err != nil {
+			return nil, err
 		}
-		lastErr = err
+		m := &minioServer{procs: []*minioProc{mp}, endpoint: mp.endpoint, logs: logPath}
+		if err := m.waitReady(ctx, time.Minute); err != nil {
+			m.kill()
+			lastErr = fmt.Errorf("minio server on %s: %w; log: %s", m.endpoint, err, logPath)
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "MinIO single serves on %s (console 127.0.0.1:%d), log %s\n", m.endpoint, ports[1], logPath)
+		return m, nil
 	}
 	return nil, lastErr
 }
 
-func startMinioOn(ctx context.Context, bin, root string, port, consolePort int) (*minioServer, error) {
-	m := &minioServer{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: filepath.Join(filepath.Dir(root), "minio.log"),
-		done: make(chan struct{})}
-	var err error
-	if m.log, err = os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+// minioDistProcs is the number of processes of MinIO distributed, one
+// drive each.
+const minioDistProcs = 6
+
+// startMinioDist runs MinIO distributed: 6 server processes on loopback,
+// each with its own port and one folder under dir/minio-dist, all given
+// the same 6 endpoints http://127.0.0.1:PORTi/.../di, which make one
+// erasure set, EC:2; it waits (at most 2 minutes) until every process
+// serves and has write quorum.
+func startMinioDist(ctx context.Context, bin, dir string) (*minioServer, error) {
+	root, err := filepath.Abs(filepath.Join(dir, "minio-dist"))
+	if err != nil {
 		return nil, err
 	}
-	m.cmd = exec.Command(bin, "server", "--address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort), filepath.Join(root, "d{1...6}"))
-	m.cmd.Env = append(os.Environ(),
-		"MINIO_ROOT_USER="+minioUser, "MINIO_ROOT_PASSWORD="+minioPassword,
-		"MINIO_STORAGE_CLASS_STANDARD=EC:2",
-		// Nothing that phones home: no update check, no call home.
-		"MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off",
-		// The folders are on the root filesystem, which MinIO refuses
-		// unless told that "root drives" are those of at most 1 byte.
-		// (MINIO_CI_CD would do it too, but changes its buffer pool.)
-		"MINIO_ROOTDRIVE_THRESHOLD_SIZE=1",
-	)
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := m.cmd.Start(); err != nil {
-		m.log.Close()
+	logs := filepath.Join(dir, fmt.Sprintf("minio-dist-{1..%d}.log", minioDistProcs))
+	var lastErr error
+	for range 3 { // the free ports may be taken before MinIO binds them
+		// A failed try may have formatted drives: start afresh.
+		if err := os.RemoveAll(root); err != nil {
+			return nil, err
+		}
+		ports, err := freePorts(2 * minioDistProcs) // API, then console
+		if err != nil {
+			return nil, err
+		}
+		var endpoints []string
+		for i := range minioDistProcs {
+			drive := filepath.Join(root, fmt.Sprintf("d%d", i+1))
+			if err := os.MkdirAll(drive, 0o755); err != nil {
+				return nil, err
+			}
+			endpoints = append(endpoints, "http://"+minioAddr(ports[i])+drive)
+		}
+		m := &minioServer{logs: logs}
+		for i := range minioDistProcs {
+			// MinIO takes itself for orchestrated when it finds
+			// /.dockerenv (or $KUBERNETES_SERVICE_HOST), and then waits
+			// forever for an endpoint on 127.0.0.1 to resolve to an
+			// address other than loopback ("127.0.0.1 resolves to
+			// localhost in a containerized deployment"); this names the
+			// process's own endpoint (host:port) local, the others remote.
+			// Outside a container it is not read.
+			env := append(minioEnv(), "_MINIO_SERVER_LOCAL="+minioAddr(ports[i]))
+			args := append([]string{"server", "--address", minioAddr(ports[i]), "--console-address", minioAddr(ports[minioDistProcs+i])}, endpoints...)
+			mp, err := startMinioProc(bin, filepath.Join(dir, fmt.Sprintf("minio-dist-%d.log", i+1)), env, args...)
+			if err != nil {
+				m.kill()
+				return nil, err
+			}
+			m.procs = append(m.procs, mp)
+		}
+		m.endpoint = m.procs[0].endpoint
+		if err := m.waitReady(ctx, 2*time.Minute); err != nil {
+			m.kill()
+			lastErr = fmt.Errorf("minio distributed on %s: %w; logs: %s", strings.Join(endpoints, " "), err, logs)
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "MinIO distributed serves on %s..%s (the loads on the first), logs %s\n", m.endpoint, m.procs[minioDistProcs-1].endpoint, logs)
+		return m, nil
+	}
+	return nil, lastErr
+}
+
+// startMinioProc starts `bin args...` with env, its output appended to
+// logPath, on the endpoint of its --address.
+func startMinioProc(bin, logPath string, env []string, args ...string) (*minioProc, error) {
+	i := slices.Index(args, "--address")
+	if i < 0 || i+1 >= len(args) {
+		return nil, fmt.Errorf("minio %v: no --address", args)
+	}
+	mp := &minioProc{endpoint: "http://" + args[i+1], logPath: logPath, done: make(chan struct{})}
+	var err error
+	if mp.log, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return nil, err
+	}
+	mp.cmd = exec.Command(bin, args...)
+	mp.cmd.Env = env
+	mp.cmd.Stdout, mp.cmd.Stderr = mp.log, mp.log
+	mp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := mp.cmd.Start(); err != nil {
+		mp.log.Close()
 		return nil, err
 	}
 	go func() {
-		m.cmd.Wait()
-		close(m.done)
+		mp.cmd.Wait()
+		close(mp.done)
 	}()
+	return mp, nil
+}
+
+// waitReady waits, at most limit in all, until every process serves
+// (/minio/health/live) and then has write quorum (/minio/health/cluster);
+// it gives up at once if one exits.
+func (m *minioServer) waitReady(ctx context.Context, limit time.Duration) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
-	ready := func(path string) func() (bool, string) {
-		return func() (bool, string) {
-			select {
-			case <-m.done:
-				return false, "exited"
-			default:
-			}
-			resp, err := hc.Get(m.endpoint + path)
-			if err != nil {
-				return false, err.Error()
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK, path + ": " + resp.Status
-		}
-	}
-	// Live: it serves; cluster: it has write quorum on its drives.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var exited *minioProc
+	deadline := time.Now().Add(limit)
 	for _, path := range []string{"/minio/health/live", "/minio/health/cluster"} {
-		if err := await.Poll(ctx, time.Minute, 100*time.Millisecond, ready(path)); err != nil {
-			m.kill()
-			return nil, fmt.Errorf("minio server on %s: %w; log: %s", m.endpoint, err, m.logPath)
+		err := await.Poll(ctx, time.Until(deadline), 100*time.Millisecond, func() (bool, string) {
+			var waiting []string
+			for _, mp := range m.procs {
+				select {
+				case <-mp.done:
+					exited = mp
+					cancel()
+					return false, mp.endpoint + " exited"
+				default:
+				}
+				resp, err := hc.Get(mp.endpoint + path)
+				if err != nil {
+					waiting = append(waiting, err.Error())
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					waiting = append(waiting, mp.endpoint+path+": "+resp.Status)
+				}
+			}
+			return len(waiting) == 0, strings.Join(waiting, "; ")
+		})
+		if exited != nil {
+			return fmt.Errorf("%s exited (%v); log: %s", exited.endpoint, exited.cmd.ProcessState, exited.logPath)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "MinIO serves on %s (console 127.0.0.1:%d), log %s\n", m.endpoint, consolePort, m.logPath)
-	return m, nil
+	return nil
 }
 
 func (m *minioServer) kill() {
-	m.cmd.Process.Kill()
-	<-m.done
-	m.log.Close()
+	for _, mp := range m.procs {
+		mp.cmd.Process.Kill()
+		<-mp.done
+		mp.log.Close()
+	}
 }
 
 // freePorts returns n loopback ports free a moment ago.
