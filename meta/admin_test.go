@@ -411,14 +411,23 @@ func TestMoveLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := heartbeatingNodes(t, cl, 8)
+	held := map[string]int{}
 	for i := range 8 {
-		put(t, cl, "bk1", fmt.Sprintf("clip%d", i), 100_000, nil)
+		for _, sh := range put(t, cl, "bk1", fmt.Sprintf("clip%d", i), 100_000, nil).Clip.Parts[0].Shards {
+			held[sh.NodeId]++
+		}
 	}
-	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: "s3", State: pb.AdminState_ADMIN_STATE_DRAINING}); err != nil {
+	drained := "s0" // the node holding the most shards: 6 at least, of 48 on 8 nodes
+	for id, n := range held {
+		if n > held[drained] {
+			drained = id
+		}
+	}
+	if _, err := setAdmin(t, cl, &pb.SetNodeAdminStateRequest{NodeId: drained, State: pb.AdminState_ADMIN_STATE_DRAINING}); err != nil {
 		t.Fatal(err)
 	}
-	if left := nodeByID(t, cl, "s3").ShardsToMove; left < 3 {
-		t.Fatalf("s3 holds %d shards; the test needs 3 or more", left)
+	if left := nodeByID(t, cl, drained).ShardsToMove; left < 3 {
+		t.Fatalf("%s holds %d shards; the test needs 3 or more", drained, left)
 	}
 	inFlight := func() int {
 		n := 0
