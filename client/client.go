@@ -10,11 +10,13 @@ import (
 	"github.com/clipstore/clipstore/erasure"
 	"github.com/clipstore/clipstore/internal/conns"
 	"github.com/clipstore/clipstore/internal/metacall"
+	"github.com/clipstore/clipstore/internal/tlsconf"
 	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -45,7 +47,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, log: cfg.Logger, conns: conns.New(append(wire.DialOptions(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transportCredentials(cfg.TLS)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)))...)}
 	c.mu.codes = map[Profile]*erasure.Code{}
 	var err error
@@ -60,6 +62,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// transportCredentials are TLS with identity l, or plain text if l is nil.
+func transportCredentials(l *tlsconf.Loader) credentials.TransportCredentials {
+	if l == nil {
+		return insecure.NewCredentials()
+	}
+	return l.ClientCredentials()
 }
 
 // Close closes every connection. Calls in flight fail.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/clipstore/clipstore/internal/tlsconf"
 )
 
 // Config configures a Client. Only Meta is required.
@@ -12,6 +14,9 @@ type Config struct {
 	// Meta lists meta member addresses (host:port). Any member answers any
 	// call; the client moves to the next one when a member is unavailable.
 	Meta []string
+	// TLS, if set, is the client's TLS identity, presented to meta members
+	// and storage nodes, whose certificates it verifies. Nil: plain text.
+	TLS *tlsconf.Loader
 	// BlocksInFlight bounds the blocks a Put or a read keeps in memory at
 	// once, whatever the clip's size (default 4).
 	BlocksInFlight int

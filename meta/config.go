@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/tlsconf"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,11 @@ type Config struct {
 	// Transport replaces the TCP transport (tests inject raft's
 	// InmemTransport to partition members).
 	Transport raft.Transport
+	// TLS, if set, is the member's TLS identity: its gRPC server, its
+	// calls to other members and its Raft transport use it (TLS 1.3,
+	// certificates of the CA bundle on both ends, the meta role between
+	// members). Nil: plain text.
+	TLS *tlsconf.Loader
 	// GRPCAddress is where other members and clients reach this member's
 	// MetaService; recorded in the FSM so that followers can forward.
 	GRPCAddress string

@@ -243,7 +243,12 @@ func (n *Node) listAccessKeys(_ context.Context, _ *pb.ListAccessKeysRequest) (*
 }
 
 // checkClusterSecret admits a caller that presents the cluster secret.
+// With TLS, the gateway role of the caller's certificate admits it
+// instead (checkRole).
 func (n *Node) checkClusterSecret(ctx context.Context) error {
+	if n.cfg.TLS != nil {
+		return nil
+	}
 	if len(n.cfg.ClusterSecret) == 0 {
 		return fmt.Errorf("%w: this meta member has no cluster secret (--cluster-secret-file): it hands out no signing keys", ErrPermissionDenied)
 	}

@@ -95,7 +95,7 @@ func New(cfg Config) (*Node, error) {
 	n.live = newLiveness()
 	n.repairs = newRepairs()
 	n.rebalancer = newRebalancer()
-	n.peers = conns.New(dialOptions(cfg.DialOptions)...)
+	n.peers = conns.New(n.dialOptions()...)
 	n.reports = newReportQueue()
 	n.wg.Add(2)
 	go n.leaderLoop()

@@ -108,7 +108,13 @@ func (n *Node) transport(logger hclog.Logger) (raft.Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft bind address %q: %w", n.cfg.RaftBind, err)
 	}
-	t, err := newTCPTransport(n.cfg.RaftBind, logger)
+	newTransport := newTCPTransport
+	if n.cfg.TLS != nil {
+		newTransport = func(bind string, logger hclog.Logger) (*raft.NetworkTransport, error) {
+			return newTLSTransport(bind, n.cfg.TLS, logger)
+		}
+	}
+	t, err := newTransport(n.cfg.RaftBind, logger)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", addr, err)
 	}

@@ -31,7 +31,8 @@ func (n *Node) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
 		n.mu.Unlock()
 		return fmt.Errorf("%w: meta member %s is serving already", ErrFailedPrecondition, n.cfg.ID)
 	}
-	srv := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(n.leaderHeader))...)
+	opts = append(append(opts, n.serverCredentials()...), grpc.ChainUnaryInterceptor(n.leaderHeader))
+	srv := grpc.NewServer(opts...)
 	pb.RegisterMetaServiceServer(srv, &service{n: n})
 	n.mu.grpc = srv
 	n.mu.Unlock()
@@ -88,7 +89,7 @@ const joinRetryInterval = 250 * time.Millisecond
 // without harm, so a restarted process may call it too. Answers that no
 // retry changes (a bad id or address) end it at once.
 func (n *Node) Join(ctx context.Context, addr string) error {
-	conn, err := grpc.NewClient(addr, dialOptions(n.cfg.DialOptions)...)
+	conn, err := grpc.NewClient(addr, n.dialOptions()...)
 	if err != nil {
 		return fmt.Errorf("join through %s: %w", addr, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,6 +14,10 @@ import (
 type Config struct {
 	// NodeID is the node's stable identity, reported by NodeInfo.
 	NodeID string
+	// TLS, if set, is the node's TLS identity: its server requires
+	// certificates of the CA bundle from every caller, and its calls to
+	// meta and to other nodes present it. Nil: plain text.
+	TLS *tlsconf.Loader
 	// DataDirs are the node's disks, one data directory each.
 	DataDirs []string
 	// Meta lists meta members to register and heartbeat with; empty: the

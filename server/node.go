@@ -12,7 +12,6 @@ import (
 	"github.com/clipstore/clipstore/internal/wire"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -55,12 +54,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: store.log, store: store, health: health.NewServer(), bg: newBackground(),
-		conns: conns.New(append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conns: conns.New(append(wire.DialOptions(), grpc.WithTransportCredentials(cfg.transportCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.maxMessageSize())))...)}
-	n.grpc = grpc.NewServer(append(wire.ServerOptions(),
+	n.grpc = grpc.NewServer(append(append(wire.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
 		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
-	)...)
+	), cfg.serverCredentials()...)...)
 	n.losses = newLosses(cfg.Registerer)
 	svc := &service{store: store, nodeID: cfg.NodeID, onDamage: n.noteDamage}
 	pb.RegisterStorageServiceServer(n.grpc, svc)

@@ -12,7 +12,7 @@ import (
 
 func newAdminCommand(co *clientOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "admin", Short: "Operate the cluster"}
-	cmd.AddCommand(newFsckCommand(co), newRepairCommand(co), newMovesCommand(co), newNodeCommand(co), newRebalanceCommand(co), newKeysCommand(co))
+	cmd.AddCommand(newFsckCommand(co), newRepairCommand(co), newMovesCommand(co), newNodeCommand(co), newRebalanceCommand(co), newKeysCommand(co), newCertsCommand())
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 type clientOptions struct {
 	meta                 string
 	timeout, metaTimeout time.Duration
+	tls                  tlsFlags
 }
 
 // defaultMeta is where client commands look for meta without --meta or
@@ -30,6 +32,7 @@ func (o *clientOptions) AddFlags(cmd *cobra.Command) {
 	cmd.PersistentFlags().DurationVar(&o.timeout, "timeout", 0, "give up after this long (0: no limit)")
 	cmd.PersistentFlags().DurationVar(&o.metaTimeout, "meta-timeout", client.DefaultMetaTimeout,
 		"give each attempt of a call to a meta member this long before trying the next member")
+	o.tls.addFlags(cmd.PersistentFlags(), false)
 }
 
 // connect builds a client for the meta addresses the flags and
@@ -42,11 +45,15 @@ func (o *clientOptions) connect(cmd *cobra.Command) (*client.Client, context.Con
 	if addrs == "" {
 		addrs = defaultMeta
 	}
+	tlsID, err := o.tls.load(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	if o.timeout > 0 {
 		ctx, cancel = context.WithTimeout(cmd.Context(), o.timeout)
 	}
-	c, err := client.New(ctx, client.Config{Meta: strings.Split(addrs, ","), MetaTimeout: o.metaTimeout})
+	c, err := client.New(ctx, client.Config{Meta: strings.Split(addrs, ","), MetaTimeout: o.metaTimeout, TLS: tlsID})
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err

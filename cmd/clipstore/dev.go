@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,7 @@ type devOptions struct {
 	meta      meta.Config   // knobs only
 	storage   server.Config // knobs only
 	s3        string        // the S3 gateway's address, or "off"
+	tls       bool
 	// The root key: from the environment, else the fixed dev credentials.
 	rootKey, rootSecret string
 }
@@ -49,6 +51,7 @@ func (o *devOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.ec, "ec", "4+2", "default erasure code K+M of new buckets")
 	f.StringVar(&o.blockSize, "block-size", "1MiB", "default block size of new buckets")
 	f.StringVar(&o.s3, "s3", "127.0.0.1:9000", `the S3 gateway's listen address ("off": no gateway)`)
+	f.BoolVar(&o.tls, "tls", false, "TLS on every link, with a CA and certificates made under --data/tls (the S3 gateway serves HTTPS)")
 	o.serverFlags.AddFlags(cmd, "warn")
 	o.meta = meta.DefaultConfig()
 	f.DurationVar(&o.meta.NodeDownAfter, "node-down-after", o.meta.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
@@ -106,6 +109,11 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	if err := o.pickRootKey(); err != nil {
 		return err
 	}
+	if o.tls {
+		if o.cfg.TLS, err = devTLS(filepath.Join(o.cfg.Dir, "tls"), log); err != nil {
+			return err
+		}
+	}
 	o.cfg.ConfigureMeta = func(c *meta.Config) {
 		c.NodeDownAfter, c.RepairAfter, c.GCGrace = o.meta.NodeDownAfter, o.meta.RepairAfter, o.meta.GCGrace
 		c.ClusterSecret, c.SecretsKey = secret, secretsKey
@@ -130,6 +138,14 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	fmt.Fprintf(out, "clipstore dev cluster: %d meta, %d storage nodes, RS %d+%d, data in %s\n",
 		o.cfg.MetaNodes, o.cfg.StorageNodes, profile.DataShards, profile.ParityShards, o.cfg.Dir)
 	fmt.Fprintf(out, "meta listening on %s\n", c.MetaAddrs()[0])
+	if o.tls {
+		dir, err := filepath.Abs(filepath.Join(o.cfg.Dir, "tls"))
+		if err != nil {
+			return errors.Join(err, c.Shutdown(context.Background()))
+		}
+		fmt.Fprintf(out, "TLS on every link; for the CLI:\n  export %s=%s %s=%s %s=%s\n",
+			envTLSCert, filepath.Join(dir, "client.crt"), envTLSKey, filepath.Join(dir, "client.key"), envTLSCA, filepath.Join(dir, "ca.crt"))
+	}
 	if o.s3 != "off" {
 		stopS3, err := o.startS3(ctx, out, c.MetaAddrs(), secret, reg, log, errc)
 		if err != nil {
@@ -178,7 +194,7 @@ func (o *devOptions) pickRootKey() error {
 // it with the root key.
 func (o *devOptions) startS3(ctx context.Context, out io.Writer, metaAddrs []string, secret []byte, reg *prometheus.Registry,
 	log *slog.Logger, errc chan<- error) (func(), error) {
-	c, err := client.New(ctx, client.Config{Meta: metaAddrs, ClusterSecret: secret, Logger: log.With("component", "s3"), Reporter: "s3"})
+	c, err := client.New(ctx, client.Config{Meta: metaAddrs, ClusterSecret: secret, TLS: o.cfg.TLS, Logger: log.With("component", "s3"), Reporter: "s3"})
 	if err != nil {
 		return nil, err
 	}
@@ -195,13 +211,17 @@ func (o *devOptions) startS3(ctx context.Context, out io.Writer, metaAddrs []str
 		c.Close()
 		return nil, fmt.Errorf("s3 gateway: listen on %s (--s3 off runs none): %w", o.s3, err)
 	}
+	scheme := "http"
+	if o.cfg.TLS != nil {
+		lis, scheme = tls.NewListener(lis, o.cfg.TLS.ServerConfig(false)), "https"
+	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("s3 gateway: %w", err)
 		}
 	}()
-	endpoint := "http://" + lis.Addr().String()
+	endpoint := scheme + "://" + lis.Addr().String()
 	fmt.Fprintf(out, "s3 gateway listening on %s (region %s), credentials:\n  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s\n  aws --endpoint-url %s s3 ls\n",
 		lis.Addr(), s3gw.DefaultRegion, o.rootKey, o.rootSecret, s3gw.DefaultRegion, endpoint)
 	return func() {

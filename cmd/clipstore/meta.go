@@ -15,6 +15,7 @@ import (
 
 type metaOptions struct {
 	serverFlags
+	tls            tlsFlags
 	cfg            meta.Config
 	listen         string
 	join           string
@@ -35,6 +36,7 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "file holding the key that seals access keys' secrets at rest (at least 32 bytes; the same on every member; without one no access key can be created)")
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the secret shared with the S3 gateways, who present it to get signing keys (empty: none are handed out)")
 	o.serverFlags.AddFlags(cmd, "info")
+	o.tls.addFlags(f, true)
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
 	f.DurationVar(&o.cfg.UploadExpiry, "upload-expiry", o.cfg.UploadExpiry, "abort a multipart upload left open this long, deleting its parts")
 	f.DurationVar(&o.cfg.NodeDownAfter, "node-down-after", o.cfg.NodeDownAfter, "mark a storage node down after this long without a heartbeat")
@@ -97,6 +99,9 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 			return err
 		}
 	}
+	if o.cfg.TLS, err = o.tls.load(log, o.listen, o.cfg.RaftBind); err != nil {
+		return err
+	}
 	o.cfg.RootAccessKey, o.cfg.RootSecretKey = rootKeyFromEnv()
 	if o.rootKeyFile != "" {
 		if o.cfg.RootAccessKey != "" {
@@ -119,6 +124,7 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	reloadOnSIGHUP(ctx, o.cfg.TLS, log)
 	errc := make(chan error, 3)
 	go func() { errc <- node.Serve(lis) }()
 	stopHTTP, err := o.serveHTTP(reg, log, errc)

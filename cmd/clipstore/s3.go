@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 type s3Options struct {
 	serverFlags
+	tls        tlsFlags
 	listen     string
 	meta       []string
 	region     string
@@ -29,11 +31,12 @@ type s3Options struct {
 func (o *s3Options) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o.serverFlags.AddFlags(cmd, "info")
+	o.tls.addFlags(f, true)
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9000", "HTTP listen address of the S3 API")
 	f.StringSliceVar(&o.meta, "meta", nil, "meta members (comma-separated)")
 	f.StringVar(&o.region, "region", s3gw.DefaultRegion, "the region requests are signed for")
 	f.StringVar(&o.domain, "domain", "", "serve virtual-host-style requests to <bucket>.DOMAIN (empty: path style only)")
-	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the cluster secret the meta members were given, to get signing keys (required)")
+	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the cluster secret the meta members were given, to get signing keys (required without TLS; with TLS the gateway's certificate proves its role)")
 	f.DurationVar(&o.keyTTL, "key-cache-ttl", s3gw.DefaultKeyTTL, "keep a signing key this long: how long a deleted access key may go on working here")
 }
 
@@ -52,7 +55,6 @@ flight finish (for at most 30 s).`,
 	}
 	o.AddFlags(cmd)
 	cmd.MarkFlagRequired("meta")
-	cmd.MarkFlagRequired("cluster-secret-file")
 	return cmd
 }
 
@@ -61,13 +63,25 @@ func (o *s3Options) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	secret, err := readClusterSecret(o.secretFile)
+	// With TLS the gateway's certificate (its gateway role) is what meta
+	// hands signing keys to; without, the cluster secret.
+	tlsID, err := o.tls.load(log, o.listen)
 	if err != nil {
 		return err
 	}
+	var secret []byte
+	switch {
+	case o.secretFile != "":
+		if secret, err = readClusterSecret(o.secretFile); err != nil {
+			return err
+		}
+	case tlsID == nil:
+		return errors.New("without TLS, the gateway needs --cluster-secret-file to get signing keys from meta")
+	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	c, err := client.New(ctx, client.Config{Meta: o.meta, ClusterSecret: secret, Logger: log.With("component", "client"),
+	reloadOnSIGHUP(ctx, tlsID, log)
+	c, err := client.New(ctx, client.Config{Meta: o.meta, ClusterSecret: secret, TLS: tlsID, Logger: log.With("component", "client"),
 		Reporter: "s3"})
 	if err != nil {
 		return err
@@ -84,6 +98,11 @@ func (o *s3Options) run(cmd *cobra.Command) error {
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	if tlsID != nil {
+		// S3 clients present no certificate: HTTPS, with SigV4 as their
+		// credential.
+		lis = tls.NewListener(lis, tlsID.ServerConfig(false))
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

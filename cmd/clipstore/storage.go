@@ -16,6 +16,7 @@ import (
 
 type storageOptions struct {
 	serverFlags
+	tls    tlsFlags
 	cfg    server.Config
 	listen string
 }
@@ -23,6 +24,7 @@ type storageOptions struct {
 func (o *storageOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o.serverFlags.AddFlags(cmd, "info")
+	o.tls.addFlags(f, true)
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7500", "gRPC listen address")
 	f.StringVar(&o.cfg.NodeID, "id", "", "stable node identity (default: the listen address)")
 	f.StringSliceVar(&o.cfg.DataDirs, "data", nil, "data directory, one per disk (repeat or comma-separate)")
@@ -54,6 +56,9 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if o.cfg.TLS, err = o.tls.load(log, o.listen); err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
@@ -73,6 +78,7 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	reloadOnSIGHUP(ctx, o.cfg.TLS, log)
 	errc := make(chan error, 2)
 	go func() { errc <- node.Serve(lis) }()
 	stopHTTP, err := o.serveHTTP(reg, log, errc)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/tlsconf"
 	"github.com/clipstore/clipstore/meta"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/clipstore/clipstore/server"
@@ -38,6 +39,9 @@ type Config struct {
 	// knobs) before it starts; nil leaves the defaults.
 	ConfigureMeta    func(*meta.Config)
 	ConfigureStorage func(*server.Config)
+	// TLS, if set, is every node's identity (a certificate with the
+	// meta and storage roles): all their links are TLS. Nil: plain text.
+	TLS *tlsconf.Loader
 }
 
 // registerer returns the registerer for one node's metrics.
@@ -171,6 +175,7 @@ func (c *Cluster) startMeta(i int, fresh bool) error {
 	cfg.ID, cfg.DataDir, cfg.RaftBind, cfg.GRPCAddress = ml.ID, filepath.Join(c.cfg.Dir, ml.ID), ml.Raft, ml.GRPC
 	cfg.Bootstrap = fresh && i == 0
 	cfg.Logger, cfg.Registerer = c.log.With("node", ml.ID), c.registerer(ml.ID)
+	cfg.TLS = c.cfg.TLS
 	if c.cfg.Profile != nil {
 		cfg.DefaultProfile = c.cfg.Profile
 	}
@@ -208,6 +213,7 @@ func (c *Cluster) startStorage(i int) error {
 	cfg.Advertise, cfg.Zone = lis.Addr().String(), fmt.Sprintf("zone-%d", i%3)
 	cfg.Meta = c.MetaAddrs()
 	cfg.Logger, cfg.Registerer = c.log.With("node", cfg.NodeID), c.registerer(cfg.NodeID)
+	cfg.TLS = c.cfg.TLS
 	if c.cfg.ConfigureStorage != nil {
 		c.cfg.ConfigureStorage(&cfg)
 	}
@@ -259,7 +265,11 @@ func countLive(nodes []*metapb.StorageNode, addrs []string) int {
 }
 
 func (c *Cluster) metaClient() (metapb.MetaServiceClient, func(), error) {
-	conn, err := grpc.NewClient(c.layout.Meta[0].GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if c.cfg.TLS != nil {
+		creds = c.cfg.TLS.ClientCredentials()
+	}
+	conn, err := grpc.NewClient(c.layout.Meta[0].GRPC, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,7 +18,6 @@ import (
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -31,6 +31,8 @@ type Cluster struct {
 	// StartStorage starts.
 	StorageArgs []string
 	zones       int
+	// TLS, if set, are the certificates every process and the CLI use.
+	TLS *TLSCerts
 }
 
 // ClusterOptions shape StartCluster's cluster.
@@ -39,6 +41,9 @@ type ClusterOptions struct {
 	Zones        int      // how many zones the nodes are spread over (0: 3)
 	MetaArgs     []string // extra flags for every meta member's first start
 	StorageArgs  []string // extra flags for every storage process
+	// TLS runs every process with TLS and mutual authentication, with
+	// certificates made by clipstore admin certs (Cluster.TLS).
+	TLS bool
 }
 
 // StorageNode is a `clipstore storage` process of a Cluster and how to
@@ -54,8 +59,13 @@ type StorageNode struct {
 func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Root: t.TempDir(), StorageArgs: o.StorageArgs}
+	if o.TLS {
+		c.TLS = MakeTLSCerts(t, filepath.Join(c.Root, "tls"))
+		o.MetaArgs = append(c.TLS.Flags("meta"), o.MetaArgs...)
+		c.StorageArgs = append(c.TLS.Flags("storage"), c.StorageArgs...)
+	}
 	for i := range 3 {
-		c.Metas = append(c.Metas, &MetaMember{ID: fmt.Sprintf("m%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("m%d", i))})
+		c.Metas = append(c.Metas, &MetaMember{ID: fmt.Sprintf("m%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("m%d", i)), tls: c.TLS})
 	}
 	c.Metas[0].Start(t, append([]string{"--bootstrap"}, o.MetaArgs...)...)
 	c.Metas[1].Start(t, append([]string{"--join", c.Metas[0].GRPCAddr}, o.MetaArgs...)...)
@@ -128,7 +138,7 @@ func (c *Cluster) StartStorage(s *StorageNode) {
 
 // Client is a client of the cluster; it closes at cleanup.
 func (c *Cluster) Client() *client.Client {
-	cl, err := client.New(context.Background(), client.Config{Meta: strings.Split(c.MetaAddrs(), ",")})
+	cl, err := client.New(context.Background(), client.Config{Meta: strings.Split(c.MetaAddrs(), ","), TLS: c.TLS.Loader(c.t, "client")})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -168,7 +178,15 @@ func (c *Cluster) WaitNodesUp(n int) {
 // stdout, stderr and exit code.
 func (c *Cluster) CLI(args ...string) (string, string, int) {
 	c.t.Helper()
-	cmd := exec.Command(Binary(), append(args, "--meta", c.MetaAddrs())...)
+	return CLI(c.t, c.TLS.Env("client"), append(args, "--meta", c.MetaAddrs())...)
+}
+
+// CLI runs the clipstore binary with args and env added to the test's
+// environment, and returns its stdout, stderr and exit code.
+func CLI(t testing.TB, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(Binary(), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -177,7 +195,7 @@ func (c *Cluster) CLI(args ...string) (string, string, int) {
 	if errors.As(err, &exit) {
 		code = exit.ExitCode()
 	} else if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return out.String(), errb.String(), code
 }
@@ -190,6 +208,7 @@ type MetaMember struct {
 	RaftAddr, GRPCAddr string // kept across restarts
 	Proc               *Process
 	Client             pb.MetaServiceClient
+	tls                *TLSCerts
 }
 
 // Start starts (or restarts, on the same addresses) the member, with
@@ -211,7 +230,7 @@ func (m *MetaMember) Start(t testing.TB, extra ...string) {
 	if sub := raftAddrRe.FindStringSubmatch(m.Proc.Log.String()); sub != nil {
 		m.RaftAddr = sub[1]
 	}
-	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(m.tls.Credentials(t, "client")))
 	if err != nil {
 		t.Fatal(err)
 	}

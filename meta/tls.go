@@ -1,0 +1,142 @@
+package meta
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/clipstore/clipstore/internal/tlsconf"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// With Config.TLS every link of a member is TLS 1.3 with certificates of
+// the cluster's CA on both ends: the gRPC server (clients, storage nodes
+// and other members present theirs), the calls it makes to other members,
+// and the Raft transport, where both ends must carry the meta role.
+
+// handshakeTimeout bounds a Raft connection's TLS handshake.
+const handshakeTimeout = 10 * time.Second
+
+// tlsStreamLayer is Raft's stream layer over TLS between meta members.
+type tlsStreamLayer struct {
+	net.Listener // plain TCP; Accept does the handshake
+	tls          *tlsconf.Loader
+	log          hclog.Logger
+}
+
+// Accept returns the next connection whose TLS handshake succeeded with a
+// meta member's certificate; others are closed, logged, and skipped.
+func (l *tlsStreamLayer) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Server(c, l.tls.ServerConfig(true))
+		if err := handshakeAs(tc, tlsconf.RoleMeta); err != nil {
+			l.log.Warn("raft connection refused", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			continue
+		}
+		return tc, nil
+	}
+}
+
+// Dial connects to the member at addr, which must prove the meta role.
+func (l *tlsStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(string(addr))
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, l.tls.ClientConfig(host))
+	if err := handshakeAs(tc, tlsconf.RoleMeta); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raft peer %s: %w", addr, err)
+	}
+	return tc, nil
+}
+
+// handshakeAs completes c's handshake and checks that the peer's
+// certificate carries role.
+func handshakeAs(c *tls.Conn, role string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	certs := c.ConnectionState().PeerCertificates
+	if len(certs) == 0 || !tlsconf.HasRole(certs[0], role) {
+		return fmt.Errorf("the peer's certificate lacks the %s role", role)
+	}
+	return nil
+}
+
+// newTLSTransport is newTCPTransport over TLS.
+func newTLSTransport(bind string, l *tlsconf.Loader, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	lis, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := lis.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
+		lis.Close()
+		return nil, fmt.Errorf("raft bind address %s is not one the other members can reach: give a host", lis.Addr())
+	}
+	layer := &tlsStreamLayer{Listener: lis, tls: l, log: logger}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer,
+		Logger: logger, MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: 1}), nil
+}
+
+// serverCredentials are the gRPC server options of the member's TLS:
+// every caller presents a certificate of the cluster's CA, and the role
+// of cluster and gateway calls is checked.
+func (n *Node) serverCredentials() []grpc.ServerOption {
+	if n.cfg.TLS == nil {
+		return nil
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(n.cfg.TLS.ServerConfig(true))),
+		grpc.ChainUnaryInterceptor(checkRole)}
+}
+
+// clusterCalls are the RPCs only cluster members make: storage nodes'
+// registration, heartbeats, repairs' updates, inventories and garbage
+// collection (meta members forward them too).
+var clusterCalls = map[string]bool{
+	"RegisterNode": true, "Heartbeat": true, "UpdateShard": true, "ListNodeShards": true, "CheckShards": true,
+}
+
+// memberCalls are the RPCs only meta members make: joining the group.
+var memberCalls = map[string]bool{"JoinMember": true}
+
+// gatewayCalls are the RPCs only S3 gateways make.
+var gatewayCalls = map[string]bool{"SigningKey": true}
+
+// checkRole refuses a cluster call from a certificate without a member's
+// role, and a gateway's call from one without the gateway role.
+func checkRole(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	var roles []string
+	switch {
+	case clusterCalls[method]:
+		roles = []string{tlsconf.RoleMeta, tlsconf.RoleStorage}
+	case memberCalls[method]:
+		roles = []string{tlsconf.RoleMeta}
+	case gatewayCalls[method]:
+		roles = []string{tlsconf.RoleGateway}
+	default:
+		return handler(ctx, req)
+	}
+	if cert := tlsconf.PeerCertificate(ctx); cert == nil || !tlsconf.HasRole(cert, roles...) {
+		return nil, toStatus(fmt.Errorf("%w: %s is for certificates with the %s role", ErrPermissionDenied, method, strings.Join(roles, " or ")))
+	}
+	return handler(ctx, req)
+}

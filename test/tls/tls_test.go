@@ -1,0 +1,177 @@
+package tls
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipstore/clipstore/internal/await"
+	pb "github.com/clipstore/clipstore/proto/metapb"
+	"github.com/clipstore/clipstore/test/e2e"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestTLSCluster: 3 meta members and 7 storage nodes with TLS on every
+// link. Puts and gets through the CLI, a repair after a storage node is
+// killed, a drain and a deep fsck all work; a client without a
+// certificate, one with a certificate of another CA, a client certificate
+// calling a cluster RPC, a storage node with a client certificate and a
+// meta member with a storage certificate are all refused, and the last
+// does not disturb the Raft group.
+func TestTLSCluster(t *testing.T) {
+	dir := t.TempDir()
+	secretsKey := filepath.Join(dir, "secrets-key")
+	if err := os.WriteFile(secretsKey, []byte("a-secrets-key-for-the-tls-tests-of-32-bytes-or-more\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 7, TLS: true,
+		MetaArgs: []string{"--node-down-after", "2s", "--repair-after", "1s", "--gc-grace", "0s", "--secrets-key-file", secretsKey}})
+	if out, errOut, code := c.CLI("mb", "clips"); code != 0 {
+		t.Fatalf("mb: %s %s", out, errOut)
+	}
+	var keys []string
+	for i := range 4 {
+		data := e2e.ClipBytes(uint64(i), 300_000+i*77_777)
+		path := filepath.Join(dir, fmt.Sprintf("clip%d", i))
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("clips/car1/%d.mp4", i)
+		if _, errOut, code := c.CLI("put", key, path); code != 0 {
+			t.Fatalf("put over TLS: %s", errOut)
+		}
+		back := path + ".back"
+		if _, errOut, code := c.CLI("get", key, back); code != 0 {
+			t.Fatalf("get over TLS: %s", errOut)
+		}
+		if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s read back %d bytes (%v), want the %d written", key, len(got), err, len(data))
+		}
+		keys = append(keys, strings.TrimPrefix(key, "clips/"))
+	}
+	cl := c.Client()
+
+	t.Run("repair", func(t *testing.T) {
+		victim := c.Storage[1]
+		victim.Proc.Kill()
+		await.TrueWhy(t, 60*time.Second, "every clip k+m OK off "+victim.ID, func() (bool, string) {
+			return e2e.ClipsFull(cl, "clips", keys, map[string]bool{victim.ID: true})
+		})
+		c.StartStorage(victim)
+		c.WaitNodesUp(7)
+	})
+	t.Run("drain", func(t *testing.T) {
+		drained := c.Storage[2].ID
+		if _, errOut, code := c.CLI("admin", "node", "drain", drained, "--wait", "--timeout", "2m"); code != 0 {
+			t.Fatalf("drain: %s", errOut)
+		}
+		if ok, why := e2e.ClipsFull(cl, "clips", keys, map[string]bool{drained: true}); !ok {
+			t.Fatal(why)
+		}
+	})
+	t.Run("fsck", func(t *testing.T) {
+		await.TrueWhy(t, 30*time.Second, "fsck --deep clean", c.FsckClean)
+	})
+
+	t.Run("s3 gateway", func(t *testing.T) {
+		// The gateway's certificate (its role) gets it signing keys: no
+		// cluster secret; it serves HTTPS with the same certificate.
+		gw := e2e.Start(t, append([]string{"s3", "--listen", "127.0.0.1:0", "--meta", c.MetaAddrs(), "--log-level", "debug"},
+			c.TLS.Flags("gateway")...)...)
+		out, errOut, code := c.CLI("admin", "keys", "create", "tls-test", "--allow", "clips:read", "--json")
+		if code != 0 {
+			t.Fatalf("keys create: %s", errOut)
+		}
+		var key struct {
+			ID     string `json:"access_key_id"`
+			Secret string `json:"secret_access_key"`
+		}
+		if err := json.Unmarshal([]byte(out), &key); err != nil {
+			t.Fatal(err)
+		}
+		aws := exec.Command("/usr/bin/aws", "--endpoint-url", "https://"+gw.Addr, "--ca-bundle", filepath.Join(c.TLS.Dir, "ca.crt"),
+			"s3", "cp", "s3://clips/car1/0.mp4", "-")
+		aws.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin", "AWS_ACCESS_KEY_ID=" + key.ID, "AWS_SECRET_ACCESS_KEY=" + key.Secret,
+			"AWS_DEFAULT_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
+		var stdout, stderr bytes.Buffer
+		aws.Stdout, aws.Stderr = &stdout, &stderr
+		if err := aws.Run(); err != nil || !bytes.Equal(stdout.Bytes(), e2e.ClipBytes(0, 300_000)) {
+			t.Fatalf("aws s3 cp over HTTPS: %v, %d bytes: %s", err, stdout.Len(), stderr.String())
+		}
+		// A gateway with a client certificate gets no signing key.
+		rogue := e2e.Start(t, append([]string{"s3", "--listen", "127.0.0.1:0", "--meta", c.MetaAddrs(), "--log-level", "debug"},
+			c.TLS.Flags("client")...)...)
+		aws = exec.Command("/usr/bin/aws", "--endpoint-url", "https://"+rogue.Addr, "--no-verify-ssl", "s3", "ls", "s3://clips/")
+		aws.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin", "AWS_ACCESS_KEY_ID=" + key.ID, "AWS_SECRET_ACCESS_KEY=" + key.Secret,
+			"AWS_DEFAULT_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_MAX_ATTEMPTS=1"}
+		stderr.Reset()
+		aws.Stderr = &stderr
+		if err := aws.Run(); err == nil {
+			t.Fatal("a gateway with a client certificate served a request")
+		}
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		// No certificate: plain text to a TLS server.
+		_, errOut, code := e2e.CLI(t, nil, "ls", "clips", "--meta", c.MetaAddrs(), "--timeout", "5s")
+		if code == 0 {
+			t.Error("a client without TLS listed the bucket")
+		}
+		// A certificate of another CA.
+		other := e2e.MakeTLSCerts(t, filepath.Join(t.TempDir(), "other"))
+		_, errOut, code = e2e.CLI(t, other.Env("client"), "ls", "clips", "--meta", c.MetaAddrs(), "--timeout", "5s")
+		if code == 0 {
+			t.Errorf("a client of another CA listed the bucket: %s", errOut)
+		}
+		// A client certificate calling the cluster's own RPCs.
+		m := c.Metas[0]
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := m.Client.RegisterNode(ctx, &pb.RegisterNodeRequest{NodeId: "intruder", Address: "127.0.0.1:1"})
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "role") {
+			t.Errorf("RegisterNode with a client certificate: %v, want PermissionDenied naming the role", err)
+		}
+		_, err = m.Client.JoinMember(ctx, &pb.JoinMemberRequest{Id: "m9", GrpcAddress: "127.0.0.1:1", RaftAddress: "127.0.0.1:2"})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("JoinMember with a client certificate: %v, want PermissionDenied", err)
+		}
+		// A storage node with a client certificate cannot register.
+		intruder := e2e.Start(t, append([]string{"storage", "--id", "intruder", "--data", filepath.Join(t.TempDir(), "intruder"),
+			"--listen", "127.0.0.1:0", "--meta", c.MetaAddrs(), "--log-level", "debug"}, c.TLS.Flags("client")...)...)
+		time.Sleep(3 * time.Second) // several registration attempts
+		st, err := cl.ClusterStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range st.Nodes {
+			if n.ID == "intruder" {
+				t.Errorf("a storage node with a client certificate registered: %+v", n)
+			}
+		}
+		intruder.Kill()
+
+		// A meta member with a storage certificate cannot join, and the
+		// group's term does not rise.
+		_, term := c.MetaLeader(cl)
+		_, errOut, code = e2e.CLI(t, nil, append([]string{"meta", "--id", "m9", "--data", filepath.Join(t.TempDir(), "m9"), "--raft", "127.0.0.1:0",
+			"--listen", "127.0.0.1:0", "--join", c.Metas[0].GRPCAddr, "--log-level", "warn"}, c.TLS.Flags("storage")...)...)
+		if code == 0 || !strings.Contains(errOut, "PermissionDenied") && !strings.Contains(errOut, "role") {
+			t.Errorf("a meta member with a storage certificate: exit %d: %s", code, errOut)
+		}
+		time.Sleep(2 * time.Second)
+		if _, now := c.MetaLeader(cl); now != term {
+			t.Errorf("the term rose from %d to %d", term, now)
+		}
+		if st, err := cl.ClusterStatus(ctx); err != nil || len(st.Members) != 3 {
+			t.Errorf("members after the refused join: %v, %v", st, err)
+		}
+	})
+}
