@@ -123,7 +123,7 @@ func TestTLSCluster(t *testing.T) {
 		// No certificate: plain text to a TLS server.
 		_, errOut, code := e2e.CLI(t, nil, "ls", "clips", "--meta", c.MetaAddrs(), "--timeout", "5s")
 		if code == 0 {
-			t.Error("a client without TLS listed the bucket")
+			t.Errorf("a client without TLS listed the bucket: %s", errOut)
 		}
 		// A certificate of another CA.
 		other := e2e.MakeTLSCerts(t, filepath.Join(t.TempDir(), "other"))
