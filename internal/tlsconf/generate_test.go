@@ -24,7 +24,7 @@ func TestNewCA(t *testing.T) {
 	if !ca.IsCA || !ca.MaxPathLenZero || ca.KeyUsage&x509.KeyUsageCertSign == 0 || ca.Subject.CommonName != "clipstore CA" {
 		t.Errorf("CA: IsCA %v, MaxPathLenZero %v, key usage %b, CN %q", ca.IsCA, ca.MaxPathLenZero, ca.KeyUsage, ca.Subject.CommonName)
 	}
-	if life := ca.NotAfter.Sub(time.Now()); life < DefaultCAValidity-time.Minute || life > DefaultCAValidity {
+	if life := time.Until(ca.NotAfter); life < DefaultCAValidity-time.Minute || life > DefaultCAValidity {
 		t.Errorf("CA valid for %s more, want %s", life, DefaultCAValidity)
 	}
 	if err := ca.CheckSignatureFrom(ca); err != nil {
