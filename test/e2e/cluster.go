@@ -108,6 +108,23 @@ func (c *Cluster) MetaLeader(cl *client.Client) (*MetaMember, uint64) {
 	return nil, 0
 }
 
+// Processes are the cluster's running processes: meta members and storage
+// nodes.
+func (c *Cluster) Processes() []*Process {
+	var out []*Process
+	for _, m := range c.Metas {
+		if m.Proc != nil && !m.Proc.Exited() {
+			out = append(out, m.Proc)
+		}
+	}
+	for _, s := range c.Storage {
+		if s.Proc != nil && !s.Proc.Exited() {
+			out = append(out, s.Proc)
+		}
+	}
+	return out
+}
+
 // MetaAddrs is the members' gRPC addresses, comma-separated.
 func (c *Cluster) MetaAddrs() string {
 	var out []string

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -77,4 +78,27 @@ func (c *TLSCerts) Credentials(t testing.TB, role string) credentials.TransportC
 		return insecure.NewCredentials()
 	}
 	return c.Loader(t, role).ClientCredentials()
+}
+
+// CopyTLSCerts copies the CA bundle and every certificate and key of c
+// into dir (to keep a set that is about to be replaced).
+func CopyTLSCerts(t testing.TB, c *TLSCerts, dir string) *TLSCerts {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	names, err := filepath.Glob(filepath.Join(c.Dir, "*.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(name)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &TLSCerts{Dir: dir}
 }
