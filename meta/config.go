@@ -82,6 +82,16 @@ type Config struct {
 	// UploadExpiry is how long a multipart upload may stay open: the
 	// leader aborts it after that (its parts are deleted).
 	UploadExpiry time.Duration
+	// MaxUploadsPerKey bounds the multipart uploads in progress for one
+	// key (0: no bound): a client that creates uploads and never finishes
+	// them cannot fill meta.
+	MaxUploadsPerKey int
+	// Limits of the gRPC server: the largest request (bytes), the streams
+	// one connection may have open at once, how long a connection may stay
+	// idle before the member closes it (0: forever).
+	MaxRequestBytes int
+	MaxStreams      uint32
+	IdleTimeout     time.Duration
 	// RepairConcurrency bounds the repairs running cluster-wide (0 pauses
 	// repair: nothing is planned) and RepairPerNode those one node runs; RepairTaskTimeout is when an
 	// unfinished repair is planned again.
@@ -151,6 +161,10 @@ func DefaultConfig() Config {
 		DefaultProfile:       &pb.ECProfile{DataShards: 4, ParityShards: 2, BlockSize: 1 << 20},
 		MaxUploadDuration:    time.Hour,
 		UploadExpiry:         7 * 24 * time.Hour,
+		MaxUploadsPerKey:     1000,
+		MaxRequestBytes:      16 << 20,
+		MaxStreams:           1000,
+		IdleTimeout:          30 * time.Minute,
 		RequestTTL:           2 * time.Hour,
 		HeartbeatInterval:    time.Second,
 		NodeDownAfter:        10 * time.Second,
@@ -202,6 +216,8 @@ func (c *Config) Validate() error {
 		return errors.New("meta config: a root access key has 3 to 128 characters and a secret at least 8")
 	case len(c.SecretsKey) > 0 && len(c.SecretsKey) < 32:
 		return fmt.Errorf("meta config: a secrets key has at least 32 bytes, this one %d", len(c.SecretsKey))
+	case c.MaxUploadsPerKey < 0 || c.MaxRequestBytes < 0 || c.IdleTimeout < 0:
+		return errors.New("meta config: MaxUploadsPerKey, MaxRequestBytes and IdleTimeout must not be negative")
 	case c.UploadExpiry <= 0:
 		return errors.New("meta config: UploadExpiry must be positive")
 	case c.RequestTTL < c.MaxUploadDuration:

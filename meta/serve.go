@@ -31,7 +31,7 @@ func (n *Node) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
 		n.mu.Unlock()
 		return fmt.Errorf("%w: meta member %s is serving already", ErrFailedPrecondition, n.cfg.ID)
 	}
-	opts = append(append(opts, n.serverCredentials()...), grpc.ChainUnaryInterceptor(n.leaderHeader))
+	opts = append(append(append(n.serverLimits(), opts...), n.serverCredentials()...), grpc.ChainUnaryInterceptor(n.leaderHeader))
 	srv := grpc.NewServer(opts...)
 	pb.RegisterMetaServiceServer(srv, &service{n: n})
 	n.mu.grpc = srv

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 )
 
 // With Config.TLS every link of a member is TLS 1.3 with certificates of
@@ -95,6 +96,29 @@ func newTLSTransport(bind string, l *tlsconf.Loader, logger hclog.Logger) (*raft
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer,
 		Logger: logger, MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: 1}), nil
 }
+
+// serverLimits are the gRPC server's bounds on what one caller may use:
+// request size, streams per connection, header size, idle connections, and
+// keepalive pings no more often than every 10 s.
+func (n *Node) serverLimits() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.MaxHeaderListSize(maxHeaderBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if n.cfg.MaxRequestBytes > 0 {
+		opts = append(opts, grpc.MaxRecvMsgSize(n.cfg.MaxRequestBytes))
+	}
+	if n.cfg.MaxStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(n.cfg.MaxStreams))
+	}
+	if n.cfg.IdleTimeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: n.cfg.IdleTimeout}))
+	}
+	return opts
+}
+
+// maxHeaderBytes bounds a request's gRPC metadata.
+const maxHeaderBytes = 64 << 10
 
 // serverCredentials are the gRPC server options of the member's TLS:
 // every caller presents a certificate of the cluster's CA, and the role

@@ -103,6 +103,7 @@ func (n *Node) createUpload(ctx context.Context, req *pb.CreateUploadRequest) (*
 	}
 	c.UploadId, c.ClipId = newID(), newID()
 	c.ExpiresUnixNano = n.cfg.now().Add(n.cfg.UploadExpiry).UnixNano()
+	c.MaxUploadsPerKey = uint32(n.cfg.MaxUploadsPerKey)
 	resp, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_CreateUpload{CreateUpload: c}})
 	if err != nil {
 		return nil, err
@@ -128,6 +129,10 @@ func (a *applier) createUpload(c *pb.CreateUploadRequest) (*pb.CreateUploadRespo
 	}
 	if a.tx.Bucket(bktBuckets).Get([]byte(c.Bucket)) == nil {
 		return nil, fmt.Errorf("%w: bucket %q", ErrNotFound, c.Bucket)
+	}
+	if limit := int(c.MaxUploadsPerKey); limit > 0 && a.uploadsOf(c.Bucket, c.Key, limit) >= limit {
+		return nil, fmt.Errorf("%w: %s/%s has %d multipart uploads in progress, the most allowed (meta --max-uploads-per-key): "+
+			"complete or abort some first", ErrFailedPrecondition, c.Bucket, c.Key, limit)
 	}
 	u := &pb.UploadRecord{Bucket: c.Bucket, Key: c.Key, UploadId: c.UploadId, ClipId: c.ClipId, CreatedUnixNano: a.now,
 		ExpiresUnixNano: c.ExpiresUnixNano, ContentType: c.ContentType, UserMetadata: c.UserMetadata, Capture: c.Capture,
@@ -459,4 +464,15 @@ func (n *Node) expireUploads(now time.Time) {
 		n.log.Info("upload expired", "bucket", u.Bucket, "key", u.Key, "upload", fmt.Sprintf("%x", u.UploadId),
 			"created", time.Unix(0, u.CreatedUnixNano))
 	}
+}
+
+// uploadsOf counts the uploads in progress of bucket/key, up to limit.
+func (a *applier) uploadsOf(bucket, key string, limit int) int {
+	prefix := joinKey(bucket, []byte(key+"\x00"))
+	n := 0
+	c := a.tx.Bucket(bktUploadKeys).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < limit; k, _ = c.Next() {
+		n++
+	}
+	return n
 }

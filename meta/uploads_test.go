@@ -3,6 +3,7 @@ package meta_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,5 +162,47 @@ func TestUploadPartsRepairedAndMoved(t *testing.T) {
 		if !bytes.Equal(got.ShardId, want.ShardId) || got.NodeId != want.NodeId || got.State != pb.ShardState_SHARD_STATE_OK {
 			t.Errorf("the clip's shard %d: %v, want the one landed %v", want.Index, got, want)
 		}
+	}
+}
+
+// TestUploadAndRequestLimits: a key may have at most MaxUploadsPerKey
+// uploads in progress (refused with the limit named, and allowed again
+// once one is aborted), and a request above MaxRequestBytes is refused
+// whole.
+func TestUploadAndRequestLimits(t *testing.T) {
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) {
+		cfg.MaxUploadsPerKey, cfg.MaxRequestBytes = 2, 64<<10
+	}})
+	cl := c.Members[0].Client
+	ctx := t.Context()
+	if _, err := cl.CreateBucket(ctx, &pb.CreateBucketRequest{Name: "bk1"}); err != nil {
+		t.Fatal(err)
+	}
+	var ids [][]byte
+	for range 2 {
+		up, err := cl.CreateUpload(ctx, &pb.CreateUploadRequest{Bucket: "bk1", Key: "clip"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, up.Upload.UploadId)
+	}
+	_, err := cl.CreateUpload(ctx, &pb.CreateUploadRequest{Bucket: "bk1", Key: "clip"})
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "2 multipart uploads in progress") {
+		t.Errorf("the refusal does not name the limit: %v", err)
+	}
+	if _, err := cl.CreateUpload(ctx, &pb.CreateUploadRequest{Bucket: "bk1", Key: "other"}); err != nil {
+		t.Fatalf("another key's upload: %v", err)
+	}
+	if _, err := cl.AbortUpload(ctx, &pb.AbortUploadRequest{Bucket: "bk1", Key: "clip", UploadId: ids[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CreateUpload(ctx, &pb.CreateUploadRequest{Bucket: "bk1", Key: "clip"}); err != nil {
+		t.Fatalf("an upload once one was aborted: %v", err)
+	}
+	_, err = cl.CreateBucket(ctx, &pb.CreateBucketRequest{Name: "bk2", RequestId: bytes.Repeat([]byte{1}, 100<<10)})
+	wantCode(t, err, codes.ResourceExhausted)
+	if _, err := cl.ListBuckets(ctx, &pb.ListBucketsRequest{}); err != nil {
+		t.Fatalf("the member after a request too large: %v", err)
 	}
 }

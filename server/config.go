@@ -35,6 +35,11 @@ type Config struct {
 	// MaxPieceSize bounds a piece (block size / k); the gRPC message limit is
 	// derived from it. Writes whose header implies larger pieces are refused.
 	MaxPieceSize int
+	// MaxStreams bounds the streams one connection may have open at once,
+	// IdleTimeout how long a connection may stay idle before the node
+	// closes it (0: no bound, forever).
+	MaxStreams  uint32
+	IdleTimeout time.Duration
 	// ListPageSize is the default and ListPageSizeMax the largest page of
 	// ListShards.
 	ListPageSize, ListPageSizeMax int
@@ -83,6 +88,8 @@ func DefaultConfig() Config {
 		ListPageSize:      1000,
 		ListPageSizeMax:   10000,
 		WriteIdleTimeout:  time.Minute,
+		MaxStreams:        1000,
+		IdleTimeout:       30 * time.Minute,
 		HeartbeatInterval: time.Second,
 		MetaTimeout:       10 * time.Second,
 		RepairConcurrency: 2,

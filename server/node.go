@@ -59,7 +59,7 @@ func New(cfg Config) (*Node, error) {
 	n.grpc = grpc.NewServer(append(append(wire.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
 		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
-	), cfg.serverCredentials()...)...)
+	), append(cfg.serverLimits(), cfg.serverCredentials()...)...)...)
 	n.losses = newLosses(cfg.Registerer)
 	svc := &service{store: store, nodeID: cfg.NodeID, onDamage: n.noteDamage}
 	pb.RegisterStorageServiceServer(n.grpc, svc)

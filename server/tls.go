@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/clipstore/clipstore/internal/tlsconf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -29,6 +31,23 @@ func (c Config) serverCredentials() []grpc.ServerOption {
 	}
 	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c.TLS.ServerConfig(true))),
 		grpc.ChainUnaryInterceptor(checkRole)}
+}
+
+// serverLimits bound what one caller may use: streams per connection,
+// header size, idle connections, and keepalive pings no more often than
+// every 10 s (the message size is bounded by MaxPieceSize).
+func (c Config) serverLimits() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.MaxHeaderListSize(64 << 10),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if c.MaxStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(c.MaxStreams))
+	}
+	if c.IdleTimeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: c.IdleTimeout}))
+	}
+	return opts
 }
 
 // clusterCalls are the node's RPCs only cluster members make: deleting a

@@ -26,12 +26,19 @@ type s3Options struct {
 	domain     string
 	secretFile string
 	keyTTL     time.Duration
+	// Bounds on one client's request: its header's size and how long it
+	// may take to send it, how long a connection may stay idle.
+	maxHeaderBytes          int
+	readHeaderTimeout, idle time.Duration
 }
 
 func (o *s3Options) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o.serverFlags.AddFlags(cmd, "info")
 	o.tls.addFlags(f, true)
+	f.Var(sizeFlag(&o.maxHeaderBytes), "max-header-size", "largest request line and headers accepted (larger: 431), e.g. 64KiB")
+	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", 30*time.Second, "time a client has to send a request's headers")
+	f.DurationVar(&o.idle, "idle-timeout", 2*time.Minute, "close a keep-alive connection idle this long")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9000", "HTTP listen address of the S3 API")
 	f.StringSliceVar(&o.meta, "meta", nil, "meta members (comma-separated)")
 	f.StringVar(&o.region, "region", s3gw.DefaultRegion, "the region requests are signed for")
@@ -41,7 +48,7 @@ func (o *s3Options) AddFlags(cmd *cobra.Command) {
 }
 
 func newS3Command() *cobra.Command {
-	o := &s3Options{}
+	o := &s3Options{maxHeaderBytes: 64 << 10}
 	cmd := &cobra.Command{
 		Use:   "s3",
 		Short: "Run an S3 gateway",
@@ -104,7 +111,7 @@ func (o *s3Options) run(cmd *cobra.Command) error {
 		// credential.
 		lis = tls.NewListener(lis, tlsID.ServerConfig(false))
 	}
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: o.readHeaderTimeout, IdleTimeout: o.idle, MaxHeaderBytes: o.maxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)
 	go func() {

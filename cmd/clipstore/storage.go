@@ -33,6 +33,8 @@ func (o *storageOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.cfg.Advertise, "advertise", "", "address clients reach this node at (default: the listen address)")
 	f.Var(sizeFlag(&o.cfg.Capacity), "capacity", "capacity to report to meta instead of the filesystems' size, e.g. 2TiB (nodes sharing a filesystem need it)")
 	f.IntVar(&o.cfg.MaxPieceSize, "max-piece-size", o.cfg.MaxPieceSize, "largest piece (block size / k) accepted, in bytes")
+	f.Uint32Var(&o.cfg.MaxStreams, "max-streams", o.cfg.MaxStreams, "streams one connection may have open at once (0: no bound)")
+	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", o.cfg.IdleTimeout, "close a connection idle this long (0: never)")
 	addMaintenanceFlags(cmd, &o.cfg)
 }
 
@@ -113,13 +115,13 @@ func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
 
 // byteFlag is a flag holding a size as bytesize.Parse reads it (e.g.
 // 2TiB); a rate, in bytes per second, may end in "/s" (e.g. 50MiB/s).
-type byteFlag[T int64 | uint64] struct {
+type byteFlag[T int | int64 | uint64] struct {
 	v    *T
 	rate bool
 }
 
-func sizeFlag[T int64 | uint64](v *T) *byteFlag[T] { return &byteFlag[T]{v: v} }
-func rateFlag[T int64 | uint64](v *T) *byteFlag[T] { return &byteFlag[T]{v: v, rate: true} }
+func sizeFlag[T int | int64 | uint64](v *T) *byteFlag[T] { return &byteFlag[T]{v: v} }
+func rateFlag[T int | int64 | uint64](v *T) *byteFlag[T] { return &byteFlag[T]{v: v, rate: true} }
 
 func (b *byteFlag[T]) String() string {
 	if b.v == nil || (!b.rate && *b.v == 0) {

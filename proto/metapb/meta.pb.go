@@ -6761,8 +6761,11 @@ type CreateUploadRequest struct {
 	ClipId            []byte `protobuf:"bytes,9,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
 	ExpiresUnixNano   int64  `protobuf:"varint,10,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
 	ChecksumAlgorithm string `protobuf:"bytes,11,opt,name=checksum_algorithm,json=checksumAlgorithm,proto3" json:"checksum_algorithm,omitempty"` // UploadRecord.checksum_algorithm
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Filled in by the leader: the most uploads in progress the key may
+	// have (Config.MaxUploadsPerKey; 0: no bound); Apply refuses past it.
+	MaxUploadsPerKey uint32 `protobuf:"varint,12,opt,name=max_uploads_per_key,json=maxUploadsPerKey,proto3" json:"max_uploads_per_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateUploadRequest) Reset() {
@@ -6870,6 +6873,13 @@ func (x *CreateUploadRequest) GetChecksumAlgorithm() string {
 		return x.ChecksumAlgorithm
 	}
 	return ""
+}
+
+func (x *CreateUploadRequest) GetMaxUploadsPerKey() uint32 {
+	if x != nil {
+		return x.MaxUploadsPerKey
+	}
+	return 0
 }
 
 type CreateUploadResponse struct {
@@ -8280,7 +8290,7 @@ const file_meta_proto_rawDesc = "" +
 	"UploadPart\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\rR\x06number\x12+\n" +
 	"\x04part\x18\x02 \x01(\v2\x17.clipstore.meta.v1.PartR\x04part\x12*\n" +
-	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"\xaa\x04\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"\xd9\x04\n" +
 	"\x13CreateUploadRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
@@ -8294,7 +8304,8 @@ const file_meta_proto_rawDesc = "" +
 	"\aclip_id\x18\t \x01(\fR\x06clipId\x12*\n" +
 	"\x11expires_unix_nano\x18\n" +
 	" \x01(\x03R\x0fexpiresUnixNano\x12-\n" +
-	"\x12checksum_algorithm\x18\v \x01(\tR\x11checksumAlgorithm\x1a?\n" +
+	"\x12checksum_algorithm\x18\v \x01(\tR\x11checksumAlgorithm\x12-\n" +
+	"\x13max_uploads_per_key\x18\f \x01(\rR\x10maxUploadsPerKey\x1a?\n" +
 	"\x11UserMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,6 +172,7 @@ func TestAWSCLI(t *testing.T) {
 	}
 	testAWSCLIMultipart(t, g, dir)
 	testKeyPolicies(t, g)
+	testHeaderLimit(t, g)
 	out := filepath.Join(dir, "range")
 	g.aws(t, "s3api", "get-object", "--bucket", "fleet", "--key", "cam/front/0001.mp4", "--range", "bytes=1048570-1048600", out)
 	if got, _ := os.ReadFile(out); !bytes.Equal(got, data[1048570:1048601]) {
@@ -224,6 +226,26 @@ func testKeyPolicies(t *testing.T, g *gateway) {
 		!strings.Contains(errOut, "AccessDenied") {
 		t.Fatalf("a key without a grant on fleet lists its objects: %v: %s", err, errOut)
 	}
+}
+
+// testHeaderLimit: a request whose headers exceed the gateway's
+// --max-header-size (64 KiB) is answered 431 before anything else, and the
+// gateway goes on serving.
+func testHeaderLimit(t *testing.T, g *gateway) {
+	req, err := http.NewRequest(http.MethodGet, g.endpoint+"/fleet/cam/front/0001.mp4", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Amz-Meta-Padding", strings.Repeat("x", 100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a request with 100 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+	g.aws(t, "s3", "ls", "s3://fleet/")
 }
 
 // as is the gateway's tools signing with key instead.
