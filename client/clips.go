@@ -2,11 +2,12 @@ package client
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"iter"
+	"time"
 
 	metapb "github.com/clipstore/clipstore/proto/metapb"
+	"google.golang.org/protobuf/proto"
 )
 
 // listPageSize is the page size List asks for.
@@ -79,9 +80,7 @@ func (c *Client) listFrom(ctx context.Context, bucket, prefix, after string, pag
 				return
 			}
 			for _, e := range resp.Clips {
-				entry := &ClipEntry{Key: e.Key, ClipID: hex.EncodeToString(e.ClipId), Generation: e.Generation, ETag: e.Etag,
-					Size: int64(e.Size), Created: unixNano(e.CreatedUnixNano)}
-				if !yield(entry, nil) {
+				if !yield(clipEntryFromProto(e), nil) {
 					return
 				}
 			}
@@ -169,4 +168,46 @@ func (c *Client) setLimits(ctx context.Context, concurrency *int, bytesPerSec *u
 		return RepairLimits{}, err
 	}
 	return RepairLimits{Concurrency: int(resp.Limits.GetConcurrency()), BytesPerSec: resp.Limits.GetBytesPerSec()}, nil
+}
+
+// FindQuery selects clips by their capture attributes: any of Vehicles,
+// any of Cameras, every one of Tags, keys starting with Prefix, and a
+// capture interval overlapping [From, To] (zero: unbounded). Empty
+// fields select everything; clips without capture attributes are never
+// found.
+type FindQuery struct {
+	Vehicles, Cameras, Tags []string
+	From, To                time.Time
+	Prefix                  string
+	// PageSize is how many clips each call to meta brings (0: 1000).
+	PageSize int
+}
+
+// Find iterates over the bucket's current clips that match q, in capture
+// start order, reading a page from meta at a time (linearizably). It
+// stops at the first error.
+func (c *Client) Find(ctx context.Context, bucket string, q FindQuery) iter.Seq2[*ClipEntry, error] {
+	return func(yield func(*ClipEntry, error) bool) {
+		req := &metapb.FindRequest{Bucket: bucket, Vehicles: q.Vehicles, Cameras: q.Cameras, Tags: q.Tags,
+			FromUnixNano: nanos(q.From), ToUnixNano: nanos(q.To), Prefix: q.Prefix, Limit: uint32(max(q.PageSize, 0))}
+		for {
+			resp, err := callMeta(ctx, c, "find in "+bucket, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.FindResponse, error) {
+				return mc.Find(ctx, req)
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, e := range resp.Clips {
+				if !yield(clipEntryFromProto(e), nil) {
+					return
+				}
+			}
+			if len(resp.NextPageToken) == 0 {
+				return
+			}
+			req = proto.Clone(req).(*metapb.FindRequest)
+			req.PageToken = resp.NextPageToken
+		}
+	}
 }

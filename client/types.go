@@ -158,6 +158,12 @@ type ClipEntry struct {
 	Size       int64
 	Created    time.Time
 	ETag       string
+	Capture    *Capture // nil: none
+}
+
+func clipEntryFromProto(e *metapb.ClipEntry) *ClipEntry {
+	return &ClipEntry{Key: e.Key, ClipID: hex.EncodeToString(e.ClipId), Generation: e.Generation, ETag: e.Etag,
+		Size: int64(e.Size), Created: unixNano(e.CreatedUnixNano), Capture: captureFromProto(e.Capture)}
 }
 
 // Member is a meta member.

@@ -196,6 +196,9 @@ func (a *applier) putClip(rec *pb.ClipRecord) error {
 	if err := a.tx.Bucket(bktKeys).Put(keyOf(rec.Bucket, rec.Key), rec.ClipId); err != nil {
 		return err
 	}
+	if err := indexCapture(a.tx, rec, false); err != nil {
+		return err
+	}
 	return a.storeClip(rec)
 }
 
@@ -237,6 +240,9 @@ func (a *applier) dropClip(rec *pb.ClipRecord) error {
 		}
 	}
 	if err := a.tx.Bucket(bktDegraded).Delete(rec.ClipId); err != nil {
+		return err
+	}
+	if err := indexCapture(a.tx, rec, true); err != nil {
 		return err
 	}
 	return a.tx.Bucket(bktClips).Delete(rec.ClipId)

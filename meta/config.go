@@ -82,6 +82,10 @@ type Config struct {
 	// UploadExpiry is how long a multipart upload may stay open: the
 	// leader aborts it after that (its parts are deleted).
 	UploadExpiry time.Duration
+	// MaxCaptureDuration bounds a clip's capture interval (end - start):
+	// Find looks for clips overlapping a range among those starting at
+	// most this long before it. Every member must use the same.
+	MaxCaptureDuration time.Duration
 	// MaxUploadsPerKey bounds the multipart uploads in progress for one
 	// key (0: no bound): a client that creates uploads and never finishes
 	// them cannot fill meta.
@@ -162,6 +166,7 @@ func DefaultConfig() Config {
 		MaxUploadDuration:    time.Hour,
 		UploadExpiry:         7 * 24 * time.Hour,
 		MaxUploadsPerKey:     1000,
+		MaxCaptureDuration:   24 * time.Hour,
 		MaxRequestBytes:      16 << 20,
 		MaxStreams:           1000,
 		IdleTimeout:          30 * time.Minute,

@@ -258,8 +258,7 @@ func (n *Node) listClips(_ context.Context, req *pb.ListClipsRequest) (*pb.ListC
 			if _, err := getMsg(clips, id, rec); err != nil {
 				return err
 			}
-			resp.Clips = append(resp.Clips, &pb.ClipEntry{Key: key, ClipId: rec.ClipId,
-				Generation: rec.Generation, Size: rec.Size, CreatedUnixNano: rec.CreatedUnixNano, Etag: rec.Etag})
+			resp.Clips = append(resp.Clips, clipEntry(rec))
 		}
 		return nil
 	})

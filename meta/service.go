@@ -86,6 +86,9 @@ func (s *service) CommitPut(ctx context.Context, req *pb.CommitPutRequest) (*pb.
 		if err := checkRequestID(r.RequestId); err != nil {
 			return err
 		}
+		if err := validateCaptureDuration(r.Capture, s.n.cfg.MaxCaptureDuration); err != nil {
+			return err
+		}
 		return validateCommit(r)
 	}, func(r *pb.CommitPutRequest) *pb.Command {
 		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_CommitPut{CommitPut: &pb.CommitPutCommand{Put: r}}}
@@ -218,6 +221,9 @@ func (s *service) CheckShards(ctx context.Context, req *pb.CheckShardsRequest) (
 
 func (s *service) CreateUpload(ctx context.Context, req *pb.CreateUploadRequest) (*pb.CreateUploadResponse, error) {
 	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := validateCaptureDuration(req.Capture, s.n.cfg.MaxCaptureDuration); err != nil {
 		return nil, toStatus(err)
 	}
 	if err := ValidateBucketName(req.Bucket); err != nil {

@@ -32,10 +32,12 @@ var (
 	bktUploadKeys  = []byte("upload_keys")  // bucket NUL key NUL upload id -> (empty)
 	// upload id ++ be32 part number -> (empty): parts with a shard not OK
 	bktUploadDegraded = []byte("upload_degraded")
+	// bucket NUL dim value NUL start clip id -> (empty): see capture.go
+	bktCapture = []byte("capture")
 
 	allBuckets = [][]byte{bktBuckets, bktKeys, bktClips, bktNodeShards, bktDegraded, bktDeletes,
 		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings, bktAccessKeys,
-		bktUploads, bktUploadParts, bktUploadKeys, bktUploadDegraded}
+		bktUploads, bktUploadParts, bktUploadKeys, bktUploadDegraded, bktCapture}
 
 	keyRepairLimits = []byte("repair_limits")
 	keyRepairHold   = []byte("repair_hold")
@@ -53,12 +55,18 @@ var (
 // checksum or does not decode: local disk damage.
 var ErrStateCorrupt = errors.New("meta state corrupt")
 
-// initState creates the buckets of a new database.
+// initState creates the buckets of a new database, and those a newer
+// build added to an older one: the capture index is built then from the
+// records.
 func initState(tx *bolt.Tx) error {
+	newIndex := tx.Bucket(bktCapture) == nil
 	for _, b := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
+	}
+	if newIndex {
+		return buildCaptureIndex(tx)
 	}
 	return nil
 }

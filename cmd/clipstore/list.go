@@ -44,8 +44,7 @@ times are RFC 3339.`,
 					return err
 				}
 				if o.jsonOut {
-					if err := writeJSON(cmd.OutOrStdout(), map[string]any{"key": e.Key, "size": e.Size,
-						"generation": e.Generation, "clip_id": e.ClipID, "created": e.Created.UTC().Format(time.RFC3339Nano)}); err != nil {
+					if err := writeJSON(cmd.OutOrStdout(), entryJSON(e)); err != nil {
 						return err
 					}
 					continue

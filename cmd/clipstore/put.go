@@ -21,6 +21,7 @@ type putOptions struct {
 	jobs        int
 	contentType string
 	jsonOut     bool
+	capture     captureFlags
 }
 
 func newPutCommand(co *clientOptions) *cobra.Command {
@@ -39,6 +40,7 @@ func newPutCommand(co *clientOptions) *cobra.Command {
 	cmd.Flags().BoolVarP(&o.recursive, "recursive", "r", false, "store every regular file under DIR, keyed PREFIX/relative/path")
 	cmd.Flags().IntVar(&o.jobs, "jobs", 4, "clips stored at once with -r")
 	cmd.Flags().StringVar(&o.contentType, "content-type", "", "content type recorded with the clip")
+	o.capture.addFlags(cmd)
 	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the stored clip's record as JSON")
 	return cmd
 }
@@ -66,7 +68,11 @@ func (o *putOptions) putOne(cmd *cobra.Command, dest, src string) error {
 		return err
 	}
 	defer done()
-	opts := &client.PutOptions{ContentType: o.contentType, SizeHint: max(size, 0)}
+	capture, err := o.capture.parse()
+	if err != nil {
+		return err
+	}
+	opts := &client.PutOptions{ContentType: o.contentType, SizeHint: max(size, 0), Capture: capture}
 	if bar := progress(cmd, size, "put "+key); bar != nil {
 		opts.Progress = func(n int64) { bar.Set64(n) }
 		defer bar.Finish()
@@ -91,6 +97,10 @@ func (o *putOptions) putTree(cmd *cobra.Command, dir, dest string) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%s: not a directory", dir)
 	}
+	capture, err := o.capture.parse() // every file gets the same
+	if err != nil {
+		return err
+	}
 	c, ctx, done, err := o.connect(cmd)
 	if err != nil {
 		return err
@@ -114,7 +124,7 @@ func (o *putOptions) putTree(cmd *cobra.Command, dir, dest string) error {
 				return err
 			}
 			defer f.Close()
-			info, err := c.Put(ctx, bucket, key, f, &client.PutOptions{ContentType: o.contentType})
+			info, err := c.Put(ctx, bucket, key, f, &client.PutOptions{ContentType: o.contentType, Capture: capture})
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}

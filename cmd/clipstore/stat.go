@@ -135,15 +135,8 @@ func clipJSON(c *client.ClipInfo) map[string]any {
 		"ec": fmt.Sprintf("%d+%d", c.Profile.DataShards, c.Profile.ParityShards), "block_size": c.Profile.BlockSize,
 		"shards": shards, "parts": parts,
 	}
-	if cp := c.Capture; cp != nil {
-		capture := map[string]any{"vehicle_id": cp.VehicleID, "camera": cp.Camera, "tags": nonNilSlice(cp.Tags)}
-		if !cp.Start.IsZero() {
-			capture["start"] = cp.Start.UTC().Format(time.RFC3339Nano)
-		}
-		if !cp.End.IsZero() {
-			capture["end"] = cp.End.UTC().Format(time.RFC3339Nano)
-		}
-		m["capture"] = capture
+	if c.Capture != nil {
+		m["capture"] = captureJSON(c.Capture)
 	}
 	return m
 }

@@ -2228,6 +2228,7 @@ type ClipEntry struct {
 	Size            uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
 	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	Etag            string                 `protobuf:"bytes,6,opt,name=etag,proto3" json:"etag,omitempty"`
+	Capture         *CaptureAttributes     `protobuf:"bytes,7,opt,name=capture,proto3" json:"capture,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2302,6 +2303,13 @@ func (x *ClipEntry) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *ClipEntry) GetCapture() *CaptureAttributes {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
 }
 
 type ListClipsResponse struct {
@@ -7706,6 +7714,187 @@ func (x *ListUploadsResponse) GetTruncated() bool {
 	return false
 }
 
+// FindRequest selects the current clips of a bucket whose capture interval
+// overlaps [from, to] (an unset end: unbounded; a clip without a capture
+// start does not match a time range) and that match every filter given:
+// any of the vehicles, any of the cameras, every tag, the key prefix.
+// Clips without capture attributes are never found.
+type FindRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Vehicles      []string               `protobuf:"bytes,2,rep,name=vehicles,proto3" json:"vehicles,omitempty"`
+	Cameras       []string               `protobuf:"bytes,3,rep,name=cameras,proto3" json:"cameras,omitempty"`
+	Tags          []string               `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
+	FromUnixNano  int64                  `protobuf:"varint,5,opt,name=from_unix_nano,json=fromUnixNano,proto3" json:"from_unix_nano,omitempty"`
+	ToUnixNano    int64                  `protobuf:"varint,6,opt,name=to_unix_nano,json=toUnixNano,proto3" json:"to_unix_nano,omitempty"`
+	Prefix        string                 `protobuf:"bytes,7,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Limit         uint32                 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`                         // clips per page (0: 1000; at most 10000)
+	PageToken     []byte                 `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // the previous answer's next_page_token
+	Read          *ReadOptions           `protobuf:"bytes,10,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindRequest) Reset() {
+	*x = FindRequest{}
+	mi := &file_meta_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindRequest) ProtoMessage() {}
+
+func (x *FindRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindRequest.ProtoReflect.Descriptor instead.
+func (*FindRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{101}
+}
+
+func (x *FindRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *FindRequest) GetVehicles() []string {
+	if x != nil {
+		return x.Vehicles
+	}
+	return nil
+}
+
+func (x *FindRequest) GetCameras() []string {
+	if x != nil {
+		return x.Cameras
+	}
+	return nil
+}
+
+func (x *FindRequest) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *FindRequest) GetFromUnixNano() int64 {
+	if x != nil {
+		return x.FromUnixNano
+	}
+	return 0
+}
+
+func (x *FindRequest) GetToUnixNano() int64 {
+	if x != nil {
+		return x.ToUnixNano
+	}
+	return 0
+}
+
+func (x *FindRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *FindRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *FindRequest) GetPageToken() []byte {
+	if x != nil {
+		return x.PageToken
+	}
+	return nil
+}
+
+func (x *FindRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type FindResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clips         []*ClipEntry           `protobuf:"bytes,1,rep,name=clips,proto3" json:"clips,omitempty"`                                        // in capture start order, then clip id
+	NextPageToken []byte                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty: no more
+	EntriesRead   uint64                 `protobuf:"varint,3,opt,name=entries_read,json=entriesRead,proto3" json:"entries_read,omitempty"`        // index entries the query read
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindResponse) Reset() {
+	*x = FindResponse{}
+	mi := &file_meta_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindResponse) ProtoMessage() {}
+
+func (x *FindResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindResponse.ProtoReflect.Descriptor instead.
+func (*FindResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *FindResponse) GetClips() []*ClipEntry {
+	if x != nil {
+		return x.Clips
+	}
+	return nil
+}
+
+func (x *FindResponse) GetNextPageToken() []byte {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return nil
+}
+
+func (x *FindResponse) GetEntriesRead() uint64 {
+	if x != nil {
+		return x.EntriesRead
+	}
+	return 0
+}
+
 var File_meta_proto protoreflect.FileDescriptor
 
 const file_meta_proto_rawDesc = "" +
@@ -7887,7 +8076,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vstart_after\x18\x03 \x01(\tR\n" +
 	"startAfter\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x122\n" +
-	"\x04read\x18\x05 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\xaa\x01\n" +
+	"\x04read\x18\x05 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\xea\x01\n" +
 	"\tClipEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x17\n" +
 	"\aclip_id\x18\x02 \x01(\fR\x06clipId\x12\x1e\n" +
@@ -7896,7 +8085,8 @@ const file_meta_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x04R\x04size\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12\x12\n" +
-	"\x04etag\x18\x06 \x01(\tR\x04etag\"q\n" +
+	"\x04etag\x18\x06 \x01(\tR\x04etag\x12>\n" +
+	"\acapture\x18\a \x01(\v2$.clipstore.meta.v1.CaptureAttributesR\acapture\"q\n" +
 	"\x11ListClipsResponse\x122\n" +
 	"\x05clips\x18\x01 \x03(\v2\x1c.clipstore.meta.v1.ClipEntryR\x05clips\x12(\n" +
 	"\x10next_start_after\x18\x02 \x01(\tR\x0enextStartAfter\"\xa9\x01\n" +
@@ -8382,7 +8572,25 @@ const file_meta_proto_rawDesc = "" +
 	"\x04read\x18\x06 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"n\n" +
 	"\x13ListUploadsResponse\x129\n" +
 	"\auploads\x18\x01 \x03(\v2\x1f.clipstore.meta.v1.UploadRecordR\auploads\x12\x1c\n" +
-	"\ttruncated\x18\x02 \x01(\bR\ttruncated*o\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xb8\x02\n" +
+	"\vFindRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x1a\n" +
+	"\bvehicles\x18\x02 \x03(\tR\bvehicles\x12\x18\n" +
+	"\acameras\x18\x03 \x03(\tR\acameras\x12\x12\n" +
+	"\x04tags\x18\x04 \x03(\tR\x04tags\x12$\n" +
+	"\x0efrom_unix_nano\x18\x05 \x01(\x03R\ffromUnixNano\x12 \n" +
+	"\fto_unix_nano\x18\x06 \x01(\x03R\n" +
+	"toUnixNano\x12\x16\n" +
+	"\x06prefix\x18\a \x01(\tR\x06prefix\x12\x14\n" +
+	"\x05limit\x18\b \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\t \x01(\fR\tpageToken\x122\n" +
+	"\x04read\x18\n" +
+	" \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\x8d\x01\n" +
+	"\fFindResponse\x122\n" +
+	"\x05clips\x18\x01 \x03(\v2\x1c.clipstore.meta.v1.ClipEntryR\x05clips\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken\x12!\n" +
+	"\fentries_read\x18\x03 \x01(\x04R\ventriesRead*o\n" +
 	"\n" +
 	"ShardState\x12\x1b\n" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -8408,7 +8616,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x12ACCESS_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vACCESS_READ\x10\x01\x12\x10\n" +
 	"\fACCESS_WRITE\x10\x02\x12\x10\n" +
-	"\fACCESS_ADMIN\x10\x032\xe7\x19\n" +
+	"\fACCESS_ADMIN\x10\x032\xb0\x1a\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -8449,7 +8657,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x0fDeleteAccessKey\x12).clipstore.meta.v1.DeleteAccessKeyRequest\x1a*.clipstore.meta.v1.DeleteAccessKeyResponse\x12Y\n" +
 	"\n" +
 	"SigningKey\x12$.clipstore.meta.v1.SigningKeyRequest\x1a%.clipstore.meta.v1.SigningKeyResponse\x12S\n" +
-	"\bSettings\x12\".clipstore.meta.v1.SettingsRequest\x1a#.clipstore.meta.v1.SettingsResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
+	"\bSettings\x12\".clipstore.meta.v1.SettingsRequest\x1a#.clipstore.meta.v1.SettingsResponse\x12G\n" +
+	"\x04Find\x12\x1e.clipstore.meta.v1.FindRequest\x1a\x1f.clipstore.meta.v1.FindResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -8464,7 +8673,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 112)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                   // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                    // 1: clipstore.meta.v1.NodeState
@@ -8572,15 +8781,17 @@ var file_meta_proto_goTypes = []any{
 	(*ListPartsResponse)(nil),         // 103: clipstore.meta.v1.ListPartsResponse
 	(*ListUploadsRequest)(nil),        // 104: clipstore.meta.v1.ListUploadsRequest
 	(*ListUploadsResponse)(nil),       // 105: clipstore.meta.v1.ListUploadsResponse
-	nil,                               // 106: clipstore.meta.v1.Part.ChecksumsEntry
-	nil,                               // 107: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                               // 108: clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	nil,                               // 109: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	nil,                               // 110: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	nil,                               // 111: clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	nil,                               // 112: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	nil,                               // 113: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	nil,                               // 114: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	(*FindRequest)(nil),               // 106: clipstore.meta.v1.FindRequest
+	(*FindResponse)(nil),              // 107: clipstore.meta.v1.FindResponse
+	nil,                               // 108: clipstore.meta.v1.Part.ChecksumsEntry
+	nil,                               // 109: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                               // 110: clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	nil,                               // 111: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	nil,                               // 112: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	nil,                               // 113: clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	nil,                               // 114: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	nil,                               // 115: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	nil,                               // 116: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	6,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -8597,170 +8808,175 @@ var file_meta_proto_depIdxs = []int32{
 	0,   // 11: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	6,   // 12: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	17,  // 13: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	106, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
-	107, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	108, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
+	109, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
 	19,  // 16: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	18,  // 17: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	108, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	110, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
 	6,   // 19: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	6,   // 20: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
 	22,  // 21: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
 	23,  // 22: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
 	6,   // 23: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	17,  // 24: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	109, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	111, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 	19,  // 26: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	110, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	112, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
 	20,  // 28: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	5,   // 29: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	29,  // 30: clipstore.meta.v1.GetClipRequest.parts:type_name -> clipstore.meta.v1.PartSelector
 	20,  // 31: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	21,  // 32: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
 	5,   // 33: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	32,  // 34: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
-	0,   // 35: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
-	17,  // 36: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
-	57,  // 37: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	1,   // 38: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	40,  // 39: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	41,  // 40: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	41,  // 41: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	2,   // 42: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
-	2,   // 43: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
-	42,  // 44: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	3,   // 45: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
-	46,  // 46: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
-	47,  // 47: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
-	40,  // 48: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	42,  // 49: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	40,  // 50: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	54,  // 51: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	41,  // 52: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	41,  // 53: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	6,   // 54: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	56,  // 55: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	56,  // 56: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
-	55,  // 57: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	57,  // 58: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	5,   // 59: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	42,  // 60: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	5,   // 61: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	62,  // 62: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	64,  // 63: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	67,  // 64: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	67,  // 65: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	67,  // 66: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	5,   // 67: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	75,  // 68: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	67,  // 69: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	75,  // 70: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	80,  // 71: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	41,  // 72: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	41,  // 73: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	79,  // 74: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	75,  // 75: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
-	54,  // 76: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	82,  // 77: clipstore.meta.v1.AccessKey.grants:type_name -> clipstore.meta.v1.Grant
-	4,   // 78: clipstore.meta.v1.Grant.access:type_name -> clipstore.meta.v1.Access
-	81,  // 79: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
-	82,  // 80: clipstore.meta.v1.CreateAccessKeyRequest.grants:type_name -> clipstore.meta.v1.Grant
-	81,  // 81: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
-	5,   // 82: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	81,  // 83: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
-	82,  // 84: clipstore.meta.v1.SigningKeyResponse.grants:type_name -> clipstore.meta.v1.Grant
-	111, // 85: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	19,  // 86: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	6,   // 87: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
-	18,  // 88: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
-	112, // 89: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	19,  // 90: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	6,   // 91: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	91,  // 92: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
-	17,  // 93: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
-	113, // 94: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	92,  // 95: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
-	98,  // 96: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
-	114, // 97: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
-	5,   // 98: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	91,  // 99: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
-	92,  // 100: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
-	5,   // 101: clipstore.meta.v1.ListUploadsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	91,  // 102: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
-	11,  // 103: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	13,  // 104: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	15,  // 105: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	24,  // 106: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	26,  // 107: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	93,  // 108: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
-	95,  // 109: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
-	96,  // 110: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
-	99,  // 111: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
-	100, // 112: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
-	102, // 113: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
-	104, // 114: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
-	28,  // 115: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	31,  // 116: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	34,  // 117: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	36,  // 118: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	38,  // 119: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	51,  // 120: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	53,  // 121: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	59,  // 122: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	43,  // 123: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	49,  // 124: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	45,  // 125: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	61,  // 126: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	65,  // 127: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	68,  // 128: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	70,  // 129: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	72,  // 130: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	74,  // 131: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	76,  // 132: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	83,  // 133: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
-	85,  // 134: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
-	87,  // 135: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
-	89,  // 136: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
-	9,   // 137: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
-	12,  // 138: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	14,  // 139: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	16,  // 140: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	25,  // 141: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	27,  // 142: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	94,  // 143: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
-	25,  // 144: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
-	97,  // 145: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
-	27,  // 146: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
-	101, // 147: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
-	103, // 148: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
-	105, // 149: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
-	30,  // 150: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	33,  // 151: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	35,  // 152: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	37,  // 153: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	39,  // 154: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	52,  // 155: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	58,  // 156: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	60,  // 157: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	44,  // 158: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	50,  // 159: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	48,  // 160: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	63,  // 161: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	66,  // 162: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	69,  // 163: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	71,  // 164: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	73,  // 165: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	78,  // 166: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	77,  // 167: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	84,  // 168: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
-	86,  // 169: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
-	88,  // 170: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
-	90,  // 171: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
-	10,  // 172: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
-	138, // [138:173] is the sub-list for method output_type
-	103, // [103:138] is the sub-list for method input_type
-	103, // [103:103] is the sub-list for extension type_name
-	103, // [103:103] is the sub-list for extension extendee
-	0,   // [0:103] is the sub-list for field type_name
+	19,  // 34: clipstore.meta.v1.ClipEntry.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	32,  // 35: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	0,   // 36: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
+	17,  // 37: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
+	57,  // 38: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	1,   // 39: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
+	40,  // 40: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	41,  // 41: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	41,  // 42: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	2,   // 43: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
+	2,   // 44: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
+	42,  // 45: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	3,   // 46: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
+	46,  // 47: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
+	47,  // 48: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
+	40,  // 49: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	42,  // 50: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	40,  // 51: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	54,  // 52: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	41,  // 53: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	41,  // 54: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	6,   // 55: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	56,  // 56: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	56,  // 57: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
+	55,  // 58: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	57,  // 59: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	5,   // 60: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	42,  // 61: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	5,   // 62: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	62,  // 63: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	64,  // 64: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	67,  // 65: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	67,  // 66: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	67,  // 67: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	5,   // 68: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	75,  // 69: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	67,  // 70: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	75,  // 71: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	80,  // 72: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	41,  // 73: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	41,  // 74: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	79,  // 75: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	75,  // 76: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	54,  // 77: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	82,  // 78: clipstore.meta.v1.AccessKey.grants:type_name -> clipstore.meta.v1.Grant
+	4,   // 79: clipstore.meta.v1.Grant.access:type_name -> clipstore.meta.v1.Access
+	81,  // 80: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
+	82,  // 81: clipstore.meta.v1.CreateAccessKeyRequest.grants:type_name -> clipstore.meta.v1.Grant
+	81,  // 82: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
+	5,   // 83: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	81,  // 84: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
+	82,  // 85: clipstore.meta.v1.SigningKeyResponse.grants:type_name -> clipstore.meta.v1.Grant
+	113, // 86: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	19,  // 87: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	6,   // 88: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
+	18,  // 89: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
+	114, // 90: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	19,  // 91: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	6,   // 92: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	91,  // 93: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	17,  // 94: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
+	115, // 95: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	92,  // 96: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
+	98,  // 97: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
+	116, // 98: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	5,   // 99: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	91,  // 100: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	92,  // 101: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
+	5,   // 102: clipstore.meta.v1.ListUploadsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	91,  // 103: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
+	5,   // 104: clipstore.meta.v1.FindRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	32,  // 105: clipstore.meta.v1.FindResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	11,  // 106: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	13,  // 107: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	15,  // 108: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	24,  // 109: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	26,  // 110: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	93,  // 111: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
+	95,  // 112: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
+	96,  // 113: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
+	99,  // 114: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
+	100, // 115: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
+	102, // 116: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
+	104, // 117: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
+	28,  // 118: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	31,  // 119: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	34,  // 120: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	36,  // 121: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	38,  // 122: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	51,  // 123: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	53,  // 124: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	59,  // 125: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	43,  // 126: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	49,  // 127: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	45,  // 128: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	61,  // 129: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	65,  // 130: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	68,  // 131: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	70,  // 132: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	72,  // 133: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	74,  // 134: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	76,  // 135: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	83,  // 136: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
+	85,  // 137: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
+	87,  // 138: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
+	89,  // 139: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
+	9,   // 140: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
+	106, // 141: clipstore.meta.v1.MetaService.Find:input_type -> clipstore.meta.v1.FindRequest
+	12,  // 142: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	14,  // 143: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	16,  // 144: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	25,  // 145: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	27,  // 146: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	94,  // 147: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
+	25,  // 148: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
+	97,  // 149: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
+	27,  // 150: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
+	101, // 151: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
+	103, // 152: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
+	105, // 153: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
+	30,  // 154: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	33,  // 155: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	35,  // 156: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	37,  // 157: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	39,  // 158: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	52,  // 159: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	58,  // 160: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	60,  // 161: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	44,  // 162: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	50,  // 163: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	48,  // 164: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	63,  // 165: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	66,  // 166: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	69,  // 167: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	71,  // 168: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	73,  // 169: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	78,  // 170: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	77,  // 171: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	84,  // 172: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
+	86,  // 173: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
+	88,  // 174: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
+	90,  // 175: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
+	10,  // 176: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
+	107, // 177: clipstore.meta.v1.MetaService.Find:output_type -> clipstore.meta.v1.FindResponse
+	142, // [142:178] is the sub-list for method output_type
+	106, // [106:142] is the sub-list for method input_type
+	106, // [106:106] is the sub-list for extension type_name
+	106, // [106:106] is the sub-list for extension extendee
+	0,   // [0:106] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -8782,7 +8998,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   110,
+			NumMessages:   112,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -62,6 +62,7 @@ const (
 	MetaService_DeleteAccessKey_FullMethodName   = "/clipstore.meta.v1.MetaService/DeleteAccessKey"
 	MetaService_SigningKey_FullMethodName        = "/clipstore.meta.v1.MetaService/SigningKey"
 	MetaService_Settings_FullMethodName          = "/clipstore.meta.v1.MetaService/Settings"
+	MetaService_Find_FullMethodName              = "/clipstore.meta.v1.MetaService/Find"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -138,6 +139,9 @@ type MetaServiceClient interface {
 	SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error)
 	// Settings reads the cluster's or a bucket's settings, or changes one.
 	Settings(ctx context.Context, in *SettingsRequest, opts ...grpc.CallOption) (*SettingsResponse, error)
+	// Find lists a bucket's clips by their capture attributes, in capture
+	// start order, a page at a time.
+	Find(ctx context.Context, in *FindRequest, opts ...grpc.CallOption) (*FindResponse, error)
 }
 
 type metaServiceClient struct {
@@ -498,6 +502,16 @@ func (c *metaServiceClient) Settings(ctx context.Context, in *SettingsRequest, o
 	return out, nil
 }
 
+func (c *metaServiceClient) Find(ctx context.Context, in *FindRequest, opts ...grpc.CallOption) (*FindResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FindResponse)
+	err := c.cc.Invoke(ctx, MetaService_Find_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaServiceServer is the server API for MetaService service.
 // All implementations must embed UnimplementedMetaServiceServer
 // for forward compatibility.
@@ -572,6 +586,9 @@ type MetaServiceServer interface {
 	SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error)
 	// Settings reads the cluster's or a bucket's settings, or changes one.
 	Settings(context.Context, *SettingsRequest) (*SettingsResponse, error)
+	// Find lists a bucket's clips by their capture attributes, in capture
+	// start order, a page at a time.
+	Find(context.Context, *FindRequest) (*FindResponse, error)
 	mustEmbedUnimplementedMetaServiceServer()
 }
 
@@ -686,6 +703,9 @@ func (UnimplementedMetaServiceServer) SigningKey(context.Context, *SigningKeyReq
 }
 func (UnimplementedMetaServiceServer) Settings(context.Context, *SettingsRequest) (*SettingsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Settings not implemented")
+}
+func (UnimplementedMetaServiceServer) Find(context.Context, *FindRequest) (*FindResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Find not implemented")
 }
 func (UnimplementedMetaServiceServer) mustEmbedUnimplementedMetaServiceServer() {}
 func (UnimplementedMetaServiceServer) testEmbeddedByValue()                     {}
@@ -1338,6 +1358,24 @@ func _MetaService_Settings_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_Find_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FindRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).Find(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_Find_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).Find(ctx, req.(*FindRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaService_ServiceDesc is the grpc.ServiceDesc for MetaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1484,6 +1522,10 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Settings",
 			Handler:    _MetaService_Settings_Handler,
+		},
+		{
+			MethodName: "Find",
+			Handler:    _MetaService_Find_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

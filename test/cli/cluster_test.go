@@ -29,6 +29,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	if out, errOut, code := c.CLI("mb", "fleet", "--ec", "4+2", "--block-size", "256KiB"); code != 0 {
 		t.Fatalf("mb: %s %s", out, errOut)
 	}
+	t.Run("find", func(t *testing.T) { testFind(t, c) })
 	want := map[string]e2e.Stored{}
 	var mu sync.Mutex
 	put := func(key string, seed uint64, size int) error {
