@@ -68,6 +68,21 @@ func metaRows(o options) ([]row, error) {
 		rows = append(rows, row{area: "meta", name: fmt.Sprintf("ListClips over %d clips, 1000 a page", o.clips),
 			measured: fmt.Sprintf("%.0f entries/s", r.metrics["entries/s"]), reference: "no reference"})
 	}
+	// Each query 20 times over one fill of the bucket.
+	if res, err = goBench("Find", "20x", 1, []string{"./meta/"}, "-args", "-bench.clips="+strconv.Itoa(o.clips)); err != nil {
+		return nil, err
+	}
+	for _, q := range []string{"vehicle-day", "vehicle-collision", "camera-hour", "rain-collision", "3-vehicles-rear-rain"} {
+		r, ok := res["BenchmarkFind/"+q]
+		if !ok {
+			continue
+		}
+		rows = append(rows, row{area: "meta", name: fmt.Sprintf("Find %s over %d clips", q, o.clips),
+			measured:  fmt.Sprintf("%.2f ms/query, %.0f clips", r.nsPerOp/1e6, r.metrics["clips/query"]),
+			reference: fmt.Sprintf("%d clips in the bucket", o.clips),
+			ratio:     r.metrics["entries-read/query"] / float64(o.clips),
+			note:      fmt.Sprintf("%.0f index entries read a query (the ratio: entries read ÷ clips)", r.metrics["entries-read/query"])})
+	}
 	return rows, nil
 }
 
