@@ -14,7 +14,7 @@ FUZZTIME  ?= 60s
 
 .PHONY: help
 help: ## Show the targets.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build every package and the clipstore binary into bin/.
@@ -56,6 +56,15 @@ bench-s3: ## The S3 gateway beside MinIO, one server and 6 distributed ones (sam
 .PHONY: bench-s3-quick
 bench-s3-quick: ## The same with two reps of short runs, to check it all works (about 2 minutes once MinIO is installed).
 	$(GO) run ./cmd/benchreport -only s3peer -quick
+
+# Not part of bench either: the same cluster with TLS on every link.
+.PHONY: bench-tls
+bench-tls: ## 8 MiB puts and gets with TLS on every link beside plain text (two clusters, alternating, 3 reps) and AES-GCM's rate, as one markdown table (about 3 minutes).
+	$(GO) run ./cmd/benchreport -only tls
+
+.PHONY: bench-tls-quick
+bench-tls-quick: ## The same with two reps of short runs, to check it all works (under a minute).
+	$(GO) run ./cmd/benchreport -only tls -quick
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).

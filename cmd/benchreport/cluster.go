@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,15 +98,22 @@ const userHZ = 100
 
 // benchCluster is 1 meta and n storage processes on loopback, the layout
 // `make bench` measures. Meta has a cluster secret, so that S3 gateways
-// can run.
+// can run. With tls, every process and every CLI run has TLS flags (tls.go).
 type benchCluster struct {
 	bin, dir string
+	tls      *benchTLS // nil: plain text
 	meta     *proc
 	storage  []*proc
 }
 
 func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (*benchCluster, error) {
-	c := &benchCluster{bin: bin, dir: dir}
+	return startBenchClusterTLS(ctx, bin, dir, storageNodes, nil)
+}
+
+// startBenchClusterTLS is startBenchCluster with TLS on every link (tls
+// nil: plain text).
+func startBenchClusterTLS(ctx context.Context, bin, dir string, storageNodes int, tls *benchTLS) (*benchCluster, error) {
+	c := &benchCluster{bin: bin, dir: dir, tls: tls}
 	for _, f := range []string{c.secretFile(), c.secretsKeyFile()} {
 		secret := make([]byte, 32)
 		rand.Read(secret)
@@ -114,11 +122,11 @@ func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (
 		}
 	}
 	var err error
-	c.meta, err = startProc(bin, dir, "meta", "meta", "--id", "m0", "--data", filepath.Join(dir, "m0"),
+	c.meta, err = startProc(bin, dir, "meta", slices.Concat([]string{"meta", "--id", "m0", "--data", filepath.Join(dir, "m0"),
 		"--raft", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--bootstrap", "--log-level", "warn",
 		"--cluster-secret-file", c.secretFile(), "--secrets-key-file", c.secretsKeyFile(),
 		// The drain measurement adds a node: no rebalance may start then.
-		"--auto-rebalance=false")
+		"--auto-rebalance=false"}, tls.flags(tlsMetaCert))...)
 	if err != nil {
 		return nil, err
 	}
@@ -139,9 +147,9 @@ func startBenchCluster(ctx context.Context, bin, dir string, storageNodes int) (
 func (c *benchCluster) startStorage() error {
 	i := len(c.storage)
 	name := fmt.Sprintf("s%d", i)
-	p, err := startProc(c.bin, c.dir, name, "storage", "--id", name, "--data", filepath.Join(c.dir, name),
+	p, err := startProc(c.bin, c.dir, name, slices.Concat([]string{"storage", "--id", name, "--data", filepath.Join(c.dir, name),
 		"--listen", "127.0.0.1:0", "--zone", fmt.Sprintf("zone-%d", i%3), "--meta", c.meta.Addr,
-		"--scrub-interval", "0", "--log-level", "warn")
+		"--scrub-interval", "0", "--log-level", "warn"}, c.tls.flags(tlsStorageCert))...)
 	if err != nil {
 		return err
 	}
@@ -222,7 +230,7 @@ func (c *benchCluster) waitQuiet(ctx context.Context) error {
 // waitStatus polls meta's cluster status until ready says so, for at most
 // a minute; then it fails with what ready (or the status call) last said.
 func (c *benchCluster) waitStatus(ctx context.Context, ready func(*client.ClusterStatus) (bool, string)) error {
-	cl, err := client.New(ctx, client.Config{Meta: []string{c.meta.Addr}})
+	cl, err := c.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -238,11 +246,21 @@ func (c *benchCluster) waitStatus(ctx context.Context, ready func(*client.Cluste
 	})
 }
 
+// client is a client of the cluster, with the client certificate if it has
+// TLS.
+func (c *benchCluster) client(ctx context.Context) (*client.Client, error) {
+	id, err := c.tls.loader(tlsClientCert)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(ctx, client.Config{Meta: []string{c.meta.Addr}, TLS: id})
+}
+
 // clipstore runs the clipstore binary against the cluster, with stdin and
 // stdout as given (nil: none) and stderr to the harness's stderr, and
 // returns its peak RSS.
 func (c *benchCluster) clipstore(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) (int64, error) {
-	cmd := exec.CommandContext(ctx, c.bin, append(args, "--meta", c.meta.Addr)...)
+	cmd := exec.CommandContext(ctx, c.bin, slices.Concat(args, []string{"--meta", c.meta.Addr}, c.tls.flags(tlsClientCert))...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, os.Stderr
 	err := cmd.Run()
 	var rss int64

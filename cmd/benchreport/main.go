@@ -17,10 +17,12 @@
 //   - meta: CommitPut/s beside 4 KiB append+fsync/s, GetClip linearizable
 //     beside stale, and the rebuild rate beside the disk's write rate.
 //
-// One section runs only when asked for (-only s3peer, `make bench-s3`):
+// Two sections run only when asked for: -only s3peer (`make bench-s3`),
 // the S3 gateway beside MinIO on the same machine, in two layouts (one
 // server; six servers forming one erasure set), the same loads alternating
-// between them (peer.go).
+// between them (peer.go); and -only tls (`make bench-tls`), 8 MiB puts and
+// gets on a cluster with TLS on every link beside the same loads on one in
+// plain text, alternating, and AES-GCM's rate on this CPU (tls.go).
 //
 // Progress and the raw output of every step go to stderr; the table goes
 // to stdout.
@@ -57,7 +59,7 @@ type options struct {
 	// meta
 	commits string
 	clips   int
-	// s3peer
+	// s3peer, tls
 	reps         int
 	minio        string
 	minioLayouts []string // MinIO targets (nil: all)
@@ -66,14 +68,14 @@ type options struct {
 var allSections = []string{"codec", "storage", "e2e", "meta", "rebuild"}
 
 // extraSections run only when -only names them.
-var extraSections = []string{"s3peer"}
+var extraSections = []string{"s3peer", "tls"}
 
 func main() {
 	quick := flag.Bool("quick", false, "few iterations, two clip sizes, a 256 MiB memory clip: a check that everything runs (under 2 minutes)")
 	only := flag.String("only", strings.Join(allSections, ","), "sections to run, comma-separated")
 	dir := flag.String("dir", "", "work directory for the cluster and the disk references (default: a new one under $TMPDIR, removed at the end)")
 	keep := flag.Bool("keep", false, "keep the work directory (logs, data)")
-	reps := flag.Int("reps", 0, "s3peer: runs of each load on each side (default 5; -quick: 2)")
+	reps := flag.Int("reps", 0, "s3peer, tls: runs of each load on each side (default 5, tls 3; -quick: 2)")
 	minio := flag.String("minio", "", "s3peer: the MinIO binary (default: bin/minio, installed when missing)")
 	layouts := flag.String("minio-layouts", "single,distributed", "s3peer: MinIO's layouts to compare with, comma-separated: single (one server, 6 folders), distributed (6 servers, one folder each)")
 	flag.Parse()
@@ -135,6 +137,8 @@ func run(ctx context.Context, o options) ([]row, error) {
 			more, err = rebuildRows()
 		case "s3peer":
 			more, err = s3Peer(ctx, o)
+		case "tls":
+			more, err = tlsSection(ctx, o)
 		}
 		rows = append(rows, more...)
 		if err != nil {
