@@ -82,6 +82,10 @@ type Config struct {
 	// UploadExpiry is how long a multipart upload may stay open: the
 	// leader aborts it after that (its parts are deleted).
 	UploadExpiry time.Duration
+	// Audit receives the audit log: a record per admin action and per
+	// refused call (see audit.go). Nil: the member's Logger, with
+	// audit=true.
+	Audit *slog.Logger
 	// MaxCaptureDuration bounds a clip's capture interval (end - start):
 	// Find looks for clips overlapping a range among those starting at
 	// most this long before it. Every member must use the same.

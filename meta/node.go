@@ -39,6 +39,7 @@ type Node struct {
 	peers      *conns.Cache    // to other members, for forwarding
 	metrics    *metrics
 	secrets    cipher.AEAD // seals access keys' secrets; nil without Config.SecretsKey
+	auditLog   *slog.Logger
 
 	// ctx is the member's lifetime: the leader's background loops propose
 	// under it, and Shutdown or Close cancels it.
@@ -79,6 +80,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("meta: secrets key: %w", err)
 	}
 	n.secrets = secrets
+	n.auditLog = newAuditLog(cfg, n.log)
 	f, err := openFSM(filepath.Join(cfg.DataDir, fsmFile), n.log, fsmOptions{requestTTL: cfg.RequestTTL,
 		commitInterval: cfg.StateBatchInterval, commitEntries: cfg.StateBatchLimit})
 	if err != nil {

@@ -31,7 +31,9 @@ func (n *Node) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
 		n.mu.Unlock()
 		return fmt.Errorf("%w: meta member %s is serving already", ErrFailedPrecondition, n.cfg.ID)
 	}
-	opts = append(append(append(n.serverLimits(), opts...), n.serverCredentials()...), grpc.ChainUnaryInterceptor(n.leaderHeader))
+	// The audit interceptor first: it sees the refusals of those after it.
+	opts = append(append(append(append(n.serverLimits(), grpc.ChainUnaryInterceptor(n.audit)), opts...), n.serverCredentials()...),
+		grpc.ChainUnaryInterceptor(n.leaderHeader))
 	srv := grpc.NewServer(opts...)
 	pb.RegisterMetaServiceServer(srv, &service{n: n})
 	n.mu.grpc = srv

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os/signal"
 	"syscall"
@@ -22,6 +23,7 @@ type metaOptions struct {
 	secretFile     string
 	secretsKeyFile string
 	rootKeyFile    string
+	auditLog       string
 }
 
 func (o *metaOptions) AddFlags(cmd *cobra.Command) {
@@ -37,6 +39,7 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the secret shared with the S3 gateways, who present it to get signing keys (empty: none are handed out)")
 	o.serverFlags.AddFlags(cmd, "info")
 	o.tls.addFlags(f, true)
+	f.StringVar(&o.auditLog, "audit-log", "", "append the audit log (admin actions and refused calls, one JSON object a line) to this file (default: the process log)")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
 	f.DurationVar(&o.cfg.UploadExpiry, "upload-expiry", o.cfg.UploadExpiry, "abort a multipart upload left open this long, deleting its parts")
 	f.IntVar(&o.cfg.MaxUploadsPerKey, "max-uploads-per-key", o.cfg.MaxUploadsPerKey, "multipart uploads one key may have in progress (0: no bound)")
@@ -105,6 +108,14 @@ func (o *metaOptions) run(cmd *cobra.Command) error {
 	}
 	if o.cfg.TLS, err = o.tls.load(log, o.listen, o.cfg.RaftBind); err != nil {
 		return err
+	}
+	if o.auditLog != "" {
+		f, err := openAuditLog(o.auditLog)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		o.cfg.Audit = slog.New(slog.NewJSONHandler(f, nil))
 	}
 	o.cfg.RootAccessKey, o.cfg.RootSecretKey = rootKeyFromEnv()
 	if o.rootKeyFile != "" {

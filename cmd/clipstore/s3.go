@@ -26,6 +26,7 @@ type s3Options struct {
 	domain     string
 	secretFile string
 	keyTTL     time.Duration
+	auditLog   string
 	// Bounds on one client's request: its header's size and how long it
 	// may take to send it, how long a connection may stay idle.
 	maxHeaderBytes          int
@@ -36,6 +37,7 @@ func (o *s3Options) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o.serverFlags.AddFlags(cmd, "info")
 	o.tls.addFlags(f, true)
+	f.StringVar(&o.auditLog, "audit-log", "", "append the audit log (refused requests, one JSON object a line) to this file (default: the process log)")
 	f.Var(sizeFlag(&o.maxHeaderBytes), "max-header-size", "largest request line and headers accepted (larger: 431), e.g. 64KiB")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", 30*time.Second, "time a client has to send a request's headers")
 	f.DurationVar(&o.idle, "idle-timeout", 2*time.Minute, "close a keep-alive connection idle this long")
@@ -95,7 +97,16 @@ func (o *s3Options) run(cmd *cobra.Command) error {
 	}
 	defer c.Close()
 	keys := s3gw.NewKeyCache(s3gw.ClientKeys(c), o.keyTTL, nil)
-	gw, err := s3gw.New(s3gw.Config{Client: c, Keys: keys.Key, Region: o.region, Domain: o.domain, Logger: log})
+	audit := log.With("audit", true)
+	if o.auditLog != "" {
+		f, err := openAuditLog(o.auditLog)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		audit = slog.New(slog.NewJSONHandler(f, nil))
+	}
+	gw, err := s3gw.New(s3gw.Config{Client: c, Keys: keys.Key, Region: o.region, Domain: o.domain, Logger: log, Audit: audit})
 	if err != nil {
 		return err
 	}

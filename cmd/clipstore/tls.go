@@ -134,3 +134,13 @@ func devTLS(dir string, log *slog.Logger) (*tlsconf.Loader, error) {
 	}
 	return tlsconf.New(tlsconf.Files{Cert: filepath.Join(dir, "node.crt"), Key: filepath.Join(dir, "node.key"), CA: caCert}, log)
 }
+
+// openAuditLog opens an audit log file for appending (mode 0600): each
+// record is one write of one line.
+func openAuditLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return f, nil
+}

@@ -44,6 +44,9 @@ type Config struct {
 	Domain string
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
+	// Audit receives a record per refused request (AccessDenied by a
+	// key's grants); nil: Logger.
+	Audit *slog.Logger
 	// Now is the clock requests are checked against (default time.Now).
 	Now func() time.Time
 	// SettingsTTL is how long buckets' settings (their ETag mode) are
@@ -85,6 +88,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = cfg.Logger
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -283,7 +289,8 @@ func (g *Gateway) checkRead(req *request, bucket string) error {
 // denied logs a refusal and returns S3's AccessDenied, saying what was
 // refused.
 func (g *Gateway) denied(req *request, bucket, what string) error {
-	g.log.Info("access denied", "id", req.id, "access_key", req.auth.AccessKey, "op", req.op, "bucket", bucket, "needs", what)
+	g.cfg.Audit.Info("denied", "id", req.id, "access_key", req.auth.AccessKey, "op", req.op, "bucket", bucket, "needs", what,
+		"caller", req.RemoteAddr)
 	g.metrics.denied.Inc()
 	return errAccessDenied.with("Access Denied: access key %s has no %s access to bucket %q.", req.auth.AccessKey, what, truncate(bucket))
 }

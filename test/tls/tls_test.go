@@ -33,7 +33,8 @@ func TestTLSCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 7, TLS: true,
-		MetaArgs: []string{"--node-down-after", "2s", "--repair-after", "1s", "--gc-grace", "0s", "--secrets-key-file", secretsKey}})
+		MetaArgs: []string{"--node-down-after", "2s", "--repair-after", "1s", "--gc-grace", "0s", "--secrets-key-file", secretsKey,
+			"--audit-log", filepath.Join(dir, "audit.log")}})
 	if out, errOut, code := c.CLI("mb", "clips"); code != 0 {
 		t.Fatalf("mb: %s %s", out, errOut)
 	}
@@ -172,6 +173,29 @@ func TestTLSCluster(t *testing.T) {
 		}
 		if st, err := cl.ClusterStatus(ctx); err != nil || len(st.Members) != 3 {
 			t.Errorf("members after the refused join: %v, %v", st, err)
+		}
+		// The refusals and the admin actions are in the members' audit log.
+		audit, err := os.ReadFile(filepath.Join(dir, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range [][]string{
+			{`"msg":"denied"`, `"method":"RegisterNode"`, `"roles":["client"]`},
+			{`"msg":"denied"`, `"method":"JoinMember"`, `"roles":["client"]`},
+			{`"msg":"admin action"`, `"method":"CreateBucket"`, `"bucket":"clips"`, `"outcome":"OK"`},
+			{`"msg":"admin action"`, `"method":"SetNodeAdminState"`, `"state":"ADMIN_STATE_DRAINING"`},
+		} {
+			found := false
+			for _, line := range strings.Split(string(audit), "\n") {
+				all := true
+				for _, w := range want {
+					all = all && strings.Contains(line, w)
+				}
+				found = found || all
+			}
+			if !found {
+				t.Errorf("no audit record with %v", want)
+			}
 		}
 	})
 }
