@@ -75,8 +75,8 @@ func TestAuditLog(t *testing.T) {
 	}
 	type record struct {
 		Msg, Method, Outcome, Bucket, Name, Grants, Caller string
-		AccessKeyID                                       string `json:"access_key_id"`
-		Concurrency                                       uint32
+		AccessKeyID                                        string `json:"access_key_id"`
+		Concurrency                                        uint32
 	}
 	var got []record
 	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
