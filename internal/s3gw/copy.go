@@ -375,7 +375,10 @@ func (g *Gateway) copyObject(w *response, req *request) error {
 	}
 	defer s.stop()
 	opts.SizeHint, opts.Finish = info.Size, s.finish
+	w.Header().Set("x-amz-copy-source-version-id", strconv.FormatUint(info.Generation, 10))
+	ka := g.startKeepAlive(w) // a long copy's answer begins before it ends
 	out, err := g.cfg.Client.Put(req.Context(), req.bucket, req.key, s.d, opts)
+	ka.end()
 	if err != nil {
 		return s.failed(err, func(err error) error { return g.putError(req.Context(), req, err, opts.IfGenerationMatch) })
 	}
@@ -385,7 +388,6 @@ func (g *Gateway) copyObject(w *response, req *request) error {
 	if len(s.sums) > 0 {
 		res.ChecksumType = "FULL_OBJECT"
 	}
-	w.Header().Set("x-amz-copy-source-version-id", strconv.FormatUint(info.Generation, 10))
 	writeXML(w, http.StatusOK, res)
 	return nil
 }
@@ -465,11 +467,13 @@ func (g *Gateway) uploadPartCopy(w *response, req *request) error {
 	}
 	defer s.stop()
 	opts := &client.PartOptions{SizeHint: n, Finish: s.finish}
+	w.Header().Set("x-amz-copy-source-version-id", strconv.FormatUint(info.Generation, 10))
+	ka := g.startKeepAlive(w) // a long copy's answer begins before it ends
 	part, err := g.cfg.Client.PutPart(req.Context(), req.bucket, req.key, up.UploadID, num, s.d, opts)
+	ka.end()
 	if err != nil {
 		return s.failed(err, func(err error) error { return g.uploadError(req.Context(), req, err) })
 	}
-	w.Header().Set("x-amz-copy-source-version-id", strconv.FormatUint(info.Generation, 10))
 	writeXML(w, http.StatusOK, copyPartResult{NS: xmlNS, ETag: quoteETag(s.etag), LastModified: part.Created.UTC().Format(s3Time),
 		checksumFields: checksumFieldsOf(s.sums)})
 	return nil

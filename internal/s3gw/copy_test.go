@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/await"
 )
@@ -84,6 +87,7 @@ func testCopy(t *testing.T, tg *testGateway) {
 	t.Run("conditions", func(t *testing.T) { testCopyConditions(t, c) })
 	t.Run("errors", func(t *testing.T) { testCopyErrors(t, tg, c) })
 	t.Run("source overwritten", func(t *testing.T) { testCopySourceOverwritten(t, tg, c) })
+	t.Run("keep-alive", func(t *testing.T) { testCopyKeepAlive(t, tg, c) })
 }
 
 // testCopyObject copies 3 MiB into another bucket (byte-identical, the
@@ -508,4 +512,72 @@ func TestParseCopyRange(t *testing.T) {
 			t.Errorf("%q: %d-%d %v %v", tt.in, first, last, ok, err)
 		}
 	}
+}
+
+// slowReader sleeps before its first read, then reads r; fail, if set, is
+// what it answers instead.
+type slowReader struct {
+	r     io.Reader
+	delay time.Duration
+	fail  error
+	slept bool
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if !s.slept {
+		s.slept = true
+		time.Sleep(s.delay)
+	}
+	if s.fail != nil {
+		return 0, s.fail
+	}
+	return s.r.Read(p)
+}
+
+// testCopyKeepAlive: a copy that runs past the keep-alive delay answers
+// 200 at once (the client's read timeout does not run out), keeps the
+// connection alive, then sends the result; a copy that fails after that
+// sends the error document within the 200, which the SDK reports as an
+// error, and nothing becomes visible.
+func testCopyKeepAlive(t *testing.T, tg *testGateway, c *s3.Client) {
+	ctx := t.Context()
+	tg.gw.keepAliveAfter.Store(int64(100 * time.Millisecond))
+	t.Cleanup(func() { tg.gw.keepAliveAfter.Store(int64(defaultKeepAliveAfter)) })
+	src := randBytes(101, 1<<20)
+	put(t, c, copyBucket, "slow-src", src)
+	const delay = 1500 * time.Millisecond // past one whitespace tick too
+	tg.hook.set(t, func(r io.Reader) io.Reader { return &slowReader{r: r, delay: delay} })
+
+	req := signedRequest(t, tg.srv.URL, http.MethodPut, "/"+copyBucket+"/slow-dst", nil,
+		http.Header{"X-Amz-Copy-Source": {copyBucket + "/slow-src"}})
+	start := time.Now()
+	resp, err := tg.httpClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers := time.Since(start)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusOK || headers >= delay || !strings.HasPrefix(body, xml.Header+" ") ||
+		!strings.Contains(body, "<CopyObjectResult") {
+		t.Fatalf("a slow copy: %d after %v (the copy took %v): %q", resp.StatusCode, headers, delay, body)
+	}
+	if got := get(t, c, copyBucket, "slow-dst"); !bytes.Equal(got, src) {
+		t.Fatal("the slow copy reads back wrong")
+	}
+	if _, err := c.CopyObject(ctx, &s3.CopyObjectInput{Bucket: aws.String(copyBucket), Key: aws.String("slow-sdk"),
+		CopySource: aws.String(copyBucket + "/slow-src")}); err != nil {
+		t.Fatalf("a slow copy through the SDK: %v", err)
+	}
+
+	tg.hook.set(t, func(r io.Reader) io.Reader {
+		return &slowReader{r: r, delay: 300 * time.Millisecond, fail: errors.New("source gone")}
+	})
+	_, err = c.CopyObject(ctx, &s3.CopyObjectInput{Bucket: aws.String(copyBucket), Key: aws.String("slow-fail"),
+		CopySource: aws.String(copyBucket + "/slow-src")})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() == "" {
+		t.Fatalf("a copy that fails after its 200: %v, want an S3 error from the body", err)
+	}
+	_, err = c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(copyBucket), Key: aws.String("slow-fail")})
+	wantErr(t, "the failed copy's destination", err, "", http.StatusNotFound)
 }

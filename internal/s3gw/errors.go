@@ -188,8 +188,8 @@ func (g *Gateway) writeError(w *response, req *request, err error) {
 	}
 	level("request failed", "id", req.id, "op", req.op, "method", req.Method, "bucket", req.bucket, "key", req.key,
 		"code", e.Code, "status", e.HTTPStatus, "err", err)
-	if w.status != 0 {
-		return
+	if w.status != 0 && !w.keptAlive {
+		return // the answer has begun: the client sees it cut short
 	}
 	if e.HTTPStatus == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfter)

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clipstore/clipstore/client"
@@ -71,6 +72,9 @@ type Gateway struct {
 	// copySourceHook, if set, wraps the source of every copy; tests slow
 	// or interrupt copies with it. Nil outside tests.
 	copySourceHook func(io.Reader) io.Reader
+	// keepAliveAfter is how long a copy may run before its answer begins
+	// (nanoseconds; defaultKeepAliveAfter, tests shorten it).
+	keepAliveAfter atomic.Int64
 }
 
 // New returns a gateway for cfg.
@@ -98,6 +102,7 @@ func New(cfg Config) (*Gateway, error) {
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
 	g := &Gateway{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), skipBudget: defaultSkipBudget,
 		settings: newSettingsCache(cfg.Client, cfg.SettingsTTL, cfg.Now), md5: md5simd.NewServer()}
+	g.keepAliveAfter.Store(int64(defaultKeepAliveAfter))
 	g.bufs.New = func() any {
 		b := make([]byte, copyBufSize)
 		return &b
@@ -337,6 +342,9 @@ type response struct {
 	http.ResponseWriter
 	status int   // 0 until the header is written
 	bytes  int64 // body bytes written
+	// keptAlive: a keep-alive sent 200 and the XML declaration; the
+	// outcome, result or error, is the rest of the body.
+	keptAlive bool
 }
 
 func (w *response) WriteHeader(code int) {
@@ -366,6 +374,10 @@ func writeXML(w *response, status int, v any) {
 	body, err := xml.Marshal(v)
 	if err != nil { // a bug: every document is a plain struct
 		status, body = http.StatusInternalServerError, []byte("<Error><Code>InternalError</Code></Error>")
+	}
+	if w.keptAlive { // the status and the declaration are out
+		w.Write(body)
+		return
 	}
 	w.Header().Set("Content-Type", "application/xml")
 	w.Header().Set("Content-Length", fmt.Sprint(len(xml.Header)+len(body)))
