@@ -740,7 +740,7 @@ func peerLoad(ctx context.Context, bin string, s peerStep, procs []peerProc, pre
 }
 
 // deletePrefix deletes every object under prefix, peerConc at a time.
-func deletePrefix(ctx context.Context, st *loadgen.S3Store, bucket, prefix string) error {
+func deletePrefix(ctx context.Context, st loadgen.Store, bucket, prefix string) error {
 	var keys []string
 	for e, err := range st.List(ctx, bucket, prefix) {
 		if err != nil {

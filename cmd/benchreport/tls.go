@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,8 +26,8 @@ import (
 
 	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/bytesize"
+	"github.com/clipstore/clipstore/internal/loadgen"
 	"github.com/clipstore/clipstore/internal/tlsconf"
-	"golang.org/x/sync/errgroup"
 )
 
 // The two sides of the comparison, as peerStep targets.
@@ -427,7 +426,7 @@ func tlsSection(ctx context.Context, o options) ([]row, error) {
 		}
 		// The clips go outside the measurement, and the cluster and the
 		// disk settle, so that no run pays for the one before.
-		if cerr := deleteClips(ctx, sd.cl, tlsBucket, prefix); cerr != nil && err == nil {
+		if cerr := deletePrefix(ctx, loadgen.NewClientStore(sd.cl), tlsBucket, prefix); cerr != nil && err == nil {
 			err = fmt.Errorf("clean up %s/%s: %w", tlsBucket, prefix, cerr)
 		}
 		if qerr := sd.c.waitQuiet(ctx); qerr != nil && err == nil {
@@ -439,26 +438,4 @@ func tlsSection(ctx context.Context, o options) ([]row, error) {
 		}
 	}
 	return tlsRows(r), nil
-}
-
-// deleteClips deletes every clip under prefix, peerConc at a time.
-func deleteClips(ctx context.Context, cl *client.Client, bucket, prefix string) error {
-	var keys []string
-	for e, err := range cl.List(ctx, bucket, prefix) {
-		if err != nil {
-			return err
-		}
-		keys = append(keys, e.Key)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(peerConc)
-	for _, k := range keys {
-		g.Go(func() error {
-			if err := cl.Delete(gctx, bucket, k); err != nil && !errors.Is(err, client.ErrNotFound) {
-				return err
-			}
-			return nil
-		})
-	}
-	return g.Wait()
 }
