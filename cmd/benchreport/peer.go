@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/internal/bytesize"
 	"github.com/clipstore/clipstore/internal/loadgen"
@@ -55,6 +56,7 @@ const (
 	tgtMinio     = "minio"        // one MinIO server, 6 folders
 	tgtMinioDist = "minio-dist"   // 6 MinIO servers, one folder each
 	tgtNative    = "native"       // clipstore bench without --s3: the client library
+	tgtDev       = "dev"          // the same through clipstore dev: every node in one process
 )
 
 // minioLayout is one of MinIO's layouts.
@@ -158,7 +160,7 @@ func peerSchedule(reps int, minios []string) []peerStep {
 			if w == peerPut8M {
 				targets = append(targets, tgtFast)
 			}
-			targets = append(targets, tgtNative)
+			targets = append(targets, tgtNative, tgtDev)
 			for _, t := range targets {
 				steps = append(steps, peerStep{rep: rep, w: w, target: t})
 			}
@@ -256,7 +258,7 @@ func summarize(runs []peerRun) map[peerKey]*peerStats {
 }
 
 // groupOrder is the order process groups are reported in.
-var groupOrder = []string{"meta", "storage", "gateway", "minio", "load"}
+var groupOrder = []string{"meta", "storage", "gateway", "dev", "minio", "load"}
 
 func sortedGroups(cpu map[string]time.Duration) []string {
 	var gs []string
@@ -437,13 +439,18 @@ func peerRows(p peerResult) []row {
 		if st := stat(w, tgtNative); st != nil && refMean > 0 {
 			native.ratio = st.mib.mean / refMean
 		}
+		dev, _ := describe(w, tgtDev, "clipstore dev "+w.String()+" (one process, native client)", vs)
+		dev.reference = ref
+		if st := stat(w, tgtDev); st != nil && refMean > 0 {
+			dev.ratio = st.mib.mean / refMean
+		}
 		if w != peerPut8M {
-			rows = append(rows, native)
+			rows = append(rows, native, dev)
 			continue
 		}
 		fast, _ := describe(w, tgtFast, "gateway "+w.String()+" (fast ETags)", vs)
 		versus(&fast, stat(w, tgtFast), ref, refMean, targetFastPutVsMinio)
-		rows = append(rows, fast, native)
+		rows = append(rows, fast, native, dev)
 		if g, n := stat(w, tgtGateway), stat(w, tgtNative); g != nil && n != nil && n.mib.mean > 0 {
 			r := row{area: "s3 peer", name: "gateway put ÷ native put, " + w.String(),
 				measured: fmt.Sprintf("%.1f MiB/s (gateway)", g.mib.mean), reference: fmt.Sprintf("%.1f MiB/s (native client)", n.mib.mean),
@@ -597,8 +604,8 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 	}
 	type side struct {
 		procs []peerProc
-		args  []string // clipstore bench flags that pick the target
-		store *loadgen.S3Store
+		args  []string      // clipstore bench flags that pick the target
+		store loadgen.Store // where the run's clips are deleted
 	}
 	gwArgs := []string{"--s3", "http://" + gw.Addr, "--access-key", key.ID, "--secret-key", key.Secret}
 	sides := map[string]side{
@@ -606,6 +613,19 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 		tgtFast:    {append(slices.Clone(clusterProcs), peerProc{"gateway", gw.Pid()}), append(slices.Clone(gwArgs), "--bucket", peerFastBucket), gwStore},
 		tgtNative:  {clusterProcs, []string{"--meta", c.meta.Addr, "--bucket", peerBucket}, gwStore},
 	}
+	// clipstore dev: 1 meta and 6 storage nodes in one process, RS 4+2.
+	dev, err := startProc(bin, o.dir, "dev", "dev", "--data", filepath.Join(o.dir, "dev"), "--listen", "127.0.0.1:0", "--s3", "off",
+		"--log-level", "warn")
+	if err != nil {
+		return nil, fmt.Errorf("clipstore dev: %w", err)
+	}
+	defer dev.kill()
+	devClient, err := client.New(ctx, client.Config{Meta: []string{dev.Addr}})
+	if err != nil {
+		return nil, err
+	}
+	defer devClient.Close()
+	sides[tgtDev] = side{[]peerProc{{"dev", dev.Pid()}}, []string{"--meta", dev.Addr, "--bucket", peerBucket}, loadgen.NewClientStore(devClient)}
 	for t, m := range minios {
 		// The loads talk to the first process; the CPU is that of all.
 		st, err := loadgen.NewS3Store(loadgen.S3Config{Endpoint: m.endpoint, AccessKey: minioUser, SecretKey: minioPassword, Concurrency: peerConc})
@@ -630,7 +650,7 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 		}
 	}
 	p.setup = fmt.Sprintf("reps: %d, alternating gateway, %s; %v runs, concurrency %d, `clipstore bench --s3` (unsigned payloads, every byte read verified); "+
-		"clipstore: 1 meta + %d storage processes, RS %d+%d, one gateway; MinIO %s: %s",
+		"clipstore: 1 meta + %d storage processes, RS %d+%d, one gateway, and clipstore dev (the same nodes in one process); MinIO %s: %s",
 		reps, strings.Join(labels, ", "), dur, peerConc, storageNodes, dataShards, parityShards, strings.TrimPrefix(minioModule, "github.com/minio/minio@"), strings.Join(setups, "; "))
 
 	var runs []peerRun

@@ -36,13 +36,13 @@ func TestPeerScheduleAlternates(t *testing.T) {
 			t.Errorf("%v ran %d times, want 3", k, n)
 		}
 	}
-	if want := 4*len(peerWorkloads) + 1; len(count) != want { // gateway, 2 MinIOs, native; fast-ETag put 8 MiB
+	if want := 5*len(peerWorkloads) + 1; len(count) != want { // gateway, 2 MinIOs, native, dev; fast-ETag put 8 MiB
 		t.Errorf("%d loads, want %d: %v", len(count), want, count)
 	}
 	for _, w := range peerWorkloads {
-		if count[peerKey{w, tgtMinioDist}] != 3 || count[peerKey{w, tgtNative}] != 3 {
-			t.Errorf("%v through MinIO distributed and the native client: %d and %d runs, want 3",
-				w, count[peerKey{w, tgtMinioDist}], count[peerKey{w, tgtNative}])
+		if count[peerKey{w, tgtMinioDist}] != 3 || count[peerKey{w, tgtNative}] != 3 || count[peerKey{w, tgtDev}] != 3 {
+			t.Errorf("%v through MinIO distributed, the native client and dev: %d, %d and %d runs, want 3",
+				w, count[peerKey{w, tgtMinioDist}], count[peerKey{w, tgtNative}], count[peerKey{w, tgtDev}])
 		}
 	}
 	if count[peerKey{peerPut8M, tgtFast}] != 3 || count[peerKey{peerPut8M, tgtNative}] != 3 {
@@ -60,7 +60,7 @@ func TestPeerScheduleOneLayout(t *testing.T) {
 			t.Fatalf("step %d (%+v): no MinIO distributed run of its load after it", i, s)
 		}
 	}
-	if want := 2 * (3*len(peerWorkloads) + 1); len(steps) != want {
+	if want := 2 * (4*len(peerWorkloads) + 1); len(steps) != want {
 		t.Errorf("%d steps, want %d", len(steps), want)
 	}
 }
