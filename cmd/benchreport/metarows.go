@@ -77,11 +77,11 @@ func metaRows(o options) ([]row, error) {
 		if !ok {
 			continue
 		}
+		read := r.metrics["entries-read/query"]
 		rows = append(rows, row{area: "meta", name: fmt.Sprintf("Find %s over %d clips", q, o.clips),
 			measured:  fmt.Sprintf("%.2f ms/query, %.0f clips", r.nsPerOp/1e6, r.metrics["clips/query"]),
 			reference: fmt.Sprintf("%d clips in the bucket", o.clips),
-			ratio:     r.metrics["entries-read/query"] / float64(o.clips),
-			note:      fmt.Sprintf("%.0f index entries read a query (the ratio: entries read ÷ clips)", r.metrics["entries-read/query"])})
+			note:      fmt.Sprintf("%.0f index entries read a query, %.4f%% of the bucket's clips", read, 100*read/float64(o.clips))})
 	}
 	return rows, nil
 }
