@@ -668,28 +668,15 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 		prefix := fmt.Sprintf("r%d/%s-%s-%s/", s.rep, s.target, s.w.op, bytesize.Format(s.w.size))
 		args := append(slices.Clone(sd.args), "--prefix", prefix, "--size", strconv.FormatInt(s.w.size, 10),
 			"--concurrency", strconv.Itoa(peerConc), "--duration", dur.String(), "--no-clean", "--json")
-		var prepared int64
-		if s.w.op == "get" {
-			objects := getObjects(s.w.size, peerConc)
-			args = append(args, "--objects", strconv.Itoa(objects))
-			prepared = int64(objects) * s.w.size
-		}
 		fmt.Fprintf(os.Stderr, "[%d/%d, %v] rep %d, %s through %s\n", i+1, len(steps), time.Since(start).Round(time.Second), s.rep+1, s.w, s.target)
-		run, err := peerLoad(ctx, bin, s, sd.procs, prepared, args)
-		if err == nil {
+		settle := c
+		if isMinio(s.target) {
+			settle = nil
+		}
+		run, measured, err := runStep(ctx, bin, s, sd.procs, args, sd.store, bucket, prefix, settle)
+		if measured {
 			runs = append(runs, run)
 		}
-		// The clips go outside the measurement, and the cluster and the
-		// disk settle, so that no run pays for the one before.
-		if cerr := deletePrefix(ctx, sd.store, bucket, prefix); cerr != nil && err == nil {
-			err = fmt.Errorf("clean up %s/%s: %w", bucket, prefix, cerr)
-		}
-		if !isMinio(s.target) {
-			if qerr := c.waitQuiet(ctx); qerr != nil && err == nil {
-				err = qerr
-			}
-		}
-		syscall.Sync()
 		if err != nil {
 			if isMinio(s.target) {
 				p.minioErr[s.target] = fmt.Errorf("%w (see %s)", err, minios[s.target].logs)
@@ -765,6 +752,33 @@ func peerLoad(ctx context.Context, bin string, s peerStep, procs []peerProc, pre
 		}
 	}
 	return run, fmt.Errorf("clipstore bench %s: no %q result in %q", s.w.op, s.w.op, out.String())
+}
+
+// runStep runs one step of a schedule: clipstore bench with args (a get
+// first puts the clips it reads), then, outside the measurement, deletes
+// its clips under bucket/prefix from store, waits for settle (if any) to
+// go quiet and flushes the disk, so that no run pays for the one before.
+// measured says whether the run itself succeeded, whatever came after.
+func runStep(ctx context.Context, bin string, s peerStep, procs []peerProc, args []string,
+	store loadgen.Store, bucket, prefix string, settle *benchCluster) (run peerRun, measured bool, err error) {
+	var prepared int64
+	if s.w.op == "get" {
+		objects := getObjects(s.w.size, peerConc)
+		args = append(args, "--objects", strconv.Itoa(objects))
+		prepared = int64(objects) * s.w.size
+	}
+	run, err = peerLoad(ctx, bin, s, procs, prepared, args)
+	measured = err == nil
+	if cerr := deletePrefix(ctx, store, bucket, prefix); cerr != nil && err == nil {
+		err = fmt.Errorf("clean up %s/%s: %w", bucket, prefix, cerr)
+	}
+	if settle != nil {
+		if qerr := settle.waitQuiet(ctx); qerr != nil && err == nil {
+			err = qerr
+		}
+	}
+	syscall.Sync()
+	return run, measured, err
 }
 
 // deletePrefix deletes every object under prefix, peerConc at a time.

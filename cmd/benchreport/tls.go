@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clipstore/clipstore/client"
@@ -413,26 +412,11 @@ func tlsSection(ctx context.Context, o options) ([]row, error) {
 		args := slices.Concat([]string{"--meta", sd.c.meta.Addr}, sd.c.tls.flags(tlsClientCert),
 			[]string{"--bucket", tlsBucket, "--prefix", prefix, "--size", strconv.FormatInt(s.w.size, 10),
 				"--concurrency", strconv.Itoa(peerConc), "--duration", r.duration.String(), "--no-clean", "--json"})
-		var prepared int64
-		if s.w.op == "get" {
-			objects := getObjects(s.w.size, peerConc)
-			args = append(args, "--objects", strconv.Itoa(objects))
-			prepared = int64(objects) * s.w.size
-		}
 		fmt.Fprintf(os.Stderr, "[%d/%d, %v] rep %d, %s, %s\n", i+1, len(steps), time.Since(start).Round(time.Second), s.rep+1, s.w, s.target)
-		run, err := peerLoad(ctx, bin, s, sd.procs, prepared, args)
-		if err == nil {
+		run, measured, err := runStep(ctx, bin, s, sd.procs, args, loadgen.NewClientStore(sd.cl), tlsBucket, prefix, sd.c)
+		if measured {
 			r.runs = append(r.runs, run)
 		}
-		// The clips go outside the measurement, and the cluster and the
-		// disk settle, so that no run pays for the one before.
-		if cerr := deletePrefix(ctx, loadgen.NewClientStore(sd.cl), tlsBucket, prefix); cerr != nil && err == nil {
-			err = fmt.Errorf("clean up %s/%s: %w", tlsBucket, prefix, cerr)
-		}
-		if qerr := sd.c.waitQuiet(ctx); qerr != nil && err == nil {
-			err = qerr
-		}
-		syscall.Sync()
 		if err != nil {
 			return tlsRows(r), fmt.Errorf("%s, %s: %w", s.w, s.target, err)
 		}

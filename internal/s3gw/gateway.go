@@ -212,7 +212,8 @@ func newRequestID() string {
 // authenticate verifies the request's signature. Anonymous requests are
 // refused; so is a credential for another region.
 func (g *Gateway) authenticate(req *request) error {
-	a, err := sigv4.Verify(req.Context(), req.Request, g.cfg.Now(), g.keys)
+	var key client.SigningKey // what Verify fetched: its grants authorize the request
+	a, err := sigv4.Verify(req.Context(), req.Request, g.cfg.Now(), g.keys(&key))
 	var wrong *wrongRegionError
 	switch {
 	case errors.As(err, &wrong):
@@ -224,11 +225,6 @@ func (g *Gateway) authenticate(req *request) error {
 		return err // a *sigv4.Error, or the KeyFunc's failure (meta unavailable: 503)
 	case a.SecurityToken != "":
 		return errInvalidToken // the gateway issues no session tokens
-	}
-	// The key was just fetched (or found cached) to verify the signature.
-	key, err := g.cfg.Keys(req.Context(), a.AccessKey, a.Date, a.Region, a.Service)
-	if err != nil {
-		return err
 	}
 	req.auth, req.policy = a, key.Grants
 	return nil
@@ -306,14 +302,17 @@ type wrongRegionError struct{ region string }
 
 func (e *wrongRegionError) Error() string { return "credential scope of region " + e.region }
 
-// keys is cfg.Keys, as sigv4.Verify takes it, for the gateway's region
-// only.
-func (g *Gateway) keys(ctx context.Context, accessKey, date, region, service string) ([]byte, error) {
-	if region != g.cfg.Region {
-		return nil, &wrongRegionError{region: region}
+// keys is cfg.Keys as sigv4.Verify takes it, for the gateway's region
+// only; the key it fetches goes to *got too.
+func (g *Gateway) keys(got *client.SigningKey) sigv4.KeyFunc {
+	return func(ctx context.Context, accessKey, date, region, service string) ([]byte, error) {
+		if region != g.cfg.Region {
+			return nil, &wrongRegionError{region: region}
+		}
+		k, err := g.cfg.Keys(ctx, accessKey, date, region, service)
+		*got = k
+		return k.Key, err
 	}
-	k, err := g.cfg.Keys(ctx, accessKey, date, region, service)
-	return k.Key, err
 }
 
 // body returns the request's decoded, verified body, counted for the

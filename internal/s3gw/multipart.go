@@ -111,13 +111,7 @@ type initiateUploadResult struct {
 }
 
 func (g *Gateway) createUpload(w *response, req *request) error {
-	if len(req.key) > maxKeyLen {
-		return errKeyTooLong
-	}
-	if err := checkDefaultsOnly(req.Header); err != nil {
-		return err
-	}
-	opts, err := putOptions(req.Header)
+	opts, err := writeOptions(req)
 	if err != nil {
 		return err
 	}

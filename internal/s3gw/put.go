@@ -26,13 +26,7 @@ type putCondition struct {
 }
 
 func (g *Gateway) putObject(w *response, req *request) error {
-	if len(req.key) > maxKeyLen {
-		return errKeyTooLong
-	}
-	if err := checkDefaultsOnly(req.Header); err != nil {
-		return err
-	}
-	opts, err := putOptions(req.Header)
+	opts, err := writeOptions(req)
 	if err != nil {
 		return err
 	}
@@ -119,6 +113,19 @@ func (b *digestedBody) setHeaders(h http.Header) {
 	for alg, v := range b.sums {
 		h.Set("x-amz-checksum-"+alg, v)
 	}
+}
+
+// writeOptions checks what a new object's request asks for (its key's
+// length, default ACL and storage class) and reads its options: PutObject
+// and CreateMultipartUpload.
+func writeOptions(req *request) (*client.PutOptions, error) {
+	if len(req.key) > maxKeyLen {
+		return nil, errKeyTooLong
+	}
+	if err := checkDefaultsOnly(req.Header); err != nil {
+		return nil, err
+	}
+	return putOptions(req.Header)
 }
 
 // putOptions reads the content type, the user metadata (x-amz-meta-*,
