@@ -76,6 +76,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	$(GO) test -run='^$$' -fuzz='^FuzzPieceMessages$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzPieceRefs$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzWriteRefs$$' -fuzztime=$(FUZZTIME) ./internal/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseVerify$$' -fuzztime=$(FUZZTIME) ./internal/callauth/
 
 .PHONY: soak
 soak: ## Repeat the test suite to shake out flakes (COUNT, default 20).

@@ -48,6 +48,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, log: cfg.Logger, conns: conns.New(append(wire.DialOptions(),
 		grpc.WithTransportCredentials(transportCredentials(cfg.TLS)),
+		grpc.WithChainUnaryInterceptor(cfg.sign),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)))...)}
 	c.mu.codes = map[Profile]*erasure.Code{}
 	var err error

@@ -47,8 +47,9 @@ var (
 	// (meta's --max-upload-duration); nothing was committed. It is also
 	// ErrPrecondition.
 	ErrDeadlinePassed = errors.New("clipstore: commit deadline passed")
-	// ErrPermissionDenied: the server refused the caller (a signing key
-	// asked for without the right cluster secret).
+	// ErrPermissionDenied: the server refused the caller: a call its key
+	// may not make, a signature or key it does not take, a certificate
+	// without the call's role.
 	ErrPermissionDenied = errors.New("clipstore: permission denied")
 )
 
@@ -74,6 +75,7 @@ var reasonTable = map[rpcerr.Reason][]error{
 	rpcerr.Timeout:            {context.DeadlineExceeded},
 	rpcerr.Deadline:           {context.DeadlineExceeded},
 	rpcerr.PermissionDenied:   {ErrPermissionDenied},
+	rpcerr.Unauthenticated:    {ErrPermissionDenied},
 	rpcerr.Canceled:           {context.Canceled},
 }
 

@@ -23,11 +23,22 @@ type AccessKey struct {
 	Created   time.Time
 	CreatedBy string
 	Grants    Policy // what it may do
+	// ClusterAdmin: node lifecycle, members, repair limits, cluster
+	// settings, keys and fsck.
+	ClusterAdmin bool
+}
+
+// KeySpec is what CreateAccessKey makes.
+type KeySpec struct {
+	Name         string
+	Grants       Policy // nothing on any bucket without one
+	ClusterAdmin bool
 }
 
 func accessKeyFromProto(k *metapb.AccessKey) AccessKey {
 	return AccessKey{ID: k.GetAccessKeyId(), Secret: k.GetSecretAccessKey(), Name: k.GetName(),
-		Created: unixNano(k.GetCreatedUnixNano()), CreatedBy: k.GetCreatedBy(), Grants: policyFromProto(k.GetGrants())}
+		Created: unixNano(k.GetCreatedUnixNano()), CreatedBy: k.GetCreatedBy(), Grants: policyFromProto(k.GetGrants()),
+		ClusterAdmin: k.GetClusterAdmin()}
 }
 
 // Access is what a Grant allows on a bucket.
@@ -127,11 +138,11 @@ func (p Policy) toProto() []*metapb.Grant {
 	return out
 }
 
-// CreateAccessKey makes a new key pair named name that may do what grants
-// allow (nothing without one); the answer holds its secret, which meta
-// never shows again.
-func (c *Client) CreateAccessKey(ctx context.Context, name string, grants ...Grant) (AccessKey, error) {
-	req := &metapb.CreateAccessKeyRequest{RequestId: newRequestID(), Name: name, Grants: Policy(grants).toProto()}
+// CreateAccessKey makes a new key pair as spec says; the answer holds its
+// secret, which meta never shows again.
+func (c *Client) CreateAccessKey(ctx context.Context, spec KeySpec) (AccessKey, error) {
+	req := &metapb.CreateAccessKeyRequest{RequestId: newRequestID(), Name: spec.Name, Grants: spec.Grants.toProto(),
+		ClusterAdmin: spec.ClusterAdmin}
 	resp, err := callMeta(ctx, c, "create access key", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CreateAccessKeyResponse, error) {
 		return mc.CreateAccessKey(ctx, req)
 	})

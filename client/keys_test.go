@@ -24,7 +24,7 @@ func TestAccessKeys(t *testing.T) {
 	tc := newClusterWith(t, 0, client.Config{ClusterSecret: secret}, func(c *meta.Config) { c.ClusterSecret, c.SecretsKey = secret, secretsKey })
 	ctx := t.Context()
 	grants := []client.Grant{{Bucket: "raw", Access: client.AccessWrite}, {Bucket: "*", Access: client.AccessRead}}
-	k, err := tc.client.CreateAccessKey(ctx, "ingest pipeline", grants...)
+	k, err := tc.client.CreateAccessKey(ctx, client.KeySpec{Name: "ingest pipeline", Grants: grants})
 	if err != nil || len(k.ID) != 20 || len(k.Secret) != 40 || k.Name != "ingest pipeline" || k.Created.IsZero() ||
 		k.Grants.String() != "raw:write,*:read" {
 		t.Fatalf("create: %+v, %v", k, err)
@@ -46,7 +46,7 @@ func TestAccessKeys(t *testing.T) {
 		{{Bucket: "No_Such", Access: client.AccessRead}},
 		{{Bucket: "raw", Access: client.Access(9)}},
 	} {
-		_, err := tc.client.CreateAccessKey(ctx, "bad", bad...)
+		_, err := tc.client.CreateAccessKey(ctx, client.KeySpec{Name: "bad", Grants: bad})
 		mustErr(t, err, client.ErrInvalidArgument)
 	}
 	for _, tcase := range []struct {
@@ -93,7 +93,7 @@ func TestRootKey(t *testing.T) {
 		t.Fatalf("root signing key: %x %v, %v", got.Key, got.Grants, err)
 	}
 	// Without a secrets key, meta stores no secret at all.
-	_, err = tc.client.CreateAccessKey(ctx, "unsealed", client.Grant{Bucket: "*", Access: client.AccessRead})
+	_, err = tc.client.CreateAccessKey(ctx, client.KeySpec{Name: "unsealed", Grants: client.Policy{{Bucket: "*", Access: client.AccessRead}}})
 	mustErr(t, err, client.ErrPrecondition)
 	keys, err := tc.client.ListAccessKeys(ctx)
 	if err != nil || len(keys) != 1 || keys[0].ID != "ROOTKEY" || keys[0].Secret != "" {

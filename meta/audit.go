@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/callauth"
 	"github.com/clipstore/clipstore/internal/tlsconf"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -77,6 +79,16 @@ func callerAttrs(ctx context.Context) []any {
 	if cert := tlsconf.PeerCertificate(ctx); cert != nil {
 		attrs = append(attrs, "subject", cert.Subject.CommonName, "roles", tlsconf.Roles(cert))
 	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if as := md.Get(callauth.PrincipalHeader); len(as) > 0 {
+		attrs = append(attrs, "on_behalf_of", as[0])
+	} else if hs := md.Get(callauth.Header); len(hs) > 0 {
+		if c, err := callauth.Parse(hs[0]); err == nil {
+			attrs = append(attrs, "access_key", c.AccessKeyID)
+		} else {
+			attrs = append(attrs, "access_key", "(malformed signature)")
+		}
+	}
 	return attrs
 }
 
@@ -101,7 +113,7 @@ func auditArgs(req any) []any {
 	case *pb.SettingsRequest:
 		return []any{"bucket", r.Bucket, "etag_mode", r.GetEtagMode()}
 	case *pb.CreateAccessKeyRequest:
-		return []any{"name", r.Name, "grants", grantsString(r.Grants)}
+		return []any{"name", r.Name, "grants", grantsString(r.Grants), "cluster_admin", r.ClusterAdmin}
 	case *pb.DeleteAccessKeyRequest:
 		return []any{"access_key_id", r.AccessKeyId}
 	case *pb.SigningKeyRequest:

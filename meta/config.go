@@ -74,6 +74,11 @@ type Config struct {
 	// CLIPSTORE_ROOT_SECRET_KEY): it works from the first start, before any
 	// key is made, and cannot be deleted. Every member must have the same.
 	RootAccessKey, RootSecretKey string
+	// RequireAuth refuses every user call that is not signed with an
+	// access key (or asserted by an S3 gateway on a key's behalf): see
+	// auth.go. It needs TLS, without which storage nodes serve anyone.
+	// Signed calls are checked against the key's grants either way.
+	RequireAuth bool
 	// SecretsKey, the content of the meta members' secrets key file, seals
 	// access keys' secrets in Raft and the state (AES-256-GCM under its
 	// SHA-256): without one, no access key can be created. Every member
@@ -223,6 +228,8 @@ func (c *Config) Validate() error {
 		return errors.New("meta config: a root key needs both its access key and its secret")
 	case c.RootAccessKey != "" && (len(c.RootAccessKey) < 3 || len(c.RootAccessKey) > 128 || len(c.RootSecretKey) < 8):
 		return errors.New("meta config: a root access key has 3 to 128 characters and a secret at least 8")
+	case c.RequireAuth && c.TLS == nil:
+		return errors.New("meta config: RequireAuth needs TLS: without it the links are plain text and storage nodes serve anyone")
 	case len(c.SecretsKey) > 0 && len(c.SecretsKey) < 32:
 		return fmt.Errorf("meta config: a secrets key has at least 32 bytes, this one %d", len(c.SecretsKey))
 	case c.MaxUploadsPerKey < 0 || c.MaxRequestBytes < 0 || c.IdleTimeout < 0:

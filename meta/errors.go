@@ -32,6 +32,9 @@ var (
 	ErrShutdown = errors.New("meta member is shutting down")
 	// ErrPermissionDenied: the caller may not do this.
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrUnauthenticated: the call's signature, or its access key, was
+	// refused.
+	ErrUnauthenticated = errors.New("unauthenticated")
 
 	errAlreadyApplied = errors.New("entry already applied")
 )
@@ -80,6 +83,7 @@ var errorTable = &rpcerr.Table{Domain: rpcerr.MetaDomain, Entries: []rpcerr.Entr
 	{Err: ErrUnavailable, Code: codes.Unavailable, Reason: rpcerr.Unavailable},
 	{Err: ErrStateCorrupt, Code: codes.DataLoss, Reason: rpcerr.StateCorrupt},
 	{Err: ErrPermissionDenied, Code: codes.PermissionDenied, Reason: rpcerr.PermissionDenied},
+	{Err: ErrUnauthenticated, Code: codes.Unauthenticated, Reason: rpcerr.Unauthenticated},
 }}
 
 // codeOf returns the gRPC code for err.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/clipstore/clipstore/internal/callauth"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
@@ -19,6 +20,15 @@ const forwardedKey = "clipstore-forwarded-by"
 // ErrNotLeader when no leader is known or the request was forwarded here
 // already.
 func (n *Node) leaderClient(ctx context.Context) (pb.MetaServiceClient, context.Context, error) {
+	cc, fctx, err := n.leaderConn(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pb.NewMetaServiceClient(cc), fctx, nil
+}
+
+// leaderConn is leaderClient's connection.
+func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
 		return nil, nil, n.notLeader(fmt.Sprintf("member %s was forwarded a request but is not the leader", n.cfg.ID))
 	}
@@ -34,7 +44,22 @@ func (n *Node) leaderClient(ctx context.Context) (pb.MetaServiceClient, context.
 	if err != nil {
 		return nil, nil, n.notLeader(fmt.Sprintf("dial the leader: %v", err))
 	}
-	return pb.NewMetaServiceClient(cc), metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.ID), nil
+	return cc, forwardContext(ctx, n.cfg.ID), nil
+}
+
+// forwardContext is the context of a call forwarded by member id: it says
+// so, and carries the call's signature or asserted principal, which the
+// leader checks again (the request's bytes are the same).
+func forwardContext(ctx context.Context, id string) context.Context {
+	kv := []string{forwardedKey, id}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, k := range []string{callauth.Header, callauth.PrincipalHeader} {
+			for _, v := range md.Get(k) {
+				kv = append(kv, k, v)
+			}
+		}
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
 
 // notLeader is ErrNotLeader with the leader this member knows of.

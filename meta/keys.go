@@ -145,6 +145,7 @@ func (n *Node) createAccessKey(ctx context.Context, req *pb.CreateAccessKeyReque
 	key := newAccessKey(req.Name, by, n.cfg.now().UnixNano())
 	secret := key.SecretAccessKey
 	key.SealedSecret, key.SecretAccessKey, key.Grants = sealSecret(n.secrets, key.AccessKeyId, secret), "", req.Grants
+	key.ClusterAdmin = req.ClusterAdmin
 	cmd := &pb.CreateAccessKeyRequest{RequestId: req.RequestId, Name: req.Name, Key: key}
 	resp, err := n.propose(ctx, &pb.Command{RequestId: req.RequestId, Op: &pb.Command_CreateAccessKey{CreateAccessKey: cmd}})
 	if err != nil {
@@ -158,7 +159,8 @@ func (n *Node) createAccessKey(ctx context.Context, req *pb.CreateAccessKeyReque
 	}
 	out.Key = proto.Clone(out.Key).(*pb.AccessKey)
 	out.Key.SealedSecret, out.Key.SecretAccessKey = nil, secret
-	n.log.Info("access key created", "access_key_id", out.Key.GetAccessKeyId(), "name", req.Name, "grants", grantsString(req.Grants), "by", by)
+	n.log.Info("access key created", "access_key_id", out.Key.GetAccessKeyId(), "name", req.Name, "grants", grantsString(req.Grants),
+		"cluster_admin", req.ClusterAdmin, "by", by)
 	return out, nil
 }
 
@@ -226,7 +228,8 @@ func (n *Node) deleteAccessKey(ctx context.Context, req *pb.DeleteAccessKeyReque
 func (n *Node) listAccessKeys(_ context.Context, _ *pb.ListAccessKeysRequest) (*pb.ListAccessKeysResponse, error) {
 	resp := &pb.ListAccessKeysResponse{}
 	if n.cfg.RootAccessKey != "" {
-		resp.Keys = append(resp.Keys, &pb.AccessKey{AccessKeyId: n.cfg.RootAccessKey, Name: "root (from the configuration)", Grants: rootGrants})
+		resp.Keys = append(resp.Keys, &pb.AccessKey{AccessKeyId: n.cfg.RootAccessKey, Name: "root (from the configuration)", Grants: rootGrants,
+			ClusterAdmin: true})
 	}
 	err := n.fsm.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktAccessKeys).ForEach(func(k, v []byte) error {
@@ -265,6 +268,9 @@ func (n *Node) signingKey(_ context.Context, req *pb.SigningKeyRequest) (*pb.Sig
 	if !dateRe.MatchString(req.Date) || !scopeRe.MatchString(req.Region) || !scopeRe.MatchString(req.Service) {
 		return nil, fmt.Errorf("%w: a signing key scope is a date YYYYMMDD, a region and a service (got %q, %q, %q)",
 			ErrInvalidArgument, req.Date, req.Region, req.Service)
+	}
+	if req.Region == "clipstore" && req.Service == "native" {
+		return nil, fmt.Errorf("%w: the scope clipstore/native signs native API calls; gateways get S3 scopes only", ErrPermissionDenied)
 	}
 	if n.cfg.RootAccessKey != "" && subtle.ConstantTimeCompare([]byte(req.AccessKeyId), []byte(n.cfg.RootAccessKey)) == 1 {
 		return &pb.SigningKeyResponse{SigningKey: sigv4.DeriveKey(n.cfg.RootSecretKey, req.Date, req.Region, req.Service),

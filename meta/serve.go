@@ -33,7 +33,7 @@ func (n *Node) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
 	}
 	// The audit interceptor first: it sees the refusals of those after it.
 	opts = append(append(append(append(n.serverLimits(), grpc.ChainUnaryInterceptor(n.audit)), opts...), n.serverCredentials()...),
-		grpc.ChainUnaryInterceptor(n.leaderHeader))
+		grpc.ChainUnaryInterceptor(n.authorize, n.leaderHeader))
 	srv := grpc.NewServer(opts...)
 	pb.RegisterMetaServiceServer(srv, &service{n: n})
 	n.mu.grpc = srv

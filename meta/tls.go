@@ -3,6 +3,7 @@ package meta
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"strings"
@@ -121,14 +122,13 @@ func (n *Node) serverLimits() []grpc.ServerOption {
 const maxHeaderBytes = 64 << 10
 
 // serverCredentials are the gRPC server options of the member's TLS:
-// every caller presents a certificate of the cluster's CA, and the role
-// of cluster and gateway calls is checked.
+// every caller presents a certificate of the cluster's CA (authorize
+// checks the roles).
 func (n *Node) serverCredentials() []grpc.ServerOption {
 	if n.cfg.TLS == nil {
 		return nil
 	}
-	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(n.cfg.TLS.ServerConfig(true))),
-		grpc.ChainUnaryInterceptor(checkRole)}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(n.cfg.TLS.ServerConfig(true)))}
 }
 
 // clusterCalls are the RPCs only cluster members make: storage nodes'
@@ -144,23 +144,37 @@ var memberCalls = map[string]bool{"JoinMember": true}
 // gatewayCalls are the RPCs only S3 gateways make.
 var gatewayCalls = map[string]bool{"SigningKey": true}
 
-// checkRole refuses a cluster call from a certificate without a member's
-// role, and a gateway's call from one without the gateway role.
-func checkRole(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
-	var roles []string
+// fsckCalls are the cluster calls a cluster admin's key may make too:
+// fsck's reads of the shard index.
+var fsckCalls = map[string]bool{"ListNodeShards": true, "CheckShards": true}
+
+// roleCalls returns the roles whose certificates may make method; nil
+// for a user call (any certificate of the CA).
+func roleCalls(method string) []string {
 	switch {
 	case clusterCalls[method]:
-		roles = []string{tlsconf.RoleMeta, tlsconf.RoleStorage}
+		return []string{tlsconf.RoleMeta, tlsconf.RoleStorage}
 	case memberCalls[method]:
-		roles = []string{tlsconf.RoleMeta}
+		return []string{tlsconf.RoleMeta}
 	case gatewayCalls[method]:
-		roles = []string{tlsconf.RoleGateway}
-	default:
-		return handler(ctx, req)
+		return []string{tlsconf.RoleGateway}
 	}
-	if cert := tlsconf.PeerCertificate(ctx); cert == nil || !tlsconf.HasRole(cert, roles...) {
-		return nil, toStatus(fmt.Errorf("%w: %s is for certificates with the %s role", ErrPermissionDenied, method, strings.Join(roles, " or ")))
+	return nil
+}
+
+// checkRole refuses a cluster call from a certificate without a member's
+// role, and a gateway's call from one without the gateway role.
+func checkRole(cert *x509.Certificate, method string) error {
+	roles := roleCalls(method)
+	if roles == nil {
+		return nil
 	}
-	return handler(ctx, req)
+	if cert == nil || !tlsconf.HasRole(cert, roles...) {
+		msg := fmt.Sprintf("%s is for certificates with the %s role", method, strings.Join(roles, " or "))
+		if fsckCalls[method] {
+			msg += ", or calls signed by a cluster admin's key"
+		}
+		return fmt.Errorf("%w: %s", ErrPermissionDenied, msg)
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ type clientOptions struct {
 	meta                 string
 	timeout, metaTimeout time.Duration
 	tls                  tlsFlags
+	keyFile              string
 }
 
 // defaultMeta is where client commands look for meta without --meta or
@@ -33,6 +34,48 @@ func (o *clientOptions) AddFlags(cmd *cobra.Command) {
 	cmd.PersistentFlags().DurationVar(&o.metaTimeout, "meta-timeout", client.DefaultMetaTimeout,
 		"give each attempt of a call to a meta member this long before trying the next member")
 	o.tls.addFlags(cmd.PersistentFlags(), false)
+	cmd.PersistentFlags().StringVar(&o.keyFile, "key-file", "", "sign calls with the access key in this file: the JSON of 'admin keys create --json', "+
+		"or the id and the secret separated by white space (default $"+envKeyFile+", else $"+envAccessKey+" and $"+envSecretKey+")")
+}
+
+// The environment variables of a client's access key.
+const (
+	envAccessKey = "CLIPSTORE_ACCESS_KEY"
+	envSecretKey = "CLIPSTORE_SECRET_KEY"
+	envKeyFile   = "CLIPSTORE_KEY_FILE"
+)
+
+// credentials are the access key a client signs its calls with: from
+// --key-file, else $CLIPSTORE_KEY_FILE, else $CLIPSTORE_ACCESS_KEY and
+// $CLIPSTORE_SECRET_KEY; none is fine (unsigned calls).
+func (o *clientOptions) credentials() (id, secret string, err error) {
+	path := o.keyFile
+	if path == "" {
+		path = os.Getenv(envKeyFile)
+	}
+	if path == "" {
+		id, secret = os.Getenv(envAccessKey), os.Getenv(envSecretKey)
+		if (id == "") != (secret == "") {
+			return "", "", fmt.Errorf("$%s and $%s go together", envAccessKey, envSecretKey)
+		}
+		return id, secret, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("key file: %w", err)
+	}
+	var k struct {
+		ID     string `json:"access_key_id"`
+		Secret string `json:"secret_access_key"`
+	}
+	if json.Unmarshal(b, &k) == nil && k.ID != "" && k.Secret != "" {
+		return k.ID, k.Secret, nil
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return "", "", fmt.Errorf("key file %s: want the JSON of 'admin keys create --json', or the access key id and the secret separated by white space", path)
+	}
+	return f[0], f[1], nil
 }
 
 // connect builds a client for the meta addresses the flags and
@@ -49,11 +92,16 @@ func (o *clientOptions) connect(cmd *cobra.Command) (*client.Client, context.Con
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	id, secret, err := o.credentials()
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	if o.timeout > 0 {
 		ctx, cancel = context.WithTimeout(cmd.Context(), o.timeout)
 	}
-	c, err := client.New(ctx, client.Config{Meta: strings.Split(addrs, ","), MetaTimeout: o.metaTimeout, TLS: tlsID})
+	c, err := client.New(ctx, client.Config{Meta: strings.Split(addrs, ","), MetaTimeout: o.metaTimeout, TLS: tlsID,
+		AccessKey: id, SecretKey: secret})
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err

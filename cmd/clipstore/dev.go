@@ -118,6 +118,7 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 		c.NodeDownAfter, c.RepairAfter, c.GCGrace = o.meta.NodeDownAfter, o.meta.RepairAfter, o.meta.GCGrace
 		c.ClusterSecret, c.SecretsKey = secret, secretsKey
 		c.RootAccessKey, c.RootSecretKey = o.rootKey, o.rootSecret
+		c.RequireAuth = o.tls
 	}
 	o.cfg.ConfigureStorage = func(c *server.Config) {
 		c.ScrubInterval, c.ScrubRate, c.GCInterval = o.storage.ScrubInterval, o.storage.ScrubRate, o.storage.GCInterval
@@ -143,8 +144,9 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 		if err != nil {
 			return errors.Join(err, c.Shutdown(context.Background()))
 		}
-		fmt.Fprintf(out, "TLS on every link; for the CLI:\n  export %s=%s %s=%s %s=%s\n",
-			envTLSCert, filepath.Join(dir, "client.crt"), envTLSKey, filepath.Join(dir, "client.key"), envTLSCA, filepath.Join(dir, "ca.crt"))
+		fmt.Fprintf(out, "TLS on every link, signed calls only; for the CLI:\n  export %s=%s %s=%s %s=%s\n  export %s=%s %s=%s\n",
+			envTLSCert, filepath.Join(dir, "client.crt"), envTLSKey, filepath.Join(dir, "client.key"), envTLSCA, filepath.Join(dir, "ca.crt"),
+			envAccessKey, o.rootKey, envSecretKey, o.rootSecret)
 	}
 	if o.s3 != "off" {
 		stopS3, err := o.startS3(ctx, out, c.MetaAddrs(), secret, reg, log, errc)
@@ -175,10 +177,15 @@ Ctrl-C stops the cluster.
 }
 
 // pickRootKey takes the root key from the environment, or the fixed dev
-// credentials, which serve only a gateway on loopback.
+// credentials, which serve only a gateway on loopback (and, with --tls,
+// sign the CLI's calls).
 func (o *devOptions) pickRootKey() error {
 	o.rootKey, o.rootSecret = rootKeyFromEnv()
-	if o.rootKey != "" || o.s3 == "off" {
+	if o.rootKey != "" || (o.s3 == "off" && !o.tls) {
+		return nil
+	}
+	if o.s3 == "off" {
+		o.rootKey, o.rootSecret = devAccessKey, devSecretKey
 		return nil
 	}
 	host, _, err := net.SplitHostPort(o.s3)

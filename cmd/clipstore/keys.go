@@ -92,6 +92,7 @@ type keysOptions struct {
 	*clientOptions
 	name    string
 	allow   []string
+	admin   bool
 	jsonOut bool
 }
 
@@ -99,11 +100,11 @@ func newKeysCommand(co *clientOptions) *cobra.Command {
 	o := &keysOptions{clientOptions: co}
 	cmd := &cobra.Command{Use: "keys", Aliases: []string{"key"}, Short: "Create, list and delete access keys (the S3 gateway's credentials)"}
 	create := &cobra.Command{
-		Use:   "create [NAME] --allow BUCKET:read|write|admin ...",
+		Use:   "create [NAME] --allow BUCKET:read|write|admin ... [--cluster-admin]",
 		Short: "Create an access key and print its secret (shown only this once)",
 		Example: `  clipstore admin keys create ingest --allow raw:write
   clipstore admin keys create trainer --allow raw:read --allow curated:read
-  clipstore admin keys create ops --allow '*:admin'`,
+  clipstore admin keys create ops --allow '*:admin' --cluster-admin`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -112,8 +113,8 @@ func newKeysCommand(co *clientOptions) *cobra.Command {
 				}
 				o.name = args[0]
 			}
-			if len(o.allow) == 0 {
-				return errors.New("a key needs at least one --allow BUCKET:read|write|admin (--allow '*:admin' for everything)")
+			if len(o.allow) == 0 && !o.admin {
+				return errors.New("a key needs at least one --allow BUCKET:read|write|admin (--allow '*:admin' for every bucket), or --cluster-admin")
 			}
 			grants := make([]client.Grant, len(o.allow))
 			for i, a := range o.allow {
@@ -127,22 +128,23 @@ func newKeysCommand(co *clientOptions) *cobra.Command {
 				return err
 			}
 			defer done()
-			k, err := c.CreateAccessKey(ctx, o.name, grants...)
+			k, err := c.CreateAccessKey(ctx, client.KeySpec{Name: o.name, Grants: grants, ClusterAdmin: o.admin})
 			if err != nil {
 				return err
 			}
 			if o.jsonOut {
 				return writeJSON(cmd.OutOrStdout(), map[string]any{"access_key_id": k.ID, "secret_access_key": k.Secret,
-					"name": k.Name, "created": jsonTime(k.Created), "grants": grantStrings(k.Grants)})
+					"name": k.Name, "created": jsonTime(k.Created), "grants": grantStrings(k.Grants), "cluster_admin": k.ClusterAdmin})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "access key id:     %s\nsecret access key: %s\ngrants:            %s\n(the secret is not shown again)\n",
-				k.ID, k.Secret, k.Grants)
+			fmt.Fprintf(cmd.OutOrStdout(), "access key id:     %s\nsecret access key: %s\ngrants:            %s\n", k.ID, k.Secret, keyGrants(k))
+			fmt.Fprintln(cmd.OutOrStdout(), "(the secret is not shown again)")
 			return nil
 		},
 	}
 	create.Flags().StringVar(&o.name, "name", "", "what the key is for")
 	create.Flags().StringArrayVar(&o.allow, "allow", nil,
 		"what the key may do: BUCKET:read, BUCKET:write or BUCKET:admin (admin includes read and write), BUCKET * for every bucket; repeat it (at least one)")
+	create.Flags().BoolVar(&o.admin, "cluster-admin", false, "the key may also run the cluster: nodes, members, repair limits, cluster settings, keys, fsck")
 	create.Flags().BoolVar(&o.jsonOut, "json", false, "print the key as JSON")
 	ls := &cobra.Command{
 		Use:   "ls",
@@ -162,7 +164,7 @@ func newKeysCommand(co *clientOptions) *cobra.Command {
 				out := []map[string]any{}
 				for _, k := range keys {
 					out = append(out, map[string]any{"access_key_id": k.ID, "name": k.Name, "created": jsonTime(k.Created),
-						"created_by": k.CreatedBy, "grants": grantStrings(k.Grants)})
+						"created_by": k.CreatedBy, "grants": grantStrings(k.Grants), "cluster_admin": k.ClusterAdmin})
 				}
 				return writeJSON(cmd.OutOrStdout(), out)
 			}
@@ -173,7 +175,7 @@ func newKeysCommand(co *clientOptions) *cobra.Command {
 				if !k.Created.IsZero() {
 					created = k.Created.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Grants, created, k.CreatedBy)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, keyGrants(k), created, k.CreatedBy)
 			}
 			return tw.Flush()
 		},
@@ -194,6 +196,18 @@ func newKeysCommand(co *clientOptions) *cobra.Command {
 	}
 	cmd.AddCommand(create, ls, rm)
 	return cmd
+}
+
+// keyGrants is what a key may do, as keys create and ls show it.
+func keyGrants(k client.AccessKey) string {
+	s := k.Grants.String()
+	if k.ClusterAdmin {
+		if s != "" {
+			s += ","
+		}
+		s += "cluster-admin"
+	}
+	return s
 }
 
 // grantStrings is a policy as JSON shows it: ["bucket:access", …].

@@ -39,6 +39,8 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the secret shared with the S3 gateways, who present it to get signing keys (empty: none are handed out)")
 	o.serverFlags.AddFlags(cmd, "info")
 	o.tls.addFlags(f, true)
+	f.BoolVar(&o.cfg.RequireAuth, "require-auth", false, "take only calls signed with an access key (or asserted by an S3 gateway's certificate): needs TLS; "+
+		"the root key (--root-key-file) is the first cluster admin")
 	f.StringVar(&o.auditLog, "audit-log", "", "append the audit log (admin actions and refused calls, one JSON object a line) to this file (default: the process log)")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
 	f.DurationVar(&o.cfg.UploadExpiry, "upload-expiry", o.cfg.UploadExpiry, "abort a multipart upload left open this long, deleting its parts")

@@ -56,13 +56,15 @@ const (
 	// PermissionDenied: the caller may not do this (a signing key asked for
 	// without the cluster secret).
 	PermissionDenied Reason = "PERMISSION_DENIED"
+	// Unauthenticated: the call's signature or its key was refused.
+	Unauthenticated Reason = "UNAUTHENTICATED"
 )
 
 // All lists every reason, so that tests can check that both ends of the
 // contract know each one.
 var All = []Reason{InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, DeadlinePassed, NotLeader,
 	OutcomeUnknown, Unavailable, ShuttingDown, StateCorrupt, Corrupt, CorruptPiece, OutOfRange, NoSpace,
-	WriteInProgress, Timeout, Canceled, Deadline, PermissionDenied}
+	WriteInProgress, Timeout, Canceled, Deadline, PermissionDenied, Unauthenticated}
 
 // Metadata keys of the ErrorInfo details.
 const (

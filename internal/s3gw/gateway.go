@@ -227,6 +227,9 @@ func (g *Gateway) authenticate(req *request) error {
 		return errInvalidToken // the gateway issues no session tokens
 	}
 	req.auth, req.policy = a, key.Grants
+	// Meta authorizes the calls made for the request as the key's: over
+	// TLS it takes the assertion from the gateway's certificate.
+	req.Request = req.WithContext(client.OnBehalfOf(req.Context(), a.AccessKey))
 	return nil
 }
 

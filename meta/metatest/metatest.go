@@ -38,6 +38,9 @@ type Options struct {
 	Configure func(*meta.Config)
 	// Log receives the members' logs; nil discards them.
 	Log io.Writer
+	// DialOptions, if set, are those of the members' Clients (with TLS,
+	// its credentials); nil: plain text.
+	DialOptions []grpc.DialOption
 }
 
 // Member is one meta member and a client connected to it.
@@ -146,7 +149,11 @@ func (m *Member) Start(bootstrap bool) {
 	m.RaftAddr = node.RaftAddress()
 	m.Node, m.served = node, make(chan error, 1)
 	go func() { m.served <- node.Serve(lis) }()
-	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dial := m.c.opts.DialOptions
+	if dial == nil {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(m.GRPCAddr, dial...)
 	if err != nil {
 		t.Fatal(err)
 	}

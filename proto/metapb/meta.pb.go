@@ -6008,7 +6008,10 @@ type AccessKey struct {
 	Grants          []*Grant `protobuf:"bytes,6,rep,name=grants,proto3" json:"grants,omitempty"`                        // what the key may do; none: nothing
 	// The secret sealed with the meta members' secrets key (AES-256-GCM,
 	// the access key id as associated data): nonce || ciphertext.
-	SealedSecret  []byte `protobuf:"bytes,7,opt,name=sealed_secret,json=sealedSecret,proto3" json:"sealed_secret,omitempty"`
+	SealedSecret []byte `protobuf:"bytes,7,opt,name=sealed_secret,json=sealedSecret,proto3" json:"sealed_secret,omitempty"`
+	// Cluster admin: node lifecycle, members, repair limits, cluster
+	// settings, keys, fsck.
+	ClusterAdmin  bool `protobuf:"varint,8,opt,name=cluster_admin,json=clusterAdmin,proto3" json:"cluster_admin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6092,6 +6095,13 @@ func (x *AccessKey) GetSealedSecret() []byte {
 	return nil
 }
 
+func (x *AccessKey) GetClusterAdmin() bool {
+	if x != nil {
+		return x.ClusterAdmin
+	}
+	return false
+}
+
 // Grant allows one access on one bucket, or on every bucket ("*").
 type Grant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -6153,6 +6163,7 @@ type CreateAccessKeyRequest struct {
 	// Raft entry carries them, so that every member applies the same key.
 	Key           *AccessKey `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
 	Grants        []*Grant   `protobuf:"bytes,4,rep,name=grants,proto3" json:"grants,omitempty"`
+	ClusterAdmin  bool       `protobuf:"varint,5,opt,name=cluster_admin,json=clusterAdmin,proto3" json:"cluster_admin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6213,6 +6224,13 @@ func (x *CreateAccessKeyRequest) GetGrants() []*Grant {
 		return x.Grants
 	}
 	return nil
+}
+
+func (x *CreateAccessKeyRequest) GetClusterAdmin() bool {
+	if x != nil {
+		return x.ClusterAdmin
+	}
+	return false
 }
 
 type CreateAccessKeyResponse struct {
@@ -8420,7 +8438,7 @@ const file_meta_proto_rawDesc = "" +
 	"\tthreshold\x18\x04 \x01(\rR\tthreshold\"`\n" +
 	"\x0fNodeScrubStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x124\n" +
-	"\x05scrub\x18\x02 \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\"\x91\x02\n" +
+	"\x05scrub\x18\x02 \x01(\v2\x1e.clipstore.meta.v1.ScrubStatusR\x05scrub\"\xb6\x02\n" +
 	"\tAccessKey\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
 	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12\x12\n" +
@@ -8429,16 +8447,18 @@ const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"created_by\x18\x05 \x01(\tR\tcreatedBy\x120\n" +
 	"\x06grants\x18\x06 \x03(\v2\x18.clipstore.meta.v1.GrantR\x06grants\x12#\n" +
-	"\rsealed_secret\x18\a \x01(\fR\fsealedSecret\"R\n" +
+	"\rsealed_secret\x18\a \x01(\fR\fsealedSecret\x12#\n" +
+	"\rcluster_admin\x18\b \x01(\bR\fclusterAdmin\"R\n" +
 	"\x05Grant\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x121\n" +
-	"\x06access\x18\x02 \x01(\x0e2\x19.clipstore.meta.v1.AccessR\x06access\"\xad\x01\n" +
+	"\x06access\x18\x02 \x01(\x0e2\x19.clipstore.meta.v1.AccessR\x06access\"\xd2\x01\n" +
 	"\x16CreateAccessKeyRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12.\n" +
 	"\x03key\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.AccessKeyR\x03key\x120\n" +
-	"\x06grants\x18\x04 \x03(\v2\x18.clipstore.meta.v1.GrantR\x06grants\"I\n" +
+	"\x06grants\x18\x04 \x03(\v2\x18.clipstore.meta.v1.GrantR\x06grants\x12#\n" +
+	"\rcluster_admin\x18\x05 \x01(\bR\fclusterAdmin\"I\n" +
 	"\x17CreateAccessKeyResponse\x12.\n" +
 	"\x03key\x18\x01 \x01(\v2\x1c.clipstore.meta.v1.AccessKeyR\x03key\"K\n" +
 	"\x15ListAccessKeysRequest\x122\n" +

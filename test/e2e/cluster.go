@@ -33,6 +33,9 @@ type Cluster struct {
 	zones       int
 	// TLS, if set, are the certificates every process and the CLI use.
 	TLS *TLSCerts
+	// RootKey, with ClusterOptions.RequireAuth, is the root key pair that
+	// Client and CLI sign their calls with.
+	RootKey [2]string
 }
 
 // ClusterOptions shape StartCluster's cluster.
@@ -44,6 +47,9 @@ type ClusterOptions struct {
 	// TLS runs every process with TLS and mutual authentication, with
 	// certificates made by clipstore admin certs (Cluster.TLS).
 	TLS bool
+	// RequireAuth (with TLS) gives the meta members a root key and
+	// --require-auth: Client and CLI sign with the root key.
+	RequireAuth bool
 }
 
 // StorageNode is a `clipstore storage` process of a Cluster and how to
@@ -63,6 +69,14 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 		c.TLS = MakeTLSCerts(t, filepath.Join(c.Root, "tls"))
 		o.MetaArgs = append(c.TLS.Flags("meta"), o.MetaArgs...)
 		c.StorageArgs = append(c.TLS.Flags("storage"), c.StorageArgs...)
+	}
+	if o.RequireAuth {
+		c.RootKey = [2]string{"E2EROOTKEY", "e2e-root-secret-key"}
+		file := filepath.Join(c.Root, "root-key")
+		if err := os.WriteFile(file, []byte(c.RootKey[0]+" "+c.RootKey[1]+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o.MetaArgs = append([]string{"--require-auth", "--root-key-file", file}, o.MetaArgs...)
 	}
 	for i := range 3 {
 		c.Metas = append(c.Metas, &MetaMember{ID: fmt.Sprintf("m%d", i), Dir: filepath.Join(c.Root, fmt.Sprintf("m%d", i)), tls: c.TLS})
@@ -155,7 +169,8 @@ func (c *Cluster) StartStorage(s *StorageNode) {
 
 // Client is a client of the cluster; it closes at cleanup.
 func (c *Cluster) Client() *client.Client {
-	cl, err := client.New(context.Background(), client.Config{Meta: strings.Split(c.MetaAddrs(), ","), TLS: c.TLS.Loader(c.t, "client")})
+	cl, err := client.New(context.Background(), client.Config{Meta: strings.Split(c.MetaAddrs(), ","), TLS: c.TLS.Loader(c.t, "client"),
+		AccessKey: c.RootKey[0], SecretKey: c.RootKey[1]})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -195,7 +210,17 @@ func (c *Cluster) WaitNodesUp(n int) {
 // stdout, stderr and exit code.
 func (c *Cluster) CLI(args ...string) (string, string, int) {
 	c.t.Helper()
-	return CLI(c.t, c.TLS.Env("client"), append(args, "--meta", c.MetaAddrs())...)
+	return CLI(c.t, c.Env(), append(args, "--meta", c.MetaAddrs())...)
+}
+
+// Env is the CLI's environment for the cluster: its client certificate
+// and, with RequireAuth, the root key.
+func (c *Cluster) Env() []string {
+	env := c.TLS.Env("client")
+	if c.RootKey[0] != "" {
+		env = append(env, "CLIPSTORE_ACCESS_KEY="+c.RootKey[0], "CLIPSTORE_SECRET_KEY="+c.RootKey[1])
+	}
+	return env
 }
 
 // CLI runs the clipstore binary with args and env added to the test's

@@ -17,13 +17,14 @@ import (
 var (
 	devMetaLine = regexp.MustCompile(`meta listening on (127\.0\.0\.1:\d+)`)
 	devS3Line   = regexp.MustCompile(`s3 gateway listening on (127\.0\.0\.1:\d+)`)
-	devEnvLine  = regexp.MustCompile(`export (CLIPSTORE_TLS_CERT=\S+) (CLIPSTORE_TLS_KEY=\S+) (CLIPSTORE_TLS_CA=\S+)`)
+	devEnvLine  = regexp.MustCompile(`export (CLIPSTORE_TLS_CERT=\S+) (CLIPSTORE_TLS_KEY=\S+) (CLIPSTORE_TLS_CA=\S+)\s+export (CLIPSTORE_ACCESS_KEY=\S+) (CLIPSTORE_SECRET_KEY=\S+)`)
 )
 
 // TestDevTLS: `clipstore dev --tls` makes a CA and certificates under its
 // data directory, serves every link with TLS (the S3 gateway with HTTPS)
-// and prints the CLI's environment, with which the CLI works and without
-// which it is refused; a restart keeps the certificates.
+// and takes only signed calls; it prints the CLI's environment
+// (certificates and a key), with which the CLI works, and without which,
+// or without its key, it is refused; a restart keeps the certificates.
 func TestDevTLS(t *testing.T) {
 	data := t.TempDir()
 	start := func() (p *e2e.Process, metaAddr, s3Addr string, env []string) {
@@ -56,6 +57,9 @@ func TestDevTLS(t *testing.T) {
 	}
 	if _, errOut, code := cli(nil, "ls", "videos"); code == 0 {
 		t.Fatalf("a CLI without the certificates listed the bucket: %s", errOut)
+	}
+	if _, errOut, code := cli(env[:3], "ls", "videos"); code == 0 || !strings.Contains(errOut, "signed with an access key") {
+		t.Fatalf("a CLI with the certificates but no key: exit %d, %s; want refused", code, errOut)
 	}
 	caFile := strings.TrimPrefix(env[2], "CLIPSTORE_TLS_CA=")
 	ca, err := os.ReadFile(caFile)

@@ -32,7 +32,7 @@ func TestTLSCluster(t *testing.T) {
 	if err := os.WriteFile(secretsKey, []byte("a-secrets-key-for-the-tls-tests-of-32-bytes-or-more\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 7, TLS: true,
+	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 7, TLS: true, RequireAuth: true,
 		MetaArgs: []string{"--node-down-after", "2s", "--repair-after", "1s", "--gc-grace", "0s", "--secrets-key-file", secretsKey,
 			"--audit-log", filepath.Join(dir, "audit.log")}})
 	if out, errOut, code := c.CLI("mb", "clips"); code != 0 {
@@ -80,6 +80,51 @@ func TestTLSCluster(t *testing.T) {
 	})
 	t.Run("fsck", func(t *testing.T) {
 		await.TrueWhy(t, 30*time.Second, "fsck --deep clean", c.FsckClean)
+	})
+
+	t.Run("access keys", func(t *testing.T) {
+		// Every call above was signed with the root key. Without a key,
+		// the certificate alone gets nothing, and the CLI says why in one
+		// line.
+		_, errOut, code := e2e.CLI(t, c.TLS.Env("client"), "ls", "clips", "--meta", c.MetaAddrs(), "--timeout", "10s")
+		if code == 0 || !strings.Contains(errOut, "signed with an access key") || strings.Contains(strings.TrimSpace(errOut), "\n") {
+			t.Fatalf("ls without a key: exit %d, %q; want one line saying a signed call is needed", code, errOut)
+		}
+		// A key that may read the bucket reads it, and nothing more.
+		out, errOut, code := c.CLI("admin", "keys", "create", "trainer", "--allow", "clips:read", "--json")
+		if code != 0 {
+			t.Fatalf("keys create: %s", errOut)
+		}
+		keyFile := filepath.Join(t.TempDir(), "trainer.json")
+		if err := os.WriteFile(keyFile, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := append(c.TLS.Env("client"), "CLIPSTORE_KEY_FILE="+keyFile)
+		back := filepath.Join(t.TempDir(), "back")
+		if _, errOut, code := e2e.CLI(t, env, "get", "clips/car1/0.mp4", back, "--meta", c.MetaAddrs(), "--timeout", "20s"); code != 0 {
+			t.Fatalf("get with a read key: %s", errOut)
+		}
+		if got, _ := os.ReadFile(back); !bytes.Equal(got, e2e.ClipBytes(0, 300_000)) {
+			t.Fatal("the read key read back other bytes")
+		}
+		for _, refused := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"put", "clips/car1/new.mp4", back}, `no write access to bucket "clips"`},
+			{[]string{"rm", "clips/car1/0.mp4"}, `no write access to bucket "clips"`},
+			{[]string{"mb", "other"}, `no admin access to bucket "other"`},
+			{[]string{"admin", "node", "drain", c.Storage[3].ID}, "not a cluster admin"},
+			{[]string{"admin", "keys", "ls"}, "not a cluster admin"},
+		} {
+			_, errOut, code := e2e.CLI(t, env, append(refused.args, "--meta", c.MetaAddrs(), "--timeout", "20s")...)
+			if code == 0 || !strings.Contains(errOut, refused.want) || strings.Contains(strings.TrimSpace(errOut), "\n") {
+				t.Errorf("%v with a read key: exit %d, %q; want one line with %q", refused.args, code, errOut, refused.want)
+			}
+		}
+		if _, errOut, code := c.CLI("stat", "clips/car1/0.mp4"); code != 0 {
+			t.Fatalf("the refused rm changed something: %s", errOut)
+		}
 	})
 
 	t.Run("s3 gateway", func(t *testing.T) {
