@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/clipstore/clipstore/internal/callauth"
+	"github.com/clipstore/clipstore/internal/capability"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
@@ -39,4 +40,28 @@ func (c Config) sign(ctx context.Context, method string, req, reply any, cc *grp
 // gateway's calls for a request carry it.
 func OnBehalfOf(ctx context.Context, id string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, callauth.PrincipalHeader, id)
+}
+
+// withCapability returns ctx whose storage calls carry token (none when
+// it is empty: a cluster without capabilities).
+func withCapability(ctx context.Context, token []byte) context.Context {
+	if len(token) == 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, capability.Header, string(token))
+}
+
+// setToken keeps the capability of the latest answer for the view's reads.
+func (v *clipView) setToken(token []byte) {
+	if len(token) > 0 {
+		v.token.Store(&token)
+	}
+}
+
+// capability is the view's token for its storage reads.
+func (v *clipView) capability() []byte {
+	if t := v.token.Load(); t != nil {
+		return *t
+	}
+	return nil
 }

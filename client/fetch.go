@@ -352,7 +352,7 @@ func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := openUnitStream(rr.ctx, sc, sh.ShardId, i, b, rr.end, rr.p.v.c.cfg.BlocksInFlight, rr.p.v.c.cfg.RequestTimeout)
+	s := openUnitStream(withCapability(rr.ctx, rr.p.v.capability()), sc, sh.ShardId, i, b, rr.end, rr.p.v.c.cfg.BlocksInFlight, rr.p.v.c.cfg.RequestTimeout)
 	rr.streams[i] = s
 	return s, nil
 }

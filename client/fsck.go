@@ -82,6 +82,15 @@ func (c *Client) Fsck(ctx context.Context, opts *FsckOptions) (*FsckReport, erro
 	if f.opts.Concurrency <= 0 {
 		f.opts.Concurrency = 16
 	}
+	// On a cluster with capabilities, storage nodes list and read their
+	// shards for a cluster admin's inventory token.
+	inv, err := callMeta(ctx, c, "inventory capability", func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.InventoryCapabilityResponse, error) {
+		return mc.InventoryCapability(ctx, &metapb.InventoryCapabilityRequest{})
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx = withCapability(ctx, inv.Capability)
 	if err := f.checkRecords(ctx); err != nil {
 		return nil, err
 	}

@@ -155,6 +155,7 @@ func (v *clipView) fetch(ctx context.Context, sel *metapb.PartSelector) (*metapb
 	if v.mu.addrs != nil {
 		v.learnAddrs(resp.Nodes)
 	}
+	v.setToken(resp.Capability)
 	return resp, nil
 }
 

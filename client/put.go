@@ -452,7 +452,7 @@ func (w *shardWriter) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(withCapability(ctx, w.up.begin.Capability))
 	w.cancel, w.watchdog = cancel, time.AfterFunc(time.Hour, cancel)
 	w.watchdog.Stop()
 	var opts []grpc.CallOption

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/clipstore/clipstore/erasure"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -35,6 +36,9 @@ type clipView struct {
 	rec   *metapb.ClipRecord // the record's own fields; Parts: the first answer's
 	info  *ClipInfo
 	count int // the record's parts
+	// token is the latest capability meta gave with the record: storage
+	// nodes read its shards only with it (nil: none needed).
+	token atomic.Pointer[[]byte]
 
 	mu struct {
 		sync.Mutex
@@ -90,6 +94,7 @@ func (c *Client) viewOf(resp *metapb.GetClipResponse) (*clipView, error) {
 	if err := checkParts(rec, page, v.count); err != nil {
 		return nil, err
 	}
+	v.setToken(resp.Capability)
 	v.mu.addrs = make(map[string]string, len(resp.Nodes))
 	v.mu.readahead = firstReadahead
 	v.learnAddrs(resp.Nodes)

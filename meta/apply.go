@@ -119,6 +119,8 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.completeUpload(op.CompleteUpload)
 	case *pb.Command_AbortUpload:
 		return a.abortUpload(op.AbortUpload)
+	case *pb.Command_SetKeyring:
+		return a.setKeyring(op.SetKeyring)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}
@@ -160,7 +162,7 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.CommitPutResponse{}
 	case *pb.Command_AbortUpload:
 		return &pb.AbortUploadResponse{}
-	case *pb.Command_SetSettings:
+	case *pb.Command_SetSettings, *pb.Command_SetKeyring:
 		return &pb.SettingsResponse{}
 	default:
 		return nil

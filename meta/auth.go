@@ -105,7 +105,7 @@ func callNeeds(method string, req any) (need, string) {
 		return needCluster, ""
 	case *pb.SetNodeAdminStateRequest, *pb.RemoveNodeRequest, *pb.RebalanceRequest, *pb.RemoveMemberRequest,
 		*pb.CreateAccessKeyRequest, *pb.ListAccessKeysRequest, *pb.DeleteAccessKeyRequest,
-		*pb.ListNodeShardsRequest, *pb.CheckShardsRequest: // the last two: fsck
+		*pb.ListNodeShardsRequest, *pb.CheckShardsRequest, *pb.InventoryCapabilityRequest: // the last three: fsck
 		return needCluster, ""
 	}
 	return needCluster, "" // a call without a rule is the cluster admin's

@@ -171,7 +171,7 @@ func TestAuthMatrix(t *testing.T) {
 		"ReportShard": "key", "ListNodes": "key", "ListMembers": "key", "ClusterStatus": "key", "RepairLimits": "key", "Settings": "key",
 		"SetNodeAdminState": "cluster", "RemoveNode": "cluster", "Rebalance": "cluster", "RemoveMember": "cluster",
 		"CreateAccessKey": "cluster", "ListAccessKeys": "cluster", "DeleteAccessKey": "cluster",
-		"ListNodeShards": "cluster", "CheckShards": "cluster", // fsck
+		"ListNodeShards": "cluster", "CheckShards": "cluster", "InventoryCapability": "cluster", // fsck
 		"RegisterNode": "role", "Heartbeat": "role", "UpdateShard": "role", "JoinMember": "role", "SigningKey": "role",
 	}
 	type caller struct {

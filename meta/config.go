@@ -79,6 +79,12 @@ type Config struct {
 	// auth.go. It needs TLS, without which storage nodes serve anyone.
 	// Signed calls are checked against the key's grants either way.
 	RequireAuth bool
+	// CapabilityTTL is how long a read or inventory token is good for
+	// (default 1h); a write token lasts until its commit deadline.
+	CapabilityTTL time.Duration
+	// KeyRotation is how often the leader adds a capability key (default
+	// 24h).
+	KeyRotation time.Duration
 	// SecretsKey, the content of the meta members' secrets key file, seals
 	// access keys' secrets in Raft and the state (AES-256-GCM under its
 	// SHA-256): without one, no access key can be created. Every member
@@ -176,6 +182,8 @@ func DefaultConfig() Config {
 		UploadExpiry:         7 * 24 * time.Hour,
 		MaxUploadsPerKey:     1000,
 		MaxCaptureDuration:   24 * time.Hour,
+		CapabilityTTL:        time.Hour,
+		KeyRotation:          24 * time.Hour,
 		MaxRequestBytes:      16 << 20,
 		MaxStreams:           1000,
 		IdleTimeout:          30 * time.Minute,
@@ -228,6 +236,14 @@ func (c *Config) Validate() error {
 		return errors.New("meta config: a root key needs both its access key and its secret")
 	case c.RootAccessKey != "" && (len(c.RootAccessKey) < 3 || len(c.RootAccessKey) > 128 || len(c.RootSecretKey) < 8):
 		return errors.New("meta config: a root access key has 3 to 128 characters and a secret at least 8")
+	case c.RequireAuth && (c.CapabilityTTL <= 0 || c.KeyRotation <= 0):
+		return errors.New("meta config: CapabilityTTL and KeyRotation must be positive")
+	case c.RequireAuth && 2*c.KeyRotation-2*c.NodeDownAfter < max(c.CapabilityTTL, c.MaxUploadDuration):
+		// A key signs from 2×NodeDownAfter after the next one's creation
+		// and is dropped when the third one after it is made: the tokens
+		// it signed last must outlive neither.
+		return fmt.Errorf("meta config: KeyRotation %v is too short: a key must outlast the tokens it signed "+
+			"(2×KeyRotation − 2×NodeDownAfter ≥ max(CapabilityTTL %v, MaxUploadDuration %v))", c.KeyRotation, c.CapabilityTTL, c.MaxUploadDuration)
 	case c.RequireAuth && c.TLS == nil:
 		return errors.New("meta config: RequireAuth needs TLS: without it the links are plain text and storage nodes serve anyone")
 	case len(c.SecretsKey) > 0 && len(c.SecretsKey) < 32:

@@ -168,6 +168,9 @@ func (n *Node) leaderLoop() {
 			n.markSilentNodesDown(now)
 			n.scheduleRepairs(now)
 			n.rebalanceTick(now)
+			if n.capabilities() {
+				n.rotateKeyring(now)
+			}
 			if now.Sub(expired) >= min(time.Minute, n.cfg.UploadExpiry/4) {
 				n.expireUploads(now)
 				expired = now

@@ -41,6 +41,7 @@ type Node struct {
 	secrets    cipher.AEAD // seals access keys' secrets; nil without Config.SecretsKey
 	auditLog   *slog.Logger
 	principals principalCache // access keys as authentication sees them
+	ring       atomic.Pointer[keyringCache]
 
 	// ctx is the member's lifetime: the leader's background loops propose
 	// under it, and Shutdown or Close cancels it.

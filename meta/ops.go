@@ -66,7 +66,7 @@ func (n *Node) beginPut(_ context.Context, req *pb.BeginPutRequest) (*pb.BeginPu
 		return nil, err
 	}
 	resp.UploadId, resp.ClipId = newID(), newID()
-	return resp, nil
+	return resp, n.writeCapability(resp)
 }
 
 // place picks the targets and spares of a new clip's or part's shards.
@@ -153,7 +153,7 @@ func (n *Node) heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Heart
 	}
 	resp := &pb.HeartbeatResponse{IntervalMs: uint32(n.cfg.HeartbeatInterval / time.Millisecond),
 		Repairs: n.repairs.work(req.NodeId), ReportSeqApplied: node.ReportSeq,
-		MetaTimeoutMs: uint32(n.cfg.metaTimeout() / time.Millisecond)}
+		MetaTimeoutMs: uint32(n.cfg.metaTimeout() / time.Millisecond), Keyring: n.keyringFor(req)}
 	err = n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		prefix := joinKey(req.NodeId, nil)
 		c := tx.Bucket(bktDeletes).Cursor()
@@ -228,6 +228,10 @@ func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipRe
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	resp.Capability, err = n.readCapability(resp.Clip.ClipId)
 	return resp, err
 }
 

@@ -144,6 +144,12 @@ func (s *service) RegisterNode(ctx context.Context, req *pb.RegisterNodeRequest)
 		}
 		s.n.live.record(req.NodeId, hb)
 	}
+	if err == nil {
+		// The keyring comes with the registration: the node checks tokens
+		// from its first call on.
+		resp = proto.Clone(resp).(*pb.RegisterNodeResponse)
+		resp.Keyring, err = s.n.keyring()
+	}
 	return resp, err
 }
 
@@ -422,4 +428,12 @@ func newRand() *rand.Rand { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint
 func newID() []byte {
 	id := uuid.Must(uuid.NewV7()) // fails only if crypto/rand does, which it never does
 	return id[:]
+}
+
+func (s *service) InventoryCapability(ctx context.Context, req *pb.InventoryCapabilityRequest) (*pb.InventoryCapabilityResponse, error) {
+	token, err := s.n.inventoryCapability()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.InventoryCapabilityResponse{Capability: token}, nil
 }

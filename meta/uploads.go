@@ -165,7 +165,7 @@ func (n *Node) beginPart(_ context.Context, req *pb.BeginPartRequest) (*pb.Begin
 		return nil, err
 	}
 	resp.UploadId, resp.ClipId = u.UploadId, u.ClipId
-	return resp, nil
+	return resp, n.writeCapability(resp)
 }
 
 func (a *applier) commitPart(c *pb.CommitPartRequest) (*pb.CommitPartResponse, error) {

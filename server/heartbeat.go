@@ -268,6 +268,7 @@ func (h *heartbeater) register(ctx context.Context) bool {
 		})
 		if err == nil {
 			h.acknowledged(resp.GetNode().GetReportSeq(), 0) // number reports on from meta's last
+			h.n.gate.set(resp.Keyring, true)
 		}
 	}
 	if err != nil {
@@ -298,6 +299,7 @@ func (h *heartbeater) beat(ctx context.Context) (every, next time.Duration, err 
 	if rep != nil {
 		req.ReportSeq, req.DeletedShardIds, req.CorruptShardIds, req.MissingShardIds = rep.seq, rep.deleted, rep.corrupt, rep.missing
 	}
+	req.KeyringNewest, req.KeyringOldest = h.n.gate.held()
 	resp, err := metacall.Call(ctx, h.meta, func(ctx context.Context, mc pb.MetaServiceClient) (*pb.HeartbeatResponse, error) {
 		return mc.Heartbeat(ctx, req)
 	})
@@ -307,6 +309,7 @@ func (h *heartbeater) beat(ctx context.Context) (every, next time.Duration, err 
 	if resp.MetaTimeoutMs > 0 {
 		h.n.meta.SetAttemptTimeout(time.Duration(resp.MetaTimeoutMs) * time.Millisecond)
 	}
+	h.n.gate.set(resp.Keyring, false)
 	h.mu.Lock()
 	h.failed = h.failed[len(failed):] // only this goroutine removes, so they are still the first
 	h.mu.Unlock()

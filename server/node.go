@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/clipstore/clipstore/internal/conns"
 	"github.com/clipstore/clipstore/internal/metacall"
@@ -40,6 +41,8 @@ type Node struct {
 	gc    *collector // nil when stand-alone
 	// losses counts the shards found lost behind the node's back.
 	losses *losses
+	// gate checks callers' capability tokens.
+	gate *gate
 
 	mu struct {
 		sync.Mutex
@@ -56,9 +59,14 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: store.log, store: store, health: health.NewServer(), bg: newBackground(),
 		conns: conns.New(append(wire.DialOptions(), grpc.WithTransportCredentials(cfg.transportCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.maxMessageSize())))...)}
+	n.gate = &gate{tls: cfg.TLS != nil, now: time.Now}
+	if len(cfg.Meta) == 0 {
+		n.gate.set(nil, true) // stand-alone: no meta, no tokens
+	}
 	n.grpc = grpc.NewServer(append(append(wire.ServerOptions(),
 		grpc.MaxRecvMsgSize(cfg.maxMessageSize()),
 		grpc.MaxSendMsgSize(cfg.maxMessageSize()),
+		grpc.ChainUnaryInterceptor(n.gate.unary), grpc.ChainStreamInterceptor(n.gate.stream),
 	), append(cfg.serverLimits(), cfg.serverCredentials()...)...)...)
 	n.losses = newLosses(cfg.Registerer)
 	svc := &service{store: store, nodeID: cfg.NodeID, onDamage: n.noteDamage}

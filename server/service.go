@@ -54,6 +54,9 @@ func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 	if err != nil {
 		return WriteResult{}, err
 	}
+	if err := checkWrite(stream.Context(), h); err != nil {
+		return WriteResult{}, err
+	}
 	w, err := s.store.Create(h)
 	if err != nil {
 		return WriteResult{}, err
@@ -195,6 +198,9 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		return err
 	}
 	defer r.Close()
+	if err := checkRead(stream.Context(), "ReadShard", r.Header().ClipID); err != nil {
+		return err
+	}
 	first, end, err := blockRange(req.GetFirstBlock(), req.GetBlockCount(), r.Blocks())
 	if err != nil {
 		return err
@@ -273,6 +279,9 @@ func (s *service) StatShard(ctx context.Context, req *pb.StatShardRequest) (*pb.
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if err := checkRead(ctx, "StatShard", info.Header.ClipID); err != nil {
+		return nil, err
+	}
 	return &pb.StatShardResponse{Shard: &pb.ShardInfo{
 		Header: headerToProto(info.Header), Blocks: info.Blocks, Length: info.Length,
 		FileSize: uint64(info.FileSize), Checksum: info.Checksum, Disk: info.Disk,
@@ -281,6 +290,9 @@ func (s *service) StatShard(ctx context.Context, req *pb.StatShardRequest) (*pb.
 }
 
 func (s *service) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*pb.ListShardsResponse, error) {
+	if err := checkInventory(ctx); err != nil {
+		return nil, err
+	}
 	var after *ShardID
 	if len(req.GetStartAfter()) > 0 {
 		id, err := ParseShardID(req.GetStartAfter())

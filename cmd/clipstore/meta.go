@@ -41,6 +41,8 @@ func (o *metaOptions) AddFlags(cmd *cobra.Command) {
 	o.tls.addFlags(f, true)
 	f.BoolVar(&o.cfg.RequireAuth, "require-auth", false, "take only calls signed with an access key (or asserted by an S3 gateway's certificate): needs TLS; "+
 		"the root key (--root-key-file) is the first cluster admin")
+	f.DurationVar(&o.cfg.CapabilityTTL, "capability-ttl", o.cfg.CapabilityTTL, "with --require-auth: how long a read token storage nodes take is good for")
+	f.DurationVar(&o.cfg.KeyRotation, "key-rotation", o.cfg.KeyRotation, "with --require-auth: how often a new key signs capability tokens")
 	f.StringVar(&o.auditLog, "audit-log", "", "append the audit log (admin actions and refused calls, one JSON object a line) to this file (default: the process log)")
 	f.DurationVar(&o.cfg.MaxUploadDuration, "max-upload-duration", o.cfg.MaxUploadDuration, "time a client has between BeginPut and CommitPut")
 	f.DurationVar(&o.cfg.UploadExpiry, "upload-expiry", o.cfg.UploadExpiry, "abort a multipart upload left open this long, deleting its parts")

@@ -299,6 +299,86 @@ func (Access) EnumDescriptor() ([]byte, []int) {
 	return file_meta_proto_rawDescGZIP(), []int{4}
 }
 
+type InventoryCapabilityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventoryCapabilityRequest) Reset() {
+	*x = InventoryCapabilityRequest{}
+	mi := &file_meta_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventoryCapabilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventoryCapabilityRequest) ProtoMessage() {}
+
+func (x *InventoryCapabilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventoryCapabilityRequest.ProtoReflect.Descriptor instead.
+func (*InventoryCapabilityRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{0}
+}
+
+type InventoryCapabilityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Capability    []byte                 `protobuf:"bytes,1,opt,name=capability,proto3" json:"capability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InventoryCapabilityResponse) Reset() {
+	*x = InventoryCapabilityResponse{}
+	mi := &file_meta_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InventoryCapabilityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InventoryCapabilityResponse) ProtoMessage() {}
+
+func (x *InventoryCapabilityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InventoryCapabilityResponse.ProtoReflect.Descriptor instead.
+func (*InventoryCapabilityResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InventoryCapabilityResponse) GetCapability() []byte {
+	if x != nil {
+		return x.Capability
+	}
+	return nil
+}
+
 // ReadOptions choose a read's consistency.
 type ReadOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -311,7 +391,7 @@ type ReadOptions struct {
 
 func (x *ReadOptions) Reset() {
 	*x = ReadOptions{}
-	mi := &file_meta_proto_msgTypes[0]
+	mi := &file_meta_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +403,7 @@ func (x *ReadOptions) String() string {
 func (*ReadOptions) ProtoMessage() {}
 
 func (x *ReadOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[0]
+	mi := &file_meta_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +416,7 @@ func (x *ReadOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOptions.ProtoReflect.Descriptor instead.
 func (*ReadOptions) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{0}
+	return file_meta_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReadOptions) GetStale() bool {
@@ -358,7 +438,7 @@ type ECProfile struct {
 
 func (x *ECProfile) Reset() {
 	*x = ECProfile{}
-	mi := &file_meta_proto_msgTypes[1]
+	mi := &file_meta_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +450,7 @@ func (x *ECProfile) String() string {
 func (*ECProfile) ProtoMessage() {}
 
 func (x *ECProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[1]
+	mi := &file_meta_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +463,7 @@ func (x *ECProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ECProfile.ProtoReflect.Descriptor instead.
 func (*ECProfile) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{1}
+	return file_meta_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ECProfile) GetDataShards() uint32 {
@@ -419,7 +499,7 @@ type Bucket struct {
 
 func (x *Bucket) Reset() {
 	*x = Bucket{}
-	mi := &file_meta_proto_msgTypes[2]
+	mi := &file_meta_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +511,7 @@ func (x *Bucket) String() string {
 func (*Bucket) ProtoMessage() {}
 
 func (x *Bucket) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[2]
+	mi := &file_meta_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +524,7 @@ func (x *Bucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bucket.ProtoReflect.Descriptor instead.
 func (*Bucket) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{2}
+	return file_meta_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Bucket) GetName() string {
@@ -489,7 +569,7 @@ type Settings struct {
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_meta_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +581,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_meta_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +594,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{3}
+	return file_meta_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Settings) GetEtagMode() string {
@@ -538,7 +618,7 @@ type SettingsRequest struct {
 
 func (x *SettingsRequest) Reset() {
 	*x = SettingsRequest{}
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_meta_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +630,7 @@ func (x *SettingsRequest) String() string {
 func (*SettingsRequest) ProtoMessage() {}
 
 func (x *SettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_meta_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +643,7 @@ func (x *SettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettingsRequest.ProtoReflect.Descriptor instead.
 func (*SettingsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{4}
+	return file_meta_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SettingsRequest) GetRequestId() []byte {
@@ -605,7 +685,7 @@ type SettingsResponse struct {
 
 func (x *SettingsResponse) Reset() {
 	*x = SettingsResponse{}
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +697,7 @@ func (x *SettingsResponse) String() string {
 func (*SettingsResponse) ProtoMessage() {}
 
 func (x *SettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +710,7 @@ func (x *SettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettingsResponse.ProtoReflect.Descriptor instead.
 func (*SettingsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{5}
+	return file_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SettingsResponse) GetCluster() *Settings {
@@ -666,7 +746,7 @@ type CreateBucketRequest struct {
 
 func (x *CreateBucketRequest) Reset() {
 	*x = CreateBucketRequest{}
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +758,7 @@ func (x *CreateBucketRequest) String() string {
 func (*CreateBucketRequest) ProtoMessage() {}
 
 func (x *CreateBucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +771,7 @@ func (x *CreateBucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateBucketRequest.ProtoReflect.Descriptor instead.
 func (*CreateBucketRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{6}
+	return file_meta_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateBucketRequest) GetRequestId() []byte {
@@ -731,7 +811,7 @@ type CreateBucketResponse struct {
 
 func (x *CreateBucketResponse) Reset() {
 	*x = CreateBucketResponse{}
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +823,7 @@ func (x *CreateBucketResponse) String() string {
 func (*CreateBucketResponse) ProtoMessage() {}
 
 func (x *CreateBucketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +836,7 @@ func (x *CreateBucketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateBucketResponse.ProtoReflect.Descriptor instead.
 func (*CreateBucketResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{7}
+	return file_meta_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateBucketResponse) GetBucket() *Bucket {
@@ -776,7 +856,7 @@ type DeleteBucketRequest struct {
 
 func (x *DeleteBucketRequest) Reset() {
 	*x = DeleteBucketRequest{}
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_meta_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +868,7 @@ func (x *DeleteBucketRequest) String() string {
 func (*DeleteBucketRequest) ProtoMessage() {}
 
 func (x *DeleteBucketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_meta_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +881,7 @@ func (x *DeleteBucketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBucketRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBucketRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{8}
+	return file_meta_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteBucketRequest) GetRequestId() []byte {
@@ -826,7 +906,7 @@ type DeleteBucketResponse struct {
 
 func (x *DeleteBucketResponse) Reset() {
 	*x = DeleteBucketResponse{}
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_meta_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +918,7 @@ func (x *DeleteBucketResponse) String() string {
 func (*DeleteBucketResponse) ProtoMessage() {}
 
 func (x *DeleteBucketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_meta_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +931,7 @@ func (x *DeleteBucketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBucketResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBucketResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{9}
+	return file_meta_proto_rawDescGZIP(), []int{11}
 }
 
 type ListBucketsRequest struct {
@@ -863,7 +943,7 @@ type ListBucketsRequest struct {
 
 func (x *ListBucketsRequest) Reset() {
 	*x = ListBucketsRequest{}
-	mi := &file_meta_proto_msgTypes[10]
+	mi := &file_meta_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +955,7 @@ func (x *ListBucketsRequest) String() string {
 func (*ListBucketsRequest) ProtoMessage() {}
 
 func (x *ListBucketsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[10]
+	mi := &file_meta_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +968,7 @@ func (x *ListBucketsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBucketsRequest.ProtoReflect.Descriptor instead.
 func (*ListBucketsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{10}
+	return file_meta_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListBucketsRequest) GetRead() *ReadOptions {
@@ -907,7 +987,7 @@ type ListBucketsResponse struct {
 
 func (x *ListBucketsResponse) Reset() {
 	*x = ListBucketsResponse{}
-	mi := &file_meta_proto_msgTypes[11]
+	mi := &file_meta_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +999,7 @@ func (x *ListBucketsResponse) String() string {
 func (*ListBucketsResponse) ProtoMessage() {}
 
 func (x *ListBucketsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[11]
+	mi := &file_meta_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1012,7 @@ func (x *ListBucketsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBucketsResponse.ProtoReflect.Descriptor instead.
 func (*ListBucketsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{11}
+	return file_meta_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListBucketsResponse) GetBuckets() []*Bucket {
@@ -957,7 +1037,7 @@ type Shard struct {
 
 func (x *Shard) Reset() {
 	*x = Shard{}
-	mi := &file_meta_proto_msgTypes[12]
+	mi := &file_meta_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1049,7 @@ func (x *Shard) String() string {
 func (*Shard) ProtoMessage() {}
 
 func (x *Shard) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[12]
+	mi := &file_meta_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1062,7 @@ func (x *Shard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shard.ProtoReflect.Descriptor instead.
 func (*Shard) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{12}
+	return file_meta_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Shard) GetIndex() uint32 {
@@ -1047,7 +1127,7 @@ type Part struct {
 
 func (x *Part) Reset() {
 	*x = Part{}
-	mi := &file_meta_proto_msgTypes[13]
+	mi := &file_meta_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1139,7 @@ func (x *Part) String() string {
 func (*Part) ProtoMessage() {}
 
 func (x *Part) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[13]
+	mi := &file_meta_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1152,7 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Part.ProtoReflect.Descriptor instead.
 func (*Part) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{13}
+	return file_meta_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Part) GetProfile() *ECProfile {
@@ -1145,7 +1225,7 @@ type CaptureAttributes struct {
 
 func (x *CaptureAttributes) Reset() {
 	*x = CaptureAttributes{}
-	mi := &file_meta_proto_msgTypes[14]
+	mi := &file_meta_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1237,7 @@ func (x *CaptureAttributes) String() string {
 func (*CaptureAttributes) ProtoMessage() {}
 
 func (x *CaptureAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[14]
+	mi := &file_meta_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1250,7 @@ func (x *CaptureAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureAttributes.ProtoReflect.Descriptor instead.
 func (*CaptureAttributes) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{14}
+	return file_meta_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CaptureAttributes) GetVehicleId() string {
@@ -1233,7 +1313,7 @@ type ClipRecord struct {
 
 func (x *ClipRecord) Reset() {
 	*x = ClipRecord{}
-	mi := &file_meta_proto_msgTypes[15]
+	mi := &file_meta_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1325,7 @@ func (x *ClipRecord) String() string {
 func (*ClipRecord) ProtoMessage() {}
 
 func (x *ClipRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[15]
+	mi := &file_meta_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1338,7 @@ func (x *ClipRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClipRecord.ProtoReflect.Descriptor instead.
 func (*ClipRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{15}
+	return file_meta_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClipRecord) GetBucket() string {
@@ -1363,7 +1443,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_meta_proto_msgTypes[16]
+	mi := &file_meta_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1455,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[16]
+	mi := &file_meta_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1468,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{16}
+	return file_meta_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeAddress) GetNodeId() string {
@@ -1418,7 +1498,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_meta_proto_msgTypes[17]
+	mi := &file_meta_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1510,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[17]
+	mi := &file_meta_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1523,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{17}
+	return file_meta_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Target) GetIndex() uint32 {
@@ -1487,7 +1567,7 @@ type Spare struct {
 
 func (x *Spare) Reset() {
 	*x = Spare{}
-	mi := &file_meta_proto_msgTypes[18]
+	mi := &file_meta_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1579,7 @@ func (x *Spare) String() string {
 func (*Spare) ProtoMessage() {}
 
 func (x *Spare) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[18]
+	mi := &file_meta_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1592,7 @@ func (x *Spare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Spare.ProtoReflect.Descriptor instead.
 func (*Spare) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{18}
+	return file_meta_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Spare) GetNodeId() string {
@@ -1548,7 +1628,7 @@ type BeginPutRequest struct {
 
 func (x *BeginPutRequest) Reset() {
 	*x = BeginPutRequest{}
-	mi := &file_meta_proto_msgTypes[19]
+	mi := &file_meta_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1640,7 @@ func (x *BeginPutRequest) String() string {
 func (*BeginPutRequest) ProtoMessage() {}
 
 func (x *BeginPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[19]
+	mi := &file_meta_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1653,7 @@ func (x *BeginPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPutRequest.ProtoReflect.Descriptor instead.
 func (*BeginPutRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{19}
+	return file_meta_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BeginPutRequest) GetBucket() string {
@@ -1614,13 +1694,16 @@ type BeginPutResponse struct {
 	// Shards must carry this deadline in their headers; CommitPut after it is
 	// refused and the shards become garbage.
 	CommitDeadlineUnixNano int64 `protobuf:"varint,6,opt,name=commit_deadline_unix_nano,json=commitDeadlineUnixNano,proto3" json:"commit_deadline_unix_nano,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// With capabilities on: the token that lets the client write the
+	// targets' and spares' shards of clip_id (storage's SignedCapability).
+	Capability    []byte `protobuf:"bytes,7,opt,name=capability,proto3" json:"capability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BeginPutResponse) Reset() {
 	*x = BeginPutResponse{}
-	mi := &file_meta_proto_msgTypes[20]
+	mi := &file_meta_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1715,7 @@ func (x *BeginPutResponse) String() string {
 func (*BeginPutResponse) ProtoMessage() {}
 
 func (x *BeginPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[20]
+	mi := &file_meta_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1728,7 @@ func (x *BeginPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPutResponse.ProtoReflect.Descriptor instead.
 func (*BeginPutResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{20}
+	return file_meta_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BeginPutResponse) GetUploadId() []byte {
@@ -1690,6 +1773,13 @@ func (x *BeginPutResponse) GetCommitDeadlineUnixNano() int64 {
 	return 0
 }
 
+func (x *BeginPutResponse) GetCapability() []byte {
+	if x != nil {
+		return x.Capability
+	}
+	return nil
+}
+
 type CommitPutRequest struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
 	RequestId              []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1716,7 +1806,7 @@ type CommitPutRequest struct {
 
 func (x *CommitPutRequest) Reset() {
 	*x = CommitPutRequest{}
-	mi := &file_meta_proto_msgTypes[21]
+	mi := &file_meta_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1818,7 @@ func (x *CommitPutRequest) String() string {
 func (*CommitPutRequest) ProtoMessage() {}
 
 func (x *CommitPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[21]
+	mi := &file_meta_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1831,7 @@ func (x *CommitPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPutRequest.ProtoReflect.Descriptor instead.
 func (*CommitPutRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{21}
+	return file_meta_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CommitPutRequest) GetRequestId() []byte {
@@ -1866,7 +1956,7 @@ type CommitPutResponse struct {
 
 func (x *CommitPutResponse) Reset() {
 	*x = CommitPutResponse{}
-	mi := &file_meta_proto_msgTypes[22]
+	mi := &file_meta_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1968,7 @@ func (x *CommitPutResponse) String() string {
 func (*CommitPutResponse) ProtoMessage() {}
 
 func (x *CommitPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[22]
+	mi := &file_meta_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +1981,7 @@ func (x *CommitPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPutResponse.ProtoReflect.Descriptor instead.
 func (*CommitPutResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{22}
+	return file_meta_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CommitPutResponse) GetClip() *ClipRecord {
@@ -1923,7 +2013,7 @@ type GetClipRequest struct {
 
 func (x *GetClipRequest) Reset() {
 	*x = GetClipRequest{}
-	mi := &file_meta_proto_msgTypes[23]
+	mi := &file_meta_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2025,7 @@ func (x *GetClipRequest) String() string {
 func (*GetClipRequest) ProtoMessage() {}
 
 func (x *GetClipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[23]
+	mi := &file_meta_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2038,7 @@ func (x *GetClipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClipRequest.ProtoReflect.Descriptor instead.
 func (*GetClipRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{23}
+	return file_meta_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetClipRequest) GetBucket() string {
@@ -2001,7 +2091,7 @@ type PartSelector struct {
 
 func (x *PartSelector) Reset() {
 	*x = PartSelector{}
-	mi := &file_meta_proto_msgTypes[24]
+	mi := &file_meta_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2103,7 @@ func (x *PartSelector) String() string {
 func (*PartSelector) ProtoMessage() {}
 
 func (x *PartSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[24]
+	mi := &file_meta_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2116,7 @@ func (x *PartSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartSelector.ProtoReflect.Descriptor instead.
 func (*PartSelector) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{24}
+	return file_meta_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PartSelector) GetOffset() int64 {
@@ -2074,14 +2164,17 @@ type GetClipResponse struct {
 	FirstPart uint32 `protobuf:"varint,4,opt,name=first_part,json=firstPart,proto3" json:"first_part,omitempty"` // the index in the record of clip.parts[0]
 	// More parts the selector chose follow the last one in clip.parts: ask
 	// again with first_part = first_part + len(clip.parts).
-	MoreParts     bool `protobuf:"varint,5,opt,name=more_parts,json=moreParts,proto3" json:"more_parts,omitempty"`
+	MoreParts bool `protobuf:"varint,5,opt,name=more_parts,json=moreParts,proto3" json:"more_parts,omitempty"`
+	// With capabilities on: the token that lets the client read the
+	// clip's shards (storage's SignedCapability).
+	Capability    []byte `protobuf:"bytes,6,opt,name=capability,proto3" json:"capability,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetClipResponse) Reset() {
 	*x = GetClipResponse{}
-	mi := &file_meta_proto_msgTypes[25]
+	mi := &file_meta_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2186,7 @@ func (x *GetClipResponse) String() string {
 func (*GetClipResponse) ProtoMessage() {}
 
 func (x *GetClipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[25]
+	mi := &file_meta_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2199,7 @@ func (x *GetClipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClipResponse.ProtoReflect.Descriptor instead.
 func (*GetClipResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{25}
+	return file_meta_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetClipResponse) GetClip() *ClipRecord {
@@ -2144,6 +2237,13 @@ func (x *GetClipResponse) GetMoreParts() bool {
 	return false
 }
 
+func (x *GetClipResponse) GetCapability() []byte {
+	if x != nil {
+		return x.Capability
+	}
+	return nil
+}
+
 type ListClipsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
@@ -2157,7 +2257,7 @@ type ListClipsRequest struct {
 
 func (x *ListClipsRequest) Reset() {
 	*x = ListClipsRequest{}
-	mi := &file_meta_proto_msgTypes[26]
+	mi := &file_meta_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2269,7 @@ func (x *ListClipsRequest) String() string {
 func (*ListClipsRequest) ProtoMessage() {}
 
 func (x *ListClipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[26]
+	mi := &file_meta_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2282,7 @@ func (x *ListClipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClipsRequest.ProtoReflect.Descriptor instead.
 func (*ListClipsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{26}
+	return file_meta_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListClipsRequest) GetBucket() string {
@@ -2235,7 +2335,7 @@ type ClipEntry struct {
 
 func (x *ClipEntry) Reset() {
 	*x = ClipEntry{}
-	mi := &file_meta_proto_msgTypes[27]
+	mi := &file_meta_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2347,7 @@ func (x *ClipEntry) String() string {
 func (*ClipEntry) ProtoMessage() {}
 
 func (x *ClipEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[27]
+	mi := &file_meta_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2360,7 @@ func (x *ClipEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClipEntry.ProtoReflect.Descriptor instead.
 func (*ClipEntry) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{27}
+	return file_meta_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ClipEntry) GetKey() string {
@@ -2322,7 +2422,7 @@ type ListClipsResponse struct {
 
 func (x *ListClipsResponse) Reset() {
 	*x = ListClipsResponse{}
-	mi := &file_meta_proto_msgTypes[28]
+	mi := &file_meta_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2434,7 @@ func (x *ListClipsResponse) String() string {
 func (*ListClipsResponse) ProtoMessage() {}
 
 func (x *ListClipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[28]
+	mi := &file_meta_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2447,7 @@ func (x *ListClipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClipsResponse.ProtoReflect.Descriptor instead.
 func (*ListClipsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{28}
+	return file_meta_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListClipsResponse) GetClips() []*ClipEntry {
@@ -2376,7 +2476,7 @@ type DeleteClipRequest struct {
 
 func (x *DeleteClipRequest) Reset() {
 	*x = DeleteClipRequest{}
-	mi := &file_meta_proto_msgTypes[29]
+	mi := &file_meta_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2488,7 @@ func (x *DeleteClipRequest) String() string {
 func (*DeleteClipRequest) ProtoMessage() {}
 
 func (x *DeleteClipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[29]
+	mi := &file_meta_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2501,7 @@ func (x *DeleteClipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClipRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClipRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{29}
+	return file_meta_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteClipRequest) GetRequestId() []byte {
@@ -2441,7 +2541,7 @@ type DeleteClipResponse struct {
 
 func (x *DeleteClipResponse) Reset() {
 	*x = DeleteClipResponse{}
-	mi := &file_meta_proto_msgTypes[30]
+	mi := &file_meta_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2553,7 @@ func (x *DeleteClipResponse) String() string {
 func (*DeleteClipResponse) ProtoMessage() {}
 
 func (x *DeleteClipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[30]
+	mi := &file_meta_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2566,7 @@ func (x *DeleteClipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClipResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClipResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{30}
+	return file_meta_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteClipResponse) GetDeletedGeneration() uint64 {
@@ -2493,7 +2593,7 @@ type ReportShardRequest struct {
 
 func (x *ReportShardRequest) Reset() {
 	*x = ReportShardRequest{}
-	mi := &file_meta_proto_msgTypes[31]
+	mi := &file_meta_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2605,7 @@ func (x *ReportShardRequest) String() string {
 func (*ReportShardRequest) ProtoMessage() {}
 
 func (x *ReportShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[31]
+	mi := &file_meta_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2618,7 @@ func (x *ReportShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportShardRequest.ProtoReflect.Descriptor instead.
 func (*ReportShardRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{31}
+	return file_meta_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReportShardRequest) GetRequestId() []byte {
@@ -2593,7 +2693,7 @@ type ReportShardResponse struct {
 
 func (x *ReportShardResponse) Reset() {
 	*x = ReportShardResponse{}
-	mi := &file_meta_proto_msgTypes[32]
+	mi := &file_meta_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2705,7 @@ func (x *ReportShardResponse) String() string {
 func (*ReportShardResponse) ProtoMessage() {}
 
 func (x *ReportShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[32]
+	mi := &file_meta_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2718,7 @@ func (x *ReportShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportShardResponse.ProtoReflect.Descriptor instead.
 func (*ReportShardResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{32}
+	return file_meta_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportShardResponse) GetApplied() bool {
@@ -2653,7 +2753,7 @@ type UpdateShardRequest struct {
 
 func (x *UpdateShardRequest) Reset() {
 	*x = UpdateShardRequest{}
-	mi := &file_meta_proto_msgTypes[33]
+	mi := &file_meta_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2765,7 @@ func (x *UpdateShardRequest) String() string {
 func (*UpdateShardRequest) ProtoMessage() {}
 
 func (x *UpdateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[33]
+	mi := &file_meta_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2778,7 @@ func (x *UpdateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateShardRequest.ProtoReflect.Descriptor instead.
 func (*UpdateShardRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{33}
+	return file_meta_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdateShardRequest) GetRequestId() []byte {
@@ -2763,7 +2863,7 @@ type UpdateShardResponse struct {
 
 func (x *UpdateShardResponse) Reset() {
 	*x = UpdateShardResponse{}
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2875,7 @@ func (x *UpdateShardResponse) String() string {
 func (*UpdateShardResponse) ProtoMessage() {}
 
 func (x *UpdateShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[34]
+	mi := &file_meta_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2888,7 @@ func (x *UpdateShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateShardResponse.ProtoReflect.Descriptor instead.
 func (*UpdateShardResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{34}
+	return file_meta_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateShardResponse) GetRepairs() []*RepairWork {
@@ -2815,7 +2915,7 @@ type DiskStatus struct {
 
 func (x *DiskStatus) Reset() {
 	*x = DiskStatus{}
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2827,7 +2927,7 @@ func (x *DiskStatus) String() string {
 func (*DiskStatus) ProtoMessage() {}
 
 func (x *DiskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[35]
+	mi := &file_meta_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2840,7 +2940,7 @@ func (x *DiskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiskStatus.ProtoReflect.Descriptor instead.
 func (*DiskStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{35}
+	return file_meta_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DiskStatus) GetPath() string {
@@ -2902,7 +3002,7 @@ type ShardLosses struct {
 
 func (x *ShardLosses) Reset() {
 	*x = ShardLosses{}
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3014,7 @@ func (x *ShardLosses) String() string {
 func (*ShardLosses) ProtoMessage() {}
 
 func (x *ShardLosses) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[36]
+	mi := &file_meta_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3027,7 @@ func (x *ShardLosses) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardLosses.ProtoReflect.Descriptor instead.
 func (*ShardLosses) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{36}
+	return file_meta_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ShardLosses) GetScrub() uint64 {
@@ -2990,7 +3090,7 @@ type StorageNode struct {
 
 func (x *StorageNode) Reset() {
 	*x = StorageNode{}
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3102,7 @@ func (x *StorageNode) String() string {
 func (*StorageNode) ProtoMessage() {}
 
 func (x *StorageNode) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[37]
+	mi := &file_meta_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3115,7 @@ func (x *StorageNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageNode.ProtoReflect.Descriptor instead.
 func (*StorageNode) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{37}
+	return file_meta_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StorageNode) GetNodeId() string {
@@ -3177,7 +3277,7 @@ type SetNodeAdminStateRequest struct {
 
 func (x *SetNodeAdminStateRequest) Reset() {
 	*x = SetNodeAdminStateRequest{}
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3289,7 @@ func (x *SetNodeAdminStateRequest) String() string {
 func (*SetNodeAdminStateRequest) ProtoMessage() {}
 
 func (x *SetNodeAdminStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[38]
+	mi := &file_meta_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3302,7 @@ func (x *SetNodeAdminStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeAdminStateRequest.ProtoReflect.Descriptor instead.
 func (*SetNodeAdminStateRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{38}
+	return file_meta_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetNodeAdminStateRequest) GetRequestId() []byte {
@@ -3256,7 +3356,7 @@ type SetNodeAdminStateResponse struct {
 
 func (x *SetNodeAdminStateResponse) Reset() {
 	*x = SetNodeAdminStateResponse{}
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3368,7 @@ func (x *SetNodeAdminStateResponse) String() string {
 func (*SetNodeAdminStateResponse) ProtoMessage() {}
 
 func (x *SetNodeAdminStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[39]
+	mi := &file_meta_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3381,7 @@ func (x *SetNodeAdminStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeAdminStateResponse.ProtoReflect.Descriptor instead.
 func (*SetNodeAdminStateResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{39}
+	return file_meta_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetNodeAdminStateResponse) GetNode() *StorageNode {
@@ -3304,7 +3404,7 @@ type RebalanceRequest struct {
 
 func (x *RebalanceRequest) Reset() {
 	*x = RebalanceRequest{}
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3316,7 +3416,7 @@ func (x *RebalanceRequest) String() string {
 func (*RebalanceRequest) ProtoMessage() {}
 
 func (x *RebalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[40]
+	mi := &file_meta_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3329,7 +3429,7 @@ func (x *RebalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceRequest.ProtoReflect.Descriptor instead.
 func (*RebalanceRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{40}
+	return file_meta_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RebalanceRequest) GetRequestId() []byte {
@@ -3368,7 +3468,7 @@ type RebalanceState struct {
 
 func (x *RebalanceState) Reset() {
 	*x = RebalanceState{}
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3380,7 +3480,7 @@ func (x *RebalanceState) String() string {
 func (*RebalanceState) ProtoMessage() {}
 
 func (x *RebalanceState) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[41]
+	mi := &file_meta_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3393,7 +3493,7 @@ func (x *RebalanceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceState.ProtoReflect.Descriptor instead.
 func (*RebalanceState) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{41}
+	return file_meta_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RebalanceState) GetRunning() bool {
@@ -3453,7 +3553,7 @@ type NodeBalance struct {
 
 func (x *NodeBalance) Reset() {
 	*x = NodeBalance{}
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3565,7 @@ func (x *NodeBalance) String() string {
 func (*NodeBalance) ProtoMessage() {}
 
 func (x *NodeBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[42]
+	mi := &file_meta_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3578,7 @@ func (x *NodeBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeBalance.ProtoReflect.Descriptor instead.
 func (*NodeBalance) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{42}
+	return file_meta_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NodeBalance) GetNodeId() string {
@@ -3550,7 +3650,7 @@ type RebalanceResponse struct {
 
 func (x *RebalanceResponse) Reset() {
 	*x = RebalanceResponse{}
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3562,7 +3662,7 @@ func (x *RebalanceResponse) String() string {
 func (*RebalanceResponse) ProtoMessage() {}
 
 func (x *RebalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[43]
+	mi := &file_meta_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3575,7 +3675,7 @@ func (x *RebalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceResponse.ProtoReflect.Descriptor instead.
 func (*RebalanceResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{43}
+	return file_meta_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RebalanceResponse) GetState() *RebalanceState {
@@ -3665,7 +3765,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3677,7 +3777,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[44]
+	mi := &file_meta_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3690,7 +3790,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{44}
+	return file_meta_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveNodeRequest) GetRequestId() []byte {
@@ -3715,7 +3815,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3727,7 +3827,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[45]
+	mi := &file_meta_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3740,7 +3840,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{45}
+	return file_meta_proto_rawDescGZIP(), []int{47}
 }
 
 type RegisterNodeRequest struct {
@@ -3756,7 +3856,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3768,7 +3868,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[46]
+	mi := &file_meta_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3781,7 +3881,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{46}
+	return file_meta_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RegisterNodeRequest) GetRequestId() []byte {
@@ -3820,15 +3920,18 @@ func (x *RegisterNodeRequest) GetDisks() []*DiskStatus {
 }
 
 type RegisterNodeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *StorageNode           `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *StorageNode           `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// With capabilities on: the keyring the node checks tokens with, before
+	// it serves.
+	Keyring       *Keyring `protobuf:"bytes,2,opt,name=keyring,proto3" json:"keyring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +3943,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[47]
+	mi := &file_meta_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +3956,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{47}
+	return file_meta_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RegisterNodeResponse) GetNode() *StorageNode {
@@ -3861,6 +3964,129 @@ func (x *RegisterNodeResponse) GetNode() *StorageNode {
 		return x.Node
 	}
 	return nil
+}
+
+func (x *RegisterNodeResponse) GetKeyring() *Keyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+// CapabilityKey is one key of meta's keyring: it signs capability tokens.
+type CapabilityKey struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Secret          []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CapabilityKey) Reset() {
+	*x = CapabilityKey{}
+	mi := &file_meta_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapabilityKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapabilityKey) ProtoMessage() {}
+
+func (x *CapabilityKey) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapabilityKey.ProtoReflect.Descriptor instead.
+func (*CapabilityKey) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *CapabilityKey) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CapabilityKey) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *CapabilityKey) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+// Keyring is what storage nodes check tokens with.
+type Keyring struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*CapabilityKey       `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Storage nodes refuse callers without a cluster certificate that bring
+	// no token.
+	Required      bool `protobuf:"varint,2,opt,name=required,proto3" json:"required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Keyring) Reset() {
+	*x = Keyring{}
+	mi := &file_meta_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Keyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Keyring) ProtoMessage() {}
+
+func (x *Keyring) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Keyring.ProtoReflect.Descriptor instead.
+func (*Keyring) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *Keyring) GetKeys() []*CapabilityKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *Keyring) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
 }
 
 type HeartbeatRequest struct {
@@ -3891,14 +4117,20 @@ type HeartbeatRequest struct {
 	// missing shards; a down node's being back), re-sent with the same number
 	// until an answer acknowledges it; 0: none. Meta applies it
 	// asynchronously: the answer does not wait for Raft.
-	ReportSeq     uint64 `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	ReportSeq uint64 `protobuf:"varint,12,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	// The id of the newest capability key the node holds (0: none); the
+	// answer brings the keyring when it is not the current one.
+	KeyringNewest uint32 `protobuf:"varint,14,opt,name=keyring_newest,json=keyringNewest,proto3" json:"keyring_newest,omitempty"`
+	// The ids the node holds, with keyring_newest: a keyring that dropped a
+	// key is sent again too.
+	KeyringOldest uint32 `protobuf:"varint,15,opt,name=keyring_oldest,json=keyringOldest,proto3" json:"keyring_oldest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3910,7 +4142,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[48]
+	mi := &file_meta_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3923,7 +4155,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{48}
+	return file_meta_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -4017,6 +4249,20 @@ func (x *HeartbeatRequest) GetReportSeq() uint64 {
 	return 0
 }
 
+func (x *HeartbeatRequest) GetKeyringNewest() uint32 {
+	if x != nil {
+		return x.KeyringNewest
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetKeyringOldest() uint32 {
+	if x != nil {
+		return x.KeyringOldest
+	}
+	return 0
+}
+
 // ScrubStatus is a storage node's scrubbing since it started, as its
 // heartbeats report it. Byte figures count what a pass reads of the shard
 // files, headers and trailers included.
@@ -4042,7 +4288,7 @@ type ScrubStatus struct {
 
 func (x *ScrubStatus) Reset() {
 	*x = ScrubStatus{}
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4054,7 +4300,7 @@ func (x *ScrubStatus) String() string {
 func (*ScrubStatus) ProtoMessage() {}
 
 func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[49]
+	mi := &file_meta_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4067,7 +4313,7 @@ func (x *ScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubStatus.ProtoReflect.Descriptor instead.
 func (*ScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{49}
+	return file_meta_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ScrubStatus) GetRunning() bool {
@@ -4157,7 +4403,7 @@ type DeleteShardWork struct {
 
 func (x *DeleteShardWork) Reset() {
 	*x = DeleteShardWork{}
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4415,7 @@ func (x *DeleteShardWork) String() string {
 func (*DeleteShardWork) ProtoMessage() {}
 
 func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[50]
+	mi := &file_meta_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,7 +4428,7 @@ func (x *DeleteShardWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteShardWork.ProtoReflect.Descriptor instead.
 func (*DeleteShardWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{50}
+	return file_meta_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteShardWork) GetShardId() []byte {
@@ -4205,7 +4451,7 @@ type ShardSource struct {
 
 func (x *ShardSource) Reset() {
 	*x = ShardSource{}
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4217,7 +4463,7 @@ func (x *ShardSource) String() string {
 func (*ShardSource) ProtoMessage() {}
 
 func (x *ShardSource) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[51]
+	mi := &file_meta_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4230,7 +4476,7 @@ func (x *ShardSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSource.ProtoReflect.Descriptor instead.
 func (*ShardSource) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{51}
+	return file_meta_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ShardSource) GetIndex() uint32 {
@@ -4299,7 +4545,7 @@ type RepairWork struct {
 
 func (x *RepairWork) Reset() {
 	*x = RepairWork{}
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4311,7 +4557,7 @@ func (x *RepairWork) String() string {
 func (*RepairWork) ProtoMessage() {}
 
 func (x *RepairWork) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[52]
+	mi := &file_meta_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4324,7 +4570,7 @@ func (x *RepairWork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairWork.ProtoReflect.Descriptor instead.
 func (*RepairWork) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{52}
+	return file_meta_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RepairWork) GetTaskId() []byte {
@@ -4443,13 +4689,16 @@ type HeartbeatResponse struct {
 	// it tries the next member: well under the time after which meta marks a
 	// silent node down.
 	MetaTimeoutMs uint32 `protobuf:"varint,5,opt,name=meta_timeout_ms,json=metaTimeoutMs,proto3" json:"meta_timeout_ms,omitempty"`
+	// The keyring, when the node's (HeartbeatRequest.keyring_newest) is not
+	// the current one.
+	Keyring       *Keyring `protobuf:"bytes,6,opt,name=keyring,proto3" json:"keyring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4461,7 +4710,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[53]
+	mi := &file_meta_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4474,7 +4723,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{53}
+	return file_meta_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *HeartbeatResponse) GetDeletes() []*DeleteShardWork {
@@ -4512,6 +4761,13 @@ func (x *HeartbeatResponse) GetMetaTimeoutMs() uint32 {
 	return 0
 }
 
+func (x *HeartbeatResponse) GetKeyring() *Keyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
@@ -4521,7 +4777,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4533,7 +4789,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[54]
+	mi := &file_meta_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4546,7 +4802,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{54}
+	return file_meta_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListNodesRequest) GetRead() *ReadOptions {
@@ -4565,7 +4821,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4577,7 +4833,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[55]
+	mi := &file_meta_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4590,7 +4846,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{55}
+	return file_meta_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListNodesResponse) GetNodes() []*StorageNode {
@@ -4612,7 +4868,7 @@ type ListNodeShardsRequest struct {
 
 func (x *ListNodeShardsRequest) Reset() {
 	*x = ListNodeShardsRequest{}
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4624,7 +4880,7 @@ func (x *ListNodeShardsRequest) String() string {
 func (*ListNodeShardsRequest) ProtoMessage() {}
 
 func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[56]
+	mi := &file_meta_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4637,7 +4893,7 @@ func (x *ListNodeShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{56}
+	return file_meta_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListNodeShardsRequest) GetNodeId() string {
@@ -4680,7 +4936,7 @@ type NodeShard struct {
 
 func (x *NodeShard) Reset() {
 	*x = NodeShard{}
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4692,7 +4948,7 @@ func (x *NodeShard) String() string {
 func (*NodeShard) ProtoMessage() {}
 
 func (x *NodeShard) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[57]
+	mi := &file_meta_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4705,7 +4961,7 @@ func (x *NodeShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeShard.ProtoReflect.Descriptor instead.
 func (*NodeShard) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{57}
+	return file_meta_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *NodeShard) GetShardId() []byte {
@@ -4746,7 +5002,7 @@ type ListNodeShardsResponse struct {
 
 func (x *ListNodeShardsResponse) Reset() {
 	*x = ListNodeShardsResponse{}
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4758,7 +5014,7 @@ func (x *ListNodeShardsResponse) String() string {
 func (*ListNodeShardsResponse) ProtoMessage() {}
 
 func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[58]
+	mi := &file_meta_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4771,7 +5027,7 @@ func (x *ListNodeShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{58}
+	return file_meta_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListNodeShardsResponse) GetShards() []*NodeShard {
@@ -4799,7 +5055,7 @@ type ShardRef struct {
 
 func (x *ShardRef) Reset() {
 	*x = ShardRef{}
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4811,7 +5067,7 @@ func (x *ShardRef) String() string {
 func (*ShardRef) ProtoMessage() {}
 
 func (x *ShardRef) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[59]
+	mi := &file_meta_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4824,7 +5080,7 @@ func (x *ShardRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardRef.ProtoReflect.Descriptor instead.
 func (*ShardRef) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{59}
+	return file_meta_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ShardRef) GetShardId() []byte {
@@ -4851,7 +5107,7 @@ type CheckShardsRequest struct {
 
 func (x *CheckShardsRequest) Reset() {
 	*x = CheckShardsRequest{}
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4863,7 +5119,7 @@ func (x *CheckShardsRequest) String() string {
 func (*CheckShardsRequest) ProtoMessage() {}
 
 func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[60]
+	mi := &file_meta_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4876,7 +5132,7 @@ func (x *CheckShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsRequest.ProtoReflect.Descriptor instead.
 func (*CheckShardsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{60}
+	return file_meta_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CheckShardsRequest) GetNodeId() string {
@@ -4904,7 +5160,7 @@ type CheckShardsResponse struct {
 
 func (x *CheckShardsResponse) Reset() {
 	*x = CheckShardsResponse{}
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4916,7 +5172,7 @@ func (x *CheckShardsResponse) String() string {
 func (*CheckShardsResponse) ProtoMessage() {}
 
 func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[61]
+	mi := &file_meta_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4929,7 +5185,7 @@ func (x *CheckShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShardsResponse.ProtoReflect.Descriptor instead.
 func (*CheckShardsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{61}
+	return file_meta_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CheckShardsResponse) GetCollectable() [][]byte {
@@ -4952,7 +5208,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4964,7 +5220,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[62]
+	mi := &file_meta_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4977,7 +5233,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{62}
+	return file_meta_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Member) GetId() string {
@@ -5027,7 +5283,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5039,7 +5295,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[63]
+	mi := &file_meta_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5052,7 +5308,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{63}
+	return file_meta_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -5092,7 +5348,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_meta_proto_msgTypes[64]
+	mi := &file_meta_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5104,7 +5360,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[64]
+	mi := &file_meta_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5117,7 +5373,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{64}
+	return file_meta_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *JoinMemberResponse) GetMembers() []*Member {
@@ -5136,7 +5392,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_meta_proto_msgTypes[65]
+	mi := &file_meta_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5148,7 +5404,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[65]
+	mi := &file_meta_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5161,7 +5417,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{65}
+	return file_meta_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -5180,7 +5436,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_meta_proto_msgTypes[66]
+	mi := &file_meta_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5192,7 +5448,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[66]
+	mi := &file_meta_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5205,7 +5461,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{66}
+	return file_meta_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -5223,7 +5479,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_meta_proto_msgTypes[67]
+	mi := &file_meta_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5235,7 +5491,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[67]
+	mi := &file_meta_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5248,7 +5504,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{67}
+	return file_meta_proto_rawDescGZIP(), []int{71}
 }
 
 type ListMembersResponse struct {
@@ -5261,7 +5517,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_meta_proto_msgTypes[68]
+	mi := &file_meta_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5273,7 +5529,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[68]
+	mi := &file_meta_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5286,7 +5542,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{68}
+	return file_meta_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -5312,7 +5568,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_meta_proto_msgTypes[69]
+	mi := &file_meta_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5324,7 +5580,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[69]
+	mi := &file_meta_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5337,7 +5593,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{69}
+	return file_meta_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ClusterStatusRequest) GetRead() *ReadOptions {
@@ -5357,7 +5613,7 @@ type RepairLimits struct {
 
 func (x *RepairLimits) Reset() {
 	*x = RepairLimits{}
-	mi := &file_meta_proto_msgTypes[70]
+	mi := &file_meta_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5369,7 +5625,7 @@ func (x *RepairLimits) String() string {
 func (*RepairLimits) ProtoMessage() {}
 
 func (x *RepairLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[70]
+	mi := &file_meta_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5382,7 +5638,7 @@ func (x *RepairLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimits.ProtoReflect.Descriptor instead.
 func (*RepairLimits) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{70}
+	return file_meta_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RepairLimits) GetConcurrency() uint32 {
@@ -5414,7 +5670,7 @@ type RepairLimitsRequest struct {
 
 func (x *RepairLimitsRequest) Reset() {
 	*x = RepairLimitsRequest{}
-	mi := &file_meta_proto_msgTypes[71]
+	mi := &file_meta_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5426,7 +5682,7 @@ func (x *RepairLimitsRequest) String() string {
 func (*RepairLimitsRequest) ProtoMessage() {}
 
 func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[71]
+	mi := &file_meta_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5439,7 +5695,7 @@ func (x *RepairLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsRequest.ProtoReflect.Descriptor instead.
 func (*RepairLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{71}
+	return file_meta_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RepairLimitsRequest) GetRequestId() []byte {
@@ -5479,7 +5735,7 @@ type RepairLimitsResponse struct {
 
 func (x *RepairLimitsResponse) Reset() {
 	*x = RepairLimitsResponse{}
-	mi := &file_meta_proto_msgTypes[72]
+	mi := &file_meta_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5491,7 +5747,7 @@ func (x *RepairLimitsResponse) String() string {
 func (*RepairLimitsResponse) ProtoMessage() {}
 
 func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[72]
+	mi := &file_meta_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5504,7 +5760,7 @@ func (x *RepairLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairLimitsResponse.ProtoReflect.Descriptor instead.
 func (*RepairLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{72}
+	return file_meta_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RepairLimitsResponse) GetLimits() *RepairLimits {
@@ -5585,7 +5841,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_meta_proto_msgTypes[73]
+	mi := &file_meta_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5597,7 +5853,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[73]
+	mi := &file_meta_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5610,7 +5866,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{73}
+	return file_meta_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ClusterStatusResponse) GetLeaderId() string {
@@ -5888,7 +6144,7 @@ type RepairHold struct {
 
 func (x *RepairHold) Reset() {
 	*x = RepairHold{}
-	mi := &file_meta_proto_msgTypes[74]
+	mi := &file_meta_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5900,7 +6156,7 @@ func (x *RepairHold) String() string {
 func (*RepairHold) ProtoMessage() {}
 
 func (x *RepairHold) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[74]
+	mi := &file_meta_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5913,7 +6169,7 @@ func (x *RepairHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairHold.ProtoReflect.Descriptor instead.
 func (*RepairHold) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{74}
+	return file_meta_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RepairHold) GetSinceUnixNano() int64 {
@@ -5954,7 +6210,7 @@ type NodeScrubStatus struct {
 
 func (x *NodeScrubStatus) Reset() {
 	*x = NodeScrubStatus{}
-	mi := &file_meta_proto_msgTypes[75]
+	mi := &file_meta_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5966,7 +6222,7 @@ func (x *NodeScrubStatus) String() string {
 func (*NodeScrubStatus) ProtoMessage() {}
 
 func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[75]
+	mi := &file_meta_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5979,7 +6235,7 @@ func (x *NodeScrubStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeScrubStatus.ProtoReflect.Descriptor instead.
 func (*NodeScrubStatus) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{75}
+	return file_meta_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *NodeScrubStatus) GetNodeId() string {
@@ -6018,7 +6274,7 @@ type AccessKey struct {
 
 func (x *AccessKey) Reset() {
 	*x = AccessKey{}
-	mi := &file_meta_proto_msgTypes[76]
+	mi := &file_meta_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6030,7 +6286,7 @@ func (x *AccessKey) String() string {
 func (*AccessKey) ProtoMessage() {}
 
 func (x *AccessKey) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[76]
+	mi := &file_meta_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6043,7 +6299,7 @@ func (x *AccessKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
 func (*AccessKey) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{76}
+	return file_meta_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *AccessKey) GetAccessKeyId() string {
@@ -6113,7 +6369,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_meta_proto_msgTypes[77]
+	mi := &file_meta_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6125,7 +6381,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[77]
+	mi := &file_meta_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6138,7 +6394,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{77}
+	return file_meta_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *Grant) GetBucket() string {
@@ -6170,7 +6426,7 @@ type CreateAccessKeyRequest struct {
 
 func (x *CreateAccessKeyRequest) Reset() {
 	*x = CreateAccessKeyRequest{}
-	mi := &file_meta_proto_msgTypes[78]
+	mi := &file_meta_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6182,7 +6438,7 @@ func (x *CreateAccessKeyRequest) String() string {
 func (*CreateAccessKeyRequest) ProtoMessage() {}
 
 func (x *CreateAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[78]
+	mi := &file_meta_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6195,7 +6451,7 @@ func (x *CreateAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{78}
+	return file_meta_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CreateAccessKeyRequest) GetRequestId() []byte {
@@ -6242,7 +6498,7 @@ type CreateAccessKeyResponse struct {
 
 func (x *CreateAccessKeyResponse) Reset() {
 	*x = CreateAccessKeyResponse{}
-	mi := &file_meta_proto_msgTypes[79]
+	mi := &file_meta_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6254,7 +6510,7 @@ func (x *CreateAccessKeyResponse) String() string {
 func (*CreateAccessKeyResponse) ProtoMessage() {}
 
 func (x *CreateAccessKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[79]
+	mi := &file_meta_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6267,7 +6523,7 @@ func (x *CreateAccessKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccessKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccessKeyResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{79}
+	return file_meta_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *CreateAccessKeyResponse) GetKey() *AccessKey {
@@ -6286,7 +6542,7 @@ type ListAccessKeysRequest struct {
 
 func (x *ListAccessKeysRequest) Reset() {
 	*x = ListAccessKeysRequest{}
-	mi := &file_meta_proto_msgTypes[80]
+	mi := &file_meta_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6298,7 +6554,7 @@ func (x *ListAccessKeysRequest) String() string {
 func (*ListAccessKeysRequest) ProtoMessage() {}
 
 func (x *ListAccessKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[80]
+	mi := &file_meta_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6311,7 +6567,7 @@ func (x *ListAccessKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessKeysRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{80}
+	return file_meta_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListAccessKeysRequest) GetRead() *ReadOptions {
@@ -6330,7 +6586,7 @@ type ListAccessKeysResponse struct {
 
 func (x *ListAccessKeysResponse) Reset() {
 	*x = ListAccessKeysResponse{}
-	mi := &file_meta_proto_msgTypes[81]
+	mi := &file_meta_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6342,7 +6598,7 @@ func (x *ListAccessKeysResponse) String() string {
 func (*ListAccessKeysResponse) ProtoMessage() {}
 
 func (x *ListAccessKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[81]
+	mi := &file_meta_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6355,7 +6611,7 @@ func (x *ListAccessKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessKeysResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{81}
+	return file_meta_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ListAccessKeysResponse) GetKeys() []*AccessKey {
@@ -6375,7 +6631,7 @@ type DeleteAccessKeyRequest struct {
 
 func (x *DeleteAccessKeyRequest) Reset() {
 	*x = DeleteAccessKeyRequest{}
-	mi := &file_meta_proto_msgTypes[82]
+	mi := &file_meta_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6387,7 +6643,7 @@ func (x *DeleteAccessKeyRequest) String() string {
 func (*DeleteAccessKeyRequest) ProtoMessage() {}
 
 func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[82]
+	mi := &file_meta_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6400,7 +6656,7 @@ func (x *DeleteAccessKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccessKeyRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{82}
+	return file_meta_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *DeleteAccessKeyRequest) GetRequestId() []byte {
@@ -6425,7 +6681,7 @@ type DeleteAccessKeyResponse struct {
 
 func (x *DeleteAccessKeyResponse) Reset() {
 	*x = DeleteAccessKeyResponse{}
-	mi := &file_meta_proto_msgTypes[83]
+	mi := &file_meta_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6437,7 +6693,7 @@ func (x *DeleteAccessKeyResponse) String() string {
 func (*DeleteAccessKeyResponse) ProtoMessage() {}
 
 func (x *DeleteAccessKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[83]
+	mi := &file_meta_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6450,7 +6706,7 @@ func (x *DeleteAccessKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccessKeyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccessKeyResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{83}
+	return file_meta_proto_rawDescGZIP(), []int{87}
 }
 
 type SigningKeyRequest struct {
@@ -6465,7 +6721,7 @@ type SigningKeyRequest struct {
 
 func (x *SigningKeyRequest) Reset() {
 	*x = SigningKeyRequest{}
-	mi := &file_meta_proto_msgTypes[84]
+	mi := &file_meta_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6477,7 +6733,7 @@ func (x *SigningKeyRequest) String() string {
 func (*SigningKeyRequest) ProtoMessage() {}
 
 func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[84]
+	mi := &file_meta_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6490,7 +6746,7 @@ func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*SigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{84}
+	return file_meta_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *SigningKeyRequest) GetAccessKeyId() string {
@@ -6531,7 +6787,7 @@ type SigningKeyResponse struct {
 
 func (x *SigningKeyResponse) Reset() {
 	*x = SigningKeyResponse{}
-	mi := &file_meta_proto_msgTypes[85]
+	mi := &file_meta_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6543,7 +6799,7 @@ func (x *SigningKeyResponse) String() string {
 func (*SigningKeyResponse) ProtoMessage() {}
 
 func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[85]
+	mi := &file_meta_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6556,7 +6812,7 @@ func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*SigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{85}
+	return file_meta_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *SigningKeyResponse) GetSigningKey() []byte {
@@ -6600,7 +6856,7 @@ type UploadRecord struct {
 
 func (x *UploadRecord) Reset() {
 	*x = UploadRecord{}
-	mi := &file_meta_proto_msgTypes[86]
+	mi := &file_meta_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6612,7 +6868,7 @@ func (x *UploadRecord) String() string {
 func (*UploadRecord) ProtoMessage() {}
 
 func (x *UploadRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[86]
+	mi := &file_meta_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6625,7 +6881,7 @@ func (x *UploadRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRecord.ProtoReflect.Descriptor instead.
 func (*UploadRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{86}
+	return file_meta_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *UploadRecord) GetBucket() string {
@@ -6724,7 +6980,7 @@ type UploadPart struct {
 
 func (x *UploadPart) Reset() {
 	*x = UploadPart{}
-	mi := &file_meta_proto_msgTypes[87]
+	mi := &file_meta_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6736,7 +6992,7 @@ func (x *UploadPart) String() string {
 func (*UploadPart) ProtoMessage() {}
 
 func (x *UploadPart) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[87]
+	mi := &file_meta_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6749,7 +7005,7 @@ func (x *UploadPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadPart.ProtoReflect.Descriptor instead.
 func (*UploadPart) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{87}
+	return file_meta_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *UploadPart) GetNumber() uint32 {
@@ -6796,7 +7052,7 @@ type CreateUploadRequest struct {
 
 func (x *CreateUploadRequest) Reset() {
 	*x = CreateUploadRequest{}
-	mi := &file_meta_proto_msgTypes[88]
+	mi := &file_meta_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6808,7 +7064,7 @@ func (x *CreateUploadRequest) String() string {
 func (*CreateUploadRequest) ProtoMessage() {}
 
 func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[88]
+	mi := &file_meta_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6821,7 +7077,7 @@ func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
 func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{88}
+	return file_meta_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *CreateUploadRequest) GetRequestId() []byte {
@@ -6917,7 +7173,7 @@ type CreateUploadResponse struct {
 
 func (x *CreateUploadResponse) Reset() {
 	*x = CreateUploadResponse{}
-	mi := &file_meta_proto_msgTypes[89]
+	mi := &file_meta_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6929,7 +7185,7 @@ func (x *CreateUploadResponse) String() string {
 func (*CreateUploadResponse) ProtoMessage() {}
 
 func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[89]
+	mi := &file_meta_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6942,7 +7198,7 @@ func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadResponse.ProtoReflect.Descriptor instead.
 func (*CreateUploadResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{89}
+	return file_meta_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *CreateUploadResponse) GetUpload() *UploadRecord {
@@ -6965,7 +7221,7 @@ type BeginPartRequest struct {
 
 func (x *BeginPartRequest) Reset() {
 	*x = BeginPartRequest{}
-	mi := &file_meta_proto_msgTypes[90]
+	mi := &file_meta_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6977,7 +7233,7 @@ func (x *BeginPartRequest) String() string {
 func (*BeginPartRequest) ProtoMessage() {}
 
 func (x *BeginPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[90]
+	mi := &file_meta_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6990,7 +7246,7 @@ func (x *BeginPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginPartRequest.ProtoReflect.Descriptor instead.
 func (*BeginPartRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{90}
+	return file_meta_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *BeginPartRequest) GetBucket() string {
@@ -7047,7 +7303,7 @@ type CommitPartRequest struct {
 
 func (x *CommitPartRequest) Reset() {
 	*x = CommitPartRequest{}
-	mi := &file_meta_proto_msgTypes[91]
+	mi := &file_meta_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7059,7 +7315,7 @@ func (x *CommitPartRequest) String() string {
 func (*CommitPartRequest) ProtoMessage() {}
 
 func (x *CommitPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[91]
+	mi := &file_meta_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7072,7 +7328,7 @@ func (x *CommitPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPartRequest.ProtoReflect.Descriptor instead.
 func (*CommitPartRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{91}
+	return file_meta_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *CommitPartRequest) GetRequestId() []byte {
@@ -7161,7 +7417,7 @@ type CommitPartResponse struct {
 
 func (x *CommitPartResponse) Reset() {
 	*x = CommitPartResponse{}
-	mi := &file_meta_proto_msgTypes[92]
+	mi := &file_meta_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7173,7 +7429,7 @@ func (x *CommitPartResponse) String() string {
 func (*CommitPartResponse) ProtoMessage() {}
 
 func (x *CommitPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[92]
+	mi := &file_meta_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7186,7 +7442,7 @@ func (x *CommitPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPartResponse.ProtoReflect.Descriptor instead.
 func (*CommitPartResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{92}
+	return file_meta_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *CommitPartResponse) GetPart() *UploadPart {
@@ -7206,7 +7462,7 @@ type CompletedPart struct {
 
 func (x *CompletedPart) Reset() {
 	*x = CompletedPart{}
-	mi := &file_meta_proto_msgTypes[93]
+	mi := &file_meta_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7218,7 +7474,7 @@ func (x *CompletedPart) String() string {
 func (*CompletedPart) ProtoMessage() {}
 
 func (x *CompletedPart) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[93]
+	mi := &file_meta_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7231,7 +7487,7 @@ func (x *CompletedPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompletedPart.ProtoReflect.Descriptor instead.
 func (*CompletedPart) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{93}
+	return file_meta_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *CompletedPart) GetNumber() uint32 {
@@ -7264,7 +7520,7 @@ type CompleteUploadRequest struct {
 
 func (x *CompleteUploadRequest) Reset() {
 	*x = CompleteUploadRequest{}
-	mi := &file_meta_proto_msgTypes[94]
+	mi := &file_meta_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7276,7 +7532,7 @@ func (x *CompleteUploadRequest) String() string {
 func (*CompleteUploadRequest) ProtoMessage() {}
 
 func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[94]
+	mi := &file_meta_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7289,7 +7545,7 @@ func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteUploadRequest.ProtoReflect.Descriptor instead.
 func (*CompleteUploadRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{94}
+	return file_meta_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *CompleteUploadRequest) GetRequestId() []byte {
@@ -7360,7 +7616,7 @@ type AbortUploadRequest struct {
 
 func (x *AbortUploadRequest) Reset() {
 	*x = AbortUploadRequest{}
-	mi := &file_meta_proto_msgTypes[95]
+	mi := &file_meta_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7372,7 +7628,7 @@ func (x *AbortUploadRequest) String() string {
 func (*AbortUploadRequest) ProtoMessage() {}
 
 func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[95]
+	mi := &file_meta_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7385,7 +7641,7 @@ func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortUploadRequest.ProtoReflect.Descriptor instead.
 func (*AbortUploadRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{95}
+	return file_meta_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *AbortUploadRequest) GetRequestId() []byte {
@@ -7424,7 +7680,7 @@ type AbortUploadResponse struct {
 
 func (x *AbortUploadResponse) Reset() {
 	*x = AbortUploadResponse{}
-	mi := &file_meta_proto_msgTypes[96]
+	mi := &file_meta_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7436,7 +7692,7 @@ func (x *AbortUploadResponse) String() string {
 func (*AbortUploadResponse) ProtoMessage() {}
 
 func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[96]
+	mi := &file_meta_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7449,7 +7705,7 @@ func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortUploadResponse.ProtoReflect.Descriptor instead.
 func (*AbortUploadResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{96}
+	return file_meta_proto_rawDescGZIP(), []int{100}
 }
 
 type ListPartsRequest struct {
@@ -7466,7 +7722,7 @@ type ListPartsRequest struct {
 
 func (x *ListPartsRequest) Reset() {
 	*x = ListPartsRequest{}
-	mi := &file_meta_proto_msgTypes[97]
+	mi := &file_meta_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7478,7 +7734,7 @@ func (x *ListPartsRequest) String() string {
 func (*ListPartsRequest) ProtoMessage() {}
 
 func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[97]
+	mi := &file_meta_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7491,7 +7747,7 @@ func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartsRequest.ProtoReflect.Descriptor instead.
 func (*ListPartsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{97}
+	return file_meta_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ListPartsRequest) GetBucket() string {
@@ -7547,7 +7803,7 @@ type ListPartsResponse struct {
 
 func (x *ListPartsResponse) Reset() {
 	*x = ListPartsResponse{}
-	mi := &file_meta_proto_msgTypes[98]
+	mi := &file_meta_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7559,7 +7815,7 @@ func (x *ListPartsResponse) String() string {
 func (*ListPartsResponse) ProtoMessage() {}
 
 func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[98]
+	mi := &file_meta_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7572,7 +7828,7 @@ func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartsResponse.ProtoReflect.Descriptor instead.
 func (*ListPartsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{98}
+	return file_meta_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ListPartsResponse) GetUpload() *UploadRecord {
@@ -7610,7 +7866,7 @@ type ListUploadsRequest struct {
 
 func (x *ListUploadsRequest) Reset() {
 	*x = ListUploadsRequest{}
-	mi := &file_meta_proto_msgTypes[99]
+	mi := &file_meta_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7622,7 +7878,7 @@ func (x *ListUploadsRequest) String() string {
 func (*ListUploadsRequest) ProtoMessage() {}
 
 func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[99]
+	mi := &file_meta_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7635,7 +7891,7 @@ func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUploadsRequest.ProtoReflect.Descriptor instead.
 func (*ListUploadsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{99}
+	return file_meta_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ListUploadsRequest) GetBucket() string {
@@ -7690,7 +7946,7 @@ type ListUploadsResponse struct {
 
 func (x *ListUploadsResponse) Reset() {
 	*x = ListUploadsResponse{}
-	mi := &file_meta_proto_msgTypes[100]
+	mi := &file_meta_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7702,7 +7958,7 @@ func (x *ListUploadsResponse) String() string {
 func (*ListUploadsResponse) ProtoMessage() {}
 
 func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[100]
+	mi := &file_meta_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7715,7 +7971,7 @@ func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUploadsResponse.ProtoReflect.Descriptor instead.
 func (*ListUploadsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{100}
+	return file_meta_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ListUploadsResponse) GetUploads() []*UploadRecord {
@@ -7755,7 +8011,7 @@ type FindRequest struct {
 
 func (x *FindRequest) Reset() {
 	*x = FindRequest{}
-	mi := &file_meta_proto_msgTypes[101]
+	mi := &file_meta_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7767,7 +8023,7 @@ func (x *FindRequest) String() string {
 func (*FindRequest) ProtoMessage() {}
 
 func (x *FindRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[101]
+	mi := &file_meta_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7780,7 +8036,7 @@ func (x *FindRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRequest.ProtoReflect.Descriptor instead.
 func (*FindRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{101}
+	return file_meta_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *FindRequest) GetBucket() string {
@@ -7864,7 +8120,7 @@ type FindResponse struct {
 
 func (x *FindResponse) Reset() {
 	*x = FindResponse{}
-	mi := &file_meta_proto_msgTypes[102]
+	mi := &file_meta_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7876,7 +8132,7 @@ func (x *FindResponse) String() string {
 func (*FindResponse) ProtoMessage() {}
 
 func (x *FindResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[102]
+	mi := &file_meta_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7889,7 +8145,7 @@ func (x *FindResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindResponse.ProtoReflect.Descriptor instead.
 func (*FindResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{102}
+	return file_meta_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *FindResponse) GetClips() []*ClipEntry {
@@ -7918,7 +8174,12 @@ var File_meta_proto protoreflect.FileDescriptor
 const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"meta.proto\x12\x11clipstore.meta.v1\"#\n" +
+	"meta.proto\x12\x11clipstore.meta.v1\"\x1c\n" +
+	"\x1aInventoryCapabilityRequest\"=\n" +
+	"\x1bInventoryCapabilityResponse\x12\x1e\n" +
+	"\n" +
+	"capability\x18\x01 \x01(\fR\n" +
+	"capability\"#\n" +
 	"\vReadOptions\x12\x14\n" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\"p\n" +
 	"\tECProfile\x12\x1f\n" +
@@ -8029,14 +8290,17 @@ const file_meta_proto_rawDesc = "" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x126\n" +
 	"\aprofile\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x12\x1b\n" +
-	"\tsize_hint\x18\x04 \x01(\x04R\bsizeHint\"\xa2\x02\n" +
+	"\tsize_hint\x18\x04 \x01(\x04R\bsizeHint\"\xc2\x02\n" +
 	"\x10BeginPutResponse\x12\x1b\n" +
 	"\tupload_id\x18\x01 \x01(\fR\buploadId\x12\x17\n" +
 	"\aclip_id\x18\x02 \x01(\fR\x06clipId\x126\n" +
 	"\aprofile\x18\x03 \x01(\v2\x1c.clipstore.meta.v1.ECProfileR\aprofile\x123\n" +
 	"\atargets\x18\x04 \x03(\v2\x19.clipstore.meta.v1.TargetR\atargets\x120\n" +
 	"\x06spares\x18\x05 \x03(\v2\x18.clipstore.meta.v1.SpareR\x06spares\x129\n" +
-	"\x19commit_deadline_unix_nano\x18\x06 \x01(\x03R\x16commitDeadlineUnixNano\"\xe2\x06\n" +
+	"\x19commit_deadline_unix_nano\x18\x06 \x01(\x03R\x16commitDeadlineUnixNano\x12\x1e\n" +
+	"\n" +
+	"capability\x18\a \x01(\fR\n" +
+	"capability\"\xe2\x06\n" +
 	"\x10CommitPutRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
@@ -8078,7 +8342,7 @@ const file_meta_proto_rawDesc = "" +
 	"first_part\x18\x03 \x01(\rR\tfirstPart\x12\x1b\n" +
 	"\tmax_parts\x18\x04 \x01(\rR\bmaxParts\x12\x1a\n" +
 	"\bposition\x18\x05 \x01(\rR\bpositionB\t\n" +
-	"\a_length\"\xd7\x01\n" +
+	"\a_length\"\xf7\x01\n" +
 	"\x0fGetClipResponse\x121\n" +
 	"\x04clip\x18\x01 \x01(\v2\x1d.clipstore.meta.v1.ClipRecordR\x04clip\x124\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1e.clipstore.meta.v1.NodeAddressR\x05nodes\x12\x1d\n" +
@@ -8087,7 +8351,10 @@ const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"first_part\x18\x04 \x01(\rR\tfirstPart\x12\x1d\n" +
 	"\n" +
-	"more_parts\x18\x05 \x01(\bR\tmoreParts\"\xb4\x01\n" +
+	"more_parts\x18\x05 \x01(\bR\tmoreParts\x12\x1e\n" +
+	"\n" +
+	"capability\x18\x06 \x01(\fR\n" +
+	"capability\"\xb4\x01\n" +
 	"\x10ListClipsRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1f\n" +
@@ -8248,9 +8515,17 @@ const file_meta_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x123\n" +
-	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"J\n" +
+	"\x05disks\x18\x05 \x03(\v2\x1d.clipstore.meta.v1.DiskStatusR\x05disks\"\x80\x01\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\"\xac\x04\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.StorageNodeR\x04node\x124\n" +
+	"\akeyring\x18\x02 \x01(\v2\x1a.clipstore.meta.v1.KeyringR\akeyring\"c\n" +
+	"\rCapabilityKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12*\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\"[\n" +
+	"\aKeyring\x124\n" +
+	"\x04keys\x18\x01 \x03(\v2 .clipstore.meta.v1.CapabilityKeyR\x04keys\x12\x1a\n" +
+	"\brequired\x18\x02 \x01(\bR\brequired\"\xfa\x04\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
@@ -8267,7 +8542,9 @@ const file_meta_proto_rawDesc = "" +
 	"\x06losses\x18\v \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\x06losses\x128\n" +
 	"\acorrupt\x18\r \x01(\v2\x1e.clipstore.meta.v1.ShardLossesR\acorrupt\x12\x1d\n" +
 	"\n" +
-	"report_seq\x18\f \x01(\x04R\treportSeq\"\xa4\x03\n" +
+	"report_seq\x18\f \x01(\x04R\treportSeq\x12%\n" +
+	"\x0ekeyring_newest\x18\x0e \x01(\rR\rkeyringNewest\x12%\n" +
+	"\x0ekeyring_oldest\x18\x0f \x01(\rR\rkeyringOldest\"\xa4\x03\n" +
 	"\vScrubStatus\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12)\n" +
 	"\x10passes_completed\x18\x02 \x01(\x04R\x0fpassesCompleted\x12\x1d\n" +
@@ -8315,14 +8592,15 @@ const file_meta_proto_rawDesc = "" +
 	"\tcopy_from\x18\r \x01(\v2\x1e.clipstore.meta.v1.ShardSourceR\bcopyFrom\x12\"\n" +
 	"\rbytes_per_sec\x18\x0e \x01(\x04R\vbytesPerSec\x12\x1b\n" +
 	"\tupload_id\x18\x0f \x01(\fR\buploadIdB\x14\n" +
-	"\x12_expected_checksum\"\x81\x02\n" +
+	"\x12_expected_checksum\"\xb7\x02\n" +
 	"\x11HeartbeatResponse\x12<\n" +
 	"\adeletes\x18\x01 \x03(\v2\".clipstore.meta.v1.DeleteShardWorkR\adeletes\x12\x1f\n" +
 	"\vinterval_ms\x18\x02 \x01(\rR\n" +
 	"intervalMs\x127\n" +
 	"\arepairs\x18\x03 \x03(\v2\x1d.clipstore.meta.v1.RepairWorkR\arepairs\x12,\n" +
 	"\x12report_seq_applied\x18\x04 \x01(\x04R\x10reportSeqApplied\x12&\n" +
-	"\x0fmeta_timeout_ms\x18\x05 \x01(\rR\rmetaTimeoutMs\"F\n" +
+	"\x0fmeta_timeout_ms\x18\x05 \x01(\rR\rmetaTimeoutMs\x124\n" +
+	"\akeyring\x18\x06 \x01(\v2\x1a.clipstore.meta.v1.KeyringR\akeyring\"F\n" +
 	"\x10ListNodesRequest\x122\n" +
 	"\x04read\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"I\n" +
 	"\x11ListNodesResponse\x124\n" +
@@ -8636,7 +8914,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x12ACCESS_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vACCESS_READ\x10\x01\x12\x10\n" +
 	"\fACCESS_WRITE\x10\x02\x12\x10\n" +
-	"\fACCESS_ADMIN\x10\x032\xb0\x1a\n" +
+	"\fACCESS_ADMIN\x10\x032\xa6\x1b\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -8678,7 +8956,8 @@ const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"SigningKey\x12$.clipstore.meta.v1.SigningKeyRequest\x1a%.clipstore.meta.v1.SigningKeyResponse\x12S\n" +
 	"\bSettings\x12\".clipstore.meta.v1.SettingsRequest\x1a#.clipstore.meta.v1.SettingsResponse\x12G\n" +
-	"\x04Find\x12\x1e.clipstore.meta.v1.FindRequest\x1a\x1f.clipstore.meta.v1.FindResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
+	"\x04Find\x12\x1e.clipstore.meta.v1.FindRequest\x1a\x1f.clipstore.meta.v1.FindResponse\x12t\n" +
+	"\x13InventoryCapability\x12-.clipstore.meta.v1.InventoryCapabilityRequest\x1a..clipstore.meta.v1.InventoryCapabilityResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -8693,310 +8972,319 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 112)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 116)
 var file_meta_proto_goTypes = []any{
-	(ShardState)(0),                   // 0: clipstore.meta.v1.ShardState
-	(NodeState)(0),                    // 1: clipstore.meta.v1.NodeState
-	(AdminState)(0),                   // 2: clipstore.meta.v1.AdminState
-	(RebalanceAction)(0),              // 3: clipstore.meta.v1.RebalanceAction
-	(Access)(0),                       // 4: clipstore.meta.v1.Access
-	(*ReadOptions)(nil),               // 5: clipstore.meta.v1.ReadOptions
-	(*ECProfile)(nil),                 // 6: clipstore.meta.v1.ECProfile
-	(*Bucket)(nil),                    // 7: clipstore.meta.v1.Bucket
-	(*Settings)(nil),                  // 8: clipstore.meta.v1.Settings
-	(*SettingsRequest)(nil),           // 9: clipstore.meta.v1.SettingsRequest
-	(*SettingsResponse)(nil),          // 10: clipstore.meta.v1.SettingsResponse
-	(*CreateBucketRequest)(nil),       // 11: clipstore.meta.v1.CreateBucketRequest
-	(*CreateBucketResponse)(nil),      // 12: clipstore.meta.v1.CreateBucketResponse
-	(*DeleteBucketRequest)(nil),       // 13: clipstore.meta.v1.DeleteBucketRequest
-	(*DeleteBucketResponse)(nil),      // 14: clipstore.meta.v1.DeleteBucketResponse
-	(*ListBucketsRequest)(nil),        // 15: clipstore.meta.v1.ListBucketsRequest
-	(*ListBucketsResponse)(nil),       // 16: clipstore.meta.v1.ListBucketsResponse
-	(*Shard)(nil),                     // 17: clipstore.meta.v1.Shard
-	(*Part)(nil),                      // 18: clipstore.meta.v1.Part
-	(*CaptureAttributes)(nil),         // 19: clipstore.meta.v1.CaptureAttributes
-	(*ClipRecord)(nil),                // 20: clipstore.meta.v1.ClipRecord
-	(*NodeAddress)(nil),               // 21: clipstore.meta.v1.NodeAddress
-	(*Target)(nil),                    // 22: clipstore.meta.v1.Target
-	(*Spare)(nil),                     // 23: clipstore.meta.v1.Spare
-	(*BeginPutRequest)(nil),           // 24: clipstore.meta.v1.BeginPutRequest
-	(*BeginPutResponse)(nil),          // 25: clipstore.meta.v1.BeginPutResponse
-	(*CommitPutRequest)(nil),          // 26: clipstore.meta.v1.CommitPutRequest
-	(*CommitPutResponse)(nil),         // 27: clipstore.meta.v1.CommitPutResponse
-	(*GetClipRequest)(nil),            // 28: clipstore.meta.v1.GetClipRequest
-	(*PartSelector)(nil),              // 29: clipstore.meta.v1.PartSelector
-	(*GetClipResponse)(nil),           // 30: clipstore.meta.v1.GetClipResponse
-	(*ListClipsRequest)(nil),          // 31: clipstore.meta.v1.ListClipsRequest
-	(*ClipEntry)(nil),                 // 32: clipstore.meta.v1.ClipEntry
-	(*ListClipsResponse)(nil),         // 33: clipstore.meta.v1.ListClipsResponse
-	(*DeleteClipRequest)(nil),         // 34: clipstore.meta.v1.DeleteClipRequest
-	(*DeleteClipResponse)(nil),        // 35: clipstore.meta.v1.DeleteClipResponse
-	(*ReportShardRequest)(nil),        // 36: clipstore.meta.v1.ReportShardRequest
-	(*ReportShardResponse)(nil),       // 37: clipstore.meta.v1.ReportShardResponse
-	(*UpdateShardRequest)(nil),        // 38: clipstore.meta.v1.UpdateShardRequest
-	(*UpdateShardResponse)(nil),       // 39: clipstore.meta.v1.UpdateShardResponse
-	(*DiskStatus)(nil),                // 40: clipstore.meta.v1.DiskStatus
-	(*ShardLosses)(nil),               // 41: clipstore.meta.v1.ShardLosses
-	(*StorageNode)(nil),               // 42: clipstore.meta.v1.StorageNode
-	(*SetNodeAdminStateRequest)(nil),  // 43: clipstore.meta.v1.SetNodeAdminStateRequest
-	(*SetNodeAdminStateResponse)(nil), // 44: clipstore.meta.v1.SetNodeAdminStateResponse
-	(*RebalanceRequest)(nil),          // 45: clipstore.meta.v1.RebalanceRequest
-	(*RebalanceState)(nil),            // 46: clipstore.meta.v1.RebalanceState
-	(*NodeBalance)(nil),               // 47: clipstore.meta.v1.NodeBalance
-	(*RebalanceResponse)(nil),         // 48: clipstore.meta.v1.RebalanceResponse
-	(*RemoveNodeRequest)(nil),         // 49: clipstore.meta.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),        // 50: clipstore.meta.v1.RemoveNodeResponse
-	(*RegisterNodeRequest)(nil),       // 51: clipstore.meta.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),      // 52: clipstore.meta.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),          // 53: clipstore.meta.v1.HeartbeatRequest
-	(*ScrubStatus)(nil),               // 54: clipstore.meta.v1.ScrubStatus
-	(*DeleteShardWork)(nil),           // 55: clipstore.meta.v1.DeleteShardWork
-	(*ShardSource)(nil),               // 56: clipstore.meta.v1.ShardSource
-	(*RepairWork)(nil),                // 57: clipstore.meta.v1.RepairWork
-	(*HeartbeatResponse)(nil),         // 58: clipstore.meta.v1.HeartbeatResponse
-	(*ListNodesRequest)(nil),          // 59: clipstore.meta.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),         // 60: clipstore.meta.v1.ListNodesResponse
-	(*ListNodeShardsRequest)(nil),     // 61: clipstore.meta.v1.ListNodeShardsRequest
-	(*NodeShard)(nil),                 // 62: clipstore.meta.v1.NodeShard
-	(*ListNodeShardsResponse)(nil),    // 63: clipstore.meta.v1.ListNodeShardsResponse
-	(*ShardRef)(nil),                  // 64: clipstore.meta.v1.ShardRef
-	(*CheckShardsRequest)(nil),        // 65: clipstore.meta.v1.CheckShardsRequest
-	(*CheckShardsResponse)(nil),       // 66: clipstore.meta.v1.CheckShardsResponse
-	(*Member)(nil),                    // 67: clipstore.meta.v1.Member
-	(*JoinMemberRequest)(nil),         // 68: clipstore.meta.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),        // 69: clipstore.meta.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),       // 70: clipstore.meta.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 71: clipstore.meta.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),        // 72: clipstore.meta.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 73: clipstore.meta.v1.ListMembersResponse
-	(*ClusterStatusRequest)(nil),      // 74: clipstore.meta.v1.ClusterStatusRequest
-	(*RepairLimits)(nil),              // 75: clipstore.meta.v1.RepairLimits
-	(*RepairLimitsRequest)(nil),       // 76: clipstore.meta.v1.RepairLimitsRequest
-	(*RepairLimitsResponse)(nil),      // 77: clipstore.meta.v1.RepairLimitsResponse
-	(*ClusterStatusResponse)(nil),     // 78: clipstore.meta.v1.ClusterStatusResponse
-	(*RepairHold)(nil),                // 79: clipstore.meta.v1.RepairHold
-	(*NodeScrubStatus)(nil),           // 80: clipstore.meta.v1.NodeScrubStatus
-	(*AccessKey)(nil),                 // 81: clipstore.meta.v1.AccessKey
-	(*Grant)(nil),                     // 82: clipstore.meta.v1.Grant
-	(*CreateAccessKeyRequest)(nil),    // 83: clipstore.meta.v1.CreateAccessKeyRequest
-	(*CreateAccessKeyResponse)(nil),   // 84: clipstore.meta.v1.CreateAccessKeyResponse
-	(*ListAccessKeysRequest)(nil),     // 85: clipstore.meta.v1.ListAccessKeysRequest
-	(*ListAccessKeysResponse)(nil),    // 86: clipstore.meta.v1.ListAccessKeysResponse
-	(*DeleteAccessKeyRequest)(nil),    // 87: clipstore.meta.v1.DeleteAccessKeyRequest
-	(*DeleteAccessKeyResponse)(nil),   // 88: clipstore.meta.v1.DeleteAccessKeyResponse
-	(*SigningKeyRequest)(nil),         // 89: clipstore.meta.v1.SigningKeyRequest
-	(*SigningKeyResponse)(nil),        // 90: clipstore.meta.v1.SigningKeyResponse
-	(*UploadRecord)(nil),              // 91: clipstore.meta.v1.UploadRecord
-	(*UploadPart)(nil),                // 92: clipstore.meta.v1.UploadPart
-	(*CreateUploadRequest)(nil),       // 93: clipstore.meta.v1.CreateUploadRequest
-	(*CreateUploadResponse)(nil),      // 94: clipstore.meta.v1.CreateUploadResponse
-	(*BeginPartRequest)(nil),          // 95: clipstore.meta.v1.BeginPartRequest
-	(*CommitPartRequest)(nil),         // 96: clipstore.meta.v1.CommitPartRequest
-	(*CommitPartResponse)(nil),        // 97: clipstore.meta.v1.CommitPartResponse
-	(*CompletedPart)(nil),             // 98: clipstore.meta.v1.CompletedPart
-	(*CompleteUploadRequest)(nil),     // 99: clipstore.meta.v1.CompleteUploadRequest
-	(*AbortUploadRequest)(nil),        // 100: clipstore.meta.v1.AbortUploadRequest
-	(*AbortUploadResponse)(nil),       // 101: clipstore.meta.v1.AbortUploadResponse
-	(*ListPartsRequest)(nil),          // 102: clipstore.meta.v1.ListPartsRequest
-	(*ListPartsResponse)(nil),         // 103: clipstore.meta.v1.ListPartsResponse
-	(*ListUploadsRequest)(nil),        // 104: clipstore.meta.v1.ListUploadsRequest
-	(*ListUploadsResponse)(nil),       // 105: clipstore.meta.v1.ListUploadsResponse
-	(*FindRequest)(nil),               // 106: clipstore.meta.v1.FindRequest
-	(*FindResponse)(nil),              // 107: clipstore.meta.v1.FindResponse
-	nil,                               // 108: clipstore.meta.v1.Part.ChecksumsEntry
-	nil,                               // 109: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                               // 110: clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	nil,                               // 111: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	nil,                               // 112: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	nil,                               // 113: clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	nil,                               // 114: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	nil,                               // 115: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	nil,                               // 116: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	(ShardState)(0),                     // 0: clipstore.meta.v1.ShardState
+	(NodeState)(0),                      // 1: clipstore.meta.v1.NodeState
+	(AdminState)(0),                     // 2: clipstore.meta.v1.AdminState
+	(RebalanceAction)(0),                // 3: clipstore.meta.v1.RebalanceAction
+	(Access)(0),                         // 4: clipstore.meta.v1.Access
+	(*InventoryCapabilityRequest)(nil),  // 5: clipstore.meta.v1.InventoryCapabilityRequest
+	(*InventoryCapabilityResponse)(nil), // 6: clipstore.meta.v1.InventoryCapabilityResponse
+	(*ReadOptions)(nil),                 // 7: clipstore.meta.v1.ReadOptions
+	(*ECProfile)(nil),                   // 8: clipstore.meta.v1.ECProfile
+	(*Bucket)(nil),                      // 9: clipstore.meta.v1.Bucket
+	(*Settings)(nil),                    // 10: clipstore.meta.v1.Settings
+	(*SettingsRequest)(nil),             // 11: clipstore.meta.v1.SettingsRequest
+	(*SettingsResponse)(nil),            // 12: clipstore.meta.v1.SettingsResponse
+	(*CreateBucketRequest)(nil),         // 13: clipstore.meta.v1.CreateBucketRequest
+	(*CreateBucketResponse)(nil),        // 14: clipstore.meta.v1.CreateBucketResponse
+	(*DeleteBucketRequest)(nil),         // 15: clipstore.meta.v1.DeleteBucketRequest
+	(*DeleteBucketResponse)(nil),        // 16: clipstore.meta.v1.DeleteBucketResponse
+	(*ListBucketsRequest)(nil),          // 17: clipstore.meta.v1.ListBucketsRequest
+	(*ListBucketsResponse)(nil),         // 18: clipstore.meta.v1.ListBucketsResponse
+	(*Shard)(nil),                       // 19: clipstore.meta.v1.Shard
+	(*Part)(nil),                        // 20: clipstore.meta.v1.Part
+	(*CaptureAttributes)(nil),           // 21: clipstore.meta.v1.CaptureAttributes
+	(*ClipRecord)(nil),                  // 22: clipstore.meta.v1.ClipRecord
+	(*NodeAddress)(nil),                 // 23: clipstore.meta.v1.NodeAddress
+	(*Target)(nil),                      // 24: clipstore.meta.v1.Target
+	(*Spare)(nil),                       // 25: clipstore.meta.v1.Spare
+	(*BeginPutRequest)(nil),             // 26: clipstore.meta.v1.BeginPutRequest
+	(*BeginPutResponse)(nil),            // 27: clipstore.meta.v1.BeginPutResponse
+	(*CommitPutRequest)(nil),            // 28: clipstore.meta.v1.CommitPutRequest
+	(*CommitPutResponse)(nil),           // 29: clipstore.meta.v1.CommitPutResponse
+	(*GetClipRequest)(nil),              // 30: clipstore.meta.v1.GetClipRequest
+	(*PartSelector)(nil),                // 31: clipstore.meta.v1.PartSelector
+	(*GetClipResponse)(nil),             // 32: clipstore.meta.v1.GetClipResponse
+	(*ListClipsRequest)(nil),            // 33: clipstore.meta.v1.ListClipsRequest
+	(*ClipEntry)(nil),                   // 34: clipstore.meta.v1.ClipEntry
+	(*ListClipsResponse)(nil),           // 35: clipstore.meta.v1.ListClipsResponse
+	(*DeleteClipRequest)(nil),           // 36: clipstore.meta.v1.DeleteClipRequest
+	(*DeleteClipResponse)(nil),          // 37: clipstore.meta.v1.DeleteClipResponse
+	(*ReportShardRequest)(nil),          // 38: clipstore.meta.v1.ReportShardRequest
+	(*ReportShardResponse)(nil),         // 39: clipstore.meta.v1.ReportShardResponse
+	(*UpdateShardRequest)(nil),          // 40: clipstore.meta.v1.UpdateShardRequest
+	(*UpdateShardResponse)(nil),         // 41: clipstore.meta.v1.UpdateShardResponse
+	(*DiskStatus)(nil),                  // 42: clipstore.meta.v1.DiskStatus
+	(*ShardLosses)(nil),                 // 43: clipstore.meta.v1.ShardLosses
+	(*StorageNode)(nil),                 // 44: clipstore.meta.v1.StorageNode
+	(*SetNodeAdminStateRequest)(nil),    // 45: clipstore.meta.v1.SetNodeAdminStateRequest
+	(*SetNodeAdminStateResponse)(nil),   // 46: clipstore.meta.v1.SetNodeAdminStateResponse
+	(*RebalanceRequest)(nil),            // 47: clipstore.meta.v1.RebalanceRequest
+	(*RebalanceState)(nil),              // 48: clipstore.meta.v1.RebalanceState
+	(*NodeBalance)(nil),                 // 49: clipstore.meta.v1.NodeBalance
+	(*RebalanceResponse)(nil),           // 50: clipstore.meta.v1.RebalanceResponse
+	(*RemoveNodeRequest)(nil),           // 51: clipstore.meta.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),          // 52: clipstore.meta.v1.RemoveNodeResponse
+	(*RegisterNodeRequest)(nil),         // 53: clipstore.meta.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),        // 54: clipstore.meta.v1.RegisterNodeResponse
+	(*CapabilityKey)(nil),               // 55: clipstore.meta.v1.CapabilityKey
+	(*Keyring)(nil),                     // 56: clipstore.meta.v1.Keyring
+	(*HeartbeatRequest)(nil),            // 57: clipstore.meta.v1.HeartbeatRequest
+	(*ScrubStatus)(nil),                 // 58: clipstore.meta.v1.ScrubStatus
+	(*DeleteShardWork)(nil),             // 59: clipstore.meta.v1.DeleteShardWork
+	(*ShardSource)(nil),                 // 60: clipstore.meta.v1.ShardSource
+	(*RepairWork)(nil),                  // 61: clipstore.meta.v1.RepairWork
+	(*HeartbeatResponse)(nil),           // 62: clipstore.meta.v1.HeartbeatResponse
+	(*ListNodesRequest)(nil),            // 63: clipstore.meta.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),           // 64: clipstore.meta.v1.ListNodesResponse
+	(*ListNodeShardsRequest)(nil),       // 65: clipstore.meta.v1.ListNodeShardsRequest
+	(*NodeShard)(nil),                   // 66: clipstore.meta.v1.NodeShard
+	(*ListNodeShardsResponse)(nil),      // 67: clipstore.meta.v1.ListNodeShardsResponse
+	(*ShardRef)(nil),                    // 68: clipstore.meta.v1.ShardRef
+	(*CheckShardsRequest)(nil),          // 69: clipstore.meta.v1.CheckShardsRequest
+	(*CheckShardsResponse)(nil),         // 70: clipstore.meta.v1.CheckShardsResponse
+	(*Member)(nil),                      // 71: clipstore.meta.v1.Member
+	(*JoinMemberRequest)(nil),           // 72: clipstore.meta.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),          // 73: clipstore.meta.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),         // 74: clipstore.meta.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),        // 75: clipstore.meta.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),          // 76: clipstore.meta.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),         // 77: clipstore.meta.v1.ListMembersResponse
+	(*ClusterStatusRequest)(nil),        // 78: clipstore.meta.v1.ClusterStatusRequest
+	(*RepairLimits)(nil),                // 79: clipstore.meta.v1.RepairLimits
+	(*RepairLimitsRequest)(nil),         // 80: clipstore.meta.v1.RepairLimitsRequest
+	(*RepairLimitsResponse)(nil),        // 81: clipstore.meta.v1.RepairLimitsResponse
+	(*ClusterStatusResponse)(nil),       // 82: clipstore.meta.v1.ClusterStatusResponse
+	(*RepairHold)(nil),                  // 83: clipstore.meta.v1.RepairHold
+	(*NodeScrubStatus)(nil),             // 84: clipstore.meta.v1.NodeScrubStatus
+	(*AccessKey)(nil),                   // 85: clipstore.meta.v1.AccessKey
+	(*Grant)(nil),                       // 86: clipstore.meta.v1.Grant
+	(*CreateAccessKeyRequest)(nil),      // 87: clipstore.meta.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),     // 88: clipstore.meta.v1.CreateAccessKeyResponse
+	(*ListAccessKeysRequest)(nil),       // 89: clipstore.meta.v1.ListAccessKeysRequest
+	(*ListAccessKeysResponse)(nil),      // 90: clipstore.meta.v1.ListAccessKeysResponse
+	(*DeleteAccessKeyRequest)(nil),      // 91: clipstore.meta.v1.DeleteAccessKeyRequest
+	(*DeleteAccessKeyResponse)(nil),     // 92: clipstore.meta.v1.DeleteAccessKeyResponse
+	(*SigningKeyRequest)(nil),           // 93: clipstore.meta.v1.SigningKeyRequest
+	(*SigningKeyResponse)(nil),          // 94: clipstore.meta.v1.SigningKeyResponse
+	(*UploadRecord)(nil),                // 95: clipstore.meta.v1.UploadRecord
+	(*UploadPart)(nil),                  // 96: clipstore.meta.v1.UploadPart
+	(*CreateUploadRequest)(nil),         // 97: clipstore.meta.v1.CreateUploadRequest
+	(*CreateUploadResponse)(nil),        // 98: clipstore.meta.v1.CreateUploadResponse
+	(*BeginPartRequest)(nil),            // 99: clipstore.meta.v1.BeginPartRequest
+	(*CommitPartRequest)(nil),           // 100: clipstore.meta.v1.CommitPartRequest
+	(*CommitPartResponse)(nil),          // 101: clipstore.meta.v1.CommitPartResponse
+	(*CompletedPart)(nil),               // 102: clipstore.meta.v1.CompletedPart
+	(*CompleteUploadRequest)(nil),       // 103: clipstore.meta.v1.CompleteUploadRequest
+	(*AbortUploadRequest)(nil),          // 104: clipstore.meta.v1.AbortUploadRequest
+	(*AbortUploadResponse)(nil),         // 105: clipstore.meta.v1.AbortUploadResponse
+	(*ListPartsRequest)(nil),            // 106: clipstore.meta.v1.ListPartsRequest
+	(*ListPartsResponse)(nil),           // 107: clipstore.meta.v1.ListPartsResponse
+	(*ListUploadsRequest)(nil),          // 108: clipstore.meta.v1.ListUploadsRequest
+	(*ListUploadsResponse)(nil),         // 109: clipstore.meta.v1.ListUploadsResponse
+	(*FindRequest)(nil),                 // 110: clipstore.meta.v1.FindRequest
+	(*FindResponse)(nil),                // 111: clipstore.meta.v1.FindResponse
+	nil,                                 // 112: clipstore.meta.v1.Part.ChecksumsEntry
+	nil,                                 // 113: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                                 // 114: clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	nil,                                 // 115: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	nil,                                 // 116: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	nil,                                 // 117: clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	nil,                                 // 118: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	nil,                                 // 119: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	nil,                                 // 120: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	6,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	8,   // 1: clipstore.meta.v1.Bucket.settings:type_name -> clipstore.meta.v1.Settings
-	5,   // 2: clipstore.meta.v1.SettingsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	8,   // 3: clipstore.meta.v1.SettingsResponse.cluster:type_name -> clipstore.meta.v1.Settings
-	8,   // 4: clipstore.meta.v1.SettingsResponse.bucket:type_name -> clipstore.meta.v1.Settings
-	8,   // 5: clipstore.meta.v1.SettingsResponse.effective:type_name -> clipstore.meta.v1.Settings
-	6,   // 6: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
-	8,   // 7: clipstore.meta.v1.CreateBucketRequest.settings:type_name -> clipstore.meta.v1.Settings
-	7,   // 8: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
-	5,   // 9: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	7,   // 10: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
+	8,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	10,  // 1: clipstore.meta.v1.Bucket.settings:type_name -> clipstore.meta.v1.Settings
+	7,   // 2: clipstore.meta.v1.SettingsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	10,  // 3: clipstore.meta.v1.SettingsResponse.cluster:type_name -> clipstore.meta.v1.Settings
+	10,  // 4: clipstore.meta.v1.SettingsResponse.bucket:type_name -> clipstore.meta.v1.Settings
+	10,  // 5: clipstore.meta.v1.SettingsResponse.effective:type_name -> clipstore.meta.v1.Settings
+	8,   // 6: clipstore.meta.v1.CreateBucketRequest.default_profile:type_name -> clipstore.meta.v1.ECProfile
+	10,  // 7: clipstore.meta.v1.CreateBucketRequest.settings:type_name -> clipstore.meta.v1.Settings
+	9,   // 8: clipstore.meta.v1.CreateBucketResponse.bucket:type_name -> clipstore.meta.v1.Bucket
+	7,   // 9: clipstore.meta.v1.ListBucketsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	9,   // 10: clipstore.meta.v1.ListBucketsResponse.buckets:type_name -> clipstore.meta.v1.Bucket
 	0,   // 11: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
-	6,   // 12: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
-	17,  // 13: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	108, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
-	109, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	19,  // 16: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	18,  // 17: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	110, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	6,   // 19: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	6,   // 20: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
-	22,  // 21: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
-	23,  // 22: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
-	6,   // 23: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	17,  // 24: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	111, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	19,  // 26: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	112, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	20,  // 28: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	5,   // 29: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	29,  // 30: clipstore.meta.v1.GetClipRequest.parts:type_name -> clipstore.meta.v1.PartSelector
-	20,  // 31: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
-	21,  // 32: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
-	5,   // 33: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	19,  // 34: clipstore.meta.v1.ClipEntry.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	32,  // 35: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	8,   // 12: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
+	19,  // 13: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
+	112, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
+	113, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	21,  // 16: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	20,  // 17: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
+	114, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	8,   // 19: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	8,   // 20: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
+	24,  // 21: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
+	25,  // 22: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
+	8,   // 23: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	19,  // 24: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
+	115, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	21,  // 26: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	116, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	22,  // 28: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	7,   // 29: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	31,  // 30: clipstore.meta.v1.GetClipRequest.parts:type_name -> clipstore.meta.v1.PartSelector
+	22,  // 31: clipstore.meta.v1.GetClipResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
+	23,  // 32: clipstore.meta.v1.GetClipResponse.nodes:type_name -> clipstore.meta.v1.NodeAddress
+	7,   // 33: clipstore.meta.v1.ListClipsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	21,  // 34: clipstore.meta.v1.ClipEntry.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	34,  // 35: clipstore.meta.v1.ListClipsResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
 	0,   // 36: clipstore.meta.v1.ReportShardRequest.state:type_name -> clipstore.meta.v1.ShardState
-	17,  // 37: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
-	57,  // 38: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	19,  // 37: clipstore.meta.v1.UpdateShardRequest.new_shard:type_name -> clipstore.meta.v1.Shard
+	61,  // 38: clipstore.meta.v1.UpdateShardResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
 	1,   // 39: clipstore.meta.v1.StorageNode.state:type_name -> clipstore.meta.v1.NodeState
-	40,  // 40: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
-	41,  // 41: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
-	41,  // 42: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	42,  // 40: clipstore.meta.v1.StorageNode.disks:type_name -> clipstore.meta.v1.DiskStatus
+	43,  // 41: clipstore.meta.v1.StorageNode.losses:type_name -> clipstore.meta.v1.ShardLosses
+	43,  // 42: clipstore.meta.v1.StorageNode.corrupt:type_name -> clipstore.meta.v1.ShardLosses
 	2,   // 43: clipstore.meta.v1.StorageNode.admin_state:type_name -> clipstore.meta.v1.AdminState
 	2,   // 44: clipstore.meta.v1.SetNodeAdminStateRequest.state:type_name -> clipstore.meta.v1.AdminState
-	42,  // 45: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	44,  // 45: clipstore.meta.v1.SetNodeAdminStateResponse.node:type_name -> clipstore.meta.v1.StorageNode
 	3,   // 46: clipstore.meta.v1.RebalanceRequest.action:type_name -> clipstore.meta.v1.RebalanceAction
-	46,  // 47: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
-	47,  // 48: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
-	40,  // 49: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	42,  // 50: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
-	40,  // 51: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
-	54,  // 52: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	41,  // 53: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
-	41,  // 54: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	6,   // 55: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
-	56,  // 56: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
-	56,  // 57: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
-	55,  // 58: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
-	57,  // 59: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
-	5,   // 60: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	42,  // 61: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
-	5,   // 62: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	62,  // 63: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
-	64,  // 64: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
-	67,  // 65: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	67,  // 66: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
-	67,  // 67: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
-	5,   // 68: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	75,  // 69: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
-	67,  // 70: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
-	75,  // 71: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
-	80,  // 72: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
-	41,  // 73: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
-	41,  // 74: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
-	79,  // 75: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
-	75,  // 76: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
-	54,  // 77: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
-	82,  // 78: clipstore.meta.v1.AccessKey.grants:type_name -> clipstore.meta.v1.Grant
-	4,   // 79: clipstore.meta.v1.Grant.access:type_name -> clipstore.meta.v1.Access
-	81,  // 80: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
-	82,  // 81: clipstore.meta.v1.CreateAccessKeyRequest.grants:type_name -> clipstore.meta.v1.Grant
-	81,  // 82: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
-	5,   // 83: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	81,  // 84: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
-	82,  // 85: clipstore.meta.v1.SigningKeyResponse.grants:type_name -> clipstore.meta.v1.Grant
-	113, // 86: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	19,  // 87: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	6,   // 88: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
-	18,  // 89: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
-	114, // 90: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	19,  // 91: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	6,   // 92: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
-	91,  // 93: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
-	17,  // 94: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
-	115, // 95: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	92,  // 96: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
-	98,  // 97: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
-	116, // 98: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
-	5,   // 99: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	91,  // 100: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
-	92,  // 101: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
-	5,   // 102: clipstore.meta.v1.ListUploadsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	91,  // 103: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
-	5,   // 104: clipstore.meta.v1.FindRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	32,  // 105: clipstore.meta.v1.FindResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
-	11,  // 106: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	13,  // 107: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	15,  // 108: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	24,  // 109: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	26,  // 110: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	93,  // 111: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
-	95,  // 112: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
-	96,  // 113: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
-	99,  // 114: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
-	100, // 115: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
-	102, // 116: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
-	104, // 117: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
-	28,  // 118: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	31,  // 119: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	34,  // 120: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	36,  // 121: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	38,  // 122: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	51,  // 123: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	53,  // 124: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	59,  // 125: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	43,  // 126: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	49,  // 127: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	45,  // 128: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	61,  // 129: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	65,  // 130: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	68,  // 131: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	70,  // 132: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	72,  // 133: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	74,  // 134: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	76,  // 135: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	83,  // 136: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
-	85,  // 137: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
-	87,  // 138: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
-	89,  // 139: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
-	9,   // 140: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
-	106, // 141: clipstore.meta.v1.MetaService.Find:input_type -> clipstore.meta.v1.FindRequest
-	12,  // 142: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	14,  // 143: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	16,  // 144: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	25,  // 145: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	27,  // 146: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	94,  // 147: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
-	25,  // 148: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
-	97,  // 149: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
-	27,  // 150: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
-	101, // 151: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
-	103, // 152: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
-	105, // 153: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
-	30,  // 154: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	33,  // 155: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	35,  // 156: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	37,  // 157: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	39,  // 158: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	52,  // 159: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	58,  // 160: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	60,  // 161: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	44,  // 162: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	50,  // 163: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	48,  // 164: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	63,  // 165: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	66,  // 166: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	69,  // 167: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	71,  // 168: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	73,  // 169: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	78,  // 170: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	77,  // 171: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	84,  // 172: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
-	86,  // 173: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
-	88,  // 174: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
-	90,  // 175: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
-	10,  // 176: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
-	107, // 177: clipstore.meta.v1.MetaService.Find:output_type -> clipstore.meta.v1.FindResponse
-	142, // [142:178] is the sub-list for method output_type
-	106, // [106:142] is the sub-list for method input_type
-	106, // [106:106] is the sub-list for extension type_name
-	106, // [106:106] is the sub-list for extension extendee
-	0,   // [0:106] is the sub-list for field type_name
+	48,  // 47: clipstore.meta.v1.RebalanceResponse.state:type_name -> clipstore.meta.v1.RebalanceState
+	49,  // 48: clipstore.meta.v1.RebalanceResponse.nodes:type_name -> clipstore.meta.v1.NodeBalance
+	42,  // 49: clipstore.meta.v1.RegisterNodeRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	44,  // 50: clipstore.meta.v1.RegisterNodeResponse.node:type_name -> clipstore.meta.v1.StorageNode
+	56,  // 51: clipstore.meta.v1.RegisterNodeResponse.keyring:type_name -> clipstore.meta.v1.Keyring
+	55,  // 52: clipstore.meta.v1.Keyring.keys:type_name -> clipstore.meta.v1.CapabilityKey
+	42,  // 53: clipstore.meta.v1.HeartbeatRequest.disks:type_name -> clipstore.meta.v1.DiskStatus
+	58,  // 54: clipstore.meta.v1.HeartbeatRequest.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	43,  // 55: clipstore.meta.v1.HeartbeatRequest.losses:type_name -> clipstore.meta.v1.ShardLosses
+	43,  // 56: clipstore.meta.v1.HeartbeatRequest.corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	8,   // 57: clipstore.meta.v1.RepairWork.profile:type_name -> clipstore.meta.v1.ECProfile
+	60,  // 58: clipstore.meta.v1.RepairWork.sources:type_name -> clipstore.meta.v1.ShardSource
+	60,  // 59: clipstore.meta.v1.RepairWork.copy_from:type_name -> clipstore.meta.v1.ShardSource
+	59,  // 60: clipstore.meta.v1.HeartbeatResponse.deletes:type_name -> clipstore.meta.v1.DeleteShardWork
+	61,  // 61: clipstore.meta.v1.HeartbeatResponse.repairs:type_name -> clipstore.meta.v1.RepairWork
+	56,  // 62: clipstore.meta.v1.HeartbeatResponse.keyring:type_name -> clipstore.meta.v1.Keyring
+	7,   // 63: clipstore.meta.v1.ListNodesRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	44,  // 64: clipstore.meta.v1.ListNodesResponse.nodes:type_name -> clipstore.meta.v1.StorageNode
+	7,   // 65: clipstore.meta.v1.ListNodeShardsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	66,  // 66: clipstore.meta.v1.ListNodeShardsResponse.shards:type_name -> clipstore.meta.v1.NodeShard
+	68,  // 67: clipstore.meta.v1.CheckShardsRequest.shards:type_name -> clipstore.meta.v1.ShardRef
+	71,  // 68: clipstore.meta.v1.JoinMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	71,  // 69: clipstore.meta.v1.RemoveMemberResponse.members:type_name -> clipstore.meta.v1.Member
+	71,  // 70: clipstore.meta.v1.ListMembersResponse.members:type_name -> clipstore.meta.v1.Member
+	7,   // 71: clipstore.meta.v1.ClusterStatusRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	79,  // 72: clipstore.meta.v1.RepairLimitsResponse.limits:type_name -> clipstore.meta.v1.RepairLimits
+	71,  // 73: clipstore.meta.v1.ClusterStatusResponse.members:type_name -> clipstore.meta.v1.Member
+	79,  // 74: clipstore.meta.v1.ClusterStatusResponse.repair_limits:type_name -> clipstore.meta.v1.RepairLimits
+	84,  // 75: clipstore.meta.v1.ClusterStatusResponse.node_scrubs:type_name -> clipstore.meta.v1.NodeScrubStatus
+	43,  // 76: clipstore.meta.v1.ClusterStatusResponse.shard_losses:type_name -> clipstore.meta.v1.ShardLosses
+	43,  // 77: clipstore.meta.v1.ClusterStatusResponse.shard_corrupt:type_name -> clipstore.meta.v1.ShardLosses
+	83,  // 78: clipstore.meta.v1.ClusterStatusResponse.repair_hold:type_name -> clipstore.meta.v1.RepairHold
+	79,  // 79: clipstore.meta.v1.ClusterStatusResponse.move_limits:type_name -> clipstore.meta.v1.RepairLimits
+	58,  // 80: clipstore.meta.v1.NodeScrubStatus.scrub:type_name -> clipstore.meta.v1.ScrubStatus
+	86,  // 81: clipstore.meta.v1.AccessKey.grants:type_name -> clipstore.meta.v1.Grant
+	4,   // 82: clipstore.meta.v1.Grant.access:type_name -> clipstore.meta.v1.Access
+	85,  // 83: clipstore.meta.v1.CreateAccessKeyRequest.key:type_name -> clipstore.meta.v1.AccessKey
+	86,  // 84: clipstore.meta.v1.CreateAccessKeyRequest.grants:type_name -> clipstore.meta.v1.Grant
+	85,  // 85: clipstore.meta.v1.CreateAccessKeyResponse.key:type_name -> clipstore.meta.v1.AccessKey
+	7,   // 86: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	85,  // 87: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
+	86,  // 88: clipstore.meta.v1.SigningKeyResponse.grants:type_name -> clipstore.meta.v1.Grant
+	117, // 89: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	21,  // 90: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	8,   // 91: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
+	20,  // 92: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
+	118, // 93: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	21,  // 94: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
+	8,   // 95: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
+	95,  // 96: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	19,  // 97: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
+	119, // 98: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	96,  // 99: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
+	102, // 100: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
+	120, // 101: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	7,   // 102: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	95,  // 103: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
+	96,  // 104: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
+	7,   // 105: clipstore.meta.v1.ListUploadsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	95,  // 106: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
+	7,   // 107: clipstore.meta.v1.FindRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	34,  // 108: clipstore.meta.v1.FindResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
+	13,  // 109: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	15,  // 110: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	17,  // 111: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	26,  // 112: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	28,  // 113: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	97,  // 114: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
+	99,  // 115: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
+	100, // 116: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
+	103, // 117: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
+	104, // 118: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
+	106, // 119: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
+	108, // 120: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
+	30,  // 121: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	33,  // 122: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	36,  // 123: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	38,  // 124: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	40,  // 125: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	53,  // 126: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	57,  // 127: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	63,  // 128: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	45,  // 129: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	51,  // 130: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	47,  // 131: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	65,  // 132: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	69,  // 133: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	72,  // 134: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	74,  // 135: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	76,  // 136: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	78,  // 137: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	80,  // 138: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	87,  // 139: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
+	89,  // 140: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
+	91,  // 141: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
+	93,  // 142: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
+	11,  // 143: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
+	110, // 144: clipstore.meta.v1.MetaService.Find:input_type -> clipstore.meta.v1.FindRequest
+	5,   // 145: clipstore.meta.v1.MetaService.InventoryCapability:input_type -> clipstore.meta.v1.InventoryCapabilityRequest
+	14,  // 146: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	16,  // 147: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	18,  // 148: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	27,  // 149: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	29,  // 150: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	98,  // 151: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
+	27,  // 152: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
+	101, // 153: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
+	29,  // 154: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
+	105, // 155: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
+	107, // 156: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
+	109, // 157: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
+	32,  // 158: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	35,  // 159: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	37,  // 160: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	39,  // 161: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	41,  // 162: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	54,  // 163: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	62,  // 164: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	64,  // 165: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	46,  // 166: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	52,  // 167: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	50,  // 168: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	67,  // 169: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	70,  // 170: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	73,  // 171: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	75,  // 172: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	77,  // 173: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	82,  // 174: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	81,  // 175: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	88,  // 176: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
+	90,  // 177: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
+	92,  // 178: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
+	94,  // 179: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
+	12,  // 180: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
+	111, // 181: clipstore.meta.v1.MetaService.Find:output_type -> clipstore.meta.v1.FindResponse
+	6,   // 182: clipstore.meta.v1.MetaService.InventoryCapability:output_type -> clipstore.meta.v1.InventoryCapabilityResponse
+	146, // [146:183] is the sub-list for method output_type
+	109, // [109:146] is the sub-list for method input_type
+	109, // [109:109] is the sub-list for extension type_name
+	109, // [109:109] is the sub-list for extension extendee
+	0,   // [0:109] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -9004,21 +9292,21 @@ func file_meta_proto_init() {
 	if File_meta_proto != nil {
 		return
 	}
-	file_meta_proto_msgTypes[4].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[21].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[24].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[29].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[52].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[71].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[73].OneofWrappers = []any{}
-	file_meta_proto_msgTypes[94].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[6].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[23].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[26].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[31].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[56].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[75].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[77].OneofWrappers = []any{}
+	file_meta_proto_msgTypes[98].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   112,
+			NumMessages:   116,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

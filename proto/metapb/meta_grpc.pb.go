@@ -27,42 +27,43 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MetaService_CreateBucket_FullMethodName      = "/clipstore.meta.v1.MetaService/CreateBucket"
-	MetaService_DeleteBucket_FullMethodName      = "/clipstore.meta.v1.MetaService/DeleteBucket"
-	MetaService_ListBuckets_FullMethodName       = "/clipstore.meta.v1.MetaService/ListBuckets"
-	MetaService_BeginPut_FullMethodName          = "/clipstore.meta.v1.MetaService/BeginPut"
-	MetaService_CommitPut_FullMethodName         = "/clipstore.meta.v1.MetaService/CommitPut"
-	MetaService_CreateUpload_FullMethodName      = "/clipstore.meta.v1.MetaService/CreateUpload"
-	MetaService_BeginPart_FullMethodName         = "/clipstore.meta.v1.MetaService/BeginPart"
-	MetaService_CommitPart_FullMethodName        = "/clipstore.meta.v1.MetaService/CommitPart"
-	MetaService_CompleteUpload_FullMethodName    = "/clipstore.meta.v1.MetaService/CompleteUpload"
-	MetaService_AbortUpload_FullMethodName       = "/clipstore.meta.v1.MetaService/AbortUpload"
-	MetaService_ListParts_FullMethodName         = "/clipstore.meta.v1.MetaService/ListParts"
-	MetaService_ListUploads_FullMethodName       = "/clipstore.meta.v1.MetaService/ListUploads"
-	MetaService_GetClip_FullMethodName           = "/clipstore.meta.v1.MetaService/GetClip"
-	MetaService_ListClips_FullMethodName         = "/clipstore.meta.v1.MetaService/ListClips"
-	MetaService_DeleteClip_FullMethodName        = "/clipstore.meta.v1.MetaService/DeleteClip"
-	MetaService_ReportShard_FullMethodName       = "/clipstore.meta.v1.MetaService/ReportShard"
-	MetaService_UpdateShard_FullMethodName       = "/clipstore.meta.v1.MetaService/UpdateShard"
-	MetaService_RegisterNode_FullMethodName      = "/clipstore.meta.v1.MetaService/RegisterNode"
-	MetaService_Heartbeat_FullMethodName         = "/clipstore.meta.v1.MetaService/Heartbeat"
-	MetaService_ListNodes_FullMethodName         = "/clipstore.meta.v1.MetaService/ListNodes"
-	MetaService_SetNodeAdminState_FullMethodName = "/clipstore.meta.v1.MetaService/SetNodeAdminState"
-	MetaService_RemoveNode_FullMethodName        = "/clipstore.meta.v1.MetaService/RemoveNode"
-	MetaService_Rebalance_FullMethodName         = "/clipstore.meta.v1.MetaService/Rebalance"
-	MetaService_ListNodeShards_FullMethodName    = "/clipstore.meta.v1.MetaService/ListNodeShards"
-	MetaService_CheckShards_FullMethodName       = "/clipstore.meta.v1.MetaService/CheckShards"
-	MetaService_JoinMember_FullMethodName        = "/clipstore.meta.v1.MetaService/JoinMember"
-	MetaService_RemoveMember_FullMethodName      = "/clipstore.meta.v1.MetaService/RemoveMember"
-	MetaService_ListMembers_FullMethodName       = "/clipstore.meta.v1.MetaService/ListMembers"
-	MetaService_ClusterStatus_FullMethodName     = "/clipstore.meta.v1.MetaService/ClusterStatus"
-	MetaService_RepairLimits_FullMethodName      = "/clipstore.meta.v1.MetaService/RepairLimits"
-	MetaService_CreateAccessKey_FullMethodName   = "/clipstore.meta.v1.MetaService/CreateAccessKey"
-	MetaService_ListAccessKeys_FullMethodName    = "/clipstore.meta.v1.MetaService/ListAccessKeys"
-	MetaService_DeleteAccessKey_FullMethodName   = "/clipstore.meta.v1.MetaService/DeleteAccessKey"
-	MetaService_SigningKey_FullMethodName        = "/clipstore.meta.v1.MetaService/SigningKey"
-	MetaService_Settings_FullMethodName          = "/clipstore.meta.v1.MetaService/Settings"
-	MetaService_Find_FullMethodName              = "/clipstore.meta.v1.MetaService/Find"
+	MetaService_CreateBucket_FullMethodName        = "/clipstore.meta.v1.MetaService/CreateBucket"
+	MetaService_DeleteBucket_FullMethodName        = "/clipstore.meta.v1.MetaService/DeleteBucket"
+	MetaService_ListBuckets_FullMethodName         = "/clipstore.meta.v1.MetaService/ListBuckets"
+	MetaService_BeginPut_FullMethodName            = "/clipstore.meta.v1.MetaService/BeginPut"
+	MetaService_CommitPut_FullMethodName           = "/clipstore.meta.v1.MetaService/CommitPut"
+	MetaService_CreateUpload_FullMethodName        = "/clipstore.meta.v1.MetaService/CreateUpload"
+	MetaService_BeginPart_FullMethodName           = "/clipstore.meta.v1.MetaService/BeginPart"
+	MetaService_CommitPart_FullMethodName          = "/clipstore.meta.v1.MetaService/CommitPart"
+	MetaService_CompleteUpload_FullMethodName      = "/clipstore.meta.v1.MetaService/CompleteUpload"
+	MetaService_AbortUpload_FullMethodName         = "/clipstore.meta.v1.MetaService/AbortUpload"
+	MetaService_ListParts_FullMethodName           = "/clipstore.meta.v1.MetaService/ListParts"
+	MetaService_ListUploads_FullMethodName         = "/clipstore.meta.v1.MetaService/ListUploads"
+	MetaService_GetClip_FullMethodName             = "/clipstore.meta.v1.MetaService/GetClip"
+	MetaService_ListClips_FullMethodName           = "/clipstore.meta.v1.MetaService/ListClips"
+	MetaService_DeleteClip_FullMethodName          = "/clipstore.meta.v1.MetaService/DeleteClip"
+	MetaService_ReportShard_FullMethodName         = "/clipstore.meta.v1.MetaService/ReportShard"
+	MetaService_UpdateShard_FullMethodName         = "/clipstore.meta.v1.MetaService/UpdateShard"
+	MetaService_RegisterNode_FullMethodName        = "/clipstore.meta.v1.MetaService/RegisterNode"
+	MetaService_Heartbeat_FullMethodName           = "/clipstore.meta.v1.MetaService/Heartbeat"
+	MetaService_ListNodes_FullMethodName           = "/clipstore.meta.v1.MetaService/ListNodes"
+	MetaService_SetNodeAdminState_FullMethodName   = "/clipstore.meta.v1.MetaService/SetNodeAdminState"
+	MetaService_RemoveNode_FullMethodName          = "/clipstore.meta.v1.MetaService/RemoveNode"
+	MetaService_Rebalance_FullMethodName           = "/clipstore.meta.v1.MetaService/Rebalance"
+	MetaService_ListNodeShards_FullMethodName      = "/clipstore.meta.v1.MetaService/ListNodeShards"
+	MetaService_CheckShards_FullMethodName         = "/clipstore.meta.v1.MetaService/CheckShards"
+	MetaService_JoinMember_FullMethodName          = "/clipstore.meta.v1.MetaService/JoinMember"
+	MetaService_RemoveMember_FullMethodName        = "/clipstore.meta.v1.MetaService/RemoveMember"
+	MetaService_ListMembers_FullMethodName         = "/clipstore.meta.v1.MetaService/ListMembers"
+	MetaService_ClusterStatus_FullMethodName       = "/clipstore.meta.v1.MetaService/ClusterStatus"
+	MetaService_RepairLimits_FullMethodName        = "/clipstore.meta.v1.MetaService/RepairLimits"
+	MetaService_CreateAccessKey_FullMethodName     = "/clipstore.meta.v1.MetaService/CreateAccessKey"
+	MetaService_ListAccessKeys_FullMethodName      = "/clipstore.meta.v1.MetaService/ListAccessKeys"
+	MetaService_DeleteAccessKey_FullMethodName     = "/clipstore.meta.v1.MetaService/DeleteAccessKey"
+	MetaService_SigningKey_FullMethodName          = "/clipstore.meta.v1.MetaService/SigningKey"
+	MetaService_Settings_FullMethodName            = "/clipstore.meta.v1.MetaService/Settings"
+	MetaService_Find_FullMethodName                = "/clipstore.meta.v1.MetaService/Find"
+	MetaService_InventoryCapability_FullMethodName = "/clipstore.meta.v1.MetaService/InventoryCapability"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -142,6 +143,9 @@ type MetaServiceClient interface {
 	// Find lists a bucket's clips by their capture attributes, in capture
 	// start order, a page at a time.
 	Find(ctx context.Context, in *FindRequest, opts ...grpc.CallOption) (*FindResponse, error)
+	// InventoryCapability gives fsck (a cluster admin) the token with which
+	// storage nodes list and stat their shards; empty without capabilities.
+	InventoryCapability(ctx context.Context, in *InventoryCapabilityRequest, opts ...grpc.CallOption) (*InventoryCapabilityResponse, error)
 }
 
 type metaServiceClient struct {
@@ -512,6 +516,16 @@ func (c *metaServiceClient) Find(ctx context.Context, in *FindRequest, opts ...g
 	return out, nil
 }
 
+func (c *metaServiceClient) InventoryCapability(ctx context.Context, in *InventoryCapabilityRequest, opts ...grpc.CallOption) (*InventoryCapabilityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InventoryCapabilityResponse)
+	err := c.cc.Invoke(ctx, MetaService_InventoryCapability_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaServiceServer is the server API for MetaService service.
 // All implementations must embed UnimplementedMetaServiceServer
 // for forward compatibility.
@@ -589,6 +603,9 @@ type MetaServiceServer interface {
 	// Find lists a bucket's clips by their capture attributes, in capture
 	// start order, a page at a time.
 	Find(context.Context, *FindRequest) (*FindResponse, error)
+	// InventoryCapability gives fsck (a cluster admin) the token with which
+	// storage nodes list and stat their shards; empty without capabilities.
+	InventoryCapability(context.Context, *InventoryCapabilityRequest) (*InventoryCapabilityResponse, error)
 	mustEmbedUnimplementedMetaServiceServer()
 }
 
@@ -706,6 +723,9 @@ func (UnimplementedMetaServiceServer) Settings(context.Context, *SettingsRequest
 }
 func (UnimplementedMetaServiceServer) Find(context.Context, *FindRequest) (*FindResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Find not implemented")
+}
+func (UnimplementedMetaServiceServer) InventoryCapability(context.Context, *InventoryCapabilityRequest) (*InventoryCapabilityResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method InventoryCapability not implemented")
 }
 func (UnimplementedMetaServiceServer) mustEmbedUnimplementedMetaServiceServer() {}
 func (UnimplementedMetaServiceServer) testEmbeddedByValue()                     {}
@@ -1376,6 +1396,24 @@ func _MetaService_Find_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_InventoryCapability_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InventoryCapabilityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).InventoryCapability(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_InventoryCapability_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).InventoryCapability(ctx, req.(*InventoryCapabilityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaService_ServiceDesc is the grpc.ServiceDesc for MetaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1526,6 +1564,10 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Find",
 			Handler:    _MetaService_Find_Handler,
+		},
+		{
+			MethodName: "InventoryCapability",
+			Handler:    _MetaService_InventoryCapability_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

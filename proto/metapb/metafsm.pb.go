@@ -56,6 +56,7 @@ type Command struct {
 	//	*Command_CompleteUpload
 	//	*Command_AbortUpload
 	//	*Command_SetSettings
+	//	*Command_SetKeyring
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -328,6 +329,15 @@ func (x *Command) GetSetSettings() *SettingsRequest {
 	return nil
 }
 
+func (x *Command) GetSetKeyring() *SetKeyringCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetKeyring); ok {
+			return x.SetKeyring
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -428,6 +438,10 @@ type Command_SetSettings struct {
 	SetSettings *SettingsRequest `protobuf:"bytes,33,opt,name=set_settings,json=setSettings,proto3,oneof"`
 }
 
+type Command_SetKeyring struct {
+	SetKeyring *SetKeyringCommand `protobuf:"bytes,34,opt,name=set_keyring,json=setKeyring,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -476,6 +490,62 @@ func (*Command_AbortUpload) isCommand_Op() {}
 
 func (*Command_SetSettings) isCommand_Op() {}
 
+func (*Command_SetKeyring) isCommand_Op() {}
+
+// SetKeyringCommand adds a key to the capability keyring and drops the
+// keys older than drop_below (see meta/capability.go).
+type SetKeyringCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Add           *CapabilityKey         `protobuf:"bytes,1,opt,name=add,proto3" json:"add,omitempty"`
+	DropBelow     uint32                 `protobuf:"varint,2,opt,name=drop_below,json=dropBelow,proto3" json:"drop_below,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetKeyringCommand) Reset() {
+	*x = SetKeyringCommand{}
+	mi := &file_metafsm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetKeyringCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetKeyringCommand) ProtoMessage() {}
+
+func (x *SetKeyringCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_metafsm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetKeyringCommand.ProtoReflect.Descriptor instead.
+func (*SetKeyringCommand) Descriptor() ([]byte, []int) {
+	return file_metafsm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetKeyringCommand) GetAdd() *CapabilityKey {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *SetKeyringCommand) GetDropBelow() uint32 {
+	if x != nil {
+		return x.DropBelow
+	}
+	return 0
+}
+
 // NodeReportsCommand carries what storage nodes reported in heartbeats,
 // batched by the leader into one entry so that a heartbeat is answered
 // without waiting on Raft.
@@ -488,7 +558,7 @@ type NodeReportsCommand struct {
 
 func (x *NodeReportsCommand) Reset() {
 	*x = NodeReportsCommand{}
-	mi := &file_metafsm_proto_msgTypes[1]
+	mi := &file_metafsm_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +570,7 @@ func (x *NodeReportsCommand) String() string {
 func (*NodeReportsCommand) ProtoMessage() {}
 
 func (x *NodeReportsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[1]
+	mi := &file_metafsm_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +583,7 @@ func (x *NodeReportsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReportsCommand.ProtoReflect.Descriptor instead.
 func (*NodeReportsCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{1}
+	return file_metafsm_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *NodeReportsCommand) GetReports() []*NodeReport {
@@ -541,7 +611,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_metafsm_proto_msgTypes[2]
+	mi := &file_metafsm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +623,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[2]
+	mi := &file_metafsm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +636,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{2}
+	return file_metafsm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeReport) GetNodeId() string {
@@ -624,7 +694,7 @@ type SetRepairHoldCommand struct {
 
 func (x *SetRepairHoldCommand) Reset() {
 	*x = SetRepairHoldCommand{}
-	mi := &file_metafsm_proto_msgTypes[3]
+	mi := &file_metafsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +706,7 @@ func (x *SetRepairHoldCommand) String() string {
 func (*SetRepairHoldCommand) ProtoMessage() {}
 
 func (x *SetRepairHoldCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[3]
+	mi := &file_metafsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +719,7 @@ func (x *SetRepairHoldCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRepairHoldCommand.ProtoReflect.Descriptor instead.
 func (*SetRepairHoldCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{3}
+	return file_metafsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SetRepairHoldCommand) GetSinceUnixNano() int64 {
@@ -675,7 +745,7 @@ type CommitPutCommand struct {
 
 func (x *CommitPutCommand) Reset() {
 	*x = CommitPutCommand{}
-	mi := &file_metafsm_proto_msgTypes[4]
+	mi := &file_metafsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +757,7 @@ func (x *CommitPutCommand) String() string {
 func (*CommitPutCommand) ProtoMessage() {}
 
 func (x *CommitPutCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[4]
+	mi := &file_metafsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +770,7 @@ func (x *CommitPutCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitPutCommand.ProtoReflect.Descriptor instead.
 func (*CommitPutCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{4}
+	return file_metafsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CommitPutCommand) GetPut() *CommitPutRequest {
@@ -722,7 +792,7 @@ type SetNodeStateCommand struct {
 
 func (x *SetNodeStateCommand) Reset() {
 	*x = SetNodeStateCommand{}
-	mi := &file_metafsm_proto_msgTypes[5]
+	mi := &file_metafsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +804,7 @@ func (x *SetNodeStateCommand) String() string {
 func (*SetNodeStateCommand) ProtoMessage() {}
 
 func (x *SetNodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[5]
+	mi := &file_metafsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +817,7 @@ func (x *SetNodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeStateCommand.ProtoReflect.Descriptor instead.
 func (*SetNodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{5}
+	return file_metafsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetNodeStateCommand) GetNodeId() string {
@@ -788,7 +858,7 @@ type AckDeletesCommand struct {
 
 func (x *AckDeletesCommand) Reset() {
 	*x = AckDeletesCommand{}
-	mi := &file_metafsm_proto_msgTypes[6]
+	mi := &file_metafsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +870,7 @@ func (x *AckDeletesCommand) String() string {
 func (*AckDeletesCommand) ProtoMessage() {}
 
 func (x *AckDeletesCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[6]
+	mi := &file_metafsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +883,7 @@ func (x *AckDeletesCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDeletesCommand.ProtoReflect.Descriptor instead.
 func (*AckDeletesCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{6}
+	return file_metafsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AckDeletesCommand) GetNodeId() string {
@@ -843,7 +913,7 @@ type SetMemberCommand struct {
 
 func (x *SetMemberCommand) Reset() {
 	*x = SetMemberCommand{}
-	mi := &file_metafsm_proto_msgTypes[7]
+	mi := &file_metafsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +925,7 @@ func (x *SetMemberCommand) String() string {
 func (*SetMemberCommand) ProtoMessage() {}
 
 func (x *SetMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[7]
+	mi := &file_metafsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +938,7 @@ func (x *SetMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberCommand.ProtoReflect.Descriptor instead.
 func (*SetMemberCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{7}
+	return file_metafsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetMemberCommand) GetId() string {
@@ -901,7 +971,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_metafsm_proto_msgTypes[8]
+	mi := &file_metafsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +983,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[8]
+	mi := &file_metafsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +996,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{8}
+	return file_metafsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -950,7 +1020,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_metafsm_proto_msgTypes[9]
+	mi := &file_metafsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1032,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[9]
+	mi := &file_metafsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1045,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{9}
+	return file_metafsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RequestRecord) GetExpiresUnixNano() int64 {
@@ -1028,7 +1098,7 @@ type NodeShardRecord struct {
 
 func (x *NodeShardRecord) Reset() {
 	*x = NodeShardRecord{}
-	mi := &file_metafsm_proto_msgTypes[10]
+	mi := &file_metafsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1110,7 @@ func (x *NodeShardRecord) String() string {
 func (*NodeShardRecord) ProtoMessage() {}
 
 func (x *NodeShardRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_metafsm_proto_msgTypes[10]
+	mi := &file_metafsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1123,7 @@ func (x *NodeShardRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeShardRecord.ProtoReflect.Descriptor instead.
 func (*NodeShardRecord) Descriptor() ([]byte, []int) {
-	return file_metafsm_proto_rawDescGZIP(), []int{10}
+	return file_metafsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeShardRecord) GetClipId() []byte {
@@ -1089,7 +1159,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\xba\x0f\n" +
+	"meta.proto\"\x83\x10\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -1124,8 +1194,14 @@ const file_metafsm_proto_rawDesc = "" +
 	"commitPart\x12S\n" +
 	"\x0fcomplete_upload\x18\x1f \x01(\v2(.clipstore.meta.v1.CompleteUploadRequestH\x00R\x0ecompleteUpload\x12J\n" +
 	"\fabort_upload\x18  \x01(\v2%.clipstore.meta.v1.AbortUploadRequestH\x00R\vabortUpload\x12G\n" +
-	"\fset_settings\x18! \x01(\v2\".clipstore.meta.v1.SettingsRequestH\x00R\vsetSettingsB\x04\n" +
-	"\x02op\"M\n" +
+	"\fset_settings\x18! \x01(\v2\".clipstore.meta.v1.SettingsRequestH\x00R\vsetSettings\x12G\n" +
+	"\vset_keyring\x18\" \x01(\v2$.clipstore.meta.v1.SetKeyringCommandH\x00R\n" +
+	"setKeyringB\x04\n" +
+	"\x02op\"f\n" +
+	"\x11SetKeyringCommand\x122\n" +
+	"\x03add\x18\x01 \x01(\v2 .clipstore.meta.v1.CapabilityKeyR\x03add\x12\x1d\n" +
+	"\n" +
+	"drop_below\x18\x02 \x01(\rR\tdropBelow\"M\n" +
 	"\x12NodeReportsCommand\x127\n" +
 	"\areports\x18\x01 \x03(\v2\x1d.clipstore.meta.v1.NodeReportR\areports\"\xcb\x01\n" +
 	"\n" +
@@ -1179,72 +1255,76 @@ func file_metafsm_proto_rawDescGZIP() []byte {
 	return file_metafsm_proto_rawDescData
 }
 
-var file_metafsm_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_metafsm_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_metafsm_proto_goTypes = []any{
 	(*Command)(nil),                  // 0: clipstore.meta.v1.Command
-	(*NodeReportsCommand)(nil),       // 1: clipstore.meta.v1.NodeReportsCommand
-	(*NodeReport)(nil),               // 2: clipstore.meta.v1.NodeReport
-	(*SetRepairHoldCommand)(nil),     // 3: clipstore.meta.v1.SetRepairHoldCommand
-	(*CommitPutCommand)(nil),         // 4: clipstore.meta.v1.CommitPutCommand
-	(*SetNodeStateCommand)(nil),      // 5: clipstore.meta.v1.SetNodeStateCommand
-	(*AckDeletesCommand)(nil),        // 6: clipstore.meta.v1.AckDeletesCommand
-	(*SetMemberCommand)(nil),         // 7: clipstore.meta.v1.SetMemberCommand
-	(*RemoveMemberCommand)(nil),      // 8: clipstore.meta.v1.RemoveMemberCommand
-	(*RequestRecord)(nil),            // 9: clipstore.meta.v1.RequestRecord
-	(*NodeShardRecord)(nil),          // 10: clipstore.meta.v1.NodeShardRecord
-	(*CreateBucketRequest)(nil),      // 11: clipstore.meta.v1.CreateBucketRequest
-	(*DeleteBucketRequest)(nil),      // 12: clipstore.meta.v1.DeleteBucketRequest
-	(*DeleteClipRequest)(nil),        // 13: clipstore.meta.v1.DeleteClipRequest
-	(*ReportShardRequest)(nil),       // 14: clipstore.meta.v1.ReportShardRequest
-	(*UpdateShardRequest)(nil),       // 15: clipstore.meta.v1.UpdateShardRequest
-	(*RegisterNodeRequest)(nil),      // 16: clipstore.meta.v1.RegisterNodeRequest
-	(*RepairLimitsRequest)(nil),      // 17: clipstore.meta.v1.RepairLimitsRequest
-	(*SetNodeAdminStateRequest)(nil), // 18: clipstore.meta.v1.SetNodeAdminStateRequest
-	(*RemoveNodeRequest)(nil),        // 19: clipstore.meta.v1.RemoveNodeRequest
-	(*RebalanceState)(nil),           // 20: clipstore.meta.v1.RebalanceState
-	(*CreateAccessKeyRequest)(nil),   // 21: clipstore.meta.v1.CreateAccessKeyRequest
-	(*DeleteAccessKeyRequest)(nil),   // 22: clipstore.meta.v1.DeleteAccessKeyRequest
-	(*CreateUploadRequest)(nil),      // 23: clipstore.meta.v1.CreateUploadRequest
-	(*CommitPartRequest)(nil),        // 24: clipstore.meta.v1.CommitPartRequest
-	(*CompleteUploadRequest)(nil),    // 25: clipstore.meta.v1.CompleteUploadRequest
-	(*AbortUploadRequest)(nil),       // 26: clipstore.meta.v1.AbortUploadRequest
-	(*SettingsRequest)(nil),          // 27: clipstore.meta.v1.SettingsRequest
-	(*CommitPutRequest)(nil),         // 28: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),                   // 29: clipstore.meta.v1.NodeState
+	(*SetKeyringCommand)(nil),        // 1: clipstore.meta.v1.SetKeyringCommand
+	(*NodeReportsCommand)(nil),       // 2: clipstore.meta.v1.NodeReportsCommand
+	(*NodeReport)(nil),               // 3: clipstore.meta.v1.NodeReport
+	(*SetRepairHoldCommand)(nil),     // 4: clipstore.meta.v1.SetRepairHoldCommand
+	(*CommitPutCommand)(nil),         // 5: clipstore.meta.v1.CommitPutCommand
+	(*SetNodeStateCommand)(nil),      // 6: clipstore.meta.v1.SetNodeStateCommand
+	(*AckDeletesCommand)(nil),        // 7: clipstore.meta.v1.AckDeletesCommand
+	(*SetMemberCommand)(nil),         // 8: clipstore.meta.v1.SetMemberCommand
+	(*RemoveMemberCommand)(nil),      // 9: clipstore.meta.v1.RemoveMemberCommand
+	(*RequestRecord)(nil),            // 10: clipstore.meta.v1.RequestRecord
+	(*NodeShardRecord)(nil),          // 11: clipstore.meta.v1.NodeShardRecord
+	(*CreateBucketRequest)(nil),      // 12: clipstore.meta.v1.CreateBucketRequest
+	(*DeleteBucketRequest)(nil),      // 13: clipstore.meta.v1.DeleteBucketRequest
+	(*DeleteClipRequest)(nil),        // 14: clipstore.meta.v1.DeleteClipRequest
+	(*ReportShardRequest)(nil),       // 15: clipstore.meta.v1.ReportShardRequest
+	(*UpdateShardRequest)(nil),       // 16: clipstore.meta.v1.UpdateShardRequest
+	(*RegisterNodeRequest)(nil),      // 17: clipstore.meta.v1.RegisterNodeRequest
+	(*RepairLimitsRequest)(nil),      // 18: clipstore.meta.v1.RepairLimitsRequest
+	(*SetNodeAdminStateRequest)(nil), // 19: clipstore.meta.v1.SetNodeAdminStateRequest
+	(*RemoveNodeRequest)(nil),        // 20: clipstore.meta.v1.RemoveNodeRequest
+	(*RebalanceState)(nil),           // 21: clipstore.meta.v1.RebalanceState
+	(*CreateAccessKeyRequest)(nil),   // 22: clipstore.meta.v1.CreateAccessKeyRequest
+	(*DeleteAccessKeyRequest)(nil),   // 23: clipstore.meta.v1.DeleteAccessKeyRequest
+	(*CreateUploadRequest)(nil),      // 24: clipstore.meta.v1.CreateUploadRequest
+	(*CommitPartRequest)(nil),        // 25: clipstore.meta.v1.CommitPartRequest
+	(*CompleteUploadRequest)(nil),    // 26: clipstore.meta.v1.CompleteUploadRequest
+	(*AbortUploadRequest)(nil),       // 27: clipstore.meta.v1.AbortUploadRequest
+	(*SettingsRequest)(nil),          // 28: clipstore.meta.v1.SettingsRequest
+	(*CapabilityKey)(nil),            // 29: clipstore.meta.v1.CapabilityKey
+	(*CommitPutRequest)(nil),         // 30: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 31: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
-	11, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
-	12, // 1: clipstore.meta.v1.Command.delete_bucket:type_name -> clipstore.meta.v1.DeleteBucketRequest
-	4,  // 2: clipstore.meta.v1.Command.commit_put:type_name -> clipstore.meta.v1.CommitPutCommand
-	13, // 3: clipstore.meta.v1.Command.delete_clip:type_name -> clipstore.meta.v1.DeleteClipRequest
-	14, // 4: clipstore.meta.v1.Command.report_shard:type_name -> clipstore.meta.v1.ReportShardRequest
-	15, // 5: clipstore.meta.v1.Command.update_shard:type_name -> clipstore.meta.v1.UpdateShardRequest
-	16, // 6: clipstore.meta.v1.Command.register_node:type_name -> clipstore.meta.v1.RegisterNodeRequest
-	5,  // 7: clipstore.meta.v1.Command.set_node_state:type_name -> clipstore.meta.v1.SetNodeStateCommand
-	6,  // 8: clipstore.meta.v1.Command.ack_deletes:type_name -> clipstore.meta.v1.AckDeletesCommand
-	7,  // 9: clipstore.meta.v1.Command.set_member:type_name -> clipstore.meta.v1.SetMemberCommand
-	8,  // 10: clipstore.meta.v1.Command.remove_member:type_name -> clipstore.meta.v1.RemoveMemberCommand
-	17, // 11: clipstore.meta.v1.Command.set_repair_limits:type_name -> clipstore.meta.v1.RepairLimitsRequest
-	1,  // 12: clipstore.meta.v1.Command.node_reports:type_name -> clipstore.meta.v1.NodeReportsCommand
-	3,  // 13: clipstore.meta.v1.Command.set_repair_hold:type_name -> clipstore.meta.v1.SetRepairHoldCommand
-	18, // 14: clipstore.meta.v1.Command.set_node_admin_state:type_name -> clipstore.meta.v1.SetNodeAdminStateRequest
-	19, // 15: clipstore.meta.v1.Command.remove_node:type_name -> clipstore.meta.v1.RemoveNodeRequest
-	20, // 16: clipstore.meta.v1.Command.set_rebalance:type_name -> clipstore.meta.v1.RebalanceState
-	21, // 17: clipstore.meta.v1.Command.create_access_key:type_name -> clipstore.meta.v1.CreateAccessKeyRequest
-	22, // 18: clipstore.meta.v1.Command.delete_access_key:type_name -> clipstore.meta.v1.DeleteAccessKeyRequest
-	23, // 19: clipstore.meta.v1.Command.create_upload:type_name -> clipstore.meta.v1.CreateUploadRequest
-	24, // 20: clipstore.meta.v1.Command.commit_part:type_name -> clipstore.meta.v1.CommitPartRequest
-	25, // 21: clipstore.meta.v1.Command.complete_upload:type_name -> clipstore.meta.v1.CompleteUploadRequest
-	26, // 22: clipstore.meta.v1.Command.abort_upload:type_name -> clipstore.meta.v1.AbortUploadRequest
-	27, // 23: clipstore.meta.v1.Command.set_settings:type_name -> clipstore.meta.v1.SettingsRequest
-	2,  // 24: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	28, // 25: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	29, // 26: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	12, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
+	13, // 1: clipstore.meta.v1.Command.delete_bucket:type_name -> clipstore.meta.v1.DeleteBucketRequest
+	5,  // 2: clipstore.meta.v1.Command.commit_put:type_name -> clipstore.meta.v1.CommitPutCommand
+	14, // 3: clipstore.meta.v1.Command.delete_clip:type_name -> clipstore.meta.v1.DeleteClipRequest
+	15, // 4: clipstore.meta.v1.Command.report_shard:type_name -> clipstore.meta.v1.ReportShardRequest
+	16, // 5: clipstore.meta.v1.Command.update_shard:type_name -> clipstore.meta.v1.UpdateShardRequest
+	17, // 6: clipstore.meta.v1.Command.register_node:type_name -> clipstore.meta.v1.RegisterNodeRequest
+	6,  // 7: clipstore.meta.v1.Command.set_node_state:type_name -> clipstore.meta.v1.SetNodeStateCommand
+	7,  // 8: clipstore.meta.v1.Command.ack_deletes:type_name -> clipstore.meta.v1.AckDeletesCommand
+	8,  // 9: clipstore.meta.v1.Command.set_member:type_name -> clipstore.meta.v1.SetMemberCommand
+	9,  // 10: clipstore.meta.v1.Command.remove_member:type_name -> clipstore.meta.v1.RemoveMemberCommand
+	18, // 11: clipstore.meta.v1.Command.set_repair_limits:type_name -> clipstore.meta.v1.RepairLimitsRequest
+	2,  // 12: clipstore.meta.v1.Command.node_reports:type_name -> clipstore.meta.v1.NodeReportsCommand
+	4,  // 13: clipstore.meta.v1.Command.set_repair_hold:type_name -> clipstore.meta.v1.SetRepairHoldCommand
+	19, // 14: clipstore.meta.v1.Command.set_node_admin_state:type_name -> clipstore.meta.v1.SetNodeAdminStateRequest
+	20, // 15: clipstore.meta.v1.Command.remove_node:type_name -> clipstore.meta.v1.RemoveNodeRequest
+	21, // 16: clipstore.meta.v1.Command.set_rebalance:type_name -> clipstore.meta.v1.RebalanceState
+	22, // 17: clipstore.meta.v1.Command.create_access_key:type_name -> clipstore.meta.v1.CreateAccessKeyRequest
+	23, // 18: clipstore.meta.v1.Command.delete_access_key:type_name -> clipstore.meta.v1.DeleteAccessKeyRequest
+	24, // 19: clipstore.meta.v1.Command.create_upload:type_name -> clipstore.meta.v1.CreateUploadRequest
+	25, // 20: clipstore.meta.v1.Command.commit_part:type_name -> clipstore.meta.v1.CommitPartRequest
+	26, // 21: clipstore.meta.v1.Command.complete_upload:type_name -> clipstore.meta.v1.CompleteUploadRequest
+	27, // 22: clipstore.meta.v1.Command.abort_upload:type_name -> clipstore.meta.v1.AbortUploadRequest
+	28, // 23: clipstore.meta.v1.Command.set_settings:type_name -> clipstore.meta.v1.SettingsRequest
+	1,  // 24: clipstore.meta.v1.Command.set_keyring:type_name -> clipstore.meta.v1.SetKeyringCommand
+	29, // 25: clipstore.meta.v1.SetKeyringCommand.add:type_name -> clipstore.meta.v1.CapabilityKey
+	3,  // 26: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	30, // 27: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	31, // 28: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1278,6 +1358,7 @@ func file_metafsm_proto_init() {
 		(*Command_CompleteUpload)(nil),
 		(*Command_AbortUpload)(nil),
 		(*Command_SetSettings)(nil),
+		(*Command_SetKeyring)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1285,7 +1366,7 @@ func file_metafsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_metafsm_proto_rawDesc), len(file_metafsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

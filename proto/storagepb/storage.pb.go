@@ -28,6 +28,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// What a capability token lets its holder do on storage nodes. Meta signs
+// it with a key of its keyring (internal/capability); a node checks it
+// when a stream opens. Cluster members' certificates need none.
+type CapabilityOp int32
+
+const (
+	CapabilityOp_CAPABILITY_OP_UNSPECIFIED CapabilityOp = 0
+	CapabilityOp_CAPABILITY_OP_READ        CapabilityOp = 1 // ReadShard, StatShard of shards of clip_ids
+	CapabilityOp_CAPABILITY_OP_WRITE       CapabilityOp = 2 // WriteShard of shard_ids of clip_ids[0]
+	CapabilityOp_CAPABILITY_OP_INVENTORY   CapabilityOp = 3 // ListShards, StatShard of any shard (fsck)
+)
+
+// Enum value maps for CapabilityOp.
+var (
+	CapabilityOp_name = map[int32]string{
+		0: "CAPABILITY_OP_UNSPECIFIED",
+		1: "CAPABILITY_OP_READ",
+		2: "CAPABILITY_OP_WRITE",
+		3: "CAPABILITY_OP_INVENTORY",
+	}
+	CapabilityOp_value = map[string]int32{
+		"CAPABILITY_OP_UNSPECIFIED": 0,
+		"CAPABILITY_OP_READ":        1,
+		"CAPABILITY_OP_WRITE":       2,
+		"CAPABILITY_OP_INVENTORY":   3,
+	}
+)
+
+func (x CapabilityOp) Enum() *CapabilityOp {
+	p := new(CapabilityOp)
+	*p = x
+	return p
+}
+
+func (x CapabilityOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CapabilityOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_storage_proto_enumTypes[0].Descriptor()
+}
+
+func (CapabilityOp) Type() protoreflect.EnumType {
+	return &file_storage_proto_enumTypes[0]
+}
+
+func (x CapabilityOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CapabilityOp.Descriptor instead.
+func (CapabilityOp) EnumDescriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{0}
+}
+
 // ShardHeader is what a shard file's header records.
 type ShardHeader struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1181,6 +1236,143 @@ func (x *DiskInfo) GetShardBytes() uint64 {
 	return 0
 }
 
+type Capability struct {
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	KeyId                  uint32                 `protobuf:"varint,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"` // the keyring key that signed it
+	Op                     CapabilityOp           `protobuf:"varint,2,opt,name=op,proto3,enum=clipstore.storage.v1.CapabilityOp" json:"op,omitempty"`
+	ClipIds                [][]byte               `protobuf:"bytes,3,rep,name=clip_ids,json=clipIds,proto3" json:"clip_ids,omitempty"`                                                   // READ: shards whose header names one; WRITE: exactly one
+	ShardIds               [][]byte               `protobuf:"bytes,4,rep,name=shard_ids,json=shardIds,proto3" json:"shard_ids,omitempty"`                                                // WRITE: only these shard ids
+	HeaderDeadlineUnixNano int64                  `protobuf:"varint,5,opt,name=header_deadline_unix_nano,json=headerDeadlineUnixNano,proto3" json:"header_deadline_unix_nano,omitempty"` // WRITE: headers' commit deadline at most this
+	ExpiresUnixNano        int64                  `protobuf:"varint,6,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`                        // not taken after this (plus the clock skew)
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *Capability) Reset() {
+	*x = Capability{}
+	mi := &file_storage_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capability) ProtoMessage() {}
+
+func (x *Capability) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capability.ProtoReflect.Descriptor instead.
+func (*Capability) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Capability) GetKeyId() uint32 {
+	if x != nil {
+		return x.KeyId
+	}
+	return 0
+}
+
+func (x *Capability) GetOp() CapabilityOp {
+	if x != nil {
+		return x.Op
+	}
+	return CapabilityOp_CAPABILITY_OP_UNSPECIFIED
+}
+
+func (x *Capability) GetClipIds() [][]byte {
+	if x != nil {
+		return x.ClipIds
+	}
+	return nil
+}
+
+func (x *Capability) GetShardIds() [][]byte {
+	if x != nil {
+		return x.ShardIds
+	}
+	return nil
+}
+
+func (x *Capability) GetHeaderDeadlineUnixNano() int64 {
+	if x != nil {
+		return x.HeaderDeadlineUnixNano
+	}
+	return 0
+}
+
+func (x *Capability) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+// The token: a Capability's encoding and its HMAC-SHA256.
+type SignedCapability struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Capability    []byte                 `protobuf:"bytes,1,opt,name=capability,proto3" json:"capability,omitempty"`
+	Mac           []byte                 `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedCapability) Reset() {
+	*x = SignedCapability{}
+	mi := &file_storage_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedCapability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedCapability) ProtoMessage() {}
+
+func (x *SignedCapability) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedCapability.ProtoReflect.Descriptor instead.
+func (*SignedCapability) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SignedCapability) GetCapability() []byte {
+	if x != nil {
+		return x.Capability
+	}
+	return nil
+}
+
+func (x *SignedCapability) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
 var File_storage_proto protoreflect.FileDescriptor
 
 const file_storage_proto_rawDesc = "" +
@@ -1271,7 +1463,25 @@ const file_storage_proto_rawDesc = "" +
 	"\vshard_count\x18\x06 \x01(\x04R\n" +
 	"shardCount\x12\x1f\n" +
 	"\vshard_bytes\x18\a \x01(\x04R\n" +
-	"shardBytes2\xd1\x04\n" +
+	"shardBytes\"\xf6\x01\n" +
+	"\n" +
+	"Capability\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\rR\x05keyId\x122\n" +
+	"\x02op\x18\x02 \x01(\x0e2\".clipstore.storage.v1.CapabilityOpR\x02op\x12\x19\n" +
+	"\bclip_ids\x18\x03 \x03(\fR\aclipIds\x12\x1b\n" +
+	"\tshard_ids\x18\x04 \x03(\fR\bshardIds\x129\n" +
+	"\x19header_deadline_unix_nano\x18\x05 \x01(\x03R\x16headerDeadlineUnixNano\x12*\n" +
+	"\x11expires_unix_nano\x18\x06 \x01(\x03R\x0fexpiresUnixNano\"D\n" +
+	"\x10SignedCapability\x12\x1e\n" +
+	"\n" +
+	"capability\x18\x01 \x01(\fR\n" +
+	"capability\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\fR\x03mac*{\n" +
+	"\fCapabilityOp\x12\x1d\n" +
+	"\x19CAPABILITY_OP_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CAPABILITY_OP_READ\x10\x01\x12\x17\n" +
+	"\x13CAPABILITY_OP_WRITE\x10\x02\x12\x1b\n" +
+	"\x17CAPABILITY_OP_INVENTORY\x10\x032\xd1\x04\n" +
 	"\x0eStorageService\x12a\n" +
 	"\n" +
 	"WriteShard\x12'.clipstore.storage.v1.WriteShardRequest\x1a(.clipstore.storage.v1.WriteShardResponse(\x01\x12^\n" +
@@ -1294,54 +1504,59 @@ func file_storage_proto_rawDescGZIP() []byte {
 	return file_storage_proto_rawDescData
 }
 
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_storage_proto_goTypes = []any{
-	(*ShardHeader)(nil),         // 0: clipstore.storage.v1.ShardHeader
-	(*Piece)(nil),               // 1: clipstore.storage.v1.Piece
-	(*WriteFinish)(nil),         // 2: clipstore.storage.v1.WriteFinish
-	(*WriteShardRequest)(nil),   // 3: clipstore.storage.v1.WriteShardRequest
-	(*WriteShardResponse)(nil),  // 4: clipstore.storage.v1.WriteShardResponse
-	(*ReadShardRequest)(nil),    // 5: clipstore.storage.v1.ReadShardRequest
-	(*ReadShardResponse)(nil),   // 6: clipstore.storage.v1.ReadShardResponse
-	(*DeleteShardRequest)(nil),  // 7: clipstore.storage.v1.DeleteShardRequest
-	(*DeleteShardResponse)(nil), // 8: clipstore.storage.v1.DeleteShardResponse
-	(*StatShardRequest)(nil),    // 9: clipstore.storage.v1.StatShardRequest
-	(*StatShardResponse)(nil),   // 10: clipstore.storage.v1.StatShardResponse
-	(*ShardInfo)(nil),           // 11: clipstore.storage.v1.ShardInfo
-	(*ListShardsRequest)(nil),   // 12: clipstore.storage.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),  // 13: clipstore.storage.v1.ListShardsResponse
-	(*ShardEntry)(nil),          // 14: clipstore.storage.v1.ShardEntry
-	(*NodeInfoRequest)(nil),     // 15: clipstore.storage.v1.NodeInfoRequest
-	(*NodeInfoResponse)(nil),    // 16: clipstore.storage.v1.NodeInfoResponse
-	(*DiskInfo)(nil),            // 17: clipstore.storage.v1.DiskInfo
+	(CapabilityOp)(0),           // 0: clipstore.storage.v1.CapabilityOp
+	(*ShardHeader)(nil),         // 1: clipstore.storage.v1.ShardHeader
+	(*Piece)(nil),               // 2: clipstore.storage.v1.Piece
+	(*WriteFinish)(nil),         // 3: clipstore.storage.v1.WriteFinish
+	(*WriteShardRequest)(nil),   // 4: clipstore.storage.v1.WriteShardRequest
+	(*WriteShardResponse)(nil),  // 5: clipstore.storage.v1.WriteShardResponse
+	(*ReadShardRequest)(nil),    // 6: clipstore.storage.v1.ReadShardRequest
+	(*ReadShardResponse)(nil),   // 7: clipstore.storage.v1.ReadShardResponse
+	(*DeleteShardRequest)(nil),  // 8: clipstore.storage.v1.DeleteShardRequest
+	(*DeleteShardResponse)(nil), // 9: clipstore.storage.v1.DeleteShardResponse
+	(*StatShardRequest)(nil),    // 10: clipstore.storage.v1.StatShardRequest
+	(*StatShardResponse)(nil),   // 11: clipstore.storage.v1.StatShardResponse
+	(*ShardInfo)(nil),           // 12: clipstore.storage.v1.ShardInfo
+	(*ListShardsRequest)(nil),   // 13: clipstore.storage.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),  // 14: clipstore.storage.v1.ListShardsResponse
+	(*ShardEntry)(nil),          // 15: clipstore.storage.v1.ShardEntry
+	(*NodeInfoRequest)(nil),     // 16: clipstore.storage.v1.NodeInfoRequest
+	(*NodeInfoResponse)(nil),    // 17: clipstore.storage.v1.NodeInfoResponse
+	(*DiskInfo)(nil),            // 18: clipstore.storage.v1.DiskInfo
+	(*Capability)(nil),          // 19: clipstore.storage.v1.Capability
+	(*SignedCapability)(nil),    // 20: clipstore.storage.v1.SignedCapability
 }
 var file_storage_proto_depIdxs = []int32{
-	0,  // 0: clipstore.storage.v1.WriteShardRequest.header:type_name -> clipstore.storage.v1.ShardHeader
-	1,  // 1: clipstore.storage.v1.WriteShardRequest.piece:type_name -> clipstore.storage.v1.Piece
-	2,  // 2: clipstore.storage.v1.WriteShardRequest.finish:type_name -> clipstore.storage.v1.WriteFinish
-	0,  // 3: clipstore.storage.v1.ReadShardResponse.header:type_name -> clipstore.storage.v1.ShardHeader
-	1,  // 4: clipstore.storage.v1.ReadShardResponse.piece:type_name -> clipstore.storage.v1.Piece
-	11, // 5: clipstore.storage.v1.StatShardResponse.shard:type_name -> clipstore.storage.v1.ShardInfo
-	0,  // 6: clipstore.storage.v1.ShardInfo.header:type_name -> clipstore.storage.v1.ShardHeader
-	14, // 7: clipstore.storage.v1.ListShardsResponse.shards:type_name -> clipstore.storage.v1.ShardEntry
-	17, // 8: clipstore.storage.v1.NodeInfoResponse.disks:type_name -> clipstore.storage.v1.DiskInfo
-	3,  // 9: clipstore.storage.v1.StorageService.WriteShard:input_type -> clipstore.storage.v1.WriteShardRequest
-	5,  // 10: clipstore.storage.v1.StorageService.ReadShard:input_type -> clipstore.storage.v1.ReadShardRequest
-	7,  // 11: clipstore.storage.v1.StorageService.DeleteShard:input_type -> clipstore.storage.v1.DeleteShardRequest
-	9,  // 12: clipstore.storage.v1.StorageService.StatShard:input_type -> clipstore.storage.v1.StatShardRequest
-	12, // 13: clipstore.storage.v1.StorageService.ListShards:input_type -> clipstore.storage.v1.ListShardsRequest
-	15, // 14: clipstore.storage.v1.StorageService.NodeInfo:input_type -> clipstore.storage.v1.NodeInfoRequest
-	4,  // 15: clipstore.storage.v1.StorageService.WriteShard:output_type -> clipstore.storage.v1.WriteShardResponse
-	6,  // 16: clipstore.storage.v1.StorageService.ReadShard:output_type -> clipstore.storage.v1.ReadShardResponse
-	8,  // 17: clipstore.storage.v1.StorageService.DeleteShard:output_type -> clipstore.storage.v1.DeleteShardResponse
-	10, // 18: clipstore.storage.v1.StorageService.StatShard:output_type -> clipstore.storage.v1.StatShardResponse
-	13, // 19: clipstore.storage.v1.StorageService.ListShards:output_type -> clipstore.storage.v1.ListShardsResponse
-	16, // 20: clipstore.storage.v1.StorageService.NodeInfo:output_type -> clipstore.storage.v1.NodeInfoResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	1,  // 0: clipstore.storage.v1.WriteShardRequest.header:type_name -> clipstore.storage.v1.ShardHeader
+	2,  // 1: clipstore.storage.v1.WriteShardRequest.piece:type_name -> clipstore.storage.v1.Piece
+	3,  // 2: clipstore.storage.v1.WriteShardRequest.finish:type_name -> clipstore.storage.v1.WriteFinish
+	1,  // 3: clipstore.storage.v1.ReadShardResponse.header:type_name -> clipstore.storage.v1.ShardHeader
+	2,  // 4: clipstore.storage.v1.ReadShardResponse.piece:type_name -> clipstore.storage.v1.Piece
+	12, // 5: clipstore.storage.v1.StatShardResponse.shard:type_name -> clipstore.storage.v1.ShardInfo
+	1,  // 6: clipstore.storage.v1.ShardInfo.header:type_name -> clipstore.storage.v1.ShardHeader
+	15, // 7: clipstore.storage.v1.ListShardsResponse.shards:type_name -> clipstore.storage.v1.ShardEntry
+	18, // 8: clipstore.storage.v1.NodeInfoResponse.disks:type_name -> clipstore.storage.v1.DiskInfo
+	0,  // 9: clipstore.storage.v1.Capability.op:type_name -> clipstore.storage.v1.CapabilityOp
+	4,  // 10: clipstore.storage.v1.StorageService.WriteShard:input_type -> clipstore.storage.v1.WriteShardRequest
+	6,  // 11: clipstore.storage.v1.StorageService.ReadShard:input_type -> clipstore.storage.v1.ReadShardRequest
+	8,  // 12: clipstore.storage.v1.StorageService.DeleteShard:input_type -> clipstore.storage.v1.DeleteShardRequest
+	10, // 13: clipstore.storage.v1.StorageService.StatShard:input_type -> clipstore.storage.v1.StatShardRequest
+	13, // 14: clipstore.storage.v1.StorageService.ListShards:input_type -> clipstore.storage.v1.ListShardsRequest
+	16, // 15: clipstore.storage.v1.StorageService.NodeInfo:input_type -> clipstore.storage.v1.NodeInfoRequest
+	5,  // 16: clipstore.storage.v1.StorageService.WriteShard:output_type -> clipstore.storage.v1.WriteShardResponse
+	7,  // 17: clipstore.storage.v1.StorageService.ReadShard:output_type -> clipstore.storage.v1.ReadShardResponse
+	9,  // 18: clipstore.storage.v1.StorageService.DeleteShard:output_type -> clipstore.storage.v1.DeleteShardResponse
+	11, // 19: clipstore.storage.v1.StorageService.StatShard:output_type -> clipstore.storage.v1.StatShardResponse
+	14, // 20: clipstore.storage.v1.StorageService.ListShards:output_type -> clipstore.storage.v1.ListShardsResponse
+	17, // 21: clipstore.storage.v1.StorageService.NodeInfo:output_type -> clipstore.storage.v1.NodeInfoResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -1360,13 +1575,14 @@ func file_storage_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      1,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_storage_proto_goTypes,
 		DependencyIndexes: file_storage_proto_depIdxs,
+		EnumInfos:         file_storage_proto_enumTypes,
 		MessageInfos:      file_storage_proto_msgTypes,
 	}.Build()
 	File_storage_proto = out.File

@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/await"
 	"github.com/clipstore/clipstore/test/e2e"
 )
+
+// keyFourAdded finds the log line of the fourth capability key.
+var keyFourAdded = regexp.MustCompile(`"msg":"capability key added"[^\n]*"id":4,`)
 
 // TestCertificateRotationUnderLoad rotates a running TLS cluster to a new
 // CA as operators do it, while 4 clients put and read back clips: add the
@@ -21,9 +26,12 @@ import (
 // then drop the old CA, each step by rewriting the files and sending
 // SIGHUP. No operation fails; after each step a fresh CLI (new
 // connections, the current files) works; at the end a certificate of the
-// old CA is refused, and a restarted storage node rejoins.
+// old CA is refused, and a restarted storage node rejoins. Meanwhile
+// every call is signed and every shard stream carries a capability,
+// whose keys rotate every 6 s until the first key has been dropped.
 func TestCertificateRotationUnderLoad(t *testing.T) {
-	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 6, TLS: true})
+	c := e2e.StartCluster(t, e2e.ClusterOptions{StorageNodes: 6, TLS: true, RequireAuth: true,
+		MetaArgs: []string{"--node-down-after", "2s", "--key-rotation", "6s", "--capability-ttl", "4s", "--max-upload-duration", "4s"}})
 	if _, errOut, code := c.CLI("mb", "rotation"); code != 0 {
 		t.Fatalf("mb: %s", errOut)
 	}
@@ -111,6 +119,17 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 	s.Proc.Kill()
 	c.StartStorage(s)
 	c.WaitNodesUp(6)
+	// The load goes on until the capability keyring has dropped its first
+	// key (key 4 added).
+	await.True(t, 40*time.Second, "capability key 4 added", func() bool {
+		for _, m := range c.Metas {
+			if keyFourAdded.MatchString(m.Proc.Log.String()) {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(2 * time.Second)
 	stop()
 	wg.Wait()
 	if n := failures.Load(); n > 0 || ops.Load() < 30 {

@@ -13,9 +13,14 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/internal/callauth"
+	"github.com/clipstore/clipstore/internal/capability"
 	pb "github.com/clipstore/clipstore/proto/metapb"
+	storagepb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/test/e2e"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -124,6 +129,55 @@ func TestTLSCluster(t *testing.T) {
 		}
 		if _, errOut, code := c.CLI("stat", "clips/car1/0.mp4"); code != 0 {
 			t.Fatalf("the refused rm changed something: %s", errOut)
+		}
+
+		// Storage nodes know no keys: they take a shard stream only with
+		// meta's capability. The trainer's token for a clip of bucket clips
+		// does not read a shard of bucket private, even with its id and
+		// node at hand; no token reads nothing; a read token writes nothing.
+		var trainer struct {
+			ID     string `json:"access_key_id"`
+			Secret string `json:"secret_access_key"`
+		}
+		if err := json.Unmarshal([]byte(out), &trainer); err != nil {
+			t.Fatal(err)
+		}
+		if _, errOut, code := c.CLI("mb", "private"); code != 0 {
+			t.Fatalf("mb private: %s", errOut)
+		}
+		secretClip := filepath.Join(t.TempDir(), "secret")
+		if err := os.WriteFile(secretClip, e2e.ClipBytes(99, 200_000), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, errOut, code := c.CLI("put", "private/secret.mp4", secretClip); code != 0 {
+			t.Fatalf("put private: %s", errOut)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		mine := getClipAs(ctx, t, c, trainer.ID, trainer.Secret, "clips", "car1/0.mp4")
+		theirs := getClipAs(ctx, t, c, c.RootKey[0], c.RootKey[1], "private", "secret.mp4")
+		if len(mine.Capability) == 0 {
+			t.Fatal("GetClip on a cluster with --require-auth gave no capability")
+		}
+		theirShard, theirAddr := firstShard(theirs)
+		myShard, myAddr := firstShard(mine)
+		for _, tc := range []struct {
+			name         string
+			addr         string
+			shard, token []byte
+			want         codes.Code
+		}{
+			{"its own clip's shard", myAddr, myShard, mine.Capability, codes.OK},
+			{"another bucket's shard with its token", theirAddr, theirShard, mine.Capability, codes.PermissionDenied},
+			{"no token", myAddr, myShard, nil, codes.Unauthenticated},
+			{"a forged token", myAddr, myShard, forge(mine.Capability), codes.Unauthenticated},
+		} {
+			if got := readShardWith(ctx, t, c, tc.addr, tc.shard, tc.token); got != tc.want {
+				t.Errorf("ReadShard of %s: %v, want %v", tc.name, got, tc.want)
+			}
+		}
+		if got := writeShardWith(ctx, t, c, myAddr, mine); got != codes.PermissionDenied {
+			t.Errorf("WriteShard with a read token: %v, want PermissionDenied", got)
 		}
 	})
 
@@ -243,4 +297,91 @@ func TestTLSCluster(t *testing.T) {
 			}
 		}
 	})
+}
+
+// getClipAs calls GetClip signed with a key, as a client certificate.
+func getClipAs(ctx context.Context, t *testing.T, c *e2e.Cluster, id, secret, bucket, key string) *pb.GetClipResponse {
+	t.Helper()
+	conn, err := grpc.NewClient(c.Metas[0].GRPCAddr, grpc.WithTransportCredentials(c.TLS.Credentials(t, "client")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := &pb.GetClipRequest{Bucket: bucket, Key: key}
+	const method = "/clipstore.meta.v1.MetaService/GetClip"
+	d, err := callauth.Digest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &pb.GetClipResponse{}
+	if err := conn.Invoke(metadata.AppendToOutgoingContext(ctx, callauth.Header, callauth.Sign(id, secret, time.Now(), method, d)),
+		method, req, resp); err != nil {
+		t.Fatalf("GetClip %s/%s as %s: %v", bucket, key, id, err)
+	}
+	return resp
+}
+
+// firstShard is a record's first shard on a node, and the node's address.
+func firstShard(resp *pb.GetClipResponse) ([]byte, string) {
+	addrs := map[string]string{}
+	for _, n := range resp.Nodes {
+		addrs[n.NodeId] = n.Address
+	}
+	for _, s := range resp.Clip.Parts[0].Shards {
+		if s.NodeId != "" {
+			return s.ShardId, addrs[s.NodeId]
+		}
+	}
+	return nil, ""
+}
+
+// forge flips the last byte of a token (its MAC).
+func forge(token []byte) []byte {
+	f := bytes.Clone(token)
+	f[len(f)-1] ^= 1
+	return f
+}
+
+// storageConn is a client certificate's connection to a storage node.
+func storageConn(t *testing.T, c *e2e.Cluster, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.TLS.Credentials(t, "client")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// readShardWith reads a shard's header with token and returns the code.
+func readShardWith(ctx context.Context, t *testing.T, c *e2e.Cluster, addr string, shard, token []byte) codes.Code {
+	t.Helper()
+	if len(token) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, capability.Header, string(token))
+	}
+	stream, err := storagepb.NewStorageServiceClient(storageConn(t, c, addr)).ReadShard(ctx,
+		&storagepb.ReadShardRequest{ShardId: shard, FirstBlock: 0, BlockCount: 1})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	return status.Code(err)
+}
+
+// writeShardWith opens a write of a fresh shard of resp's clip with resp's
+// token and returns the code of the answer.
+func writeShardWith(ctx context.Context, t *testing.T, c *e2e.Cluster, addr string, resp *pb.GetClipResponse) codes.Code {
+	t.Helper()
+	ctx = metadata.AppendToOutgoingContext(ctx, capability.Header, string(resp.Capability))
+	stream, err := storagepb.NewStorageServiceClient(storageConn(t, c, addr)).WriteShard(ctx)
+	if err != nil {
+		return status.Code(err)
+	}
+	p := resp.Clip.Parts[0].Profile
+	err = stream.Send(&storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Header{Header: &storagepb.ShardHeader{
+		ShardId: bytes.Repeat([]byte{7}, 16), ClipId: resp.Clip.ClipId, Index: 0, DataShards: p.DataShards,
+		ParityShards: p.ParityShards, BlockSize: p.BlockSize, CommitDeadlineUnixNano: time.Now().Add(time.Minute).UnixNano()}}})
+	if err == nil {
+		_, err = stream.CloseAndRecv()
+	}
+	return status.Code(err)
 }
