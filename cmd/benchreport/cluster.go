@@ -98,7 +98,10 @@ const userHZ = 100
 
 // benchCluster is 1 meta and n storage processes on loopback, the layout
 // `make bench` measures. Meta has a cluster secret, so that S3 gateways
-// can run. With tls, every process and every CLI run has TLS flags (tls.go).
+// can run. With tls, every process and every CLI run has TLS flags (tls.go),
+// and the cluster is a secure one: meta takes only signed calls
+// (--require-auth, the root key signing the harness's), and storage nodes
+// check capability tokens.
 type benchCluster struct {
 	bin, dir string
 	tls      *benchTLS // nil: plain text
@@ -121,12 +124,19 @@ func startBenchClusterTLS(ctx context.Context, bin, dir string, storageNodes int
 			return nil, err
 		}
 	}
+	var auth []string
+	if tls != nil {
+		if err := os.WriteFile(c.rootKeyFile(), []byte(benchRootKey+" "+benchRootSecret+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		auth = []string{"--require-auth", "--root-key-file", c.rootKeyFile()}
+	}
 	var err error
 	c.meta, err = startProc(bin, dir, "meta", slices.Concat([]string{"meta", "--id", "m0", "--data", filepath.Join(dir, "m0"),
 		"--raft", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--bootstrap", "--log-level", "warn",
 		"--cluster-secret-file", c.secretFile(), "--secrets-key-file", c.secretsKeyFile(),
 		// The drain measurement adds a node: no rebalance may start then.
-		"--auto-rebalance=false"}, tls.flags(tlsMetaCert))...)
+		"--auto-rebalance=false"}, tls.flags(tlsMetaCert), auth)...)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +171,24 @@ func (c *benchCluster) secretFile() string { return filepath.Join(c.dir, "cluste
 
 // secretsKeyFile seals the access keys' secrets in meta.
 func (c *benchCluster) secretsKeyFile() string { return filepath.Join(c.dir, "secrets-key") }
+
+// rootKeyFile holds the root key of a TLS cluster, which signs the
+// harness's calls.
+func (c *benchCluster) rootKeyFile() string { return filepath.Join(c.dir, "root-key") }
+
+// keyFlags sign a CLI's calls to a TLS cluster with the root key.
+func (c *benchCluster) keyFlags() []string {
+	if c.tls == nil {
+		return nil
+	}
+	return []string{"--key-file", c.rootKeyFile()}
+}
+
+// The TLS cluster's root key.
+const (
+	benchRootKey    = "BENCHROOTKEY"
+	benchRootSecret = "bench-root-secret-key"
+)
 
 // accessKey is an S3 credential.
 type accessKey struct {
@@ -253,7 +281,11 @@ func (c *benchCluster) client(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(ctx, client.Config{Meta: []string{c.meta.Addr}, TLS: id})
+	cfg := client.Config{Meta: []string{c.meta.Addr}, TLS: id}
+	if c.tls != nil {
+		cfg.AccessKey, cfg.SecretKey = benchRootKey, benchRootSecret
+	}
+	return client.New(ctx, cfg)
 }
 
 // clipstore runs the clipstore binary against the cluster, with stdin and
@@ -262,6 +294,9 @@ func (c *benchCluster) client(ctx context.Context) (*client.Client, error) {
 func (c *benchCluster) clipstore(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) (int64, error) {
 	cmd := exec.CommandContext(ctx, c.bin, slices.Concat(args, []string{"--meta", c.meta.Addr}, c.tls.flags(tlsClientCert))...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, os.Stderr
+	if c.tls != nil {
+		cmd.Env = append(os.Environ(), "CLIPSTORE_KEY_FILE="+c.rootKeyFile())
+	}
 	err := cmd.Run()
 	var rss int64
 	if cmd.ProcessState != nil {
