@@ -17,7 +17,13 @@ const listPageSize = 1000
 // record of many parts (a multipart upload's) takes a call to meta per
 // page of them (1000 by default). StatPart is one call.
 func (c *Client) Stat(ctx context.Context, bucket, key string) (*ClipInfo, error) {
-	resp, err := c.allParts(ctx, bucket, key)
+	return c.StatAt(ctx, bucket, key, 0)
+}
+
+// StatAt is Stat of a generation of the key (0: the current one): one a
+// dataset keeps, for example.
+func (c *Client) StatAt(ctx context.Context, bucket, key string, generation uint64) (*ClipInfo, error) {
+	resp, err := c.allPartsAt(ctx, bucket, key, generation)
 	if err != nil {
 		return nil, err
 	}
@@ -29,10 +35,15 @@ func (c *Client) Stat(ctx context.Context, bucket, key string) (*ClipInfo, error
 // upload), or none if the clip has fewer than n parts: PartCount says how
 // many it has. Profile and Shards are set for n = 1 only.
 func (c *Client) StatPart(ctx context.Context, bucket, key string, n int) (*ClipInfo, error) {
+	return c.StatPartAt(ctx, bucket, key, 0, n)
+}
+
+// StatPartAt is StatPart of a generation of the key (0: the current one).
+func (c *Client) StatPartAt(ctx context.Context, bucket, key string, generation uint64, n int) (*ClipInfo, error) {
 	if n < 1 || n > maxParts {
 		return nil, fmt.Errorf("%w: part %d outside 1..%d", ErrInvalidArgument, n, maxParts)
 	}
-	resp, err := c.getClip(ctx, bucket, key, &metapb.PartSelector{Position: uint32(n)})
+	resp, err := c.getClipAt(ctx, bucket, key, generation, &metapb.PartSelector{Position: uint32(n)})
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +124,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		Lost:           lossesFromProto(st.ShardLosses),
 		Corrupt:        lossesFromProto(st.ShardCorrupt),
 		PendingDeletes: st.PendingDeletes, RepairsInFlight: st.RepairsInFlight,
+		Datasets: st.Datasets, DatasetOnlyClips: st.DatasetOnlyClips, DatasetOnlyBytes: st.DatasetOnlyBytes,
 		RepairLimits:      RepairLimits{Concurrency: int(st.RepairLimits.GetConcurrency()), BytesPerSec: st.RepairLimits.GetBytesPerSec()},
 		MoveLimits:        RepairLimits{Concurrency: int(st.MoveLimits.GetConcurrency()), BytesPerSec: st.MoveLimits.GetBytesPerSec()},
 		ClipsByLostShards: st.ClipsByLostShards, Repair: repairFromProto(st), Moves: movesFromProto(st),

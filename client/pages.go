@@ -49,8 +49,14 @@ func (pg partPage) holds(off int64) bool {
 // (every part) is made one of a page holding them all, or of the one part
 // at sel's position.
 func (c *Client) getClip(ctx context.Context, bucket, key string, sel *metapb.PartSelector) (*metapb.GetClipResponse, error) {
+	return c.getClipAt(ctx, bucket, key, 0, sel)
+}
+
+// getClipAt is getClip of generation gen (0: the current one; an older
+// one while a dataset keeps it).
+func (c *Client) getClipAt(ctx context.Context, bucket, key string, gen uint64, sel *metapb.PartSelector) (*metapb.GetClipResponse, error) {
 	resp, err := callMeta(ctx, c, "get "+bucket+"/"+key, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.GetClipResponse, error) {
-		return mc.GetClip(ctx, &metapb.GetClipRequest{Bucket: bucket, Key: key, Parts: sel})
+		return mc.GetClip(ctx, &metapb.GetClipRequest{Bucket: bucket, Key: key, Parts: sel, Generation: gen})
 	})
 	if err != nil {
 		return nil, err
@@ -84,10 +90,15 @@ func paged(resp *metapb.GetClipResponse, sel *metapb.PartSelector) {
 // one generation: a record that changes meanwhile is read again, up to
 // statAttempts times, before it fails with ErrClipChanged.
 func (c *Client) allParts(ctx context.Context, bucket, key string) (*metapb.GetClipResponse, error) {
+	return c.allPartsAt(ctx, bucket, key, 0)
+}
+
+// allPartsAt is allParts of generation gen (0: the current one).
+func (c *Client) allPartsAt(ctx context.Context, bucket, key string, gen uint64) (*metapb.GetClipResponse, error) {
 	var err error
 	for range statAttempts {
 		var first *metapb.GetClipResponse
-		if first, err = c.getClip(ctx, bucket, key, &metapb.PartSelector{}); err != nil {
+		if first, err = c.getClipAt(ctx, bucket, key, gen, &metapb.PartSelector{}); err != nil {
 			return nil, err
 		}
 		v := &clipView{c: c, rec: first.Clip, count: int(first.PartCount)}
@@ -136,7 +147,7 @@ func (c *Client) allParts(ctx context.Context, bucket, key string) (*metapb.GetC
 // and learns the addresses of the nodes the parts are on.
 func (v *clipView) fetch(ctx context.Context, sel *metapb.PartSelector) (*metapb.GetClipResponse, error) {
 	rec := v.rec
-	resp, err := v.c.getClip(ctx, rec.Bucket, rec.Key, sel)
+	resp, err := v.c.getClipAt(ctx, rec.Bucket, rec.Key, rec.Generation, sel)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, fmt.Errorf("%w: %s/%s was deleted (read pinned generation %d)", ErrClipChanged, rec.Bucket, rec.Key, rec.Generation)

@@ -76,7 +76,12 @@ type partView struct {
 // and pins that generation. Other parts are asked for when a read reaches
 // them.
 func (c *Client) view(ctx context.Context, bucket, key string, sel *metapb.PartSelector) (*clipView, error) {
-	resp, err := c.getClip(ctx, bucket, key, sel)
+	return c.viewAt(ctx, bucket, key, 0, sel)
+}
+
+// viewAt is view of generation gen (0: the current one).
+func (c *Client) viewAt(ctx context.Context, bucket, key string, gen uint64, sel *metapb.PartSelector) (*clipView, error) {
+	resp, err := c.getClipAt(ctx, bucket, key, gen, sel)
 	if err != nil {
 		return nil, err
 	}
@@ -475,6 +480,9 @@ func (p *partView) checkContent(crc uint32) error {
 type GetOptions struct {
 	// Progress, if set, is called with the bytes written to w so far.
 	Progress func(read int64)
+	// Generation, if set, reads that generation of the key rather than
+	// the current one: one a dataset keeps (ErrNotFound otherwise).
+	Generation uint64
 }
 
 // Get writes the whole clip to w and returns its record. The bytes of
@@ -489,7 +497,11 @@ type GetOptions struct {
 // during the read, Get fails with ErrClipChanged; the bytes written before
 // then all belong to the generation it started with.
 func (c *Client) Get(ctx context.Context, bucket, key string, w io.Writer, opts *GetOptions) (*ClipInfo, error) {
-	v, err := c.view(ctx, bucket, key, &metapb.PartSelector{})
+	var gen uint64
+	if opts != nil {
+		gen = opts.Generation
+	}
+	v, err := c.viewAt(ctx, bucket, key, gen, &metapb.PartSelector{})
 	if err != nil {
 		return nil, err
 	}
@@ -554,7 +566,13 @@ func (v *clipView) get(ctx context.Context, w io.Writer, opts *GetOptions) error
 // reads use ctx; cancelling it makes them fail. Meta answers the record
 // with its first part: the Reader asks for the others as reads reach them.
 func (c *Client) Open(ctx context.Context, bucket, key string) (*Reader, error) {
-	v, err := c.view(ctx, bucket, key, &metapb.PartSelector{MaxParts: 1})
+	return c.OpenAt(ctx, bucket, key, 0)
+}
+
+// OpenAt is Open of a generation of the key (0: the current one): one a
+// dataset keeps, for example.
+func (c *Client) OpenAt(ctx context.Context, bucket, key string, generation uint64) (*Reader, error) {
+	v, err := c.viewAt(ctx, bucket, key, generation, &metapb.PartSelector{MaxParts: 1})
 	if err != nil {
 		return nil, err
 	}
@@ -568,10 +586,15 @@ func (c *Client) Open(ctx context.Context, bucket, key string) (*Reader, error) 
 // (Info().PartCount says how many it has; a clip written by Put has one,
 // numbered 0). The Reader reads the whole clip all the same.
 func (c *Client) OpenPart(ctx context.Context, bucket, key string, n int) (*Reader, error) {
+	return c.OpenPartAt(ctx, bucket, key, 0, n)
+}
+
+// OpenPartAt is OpenPart of a generation of the key (0: the current one).
+func (c *Client) OpenPartAt(ctx context.Context, bucket, key string, generation uint64, n int) (*Reader, error) {
 	if n < 1 || n > maxParts {
 		return nil, fmt.Errorf("%w: part %d outside 1..%d", ErrInvalidArgument, n, maxParts)
 	}
-	v, err := c.view(ctx, bucket, key, &metapb.PartSelector{Position: uint32(n)})
+	v, err := c.viewAt(ctx, bucket, key, generation, &metapb.PartSelector{Position: uint32(n)})
 	if err != nil {
 		return nil, err
 	}

@@ -297,6 +297,9 @@ type ClusterStatus struct {
 	Lost, Corrupt  ShardLosses
 	NodesUp        uint64
 	PendingDeletes uint64
+	// Datasets counts the datasets; DatasetOnlyClips and DatasetOnlyBytes
+	// the generations only datasets keep (overwritten or deleted since).
+	Datasets, DatasetOnlyClips, DatasetOnlyBytes uint64
 	// RepairsInFlight counts the lost shards the leader is having rebuilt.
 	RepairsInFlight uint64
 	// RepairLimits are the cluster-wide repair limits in force; MoveLimits

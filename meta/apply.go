@@ -121,6 +121,12 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.abortUpload(op.AbortUpload)
 	case *pb.Command_SetKeyring:
 		return a.setKeyring(op.SetKeyring)
+	case *pb.Command_CreateDataset:
+		return a.createDataset(op.CreateDataset)
+	case *pb.Command_DeleteDataset:
+		return a.deleteDataset(op.DeleteDataset)
+	case *pb.Command_PurgeClip:
+		return a.purgeClip(op.PurgeClip)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}
@@ -164,6 +170,12 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.AbortUploadResponse{}
 	case *pb.Command_SetSettings, *pb.Command_SetKeyring:
 		return &pb.SettingsResponse{}
+	case *pb.Command_CreateDataset:
+		return &pb.CreateDatasetResponse{}
+	case *pb.Command_DeleteDataset:
+		return &pb.DeleteDatasetResponse{}
+	case *pb.Command_PurgeClip:
+		return &pb.PurgeClipResponse{}
 	default:
 		return nil
 	}

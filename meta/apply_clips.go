@@ -152,7 +152,7 @@ func (a *applier) commitPut(c *pb.CommitPutRequest) (proto.Message, error) {
 	resp := &pb.CommitPutResponse{Clip: rec}
 	if old != nil {
 		resp.ReplacedGeneration = old.Generation
-		if err := a.dropClip(old); err != nil {
+		if err := a.releaseClip(old); err != nil {
 			return nil, err
 		}
 	}
@@ -292,7 +292,7 @@ func (a *applier) deleteClip(c *pb.DeleteClipRequest) (proto.Message, error) {
 	if err := checkGeneration(c.IfGenerationMatch, rec); err != nil {
 		return nil, err
 	}
-	if err := a.dropClip(rec); err != nil {
+	if err := a.releaseClip(rec); err != nil {
 		return nil, err
 	}
 	if err := a.tx.Bucket(bktKeys).Delete(keyOf(c.Bucket, c.Key)); err != nil {

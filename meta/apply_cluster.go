@@ -37,6 +37,9 @@ func (a *applier) deleteBucket(c *pb.DeleteBucketRequest) (proto.Message, error)
 	if b.Get([]byte(c.Name)) == nil {
 		return nil, fmt.Errorf("%w: bucket %q", ErrNotFound, c.Name)
 	}
+	if bucketPinned(a.tx, c.Name) {
+		return nil, fmt.Errorf("%w: datasets hold records of bucket %q; delete them (clipstore dataset rm) first", ErrFailedPrecondition, c.Name)
+	}
 	prefix := joinKey(c.Name, nil)
 	if k, _ := a.tx.Bucket(bktKeys).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 		return nil, fmt.Errorf("%w: bucket %q is not empty", ErrFailedPrecondition, c.Name)

@@ -86,6 +86,12 @@ func callNeeds(method string, req any) (need, string) {
 		return needRead, r.Bucket
 	case *pb.FindRequest:
 		return needRead, r.Bucket
+	case *pb.CreateDatasetRequest:
+		return needWrite, r.Bucket // a dataset keeps what its bucket's writers delete
+	case *pb.PurgeClipRequest:
+		return needAdmin, r.Bucket
+	case *pb.ListDatasetsRequest, *pb.GetDatasetRequest, *pb.DeleteDatasetRequest, *pb.PlanRequest:
+		return needPrincipal, "" // the handler checks the dataset's bucket (datasetAccess)
 	case *pb.ReportShardRequest:
 		return needPrincipal, "" // a reader's report: meta checks the shard itself
 	case *pb.ListNodesRequest, *pb.ListMembersRequest, *pb.ClusterStatusRequest:
@@ -211,11 +217,51 @@ func (n *Node) authorize(ctx context.Context, req any, info *grpc.UnaryServerInf
 		}
 		return nil, toStatus(fmt.Errorf("%w: %s: access key %s is not a cluster admin", ErrPermissionDenied, method, p.id))
 	}
-	resp, err := handler(ctx, req)
-	if r, ok := resp.(*pb.ListBucketsResponse); ok && err == nil {
-		resp = visibleBuckets(r, p)
+	resp, err := handler(context.WithValue(ctx, principalKey{}, p), req)
+	switch r := resp.(type) {
+	case *pb.ListBucketsResponse:
+		if err == nil {
+			resp = visibleBuckets(r, p)
+		}
+	case *pb.ListDatasetsResponse:
+		if err == nil {
+			resp = visibleDatasets(r, p)
+		}
 	}
 	return resp, err
+}
+
+type principalKey struct{}
+
+// principalOf is the access key id a call was authorized as; "" for an
+// anonymous call.
+func principalOf(ctx context.Context) string {
+	if p, ok := ctx.Value(principalKey{}).(*principal); ok {
+		return p.id
+	}
+	return ""
+}
+
+// datasetAccess checks, for calls that name a dataset rather than a
+// bucket, that the call's principal has nd on the dataset's bucket (an
+// anonymous call got here only where anonymous calls are allowed).
+func datasetAccess(ctx context.Context, method string, nd need, bucket string) error {
+	p, ok := ctx.Value(principalKey{}).(*principal)
+	if !ok || p.allows(nd, bucket) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: access key %s has no %s access to bucket %q", ErrPermissionDenied, method, p.id, nd, bucket)
+}
+
+// visibleDatasets is r without the datasets of buckets p has no grant on.
+func visibleDatasets(r *pb.ListDatasetsResponse, p *principal) *pb.ListDatasetsResponse {
+	out := &pb.ListDatasetsResponse{}
+	for _, d := range r.Datasets {
+		if p.seesBucket(d.GetBucket()) {
+			out.Datasets = append(out.Datasets, d)
+		}
+	}
+	return out
 }
 
 // forwardedWithKey reports whether the call was forwarded by a member

@@ -172,6 +172,8 @@ func TestAuthMatrix(t *testing.T) {
 		"SetNodeAdminState": "cluster", "RemoveNode": "cluster", "Rebalance": "cluster", "RemoveMember": "cluster",
 		"CreateAccessKey": "cluster", "ListAccessKeys": "cluster", "DeleteAccessKey": "cluster",
 		"ListNodeShards": "cluster", "CheckShards": "cluster", "InventoryCapability": "cluster", // fsck
+		"CreateDataset": "write", "PurgeClip": "admin",
+		"ListDatasets": "key", "GetDataset": "key", "DeleteDataset": "key", "Plan": "key", // then the dataset's bucket
 		"RegisterNode": "role", "Heartbeat": "role", "UpdateShard": "role", "JoinMember": "role", "SigningKey": "role",
 	}
 	type caller struct {
@@ -351,6 +353,30 @@ func TestAuthMatrix(t *testing.T) {
 		}
 		if strings.Join(got, " ") != tc.want {
 			t.Errorf("ListBuckets by %s: %v, want %q", tc.s.id, got, tc.want)
+		}
+	}
+
+	// A dataset's calls are judged on the dataset's bucket.
+	if _, err := leader.Client.CreateDataset(ctx, &pb.CreateDatasetRequest{Name: "ds-one", Bucket: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  proto.Message
+		resp proto.Message
+		s    *signer
+		ok   bool
+	}{
+		{"GetDataset", &pb.GetDatasetRequest{Name: "ds-one"}, &pb.GetDatasetResponse{}, reader, true},
+		{"GetDataset", &pb.GetDatasetRequest{Name: "ds-one"}, &pb.GetDatasetResponse{}, operator, false},
+		{"DeleteDataset", &pb.DeleteDatasetRequest{Name: "ds-one"}, &pb.DeleteDatasetResponse{}, reader, false},
+		{"CreateDataset", &pb.CreateDatasetRequest{Name: "ds-two", Bucket: "one"}, &pb.CreateDatasetResponse{}, reader, false},
+		{"PurgeClip", &pb.PurgeClipRequest{Bucket: "one", Key: "k"}, &pb.PurgeClipResponse{}, writer, false},
+		{"DeleteDataset", &pb.DeleteDatasetRequest{Name: "ds-one"}, &pb.DeleteDatasetResponse{}, writer, true},
+	} {
+		err := clientConns[1].Invoke(tc.s.context(t, ctx, service+tc.name, tc.req), service+tc.name, tc.req, tc.resp)
+		if refused := status.Code(err) == codes.PermissionDenied; refused == tc.ok || (tc.ok && err != nil) {
+			t.Errorf("%s by %s: %v, want allowed %v", tc.name, tc.s.id, err, tc.ok)
 		}
 	}
 

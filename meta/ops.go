@@ -198,15 +198,28 @@ func (n *Node) getClip(_ context.Context, req *pb.GetClipRequest) (*pb.GetClipRe
 	resp := &pb.GetClipResponse{}
 	err := n.fsm.viewApplied(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bktKeys).Get(keyOf(req.Bucket, req.Key))
+		rec := &pb.ClipRecord{}
+		if id != nil {
+			if _, err := getMsg(tx.Bucket(bktClips), id, rec); err != nil {
+				return err
+			}
+		}
+		if req.Generation != 0 && (id == nil || rec.Generation != req.Generation) {
+			// An older generation: there while a dataset holds it.
+			old, err := pinnedGeneration(tx, req.Bucket, req.Key, req.Generation)
+			if err != nil {
+				return err
+			}
+			if old == nil {
+				return fmt.Errorf("%w: generation %d of %s/%s (no dataset keeps it)", ErrNotFound, req.Generation, req.Bucket, req.Key)
+			}
+			id, rec = old.ClipId, old
+		}
 		if id == nil {
 			if tx.Bucket(bktBuckets).Get([]byte(req.Bucket)) == nil {
 				return fmt.Errorf("%w: bucket %q", ErrNotFound, req.Bucket)
 			}
 			return fmt.Errorf("%w: clip %s/%s", ErrNotFound, req.Bucket, req.Key)
-		}
-		rec := &pb.ClipRecord{}
-		if _, err := getMsg(tx.Bucket(bktClips), id, rec); err != nil {
-			return err
 		}
 		resp.Clip = rec
 		if req.Parts != nil {
@@ -429,7 +442,9 @@ func (n *Node) clusterStatus(_ context.Context, _ *pb.ClusterStatusRequest) (*pb
 		}
 		resp.Rebalancing = rebalanceState(tx).Running
 		resp.Buckets = uint64(tx.Bucket(bktBuckets).Stats().KeyN)
-		resp.Clips = uint64(tx.Bucket(bktClips).Stats().KeyN)
+		resp.DatasetOnlyClips, resp.DatasetOnlyBytes = datasetOnly(tx)
+		resp.Clips = uint64(tx.Bucket(bktClips).Stats().KeyN) - resp.DatasetOnlyClips
+		resp.Datasets = uint64(tx.Bucket(bktDatasets).Stats().KeyN)
 		resp.PendingDeletes = uint64(tx.Bucket(bktDeletes).Stats().KeyN)
 		return tx.Bucket(bktNodes).ForEach(func(k, v []byte) error {
 			node := &pb.StorageNode{}

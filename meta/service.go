@@ -7,6 +7,7 @@ import (
 
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
@@ -436,4 +437,100 @@ func (s *service) InventoryCapability(ctx context.Context, req *pb.InventoryCapa
 		return nil, toStatus(err)
 	}
 	return &pb.InventoryCapabilityResponse{Capability: token}, nil
+}
+
+func (s *service) CreateDataset(ctx context.Context, req *pb.CreateDatasetRequest) (*pb.CreateDatasetResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateDatasetName(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateBucketName(req.Bucket); err != nil {
+		return nil, toStatus(err)
+	}
+	if len(req.Members) > maxDatasetMembers {
+		return nil, toStatus(fmt.Errorf("%w: %d members; a dataset has at most %d", ErrInvalidArgument, len(req.Members), maxDatasetMembers))
+	}
+	for i, m := range req.Members {
+		if err := ValidateKey(m.Key); err != nil {
+			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
+		}
+		if err := validateID("clip id", m.ClipId); err != nil {
+			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
+		}
+	}
+	return onLeader(ctx, s.n, req, s.n.createDataset, pb.MetaServiceClient.CreateDataset)
+}
+
+func (s *service) ListDatasets(ctx context.Context, req *pb.ListDatasetsRequest) (*pb.ListDatasetsResponse, error) {
+	return read(ctx, s.n, req, req.Read, s.n.listDatasets, pb.MetaServiceClient.ListDatasets)
+}
+
+func (s *service) GetDataset(ctx context.Context, req *pb.GetDatasetRequest) (*pb.GetDatasetResponse, error) {
+	if err := ValidateDatasetName(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	resp, err := read(ctx, s.n, req, req.Read, s.n.getDataset, pb.MetaServiceClient.GetDataset)
+	if err != nil {
+		return nil, err
+	}
+	if err := datasetAccess(ctx, "GetDataset", needRead, resp.Dataset.GetBucket()); err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+func (s *service) DeleteDataset(ctx context.Context, req *pb.DeleteDatasetRequest) (*pb.DeleteDatasetResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateDatasetName(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	// A dataset never changes bucket: the local state says which.
+	var bucket string
+	s.n.fsm.viewApplied(func(tx *bolt.Tx) error {
+		ds := &pb.Dataset{}
+		if found, _ := getMsg(tx.Bucket(bktDatasets), []byte(req.Name), ds); found {
+			bucket = ds.Bucket
+		}
+		return nil
+	})
+	if bucket != "" {
+		if err := datasetAccess(ctx, "DeleteDataset", needWrite, bucket); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return write(ctx, s, req, func(*pb.DeleteDatasetRequest) error { return nil }, func(r *pb.DeleteDatasetRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_DeleteDataset{DeleteDataset: r}}
+	}, pb.MetaServiceClient.DeleteDataset)
+}
+
+func (s *service) PurgeClip(ctx context.Context, req *pb.PurgeClipRequest) (*pb.PurgeClipResponse, error) {
+	return write(ctx, s, req, func(r *pb.PurgeClipRequest) error {
+		if err := checkRequestID(r.RequestId); err != nil {
+			return err
+		}
+		if err := ValidateBucketName(r.Bucket); err != nil {
+			return err
+		}
+		return ValidateKey(r.Key)
+	}, func(r *pb.PurgeClipRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_PurgeClip{PurgeClip: r}}
+	}, pb.MetaServiceClient.PurgeClip)
+}
+
+func (s *service) Plan(ctx context.Context, req *pb.PlanRequest) (*pb.PlanResponse, error) {
+	if err := ValidateDatasetName(req.Dataset); err != nil {
+		return nil, toStatus(err)
+	}
+	resp, err := read(ctx, s.n, req, req.Read, s.n.plan, pb.MetaServiceClient.Plan)
+	if err != nil {
+		return nil, err
+	}
+	if err := datasetAccess(ctx, "Plan", needRead, resp.Bucket); err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
 }

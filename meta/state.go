@@ -37,7 +37,8 @@ var (
 
 	allBuckets = [][]byte{bktBuckets, bktKeys, bktClips, bktNodeShards, bktDegraded, bktDeletes,
 		bktNodes, bktMembers, bktRequests, bktReqExpiry, bktMeta, bktSettings, bktAccessKeys,
-		bktUploads, bktUploadParts, bktUploadKeys, bktUploadDegraded, bktCapture}
+		bktUploads, bktUploadParts, bktUploadKeys, bktUploadDegraded, bktCapture,
+		bktDatasets, bktDatasetMembers, bktPins}
 
 	keyRepairLimits = []byte("repair_limits")
 	keyRepairHold   = []byte("repair_hold")

@@ -298,7 +298,7 @@ func (a *applier) completeUpload(c *pb.CompleteUploadRequest) (*pb.CommitPutResp
 	resp := &pb.CommitPutResponse{Clip: rec}
 	if old != nil {
 		resp.ReplacedGeneration = old.Generation
-		if err := a.dropClip(old); err != nil {
+		if err := a.releaseClip(old); err != nil {
 			return nil, err
 		}
 	}

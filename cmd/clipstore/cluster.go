@@ -152,6 +152,9 @@ func writeStatus(w io.Writer, st *client.ClusterStatus, now time.Time) error {
 	fmt.Fprintf(w, "leader %s, term %d, applied index %d\n", st.Leader, st.Term, st.AppliedIndex)
 	fmt.Fprintf(w, "%d buckets, %d clips (%d degraded), %d repairs in flight, %d shard deletes pending\n",
 		st.Buckets, st.Clips, st.DegradedClips, st.RepairsInFlight, st.PendingDeletes)
+	if st.Datasets > 0 || st.DatasetOnlyClips > 0 {
+		fmt.Fprintf(w, "%d datasets; they alone keep %d generations, %s\n", st.Datasets, st.DatasetOnlyClips, bytesize.Human(int64(st.DatasetOnlyBytes)))
+	}
 	for i, n := range st.ClipsByLostShards {
 		if n > 0 {
 			fmt.Fprintf(w, "  %d clips with %d shards missing or corrupt\n", n, i+1)
@@ -403,6 +406,7 @@ func statusJSON(st *client.ClusterStatus) map[string]any {
 		"unrecoverable_keys": append([]string{}, st.UnrecoverableKeys...), "lost_shards": lossesJSON(st.Lost),
 		"corrupt_shards":    lossesJSON(st.Corrupt),
 		"repairs_in_flight": st.RepairsInFlight, "pending_deletes": st.PendingDeletes,
+		"datasets": st.Datasets, "dataset_only_clips": st.DatasetOnlyClips, "dataset_only_bytes": st.DatasetOnlyBytes,
 		"clips_by_lost_shards": st.ClipsByLostShards,
 		"repair_limits":        map[string]any{"concurrency": st.RepairLimits.Concurrency, "bytes_per_sec": st.RepairLimits.BytesPerSec},
 		"move_limits":          map[string]any{"concurrency": st.MoveLimits.Concurrency, "bytes_per_sec": st.MoveLimits.BytesPerSec},

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -57,12 +58,58 @@ func parseTime(flag, s string) (time.Time, error) {
 	return t, nil
 }
 
-type findOptions struct {
-	*clientOptions
+// findFilters are find's filters, which dataset create takes too.
+type findFilters struct {
 	vehicles, cameras, tags []string
 	from, to, prefix        string
-	limit                   int
-	jsonOut                 bool
+}
+
+func (o *findFilters) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringArrayVar(&o.vehicles, "vehicle", nil, "a vehicle id (repeat: any of them)")
+	f.StringArrayVar(&o.cameras, "camera", nil, "a camera (repeat: any of them)")
+	f.StringArrayVar(&o.tags, "tag", nil, "a tag (repeat: every one of them)")
+	f.StringVar(&o.from, "from", "", "clips captured until at least this time (RFC 3339)")
+	f.StringVar(&o.to, "to", "", "clips captured from at most this time (RFC 3339)")
+	f.StringVar(&o.prefix, "prefix", "", "keys starting with this")
+}
+
+// query is the filters as client.Find takes them.
+func (o *findFilters) query() (client.FindQuery, error) {
+	q := client.FindQuery{Vehicles: o.vehicles, Cameras: o.cameras, Tags: o.tags, Prefix: o.prefix}
+	var err error
+	if q.From, err = parseTime("--from", o.from); err != nil {
+		return q, err
+	}
+	q.To, err = parseTime("--to", o.to)
+	return q, err
+}
+
+// describe is the filters as a command line would give them.
+func (o *findFilters) describe() string {
+	var s []string
+	for _, v := range o.vehicles {
+		s = append(s, "--vehicle "+v)
+	}
+	for _, v := range o.cameras {
+		s = append(s, "--camera "+v)
+	}
+	for _, v := range o.tags {
+		s = append(s, "--tag "+v)
+	}
+	for _, p := range [][2]string{{"--from", o.from}, {"--to", o.to}, {"--prefix", o.prefix}} {
+		if p[1] != "" {
+			s = append(s, p[0]+" "+p[1])
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+type findOptions struct {
+	*clientOptions
+	findFilters
+	limit   int
+	jsonOut bool
 }
 
 func newFindCommand(co *clientOptions) *cobra.Command {
@@ -79,12 +126,8 @@ object per line (key, size, generation, clip_id, created, capture).`,
   clipstore find fleet --tag rain --tag night --limit 100 --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := client.FindQuery{Vehicles: o.vehicles, Cameras: o.cameras, Tags: o.tags, Prefix: o.prefix}
-			var err error
-			if q.From, err = parseTime("--from", o.from); err != nil {
-				return err
-			}
-			if q.To, err = parseTime("--to", o.to); err != nil {
+			q, err := o.query()
+			if err != nil {
 				return err
 			}
 			if o.limit > 0 {
@@ -117,13 +160,8 @@ object per line (key, size, generation, clip_id, created, capture).`,
 			return tw.Flush()
 		},
 	}
+	o.findFilters.addFlags(cmd)
 	f := cmd.Flags()
-	f.StringArrayVar(&o.vehicles, "vehicle", nil, "a vehicle id (repeat: any of them)")
-	f.StringArrayVar(&o.cameras, "camera", nil, "a camera (repeat: any of them)")
-	f.StringArrayVar(&o.tags, "tag", nil, "a tag (repeat: every one of them)")
-	f.StringVar(&o.from, "from", "", "clips captured until at least this time (RFC 3339)")
-	f.StringVar(&o.to, "to", "", "clips captured from at most this time (RFC 3339)")
-	f.StringVar(&o.prefix, "prefix", "", "keys starting with this")
 	f.IntVar(&o.limit, "limit", 0, "at most this many clips (0: all)")
 	f.BoolVar(&o.jsonOut, "json", false, "one JSON object per line")
 	return cmd

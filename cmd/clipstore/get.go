@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/clipstore/clipstore/client"
 	"github.com/spf13/cobra"
 )
 
 type getOptions struct {
 	*clientOptions
-	rng string
+	rng        string
+	generation uint64
 }
 
 func newGetCommand(co *clientOptions) *cobra.Command {
@@ -39,6 +41,7 @@ into place only once every byte was read and verified.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.rng, "range", "", "inclusive byte range START-END (or START-)")
+	cmd.Flags().Uint64Var(&o.generation, "generation", 0, "read this generation of the key (one a dataset keeps) instead of the current one")
 	return cmd
 }
 
@@ -48,7 +51,7 @@ func (o *getOptions) get(cmd *cobra.Command, bucket, key, dest string) (err erro
 		return err
 	}
 	defer done()
-	r, err := c.Open(ctx, bucket, key)
+	r, err := c.OpenAt(ctx, bucket, key, o.generation)
 	if err != nil {
 		return err
 	}
@@ -84,7 +87,7 @@ func (o *getOptions) get(cmd *cobra.Command, bucket, key, dest string) (err erro
 	}
 	if o.rng == "" {
 		// A whole read also checks the clip's content checksum.
-		_, err = c.Get(ctx, bucket, key, w, nil)
+		_, err = c.Get(ctx, bucket, key, w, &client.GetOptions{Generation: r.Info().Generation})
 		return err
 	}
 	_, err = io.Copy(w, io.NewSectionReader(r, start, n))

@@ -14,7 +14,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newStorageCommand(), newMetaCommand(), newDevCommand(), newS3Command())
 	co := &clientOptions{}
 	for _, c := range []*cobra.Command{newMbCommand(co), newRbCommand(co), newPutCommand(co), newGetCommand(co),
-		newLsCommand(co), newFindCommand(co), newStatCommand(co), newRmCommand(co), newClusterCommand(co), newAdminCommand(co), newBenchCommand(co)} {
+		newLsCommand(co), newFindCommand(co), newDatasetCommand(co), newPlanCommand(co), newStatCommand(co), newRmCommand(co), newClusterCommand(co), newAdminCommand(co), newBenchCommand(co)} {
 		co.AddFlags(c)
 		root.AddCommand(c)
 	}

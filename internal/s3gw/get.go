@@ -30,16 +30,20 @@ var responseOverrides = map[string]string{
 }
 
 func (g *Gateway) headObject(w *response, req *request) error {
-	part, err := checkObjectQuery(req)
+	part, gen, err := checkObjectQuery(req)
 	if err != nil {
 		return err
 	}
 	// The record with the part asked for only (the first for the whole
 	// object): a clip of many parts is not read whole from meta.
-	info, err := g.cfg.Client.StatPart(req.Context(), req.bucket, req.key, max(part, 1))
+	info, err := g.cfg.Client.StatPartAt(req.Context(), req.bucket, req.key, gen, max(part, 1))
+	if gen != 0 && errors.Is(err, client.ErrNotFound) {
+		return errNoSuchVersion
+	}
 	if err != nil {
 		return err // a HEAD answer has no body: NoSuchKey and NoSuchBucket look alike
 	}
+	setVersion(w, gen)
 	span, err := g.prepare(w, req, info, part)
 	if err != nil || span == nil {
 		return err
@@ -49,11 +53,15 @@ func (g *Gateway) headObject(w *response, req *request) error {
 }
 
 func (g *Gateway) getObject(w *response, req *request) error {
-	part, err := checkObjectQuery(req)
+	part, gen, err := checkObjectQuery(req)
 	if err != nil {
 		return err
 	}
-	r, err := g.cfg.Client.OpenPart(req.Context(), req.bucket, req.key, max(part, 1))
+	r, err := g.cfg.Client.OpenPartAt(req.Context(), req.bucket, req.key, gen, max(part, 1))
+	if gen != 0 && errors.Is(err, client.ErrNotFound) {
+		return errNoSuchVersion
+	}
+	setVersion(w, gen)
 	if errors.Is(err, client.ErrNotFound) {
 		return g.notFoundError(req.Context(), req)
 	}
@@ -68,24 +76,35 @@ func (g *Gateway) getObject(w *response, req *request) error {
 	return g.stream(w, r, span)
 }
 
-// checkObjectQuery refuses the parameters of GetObject and HeadObject that
-// select what the gateway does not have (versions) and reads partNumber:
-// the part to answer, 0 for the whole object or a range.
-func checkObjectQuery(req *request) (int, error) {
+// checkObjectQuery reads the parameters of GetObject and HeadObject:
+// partNumber, the part to answer (0 for the whole object or a range), and
+// versionId, the generation to read (0: the current one). A version is a
+// generation, as decimal digits: the current one, or one a dataset keeps;
+// "null" is the current one.
+func checkObjectQuery(req *request) (part int, gen uint64, err error) {
 	if v := req.query.Get("versionId"); req.query.Has("versionId") && v != "null" {
-		return 0, errInvalidArgument.with("Invalid version id specified")
+		if gen, err = strconv.ParseUint(v, 10, 64); err != nil || gen == 0 {
+			return 0, 0, errInvalidArgument.with("Invalid version id specified")
+		}
 	}
 	if !req.query.Has("partNumber") {
-		return 0, nil
+		return 0, gen, nil
 	}
 	n, err := parsePartNumber(req.query.Get("partNumber"))
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, 0, err
 	case req.Header.Get("Range") != "":
-		return 0, errInvalidRequest.with("Cannot specify both Range header and partNumber query parameter")
+		return 0, 0, errInvalidRequest.with("Cannot specify both Range header and partNumber query parameter")
 	}
-	return n, nil
+	return n, gen, nil
+}
+
+// setVersion names the version an answer carries, when one was asked for.
+func setVersion(w *response, gen uint64) {
+	if gen != 0 {
+		w.Header().Set("x-amz-version-id", strconv.FormatUint(gen, 10))
+	}
 }
 
 // span is the part of an object an answer carries.

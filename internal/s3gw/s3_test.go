@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/clipstore/clipstore/client"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -51,7 +53,7 @@ func TestGateway(t *testing.T) {
 	t.Run("deletes", func(t *testing.T) { testDeletes(t, tg, c) })
 	t.Run("not implemented", func(t *testing.T) { testNotImplemented(t, c) })
 	t.Run("authentication", func(t *testing.T) { testAuthentication(t, tg) })
-	t.Run("versioning", func(t *testing.T) { testVersioning(t, c) })
+	t.Run("versioning", func(t *testing.T) { testVersioning(t, tg, c) })
 	t.Run("presigned", func(t *testing.T) { testPresigned(t, tg, c) })
 	t.Run("virtual host", func(t *testing.T) { testVirtualHost(t, tg) })
 	t.Run("client goes away", func(t *testing.T) { testClientGoesAway(t, tg, c) })
@@ -744,7 +746,10 @@ func testAuthentication(t *testing.T, tg *testGateway) {
 }
 
 // testVersioning: a bucket's versioning is never enabled, and says so.
-func testVersioning(t *testing.T, c *s3.Client) {
+// testVersioning: buckets do not version, but a generation a dataset
+// keeps reads as the object's version (its versionId the generation),
+// after the key is overwritten; an unkept one is NoSuchVersion.
+func testVersioning(t *testing.T, tg *testGateway, c *s3.Client) {
 	ctx := t.Context()
 	mkBucket(t, c, "versioning")
 	v, err := c.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String("versioning")})
@@ -753,6 +758,41 @@ func testVersioning(t *testing.T, c *s3.Client) {
 	}
 	_, err = c.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String("nosuchbucket")})
 	wantErr(t, "versioning of a missing bucket", err, "NoSuchBucket", http.StatusNotFound)
+
+	old := randBytes(7, 70_000)
+	put(t, c, "versioning", "clip", old)
+	info, err := tg.client.Stat(ctx, "versioning", "clip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.client.CreateDataset(ctx, client.DatasetSpec{Name: "versioning-v1", Bucket: "versioning", Keys: []string{"clip"}}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, "versioning", "clip", []byte("new"))
+	version := aws.String(strconv.FormatUint(info.Generation, 10))
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("versioning"), Key: aws.String("clip"), VersionId: version})
+	if err != nil {
+		t.Fatalf("get the dataset's version: %v", err)
+	}
+	got, _ := io.ReadAll(out.Body)
+	out.Body.Close()
+	if !bytes.Equal(got, old) || aws.ToString(out.VersionId) != *version {
+		t.Fatalf("version %s: %d bytes, version id %q", *version, len(got), aws.ToString(out.VersionId))
+	}
+	head, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("versioning"), Key: aws.String("clip"), VersionId: version})
+	if err != nil || aws.ToInt64(head.ContentLength) != int64(len(old)) {
+		t.Fatalf("head the dataset's version: %v, %v", head, err)
+	}
+	if got := get(t, c, "versioning", "clip"); string(got) != "new" {
+		t.Fatalf("the current version: %q", got)
+	}
+	_, err = c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("versioning"), Key: aws.String("clip"), VersionId: aws.String("1")})
+	wantErr(t, "get an unkept version", err, "NoSuchVersion", http.StatusNotFound)
+	_, err = c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("versioning"), Key: aws.String("clip"), VersionId: aws.String("x")})
+	wantErr(t, "get a malformed version", err, "InvalidArgument", http.StatusBadRequest)
+	if _, err := tg.client.DeleteDataset(ctx, "versioning-v1"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testPresigned(t *testing.T, tg *testGateway, c *s3.Client) {

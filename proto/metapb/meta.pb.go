@@ -2006,7 +2006,10 @@ type GetClipRequest struct {
 	// Which of the record's parts the answer carries (a record written by a
 	// multipart upload has up to 10,000, each with its k+m shards); unset:
 	// all of them. The record's own fields always come whole.
-	Parts         *PartSelector `protobuf:"bytes,4,opt,name=parts,proto3" json:"parts,omitempty"`
+	Parts *PartSelector `protobuf:"bytes,4,opt,name=parts,proto3" json:"parts,omitempty"`
+	// The generation to read (0: the current one): an older one is there
+	// while a dataset pins it.
+	Generation    uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2067,6 +2070,13 @@ func (x *GetClipRequest) GetParts() *PartSelector {
 		return x.Parts
 	}
 	return nil
+}
+
+func (x *GetClipRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 // PartSelector pages through a record's parts. It chooses the parts, from
@@ -5835,8 +5845,13 @@ type ClusterStatusResponse struct {
 	MoveBytesPerSec float64  `protobuf:"fixed64,35,opt,name=move_bytes_per_sec,json=moveBytesPerSec,proto3" json:"move_bytes_per_sec,omitempty"`
 	MoveEtaSeconds  *float64 `protobuf:"fixed64,36,opt,name=move_eta_seconds,json=moveEtaSeconds,proto3,oneof" json:"move_eta_seconds,omitempty"`
 	Rebalancing     bool     `protobuf:"varint,37,opt,name=rebalancing,proto3" json:"rebalancing,omitempty"` // a rebalance runs
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Generations that only datasets keep (overwritten or deleted since),
+	// and their bytes.
+	DatasetOnlyClips uint64 `protobuf:"varint,38,opt,name=dataset_only_clips,json=datasetOnlyClips,proto3" json:"dataset_only_clips,omitempty"`
+	DatasetOnlyBytes uint64 `protobuf:"varint,39,opt,name=dataset_only_bytes,json=datasetOnlyBytes,proto3" json:"dataset_only_bytes,omitempty"`
+	Datasets         uint64 `protobuf:"varint,40,opt,name=datasets,proto3" json:"datasets,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -6126,6 +6141,27 @@ func (x *ClusterStatusResponse) GetRebalancing() bool {
 		return x.Rebalancing
 	}
 	return false
+}
+
+func (x *ClusterStatusResponse) GetDatasetOnlyClips() uint64 {
+	if x != nil {
+		return x.DatasetOnlyClips
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetDatasetOnlyBytes() uint64 {
+	if x != nil {
+		return x.DatasetOnlyBytes
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetDatasets() uint64 {
+	if x != nil {
+		return x.Datasets
+	}
+	return 0
 }
 
 // RepairHold is the mass-down guard at work: more storage nodes went silent
@@ -8169,6 +8205,1079 @@ func (x *FindResponse) GetEntriesRead() uint64 {
 	return 0
 }
 
+// DatasetMember is one clip of a dataset, at the generation it pins.
+type DatasetMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	ClipId        []byte                 `protobuf:"bytes,2,opt,name=clip_id,json=clipId,proto3" json:"clip_id,omitempty"`
+	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Size          uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DatasetMember) Reset() {
+	*x = DatasetMember{}
+	mi := &file_meta_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DatasetMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DatasetMember) ProtoMessage() {}
+
+func (x *DatasetMember) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DatasetMember.ProtoReflect.Descriptor instead.
+func (*DatasetMember) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{107}
+}
+
+func (x *DatasetMember) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DatasetMember) GetClipId() []byte {
+	if x != nil {
+		return x.ClipId
+	}
+	return nil
+}
+
+func (x *DatasetMember) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *DatasetMember) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type Dataset struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Bucket          string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	Members         uint64                 `protobuf:"varint,4,opt,name=members,proto3" json:"members,omitempty"`
+	Bytes           uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Description     string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"` // how it was made (the query), for people
+	CreatedBy       string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Member positions at creation: plans order these (a purged member
+	// leaves its position empty, and plans skip it).
+	Positions     uint64 `protobuf:"varint,8,opt,name=positions,proto3" json:"positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dataset) Reset() {
+	*x = Dataset{}
+	mi := &file_meta_proto_msgTypes[108]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dataset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dataset) ProtoMessage() {}
+
+func (x *Dataset) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[108]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dataset.ProtoReflect.Descriptor instead.
+func (*Dataset) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{108}
+}
+
+func (x *Dataset) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Dataset) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *Dataset) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *Dataset) GetMembers() uint64 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *Dataset) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Dataset) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Dataset) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Dataset) GetPositions() uint64 {
+	if x != nil {
+		return x.Positions
+	}
+	return 0
+}
+
+type CreateDatasetRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	RequestId       []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Bucket          string                 `protobuf:"bytes,3,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Members         []*DatasetMember       `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"` // each must exist at its generation
+	Description     string                 `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,6,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"` // set by the leader
+	CreatedBy       string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`                      // set by the leader
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateDatasetRequest) Reset() {
+	*x = CreateDatasetRequest{}
+	mi := &file_meta_proto_msgTypes[109]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateDatasetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateDatasetRequest) ProtoMessage() {}
+
+func (x *CreateDatasetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[109]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateDatasetRequest.ProtoReflect.Descriptor instead.
+func (*CreateDatasetRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{109}
+}
+
+func (x *CreateDatasetRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *CreateDatasetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateDatasetRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *CreateDatasetRequest) GetMembers() []*DatasetMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *CreateDatasetRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CreateDatasetRequest) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *CreateDatasetRequest) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateDatasetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dataset       *Dataset               `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateDatasetResponse) Reset() {
+	*x = CreateDatasetResponse{}
+	mi := &file_meta_proto_msgTypes[110]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateDatasetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateDatasetResponse) ProtoMessage() {}
+
+func (x *CreateDatasetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[110]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateDatasetResponse.ProtoReflect.Descriptor instead.
+func (*CreateDatasetResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{110}
+}
+
+func (x *CreateDatasetResponse) GetDataset() *Dataset {
+	if x != nil {
+		return x.Dataset
+	}
+	return nil
+}
+
+type ListDatasetsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDatasetsRequest) Reset() {
+	*x = ListDatasetsRequest{}
+	mi := &file_meta_proto_msgTypes[111]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDatasetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDatasetsRequest) ProtoMessage() {}
+
+func (x *ListDatasetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[111]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDatasetsRequest.ProtoReflect.Descriptor instead.
+func (*ListDatasetsRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{111}
+}
+
+func (x *ListDatasetsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListDatasetsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Datasets      []*Dataset             `protobuf:"bytes,1,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDatasetsResponse) Reset() {
+	*x = ListDatasetsResponse{}
+	mi := &file_meta_proto_msgTypes[112]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDatasetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDatasetsResponse) ProtoMessage() {}
+
+func (x *ListDatasetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[112]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDatasetsResponse.ProtoReflect.Descriptor instead.
+func (*ListDatasetsResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{112}
+}
+
+func (x *ListDatasetsResponse) GetDatasets() []*Dataset {
+	if x != nil {
+		return x.Datasets
+	}
+	return nil
+}
+
+type GetDatasetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Start         uint64                 `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`                       // the first member's position
+	PageSize      uint32                 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // 0: the default (1000)
+	Read          *ReadOptions           `protobuf:"bytes,4,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDatasetRequest) Reset() {
+	*x = GetDatasetRequest{}
+	mi := &file_meta_proto_msgTypes[113]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDatasetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDatasetRequest) ProtoMessage() {}
+
+func (x *GetDatasetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[113]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDatasetRequest.ProtoReflect.Descriptor instead.
+func (*GetDatasetRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{113}
+}
+
+func (x *GetDatasetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetDatasetRequest) GetStart() uint64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *GetDatasetRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetDatasetRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type GetDatasetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dataset       *Dataset               `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	Members       []*DatasetMember       `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Next          uint64                 `protobuf:"varint,3,opt,name=next,proto3" json:"next,omitempty"` // ask again from here when more
+	More          bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDatasetResponse) Reset() {
+	*x = GetDatasetResponse{}
+	mi := &file_meta_proto_msgTypes[114]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDatasetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDatasetResponse) ProtoMessage() {}
+
+func (x *GetDatasetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[114]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDatasetResponse.ProtoReflect.Descriptor instead.
+func (*GetDatasetResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{114}
+}
+
+func (x *GetDatasetResponse) GetDataset() *Dataset {
+	if x != nil {
+		return x.Dataset
+	}
+	return nil
+}
+
+func (x *GetDatasetResponse) GetMembers() []*DatasetMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetDatasetResponse) GetNext() uint64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
+func (x *GetDatasetResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+type DeleteDatasetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteDatasetRequest) Reset() {
+	*x = DeleteDatasetRequest{}
+	mi := &file_meta_proto_msgTypes[115]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteDatasetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteDatasetRequest) ProtoMessage() {}
+
+func (x *DeleteDatasetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[115]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteDatasetRequest.ProtoReflect.Descriptor instead.
+func (*DeleteDatasetRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{115}
+}
+
+func (x *DeleteDatasetRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *DeleteDatasetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteDatasetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReleasedClips uint64                 `protobuf:"varint,1,opt,name=released_clips,json=releasedClips,proto3" json:"released_clips,omitempty"` // generations no dataset keeps any more, now collected
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteDatasetResponse) Reset() {
+	*x = DeleteDatasetResponse{}
+	mi := &file_meta_proto_msgTypes[116]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteDatasetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteDatasetResponse) ProtoMessage() {}
+
+func (x *DeleteDatasetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[116]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteDatasetResponse.ProtoReflect.Descriptor instead.
+func (*DeleteDatasetResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{116}
+}
+
+func (x *DeleteDatasetResponse) GetReleasedClips() uint64 {
+	if x != nil {
+		return x.ReleasedClips
+	}
+	return 0
+}
+
+type PurgeClipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Bucket        string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeClipRequest) Reset() {
+	*x = PurgeClipRequest{}
+	mi := &file_meta_proto_msgTypes[117]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeClipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeClipRequest) ProtoMessage() {}
+
+func (x *PurgeClipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[117]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeClipRequest.ProtoReflect.Descriptor instead.
+func (*PurgeClipRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{117}
+}
+
+func (x *PurgeClipRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *PurgeClipRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *PurgeClipRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type PurgeClipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Datasets      []string               `protobuf:"bytes,1,rep,name=datasets,proto3" json:"datasets,omitempty"`        // those the key left
+	Generations   uint64                 `protobuf:"varint,2,opt,name=generations,proto3" json:"generations,omitempty"` // generations deleted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeClipResponse) Reset() {
+	*x = PurgeClipResponse{}
+	mi := &file_meta_proto_msgTypes[118]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeClipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeClipResponse) ProtoMessage() {}
+
+func (x *PurgeClipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[118]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeClipResponse.ProtoReflect.Descriptor instead.
+func (*PurgeClipResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{118}
+}
+
+func (x *PurgeClipResponse) GetDatasets() []string {
+	if x != nil {
+		return x.Datasets
+	}
+	return nil
+}
+
+func (x *PurgeClipResponse) GetGenerations() uint64 {
+	if x != nil {
+		return x.Generations
+	}
+	return 0
+}
+
+type PlanRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dataset       string                 `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"` // the algorithm; 0: the newest (1)
+	Seed          uint64                 `protobuf:"varint,3,opt,name=seed,proto3" json:"seed,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	World         uint32                 `protobuf:"varint,5,opt,name=world,proto3" json:"world,omitempty"`
+	Rank          uint32                 `protobuf:"varint,6,opt,name=rank,proto3" json:"rank,omitempty"`
+	From          int64                  `protobuf:"varint,7,opt,name=from,proto3" json:"from,omitempty"` // resume at this global offset (a checkpoint)
+	Pad           bool                   `protobuf:"varint,8,opt,name=pad,proto3" json:"pad,omitempty"`   // pad or drop_last: every rank gets the same count
+	DropLast      bool                   `protobuf:"varint,9,opt,name=drop_last,json=dropLast,proto3" json:"drop_last,omitempty"`
+	PageStart     uint64                 `protobuf:"varint,10,opt,name=page_start,json=pageStart,proto3" json:"page_start,omitempty"` // the index in the rank's share of the first item answered
+	PageSize      uint32                 `protobuf:"varint,11,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`    // 0: 10,000
+	Read          *ReadOptions           `protobuf:"bytes,12,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanRequest) Reset() {
+	*x = PlanRequest{}
+	mi := &file_meta_proto_msgTypes[119]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanRequest) ProtoMessage() {}
+
+func (x *PlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[119]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanRequest.ProtoReflect.Descriptor instead.
+func (*PlanRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{119}
+}
+
+func (x *PlanRequest) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *PlanRequest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetSeed() uint64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetWorld() uint32 {
+	if x != nil {
+		return x.World
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetPad() bool {
+	if x != nil {
+		return x.Pad
+	}
+	return false
+}
+
+func (x *PlanRequest) GetDropLast() bool {
+	if x != nil {
+		return x.DropLast
+	}
+	return false
+}
+
+func (x *PlanRequest) GetPageStart() uint64 {
+	if x != nil {
+		return x.PageStart
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *PlanRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+// PlanItem is one clip of a rank's share, in the order it reads them.
+type PlanItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      int64                  `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"` // in the epoch's global order: checkpoints count these
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Size          uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Member        uint64                 `protobuf:"varint,5,opt,name=member,proto3" json:"member,omitempty"` // the member's position in the dataset
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanItem) Reset() {
+	*x = PlanItem{}
+	mi := &file_meta_proto_msgTypes[120]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanItem) ProtoMessage() {}
+
+func (x *PlanItem) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[120]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanItem.ProtoReflect.Descriptor instead.
+func (*PlanItem) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{120}
+}
+
+func (x *PlanItem) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *PlanItem) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PlanItem) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *PlanItem) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PlanItem) GetMember() uint64 {
+	if x != nil {
+		return x.Member
+	}
+	return 0
+}
+
+type PlanResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Version     uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Bucket      string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Items       []*PlanItem            `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	More        bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	Next        uint64                 `protobuf:"varint,5,opt,name=next,proto3" json:"next,omitempty"`                                  // page_start of the next page
+	RankItems   uint64                 `protobuf:"varint,6,opt,name=rank_items,json=rankItems,proto3" json:"rank_items,omitempty"`       // the rank's share from `from` on
+	EpochLength int64                  `protobuf:"varint,7,opt,name=epoch_length,json=epochLength,proto3" json:"epoch_length,omitempty"` // global positions in the epoch
+	// The spread over every rank of the whole epoch.
+	MinItems      uint64 `protobuf:"varint,8,opt,name=min_items,json=minItems,proto3" json:"min_items,omitempty"`
+	MaxItems      uint64 `protobuf:"varint,9,opt,name=max_items,json=maxItems,proto3" json:"max_items,omitempty"`
+	MinBytes      uint64 `protobuf:"varint,10,opt,name=min_bytes,json=minBytes,proto3" json:"min_bytes,omitempty"`
+	MaxBytes      uint64 `protobuf:"varint,11,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanResponse) Reset() {
+	*x = PlanResponse{}
+	mi := &file_meta_proto_msgTypes[121]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanResponse) ProtoMessage() {}
+
+func (x *PlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[121]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanResponse.ProtoReflect.Descriptor instead.
+func (*PlanResponse) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{121}
+}
+
+func (x *PlanResponse) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PlanResponse) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *PlanResponse) GetItems() []*PlanItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *PlanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *PlanResponse) GetNext() uint64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
+func (x *PlanResponse) GetRankItems() uint64 {
+	if x != nil {
+		return x.RankItems
+	}
+	return 0
+}
+
+func (x *PlanResponse) GetEpochLength() int64 {
+	if x != nil {
+		return x.EpochLength
+	}
+	return 0
+}
+
+func (x *PlanResponse) GetMinItems() uint64 {
+	if x != nil {
+		return x.MinItems
+	}
+	return 0
+}
+
+func (x *PlanResponse) GetMaxItems() uint64 {
+	if x != nil {
+		return x.MaxItems
+	}
+	return 0
+}
+
+func (x *PlanResponse) GetMinBytes() uint64 {
+	if x != nil {
+		return x.MinBytes
+	}
+	return 0
+}
+
+func (x *PlanResponse) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
 var File_meta_proto protoreflect.FileDescriptor
 
 const file_meta_proto_rawDesc = "" +
@@ -8329,12 +9438,15 @@ const file_meta_proto_rawDesc = "" +
 	"\x14_if_generation_match\"w\n" +
 	"\x11CommitPutResponse\x121\n" +
 	"\x04clip\x18\x01 \x01(\v2\x1d.clipstore.meta.v1.ClipRecordR\x04clip\x12/\n" +
-	"\x13replaced_generation\x18\x02 \x01(\x04R\x12replacedGeneration\"\xa5\x01\n" +
+	"\x13replaced_generation\x18\x02 \x01(\x04R\x12replacedGeneration\"\xc5\x01\n" +
 	"\x0eGetClipRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x122\n" +
 	"\x04read\x18\x03 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\x125\n" +
-	"\x05parts\x18\x04 \x01(\v2\x1f.clipstore.meta.v1.PartSelectorR\x05parts\"\xa6\x01\n" +
+	"\x05parts\x18\x04 \x01(\v2\x1f.clipstore.meta.v1.PartSelectorR\x05parts\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x04R\n" +
+	"generation\"\xa6\x01\n" +
 	"\fPartSelector\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x1b\n" +
 	"\x06length\x18\x02 \x01(\x03H\x00R\x06length\x88\x01\x01\x12\x1d\n" +
@@ -8662,7 +9774,7 @@ const file_meta_proto_rawDesc = "" +
 	"\f_concurrencyB\x10\n" +
 	"\x0e_bytes_per_sec\"O\n" +
 	"\x14RepairLimitsResponse\x127\n" +
-	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xdf\r\n" +
+	"\x06limits\x18\x01 \x01(\v2\x1f.clipstore.meta.v1.RepairLimitsR\x06limits\"\xd7\x0e\n" +
 	"\x15ClusterStatusResponse\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12!\n" +
@@ -8705,7 +9817,10 @@ const file_meta_proto_rawDesc = "" +
 	"movedBytes\x12+\n" +
 	"\x12move_bytes_per_sec\x18# \x01(\x01R\x0fmoveBytesPerSec\x12-\n" +
 	"\x10move_eta_seconds\x18$ \x01(\x01H\x01R\x0emoveEtaSeconds\x88\x01\x01\x12 \n" +
-	"\vrebalancing\x18% \x01(\bR\vrebalancingB\x15\n" +
+	"\vrebalancing\x18% \x01(\bR\vrebalancing\x12,\n" +
+	"\x12dataset_only_clips\x18& \x01(\x04R\x10datasetOnlyClips\x12,\n" +
+	"\x12dataset_only_bytes\x18' \x01(\x04R\x10datasetOnlyBytes\x12\x1a\n" +
+	"\bdatasets\x18( \x01(\x04R\bdatasetsB\x15\n" +
 	"\x13_repair_eta_secondsB\x13\n" +
 	"\x11_move_eta_seconds\"\x90\x01\n" +
 	"\n" +
@@ -8888,7 +10003,101 @@ const file_meta_proto_rawDesc = "" +
 	"\fFindResponse\x122\n" +
 	"\x05clips\x18\x01 \x03(\v2\x1c.clipstore.meta.v1.ClipEntryR\x05clips\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken\x12!\n" +
-	"\fentries_read\x18\x03 \x01(\x04R\ventriesRead*o\n" +
+	"\fentries_read\x18\x03 \x01(\x04R\ventriesRead\"n\n" +
+	"\rDatasetMember\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x17\n" +
+	"\aclip_id\x18\x02 \x01(\fR\x06clipId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\"\xf0\x01\n" +
+	"\aDataset\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12*\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12\x18\n" +
+	"\amembers\x18\x04 \x01(\x04R\amembers\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12 \n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x12\x1c\n" +
+	"\tpositions\x18\b \x01(\x04R\tpositions\"\x8a\x02\n" +
+	"\x14CreateDatasetRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06bucket\x18\x03 \x01(\tR\x06bucket\x12:\n" +
+	"\amembers\x18\x04 \x03(\v2 .clipstore.meta.v1.DatasetMemberR\amembers\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12*\n" +
+	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\"M\n" +
+	"\x15CreateDatasetResponse\x124\n" +
+	"\adataset\x18\x01 \x01(\v2\x1a.clipstore.meta.v1.DatasetR\adataset\"I\n" +
+	"\x13ListDatasetsRequest\x122\n" +
+	"\x04read\x18\x01 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"N\n" +
+	"\x14ListDatasetsResponse\x126\n" +
+	"\bdatasets\x18\x01 \x03(\v2\x1a.clipstore.meta.v1.DatasetR\bdatasets\"\x8e\x01\n" +
+	"\x11GetDatasetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\x04R\x05start\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\rR\bpageSize\x122\n" +
+	"\x04read\x18\x04 \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\xae\x01\n" +
+	"\x12GetDatasetResponse\x124\n" +
+	"\adataset\x18\x01 \x01(\v2\x1a.clipstore.meta.v1.DatasetR\adataset\x12:\n" +
+	"\amembers\x18\x02 \x03(\v2 .clipstore.meta.v1.DatasetMemberR\amembers\x12\x12\n" +
+	"\x04next\x18\x03 \x01(\x04R\x04next\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\"I\n" +
+	"\x14DeleteDatasetRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\">\n" +
+	"\x15DeleteDatasetResponse\x12%\n" +
+	"\x0ereleased_clips\x18\x01 \x01(\x04R\rreleasedClips\"[\n" +
+	"\x10PurgeClipRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\"Q\n" +
+	"\x11PurgeClipResponse\x12\x1a\n" +
+	"\bdatasets\x18\x01 \x03(\tR\bdatasets\x12 \n" +
+	"\vgenerations\x18\x02 \x01(\x04R\vgenerations\"\xc8\x02\n" +
+	"\vPlanRequest\x12\x18\n" +
+	"\adataset\x18\x01 \x01(\tR\adataset\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x12\n" +
+	"\x04seed\x18\x03 \x01(\x04R\x04seed\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05world\x18\x05 \x01(\rR\x05world\x12\x12\n" +
+	"\x04rank\x18\x06 \x01(\rR\x04rank\x12\x12\n" +
+	"\x04from\x18\a \x01(\x03R\x04from\x12\x10\n" +
+	"\x03pad\x18\b \x01(\bR\x03pad\x12\x1b\n" +
+	"\tdrop_last\x18\t \x01(\bR\bdropLast\x12\x1d\n" +
+	"\n" +
+	"page_start\x18\n" +
+	" \x01(\x04R\tpageStart\x12\x1b\n" +
+	"\tpage_size\x18\v \x01(\rR\bpageSize\x122\n" +
+	"\x04read\x18\f \x01(\v2\x1e.clipstore.meta.v1.ReadOptionsR\x04read\"\x84\x01\n" +
+	"\bPlanItem\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x03R\bposition\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06member\x18\x05 \x01(\x04R\x06member\"\xd1\x02\n" +
+	"\fPlanResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x121\n" +
+	"\x05items\x18\x03 \x03(\v2\x1b.clipstore.meta.v1.PlanItemR\x05items\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12\x12\n" +
+	"\x04next\x18\x05 \x01(\x04R\x04next\x12\x1d\n" +
+	"\n" +
+	"rank_items\x18\x06 \x01(\x04R\trankItems\x12!\n" +
+	"\fepoch_length\x18\a \x01(\x03R\vepochLength\x12\x1b\n" +
+	"\tmin_items\x18\b \x01(\x04R\bminItems\x12\x1b\n" +
+	"\tmax_items\x18\t \x01(\x04R\bmaxItems\x12\x1b\n" +
+	"\tmin_bytes\x18\n" +
+	" \x01(\x04R\bminBytes\x12\x1b\n" +
+	"\tmax_bytes\x18\v \x01(\x04R\bmaxBytes*o\n" +
 	"\n" +
 	"ShardState\x12\x1b\n" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -8914,7 +10123,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x12ACCESS_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vACCESS_READ\x10\x01\x12\x10\n" +
 	"\fACCESS_WRITE\x10\x02\x12\x10\n" +
-	"\fACCESS_ADMIN\x10\x032\xa6\x1b\n" +
+	"\fACCESS_ADMIN\x10\x032\xcb\x1f\n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -8957,7 +10166,14 @@ const file_meta_proto_rawDesc = "" +
 	"SigningKey\x12$.clipstore.meta.v1.SigningKeyRequest\x1a%.clipstore.meta.v1.SigningKeyResponse\x12S\n" +
 	"\bSettings\x12\".clipstore.meta.v1.SettingsRequest\x1a#.clipstore.meta.v1.SettingsResponse\x12G\n" +
 	"\x04Find\x12\x1e.clipstore.meta.v1.FindRequest\x1a\x1f.clipstore.meta.v1.FindResponse\x12t\n" +
-	"\x13InventoryCapability\x12-.clipstore.meta.v1.InventoryCapabilityRequest\x1a..clipstore.meta.v1.InventoryCapabilityResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
+	"\x13InventoryCapability\x12-.clipstore.meta.v1.InventoryCapabilityRequest\x1a..clipstore.meta.v1.InventoryCapabilityResponse\x12b\n" +
+	"\rCreateDataset\x12'.clipstore.meta.v1.CreateDatasetRequest\x1a(.clipstore.meta.v1.CreateDatasetResponse\x12_\n" +
+	"\fListDatasets\x12&.clipstore.meta.v1.ListDatasetsRequest\x1a'.clipstore.meta.v1.ListDatasetsResponse\x12Y\n" +
+	"\n" +
+	"GetDataset\x12$.clipstore.meta.v1.GetDatasetRequest\x1a%.clipstore.meta.v1.GetDatasetResponse\x12b\n" +
+	"\rDeleteDataset\x12'.clipstore.meta.v1.DeleteDatasetRequest\x1a(.clipstore.meta.v1.DeleteDatasetResponse\x12V\n" +
+	"\tPurgeClip\x12#.clipstore.meta.v1.PurgeClipRequest\x1a$.clipstore.meta.v1.PurgeClipResponse\x12G\n" +
+	"\x04Plan\x12\x1e.clipstore.meta.v1.PlanRequest\x1a\x1f.clipstore.meta.v1.PlanResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -8972,7 +10188,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 116)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 131)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                     // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                      // 1: clipstore.meta.v1.NodeState
@@ -9086,15 +10302,30 @@ var file_meta_proto_goTypes = []any{
 	(*ListUploadsResponse)(nil),         // 109: clipstore.meta.v1.ListUploadsResponse
 	(*FindRequest)(nil),                 // 110: clipstore.meta.v1.FindRequest
 	(*FindResponse)(nil),                // 111: clipstore.meta.v1.FindResponse
-	nil,                                 // 112: clipstore.meta.v1.Part.ChecksumsEntry
-	nil,                                 // 113: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                                 // 114: clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	nil,                                 // 115: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	nil,                                 // 116: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	nil,                                 // 117: clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	nil,                                 // 118: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	nil,                                 // 119: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	nil,                                 // 120: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	(*DatasetMember)(nil),               // 112: clipstore.meta.v1.DatasetMember
+	(*Dataset)(nil),                     // 113: clipstore.meta.v1.Dataset
+	(*CreateDatasetRequest)(nil),        // 114: clipstore.meta.v1.CreateDatasetRequest
+	(*CreateDatasetResponse)(nil),       // 115: clipstore.meta.v1.CreateDatasetResponse
+	(*ListDatasetsRequest)(nil),         // 116: clipstore.meta.v1.ListDatasetsRequest
+	(*ListDatasetsResponse)(nil),        // 117: clipstore.meta.v1.ListDatasetsResponse
+	(*GetDatasetRequest)(nil),           // 118: clipstore.meta.v1.GetDatasetRequest
+	(*GetDatasetResponse)(nil),          // 119: clipstore.meta.v1.GetDatasetResponse
+	(*DeleteDatasetRequest)(nil),        // 120: clipstore.meta.v1.DeleteDatasetRequest
+	(*DeleteDatasetResponse)(nil),       // 121: clipstore.meta.v1.DeleteDatasetResponse
+	(*PurgeClipRequest)(nil),            // 122: clipstore.meta.v1.PurgeClipRequest
+	(*PurgeClipResponse)(nil),           // 123: clipstore.meta.v1.PurgeClipResponse
+	(*PlanRequest)(nil),                 // 124: clipstore.meta.v1.PlanRequest
+	(*PlanItem)(nil),                    // 125: clipstore.meta.v1.PlanItem
+	(*PlanResponse)(nil),                // 126: clipstore.meta.v1.PlanResponse
+	nil,                                 // 127: clipstore.meta.v1.Part.ChecksumsEntry
+	nil,                                 // 128: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                                 // 129: clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	nil,                                 // 130: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	nil,                                 // 131: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	nil,                                 // 132: clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	nil,                                 // 133: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	nil,                                 // 134: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	nil,                                 // 135: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	8,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -9111,20 +10342,20 @@ var file_meta_proto_depIdxs = []int32{
 	0,   // 11: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	8,   // 12: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	19,  // 13: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	112, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
-	113, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	127, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
+	128, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
 	21,  // 16: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	20,  // 17: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	114, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	129, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
 	8,   // 19: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	8,   // 20: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
 	24,  // 21: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
 	25,  // 22: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
 	8,   // 23: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	19,  // 24: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	115, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	130, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 	21,  // 26: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	116, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	131, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
 	22,  // 28: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	7,   // 29: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	31,  // 30: clipstore.meta.v1.GetClipRequest.parts:type_name -> clipstore.meta.v1.PartSelector
@@ -9186,19 +10417,19 @@ var file_meta_proto_depIdxs = []int32{
 	7,   // 86: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	85,  // 87: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
 	86,  // 88: clipstore.meta.v1.SigningKeyResponse.grants:type_name -> clipstore.meta.v1.Grant
-	117, // 89: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	132, // 89: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
 	21,  // 90: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	8,   // 91: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
 	20,  // 92: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
-	118, // 93: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	133, // 93: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
 	21,  // 94: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	8,   // 95: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	95,  // 96: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
 	19,  // 97: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
-	119, // 98: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	134, // 98: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
 	96,  // 99: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
 	102, // 100: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
-	120, // 101: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	135, // 101: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 	7,   // 102: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	95,  // 103: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
 	96,  // 104: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
@@ -9206,85 +10437,106 @@ var file_meta_proto_depIdxs = []int32{
 	95,  // 106: clipstore.meta.v1.ListUploadsResponse.uploads:type_name -> clipstore.meta.v1.UploadRecord
 	7,   // 107: clipstore.meta.v1.FindRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	34,  // 108: clipstore.meta.v1.FindResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
-	13,  // 109: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	15,  // 110: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	17,  // 111: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	26,  // 112: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	28,  // 113: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	97,  // 114: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
-	99,  // 115: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
-	100, // 116: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
-	103, // 117: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
-	104, // 118: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
-	106, // 119: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
-	108, // 120: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
-	30,  // 121: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	33,  // 122: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	36,  // 123: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	38,  // 124: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	40,  // 125: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	53,  // 126: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	57,  // 127: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	63,  // 128: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	45,  // 129: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	51,  // 130: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	47,  // 131: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	65,  // 132: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	69,  // 133: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	72,  // 134: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	74,  // 135: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	76,  // 136: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	78,  // 137: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	80,  // 138: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	87,  // 139: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
-	89,  // 140: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
-	91,  // 141: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
-	93,  // 142: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
-	11,  // 143: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
-	110, // 144: clipstore.meta.v1.MetaService.Find:input_type -> clipstore.meta.v1.FindRequest
-	5,   // 145: clipstore.meta.v1.MetaService.InventoryCapability:input_type -> clipstore.meta.v1.InventoryCapabilityRequest
-	14,  // 146: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	16,  // 147: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	18,  // 148: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	27,  // 149: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	29,  // 150: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	98,  // 151: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
-	27,  // 152: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
-	101, // 153: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
-	29,  // 154: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
-	105, // 155: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
-	107, // 156: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
-	109, // 157: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
-	32,  // 158: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	35,  // 159: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	37,  // 160: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	39,  // 161: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	41,  // 162: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	54,  // 163: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	62,  // 164: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	64,  // 165: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	46,  // 166: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	52,  // 167: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	50,  // 168: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	67,  // 169: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	70,  // 170: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	73,  // 171: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	75,  // 172: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	77,  // 173: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	82,  // 174: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	81,  // 175: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	88,  // 176: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
-	90,  // 177: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
-	92,  // 178: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
-	94,  // 179: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
-	12,  // 180: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
-	111, // 181: clipstore.meta.v1.MetaService.Find:output_type -> clipstore.meta.v1.FindResponse
-	6,   // 182: clipstore.meta.v1.MetaService.InventoryCapability:output_type -> clipstore.meta.v1.InventoryCapabilityResponse
-	146, // [146:183] is the sub-list for method output_type
-	109, // [109:146] is the sub-list for method input_type
-	109, // [109:109] is the sub-list for extension type_name
-	109, // [109:109] is the sub-list for extension extendee
-	0,   // [0:109] is the sub-list for field type_name
+	112, // 109: clipstore.meta.v1.CreateDatasetRequest.members:type_name -> clipstore.meta.v1.DatasetMember
+	113, // 110: clipstore.meta.v1.CreateDatasetResponse.dataset:type_name -> clipstore.meta.v1.Dataset
+	7,   // 111: clipstore.meta.v1.ListDatasetsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	113, // 112: clipstore.meta.v1.ListDatasetsResponse.datasets:type_name -> clipstore.meta.v1.Dataset
+	7,   // 113: clipstore.meta.v1.GetDatasetRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	113, // 114: clipstore.meta.v1.GetDatasetResponse.dataset:type_name -> clipstore.meta.v1.Dataset
+	112, // 115: clipstore.meta.v1.GetDatasetResponse.members:type_name -> clipstore.meta.v1.DatasetMember
+	7,   // 116: clipstore.meta.v1.PlanRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	125, // 117: clipstore.meta.v1.PlanResponse.items:type_name -> clipstore.meta.v1.PlanItem
+	13,  // 118: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	15,  // 119: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	17,  // 120: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	26,  // 121: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	28,  // 122: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	97,  // 123: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
+	99,  // 124: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
+	100, // 125: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
+	103, // 126: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
+	104, // 127: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
+	106, // 128: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
+	108, // 129: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
+	30,  // 130: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	33,  // 131: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	36,  // 132: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	38,  // 133: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	40,  // 134: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	53,  // 135: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	57,  // 136: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	63,  // 137: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	45,  // 138: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	51,  // 139: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	47,  // 140: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	65,  // 141: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	69,  // 142: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	72,  // 143: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	74,  // 144: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	76,  // 145: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	78,  // 146: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	80,  // 147: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	87,  // 148: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
+	89,  // 149: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
+	91,  // 150: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
+	93,  // 151: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
+	11,  // 152: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
+	110, // 153: clipstore.meta.v1.MetaService.Find:input_type -> clipstore.meta.v1.FindRequest
+	5,   // 154: clipstore.meta.v1.MetaService.InventoryCapability:input_type -> clipstore.meta.v1.InventoryCapabilityRequest
+	114, // 155: clipstore.meta.v1.MetaService.CreateDataset:input_type -> clipstore.meta.v1.CreateDatasetRequest
+	116, // 156: clipstore.meta.v1.MetaService.ListDatasets:input_type -> clipstore.meta.v1.ListDatasetsRequest
+	118, // 157: clipstore.meta.v1.MetaService.GetDataset:input_type -> clipstore.meta.v1.GetDatasetRequest
+	120, // 158: clipstore.meta.v1.MetaService.DeleteDataset:input_type -> clipstore.meta.v1.DeleteDatasetRequest
+	122, // 159: clipstore.meta.v1.MetaService.PurgeClip:input_type -> clipstore.meta.v1.PurgeClipRequest
+	124, // 160: clipstore.meta.v1.MetaService.Plan:input_type -> clipstore.meta.v1.PlanRequest
+	14,  // 161: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	16,  // 162: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	18,  // 163: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	27,  // 164: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	29,  // 165: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	98,  // 166: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
+	27,  // 167: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
+	101, // 168: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
+	29,  // 169: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
+	105, // 170: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
+	107, // 171: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
+	109, // 172: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
+	32,  // 173: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	35,  // 174: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	37,  // 175: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	39,  // 176: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	41,  // 177: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	54,  // 178: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	62,  // 179: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	64,  // 180: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	46,  // 181: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	52,  // 182: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	50,  // 183: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	67,  // 184: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	70,  // 185: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	73,  // 186: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	75,  // 187: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	77,  // 188: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	82,  // 189: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	81,  // 190: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	88,  // 191: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
+	90,  // 192: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
+	92,  // 193: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
+	94,  // 194: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
+	12,  // 195: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
+	111, // 196: clipstore.meta.v1.MetaService.Find:output_type -> clipstore.meta.v1.FindResponse
+	6,   // 197: clipstore.meta.v1.MetaService.InventoryCapability:output_type -> clipstore.meta.v1.InventoryCapabilityResponse
+	115, // 198: clipstore.meta.v1.MetaService.CreateDataset:output_type -> clipstore.meta.v1.CreateDatasetResponse
+	117, // 199: clipstore.meta.v1.MetaService.ListDatasets:output_type -> clipstore.meta.v1.ListDatasetsResponse
+	119, // 200: clipstore.meta.v1.MetaService.GetDataset:output_type -> clipstore.meta.v1.GetDatasetResponse
+	121, // 201: clipstore.meta.v1.MetaService.DeleteDataset:output_type -> clipstore.meta.v1.DeleteDatasetResponse
+	123, // 202: clipstore.meta.v1.MetaService.PurgeClip:output_type -> clipstore.meta.v1.PurgeClipResponse
+	126, // 203: clipstore.meta.v1.MetaService.Plan:output_type -> clipstore.meta.v1.PlanResponse
+	161, // [161:204] is the sub-list for method output_type
+	118, // [118:161] is the sub-list for method input_type
+	118, // [118:118] is the sub-list for extension type_name
+	118, // [118:118] is the sub-list for extension extendee
+	0,   // [0:118] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -9306,7 +10558,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   116,
+			NumMessages:   131,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -64,6 +64,12 @@ const (
 	MetaService_Settings_FullMethodName            = "/clipstore.meta.v1.MetaService/Settings"
 	MetaService_Find_FullMethodName                = "/clipstore.meta.v1.MetaService/Find"
 	MetaService_InventoryCapability_FullMethodName = "/clipstore.meta.v1.MetaService/InventoryCapability"
+	MetaService_CreateDataset_FullMethodName       = "/clipstore.meta.v1.MetaService/CreateDataset"
+	MetaService_ListDatasets_FullMethodName        = "/clipstore.meta.v1.MetaService/ListDatasets"
+	MetaService_GetDataset_FullMethodName          = "/clipstore.meta.v1.MetaService/GetDataset"
+	MetaService_DeleteDataset_FullMethodName       = "/clipstore.meta.v1.MetaService/DeleteDataset"
+	MetaService_PurgeClip_FullMethodName           = "/clipstore.meta.v1.MetaService/PurgeClip"
+	MetaService_Plan_FullMethodName                = "/clipstore.meta.v1.MetaService/Plan"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -146,6 +152,20 @@ type MetaServiceClient interface {
 	// InventoryCapability gives fsck (a cluster admin) the token with which
 	// storage nodes list and stat their shards; empty without capabilities.
 	InventoryCapability(ctx context.Context, in *InventoryCapabilityRequest, opts ...grpc.CallOption) (*InventoryCapabilityResponse, error)
+	// Datasets: immutable, named lists of a bucket's clips, each at the
+	// generation it had, which they pin: overwriting or deleting a key keeps
+	// the generations datasets hold until the last of them is deleted.
+	CreateDataset(ctx context.Context, in *CreateDatasetRequest, opts ...grpc.CallOption) (*CreateDatasetResponse, error)
+	ListDatasets(ctx context.Context, in *ListDatasetsRequest, opts ...grpc.CallOption) (*ListDatasetsResponse, error)
+	GetDataset(ctx context.Context, in *GetDatasetRequest, opts ...grpc.CallOption) (*GetDatasetResponse, error)
+	DeleteDataset(ctx context.Context, in *DeleteDatasetRequest, opts ...grpc.CallOption) (*DeleteDatasetResponse, error)
+	// PurgeClip is a privacy deletion: the key leaves every dataset, and
+	// every generation of it (pinned or current) is deleted.
+	PurgeClip(ctx context.Context, in *PurgeClipRequest, opts ...grpc.CallOption) (*PurgeClipResponse, error)
+	// Plan answers one rank's share of an epoch of a dataset, a page at a
+	// time (internal/plan): a pure function of the dataset, the algorithm
+	// version, seed, epoch, world size and rank.
+	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
 }
 
 type metaServiceClient struct {
@@ -526,6 +546,66 @@ func (c *metaServiceClient) InventoryCapability(ctx context.Context, in *Invento
 	return out, nil
 }
 
+func (c *metaServiceClient) CreateDataset(ctx context.Context, in *CreateDatasetRequest, opts ...grpc.CallOption) (*CreateDatasetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateDatasetResponse)
+	err := c.cc.Invoke(ctx, MetaService_CreateDataset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) ListDatasets(ctx context.Context, in *ListDatasetsRequest, opts ...grpc.CallOption) (*ListDatasetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDatasetsResponse)
+	err := c.cc.Invoke(ctx, MetaService_ListDatasets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) GetDataset(ctx context.Context, in *GetDatasetRequest, opts ...grpc.CallOption) (*GetDatasetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDatasetResponse)
+	err := c.cc.Invoke(ctx, MetaService_GetDataset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) DeleteDataset(ctx context.Context, in *DeleteDatasetRequest, opts ...grpc.CallOption) (*DeleteDatasetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteDatasetResponse)
+	err := c.cc.Invoke(ctx, MetaService_DeleteDataset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) PurgeClip(ctx context.Context, in *PurgeClipRequest, opts ...grpc.CallOption) (*PurgeClipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeClipResponse)
+	err := c.cc.Invoke(ctx, MetaService_PurgeClip_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *metaServiceClient) Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanResponse)
+	err := c.cc.Invoke(ctx, MetaService_Plan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaServiceServer is the server API for MetaService service.
 // All implementations must embed UnimplementedMetaServiceServer
 // for forward compatibility.
@@ -606,6 +686,20 @@ type MetaServiceServer interface {
 	// InventoryCapability gives fsck (a cluster admin) the token with which
 	// storage nodes list and stat their shards; empty without capabilities.
 	InventoryCapability(context.Context, *InventoryCapabilityRequest) (*InventoryCapabilityResponse, error)
+	// Datasets: immutable, named lists of a bucket's clips, each at the
+	// generation it had, which they pin: overwriting or deleting a key keeps
+	// the generations datasets hold until the last of them is deleted.
+	CreateDataset(context.Context, *CreateDatasetRequest) (*CreateDatasetResponse, error)
+	ListDatasets(context.Context, *ListDatasetsRequest) (*ListDatasetsResponse, error)
+	GetDataset(context.Context, *GetDatasetRequest) (*GetDatasetResponse, error)
+	DeleteDataset(context.Context, *DeleteDatasetRequest) (*DeleteDatasetResponse, error)
+	// PurgeClip is a privacy deletion: the key leaves every dataset, and
+	// every generation of it (pinned or current) is deleted.
+	PurgeClip(context.Context, *PurgeClipRequest) (*PurgeClipResponse, error)
+	// Plan answers one rank's share of an epoch of a dataset, a page at a
+	// time (internal/plan): a pure function of the dataset, the algorithm
+	// version, seed, epoch, world size and rank.
+	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
 	mustEmbedUnimplementedMetaServiceServer()
 }
 
@@ -726,6 +820,24 @@ func (UnimplementedMetaServiceServer) Find(context.Context, *FindRequest) (*Find
 }
 func (UnimplementedMetaServiceServer) InventoryCapability(context.Context, *InventoryCapabilityRequest) (*InventoryCapabilityResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method InventoryCapability not implemented")
+}
+func (UnimplementedMetaServiceServer) CreateDataset(context.Context, *CreateDatasetRequest) (*CreateDatasetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateDataset not implemented")
+}
+func (UnimplementedMetaServiceServer) ListDatasets(context.Context, *ListDatasetsRequest) (*ListDatasetsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListDatasets not implemented")
+}
+func (UnimplementedMetaServiceServer) GetDataset(context.Context, *GetDatasetRequest) (*GetDatasetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetDataset not implemented")
+}
+func (UnimplementedMetaServiceServer) DeleteDataset(context.Context, *DeleteDatasetRequest) (*DeleteDatasetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteDataset not implemented")
+}
+func (UnimplementedMetaServiceServer) PurgeClip(context.Context, *PurgeClipRequest) (*PurgeClipResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PurgeClip not implemented")
+}
+func (UnimplementedMetaServiceServer) Plan(context.Context, *PlanRequest) (*PlanResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Plan not implemented")
 }
 func (UnimplementedMetaServiceServer) mustEmbedUnimplementedMetaServiceServer() {}
 func (UnimplementedMetaServiceServer) testEmbeddedByValue()                     {}
@@ -1414,6 +1526,114 @@ func _MetaService_InventoryCapability_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_CreateDataset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateDatasetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).CreateDataset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_CreateDataset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).CreateDataset(ctx, req.(*CreateDatasetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_ListDatasets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDatasetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).ListDatasets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_ListDatasets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).ListDatasets(ctx, req.(*ListDatasetsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_GetDataset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDatasetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).GetDataset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_GetDataset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).GetDataset(ctx, req.(*GetDatasetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_DeleteDataset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDatasetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).DeleteDataset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_DeleteDataset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).DeleteDataset(ctx, req.(*DeleteDatasetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_PurgeClip_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeClipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).PurgeClip(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_PurgeClip_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).PurgeClip(ctx, req.(*PurgeClipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MetaService_Plan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).Plan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_Plan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).Plan(ctx, req.(*PlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaService_ServiceDesc is the grpc.ServiceDesc for MetaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1568,6 +1788,30 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "InventoryCapability",
 			Handler:    _MetaService_InventoryCapability_Handler,
+		},
+		{
+			MethodName: "CreateDataset",
+			Handler:    _MetaService_CreateDataset_Handler,
+		},
+		{
+			MethodName: "ListDatasets",
+			Handler:    _MetaService_ListDatasets_Handler,
+		},
+		{
+			MethodName: "GetDataset",
+			Handler:    _MetaService_GetDataset_Handler,
+		},
+		{
+			MethodName: "DeleteDataset",
+			Handler:    _MetaService_DeleteDataset_Handler,
+		},
+		{
+			MethodName: "PurgeClip",
+			Handler:    _MetaService_PurgeClip_Handler,
+		},
+		{
+			MethodName: "Plan",
+			Handler:    _MetaService_Plan_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

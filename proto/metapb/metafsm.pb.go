@@ -57,6 +57,9 @@ type Command struct {
 	//	*Command_AbortUpload
 	//	*Command_SetSettings
 	//	*Command_SetKeyring
+	//	*Command_CreateDataset
+	//	*Command_DeleteDataset
+	//	*Command_PurgeClip
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -338,6 +341,33 @@ func (x *Command) GetSetKeyring() *SetKeyringCommand {
 	return nil
 }
 
+func (x *Command) GetCreateDataset() *CreateDatasetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateDataset); ok {
+			return x.CreateDataset
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteDataset() *DeleteDatasetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteDataset); ok {
+			return x.DeleteDataset
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPurgeClip() *PurgeClipRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PurgeClip); ok {
+			return x.PurgeClip
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -442,6 +472,18 @@ type Command_SetKeyring struct {
 	SetKeyring *SetKeyringCommand `protobuf:"bytes,34,opt,name=set_keyring,json=setKeyring,proto3,oneof"`
 }
 
+type Command_CreateDataset struct {
+	CreateDataset *CreateDatasetRequest `protobuf:"bytes,35,opt,name=create_dataset,json=createDataset,proto3,oneof"`
+}
+
+type Command_DeleteDataset struct {
+	DeleteDataset *DeleteDatasetRequest `protobuf:"bytes,36,opt,name=delete_dataset,json=deleteDataset,proto3,oneof"`
+}
+
+type Command_PurgeClip struct {
+	PurgeClip *PurgeClipRequest `protobuf:"bytes,37,opt,name=purge_clip,json=purgeClip,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -491,6 +533,12 @@ func (*Command_AbortUpload) isCommand_Op() {}
 func (*Command_SetSettings) isCommand_Op() {}
 
 func (*Command_SetKeyring) isCommand_Op() {}
+
+func (*Command_CreateDataset) isCommand_Op() {}
+
+func (*Command_DeleteDataset) isCommand_Op() {}
+
+func (*Command_PurgeClip) isCommand_Op() {}
 
 // SetKeyringCommand adds a key to the capability keyring and drops the
 // keys older than drop_below (see meta/capability.go).
@@ -1159,7 +1207,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\x83\x10\n" +
+	"meta.proto\"\xed\x11\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -1196,7 +1244,11 @@ const file_metafsm_proto_rawDesc = "" +
 	"\fabort_upload\x18  \x01(\v2%.clipstore.meta.v1.AbortUploadRequestH\x00R\vabortUpload\x12G\n" +
 	"\fset_settings\x18! \x01(\v2\".clipstore.meta.v1.SettingsRequestH\x00R\vsetSettings\x12G\n" +
 	"\vset_keyring\x18\" \x01(\v2$.clipstore.meta.v1.SetKeyringCommandH\x00R\n" +
-	"setKeyringB\x04\n" +
+	"setKeyring\x12P\n" +
+	"\x0ecreate_dataset\x18# \x01(\v2'.clipstore.meta.v1.CreateDatasetRequestH\x00R\rcreateDataset\x12P\n" +
+	"\x0edelete_dataset\x18$ \x01(\v2'.clipstore.meta.v1.DeleteDatasetRequestH\x00R\rdeleteDataset\x12D\n" +
+	"\n" +
+	"purge_clip\x18% \x01(\v2#.clipstore.meta.v1.PurgeClipRequestH\x00R\tpurgeClipB\x04\n" +
 	"\x02op\"f\n" +
 	"\x11SetKeyringCommand\x122\n" +
 	"\x03add\x18\x01 \x01(\v2 .clipstore.meta.v1.CapabilityKeyR\x03add\x12\x1d\n" +
@@ -1286,9 +1338,12 @@ var file_metafsm_proto_goTypes = []any{
 	(*CompleteUploadRequest)(nil),    // 26: clipstore.meta.v1.CompleteUploadRequest
 	(*AbortUploadRequest)(nil),       // 27: clipstore.meta.v1.AbortUploadRequest
 	(*SettingsRequest)(nil),          // 28: clipstore.meta.v1.SettingsRequest
-	(*CapabilityKey)(nil),            // 29: clipstore.meta.v1.CapabilityKey
-	(*CommitPutRequest)(nil),         // 30: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),                   // 31: clipstore.meta.v1.NodeState
+	(*CreateDatasetRequest)(nil),     // 29: clipstore.meta.v1.CreateDatasetRequest
+	(*DeleteDatasetRequest)(nil),     // 30: clipstore.meta.v1.DeleteDatasetRequest
+	(*PurgeClipRequest)(nil),         // 31: clipstore.meta.v1.PurgeClipRequest
+	(*CapabilityKey)(nil),            // 32: clipstore.meta.v1.CapabilityKey
+	(*CommitPutRequest)(nil),         // 33: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 34: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	12, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -1316,15 +1371,18 @@ var file_metafsm_proto_depIdxs = []int32{
 	27, // 22: clipstore.meta.v1.Command.abort_upload:type_name -> clipstore.meta.v1.AbortUploadRequest
 	28, // 23: clipstore.meta.v1.Command.set_settings:type_name -> clipstore.meta.v1.SettingsRequest
 	1,  // 24: clipstore.meta.v1.Command.set_keyring:type_name -> clipstore.meta.v1.SetKeyringCommand
-	29, // 25: clipstore.meta.v1.SetKeyringCommand.add:type_name -> clipstore.meta.v1.CapabilityKey
-	3,  // 26: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	30, // 27: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	31, // 28: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	29, // 25: clipstore.meta.v1.Command.create_dataset:type_name -> clipstore.meta.v1.CreateDatasetRequest
+	30, // 26: clipstore.meta.v1.Command.delete_dataset:type_name -> clipstore.meta.v1.DeleteDatasetRequest
+	31, // 27: clipstore.meta.v1.Command.purge_clip:type_name -> clipstore.meta.v1.PurgeClipRequest
+	32, // 28: clipstore.meta.v1.SetKeyringCommand.add:type_name -> clipstore.meta.v1.CapabilityKey
+	3,  // 29: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	33, // 30: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	34, // 31: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1359,6 +1417,9 @@ func file_metafsm_proto_init() {
 		(*Command_AbortUpload)(nil),
 		(*Command_SetSettings)(nil),
 		(*Command_SetKeyring)(nil),
+		(*Command_CreateDataset)(nil),
+		(*Command_DeleteDataset)(nil),
+		(*Command_PurgeClip)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
