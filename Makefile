@@ -23,14 +23,15 @@ build: ## Build every package and the clipstore binary into bin/.
 
 # The S3 tools the gateway's tests drive, from Debian (Python has no
 # package index here): the tests use /usr/bin/aws, /usr/bin/python3,
-# /usr/bin/rclone and /usr/bin/s3cmd.
-S3_TOOLS_DEBS := awscli python3-boto3 rclone s3cmd
+# /usr/bin/rclone and /usr/bin/s3cmd; the Python loader's tests (python/)
+# Debian's boto3 and torch.
+S3_TOOLS_DEBS := awscli python3-boto3 python3-torch rclone s3cmd
 
 .PHONY: test-deps
-test-deps: ## Install what the tests drive (Debian's awscli, python3-boto3, rclone and s3cmd) when missing.
+test-deps: ## Install what the tests drive (Debian's awscli, python3-boto3, python3-torch, rclone and s3cmd) when missing.
 	@if [ -x /usr/bin/aws ] && [ -x /usr/bin/rclone ] && [ -x /usr/bin/s3cmd ] && \
-		/usr/bin/python3 -c 'import boto3' 2>/dev/null; then exit 0; fi; \
-	echo "installing $(S3_TOOLS_DEBS) (the S3 gateway's tests drive them)"; \
+		/usr/bin/python3 -c 'import boto3, torch' 2>/dev/null; then exit 0; fi; \
+	echo "installing $(S3_TOOLS_DEBS) (the S3 gateway's and the Python loader's tests drive them)"; \
 	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(S3_TOOLS_DEBS) >/dev/null
 

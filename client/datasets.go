@@ -244,3 +244,22 @@ func (c *Client) Plan(ctx context.Context, dataset string, o PlanOptions) iter.S
 		}
 	}
 }
+
+// PlanPage returns size items (at most 100,000) of rank o.Rank's share
+// from index start of the share, with the share's description, and
+// whether more follow.
+func (c *Client) PlanPage(ctx context.Context, dataset string, o PlanOptions, start uint64, size int) (PlanInfo, []PlanItem, bool, error) {
+	req := o.request(dataset)
+	req.PageStart, req.PageSize = start, uint32(min(max(size, 1), 100_000))
+	resp, err := c.planPage(ctx, req)
+	if err != nil {
+		return PlanInfo{}, nil, false, err
+	}
+	info := PlanInfo{Version: int(resp.Version), Bucket: resp.Bucket, RankItems: int(resp.RankItems), EpochLength: resp.EpochLength,
+		MinItems: int(resp.MinItems), MaxItems: int(resp.MaxItems), MinBytes: int64(resp.MinBytes), MaxBytes: int64(resp.MaxBytes)}
+	items := make([]PlanItem, 0, len(resp.Items))
+	for _, it := range resp.Items {
+		items = append(items, PlanItem{Position: it.Position, Key: it.Key, Generation: it.Generation, Size: int64(it.Size), Member: int(it.Member)})
+	}
+	return info, items, resp.More, nil
+}

@@ -242,6 +242,7 @@ var opAccess = map[string]client.Access{
 	"ListObjectsV2":       client.AccessRead,
 	"ListObjects":         client.AccessRead,
 	"GetObject":           client.AccessRead,
+	"ClipstorePlan":       client.AccessRead,
 	"HeadObject":          client.AccessRead,
 
 	"PutObject":               client.AccessWrite,

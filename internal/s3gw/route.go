@@ -41,6 +41,10 @@ func (g *Gateway) route(req *request) (string, handler, error) {
 func routeBucket(req *request) (string, handler, error) {
 	m := req.Method
 	switch {
+	case req.query.Has(planQuery):
+		if m == http.MethodGet {
+			return "ClipstorePlan", (*Gateway).plan, nil
+		}
 	case req.query.Has("location"):
 		if m == http.MethodGet {
 			return "GetBucketLocation", (*Gateway).getBucketLocation, nil
