@@ -60,8 +60,11 @@ type FsckProblem struct {
 
 // FsckReport is the outcome of a check.
 type FsckReport struct {
-	Buckets  int           `json:"buckets"`
-	Clips    int           `json:"clips"`
+	Buckets int `json:"buckets"`
+	Clips   int `json:"clips"`
+	// Pinned counts the generations only datasets keep (overwritten or
+	// deleted since), checked like the current ones.
+	Pinned   int           `json:"pinned"`
 	Shards   int           `json:"shards"`
 	Nodes    int           `json:"nodes"`
 	Problems []FsckProblem `json:"problems"`
@@ -78,7 +81,7 @@ func (c *Client) Fsck(ctx context.Context, opts *FsckOptions) (*FsckReport, erro
 	if opts == nil {
 		opts = &FsckOptions{}
 	}
-	f := &fsck{c: c, opts: *opts, report: &FsckReport{}, referenced: map[string]bool{}}
+	f := &fsck{c: c, opts: *opts, report: &FsckReport{}, referenced: map[string]bool{}, checked: map[string]bool{}}
 	if f.opts.Concurrency <= 0 {
 		f.opts.Concurrency = 16
 	}
@@ -113,6 +116,7 @@ type fsck struct {
 	mu         sync.Mutex
 	report     *FsckReport
 	referenced map[string]bool // node NUL shard id of every recorded shard
+	checked    map[string]bool // clip ids of the records checked
 }
 
 func (f *fsck) problem(p FsckProblem) {
@@ -135,22 +139,57 @@ func (f *fsck) checkRecords(ctx context.Context) error {
 				return err
 			}
 			f.report.Clips++
-			g.Go(func() error { return f.checkClip(gctx, b.Name, e.Key) })
+			g.Go(func() error { return f.checkClip(gctx, b.Name, e.Key, 0) })
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return f.checkPinned(ctx)
+}
+
+// checkPinned checks the generations datasets keep that are no longer
+// current: by clip id, each once, however many datasets hold it.
+func (f *fsck) checkPinned(ctx context.Context) error {
+	datasets, err := f.c.ListDatasets(ctx)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.opts.Concurrency)
+	for _, ds := range datasets {
+		for m, err := range f.c.DatasetMembers(ctx, ds.Name) {
+			if err != nil {
+				return err
+			}
+			f.mu.Lock()
+			seen := f.checked[m.ClipID]
+			f.checked[m.ClipID] = true
+			if !seen {
+				f.report.Pinned++
+			}
+			f.mu.Unlock()
+			if !seen {
+				g.Go(func() error { return f.checkClip(gctx, ds.Bucket, m.Key, m.Generation) })
+			}
 		}
 	}
 	return g.Wait()
 }
 
-// checkClip checks the shards of one record, every part of it (read a
-// page at a time).
-func (f *fsck) checkClip(ctx context.Context, bucket, key string) error {
-	resp, err := f.c.allParts(ctx, bucket, key)
+// checkClip checks the shards of one record (generation gen of the key,
+// 0 for the current one), every part of it (read a page at a time).
+func (f *fsck) checkClip(ctx context.Context, bucket, key string, gen uint64) error {
+	resp, err := f.c.allPartsAt(ctx, bucket, key, gen)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrClipChanged) {
 		return nil // deleted since the listing, or overwritten as fast as it was read
 	}
 	if err != nil {
 		return err
 	}
+	f.mu.Lock()
+	f.checked[hex.EncodeToString(resp.Clip.ClipId)] = true
+	f.mu.Unlock()
 	addrs := map[string]string{}
 	for _, n := range resp.Nodes {
 		addrs[n.NodeId] = n.Address

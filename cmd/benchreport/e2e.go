@@ -220,11 +220,15 @@ func gatewayRows(ctx context.Context, c *benchCluster, o options, puts, gets loa
 	get.ratio = s3gets.best.MiBPerSec / gets.best.MiBPerSec
 	get.note += s3gets.others + fmt.Sprintf(", %s verified; gateway CPU %.2f s/GiB moved (%s read, %s put to read), ≈ %.2f s/GiB for the reads alone",
 		bytesize.Human(s3gets.best.BytesVerified), getCPU, bytesize.Human(s3gets.bytes), bytesize.Human(prepared), readCPU)
+	py, err := pythonRow(ctx, c, gw, key, o)
+	if err != nil {
+		return []row{put, get}, fmt.Errorf("python epoch: %w", err)
+	}
 	nativeRSS := max(puts.peakRSS, gets.peakRSS)
 	mem := row{area: "memory", name: fmt.Sprintf("clipstore s3 during the S3 gateway puts and gets of %s × %d", bytesize.Human(gatewaySize), gatewayConc),
 		measured: bytesize.Human(rss) + " peak RSS", reference: bytesize.Human(nativeRSS) + " (native clipstore bench of the same loads)",
 		ratio: float64(rss) / float64(nativeRSS), note: "VmHWM of the gateway process; the native figure is the larger of the put and get processes'"}
-	return []row{put, get, mem}, nil
+	return []row{put, get, mem, py}, nil
 }
 
 // drainRows measures a drain: a 7th storage node joins and one of the first

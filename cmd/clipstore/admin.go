@@ -120,8 +120,8 @@ bucket, key, clip_id, index, node, shard_id, detail, recoverable, queued).`,
 					return err
 				}
 			} else {
-				fmt.Fprintf(w, "%d buckets, %d clips, %d shards on %d live nodes checked: %d problems\n",
-					rep.Buckets, rep.Clips, rep.Shards, rep.Nodes, len(rep.Problems))
+				fmt.Fprintf(w, "%d buckets, %d clips (and %d generations only datasets keep), %d shards on %d live nodes checked: %d problems\n",
+					rep.Buckets, rep.Clips, rep.Pinned, rep.Shards, rep.Nodes, len(rep.Problems))
 				for _, p := range rep.Problems {
 					where := p.Bucket + "/" + p.Key
 					if p.Key == "" {

@@ -153,6 +153,11 @@ func (g *Gateway) prepare(w *response, req *request, info *client.ClipInfo, part
 	for k, v := range info.Metadata {
 		h["X-Amz-Meta-"+k] = []string{v} // as stored: lowercase, like S3
 	}
+	for k, v := range captureMetadata(info.Capture) {
+		if _, ok := info.Metadata[k]; !ok { // a clip written through S3 answers the headers it was written with
+			h["X-Amz-Meta-"+k] = []string{v}
+		}
+	}
 	if strings.EqualFold(req.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
 		setChecksumHeaders(h, sums)
 	}

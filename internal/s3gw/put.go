@@ -165,8 +165,8 @@ func putOptions(h http.Header) (*client.PutOptions, error) {
 // headers they wrote (headers made from the typed copy would lose a
 // time's offset and the spelling of the tags); the typed copy is what the
 // clip index and native clients use. A clip written natively with
-// capture attributes and no such metadata answers no x-amz-meta-* for
-// them.
+// capture attributes and no such metadata answers them made from the
+// typed copy (captureMetadata).
 const (
 	metaVehicleID    = "vehicle-id"
 	metaCamera       = "camera"
@@ -174,6 +174,32 @@ const (
 	metaCaptureEnd   = "capture-end"   // RFC 3339
 	metaTags         = "tags"          // comma-separated
 )
+
+// captureMetadata is a clip's typed capture attributes as x-amz-meta-*
+// values (times RFC 3339 in UTC, tags comma-separated): what a clip
+// written natively answers through S3.
+func captureMetadata(c *client.Capture) map[string]string {
+	if c == nil {
+		return nil
+	}
+	md := map[string]string{}
+	if c.VehicleID != "" {
+		md[metaVehicleID] = c.VehicleID
+	}
+	if c.Camera != "" {
+		md[metaCamera] = c.Camera
+	}
+	if !c.Start.IsZero() {
+		md[metaCaptureStart] = c.Start.UTC().Format(time.RFC3339Nano)
+	}
+	if !c.End.IsZero() {
+		md[metaCaptureEnd] = c.End.UTC().Format(time.RFC3339Nano)
+	}
+	if len(c.Tags) > 0 {
+		md[metaTags] = strings.Join(c.Tags, ",")
+	}
+	return md
+}
 
 // captureOf reads the capture attributes from a write's user metadata;
 // nil if it has none of them. A time that is not RFC 3339 is

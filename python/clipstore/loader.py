@@ -37,6 +37,11 @@ class Clip:
     position: int  # in the epoch's global order
     size: int
     data: bytes = field(repr=False)
+    # The clip's attributes as S3 returns them (its x-amz-meta-* without
+    # the prefix): the capture attributes vehicle-id, camera,
+    # capture-start, capture-end and tags, and the writer's metadata.
+    attributes: Dict[str, str] = field(default_factory=dict)
+    content_type: str = ""
 
     def fileobj(self) -> io.BytesIO:
         return io.BytesIO(self.data)
@@ -108,7 +113,8 @@ class ClipDataset(_Base):
             body.close()
         if len(data) != item.size:
             raise IOError("%s at generation %d: read %d bytes, the dataset says %d" % (item.key, item.generation, len(data), item.size))
-        clip = Clip(item.key, item.generation, item.position, item.size, data)
+        clip = Clip(item.key, item.generation, item.position, item.size, data, dict(resp.get("Metadata") or {}),
+                    resp.get("ContentType") or "")
         return self.transform(clip) if self.transform else clip
 
     def __iter__(self):

@@ -34,6 +34,7 @@ def check(test, clip):
     want = CLIPS[clip.key]
     test.assertEqual(clip.generation, want["generation"], clip.key)
     test.assertEqual(hashlib.sha256(clip.data).hexdigest(), want["sha256"], "%s: bytes differ from its pinned generation" % clip.key)
+    test.assertEqual(clip.attributes.get("vehicle-id"), want["vehicle"], clip.key)
 
 
 class LoaderTest(unittest.TestCase):

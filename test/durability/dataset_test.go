@@ -145,6 +145,13 @@ func TestDatasetPinsGenerations(t *testing.T) {
 	})
 	readsBack("after the repair")
 	await.TrueWhy(t, 30*time.Second, "fsck --deep clean with pinned generations", c.FsckClean)
+	var rep struct {
+		Clips, Pinned, Shards int
+	}
+	if err := json.Unmarshal([]byte(cli("admin", "fsck", "--deep", "--json")), &rep); err != nil || rep.Clips != 6 || rep.Pinned != 12 ||
+		rep.Shards != 18*6 {
+		t.Fatalf("fsck: %+v, %v; want the 6 current clips and the 12 pinned generations checked, 108 shards", rep, err)
+	}
 
 	// The shard files of the pinned generations, as they are now.
 	type file struct{ node, path string }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/test/e2e"
 )
 
@@ -35,18 +36,20 @@ func TestPythonLoader(t *testing.T) {
 		Generation uint64 `json:"generation"`
 		SHA256     string `json:"sha256"`
 		Size       int    `json:"size"`
+		Vehicle    string `json:"vehicle"`
 	}
 	clips := map[string]member{}
 	var keys []string
 	for i := range 500 {
 		key := fmt.Sprintf("clips/%03d.mp4", i)
 		data := e2e.ClipBytes(uint64(7000+i), 1500+(i*37)%4000)
-		info, err := cl.Put(ctx, "loader", key, bytes.NewReader(data), nil)
+		vehicle := fmt.Sprintf("v%d", i%7)
+		info, err := cl.Put(ctx, "loader", key, bytes.NewReader(data), &client.PutOptions{Capture: &client.Capture{VehicleID: vehicle, Camera: "front"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)
-		clips[key] = member{Generation: info.Generation, SHA256: hex.EncodeToString(sum[:]), Size: len(data)}
+		clips[key] = member{Generation: info.Generation, SHA256: hex.EncodeToString(sum[:]), Size: len(data), Vehicle: vehicle}
 		keys = append(keys, key)
 	}
 	dir := t.TempDir()
