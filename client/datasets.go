@@ -74,14 +74,36 @@ func (c *Client) CreateDataset(ctx context.Context, spec DatasetSpec) (Dataset, 
 		req.Members = append(req.Members, &metapb.DatasetMember{Key: key, ClipId: resp.Clip.ClipId, Generation: resp.Clip.Generation,
 			Size: resp.Clip.Size})
 	}
+	all := req.Members
+	if len(all) > datasetBatch {
+		// A series: the first batch staged, the others appended, the
+		// last sealing it; a failure deletes what was made.
+		req.Members, req.Staged = all[:datasetBatch], true
+	}
 	resp, err := callMeta(ctx, c, "create dataset "+spec.Name, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CreateDatasetResponse, error) {
 		return mc.CreateDataset(ctx, req)
 	})
 	if err != nil {
 		return Dataset{}, err
 	}
+	for start := len(req.Members); req.Staged && start < len(all); {
+		end := min(start+datasetBatch, len(all))
+		ext := &metapb.ExtendDatasetRequest{RequestId: newRequestID(), Name: spec.Name, Start: uint64(start), Members: all[start:end],
+			Seal: end == len(all)}
+		resp, err = callMeta(ctx, c, "extend dataset "+spec.Name, func(ctx context.Context, mc metapb.MetaServiceClient) (*metapb.CreateDatasetResponse, error) {
+			return mc.ExtendDataset(ctx, ext)
+		})
+		if err != nil {
+			c.DeleteDataset(context.WithoutCancel(ctx), spec.Name)
+			return Dataset{}, err
+		}
+		start = end
+	}
 	return datasetFromProto(resp.Dataset), nil
 }
+
+// datasetBatch is how many members one Raft entry of a dataset carries.
+var datasetBatch = 50_000
 
 // ListDatasets lists the datasets (of the buckets the caller's key has a
 // grant on).

@@ -16,3 +16,11 @@ func ReaderShardNode(r *Reader, i int) string {
 	s, _ := p.shard(i)
 	return s.NodeId
 }
+
+// SetDatasetBatch sets how many members one entry of a dataset carries,
+// so that tests make datasets of several entries from a few clips.
+func SetDatasetBatch(n int) func() {
+	old := datasetBatch
+	datasetBatch = n
+	return func() { datasetBatch = old }
+}

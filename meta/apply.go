@@ -127,6 +127,8 @@ func (a *applier) dispatch(cmd *pb.Command) (proto.Message, error) {
 		return a.deleteDataset(op.DeleteDataset)
 	case *pb.Command_PurgeClip:
 		return a.purgeClip(op.PurgeClip)
+	case *pb.Command_ExtendDataset:
+		return a.extendDataset(op.ExtendDataset)
 	default:
 		return nil, fmt.Errorf("%w: unknown command %T", ErrInvalidArgument, cmd.Op)
 	}
@@ -170,7 +172,7 @@ func emptyResponse(cmd *pb.Command) proto.Message {
 		return &pb.AbortUploadResponse{}
 	case *pb.Command_SetSettings, *pb.Command_SetKeyring:
 		return &pb.SettingsResponse{}
-	case *pb.Command_CreateDataset:
+	case *pb.Command_CreateDataset, *pb.Command_ExtendDataset:
 		return &pb.CreateDatasetResponse{}
 	case *pb.Command_DeleteDataset:
 		return &pb.DeleteDatasetResponse{}

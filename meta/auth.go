@@ -90,7 +90,7 @@ func callNeeds(method string, req any) (need, string) {
 		return needWrite, r.Bucket // a dataset keeps what its bucket's writers delete
 	case *pb.PurgeClipRequest:
 		return needAdmin, r.Bucket
-	case *pb.ListDatasetsRequest, *pb.GetDatasetRequest, *pb.DeleteDatasetRequest, *pb.PlanRequest:
+	case *pb.ListDatasetsRequest, *pb.GetDatasetRequest, *pb.DeleteDatasetRequest, *pb.PlanRequest, *pb.ExtendDatasetRequest:
 		return needPrincipal, "" // the handler checks the dataset's bucket (datasetAccess)
 	case *pb.ReportShardRequest:
 		return needPrincipal, "" // a reader's report: meta checks the shard itself

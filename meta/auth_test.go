@@ -173,7 +173,7 @@ func TestAuthMatrix(t *testing.T) {
 		"CreateAccessKey": "cluster", "ListAccessKeys": "cluster", "DeleteAccessKey": "cluster",
 		"ListNodeShards": "cluster", "CheckShards": "cluster", "InventoryCapability": "cluster", // fsck
 		"CreateDataset": "write", "PurgeClip": "admin",
-		"ListDatasets": "key", "GetDataset": "key", "DeleteDataset": "key", "Plan": "key", // then the dataset's bucket
+		"ListDatasets": "key", "GetDataset": "key", "DeleteDataset": "key", "Plan": "key", "ExtendDataset": "key", // then the dataset's bucket
 		"RegisterNode": "role", "Heartbeat": "role", "UpdateShard": "role", "JoinMember": "role", "SigningKey": "role",
 	}
 	type caller struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"regexp"
+	"time"
 
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	bolt "go.etcd.io/bbolt"
@@ -34,8 +35,17 @@ var (
 	keyPinStats       = []byte("s")
 )
 
-// maxDatasetMembers bounds a dataset: its members travel in one Raft entry.
-const maxDatasetMembers = 100_000
+// maxDatasetMembers bounds one entry's members (a dataset larger than that
+// is made by a series: CreateDataset staged, then ExtendDataset), and
+// maxDatasetTotal a dataset (a plan holds its members in memory).
+const (
+	maxDatasetMembers = 100_000
+	maxDatasetTotal   = 2_000_000
+)
+
+// datasetStaging is how long a dataset made by a series may take to be
+// sealed before the leader deletes it.
+const datasetStaging = time.Hour
 
 var datasetNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
@@ -160,34 +170,78 @@ func (a *applier) createDataset(c *pb.CreateDatasetRequest) (*pb.CreateDatasetRe
 		return nil, fmt.Errorf("%w: bucket %q", ErrNotFound, c.Bucket)
 	}
 	ds := &pb.Dataset{Name: c.Name, Bucket: c.Bucket, CreatedUnixNano: c.CreatedUnixNano, Description: c.Description,
-		CreatedBy: c.CreatedBy, Members: uint64(len(c.Members)), Positions: uint64(len(c.Members))}
-	seen := make(map[string]bool, len(c.Members))
-	recs := make([]*pb.ClipRecord, len(c.Members))
-	for i, m := range c.Members {
+		CreatedBy: c.CreatedBy, Building: c.Staged}
+	if c.Staged {
+		ds.StagedUntilUnixNano = c.CreatedUnixNano + int64(datasetStaging)
+	}
+	if err := a.addMembers(ds, c.Members); err != nil {
+		return nil, err
+	}
+	return &pb.CreateDatasetResponse{Dataset: ds}, putMsg(a.tx.Bucket(bktDatasets), []byte(c.Name), ds)
+}
+
+// addMembers checks that every member exists at its generation (and is
+// not listed twice in the batch, nor already in ds), and appends and pins
+// them at ds's next positions.
+func (a *applier) addMembers(ds *pb.Dataset, batch []*pb.DatasetMember) error {
+	if ds.Positions+uint64(len(batch)) > maxDatasetTotal {
+		return fmt.Errorf("%w: a dataset has at most %d members", ErrInvalidArgument, maxDatasetTotal)
+	}
+	seen := make(map[string]bool, len(batch))
+	recs := make([]*pb.ClipRecord, len(batch))
+	for i, m := range batch {
 		rec, err := a.clipByID(m.ClipId)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if rec == nil || rec.Bucket != c.Bucket || rec.Key != m.Key || rec.Generation != m.Generation {
-			return nil, fmt.Errorf("%w: member %d, %s/%s, is no longer at generation %d: make the dataset again",
-				ErrFailedPrecondition, i, c.Bucket, m.Key, m.Generation)
+		if rec == nil || rec.Bucket != ds.Bucket || rec.Key != m.Key || rec.Generation != m.Generation {
+			return fmt.Errorf("%w: member %d, %s/%s, is no longer at generation %d: make the dataset again",
+				ErrFailedPrecondition, ds.Positions+uint64(i), ds.Bucket, m.Key, m.Generation)
 		}
 		if seen[string(m.ClipId)] {
-			return nil, fmt.Errorf("%w: %s/%s at generation %d is listed twice", ErrInvalidArgument, c.Bucket, m.Key, m.Generation)
+			return fmt.Errorf("%w: %s/%s at generation %d is listed twice", ErrInvalidArgument, ds.Bucket, m.Key, m.Generation)
 		}
 		seen[string(m.ClipId)] = true
 		recs[i] = rec
-		ds.Bytes += rec.Size
 	}
 	members := a.tx.Bucket(bktDatasetMembers)
-	for i, rec := range recs {
+	for _, rec := range recs {
 		m := &pb.DatasetMember{Key: rec.Key, ClipId: rec.ClipId, Generation: rec.Generation, Size: rec.Size}
-		if err := putMsg(members, memberKey(c.Name, uint64(i)), m); err != nil {
-			return nil, err
+		if err := putMsg(members, memberKey(ds.Name, ds.Positions), m); err != nil {
+			return err
 		}
 		if err := a.pin(rec); err != nil {
-			return nil, err
+			return err
 		}
+		ds.Positions++
+		ds.Members++
+		ds.Bytes += rec.Size
+	}
+	return nil
+}
+
+// extendDataset appends a batch to a dataset being made, and seals it.
+func (a *applier) extendDataset(c *pb.ExtendDatasetRequest) (*pb.CreateDatasetResponse, error) {
+	if len(c.Members) > maxDatasetMembers {
+		return nil, fmt.Errorf("%w: %d members in one entry; at most %d", ErrInvalidArgument, len(c.Members), maxDatasetMembers)
+	}
+	ds := &pb.Dataset{}
+	found, err := getMsg(a.tx.Bucket(bktDatasets), []byte(c.Name), ds)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, fmt.Errorf("%w: dataset %q (a dataset being made that is not sealed in time is deleted)", ErrNotFound, c.Name)
+	case !ds.Building:
+		return nil, fmt.Errorf("%w: dataset %q is sealed", ErrFailedPrecondition, c.Name)
+	case c.Start != ds.Positions:
+		return nil, fmt.Errorf("%w: dataset %q has %d members so far, the batch starts at %d", ErrFailedPrecondition, c.Name, ds.Positions, c.Start)
+	}
+	if err := a.addMembers(ds, c.Members); err != nil {
+		return nil, err
+	}
+	if c.Seal {
+		ds.Building, ds.StagedUntilUnixNano = false, 0
 	}
 	return &pb.CreateDatasetResponse{Dataset: ds}, putMsg(a.tx.Bucket(bktDatasets), []byte(c.Name), ds)
 }
@@ -375,7 +429,9 @@ func (n *Node) listDatasets(_ context.Context, _ *pb.ListDatasetsRequest) (*pb.L
 			if err := decodeMsg(k, v, ds); err != nil {
 				return err
 			}
-			resp.Datasets = append(resp.Datasets, ds)
+			if !ds.Building {
+				resp.Datasets = append(resp.Datasets, ds)
+			}
 			return nil
 		})
 	})
@@ -390,7 +446,7 @@ func (n *Node) getDataset(_ context.Context, req *pb.GetDatasetRequest) (*pb.Get
 		if err != nil {
 			return err
 		}
-		if !found {
+		if !found || resp.Dataset.Building {
 			return fmt.Errorf("%w: dataset %q", ErrNotFound, req.Name)
 		}
 		prefix := append([]byte(req.Name), 0)
@@ -409,4 +465,29 @@ func (n *Node) getDataset(_ context.Context, req *pb.GetDatasetRequest) (*pb.Get
 		return nil
 	})
 	return resp, err
+}
+
+// expireDatasets is the leader's: it deletes the datasets being made that
+// were not sealed in time (their writer gave up or died).
+func (n *Node) expireDatasets(now time.Time) {
+	var stale []string
+	n.fsm.viewApplied(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktDatasets).ForEach(func(k, v []byte) error {
+			ds := &pb.Dataset{}
+			if decodeMsg(k, v, ds) == nil && ds.Building && ds.StagedUntilUnixNano < now.UnixNano() {
+				stale = append(stale, ds.Name)
+			}
+			return nil
+		})
+	})
+	for _, name := range stale {
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+		_, err := n.propose(ctx, &pb.Command{Op: &pb.Command_DeleteDataset{DeleteDataset: &pb.DeleteDatasetRequest{Name: name}}})
+		cancel()
+		if err != nil {
+			n.log.Warn("expire an unsealed dataset", "dataset", name, "err", err)
+			continue
+		}
+		n.log.Warn("dataset never sealed: deleted", "dataset", name)
+	}
 }

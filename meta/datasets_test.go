@@ -2,9 +2,12 @@ package meta_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/clipstore/clipstore/internal/plan"
+	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	pb "github.com/clipstore/clipstore/proto/metapb"
 	"google.golang.org/grpc/codes"
@@ -264,5 +267,94 @@ func TestPlan(t *testing.T) {
 	}
 	if _, err := cl.Plan(ctx, &pb.PlanRequest{Dataset: "p", World: 2, Rank: 2}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("rank 2 of 2: %v", err)
+	}
+}
+
+// TestStagedDataset: a dataset made by a series of entries is invisible
+// until sealed, takes its batches only in order, and holds what it lists
+// from the first batch on; one never sealed is deleted by the leader after
+// the staging time, releasing its holds.
+func TestStagedDataset(t *testing.T) {
+	var skew atomic.Int64 // the members' clock runs ahead by this
+	c := metatest.New(t, 1, metatest.Options{Configure: func(cfg *meta.Config) {
+		cfg.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	}})
+	cl := c.Members[0].Client
+	ctx := t.Context()
+	registerNodes(t, cl, 6)
+	if _, err := cl.CreateBucket(ctx, &pb.CreateBucketRequest{Name: "train"}); err != nil {
+		t.Fatal(err)
+	}
+	var members []*pb.DatasetMember
+	for i := range 7 {
+		rec := put(t, cl, "train", fmt.Sprintf("k%d", i), 10, nil).Clip
+		members = append(members, &pb.DatasetMember{Key: rec.Key, ClipId: rec.ClipId, Generation: rec.Generation})
+	}
+	if _, err := cl.CreateDataset(ctx, &pb.CreateDatasetRequest{Name: "big", Bucket: "train", Members: members[:3], Staged: true}); err != nil {
+		t.Fatal(err)
+	}
+	invisible := func(when string) {
+		t.Helper()
+		if _, err := cl.GetDataset(ctx, &pb.GetDatasetRequest{Name: "big"}); status.Code(err) != codes.NotFound {
+			t.Fatalf("%s: GetDataset of an unsealed dataset: %v", when, err)
+		}
+		if _, err := cl.Plan(ctx, &pb.PlanRequest{Dataset: "big", World: 1}); status.Code(err) != codes.NotFound {
+			t.Fatalf("%s: Plan of an unsealed dataset: %v", when, err)
+		}
+		ls, err := cl.ListDatasets(ctx, &pb.ListDatasetsRequest{})
+		if err != nil || len(ls.Datasets) != 0 {
+			t.Fatalf("%s: ListDatasets: %v, %v", when, ls, err)
+		}
+	}
+	invisible("after the first batch")
+	// Held from the first batch on: an overwrite keeps the old generation.
+	put(t, cl, "train", "k0", 11, nil)
+	if _, err := cl.GetClip(ctx, &pb.GetClipRequest{Bucket: "train", Key: "k0", Generation: members[0].Generation}); err != nil {
+		t.Fatalf("a generation an unsealed dataset holds: %v", err)
+	}
+	if _, err := cl.ExtendDataset(ctx, &pb.ExtendDatasetRequest{Name: "big", Start: 2, Members: members[3:5]}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("a batch out of order: %v", err)
+	}
+	if _, err := cl.ExtendDataset(ctx, &pb.ExtendDatasetRequest{Name: "big", Start: 3, Members: members[3:5]}); err != nil {
+		t.Fatal(err)
+	}
+	invisible("after the second batch")
+	resp, err := cl.ExtendDataset(ctx, &pb.ExtendDatasetRequest{Name: "big", Start: 5, Members: members[5:], Seal: true})
+	if err != nil || resp.Dataset.Members != 7 || resp.Dataset.Building {
+		t.Fatalf("seal: %v, %v", resp, err)
+	}
+	page, err := cl.GetDataset(ctx, &pb.GetDatasetRequest{Name: "big"})
+	if err != nil || len(page.Members) != 7 || page.Members[6].Key != "k6" {
+		t.Fatalf("the sealed dataset: %v, %v", page, err)
+	}
+	if _, err := cl.ExtendDataset(ctx, &pb.ExtendDatasetRequest{Name: "big", Start: 7, Members: members[:1]}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("extend a sealed dataset: %v", err)
+	}
+
+	// One never sealed goes after the staging time, and its holds with it.
+	if _, err := cl.CreateDataset(ctx, &pb.CreateDatasetRequest{Name: "abandoned", Bucket: "train", Members: members[1:2], Staged: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.DeleteDataset(ctx, &pb.DeleteDatasetRequest{Name: "big"}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, cl, "train", "k1", 12, nil) // k1's old generation: held by the abandoned dataset only
+	if _, err := cl.GetClip(ctx, &pb.GetClipRequest{Bucket: "train", Key: "k1", Generation: members[1].Generation}); err != nil {
+		t.Fatalf("held by the unsealed dataset: %v", err)
+	}
+	skew.Store(int64(2 * time.Hour))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := cl.GetClip(ctx, &pb.GetClipRequest{Bucket: "train", Key: "k1", Generation: members[1].Generation})
+		if status.Code(err) == codes.NotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the abandoned dataset still holds k1's old generation after its staging time: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cl.ExtendDataset(ctx, &pb.ExtendDatasetRequest{Name: "abandoned", Start: 1, Seal: true}); status.Code(err) != codes.NotFound {
+		t.Fatalf("seal an expired dataset: %v", err)
 	}
 }

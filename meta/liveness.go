@@ -173,6 +173,7 @@ func (n *Node) leaderLoop() {
 			}
 			if now.Sub(expired) >= min(time.Minute, n.cfg.UploadExpiry/4) {
 				n.expireUploads(now)
+				n.expireDatasets(now)
 				expired = now
 			}
 		}

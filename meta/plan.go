@@ -32,7 +32,7 @@ func (n *Node) plan(_ context.Context, req *pb.PlanRequest) (*pb.PlanResponse, e
 		if err != nil {
 			return err
 		}
-		if !found {
+		if !found || ds.Building {
 			return fmt.Errorf("%w: dataset %q", ErrNotFound, req.Dataset)
 		}
 		positions := ds.Positions

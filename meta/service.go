@@ -534,3 +534,40 @@ func (s *service) Plan(ctx context.Context, req *pb.PlanRequest) (*pb.PlanRespon
 	}
 	return resp, nil
 }
+
+func (s *service) ExtendDataset(ctx context.Context, req *pb.ExtendDatasetRequest) (*pb.CreateDatasetResponse, error) {
+	if err := checkRequestID(req.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := ValidateDatasetName(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	if len(req.Members) > maxDatasetMembers {
+		return nil, toStatus(fmt.Errorf("%w: %d members in one entry; at most %d", ErrInvalidArgument, len(req.Members), maxDatasetMembers))
+	}
+	for i, m := range req.Members {
+		if err := ValidateKey(m.Key); err != nil {
+			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
+		}
+		if err := validateID("clip id", m.ClipId); err != nil {
+			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
+		}
+	}
+	// Appending needs what creating did: write on the dataset's bucket.
+	var bucket string
+	s.n.fsm.viewApplied(func(tx *bolt.Tx) error {
+		ds := &pb.Dataset{}
+		if found, _ := getMsg(tx.Bucket(bktDatasets), []byte(req.Name), ds); found {
+			bucket = ds.Bucket
+		}
+		return nil
+	})
+	if bucket != "" {
+		if err := datasetAccess(ctx, "ExtendDataset", needWrite, bucket); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return write(ctx, s, req, func(*pb.ExtendDatasetRequest) error { return nil }, func(r *pb.ExtendDatasetRequest) *pb.Command {
+		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_ExtendDataset{ExtendDataset: r}}
+	}, pb.MetaServiceClient.ExtendDataset)
+}

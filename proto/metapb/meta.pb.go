@@ -8285,9 +8285,13 @@ type Dataset struct {
 	CreatedBy       string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	// Member positions at creation: plans order these (a purged member
 	// leaves its position empty, and plans skip it).
-	Positions     uint64 `protobuf:"varint,8,opt,name=positions,proto3" json:"positions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Positions uint64 `protobuf:"varint,8,opt,name=positions,proto3" json:"positions,omitempty"`
+	// Being made by a series of entries (not visible until sealed), and
+	// deleted at staged_until if still not sealed.
+	Building            bool  `protobuf:"varint,9,opt,name=building,proto3" json:"building,omitempty"`
+	StagedUntilUnixNano int64 `protobuf:"varint,10,opt,name=staged_until_unix_nano,json=stagedUntilUnixNano,proto3" json:"staged_until_unix_nano,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Dataset) Reset() {
@@ -8376,6 +8380,20 @@ func (x *Dataset) GetPositions() uint64 {
 	return 0
 }
 
+func (x *Dataset) GetBuilding() bool {
+	if x != nil {
+		return x.Building
+	}
+	return false
+}
+
+func (x *Dataset) GetStagedUntilUnixNano() int64 {
+	if x != nil {
+		return x.StagedUntilUnixNano
+	}
+	return 0
+}
+
 type CreateDatasetRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	RequestId       []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -8385,8 +8403,10 @@ type CreateDatasetRequest struct {
 	Description     string                 `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	CreatedUnixNano int64                  `protobuf:"varint,6,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"` // set by the leader
 	CreatedBy       string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`                      // set by the leader
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The first of a series: ExtendDataset appends the rest and seals it.
+	Staged        bool `protobuf:"varint,8,opt,name=staged,proto3" json:"staged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateDatasetRequest) Reset() {
@@ -8468,6 +8488,89 @@ func (x *CreateDatasetRequest) GetCreatedBy() string {
 	return ""
 }
 
+func (x *CreateDatasetRequest) GetStaged() bool {
+	if x != nil {
+		return x.Staged
+	}
+	return false
+}
+
+type ExtendDatasetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Start         uint64                 `protobuf:"varint,3,opt,name=start,proto3" json:"start,omitempty"` // the position of the first member: the dataset's positions so far
+	Members       []*DatasetMember       `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Seal          bool                   `protobuf:"varint,5,opt,name=seal,proto3" json:"seal,omitempty"` // the last of the series: the dataset becomes visible
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendDatasetRequest) Reset() {
+	*x = ExtendDatasetRequest{}
+	mi := &file_meta_proto_msgTypes[110]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendDatasetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendDatasetRequest) ProtoMessage() {}
+
+func (x *ExtendDatasetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[110]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendDatasetRequest.ProtoReflect.Descriptor instead.
+func (*ExtendDatasetRequest) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{110}
+}
+
+func (x *ExtendDatasetRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *ExtendDatasetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExtendDatasetRequest) GetStart() uint64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *ExtendDatasetRequest) GetMembers() []*DatasetMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ExtendDatasetRequest) GetSeal() bool {
+	if x != nil {
+		return x.Seal
+	}
+	return false
+}
+
 type CreateDatasetResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Dataset       *Dataset               `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
@@ -8477,7 +8580,7 @@ type CreateDatasetResponse struct {
 
 func (x *CreateDatasetResponse) Reset() {
 	*x = CreateDatasetResponse{}
-	mi := &file_meta_proto_msgTypes[110]
+	mi := &file_meta_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8489,7 +8592,7 @@ func (x *CreateDatasetResponse) String() string {
 func (*CreateDatasetResponse) ProtoMessage() {}
 
 func (x *CreateDatasetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[110]
+	mi := &file_meta_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8502,7 +8605,7 @@ func (x *CreateDatasetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDatasetResponse.ProtoReflect.Descriptor instead.
 func (*CreateDatasetResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{110}
+	return file_meta_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *CreateDatasetResponse) GetDataset() *Dataset {
@@ -8521,7 +8624,7 @@ type ListDatasetsRequest struct {
 
 func (x *ListDatasetsRequest) Reset() {
 	*x = ListDatasetsRequest{}
-	mi := &file_meta_proto_msgTypes[111]
+	mi := &file_meta_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8533,7 +8636,7 @@ func (x *ListDatasetsRequest) String() string {
 func (*ListDatasetsRequest) ProtoMessage() {}
 
 func (x *ListDatasetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[111]
+	mi := &file_meta_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8546,7 +8649,7 @@ func (x *ListDatasetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDatasetsRequest.ProtoReflect.Descriptor instead.
 func (*ListDatasetsRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{111}
+	return file_meta_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ListDatasetsRequest) GetRead() *ReadOptions {
@@ -8565,7 +8668,7 @@ type ListDatasetsResponse struct {
 
 func (x *ListDatasetsResponse) Reset() {
 	*x = ListDatasetsResponse{}
-	mi := &file_meta_proto_msgTypes[112]
+	mi := &file_meta_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8577,7 +8680,7 @@ func (x *ListDatasetsResponse) String() string {
 func (*ListDatasetsResponse) ProtoMessage() {}
 
 func (x *ListDatasetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[112]
+	mi := &file_meta_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8590,7 +8693,7 @@ func (x *ListDatasetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDatasetsResponse.ProtoReflect.Descriptor instead.
 func (*ListDatasetsResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{112}
+	return file_meta_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ListDatasetsResponse) GetDatasets() []*Dataset {
@@ -8612,7 +8715,7 @@ type GetDatasetRequest struct {
 
 func (x *GetDatasetRequest) Reset() {
 	*x = GetDatasetRequest{}
-	mi := &file_meta_proto_msgTypes[113]
+	mi := &file_meta_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8624,7 +8727,7 @@ func (x *GetDatasetRequest) String() string {
 func (*GetDatasetRequest) ProtoMessage() {}
 
 func (x *GetDatasetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[113]
+	mi := &file_meta_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8637,7 +8740,7 @@ func (x *GetDatasetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDatasetRequest.ProtoReflect.Descriptor instead.
 func (*GetDatasetRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{113}
+	return file_meta_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *GetDatasetRequest) GetName() string {
@@ -8680,7 +8783,7 @@ type GetDatasetResponse struct {
 
 func (x *GetDatasetResponse) Reset() {
 	*x = GetDatasetResponse{}
-	mi := &file_meta_proto_msgTypes[114]
+	mi := &file_meta_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8692,7 +8795,7 @@ func (x *GetDatasetResponse) String() string {
 func (*GetDatasetResponse) ProtoMessage() {}
 
 func (x *GetDatasetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[114]
+	mi := &file_meta_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8705,7 +8808,7 @@ func (x *GetDatasetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDatasetResponse.ProtoReflect.Descriptor instead.
 func (*GetDatasetResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{114}
+	return file_meta_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *GetDatasetResponse) GetDataset() *Dataset {
@@ -8746,7 +8849,7 @@ type DeleteDatasetRequest struct {
 
 func (x *DeleteDatasetRequest) Reset() {
 	*x = DeleteDatasetRequest{}
-	mi := &file_meta_proto_msgTypes[115]
+	mi := &file_meta_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8758,7 +8861,7 @@ func (x *DeleteDatasetRequest) String() string {
 func (*DeleteDatasetRequest) ProtoMessage() {}
 
 func (x *DeleteDatasetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[115]
+	mi := &file_meta_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8771,7 +8874,7 @@ func (x *DeleteDatasetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDatasetRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDatasetRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{115}
+	return file_meta_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *DeleteDatasetRequest) GetRequestId() []byte {
@@ -8797,7 +8900,7 @@ type DeleteDatasetResponse struct {
 
 func (x *DeleteDatasetResponse) Reset() {
 	*x = DeleteDatasetResponse{}
-	mi := &file_meta_proto_msgTypes[116]
+	mi := &file_meta_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8809,7 +8912,7 @@ func (x *DeleteDatasetResponse) String() string {
 func (*DeleteDatasetResponse) ProtoMessage() {}
 
 func (x *DeleteDatasetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[116]
+	mi := &file_meta_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8822,7 +8925,7 @@ func (x *DeleteDatasetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDatasetResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDatasetResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{116}
+	return file_meta_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *DeleteDatasetResponse) GetReleasedClips() uint64 {
@@ -8843,7 +8946,7 @@ type PurgeClipRequest struct {
 
 func (x *PurgeClipRequest) Reset() {
 	*x = PurgeClipRequest{}
-	mi := &file_meta_proto_msgTypes[117]
+	mi := &file_meta_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8855,7 +8958,7 @@ func (x *PurgeClipRequest) String() string {
 func (*PurgeClipRequest) ProtoMessage() {}
 
 func (x *PurgeClipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[117]
+	mi := &file_meta_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8868,7 +8971,7 @@ func (x *PurgeClipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeClipRequest.ProtoReflect.Descriptor instead.
 func (*PurgeClipRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{117}
+	return file_meta_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *PurgeClipRequest) GetRequestId() []byte {
@@ -8902,7 +9005,7 @@ type PurgeClipResponse struct {
 
 func (x *PurgeClipResponse) Reset() {
 	*x = PurgeClipResponse{}
-	mi := &file_meta_proto_msgTypes[118]
+	mi := &file_meta_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8914,7 +9017,7 @@ func (x *PurgeClipResponse) String() string {
 func (*PurgeClipResponse) ProtoMessage() {}
 
 func (x *PurgeClipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[118]
+	mi := &file_meta_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8927,7 +9030,7 @@ func (x *PurgeClipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeClipResponse.ProtoReflect.Descriptor instead.
 func (*PurgeClipResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{118}
+	return file_meta_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *PurgeClipResponse) GetDatasets() []string {
@@ -8964,7 +9067,7 @@ type PlanRequest struct {
 
 func (x *PlanRequest) Reset() {
 	*x = PlanRequest{}
-	mi := &file_meta_proto_msgTypes[119]
+	mi := &file_meta_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8976,7 +9079,7 @@ func (x *PlanRequest) String() string {
 func (*PlanRequest) ProtoMessage() {}
 
 func (x *PlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[119]
+	mi := &file_meta_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8989,7 +9092,7 @@ func (x *PlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRequest.ProtoReflect.Descriptor instead.
 func (*PlanRequest) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{119}
+	return file_meta_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *PlanRequest) GetDataset() string {
@@ -9090,7 +9193,7 @@ type PlanItem struct {
 
 func (x *PlanItem) Reset() {
 	*x = PlanItem{}
-	mi := &file_meta_proto_msgTypes[120]
+	mi := &file_meta_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9102,7 +9205,7 @@ func (x *PlanItem) String() string {
 func (*PlanItem) ProtoMessage() {}
 
 func (x *PlanItem) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[120]
+	mi := &file_meta_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9115,7 +9218,7 @@ func (x *PlanItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanItem.ProtoReflect.Descriptor instead.
 func (*PlanItem) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{120}
+	return file_meta_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *PlanItem) GetPosition() int64 {
@@ -9173,7 +9276,7 @@ type PlanResponse struct {
 
 func (x *PlanResponse) Reset() {
 	*x = PlanResponse{}
-	mi := &file_meta_proto_msgTypes[121]
+	mi := &file_meta_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9185,7 +9288,7 @@ func (x *PlanResponse) String() string {
 func (*PlanResponse) ProtoMessage() {}
 
 func (x *PlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[121]
+	mi := &file_meta_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9198,7 +9301,7 @@ func (x *PlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanResponse.ProtoReflect.Descriptor instead.
 func (*PlanResponse) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{121}
+	return file_meta_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *PlanResponse) GetVersion() uint32 {
@@ -10010,7 +10113,7 @@ const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x04R\x04size\"\xf0\x01\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\"\xc1\x02\n" +
 	"\aDataset\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12*\n" +
@@ -10020,7 +10123,10 @@ const file_meta_proto_rawDesc = "" +
 	"\vdescription\x18\x06 \x01(\tR\vdescription\x12\x1d\n" +
 	"\n" +
 	"created_by\x18\a \x01(\tR\tcreatedBy\x12\x1c\n" +
-	"\tpositions\x18\b \x01(\x04R\tpositions\"\x8a\x02\n" +
+	"\tpositions\x18\b \x01(\x04R\tpositions\x12\x1a\n" +
+	"\bbuilding\x18\t \x01(\bR\bbuilding\x123\n" +
+	"\x16staged_until_unix_nano\x18\n" +
+	" \x01(\x03R\x13stagedUntilUnixNano\"\xa2\x02\n" +
 	"\x14CreateDatasetRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
@@ -10030,7 +10136,15 @@ const file_meta_proto_rawDesc = "" +
 	"\vdescription\x18\x05 \x01(\tR\vdescription\x12*\n" +
 	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\a \x01(\tR\tcreatedBy\"M\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x12\x16\n" +
+	"\x06staged\x18\b \x01(\bR\x06staged\"\xaf\x01\n" +
+	"\x14ExtendDatasetRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\x04R\x05start\x12:\n" +
+	"\amembers\x18\x04 \x03(\v2 .clipstore.meta.v1.DatasetMemberR\amembers\x12\x12\n" +
+	"\x04seal\x18\x05 \x01(\bR\x04seal\"M\n" +
 	"\x15CreateDatasetResponse\x124\n" +
 	"\adataset\x18\x01 \x01(\v2\x1a.clipstore.meta.v1.DatasetR\adataset\"I\n" +
 	"\x13ListDatasetsRequest\x122\n" +
@@ -10123,7 +10237,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x12ACCESS_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vACCESS_READ\x10\x01\x12\x10\n" +
 	"\fACCESS_WRITE\x10\x02\x12\x10\n" +
-	"\fACCESS_ADMIN\x10\x032\xcb\x1f\n" +
+	"\fACCESS_ADMIN\x10\x032\xaf \n" +
 	"\vMetaService\x12_\n" +
 	"\fCreateBucket\x12&.clipstore.meta.v1.CreateBucketRequest\x1a'.clipstore.meta.v1.CreateBucketResponse\x12_\n" +
 	"\fDeleteBucket\x12&.clipstore.meta.v1.DeleteBucketRequest\x1a'.clipstore.meta.v1.DeleteBucketResponse\x12\\\n" +
@@ -10173,7 +10287,8 @@ const file_meta_proto_rawDesc = "" +
 	"GetDataset\x12$.clipstore.meta.v1.GetDatasetRequest\x1a%.clipstore.meta.v1.GetDatasetResponse\x12b\n" +
 	"\rDeleteDataset\x12'.clipstore.meta.v1.DeleteDatasetRequest\x1a(.clipstore.meta.v1.DeleteDatasetResponse\x12V\n" +
 	"\tPurgeClip\x12#.clipstore.meta.v1.PurgeClipRequest\x1a$.clipstore.meta.v1.PurgeClipResponse\x12G\n" +
-	"\x04Plan\x12\x1e.clipstore.meta.v1.PlanRequest\x1a\x1f.clipstore.meta.v1.PlanResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
+	"\x04Plan\x12\x1e.clipstore.meta.v1.PlanRequest\x1a\x1f.clipstore.meta.v1.PlanResponse\x12b\n" +
+	"\rExtendDataset\x12'.clipstore.meta.v1.ExtendDatasetRequest\x1a(.clipstore.meta.v1.CreateDatasetResponseB-Z+github.com/clipstore/clipstore/proto/metapbb\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -10188,7 +10303,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 131)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 132)
 var file_meta_proto_goTypes = []any{
 	(ShardState)(0),                     // 0: clipstore.meta.v1.ShardState
 	(NodeState)(0),                      // 1: clipstore.meta.v1.NodeState
@@ -10305,27 +10420,28 @@ var file_meta_proto_goTypes = []any{
 	(*DatasetMember)(nil),               // 112: clipstore.meta.v1.DatasetMember
 	(*Dataset)(nil),                     // 113: clipstore.meta.v1.Dataset
 	(*CreateDatasetRequest)(nil),        // 114: clipstore.meta.v1.CreateDatasetRequest
-	(*CreateDatasetResponse)(nil),       // 115: clipstore.meta.v1.CreateDatasetResponse
-	(*ListDatasetsRequest)(nil),         // 116: clipstore.meta.v1.ListDatasetsRequest
-	(*ListDatasetsResponse)(nil),        // 117: clipstore.meta.v1.ListDatasetsResponse
-	(*GetDatasetRequest)(nil),           // 118: clipstore.meta.v1.GetDatasetRequest
-	(*GetDatasetResponse)(nil),          // 119: clipstore.meta.v1.GetDatasetResponse
-	(*DeleteDatasetRequest)(nil),        // 120: clipstore.meta.v1.DeleteDatasetRequest
-	(*DeleteDatasetResponse)(nil),       // 121: clipstore.meta.v1.DeleteDatasetResponse
-	(*PurgeClipRequest)(nil),            // 122: clipstore.meta.v1.PurgeClipRequest
-	(*PurgeClipResponse)(nil),           // 123: clipstore.meta.v1.PurgeClipResponse
-	(*PlanRequest)(nil),                 // 124: clipstore.meta.v1.PlanRequest
-	(*PlanItem)(nil),                    // 125: clipstore.meta.v1.PlanItem
-	(*PlanResponse)(nil),                // 126: clipstore.meta.v1.PlanResponse
-	nil,                                 // 127: clipstore.meta.v1.Part.ChecksumsEntry
-	nil,                                 // 128: clipstore.meta.v1.ClipRecord.UserMetadataEntry
-	nil,                                 // 129: clipstore.meta.v1.ClipRecord.ChecksumsEntry
-	nil,                                 // 130: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
-	nil,                                 // 131: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
-	nil,                                 // 132: clipstore.meta.v1.UploadRecord.UserMetadataEntry
-	nil,                                 // 133: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
-	nil,                                 // 134: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
-	nil,                                 // 135: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	(*ExtendDatasetRequest)(nil),        // 115: clipstore.meta.v1.ExtendDatasetRequest
+	(*CreateDatasetResponse)(nil),       // 116: clipstore.meta.v1.CreateDatasetResponse
+	(*ListDatasetsRequest)(nil),         // 117: clipstore.meta.v1.ListDatasetsRequest
+	(*ListDatasetsResponse)(nil),        // 118: clipstore.meta.v1.ListDatasetsResponse
+	(*GetDatasetRequest)(nil),           // 119: clipstore.meta.v1.GetDatasetRequest
+	(*GetDatasetResponse)(nil),          // 120: clipstore.meta.v1.GetDatasetResponse
+	(*DeleteDatasetRequest)(nil),        // 121: clipstore.meta.v1.DeleteDatasetRequest
+	(*DeleteDatasetResponse)(nil),       // 122: clipstore.meta.v1.DeleteDatasetResponse
+	(*PurgeClipRequest)(nil),            // 123: clipstore.meta.v1.PurgeClipRequest
+	(*PurgeClipResponse)(nil),           // 124: clipstore.meta.v1.PurgeClipResponse
+	(*PlanRequest)(nil),                 // 125: clipstore.meta.v1.PlanRequest
+	(*PlanItem)(nil),                    // 126: clipstore.meta.v1.PlanItem
+	(*PlanResponse)(nil),                // 127: clipstore.meta.v1.PlanResponse
+	nil,                                 // 128: clipstore.meta.v1.Part.ChecksumsEntry
+	nil,                                 // 129: clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	nil,                                 // 130: clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	nil,                                 // 131: clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	nil,                                 // 132: clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	nil,                                 // 133: clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	nil,                                 // 134: clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	nil,                                 // 135: clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	nil,                                 // 136: clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	8,   // 0: clipstore.meta.v1.Bucket.default_profile:type_name -> clipstore.meta.v1.ECProfile
@@ -10342,20 +10458,20 @@ var file_meta_proto_depIdxs = []int32{
 	0,   // 11: clipstore.meta.v1.Shard.state:type_name -> clipstore.meta.v1.ShardState
 	8,   // 12: clipstore.meta.v1.Part.profile:type_name -> clipstore.meta.v1.ECProfile
 	19,  // 13: clipstore.meta.v1.Part.shards:type_name -> clipstore.meta.v1.Shard
-	127, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
-	128, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
+	128, // 14: clipstore.meta.v1.Part.checksums:type_name -> clipstore.meta.v1.Part.ChecksumsEntry
+	129, // 15: clipstore.meta.v1.ClipRecord.user_metadata:type_name -> clipstore.meta.v1.ClipRecord.UserMetadataEntry
 	21,  // 16: clipstore.meta.v1.ClipRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	20,  // 17: clipstore.meta.v1.ClipRecord.parts:type_name -> clipstore.meta.v1.Part
-	129, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
+	130, // 18: clipstore.meta.v1.ClipRecord.checksums:type_name -> clipstore.meta.v1.ClipRecord.ChecksumsEntry
 	8,   // 19: clipstore.meta.v1.BeginPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	8,   // 20: clipstore.meta.v1.BeginPutResponse.profile:type_name -> clipstore.meta.v1.ECProfile
 	24,  // 21: clipstore.meta.v1.BeginPutResponse.targets:type_name -> clipstore.meta.v1.Target
 	25,  // 22: clipstore.meta.v1.BeginPutResponse.spares:type_name -> clipstore.meta.v1.Spare
 	8,   // 23: clipstore.meta.v1.CommitPutRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	19,  // 24: clipstore.meta.v1.CommitPutRequest.shards:type_name -> clipstore.meta.v1.Shard
-	130, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
+	131, // 25: clipstore.meta.v1.CommitPutRequest.user_metadata:type_name -> clipstore.meta.v1.CommitPutRequest.UserMetadataEntry
 	21,  // 26: clipstore.meta.v1.CommitPutRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
-	131, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
+	132, // 27: clipstore.meta.v1.CommitPutRequest.checksums:type_name -> clipstore.meta.v1.CommitPutRequest.ChecksumsEntry
 	22,  // 28: clipstore.meta.v1.CommitPutResponse.clip:type_name -> clipstore.meta.v1.ClipRecord
 	7,   // 29: clipstore.meta.v1.GetClipRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	31,  // 30: clipstore.meta.v1.GetClipRequest.parts:type_name -> clipstore.meta.v1.PartSelector
@@ -10417,19 +10533,19 @@ var file_meta_proto_depIdxs = []int32{
 	7,   // 86: clipstore.meta.v1.ListAccessKeysRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	85,  // 87: clipstore.meta.v1.ListAccessKeysResponse.keys:type_name -> clipstore.meta.v1.AccessKey
 	86,  // 88: clipstore.meta.v1.SigningKeyResponse.grants:type_name -> clipstore.meta.v1.Grant
-	132, // 89: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
+	133, // 89: clipstore.meta.v1.UploadRecord.user_metadata:type_name -> clipstore.meta.v1.UploadRecord.UserMetadataEntry
 	21,  // 90: clipstore.meta.v1.UploadRecord.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	8,   // 91: clipstore.meta.v1.UploadRecord.profile:type_name -> clipstore.meta.v1.ECProfile
 	20,  // 92: clipstore.meta.v1.UploadPart.part:type_name -> clipstore.meta.v1.Part
-	133, // 93: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
+	134, // 93: clipstore.meta.v1.CreateUploadRequest.user_metadata:type_name -> clipstore.meta.v1.CreateUploadRequest.UserMetadataEntry
 	21,  // 94: clipstore.meta.v1.CreateUploadRequest.capture:type_name -> clipstore.meta.v1.CaptureAttributes
 	8,   // 95: clipstore.meta.v1.CreateUploadRequest.profile:type_name -> clipstore.meta.v1.ECProfile
 	95,  // 96: clipstore.meta.v1.CreateUploadResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
 	19,  // 97: clipstore.meta.v1.CommitPartRequest.shards:type_name -> clipstore.meta.v1.Shard
-	134, // 98: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
+	135, // 98: clipstore.meta.v1.CommitPartRequest.checksums:type_name -> clipstore.meta.v1.CommitPartRequest.ChecksumsEntry
 	96,  // 99: clipstore.meta.v1.CommitPartResponse.part:type_name -> clipstore.meta.v1.UploadPart
 	102, // 100: clipstore.meta.v1.CompleteUploadRequest.parts:type_name -> clipstore.meta.v1.CompletedPart
-	135, // 101: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
+	136, // 101: clipstore.meta.v1.CompleteUploadRequest.checksums:type_name -> clipstore.meta.v1.CompleteUploadRequest.ChecksumsEntry
 	7,   // 102: clipstore.meta.v1.ListPartsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	95,  // 103: clipstore.meta.v1.ListPartsResponse.upload:type_name -> clipstore.meta.v1.UploadRecord
 	96,  // 104: clipstore.meta.v1.ListPartsResponse.parts:type_name -> clipstore.meta.v1.UploadPart
@@ -10438,105 +10554,108 @@ var file_meta_proto_depIdxs = []int32{
 	7,   // 107: clipstore.meta.v1.FindRequest.read:type_name -> clipstore.meta.v1.ReadOptions
 	34,  // 108: clipstore.meta.v1.FindResponse.clips:type_name -> clipstore.meta.v1.ClipEntry
 	112, // 109: clipstore.meta.v1.CreateDatasetRequest.members:type_name -> clipstore.meta.v1.DatasetMember
-	113, // 110: clipstore.meta.v1.CreateDatasetResponse.dataset:type_name -> clipstore.meta.v1.Dataset
-	7,   // 111: clipstore.meta.v1.ListDatasetsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	113, // 112: clipstore.meta.v1.ListDatasetsResponse.datasets:type_name -> clipstore.meta.v1.Dataset
-	7,   // 113: clipstore.meta.v1.GetDatasetRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	113, // 114: clipstore.meta.v1.GetDatasetResponse.dataset:type_name -> clipstore.meta.v1.Dataset
-	112, // 115: clipstore.meta.v1.GetDatasetResponse.members:type_name -> clipstore.meta.v1.DatasetMember
-	7,   // 116: clipstore.meta.v1.PlanRequest.read:type_name -> clipstore.meta.v1.ReadOptions
-	125, // 117: clipstore.meta.v1.PlanResponse.items:type_name -> clipstore.meta.v1.PlanItem
-	13,  // 118: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
-	15,  // 119: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
-	17,  // 120: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
-	26,  // 121: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
-	28,  // 122: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
-	97,  // 123: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
-	99,  // 124: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
-	100, // 125: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
-	103, // 126: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
-	104, // 127: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
-	106, // 128: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
-	108, // 129: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
-	30,  // 130: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
-	33,  // 131: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
-	36,  // 132: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
-	38,  // 133: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
-	40,  // 134: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
-	53,  // 135: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
-	57,  // 136: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
-	63,  // 137: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
-	45,  // 138: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
-	51,  // 139: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
-	47,  // 140: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
-	65,  // 141: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
-	69,  // 142: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
-	72,  // 143: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
-	74,  // 144: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
-	76,  // 145: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
-	78,  // 146: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
-	80,  // 147: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
-	87,  // 148: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
-	89,  // 149: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
-	91,  // 150: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
-	93,  // 151: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
-	11,  // 152: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
-	110, // 153: clipstore.meta.v1.MetaService.Find:input_type -> clipstore.meta.v1.FindRequest
-	5,   // 154: clipstore.meta.v1.MetaService.InventoryCapability:input_type -> clipstore.meta.v1.InventoryCapabilityRequest
-	114, // 155: clipstore.meta.v1.MetaService.CreateDataset:input_type -> clipstore.meta.v1.CreateDatasetRequest
-	116, // 156: clipstore.meta.v1.MetaService.ListDatasets:input_type -> clipstore.meta.v1.ListDatasetsRequest
-	118, // 157: clipstore.meta.v1.MetaService.GetDataset:input_type -> clipstore.meta.v1.GetDatasetRequest
-	120, // 158: clipstore.meta.v1.MetaService.DeleteDataset:input_type -> clipstore.meta.v1.DeleteDatasetRequest
-	122, // 159: clipstore.meta.v1.MetaService.PurgeClip:input_type -> clipstore.meta.v1.PurgeClipRequest
-	124, // 160: clipstore.meta.v1.MetaService.Plan:input_type -> clipstore.meta.v1.PlanRequest
-	14,  // 161: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
-	16,  // 162: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
-	18,  // 163: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
-	27,  // 164: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
-	29,  // 165: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
-	98,  // 166: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
-	27,  // 167: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
-	101, // 168: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
-	29,  // 169: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
-	105, // 170: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
-	107, // 171: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
-	109, // 172: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
-	32,  // 173: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
-	35,  // 174: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
-	37,  // 175: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
-	39,  // 176: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
-	41,  // 177: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
-	54,  // 178: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
-	62,  // 179: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
-	64,  // 180: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
-	46,  // 181: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
-	52,  // 182: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
-	50,  // 183: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
-	67,  // 184: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
-	70,  // 185: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
-	73,  // 186: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
-	75,  // 187: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
-	77,  // 188: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
-	82,  // 189: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
-	81,  // 190: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
-	88,  // 191: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
-	90,  // 192: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
-	92,  // 193: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
-	94,  // 194: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
-	12,  // 195: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
-	111, // 196: clipstore.meta.v1.MetaService.Find:output_type -> clipstore.meta.v1.FindResponse
-	6,   // 197: clipstore.meta.v1.MetaService.InventoryCapability:output_type -> clipstore.meta.v1.InventoryCapabilityResponse
-	115, // 198: clipstore.meta.v1.MetaService.CreateDataset:output_type -> clipstore.meta.v1.CreateDatasetResponse
-	117, // 199: clipstore.meta.v1.MetaService.ListDatasets:output_type -> clipstore.meta.v1.ListDatasetsResponse
-	119, // 200: clipstore.meta.v1.MetaService.GetDataset:output_type -> clipstore.meta.v1.GetDatasetResponse
-	121, // 201: clipstore.meta.v1.MetaService.DeleteDataset:output_type -> clipstore.meta.v1.DeleteDatasetResponse
-	123, // 202: clipstore.meta.v1.MetaService.PurgeClip:output_type -> clipstore.meta.v1.PurgeClipResponse
-	126, // 203: clipstore.meta.v1.MetaService.Plan:output_type -> clipstore.meta.v1.PlanResponse
-	161, // [161:204] is the sub-list for method output_type
-	118, // [118:161] is the sub-list for method input_type
-	118, // [118:118] is the sub-list for extension type_name
-	118, // [118:118] is the sub-list for extension extendee
-	0,   // [0:118] is the sub-list for field type_name
+	112, // 110: clipstore.meta.v1.ExtendDatasetRequest.members:type_name -> clipstore.meta.v1.DatasetMember
+	113, // 111: clipstore.meta.v1.CreateDatasetResponse.dataset:type_name -> clipstore.meta.v1.Dataset
+	7,   // 112: clipstore.meta.v1.ListDatasetsRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	113, // 113: clipstore.meta.v1.ListDatasetsResponse.datasets:type_name -> clipstore.meta.v1.Dataset
+	7,   // 114: clipstore.meta.v1.GetDatasetRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	113, // 115: clipstore.meta.v1.GetDatasetResponse.dataset:type_name -> clipstore.meta.v1.Dataset
+	112, // 116: clipstore.meta.v1.GetDatasetResponse.members:type_name -> clipstore.meta.v1.DatasetMember
+	7,   // 117: clipstore.meta.v1.PlanRequest.read:type_name -> clipstore.meta.v1.ReadOptions
+	126, // 118: clipstore.meta.v1.PlanResponse.items:type_name -> clipstore.meta.v1.PlanItem
+	13,  // 119: clipstore.meta.v1.MetaService.CreateBucket:input_type -> clipstore.meta.v1.CreateBucketRequest
+	15,  // 120: clipstore.meta.v1.MetaService.DeleteBucket:input_type -> clipstore.meta.v1.DeleteBucketRequest
+	17,  // 121: clipstore.meta.v1.MetaService.ListBuckets:input_type -> clipstore.meta.v1.ListBucketsRequest
+	26,  // 122: clipstore.meta.v1.MetaService.BeginPut:input_type -> clipstore.meta.v1.BeginPutRequest
+	28,  // 123: clipstore.meta.v1.MetaService.CommitPut:input_type -> clipstore.meta.v1.CommitPutRequest
+	97,  // 124: clipstore.meta.v1.MetaService.CreateUpload:input_type -> clipstore.meta.v1.CreateUploadRequest
+	99,  // 125: clipstore.meta.v1.MetaService.BeginPart:input_type -> clipstore.meta.v1.BeginPartRequest
+	100, // 126: clipstore.meta.v1.MetaService.CommitPart:input_type -> clipstore.meta.v1.CommitPartRequest
+	103, // 127: clipstore.meta.v1.MetaService.CompleteUpload:input_type -> clipstore.meta.v1.CompleteUploadRequest
+	104, // 128: clipstore.meta.v1.MetaService.AbortUpload:input_type -> clipstore.meta.v1.AbortUploadRequest
+	106, // 129: clipstore.meta.v1.MetaService.ListParts:input_type -> clipstore.meta.v1.ListPartsRequest
+	108, // 130: clipstore.meta.v1.MetaService.ListUploads:input_type -> clipstore.meta.v1.ListUploadsRequest
+	30,  // 131: clipstore.meta.v1.MetaService.GetClip:input_type -> clipstore.meta.v1.GetClipRequest
+	33,  // 132: clipstore.meta.v1.MetaService.ListClips:input_type -> clipstore.meta.v1.ListClipsRequest
+	36,  // 133: clipstore.meta.v1.MetaService.DeleteClip:input_type -> clipstore.meta.v1.DeleteClipRequest
+	38,  // 134: clipstore.meta.v1.MetaService.ReportShard:input_type -> clipstore.meta.v1.ReportShardRequest
+	40,  // 135: clipstore.meta.v1.MetaService.UpdateShard:input_type -> clipstore.meta.v1.UpdateShardRequest
+	53,  // 136: clipstore.meta.v1.MetaService.RegisterNode:input_type -> clipstore.meta.v1.RegisterNodeRequest
+	57,  // 137: clipstore.meta.v1.MetaService.Heartbeat:input_type -> clipstore.meta.v1.HeartbeatRequest
+	63,  // 138: clipstore.meta.v1.MetaService.ListNodes:input_type -> clipstore.meta.v1.ListNodesRequest
+	45,  // 139: clipstore.meta.v1.MetaService.SetNodeAdminState:input_type -> clipstore.meta.v1.SetNodeAdminStateRequest
+	51,  // 140: clipstore.meta.v1.MetaService.RemoveNode:input_type -> clipstore.meta.v1.RemoveNodeRequest
+	47,  // 141: clipstore.meta.v1.MetaService.Rebalance:input_type -> clipstore.meta.v1.RebalanceRequest
+	65,  // 142: clipstore.meta.v1.MetaService.ListNodeShards:input_type -> clipstore.meta.v1.ListNodeShardsRequest
+	69,  // 143: clipstore.meta.v1.MetaService.CheckShards:input_type -> clipstore.meta.v1.CheckShardsRequest
+	72,  // 144: clipstore.meta.v1.MetaService.JoinMember:input_type -> clipstore.meta.v1.JoinMemberRequest
+	74,  // 145: clipstore.meta.v1.MetaService.RemoveMember:input_type -> clipstore.meta.v1.RemoveMemberRequest
+	76,  // 146: clipstore.meta.v1.MetaService.ListMembers:input_type -> clipstore.meta.v1.ListMembersRequest
+	78,  // 147: clipstore.meta.v1.MetaService.ClusterStatus:input_type -> clipstore.meta.v1.ClusterStatusRequest
+	80,  // 148: clipstore.meta.v1.MetaService.RepairLimits:input_type -> clipstore.meta.v1.RepairLimitsRequest
+	87,  // 149: clipstore.meta.v1.MetaService.CreateAccessKey:input_type -> clipstore.meta.v1.CreateAccessKeyRequest
+	89,  // 150: clipstore.meta.v1.MetaService.ListAccessKeys:input_type -> clipstore.meta.v1.ListAccessKeysRequest
+	91,  // 151: clipstore.meta.v1.MetaService.DeleteAccessKey:input_type -> clipstore.meta.v1.DeleteAccessKeyRequest
+	93,  // 152: clipstore.meta.v1.MetaService.SigningKey:input_type -> clipstore.meta.v1.SigningKeyRequest
+	11,  // 153: clipstore.meta.v1.MetaService.Settings:input_type -> clipstore.meta.v1.SettingsRequest
+	110, // 154: clipstore.meta.v1.MetaService.Find:input_type -> clipstore.meta.v1.FindRequest
+	5,   // 155: clipstore.meta.v1.MetaService.InventoryCapability:input_type -> clipstore.meta.v1.InventoryCapabilityRequest
+	114, // 156: clipstore.meta.v1.MetaService.CreateDataset:input_type -> clipstore.meta.v1.CreateDatasetRequest
+	117, // 157: clipstore.meta.v1.MetaService.ListDatasets:input_type -> clipstore.meta.v1.ListDatasetsRequest
+	119, // 158: clipstore.meta.v1.MetaService.GetDataset:input_type -> clipstore.meta.v1.GetDatasetRequest
+	121, // 159: clipstore.meta.v1.MetaService.DeleteDataset:input_type -> clipstore.meta.v1.DeleteDatasetRequest
+	123, // 160: clipstore.meta.v1.MetaService.PurgeClip:input_type -> clipstore.meta.v1.PurgeClipRequest
+	125, // 161: clipstore.meta.v1.MetaService.Plan:input_type -> clipstore.meta.v1.PlanRequest
+	115, // 162: clipstore.meta.v1.MetaService.ExtendDataset:input_type -> clipstore.meta.v1.ExtendDatasetRequest
+	14,  // 163: clipstore.meta.v1.MetaService.CreateBucket:output_type -> clipstore.meta.v1.CreateBucketResponse
+	16,  // 164: clipstore.meta.v1.MetaService.DeleteBucket:output_type -> clipstore.meta.v1.DeleteBucketResponse
+	18,  // 165: clipstore.meta.v1.MetaService.ListBuckets:output_type -> clipstore.meta.v1.ListBucketsResponse
+	27,  // 166: clipstore.meta.v1.MetaService.BeginPut:output_type -> clipstore.meta.v1.BeginPutResponse
+	29,  // 167: clipstore.meta.v1.MetaService.CommitPut:output_type -> clipstore.meta.v1.CommitPutResponse
+	98,  // 168: clipstore.meta.v1.MetaService.CreateUpload:output_type -> clipstore.meta.v1.CreateUploadResponse
+	27,  // 169: clipstore.meta.v1.MetaService.BeginPart:output_type -> clipstore.meta.v1.BeginPutResponse
+	101, // 170: clipstore.meta.v1.MetaService.CommitPart:output_type -> clipstore.meta.v1.CommitPartResponse
+	29,  // 171: clipstore.meta.v1.MetaService.CompleteUpload:output_type -> clipstore.meta.v1.CommitPutResponse
+	105, // 172: clipstore.meta.v1.MetaService.AbortUpload:output_type -> clipstore.meta.v1.AbortUploadResponse
+	107, // 173: clipstore.meta.v1.MetaService.ListParts:output_type -> clipstore.meta.v1.ListPartsResponse
+	109, // 174: clipstore.meta.v1.MetaService.ListUploads:output_type -> clipstore.meta.v1.ListUploadsResponse
+	32,  // 175: clipstore.meta.v1.MetaService.GetClip:output_type -> clipstore.meta.v1.GetClipResponse
+	35,  // 176: clipstore.meta.v1.MetaService.ListClips:output_type -> clipstore.meta.v1.ListClipsResponse
+	37,  // 177: clipstore.meta.v1.MetaService.DeleteClip:output_type -> clipstore.meta.v1.DeleteClipResponse
+	39,  // 178: clipstore.meta.v1.MetaService.ReportShard:output_type -> clipstore.meta.v1.ReportShardResponse
+	41,  // 179: clipstore.meta.v1.MetaService.UpdateShard:output_type -> clipstore.meta.v1.UpdateShardResponse
+	54,  // 180: clipstore.meta.v1.MetaService.RegisterNode:output_type -> clipstore.meta.v1.RegisterNodeResponse
+	62,  // 181: clipstore.meta.v1.MetaService.Heartbeat:output_type -> clipstore.meta.v1.HeartbeatResponse
+	64,  // 182: clipstore.meta.v1.MetaService.ListNodes:output_type -> clipstore.meta.v1.ListNodesResponse
+	46,  // 183: clipstore.meta.v1.MetaService.SetNodeAdminState:output_type -> clipstore.meta.v1.SetNodeAdminStateResponse
+	52,  // 184: clipstore.meta.v1.MetaService.RemoveNode:output_type -> clipstore.meta.v1.RemoveNodeResponse
+	50,  // 185: clipstore.meta.v1.MetaService.Rebalance:output_type -> clipstore.meta.v1.RebalanceResponse
+	67,  // 186: clipstore.meta.v1.MetaService.ListNodeShards:output_type -> clipstore.meta.v1.ListNodeShardsResponse
+	70,  // 187: clipstore.meta.v1.MetaService.CheckShards:output_type -> clipstore.meta.v1.CheckShardsResponse
+	73,  // 188: clipstore.meta.v1.MetaService.JoinMember:output_type -> clipstore.meta.v1.JoinMemberResponse
+	75,  // 189: clipstore.meta.v1.MetaService.RemoveMember:output_type -> clipstore.meta.v1.RemoveMemberResponse
+	77,  // 190: clipstore.meta.v1.MetaService.ListMembers:output_type -> clipstore.meta.v1.ListMembersResponse
+	82,  // 191: clipstore.meta.v1.MetaService.ClusterStatus:output_type -> clipstore.meta.v1.ClusterStatusResponse
+	81,  // 192: clipstore.meta.v1.MetaService.RepairLimits:output_type -> clipstore.meta.v1.RepairLimitsResponse
+	88,  // 193: clipstore.meta.v1.MetaService.CreateAccessKey:output_type -> clipstore.meta.v1.CreateAccessKeyResponse
+	90,  // 194: clipstore.meta.v1.MetaService.ListAccessKeys:output_type -> clipstore.meta.v1.ListAccessKeysResponse
+	92,  // 195: clipstore.meta.v1.MetaService.DeleteAccessKey:output_type -> clipstore.meta.v1.DeleteAccessKeyResponse
+	94,  // 196: clipstore.meta.v1.MetaService.SigningKey:output_type -> clipstore.meta.v1.SigningKeyResponse
+	12,  // 197: clipstore.meta.v1.MetaService.Settings:output_type -> clipstore.meta.v1.SettingsResponse
+	111, // 198: clipstore.meta.v1.MetaService.Find:output_type -> clipstore.meta.v1.FindResponse
+	6,   // 199: clipstore.meta.v1.MetaService.InventoryCapability:output_type -> clipstore.meta.v1.InventoryCapabilityResponse
+	116, // 200: clipstore.meta.v1.MetaService.CreateDataset:output_type -> clipstore.meta.v1.CreateDatasetResponse
+	118, // 201: clipstore.meta.v1.MetaService.ListDatasets:output_type -> clipstore.meta.v1.ListDatasetsResponse
+	120, // 202: clipstore.meta.v1.MetaService.GetDataset:output_type -> clipstore.meta.v1.GetDatasetResponse
+	122, // 203: clipstore.meta.v1.MetaService.DeleteDataset:output_type -> clipstore.meta.v1.DeleteDatasetResponse
+	124, // 204: clipstore.meta.v1.MetaService.PurgeClip:output_type -> clipstore.meta.v1.PurgeClipResponse
+	127, // 205: clipstore.meta.v1.MetaService.Plan:output_type -> clipstore.meta.v1.PlanResponse
+	116, // 206: clipstore.meta.v1.MetaService.ExtendDataset:output_type -> clipstore.meta.v1.CreateDatasetResponse
+	163, // [163:207] is the sub-list for method output_type
+	119, // [119:163] is the sub-list for method input_type
+	119, // [119:119] is the sub-list for extension type_name
+	119, // [119:119] is the sub-list for extension extendee
+	0,   // [0:119] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -10558,7 +10677,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   131,
+			NumMessages:   132,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

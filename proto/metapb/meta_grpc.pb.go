@@ -70,6 +70,7 @@ const (
 	MetaService_DeleteDataset_FullMethodName       = "/clipstore.meta.v1.MetaService/DeleteDataset"
 	MetaService_PurgeClip_FullMethodName           = "/clipstore.meta.v1.MetaService/PurgeClip"
 	MetaService_Plan_FullMethodName                = "/clipstore.meta.v1.MetaService/Plan"
+	MetaService_ExtendDataset_FullMethodName       = "/clipstore.meta.v1.MetaService/ExtendDataset"
 )
 
 // MetaServiceClient is the client API for MetaService service.
@@ -166,6 +167,11 @@ type MetaServiceClient interface {
 	// time (internal/plan): a pure function of the dataset, the algorithm
 	// version, seed, epoch, world size and rank.
 	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
+	// ExtendDataset appends members to a dataset being made
+	// (CreateDatasetRequest.staged), and seals it: a large dataset is made
+	// by a bounded series of entries, visible only once sealed, and deleted
+	// if never sealed within the staging time.
+	ExtendDataset(ctx context.Context, in *ExtendDatasetRequest, opts ...grpc.CallOption) (*CreateDatasetResponse, error)
 }
 
 type metaServiceClient struct {
@@ -606,6 +612,16 @@ func (c *metaServiceClient) Plan(ctx context.Context, in *PlanRequest, opts ...g
 	return out, nil
 }
 
+func (c *metaServiceClient) ExtendDataset(ctx context.Context, in *ExtendDatasetRequest, opts ...grpc.CallOption) (*CreateDatasetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateDatasetResponse)
+	err := c.cc.Invoke(ctx, MetaService_ExtendDataset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetaServiceServer is the server API for MetaService service.
 // All implementations must embed UnimplementedMetaServiceServer
 // for forward compatibility.
@@ -700,6 +716,11 @@ type MetaServiceServer interface {
 	// time (internal/plan): a pure function of the dataset, the algorithm
 	// version, seed, epoch, world size and rank.
 	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
+	// ExtendDataset appends members to a dataset being made
+	// (CreateDatasetRequest.staged), and seals it: a large dataset is made
+	// by a bounded series of entries, visible only once sealed, and deleted
+	// if never sealed within the staging time.
+	ExtendDataset(context.Context, *ExtendDatasetRequest) (*CreateDatasetResponse, error)
 	mustEmbedUnimplementedMetaServiceServer()
 }
 
@@ -838,6 +859,9 @@ func (UnimplementedMetaServiceServer) PurgeClip(context.Context, *PurgeClipReque
 }
 func (UnimplementedMetaServiceServer) Plan(context.Context, *PlanRequest) (*PlanResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Plan not implemented")
+}
+func (UnimplementedMetaServiceServer) ExtendDataset(context.Context, *ExtendDatasetRequest) (*CreateDatasetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ExtendDataset not implemented")
 }
 func (UnimplementedMetaServiceServer) mustEmbedUnimplementedMetaServiceServer() {}
 func (UnimplementedMetaServiceServer) testEmbeddedByValue()                     {}
@@ -1634,6 +1658,24 @@ func _MetaService_Plan_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetaService_ExtendDataset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendDatasetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetaServiceServer).ExtendDataset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetaService_ExtendDataset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetaServiceServer).ExtendDataset(ctx, req.(*ExtendDatasetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetaService_ServiceDesc is the grpc.ServiceDesc for MetaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1812,6 +1854,10 @@ var MetaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Plan",
 			Handler:    _MetaService_Plan_Handler,
+		},
+		{
+			MethodName: "ExtendDataset",
+			Handler:    _MetaService_ExtendDataset_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

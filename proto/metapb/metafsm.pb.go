@@ -60,6 +60,7 @@ type Command struct {
 	//	*Command_CreateDataset
 	//	*Command_DeleteDataset
 	//	*Command_PurgeClip
+	//	*Command_ExtendDataset
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -368,6 +369,15 @@ func (x *Command) GetPurgeClip() *PurgeClipRequest {
 	return nil
 }
 
+func (x *Command) GetExtendDataset() *ExtendDatasetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ExtendDataset); ok {
+			return x.ExtendDataset
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -484,6 +494,10 @@ type Command_PurgeClip struct {
 	PurgeClip *PurgeClipRequest `protobuf:"bytes,37,opt,name=purge_clip,json=purgeClip,proto3,oneof"`
 }
 
+type Command_ExtendDataset struct {
+	ExtendDataset *ExtendDatasetRequest `protobuf:"bytes,38,opt,name=extend_dataset,json=extendDataset,proto3,oneof"`
+}
+
 func (*Command_CreateBucket) isCommand_Op() {}
 
 func (*Command_DeleteBucket) isCommand_Op() {}
@@ -539,6 +553,8 @@ func (*Command_CreateDataset) isCommand_Op() {}
 func (*Command_DeleteDataset) isCommand_Op() {}
 
 func (*Command_PurgeClip) isCommand_Op() {}
+
+func (*Command_ExtendDataset) isCommand_Op() {}
 
 // SetKeyringCommand adds a key to the capability keyring and drops the
 // keys older than drop_below (see meta/capability.go).
@@ -1207,7 +1223,7 @@ var File_metafsm_proto protoreflect.FileDescriptor
 const file_metafsm_proto_rawDesc = "" +
 	"\n" +
 	"\rmetafsm.proto\x12\x11clipstore.meta.v1\x1a\n" +
-	"meta.proto\"\xed\x11\n" +
+	"meta.proto\"\xbf\x12\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12,\n" +
@@ -1248,7 +1264,8 @@ const file_metafsm_proto_rawDesc = "" +
 	"\x0ecreate_dataset\x18# \x01(\v2'.clipstore.meta.v1.CreateDatasetRequestH\x00R\rcreateDataset\x12P\n" +
 	"\x0edelete_dataset\x18$ \x01(\v2'.clipstore.meta.v1.DeleteDatasetRequestH\x00R\rdeleteDataset\x12D\n" +
 	"\n" +
-	"purge_clip\x18% \x01(\v2#.clipstore.meta.v1.PurgeClipRequestH\x00R\tpurgeClipB\x04\n" +
+	"purge_clip\x18% \x01(\v2#.clipstore.meta.v1.PurgeClipRequestH\x00R\tpurgeClip\x12P\n" +
+	"\x0eextend_dataset\x18& \x01(\v2'.clipstore.meta.v1.ExtendDatasetRequestH\x00R\rextendDatasetB\x04\n" +
 	"\x02op\"f\n" +
 	"\x11SetKeyringCommand\x122\n" +
 	"\x03add\x18\x01 \x01(\v2 .clipstore.meta.v1.CapabilityKeyR\x03add\x12\x1d\n" +
@@ -1341,9 +1358,10 @@ var file_metafsm_proto_goTypes = []any{
 	(*CreateDatasetRequest)(nil),     // 29: clipstore.meta.v1.CreateDatasetRequest
 	(*DeleteDatasetRequest)(nil),     // 30: clipstore.meta.v1.DeleteDatasetRequest
 	(*PurgeClipRequest)(nil),         // 31: clipstore.meta.v1.PurgeClipRequest
-	(*CapabilityKey)(nil),            // 32: clipstore.meta.v1.CapabilityKey
-	(*CommitPutRequest)(nil),         // 33: clipstore.meta.v1.CommitPutRequest
-	(NodeState)(0),                   // 34: clipstore.meta.v1.NodeState
+	(*ExtendDatasetRequest)(nil),     // 32: clipstore.meta.v1.ExtendDatasetRequest
+	(*CapabilityKey)(nil),            // 33: clipstore.meta.v1.CapabilityKey
+	(*CommitPutRequest)(nil),         // 34: clipstore.meta.v1.CommitPutRequest
+	(NodeState)(0),                   // 35: clipstore.meta.v1.NodeState
 }
 var file_metafsm_proto_depIdxs = []int32{
 	12, // 0: clipstore.meta.v1.Command.create_bucket:type_name -> clipstore.meta.v1.CreateBucketRequest
@@ -1374,15 +1392,16 @@ var file_metafsm_proto_depIdxs = []int32{
 	29, // 25: clipstore.meta.v1.Command.create_dataset:type_name -> clipstore.meta.v1.CreateDatasetRequest
 	30, // 26: clipstore.meta.v1.Command.delete_dataset:type_name -> clipstore.meta.v1.DeleteDatasetRequest
 	31, // 27: clipstore.meta.v1.Command.purge_clip:type_name -> clipstore.meta.v1.PurgeClipRequest
-	32, // 28: clipstore.meta.v1.SetKeyringCommand.add:type_name -> clipstore.meta.v1.CapabilityKey
-	3,  // 29: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
-	33, // 30: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
-	34, // 31: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	32, // 28: clipstore.meta.v1.Command.extend_dataset:type_name -> clipstore.meta.v1.ExtendDatasetRequest
+	33, // 29: clipstore.meta.v1.SetKeyringCommand.add:type_name -> clipstore.meta.v1.CapabilityKey
+	3,  // 30: clipstore.meta.v1.NodeReportsCommand.reports:type_name -> clipstore.meta.v1.NodeReport
+	34, // 31: clipstore.meta.v1.CommitPutCommand.put:type_name -> clipstore.meta.v1.CommitPutRequest
+	35, // 32: clipstore.meta.v1.SetNodeStateCommand.state:type_name -> clipstore.meta.v1.NodeState
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_metafsm_proto_init() }
@@ -1420,6 +1439,7 @@ func file_metafsm_proto_init() {
 		(*Command_CreateDataset)(nil),
 		(*Command_DeleteDataset)(nil),
 		(*Command_PurgeClip)(nil),
+		(*Command_ExtendDataset)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
