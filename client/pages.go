@@ -86,14 +86,10 @@ func paged(resp *metapb.GetClipResponse, sel *metapb.PartSelector) {
 	}
 }
 
-// allParts reads a clip's record with every part, a page at a time, all of
-// one generation: a record that changes meanwhile is read again, up to
-// statAttempts times, before it fails with ErrClipChanged.
-func (c *Client) allParts(ctx context.Context, bucket, key string) (*metapb.GetClipResponse, error) {
-	return c.allPartsAt(ctx, bucket, key, 0)
-}
-
-// allPartsAt is allParts of generation gen (0: the current one).
+// allPartsAt reads generation gen (0: the current one) of a clip's record
+// with every part, a page at a time, all of one generation: a record that
+// changes meanwhile is read again, up to statAttempts times, before it
+// fails with ErrClipChanged.
 func (c *Client) allPartsAt(ctx context.Context, bucket, key string, gen uint64) (*metapb.GetClipResponse, error) {
 	var err error
 	for range statAttempts {

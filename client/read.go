@@ -72,14 +72,9 @@ type partView struct {
 	}
 }
 
-// view reads a clip's record (linearizably) with the parts sel chooses
-// and pins that generation. Other parts are asked for when a read reaches
-// them.
-func (c *Client) view(ctx context.Context, bucket, key string, sel *metapb.PartSelector) (*clipView, error) {
-	return c.viewAt(ctx, bucket, key, 0, sel)
-}
-
-// viewAt is view of generation gen (0: the current one).
+// viewAt reads a clip's record (linearizably) of generation gen (0: the
+// current one) with the parts sel chooses and pins that generation. Other
+// parts are asked for when a read reaches them.
 func (c *Client) viewAt(ctx context.Context, bucket, key string, gen uint64, sel *metapb.PartSelector) (*clipView, error) {
 	resp, err := c.getClipAt(ctx, bucket, key, gen, sel)
 	if err != nil {
