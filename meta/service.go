@@ -449,18 +449,44 @@ func (s *service) CreateDataset(ctx context.Context, req *pb.CreateDatasetReques
 	if err := ValidateBucketName(req.Bucket); err != nil {
 		return nil, toStatus(err)
 	}
-	if len(req.Members) > maxDatasetMembers {
-		return nil, toStatus(fmt.Errorf("%w: %d members; a dataset has at most %d", ErrInvalidArgument, len(req.Members), maxDatasetMembers))
-	}
-	for i, m := range req.Members {
-		if err := ValidateKey(m.Key); err != nil {
-			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
-		}
-		if err := validateID("clip id", m.ClipId); err != nil {
-			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
-		}
+	if err := validateMembers(req.Members); err != nil {
+		return nil, toStatus(err)
 	}
 	return onLeader(ctx, s.n, req, s.n.createDataset, pb.MetaServiceClient.CreateDataset)
+}
+
+// validateMembers checks one entry's dataset members.
+func validateMembers(members []*pb.DatasetMember) error {
+	if len(members) > maxDatasetMembers {
+		return fmt.Errorf("%w: %d members in one entry; at most %d", ErrInvalidArgument, len(members), maxDatasetMembers)
+	}
+	for i, m := range members {
+		if err := ValidateKey(m.Key); err != nil {
+			return fmt.Errorf("member %d: %w", i, err)
+		}
+		if err := validateID("clip id", m.ClipId); err != nil {
+			return fmt.Errorf("member %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// datasetBucketAccess checks that the call's principal has nd on the
+// bucket of dataset name (a dataset never changes bucket: the local state
+// says which); an unknown dataset is the command's to refuse.
+func (s *service) datasetBucketAccess(ctx context.Context, method, name string, nd need) error {
+	var bucket string
+	s.n.fsm.viewApplied(func(tx *bolt.Tx) error {
+		ds := &pb.Dataset{}
+		if found, _ := getMsg(tx.Bucket(bktDatasets), []byte(name), ds); found {
+			bucket = ds.Bucket
+		}
+		return nil
+	})
+	if bucket == "" {
+		return nil
+	}
+	return datasetAccess(ctx, method, nd, bucket)
 }
 
 func (s *service) ListDatasets(ctx context.Context, req *pb.ListDatasetsRequest) (*pb.ListDatasetsResponse, error) {
@@ -488,19 +514,8 @@ func (s *service) DeleteDataset(ctx context.Context, req *pb.DeleteDatasetReques
 	if err := ValidateDatasetName(req.Name); err != nil {
 		return nil, toStatus(err)
 	}
-	// A dataset never changes bucket: the local state says which.
-	var bucket string
-	s.n.fsm.viewApplied(func(tx *bolt.Tx) error {
-		ds := &pb.Dataset{}
-		if found, _ := getMsg(tx.Bucket(bktDatasets), []byte(req.Name), ds); found {
-			bucket = ds.Bucket
-		}
-		return nil
-	})
-	if bucket != "" {
-		if err := datasetAccess(ctx, "DeleteDataset", needWrite, bucket); err != nil {
-			return nil, toStatus(err)
-		}
+	if err := s.datasetBucketAccess(ctx, "DeleteDataset", req.Name, needWrite); err != nil {
+		return nil, toStatus(err)
 	}
 	return write(ctx, s, req, func(*pb.DeleteDatasetRequest) error { return nil }, func(r *pb.DeleteDatasetRequest) *pb.Command {
 		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_DeleteDataset{DeleteDataset: r}}
@@ -542,30 +557,12 @@ func (s *service) ExtendDataset(ctx context.Context, req *pb.ExtendDatasetReques
 	if err := ValidateDatasetName(req.Name); err != nil {
 		return nil, toStatus(err)
 	}
-	if len(req.Members) > maxDatasetMembers {
-		return nil, toStatus(fmt.Errorf("%w: %d members in one entry; at most %d", ErrInvalidArgument, len(req.Members), maxDatasetMembers))
-	}
-	for i, m := range req.Members {
-		if err := ValidateKey(m.Key); err != nil {
-			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
-		}
-		if err := validateID("clip id", m.ClipId); err != nil {
-			return nil, toStatus(fmt.Errorf("member %d: %w", i, err))
-		}
+	if err := validateMembers(req.Members); err != nil {
+		return nil, toStatus(err)
 	}
 	// Appending needs what creating did: write on the dataset's bucket.
-	var bucket string
-	s.n.fsm.viewApplied(func(tx *bolt.Tx) error {
-		ds := &pb.Dataset{}
-		if found, _ := getMsg(tx.Bucket(bktDatasets), []byte(req.Name), ds); found {
-			bucket = ds.Bucket
-		}
-		return nil
-	})
-	if bucket != "" {
-		if err := datasetAccess(ctx, "ExtendDataset", needWrite, bucket); err != nil {
-			return nil, toStatus(err)
-		}
+	if err := s.datasetBucketAccess(ctx, "ExtendDataset", req.Name, needWrite); err != nil {
+		return nil, toStatus(err)
 	}
 	return write(ctx, s, req, func(*pb.ExtendDatasetRequest) error { return nil }, func(r *pb.ExtendDatasetRequest) *pb.Command {
 		return &pb.Command{RequestId: r.RequestId, Op: &pb.Command_ExtendDataset{ExtendDataset: r}}

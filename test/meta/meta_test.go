@@ -24,8 +24,13 @@ func commitClip(ctx context.Context, c pb.MetaServiceClient, bucket, key string,
 	req := &pb.CommitPutRequest{RequestId: reqID, Bucket: bucket, Key: key, UploadId: begin.UploadId, ClipId: begin.ClipId,
 		CommitDeadlineUnixNano: begin.CommitDeadlineUnixNano, Size: 4, Profile: begin.Profile}
 	for _, tg := range begin.Targets {
-		req.Shards = append(req.Shards, &pb.Shard{Index: tg.Index, NodeId: tg.NodeId, ShardId: tg.ShardId, Length: 1,
-			State: pb.ShardState_SHARD_STATE_OK})
+		s := &pb.Shard{Index: tg.Index, NodeId: tg.NodeId, ShardId: tg.ShardId, Length: 1, State: pb.ShardState_SHARD_STATE_OK}
+		if tg.NodeId == "" {
+			// A leader elected a moment ago may not have heard from every
+			// node yet: the shard is recorded missing, as a client does.
+			s.State, s.Length = pb.ShardState_SHARD_STATE_MISSING, 0
+		}
+		req.Shards = append(req.Shards, s)
 	}
 	return c.CommitPut(ctx, req)
 }
