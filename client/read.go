@@ -683,6 +683,50 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo writes the rest of the clip to w. From the clip's start it
+// writes the decoded blocks straight from the pieces (as Get does: no copy
+// into a caller's buffer) and checks the whole-clip CRC at the end; from
+// elsewhere it reads as Read does.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	if r.isClosed() {
+		return 0, errClosed
+	}
+	if r.pos != 0 {
+		var n int64
+		buf := make([]byte, 1<<20)
+		for {
+			m, err := r.Read(buf)
+			if m > 0 {
+				if _, werr := w.Write(buf[:m]); werr != nil {
+					return n, werr
+				}
+				n += int64(m)
+			}
+			if err == io.EOF {
+				return n, nil
+			}
+			if err != nil {
+				return n, err
+			}
+		}
+	}
+	cw := &countingWriter{w: w}
+	err := r.v.get(r.ctx, cw, nil)
+	r.pos += cw.n
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
 // loadBlock decodes the block holding clip byte off with the sequential
 // streams of its part and caches it. Reaching another part closes the
 // streams of the one before: a Reader holds one part's streams at most.

@@ -355,3 +355,30 @@ func TestShardMovedDuringRead(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderWriteTo: io.Copy of a Reader (its WriteTo) gives the whole
+// clip from the start, and the rest of it after a Seek.
+func TestReaderWriteTo(t *testing.T) {
+	tc := newCluster(t, 6, client.Config{})
+	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: testBlock}
+	tc.mkBucket("writeto", &p)
+	data := randBytes(5, 7*testBlock+999)
+	if _, err := tc.client.Put(t.Context(), "writeto", "clip", bytes.NewReader(data), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 1, testBlock + 17, int64(len(data))} {
+		r, err := tc.client.Open(t.Context(), "writeto", "clip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		n, err := io.Copy(&got, r)
+		r.Close()
+		if err != nil || n != int64(len(data))-off || !bytes.Equal(got.Bytes(), data[off:]) {
+			t.Fatalf("from %d: %d bytes, %v; want the %d after it", off, n, err, int64(len(data))-off)
+		}
+	}
+}

@@ -227,6 +227,22 @@ func setChecksumHeaders(h http.Header, sums map[string]string) {
 // the connection) and the error only logged. A client that goes away
 // cancels the request's context, which stops the reads.
 func (g *Gateway) stream(w *response, r *client.Reader, sp *span) error {
+	if sp.start == 0 && sp.length == r.Size() && sp.length > 0 {
+		// The whole object: the clip's blocks go to the answer as they are
+		// decoded, without a copy through a buffer, and its CRC is checked.
+		hw := &headerOnWrite{w: w, status: sp.status}
+		_, err := r.WriteTo(hw)
+		switch {
+		case err != nil && !hw.started:
+			return err
+		case err != nil && hw.failed:
+			g.log.Debug("client went away", "op", "GetObject", "err", err)
+			return nil
+		case err != nil:
+			return fmt.Errorf("read %d bytes into the answer, then: %w", hw.n, err)
+		}
+		return nil
+	}
 	if _, err := r.Seek(sp.start, io.SeekStart); err != nil {
 		return err
 	}
@@ -257,6 +273,29 @@ func (g *Gateway) stream(w *response, r *client.Reader, sp *span) error {
 		w.WriteHeader(sp.status)
 	}
 	return nil
+}
+
+// headerOnWrite writes the answer's status line before its first byte, and
+// tells a failure to write (the client went away) from a failure to read.
+type headerOnWrite struct {
+	w       *response
+	status  int
+	started bool
+	failed  bool // a write failed
+	n       int64
+}
+
+func (h *headerOnWrite) Write(p []byte) (int, error) {
+	if !h.started {
+		h.w.WriteHeader(h.status)
+		h.started = true
+	}
+	n, err := h.w.Write(p)
+	h.n += int64(n)
+	if err != nil {
+		h.failed = true
+	}
+	return n, err
 }
 
 // parseRange reads a Range header for an object of size bytes. S3 serves
