@@ -51,70 +51,57 @@ func (nd need) String() string {
 	return [...]string{"an access key", "read", "write", "admin", "cluster admin"}[nd]
 }
 
-// callNeeds says what a call needs, and on which bucket.
+// bucketCalls are the calls on one bucket (the request's bucket, or the
+// name of the bucket it makes or deletes) and what they need of it.
+var bucketCalls = map[string]need{
+	"CreateBucket": needAdmin, "DeleteBucket": needAdmin, "PurgeClip": needAdmin,
+	"BeginPut": needWrite, "CommitPut": needWrite, "DeleteClip": needWrite,
+	"CreateUpload": needWrite, "BeginPart": needWrite, "CommitPart": needWrite, "CompleteUpload": needWrite, "AbortUpload": needWrite,
+	"ListParts":     needWrite, // as S3's ListParts: the uploader's
+	"ListUploads":   needWrite,
+	"CreateDataset": needWrite, // a dataset keeps what its bucket's writers delete
+	"GetClip":       needRead, "ListClips": needRead, "Find": needRead,
+}
+
+// keyCalls need any key: the cluster's views, a reader's shard report
+// (meta checks the shard itself), ListBuckets (whose answer lists the
+// buckets the key has a grant on), and the calls that name a dataset
+// rather than a bucket (their handler checks the dataset's bucket:
+// datasetAccess).
+var keyCalls = map[string]bool{
+	"ListBuckets": true, "ReportShard": true, "ListNodes": true, "ListMembers": true, "ClusterStatus": true,
+	"ListDatasets": true, "GetDataset": true, "DeleteDataset": true, "ExtendDataset": true, "Plan": true,
+}
+
+// callNeeds says what a call needs, and on which bucket. A call without a
+// rule is the cluster admin's.
 func callNeeds(method string, req any) (need, string) {
-	switch r := req.(type) {
-	case *pb.CreateBucketRequest:
-		return needAdmin, r.Name
-	case *pb.DeleteBucketRequest:
-		return needAdmin, r.Name
-	case *pb.ListBucketsRequest:
-		return needPrincipal, "" // the answer lists the buckets the key has a grant on
-	case *pb.BeginPutRequest:
-		return needWrite, r.Bucket
-	case *pb.CommitPutRequest:
-		return needWrite, r.Bucket
-	case *pb.CreateUploadRequest:
-		return needWrite, r.Bucket
-	case *pb.BeginPartRequest:
-		return needWrite, r.Bucket
-	case *pb.CommitPartRequest:
-		return needWrite, r.Bucket
-	case *pb.CompleteUploadRequest:
-		return needWrite, r.Bucket
-	case *pb.AbortUploadRequest:
-		return needWrite, r.Bucket
-	case *pb.ListPartsRequest:
-		return needWrite, r.Bucket // as S3's ListParts: the uploader's
-	case *pb.ListUploadsRequest:
-		return needWrite, r.Bucket
-	case *pb.DeleteClipRequest:
-		return needWrite, r.Bucket
-	case *pb.GetClipRequest:
-		return needRead, r.Bucket
-	case *pb.ListClipsRequest:
-		return needRead, r.Bucket
-	case *pb.FindRequest:
-		return needRead, r.Bucket
-	case *pb.CreateDatasetRequest:
-		return needWrite, r.Bucket // a dataset keeps what its bucket's writers delete
-	case *pb.PurgeClipRequest:
-		return needAdmin, r.Bucket
-	case *pb.ListDatasetsRequest, *pb.GetDatasetRequest, *pb.DeleteDatasetRequest, *pb.PlanRequest, *pb.ExtendDatasetRequest:
-		return needPrincipal, "" // the handler checks the dataset's bucket (datasetAccess)
-	case *pb.ReportShardRequest:
-		return needPrincipal, "" // a reader's report: meta checks the shard itself
-	case *pb.ListNodesRequest, *pb.ListMembersRequest, *pb.ClusterStatusRequest:
+	if nd, ok := bucketCalls[method]; ok {
+		switch r := req.(type) {
+		case interface{ GetBucket() string }:
+			return nd, r.GetBucket()
+		case interface{ GetName() string }: // CreateBucket, DeleteBucket
+			return nd, r.GetName()
+		}
+		return needCluster, ""
+	}
+	if keyCalls[method] {
 		return needPrincipal, ""
-	case *pb.RepairLimitsRequest:
+	}
+	switch r := req.(type) {
+	case *pb.RepairLimitsRequest: // reads need a key, changes a cluster admin
 		if r.Concurrency == nil && r.BytesPerSec == nil {
 			return needPrincipal, ""
 		}
-		return needCluster, ""
-	case *pb.SettingsRequest:
+	case *pb.SettingsRequest: // reads need a key, a bucket's change its admin, the cluster's a cluster admin
 		switch {
 		case r.EtagMode == nil:
 			return needPrincipal, ""
 		case r.Bucket != "":
 			return needAdmin, r.Bucket
 		}
-		return needCluster, ""
-	case *pb.SetNodeAdminStateRequest, *pb.RemoveNodeRequest, *pb.RebalanceRequest, *pb.RemoveMemberRequest,
-		*pb.CreateAccessKeyRequest, *pb.ListAccessKeysRequest, *pb.DeleteAccessKeyRequest,
-		*pb.ListNodeShardsRequest, *pb.CheckShardsRequest, *pb.InventoryCapabilityRequest: // the last three: fsck
-		return needCluster, ""
 	}
-	return needCluster, "" // a call without a rule is the cluster admin's
+	return needCluster, ""
 }
 
 // principal is an access key as authorization sees it.

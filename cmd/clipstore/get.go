@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/clipstore/clipstore/client"
 	"github.com/spf13/cobra"
 )
 
@@ -86,8 +85,9 @@ func (o *getOptions) get(cmd *cobra.Command, bucket, key, dest string) (err erro
 		defer bar.Finish()
 	}
 	if o.rng == "" {
-		// A whole read also checks the clip's content checksum.
-		_, err = c.Get(ctx, bucket, key, w, &client.GetOptions{Generation: r.Info().Generation})
+		// A whole read also checks the clip's content checksum, from the
+		// record the Reader pinned (no second call to meta).
+		_, err = r.WriteTo(w)
 		return err
 	}
 	_, err = io.Copy(w, io.NewSectionReader(r, start, n))
