@@ -341,6 +341,9 @@ type listing struct {
 type isolation struct {
 	member     int
 	start, end int64 // end: when Heal was called
+	// elected: when the test saw another member lead (0: not yet). From
+	// then on a read on the isolated member could miss a write.
+	elected int64
 	// leader: the member led when it was cut off, so it cannot learn of
 	// another leader (and forward reads to it) until it is healed.
 	leader bool
@@ -414,6 +417,13 @@ func (r *linRun) isolate(i int) {
 	leader := r.c.Members[i].Node.IsLeader()
 	r.mu.Lock()
 	r.isolations = append(r.isolations, isolation{member: i, start: r.now(), end: math.MaxInt64, leader: leader})
+	r.mu.Unlock()
+}
+
+// elected records that another member than the isolated one leads.
+func (r *linRun) elected() {
+	r.mu.Lock()
+	r.isolations[len(r.isolations)-1].elected = r.now()
 	r.mu.Unlock()
 }
 
@@ -788,9 +798,17 @@ func (r *linRun) checkListings() {
 }
 
 // checkIsolatedReads: a leader cut off from its peers serves no successful
-// linearizable read: it has no quorum to confirm its leadership with, and
-// it learns of no other leader to forward to. (A follower cut off may
-// still forward to the leader it knows, over gRPC, and succeed.)
+// linearizable read invoked after the others elected a new leader: it has
+// no quorum to confirm its leadership with, and it learns of no other
+// leader to forward to. (A follower cut off may still forward to the
+// leader it knows, over gRPC, and succeed.)
+//
+// Between the cut and the election a read may still succeed, and that is
+// correct: raft's VerifyLeader counts a follower's answer to a heartbeat
+// that was in flight when the cut came, and that answer proves no other
+// leader can exist until the follower's heartbeat timeout has passed since
+// (it refuses to vote while it has a leader). Such reads are counted and
+// logged; porcupine judges them with the rest.
 func (r *linRun) checkIsolatedReads() {
 	t := r.t
 	t.Helper()
@@ -799,17 +817,36 @@ func (r *linRun) checkIsolatedReads() {
 			t.Logf("m%d had lost leadership when it was cut off; no zero-reads check for that window", iso.member)
 			continue
 		}
+		if iso.elected == 0 {
+			t.Errorf("m%d was cut off at %v and no other member was seen leading", iso.member, time.Duration(iso.start))
+			continue
+		}
+		early := 0
 		for _, op := range r.ops {
-			if op.member == iso.member && op.Input.(clipInput).Kind == opGet &&
-				op.Call > iso.start && op.Return < iso.end {
-				t.Errorf("isolated m%d served a read invoked at %v (isolated at %v): %s", iso.member,
-					time.Duration(op.Call), time.Duration(iso.start), clipModel.DescribeOperation(op.Input, op.Output))
+			if op.member != iso.member || op.Input.(clipInput).Kind != opGet || op.Call <= iso.start || op.Return >= iso.end {
+				continue
 			}
+			if op.Call <= iso.elected {
+				early++
+				continue
+			}
+			t.Errorf("isolated m%d served a read invoked at %v (isolated at %v, another leader at %v): %s", iso.member,
+				time.Duration(op.Call), time.Duration(iso.start), time.Duration(iso.elected), clipModel.DescribeOperation(op.Input, op.Output))
 		}
 		for _, l := range r.lists {
-			if l.member == iso.member && l.call > iso.start && l.ret < iso.end {
-				t.Errorf("isolated m%d served a listing invoked at %v (isolated at %v)", iso.member, time.Duration(l.call), time.Duration(iso.start))
+			if l.member != iso.member || l.call <= iso.start || l.ret >= iso.end {
+				continue
 			}
+			if l.call <= iso.elected {
+				early++
+				continue
+			}
+			t.Errorf("isolated m%d served a listing invoked at %v (isolated at %v, another leader at %v)", iso.member,
+				time.Duration(l.call), time.Duration(iso.start), time.Duration(iso.elected))
+		}
+		if early > 0 {
+			t.Logf("isolated m%d served %d reads invoked after the cut (%v) and before another leader (%v), confirmed by heartbeats in flight",
+				iso.member, early, time.Duration(iso.start), time.Duration(iso.elected))
 		}
 	}
 }
@@ -839,7 +876,8 @@ func TestLinearizableLeaderCrash(t *testing.T) {
 // directions; its gRPC stays up, so clients and forwarded calls still reach
 // it) three times while traffic goes on: from the moment the rest elect a
 // new leader it stays cut off for 2× the election timeout, then heals.
-// The old leader must serve no successful linearizable read meanwhile.
+// The old leader must serve no successful linearizable read invoked after
+// the new leader was seen (checkIsolatedReads).
 func TestLinearizablePartitionedLeader(t *testing.T) {
 	var election time.Duration
 	c := metatest.New(t, 3, metatest.Options{Inmem: true, Configure: func(cfg *meta.Config) { election = cfg.ElectionTimeout }})
@@ -852,6 +890,7 @@ func TestLinearizablePartitionedLeader(t *testing.T) {
 			r.isolate(oi)
 			isolated := time.Now()
 			next := r.waitLeaderAmong(oi, 5*time.Second)
+			r.elected()
 			elected := time.Since(isolated)
 			time.Sleep(2 * election)
 			r.heal(oi)

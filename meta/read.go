@@ -24,6 +24,16 @@ import (
 //     the wait is for the last command or configuration entry at or below
 //     the index, found in the log: waiting for the FSM's applied index to
 //     reach the commit index itself could hang on an idle cluster.
+//
+// VerifyLeader counts any follower answer that arrives after it is called,
+// including the answer to a heartbeat sent a moment before, so it proves
+// leadership as of up to one round trip before the read began, not after.
+// That is enough: a follower that answered a heartbeat refuses to vote for
+// anyone else until its heartbeat timeout has passed without one, so no
+// other leader can have committed anything the read would miss as long as
+// an answer takes less than the heartbeat timeout (1 s by default) to
+// arrive. etcd's ReadIndex tags its heartbeats to do without that bound;
+// raft does not let us tag ours.
 type readBatcher struct {
 	raft    *raft.Raft
 	timeout time.Duration
