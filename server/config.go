@@ -71,6 +71,10 @@ type Config struct {
 	// 0 disables them. They run only with Meta.
 	GCInterval time.Duration
 
+	// BufferedWrites writes shard files through the page cache instead of
+	// with O_DIRECT (which a filesystem that refuses it gets anyway).
+	BufferedWrites bool
+
 	// OpenFS opens a data directory; nil means OpenOSFS. Tests wrap it to
 	// inject faults.
 	OpenFS func(dir string) (FS, error)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,8 +48,9 @@ type File interface {
 
 // osFS is the real filesystem of one data directory.
 type osFS struct {
-	root *os.Root
-	path string
+	root     *os.Root
+	path     string
+	noDirect atomic.Bool // the filesystem refused O_DIRECT (fs_direct.go)
 }
 
 // OpenOSFS opens (creating it if needed) the data directory dir.
@@ -63,7 +65,14 @@ func OpenOSFS(dir string) (FS, error) {
 	return &osFS{root: root, path: dir}, nil
 }
 
+// OpenFile opens name. With O_DIRECT in flag (which then must hold
+// O_CREATE|O_EXCL and a write mode), the file is a new one written
+// sequentially through aligned buffers (directFile); a filesystem that
+// refuses O_DIRECT gets an ordinary file instead.
 func (f *osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	if flag&unix.O_DIRECT != 0 {
+		return f.openDirect(name, flag, perm)
+	}
 	file, err := f.root.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err

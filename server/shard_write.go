@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"golang.org/x/sys/unix"
 )
 
 // ShardWriter receives one shard, piece by piece, into a temp file. Nothing
@@ -65,10 +66,14 @@ func (s *Store) create(h ShardHeader) (*ShardWriter, error) {
 	var suffix [8]byte
 	rand.Read(suffix[:])
 	tmp := path.Join(tmpDir, h.ShardID.String()+"."+hex.EncodeToString(suffix[:]))
-	f, err := d.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if !s.cfg.BufferedWrites {
+		flag |= unix.O_DIRECT // fs_direct.go
+	}
+	f, err := d.fs.OpenFile(tmp, flag, 0o644)
 	if errors.Is(err, fs.ErrNotExist) && d.makeDirs([]string{tmpDir}) == nil {
 		s.log.Warn("tmp/ was missing; made it again", "disk", d.fs.Path())
-		f, err = d.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err = d.fs.OpenFile(tmp, flag, 0o644)
 	}
 	if err != nil {
 		return nil, diskError("create temp file", err)

@@ -153,13 +153,17 @@ func startBenchClusterTLS(ctx context.Context, bin, dir string, storageNodes int
 	return c, nil
 }
 
+// storageFlags are added to every storage node's and dev's flags
+// (-storage-flag).
+var storageFlags []string
+
 // startStorage starts the next storage node, s<i> in zone i%3.
 func (c *benchCluster) startStorage() error {
 	i := len(c.storage)
 	name := fmt.Sprintf("s%d", i)
 	p, err := startProc(c.bin, c.dir, name, slices.Concat([]string{"storage", "--id", name, "--data", filepath.Join(c.dir, name),
 		"--listen", "127.0.0.1:0", "--zone", fmt.Sprintf("zone-%d", i%3), "--meta", c.meta.Addr,
-		"--scrub-interval", "0", "--log-level", "warn"}, c.tls.flags(tlsStorageCert))...)
+		"--scrub-interval", "0", "--log-level", "warn"}, c.tls.flags(tlsStorageCert), storageFlags)...)
 	if err != nil {
 		return err
 	}

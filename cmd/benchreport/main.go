@@ -78,6 +78,10 @@ func main() {
 	reps := flag.Int("reps", 0, "s3peer, tls: runs of each load on each side (default 5, tls 3; -quick: 2)")
 	minio := flag.String("minio", "", "s3peer: the MinIO binary (default: bin/minio, installed when missing)")
 	layouts := flag.String("minio-layouts", "single,distributed", "s3peer: MinIO's layouts to compare with, comma-separated: single (one server, 6 folders), distributed (6 servers, one folder each)")
+	flag.Func("storage-flag", "a flag for every storage node and dev, e.g. --buffered-writes, for A/B runs (repeatable)", func(v string) error {
+		storageFlags = append(storageFlags, v)
+		return nil
+	})
 	flag.Parse()
 	minioLayouts, err := parseMinioLayouts(*layouts)
 	if err != nil {

@@ -614,8 +614,8 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 		tgtNative:  {clusterProcs, []string{"--meta", c.meta.Addr, "--bucket", peerBucket}, gwStore},
 	}
 	// clipstore dev: 1 meta and 6 storage nodes in one process, RS 4+2.
-	dev, err := startProc(bin, o.dir, "dev", "dev", "--data", filepath.Join(o.dir, "dev"), "--listen", "127.0.0.1:0", "--s3", "off",
-		"--log-level", "warn")
+	dev, err := startProc(bin, o.dir, "dev", slices.Concat([]string{"dev", "--data", filepath.Join(o.dir, "dev"), "--listen", "127.0.0.1:0", "--s3", "off",
+		"--log-level", "warn"}, storageFlags)...)
 	if err != nil {
 		return nil, fmt.Errorf("clipstore dev: %w", err)
 	}

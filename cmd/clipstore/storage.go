@@ -105,12 +105,14 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 }
 
 // addMaintenanceFlags binds a storage node's background work knobs
-// (scrubbing, garbage collection); clipstore dev shares them.
+// (scrubbing, garbage collection) and how it writes shard files; clipstore
+// dev shares them.
 func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
 	f := cmd.Flags()
 	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "pause between scrub passes over every shard (0: no scrubbing)")
 	f.Var(rateFlag(&cfg.ScrubRate), "scrub-rate", "bytes per second a scrub pass reads, e.g. 50MiB (0: no bound)")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "pause between garbage collection runs (0: none)")
+	f.BoolVar(&cfg.BufferedWrites, "buffered-writes", cfg.BufferedWrites, "write shard files through the page cache instead of with O_DIRECT")
 }
 
 // byteFlag is a flag holding a size as bytesize.Parse reads it (e.g.
