@@ -190,3 +190,79 @@ func BenchmarkFind(b *testing.B) {
 		})
 	}
 }
+
+var planMembers = flag.Int("bench.plan-members", 200_000, "members of the dataset BenchmarkPlan pages through")
+
+// BenchmarkPlan pages through rank 0 of 8's share of an epoch of a dataset
+// of -bench.plan-members clips, 10,000 items a page. first-page asks for a
+// new epoch each time (its share is computed: the order over the whole
+// dataset, every member read); next-page asks for the later pages of an
+// epoch whose share was computed (the plan cache).
+func BenchmarkPlan(b *testing.B) {
+	f := newBenchFSM(b)
+	fillFSM(b, f, *planMembers, 10000, false)
+	n := &Node{fsm: f}
+	var members []*pb.DatasetMember
+	after := ""
+	for {
+		resp, err := n.listClips(context.Background(), &pb.ListClipsRequest{Bucket: "bench", StartAfter: after, PageSize: 10000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range resp.Clips {
+			members = append(members, &pb.DatasetMember{Key: c.Key, ClipId: c.ClipId, Generation: c.Generation})
+		}
+		if resp.NextStartAfter == "" {
+			break
+		}
+		after = resp.NextStartAfter
+	}
+	index := f.appliedIndex()
+	apply := func(cmd *pb.Command) {
+		index++
+		data, _ := proto.Marshal(cmd)
+		for _, r := range f.ApplyBatch([]*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: data}}) {
+			if res, ok := r.(*applyResult); ok && res.err != nil {
+				b.Fatal(res.err)
+			}
+		}
+	}
+	const batch = 50_000
+	now := time.Now().UnixNano()
+	apply(&pb.Command{ProposedUnixNano: now, Op: &pb.Command_CreateDataset{CreateDataset: &pb.CreateDatasetRequest{
+		Name: "epochs", Bucket: "bench", Members: members[:min(batch, len(members))], CreatedUnixNano: now, Staged: true}}})
+	for start := batch; start < len(members); start += batch {
+		end := min(start+batch, len(members))
+		apply(&pb.Command{ProposedUnixNano: now, Op: &pb.Command_ExtendDataset{ExtendDataset: &pb.ExtendDatasetRequest{
+			Name: "epochs", Start: uint64(start), Members: members[start:end], Seal: end == len(members)}}})
+	}
+	if len(members) <= batch {
+		apply(&pb.Command{ProposedUnixNano: now, Op: &pb.Command_ExtendDataset{ExtendDataset: &pb.ExtendDatasetRequest{
+			Name: "epochs", Start: uint64(len(members)), Seal: true}}})
+	}
+	page := func(epoch, start uint64) *pb.PlanResponse {
+		resp, err := n.plan(context.Background(), &pb.PlanRequest{Dataset: "epochs", Seed: 1, Epoch: epoch, World: 8,
+			PageSize: 10000, PageStart: start})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return resp
+	}
+	b.Run("first-page", func(b *testing.B) {
+		epoch := uint64(1000)
+		for b.Loop() {
+			epoch++
+			if resp := page(epoch, 0); len(resp.Items) == 0 {
+				b.Fatal("an empty page")
+			}
+		}
+	})
+	b.Run("next-page", func(b *testing.B) {
+		first := page(1, 0)
+		for b.Loop() {
+			if resp := page(1, first.Next); len(resp.Items) == 0 {
+				b.Fatal("an empty page")
+			}
+		}
+	})
+}

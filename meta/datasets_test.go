@@ -2,6 +2,7 @@ package meta_test
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -200,6 +201,7 @@ func TestPlan(t *testing.T) {
 	if _, err := cl.CreateDataset(ctx, &pb.CreateDatasetRequest{Name: "p", Bucket: "train", Members: members}); err != nil {
 		t.Fatal(err)
 	}
+	length := int64(37) // the epoch's, whatever was purged
 	share := func(world, rank uint32, from int64) []*pb.PlanItem {
 		t.Helper()
 		var out []*pb.PlanItem
@@ -211,7 +213,7 @@ func TestPlan(t *testing.T) {
 			}
 			out = append(out, resp.Items...)
 			if !resp.More {
-				if resp.MaxItems-resp.MinItems > 1 || resp.EpochLength != 37 {
+				if resp.MaxItems-resp.MinItems > 1 || resp.EpochLength != length {
 					t.Fatalf("spread %d..%d, length %d", resp.MinItems, resp.MaxItems, resp.EpochLength)
 				}
 				return out
@@ -261,6 +263,28 @@ func TestPlan(t *testing.T) {
 	}
 	if n != 36 {
 		t.Fatalf("%d planned after the purge, want 36", n)
+	}
+	// Made again under the same name, in another order: the plans are the
+	// new dataset's, not the ones computed before.
+	if _, err := cl.DeleteDataset(ctx, &pb.DeleteDatasetRequest{Name: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	var again []*pb.DatasetMember
+	for _, m := range slices.Backward(members) {
+		if m.Key != "k05" {
+			again = append(again, m)
+		}
+	}
+	if _, err := cl.CreateDataset(ctx, &pb.CreateDatasetRequest{Name: "p", Bucket: "train", Members: again}); err != nil {
+		t.Fatal(err)
+	}
+	order, length = plan.Order(36, 9, 2), 36
+	for rank := range uint32(4) {
+		for i, it := range share(4, rank, 0) {
+			if want := int64(rank) + int64(i)*4; it.Position != want || it.Key != again[order[want]].Key {
+				t.Fatalf("made again: rank %d item %d: %v; want position %d, key %s", rank, i, it, want, again[order[want]].Key)
+			}
+		}
 	}
 	if _, err := cl.Plan(ctx, &pb.PlanRequest{Dataset: "p", Version: 2, World: 1}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("version 2: %v", err)

@@ -23,6 +23,7 @@ import (
 // the leader-only duties (placement, storage node liveness).
 type Node struct {
 	cfg    Config
+	plans  planCache // epoch plans computed last (plan.go)
 	log    *slog.Logger
 	fsm    *fsm
 	stores *raftStores
