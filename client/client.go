@@ -32,6 +32,7 @@ type Client struct {
 	log   *slog.Logger
 	conns *conns.Cache // meta members and storage nodes, one connection each
 	meta  *metacall.Caller
+	raw   *rawPool // raw read connections; nil: reads use gRPC (rawread.go)
 
 	mu struct {
 		sync.Mutex
@@ -51,6 +52,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		grpc.WithChainUnaryInterceptor(cfg.sign),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)))...)}
 	c.mu.codes = map[Profile]*erasure.Code{}
+	if cfg.TLS == nil && !cfg.NoRawReads {
+		c.raw = newRawPool()
+	}
 	var err error
 	c.meta, err = metacall.New(metacall.Config{Members: cfg.Meta, Conns: c.conns,
 		AttemptTimeout: cfg.MetaTimeout, Attempts: cfg.MaxRetries + 1})
@@ -74,7 +78,12 @@ func transportCredentials(l *tlsconf.Loader) credentials.TransportCredentials {
 }
 
 // Close closes every connection. Calls in flight fail.
-func (c *Client) Close() error { return c.conns.Close() }
+func (c *Client) Close() error {
+	if c.raw != nil {
+		c.raw.close()
+	}
+	return c.conns.Close()
+}
 
 // conn returns the connection to addr, dialling it (lazily) on first use.
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) {

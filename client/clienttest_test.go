@@ -23,10 +23,12 @@ import (
 // testCluster is one meta member and storage nodes s0..sN-1 in this
 // process, with a client connected to it.
 type testCluster struct {
-	t      testing.TB
-	meta   *metatest.Cluster
-	nodes  []*testNode
-	client *client.Client
+	t testing.TB
+	// configureNode, if set, changes node i's configuration at start.
+	configureNode func(int, *server.Config)
+	meta          *metatest.Cluster
+	nodes         []*testNode
+	client        *client.Client
 }
 
 type testNode struct {
@@ -49,13 +51,20 @@ func newCluster(t testing.TB, n int, cfg client.Config) *testCluster {
 // configure.
 func newClusterWith(t testing.TB, n int, cfg client.Config, configure func(*meta.Config)) *testCluster {
 	t.Helper()
+	return newClusterNodes(t, n, cfg, configure, nil)
+}
+
+// newClusterNodes is newClusterWith with storage node i's configuration
+// changed by node (nil: none).
+func newClusterNodes(t testing.TB, n int, cfg client.Config, configure func(*meta.Config), node func(int, *server.Config)) *testCluster {
+	t.Helper()
 	mc := metatest.New(t, 1, metatest.Options{Configure: func(c *meta.Config) {
 		c.NodeDownAfter = time.Minute
 		if configure != nil {
 			configure(c)
 		}
 	}})
-	tc := &testCluster{t: t, meta: mc}
+	tc := &testCluster{t: t, meta: mc, configureNode: node}
 	root := t.TempDir()
 	for i := range n {
 		tc.nodes = append(tc.nodes, tc.startNode(fmt.Sprintf("s%d", i), filepath.Join(root, fmt.Sprintf("s%d", i)), i))
@@ -82,6 +91,9 @@ func (tc *testCluster) startNode(id, dir string, i int) *testNode {
 	cfg.Advertise, cfg.Zone = lis.Addr().String(), fmt.Sprintf("zone-%d", i%3)
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	if tc.configureNode != nil {
+		tc.configureNode(i, &cfg)
+	}
 	node, err := server.New(cfg)
 	if err != nil {
 		lis.Close()

@@ -20,6 +20,10 @@ type Config struct {
 	// BlocksInFlight bounds the blocks a Put or a read keeps in memory at
 	// once, whatever the clip's size (default 4).
 	BlocksInFlight int
+	// NoRawReads reads shards over gRPC only. By default a plain-text
+	// client reads them over raw connections (internal/rawread) from the
+	// nodes that serve them: the same checks for a third of the CPU.
+	NoRawReads bool
 	// RequestTimeout bounds how long a storage node stream may stay silent
 	// before it counts as slow: a read falls back to other shards, a write
 	// counts the shard as failed (default 30s).

@@ -40,12 +40,20 @@ type unitStream struct {
 	err      error // sticky, consumer side
 }
 
-func openUnitStream(ctx context.Context, sc storagepb.StorageServiceClient, shardID []byte, index int,
+func openUnitStream(ctx context.Context, raw *rawPool, addr string, sc storagepb.StorageServiceClient, shardID []byte, index int,
 	first, end int64, depth int, idle time.Duration) *unitStream {
 	sctx, cancel := context.WithCancel(ctx)
 	s := &unitStream{index: index, shardID: shardID, next: first, end: end, ch: make(chan unitMsg, depth), cancel: cancel, done: make(chan struct{})}
 	req := &storagepb.ReadShardRequest{ShardId: shardID, FirstBlock: uint64(first), BlockCount: uint64(end - first), SkipCorrupt: true}
-	go s.pump(sctx, sc, req, idle)
+	go func() {
+		defer close(s.done)
+		defer close(s.ch)
+		if raw != nil {
+			s.rawPump(sctx, raw, addr, sc, req, idle)
+		} else {
+			s.pump(sctx, sc, req, idle)
+		}
+	}()
 	return s
 }
 
@@ -58,8 +66,6 @@ func openUnitStream(ctx context.Context, sc storagepb.StorageServiceClient, shar
 // is the caller's own (or none, for a Get writing them out). rangeRead
 // frees the unit once the block is decoded.
 func (s *unitStream) pump(ctx context.Context, sc storagepb.StorageServiceClient, req *storagepb.ReadShardRequest, idle time.Duration) {
-	defer close(s.done)
-	defer close(s.ch)
 	watchdog := time.AfterFunc(idle, func() {
 		s.timedOut.Store(true)
 		s.cancel()
@@ -352,7 +358,8 @@ func (rr *rangeRead) stream(i int, b int64) (*unitStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := openUnitStream(withCapability(rr.ctx, rr.p.v.capability()), sc, sh.ShardId, i, b, rr.end, rr.p.v.c.cfg.BlocksInFlight, rr.p.v.c.cfg.RequestTimeout)
+	c := rr.p.v.c
+	s := openUnitStream(withCapability(rr.ctx, rr.p.v.capability()), c.raw, addr, sc, sh.ShardId, i, b, rr.end, c.cfg.BlocksInFlight, c.cfg.RequestTimeout)
 	rr.streams[i] = s
 	return s, nil
 }

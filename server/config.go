@@ -71,6 +71,9 @@ type Config struct {
 	// 0 disables them. They run only with Meta.
 	GCInterval time.Duration
 
+	// NoRawReads turns off raw piece reads (rawread.go) on a plain-text
+	// node: every read is then gRPC. TLS nodes never serve them.
+	NoRawReads bool
 	// BufferedWrites writes shard files through the page cache instead of
 	// with O_DIRECT (which a filesystem that refuses it gets anyway).
 	BufferedWrites bool

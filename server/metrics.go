@@ -14,6 +14,7 @@ type metrics struct {
 	bytesWritten prometheus.Counter
 	bytesRead    prometheus.Counter
 	corrupt      prometheus.Counter
+	shardReads   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 			Namespace: "clipstore", Subsystem: "storage", Name: "corrupt_pieces_total",
 			Help: "Pieces, trailers or headers that failed verification on read.",
 		}),
+		shardReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "storage", Name: "shard_reads_total",
+			Help: "ReadShard requests by transport: grpc, or raw (plain TCP without gRPC framing).",
+		}, []string{"transport"}),
 	}
 	if reg == nil {
 		return m
@@ -47,7 +52,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 		Namespace: "clipstore", Subsystem: "storage", Name: "shards",
 		Help: "Shard files stored on the node.",
 	}, func() float64 { return float64(s.shardCount()) })
-	reg.MustRegister(m.writes, m.writeSeconds, m.bytesWritten, m.bytesRead, m.corrupt, shards)
+	reg.MustRegister(m.writes, m.writeSeconds, m.bytesWritten, m.bytesRead, m.corrupt, m.shardReads, shards)
 	return m
 }
 
@@ -64,6 +69,8 @@ func (m *metrics) observeWrite(start time.Time, n int64, existed bool) {
 func (m *metrics) writeFailed()  { m.writes.WithLabelValues("failed").Inc() }
 func (m *metrics) corruptPiece() { m.corrupt.Inc() }
 func (m *metrics) read(n int)    { m.bytesRead.Add(float64(n)) }
+
+func (m *metrics) shardRead(transport string) { m.shardReads.WithLabelValues(transport).Inc() }
 
 func (s *Store) shardCount() int64 {
 	var n int64

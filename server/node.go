@@ -43,6 +43,8 @@ type Node struct {
 	losses *losses
 	// gate checks callers' capability tokens.
 	gate *gate
+	// raw serves raw piece reads; nil when the node does not.
+	raw *rawServer
 
 	mu struct {
 		sync.Mutex
@@ -71,6 +73,9 @@ func New(cfg Config) (*Node, error) {
 	n.losses = newLosses(cfg.Registerer)
 	svc := &service{store: store, nodeID: cfg.NodeID, onDamage: n.noteDamage}
 	pb.RegisterStorageServiceServer(n.grpc, svc)
+	if cfg.TLS == nil && !cfg.NoRawReads {
+		n.raw = newRawServer(svc, cfg.IdleTimeout)
+	}
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	if len(cfg.Meta) > 0 {
 		n.meta, err = metacall.New(metacall.Config{Members: cfg.Meta, Conns: n.conns,
@@ -100,6 +105,9 @@ func (n *Node) GRPCServer() *grpc.Server { return n.grpc }
 func (n *Node) Serve(lis net.Listener) error {
 	n.log.Info("storage node serving", "node", n.cfg.NodeID, "addr", lis.Addr().String(), "disks", len(n.store.disks))
 	n.startBackground()
+	if n.raw != nil {
+		lis = newMuxListener(lis, n.raw)
+	}
 	err := n.grpc.Serve(lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -121,6 +129,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.grpc.GracefulStop()
 		close(done)
 	}()
+	if n.raw != nil {
+		n.raw.shutdown(ctx)
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -184,10 +184,46 @@ func headerToProto(h ShardHeader) *pb.ShardHeader {
 }
 
 func (s *service) ReadShard(req *pb.ReadShardRequest, stream grpc.ServerStreamingServer[pb.ReadShardResponse]) error {
-	return toStatus(s.readShard(req, stream))
+	s.store.metrics.shardRead("grpc")
+	return toStatus(s.readShard(req, grpcSink{stream}))
 }
 
-func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamingServer[pb.ReadShardResponse]) error {
+// pieceSink is where readShard sends a shard's pieces: a gRPC stream, or
+// a raw connection (rawread.go).
+type pieceSink interface {
+	Context() context.Context
+	// sendHeader answers an empty range: the shard's header alone.
+	sendHeader(header *pb.ShardHeader) error
+	// sendPiece sends block b's piece and trailer, held in buf (header: the
+	// shard's, with the first piece only). It reports whether it took buf.
+	sendPiece(header *pb.ShardHeader, b uint64, data, trailer []byte, buf *[]byte) (taken bool, err error)
+	// sendCorrupt says block b's piece is corrupt (skip_corrupt).
+	sendCorrupt(header *pb.ShardHeader, b uint64) error
+}
+
+// grpcSink sends a shard's pieces as ReadShardResponse messages.
+type grpcSink struct {
+	stream grpc.ServerStreamingServer[pb.ReadShardResponse]
+}
+
+func (g grpcSink) Context() context.Context { return g.stream.Context() }
+
+func (g grpcSink) sendHeader(header *pb.ShardHeader) error {
+	return g.stream.Send(&pb.ReadShardResponse{Header: header})
+}
+
+// sendPiece hands buf to gRPC without a copy (see wire.OwnedPiece).
+func (g grpcSink) sendPiece(header *pb.ShardHeader, b uint64, data, trailer []byte, buf *[]byte) (bool, error) {
+	msg := &wire.OwnedPiece{Header: header, Block: b, Data: data, Trailer: trailer, Buf: buf}
+	err := g.stream.SendMsg(msg)
+	return msg.Taken, err
+}
+
+func (g grpcSink) sendCorrupt(header *pb.ShardHeader, b uint64) error {
+	return g.stream.Send(&pb.ReadShardResponse{Header: header, Piece: &pb.Piece{Block: b, Corrupt: true}})
+}
+
+func (s *service) readShard(req *pb.ReadShardRequest, sink pieceSink) error {
 	id, err := ParseShardID(req.GetShardId())
 	if err != nil {
 		return err
@@ -198,7 +234,7 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		return err
 	}
 	defer r.Close()
-	if err := checkRead(stream.Context(), "ReadShard", r.Header().ClipID); err != nil {
+	if err := checkRead(sink.Context(), "ReadShard", r.Header().ClipID); err != nil {
 		return err
 	}
 	first, end, err := blockRange(req.GetFirstBlock(), req.GetBlockCount(), r.Blocks())
@@ -207,14 +243,14 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 	}
 	header := headerToProto(r.Header())
 	if first == end { // empty range: the header alone
-		return stream.Send(&pb.ReadShardResponse{Header: header})
+		return sink.sendHeader(header)
 	}
 	for b := first; b < end; b++ {
-		if err := stream.Context().Err(); err != nil {
+		if err := sink.Context().Err(); err != nil {
 			return err
 		}
-		// Each unit is read into its own pooled buffer, which the send
-		// hands to gRPC without a copy (see wire.OwnedPiece).
+		// Each unit is read into its own pooled buffer, which a sink may
+		// keep (gRPC sends it without a copy).
 		buf := wire.Pool.Get(r.UnitSize())
 		data, trailer, err := r.ReadPiece(b, *buf)
 		var corrupt *CorruptPieceError
@@ -224,14 +260,14 @@ func (s *service) readShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 		switch {
 		case errors.As(err, &corrupt) && req.GetSkipCorrupt():
 			wire.Pool.Put(buf)
-			err = stream.Send(&pb.ReadShardResponse{Header: header, Piece: &pb.Piece{Block: b, Corrupt: true}})
+			err = sink.sendCorrupt(header, b)
 		case err != nil:
 			wire.Pool.Put(buf)
 			return err
 		default:
-			msg := &wire.OwnedPiece{Header: header, Block: b, Data: data, Trailer: trailer, Buf: buf}
-			err = stream.SendMsg(msg)
-			if !msg.Taken { // copied, or never marshalled: buf is still ours
+			var taken bool
+			taken, err = sink.sendPiece(header, b, data, trailer, buf)
+			if !taken { // copied, or never sent: buf is still ours
 				wire.Pool.Put(buf)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -105,15 +106,39 @@ func (o *storageOptions) run(cmd *cobra.Command) error {
 }
 
 // addMaintenanceFlags binds a storage node's background work knobs
-// (scrubbing, garbage collection) and how it writes shard files; clipstore
-// dev shares them.
+// (scrubbing, garbage collection) and how it writes and serves shard
+// files; clipstore dev shares them.
 func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
 	f := cmd.Flags()
 	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", cfg.ScrubInterval, "pause between scrub passes over every shard (0: no scrubbing)")
 	f.Var(rateFlag(&cfg.ScrubRate), "scrub-rate", "bytes per second a scrub pass reads, e.g. 50MiB (0: no bound)")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "pause between garbage collection runs (0: none)")
 	f.BoolVar(&cfg.BufferedWrites, "buffered-writes", cfg.BufferedWrites, "write shard files through the page cache instead of with O_DIRECT")
+	f.Var(invertedBool{&cfg.NoRawReads}, "raw-reads", "also serve shard reads on plain-text connections without gRPC framing (false: gRPC only)")
+	f.Lookup("raw-reads").NoOptDefVal = "true"
 }
+
+// invertedBool is a boolean flag that sets the opposite of its value: a
+// --raw-reads flag over a NoRawReads field.
+type invertedBool struct{ v *bool }
+
+func (b invertedBool) String() string {
+	if b.v == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!*b.v)
+}
+
+func (b invertedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.v = !v
+	return nil
+}
+
+func (invertedBool) Type() string { return "bool" }
 
 // byteFlag is a flag holding a size as bytesize.Parse reads it (e.g.
 // 2TiB); a rate, in bytes per second, may end in "/s" (e.g. 50MiB/s).

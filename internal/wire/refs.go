@@ -22,6 +22,12 @@ type RefUnit struct {
 	bufs []mem.Buffer
 }
 
+// OwnedUnit is a unit held whole in buf, a buffer from Pool, which Free
+// gives back (a unit read from a raw connection, package rawread).
+func OwnedUnit(buf *[]byte) RefUnit {
+	return RefUnit{Segs: [][]byte{*buf}, bufs: []mem.Buffer{mem.NewBuffer(buf, Pool)}}
+}
+
 // Len returns the unit's length in bytes.
 func (u *RefUnit) Len() int {
 	n := 0

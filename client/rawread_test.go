@@ -1,0 +1,96 @@
+package client_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/server"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// readsBy is node metric clipstore_storage_shard_reads_total{transport}.
+func readsBy(t *testing.T, reg *prometheus.Registry, transport string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "clipstore_storage_shard_reads_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "transport" && l.GetValue() == transport {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestRawReadsBesideGRPC: in a cluster where half the nodes serve raw
+// reads and half do not, a client reads every clip whole and in ranges
+// (the others over gRPC after a refused handshake), also with a node
+// stopped (its shards rebuilt from parity), and so does a client with raw
+// reads off.
+func TestRawReadsBesideGRPC(t *testing.T) {
+	regs := make([]*prometheus.Registry, 6)
+	tc := newClusterNodes(t, 6, client.Config{}, nil, func(i int, c *server.Config) {
+		c.NoRawReads = i%2 == 0
+		regs[i] = prometheus.NewRegistry()
+		c.Registerer = regs[i]
+	})
+	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}
+	tc.mkBucket("raw", &p)
+	ctx := t.Context()
+	data := randBytes(77, 1<<20+12345)
+	if _, err := tc.client.Put(ctx, "raw", "clip", bytes.NewReader(data), nil); err != nil {
+		t.Fatal(err)
+	}
+	grpcOnly, err := client.New(ctx, client.Config{Meta: []string{tc.meta.Members[0].GRPCAddr}, NoRawReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer grpcOnly.Close()
+	check := func(when string) {
+		t.Helper()
+		for name, c := range map[string]*client.Client{"default client": tc.client, "gRPC-only client": grpcOnly} {
+			var got bytes.Buffer
+			if _, err := c.Get(ctx, "raw", "clip", &got, nil); err != nil || !bytes.Equal(got.Bytes(), data) {
+				t.Fatalf("%s, %s: Get: %d bytes, %v", when, name, got.Len(), err)
+			}
+			r, err := c.Open(ctx, "raw", "clip")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, off := range []int64{0, 65535, 300_000, int64(len(data)) - 1000} {
+				buf := make([]byte, 1000)
+				if _, err := r.ReadAt(buf, off); err != nil || !bytes.Equal(buf, data[off:off+1000]) {
+					r.Close()
+					t.Fatalf("%s, %s: ReadAt %d: %v", when, name, off, err)
+				}
+			}
+			r.Close()
+		}
+	}
+	check("all nodes up")
+	var rawServed float64
+	for i, reg := range regs {
+		raw, grpc := readsBy(t, reg, "raw"), readsBy(t, reg, "grpc")
+		rawServed += raw
+		switch {
+		case i%2 == 0 && raw != 0:
+			t.Fatalf("node s%d has raw reads off, yet served %v", i, raw)
+		case i%2 == 1 && grpc > 0 && raw == 0: // read by both clients, raw by none
+			t.Fatalf("node s%d serves raw reads, yet the default client read it over gRPC only", i)
+		}
+	}
+	if rawServed == 0 {
+		t.Fatal("no raw read was served")
+	}
+	tc.stopNode("s1") // serves raw reads
+	check("a raw node stopped")
+}

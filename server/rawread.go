@@ -1,0 +1,313 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/clipstore/clipstore/internal/rawread"
+	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc/status"
+)
+
+// Raw piece reads. gRPC carries a shard's pieces in 16 KiB HTTP/2 frames,
+// each read with two read(2) calls and handled one by one: for 8 MiB gets
+// the node and the reader spend about 0.9 CPU-s per GiB where the same
+// bytes in a plain TCP stream cost 0.4 (docs/performance.md). So a
+// plain-text node also answers ReadShard on connections that open with
+// rawread.Magic instead of HTTP/2's preface, on the same port: the same
+// request, the same checks and the same errors (package rawread has the
+// framing), each unit written with one writev(2). Everything else, and
+// every TLS connection, is gRPC.
+
+// muxListener accepts connections for the gRPC server, handing those that
+// open with rawread.Magic to raw instead.
+type muxListener struct {
+	net.Listener
+	raw   *rawServer
+	conns chan net.Conn
+	errc  chan error
+	done  chan struct{}
+	once  sync.Once
+
+	mu       sync.Mutex
+	sniffing map[net.Conn]struct{} // closed by Close
+}
+
+func newMuxListener(lis net.Listener, raw *rawServer) *muxListener {
+	m := &muxListener{Listener: lis, raw: raw, conns: make(chan net.Conn), errc: make(chan error, 1), done: make(chan struct{}),
+		sniffing: map[net.Conn]struct{}{}}
+	go m.acceptLoop()
+	return m
+}
+
+// sniffTimeout bounds the wait for a new connection's first bytes.
+const sniffTimeout = 10 * time.Second
+
+func (m *muxListener) acceptLoop() {
+	for {
+		c, err := m.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			m.errc <- err
+			return
+		}
+		go m.sniff(c)
+	}
+}
+
+// sniff reads c's first bytes: rawread.Magic hands it to raw, anything
+// else goes to gRPC with those bytes put back in front.
+func (m *muxListener) sniff(c net.Conn) {
+	m.mu.Lock()
+	select {
+	case <-m.done:
+		m.mu.Unlock()
+		c.Close()
+		return
+	default:
+	}
+	m.sniffing[c] = struct{}{}
+	m.mu.Unlock()
+	var head [len(rawread.Magic)]byte
+	c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	n, err := io.ReadFull(c, head[:])
+	c.SetReadDeadline(time.Time{})
+	m.mu.Lock()
+	delete(m.sniffing, c)
+	m.mu.Unlock()
+	if err == nil && string(head[:]) == rawread.Magic {
+		m.raw.serve(c)
+		return
+	}
+	if n == 0 && err != nil {
+		c.Close()
+		return
+	}
+	select {
+	case m.conns <- &prefixConn{Conn: c, prefix: head[:n]}:
+	case <-m.done:
+		c.Close()
+	}
+}
+
+func (m *muxListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.conns:
+		return c, nil
+	case err := <-m.errc:
+		m.errc <- err // for the next caller
+		return nil, err
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting, and closes the connections whose first bytes
+// have not come yet. Connections handed on are their server's to close.
+func (m *muxListener) Close() error {
+	m.once.Do(func() {
+		m.mu.Lock()
+		close(m.done)
+		for c := range m.sniffing {
+			c.Close()
+		}
+		m.mu.Unlock()
+	})
+	return m.Listener.Close()
+}
+
+// prefixConn is a connection whose first bytes were read already.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// rawServer serves raw piece reads.
+type rawServer struct {
+	svc  *service
+	idle time.Duration // a connection with no request for this long is closed (0: never)
+
+	mu     sync.Mutex
+	conns  map[net.Conn]bool // true while a request is being answered
+	closed bool
+	wg     sync.WaitGroup
+	drain  chan struct{} // closed when closed and no request is being answered
+}
+
+func newRawServer(svc *service, idle time.Duration) *rawServer {
+	return &rawServer{svc: svc, idle: idle, conns: map[net.Conn]bool{}}
+}
+
+// serve answers c's requests, one at a time, until c fails or closes.
+func (s *rawServer) serve(c net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.conns[c] = false
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.checkDrainedLocked()
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	if _, err := c.Write([]byte(rawread.Magic)); err != nil {
+		return
+	}
+	r := bufio.NewReaderSize(c, 4<<10)
+	w := &rawSink{conn: c}
+	for {
+		if s.idle > 0 {
+			c.SetReadDeadline(time.Now().Add(s.idle))
+		}
+		req, err := rawread.ReadRequest(r)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					s.svc.store.log.Debug("raw read: bad request", "remote", c.RemoteAddr(), "err", err)
+				}
+			}
+			return
+		}
+		c.SetReadDeadline(time.Time{})
+		if !s.begin(c) {
+			return
+		}
+		s.svc.store.metrics.shardRead("raw")
+		ctx, cancel := context.WithCancel(context.Background())
+		w.ctx = ctx
+		err = s.svc.readShard(req, w)
+		cancel()
+		if w.failed == nil {
+			if err != nil {
+				st := status.Convert(toStatus(err))
+				w.failed = rawread.WriteError(c, st.Code(), st.Message())
+			} else {
+				w.failed = rawread.WriteEnd(c)
+			}
+		}
+		if !s.end(c) || w.failed != nil {
+			return
+		}
+	}
+}
+
+func (s *rawServer) begin(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = true
+	return true
+}
+
+func (s *rawServer) end(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns[c] = false
+	s.checkDrainedLocked()
+	return !s.closed
+}
+
+func (s *rawServer) checkDrainedLocked() {
+	if !s.closed || s.drain == nil {
+		return
+	}
+	for _, busy := range s.conns {
+		if busy {
+			return
+		}
+	}
+	select {
+	case <-s.drain:
+	default:
+		close(s.drain)
+	}
+}
+
+// shutdown takes no more requests, closes idle connections, lets the
+// requests being answered finish until ctx is done, then closes every
+// connection and waits for their goroutines.
+func (s *rawServer) shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.closed = true
+	s.drain = make(chan struct{})
+	for c, busy := range s.conns {
+		if !busy {
+			c.Close()
+		}
+	}
+	s.checkDrainedLocked()
+	drain := s.drain
+	s.mu.Unlock()
+	select {
+	case <-drain:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// rawSink writes readShard's answer as raw frames.
+type rawSink struct {
+	ctx    context.Context
+	conn   net.Conn
+	hdr    [rawread.FrameHeaderSize]byte
+	iov    net.Buffers
+	failed error // a write failed: the connection is done
+}
+
+func (w *rawSink) Context() context.Context { return w.ctx }
+
+func (w *rawSink) sendHeader(*pb.ShardHeader) error { return nil } // raw answers carry no header
+
+func (w *rawSink) sendCorrupt(_ *pb.ShardHeader, b uint64) error {
+	return w.write(rawread.PutFrameHeader(w.hdr[:], rawread.FrameCorrupt, b, 0))
+}
+
+func (w *rawSink) sendPiece(_ *pb.ShardHeader, b uint64, data, trailer []byte, _ *[]byte) (bool, error) {
+	w.iov = append(w.iov[:0], rawread.PutFrameHeader(w.hdr[:], rawread.FrameUnit, b, uint32(len(data)+len(trailer))), data, trailer)
+	_, err := w.iov.WriteTo(w.conn)
+	if err != nil {
+		w.failed = err
+	}
+	return false, err
+}
+
+func (w *rawSink) write(p []byte) error {
+	if _, err := w.conn.Write(p); err != nil {
+		w.failed = err
+		return err
+	}
+	return nil
+}
