@@ -44,25 +44,31 @@ func newRawPool() *rawPool {
 // errNoRaw: the node does not serve raw reads; use gRPC.
 var errNoRaw = errors.New("node does not serve raw reads")
 
-// get returns an idle connection to addr, or a new one. errNoRaw: the node
-// refused raw reads lately.
-func (p *rawPool) get(ctx context.Context, addr string) (net.Conn, error) {
+// get returns an idle connection to addr (reused), or a new one (always,
+// with fresh). errNoRaw: the node refused raw reads lately.
+func (p *rawPool) get(ctx context.Context, addr string, fresh bool) (c net.Conn, reused bool, err error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: client closed", ErrUnavailable)
+		return nil, false, fmt.Errorf("%w: client closed", ErrUnavailable)
 	}
 	if t, ok := p.refused[addr]; ok && time.Since(t) < rawRetryAfter {
 		p.mu.Unlock()
-		return nil, errNoRaw
+		return nil, false, errNoRaw
 	}
-	if idle := p.idle[addr]; len(idle) > 0 {
+	if idle := p.idle[addr]; len(idle) > 0 && !fresh {
 		c := idle[len(idle)-1]
 		p.idle[addr] = idle[:len(idle)-1]
 		p.mu.Unlock()
-		return c, nil
+		return c, true, nil
 	}
 	p.mu.Unlock()
+	c, err = p.dial(ctx, addr)
+	return c, false, err
+}
+
+// dial opens a raw connection to addr and makes the handshake.
+func (p *rawPool) dial(ctx context.Context, addr string) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, rawHandshake)
 	defer cancel()
 	var d net.Dialer
@@ -114,18 +120,32 @@ func (p *rawPool) close() {
 }
 
 // rawPump is pump over a raw connection to addr; a node that does not
-// serve raw reads is read with pump, over gRPC.
+// serve raw reads is read with pump, over gRPC. An idle connection may
+// have been closed by the node since it was last used (its idle timeout,
+// a restart): a request that gets no answer at all on one is sent again
+// on a new connection.
 func (s *unitStream) rawPump(ctx context.Context, pool *rawPool, addr string, sc storagepb.StorageServiceClient,
 	req *storagepb.ReadShardRequest, idle time.Duration) {
-	c, err := pool.get(ctx, addr)
-	switch {
-	case errors.Is(err, errNoRaw):
-		s.pump(ctx, sc, req, idle)
-		return
-	case err != nil:
-		s.deliver(ctx, unitMsg{err: err})
-		return
+	for fresh := false; ; fresh = true {
+		c, reused, err := pool.get(ctx, addr, fresh)
+		switch {
+		case errors.Is(err, errNoRaw):
+			s.pump(ctx, sc, req, idle)
+			return
+		case err != nil:
+			s.deliver(ctx, unitMsg{err: err})
+			return
+		}
+		if !s.rawRead(ctx, pool, addr, c, reused, req, idle) {
+			return
+		}
 	}
+}
+
+// rawRead reads req's answer on c and delivers it. It returns true, having
+// delivered nothing, when c was reused and failed before the first frame.
+func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c net.Conn, reused bool,
+	req *storagepb.ReadShardRequest, idle time.Duration) (retry bool) {
 	// Cancelling ctx wakes a read by moving the deadline into the past;
 	// cancelled keeps a later deadline from undoing it.
 	var mu sync.Mutex
@@ -144,7 +164,7 @@ func (s *unitStream) rawPump(ctx context.Context, pool *rawPool, addr string, sc
 		}
 		return !cancelled
 	}
-	reusable := false
+	reusable, frames := false, 0
 	defer func() {
 		if stop() && reusable {
 			c.SetDeadline(time.Time{})
@@ -153,62 +173,63 @@ func (s *unitStream) rawPump(ctx context.Context, pool *rawPool, addr string, sc
 			c.Close()
 		}
 	}()
-	failed := func(err error) {
+	failed := func(err error) bool {
 		var ne net.Error
-		if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case ctx.Err() != nil:
+		case errors.As(err, &ne) && ne.Timeout():
 			s.timedOut.Store(true) // the consumer says the node was too slow
-			return
+		case reused && frames == 0:
+			return true
+		default:
+			s.deliver(ctx, unitMsg{err: status.Errorf(codes.Unavailable, "raw read from %s: %v", addr, err)})
 		}
-		s.deliver(ctx, unitMsg{err: status.Errorf(codes.Unavailable, "raw read from %s: %v", addr, err)})
+		return false
 	}
 	if !arm() {
-		return
+		return false
 	}
 	if err := rawread.WriteRequest(c, req); err != nil {
-		failed(err)
-		return
+		return failed(err)
 	}
 	r := bufio.NewReaderSize(c, 64<<10)
 	var hdr [rawread.FrameHeaderSize]byte
-	for arm() {
+	for ; arm(); frames++ {
 		typ, block, n, err := rawread.ReadFrameHeader(r, hdr[:])
 		if err != nil {
-			failed(err)
-			return
+			return failed(err)
 		}
 		switch typ {
 		case rawread.FrameEnd:
 			reusable = true
-			return
+			return false
 		case rawread.FrameError:
 			payload := make([]byte, n)
 			if _, err := io.ReadFull(r, payload); err != nil {
-				failed(err)
-				return
+				return failed(err)
 			}
 			reusable = true
 			s.deliver(ctx, unitMsg{err: rawread.ParseError(payload)})
-			return
+			return false
 		case rawread.FrameCorrupt:
 			if !s.deliver(ctx, unitMsg{block: int64(block), corrupt: true}) {
-				return
+				return false
 			}
 		case rawread.FrameUnit:
 			if n == 0 || n > maxMessageSize {
-				failed(fmt.Errorf("unit of %d bytes", n))
-				return
+				return failed(fmt.Errorf("unit of %d bytes", n))
 			}
 			buf := wire.Pool.Get(int(n))
 			if _, err := io.ReadFull(r, *buf); err != nil {
 				wire.Pool.Put(buf)
-				failed(err)
-				return
+				return failed(err)
 			}
 			m := unitMsg{block: int64(block), unit: wire.OwnedUnit(buf)}
 			if !s.deliver(ctx, m) {
 				m.unit.Free()
-				return
+				return false
 			}
 		}
 	}
+	return false
 }

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/server"
@@ -93,4 +94,25 @@ func TestRawReadsBesideGRPC(t *testing.T) {
 	}
 	tc.stopNode("s1") // serves raw reads
 	check("a raw node stopped")
+}
+
+// TestRawReadsAfterNodesCloseIdle: nodes close raw connections idle for
+// their idle timeout; a client holding them in its pool sends its next
+// requests on new ones, and reads as before.
+func TestRawReadsAfterNodesCloseIdle(t *testing.T) {
+	tc := newClusterNodes(t, 6, client.Config{}, nil, func(_ int, c *server.Config) { c.IdleTimeout = 200 * time.Millisecond })
+	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}
+	tc.mkBucket("raw", &p)
+	ctx := t.Context()
+	data := randBytes(78, 300_000)
+	if _, err := tc.client.Put(ctx, "raw", "clip", bytes.NewReader(data), nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		var got bytes.Buffer
+		if _, err := tc.client.Get(ctx, "raw", "clip", &got, nil); err != nil || !bytes.Equal(got.Bytes(), data) {
+			t.Fatalf("Get %d: %d bytes, %v", i, got.Len(), err)
+		}
+		time.Sleep(500 * time.Millisecond) // every pooled connection is closed by its node meanwhile
+	}
 }

@@ -179,7 +179,7 @@ func (s *rawServer) serve(c net.Conn) {
 		return
 	}
 	r := bufio.NewReaderSize(c, 4<<10)
-	w := &rawSink{conn: c}
+	w := &rawSink{conn: c, timeout: s.idle}
 	for {
 		if s.idle > 0 {
 			c.SetReadDeadline(time.Now().Add(s.idle))
@@ -204,6 +204,7 @@ func (s *rawServer) serve(c net.Conn) {
 		err = s.svc.readShard(req, w)
 		cancel()
 		if w.failed == nil {
+			w.arm()
 			if err != nil {
 				st := status.Convert(toStatus(err))
 				w.failed = rawread.WriteError(c, st.Code(), st.Message())
@@ -278,13 +279,22 @@ func (s *rawServer) shutdown(ctx context.Context) {
 	s.wg.Wait()
 }
 
-// rawSink writes readShard's answer as raw frames.
+// rawSink writes readShard's answer as raw frames. A client that takes
+// nothing of a frame for timeout (the node's idle timeout; 0: no bound)
+// is cut off.
 type rawSink struct {
-	ctx    context.Context
-	conn   net.Conn
-	hdr    [rawread.FrameHeaderSize]byte
-	iov    net.Buffers
-	failed error // a write failed: the connection is done
+	ctx     context.Context
+	conn    net.Conn
+	timeout time.Duration
+	hdr     [rawread.FrameHeaderSize]byte
+	iov     net.Buffers
+	failed  error // a write failed: the connection is done
+}
+
+func (w *rawSink) arm() {
+	if w.timeout > 0 {
+		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
 }
 
 func (w *rawSink) Context() context.Context { return w.ctx }
@@ -297,6 +307,7 @@ func (w *rawSink) sendCorrupt(_ *pb.ShardHeader, b uint64) error {
 
 func (w *rawSink) sendPiece(_ *pb.ShardHeader, b uint64, data, trailer []byte, _ *[]byte) (bool, error) {
 	w.iov = append(w.iov[:0], rawread.PutFrameHeader(w.hdr[:], rawread.FrameUnit, b, uint32(len(data)+len(trailer))), data, trailer)
+	w.arm()
 	_, err := w.iov.WriteTo(w.conn)
 	if err != nil {
 		w.failed = err
@@ -305,6 +316,7 @@ func (w *rawSink) sendPiece(_ *pb.ShardHeader, b uint64, data, trailer []byte, _
 }
 
 func (w *rawSink) write(p []byte) error {
+	w.arm()
 	if _, err := w.conn.Write(p); err != nil {
 		w.failed = err
 		return err
