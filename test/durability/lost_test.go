@@ -126,9 +126,13 @@ func TestLostShardFilesAreFoundAndRepaired(t *testing.T) {
 			damaged[filepath.Base(f)] = true
 		}
 		start := time.Now()
-		if err := os.RemoveAll(filepath.Join(node.Dir, "shards")); err != nil {
-			t.Fatal(err)
-		}
+		// The node may be storing a shard meanwhile (a repair of an earlier
+		// case): a file or directory made during the walk fails RemoveAll
+		// with "directory not empty", and the next attempt takes it too.
+		await.TrueWhy(t, 10*time.Second, "the shard tree removed", func() (bool, string) {
+			err := os.RemoveAll(filepath.Join(node.Dir, "shards"))
+			return err == nil, fmt.Sprint(err)
+		})
 		took := healed(t, "tree", want, damaged, start)
 		n := nodeStatus(t, node.ID)
 		if len(n.FailedDisks) != 0 || !n.Up {
