@@ -29,16 +29,24 @@ const (
 	rawHandshake   = 10 * time.Second // bound of a dial and its handshake
 )
 
+// rawConn is a raw connection and its read buffer, kept together: an
+// answer ends with its last frame, so the buffer holds nothing when the
+// connection goes back to the pool.
+type rawConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
 // rawPool keeps idle raw connections per node address.
 type rawPool struct {
 	mu      sync.Mutex
-	idle    map[string][]net.Conn
+	idle    map[string][]*rawConn
 	refused map[string]time.Time // when the node answered without rawread.Magic
 	closed  bool
 }
 
 func newRawPool() *rawPool {
-	return &rawPool{idle: map[string][]net.Conn{}, refused: map[string]time.Time{}}
+	return &rawPool{idle: map[string][]*rawConn{}, refused: map[string]time.Time{}}
 }
 
 // errNoRaw: the node does not serve raw reads; use gRPC.
@@ -46,7 +54,7 @@ var errNoRaw = errors.New("node does not serve raw reads")
 
 // get returns an idle connection to addr (reused), or a new one (always,
 // with fresh). errNoRaw: the node refused raw reads lately.
-func (p *rawPool) get(ctx context.Context, addr string, fresh bool) (c net.Conn, reused bool, err error) {
+func (p *rawPool) get(ctx context.Context, addr string, fresh bool) (c *rawConn, reused bool, err error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -68,7 +76,7 @@ func (p *rawPool) get(ctx context.Context, addr string, fresh bool) (c net.Conn,
 }
 
 // dial opens a raw connection to addr and makes the handshake.
-func (p *rawPool) dial(ctx context.Context, addr string) (net.Conn, error) {
+func (p *rawPool) dial(ctx context.Context, addr string) (*rawConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, rawHandshake)
 	defer cancel()
 	var d net.Dialer
@@ -93,11 +101,11 @@ func (p *rawPool) dial(ctx context.Context, addr string) (net.Conn, error) {
 		p.mu.Unlock()
 		return nil, errNoRaw
 	}
-	return c, nil
+	return &rawConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}, nil
 }
 
 // put keeps c for the next read from addr.
-func (p *rawPool) put(addr string, c net.Conn) {
+func (p *rawPool) put(addr string, c *rawConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || len(p.idle[addr]) >= rawIdlePerNode {
@@ -144,7 +152,7 @@ func (s *unitStream) rawPump(ctx context.Context, pool *rawPool, addr string, sc
 
 // rawRead reads req's answer on c and delivers it. It returns true, having
 // delivered nothing, when c was reused and failed before the first frame.
-func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c net.Conn, reused bool,
+func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c *rawConn, reused bool,
 	req *storagepb.ReadShardRequest, idle time.Duration) (retry bool) {
 	// Cancelling ctx wakes a read by moving the deadline into the past;
 	// cancelled keeps a later deadline from undoing it.
@@ -192,7 +200,7 @@ func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c 
 	if err := rawread.WriteRequest(c, req); err != nil {
 		return failed(err)
 	}
-	r := bufio.NewReaderSize(c, 64<<10)
+	r := c.r
 	var hdr [rawread.FrameHeaderSize]byte
 	for ; arm(); frames++ {
 		typ, block, n, err := rawread.ReadFrameHeader(r, hdr[:])
