@@ -7,6 +7,7 @@ import (
 	"iter"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/plan"
 	"github.com/clipstore/clipstore/proto/metapb"
 	"golang.org/x/sync/errgroup"
 )
@@ -232,7 +233,7 @@ type PlanInfo struct {
 }
 
 func (o PlanOptions) request(dataset string) *metapb.PlanRequest {
-	return &metapb.PlanRequest{Dataset: dataset, Version: 1, Seed: o.Seed, Epoch: o.Epoch, World: uint32(max(o.World, 0)),
+	return &metapb.PlanRequest{Dataset: dataset, Version: plan.Version, Seed: o.Seed, Epoch: o.Epoch, World: uint32(max(o.World, 0)),
 		Rank: uint32(max(o.Rank, 0)), From: o.From, Pad: o.Pad, DropLast: o.DropLast}
 }
 
@@ -245,16 +246,19 @@ func (c *Client) planPage(ctx context.Context, req *metapb.PlanRequest) (*metapb
 	})
 }
 
+func planInfoFromProto(r *metapb.PlanResponse) PlanInfo {
+	return PlanInfo{Version: int(r.Version), Bucket: r.Bucket, RankItems: int(r.RankItems), EpochLength: r.EpochLength,
+		MinItems: int(r.MinItems), MaxItems: int(r.MaxItems), MinBytes: int64(r.MinBytes), MaxBytes: int64(r.MaxBytes)}
+}
+
+func planItemFromProto(it *metapb.PlanItem) PlanItem {
+	return PlanItem{Position: it.Position, Key: it.Key, Generation: it.Generation, Size: int64(it.Size), Member: int(it.Member)}
+}
+
 // PlanSummary describes rank o.Rank's share of an epoch of a dataset.
 func (c *Client) PlanSummary(ctx context.Context, dataset string, o PlanOptions) (PlanInfo, error) {
-	req := o.request(dataset)
-	req.PageSize = 1
-	resp, err := c.planPage(ctx, req)
-	if err != nil {
-		return PlanInfo{}, err
-	}
-	return PlanInfo{Version: int(resp.Version), Bucket: resp.Bucket, RankItems: int(resp.RankItems), EpochLength: resp.EpochLength,
-		MinItems: int(resp.MinItems), MaxItems: int(resp.MaxItems), MinBytes: int64(resp.MinBytes), MaxBytes: int64(resp.MaxBytes)}, nil
+	info, _, _, err := c.PlanPage(ctx, dataset, o, 0, 1)
+	return info, err
 }
 
 // Plan iterates over rank o.Rank's share of an epoch of a dataset, in
@@ -269,7 +273,7 @@ func (c *Client) Plan(ctx context.Context, dataset string, o PlanOptions) iter.S
 				return
 			}
 			for _, it := range resp.Items {
-				if !yield(PlanItem{Position: it.Position, Key: it.Key, Generation: it.Generation, Size: int64(it.Size), Member: int(it.Member)}, nil) {
+				if !yield(planItemFromProto(it), nil) {
 					return
 				}
 			}
@@ -291,11 +295,9 @@ func (c *Client) PlanPage(ctx context.Context, dataset string, o PlanOptions, st
 	if err != nil {
 		return PlanInfo{}, nil, false, err
 	}
-	info := PlanInfo{Version: int(resp.Version), Bucket: resp.Bucket, RankItems: int(resp.RankItems), EpochLength: resp.EpochLength,
-		MinItems: int(resp.MinItems), MaxItems: int(resp.MaxItems), MinBytes: int64(resp.MinBytes), MaxBytes: int64(resp.MaxBytes)}
 	items := make([]PlanItem, 0, len(resp.Items))
 	for _, it := range resp.Items {
-		items = append(items, PlanItem{Position: it.Position, Key: it.Key, Generation: it.Generation, Size: int64(it.Size), Member: int(it.Member)})
+		items = append(items, planItemFromProto(it))
 	}
-	return info, items, resp.More, nil
+	return planInfoFromProto(resp), items, resp.More, nil
 }

@@ -692,38 +692,11 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 		return 0, errClosed
 	}
 	if r.pos != 0 {
-		var n int64
-		buf := make([]byte, 1<<20)
-		for {
-			m, err := r.Read(buf)
-			if m > 0 {
-				if _, werr := w.Write(buf[:m]); werr != nil {
-					return n, werr
-				}
-				n += int64(m)
-			}
-			if err == io.EOF {
-				return n, nil
-			}
-			if err != nil {
-				return n, err
-			}
-		}
+		return io.CopyBuffer(w, struct{ io.Reader }{r}, make([]byte, 1<<20)) // the Reader alone: not this WriteTo again
 	}
-	cw := &countingWriter{w: w}
-	err := r.v.get(r.ctx, cw, nil)
-	r.pos += cw.n
-	return cw.n, err
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
+	var n int64
+	err := r.v.get(r.ctx, w, &GetOptions{Progress: func(written int64) { n = written }})
+	r.pos += n
 	return n, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -108,7 +109,7 @@ func (a *applier) pin(rec *pb.ClipRecord) error {
 	if err != nil || n > 1 {
 		return err
 	}
-	if _, err := a.addCount(append([]byte("b"), rec.Bucket...), 1); err != nil {
+	if _, err := a.addCount(bucketPinKey(rec.Bucket), 1); err != nil {
 		return err
 	}
 	return a.tx.Bucket(bktPins).Put(genKey(rec.Bucket, rec.Key, rec.Generation), rec.ClipId)
@@ -121,7 +122,7 @@ func (a *applier) unpin(rec *pb.ClipRecord) (bool, error) {
 	if err != nil || n > 0 {
 		return false, err
 	}
-	if _, err := a.addCount(append([]byte("b"), rec.Bucket...), -1); err != nil {
+	if _, err := a.addCount(bucketPinKey(rec.Bucket), -1); err != nil {
 		return false, err
 	}
 	if err := a.tx.Bucket(bktPins).Delete(genKey(rec.Bucket, rec.Key, rec.Generation)); err != nil {
@@ -152,6 +153,34 @@ func (a *applier) releaseClip(rec *pb.ClipRecord) error {
 func memberKey(name string, pos uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(name), 0), pos)
 }
+
+// errStopMembers ends eachMember early without an error.
+var errStopMembers = errors.New("stop")
+
+// eachMember calls fn with every member of dataset name at or after
+// position start, in position order, with its key in bktDatasetMembers
+// (valid during the call only). fn returning errStopMembers ends the walk
+// without an error.
+func eachMember(tx *bolt.Tx, name string, start uint64, fn func(pos uint64, k []byte, m *pb.DatasetMember) error) error {
+	prefix := append([]byte(name), 0)
+	cur := tx.Bucket(bktDatasetMembers).Cursor()
+	for k, v := cur.Seek(memberKey(name, start)); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		m := &pb.DatasetMember{}
+		if err := decodeMsg(k, v, m); err != nil {
+			return err
+		}
+		if err := fn(u64(k[len(prefix):]), k, m); err != nil {
+			if errors.Is(err, errStopMembers) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// bucketPinKey counts the records of bucket that datasets hold.
+func bucketPinKey(bucket string) []byte { return append([]byte("b"), bucket...) }
 
 func (a *applier) createDataset(c *pb.CreateDatasetRequest) (*pb.CreateDatasetResponse, error) {
 	if err := ValidateDatasetName(c.Name); err != nil {
@@ -251,31 +280,23 @@ func (a *applier) deleteDataset(c *pb.DeleteDatasetRequest) (*pb.DeleteDatasetRe
 		return nil, fmt.Errorf("%w: dataset %q", ErrNotFound, c.Name)
 	}
 	resp := &pb.DeleteDatasetResponse{}
-	prefix := append([]byte(c.Name), 0)
-	members := a.tx.Bucket(bktDatasetMembers)
 	var keys [][]byte
-	cur := members.Cursor()
-	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+	err := eachMember(a.tx, c.Name, 0, func(_ uint64, k []byte, m *pb.DatasetMember) error {
 		keys = append(keys, bytes.Clone(k))
-		m := &pb.DatasetMember{}
-		if err := decodeMsg(k, v, m); err != nil {
-			return nil, err
-		}
 		rec, err := a.clipByID(m.ClipId)
-		if err != nil {
-			return nil, err
-		}
-		if rec == nil {
-			continue // purged
+		if err != nil || rec == nil { // nil: purged
+			return err
 		}
 		collected, err := a.unpin(rec)
-		if err != nil {
-			return nil, err
-		}
 		if collected {
 			resp.ReleasedClips++
 		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	members := a.tx.Bucket(bktDatasetMembers)
 	for _, k := range keys {
 		if err := members.Delete(k); err != nil {
 			return nil, err
@@ -310,18 +331,12 @@ func (a *applier) purgeClip(c *pb.PurgeClipRequest) (*pb.PurgeClipResponse, erro
 		if ds.Bucket != c.Bucket {
 			return nil
 		}
-		prefix := append([]byte(ds.Name), 0)
-		cur := members.Cursor()
-		for mk, mv := cur.Seek(prefix); mk != nil && bytes.HasPrefix(mk, prefix); mk, mv = cur.Next() {
-			m := &pb.DatasetMember{}
-			if err := decodeMsg(mk, mv, m); err != nil {
-				return err
-			}
+		return eachMember(a.tx, ds.Name, 0, func(_ uint64, mk []byte, m *pb.DatasetMember) error {
 			if m.Key == c.Key {
 				hits = append(hits, hit{ds: ds, key: bytes.Clone(mk), m: m})
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -376,7 +391,7 @@ func (a *applier) purgeClip(c *pb.PurgeClipRequest) (*pb.PurgeClipResponse, erro
 
 // bucketPinned reports whether a dataset holds a record of bucket.
 func bucketPinned(tx *bolt.Tx, bucket string) bool {
-	return tx.Bucket(bktPins).Get(append([]byte("b"), bucket...)) != nil
+	return tx.Bucket(bktPins).Get(bucketPinKey(bucket)) != nil
 }
 
 // pinnedGeneration returns the record of a generation a dataset holds, or
@@ -449,20 +464,14 @@ func (n *Node) getDataset(_ context.Context, req *pb.GetDatasetRequest) (*pb.Get
 		if !found || resp.Dataset.Building {
 			return fmt.Errorf("%w: dataset %q", ErrNotFound, req.Name)
 		}
-		prefix := append([]byte(req.Name), 0)
-		cur := tx.Bucket(bktDatasetMembers).Cursor()
-		for k, v := cur.Seek(memberKey(req.Name, req.Start)); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		return eachMember(tx, req.Name, req.Start, func(pos uint64, _ []byte, m *pb.DatasetMember) error {
 			if len(resp.Members) == limit {
-				resp.More, resp.Next = true, u64(k[len(prefix):])
-				break
-			}
-			m := &pb.DatasetMember{}
-			if err := decodeMsg(k, v, m); err != nil {
-				return err
+				resp.More, resp.Next = true, pos
+				return errStopMembers
 			}
 			resp.Members = append(resp.Members, m)
-		}
-		return nil
+			return nil
+		})
 	})
 	return resp, err
 }

@@ -1,7 +1,6 @@
 package meta
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -49,7 +48,8 @@ type planShare struct {
 // cost a lookup and a read of the page's members each instead of the
 // epoch's order over the whole dataset (a quarter of a second of SHA-256
 // for two million members, plus reading every member). It holds at most
-// planCacheItems items in all, least recently used out first.
+// planCacheEntries shares and planCacheItems items in all, least recently
+// used out first.
 type planCache struct {
 	mu      sync.Mutex
 	entries []planCacheEntry // least recently used first
@@ -61,7 +61,10 @@ type planCacheEntry struct {
 	share *planShare
 }
 
-const planCacheItems = 4_000_000 // about 100 MiB
+const (
+	planCacheEntries = 64        // a lookup is a scan of them
+	planCacheItems   = 4_000_000 // about 100 MiB
+)
 
 func (c *planCache) get(k planKey) *planShare {
 	c.mu.Lock()
@@ -88,7 +91,7 @@ func (c *planCache) put(k planKey, s *planShare) {
 			break
 		}
 	}
-	for len(c.entries) > 0 && c.items+len(s.items) > planCacheItems {
+	for len(c.entries) > 0 && (c.items+len(s.items) > planCacheItems || len(c.entries) >= planCacheEntries) {
 		c.items -= len(c.entries[0].share.items)
 		c.entries = c.entries[1:]
 	}
@@ -158,18 +161,15 @@ func (n *Node) plan(_ context.Context, req *pb.PlanRequest) (*pb.PlanResponse, e
 func computeShare(tx *bolt.Tx, ds *pb.Dataset, positions uint64, req *pb.PlanRequest) (*planShare, error) {
 	sizes := make([]int64, positions)
 	present := make([]bool, positions)
-	prefix := append([]byte(ds.Name), 0)
-	cur := tx.Bucket(bktDatasetMembers).Cursor()
-	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
-		pos := u64(k[len(prefix):])
+	err := eachMember(tx, ds.Name, 0, func(pos uint64, _ []byte, m *pb.DatasetMember) error {
 		if pos >= positions {
-			return nil, fmt.Errorf("%w: dataset %q has a member at position %d of %d", ErrStateCorrupt, ds.Name, pos, positions)
-		}
-		m := &pb.DatasetMember{}
-		if err := decodeMsg(k, v, m); err != nil {
-			return nil, err
+			return fmt.Errorf("%w: dataset %q has a member at position %d of %d", ErrStateCorrupt, ds.Name, pos, positions)
 		}
 		sizes[pos], present[pos] = int64(m.Size), true
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	n := int(positions)
 	o := plan.Options{Seed: req.Seed, Epoch: req.Epoch, World: int(req.World), Rank: int(req.Rank), From: req.From,

@@ -53,4 +53,10 @@ func TestPlanCache(t *testing.T) {
 	if c.items != 2*third+1 {
 		t.Fatalf("%d items held after replacing a share, want %d", c.items, 2*third+1)
 	}
+	for e := range uint64(planCacheEntries) {
+		c.put(key(100+e), share(1))
+	}
+	if len(c.entries) != planCacheEntries || c.get(key(1)) != nil || c.get(key(100)) == nil {
+		t.Fatalf("%d shares held after %d more small ones, bound %d", len(c.entries), planCacheEntries, planCacheEntries)
+	}
 }

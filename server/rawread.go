@@ -199,10 +199,7 @@ func (s *rawServer) serve(c net.Conn) {
 			return
 		}
 		s.svc.store.metrics.shardRead("raw")
-		ctx, cancel := context.WithCancel(context.Background())
-		w.ctx = ctx
 		err = s.svc.readShard(req, w)
-		cancel()
 		if w.failed == nil {
 			w.arm()
 			if err != nil {
@@ -281,14 +278,15 @@ func (s *rawServer) shutdown(ctx context.Context) {
 
 // rawSink writes readShard's answer as raw frames. A client that takes
 // nothing of a frame for timeout (the node's idle timeout; 0: no bound)
-// is cut off.
+// is cut off. Nothing cancels an answer but a failed write (a client gone,
+// or a shutdown closing the connection), so its context is Background.
 type rawSink struct {
-	ctx     context.Context
 	conn    net.Conn
 	timeout time.Duration
 	hdr     [rawread.FrameHeaderSize]byte
-	iov     net.Buffers
-	failed  error // a write failed: the connection is done
+	iov     [3][]byte   // a frame's header, piece and trailer
+	bufs    net.Buffers // over iov; WriteTo consumes it, not iov
+	failed  error       // a write failed: the connection is done
 }
 
 func (w *rawSink) arm() {
@@ -297,7 +295,7 @@ func (w *rawSink) arm() {
 	}
 }
 
-func (w *rawSink) Context() context.Context { return w.ctx }
+func (w *rawSink) Context() context.Context { return context.Background() }
 
 func (w *rawSink) sendHeader(*pb.ShardHeader) error { return nil } // raw answers carry no header
 
@@ -306,9 +304,11 @@ func (w *rawSink) sendCorrupt(_ *pb.ShardHeader, b uint64) error {
 }
 
 func (w *rawSink) sendPiece(_ *pb.ShardHeader, b uint64, data, trailer []byte, _ *[]byte) (bool, error) {
-	w.iov = append(w.iov[:0], rawread.PutFrameHeader(w.hdr[:], rawread.FrameUnit, b, uint32(len(data)+len(trailer))), data, trailer)
+	w.iov = [3][]byte{rawread.PutFrameHeader(w.hdr[:], rawread.FrameUnit, b, uint32(len(data)+len(trailer))), data, trailer}
 	w.arm()
-	_, err := w.iov.WriteTo(w.conn)
+	w.bufs = w.iov[:]
+	_, err := w.bufs.WriteTo(w.conn)
+	w.iov = [3][]byte{} // drop the references to the piece
 	if err != nil {
 		w.failed = err
 	}
