@@ -79,7 +79,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	$(GO) test -run='^$$' -fuzz='^FuzzWriteRefs$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseVerify$$' -fuzztime=$(FUZZTIME) ./internal/callauth/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/capability/
-	$(GO) test -run='^$$' -fuzz='^FuzzFrames$$' -fuzztime=$(FUZZTIME) ./internal/rawread/
+	$(GO) test -run='^$$' -fuzz='^FuzzFrames$$' -fuzztime=$(FUZZTIME) ./internal/rawshard/
 
 .PHONY: soak
 soak: ## Repeat the test suite to shake out flakes (COUNT, default 20).

@@ -32,7 +32,7 @@ type Client struct {
 	log   *slog.Logger
 	conns *conns.Cache // meta members and storage nodes, one connection each
 	meta  *metacall.Caller
-	raw   *rawPool // raw read connections; nil: reads use gRPC (rawread.go)
+	raw   *rawPool // raw connections; nil: shards go over gRPC (raw.go)
 
 	mu struct {
 		sync.Mutex
@@ -52,8 +52,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		grpc.WithChainUnaryInterceptor(cfg.sign),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)))...)}
 	c.mu.codes = map[Profile]*erasure.Code{}
-	if cfg.TLS == nil && !cfg.NoRawReads {
-		c.raw = newRawPool()
+	if use := cfg.rawUse(); use != 0 {
+		c.raw = newRawPool(use)
 	}
 	var err error
 	c.meta, err = metacall.New(metacall.Config{Members: cfg.Meta, Conns: c.conns,

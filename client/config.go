@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/rawshard"
 	"github.com/clipstore/clipstore/internal/tlsconf"
 )
 
@@ -20,10 +21,11 @@ type Config struct {
 	// BlocksInFlight bounds the blocks a Put or a read keeps in memory at
 	// once, whatever the clip's size (default 4).
 	BlocksInFlight int
-	// NoRawReads reads shards over gRPC only. By default a plain-text
-	// client reads them over raw connections (internal/rawread) from the
-	// nodes that serve them: the same checks for a third of the CPU.
-	NoRawReads bool
+	// NoRawReads and NoRawWrites read and write shards over gRPC only.
+	// By default a plain-text client reads and writes them over raw
+	// connections (internal/rawshard) with the nodes that serve them: the
+	// same checks for less CPU.
+	NoRawReads, NoRawWrites bool
 	// RequestTimeout bounds how long a storage node stream may stay silent
 	// before it counts as slow: a read falls back to other shards, a write
 	// counts the shard as failed (default 30s).
@@ -63,6 +65,18 @@ const (
 )
 
 // withDefaults fills in the zero fields.
+// rawUse is what the client does over raw connections: nothing with TLS.
+func (c *Config) rawUse() byte {
+	var use byte
+	if c.TLS == nil && !c.NoRawReads {
+		use |= rawshard.ServesReads
+	}
+	if c.TLS == nil && !c.NoRawWrites {
+		use |= rawshard.ServesWrites
+	}
+	return use
+}
+
 func (c Config) withDefaults() Config {
 	if c.BlocksInFlight == 0 {
 		c.BlocksInFlight = DefaultBlocksInFlight

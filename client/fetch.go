@@ -48,11 +48,8 @@ func openUnitStream(ctx context.Context, raw *rawPool, addr string, sc storagepb
 	go func() {
 		defer close(s.done)
 		defer close(s.ch)
-		if raw != nil {
-			s.rawPump(sctx, raw, addr, sc, req, idle)
-		} else {
-			s.pump(sctx, sc, req, idle)
-		}
+		s.rawPump(sctx, raw, addr, sc, req, idle) // over gRPC when raw reads are off
+
 	}()
 	return s
 }

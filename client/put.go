@@ -336,6 +336,7 @@ type shardWriter struct {
 	index      int
 	node, addr string
 	shardID    []byte
+	raw        *rawTx // the write on a raw connection, or nil
 	stream     writeStream
 	cancel     context.CancelFunc // ends stream
 	watchdog   *time.Timer        // cancels a stream stuck in one call
@@ -394,10 +395,14 @@ func (w *shardWriter) sendPiece(ctx context.Context, ref *blockRef) error {
 	}
 }
 
-// sendOnce sends the piece on the open stream: handed to gRPC (pinning the
-// block) when it is large, copied into the message when it is small.
+// sendOnce sends the piece on the open write: on a raw connection, or
+// handed to gRPC (pinning the block) when it is large, copied into the
+// message when it is small.
 func (w *shardWriter) sendOnce(ref *blockRef, piece []byte) error {
 	b := ref.b
+	if w.raw != nil {
+		return w.wrap(w.raw.piece(uint64(b.Num), piece, b.Trailer(w.index)))
+	}
 	if len(piece) < zeroCopyPiece {
 		return w.send(&storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Piece{Piece: &storagepb.Piece{
 			Block: uint64(b.Num), Data: piece, Trailer: b.Trailer(w.index)}}})
@@ -422,7 +427,11 @@ func (w *shardWriter) finish(ctx context.Context) error {
 	for {
 		err := w.open(ctx)
 		var resp *storagepb.WriteShardResponse
-		if err == nil {
+		switch {
+		case err == nil && w.raw != nil:
+			resp, err = w.raw.finish(msg.GetFinish())
+			err = w.wrap(err)
+		case err == nil:
 			if err = w.send(msg); err == nil {
 				resp, err = w.closeAndRecv()
 			}
@@ -440,13 +449,28 @@ func (w *shardWriter) finish(ctx context.Context) error {
 	}
 }
 
-// open starts the write stream and sends the header, unless it runs.
+// open starts the write and sends the header, unless it runs: on a raw
+// connection when the client and the node write raw, else on a gRPC
+// stream.
 func (w *shardWriter) open(ctx context.Context) error {
-	if w.stream != nil {
+	if w.stream != nil || w.raw != nil {
 		return nil
 	}
 	if w.node == "" {
 		return fmt.Errorf("%w: no storage node for shard %d", ErrUnavailable, w.index)
+	}
+	b := w.up.begin
+	k, m := w.up.code.DataShards(), w.up.code.ParityShards()
+	header := &storagepb.ShardHeader{
+		ShardId: w.shardID, ClipId: b.ClipId, Index: uint32(w.index), DataShards: uint32(k), ParityShards: uint32(m),
+		BlockSize: uint32(w.up.code.BlockSize()), CommitDeadlineUnixNano: b.CommitDeadlineUnixNano}
+	raw, err := openRawTx(ctx, w.up.c.raw, w.addr, header, w.up.c.cfg.RequestTimeout)
+	if err == nil {
+		w.raw = raw
+		return nil
+	}
+	if !errors.Is(err, errNoRaw) {
+		return w.wrap(err)
 	}
 	cc, err := w.up.c.conn(w.addr)
 	if err != nil {
@@ -475,11 +499,7 @@ func (w *shardWriter) open(ctx context.Context) error {
 		return w.wrap(err)
 	}
 	w.stream = stream
-	b := w.up.begin
-	k, m := w.up.code.DataShards(), w.up.code.ParityShards()
-	return w.send(&storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Header{Header: &storagepb.ShardHeader{
-		ShardId: w.shardID, ClipId: b.ClipId, Index: uint32(w.index), DataShards: uint32(k), ParityShards: uint32(m),
-		BlockSize: uint32(w.up.code.BlockSize()), CommitDeadlineUnixNano: b.CommitDeadlineUnixNano}}})
+	return w.send(&storagepb.WriteShardRequest{Msg: &storagepb.WriteShardRequest_Header{Header: header}})
 }
 
 // send sends one message. A node that ended the stream answers with its
@@ -530,6 +550,10 @@ func (w *shardWriter) swap(ctx context.Context, err error) bool {
 }
 
 func (w *shardWriter) closeStream() {
+	if w.raw != nil {
+		w.raw.close()
+		w.raw = nil
+	}
 	if w.cancel != nil {
 		w.watchdog.Stop()
 		w.cancel()

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/rawshard"
 	"github.com/clipstore/clipstore/internal/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -71,9 +72,10 @@ type Config struct {
 	// 0 disables them. They run only with Meta.
 	GCInterval time.Duration
 
-	// NoRawReads turns off raw piece reads (rawread.go) on a plain-text
-	// node: every read is then gRPC. TLS nodes never serve them.
-	NoRawReads bool
+	// NoRawReads and NoRawWrites turn off raw shard reads and writes
+	// (raw.go) on a plain-text node: those are then gRPC only. TLS nodes
+	// never serve them.
+	NoRawReads, NoRawWrites bool
 	// BufferedWrites writes shard files through the page cache instead of
 	// with O_DIRECT (which a filesystem that refuses it gets anyway).
 	BufferedWrites bool
@@ -167,3 +169,16 @@ func (c *Config) Validate() error {
 // maxMessageSize is the largest gRPC message the node sends or accepts: a
 // whole piece, its trailer and framing.
 func (c *Config) maxMessageSize() int { return c.MaxPieceSize + 64<<10 }
+
+// rawServes is what the node serves on raw connections (raw.go): nothing
+// with TLS.
+func (c *Config) rawServes() byte {
+	var serves byte
+	if c.TLS == nil && !c.NoRawReads {
+		serves |= rawshard.ServesReads
+	}
+	if c.TLS == nil && !c.NoRawWrites {
+		serves |= rawshard.ServesWrites
+	}
+	return serves
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"sync"
 	"unsafe"
@@ -107,6 +108,54 @@ func (f *directFile) WriteBuffers(bufs [][]byte) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// ReadFull reads n bytes of r into the staging buffer, writing it out
+// whenever it fills, and hands each run read to seen. Once staging has
+// ended (Sync, Stat) it reads through a buffer and writes.
+func (f *directFile) ReadFull(r io.Reader, n int, seen func([]byte)) (int64, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	if !f.staging {
+		return io.CopyN(f.osFile, &seenReader{r: r, seen: seen}, int64(n))
+	}
+	if f.buf == nil {
+		f.buf = directBuffers.Get().(*[]byte)
+	}
+	var read int64
+	for left := n; left > 0; {
+		k, err := r.Read((*f.buf)[f.n:min(directChunk, f.n+left)])
+		seen((*f.buf)[f.n : f.n+k])
+		f.n += k
+		read += int64(k)
+		left -= k
+		if f.n == directChunk {
+			if werr := f.writeChunk(); werr != nil {
+				return read, werr
+			}
+		}
+		switch {
+		case left == 0:
+		case err == io.EOF:
+			return read, io.ErrUnexpectedEOF
+		case err != nil:
+			return read, err
+		}
+	}
+	return read, nil
+}
+
+// seenReader hands what it reads to seen.
+type seenReader struct {
+	r    io.Reader
+	seen func([]byte)
+}
+
+func (s *seenReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.seen(p[:n])
+	return n, err
 }
 
 // writeChunk writes the full staging buffer, with O_DIRECT unless the

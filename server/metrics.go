@@ -15,6 +15,7 @@ type metrics struct {
 	bytesRead    prometheus.Counter
 	corrupt      prometheus.Counter
 	shardReads   *prometheus.CounterVec
+	shardWrites  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
@@ -44,6 +45,10 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 			Namespace: "clipstore", Subsystem: "storage", Name: "shard_reads_total",
 			Help: "ReadShard requests by transport: grpc, or raw (plain TCP without gRPC framing).",
 		}, []string{"transport"}),
+		shardWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clipstore", Subsystem: "storage", Name: "shard_write_requests_total",
+			Help: "WriteShard requests by transport: grpc, or raw (plain TCP without gRPC framing).",
+		}, []string{"transport"}),
 	}
 	if reg == nil {
 		return m
@@ -52,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 		Namespace: "clipstore", Subsystem: "storage", Name: "shards",
 		Help: "Shard files stored on the node.",
 	}, func() float64 { return float64(s.shardCount()) })
-	reg.MustRegister(m.writes, m.writeSeconds, m.bytesWritten, m.bytesRead, m.corrupt, m.shardReads, shards)
+	reg.MustRegister(m.writes, m.writeSeconds, m.bytesWritten, m.bytesRead, m.corrupt, m.shardReads, m.shardWrites, shards)
 	return m
 }
 
@@ -70,7 +75,8 @@ func (m *metrics) writeFailed()  { m.writes.WithLabelValues("failed").Inc() }
 func (m *metrics) corruptPiece() { m.corrupt.Inc() }
 func (m *metrics) read(n int)    { m.bytesRead.Add(float64(n)) }
 
-func (m *metrics) shardRead(transport string) { m.shardReads.WithLabelValues(transport).Inc() }
+func (m *metrics) shardRead(transport string)  { m.shardReads.WithLabelValues(transport).Inc() }
+func (m *metrics) shardWrite(transport string) { m.shardWrites.WithLabelValues(transport).Inc() }
 
 func (s *Store) shardCount() int64 {
 	var n int64

@@ -43,7 +43,8 @@ type Node struct {
 	losses *losses
 	// gate checks callers' capability tokens.
 	gate *gate
-	// raw serves raw piece reads; nil when the node does not.
+	// raw serves raw shard reads and writes; nil when the node serves
+	// neither.
 	raw *rawServer
 
 	mu struct {
@@ -73,8 +74,8 @@ func New(cfg Config) (*Node, error) {
 	n.losses = newLosses(cfg.Registerer)
 	svc := &service{store: store, nodeID: cfg.NodeID, onDamage: n.noteDamage}
 	pb.RegisterStorageServiceServer(n.grpc, svc)
-	if cfg.TLS == nil && !cfg.NoRawReads {
-		n.raw = newRawServer(svc, cfg.IdleTimeout)
+	if serves := cfg.rawServes(); serves != 0 {
+		n.raw = newRawServer(svc, cfg.IdleTimeout, serves)
 	}
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	if len(cfg.Meta) > 0 {

@@ -31,6 +31,7 @@ func (s *service) noteDamage(id ShardID, err error) {
 }
 
 func (s *service) WriteShard(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) error {
+	s.store.metrics.shardWrite("grpc")
 	res, err := s.writeShard(stream)
 	if err != nil {
 		return toStatus(err)
@@ -189,7 +190,7 @@ func (s *service) ReadShard(req *pb.ReadShardRequest, stream grpc.ServerStreamin
 }
 
 // pieceSink is where readShard sends a shard's pieces: a gRPC stream, or
-// a raw connection (rawread.go).
+// a raw connection (raw.go).
 type pieceSink interface {
 	Context() context.Context
 	// sendHeader answers an empty range: the shard's header alone.

@@ -5,12 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,6 +34,7 @@ type ShardWriter struct {
 	written int64     // file bytes
 	iov     [][]byte  // WritePieceSegments' scratch
 	one     [1][]byte // WritePiece's data as one segment
+	trailer []byte    // ReadPiece's trailer
 }
 
 // WriteResult describes a committed shard.
@@ -147,16 +150,23 @@ func (w *ShardWriter) WritePieceSegments(block uint64, data [][]byte, trailer []
 	if err != nil {
 		return diskError("write shard "+w.h.ShardID.String(), err)
 	}
-	w.sum.Add(w.crcs[w.h.Index])
-	w.length += uint64(n)
-	w.next++
-	if n < w.h.pieceSize() {
-		w.short = true
-	}
+	w.accepted(n)
 	return nil
 }
 
 func (w *ShardWriter) checkPiece(block uint64, data [][]byte, n int, trailer []byte) error {
+	if err := w.checkPlace(block, n); err != nil {
+		return err
+	}
+	got := erasure.PieceCRC(w.h.Index, int64(block), nil)
+	for _, seg := range data {
+		got = erasure.UpdateCRC32C(got, seg)
+	}
+	return w.checkTrailer(block, got, trailer)
+}
+
+// checkPlace checks that a piece of n bytes may come as block.
+func (w *ShardWriter) checkPlace(block uint64, n int) error {
 	ps := w.h.pieceSize()
 	switch {
 	case block != w.next:
@@ -166,21 +176,88 @@ func (w *ShardWriter) checkPiece(block uint64, data [][]byte, n int, trailer []b
 			ErrInvalidArgument, block, ps)
 	case n == 0 || n > ps:
 		return fmt.Errorf("%w: block %d: piece of %d bytes, header implies 1..%d", ErrInvalidArgument, block, n, ps)
-	case len(trailer) != w.h.trailerSize():
+	}
+	return nil
+}
+
+// checkTrailer checks block's trailer and the piece's CRC (got) against it.
+func (w *ShardWriter) checkTrailer(block uint64, got uint32, trailer []byte) error {
+	if len(trailer) != w.h.trailerSize() {
 		return fmt.Errorf("%w: block %d: trailer of %d bytes, want %d", ErrInvalidArgument, block, len(trailer), w.h.trailerSize())
 	}
 	if !erasure.ParseTrailer(trailer, w.h.Index, int64(block), w.crcs) {
 		return fmt.Errorf("%w: block %d: trailer checksum mismatch", ErrInvalidArgument, block)
-	}
-	got := erasure.PieceCRC(w.h.Index, int64(block), nil)
-	for _, seg := range data {
-		got = erasure.UpdateCRC32C(got, seg)
 	}
 	if got != w.crcs[w.h.Index] {
 		return fmt.Errorf("%w: block %d: piece checksum mismatch (sent %08x, computed %08x)",
 			ErrInvalidArgument, block, w.crcs[w.h.Index], got)
 	}
 	return nil
+}
+
+// stagedReader is a File that can take bytes straight from a reader into
+// its staging buffer (directFile): they are copied once, by the kernel.
+type stagedReader interface {
+	// ReadFull reads n bytes of r into the file, handing each run of them
+	// to seen as it lands.
+	ReadFull(r io.Reader, n int, seen func([]byte)) (int64, error)
+}
+
+// ReadPiece is WritePiece for a piece of n bytes and its trailer read
+// from r, as a raw write's unit frame carries them. A file that stages its
+// writes receives the piece straight into its staging buffer, its CRC
+// computed as it lands, and the trailer checked after it: a piece that
+// fails a check (or does not arrive whole) has reached the temp file, so
+// it ends the write as Abort does. Other files get the piece through a
+// buffer and WritePiece. Errors reading r are returned as they are.
+func (w *ShardWriter) ReadPiece(block uint64, n int, r io.Reader) error {
+	if w.done {
+		return errors.New("shard writer already finished")
+	}
+	if err := w.checkPlace(block, n); err != nil {
+		return err
+	}
+	ts := w.h.trailerSize()
+	sr, ok := w.f.(stagedReader)
+	if !ok {
+		buf := wire.Pool.Get(n + ts)
+		defer wire.Pool.Put(buf)
+		if _, err := io.ReadFull(r, *buf); err != nil {
+			return err
+		}
+		return w.WritePiece(block, (*buf)[:n], (*buf)[n:])
+	}
+	crc := erasure.PieceCRC(w.h.Index, int64(block), nil)
+	written, err := sr.ReadFull(r, n, func(b []byte) { crc = erasure.UpdateCRC32C(crc, b) })
+	w.written += written
+	if w.trailer == nil {
+		w.trailer = make([]byte, ts)
+	}
+	if err == nil {
+		_, err = io.ReadFull(r, w.trailer)
+	}
+	if err == nil {
+		err = w.checkTrailer(block, crc, w.trailer)
+	}
+	if err == nil {
+		err = w.write(w.trailer)
+	}
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	w.accepted(n)
+	return nil
+}
+
+// accepted counts a piece of n bytes written.
+func (w *ShardWriter) accepted(n int) {
+	w.sum.Add(w.crcs[w.h.Index])
+	w.length += uint64(n)
+	w.next++
+	if n < w.h.pieceSize() {
+		w.short = true
+	}
 }
 
 // Commit checks that the shard is complete (blocks pieces, and the given

@@ -122,7 +122,7 @@ func (o *devOptions) run(cmd *cobra.Command) error {
 	}
 	o.cfg.ConfigureStorage = func(c *server.Config) {
 		c.ScrubInterval, c.ScrubRate, c.GCInterval = o.storage.ScrubInterval, o.storage.ScrubRate, o.storage.GCInterval
-		c.BufferedWrites, c.NoRawReads = o.storage.BufferedWrites, o.storage.NoRawReads
+		c.BufferedWrites, c.NoRawReads, c.NoRawWrites = o.storage.BufferedWrites, o.storage.NoRawReads, o.storage.NoRawWrites
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

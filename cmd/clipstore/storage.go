@@ -116,6 +116,8 @@ func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.BoolVar(&cfg.BufferedWrites, "buffered-writes", cfg.BufferedWrites, "write shard files through the page cache instead of with O_DIRECT")
 	f.Var(invertedBool{&cfg.NoRawReads}, "raw-reads", "also serve shard reads on plain-text connections without gRPC framing (false: gRPC only)")
 	f.Lookup("raw-reads").NoOptDefVal = "true"
+	f.Var(invertedBool{&cfg.NoRawWrites}, "raw-writes", "also take shard writes on plain-text connections without gRPC framing (false: gRPC only)")
+	f.Lookup("raw-writes").NoOptDefVal = "true"
 }
 
 // invertedBool is a boolean flag that sets the opposite of its value: a

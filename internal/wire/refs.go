@@ -23,7 +23,7 @@ type RefUnit struct {
 }
 
 // OwnedUnit is a unit held whole in buf, a buffer from Pool, which Free
-// gives back (a unit read from a raw connection, package rawread).
+// gives back (a unit read from a raw connection, package rawshard).
 func OwnedUnit(buf *[]byte) RefUnit {
 	return RefUnit{Segs: [][]byte{*buf}, bufs: []mem.Buffer{mem.NewBuffer(buf, Pool)}}
 }

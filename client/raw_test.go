@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,12 +14,23 @@ import (
 // readsBy is node metric clipstore_storage_shard_reads_total{transport}.
 func readsBy(t *testing.T, reg *prometheus.Registry, transport string) float64 {
 	t.Helper()
+	return byTransport(t, reg, "clipstore_storage_shard_reads_total", transport)
+}
+
+// writesBy is node metric clipstore_storage_shard_write_requests_total{transport}.
+func writesBy(t *testing.T, reg *prometheus.Registry, transport string) float64 {
+	t.Helper()
+	return byTransport(t, reg, "clipstore_storage_shard_write_requests_total", transport)
+}
+
+func byTransport(t *testing.T, reg *prometheus.Registry, metric, transport string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "clipstore_storage_shard_reads_total" {
+		if mf.GetName() != metric {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -96,9 +108,61 @@ func TestRawReadsBesideGRPC(t *testing.T) {
 	check("a raw node stopped")
 }
 
+// TestRawWritesBesideGRPC: in a cluster where half the nodes take raw
+// writes and half do not, a client writes each shard the way its node
+// takes it, and so does a client with raw writes off (over gRPC only);
+// every clip reads back whole. The nodes' metrics say which transport
+// each write came by.
+func TestRawWritesBesideGRPC(t *testing.T) {
+	regs := make([]*prometheus.Registry, 6)
+	tc := newClusterNodes(t, 6, client.Config{}, nil, func(i int, c *server.Config) {
+		c.NoRawWrites = i%2 == 0
+		regs[i] = prometheus.NewRegistry()
+		c.Registerer = regs[i]
+	})
+	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}
+	tc.mkBucket("raw", &p)
+	ctx := t.Context()
+	grpcOnly, err := client.New(ctx, client.Config{Meta: []string{tc.meta.Members[0].GRPCAddr}, NoRawWrites: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer grpcOnly.Close()
+	clips := map[string][]byte{}
+	for i, c := range []*client.Client{tc.client, grpcOnly, tc.client} {
+		key := fmt.Sprintf("clip-%d", i)
+		clips[key] = randBytes(uint64(90+i), 700_000+i*1000)
+		if _, err := c.Put(ctx, "raw", key, bytes.NewReader(clips[key]), nil); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	var raw, grpc float64
+	for i, reg := range regs {
+		r, g := writesBy(t, reg, "raw"), writesBy(t, reg, "grpc")
+		raw, grpc = raw+r, grpc+g
+		switch {
+		case i%2 == 0 && r != 0:
+			t.Fatalf("node s%d has raw writes off, yet took %v", i, r)
+		case i%2 == 1 && r != 2: // the default client's two puts; one shard each
+			t.Fatalf("node s%d takes raw writes and was written %v times raw, %v over gRPC; want 2 raw", i, r, g)
+		}
+	}
+	if raw != 6 || grpc != 12 {
+		t.Fatalf("%v raw writes and %v over gRPC; want 6 and 12", raw, grpc)
+	}
+	for key, data := range clips {
+		var got bytes.Buffer
+		if _, err := grpcOnly.Get(ctx, "raw", key, &got, nil); err != nil || !bytes.Equal(got.Bytes(), data) {
+			t.Fatalf("%s: Get: %d bytes, %v", key, got.Len(), err)
+		}
+	}
+}
+
 // TestRawReadsAfterNodesCloseIdle: nodes close raw connections idle for
 // their idle timeout; a client holding them in its pool sends its next
-// requests on new ones, and reads as before.
+// requests on new ones, and reads and writes as before (a write cannot
+// resend what it sent on a dead connection, so it checks an idle one
+// before it uses it).
 func TestRawReadsAfterNodesCloseIdle(t *testing.T) {
 	tc := newClusterNodes(t, 6, client.Config{}, nil, func(_ int, c *server.Config) { c.IdleTimeout = 200 * time.Millisecond })
 	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}
@@ -114,5 +178,15 @@ func TestRawReadsAfterNodesCloseIdle(t *testing.T) {
 			t.Fatalf("Get %d: %d bytes, %v", i, got.Len(), err)
 		}
 		time.Sleep(500 * time.Millisecond) // every pooled connection is closed by its node meanwhile
+		info, err := tc.client.Put(ctx, "raw", fmt.Sprintf("after-%d", i), bytes.NewReader(data), nil)
+		if err != nil {
+			t.Fatalf("Put %d: %v", i, err)
+		}
+		for _, sh := range info.Shards {
+			if sh.State != client.ShardOK {
+				t.Fatalf("Put %d: shard %d is %s", i, sh.Index, sh.State)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

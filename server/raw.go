@@ -9,23 +9,24 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clipstore/clipstore/internal/rawread"
+	"github.com/clipstore/clipstore/internal/rawshard"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// Raw piece reads. gRPC carries a shard's pieces in 16 KiB HTTP/2 frames,
-// each read with two read(2) calls and handled one by one: for 8 MiB gets
-// the node and the reader spend about 0.9 CPU-s per GiB where the same
-// bytes in a plain TCP stream cost 0.4 (docs/performance.md). So a
-// plain-text node also answers ReadShard on connections that open with
-// rawread.Magic instead of HTTP/2's preface, on the same port: the same
-// request, the same checks and the same errors (package rawread has the
-// framing), each unit written with one writev(2). Everything else, and
-// every TLS connection, is gRPC.
+// Raw shard transfers. gRPC carries a shard's pieces in 16 KiB HTTP/2
+// frames, each read with two read(2) calls and handled one by one: for
+// 8 MiB gets the node and the reader spend about 0.9 CPU-s per GiB where
+// the same bytes in a plain TCP stream cost 0.4 (docs/performance.md). So
+// a plain-text node also answers ReadShard and WriteShard on connections
+// that open with rawshard.Magic instead of HTTP/2's preface, on the same
+// port: the same requests, the same checks and the same errors (package
+// rawshard has the framing), each unit in one frame (rawwrite.go has the
+// writes). Everything else, and every TLS connection, is gRPC.
 
 // muxListener accepts connections for the gRPC server, handing those that
-// open with rawread.Magic to raw instead.
+// open with rawshard.Magic to raw instead.
 type muxListener struct {
 	net.Listener
 	raw   *rawServer
@@ -64,7 +65,7 @@ func (m *muxListener) acceptLoop() {
 	}
 }
 
-// sniff reads c's first bytes: rawread.Magic hands it to raw, anything
+// sniff reads c's first bytes: rawshard.Magic hands it to raw, anything
 // else goes to gRPC with those bytes put back in front.
 func (m *muxListener) sniff(c net.Conn) {
 	m.mu.Lock()
@@ -77,14 +78,14 @@ func (m *muxListener) sniff(c net.Conn) {
 	}
 	m.sniffing[c] = struct{}{}
 	m.mu.Unlock()
-	var head [len(rawread.Magic)]byte
+	var head [len(rawshard.Magic)]byte
 	c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	n, err := io.ReadFull(c, head[:])
 	c.SetReadDeadline(time.Time{})
 	m.mu.Lock()
 	delete(m.sniffing, c)
 	m.mu.Unlock()
-	if err == nil && string(head[:]) == rawread.Magic {
+	if err == nil && string(head[:]) == rawshard.Magic {
 		m.raw.serve(c)
 		return
 	}
@@ -140,10 +141,11 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// rawServer serves raw piece reads.
+// rawServer serves raw shard reads and writes.
 type rawServer struct {
-	svc  *service
-	idle time.Duration // a connection with no request for this long is closed (0: never)
+	svc    *service
+	idle   time.Duration // a connection with no request for this long is closed (0: never)
+	serves byte          // rawshard.ServesReads, rawshard.ServesWrites
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool // true while a request is being answered
@@ -152,8 +154,8 @@ type rawServer struct {
 	drain  chan struct{} // closed when closed and no request is being answered
 }
 
-func newRawServer(svc *service, idle time.Duration) *rawServer {
-	return &rawServer{svc: svc, idle: idle, conns: map[net.Conn]bool{}}
+func newRawServer(svc *service, idle time.Duration, serves byte) *rawServer {
+	return &rawServer{svc: svc, idle: idle, serves: serves, conns: map[net.Conn]bool{}}
 }
 
 // serve answers c's requests, one at a time, until c fails or closes.
@@ -175,7 +177,7 @@ func (s *rawServer) serve(c net.Conn) {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	if _, err := c.Write([]byte(rawread.Magic)); err != nil {
+	if _, err := c.Write(rawshard.Hello(s.serves)); err != nil {
 		return
 	}
 	r := bufio.NewReaderSize(c, 4<<10)
@@ -184,7 +186,7 @@ func (s *rawServer) serve(c net.Conn) {
 		if s.idle > 0 {
 			c.SetReadDeadline(time.Now().Add(s.idle))
 		}
-		req, err := rawread.ReadRequest(r)
+		req, err := rawshard.ReadRequest(r)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				var ne net.Error
@@ -198,21 +200,38 @@ func (s *rawServer) serve(c net.Conn) {
 		if !s.begin(c) {
 			return
 		}
-		s.svc.store.metrics.shardRead("raw")
-		err = s.svc.readShard(req, w)
-		if w.failed == nil {
-			w.arm()
-			if err != nil {
-				st := status.Convert(toStatus(err))
-				w.failed = rawread.WriteError(c, st.Code(), st.Message())
-			} else {
-				w.failed = rawread.WriteEnd(c)
-			}
+		var next bool
+		switch req := req.(type) {
+		case *pb.ReadShardRequest:
+			next = s.read(c, w, req)
+		case *pb.ShardHeader:
+			next = s.write(c, r, req)
 		}
-		if !s.end(c) || w.failed != nil {
+		if !s.end(c) || !next {
 			return
 		}
 	}
+}
+
+// read answers a read request. It reports whether c can take the next
+// request.
+func (s *rawServer) read(c net.Conn, w *rawSink, req *pb.ReadShardRequest) bool {
+	var err error
+	if s.serves&rawshard.ServesReads == 0 {
+		err = status.Error(codes.Unimplemented, "this node serves shard reads over gRPC only")
+	} else {
+		s.svc.store.metrics.shardRead("raw")
+		err = s.svc.readShard(req, w)
+	}
+	if w.failed == nil {
+		w.arm()
+		if err != nil {
+			w.failed = rawshard.WriteError(c, toStatus(err))
+		} else {
+			w.failed = rawshard.WriteEnd(c)
+		}
+	}
+	return w.failed == nil
 }
 
 func (s *rawServer) begin(c net.Conn) bool {
@@ -283,7 +302,7 @@ func (s *rawServer) shutdown(ctx context.Context) {
 type rawSink struct {
 	conn    net.Conn
 	timeout time.Duration
-	hdr     [rawread.FrameHeaderSize]byte
+	hdr     [rawshard.FrameHeaderSize]byte
 	iov     [3][]byte   // a frame's header, piece and trailer
 	bufs    net.Buffers // over iov; WriteTo consumes it, not iov
 	failed  error       // a write failed: the connection is done
@@ -300,11 +319,11 @@ func (w *rawSink) Context() context.Context { return context.Background() }
 func (w *rawSink) sendHeader(*pb.ShardHeader) error { return nil } // raw answers carry no header
 
 func (w *rawSink) sendCorrupt(_ *pb.ShardHeader, b uint64) error {
-	return w.write(rawread.PutFrameHeader(w.hdr[:], rawread.FrameCorrupt, b, 0))
+	return w.write(rawshard.PutFrameHeader(w.hdr[:], rawshard.FrameCorrupt, b, 0))
 }
 
 func (w *rawSink) sendPiece(_ *pb.ShardHeader, b uint64, data, trailer []byte, _ *[]byte) (bool, error) {
-	w.iov = [3][]byte{rawread.PutFrameHeader(w.hdr[:], rawread.FrameUnit, b, uint32(len(data)+len(trailer))), data, trailer}
+	w.iov = [3][]byte{rawshard.PutFrameHeader(w.hdr[:], rawshard.FrameUnit, b, uint32(len(data)+len(trailer))), data, trailer}
 	w.arm()
 	w.bufs = w.iov[:]
 	_, err := w.bufs.WriteTo(w.conn)
