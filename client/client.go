@@ -10,6 +10,7 @@ import (
 	"github.com/clipstore/clipstore/erasure"
 	"github.com/clipstore/clipstore/internal/conns"
 	"github.com/clipstore/clipstore/internal/metacall"
+	"github.com/clipstore/clipstore/internal/rawshard"
 	"github.com/clipstore/clipstore/internal/tlsconf"
 	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -32,7 +33,7 @@ type Client struct {
 	log   *slog.Logger
 	conns *conns.Cache // meta members and storage nodes, one connection each
 	meta  *metacall.Caller
-	raw   *rawPool // raw connections; nil: shards go over gRPC (raw.go)
+	raw   *rawshard.Pool // raw connections; nil: shards go over gRPC (raw.go)
 
 	mu struct {
 		sync.Mutex
@@ -53,7 +54,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)))...)}
 	c.mu.codes = map[Profile]*erasure.Code{}
 	if use := cfg.rawUse(); use != 0 {
-		c.raw = newRawPool(use)
+		c.raw = rawshard.NewPool(use)
 	}
 	var err error
 	c.meta, err = metacall.New(metacall.Config{Members: cfg.Meta, Conns: c.conns,
@@ -80,7 +81,7 @@ func transportCredentials(l *tlsconf.Loader) credentials.TransportCredentials {
 // Close closes every connection. Calls in flight fail.
 func (c *Client) Close() error {
 	if c.raw != nil {
-		c.raw.close()
+		c.raw.Close()
 	}
 	return c.conns.Close()
 }

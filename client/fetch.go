@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/rawshard"
 	"github.com/clipstore/clipstore/internal/wire"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
 )
@@ -40,7 +41,7 @@ type unitStream struct {
 	err      error // sticky, consumer side
 }
 
-func openUnitStream(ctx context.Context, raw *rawPool, addr string, sc storagepb.StorageServiceClient, shardID []byte, index int,
+func openUnitStream(ctx context.Context, raw *rawshard.Pool, addr string, sc storagepb.StorageServiceClient, shardID []byte, index int,
 	first, end int64, depth int, idle time.Duration) *unitStream {
 	sctx, cancel := context.WithCancel(ctx)
 	s := &unitStream{index: index, shardID: shardID, next: first, end: end, ch: make(chan unitMsg, depth), cancel: cancel, done: make(chan struct{})}

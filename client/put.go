@@ -11,6 +11,7 @@ import (
 
 	"github.com/clipstore/clipstore/erasure"
 	"github.com/clipstore/clipstore/internal/conns"
+	"github.com/clipstore/clipstore/internal/rawshard"
 	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
@@ -469,7 +470,7 @@ func (w *shardWriter) open(ctx context.Context) error {
 		w.raw = raw
 		return nil
 	}
-	if !errors.Is(err, errNoRaw) {
+	if !errors.Is(err, rawshard.ErrNoRaw) {
 		return w.wrap(err)
 	}
 	cc, err := w.up.c.conn(w.addr)

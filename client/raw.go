@@ -1,20 +1,17 @@
 package client
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/clipstore/clipstore/internal/rawshard"
 	"github.com/clipstore/clipstore/internal/wire"
 	storagepb "github.com/clipstore/clipstore/proto/storagepb"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -24,173 +21,15 @@ import (
 // unit in one frame instead of gRPC's 16 KiB HTTP/2 frames (writes are in
 // rawwrite.go). A node that does not answer the raw handshake, or does
 // not serve the kind of transfer, is read or written over gRPC, and asked
-// again after rawRetryAfter.
+// again a minute later (rawshard.Pool).
 
-const (
-	rawIdlePerNode = 32               // idle connections kept per node
-	rawRetryAfter  = time.Minute      // before asking a refusing node again
-	rawHandshake   = 10 * time.Second // bound of a dial and its handshake
-)
-
-// rawConn is a raw connection and its read buffer, kept together: an
-// answer ends with its last frame, so the buffer holds nothing when the
-// connection goes back to the pool.
-type rawConn struct {
-	net.Conn
-	r      *bufio.Reader
-	serves byte // what the node said it serves
-}
-
-// alive reports whether an idle connection is still open: the node has
-// neither closed it (its idle timeout, a restart) nor sent anything since
-// the last answer. A write cannot find that out by failing, as a read
-// does: the first pieces fit in the socket's buffers and are gone before
-// the reset comes back, and a shard cannot be sent twice.
-func (c *rawConn) alive() bool {
-	if c.r.Buffered() > 0 {
-		return false
+// rawConn gets a raw connection to addr for a transfer of kind from pool.
+func rawConn(ctx context.Context, pool *rawshard.Pool, addr string, kind byte, fresh bool) (*rawshard.Conn, bool, error) {
+	c, reused, err := pool.Get(ctx, addr, kind, fresh)
+	if errors.Is(err, rawshard.ErrPoolClosed) {
+		err = fmt.Errorf("%w: client closed", ErrUnavailable)
 	}
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	open := false
-	err = raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		open = rerr == unix.EAGAIN // nothing to read, not even the end
-		return true
-	})
-	return err == nil && open
-}
-
-// rawPool keeps idle raw connections per node address.
-type rawPool struct {
-	use byte // what this client does over raw connections: rawshard.ServesReads, ServesWrites
-
-	mu      sync.Mutex
-	idle    map[string][]*rawConn
-	refused map[string]refusal
-	closed  bool
-}
-
-// refusal is what a node did not serve, and when it said so.
-type refusal struct {
-	kinds byte
-	at    time.Time
-}
-
-func newRawPool(use byte) *rawPool {
-	return &rawPool{use: use, idle: map[string][]*rawConn{}, refused: map[string]refusal{}}
-}
-
-// errNoRaw: the node does not serve this kind of raw transfer; use gRPC.
-var errNoRaw = errors.New("node does not serve this raw transfer")
-
-// get returns an idle connection to addr (reused), or a new one (always,
-// with fresh), for a transfer of kind (rawshard.ServesReads or
-// ServesWrites). errNoRaw: the client does not use raw transfers of that
-// kind, or the node refused them lately. A new connection whose node does
-// not serve kind goes back to the pool if it serves the other kind.
-func (p *rawPool) get(ctx context.Context, addr string, kind byte, fresh bool) (c *rawConn, reused bool, err error) {
-	if p == nil || p.use&kind == 0 {
-		return nil, false, errNoRaw
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: client closed", ErrUnavailable)
-	}
-	if r, ok := p.refused[addr]; ok && r.kinds&kind != 0 && time.Since(r.at) < rawRetryAfter {
-		p.mu.Unlock()
-		return nil, false, errNoRaw
-	}
-	if idle := p.idle[addr]; len(idle) > 0 && !fresh {
-		c := idle[len(idle)-1]
-		if c.serves&kind == 0 { // the node said so on this connection
-			p.mu.Unlock()
-			return nil, false, errNoRaw
-		}
-		p.idle[addr] = idle[:len(idle)-1]
-		p.mu.Unlock()
-		return c, true, nil
-	}
-	p.mu.Unlock()
-	c, err = p.dial(ctx, addr)
-	if err != nil {
-		return nil, false, err
-	}
-	if c.serves&kind == 0 {
-		p.refuse(addr, kind)
-		p.put(addr, c) // closed unless it serves the other kind we use
-		return nil, false, errNoRaw
-	}
-	return c, false, nil
-}
-
-// refuse records that addr does not serve kinds.
-func (p *rawPool) refuse(addr string, kinds byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r := p.refused[addr]
-	if time.Since(r.at) >= rawRetryAfter {
-		r.kinds = 0
-	}
-	p.refused[addr] = refusal{kinds: r.kinds | kinds, at: time.Now()}
-}
-
-// dial opens a raw connection to addr and makes the handshake.
-func (p *rawPool) dial(ctx context.Context, addr string) (*rawConn, error) {
-	dctx, cancel := context.WithTimeout(ctx, rawHandshake)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(dctx, "tcp", addr)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "raw read: %v", err)
-	}
-	c.SetDeadline(time.Now().Add(rawHandshake))
-	var answer [len(rawshard.Magic) + 1]byte
-	_, err = c.Write([]byte(rawshard.Magic))
-	if err == nil {
-		_, err = io.ReadFull(c, answer[:])
-	}
-	c.SetDeadline(time.Time{})
-	if err != nil || string(answer[:len(rawshard.Magic)]) != rawshard.Magic {
-		c.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		p.refuse(addr, rawshard.ServesReads|rawshard.ServesWrites)
-		return nil, errNoRaw
-	}
-	return &rawConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10), serves: answer[len(rawshard.Magic)]}, nil
-}
-
-// put keeps c for the next transfer with addr.
-func (p *rawPool) put(addr string, c *rawConn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || c.serves&p.use == 0 || len(p.idle[addr]) >= rawIdlePerNode {
-		c.Close()
-		return
-	}
-	p.idle[addr] = append(p.idle[addr], c)
-}
-
-func (p *rawPool) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, cs := range p.idle {
-		for _, c := range cs {
-			c.Close()
-		}
-	}
-	p.idle = nil
+	return c, reused, err
 }
 
 // rawPump is pump over a raw connection to addr; a node that does not
@@ -198,12 +37,12 @@ func (p *rawPool) close() {
 // have been closed by the node since it was last used (its idle timeout,
 // a restart): a request that gets no answer at all on one is sent again
 // on a new connection.
-func (s *unitStream) rawPump(ctx context.Context, pool *rawPool, addr string, sc storagepb.StorageServiceClient,
+func (s *unitStream) rawPump(ctx context.Context, pool *rawshard.Pool, addr string, sc storagepb.StorageServiceClient,
 	req *storagepb.ReadShardRequest, idle time.Duration) {
 	for fresh := false; ; fresh = true {
-		c, reused, err := pool.get(ctx, addr, rawshard.ServesReads, fresh)
+		c, reused, err := rawConn(ctx, pool, addr, rawshard.ServesReads, fresh)
 		switch {
-		case errors.Is(err, errNoRaw):
+		case errors.Is(err, rawshard.ErrNoRaw):
 			s.pump(ctx, sc, req, idle)
 			return
 		case err != nil:
@@ -218,7 +57,7 @@ func (s *unitStream) rawPump(ctx context.Context, pool *rawPool, addr string, sc
 
 // rawRead reads req's answer on c and delivers it. It returns true, having
 // delivered nothing, when c was reused and failed before the first frame.
-func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c *rawConn, reused bool,
+func (s *unitStream) rawRead(ctx context.Context, pool *rawshard.Pool, addr string, c *rawshard.Conn, reused bool,
 	req *storagepb.ReadShardRequest, idle time.Duration) (retry bool) {
 	// Cancelling ctx wakes a read by moving the deadline into the past;
 	// cancelled keeps a later deadline from undoing it.
@@ -242,7 +81,7 @@ func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c 
 	defer func() {
 		if stop() && reusable {
 			c.SetDeadline(time.Time{})
-			pool.put(addr, c)
+			pool.Put(addr, c)
 		} else {
 			c.Close()
 		}
@@ -266,7 +105,7 @@ func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c 
 	if err := rawshard.WriteRequest(c, req); err != nil {
 		return failed(err)
 	}
-	r := c.r
+	r := c.R
 	var hdr [rawshard.FrameHeaderSize]byte
 	for ; arm(); frames++ {
 		typ, block, n, err := rawshard.ReadFrameHeader(r, hdr[:])
@@ -285,6 +124,10 @@ func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c 
 			reusable = true
 			s.deliver(ctx, unitMsg{err: rawshard.ParseError(payload)})
 			return false
+		case rawshard.FrameHeader: // the shard's header: nothing a client read needs
+			if _, err := r.Discard(int(n)); err != nil {
+				return failed(err)
+			}
 		case rawshard.FrameCorrupt:
 			if !s.deliver(ctx, unitMsg{block: int64(block), corrupt: true}) {
 				return false
@@ -303,6 +146,8 @@ func (s *unitStream) rawRead(ctx context.Context, pool *rawPool, addr string, c 
 				m.unit.Free()
 				return false
 			}
+		default:
+			return failed(fmt.Errorf("a frame %q in a read's answer", typ))
 		}
 	}
 	return false

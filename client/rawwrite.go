@@ -22,9 +22,9 @@ import (
 // early: a node that refuses the header or a piece says so at once, and
 // the next piece sent sees it.
 type rawTx struct {
-	pool    *rawPool
+	pool    *rawshard.Pool
 	addr    string
-	c       *rawConn
+	c       *rawshard.Conn
 	timeout time.Duration  // bounds each frame's write and the wait for the answer
 	answer  chan rawAnswer // the reader's one result
 	got     *rawAnswer     // the answer, once taken from the channel
@@ -42,13 +42,13 @@ type rawAnswer struct {
 }
 
 // openRawTx starts a write of the shard h describes on a raw connection
-// to addr. errNoRaw: the node (or this client) does not write raw; use
+// to addr. rawshard.ErrNoRaw: the node (or this client) does not write raw; use
 // gRPC.
-func openRawTx(ctx context.Context, pool *rawPool, addr string, h *storagepb.ShardHeader, timeout time.Duration) (*rawTx, error) {
-	c, reused, err := pool.get(ctx, addr, rawshard.ServesWrites, false)
-	if err == nil && reused && !c.alive() {
+func openRawTx(ctx context.Context, pool *rawshard.Pool, addr string, h *storagepb.ShardHeader, timeout time.Duration) (*rawTx, error) {
+	c, reused, err := rawConn(ctx, pool, addr, rawshard.ServesWrites, false)
+	if err == nil && reused && !c.Alive() {
 		c.Close()
-		c, _, err = pool.get(ctx, addr, rawshard.ServesWrites, true)
+		c, _, err = rawConn(ctx, pool, addr, rawshard.ServesWrites, true)
 	}
 	if err != nil {
 		return nil, err
@@ -69,20 +69,20 @@ func openRawTx(ctx context.Context, pool *rawPool, addr string, h *storagepb.Sha
 func (t *rawTx) readAnswer() {
 	var a rawAnswer
 	var hdr [rawshard.FrameHeaderSize]byte
-	typ, _, n, err := rawshard.ReadFrameHeader(t.c.r, hdr[:])
+	typ, _, n, err := rawshard.ReadFrameHeader(t.c.R, hdr[:])
 	switch {
 	case err != nil:
 		a.err = t.transportError(err)
 	case typ == rawshard.FrameAnswer:
 		resp := &storagepb.WriteShardResponse{}
-		if err := rawshard.ReadMessage(t.c.r, n, resp); err != nil {
+		if err := rawshard.ReadMessage(t.c.R, n, resp); err != nil {
 			a.err = t.transportError(err)
 		} else {
 			a.resp = resp
 		}
 	case typ == rawshard.FrameError:
 		payload := make([]byte, n)
-		if _, err := io.ReadFull(t.c.r, payload); err != nil {
+		if _, err := io.ReadFull(t.c.R, payload); err != nil {
 			a.err = t.transportError(err)
 		} else {
 			a.err = rawshard.ParseError(payload)
@@ -166,7 +166,7 @@ func (t *rawTx) finish(f *storagepb.WriteFinish) (*storagepb.WriteShardResponse,
 	if t.stop() { // not cancelled: c is whole and between requests
 		t.closed = true
 		t.c.SetDeadline(time.Time{})
-		t.pool.put(t.addr, t.c)
+		t.pool.Put(t.addr, t.c)
 	}
 	return a.resp, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Raw shard transfers. gRPC carries a shard's pieces in 16 KiB HTTP/2
@@ -295,17 +297,19 @@ func (s *rawServer) shutdown(ctx context.Context) {
 	s.wg.Wait()
 }
 
-// rawSink writes readShard's answer as raw frames. A client that takes
-// nothing of a frame for timeout (the node's idle timeout; 0: no bound)
-// is cut off. Nothing cancels an answer but a failed write (a client gone,
-// or a shutdown closing the connection), so its context is Background.
+// rawSink writes readShard's answer as raw frames, the shard's header
+// first. A client that takes nothing of a frame for timeout (the node's
+// idle timeout; 0: no bound) is cut off. Nothing cancels an answer but a
+// failed write (a client gone, or a shutdown closing the connection), so
+// its context is Background.
 type rawSink struct {
 	conn    net.Conn
 	timeout time.Duration
-	hdr     [rawshard.FrameHeaderSize]byte
-	iov     [3][]byte   // a frame's header, piece and trailer
-	bufs    net.Buffers // over iov; WriteTo consumes it, not iov
-	failed  error       // a write failed: the connection is done
+	hdr     [2][rawshard.FrameHeaderSize]byte // frame headers: the shard header's, a unit's
+	header  []byte                            // the encoded shard header
+	iov     [5][]byte                         // frames: the shard header's, then a unit's
+	bufs    net.Buffers                       // over iov; WriteTo consumes it, not iov
+	failed  error                             // a write failed: the connection is done
 }
 
 func (w *rawSink) arm() {
@@ -316,29 +320,39 @@ func (w *rawSink) arm() {
 
 func (w *rawSink) Context() context.Context { return context.Background() }
 
-func (w *rawSink) sendHeader(*pb.ShardHeader) error { return nil } // raw answers carry no header
-
-func (w *rawSink) sendCorrupt(_ *pb.ShardHeader, b uint64) error {
-	return w.write(rawshard.PutFrameHeader(w.hdr[:], rawshard.FrameCorrupt, b, 0))
+// frames starts the frames of one write: the frame carrying h first, if
+// h is not nil (the first of an answer).
+func (w *rawSink) frames(h *pb.ShardHeader) [][]byte {
+	if h == nil {
+		return w.iov[:0]
+	}
+	var err error
+	w.header, err = proto.MarshalOptions{}.MarshalAppend(w.header[:0], h)
+	if err != nil { // a header the node built itself: cannot happen
+		panic(fmt.Sprintf("rawshard: encoding a shard header: %v", err))
+	}
+	return append(w.iov[:0], rawshard.PutFrameHeader(w.hdr[0][:], rawshard.FrameHeader, 0, uint32(len(w.header))), w.header)
 }
 
-func (w *rawSink) sendPiece(_ *pb.ShardHeader, b uint64, data, trailer []byte, _ *[]byte) (bool, error) {
-	w.iov = [3][]byte{rawshard.PutFrameHeader(w.hdr[:], rawshard.FrameUnit, b, uint32(len(data)+len(trailer))), data, trailer}
+func (w *rawSink) sendHeader(h *pb.ShardHeader) error { return w.write(w.frames(h)) }
+
+func (w *rawSink) sendCorrupt(h *pb.ShardHeader, b uint64) error {
+	return w.write(append(w.frames(h), rawshard.PutFrameHeader(w.hdr[1][:], rawshard.FrameCorrupt, b, 0)))
+}
+
+func (w *rawSink) sendPiece(h *pb.ShardHeader, b uint64, data, trailer []byte, _ *[]byte) (bool, error) {
+	unit := rawshard.PutFrameHeader(w.hdr[1][:], rawshard.FrameUnit, b, uint32(len(data)+len(trailer)))
+	return false, w.write(append(w.frames(h), unit, data, trailer))
+}
+
+// write writes frames (held in w.iov) with one writev(2).
+func (w *rawSink) write(frames [][]byte) error {
 	w.arm()
-	w.bufs = w.iov[:]
+	w.bufs = frames
 	_, err := w.bufs.WriteTo(w.conn)
-	w.iov = [3][]byte{} // drop the references to the piece
+	w.iov = [5][]byte{} // drop the references to the piece
 	if err != nil {
 		w.failed = err
 	}
-	return false, err
-}
-
-func (w *rawSink) write(p []byte) error {
-	w.arm()
-	if _, err := w.conn.Write(p); err != nil {
-		w.failed = err
-		return err
-	}
-	return nil
+	return err
 }

@@ -17,6 +17,7 @@ import (
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // rawConn is a raw connection to a node, as a client speaks it.
@@ -24,7 +25,8 @@ type rawConn struct {
 	t      *testing.T
 	c      net.Conn
 	r      *bufio.Reader
-	serves byte // what the node said it serves
+	serves byte            // what the node said it serves
+	header *pb.ShardHeader // of the last read's answer
 }
 
 func dialRaw(t *testing.T, addr string) *rawConn {
@@ -118,9 +120,11 @@ type rawFrame struct {
 }
 
 // read sends req and reads the whole answer: its frames, and its error
-// (a status error from FrameError).
+// (a status error from FrameError). The shard header the answer began
+// with is left in rc.header.
 func (rc *rawConn) read(req *pb.ReadShardRequest) ([]rawFrame, error) {
 	rc.t.Helper()
+	rc.header = nil
 	if err := rawshard.WriteRequest(rc.c, req); err != nil {
 		rc.t.Fatal(err)
 	}
@@ -136,6 +140,13 @@ func (rc *rawConn) read(req *pb.ReadShardRequest) ([]rawFrame, error) {
 			rc.t.Fatal(err)
 		}
 		switch typ {
+		case rawshard.FrameHeader:
+			h := &pb.ShardHeader{}
+			if err := proto.Unmarshal(payload, h); err != nil || len(out) > 0 || rc.header != nil {
+				rc.t.Fatalf("a header frame after %d frames: %v", len(out), err)
+			}
+			rc.header = h
+			continue
 		case rawshard.FrameEnd:
 			return out, nil
 		case rawshard.FrameError:
@@ -195,6 +206,9 @@ func TestRawReads(t *testing.T) {
 		frames, err := rc.read(tc.req)
 		if status.Code(err) != tc.code || len(frames) != tc.want {
 			t.Fatalf("%s: %d frames, %v; want %d, code %v", tc.name, len(frames), err, tc.want, tc.code)
+		}
+		if (tc.code == codes.OK) != proto.Equal(rc.header, s.header) {
+			t.Fatalf("%s: the answer's header %v, want %v", tc.name, rc.header, s.header)
 		}
 		wantUnits(t, frames, s, tc.first)
 	}

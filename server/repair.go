@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clipstore/clipstore/internal/rawshard"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -48,6 +49,7 @@ type repairer struct {
 	log     *slog.Logger
 	metrics *repairMetrics
 	queue   chan *metapb.RepairWork
+	raw     *rawshard.Pool // reads sources raw; nil: over gRPC
 
 	mu struct {
 		sync.Mutex
@@ -73,6 +75,9 @@ type repairTask struct {
 func newRepairer(n *Node) *repairer {
 	r := &repairer{n: n, log: n.log, metrics: newRepairMetrics(n.cfg.Registerer),
 		queue: make(chan *metapb.RepairWork, repairQueueLen)}
+	if n.cfg.TLS == nil && !n.cfg.NoRawReads {
+		r.raw = rawshard.NewPool(rawshard.ServesReads)
+	}
 	r.mu.tasks = make(map[string]*repairTask)
 	return r
 }

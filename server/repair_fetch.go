@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 
-	pb "github.com/clipstore/clipstore/proto/storagepb"
-
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/rawshard"
 	"github.com/clipstore/clipstore/internal/wire"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
+	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // fetcher reads the units of a repair's sources block by block. It starts
@@ -106,24 +108,43 @@ func (f *fetcher) drop(s *sourceStream, err error) {
 		"err", err)
 }
 
-// sourceStream is a ReadShard stream of one source, from some block on.
+// sourceStream is a ReadShard stream of one source, from some block on:
+// a raw connection when the source's node serves raw reads (and this node
+// reads raw: plain text), else gRPC.
 type sourceStream struct {
 	src     *metapb.ShardSource
 	index   int
-	stream  grpc.ServerStreamingClient[pb.ReadShardResponse]
-	cancel  context.CancelFunc
+	stream  grpc.ServerStreamingClient[pb.ReadShardResponse] // nil on a raw connection
+	raw     *rawshard.Conn
+	cancel  func()
 	checked bool   // the header was checked
 	buf     []byte // the current unit, and where the next is received
 }
 
 func (r *repairer) openSource(ctx context.Context, src *metapb.ShardSource, first int64) (*sourceStream, error) {
+	req := &pb.ReadShardRequest{ShardId: src.GetShardId(), FirstBlock: uint64(first), SkipCorrupt: true}
+	c, _, err := r.raw.Get(ctx, src.GetAddress(), rawshard.ServesReads, false)
+	switch {
+	case err == nil:
+		// Cancelling closes the connection (a repair's source is never
+		// reused: it is read to the end of what the job needs, not of the
+		// answer).
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		s := &sourceStream{src: src, index: int(src.GetIndex()), raw: c, cancel: func() { stop(); c.Close() }}
+		if err := rawshard.WriteRequest(c, req); err != nil {
+			s.cancel()
+			return nil, status.Errorf(codes.Unavailable, "raw read from %s: %v", src.GetAddress(), err)
+		}
+		return s, nil
+	case !errors.Is(err, rawshard.ErrNoRaw):
+		return nil, err
+	}
 	conn, err := r.n.conns.Get(src.GetAddress())
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := pb.NewStorageServiceClient(conn).ReadShard(ctx, &pb.ReadShardRequest{
-		ShardId: src.GetShardId(), FirstBlock: uint64(first), SkipCorrupt: true})
+	stream, err := pb.NewStorageServiceClient(conn).ReadShard(ctx, req)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -134,6 +155,9 @@ func (r *repairer) openSource(ctx context.Context, src *metapb.ShardSource, firs
 // unit receives the source's unit of block b: nil if the source reported
 // the piece corrupt, an error if the stream failed or sent something else.
 func (s *sourceStream) unit(job *repairJob, b int64) ([]byte, error) {
+	if s.raw != nil {
+		return s.rawUnit(job, b)
+	}
 	resp := wire.PieceInto(new(pb.ReadShardResponse), s.buf) // decoded in place once buf is sized
 	err := s.stream.RecvMsg(resp)
 	if errors.Is(err, io.EOF) {
@@ -142,11 +166,8 @@ func (s *sourceStream) unit(job *repairJob, b int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !s.checked {
-		if err := job.checkSource(resp.GetHeader(), s.src); err != nil {
-			return nil, err
-		}
-		s.checked = true
+	if err := s.check(job, resp.GetHeader()); err != nil {
+		return nil, err
 	}
 	p := resp.GetPiece()
 	switch {
@@ -157,6 +178,72 @@ func (s *sourceStream) unit(job *repairJob, b int64) ([]byte, error) {
 	}
 	s.buf = wire.Unit(p, s.buf)
 	return s.buf, nil
+}
+
+// check checks the source's header, which comes with its first message.
+func (s *sourceStream) check(job *repairJob, h *pb.ShardHeader) error {
+	if !s.checked {
+		if err := job.checkSource(h, s.src); err != nil {
+			return err
+		}
+		s.checked = true
+	}
+	return nil
+}
+
+// rawUnit is unit on a raw connection: the answer's frames, the header
+// first.
+func (s *sourceStream) rawUnit(job *repairJob, b int64) ([]byte, error) {
+	var hdr [rawshard.FrameHeaderSize]byte
+	for {
+		typ, block, n, err := rawshard.ReadFrameHeader(s.raw.R, hdr[:])
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "raw read from %s: %v", s.src.GetAddress(), err)
+		}
+		switch typ {
+		case rawshard.FrameHeader:
+			h := &pb.ShardHeader{}
+			if err := rawshard.ReadMessage(s.raw.R, n, h); err != nil {
+				return nil, status.Errorf(codes.Unavailable, "raw read from %s: %v", s.src.GetAddress(), err)
+			}
+			if s.checked {
+				return nil, fmt.Errorf("%w: source sent a second header", ErrInvalidArgument)
+			}
+			if err := s.check(job, h); err != nil {
+				return nil, err
+			}
+			continue
+		case rawshard.FrameError:
+			payload := make([]byte, n)
+			if _, err := io.ReadFull(s.raw.R, payload); err != nil {
+				return nil, status.Errorf(codes.Unavailable, "raw read from %s: %v", s.src.GetAddress(), err)
+			}
+			return nil, rawshard.ParseError(payload)
+		case rawshard.FrameEnd:
+			return nil, fmt.Errorf("stream ended before block %d: %w", b, io.ErrUnexpectedEOF)
+		case rawshard.FrameUnit, rawshard.FrameCorrupt:
+		default:
+			return nil, fmt.Errorf("%w: source sent a frame %q", ErrInvalidArgument, typ)
+		}
+		switch {
+		case !s.checked:
+			return nil, fmt.Errorf("%w: source sent block %d before its header", ErrInvalidArgument, block)
+		case block != uint64(b):
+			return nil, fmt.Errorf("%w: source sent block %d, want %d", ErrInvalidArgument, block, b)
+		case typ == rawshard.FrameCorrupt:
+			return nil, nil
+		case int(n) > job.h.unitSize():
+			return nil, fmt.Errorf("%w: source sent a unit of %d bytes, at most %d", ErrInvalidArgument, n, job.h.unitSize())
+		}
+		if cap(s.buf) < int(n) {
+			s.buf = make([]byte, job.h.unitSize())
+		}
+		s.buf = s.buf[:n]
+		if _, err := io.ReadFull(s.raw.R, s.buf); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "raw read from %s: %v", s.src.GetAddress(), err)
+		}
+		return s.buf, nil
+	}
 }
 
 // checkSource checks that a source's header is the shard the work names.

@@ -23,6 +23,7 @@ import (
 	metapb "github.com/clipstore/clipstore/proto/metapb"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -364,9 +365,32 @@ func checkNothingLeft(t *testing.T, rc *repairCluster, c *storedClip, key string
 // TestRepair rebuilds lost shards with real nodes and a real meta: the
 // repair reads k sources (falling back past dead and corrupt ones), writes
 // the shard, and meta commits the new placement conditionally.
+//
+// Half the nodes serve and read over gRPC only, the others raw as well, so
+// that repairs read their sources both ways; the nodes' metrics must show
+// both.
 func TestRepair(t *testing.T) {
-	rc := newRepairCluster(t, 7)
+	regs := map[string]*prometheus.Registry{}
+	rc, _ := startRepairCluster(t, 7, metatest.Options{Configure: func(cfg *meta.Config) { cfg.RepairConcurrency = 0 }}, 7,
+		func(c *server.Config) {
+			c.NoRawReads = len(regs)%2 == 0
+			regs[c.NodeID] = prometheus.NewRegistry()
+			c.Registerer = regs[c.NodeID]
+		})
 	const size = 100_003 // 7 blocks, the last one short
+	defer func() {
+		var raw, grpc float64
+		for i, id := range rc.ids {
+			r, g := shardReads(t, regs[id], "raw"), shardReads(t, regs[id], "grpc")
+			if i%2 == 0 && r != 0 {
+				t.Errorf("%s serves reads over gRPC only, yet served %v raw", id, r)
+			}
+			raw, grpc = raw+r, grpc+g
+		}
+		if raw == 0 || grpc == 0 {
+			t.Errorf("repairs read %v sources raw and %v over gRPC; want both", raw, grpc)
+		}
+	}()
 
 	t.Run("rebuilds onto a spare node", func(t *testing.T) {
 		c := rc.put(t, "spare", size)
@@ -580,4 +604,26 @@ func TestRepairNeedsMeta(t *testing.T) {
 	if !errors.Is(err, server.ErrInvalidArgument) {
 		t.Errorf("stand-alone Repair: got %v, want ErrInvalidArgument", err)
 	}
+}
+
+// shardReads is a node's clipstore_storage_shard_reads_total{transport}.
+func shardReads(t *testing.T, reg *prometheus.Registry, transport string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "clipstore_storage_shard_reads_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "transport" && l.GetValue() == transport {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

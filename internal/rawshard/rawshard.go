@@ -16,6 +16,7 @@
 //
 // A read is answered with frames:
 //
+//	FrameHeader   the shard's ShardHeader, first
 //	FrameUnit     block's piece then its trailer (length bytes)
 //	FrameCorrupt  the node found block's piece corrupt (skip_corrupt)
 //	FrameEnd      the answer is complete
@@ -70,13 +71,14 @@ const (
 	FrameError   byte = 'X'
 	FrameFinish  byte = 'F'
 	FrameAnswer  byte = 'A'
+	FrameHeader  byte = 'H'
 )
 
 const (
 	// FrameHeaderSize is the size of a frame's header.
 	FrameHeaderSize = 13
 	// MaxRequest bounds an encoded request, and the payload of a
-	// FrameFinish or FrameAnswer.
+	// FrameFinish, FrameAnswer or FrameHeader.
 	MaxRequest = 4 << 10
 	// MaxError bounds an error frame's payload.
 	MaxError = 4 << 10
@@ -165,7 +167,7 @@ func ReadFrameHeader(r io.Reader, b []byte) (typ byte, block uint64, length uint
 		if length > MaxError {
 			return 0, 0, 0, fmt.Errorf("rawshard: error frame of %d bytes, at most %d", length, MaxError)
 		}
-	case FrameFinish, FrameAnswer:
+	case FrameFinish, FrameAnswer, FrameHeader:
 		if length > MaxRequest {
 			return 0, 0, 0, fmt.Errorf("rawshard: frame %q of %d bytes, at most %d", typ, length, MaxRequest)
 		}
@@ -182,9 +184,10 @@ func WriteEnd(w io.Writer) error {
 	return err
 }
 
-// WriteMessage writes a FrameFinish or FrameAnswer frame carrying m.
+// WriteMessage writes a FrameFinish, FrameAnswer or FrameHeader frame
+// carrying m.
 func WriteMessage(w io.Writer, typ byte, block uint64, m proto.Message) error {
-	if typ != FrameFinish && typ != FrameAnswer {
+	if typ != FrameFinish && typ != FrameAnswer && typ != FrameHeader {
 		return fmt.Errorf("rawshard: frame %q carries no message", typ)
 	}
 	body, err := proto.Marshal(m)
@@ -200,8 +203,8 @@ func WriteMessage(w io.Writer, typ byte, block uint64, m proto.Message) error {
 	return err
 }
 
-// ReadMessage reads the payload of a FrameFinish or FrameAnswer frame
-// whose header said length, into m.
+// ReadMessage reads the payload of a FrameFinish, FrameAnswer or
+// FrameHeader frame whose header said length, into m.
 func ReadMessage(r io.Reader, length uint32, m proto.Message) error {
 	if err := readMessage(r, length, m); err != nil {
 		return fmt.Errorf("rawshard: %w", err)

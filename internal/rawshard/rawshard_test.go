@@ -110,6 +110,8 @@ func TestFrameHeaders(t *testing.T) {
 		{"error", FrameError, 100, true},
 		{"finish", FrameFinish, 20, true},
 		{"answer", FrameAnswer, 20, true},
+		{"header", FrameHeader, 60, true},
+		{"oversized header", FrameHeader, MaxRequest + 1, false},
 		{"oversized finish", FrameFinish, MaxRequest + 1, false},
 		{"oversized answer", FrameAnswer, MaxRequest + 1, false},
 		{"unknown type", 'Z', 0, false},
@@ -229,6 +231,8 @@ func FuzzFrames(f *testing.F) {
 			ReadMessage(r, n, &pb.WriteFinish{}) // never a panic
 		case FrameAnswer:
 			ReadMessage(r, n, &pb.WriteShardResponse{})
+		case FrameHeader:
+			ReadMessage(r, n, &pb.ShardHeader{})
 		}
 	})
 }
