@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -259,7 +262,7 @@ func (m *MetaMember) Start(t testing.TB, extra ...string) {
 	t.Helper()
 	raft, grpcAddr := m.RaftAddr, m.GRPCAddr
 	if raft == "" {
-		raft, grpcAddr = "127.0.0.1:0", "127.0.0.1:0"
+		raft, grpcAddr = stableAddr(t), stableAddr(t)
 	}
 	args := append([]string{"meta", "--id", m.ID, "--data", m.Dir, "--raft", raft, "--listen", grpcAddr,
 		"--log-level", "debug", "--node-down-after", "1m",
@@ -278,6 +281,34 @@ func (m *MetaMember) Start(t testing.TB, extra ...string) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	m.Client = pb.NewMetaServiceClient(conn)
+}
+
+// stableAddr returns a loopback address free now, on a port below the
+// kernel's ephemeral range. A member restarts on the addresses it had,
+// and a port the kernel chose for a listener (127.0.0.1:0) is one it also
+// hands to outgoing connections: while the member is down, any client's
+// new connection may take it, and the restart fails with "address already
+// in use". Below the range, only another listener can.
+func stableAddr(t testing.TB) string {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	first := max(low-15000, 1024)
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", first+rand.IntN(low-first))
+		if lis, err := net.Listen("tcp", addr); err == nil {
+			lis.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no free port in %d-%d", first, low-1)
+	return ""
 }
 
 // Retry repeats call while it fails with Unavailable or DeadlineExceeded
