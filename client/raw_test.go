@@ -7,41 +7,19 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/client"
+	"github.com/clipstore/clipstore/internal/metrictest"
 	"github.com/clipstore/clipstore/server"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // readsBy is node metric clipstore_storage_shard_reads_total{transport}.
 func readsBy(t *testing.T, reg *prometheus.Registry, transport string) float64 {
-	t.Helper()
-	return byTransport(t, reg, "clipstore_storage_shard_reads_total", transport)
+	return metrictest.Value(t, reg, "clipstore_storage_shard_reads_total", "transport", transport)
 }
 
 // writesBy is node metric clipstore_storage_shard_write_requests_total{transport}.
 func writesBy(t *testing.T, reg *prometheus.Registry, transport string) float64 {
-	t.Helper()
-	return byTransport(t, reg, "clipstore_storage_shard_write_requests_total", transport)
-}
-
-func byTransport(t *testing.T, reg *prometheus.Registry, metric, transport string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != metric {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "transport" && l.GetValue() == transport {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return metrictest.Value(t, reg, "clipstore_storage_shard_write_requests_total", "transport", transport)
 }
 
 // TestRawReadsBesideGRPC: in a cluster where half the nodes serve raw

@@ -18,6 +18,7 @@ import (
 
 	"github.com/clipstore/clipstore/erasure"
 	"github.com/clipstore/clipstore/internal/await"
+	"github.com/clipstore/clipstore/internal/metrictest"
 	"github.com/clipstore/clipstore/meta"
 	"github.com/clipstore/clipstore/meta/metatest"
 	metapb "github.com/clipstore/clipstore/proto/metapb"
@@ -608,22 +609,5 @@ func TestRepairNeedsMeta(t *testing.T) {
 
 // shardReads is a node's clipstore_storage_shard_reads_total{transport}.
 func shardReads(t *testing.T, reg *prometheus.Registry, transport string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "clipstore_storage_shard_reads_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "transport" && l.GetValue() == transport {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return metrictest.Value(t, reg, "clipstore_storage_shard_reads_total", "transport", transport)
 }
