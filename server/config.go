@@ -73,8 +73,9 @@ type Config struct {
 	GCInterval time.Duration
 
 	// NoRawReads and NoRawWrites turn off raw shard reads and writes
-	// (raw.go) on a plain-text node: those are then gRPC only. TLS nodes
-	// never serve them.
+	// (raw.go) on a plain-text node: those are then gRPC only, and with
+	// NoRawReads its repairs read their sources over gRPC too. TLS nodes
+	// never use them.
 	NoRawReads, NoRawWrites bool
 	// BufferedWrites writes shard files through the page cache instead of
 	// with O_DIRECT (which a filesystem that refuses it gets anyway).

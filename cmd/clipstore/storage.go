@@ -114,7 +114,7 @@ func addMaintenanceFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.Var(rateFlag(&cfg.ScrubRate), "scrub-rate", "bytes per second a scrub pass reads, e.g. 50MiB (0: no bound)")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "pause between garbage collection runs (0: none)")
 	f.BoolVar(&cfg.BufferedWrites, "buffered-writes", cfg.BufferedWrites, "write shard files through the page cache instead of with O_DIRECT")
-	f.Var(invertedBool{&cfg.NoRawReads}, "raw-reads", "also serve shard reads on plain-text connections without gRPC framing (false: gRPC only)")
+	f.Var(invertedBool{&cfg.NoRawReads}, "raw-reads", "also serve shard reads, and read repair sources, on plain-text connections without gRPC framing (false: gRPC only)")
 	f.Lookup("raw-reads").NoOptDefVal = "true"
 	f.Var(invertedBool{&cfg.NoRawWrites}, "raw-writes", "also take shard writes on plain-text connections without gRPC framing (false: gRPC only)")
 	f.Lookup("raw-writes").NoOptDefVal = "true"
