@@ -20,7 +20,6 @@ import (
 
 	"github.com/clipstore/clipstore/client"
 	"github.com/clipstore/clipstore/internal/sigv4"
-	md5simd "github.com/minio/md5-simd"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -65,7 +64,7 @@ type Gateway struct {
 	// md5 hashes the bodies of concurrent writes together, in the lanes
 	// of the CPU's vector units (AVX-512 or AVX2; crypto/md5 without):
 	// a fraction of the CPU per byte of one crypto/md5 per body.
-	md5  md5simd.Server
+	md5  *md5Servers
 	bufs sync.Pool // *[]byte of copyBufSize, for GetObject
 
 	skipBudget int // defaultSkipBudget; tests lower it
@@ -101,7 +100,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
 	g := &Gateway{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), skipBudget: defaultSkipBudget,
-		settings: newSettingsCache(cfg.Client, cfg.SettingsTTL, cfg.Now), md5: md5simd.NewServer()}
+		settings: newSettingsCache(cfg.Client, cfg.SettingsTTL, cfg.Now), md5: &md5Servers{}}
 	g.keepAliveAfter.Store(int64(defaultKeepAliveAfter))
 	g.bufs.New = func() any {
 		b := make([]byte, copyBufSize)
