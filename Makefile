@@ -51,7 +51,7 @@ bench-quick: ## The same table with few iterations and short runs, to check it a
 # Not part of bench: MinIO beside the gateway, installed into bin/ when
 # missing (a few minutes the first time).
 .PHONY: bench-s3
-bench-s3: ## The S3 gateway, the native client and dev beside MinIO, one server and 6 distributed ones (same machine, same loads, alternating, 5 reps), as one markdown table (about 20 runs of 10 s a rep: roughly 25 minutes, not timed whole).
+bench-s3: ## The S3 gateway, the native client and dev beside MinIO, one server and 6 distributed ones (same machine, same loads, alternating, 5 reps), as one markdown table (about 25 runs of 10 s a rep: roughly 25 minutes, not timed whole).
 	$(GO) run ./cmd/benchreport -only s3peer
 
 .PHONY: bench-s3-quick

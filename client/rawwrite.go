@@ -42,8 +42,8 @@ type rawAnswer struct {
 }
 
 // openRawTx starts a write of the shard h describes on a raw connection
-// to addr. rawshard.ErrNoRaw: the node (or this client) does not write raw; use
-// gRPC.
+// to addr. rawshard.ErrNoRaw: the node (or this client) does not write
+// raw; use gRPC.
 func openRawTx(ctx context.Context, pool *rawshard.Pool, addr string, h *storagepb.ShardHeader, timeout time.Duration) (*rawTx, error) {
 	c, reused, err := rawConn(ctx, pool, addr, rawshard.ServesWrites, false)
 	if err == nil && reused && !c.Alive() {

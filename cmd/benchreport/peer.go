@@ -133,10 +133,12 @@ var (
 	peerGet8M  = peerWorkload{"get", 8 << 20}
 	peerPut64K = peerWorkload{"put", 64 << 10}
 	peerGet64K = peerWorkload{"get", 64 << 10}
+	peerGet1M  = peerWorkload{"get", 1 << 20}
 	// Each put before the get of its size: a get row's CPU per GiB
 	// subtracts the cost of the clips its run put first, at the rate the
-	// put row measured.
-	peerWorkloads = []peerWorkload{peerPut8M, peerGet8M, peerPut64K, peerGet64K}
+	// put row measured (1 MiB gets have no put row: their few MiB of
+	// clips put first stay in their CPU).
+	peerWorkloads = []peerWorkload{peerPut8M, peerGet8M, peerGet1M, peerPut64K, peerGet64K}
 )
 
 // peerStep is one run of the schedule.
