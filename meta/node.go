@@ -145,7 +145,9 @@ func (n *Node) transferOnShutdown(ctx context.Context) error {
 		return nil
 	}
 	done := make(chan error, 1)
-	go func() { done <- n.raft.LeadershipTransfer().Error() }() // resolved by raft's shutdown at the latest
+	// The future resolves when the transfer ends: at the latest its RPC
+	// timeout (5 s) after it began, even past raft's shutdown.
+	go func() { done <- n.raft.LeadershipTransfer().Error() }()
 	select {
 	case err := <-done:
 		if err != nil {
