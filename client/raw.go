@@ -117,12 +117,12 @@ func (s *unitStream) rawRead(ctx context.Context, pool *rawshard.Pool, addr stri
 			reusable = true
 			return false
 		case rawshard.FrameError:
-			payload := make([]byte, n)
-			if _, err := io.ReadFull(r, payload); err != nil {
+			nodeErr, err := rawshard.ReadError(r, n)
+			if err != nil {
 				return failed(err)
 			}
 			reusable = true
-			s.deliver(ctx, unitMsg{err: rawshard.ParseError(payload)})
+			s.deliver(ctx, unitMsg{err: nodeErr})
 			return false
 		case rawshard.FrameHeader: // the shard's header: nothing a client read needs
 			if _, err := r.Discard(int(n)); err != nil {

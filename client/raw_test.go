@@ -22,20 +22,30 @@ func writesBy(t *testing.T, reg *prometheus.Registry, transport string) float64 
 	return metrictest.Value(t, reg, "clipstore_storage_shard_write_requests_total", "transport", transport)
 }
 
+// halfRaw starts six nodes, each with a registry of its own, the even ones
+// configured by off (a kind of raw transfer turned off), and makes bucket
+// "raw" coded 4+2 in 64 KiB blocks.
+func halfRaw(t *testing.T, off func(*server.Config)) (*testCluster, []*prometheus.Registry) {
+	t.Helper()
+	regs := make([]*prometheus.Registry, 6)
+	tc := newClusterNodes(t, 6, client.Config{}, nil, func(i int, c *server.Config) {
+		if i%2 == 0 {
+			off(c)
+		}
+		regs[i] = prometheus.NewRegistry()
+		c.Registerer = regs[i]
+	})
+	tc.mkBucket("raw", &client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10})
+	return tc, regs
+}
+
 // TestRawReadsBesideGRPC: in a cluster where half the nodes serve raw
 // reads and half do not, a client reads every clip whole and in ranges
 // (the others over gRPC after a refused handshake), also with a node
 // stopped (its shards rebuilt from parity), and so does a client with raw
 // reads off.
 func TestRawReadsBesideGRPC(t *testing.T) {
-	regs := make([]*prometheus.Registry, 6)
-	tc := newClusterNodes(t, 6, client.Config{}, nil, func(i int, c *server.Config) {
-		c.NoRawReads = i%2 == 0
-		regs[i] = prometheus.NewRegistry()
-		c.Registerer = regs[i]
-	})
-	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}
-	tc.mkBucket("raw", &p)
+	tc, regs := halfRaw(t, func(c *server.Config) { c.NoRawReads = true })
 	ctx := t.Context()
 	data := randBytes(77, 1<<20+12345)
 	if _, err := tc.client.Put(ctx, "raw", "clip", bytes.NewReader(data), nil); err != nil {
@@ -92,14 +102,7 @@ func TestRawReadsBesideGRPC(t *testing.T) {
 // every clip reads back whole. The nodes' metrics say which transport
 // each write came by.
 func TestRawWritesBesideGRPC(t *testing.T) {
-	regs := make([]*prometheus.Registry, 6)
-	tc := newClusterNodes(t, 6, client.Config{}, nil, func(i int, c *server.Config) {
-		c.NoRawWrites = i%2 == 0
-		regs[i] = prometheus.NewRegistry()
-		c.Registerer = regs[i]
-	})
-	p := client.Profile{DataShards: 4, ParityShards: 2, BlockSize: 64 << 10}
-	tc.mkBucket("raw", &p)
+	tc, regs := halfRaw(t, func(c *server.Config) { c.NoRawWrites = true })
 	ctx := t.Context()
 	grpcOnly, err := client.New(ctx, client.Config{Meta: []string{tc.meta.Members[0].GRPCAddr}, NoRawWrites: true})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -37,8 +36,9 @@ type rawTx struct {
 
 // rawAnswer is the node's answer to a raw write, or why none was read.
 type rawAnswer struct {
-	resp *storagepb.WriteShardResponse
-	err  error
+	resp    *storagepb.WriteShardResponse
+	err     error
+	refused bool // err is the node's (an error frame), not the connection's
 }
 
 // openRawTx starts a write of the shard h describes on a raw connection
@@ -81,11 +81,11 @@ func (t *rawTx) readAnswer() {
 			a.resp = resp
 		}
 	case typ == rawshard.FrameError:
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(t.c.R, payload); err != nil {
+		nodeErr, err := rawshard.ReadError(t.c.R, n)
+		if err != nil {
 			a.err = t.transportError(err)
 		} else {
-			a.err = rawshard.ParseError(payload)
+			a.err, a.refused = nodeErr, true
 		}
 	default:
 		a.err = t.transportError(fmt.Errorf("a frame %q in a write's answer", typ))
@@ -105,11 +105,13 @@ func (t *rawTx) transportError(err error) error {
 // early returns the node's answer if it came before the finish: only a
 // refusal can.
 func (t *rawTx) early() error {
-	select {
-	case a := <-t.answer:
-		t.got = &a
-	default:
-		return nil
+	if t.got == nil {
+		select {
+		case a := <-t.answer:
+			t.got = &a
+		default:
+			return nil
+		}
 	}
 	if t.got.err != nil {
 		return t.got.err
@@ -125,7 +127,7 @@ func (t *rawTx) failed(err error) error {
 		a := <-t.answer
 		t.got = &a
 	}
-	if st, ok := status.FromError(t.got.err); ok && t.got.err != nil && st.Code() != codes.Unavailable && st.Code() != codes.DeadlineExceeded {
+	if t.got.refused {
 		return t.got.err
 	}
 	return t.transportError(err)

@@ -242,3 +242,21 @@ func injectFaults(cfg *server.Config, inj faultfs.Injector) {
 func shardPath(dir string, id []byte) string {
 	return server.ShardFile(dir, server.ShardID(id))
 }
+
+// flipByte flips a bit of the byte at off in the file at path.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x10
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -193,7 +193,7 @@ func (s *rawServer) serve(c net.Conn) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				var ne net.Error
 				if !errors.As(err, &ne) || !ne.Timeout() {
-					s.svc.store.log.Debug("raw read: bad request", "remote", c.RemoteAddr(), "err", err)
+					s.svc.store.log.Debug("raw transfer: bad request", "remote", c.RemoteAddr(), "err", err)
 				}
 			}
 			return

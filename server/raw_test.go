@@ -91,11 +91,11 @@ func (rc *rawConn) answer() (*pb.WriteShardResponse, error) {
 		}
 		return resp, nil
 	case rawshard.FrameError:
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(rc.r, payload); err != nil {
+		nodeErr, err := rawshard.ReadError(rc.r, n)
+		if err != nil {
 			rc.t.Fatal(err)
 		}
-		return nil, rawshard.ParseError(payload)
+		return nil, nodeErr
 	}
 	rc.t.Fatalf("a write answered with a frame %q", typ)
 	return nil, nil
@@ -213,17 +213,7 @@ func TestRawReads(t *testing.T) {
 		wantUnits(t, frames, s, tc.first)
 	}
 
-	// A byte of block 2's piece flipped.
-	f, err := os.OpenFile(shardPath(n.dirs[0], s.id()), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := 128 + int64(2*unit) + 17
-	b := make([]byte, 1)
-	f.ReadAt(b, off)
-	b[0] ^= 0x10
-	f.WriteAt(b, off)
-	f.Close()
+	flipByte(t, shardPath(n.dirs[0], s.id()), 128+int64(2*unit)+17) // a byte of block 2's piece
 	frames, err := rc.read(&pb.ReadShardRequest{ShardId: s.id()})
 	if status.Code(err) != codes.DataLoss || len(frames) != 2 {
 		t.Fatalf("corrupt block 2: %d frames, %v; want 2, DataLoss", len(frames), err)
@@ -421,6 +411,7 @@ func TestRawServes(t *testing.T) {
 		if _, err := rc.write(s); status.Code(err) != tc.writeCode {
 			t.Fatalf("%s: write: %v, want %v", tc.name, err, tc.writeCode)
 		}
+		rc.c.Close() // as a client does after a refused write: the node stops draining it
 		n.stop()
 	}
 

@@ -48,30 +48,22 @@ func (s *rawServer) write(c net.Conn, r *bufio.Reader, p *pb.ShardHeader) bool {
 		}
 		return true
 	}
-	return rawshard.WriteMessage(c, rawshard.FrameAnswer, 0, &pb.WriteShardResponse{
-		Blocks: res.Blocks, Length: res.Length, Checksum: res.Checksum, Existed: res.Existed,
-	}) == nil
+	return rawshard.WriteMessage(c, rawshard.FrameAnswer, 0, res.proto()) == nil
 }
 
 // rawWriteShard is writeShard for a raw connection (raw.go): the header
 // came as the request, each piece comes with its trailer in one unit
-// frame, read into a pooled buffer and written from it. atEnd reports
-// whether the finish frame was read: r then stands between requests.
+// frame, which ShardWriter.ReadPiece reads straight into the file's
+// staging buffer. atEnd reports whether the finish frame was read: r then
+// stands between requests.
 func (s *service) rawWriteShard(c net.Conn, r *bufio.Reader, p *pb.ShardHeader) (res WriteResult, atEnd bool, err error) {
-	h, err := headerFromProto(p)
-	if err != nil {
-		return WriteResult{}, false, err
-	}
-	if err := checkWrite(context.Background(), h); err != nil {
-		return WriteResult{}, false, err
-	}
-	w, err := s.store.Create(h)
+	w, err := s.create(context.Background(), p) // plain text: no capability to check
 	if err != nil {
 		return WriteResult{}, false, err
 	}
 	defer w.Abort() // no-op after Commit
 	idle := s.store.cfg.WriteIdleTimeout
-	ts, maxUnit := h.trailerSize(), h.unitSize()
+	ts, maxUnit := w.h.trailerSize(), w.h.unitSize()
 	var hdr [rawshard.FrameHeaderSize]byte
 	for {
 		c.SetReadDeadline(time.Now().Add(idle))

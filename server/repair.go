@@ -75,7 +75,7 @@ type repairTask struct {
 func newRepairer(n *Node) *repairer {
 	r := &repairer{n: n, log: n.log, metrics: newRepairMetrics(n.cfg.Registerer),
 		queue: make(chan *metapb.RepairWork, repairQueueLen)}
-	if n.cfg.TLS == nil && !n.cfg.NoRawReads {
+	if n.cfg.rawServes()&rawshard.ServesReads != 0 { // a node that reads raw serves raw reads
 		r.raw = rawshard.NewPool(rawshard.ServesReads)
 	}
 	r.mu.tasks = make(map[string]*repairTask)

@@ -214,11 +214,11 @@ func (s *sourceStream) rawUnit(job *repairJob, b int64) ([]byte, error) {
 			}
 			continue
 		case rawshard.FrameError:
-			payload := make([]byte, n)
-			if _, err := io.ReadFull(s.raw.R, payload); err != nil {
+			nodeErr, err := rawshard.ReadError(s.raw.R, n)
+			if err != nil {
 				return nil, status.Errorf(codes.Unavailable, "raw read from %s: %v", s.src.GetAddress(), err)
 			}
-			return nil, rawshard.ParseError(payload)
+			return nil, nodeErr
 		case rawshard.FrameEnd:
 			return nil, fmt.Errorf("stream ended before block %d: %w", b, io.ErrUnexpectedEOF)
 		case rawshard.FrameUnit, rawshard.FrameCorrupt:

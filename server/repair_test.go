@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -222,20 +221,7 @@ func readStream(t *testing.T, n *testNode, id []byte) []byte {
 func flipPieceByte(t *testing.T, n *testNode, id []byte, b int) {
 	t.Helper()
 	unit := erasure.PieceSize(repairBlock, repairK) + erasure.TrailerSize(repairK+repairM)
-	f, err := os.OpenFile(shardPath(n.dirs[0], id), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	off := int64(128 + b*unit + 5)
-	buf := make([]byte, 1)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
-	buf[0] ^= 0x40
-	if _, err := f.WriteAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
+	flipByte(t, shardPath(n.dirs[0], id), int64(128+b*unit+5))
 }
 
 func deleteShard(t *testing.T, n *testNode, id []byte) {

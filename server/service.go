@@ -36,9 +36,7 @@ func (s *service) WriteShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 	if err != nil {
 		return toStatus(err)
 	}
-	return stream.SendAndClose(&pb.WriteShardResponse{
-		Blocks: res.Blocks, Length: res.Length, Checksum: res.Checksum, Existed: res.Existed,
-	})
+	return stream.SendAndClose(res.proto())
 }
 
 func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequest, pb.WriteShardResponse]) (WriteResult, error) {
@@ -51,14 +49,7 @@ func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 	if first.Header == nil {
 		return WriteResult{}, fmt.Errorf("%w: the first message of a write must be the header", ErrInvalidArgument)
 	}
-	h, err := headerFromProto(first.Header)
-	if err != nil {
-		return WriteResult{}, err
-	}
-	if err := checkWrite(stream.Context(), h); err != nil {
-		return WriteResult{}, err
-	}
-	w, err := s.store.Create(h)
+	w, err := s.create(stream.Context(), first.Header)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -83,6 +74,19 @@ func (s *service) writeShard(stream grpc.ClientStreamingServer[pb.WriteShardRequ
 			return WriteResult{}, fmt.Errorf("%w: an empty message after the header", ErrInvalidArgument)
 		}
 	}
+}
+
+// create starts the write of the shard p describes, if the caller may
+// write it.
+func (s *service) create(ctx context.Context, p *pb.ShardHeader) (*ShardWriter, error) {
+	h, err := headerFromProto(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkWrite(ctx, h); err != nil {
+		return nil, err
+	}
+	return s.store.Create(h)
 }
 
 // receiver delivers a write stream's messages and gives up on a client that
@@ -174,6 +178,10 @@ func headerFromProto(p *pb.ShardHeader) (ShardHeader, error) {
 		Index: int(p.GetIndex()), DataShards: int(p.GetDataShards()), ParityShards: int(p.GetParityShards()),
 		BlockSize: int(p.GetBlockSize()), CommitDeadline: p.GetCommitDeadlineUnixNano(),
 	}, nil
+}
+
+func (r WriteResult) proto() *pb.WriteShardResponse {
+	return &pb.WriteShardResponse{Blocks: r.Blocks, Length: r.Length, Checksum: r.Checksum, Existed: r.Existed}
 }
 
 func headerToProto(h ShardHeader) *pb.ShardHeader {

@@ -416,23 +416,7 @@ func TestCorruptionDetectedOnRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := shardPath(n.dirs[0], s.id())
-	flip := func(off int64) {
-		t.Helper()
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		b := make([]byte, 1)
-		if _, err := f.ReadAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-		b[0] ^= 0x10
-		if _, err := f.WriteAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	flip(128 + int64(2*unit) + 17) // a byte of block 2's piece
+	flipByte(t, path, 128+int64(2*unit)+17) // a byte of block 2's piece
 
 	_, pieces, err := readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id()})
 	wantCode(t, err, codes.DataLoss)
@@ -456,7 +440,7 @@ func TestCorruptionDetectedOnRead(t *testing.T) {
 	}
 	assertPieces(t, pieces[3:], s.pieces[3:])
 
-	flip(128 + int64(4*unit) + int64(ps) + 2) // block 4's trailer
+	flipByte(t, path, 128+int64(4*unit)+int64(ps)+2) // block 4's trailer
 	_, _, err = readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id(), FirstBlock: 4})
 	if block := corruptBlock(t, err); block != 4 {
 		t.Fatalf("corrupt trailer: DataLoss names block %d, want 4", block)
@@ -464,7 +448,7 @@ func TestCorruptionDetectedOnRead(t *testing.T) {
 	_, err = n.client.StatShard(ctx, &pb.StatShardRequest{ShardId: s.id()})
 	wantCode(t, err, codes.DataLoss)
 
-	flip(20) // the header
+	flipByte(t, path, 20) // the header
 	_, _, err = readShard(ctx, n.client, &pb.ReadShardRequest{ShardId: s.id(), FirstBlock: 5})
 	wantCode(t, err, codes.DataLoss)
 }

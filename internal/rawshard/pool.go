@@ -79,6 +79,8 @@ type refusal struct {
 	at    time.Time
 }
 
+// NewPool returns a pool for transfers of the kinds in use (ServesReads,
+// ServesWrites).
 func NewPool(use byte) *Pool {
 	return &Pool{use: use, idle: map[string][]*Conn{}, refused: map[string]refusal{}}
 }
@@ -181,6 +183,7 @@ func (p *Pool) Put(addr string, c *Conn) {
 	p.idle[addr] = append(p.idle[addr], c)
 }
 
+// Close closes the idle connections; Get then fails with ErrPoolClosed.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -248,6 +248,17 @@ func WriteError(w io.Writer, err error) error {
 	return werr
 }
 
+// ReadError reads the payload of a FrameError frame whose header said
+// length: nodeErr is the gRPC status error the node sent, err a failure
+// to read it.
+func ReadError(r io.Reader, length uint32) (nodeErr, err error) {
+	payload := make([]byte, length)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return nil, unexpected(err)
+	}
+	return ParseError(payload), nil
+}
+
 // ParseError turns an error frame's payload into the gRPC status error
 // it carries.
 func ParseError(payload []byte) error {

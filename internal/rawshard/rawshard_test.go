@@ -161,9 +161,11 @@ func TestErrorFrames(t *testing.T) {
 		if err != nil || typ != FrameError || n > MaxError {
 			t.Fatalf("%s: error frame header: %q %d, %v", tc.name, typ, n, err)
 		}
-		payload := make([]byte, n)
-		io.ReadFull(&buf, payload)
-		st := status.Convert(ParseError(payload))
+		nodeErr, err := ReadError(&buf, n)
+		if err != nil {
+			t.Fatalf("%s: reading the error frame: %v", tc.name, err)
+		}
+		st := status.Convert(nodeErr)
 		if st.Code() != tc.code || len(st.Message()) != tc.msgLen {
 			t.Errorf("%s: parsed %v (%d bytes of message)", tc.name, st.Code(), len(st.Message()))
 		}
@@ -172,6 +174,9 @@ func TestErrorFrames(t *testing.T) {
 		} else if got && !proto.Equal(st.Details()[0].(*errdetails.ErrorInfo), info) {
 			t.Errorf("%s: details %v, want %v", tc.name, st.Details()[0], info)
 		}
+	}
+	if _, err := ReadError(bytes.NewReader([]byte{1, 2}), 5); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("an error payload cut short: %v", err)
 	}
 	if err := ParseError([]byte{0xff}); status.Code(err) != codes.Unknown || err == nil {
 		t.Fatalf("a 1-byte error payload: %v", err)
