@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -96,7 +97,7 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 	}
 	// Wait until the node has the partial shard in its temp file, then kill it.
 	await.True(t, 10*time.Second, "partial temp file", func() bool {
-		files := tmpFiles(t, []string{dir})
+		files := tmpFilesOf(t, node.Pid(), []string{dir})
 		if len(files) != 1 {
 			return false
 		}
@@ -314,55 +315,96 @@ func TestStartSyncsTheFilesystem(t *testing.T) {
 
 // TestDiskFaults injects filesystem failures into each step of a write; the
 // write must fail with the right code, leave nothing, and the node must
-// accept writes again once the fault is gone.
+// accept writes again once the fault is gone. Each case runs with the
+// shard written as a file with no name until it is complete (O_TMPFILE)
+// and, where the step exists there too, as a named temp file under tmp/
+// (a filesystem without O_TMPFILE).
 func TestDiskFaults(t *testing.T) {
 	cases := []struct {
 		name string
 		op   faultfs.Op
 		err  error
-		on   string // only names containing this fail
+		on   string // only names containing this fail; "tmp/" is the shard's own directory when it has no name
+		nth  int    // fail only the nth such call (1-based; 0: all)
+		only string // "named" or "unnamed": the step exists only there
 		want codes.Code
 	}{
-		{"disk full on write", faultfs.OpWrite, syscall.ENOSPC, "tmp/", codes.ResourceExhausted},
-		{"disk full on create", faultfs.OpOpen, syscall.ENOSPC, "tmp/", codes.ResourceExhausted},
-		{"quota on write", faultfs.OpWrite, syscall.EDQUOT, "tmp/", codes.ResourceExhausted},
-		{"EIO on write", faultfs.OpWrite, syscall.EIO, "tmp/", codes.Internal},
-		{"fsync fails", faultfs.OpSync, syscall.EIO, "tmp/", codes.Internal},
-		{"rename fails", faultfs.OpRename, syscall.EIO, "shards/", codes.Internal},
-		{"dir fsync fails", faultfs.OpSyncDir, syscall.EIO, "shards/", codes.Internal},
+		{"disk full on write", faultfs.OpWrite, syscall.ENOSPC, "tmp/", 0, "", codes.ResourceExhausted},
+		{"disk full on create", faultfs.OpOpen, syscall.ENOSPC, "tmp/", 0, "", codes.ResourceExhausted},
+		{"quota on write", faultfs.OpWrite, syscall.EDQUOT, "tmp/", 0, "", codes.ResourceExhausted},
+		{"EIO on write", faultfs.OpWrite, syscall.EIO, "tmp/", 0, "", codes.Internal},
+		{"fsync fails", faultfs.OpSync, syscall.EIO, "tmp/", 0, "", codes.Internal},
+		{"rename fails", faultfs.OpRename, syscall.EIO, "shards/", 0, "named", codes.Internal},
+		{"link fails", faultfs.OpLink, syscall.EIO, "shards/", 0, "unnamed", codes.Internal},
+		{"fsync after the link fails", faultfs.OpSync, syscall.EIO, "shards/", 2, "unnamed", codes.Internal},
+		{"dir fsync fails", faultfs.OpSyncDir, syscall.EIO, "shards/", 0, "", codes.Internal},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var ffs *faultfs.FS
-			cfg := testConfig(t, 1)
-			cfg.OpenFS = func(dir string) (server.FS, error) {
-				fsys, err := server.OpenOSFS(dir)
-				ffs = faultfs.Wrap(fsys)
-				return ffs, err
+	for _, mode := range []string{"unnamed", "named"} {
+		for _, tc := range cases {
+			if tc.only != "" && tc.only != mode {
+				continue
 			}
-			n := startNode(t, cfg)
-			r := rand.New(rand.NewPCG(25, 26))
-			ffs.SetInjector(func(op faultfs.Op, name string) error {
-				if op == tc.op && strings.Contains(name, tc.on) {
-					return tc.err
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				var ffs *faultfs.FS
+				cfg := testConfig(t, 1)
+				cfg.OpenFS = func(dir string) (server.FS, error) {
+					fsys, err := server.OpenOSFS(dir)
+					ffs = faultfs.Wrap(fsys)
+					return ffs, err
 				}
-				return nil
+				n := startNode(t, cfg)
+				r := rand.New(rand.NewPCG(25, 26))
+				on := tc.on
+				if mode == "unnamed" && on == "tmp/" {
+					on = "shards/"
+				}
+				var mu sync.Mutex
+				calls := 0
+				named := func(op faultfs.Op, name string) error {
+					if mode == "named" && op == faultfs.OpOpen && strings.HasSuffix(name, "/") {
+						return errors.ErrUnsupported // no O_TMPFILE here
+					}
+					return nil
+				}
+				ffs.SetInjector(func(op faultfs.Op, name string) error {
+					if err := named(op, name); err != nil {
+						return err
+					}
+					if op != tc.op || !strings.Contains(name, on) {
+						return nil
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if calls++; tc.nth == 0 || calls == tc.nth {
+						return tc.err
+					}
+					return nil
+				})
+				s := makeShard(r, 4, 2, 0, 8192, 30000)
+				_, err := writeShard(t.Context(), n.client, s)
+				wantCode(t, err, tc.want)
+				mu.Lock()
+				made := calls
+				mu.Unlock()
+				if made == 0 || made < tc.nth {
+					t.Fatalf("the write made %d %v calls on %q: the fault was never injected", made, tc.op, on)
+				}
+				ffs.SetInjector(named)
+				assertShardCount(t, n, 0)
+				if left := tmpFiles(t, n.dirs); len(left) != 0 {
+					t.Fatalf("temp files left: %v", left)
+				}
+				if _, err := os.Stat(shardPath(n.dirs[0], s.id())); !os.IsNotExist(err) {
+					t.Fatalf("shard file visible after a failed write: %v", err)
+				}
+				if _, err := writeShard(t.Context(), n.client, s); err != nil {
+					t.Fatalf("write after the fault cleared: %v", err)
+				}
+				if left := tmpFiles(t, n.dirs); len(left) != 0 {
+					t.Fatalf("temp files left after a write: %v", left)
+				}
 			})
-			s := makeShard(r, 4, 2, 0, 8192, 30000)
-			_, err := writeShard(t.Context(), n.client, s)
-			wantCode(t, err, tc.want)
-			ffs.SetInjector(nil)
-			assertShardCount(t, n, 0)
-			if left := tmpFiles(t, n.dirs); len(left) != 0 {
-				t.Fatalf("temp files left: %v", left)
-			}
-			if _, err := os.Stat(shardPath(n.dirs[0], s.id())); !os.IsNotExist(err) {
-				t.Fatalf("shard file visible after a failed write: %v", err)
-			}
-			if _, err := writeShard(t.Context(), n.client, s); err != nil {
-				t.Fatalf("write after the fault cleared: %v", err)
-			}
-		})
+		}
 	}
 }
 
@@ -408,6 +450,50 @@ func TestReadFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertPieces(t, pieces, s.pieces)
+}
+
+// TestWriteHasNoNameUntilCommit: on a filesystem with O_TMPFILE a shard
+// being written is a file with no name in its own directory, nothing in
+// tmp/, and has its name once the write is acknowledged.
+func TestWriteHasNoNameUntilCommit(t *testing.T) {
+	n := startNode(t, testConfig(t, 1))
+	s := makeShard(rand.New(rand.NewPCG(41, 42)), 4, 2, 0, 8192, 20000)
+	stream, err := n.client.WriteShard(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
+	dir := filepath.Dir(shardPath(n.dirs[0], s.id()))
+	await.True(t, 10*time.Second, "the write's file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
+	if unnamed, err := proctest.UnnamedFiles(os.Getpid(), dir); err != nil || len(unnamed) != 1 {
+		t.Fatalf("unnamed files in the shard's directory %s: %v, %v; want the one being written", dir, unnamed, err)
+	}
+	if named, _ := os.ReadDir(filepath.Join(n.dirs[0], "tmp")); len(named) != 0 {
+		t.Fatalf("tmp/ holds %d files during a write; want none", len(named))
+	}
+	if _, err := os.Stat(shardPath(n.dirs[0], s.id())); !os.IsNotExist(err) {
+		t.Fatalf("the shard has its name before its write finished: %v", err)
+	}
+	for _, p := range s.pieces[1:] {
+		if err := stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: p}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Finish{Finish: &pb.WriteFinish{Blocks: uint64(len(s.pieces))}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	if left := tmpFiles(t, n.dirs); len(left) != 0 {
+		t.Fatalf("files left after the write: %v", left)
+	}
+	if _, pieces, err := readShard(t.Context(), n.client, &pb.ReadShardRequest{ShardId: s.id()}); err != nil {
+		t.Fatal(err)
+	} else {
+		assertPieces(t, pieces, s.pieces)
+	}
 }
 
 // TestCancelledWriteLeavesNothing: a client that goes away mid-stream leaves

@@ -11,11 +11,12 @@
 // trailer holding the CRCs of all the block's pieces. Piece b therefore sits
 // at a fixed offset and a range read verifies just what it reads.
 //
-// Writes land in a per-disk tmp/ directory and become visible only after
-// every piece's CRC was checked, the file fsynced, renamed into place and its
-// directory fsynced; a write that ends any other way, a crash included,
-// leaves nothing that is ever served, and leftover temp files are removed
-// when the node starts. Every read re-verifies each piece before a byte
+// Writes land in a file with no name (O_TMPFILE) in the shard's directory,
+// or in a per-disk tmp/ directory where the filesystem cannot make one, and
+// become visible only after every piece's CRC was checked, the file
+// fsynced, linked or renamed into place and made durable there; a write
+// that ends any other way, a crash included, leaves nothing that is ever
+// served, and leftover temp files are removed when the node starts. Every read re-verifies each piece before a byte
 // leaves the node.
 //
 // With Config.Meta set, the node registers with meta and heartbeats it:

@@ -1,9 +1,14 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -15,6 +20,12 @@ import (
 // an os.Root so that no name can leave it.
 type FS interface {
 	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
+	// CreateUnnamed creates a file with no name in the directory dir
+	// (O_TMPFILE), for UnnamedFile.Link to name once it is complete: until
+	// then no directory is written, and a crash leaves nothing behind. flag
+	// is OpenFile's for a new file (a write mode, and O_DIRECT for a
+	// directFile). errors.ErrUnsupported if the filesystem cannot.
+	CreateUnnamed(dir string, flag int, perm fs.FileMode) (UnnamedFile, error)
 	Rename(oldname, newname string) error
 	Remove(name string) error
 	MkdirAll(name string, perm fs.FileMode) error
@@ -46,11 +57,25 @@ type File interface {
 	Stat() (fs.FileInfo, error)
 }
 
+// UnnamedFile is a file made by FS.CreateUnnamed. Close before Link
+// drops it.
+type UnnamedFile interface {
+	File
+	// Link gives the file the name name (no slash) in its directory;
+	// fs.ErrExist if the name is taken. The link is durable once the file
+	// is synced again (its link count) and then its directory.
+	Link(name string) error
+	// SyncDir fsyncs the file's directory.
+	SyncDir() error
+}
+
 // osFS is the real filesystem of one data directory.
 type osFS struct {
-	root     *os.Root
-	path     string
-	noDirect atomic.Bool // the filesystem refused O_DIRECT (fs_direct.go)
+	root      *os.Root
+	path      string
+	noDirect  atomic.Bool // the filesystem refused O_DIRECT (fs_direct.go)
+	noUnnamed atomic.Bool // the filesystem refused O_TMPFILE, or /proc/self/fd is missing
+	linkable  atomic.Bool // /proc/self/fd was found once
 }
 
 // OpenOSFS opens (creating it if needed) the data directory dir.
@@ -77,11 +102,89 @@ func (f *osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{file}, nil
+	return osFile{File: file}, nil
 }
 
+// CreateUnnamed opens an O_TMPFILE file in dir, which Link names through
+// /proc/self/fd (linkat(2) with AT_EMPTY_PATH would need
+// CAP_DAC_READ_SEARCH). On ext4 without a journal, fsync of a file created
+// under a name also writes its directory; a shard's temp file in tmp/ made
+// every write wait for tmp/ as well as the shard's own directory
+// (docs/performance.md).
+func (f *osFS) CreateUnnamed(dir string, flag int, perm fs.FileMode) (UnnamedFile, error) {
+	if f.noUnnamed.Load() {
+		return nil, errors.ErrUnsupported
+	}
+	d, err := f.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Openat(int(d.Fd()), ".", unix.O_TMPFILE|(flag&(unix.O_WRONLY|unix.O_RDWR))|unix.O_CLOEXEC, uint32(perm.Perm()))
+	if err != nil {
+		d.Close()
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) {
+			// EISDIR: a kernel that predates O_TMPFILE (3.11) took it for
+			// O_DIRECTORY.
+			f.noUnnamed.Store(true)
+			return nil, errors.ErrUnsupported
+		}
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	file := os.NewFile(uintptr(fd), path.Join(dir, "(unnamed)"))
+	if !f.linkable.Load() {
+		if _, err := os.Stat(procFd(fd)); err != nil {
+			file.Close()
+			d.Close()
+			f.noUnnamed.Store(true)
+			return nil, errors.ErrUnsupported
+		}
+		f.linkable.Store(true)
+	}
+	of := osFile{File: file, dir: d}
+	if flag&unix.O_DIRECT == 0 || f.noDirect.Load() {
+		return of, nil
+	}
+	return &directFile{osFile: of, fs: f, staging: true}, nil
+}
+
+func procFd(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
 // osFile is an open file of an osFS.
-type osFile struct{ *os.File }
+type osFile struct {
+	*os.File
+	dir *os.File // the directory of a file made by CreateUnnamed, else nil
+}
+
+func (f osFile) Close() error {
+	err := f.File.Close()
+	if f.dir != nil {
+		if derr := f.dir.Close(); err == nil {
+			err = derr
+		}
+	}
+	return err
+}
+
+func (f osFile) Link(name string) error {
+	if f.dir == nil {
+		return fmt.Errorf("link %s: not an unnamed file", f.Name())
+	}
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return fmt.Errorf("link %s: bad name %q", f.Name(), name)
+	}
+	err := unix.Linkat(unix.AT_FDCWD, procFd(int(f.Fd())), int(f.dir.Fd()), name, unix.AT_SYMLINK_FOLLOW)
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: path.Join(path.Dir(f.Name()), name), Err: err}
+	}
+	return nil
+}
+
+func (f osFile) SyncDir() error {
+	if f.dir == nil {
+		return fmt.Errorf("sync directory of %s: not an unnamed file", f.Name())
+	}
+	return f.dir.Sync()
+}
 
 func (f osFile) WriteBuffers(bufs [][]byte) (int64, error) {
 	rc, err := f.SyscallConn()

@@ -49,9 +49,9 @@ func (f *osFS) openDirect(name string, flag int, perm fs.FileMode) (File, error)
 		return nil, err
 	}
 	if f.noDirect.Load() {
-		return osFile{file}, nil
+		return osFile{File: file}, nil
 	}
-	return &directFile{osFile: osFile{file}, fs: f, staging: true}, nil
+	return &directFile{osFile: osFile{File: file}, fs: f, staging: true}, nil
 }
 
 // directFile is a new file written sequentially, with O_DIRECT once it

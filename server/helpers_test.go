@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clipstore/clipstore/erasure"
+	"github.com/clipstore/clipstore/internal/proctest"
 	pb "github.com/clipstore/clipstore/proto/storagepb"
 	"github.com/clipstore/clipstore/server"
 	"github.com/clipstore/clipstore/server/faultfs"
@@ -211,8 +212,17 @@ func wantCode(t testing.TB, err error, want codes.Code) {
 	}
 }
 
-// tmpFiles lists what is left in the disks' tmp directories.
+// tmpFiles lists the files of shards being written (or left behind) on
+// the disks dirs of a node running in this process: the named temp files
+// in their tmp directories, and the files with no name yet that the node
+// holds open under them.
 func tmpFiles(t testing.TB, dirs []string) []string {
+	t.Helper()
+	return tmpFilesOf(t, os.Getpid(), dirs)
+}
+
+// tmpFilesOf is tmpFiles for a node running as process pid.
+func tmpFilesOf(t testing.TB, pid int, dirs []string) []string {
 	t.Helper()
 	var out []string
 	for _, d := range dirs {
@@ -223,6 +233,11 @@ func tmpFiles(t testing.TB, dirs []string) []string {
 		for _, e := range entries {
 			out = append(out, filepath.Join(d, "tmp", e.Name()))
 		}
+		unnamed, err := proctest.UnnamedFiles(pid, d)
+		if err != nil {
+			t.Fatalf("list unnamed files: %v", err)
+		}
+		out = append(out, unnamed...)
 	}
 	return out
 }

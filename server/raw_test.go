@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -348,10 +347,7 @@ func TestRawWrites(t *testing.T) {
 	busy := shard()
 	first.startWrite(busy.header)
 	first.unit(busy.pieces[0])
-	waitFor(t, "the first write's temp file", func() bool {
-		tmp, _ := os.ReadDir(filepath.Join(n.dirs[0], "tmp"))
-		return len(tmp) > 0
-	})
+	waitFor(t, "the first write's temp file", func() bool { return len(tmpFiles(t, n.dirs)) > 0 })
 	if _, err := second.write(busy); status.Code(err) != codes.Aborted {
 		t.Fatalf("a concurrent write of one shard id: %v, want Aborted", err)
 	}
@@ -500,9 +496,6 @@ func TestRawWritesLargePieces(t *testing.T) {
 		if _, err := os.Stat(shardPath(n.dirs[0], bad.id())); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("buffered %v: the corrupt shard's file: %v", buffered, err)
 		}
-		waitFor(t, "the refused write's temp file to go", func() bool {
-			tmp, _ := os.ReadDir(filepath.Join(n.dirs[0], "tmp"))
-			return len(tmp) == 0
-		})
+		waitFor(t, "the refused write's temp file to go", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
 	}
 }

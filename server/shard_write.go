@@ -16,14 +16,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ShardWriter receives one shard, piece by piece, into a temp file. Nothing
-// is visible until Commit returns; Abort (or a crash) leaves nothing.
+// ShardWriter receives one shard, piece by piece, into a file with no name
+// yet (FS.CreateUnnamed) in the shard's directory, or, on a filesystem
+// that cannot make one, into a temp file under tmp/. Nothing is visible
+// until Commit returns; Abort (or a crash) leaves nothing.
 type ShardWriter struct {
 	s       *Store
 	d       *disk
 	h       ShardHeader
 	f       File
-	tmp     string
+	u       UnnamedFile // f, when it has no name yet
+	tmp     string      // f's name under tmp/, when it has one
 	start   time.Time
 	next    uint64 // block number expected next
 	short   bool   // a short (last) piece was received
@@ -66,27 +69,50 @@ func (s *Store) create(h ShardHeader) (*ShardWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	var suffix [8]byte
-	rand.Read(suffix[:])
-	tmp := path.Join(tmpDir, h.ShardID.String()+"."+hex.EncodeToString(suffix[:]))
 	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if !s.cfg.BufferedWrites {
 		flag |= unix.O_DIRECT // fs_direct.go
 	}
+	w := &ShardWriter{s: s, d: d, h: h, start: time.Now(), crcs: make([]uint32, h.shards())}
+	dir := parentDir(h.ShardID.relPath())
+	u, err := d.fs.CreateUnnamed(dir, flag, 0o644)
+	if errors.Is(err, fs.ErrNotExist) && d.makeDirs([]string{dir}) == nil {
+		// Someone removed the fan-out directory behind the node's back: the
+		// next audit reports what was in it; this write goes on.
+		s.log.Warn("shard directory was missing; made it again", "disk", d.fs.Path(), "dir", dir)
+		u, err = d.fs.CreateUnnamed(dir, flag, 0o644)
+	}
+	switch {
+	case err == nil:
+		w.f, w.u = u, u
+	case errors.Is(err, errors.ErrUnsupported):
+		if w.f, w.tmp, err = s.createTemp(d, h, flag); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, diskError("create shard file", err)
+	}
+	if err := w.write(marshalHeader(&h)); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+// createTemp creates the named temp file of a shard's write under tmp/.
+func (s *Store) createTemp(d *disk, h ShardHeader, flag int) (File, string, error) {
+	var suffix [8]byte
+	rand.Read(suffix[:])
+	tmp := path.Join(tmpDir, h.ShardID.String()+"."+hex.EncodeToString(suffix[:]))
 	f, err := d.fs.OpenFile(tmp, flag, 0o644)
 	if errors.Is(err, fs.ErrNotExist) && d.makeDirs([]string{tmpDir}) == nil {
 		s.log.Warn("tmp/ was missing; made it again", "disk", d.fs.Path())
 		f, err = d.fs.OpenFile(tmp, flag, 0o644)
 	}
 	if err != nil {
-		return nil, diskError("create temp file", err)
+		return nil, "", diskError("create temp file", err)
 	}
-	w := &ShardWriter{s: s, d: d, h: h, f: f, tmp: tmp, start: time.Now(), crcs: make([]uint32, h.shards())}
-	if err := w.write(marshalHeader(&h)); err != nil {
-		w.Abort()
-		return nil, err
-	}
-	return w, nil
+	return f, tmp, nil
 }
 
 // claim marks id as being written, refusing a second concurrent write.
@@ -280,11 +306,13 @@ func (w *ShardWriter) Commit(blocks uint64, checksum *uint32) (WriteResult, erro
 		w.Abort()
 		return res, diskError("fsync shard", err)
 	}
-	err := w.f.Close()
-	w.f = nil
-	if err != nil {
-		w.Abort()
-		return res, diskError("close shard", err)
+	if w.u == nil {
+		err := w.f.Close()
+		w.f = nil
+		if err != nil {
+			w.Abort()
+			return res, diskError("close shard", err)
+		}
 	}
 	existed, err := w.publish(res)
 	if err != nil {
@@ -297,21 +325,66 @@ func (w *ShardWriter) Commit(blocks uint64, checksum *uint32) (WriteResult, erro
 	return res, nil
 }
 
-// publish renames the temp file into place, unless the shard exists, in
-// which case the new copy must be identical and is dropped.
+// publish links or renames the file into place, unless the shard exists,
+// in which case the new copy must be identical and is dropped.
 func (w *ShardWriter) publish(res WriteResult) (existed bool, err error) {
 	id := w.h.ShardID
 	if old, err := w.s.lookup(id); err == nil {
 		if err := w.sameAs(old, res); err != nil {
 			return false, err
 		}
-		w.removeTmp()
+		w.drop()
 		return true, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return false, err
 	}
 	rel := id.relPath() // its directory was made when the disk was opened
-	err = w.d.fs.Rename(w.tmp, rel)
+	if w.u != nil {
+		err = w.link(rel)
+	} else {
+		err = w.rename(rel)
+	}
+	if err != nil {
+		return false, err
+	}
+	w.s.mu.Lock()
+	w.s.insertLocked(indexEntry{id: id, disk: w.d, size: w.written})
+	w.s.mu.Unlock()
+	return false, nil
+}
+
+// link names the unnamed file rel and makes the name durable: the file is
+// synced again, for the link count the link changed (on ext4 without a
+// journal that also writes its directory), and then its directory.
+func (w *ShardWriter) link(rel string) error {
+	if err := w.u.Link(path.Base(rel)); err != nil {
+		return diskError("link shard into place", err)
+	}
+	what := "fsync linked shard"
+	err := w.u.Sync()
+	if err == nil {
+		what = "fsync shard directory"
+		err = w.u.SyncDir()
+	}
+	if err == nil {
+		what = "close shard"
+		err = w.u.Close()
+	} else {
+		w.u.Close()
+	}
+	w.f, w.u = nil, nil
+	if err != nil {
+		// The file may or may not survive a crash now; report failure and
+		// remove it so that what is visible matches what was acknowledged.
+		w.d.fs.Remove(rel)
+		return diskError(what, err)
+	}
+	return nil
+}
+
+// rename moves the closed temp file to rel and makes that durable.
+func (w *ShardWriter) rename(rel string) error {
+	err := w.d.fs.Rename(w.tmp, rel)
 	if errors.Is(err, fs.ErrNotExist) && w.d.makeDirs([]string{parentDir(rel)}) == nil {
 		// Someone removed the fan-out directory behind the node's back: the
 		// next audit reports what was in it; this write goes on.
@@ -319,19 +392,15 @@ func (w *ShardWriter) publish(res WriteResult) (existed bool, err error) {
 		err = w.d.fs.Rename(w.tmp, rel)
 	}
 	if err != nil {
-		return false, diskError("rename shard into place", err)
+		return diskError("rename shard into place", err)
 	}
 	w.tmp = ""
 	if err := w.d.fs.SyncDir(parentDir(rel)); err != nil {
-		// The file may or may not survive a crash now; report failure and
-		// remove it so that what is visible matches what was acknowledged.
+		// As in link.
 		w.d.fs.Remove(rel)
-		return false, diskError("fsync shard directory", err)
+		return diskError("fsync shard directory", err)
 	}
-	w.s.mu.Lock()
-	w.s.insertLocked(indexEntry{id: id, disk: w.d, size: w.written})
-	w.s.mu.Unlock()
-	return false, nil
+	return nil
 }
 
 // sameAs compares the new shard with the stored one: the same header, the
@@ -353,16 +422,18 @@ func (w *ShardWriter) Abort() {
 	if w.done {
 		return
 	}
-	if w.f != nil {
-		w.f.Close()
-		w.f = nil
-	}
-	w.removeTmp()
+	w.drop()
 	w.s.metrics.writeFailed()
 	w.finish()
 }
 
-func (w *ShardWriter) removeTmp() {
+// drop closes the file if it is open (an unnamed one is gone with it) and
+// removes the temp file if there is one.
+func (w *ShardWriter) drop() {
+	if w.f != nil {
+		w.f.Close()
+		w.f, w.u = nil, nil
+	}
 	if w.tmp == "" {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/clipstore/clipstore/internal/proctest"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the process under test: with
@@ -96,5 +98,46 @@ func TestStartT(t *testing.T) {
 	})
 	if !p.Exited() {
 		t.Fatal("the process outlived its test")
+	}
+}
+
+func TestUnnamedFiles(t *testing.T) {
+	dir := t.TempDir()
+	named, err := os.Create(filepath.Join(dir, "named"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer named.Close()
+	gone, err := os.Create(filepath.Join(dir, "gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	if err := os.Remove(gone.Name()); err != nil { // deleted, but it had a name
+		t.Fatal(err)
+	}
+	if got, err := proctest.UnnamedFiles(os.Getpid(), dir); err != nil || len(got) != 0 {
+		t.Fatalf("before any unnamed file: %v, %v", got, err)
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(fd, make([]byte, 1234)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := proctest.UnnamedFiles(os.Getpid(), dir)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("one unnamed file open: %v, %v", got, err)
+	}
+	if fi, err := os.Stat(got[0]); err != nil || fi.Size() != 1234 {
+		t.Fatalf("stat %s: %v, %v; want 1234 bytes", got[0], fi, err)
+	}
+	if other, err := proctest.UnnamedFiles(os.Getpid(), t.TempDir()); err != nil || len(other) != 0 {
+		t.Fatalf("another directory: %v, %v", other, err)
+	}
+	unix.Close(fd)
+	if got, err := proctest.UnnamedFiles(os.Getpid(), dir); err != nil || len(got) != 0 {
+		t.Fatalf("after close: %v, %v", got, err)
 	}
 }

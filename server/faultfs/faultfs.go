@@ -7,6 +7,7 @@ package faultfs
 
 import (
 	"io/fs"
+	"path"
 	"sync"
 
 	"github.com/clipstore/clipstore/server"
@@ -27,14 +28,21 @@ const (
 	OpSyncDir
 	OpReadDir
 	OpSyncFS
+	OpLink
 )
 
-var opNames = [...]string{"open", "write", "sync", "read", "rename", "remove", "mkdir", "syncdir", "readdir", "syncfs"}
+var opNames = [...]string{"open", "write", "sync", "read", "rename", "remove", "mkdir", "syncdir", "readdir", "syncfs", "link"}
 
 func (o Op) String() string { return opNames[o] }
 
 // Injector decides whether op on name fails, and with which error. It is
 // called before the real operation; a nil return lets it proceed.
+// CreateUnnamed is OpOpen of the directory's name and a slash ("shards/0a/"),
+// which is also the name of the file's later operations; its Link is OpLink
+// of the name it gives, and its SyncDir OpSyncDir of the directory. An
+// Injector that answers errors.ErrUnsupported to CreateUnnamed makes the
+// node write through named temp files, as on a filesystem without
+// O_TMPFILE.
 type Injector func(op Op, name string) error
 
 // Corrupter may change the bytes p just read from name at offset off.
@@ -91,6 +99,40 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (server.File, err
 		return nil, err
 	}
 	return &File{File: file, fs: f, name: name}, nil
+}
+
+func (f *FS) CreateUnnamed(dir string, flag int, perm fs.FileMode) (server.UnnamedFile, error) {
+	name := dir + "/"
+	if err := f.check(OpOpen, name); err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	file, err := f.FS.CreateUnnamed(dir, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &Unnamed{File: File{File: file, fs: f, name: name}, u: file, dir: dir}, nil
+}
+
+// Unnamed is a file of a faulty FS made by CreateUnnamed.
+type Unnamed struct {
+	File
+	u   server.UnnamedFile
+	dir string
+}
+
+func (f *Unnamed) Link(name string) error {
+	full := path.Join(f.dir, name)
+	if err := f.fs.check(OpLink, full); err != nil {
+		return &fs.PathError{Op: "link", Path: full, Err: err}
+	}
+	return f.u.Link(name)
+}
+
+func (f *Unnamed) SyncDir() error {
+	if err := f.fs.check(OpSyncDir, f.dir); err != nil {
+		return &fs.PathError{Op: "fsync", Path: f.dir, Err: err}
+	}
+	return f.u.SyncDir()
 }
 
 func (f *FS) Rename(oldname, newname string) error {

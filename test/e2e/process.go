@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,4 +45,36 @@ func StorageClient(t testing.TB, addr string) pb.StorageServiceClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return pb.NewStorageServiceClient(conn)
+}
+
+// TempFiles lists the files of shards the storage node p is writing, or
+// left behind, on its disk dir: named temp files under tmp/, and the files
+// with no name yet that it holds open under dir, as DIR/shards/XX/#INODE
+// (the name /proc gives them, unique while they are open).
+func (p *Process) TempFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	entries, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read %s/tmp: %v", dir, err)
+	}
+	for _, e := range entries {
+		out = append(out, filepath.Join(dir, "tmp", e.Name()))
+	}
+	if p.Exited() {
+		return out
+	}
+	fds, err := proctest.UnnamedFiles(p.Pid(), dir)
+	if err != nil {
+		if p.Exited() {
+			return out
+		}
+		t.Fatalf("files open in %s: %v", dir, err)
+	}
+	for _, fd := range fds {
+		if name, err := os.Readlink(fd); err == nil { // else closed since
+			out = append(out, strings.TrimSuffix(name, " (deleted)"))
+		}
+	}
+	return out
 }

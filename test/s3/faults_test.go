@@ -176,7 +176,7 @@ func (f *faultCluster) storageKilledDuringMultipart(t *testing.T) {
 	part2 := f.startGated(t, http.MethodPut, partPath(bucket, key, id, 2), data[partSize:2*partSize], partSize/2)
 	part2.waitGate(t)
 	await.TrueWhy(t, 10*time.Second, "part 2 streaming to "+victim.ID, func() (bool, string) {
-		n := len(f.files(t, victim, "tmp"))
+		n := len(victim.Proc.TempFiles(t, victim.Dir))
 		return n > 0, fmt.Sprintf("%d temporary files", n)
 	})
 	victim.Proc.Kill()
@@ -591,7 +591,7 @@ func (f *faultCluster) killGatewayUnder(t *testing.T, before map[string]bool, st
 	await.TrueWhy(t, 10*time.Second, "the held put's 6 shards written", func() (bool, string) {
 		clear(heldShards)
 		for name := range newFiles(before, f.allFiles(t)) {
-			if strings.Contains(name, "/shards/") {
+			if strings.Contains(name, "/shards/") && !strings.Contains(name, "/#") { // named: linked
 				heldShards[name] = true
 			}
 		}
@@ -824,15 +824,21 @@ func (f *faultCluster) files(t *testing.T, s *e2e.StorageNode, sub string) []str
 	return out
 }
 
-// allFiles is the set of every storage node's shard and temporary files.
+// allFiles is the set of every storage node's shard and temporary files
+// (those of writes in progress have no name on disk: see e2e.TempFiles).
 func (f *faultCluster) allFiles(t *testing.T) map[string]bool {
 	t.Helper()
 	set := map[string]bool{}
 	for _, s := range f.c.Storage {
-		for _, sub := range []string{"shards", "tmp"} {
-			for _, name := range f.files(t, s, sub) {
-				set[name] = true
+		for _, name := range f.files(t, s, "shards") {
+			set[name] = true
+		}
+		for _, name := range s.Proc.TempFiles(t, s.Dir) {
+			rel, err := filepath.Rel(s.Dir, name)
+			if err != nil {
+				t.Fatal(err)
 			}
+			set[s.ID+"/"+filepath.ToSlash(rel)] = true
 		}
 	}
 	return set

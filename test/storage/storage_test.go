@@ -128,8 +128,7 @@ func TestShardsSurviveKillAndRestart(t *testing.T) {
 		}
 	}
 	await.True(t, 20*time.Second, "the in-flight write's temp file", func() bool {
-		entries, _ := os.ReadDir(filepath.Join(dirs[0], "tmp"))
-		return len(entries) == 1
+		return len(nodes[0].TempFiles(t, dirs[0])) == 1
 	})
 	nodes[0].Kill()
 	nodes[1].Kill()
@@ -137,8 +136,8 @@ func TestShardsSurviveKillAndRestart(t *testing.T) {
 		nodes[i] = e2e.StartStorage(t, dirs[i])
 		clients[i] = e2e.StorageClient(t, nodes[i].Addr)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dirs[0], "tmp")); len(entries) != 0 {
-		t.Fatalf("restart left %d temp files", len(entries))
+	if left := nodes[0].TempFiles(t, dirs[0]); len(left) != 0 {
+		t.Fatalf("restart left temp files: %v", left)
 	}
 	sctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
