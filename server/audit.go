@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path"
 )
 
@@ -177,6 +178,18 @@ func (d *disk) repairLayout() (int, error) {
 		return 0, err
 	}
 	return len(missing), nil
+}
+
+// inDir runs op, which works in the layout's directory dir. If op finds
+// dir missing (someone removed it behind the node's back: the next audit
+// reports what was in it), dir is made again and op runs once more.
+func (d *disk) inDir(log *slog.Logger, dir string, op func() error) error {
+	err := op()
+	if errors.Is(err, fs.ErrNotExist) && d.makeDirs([]string{dir}) == nil {
+		log.Warn("directory was missing; made it again", "disk", d.fs.Path(), "dir", dir)
+		err = op()
+	}
+	return err
 }
 
 // makeDirs makes directories of the layout and fsyncs their parents, so

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -176,9 +177,25 @@ func TestAuditTellsDeletionsFromLosses(t *testing.T) {
 
 // TestAuditRemakesLayout: a node whose shards/ tree and tmp/ were removed
 // keeps taking writes (each remakes what it needs), and the next audit
-// remakes every directory and names every shard that was in them lost.
+// remakes every directory and names every shard that was in them lost;
+// with shards written as unnamed files and through tmp/.
 func TestAuditRemakesLayout(t *testing.T) {
-	n := startNode(t, testConfig(t, 1))
+	for _, mode := range []string{"unnamed", "named"} {
+		t.Run(mode, func(t *testing.T) { auditRemakesLayout(t, mode) })
+	}
+}
+
+func auditRemakesLayout(t *testing.T, mode string) {
+	cfg := testConfig(t, 1)
+	if mode == "named" {
+		injectFaults(&cfg, func(op faultfs.Op, name string) error {
+			if op == faultfs.OpOpen && strings.HasSuffix(name, "/") {
+				return errors.ErrUnsupported // no O_TMPFILE here
+			}
+			return nil
+		})
+	}
+	n := startNode(t, cfg)
 	r := rand.New(rand.NewPCG(39, 40))
 	old := writeShards(t, n, r, 20)
 	for _, dir := range []string{"shards", "tmp"} {

@@ -345,13 +345,8 @@ func TestDiskFaults(t *testing.T) {
 				continue
 			}
 			t.Run(mode+"/"+tc.name, func(t *testing.T) {
-				var ffs *faultfs.FS
 				cfg := testConfig(t, 1)
-				cfg.OpenFS = func(dir string) (server.FS, error) {
-					fsys, err := server.OpenOSFS(dir)
-					ffs = faultfs.Wrap(fsys)
-					return ffs, err
-				}
+				ffs := faultyDisk(&cfg)
 				n := startNode(t, cfg)
 				r := rand.New(rand.NewPCG(25, 26))
 				on := tc.on
@@ -411,13 +406,8 @@ func TestDiskFaults(t *testing.T) {
 // TestReadFaults: a bit flipped on its way from the disk is caught; an I/O
 // error is reported, not served.
 func TestReadFaults(t *testing.T) {
-	var ffs *faultfs.FS
 	cfg := testConfig(t, 1)
-	cfg.OpenFS = func(dir string) (server.FS, error) {
-		fsys, err := server.OpenOSFS(dir)
-		ffs = faultfs.Wrap(fsys)
-		return ffs, err
-	}
+	ffs := faultyDisk(&cfg)
 	n := startNode(t, cfg)
 	ctx := t.Context()
 	s := makeShard(rand.New(rand.NewPCG(27, 28)), 2, 1, 2, 4000, 6000)

@@ -16,8 +16,8 @@
 // become visible only after every piece's CRC was checked, the file
 // fsynced, linked or renamed into place and made durable there; a write
 // that ends any other way, a crash included, leaves nothing that is ever
-// served, and leftover temp files are removed when the node starts. Every read re-verifies each piece before a byte
-// leaves the node.
+// served, and leftover temp files are removed when the node starts. Every
+// read re-verifies each piece before a byte leaves the node.
 //
 // With Config.Meta set, the node registers with meta and heartbeats it:
 // capacity, free space, per-disk incarnations, scrub progress and the

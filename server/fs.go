@@ -22,7 +22,9 @@ type FS interface {
 	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
 	// CreateUnnamed creates a file with no name in the directory dir
 	// (O_TMPFILE), for UnnamedFile.Link to name once it is complete: until
-	// then no directory is written, and a crash leaves nothing behind. flag
+	// then no directory is written, and a process that dies leaves nothing
+	// behind (the kernel frees the file; after a power cut, the
+	// filesystem's own recovery does). flag
 	// is OpenFile's for a new file (a write mode, and O_DIRECT for a
 	// directFile). errors.ErrUnsupported if the filesystem cannot.
 	CreateUnnamed(dir string, flag int, perm fs.FileMode) (UnnamedFile, error)
@@ -165,20 +167,19 @@ func (f osFile) Close() error {
 	return err
 }
 
+// Link is UnnamedFile.Link, for a file made by CreateUnnamed; name must
+// not leave the directory.
 func (f osFile) Link(name string) error {
-	if f.dir == nil {
-		return fmt.Errorf("link %s: not an unnamed file", f.Name())
+	if f.dir == nil || name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return fmt.Errorf("link %s as %q: not an unnamed file, or a name that leaves its directory", f.Name(), name)
 	}
-	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
-		return fmt.Errorf("link %s: bad name %q", f.Name(), name)
-	}
-	err := unix.Linkat(unix.AT_FDCWD, procFd(int(f.Fd())), int(f.dir.Fd()), name, unix.AT_SYMLINK_FOLLOW)
-	if err != nil {
+	if err := unix.Linkat(unix.AT_FDCWD, procFd(int(f.Fd())), int(f.dir.Fd()), name, unix.AT_SYMLINK_FOLLOW); err != nil {
 		return &os.LinkError{Op: "link", Old: f.Name(), New: path.Join(path.Dir(f.Name()), name), Err: err}
 	}
 	return nil
 }
 
+// SyncDir is UnnamedFile.SyncDir, for a file made by CreateUnnamed.
 func (f osFile) SyncDir() error {
 	if f.dir == nil {
 		return fmt.Errorf("sync directory of %s: not an unnamed file", f.Name())

@@ -237,9 +237,23 @@ func tmpFilesOf(t testing.TB, pid int, dirs []string) []string {
 		if err != nil {
 			t.Fatalf("list unnamed files: %v", err)
 		}
-		out = append(out, unnamed...)
+		for _, f := range unnamed {
+			out = append(out, f.FD) // os.Stat works on it
+		}
 	}
 	return out
+}
+
+// faultyDisk makes cfg open its one disk through faultfs and returns that
+// FS, which passes every call through until the test sets an injector.
+func faultyDisk(cfg *server.Config) *faultfs.FS {
+	ffs := faultfs.Wrap(nil)
+	cfg.OpenFS = func(dir string) (server.FS, error) {
+		fsys, err := server.OpenOSFS(dir)
+		ffs.FS = fsys
+		return ffs, err
+	}
+	return ffs
 }
 
 // injectFaults makes cfg open its disks through faultfs, with inj in place

@@ -42,30 +42,12 @@ func shardOrder(a, b server.ShardID) int {
 	return 0
 }
 
-// flipByteAt damages the byte at off of a stored shard file.
-func flipByteAt(t *testing.T, n *testNode, id []byte, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(shardPath(n.dirs[0], id), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
-	buf[0] ^= 0x08
-	if _, err := f.WriteAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // flipTrailerByte damages the trailer of block b of a stored shard.
 func flipTrailerByte(t *testing.T, n *testNode, id []byte, b int) {
 	t.Helper()
 	piece := erasure.PieceSize(repairBlock, repairK)
 	unit := piece + erasure.TrailerSize(repairK+repairM)
-	flipByteAt(t, n, id, int64(128+b*unit+piece+2))
+	flipByte(t, shardPath(n.dirs[0], id), int64(128+b*unit+piece+2))
 }
 
 // TestScrubFindsCorruptShards damages pieces of three shard files and the
@@ -216,7 +198,7 @@ func TestScrubStandAlone(t *testing.T) {
 				path = d
 			}
 		}
-		flipByteAt(t, &testNode{dirs: []string{path}}, id, off)
+		flipByte(t, shardPath(path, id), off)
 		bad = append(bad, server.ShardID(id))
 	}
 	slices.SortFunc(bad, shardOrder)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"time"
@@ -74,14 +73,12 @@ func (s *Store) create(h ShardHeader) (*ShardWriter, error) {
 		flag |= unix.O_DIRECT // fs_direct.go
 	}
 	w := &ShardWriter{s: s, d: d, h: h, start: time.Now(), crcs: make([]uint32, h.shards())}
+	var u UnnamedFile
 	dir := parentDir(h.ShardID.relPath())
-	u, err := d.fs.CreateUnnamed(dir, flag, 0o644)
-	if errors.Is(err, fs.ErrNotExist) && d.makeDirs([]string{dir}) == nil {
-		// Someone removed the fan-out directory behind the node's back: the
-		// next audit reports what was in it; this write goes on.
-		s.log.Warn("shard directory was missing; made it again", "disk", d.fs.Path(), "dir", dir)
+	err = d.inDir(s.log, dir, func() (err error) {
 		u, err = d.fs.CreateUnnamed(dir, flag, 0o644)
-	}
+		return err
+	})
 	switch {
 	case err == nil:
 		w.f, w.u = u, u
@@ -104,11 +101,11 @@ func (s *Store) createTemp(d *disk, h ShardHeader, flag int) (File, string, erro
 	var suffix [8]byte
 	rand.Read(suffix[:])
 	tmp := path.Join(tmpDir, h.ShardID.String()+"."+hex.EncodeToString(suffix[:]))
-	f, err := d.fs.OpenFile(tmp, flag, 0o644)
-	if errors.Is(err, fs.ErrNotExist) && d.makeDirs([]string{tmpDir}) == nil {
-		s.log.Warn("tmp/ was missing; made it again", "disk", d.fs.Path())
+	var f File
+	err := d.inDir(s.log, tmpDir, func() (err error) {
 		f, err = d.fs.OpenFile(tmp, flag, 0o644)
-	}
+		return err
+	})
 	if err != nil {
 		return nil, "", diskError("create temp file", err)
 	}
@@ -360,17 +357,12 @@ func (w *ShardWriter) link(rel string) error {
 	if err := w.u.Link(path.Base(rel)); err != nil {
 		return diskError("link shard into place", err)
 	}
-	what := "fsync linked shard"
-	err := w.u.Sync()
+	err, what := w.u.Sync(), "fsync linked shard"
 	if err == nil {
-		what = "fsync shard directory"
-		err = w.u.SyncDir()
+		err, what = w.u.SyncDir(), "fsync shard directory"
 	}
-	if err == nil {
-		what = "close shard"
-		err = w.u.Close()
-	} else {
-		w.u.Close()
+	if cerr := w.u.Close(); err == nil {
+		err, what = cerr, "close shard"
 	}
 	w.f, w.u = nil, nil
 	if err != nil {
@@ -384,13 +376,7 @@ func (w *ShardWriter) link(rel string) error {
 
 // rename moves the closed temp file to rel and makes that durable.
 func (w *ShardWriter) rename(rel string) error {
-	err := w.d.fs.Rename(w.tmp, rel)
-	if errors.Is(err, fs.ErrNotExist) && w.d.makeDirs([]string{parentDir(rel)}) == nil {
-		// Someone removed the fan-out directory behind the node's back: the
-		// next audit reports what was in it; this write goes on.
-		w.s.log.Warn("shard directory was missing; made it again", "disk", w.d.fs.Path(), "dir", parentDir(rel))
-		err = w.d.fs.Rename(w.tmp, rel)
-	}
+	err := w.d.inDir(w.s.log, parentDir(rel), func() error { return w.d.fs.Rename(w.tmp, rel) })
 	if err != nil {
 		return diskError("rename shard into place", err)
 	}

@@ -675,7 +675,7 @@ func s3Peer(ctx context.Context, o options) ([]row, error) {
 		if isMinio(s.target) {
 			settle = nil
 		}
-		run, measured, err := runStep(ctx, bin, s, sd.procs, args, sd.store, bucket, prefix, settle, keepUntilEnd(s.w))
+		run, measured, err := runStep(ctx, bin, s, sd.procs, args, sd.store, bucket, prefix, settle)
 		if measured {
 			runs = append(runs, run)
 		}
@@ -758,20 +758,20 @@ func peerLoad(ctx context.Context, bin string, s peerStep, procs []peerProc, pre
 
 // keepUntilEnd says whether a run's objects stay (until the work
 // directory goes) instead of being deleted after it: those of small puts,
-// tens of thousands of files, a few hundred MiB a run. On a filesystem that holds freed inodes back from
-// reuse for a minute (ext4 without a journal: recently_deleted), deleting
-// them made the creates of whichever run came next scan the inode bitmaps
-// for free ones (docs/performance.md).
+// tens of thousands of files. On a filesystem that holds freed inodes back
+// from reuse for a minute (ext4 without a journal: recently_deleted),
+// deleting them made the creates of whichever run came next scan the inode
+// bitmaps for free ones (docs/performance.md).
 func keepUntilEnd(w peerWorkload) bool { return w.op == "put" && w.size < 1<<20 }
 
 // runStep runs one step of a schedule: clipstore bench with args (a get
 // first puts the clips it reads), then, outside the measurement, deletes
-// its clips under bucket/prefix from store (unless keep), waits for settle
-// (if any) to go quiet and flushes the disk, so that no run pays for the
-// one before.
+// its clips under bucket/prefix from store and waits for settle (if any)
+// to go quiet, unless keepUntilEnd, and flushes the disk, so that no run
+// pays for the one before.
 // measured says whether the run itself succeeded, whatever came after.
 func runStep(ctx context.Context, bin string, s peerStep, procs []peerProc, args []string,
-	store loadgen.Store, bucket, prefix string, settle *benchCluster, keep bool) (run peerRun, measured bool, err error) {
+	store loadgen.Store, bucket, prefix string, settle *benchCluster) (run peerRun, measured bool, err error) {
 	var prepared int64
 	if s.w.op == "get" {
 		objects := getObjects(s.w.size, peerConc)
@@ -780,7 +780,7 @@ func runStep(ctx context.Context, bin string, s peerStep, procs []peerProc, args
 	}
 	run, err = peerLoad(ctx, bin, s, procs, prepared, args)
 	measured = err == nil
-	if keep {
+	if keepUntilEnd(s.w) {
 		syscall.Sync()
 		return run, measured, err
 	}

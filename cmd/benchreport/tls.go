@@ -418,7 +418,7 @@ func tlsSection(ctx context.Context, o options) ([]row, error) {
 			[]string{"--bucket", tlsBucket, "--prefix", prefix, "--size", strconv.FormatInt(s.w.size, 10),
 				"--concurrency", strconv.Itoa(peerConc), "--duration", r.duration.String(), "--no-clean", "--json"})
 		fmt.Fprintf(os.Stderr, "[%d/%d, %v] rep %d, %s, %s\n", i+1, len(steps), time.Since(start).Round(time.Second), s.rep+1, s.w, s.target)
-		run, measured, err := runStep(ctx, bin, s, sd.procs, args, loadgen.NewClientStore(sd.cl), tlsBucket, prefix, sd.c, false)
+		run, measured, err := runStep(ctx, bin, s, sd.procs, args, loadgen.NewClientStore(sd.cl), tlsBucket, prefix, sd.c)
 		if measured {
 			r.runs = append(r.runs, run)
 		}

@@ -130,8 +130,11 @@ func TestUnnamedFiles(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("one unnamed file open: %v, %v", got, err)
 	}
-	if fi, err := os.Stat(got[0]); err != nil || fi.Size() != 1234 {
-		t.Fatalf("stat %s: %v, %v; want 1234 bytes", got[0], fi, err)
+	if fi, err := os.Stat(got[0].FD); err != nil || fi.Size() != 1234 {
+		t.Fatalf("stat %s: %v, %v; want 1234 bytes", got[0].FD, fi, err)
+	}
+	if filepath.Dir(got[0].Name) != dir || !strings.HasPrefix(filepath.Base(got[0].Name), "#") {
+		t.Fatalf("name %q, want %s/#INODE", got[0].Name, dir)
 	}
 	if other, err := proctest.UnnamedFiles(os.Getpid(), t.TempDir()); err != nil || len(other) != 0 {
 		t.Fatalf("another directory: %v, %v", other, err)

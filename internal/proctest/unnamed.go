@@ -7,12 +7,20 @@ import (
 	"strings"
 )
 
+// Unnamed is a file with no name that a process holds open.
+type Unnamed struct {
+	// FD is its /proc/PID/fd/N path: os.Stat on it reports the file's
+	// size while it stays open.
+	FD string
+	// Name is what readlink(2) gives it, less " (deleted)": DIR/#INODE,
+	// unique while it is open.
+	Name string
+}
+
 // UnnamedFiles lists the files with no name (O_TMPFILE: a storage node's
 // shards while they are written) that process pid holds open under the
-// directory dir, as /proc/PID/fd/N paths: os.Stat on one reports the
-// file's size while it stays open. A file's name, from readlink(2), is
-// "DIR/#INODE (deleted)".
-func UnnamedFiles(pid int, dir string) ([]string, error) {
+// directory dir.
+func UnnamedFiles(pid int, dir string) ([]Unnamed, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -22,16 +30,16 @@ func UnnamedFiles(pid int, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []Unnamed
 	for _, fd := range fds {
 		p := filepath.Join(fdDir, fd.Name())
 		target, err := os.Readlink(p)
 		if err != nil {
 			continue // closed since the listing
 		}
-		if strings.HasPrefix(target, abs+"/") && strings.HasSuffix(target, " (deleted)") &&
-			strings.HasPrefix(filepath.Base(strings.TrimSuffix(target, " (deleted)")), "#") {
-			out = append(out, p)
+		name, deleted := strings.CutSuffix(target, " (deleted)")
+		if deleted && strings.HasPrefix(name, abs+"/") && strings.HasPrefix(filepath.Base(name), "#") {
+			out = append(out, Unnamed{FD: p, Name: name})
 		}
 	}
 	return out, nil

@@ -61,20 +61,12 @@ func (p *Process) TempFiles(t testing.TB, dir string) []string {
 	for _, e := range entries {
 		out = append(out, filepath.Join(dir, "tmp", e.Name()))
 	}
-	if p.Exited() {
-		return out
-	}
-	fds, err := proctest.UnnamedFiles(p.Pid(), dir)
-	if err != nil {
-		if p.Exited() {
-			return out
-		}
+	files, err := proctest.UnnamedFiles(p.Pid(), dir)
+	if err != nil && !p.Exited() {
 		t.Fatalf("files open in %s: %v", dir, err)
 	}
-	for _, fd := range fds {
-		if name, err := os.Readlink(fd); err == nil { // else closed since
-			out = append(out, strings.TrimSuffix(name, " (deleted)"))
-		}
+	for _, f := range files {
+		out = append(out, f.Name)
 	}
 	return out
 }
