@@ -142,6 +142,7 @@ func (s *unitStream) rawRead(ctx context.Context, pool *rawshard.Pool, addr stri
 				return failed(err)
 			}
 			m := unitMsg{block: int64(block), unit: wire.OwnedUnit(buf)}
+			m.sum = s.sum(m)
 			if !s.deliver(ctx, m) {
 				m.unit.Free()
 				return false

@@ -16,14 +16,26 @@ import (
 // the Report, ErrUnrecoverable when more units are needed. The result is
 // valid until the next call and until the units change; ContentCRC works
 // on it as on Pieces'.
-func (bd *BlockDecoder) SegmentPieces(e Extent, units [][][]byte) ([][]byte, error) {
+//
+// sums, if not nil, holds for each unit at hand the CRC of its piece as
+// UnitPieceCRC computes it over those same bytes: a reader computes it as
+// each unit arrives, while the bytes are still in the CPU's cache, and
+// SegmentPieces then checks that CRC against the unit's trailer instead of
+// reading the piece again (from memory, by then). A unit whose sum does not
+// match is copied and verified as above, so a wrong sum can cost a copy
+// but never pass a corrupt piece off as intact, provided each sum was
+// computed from the unit's bytes.
+func (bd *BlockDecoder) SegmentPieces(e Extent, units [][][]byte, sums []uint32) ([][]byte, error) {
 	if len(units) != bd.l.c.Shards() {
 		return nil, invalid("%d units, want %d", len(units), bd.l.c.Shards())
 	}
 	if err := bd.checkExtent(e); err != nil {
 		return nil, err
 	}
-	if bd.segmentsIntact(e, units) {
+	if sums != nil && len(sums) != len(units) {
+		return nil, invalid("%d sums for %d units", len(sums), len(units))
+	}
+	if bd.segmentsIntact(e, units, sums) {
 		bd.startOut(e)
 		n := bd.l.c.Shards()
 		for i := e.First; i <= e.Last; i++ {
@@ -42,10 +54,11 @@ func (bd *BlockDecoder) SegmentPieces(e Extent, units [][][]byte) ([][]byte, err
 }
 
 // segmentsIntact reports whether every piece of extent e is at hand, of
-// the right length, matches the CRC its trailer records, and whether all
-// of their trailers carry the same CRC list; bd.segLists then holds unit
-// i's list at [i*n, (i+1)*n).
-func (bd *BlockDecoder) segmentsIntact(e Extent, units [][][]byte) bool {
+// the right length, matches the CRC its trailer records (sums[i], if sums
+// is not nil, else computed here), and whether all of their trailers carry
+// the same CRC list; bd.segLists then holds unit i's list at
+// [i*n, (i+1)*n).
+func (bd *BlockDecoder) segmentsIntact(e Extent, units [][][]byte, sums []uint32) bool {
 	n := bd.l.c.Shards()
 	ulen, ts := bd.l.UnitLen(e.Block), TrailerSize(n)
 	plen := ulen - ts
@@ -65,16 +78,37 @@ func (bd *BlockDecoder) segmentsIntact(e Extent, units [][][]byte) bool {
 		if !ParseTrailer(bd.trailer, i, e.Block, list) {
 			return false
 		}
-		crc := seedCRC(i, e.Block)
-		bd.spans = appendSpan(bd.spans[:0], segs, 0, plen)
-		for _, s := range bd.spans {
-			crc = crc32.Update(crc, castagnoli, s)
+		var crc uint32
+		if sums != nil {
+			crc = sums[i]
+		} else {
+			crc = UnitPieceCRC(segs, i, e.Block, n)
 		}
 		if crc != list[i] || !slices.Equal(list, bd.segLists[e.First*n:(e.First+1)*n]) {
 			return false
 		}
 	}
 	return true
+}
+
+// UnitPieceCRC returns the CRC of the piece of a unit of shard index in
+// block (PieceCRC's), given the unit's bytes end to end in segs: the piece,
+// then the trailer of a code with n shards. It is what SegmentPieces
+// expects in its sums. A unit too short to hold a trailer has no piece and
+// gets the CRC of an empty one, which SegmentPieces' length check rejects
+// anyway.
+func UnitPieceCRC(segs [][]byte, index int, block int64, n int) uint32 {
+	plen := max(segmentsLen(segs)-TrailerSize(n), 0)
+	crc := seedCRC(index, block)
+	for _, s := range segs {
+		if plen == 0 {
+			break
+		}
+		s = s[:min(len(s), plen)]
+		crc = crc32.Update(crc, castagnoli, s)
+		plen -= len(s)
+	}
+	return crc
 }
 
 // flatten copies the units out of their segments into the decoder's own

@@ -624,42 +624,88 @@ func TestBlockDecoderSegmentPieces(t *testing.T) {
 		}, false, 1},
 	} {
 		for _, size := range []int{1, 7, 100, 1 << 20} {
-			bd := l.NewBlockDecoder()
-			checkRanges(t, fmt.Sprintf("%s, segments of %d", tc.name, size), l, bd, data, func(e Extent) ([][]byte, error) {
-				u := units(e.Block, tc.have...)
-				if tc.damage != nil {
-					tc.damage(e.Block, u)
-				}
-				segs := cut(u, size)
-				pieces, err := bd.SegmentPieces(e, segs)
-				for _, p := range pieces {
-					if tc.zeroCopy && !within(p, segs) {
-						t.Fatalf("%s, segments of %d: a slice returned is a copy", tc.name, size)
+			for _, summed := range []bool{false, true} {
+				name := fmt.Sprintf("%s, segments of %d, sums given %v", tc.name, size, summed)
+				bd := l.NewBlockDecoder()
+				checkRanges(t, name, l, bd, data, func(e Extent) ([][]byte, error) {
+					u := units(e.Block, tc.have...)
+					if tc.damage != nil {
+						tc.damage(e.Block, u)
 					}
+					segs := cut(u, size)
+					var sums []uint32
+					if summed {
+						sums = sumsOf(segs, e.Block, c.Shards())
+					}
+					pieces, err := bd.SegmentPieces(e, segs, sums)
+					for _, p := range pieces {
+						if tc.zeroCopy && !within(p, segs) {
+							t.Fatalf("%s: a slice returned is a copy", name)
+						}
+					}
+					return pieces, err
+				})
+				rep := bd.Report()
+				switch {
+				case tc.faultedAt < 0 && len(rep.Faults) > 0:
+					t.Fatalf("%s: faults %v", name, rep.Faults)
+				case tc.faultedAt >= 0 && (len(rep.Faults) == 0 || rep.Faults[0].Index != tc.faultedAt):
+					t.Fatalf("%s: faults %v, want one at index %d", name, rep.Faults, tc.faultedAt)
 				}
-				return pieces, err
-			})
-			rep := bd.Report()
-			switch {
-			case tc.faultedAt < 0 && len(rep.Faults) > 0:
-				t.Fatalf("%s, segments of %d: faults %v", tc.name, size, rep.Faults)
-			case tc.faultedAt >= 0 && (len(rep.Faults) == 0 || rep.Faults[0].Index != tc.faultedAt):
-				t.Fatalf("%s, segments of %d: faults %v, want one at index %d", tc.name, size, rep.Faults, tc.faultedAt)
 			}
 		}
 	}
+	// A sum that does not match its unit costs the zero-copy path, not the
+	// bytes: the unit is copied and verified by the decoder itself.
 	bd := l.NewBlockDecoder()
-	u := units(1, 0, 1, 2)
+	checkRanges(t, "a wrong sum", l, bd, data, func(e Extent) ([][]byte, error) {
+		segs := cut(units(e.Block, 0, 1, 2), 100)
+		sums := sumsOf(segs, e.Block, c.Shards())
+		sums[e.First] ^= 1
+		pieces, err := bd.SegmentPieces(e, segs, sums)
+		if len(pieces) > 0 && within(pieces[0], segs) {
+			t.Fatalf("block %d: a piece whose sum is wrong came back without a copy", e.Block)
+		}
+		return pieces, err
+	})
+	if f := bd.Report().Faults; len(f) > 0 {
+		t.Fatalf("a wrong sum over intact bytes: faults %v", f)
+	}
+	// A sum that says a corrupt piece is intact is trusted, which is why
+	// sums must be computed from the units' own bytes.
+	u := units(0, 0, 1, 2)
+	bad := inverted(u[0], 5)
+	sums := sumsOf(cut(u, 64), 0, c.Shards())
+	u[0] = bad
+	if p, err := bd.SegmentPieces(l.Extent(0), cut(u, 64), sums); err != nil || !bytes.Equal(p[0][:8], bad[:8]) {
+		t.Fatalf("a sum of other bytes: %v", err)
+	}
+	if _, err := bd.SegmentPieces(l.Extent(0), cut(units(0, 0, 1, 2), 64), sums[:2]); !errors.Is(err, ErrInvalidParams) {
+		t.Fatalf("2 sums for 5 units: %v", err)
+	}
+	u = units(1, 0, 1, 2)
 	u[0] = inverted(u[0], 0)
-	if p, err := bd.SegmentPieces(l.Extent(1), cut(u, 64)); !errors.Is(err, ErrUnrecoverable) || p != nil {
+	if p, err := bd.SegmentPieces(l.Extent(1), cut(u, 64), nil); !errors.Is(err, ErrUnrecoverable) || p != nil {
 		t.Fatalf("corrupt piece without parity: %d pieces, %v", len(p), err)
 	}
-	if _, err := bd.SegmentPieces(Extent{Block: 9, Hi: 1}, cut(units(0, 0, 1, 2), 64)); !errors.Is(err, ErrRange) {
+	if _, err := bd.SegmentPieces(Extent{Block: 9, Hi: 1}, cut(units(0, 0, 1, 2), 64), nil); !errors.Is(err, ErrRange) {
 		t.Fatalf("bad extent: %v", err)
 	}
-	if _, err := bd.SegmentPieces(l.Extent(0), cut(units(0, 0, 1, 2), 64)[:2]); !errors.Is(err, ErrInvalidParams) {
+	if _, err := bd.SegmentPieces(l.Extent(0), cut(units(0, 0, 1, 2), 64)[:2], nil); !errors.Is(err, ErrInvalidParams) {
 		t.Fatalf("2 units: %v", err)
 	}
+}
+
+// sumsOf is what a reader hands SegmentPieces: UnitPieceCRC of each unit
+// at hand, for a code of n shards.
+func sumsOf(units [][][]byte, block int64, n int) []uint32 {
+	sums := make([]uint32, len(units))
+	for i, segs := range units {
+		if segs != nil {
+			sums[i] = UnitPieceCRC(segs, i, block, n)
+		}
+	}
+	return sums
 }
 
 // inverted returns a copy of b with byte i inverted.
