@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -187,15 +188,18 @@ func TestAuditRemakesLayout(t *testing.T) {
 
 func auditRemakesLayout(t *testing.T, mode string) {
 	cfg := testConfig(t, 1)
-	if mode == "named" {
-		injectFaults(&cfg, func(op faultfs.Op, name string) error {
-			if op == faultfs.OpOpen && strings.HasSuffix(name, "/") {
-				return errors.ErrUnsupported // no O_TMPFILE here
-			}
-			return nil
-		})
-	}
+	var throughTmp atomic.Int32 // writes that made a named temp file
+	injectFaults(&cfg, func(op faultfs.Op, name string) error {
+		if op == faultfs.OpOpen && strings.HasPrefix(name, "tmp/") {
+			throughTmp.Add(1)
+		}
+		if mode == "named" {
+			return noUnnamed(op, name)
+		}
+		return nil
+	})
 	n := startNode(t, cfg)
+	throughTmp.Store(0) // the disk's identity file, written at start
 	r := rand.New(rand.NewPCG(39, 40))
 	old := writeShards(t, n, r, 20)
 	for _, dir := range []string{"shards", "tmp"} {
@@ -223,6 +227,9 @@ func auditRemakesLayout(t *testing.T, mode string) {
 	}
 	writeShards(t, n, r, 5)
 	assertShardCount(t, n, 10)
+	if got := throughTmp.Load(); (got > 0) != (mode == "named") {
+		t.Fatalf("%d writes went through tmp/ in mode %s", got, mode)
+	}
 }
 
 // TestAuditFailsAndRecoversADisk: a disk whose shard directory cannot be

@@ -355,11 +355,9 @@ func TestDiskFaults(t *testing.T) {
 				}
 				var mu sync.Mutex
 				calls := 0
-				named := func(op faultfs.Op, name string) error {
-					if mode == "named" && op == faultfs.OpOpen && strings.HasSuffix(name, "/") {
-						return errors.ErrUnsupported // no O_TMPFILE here
-					}
-					return nil
+				named := func(faultfs.Op, string) error { return nil }
+				if mode == "named" {
+					named = noUnnamed
 				}
 				ffs.SetInjector(func(op faultfs.Op, name string) error {
 					if err := named(op, name); err != nil {
@@ -448,12 +446,7 @@ func TestReadFaults(t *testing.T) {
 func TestWriteHasNoNameUntilCommit(t *testing.T) {
 	n := startNode(t, testConfig(t, 1))
 	s := makeShard(rand.New(rand.NewPCG(41, 42)), 4, 2, 0, 8192, 20000)
-	stream, err := n.client.WriteShard(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
-	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
+	stream := startWrite(t, t.Context(), n.client, s)
 	dir := filepath.Dir(shardPath(n.dirs[0], s.id()))
 	await.True(t, 10*time.Second, "the write's file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
 	if unnamed, err := proctest.UnnamedFiles(os.Getpid(), dir); err != nil || len(unnamed) != 1 {
@@ -492,12 +485,7 @@ func TestCancelledWriteLeavesNothing(t *testing.T) {
 	n := startNode(t, testConfig(t, 1))
 	s := makeShard(rand.New(rand.NewPCG(29, 30)), 4, 2, 0, 8192, 20000)
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := n.client.WriteShard(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
-	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
+	startWrite(t, ctx, n.client, s)
 	await.True(t, 10*time.Second, "temp file", func() bool { return len(tmpFiles(t, n.dirs)) == 1 })
 	cancel()
 	await.True(t, 10*time.Second, "temp file removal", func() bool { return len(tmpFiles(t, n.dirs)) == 0 })
@@ -515,13 +503,8 @@ func TestStalledWriterIsDropped(t *testing.T) {
 	cfg.WriteIdleTimeout = 200 * time.Millisecond
 	n := startNode(t, cfg)
 	s := makeShard(rand.New(rand.NewPCG(31, 32)), 4, 2, 0, 8192, 20000)
-	stream, err := n.client.WriteShard(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
-	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
-	_, err = stream.CloseAndRecv() // a half-close is not a finish: refused at once
+	stream := startWrite(t, t.Context(), n.client, s)
+	_, err := stream.CloseAndRecv() // a half-close is not a finish: refused at once
 	wantCode(t, err, codes.InvalidArgument)
 
 	stream, err = n.client.WriteShard(t.Context())

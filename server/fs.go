@@ -24,9 +24,9 @@ type FS interface {
 	// (O_TMPFILE), for UnnamedFile.Link to name once it is complete: until
 	// then no directory is written, and a process that dies leaves nothing
 	// behind (the kernel frees the file; after a power cut, the
-	// filesystem's own recovery does). flag
-	// is OpenFile's for a new file (a write mode, and O_DIRECT for a
-	// directFile). errors.ErrUnsupported if the filesystem cannot.
+	// filesystem's own recovery does). flag is OpenFile's for a new file (a
+	// write mode, and O_DIRECT for a directFile). errors.ErrUnsupported if
+	// the filesystem cannot.
 	CreateUnnamed(dir string, flag int, perm fs.FileMode) (UnnamedFile, error)
 	Rename(oldname, newname string) error
 	Remove(name string) error
@@ -143,10 +143,10 @@ func (f *osFS) CreateUnnamed(dir string, flag int, perm fs.FileMode) (UnnamedFil
 		f.linkable.Store(true)
 	}
 	of := osFile{File: file, dir: d}
-	if flag&unix.O_DIRECT == 0 || f.noDirect.Load() {
+	if flag&unix.O_DIRECT == 0 {
 		return of, nil
 	}
-	return &directFile{osFile: of, fs: f, staging: true}, nil
+	return f.withDirect(of), nil
 }
 
 func procFd(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }

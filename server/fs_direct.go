@@ -48,10 +48,17 @@ func (f *osFS) openDirect(name string, flag int, perm fs.FileMode) (File, error)
 	if err != nil {
 		return nil, err
 	}
+	return f.withDirect(osFile{File: file}), nil
+}
+
+// withDirect makes of, a new file, a directFile, unless the filesystem
+// refused O_DIRECT. An unnamed file stays one (directFile has its Link and
+// SyncDir).
+func (f *osFS) withDirect(of osFile) UnnamedFile {
 	if f.noDirect.Load() {
-		return osFile{File: file}, nil
+		return of
 	}
-	return &directFile{osFile: osFile{File: file}, fs: f, staging: true}, nil
+	return &directFile{osFile: of, fs: f, staging: true}
 }
 
 // directFile is a new file written sequentially, with O_DIRECT once it

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,6 +179,19 @@ func sendWrite(ctx context.Context, c pb.StorageServiceClient, reqs []*pb.WriteS
 	return stream.CloseAndRecv()
 }
 
+// startWrite opens a WriteShard stream and sends s's header and first
+// piece: a write in flight, which the test goes on or abandons.
+func startWrite(t testing.TB, ctx context.Context, c pb.StorageServiceClient, s *testShard) pb.StorageService_WriteShardClient {
+	t.Helper()
+	stream, err := c.WriteShard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Header{Header: s.header}})
+	stream.Send(&pb.WriteShardRequest{Msg: &pb.WriteShardRequest_Piece{Piece: s.pieces[0]}})
+	return stream
+}
+
 // readShard reads a range of blocks and returns the header and pieces.
 func readShard(ctx context.Context, c pb.StorageServiceClient, req *pb.ReadShardRequest) (*pb.ShardHeader, []*pb.Piece, error) {
 	stream, err := c.ReadShard(ctx, req)
@@ -254,6 +268,16 @@ func faultyDisk(cfg *server.Config) *faultfs.FS {
 		return ffs, err
 	}
 	return ffs
+}
+
+// noUnnamed is an Injector that refuses FS.CreateUnnamed, as a filesystem
+// without O_TMPFILE does: the node then writes shards through named temp
+// files under tmp/.
+func noUnnamed(op faultfs.Op, name string) error {
+	if op == faultfs.OpOpen && strings.HasSuffix(name, "/") {
+		return errors.ErrUnsupported
+	}
+	return nil
 }
 
 // injectFaults makes cfg open its disks through faultfs, with inj in place

@@ -73,7 +73,7 @@ func runRebuild(b *testing.B, clips int, withGets bool) {
 	if err := cl.CreateBucket(ctx, "bench", nil); err != nil {
 		b.Fatal(err)
 	}
-	const size = 8 << 20 // 64 clips: 512 MiB, ~110 MiB of shards per node
+	const size = 8 << 20 // 64 clips: 512 MiB, ~110 MiB of shards a node
 	data := make([]byte, size)
 	for i := range data {
 		data[i] = byte(rand.Uint32())
